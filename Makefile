@@ -1,0 +1,52 @@
+# edgelb — build, test and benchmark. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/edgelb/edgelb/cmd/edgelb/app.Version=$(VERSION)
+export EDGELB_TEST_CACHE ?= $(HOME)/.cache/edgelb-test
+export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
+FUZZTIME ?= 10s
+
+.PHONY: help build test unit test-deps test-bins bench fuzz vet clean
+
+help:
+	@echo "make build      build bin/edgelb"
+	@echo "make test       install test dependencies and run the whole test suite"
+	@echo "make unit       unit tests only (no root, no API server)"
+	@echo "make bench      benchmarks (desired state, create->status latency)"
+	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
+	@echo "make test-bins  build the test kube-apiserver and etcd into $(EDGELB_TEST_BIN)"
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
+
+vet:
+	$(GO) vet ./...
+
+# Debian packages the tests use; installed only when missing.
+test-deps:
+	@hack/test-deps.sh
+
+test-bins:
+	@hack/kube/build.sh
+
+unit:
+	$(GO) test -count=1 ./cmd/... ./lb/... ./cluster/... ./vip/... ./api/... ./web/...
+
+# The whole suite: unit tests, integration tests against a real kube-apiserver,
+# namespace and VM end-to-end tests, then a short run of every fuzz target.
+test: test-deps test-bins vet
+	$(GO) test -count=1 -timeout 40m -p 1 ./... 2>&1 | tee /tmp/edgelb-test.log; test $${PIPESTATUS[0]} -eq 0
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lb/config
+	$(GO) test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./lb
+
+bench: test-bins
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./lb
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./test/integration
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,175 @@
+// Package app implements edgelb's subcommands. main calls Main; nothing
+// here exits the process.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+// Version is set at build time with -ldflags "-X ...app.Version=v1.2.3".
+var Version = "dev"
+
+const defaultConfig = "/etc/edgelb/config.yaml"
+
+const usage = `edgelb — a bare-metal load-balancer appliance for Kubernetes.
+
+Usage:
+  edgelb run     --config FILE   run the daemon
+  edgelb check   --config FILE   validate a config file (exit 1 if it is bad)
+  edgelb keygen                  print a new gossip encryption key
+  edgelb version                 print the version
+
+Run "edgelb COMMAND --help" for a command's flags.
+`
+
+// Main runs the subcommand named by args[0] and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = runCmd(ctx, rest, stderr)
+	case "check":
+		err = checkCmd(rest, stdout, stderr)
+	case "keygen":
+		err = keygenCmd(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "edgelb", versionString())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "edgelb: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func versionString() string {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		v += " " + bi.GoVersion
+	}
+	return v
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("edgelb "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: edgelb %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return errUsage
+	}
+	return nil
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check", "check --config FILE", stderr)
+	path := fs.String("config", defaultConfig, "config file to validate")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (node %s, %d pools, %d static services, dataplane %s/%s/%s)\n",
+		*path, cfg.Node.Name, len(cfg.Pools), len(cfg.Services),
+		cfg.Dataplane.Backend, cfg.Dataplane.Mode, cfg.Dataplane.Method)
+	return nil
+}
+
+func keygenCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("keygen", "keygen", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("reading random bytes: %w", err)
+	}
+	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(key))
+	return nil
+}
+
+func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", "run --config FILE [--log-level info] [--log-format text|json]", stderr)
+	path := fs.String("config", defaultConfig, "config file")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		return err
+	}
+	// A bad file is refused here, before anything on the host changes.
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	return run(ctx, cfg, log)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

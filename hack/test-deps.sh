@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages edgelb's tests need, only those missing.
+set -euo pipefail
+want=(iproute2 kmod curl ca-certificates)
+missing=()
+for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if ((${#missing[@]})); then
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v kubectl >/dev/null || { echo "kubectl (v1.32) is required on PATH" >&2; exit 1; }

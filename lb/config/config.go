@@ -1,0 +1,202 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"go4.org/netipx"
+)
+
+// Config is the validated configuration of one appliance host.
+type Config struct {
+	// Path is the file the configuration was read from, for messages.
+	Path string
+
+	Node        Node
+	Cluster     Cluster
+	Kubernetes  *Kubernetes // nil: no Kubernetes, static services only
+	Pools       []Pool
+	Dataplane   Dataplane
+	HealthCheck HealthCheck
+	API         API
+	Services    []StaticService
+}
+
+// Node identifies this host.
+type Node struct {
+	// Name is this member's name in the cluster; defaults to the hostname.
+	Name string
+	// Interface is the network interface VIPs are added to and announced on.
+	Interface string
+}
+
+// Cluster configures gossip membership.
+type Cluster struct {
+	BindAddr netip.Addr
+	BindPort uint16
+	// Join lists the peers (host or host:port) contacted at start-up. It is
+	// also the configured cluster size used for the quorum.
+	Join []string
+	// SecretKeyFile holds the base64 gossip key written by `edgelb keygen`.
+	SecretKeyFile string
+	// SecretKey is the decoded content of SecretKeyFile.
+	SecretKey []byte
+	// Insecure allows gossip without encryption; it must be set explicitly.
+	Insecure bool
+	// Quorum is the number of members (this one included) that must be
+	// visible for this host to own VIPs. 0 means a majority of the configured
+	// cluster: len(Join ∪ {self})/2 + 1.
+	Quorum int
+	// Failure-detection timing, see docs/failover.md.
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	SuspicionMult  int
+	GossipInterval time.Duration
+}
+
+// Kubernetes configures the Service controller.
+type Kubernetes struct {
+	// Kubeconfig is the path of a kubeconfig file; empty means in-cluster.
+	Kubeconfig string
+	// LoadBalancerClass is the spec.loadBalancerClass edgelb implements.
+	LoadBalancerClass string
+	// DefaultClass makes edgelb handle Services that name no class.
+	DefaultClass bool
+	// LeaseNamespace and LeaseName name the Lease that elects the single
+	// member allowed to allocate IPs and write Service status.
+	LeaseNamespace string
+	LeaseName      string
+	// QPS and Burst limit requests to the API server.
+	QPS   float32
+	Burst int
+}
+
+// Pool is a set of addresses Services are given IPs from.
+type Pool struct {
+	Name string
+	// Ranges holds the pool's addresses, each range of one family.
+	Ranges []netipx.IPRange
+	// AutoAssign lets Services that ask for no pool or address get an IP
+	// from this pool.
+	AutoAssign bool
+	// Namespaces, when not empty, limits the pool to Services in them.
+	Namespaces []string
+}
+
+// Backend names a dataplane implementation.
+type Backend string
+
+const (
+	BackendIPVS     Backend = "ipvs"
+	BackendNftables Backend = "nftables"
+	BackendNone     Backend = "none"
+)
+
+// Mode says where traffic is forwarded.
+type Mode string
+
+const (
+	// ModeNodePort forwards to every eligible node at the Service's nodePort.
+	ModeNodePort Mode = "nodeport"
+	// ModeDirect forwards to the ready endpoints' pod IPs.
+	ModeDirect Mode = "direct"
+)
+
+// Method is the IPVS forwarding method.
+type Method string
+
+const (
+	MethodNAT    Method = "nat"
+	MethodDR     Method = "dr"
+	MethodTunnel Method = "tunnel"
+)
+
+// Schedulers are the IPVS schedulers edgelb accepts.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"}
+
+// Dataplane configures forwarding.
+type Dataplane struct {
+	Backend   Backend
+	Mode      Mode
+	Method    Method
+	Scheduler string
+	// DrainTimeout is how long a removed or terminating backend is kept at
+	// weight 0 for its open connections before it is deleted.
+	DrainTimeout time.Duration
+}
+
+// HealthCheck configures backend probing.
+type HealthCheck struct {
+	Interval time.Duration
+	Timeout  time.Duration
+	Rise     int
+	Fall     int
+}
+
+// API configures the REST API and dashboard.
+type API struct {
+	Listen string
+	TLS    *TLS
+	// Tokens maps a role ("admin", "viewer") to its bearer tokens.
+	Tokens map[string][]string
+}
+
+// TLS names the certificate and key the API is served with.
+type TLS struct {
+	CertFile string
+	KeyFile  string
+}
+
+// StaticService is a service declared in the config file.
+type StaticService struct {
+	Name      string
+	VIP       netip.Addr
+	Ports     []StaticPort
+	Backends  []netip.AddrPort
+	Scheduler string // empty: dataplane.scheduler
+}
+
+// StaticPort is one port of a static service.
+type StaticPort struct {
+	Port     uint16
+	Protocol string // TCP, UDP or SCTP
+	// TargetPort is the backends' port when they are listed without one;
+	// 0 means the same as Port.
+	TargetPort uint16
+}
+
+// Default returns the configuration every file is applied over.
+func Default() Config {
+	return Config{
+		Cluster: Cluster{
+			BindPort: 7946,
+			// 200 ms probes with a 100 ms timeout and a suspicion
+			// multiplier of 2 detect a dead LAN peer in about 0.6 s
+			// (measured, docs/failover.md) while tolerating a
+			// 100 ms stall of a loaded host.
+			ProbeInterval:  200 * time.Millisecond,
+			ProbeTimeout:   100 * time.Millisecond,
+			SuspicionMult:  2,
+			GossipInterval: 100 * time.Millisecond,
+		},
+		Dataplane: Dataplane{
+			Backend:      BackendIPVS,
+			Mode:         ModeNodePort,
+			Method:       MethodNAT,
+			Scheduler:    "rr",
+			DrainTimeout: 5 * time.Minute,
+		},
+		HealthCheck: HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
+		API:         API{Listen: "127.0.0.1:9080"},
+	}
+}
+
+func defaultKubernetes() Kubernetes {
+	return Kubernetes{
+		LoadBalancerClass: "edgelb.io/lb",
+		LeaseNamespace:    "kube-system",
+		LeaseName:         "edgelb-controller",
+		QPS:               50,
+		Burst:             100,
+	}
+}

@@ -1,0 +1,400 @@
+package lb
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+// Labels and defaults from Kubernetes that the model honours.
+const (
+	LabelExcludeFromLB    = "node.kubernetes.io/exclude-from-external-load-balancers"
+	DefaultAffinityTimout = 10800 * time.Second
+)
+
+// Snapshot is everything the desired state is computed from. Objects are
+// read, never modified.
+type Snapshot struct {
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Nodes          []*corev1.Node
+}
+
+// Options are the parts of the config that shape the desired state.
+type Options struct {
+	Mode             config.Mode
+	Method           Method
+	DefaultScheduler string
+	// Class and DefaultClass select the Services edgelb handles.
+	Class        string
+	DefaultClass bool
+	Static       []config.StaticService
+}
+
+// OptionsFromConfig extracts Options from a validated config.
+func OptionsFromConfig(cfg *config.Config) Options {
+	o := Options{
+		Mode:             cfg.Dataplane.Mode,
+		Method:           Method(cfg.Dataplane.Method),
+		DefaultScheduler: cfg.Dataplane.Scheduler,
+		Static:           cfg.Services,
+	}
+	if k := cfg.Kubernetes; k != nil {
+		o.Class, o.DefaultClass = k.LoadBalancerClass, k.DefaultClass
+	}
+	return o
+}
+
+// Handles reports whether a Service is edgelb's to implement: a
+// LoadBalancer whose loadBalancerClass is ours, or that has none while edgelb
+// is the default implementation.
+func Handles(svc *corev1.Service, class string, defaultClass bool) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	if c := svc.Spec.LoadBalancerClass; c != nil {
+		return *c == class
+	}
+	return defaultClass
+}
+
+// Problem is something wrong that Build worked around.
+type Problem struct {
+	Source  Source
+	Message string
+}
+
+// Build computes the desired virtual services from a snapshot. It is a pure
+// function: the same snapshot and options give the same result, sorted by
+// key, and nothing is modified.
+func Build(snap Snapshot, opts Options) (*Desired, []Problem) {
+	b := builder{opts: opts}
+	b.indexNodes(snap.Nodes)
+	b.indexSlices(snap.EndpointSlices)
+	d := &Desired{}
+	for i := range opts.Static {
+		b.static(d, &opts.Static[i])
+	}
+	for _, svc := range snap.Services {
+		if Handles(svc, opts.Class, opts.DefaultClass) {
+			b.service(d, svc)
+		}
+	}
+	// Sort by key; static services come first in d, then Services in input
+	// order, so a stable sort keeps the earliest claimant of a key first.
+	slices.SortStableFunc(d.Services, func(a, b VirtualService) int { return a.Key.Compare(b.Key) })
+	out := d.Services[:0]
+	for i, vs := range d.Services {
+		if i > 0 && vs.Key == d.Services[i-1].Key {
+			b.problems = append(b.problems, Problem{vs.Source,
+				fmt.Sprintf("%s is already used by %s; ignored", vs.Key, d.Services[i-1].Source)})
+			continue
+		}
+		out = append(out, vs)
+	}
+	d.Services = out
+	return d, b.problems
+}
+
+type nodeInfo struct {
+	name   string
+	v4, v6 netip.Addr
+}
+
+func (n *nodeInfo) addr(v6 bool) netip.Addr {
+	if v6 {
+		return n.v6
+	}
+	return n.v4
+}
+
+type builder struct {
+	opts     Options
+	nodes    []nodeInfo // eligible nodes, sorted by name
+	slices   map[string][]*discoveryv1.EndpointSlice
+	problems []Problem
+}
+
+// indexNodes keeps the nodes that may receive traffic: Ready and not
+// excluded by label, with their first InternalIP of each family.
+func (b *builder) indexNodes(nodes []*corev1.Node) {
+	for _, n := range nodes {
+		if _, excluded := n.Labels[LabelExcludeFromLB]; excluded || !nodeReady(n) {
+			continue
+		}
+		info := nodeInfo{name: n.Name}
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			ip, err := netip.ParseAddr(a.Address)
+			if err != nil {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip.Is4() && !info.v4.IsValid() {
+				info.v4 = ip
+			} else if ip.Is6() && !info.v6.IsValid() {
+				info.v6 = ip
+			}
+		}
+		b.nodes = append(b.nodes, info)
+	}
+	slices.SortFunc(b.nodes, func(a, b nodeInfo) int { return strings.Compare(a.name, b.name) })
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (b *builder) indexSlices(all []*discoveryv1.EndpointSlice) {
+	b.slices = make(map[string][]*discoveryv1.EndpointSlice, len(all))
+	for _, s := range all {
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		k := s.Namespace + "/" + name
+		b.slices[k] = append(b.slices[k], s)
+	}
+}
+
+func (b *builder) static(d *Desired, s *config.StaticService) {
+	sched := s.Scheduler
+	if sched == "" {
+		sched = b.opts.DefaultScheduler
+	}
+	for _, p := range s.Ports {
+		vs := VirtualService{
+			Key:       Key{VIP: s.VIP, Port: p.Port, Protocol: Protocol(p.Protocol)},
+			Source:    Source{Name: s.Name},
+			Scheduler: sched,
+			Method:    b.opts.Method,
+		}
+		target := p.TargetPort
+		if target == 0 {
+			target = p.Port
+		}
+		for _, be := range s.Backends {
+			port := be.Port()
+			if port == 0 {
+				port = target
+			}
+			vs.Backends = append(vs.Backends, Backend{Addr: netip.AddrPortFrom(be.Addr(), port), Weight: 1})
+		}
+		sortBackends(vs.Backends)
+		vs.Backends = slices.CompactFunc(vs.Backends, func(a, b Backend) bool { return a.Addr == b.Addr })
+		d.Services = append(d.Services, vs)
+	}
+}
+
+// VIPs returns the addresses written in a Service's status.
+func VIPs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(in.IP); err == nil {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
+}
+
+func (b *builder) service(d *Desired, svc *corev1.Service) {
+	vips := VIPs(svc)
+	if len(vips) == 0 {
+		return
+	}
+	src := Source{Namespace: svc.Namespace, Name: svc.Name}
+	sched := b.opts.DefaultScheduler
+	if s, ok := svc.Annotations[AnnotationScheduler]; ok {
+		if v, err := ParseScheduler(s); err == nil {
+			sched = v
+		} else {
+			b.problems = append(b.problems, Problem{src, err.Error() + "; using " + sched})
+		}
+	}
+	var persist time.Duration
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		persist = DefaultAffinityTimout
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			persist = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+		}
+	}
+	slices := b.slices[svc.Namespace+"/"+svc.Name]
+	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	for _, vip := range vips {
+		v6 := vip.Is6()
+		for _, p := range svc.Spec.Ports {
+			src.PortName = p.Name
+			vs := VirtualService{
+				Key:         Key{VIP: vip, Port: uint16(p.Port), Protocol: Protocol(p.Protocol)},
+				Source:      src,
+				Scheduler:   sched,
+				Persistence: persist,
+				Method:      b.opts.Method,
+			}
+			if vs.Protocol == "" {
+				vs.Protocol = TCP
+			}
+			if b.opts.Mode == config.ModeDirect {
+				vs.Backends = endpointBackends(slices, &p, v6)
+			} else {
+				vs.Backends = b.nodePortBackends(svc, slices, &p, v6, local)
+			}
+			d.Services = append(d.Services, vs)
+		}
+	}
+}
+
+// nodePortBackends lists eligible nodes at the port's nodePort. With
+// externalTrafficPolicy: Local only nodes with ready local endpoints are
+// kept, weighted by how many they have, and their healthCheckNodePort is
+// probed as well.
+func (b *builder) nodePortBackends(svc *corev1.Service, sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6, local bool) []Backend {
+	if p.NodePort == 0 {
+		return nil
+	}
+	var perNode map[string]int
+	if local {
+		perNode = readyPerNode(sl, v6)
+	}
+	var out []Backend
+	for i := range b.nodes {
+		n := &b.nodes[i]
+		ip := n.addr(v6)
+		if !ip.IsValid() {
+			continue
+		}
+		be := Backend{Addr: netip.AddrPortFrom(ip, uint16(p.NodePort)), Weight: 1, NodeName: n.name}
+		if local {
+			be.Weight = perNode[n.name]
+			if be.Weight == 0 {
+				continue
+			}
+			be.HealthCheckPort = uint16(svc.Spec.HealthCheckNodePort)
+		}
+		out = append(out, be)
+	}
+	sortBackends(out)
+	return out
+}
+
+func family(s *discoveryv1.EndpointSlice, v6 bool) bool {
+	if v6 {
+		return s.AddressType == discoveryv1.AddressTypeIPv6
+	}
+	return s.AddressType == discoveryv1.AddressTypeIPv4
+}
+
+func ready(e *discoveryv1.Endpoint) bool {
+	return e.Conditions.Ready == nil || *e.Conditions.Ready
+}
+
+func readyPerNode(sl []*discoveryv1.EndpointSlice, v6 bool) map[string]int {
+	seen := map[string]bool{}
+	out := map[string]int{}
+	for _, s := range sl {
+		if !family(s, v6) {
+			continue
+		}
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			if !ready(e) || e.NodeName == nil || len(e.Addresses) == 0 || seen[e.Addresses[0]] {
+				continue
+			}
+			seen[e.Addresses[0]] = true
+			out[*e.NodeName]++
+		}
+	}
+	return out
+}
+
+// endpointBackends lists the Service's endpoints at the port's resolved
+// target port: ready ones at weight 1, serving-but-terminating ones at
+// weight 0 so that they drain.
+func endpointBackends(sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6 bool) []Backend {
+	var out []Backend
+	proto := p.Protocol
+	if proto == "" {
+		proto = corev1.ProtocolTCP
+	}
+	for _, s := range sl {
+		if !family(s, v6) {
+			continue
+		}
+		port := slicePort(s, p.Name, proto)
+		if port == 0 {
+			continue
+		}
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			if len(e.Addresses) == 0 {
+				continue
+			}
+			ip, err := netip.ParseAddr(e.Addresses[0])
+			if err != nil {
+				continue
+			}
+			be := Backend{Addr: netip.AddrPortFrom(ip.Unmap(), port), Weight: 1}
+			if e.NodeName != nil {
+				be.NodeName = *e.NodeName
+			}
+			switch {
+			case ready(e):
+			case e.Conditions.Serving != nil && *e.Conditions.Serving && e.Conditions.Terminating != nil && *e.Conditions.Terminating:
+				be.Weight, be.Terminating = 0, true
+			default:
+				continue
+			}
+			out = append(out, be)
+		}
+	}
+	sortBackends(out)
+	// An address in two slices (during a slice update) counts once; the
+	// ready copy wins because it sorts first.
+	return slices.CompactFunc(out, func(a, b Backend) bool { return a.Addr == b.Addr })
+}
+
+func slicePort(s *discoveryv1.EndpointSlice, name string, proto corev1.Protocol) uint16 {
+	for _, p := range s.Ports {
+		pname, pproto := "", corev1.ProtocolTCP
+		if p.Name != nil {
+			pname = *p.Name
+		}
+		if p.Protocol != nil {
+			pproto = *p.Protocol
+		}
+		if pname == name && pproto == proto && p.Port != nil && *p.Port > 0 && *p.Port < 65536 {
+			return uint16(*p.Port)
+		}
+	}
+	return 0
+}
+
+// sortBackends orders by address, then ready before terminating.
+func sortBackends(bs []Backend) {
+	slices.SortFunc(bs, func(a, b Backend) int {
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c
+		}
+		if a.Terminating != b.Terminating {
+			if a.Terminating {
+				return 1
+			}
+			return -1
+		}
+		return 0
+	})
+}

@@ -1,0 +1,129 @@
+package lb
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Protocol is a transport protocol of a virtual service.
+type Protocol string
+
+const (
+	TCP  Protocol = "TCP"
+	UDP  Protocol = "UDP"
+	SCTP Protocol = "SCTP"
+)
+
+// Method is how the dataplane forwards to a backend.
+type Method string
+
+const (
+	NAT    Method = "nat"
+	DR     Method = "dr"
+	Tunnel Method = "tunnel"
+)
+
+// Source says where a virtual service comes from: a Kubernetes Service
+// (Namespace and Name) or a static service of the config (Namespace empty).
+type Source struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// PortName is the name of the Service port, if it has one.
+	PortName string `json:"portName,omitempty"`
+}
+
+// Static reports whether the source is the config file.
+func (s Source) Static() bool { return s.Namespace == "" }
+
+func (s Source) String() string {
+	if s.Static() {
+		return "static/" + s.Name
+	}
+	return s.Namespace + "/" + s.Name
+}
+
+// Key identifies a virtual service: VIP, port and protocol.
+type Key struct {
+	VIP      netip.Addr
+	Port     uint16
+	Protocol Protocol
+}
+
+func (k Key) String() string {
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.VIP, k.Port), strings.ToLower(string(k.Protocol)))
+}
+
+// Compare orders keys by VIP, port, then protocol.
+func (k Key) Compare(o Key) int {
+	if c := k.VIP.Compare(o.VIP); c != 0 {
+		return c
+	}
+	if k.Port != o.Port {
+		if k.Port < o.Port {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(string(k.Protocol), string(o.Protocol))
+}
+
+// VirtualService is one VIP:port/protocol and the backends behind it.
+type VirtualService struct {
+	Key
+	Source    Source
+	Scheduler string
+	// Persistence is the session-affinity timeout; 0 means none.
+	Persistence time.Duration
+	Method      Method
+	// Backends are sorted by address and port.
+	Backends []Backend
+}
+
+// Backend is one real server of a virtual service.
+type Backend struct {
+	Addr netip.AddrPort
+	// Weight is the relative share of new connections. 0 drains the
+	// backend: it keeps its open connections but gets no new ones.
+	Weight int
+	// NodeName is the Kubernetes node the backend is on, if known.
+	NodeName string
+	// Terminating marks an endpoint that is still serving but going away.
+	Terminating bool
+	// HealthCheckPort, when not 0, is probed over HTTP (GET /healthz) on the
+	// backend's address instead of the backend itself: the node's
+	// healthCheckNodePort for externalTrafficPolicy: Local.
+	HealthCheckPort uint16
+}
+
+func (b Backend) String() string {
+	return fmt.Sprintf("%s w=%d", b.Addr, b.Weight)
+}
+
+// Equal reports whether two virtual services are the same, backends included.
+func (v *VirtualService) Equal(o *VirtualService) bool {
+	return v.Key == o.Key && v.Source == o.Source && v.Scheduler == o.Scheduler &&
+		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends)
+}
+
+func (v *VirtualService) String() string {
+	return fmt.Sprintf("%s (%s, %s, %d backends)", v.Key, v.Source, v.Scheduler, len(v.Backends))
+}
+
+// Desired is the complete set of virtual services the dataplane must hold,
+// sorted by Key, and the VIPs they use.
+type Desired struct {
+	Services []VirtualService
+}
+
+// VIPs returns the distinct VIPs of the desired services, sorted.
+func (d *Desired) VIPs() []netip.Addr {
+	var out []netip.Addr
+	for i := range d.Services {
+		out = append(out, d.Services[i].VIP)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
