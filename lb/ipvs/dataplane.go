@@ -294,8 +294,7 @@ func (d *Dataplane) SyncOnce(full bool) error {
 			inKernel[k] = kv
 		}
 		for k, t := range targets {
-			kv, ok := inKernel[k]
-			errs = append(errs, d.reconcile(k, t, kv, ok, now))
+			errs = append(errs, d.reconcile(k, t, inKernel[k], true, now))
 		}
 	} else {
 		for k, a := range d.applied {
@@ -407,13 +406,14 @@ func (d *Dataplane) deleteService(k lb.Key, v *VirtualServer) error {
 	return err
 }
 
-// reconcile makes the kernel's virtual service k match t. kv is the
-// kernel's copy when known (full pass); otherwise it is looked up.
+// reconcile makes the kernel's virtual service k match t. On a full pass
+// (known) kv is the kernel's copy, nil if absent; otherwise the real servers
+// are looked up and tell whether the service exists.
 func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool, now time.Time) error {
 	prev := d.applied[k]
 	delete(d.applied, k)
 	var cur []*RealServer
-	exists := known
+	exists := kv != nil
 	if !known {
 		rss, err := d.o.IPVS.GetRealServers(&t.vs)
 		switch {
@@ -444,16 +444,13 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 		d.programmed[t.vs.Address] = true
 	default:
 		d.programmed[t.vs.Address] = true
-		if known {
-			rss, err := d.o.IPVS.GetRealServers(&t.vs)
-			if err != nil {
-				return err
-			}
-			cur = rss
-		}
 	}
-	if known && !exists {
-		cur = nil
+	if known && exists {
+		rss, err := d.o.IPVS.GetRealServers(&t.vs)
+		if err != nil {
+			return err
+		}
+		cur = rss
 	}
 
 	byAddr := make(map[netip.AddrPort]*RealServer, len(cur))
