@@ -503,3 +503,17 @@ func TestRunWithoutIPVSIsUnhealthyNotFatal(t *testing.T) {
 		t.Fatalf("Run returned %v, want nil", err)
 	}
 }
+
+func TestStatsOnlyManaged(t *testing.T) {
+	e := newEnv(t, nil)
+	foreign(e.fake)
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.2:1", "10.0.0.1:1")))
+	e.sync(t, true)
+	st, err := e.dp.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Key.Port != 80 || len(st[0].Backends) != 2 || st[0].Backends[0].Addr != ap("10.0.0.1:1") {
+		t.Fatalf("Stats() = %+v", st)
+	}
+}
