@@ -72,7 +72,7 @@ type Controller struct {
 	nodes    listerscorev1.NodeLister
 	synced   []cache.InformerSynced
 
-	dirty    chan struct{}
+	dirty chan struct{}
 	// queue exists only during a leadership term.
 	queue    atomic.Pointer[termQueue]
 	alloc    atomic.Pointer[ipam.Allocator]
