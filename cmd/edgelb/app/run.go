@@ -45,6 +45,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		g.Go(func() error { return ctrl.Run(ctx) })
 	}
 
+	startDataplane(ctx, g, cfg, store, log)
+
 	g.Go(func() error {
 		<-ctx.Done()
 		return nil
