@@ -60,13 +60,13 @@ timeout --foreground -k 5 "$timeout" qemu-system-x86_64 -accel tcg -cpu max -m "
 	-kernel "$cache/vmlinuz" -initrd "$job/initrd" -append "$append" \
 	-nographic -no-reboot -monitor none -serial stdio \
 	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 </dev/null 2>&1 | tee "$job/console" |
-	awk -v quiet="${EDGELB_VM_VERBOSE:-0}" '{ sub(/\r$/, "") }
-		/^EDGELB_VM_START$/ { on = 1; fflush(); next }
-		/^EDGELB_VM_EXIT=/ { on = 0; next }
-		on || quiet == 1 { print; fflush() }'
+	awk -v verbose="${EDGELB_VM_VERBOSE:-0}" '{ sub(/\r$/, "") }
+		/EDGELB_VM_START$/ { on = 1; fflush(); next }
+		/EDGELB_VM_EXIT=[0-9]+$/ { on = 0; next }
+		on || verbose == 1 { print; fflush() }'
 qrc=${PIPESTATUS[0]}
 set -e
-rc=$(tr -d '\r' <"$job/console" | sed -n 's/^EDGELB_VM_EXIT=\([0-9]*\)$/\1/p' | tail -1)
+rc=$(tr -d '\r' <"$job/console" | sed -n 's/.*EDGELB_VM_EXIT=\([0-9]*\)$/\1/p' | tail -1)
 if [[ -z $rc ]]; then
 	if ((qrc == 124)); then echo "vm: timed out after ${timeout}s" >&2; exit 124; fi
 	echo "vm: the VM exited ($qrc) without reporting an exit code" >&2
