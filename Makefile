@@ -8,7 +8,7 @@ export EDGELB_TEST_CACHE ?= $(HOME)/.cache/edgelb-test
 export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
 FUZZTIME ?= 10s
 
-.PHONY: help build test unit test-deps test-bins bench fuzz vet clean
+.PHONY: help build test unit test-deps test-bins bench bench-ipvs e2e-vm vm fuzz vet clean
 
 help:
 	@echo "make build      build bin/edgelb"
@@ -17,6 +17,9 @@ help:
 	@echo "make bench      benchmarks (desired state, create->status latency)"
 	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make test-bins  build the test kube-apiserver and etcd into $(EDGELB_TEST_BIN)"
+	@echo "make e2e-vm     the IPVS end-to-end tests inside the QEMU VM (part of make test)"
+	@echo "make bench-ipvs IPVS figures inside the VM: 10k x 10 sync, one change, VIP vs direct req/s"
+	@echo "make vm SCRIPT=f run a bash script inside the test VM (hack/vm/run.sh)"
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
@@ -27,6 +30,7 @@ vet:
 # Debian packages the tests use; installed only when missing.
 test-deps:
 	@hack/test-deps.sh
+	@hack/vm/deps.sh
 
 test-bins:
 	@hack/kube/build.sh
@@ -47,6 +51,15 @@ fuzz:
 bench: test-bins
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./lb
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./test/integration
+
+e2e-vm:
+	$(GO) test -count=1 -v -timeout 15m ./test/vm
+
+bench-ipvs:
+	@hack/vm/bench.sh
+
+vm:
+	@hack/vm/run.sh $(SCRIPT)
 
 clean:
 	rm -rf $(BIN)

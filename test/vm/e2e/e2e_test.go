@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 
 const edgelbBin = "/usr/local/bin/edgelb"
 
-func sh(t *testing.T, script string) string {
+func sh(t testing.TB, script string) string {
 	t.Helper()
 	out, err := exec.Command("bash", "-ec", script).CombinedOutput()
 	if err != nil {
@@ -42,7 +42,7 @@ func sh(t *testing.T, script string) string {
 // client 10.0.0.2, appliances lb1..lb3 10.0.0.11..13 and cluster nodes
 // node1..3 10.0.0.21..23, each node with a pod network 10.244.N.2/24 on a
 // dummy interface (routed from the appliances), running the servers.
-func topology(t *testing.T) {
+func topology(t testing.TB) {
 	sh(t, `
 ip link add br0 type bridge
 ip link set br0 up
@@ -71,7 +71,7 @@ done
 
 var servers = map[int]*exec.Cmd{}
 
-func startServer(t *testing.T, i int) {
+func startServer(t testing.TB, i int) {
 	t.Helper()
 	self, _ := os.Executable()
 	cmd := exec.Command("ip", "netns", "exec", fmt.Sprintf("node%d", i), self)

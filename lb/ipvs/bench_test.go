@@ -1,0 +1,47 @@
+package ipvs_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/ipvs/ipvstest"
+)
+
+func bigDesired(n, m, shift int) *lb.Desired {
+	d := &lb.Desired{}
+	for i := range n {
+		vs := svc(fmt.Sprintf("192.0.%d.%d", 2+i/250, i%250+1), 80, lb.TCP)
+		for j := range m {
+			vs.Backends = append(vs.Backends, lb.Backend{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(j), byte(i / 250), byte(i%250 + 1)}), uint16(30000+shift)), Weight: 1})
+		}
+		d.Services = append(d.Services, vs)
+	}
+	return d
+}
+
+// BenchmarkOneChange measures the CPU cost of an incremental pass at
+// 10,000 x 10 when one backend changes, against the fake.
+func BenchmarkOneChange(b *testing.B) {
+	f := ipvstest.New()
+	store := lb.NewStore()
+	dp := ipvs.New(ipvs.Options{IPVS: f, Store: store, Log: slog.New(slog.DiscardHandler)})
+	d := bigDesired(10000, 10, 0)
+	store.Set(d)
+	if err := dp.SyncOnce(true); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		d2 := &lb.Desired{Services: append([]lb.VirtualService(nil), d.Services...)}
+		vs := &d2.Services[5000]
+		vs.Backends = append(append([]lb.Backend(nil), vs.Backends...), lb.Backend{Addr: netip.AddrPortFrom(netip.MustParseAddr("10.99.0.1"), uint16(i)), Weight: 1})
+		store.Set(d2)
+		if err := dp.SyncOnce(false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package vm_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// prerequisite skips the test, or fails it when CI=true.
+func prerequisite(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("missing prerequisite (CI=true, not skipping): %s", msg)
+	}
+	t.Skipf("skipping: %s", msg)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+func build(t *testing.T, root, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// runVM boots the VM with edgelb and the e2e test binary and runs args of
+// the test binary; it returns the output.
+func runVM(t *testing.T, timeoutSecs int, testArgs string) string {
+	t.Helper()
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		prerequisite(t, "the test VM needs linux/amd64")
+	}
+	if testing.Short() {
+		t.Skip("skipping the VM tests in -short mode")
+	}
+	root := repoRoot(t)
+	// build.sh installs qemu & co. when missing (needs root and apt).
+	if out, err := exec.Command(filepath.Join(root, "hack/vm/build.sh")).CombinedOutput(); err != nil {
+		prerequisite(t, "cannot prepare the test VM (hack/vm/build.sh): %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	build(t, root, dir, "build", "-o", filepath.Join(dir, "edgelb"), "./cmd/edgelb")
+	build(t, root, dir, "test", "-c", "-tags", "vm", "-o", filepath.Join(dir, "e2e.test"), "./test/vm/e2e")
+	job := filepath.Join(dir, "job.sh")
+	os.WriteFile(job, []byte("/job/e2e.test "+testArgs+"\n"), 0o644)
+	cmd := exec.Command(filepath.Join(root, "hack/vm/run.sh"), "-t", fmt.Sprint(timeoutSecs), "-m", "2048",
+		"-f", filepath.Join(dir, "edgelb")+":/usr/local/bin/edgelb", "-f", filepath.Join(dir, "e2e.test"), job)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if testing.Verbose() {
+				fmt.Println("vm| " + sc.Text())
+			}
+		}
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	<-done
+	if err != nil {
+		t.Fatalf("tests inside the VM failed (%v):\n%s", err, all.String())
+	}
+	return all.String()
+}
+
+// TestVM runs the end-to-end dataplane tests inside the VM. EDGELB_VM_RUN
+// narrows them (a -test.run pattern).
+func TestVM(t *testing.T) {
+	args := "-test.v -test.timeout 420s"
+	if r := os.Getenv("EDGELB_VM_RUN"); r != "" {
+		args += " -test.run '" + r + "'"
+	}
+	out := runVM(t, 480, args)
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "--- ") || strings.Contains(l, "e2e_test.go") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+}
+
