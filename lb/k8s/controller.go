@@ -330,6 +330,8 @@ func (c *Controller) rebuild() *ipam.Allocator {
 			req = ipam.Request{Key: key(svc), Namespace: svc.Namespace, Families: familiesOf(ips)}
 		}
 		if err := alloc.Claim(req, ips); err != nil {
+			// sync will assign a valid address and overwrite the status.
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, "AddressNotKept", "cannot keep %s: %v", addrList(ips), err)
 			c.log.Warn("cannot keep a Service's address", "service", key(svc), "err", err)
 			continue
 		}
