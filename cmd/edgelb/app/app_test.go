@@ -1,20 +1,19 @@
 package app
 
 import (
-	"encoding/json"
-	"log/slog"
-	"net/http/httptest"
-
 	"bytes"
 	"context"
 	"encoding/base64"
-	"github.com/edgelb/edgelb/api"
-	"github.com/edgelb/edgelb/api/apitest"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/lb/config"
 )
 
