@@ -252,4 +252,3 @@ func (d *decoder) enum(n *yaml.Node, path string, allowed []string, dst *string)
 	}
 	d.errorf(n, path, "%q is not one of %s", s, strings.Join(allowed, ", "))
 }
-
