@@ -484,37 +484,67 @@ func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, q
 	return out
 }
 
-// joinLoop joins the configured peers, and joins them again while fewer
-// members are live than configured (after a partition heals or a peer
-// restarts).
+// joinLoop joins the configured peers that are not live members, at
+// start and again after a partition heals or a peer restarts. Attempts
+// that reach nobody back off from 250 ms to RejoinInterval.
 func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	peers := c.peers()
 	if len(peers) == 0 {
 		return
 	}
-	size := clusterSize(c.opts)
-	failing := false
+	const first = 250 * time.Millisecond
+	wait, failing := time.Duration(0), false
 	for {
-		if ml.NumMembers() < size {
-			n, err := ml.Join(peers)
-			switch {
-			case n == 0 && !failing:
-				c.log.Warn("cannot join any peer yet, retrying", "peers", peers, "err", err)
-				failing = true
-			case n > 0 && failing:
-				c.log.Info("joined the cluster", "contacted", n)
-				failing = false
-			case n > 0:
-				c.log.Debug("joined peers", "contacted", n, "err", err)
-			}
-			c.kick()
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(c.opts.RejoinInterval):
+		case <-time.After(wait):
+		}
+		missing := c.missing(ml, peers)
+		if len(missing) == 0 {
+			wait = first
+			continue
+		}
+		n, err := ml.Join(missing)
+		switch {
+		case n == 0:
+			if !failing {
+				c.log.Warn("cannot reach peers, retrying", "peers", missing, "err", err)
+			}
+			failing = true
+			wait = min(max(2*wait, first), c.opts.RejoinInterval)
+			continue
+		case failing:
+			c.log.Info("joined peers", "contacted", n)
+		default:
+			c.log.Debug("joined peers", "contacted", n, "err", err)
+		}
+		failing, wait = false, first
+		c.kick()
+	}
+}
+
+// missing returns the peers that are not live members. Peers given by
+// host name are always included.
+func (c *Cluster) missing(ml *memberlist.Memberlist, peers []string) []string {
+	live := map[netip.AddrPort]bool{}
+	for _, n := range ml.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok {
+			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
 		}
 	}
+	var out []string
+	for _, p := range peers {
+		host, port := p, strconv.Itoa(int(c.opts.BindPort))
+		if h, pp, err := net.SplitHostPort(p); err == nil {
+			host, port = h, pp
+		}
+		if ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port)); err == nil && live[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // peers is Join without this member.
