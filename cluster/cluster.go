@@ -103,6 +103,8 @@ type Cluster struct {
 	log    *slog.Logger
 	quorum int
 	dirty  chan struct{}
+	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
+	metaDirty chan struct{}
 
 	mu         sync.Mutex
 	health     map[string]error // by source; healthy when all are nil
@@ -151,11 +153,12 @@ func New(opts Options) (*Cluster, error) {
 		opts.GossipInterval = def.GossipInterval
 	}
 	c := &Cluster{
-		opts:   opts,
-		log:    opts.Log,
-		quorum: opts.Quorum,
-		dirty:  make(chan struct{}, 1),
-		health: map[string]error{},
+		opts:      opts,
+		log:       opts.Log,
+		quorum:    opts.Quorum,
+		dirty:     make(chan struct{}, 1),
+		metaDirty: make(chan struct{}, 1),
+		health:    map[string]error{},
 	}
 	if c.quorum <= 0 {
 		c.quorum = clusterSize(opts)/2 + 1
@@ -331,6 +334,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer close(joined)
 		c.joinLoop(joinCtx, ml)
 	}()
+	metaCtx, stopMeta := context.WithCancel(context.WithoutCancel(ctx))
+	metaDone := make(chan struct{})
+	go func() {
+		defer close(metaDone)
+		c.gossipMeta(metaCtx, ml)
+	}()
 
 	vipCh := c.opts.VIPs.Subscribe()
 	t := time.NewTicker(tick)
@@ -346,6 +355,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	stopJoin()
 	c.handover(ml, t.C)
+	stopMeta()
+	<-metaDone
 	if err := ml.Leave(leaveTimeout); err != nil {
 		c.log.Debug("leaving the cluster", "err", err)
 	}
@@ -434,9 +445,24 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	c.mu.Unlock()
 
 	if send {
-		// The update is queued for gossip at once; waiting for it to go
-		// out would only stall this loop.
-		if err := ml.UpdateNode(0); err != nil {
+		select {
+		case c.metaDirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// gossipMeta broadcasts this member's metadata each time it changes.
+// UpdateNode waits until the broadcast went out, so it runs apart from
+// the ownership loop.
+func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.metaDirty:
+		}
+		if err := ml.UpdateNode(time.Second); err != nil {
 			c.log.Debug("gossiping metadata", "err", err)
 		}
 	}
