@@ -22,7 +22,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			}
 		}
 		s = strings.TrimPrefix(s, "memberlist: ")
-		w.log.Log(context.Background(), lv, s, "component", "memberlist")
+		w.log.Log(context.Background(), lv, s, "lib", "memberlist")
 	}
 	return len(p), nil
 }
