@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
@@ -24,7 +25,7 @@ type Announcers struct {
 
 	mu     sync.Mutex
 	ifi    *net.Interface
-	arp    *arp.Client
+	arp    net.PacketConn
 	ndp    *ndp.Conn
 	closed bool
 }
@@ -73,19 +74,31 @@ func (a *Announcers) garp(v netip.Addr) error {
 		if err != nil {
 			return err
 		}
-		c, err := arp.New(a.ifi, pc)
-		if err != nil {
-			pc.Close()
-			return err
-		}
-		a.arp = c
+		a.arp = pc
 	}
-	hw := a.ifi.HardwareAddr
-	p, err := arp.NewPacket(arp.OperationRequest, hw, v, make(net.HardwareAddr, len(hw)), v)
+	frame, err := garpFrame(a.ifi.HardwareAddr, v)
 	if err != nil {
 		return err
 	}
-	return a.arp.WriteTo(p, broadcast)
+	_, err = a.arp.WriteTo(frame, &packet.Addr{HardwareAddr: broadcast})
+	return err
+}
+
+// garpFrame builds the Ethernet frame of a gratuitous ARP request: sender
+// and target protocol address v, target hardware address zero, to the
+// broadcast address. Linux updates an existing neighbour entry from it
+// whatever its locktime (arp_is_garp).
+func garpFrame(hw net.HardwareAddr, v netip.Addr) ([]byte, error) {
+	p, err := arp.NewPacket(arp.OperationRequest, hw, v, make(net.HardwareAddr, len(hw)), v)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := p.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	f := &ethernet.Frame{Destination: broadcast, Source: hw, EtherType: ethernet.EtherTypeARP, Payload: payload}
+	return f.MarshalBinary()
 }
 
 // dialARP opens a raw ARP packet socket whose filter drops every incoming
@@ -95,7 +108,7 @@ func dialARP(ifi *net.Interface) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return packet.Listen(ifi, packet.Raw, 0x0806, &packet.Config{Filter: drop})
+	return packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: drop})
 }
 
 // unsolicitedNA sends a Neighbor Advertisement for v with the override

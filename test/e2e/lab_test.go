@@ -106,18 +106,18 @@ type lab struct {
 }
 
 type host struct {
-	lab   *lab
-	name  string
-	ns    string
-	port  string // its veth in the switch namespace
-	ip4   netip.Addr
-	ip6   netip.Addr
-	mac   string
-	key   string // key file
-	proc  *exec.Cmd
-	exit  chan error
-	log   *lockedBuffer
-	logs  []string // logs of earlier runs
+	lab  *lab
+	name string
+	ns   string
+	port string // its veth in the switch namespace
+	ip4  netip.Addr
+	ip6  netip.Addr
+	mac  string
+	key  string // key file
+	proc *exec.Cmd
+	exit chan error
+	log  *lockedBuffer
+	logs []string // logs of earlier runs
 }
 
 type lockedBuffer struct {
