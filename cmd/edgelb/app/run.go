@@ -19,9 +19,6 @@ import (
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("starting edgelb", "version", Version, "node", cfg.Node.Name, "config", cfg.Path,
 		"dataplane", cfg.Dataplane.Backend, "mode", cfg.Dataplane.Mode, "method", cfg.Dataplane.Method)
-	if cfg.Node.Interface == "" {
-		return fmt.Errorf("refusing to start: node.interface is required to announce VIPs")
-	}
 	store := lb.NewStore()
 
 	// Desired state: static services only, until Kubernetes is configured.
@@ -36,6 +33,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Dataplane.Backend == config.BackendNone {
+		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	}
 	announcer := &vip.Announcers{}
 	defer announcer.Close()
 	vips, err := vip.NewManager(vip.Options{
@@ -49,8 +49,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Dataplane.Backend == config.BackendNone {
-		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	if cfg.Node.Interface == "" {
+		log.Warn("node.interface is not set: this host joins the cluster but announces no VIPs")
+		vips = nil
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -63,13 +64,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer stopVIPs()
 		return members.Run(gctx)
 	})
-	g.Go(func() error {
-		err := vips.Run(vipCtx)
-		if err == nil && gctx.Err() == nil {
-			return fmt.Errorf("the VIP manager stopped")
-		}
-		return err
-	})
+	if vips != nil {
+		g.Go(func() error {
+			err := vips.Run(vipCtx)
+			if err == nil && gctx.Err() == nil {
+				return fmt.Errorf("the VIP manager stopped")
+			}
+			return err
+		})
+	}
 	err = g.Wait()
 	log.Info("edgelb stopped")
 	return err
