@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -50,7 +51,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	if cfg.Node.Interface == "" {
-		log.Warn("node.interface is not set: this host joins the cluster but announces no VIPs")
+		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
+		members.SetHealth("link", errors.New("node.interface is not set"))
 		vips = nil
 	}
 
