@@ -11,7 +11,7 @@ const converge = 15 * time.Second
 
 // startCluster starts edgelb on every host and waits until each VIP is on
 // exactly one of them.
-func startCluster(t *testing.T, n int) *lab {
+func startCluster(t testing.TB, n int) *lab {
 	l := newLab(t, n)
 	for _, h := range l.hosts {
 		h.start()
@@ -58,7 +58,7 @@ func TestVIPOnOneHostAnnounced(t *testing.T) {
 
 // crash cuts the owner of vip off the bridge while the client probes it
 // and returns the client-visible outage.
-func crash(t *testing.T, l *lab, vip netip.Addr) (time.Duration, *host, *host) {
+func crash(t testing.TB, l *lab, vip netip.Addr) (time.Duration, *host, *host) {
 	old := l.stableOwner(vip, 300*time.Millisecond)
 	p := l.probe(vip, 300*time.Millisecond)
 	if !poll(2*time.Second, func() bool { return p.last().ok }) {
@@ -110,7 +110,7 @@ func TestIPv6Failover(t *testing.T) {
 
 // gracefulStop sends SIGTERM to vip's owner while the client probes and
 // returns the probe results.
-func gracefulStop(t *testing.T, l *lab, vip netip.Addr) (failed int, old, next *host) {
+func gracefulStop(t testing.TB, l *lab, vip netip.Addr) (failed int, old, next *host) {
 	old = l.stableOwner(vip, 300*time.Millisecond)
 	p := l.probe(vip, 300*time.Millisecond)
 	if !poll(2*time.Second, func() bool { return p.last().ok }) {
@@ -128,6 +128,9 @@ func gracefulStop(t *testing.T, l *lab, vip netip.Addr) (failed int, old, next *
 	time.Sleep(100 * time.Millisecond)
 	res := p.stop()
 	failed, _ = outage(res)
+	if len(res) < 20 {
+		t.Fatalf("only %d probes during the stop", len(res))
+	}
 	t.Logf("SIGTERM on %s: stopped in %s, %s moved to %s, %d probes, %d failed", old.name, stopped.Round(time.Millisecond), vip, next.name, len(res), failed)
 	for _, r := range res {
 		if !r.ok {

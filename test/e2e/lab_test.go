@@ -103,6 +103,7 @@ type lab struct {
 	hosts  []*host
 	client string // namespace
 	nss    []string
+	closed bool
 }
 
 type host struct {
@@ -369,7 +370,13 @@ func (l *lab) run(name string, args ...string) {
 	}
 }
 
+// cleanup stops everything in the lab and removes its namespaces; it
+// may be called more than once.
 func (l *lab) cleanup() {
+	if l.closed {
+		return
+	}
+	l.closed = true
 	for _, h := range l.hosts {
 		h.kill()
 		if l.t.Failed() && h.log != nil {
