@@ -192,9 +192,9 @@ func TestClusterSizeAndQuorum(t *testing.T) {
 		want int
 	}{
 		{nil, 1},
-		{[]string{"10.0.0.11", "10.0.0.12", "10.0.0.13"}, 3},              // self listed
-		{[]string{"10.0.0.12", "10.0.0.13"}, 3},                           // self not listed
-		{[]string{"10.0.0.11:7946", "10.0.0.12:7946", "10.0.0.12"}, 2},    // duplicates
+		{[]string{"10.0.0.11", "10.0.0.12", "10.0.0.13"}, 3},             // self listed
+		{[]string{"10.0.0.12", "10.0.0.13"}, 3},                          // self not listed
+		{[]string{"10.0.0.11:7946", "10.0.0.12:7946", "10.0.0.12"}, 2},   // duplicates
 		{[]string{"10.0.0.11:8000", "lb2", "lb3", "lb4", "lb1:7946"}, 5}, // other port is not self
 	} {
 		o := Options{Name: "lb1", BindAddr: netip.MustParseAddr("10.0.0.11"), BindPort: 7946, Join: tc.join}
