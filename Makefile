@@ -9,9 +9,10 @@ export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
 FUZZTIME ?= 10s
 TRIALS ?= 10
 
-.PHONY: help build test unit test-deps test-bins bench bench-failover fuzz vet clean
+.PHONY: help build lab test unit test-deps test-bins bench bench-failover fuzz vet clean
 
 help:
+	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
 	@echo "make build      build bin/edgelb"
 	@echo "make test       install test dependencies and run the whole test suite"
 	@echo "make unit       unit tests only (no root, no API server)"
@@ -22,6 +23,10 @@ help:
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
+
+# The demo: a real kube-apiserver, edgelb and demo Services on this host.
+lab: test-deps test-bins
+	$(GO) run ./test/lab
 
 vet:
 	$(GO) vet ./...
@@ -39,8 +44,8 @@ unit:
 # The whole suite: unit tests, integration tests against a real kube-apiserver,
 # namespace and VM end-to-end tests, then a short run of every fuzz target.
 test: test-deps test-bins vet
-	$(GO) test -count=1 -timeout 40m -p 1 ./... 2>&1 | tee /tmp/edgelb-test.log; test $${PIPESTATUS[0]} -eq 0
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	hack/test.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lb/config

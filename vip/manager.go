@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -118,7 +119,8 @@ func NewManager(o Options) (*Manager, error) {
 }
 
 // Run keeps the interface in line with ownership until ctx ends, then
-// removes every VIP it holds and returns nil.
+// removes every VIP it holds, closes the Announcer if it is an io.Closer
+// and returns nil.
 func (m *Manager) Run(ctx context.Context) error {
 	changed := make(chan struct{}, 1)
 	kick := func() {
@@ -154,6 +156,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.releaseAll()
+			if c, ok := m.o.Announcer.(io.Closer); ok {
+				c.Close()
+			}
 			return nil
 		case <-owned:
 		case <-changed:

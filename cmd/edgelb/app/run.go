@@ -6,11 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/k8s"
 	"github.com/edgelb/edgelb/vip"
 )
 
@@ -21,42 +27,32 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("starting edgelb", "version", Version, "node", cfg.Node.Name, "config", cfg.Path,
 		"dataplane", cfg.Dataplane.Backend, "mode", cfg.Dataplane.Mode, "method", cfg.Dataplane.Method)
 	store := lb.NewStore()
+	g, gctx := errgroup.WithContext(ctx)
 
-	// Desired state: static services only, until Kubernetes is configured.
 	if cfg.Kubernetes == nil {
+		// Static services only: the desired state never changes.
 		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 		store.Set(d)
-		log.Info("desired state built", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
+		log.Info("desired state built from static services", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
+	} else {
+		client, err := kubeClient(cfg.Kubernetes, log)
+		if err != nil {
+			return err
+		}
+		ctrl := k8s.New(client, k8s.Options{
+			Identity: cfg.Node.Name,
+			Config:   cfg,
+			Store:    store,
+			Log:      log.With("component", "kubernetes"),
+		})
+		g.Go(func() error { return ctrl.Run(gctx) })
 	}
 
 	// Membership -> ownership -> the VIP manager.
-	members, err := cluster.New(cluster.OptionsFromConfig(cfg, store, log.With("component", "cluster")))
+	members, vips, err := newCluster(cfg, store, log)
 	if err != nil {
 		return err
 	}
-	if cfg.Dataplane.Backend == config.BackendNone {
-		members.SetHealth("dataplane", nil) // announce-only: nothing to program
-	}
-	announcer := &vip.Announcers{}
-	defer announcer.Close()
-	vips, err := vip.NewManager(vip.Options{
-		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface},
-		Announcer: announcer,
-		Ownership: members,
-		Reporter:  members,
-		Refresh:   cfg.Cluster.AnnounceRefresh,
-		Log:       log.With("component", "vip"),
-	})
-	if err != nil {
-		return err
-	}
-	if cfg.Node.Interface == "" {
-		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
-		members.SetHealth("link", errors.New("node.interface is not set"))
-		vips = nil
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
 	// first hands the VIPs over (the manager keeps them meanwhile), and
 	// only then does the manager stop and remove what is left.
@@ -70,7 +66,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		g.Go(func() error {
 			err := vips.Run(vipCtx)
 			if err == nil && gctx.Err() == nil {
-				return fmt.Errorf("the VIP manager stopped")
+				return errors.New("the VIP manager stopped")
 			}
 			return err
 		})
@@ -78,4 +74,55 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("edgelb stopped")
 	return err
+}
+
+// newCluster builds the membership and the VIP manager (nil without
+// node.interface: the host then joins but owns no VIP).
+func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
+	members, err := cluster.New(cluster.OptionsFromConfig(cfg, store, log.With("component", "cluster")))
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Dataplane.Backend == config.BackendNone {
+		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	}
+	if cfg.Node.Interface == "" {
+		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
+		members.SetHealth("link", errors.New("node.interface is not set"))
+		return members, nil, nil
+	}
+	vips, err := vip.NewManager(vip.Options{
+		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface},
+		Announcer: &vip.Announcers{},
+		Ownership: members,
+		Reporter:  members,
+		Refresh:   cfg.Cluster.AnnounceRefresh,
+		Log:       log.With("component", "vip"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return members, vips, nil
+}
+
+func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, error) {
+	// client-go logs through klog; send it to our slog handler.
+	klog.SetLogger(logr.FromSlogHandler(log.With("component", "client-go").Handler()))
+	var rc *rest.Config
+	var err error
+	if kc.Kubeconfig == "" {
+		rc, err = rest.InClusterConfig()
+	} else {
+		rc, err = clientcmd.BuildConfigFromFlags("", kc.Kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q: %w", kc.Kubeconfig, err)
+	}
+	rc.QPS, rc.Burst = kc.QPS, kc.Burst
+	rc.UserAgent = "edgelb/" + Version
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	return client, nil
 }
