@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,6 +116,7 @@ type Cluster struct {
 	networks   []netip.Prefix
 	owned      []netip.Addr
 	members    []Member
+	assigned   map[netip.Addr]string
 	hasQuorum  bool
 	subs       []chan struct{}
 	sentMeta   string // the Meta last gossiped, encoded
@@ -280,6 +283,35 @@ func (c *Cluster) Members() []Member {
 	return slices.Clone(c.members)
 }
 
+// Owners returns the owner of every VIP as this member sees it (the REST
+// API shows it); it is empty while this member has no quorum.
+func (c *Cluster) Owners() map[netip.Addr]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.assigned)
+}
+
+// HasQuorum reports whether this member sees a quorum.
+func (c *Cluster) HasQuorum() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hasQuorum
+}
+
+// Problem says why this member is unhealthy, or "" when it is healthy.
+func (c *Cluster) Problem() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for src, err := range c.health {
+		if err != nil {
+			out = append(out, src+": "+err.Error())
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
+}
+
 // Owned returns the VIPs this member should hold now, sorted.
 func (c *Cluster) Owned() []netip.Addr {
 	c.mu.Lock()
@@ -439,6 +471,10 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 		}
 	}
 	c.members = members
+	c.assigned = nil
+	if quorum {
+		c.assigned = Assign(vips, members)
+	}
 	enc := string(encodeMeta(local, memberlist.MetaMaxSize))
 	send := enc != c.sentMeta
 	c.sentMeta = enc

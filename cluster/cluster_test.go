@@ -173,6 +173,12 @@ func TestMembershipOwnershipAndDrain(t *testing.T) {
 		}
 	}
 
+	for _, m := range s.members {
+		if !m.c.HasQuorum() || len(m.c.Owners()) != len(vips) {
+			t.Fatalf("%s: quorum %v, %d owners", m.c.opts.Name, m.c.HasQuorum(), len(m.c.Owners()))
+		}
+	}
+
 	// Drain: the member gives up everything; the others take it over and
 	// only its VIPs move.
 	d := s.members[2]
@@ -242,6 +248,9 @@ func TestUnhealthyMemberGivesUpAtOnce(t *testing.T) {
 	s.waitConverged(vips, s.members)
 	m := s.members[1].c
 	m.SetHealth("link", fmt.Errorf("down"))
+	if m.Problem() != "link: down" {
+		t.Fatalf("Problem() = %q", m.Problem())
+	}
 	if got := m.Owned(); len(got) != 0 {
 		// Giving up is immediate: no handover wait for an unhealthy host.
 		if !poll(t, func() bool { return len(m.Owned()) == 0 }) {
