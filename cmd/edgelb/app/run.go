@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
@@ -12,48 +15,128 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/k8s"
+	"github.com/edgelb/edgelb/vip"
 )
 
 // run starts every part of the daemon and returns when ctx is cancelled or
 // a part fails. Parts communicate only through the lb.Store of desired
-// state (and ownership): each has its own loop.
+// state and the cluster's ownership: each has its own loop.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("starting edgelb", "version", Version, "node", cfg.Node.Name, "config", cfg.Path,
 		"dataplane", cfg.Dataplane.Backend, "mode", cfg.Dataplane.Mode, "method", cfg.Dataplane.Method)
 	store := lb.NewStore()
-	g, ctx := errgroup.WithContext(ctx)
+	bus := api.NewBus(500)
+	g, gctx := errgroup.WithContext(ctx)
+	st := &state{cfg: cfg, started: time.Now(), store: store}
+	metrics := api.NewMetrics(st)
 
 	if cfg.Kubernetes == nil {
 		// Static services only: the desired state never changes.
 		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 		store.Set(d)
-		log.Info("desired state built from static services", "virtualServices", len(d.Services))
+		log.Info("desired state built from static services", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
 	} else {
 		client, err := kubeClient(cfg.Kubernetes, log)
 		if err != nil {
 			return err
 		}
-		ctrl := k8s.New(client, k8s.Options{
+		st.ctrl = k8s.New(client, k8s.Options{
 			Identity: cfg.Node.Name,
 			Config:   cfg,
 			Store:    store,
 			Log:      log.With("component", "kubernetes"),
+			OnEvent: func(typ, msg string, fields map[string]string) {
+				if typ == "allocation" {
+					metrics.Allocations.Inc()
+				}
+				bus.Publish(typ, msg, fields)
+			},
 		})
-		g.Go(func() error { return ctrl.Run(ctx) })
+		g.Go(func() error { return st.ctrl.Run(gctx) })
 	}
 
-	startDataplane(ctx, g, cfg, store, log)
+	// Membership -> ownership -> the VIP manager.
+	members, vips, err := newCluster(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	st.members = members
+	st.dp = startDataplane(gctx, g, cfg, store, log)
 
+	// The VIP manager outlives the cluster's Run: on shutdown the cluster
+	// first hands the VIPs over (the manager keeps them meanwhile), and
+	// only then does the manager stop and remove what is left.
+	vipCtx, stopVIPs := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopVIPs()
 	g.Go(func() error {
-		<-ctx.Done()
-		return nil
+		defer stopVIPs()
+		return members.Run(gctx)
 	})
-	err := g.Wait()
+	if vips != nil {
+		g.Go(func() error {
+			err := vips.Run(vipCtx)
+			if err == nil && gctx.Err() == nil {
+				return errors.New("the VIP manager stopped")
+			}
+			return err
+		})
+	}
+
+	obs := &observer{s: st, bus: bus, metrics: metrics, log: log}
+	g.Go(func() error { return obs.Run(gctx) })
+
+	apiOpts := api.Options{
+		Listen:    cfg.API.Listen,
+		Tokens:    cfg.API.Tokens,
+		State:     st,
+		Bus:       bus,
+		Registry:  metrics.Registry,
+		Dashboard: dashboard(),
+		Log:       log.With("component", "api"),
+	}
+	if t := cfg.API.TLS; t != nil {
+		apiOpts.CertFile, apiOpts.KeyFile = t.CertFile, t.KeyFile
+	}
+	srv := api.New(apiOpts)
+	g.Go(func() error { return srv.Run(gctx) })
+
+	err = g.Wait()
 	log.Info("edgelb stopped")
 	return err
+}
+
+// newCluster builds the membership and the VIP manager (nil without
+// node.interface: the host then joins but owns no VIP).
+func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
+	members, err := cluster.New(cluster.OptionsFromConfig(cfg, store, log.With("component", "cluster")))
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Dataplane.Backend == config.BackendNone {
+		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	}
+	if cfg.Node.Interface == "" {
+		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
+		members.SetHealth("link", errors.New("node.interface is not set"))
+		return members, nil, nil
+	}
+	vips, err := vip.NewManager(vip.Options{
+		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface},
+		Announcer: &vip.Announcers{},
+		Ownership: members,
+		Reporter:  members,
+		Refresh:   cfg.Cluster.AnnounceRefresh,
+		Log:       log.With("component", "vip"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return members, vips, nil
 }
 
 func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, error) {
@@ -77,3 +160,6 @@ func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, 
 	}
 	return client, nil
 }
+
+// dashboard returns the web dashboard's files, or nil until it exists.
+func dashboard() fs.FS { return nil }

@@ -1,0 +1,132 @@
+// Package apitest provides an in-memory api.State for tests of the API
+// and the dashboard.
+package apitest
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/edgelb/edgelb/api"
+)
+
+// Fake is an api.State whose content tests set directly. Drain and
+// Undrain move the drained member's VIPs to the first other healthy member
+// and publish a drain and an ownership event, like the real cluster.
+type Fake struct {
+	mu       sync.Mutex
+	Self     string
+	Bus      *api.Bus
+	St       api.Status
+	Mems     []api.Member
+	Vips     []api.VIP
+	Svcs     []api.Service
+	NotReady string
+}
+
+var _ api.State = (*Fake)(nil)
+
+func (f *Fake) Status() api.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.St
+}
+
+func (f *Fake) Members() []api.Member {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Mems)
+}
+
+func (f *Fake) VIPs() []api.VIP {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Vips)
+}
+
+func (f *Fake) Services() []api.Service {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Svcs)
+}
+
+func (f *Fake) Ready() (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.NotReady == "", f.NotReady
+}
+
+func (f *Fake) Drain(_ context.Context, name string) error   { return f.setDraining(name, true) }
+func (f *Fake) Undrain(_ context.Context, name string) error { return f.setDraining(name, false) }
+
+func (f *Fake) setDraining(name string, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := slices.IndexFunc(f.Mems, func(m api.Member) bool { return m.Name == name })
+	if i < 0 {
+		return api.ErrNotFound
+	}
+	if name != f.Self {
+		return api.ErrNotLocal
+	}
+	f.Mems[i].Draining = on
+	if f.Bus != nil {
+		f.Bus.Publish("drain", name+" draining: "+map[bool]string{true: "on", false: "off"}[on], map[string]string{"member": name})
+	}
+	if !on {
+		return nil
+	}
+	// Hand the member's VIPs to the next healthy member.
+	for j := range f.Mems {
+		m := &f.Mems[j]
+		if m.Name == name || !m.Healthy || m.Draining {
+			continue
+		}
+		for k := range f.Vips {
+			if f.Vips[k].Owner == name {
+				f.Vips[k].Owner, f.Vips[k].Local = m.Name, false
+				m.VIPs = append(m.VIPs, f.Vips[k].Address)
+				if f.Bus != nil {
+					f.Bus.Publish("ownership", f.Vips[k].Address+" moved to "+m.Name, map[string]string{"vip": f.Vips[k].Address, "owner": m.Name})
+				}
+			}
+		}
+		f.Mems[i].VIPs = nil
+		break
+	}
+	return nil
+}
+
+// Sample returns a Fake with three members, two VIPs and two services.
+func Sample() *Fake {
+	return &Fake{
+		Self: "lb1",
+		Bus:  api.NewBus(100),
+		St: api.Status{Node: "lb1", Version: "test", Leader: true, Ready: true, Healthy: true, Dataplane: "ipvs/nodeport/nat",
+			Counts: api.Counts{Members: 3, HealthyMembers: 3, VIPs: 2, OwnedVIPs: 1, Services: 2, Backends: 3, HealthyBackends: 2},
+			Pools:  []api.PoolUsage{{Name: "default", Size: 41, Used: 1}}},
+		Mems: []api.Member{
+			{Name: "lb1", Address: "10.0.0.11:7946", Self: true, Alive: true, Healthy: true, VIPs: []string{"192.0.2.10"}},
+			{Name: "lb2", Address: "10.0.0.12:7946", Alive: true, Healthy: true, VIPs: []string{"192.0.2.53"}},
+			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}},
+		},
+		Vips: []api.VIP{
+			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}},
+			{Address: "192.0.2.53", Owner: "lb2", Services: []string{"_static/dns"}},
+		},
+		Svcs: []api.Service{
+			{Namespace: "demo", Name: "web", VIPs: []string{"192.0.2.10"}, Ports: []api.Port{{
+				VIP: "192.0.2.10", Port: 8080, Protocol: "TCP", Scheduler: "rr", Method: "nat",
+				Stats: api.Stats{Connections: 120, PacketsIn: 1000, PacketsOut: 900, BytesIn: 64000, BytesOut: 512000},
+				Backends: []api.Backend{
+					{Address: "10.0.1.1:31000", Weight: 1, Node: "n1", Health: "up", Stats: api.Stats{Connections: 60}},
+					{Address: "10.0.1.2:31000", Weight: 1, Node: "n2", Health: "down", Stats: api.Stats{Connections: 60}},
+				},
+			}}},
+			{Namespace: api.StaticNamespace, Name: "dns", Static: true, VIPs: []string{"192.0.2.53"}, Ports: []api.Port{{
+				VIP: "192.0.2.53", Port: 53, Protocol: "UDP", Scheduler: "rr", Method: "nat",
+				Backends: []api.Backend{{Address: "10.0.2.5:53", Weight: 1, Health: "unknown"}},
+			}}},
+		},
+	}
+}

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the counters the daemon's loops update, and reads
+// everything else from State when Prometheus scrapes.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	ReconcileDuration *prometheus.HistogramVec
+	ReconcileErrors   *prometheus.CounterVec
+	OwnerChanges      *prometheus.CounterVec
+	Allocations       prometheus.Counter
+}
+
+// NewMetrics registers edgelb's metrics, the Go runtime's and the process's.
+func NewMetrics(state State) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "edgelb_reconcile_duration_seconds",
+			Help:    "Time one reconcile pass took, by component (dataplane, vips, kubernetes).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"component"}),
+		ReconcileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgelb_reconcile_errors_total",
+			Help: "Reconcile passes that failed, by component.",
+		}, []string{"component"}),
+		OwnerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgelb_vip_owner_changes_total",
+			Help: "Times the owner of a VIP changed, as seen by this host.",
+		}, []string{"vip"}),
+		Allocations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgelb_allocations_total",
+			Help: "Load-balancer addresses assigned to Services by this host while it held the Lease.",
+		}),
+	}
+	m.Registry.MustRegister(m.ReconcileDuration, m.ReconcileErrors, m.OwnerChanges, m.Allocations,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{state: state})
+	return m
+}
+
+// ObserveReconcile records one pass of a component.
+func (m *Metrics) ObserveReconcile(component string, took time.Duration, err error) {
+	m.ReconcileDuration.WithLabelValues(component).Observe(took.Seconds())
+	if err != nil {
+		m.ReconcileErrors.WithLabelValues(component).Inc()
+	}
+}
+
+var (
+	vsLabels = []string{"namespace", "service", "vip", "port", "protocol"}
+	beLabels = append(append([]string{}, vsLabels...), "backend")
+
+	descVSConns    = prometheus.NewDesc("edgelb_service_connections_total", "Connections accepted by a virtual service.", vsLabels, nil)
+	descVSPackets  = prometheus.NewDesc("edgelb_service_packets_total", "Packets through a virtual service, by direction (in: from clients).", append(vsLabels, "direction"), nil)
+	descVSBytes    = prometheus.NewDesc("edgelb_service_bytes_total", "Bytes through a virtual service, by direction.", append(vsLabels, "direction"), nil)
+	descBEConns    = prometheus.NewDesc("edgelb_backend_connections_total", "Connections forwarded to a backend.", beLabels, nil)
+	descBEActive   = prometheus.NewDesc("edgelb_backend_active_connections", "Connections open to a backend now.", beLabels, nil)
+	descBEBytes    = prometheus.NewDesc("edgelb_backend_bytes_total", "Bytes forwarded to and from a backend, by direction.", append(beLabels, "direction"), nil)
+	descBEUp       = prometheus.NewDesc("edgelb_backend_up", "1 if the backend passes its health check, 0 if it fails, absent while unknown.", beLabels, nil)
+	descBEWeight   = prometheus.NewDesc("edgelb_backend_weight", "Configured weight of a backend (0: draining).", beLabels, nil)
+	descVIPOwned   = prometheus.NewDesc("edgelb_vip_owned", "1 if this host owns and announces the VIP, else 0.", []string{"vip", "owner"}, nil)
+	descMembers    = prometheus.NewDesc("edgelb_cluster_members", "Appliance hosts this host sees, by state.", []string{"state"}, nil)
+	descPoolSize   = prometheus.NewDesc("edgelb_pool_addresses", "Addresses in a pool (saturates for huge IPv6 pools).", []string{"pool"}, nil)
+	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (known on the Lease holder).", []string{"pool"}, nil)
+	descLeader     = prometheus.NewDesc("edgelb_leader", "1 if this host holds the Lease and writes Service status.", nil, nil)
+	descReady      = prometheus.NewDesc("edgelb_ready", "1 once the informers have synced and the dataplane is programmed.", nil, nil)
+	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)
+	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
+)
+
+// stateCollector turns State into metrics at scrape time, so the numbers
+// are never staler than the scrape.
+type stateCollector struct{ state State }
+
+func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descBEConns, descBEActive, descBEBytes,
+		descBEUp, descBEWeight, descVIPOwned, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, svc := range s.state.Services() {
+		for _, p := range svc.Ports {
+			l := []string{svc.Namespace, svc.Name, p.VIP, strconv.Itoa(int(p.Port)), p.Protocol}
+			counter(descVSConns, p.Stats.Connections, l...)
+			counter(descVSPackets, p.Stats.PacketsIn, append(l, "in")...)
+			counter(descVSPackets, p.Stats.PacketsOut, append(l, "out")...)
+			counter(descVSBytes, p.Stats.BytesIn, append(l, "in")...)
+			counter(descVSBytes, p.Stats.BytesOut, append(l, "out")...)
+			for _, b := range p.Backends {
+				bl := append(append([]string{}, l...), b.Address)
+				counter(descBEConns, b.Stats.Connections, bl...)
+				gauge(descBEActive, float64(b.Stats.ActiveConnections), bl...)
+				counter(descBEBytes, b.Stats.BytesIn, append(bl, "in")...)
+				counter(descBEBytes, b.Stats.BytesOut, append(bl, "out")...)
+				gauge(descBEWeight, float64(b.Weight), bl...)
+				if b.Health != "unknown" {
+					gauge(descBEUp, b2f(b.Health == "up"), bl...)
+				}
+			}
+		}
+	}
+	for _, v := range s.state.VIPs() {
+		gauge(descVIPOwned, b2f(v.Local), v.Address, v.Owner)
+	}
+	states := map[string]int{"healthy": 0, "unhealthy": 0, "draining": 0, "dead": 0}
+	for _, m := range s.state.Members() {
+		switch {
+		case !m.Alive:
+			states["dead"]++
+		case m.Draining:
+			states["draining"]++
+		case m.Healthy:
+			states["healthy"]++
+		default:
+			states["unhealthy"]++
+		}
+	}
+	for st, n := range states {
+		gauge(descMembers, float64(n), st)
+	}
+	st := s.state.Status()
+	for _, p := range st.Pools {
+		gauge(descPoolSize, float64(p.Size), p.Name)
+		gauge(descPoolUsed, float64(p.Used), p.Name)
+	}
+	gauge(descLeader, b2f(st.Leader))
+	gauge(descReady, b2f(st.Ready))
+	gauge(descHealthy, b2f(st.Healthy))
+	gauge(descDrainingMe, b2f(st.Draining))
+}

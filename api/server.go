@@ -1,0 +1,322 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 64 << 10
+
+// Roles of bearer tokens.
+const (
+	RoleAdmin  = "admin"
+	RoleViewer = "viewer"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Options configures a Server.
+type Options struct {
+	Listen string
+	// CertFile and KeyFile enable TLS when both are set.
+	CertFile, KeyFile string
+	// Tokens maps a role to its bearer tokens. With no tokens at all,
+	// every request is allowed (keep Listen on loopback then).
+	Tokens map[string][]string
+	State  State
+	Bus    *Bus
+	// Registry is served at /metrics; nil serves no metrics.
+	Registry *prometheus.Registry
+	// Dashboard is served at / (the web package's files); nil serves none.
+	Dashboard fs.FS
+	Log       *slog.Logger
+}
+
+// Server is the REST API, the event stream, /metrics and the dashboard.
+type Server struct {
+	opts   Options
+	engine *gin.Engine
+	tokens []token
+}
+
+type token struct {
+	sum  [sha256.Size]byte
+	role string
+}
+
+// New builds the server's routes; it starts nothing.
+func New(opts Options) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{opts: opts}
+	for role, toks := range opts.Tokens {
+		for _, t := range toks {
+			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role})
+		}
+	}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
+		opts.Log.Error("panic in API handler", "path", c.Request.URL.Path, "err", err)
+		abort(c, http.StatusInternalServerError, "internal error")
+	}), s.limitBody)
+	e.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, "no such path: "+c.Request.URL.Path) })
+	e.NoMethod(func(c *gin.Context) {
+		abort(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	authed := e.Group("/", s.auth(RoleViewer))
+	authed.GET("/readyz", s.readyz)
+	if opts.Registry != nil {
+		h := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: nil})
+		authed.GET("/metrics", gin.WrapH(h))
+	}
+	v1 := authed.Group("/api/v1")
+	v1.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, opts.State.Status()) })
+	v1.GET("/members", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.Members())) })
+	v1.GET("/vips", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.VIPs())) })
+	v1.GET("/services", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.Services())) })
+	v1.GET("/services/:namespace/:name", s.service)
+	v1.GET("/events", s.events)
+	v1.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openAPI) })
+	admin := v1.Group("/", s.auth(RoleAdmin))
+	admin.POST("/members/:name/drain", s.drain(true))
+	admin.POST("/members/:name/undrain", s.drain(false))
+
+	if opts.Dashboard != nil {
+		// The dashboard's files are static and hold no state: every
+		// piece of data they show comes from /api/v1 with the token the
+		// page asks for, so they are served without one.
+		files := http.FileServer(http.FS(opts.Dashboard))
+		e.GET("/", gin.WrapH(files))
+		e.GET("/ui/*file", gin.WrapH(http.StripPrefix("/ui", files)))
+	}
+	s.engine = e
+	return s
+}
+
+// Handler returns the HTTP handler, for tests.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("API listening on %s: %w", s.opts.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() {
+		tls := s.opts.CertFile != "" && s.opts.KeyFile != ""
+		s.opts.Log.Info("API listening", "addr", ln.Addr().String(), "tls", tls, "auth", len(s.tokens) > 0)
+		if tls {
+			errc <- srv.ServeTLS(ln, s.opts.CertFile, s.opts.KeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("API server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		_ = srv.Close()
+	}
+	return nil
+}
+
+func abort(c *gin.Context, code int, msg string) {
+	c.AbortWithStatusJSON(code, Error{Error: msg})
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// limitBody refuses bodies over MaxBodyBytes.
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > MaxBodyBytes {
+		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	c.Next()
+}
+
+// auth requires a bearer token of at least the given role once tokens are
+// configured. Tokens are compared by SHA-256 digest in constant time, so
+// neither their content nor their length leaks through timing.
+func (s *Server) auth(need string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if len(s.tokens) == 0 {
+			c.Next()
+			return
+		}
+		h := c.GetHeader("Authorization")
+		given, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || given == "" {
+			c.Header("WWW-Authenticate", `Bearer realm="edgelb"`)
+			abort(c, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <token>)")
+			return
+		}
+		sum := sha256.Sum256([]byte(given))
+		role := ""
+		for _, t := range s.tokens {
+			if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
+				role = t.role
+			}
+		}
+		switch {
+		case role == "":
+			c.Header("WWW-Authenticate", `Bearer realm="edgelb", error="invalid_token"`)
+			abort(c, http.StatusUnauthorized, "the token is not valid")
+		case need == RoleAdmin && role != RoleAdmin:
+			abort(c, http.StatusForbidden, "this needs an admin token; a viewer token can only read")
+		default:
+			c.Set("role", role)
+			c.Next()
+		}
+	}
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	if ok, why := s.opts.State.Ready(); !ok {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": why})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+func (s *Server) service(c *gin.Context) {
+	ns, name := c.Param("namespace"), c.Param("name")
+	for _, svc := range s.opts.State.Services() {
+		if svc.Namespace == ns && svc.Name == name {
+			c.JSON(http.StatusOK, svc)
+			return
+		}
+	}
+	abort(c, http.StatusNotFound, fmt.Sprintf("no service %s/%s", ns, name))
+}
+
+func (s *Server) drain(on bool) gin.HandlerFunc {
+	verb := map[bool]string{true: "drain", false: "undrain"}[on]
+	return func(c *gin.Context) {
+		// The request takes no body; refuse one that is not empty JSON.
+		if body, err := io.ReadAll(c.Request.Body); err != nil {
+			abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+			return
+		} else if b := strings.TrimSpace(string(body)); b != "" && b != "{}" {
+			var v map[string]any
+			if json.Unmarshal(body, &v) != nil || len(v) > 0 {
+				abort(c, http.StatusBadRequest, verb+" takes no request body")
+				return
+			}
+		}
+		name := c.Param("name")
+		var err error
+		if on {
+			err = s.opts.State.Drain(c.Request.Context(), name)
+		} else {
+			err = s.opts.State.Undrain(c.Request.Context(), name)
+		}
+		switch {
+		case errors.Is(err, ErrNotFound):
+			abort(c, http.StatusNotFound, fmt.Sprintf("no member %q", name))
+		case errors.Is(err, ErrNotLocal):
+			abort(c, http.StatusConflict, err.Error())
+		case err != nil:
+			abort(c, http.StatusInternalServerError, err.Error())
+		default:
+			role, _ := c.Get("role")
+			s.opts.Log.Info("member "+verb+"ed through the API", "member", name, "role", role)
+			c.JSON(http.StatusAccepted, gin.H{"member": name, "draining": on})
+		}
+	}
+}
+
+// events streams Server-Sent Events: the remembered backlog after
+// Last-Event-ID, then live events, with a comment every 15 s to keep
+// proxies from closing the connection.
+func (s *Server) events(c *gin.Context) {
+	var last uint64
+	if v := c.GetHeader("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			abort(c, http.StatusBadRequest, "Last-Event-ID must be a number")
+			return
+		}
+		last = n
+	}
+	backlog, events, cancel := s.opts.Bus.Subscribe(last)
+	defer cancel()
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(ev Event) bool {
+		b, _ := json.Marshal(ev)
+		_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, b)
+		return err == nil
+	}
+	for _, ev := range backlog {
+		if !send(ev) {
+			return
+		}
+	}
+	fmt.Fprint(w, ": connected\n\n")
+	w.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-c.Request.Context().Done():
+			return
+		case ev := <-events:
+			if !send(ev) {
+				return
+			}
+			w.Flush()
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+				return
+			}
+			w.Flush()
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is what the API reads and changes. The daemon implements it over
+// the cluster, the dataplane and the Kubernetes controller; tests use a
+// fake. Methods are called concurrently and must not block for long.
+type State interface {
+	Status() Status
+	Members() []Member
+	VIPs() []VIP
+	Services() []Service
+	// Drain and Undrain change a member's draining state. They return
+	// ErrNotFound for an unknown member and ErrNotLocal for a member
+	// this host cannot change.
+	Drain(ctx context.Context, member string) error
+	Undrain(ctx context.Context, member string) error
+	// Ready reports whether the informers have synced and the dataplane
+	// has been programmed, with a reason when not.
+	Ready() (bool, string)
+}
+
+// Errors State methods return.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrNotLocal = errors.New("only the local member can be changed through this host's API")
+)
+
+// Status is the summary of GET /api/v1/status.
+type Status struct {
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	// Leader is true when this host holds the Kubernetes Lease and writes
+	// Service status; LeaderName names the holder when known.
+	Leader     bool   `json:"leader"`
+	LeaderName string `json:"leaderName,omitempty"`
+	Ready      bool   `json:"ready"`
+	Draining   bool   `json:"draining"`
+	Healthy    bool   `json:"healthy"`
+	// Problem says why the host is unhealthy.
+	Problem   string      `json:"problem,omitempty"`
+	Dataplane string      `json:"dataplane"` // ipvs/nodeport/nat, none, ...
+	Counts    Counts      `json:"counts"`
+	Pools     []PoolUsage `json:"pools"`
+	Started   time.Time   `json:"started"`
+}
+
+// Counts are totals over the cluster view of this host.
+type Counts struct {
+	Members         int `json:"members"`
+	HealthyMembers  int `json:"healthyMembers"`
+	VIPs            int `json:"vips"`
+	OwnedVIPs       int `json:"ownedVIPs"`
+	Services        int `json:"services"`
+	Backends        int `json:"backends"`
+	HealthyBackends int `json:"healthyBackends"`
+}
+
+// PoolUsage is how full an address pool is.
+type PoolUsage struct {
+	Name string `json:"name"`
+	Size uint64 `json:"size"`
+	Used uint64 `json:"used"`
+}
+
+// Member is one appliance host of GET /api/v1/members.
+type Member struct {
+	Name     string   `json:"name"`
+	Address  string   `json:"address"`
+	Self     bool     `json:"self"`
+	Alive    bool     `json:"alive"`
+	Healthy  bool     `json:"healthy"`
+	Draining bool     `json:"draining"`
+	Problem  string   `json:"problem,omitempty"`
+	VIPs     []string `json:"vips"`
+}
+
+// VIP is one virtual IP of GET /api/v1/vips.
+type VIP struct {
+	Address string `json:"address"`
+	// Owner is the member that announces it; empty when nobody may (no
+	// quorum, no healthy member).
+	Owner    string   `json:"owner"`
+	Local    bool     `json:"local"`
+	Services []string `json:"services"` // "namespace/name" or "_static/name"
+}
+
+// StaticNamespace is the namespace static services have in the API.
+// Kubernetes namespaces cannot contain "_", so it never collides.
+const StaticNamespace = "_static"
+
+// Service is one Kubernetes or static service of GET /api/v1/services.
+type Service struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Static    bool     `json:"static"`
+	VIPs      []string `json:"vips"`
+	Ports     []Port   `json:"ports"`
+}
+
+// Port is one virtual service: VIP, port and protocol.
+type Port struct {
+	VIP                string    `json:"vip"`
+	Port               uint16    `json:"port"`
+	Protocol           string    `json:"protocol"`
+	Name               string    `json:"name,omitempty"`
+	Scheduler          string    `json:"scheduler"`
+	PersistenceSeconds int       `json:"persistenceSeconds"`
+	Method             string    `json:"method"`
+	Stats              Stats     `json:"stats"`
+	Backends           []Backend `json:"backends"`
+}
+
+// Backend is one real server.
+type Backend struct {
+	Address     string `json:"address"`
+	Weight      int    `json:"weight"` // configured weight, before health
+	Node        string `json:"node,omitempty"`
+	Health      string `json:"health"` // up, down or unknown
+	Terminating bool   `json:"terminating"`
+	Stats       Stats  `json:"stats"`
+}
+
+// Stats are IPVS counters since the virtual service or backend was created.
+type Stats struct {
+	Connections       uint64 `json:"connections"`
+	ActiveConnections uint64 `json:"activeConnections"`
+	PacketsIn         uint64 `json:"packetsIn"`
+	PacketsOut        uint64 `json:"packetsOut"`
+	BytesIn           uint64 `json:"bytesIn"`
+	BytesOut          uint64 `json:"bytesOut"`
+}
+
+// Event is one entry of the live event stream (GET /api/v1/events).
+type Event struct {
+	ID   uint64    `json:"id"`
+	Time time.Time `json:"time"`
+	// Type is one of ownership, health, allocation, member, drain, error.
+	Type    string            `json:"type"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,109 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/apitest"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+func runMain(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("cluster: {insecure: true}\npools: [{name: a, addresses: [192.0.2.0/24]}]\n"), 0o600)
+	os.WriteFile(bad, []byte("cluster: {insecure: true}\npools:\n  - {name: a, addresses: [192.0.2.0/33]}\n"), 0o600)
+
+	if code, out, errs := runMain("check", "--config", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("good file: exit %d, %q %q", code, out, errs)
+	}
+	code, _, errs := runMain("check", "--config", bad)
+	if code != 1 || !strings.Contains(errs, bad+":3: pools[0].addresses[0]:") {
+		t.Errorf("bad file: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := runMain("check", "--config", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(errs, "cannot read") {
+		t.Errorf("missing file: exit %d, %q", code, errs)
+	}
+}
+
+// run refuses a bad config before doing anything.
+func TestRunRefusesBadConfig(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("dataplane: {backend: magic}\n"), 0o600)
+	code, _, errs := runMain("run", "--config", bad)
+	if code != 1 || !strings.Contains(errs, "refusing to start") || !strings.Contains(errs, `"magic" is not one of`) {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestKeygenMakesAUsableKey(t *testing.T) {
+	code, out, _ := runMain("keygen")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	key, err := config.DecodeKey([]byte(out))
+	if err != nil || len(key) != 32 {
+		t.Fatalf("keygen printed %q: %v", out, err)
+	}
+	if _, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, errs := runMain(); code != 2 || !strings.Contains(errs, "Usage:") {
+		t.Errorf("no args: exit %d", code)
+	}
+	if code, _, errs := runMain("frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown: exit %d %q", code, errs)
+	}
+	if code, out, _ := runMain("version"); code != 0 || !strings.HasPrefix(out, "edgelb ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, _ := runMain("check", "--nope"); code != 2 {
+		t.Errorf("bad flag: exit %d", code)
+	}
+}
+
+func TestStatusFromAPI(t *testing.T) {
+	f := apitest.Sample()
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+		Tokens: map[string][]string{"viewer": {"viewer-token-0123456789"}}}).Handler())
+	defer srv.Close()
+	code, out, errs := runMain("status", "--api", srv.URL, "--token", "viewer-token-0123456789")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"node lb1", "lb1 (self)", "192.0.2.10  lb1", "demo/web", "192.0.2.10:8080/tcp", "1/2", "pool default: 1 of 41"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runMain("status", "--api", srv.URL, "--token", "viewer-token-0123456789", "--output", "json")
+	var v struct {
+		Members []api.Member `json:"members"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || len(v.Members) != 3 {
+		t.Errorf("json: exit %d, %s", code, out)
+	}
+	code, _, errs = runMain("status", "--api", srv.URL)
+	if code != 1 || !strings.Contains(errs, "bearer token is required") {
+		t.Errorf("no token: exit %d, %q", code, errs)
+	}
+}

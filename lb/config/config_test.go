@@ -1,0 +1,185 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The example of DESIGN.md must stay valid.
+const designExample = `node: {name: lb1, interface: eth0}
+cluster:
+  bindAddr: 10.0.0.11
+  bindPort: 7946
+  join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+  secretKeyFile: gossip.key   # or insecure: true to run without
+kubernetes: {kubeconfig: /etc/edgelb/kubeconfig, loadBalancerClass: edgelb.io/lb, defaultClass: true}
+pools:
+  - {name: default, addresses: ["192.0.2.10-192.0.2.50", "2001:db8:1::/120"], autoAssign: true}
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
+healthCheck: {interval: 2s, timeout: 1s, rise: 2, fall: 2}
+api:
+  listen: "127.0.0.1:9080"
+  tokens: {admin: ["0123456789abcdef0123"], viewer: ["fedcba9876543210fedc"]}
+services:
+  - name: dns
+    vip: 192.0.2.53
+    ports: [{port: 53, protocol: UDP}]
+    backends: ["10.0.1.5:53", "10.0.1.6:53"]
+`
+
+const testKey = "c2VjcmV0LWtleS0zMi1ieXRlcy1sb25nLS0tLS0tLS0=" // 32 bytes
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), []byte(testKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDesignExampleIsValid(t *testing.T) {
+	cfg, err := Load(writeConfig(t, designExample))
+	if err != nil {
+		t.Fatalf("the DESIGN.md example is refused:\n%v", err)
+	}
+	if cfg.Node.Name != "lb1" || cfg.Node.Interface != "eth0" {
+		t.Errorf("node = %+v", cfg.Node)
+	}
+	if cfg.Cluster.BindAddr != netip.MustParseAddr("10.0.0.11") || len(cfg.Cluster.Join) != 3 || len(cfg.Cluster.SecretKey) != 32 {
+		t.Errorf("cluster = %+v", cfg.Cluster)
+	}
+	if k := cfg.Kubernetes; k == nil || !k.DefaultClass || k.LoadBalancerClass != "edgelb.io/lb" || k.LeaseNamespace != "kube-system" {
+		t.Errorf("kubernetes = %+v", k)
+	}
+	if len(cfg.Pools) != 1 || len(cfg.Pools[0].Ranges) != 2 || !cfg.Pools[0].AutoAssign {
+		t.Fatalf("pools = %+v", cfg.Pools)
+	}
+	if r := cfg.Pools[0].Ranges[1]; r.From() != netip.MustParseAddr("2001:db8:1::") || r.To() != netip.MustParseAddr("2001:db8:1::ff") {
+		t.Errorf("IPv6 range = %s", r)
+	}
+	if cfg.Dataplane != (Dataplane{BackendIPVS, ModeNodePort, MethodNAT, "rr", 5 * time.Minute}) {
+		t.Errorf("dataplane = %+v", cfg.Dataplane)
+	}
+	if cfg.HealthCheck != (HealthCheck{2 * time.Second, time.Second, 2, 2}) {
+		t.Errorf("healthCheck = %+v", cfg.HealthCheck)
+	}
+	s := cfg.Services[0]
+	if s.Name != "dns" || s.VIP != netip.MustParseAddr("192.0.2.53") || s.Ports[0] != (StaticPort{53, "UDP", 0}) || len(s.Backends) != 2 {
+		t.Errorf("services = %+v", cfg.Services)
+	}
+}
+
+func TestPackagedConfigIsValid(t *testing.T) {
+	path := filepath.Join("..", "..", "packaging", "config.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The packaged file names /etc/edgelb/gossip.key; point it at a test key.
+	content := strings.ReplaceAll(string(data), "/etc/edgelb/gossip.key", "gossip.key")
+	if _, err := Load(writeConfig(t, content)); err != nil {
+		t.Fatalf("packaging/config.yaml is refused:\n%v", err)
+	}
+}
+
+// Each bad file is refused with a message naming the file, the line and
+// the field.
+func TestBadConfigs(t *testing.T) {
+	base := "cluster: {insecure: true}\n"
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", base + "pool: []\n", `config.yaml:2: pool: unknown key`},
+		{"unknown nested key", base + "dataplane: {backend: ipvs, moed: nat}\n", `config.yaml:2: dataplane.moed: unknown key`},
+		{"bad CIDR", base + "pools:\n  - name: a\n    addresses: [\"192.0.2.0/33\"]\n", `config.yaml:4: pools[0].addresses[0]: "192.0.2.0/33" is not a CIDR`},
+		{"host bits", base + "pools:\n  - {name: a, addresses: [192.0.2.1/24]}\n", `did you mean 192.0.2.0/24`},
+		{"bad range", base + "pools:\n  - {name: a, addresses: [192.0.2.9-192.0.2.1]}\n", `ends before it starts`},
+		{"IPv6 in an IPv4 range", base + "pools:\n  - {name: a, addresses: [\"192.0.2.1-2001:db8::1\"]}\n", `config.yaml:3: pools[0].addresses[0]: "192.0.2.1-2001:db8::1" mixes IPv4 and IPv6`},
+		{"IPv6 backend for an IPv4 VIP", base + "services:\n  - name: s\n    vip: 192.0.2.1\n    ports: [{port: 80}]\n    backends: [\"[2001:db8::1]:80\"]\n", `config.yaml:6: services[0].backends[0]: [2001:db8::1]:80 is not of the VIP's address family`},
+		{"overlapping pools", base + "pools:\n  - {name: a, addresses: [192.0.2.0/24]}\n  - {name: b, addresses: [192.0.2.100-192.0.2.110]}\n", `config.yaml:4: pools[1].addresses[0]: 192.0.2.100-192.0.2.110 overlaps 192.0.2.0-192.0.2.255 of pool "a"`},
+		{"duplicate pool", base + "pools:\n  - {name: a, addresses: [192.0.2.1]}\n  - {name: a, addresses: [192.0.2.2]}\n", `pool "a" is defined twice`},
+		{"missing key file", "cluster: {secretKeyFile: /nonexistent/gossip.key}\n", `config.yaml:1: cluster.secretKeyFile: cannot read the gossip key`},
+		{"no key, not insecure", "node: {name: a}\n", `cluster.secretKeyFile: gossip must be encrypted`},
+		{"bad duration", base + "healthCheck: {interval: 2 seconds}\n", `config.yaml:2: healthCheck.interval: "2 seconds" is not a duration`},
+		{"bad enum", base + "dataplane: {method: snat}\n", `config.yaml:2: dataplane.method: "snat" is not one of nat, dr, tunnel`},
+		{"nftables planned", base + "dataplane: {backend: nftables}\n", `nftables dataplane is planned but not available yet`},
+		{"bad scheduler", base + "dataplane: {scheduler: fast}\n", `"fast" is not one of rr, wrr`},
+		{"misspelled section", base + "cluster2: 1\n", `cluster2: unknown key`},
+		{"bad port", "cluster: {insecure: true, bindPort: 70000}\n", `config.yaml:1: cluster.bindPort: 70000 is out of range`},
+		{"not a bool", "cluster: {insecure: maybe}\n", `cluster.insecure: "maybe" is not true or false`},
+		{"list instead of map", base + "dataplane: [ipvs]\n", `config.yaml:2: dataplane: must be a mapping`},
+		{"short token", base + "api: {tokens: {admin: [short]}}\n", `api.tokens.admin[0]: tokens must be at least 16 characters`},
+		{"unknown role", base + "api: {tokens: {root: [0123456789abcdef0]}}\n", `api.tokens.root: unknown key`},
+		{"bad listen", base + "api: {listen: localhost}\n", `api.listen: "localhost" is not host:port`},
+		{"static VIP in pool", base + "pools:\n  - {name: a, addresses: [192.0.2.0/24]}\nservices:\n  - {name: s, vip: 192.0.2.5, ports: [{port: 80}]}\n", `services[0].vip: 192.0.2.5 is inside pool "a"`},
+		{"static without ports", base + "services:\n  - {name: s, vip: 192.0.2.5}\n", `services[0].ports: a static service needs at least one port`},
+		{"bad YAML", "node: {name: [\n", `config.yaml:`},
+		{"duplicate key", base + "node: {name: a}\nnode: {name: b}\n", `config.yaml:3: node: key given twice`},
+		{"timeout not below interval", base + "healthCheck: {interval: 1s, timeout: 1s}\n", `healthCheck.timeout: 1s must be shorter than the interval`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.yaml)
+			_, err := Load(path)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.yaml)
+			}
+			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
+			if !strings.Contains(msg, c.want) {
+				t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, c.want)
+			}
+		})
+	}
+}
+
+// Every problem is reported, not just the first.
+func TestAllErrorsReported(t *testing.T) {
+	_, err := Load(writeConfig(t, "cluster: {insecure: true}\ndataplane: {mode: fast, method: slow}\nfoo: 1\n"))
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.0/30":              "192.0.2.0-192.0.2.3",
+		"192.0.2.7":                 "192.0.2.7-192.0.2.7",
+		"192.0.2.1 - 192.0.2.9":     "192.0.2.1-192.0.2.9",
+		"2001:db8::/126":            "2001:db8::-2001:db8::3",
+		"2001:db8::1-2001:db8::1:0": "2001:db8::1-2001:db8::1:0",
+	} {
+		r, err := ParseRange(in)
+		if err != nil || r.String() != want {
+			t.Errorf("ParseRange(%q) = %s, %v; want %s", in, r, err, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(designExample))
+	f.Add([]byte("cluster: {insecure: true}\npools: [{name: a, addresses: [192.0.2.0/24, 2001:db8::/64]}]\n"))
+	f.Add([]byte("services: [{name: s, vip: 192.0.2.1, ports: [{port: 1, protocol: SCTP}], backends: [10.0.0.1]}]"))
+	f.Add([]byte("a: &x {b: *x}"))
+	f.Add([]byte("- 1\n- 2"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := parse("fuzz.yaml", data, "/nonexistent", func(string) ([]byte, error) { return []byte(testKey), nil })
+		if (cfg == nil) == (err == nil) {
+			t.Fatalf("want exactly one of a config or an error, got %v and %v", cfg, err)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	})
+}

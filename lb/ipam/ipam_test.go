@@ -1,0 +1,163 @@
+package ipam
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"go4.org/netipx"
+
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+func pools(t *testing.T, spec ...string) []config.Pool {
+	t.Helper()
+	var out []config.Pool
+	for _, s := range spec {
+		var name, ranges string
+		fmt.Sscanf(s, "%s %s", &name, &ranges)
+		p := config.Pool{Name: name, AutoAssign: true}
+		r, err := config.ParseRange(ranges)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Ranges = []netipx.IPRange{r}
+		out = append(out, p)
+	}
+	return out
+}
+
+func req(key string, ports ...int32) Request {
+	r := Request{Key: "ns/" + key, Namespace: "ns", Families: []Family{IPv4}}
+	for _, p := range ports {
+		r.Ports = append(r.Ports, Port{p, "TCP"})
+	}
+	if len(ports) == 0 {
+		r.Ports = []Port{{80, "TCP"}}
+	}
+	return r
+}
+
+func reason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return fmt.Sprint(err)
+}
+
+func TestAssignLowestFreeAndIdempotent(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/30"))
+	for i, want := range []string{"192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+		got, err := a.Assign(req(fmt.Sprint(i)))
+		if err != nil || got[0].String() != want {
+			t.Fatalf("service %d: %v %v, want %s", i, got, err, want)
+		}
+	}
+	if _, err := a.Assign(req("full")); reason(err) != "PoolExhausted" {
+		t.Fatalf("want PoolExhausted, got %v", err)
+	}
+	again, _ := a.Assign(req("2"))
+	if again[0].String() != "192.0.2.2" {
+		t.Errorf("second Assign moved the address to %v", again)
+	}
+	a.Release("ns/1")
+	if got, _ := a.Assign(req("full")); got[0].String() != "192.0.2.1" {
+		t.Errorf("freed address not reused: %v", got)
+	}
+	if u := a.Usage()[0]; u.Size != 4 || u.Used != 4 {
+		t.Errorf("usage = %+v", u)
+	}
+}
+
+func TestDualStack(t *testing.T) {
+	a := New(pools(t, "v4 192.0.2.0/30", "v6 2001:db8::/126"))
+	r := req("dual")
+	r.Families = []Family{IPv6, IPv4}
+	got, err := a.Assign(r)
+	if err != nil || len(got) != 2 || !got[0].Is6() || !got[1].Is4() {
+		t.Fatalf("dual = %v, %v", got, err)
+	}
+	only4 := New(pools(t, "v4 192.0.2.0/30"))
+	prefer := req("prefer")
+	prefer.Families = []Family{IPv4, IPv6}
+	if got, err := only4.Assign(prefer); err != nil || len(got) != 1 {
+		t.Errorf("PreferDualStack without IPv6 addresses: %v, %v; want the IPv4 address alone", got, err)
+	}
+	require := prefer
+	require.Key, require.RequireAll = "ns/require", true
+	if _, err := only4.Assign(require); reason(err) != "NoPool" {
+		t.Errorf("RequireDualStack without IPv6 addresses: %v", err)
+	}
+}
+
+func TestRequestedAndSharing(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/28"))
+	want := netip.MustParseAddr("192.0.2.9")
+	r := req("a")
+	r.Requested = []netip.Addr{want}
+	if got, err := a.Assign(r); err != nil || got[0] != want {
+		t.Fatalf("requested: %v %v", got, err)
+	}
+	b := req("b")
+	b.Requested = []netip.Addr{want}
+	if _, err := a.Assign(b); reason(err) != "AddressInUse" {
+		t.Errorf("taken address: %v", err)
+	}
+	out := req("c")
+	out.Requested = []netip.Addr{netip.MustParseAddr("203.0.113.1")}
+	if _, err := a.Assign(out); reason(err) != "AddressNotInPool" {
+		t.Errorf("outside: %v", err)
+	}
+	s1, s2, s3 := req("s1", 80), req("s2", 443), req("s3", 443)
+	s1.SharingKey, s2.SharingKey, s3.SharingKey = "k", "k", "k"
+	ip1, _ := a.Assign(s1)
+	ip2, _ := a.Assign(s2)
+	if ip1[0] != ip2[0] {
+		t.Errorf("sharing: %v vs %v", ip1, ip2)
+	}
+	if _, err := a.Assign(s3); reason(err) != "PortsCollide" {
+		t.Errorf("colliding ports: %v", err)
+	}
+	if h := a.Holders(ip1[0]); len(h) != 2 {
+		t.Errorf("holders = %v", h)
+	}
+}
+
+// A changed request that cannot be met leaves the Service what it had.
+func TestFailedReassignKeepsOld(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/30", "q 198.51.100.1"))
+	first, _ := a.Assign(req("x"))
+	r := req("x")
+	r.Pool = "nope"
+	if _, err := a.Assign(r); reason(err) != "NoSuchPool" {
+		t.Fatalf("want NoSuchPool, got %v", err)
+	}
+	if got := a.Get("ns/x"); len(got) != 1 || got[0] != first[0] {
+		t.Errorf("after a failed change the Service holds %v, had %v", got, first)
+	}
+	r.Pool = "q"
+	if got, err := a.Assign(r); err != nil || got[0].String() != "198.51.100.1" {
+		t.Errorf("moving to pool q: %v %v", got, err)
+	}
+	if u := a.Usage()[0]; u.Used != 0 {
+		t.Errorf("pool p still counts %d used", u.Used)
+	}
+}
+
+func TestClaim(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/30"))
+	if err := a.Claim(req("old"), []netip.Addr{netip.MustParseAddr("192.0.2.2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Claim(req("dup"), []netip.Addr{netip.MustParseAddr("192.0.2.2")}); reason(err) != "AddressInUse" {
+		t.Errorf("claiming a held address: %v", err)
+	}
+	if got, _ := a.Assign(req("new")); got[0].String() != "192.0.2.0" {
+		t.Errorf("new = %v", got)
+	}
+	if got, _ := a.Assign(req("old")); got[0].String() != "192.0.2.2" {
+		t.Errorf("claimed Service moved to %v", got)
+	}
+}
