@@ -82,6 +82,7 @@ type Checker struct {
 
 	mu      sync.Mutex
 	results map[Target]*Result
+	version uint64
 }
 
 // New returns a Checker; it starts nothing.
@@ -119,6 +120,13 @@ func (c *Checker) Up(k lb.Key, b lb.Backend) bool {
 
 // Changed receives a value whenever a target goes up or down.
 func (c *Checker) Changed() <-chan struct{} { return c.changed }
+
+// Version increases whenever a target goes up or down.
+func (c *Checker) Version() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
+}
 
 // Results returns a copy of every result, sorted by target.
 func (c *Checker) Results() []Result {
@@ -229,6 +237,9 @@ func (c *Checker) record(t Target, err error) {
 		}
 	}
 	up := r.Up
+	if flipped {
+		c.version++
+	}
 	c.mu.Unlock()
 	if flipped {
 		if up {

@@ -20,6 +20,9 @@ type Health interface {
 	Up(k lb.Key, b lb.Backend) bool
 	// Changed receives a value (coalesced) whenever a result changes.
 	Changed() <-chan struct{}
+	// Version increases whenever a result changes, so a pass can tell
+	// cheaply whether any backend's health changed since the last one.
+	Version() uint64
 }
 
 // SNAT source-NATs the connections the dataplane masquerades, so replies
@@ -65,11 +68,16 @@ type Options struct {
 // Status is the dataplane's health as other parts (cluster ownership, the
 // API) see it.
 type Status struct {
-	// Ready is true once the kernel is prepared and the last pass
-	// succeeded.
+	// Ready is true once the kernel is prepared and a pass has run. It
+	// turns false when the kernel cannot be used at all (no IPVS, the
+	// table cannot be read); a pass that fails for some virtual services
+	// only sets LastError (and is retried), so that one bad service does
+	// not make every host unhealthy.
 	Ready bool
 	// Err is why it is not ready.
-	Err             string
+	Err string
+	// LastError is the error of the last pass, if any.
+	LastError       string
 	LastSync        time.Time
 	LastSyncTook    time.Duration
 	VirtualServices int
@@ -91,8 +99,10 @@ type Dataplane struct {
 	applied    map[lb.Key]*target
 	programmed map[netip.Addr]bool
 	draining   map[drainKey]time.Time
+	drainKeys  map[lb.Key]int // number of draining backends by service
 	snatVIPs   []netip.Addr
 	snatDone   bool
+	healthVer  uint64
 }
 
 type drainKey struct {
@@ -102,6 +112,7 @@ type drainKey struct {
 
 // target is what the kernel should hold for one virtual service.
 type target struct {
+	src lb.VirtualService // what the target was computed from
 	vs  VirtualServer
 	rss []RealServer // in service, sorted by address
 	// leaving are backends still terminating: kept only while draining.
@@ -139,6 +150,7 @@ func New(o Options) *Dataplane {
 		applied:    map[lb.Key]*target{},
 		programmed: map[netip.Addr]bool{},
 		draining:   map[drainKey]time.Time{},
+		drainKeys:  map[lb.Key]int{},
 	}
 }
 
@@ -250,8 +262,10 @@ func (d *Dataplane) Run(ctx context.Context) error {
 
 // SyncOnce runs one pass against the newest desired state. A full pass
 // reads every virtual service in the kernel; an incremental one touches only
-// the virtual services whose target changed since the last pass, or that
-// have draining backends. Nothing is done before the store holds a state.
+// the virtual services whose desired state or backend health changed since
+// the last pass, or that have draining backends, so its kernel work is
+// proportional to the change (finding the change is one cheap comparison
+// per service). Nothing is done before the store holds a state.
 func (d *Dataplane) SyncOnce(full bool) error {
 	desired := d.o.Store.Load()
 	if desired == nil {
@@ -259,75 +273,150 @@ func (d *Dataplane) SyncOnce(full bool) error {
 	}
 	start := time.Now()
 	now := d.o.Now()
-	targets := make(map[lb.Key]*target, len(desired.Services))
-	vips := map[netip.Addr]bool{}
-	var natVIPs []netip.Addr
-	for i := range desired.Services {
-		vs := &desired.Services[i]
-		targets[vs.Key] = d.target(vs)
-		if !vips[vs.VIP] && vs.Method == lb.NAT {
-			natVIPs = append(natVIPs, vs.VIP)
-		}
-		vips[vs.VIP] = true
+	var hv uint64
+	if d.o.Health != nil {
+		hv = d.o.Health.Version()
 	}
-	d.mu.Lock()
-	d.managed = vips
-	d.mu.Unlock()
+	healthChanged := hv != d.healthVer
 
 	var errs []error
+	var err error
+	var vipsChanged bool
 	if full {
-		kvs, err := d.o.IPVS.GetVirtualServers()
+		vipsChanged, err = d.fullPass(desired, now, &errs)
 		if err != nil {
-			d.setErr(err)
+			d.mu.Lock()
+			d.status.Ready, d.status.Err, d.status.LastError = false, err.Error(), err.Error()
+			d.mu.Unlock()
 			return err
 		}
-		inKernel := map[lb.Key]*VirtualServer{}
-		for _, kv := range kvs {
-			if !d.manages(kv.Address, vips) {
-				continue // foreign: never touched
-			}
-			k := keyOf(kv)
-			if _, ok := targets[k]; !ok {
-				errs = append(errs, d.deleteService(k, kv))
-				continue
-			}
-			inKernel[k] = kv
-		}
-		for k, t := range targets {
-			errs = append(errs, d.reconcile(k, t, inKernel[k], true, now))
-		}
 	} else {
-		for k, a := range d.applied {
-			if _, ok := targets[k]; !ok {
-				errs = append(errs, d.deleteService(k, &a.vs))
+		vipsChanged = d.incrementalPass(desired, healthChanged, now, &errs)
+	}
+	if vipsChanged || !d.snatDone || full {
+		vips, natVIPs := vipSets(desired)
+		d.mu.Lock()
+		d.managed = vips
+		d.mu.Unlock()
+		if d.o.SNAT != nil && (!d.snatDone || full || !slices.Equal(natVIPs, d.snatVIPs)) {
+			if err := d.o.SNAT.Sync(natVIPs); err != nil {
+				errs = append(errs, fmt.Errorf("syncing source NAT: %w", err))
+			} else {
+				d.snatVIPs, d.snatDone = natVIPs, true
 			}
-		}
-		for k, t := range targets {
-			if a, ok := d.applied[k]; ok && a.equal(t) && !d.hasDraining(k) {
-				continue
-			}
-			errs = append(errs, d.reconcile(k, t, nil, false, now))
+		} else if d.o.SNAT == nil {
+			d.snatDone = true
 		}
 	}
-	if d.o.SNAT != nil && (!d.snatDone || full || !slices.Equal(natVIPs, d.snatVIPs)) {
-		slices.SortFunc(natVIPs, netip.Addr.Compare)
-		if err := d.o.SNAT.Sync(natVIPs); err != nil {
-			errs = append(errs, fmt.Errorf("syncing source NAT: %w", err))
-		} else {
-			d.snatVIPs, d.snatDone = natVIPs, true
-		}
+	err = errors.Join(errs...)
+	if err == nil {
+		d.healthVer = hv
 	}
-	err := errors.Join(errs...)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.status.LastSync, d.status.LastSyncTook = now, time.Since(start)
-	d.status.VirtualServices, d.status.Draining = len(targets), len(d.draining)
+	d.status.VirtualServices, d.status.Draining = len(desired.Services), len(d.draining)
+	d.status.Ready, d.status.Err = true, ""
+	d.status.LastError = ""
 	if err != nil {
-		d.status.Ready, d.status.Err = false, err.Error()
-	} else {
-		d.status.Ready, d.status.Err = true, ""
+		d.status.LastError = err.Error()
 	}
 	return err
+}
+
+// vipSets returns the VIPs of the desired state and, sorted, those of its
+// nat services.
+func vipSets(desired *lb.Desired) (map[netip.Addr]bool, []netip.Addr) {
+	vips := map[netip.Addr]bool{}
+	var nat []netip.Addr
+	for i := range desired.Services {
+		vs := &desired.Services[i]
+		if vs.Method == lb.NAT {
+			nat = append(nat, vs.VIP)
+		}
+		vips[vs.VIP] = true
+	}
+	slices.SortFunc(nat, netip.Addr.Compare)
+	return vips, slices.Compact(nat)
+}
+
+// fullPass reconciles every desired service against a fresh read of the
+// kernel and deletes stale services on managed VIPs. It returns an error
+// only when the table cannot be read.
+func (d *Dataplane) fullPass(desired *lb.Desired, now time.Time, errs *[]error) (bool, error) {
+	kvs, err := d.o.IPVS.GetVirtualServers()
+	if err != nil {
+		return false, err
+	}
+	vips := make(map[netip.Addr]bool, len(desired.Services))
+	want := make(map[lb.Key]bool, len(desired.Services))
+	for i := range desired.Services {
+		vips[desired.Services[i].VIP] = true
+		want[desired.Services[i].Key] = true
+	}
+	inKernel := map[lb.Key]*VirtualServer{}
+	for _, kv := range kvs {
+		if !d.manages(kv.Address, vips) {
+			continue // foreign: never touched
+		}
+		k := keyOf(kv)
+		if !want[k] {
+			*errs = append(*errs, d.deleteService(k, kv))
+			continue
+		}
+		inKernel[k] = kv
+	}
+	for k := range d.applied {
+		if !want[k] {
+			delete(d.applied, k)
+		}
+	}
+	for i := range desired.Services {
+		vs := &desired.Services[i]
+		*errs = append(*errs, d.reconcile(vs.Key, d.target(vs), inKernel[vs.Key], true, now))
+	}
+	return true, nil
+}
+
+// incrementalPass reconciles only what changed since the last pass.
+func (d *Dataplane) incrementalPass(desired *lb.Desired, healthChanged bool, now time.Time, errs *[]error) bool {
+	vipsChanged := false
+	matched := 0
+	for i := range desired.Services {
+		vs := &desired.Services[i]
+		a, ok := d.applied[vs.Key]
+		if ok {
+			matched++
+		} else {
+			vipsChanged = true
+		}
+		draining := d.drainKeys[vs.Key] > 0
+		if ok && !healthChanged && !draining && a.src.Equal(vs) {
+			continue
+		}
+		if ok && a.src.Method != vs.Method {
+			vipsChanged = true
+		}
+		t := d.target(vs)
+		if ok && !draining && a.equal(t) {
+			a.src = t.src
+			continue
+		}
+		*errs = append(*errs, d.reconcile(vs.Key, t, nil, false, now))
+	}
+	if matched != len(d.applied) {
+		vipsChanged = true
+		want := make(map[lb.Key]bool, len(desired.Services))
+		for i := range desired.Services {
+			want[desired.Services[i].Key] = true
+		}
+		for k, a := range d.applied {
+			if !want[k] {
+				*errs = append(*errs, d.deleteService(k, &a.vs))
+			}
+		}
+	}
+	return vipsChanged
 }
 
 func (d *Dataplane) manages(vip netip.Addr, desired map[netip.Addr]bool) bool {
@@ -350,7 +439,7 @@ func methodOf(m lb.Method) Method {
 
 // target computes what the kernel should hold for vs.
 func (d *Dataplane) target(vs *lb.VirtualService) *target {
-	t := &target{vs: VirtualServer{
+	t := &target{src: *vs, vs: VirtualServer{
 		Address:   vs.VIP,
 		Protocol:  string(vs.Protocol),
 		Port:      vs.Port,
@@ -380,19 +469,31 @@ func (d *Dataplane) target(vs *lb.VirtualService) *target {
 	return t
 }
 
-func (d *Dataplane) hasDraining(k lb.Key) bool {
-	for dk := range d.draining {
-		if dk.key == k {
-			return true
-		}
+func (d *Dataplane) startDrain(dk drainKey, now time.Time) time.Time {
+	if since, ok := d.draining[dk]; ok {
+		return since
 	}
-	return false
+	d.draining[dk] = now
+	d.drainKeys[dk.key]++
+	return now
+}
+
+func (d *Dataplane) endDrain(dk drainKey) {
+	if _, ok := d.draining[dk]; !ok {
+		return
+	}
+	delete(d.draining, dk)
+	if d.drainKeys[dk.key]--; d.drainKeys[dk.key] <= 0 {
+		delete(d.drainKeys, dk.key)
+	}
 }
 
 func (d *Dataplane) deleteService(k lb.Key, v *VirtualServer) error {
-	for dk := range d.draining {
-		if dk.key == k {
-			delete(d.draining, dk)
+	if d.drainKeys[k] > 0 {
+		for dk := range d.draining {
+			if dk.key == k {
+				d.endDrain(dk)
+			}
 		}
 	}
 	delete(d.applied, k)
@@ -460,30 +561,30 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 	var errs []error
 	for i := range t.rss {
 		want := &t.rss[i]
-		delete(d.draining, drainKey{k, want.AddrPort()})
+		d.endDrain(drainKey{k, want.AddrPort()})
 		c, ok := byAddr[want.AddrPort()]
 		delete(byAddr, want.AddrPort())
 		switch {
 		case !ok:
 			errs = append(errs, d.o.IPVS.AddRealServer(&t.vs, want))
 		case !c.Equal(want):
-			errs = append(errs, d.o.IPVS.UpdateRealServer(&t.vs, want))
+			err := d.o.IPVS.UpdateRealServer(&t.vs, want)
+			errs = append(errs, err)
+			if err == nil && c.Weight != want.Weight {
+				d.o.Log.Info("backend weight", "service", k.String(), "backend", want.AddrPort().String(), "weight", want.Weight, "was", c.Weight)
+			}
 		}
 	}
 	// Whatever is left is leaving: drain it.
 	for ap, c := range byAddr {
 		dk := drainKey{k, ap}
-		since, ok := d.draining[dk]
-		if !ok {
-			since = now
-			d.draining[dk] = now
-		}
+		since := d.startDrain(dk, now)
 		switch {
 		case c.ActiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
 			err := d.o.IPVS.DeleteRealServer(&t.vs, c)
 			errs = append(errs, err)
 			if err == nil {
-				delete(d.draining, dk)
+				d.endDrain(dk)
 				d.o.Log.Info("removed backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
 			}
 		case c.Weight != 0:
@@ -494,10 +595,12 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 		}
 	}
 	// Forget drains of backends that are gone from the kernel.
-	for dk := range d.draining {
-		if dk.key == k {
-			if _, ok := byAddr[dk.addr]; !ok {
-				delete(d.draining, dk)
+	if d.drainKeys[k] > 0 {
+		for dk := range d.draining {
+			if dk.key == k {
+				if _, ok := byAddr[dk.addr]; !ok {
+					d.endDrain(dk)
+				}
 			}
 		}
 	}

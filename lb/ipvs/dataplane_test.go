@@ -38,7 +38,10 @@ type fakeHealth struct {
 	mu   sync.Mutex
 	down map[netip.AddrPort]bool
 	c    chan struct{}
+	ver  uint64
 }
+
+func (h *fakeHealth) Version() uint64 { h.mu.Lock(); defer h.mu.Unlock(); return h.ver }
 
 func (h *fakeHealth) Up(_ lb.Key, b lb.Backend) bool {
 	h.mu.Lock()
@@ -49,6 +52,7 @@ func (h *fakeHealth) Changed() <-chan struct{} { return h.c }
 func (h *fakeHealth) set(a netip.AddrPort, down bool) {
 	h.mu.Lock()
 	h.down[a] = down
+	h.ver++
 	h.mu.Unlock()
 	select {
 	case h.c <- struct{}{}:
@@ -426,26 +430,44 @@ func TestSNATFollowsNATVIPs(t *testing.T) {
 	}
 }
 
-func TestKernelErrorMakesUnhealthy(t *testing.T) {
+func TestKernelErrors(t *testing.T) {
 	e := newEnv(t, nil)
+	fail := ""
 	e.fake.Fail = func(m string) error {
-		if m == "AddVirtualServer" {
+		if m == fail {
 			return errors.New("boom")
 		}
 		return nil
 	}
 	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1")))
+
+	// A service that cannot be programmed is retried, and reported, but
+	// does not make the host unhealthy (every host would fail alike).
+	fail = "AddVirtualServer"
 	if err := e.dp.SyncOnce(true); err == nil {
 		t.Fatal("SyncOnce succeeded with a failing kernel")
+	}
+	if err := e.dp.Healthy(); err != nil {
+		t.Fatalf("Healthy() = %v after a per-service error", err)
+	}
+	if st := e.dp.Status(); !strings.Contains(st.LastError, "boom") {
+		t.Fatalf("Status().LastError = %q", st.LastError)
+	}
+
+	// A table that cannot be read makes the host unhealthy.
+	fail = "GetVirtualServers"
+	if err := e.dp.SyncOnce(true); err == nil {
+		t.Fatal("SyncOnce succeeded with an unreadable table")
 	}
 	if err := e.dp.Healthy(); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("Healthy() = %v, want the kernel error", err)
 	}
-	e.fake.Fail = nil
-	e.sync(t, false)
+	fail = ""
+	e.sync(t, true)
 	if err := e.dp.Healthy(); err != nil {
 		t.Fatalf("Healthy() after recovery = %v", err)
 	}
+	assertTable(t, e.fake, e.store.Load(), nil)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -180,9 +180,9 @@ var spaces = regexp.MustCompile(`\s+`)
 
 // table returns ipvsadm -Ln without the connection counters, one
 // normalised line per service or real server.
-func table(t *testing.T, ns string) []string {
+func table(t *testing.T, ns string, args ...string) []string {
 	var out []string
-	for _, l := range strings.Split(ipvsadm(t, ns, "-Ln"), "\n") {
+	for _, l := range strings.Split(ipvsadm(t, ns, append([]string{"-Ln"}, args...)...), "\n") {
 		f := strings.Fields(l)
 		if len(f) == 0 || f[0] == "IP" || f[0] == "Prot" || (f[0] == "->" && f[1] == "RemoteAddress:Port") {
 			continue
@@ -324,18 +324,19 @@ func TestDataplane(t *testing.T) {
 	})
 
 	t.Run("a killed backend leaves the rotation and comes back", func(t *testing.T) {
+		web := func() []string { return table(t, "lb1", "-t", "10.0.0.100:80") }
 		stopServer(2)
 		took := waitFor(t, "node2 to get weight 0", 10*time.Second, func() bool {
-			return hasLine(table(t, "lb1"), "-> 10.0.0.22:30080 Masq 0")
+			return hasLine(web(), "-> 10.0.0.22:30080 Masq 0")
 		})
 		t.Logf("node2 left the rotation %s after its server was killed (interval %s, fall 2)", took.Round(10*time.Millisecond), healthInterval)
 		r := helper(t, "client", "http", "12", "http://10.0.0.100/")
 		if r.Errors != 0 || r.Counts["node2"] != 0 || len(r.Counts) != 2 {
-			t.Errorf("with node2 down: %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
+			t.Errorf("with node2 down: %v, %d errors (%s)\n%s", r.Counts, r.Errors, r.LastErr, ipvsadm(t, "lb1", "-Ln", "-t", "10.0.0.100:80"))
 		}
 		startServer(t, 2)
 		took = waitFor(t, "node2 to come back", 10*time.Second, func() bool {
-			return hasLine(table(t, "lb1"), "-> 10.0.0.22:30080 Masq 1")
+			return hasLine(web(), "-> 10.0.0.22:30080 Masq 1")
 		})
 		t.Logf("node2 came back %s after its server restarted (rise 2)", took.Round(10*time.Millisecond))
 		r = helper(t, "client", "http", "12", "http://10.0.0.100/")
