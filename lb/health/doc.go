@@ -8,7 +8,10 @@
 // services are only probed over HTTP, when they have a HealthCheckPort;
 // otherwise they count as up. Every Interval all targets are probed in
 // parallel, each bounded by Timeout. A target goes down after Fall failures
-// in a row and comes back after Rise successes in a row; new targets start
-// up. Every change of a result signals Changed, which the dataplane
+// in a row and comes back after Rise successes in a row; a new target
+// counts as up until its first probe, whose result then decides at once
+// (so a restarted edgelb does not send traffic to a backend that is down).
+// FirstRound lets the dataplane wait for the first round before its first
+// pass. Every change of a result signals Changed, which the dataplane
 // subscribes to; Results is the read interface for the API.
 package health

@@ -77,12 +77,15 @@ type Options struct {
 // Checker probes backends. Run drives it; Up, Changed and Results are safe
 // for concurrent use.
 type Checker struct {
-	o       Options
-	changed chan struct{}
+	o Options
 
 	mu      sync.Mutex
 	results map[Target]*Result
 	version uint64
+	subs    []chan struct{}
+
+	first     chan struct{}
+	firstOnce sync.Once
 }
 
 // New returns a Checker; it starts nothing.
@@ -102,7 +105,7 @@ func New(o Options) *Checker {
 	if o.Config.Fall < 1 {
 		o.Config.Fall = 1
 	}
-	return &Checker{o: o, changed: make(chan struct{}, 1), results: map[Target]*Result{}}
+	return &Checker{o: o, results: map[Target]*Result{}, first: make(chan struct{})}
 }
 
 // Up reports whether backend b of k passes its checks. Targets not probed
@@ -118,8 +121,17 @@ func (c *Checker) Up(k lb.Key, b lb.Backend) bool {
 	return !ok || r.Up
 }
 
-// Changed receives a value whenever a target goes up or down.
-func (c *Checker) Changed() <-chan struct{} { return c.changed }
+// Changed returns a new channel that receives a value (coalesced) whenever
+// a target goes up or down. Each consumer calls it once and keeps its own
+// channel: a shared channel would let one consumer swallow another's
+// signal.
+func (c *Checker) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	c.subs = append(c.subs, ch)
+	return ch
+}
 
 // Version increases whenever a target goes up or down.
 func (c *Checker) Version() uint64 {
@@ -145,19 +157,32 @@ func (c *Checker) Results() []Result {
 	return out
 }
 
-// Run probes every Interval until ctx is done.
+// Run probes every Interval until ctx is done. Targets that appear in the
+// desired state are probed at once, without waiting for the next round.
 func (c *Checker) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.o.Config.Interval)
 	defer tick.Stop()
+	sub := c.o.Store.Subscribe()
 	for {
 		c.CheckOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+		for again := true; again; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				again = false
+			case <-sub:
+				c.check(ctx, true)
+			}
 		}
 	}
 }
+
+// FirstRound returns a channel closed once every target of the first
+// desired state has been probed, so that the dataplane's first pass uses
+// real results: after a restart, a backend that is down stays at weight 0
+// instead of briefly coming back.
+func (c *Checker) FirstRound() <-chan struct{} { return c.first }
 
 func (c *Checker) targets() []Target {
 	d := c.o.Store.Load()
@@ -179,7 +204,14 @@ func (c *Checker) targets() []Target {
 
 // CheckOnce runs one round: every current target is probed once, targets
 // no longer wanted are forgotten.
-func (c *Checker) CheckOnce(ctx context.Context) {
+func (c *Checker) CheckOnce(ctx context.Context) { c.check(ctx, false) }
+
+// check probes the current targets, or with onlyNew those without a
+// result yet.
+func (c *Checker) check(ctx context.Context, onlyNew bool) {
+	if c.o.Store.Load() == nil {
+		return
+	}
 	ts := c.targets()
 	want := make(map[Target]bool, len(ts))
 	for _, t := range ts {
@@ -190,6 +222,9 @@ func (c *Checker) CheckOnce(ctx context.Context) {
 		if !want[t] {
 			delete(c.results, t)
 		}
+	}
+	if onlyNew {
+		ts = slices.DeleteFunc(ts, func(t Target) bool { return c.results[t] != nil })
 	}
 	c.mu.Unlock()
 
@@ -209,36 +244,48 @@ func (c *Checker) CheckOnce(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	if ctx.Err() == nil {
+		c.firstOnce.Do(func() { close(c.first) })
+	}
 }
 
 func (c *Checker) record(t Target, err error) {
 	now := c.o.Now()
 	c.mu.Lock()
 	r, ok := c.results[t]
+	flipped := false
 	if !ok {
-		r = &Result{Target: t, Up: true, Since: now}
+		// The first result decides at once: a backend found dead is
+		// not given traffic until it has risen.
+		r = &Result{Target: t, Up: err == nil, Since: now}
 		c.results[t] = r
+		flipped = err != nil
 	}
 	r.LastCheck = now
-	flipped := false
 	if err == nil {
 		r.LastError = ""
 		r.Successes++
 		r.Failures = 0
-		if !r.Up && r.Successes >= c.o.Config.Rise {
+		if ok && !r.Up && r.Successes >= c.o.Config.Rise {
 			r.Up, r.Since, flipped = true, now, true
 		}
 	} else {
 		r.LastError = err.Error()
 		r.Failures++
 		r.Successes = 0
-		if r.Up && r.Failures >= c.o.Config.Fall {
+		if ok && r.Up && r.Failures >= c.o.Config.Fall {
 			r.Up, r.Since, flipped = false, now, true
 		}
 	}
 	up := r.Up
 	if flipped {
 		c.version++
+		for _, ch := range c.subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
 	}
 	c.mu.Unlock()
 	if flipped {
@@ -246,10 +293,6 @@ func (c *Checker) record(t Target, err error) {
 			c.o.Log.Info("backend up", "backend", t.String())
 		} else {
 			c.o.Log.Warn("backend down", "backend", t.String(), "err", err)
-		}
-		select {
-		case c.changed <- struct{}{}:
-		default:
 		}
 	}
 }

@@ -40,6 +40,7 @@ func TestRiseAndFall(t *testing.T) {
 			return nil
 		}})
 	ctx := context.Background()
+	changedA, changedB := c.Changed(), c.Changed()
 	c.CheckOnce(ctx)
 	if probes != 2 {
 		t.Fatalf("probed %d targets, want 2 (UDP without HTTP is not probed)", probes)
@@ -56,10 +57,12 @@ func TestRiseAndFall(t *testing.T) {
 	if c.Up(key, b) {
 		t.Fatal("still up after 3 failures")
 	}
-	select {
-	case <-c.Changed():
-	default:
-		t.Fatal("no change signalled")
+	for _, ch := range []<-chan struct{}{changedA, changedB} {
+		select {
+		case <-ch:
+		default:
+			t.Fatal("a subscriber was not told of the change")
+		}
 	}
 	if !c.Up(key, a) || !c.Up(udp, a) {
 		t.Fatal("healthy backends reported down")
@@ -131,5 +134,33 @@ func TestProbe(t *testing.T) {
 	status = http.StatusServiceUnavailable
 	if err := health.Probe(ctx, ht); err == nil {
 		t.Fatal("HTTP probe answering 503 succeeded")
+	}
+}
+
+func TestFirstResultDecides(t *testing.T) {
+	store := lb.NewStore()
+	key := lb.Key{VIP: netip.MustParseAddr("192.0.2.1"), Port: 80, Protocol: lb.TCP}
+	dead := lb.Backend{Addr: netip.MustParseAddrPort("10.0.0.9:30080"), Weight: 1}
+	c := health.New(health.Options{Store: store, Log: slog.New(slog.DiscardHandler),
+		Config: health.Config{Rise: 2, Fall: 3},
+		Probe:  func(context.Context, health.Target) error { return errors.New("refused") }})
+	c.CheckOnce(context.Background()) // no desired state yet: not a round
+	select {
+	case <-c.FirstRound():
+		t.Fatal("first round reported before any desired state")
+	default:
+	}
+	store.Set(&lb.Desired{Services: []lb.VirtualService{{Key: key, Backends: []lb.Backend{dead}}}})
+	if !c.Up(key, dead) {
+		t.Fatal("an unprobed backend should count as up")
+	}
+	c.CheckOnce(context.Background())
+	if c.Up(key, dead) {
+		t.Fatal("a backend whose first probe failed is up")
+	}
+	select {
+	case <-c.FirstRound():
+	default:
+		t.Fatal("first round not reported")
 	}
 }

@@ -206,7 +206,24 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 		}
 	}
-	resync := time.NewTicker(d.o.ResyncPeriod)
+	// Let the health checker probe every backend once, so that the first
+	// pass after a restart does not give traffic to a dead backend.
+	if fr, ok := d.o.Health.(interface{ FirstRound() <-chan struct{} }); ok {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-fr.FirstRound():
+		case <-sub:
+			// A desired state arrived; its targets are being probed.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-fr.FirstRound():
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}
+		resync := time.NewTicker(d.o.ResyncPeriod)
 	defer resync.Stop()
 	wake := time.NewTimer(time.Hour)
 	wake.Stop()

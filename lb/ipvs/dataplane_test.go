@@ -539,3 +539,16 @@ func TestStatsOnlyManaged(t *testing.T) {
 		t.Fatalf("Stats() = %+v", st)
 	}
 }
+
+func TestHealthSharedBackend(t *testing.T) {
+	e := newEnv(t, nil)
+	sticky := svc("192.0.2.2", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080")
+	sticky.Persistence = time.Minute
+	d := desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"), sticky,
+		svc("192.0.2.1", 53, lb.UDP, "10.0.0.1:30053", "10.0.0.2:30053"))
+	e.store.Set(d)
+	e.sync(t, true)
+	e.h.set(ap("10.0.0.2:30080"), true)
+	e.sync(t, false)
+	assertTable(t, e.fake, d, map[netip.AddrPort]bool{ap("10.0.0.2:30080"): true})
+}

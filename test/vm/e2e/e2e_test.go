@@ -242,9 +242,8 @@ const natServices = `
 
 func TestDataplane(t *testing.T) {
 	topology(t)
-	// The VIP owner adds the VIPs to its interface (the cluster part
-	// does that); here lb1 owns 10.0.0.100-102.
-	sh(t, `for v in 100 101 102; do ip -n lb1 addr add 10.0.0.$v/32 dev eth0; done`)
+	// lb1 is a one-member cluster: it owns 10.0.0.100-102 and its VIP
+	// manager adds them to eth0.
 	// A foreign virtual service that edgelb must never touch.
 	ipvsadm(t, "lb1", "-A", "-t", "10.9.9.9:80", "-s", "wlc")
 	ipvsadm(t, "lb1", "-a", "-t", "10.9.9.9:80", "-r", "10.0.0.21:80", "-g", "-w", "3")
@@ -255,8 +254,9 @@ func TestDataplane(t *testing.T) {
 			lb1.dumpLog(t)
 		}
 	}()
-	waitFor(t, "edgelb to program 10.0.0.100:80", 30*time.Second, func() bool {
-		return hasLine(table(t, "lb1"), "-> 10.0.0.23:30080 Masq 1")
+	waitFor(t, "edgelb to program 10.0.0.100:80 and own its VIPs", 30*time.Second, func() bool {
+		return hasLine(table(t, "lb1"), "-> 10.0.0.23:30080 Masq 1") &&
+			strings.Count(sh(t, "ip -n lb1 -br addr show dev eth0"), "10.0.0.10") == 3
 	})
 	t.Logf("ipvsadm -Ln in lb1:\n%s", ipvsadm(t, "lb1", "-Ln"))
 
@@ -405,8 +405,6 @@ for i in 1 2 3; do
 	ip -n node$i addr add 10.0.0.120/32 dev tunl0
 	ip netns exec node$i sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tunl0.rp_filter=0
 done
-ip -n lb2 addr add 10.0.0.110/32 dev eth0
-ip -n lb3 addr add 10.0.0.120/32 dev eth0
 `)
 	for _, c := range []struct{ ns, method, vip, fwd string }{
 		{"lb2", "dr", "10.0.0.110", "Route"},
@@ -420,8 +418,9 @@ ip -n lb3 addr add 10.0.0.120/32 dev eth0
 					e.dumpLog(t)
 				}
 			}()
-			waitFor(t, "edgelb to program "+c.vip, 30*time.Second, func() bool {
-				return hasLine(table(t, c.ns), "-> 10.0.0.23:30080 "+c.fwd+" 1")
+			waitFor(t, "edgelb to program and own "+c.vip, 30*time.Second, func() bool {
+				return hasLine(table(t, c.ns), "-> 10.0.0.23:30080 "+c.fwd+" 1") &&
+					strings.Contains(sh(t, "ip -n "+c.ns+" -br addr show dev eth0"), c.vip)
 			})
 			r := helper(t, "client", "http", "15", "http://"+c.vip+":30080/")
 			t.Logf("answers per node: %v, source addresses seen: %v", r.Counts, r.Remotes)
