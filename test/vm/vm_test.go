@@ -2,6 +2,7 @@ package vm_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/test/testenv"
 )
 
 // prerequisite skips the test, or fails it when CI=true.
@@ -43,7 +47,7 @@ func build(t *testing.T, root, dir string, args ...string) {
 
 // runVM boots the VM with edgelb and the e2e test binary and runs args of
 // the test binary; it returns the output.
-func runVM(t *testing.T, timeoutSecs int, testArgs string) string {
+func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) string {
 	t.Helper()
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		prerequisite(t, "the test VM needs linux/amd64")
@@ -61,8 +65,10 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string) string {
 	build(t, root, dir, "test", "-c", "-tags", "vm", "-o", filepath.Join(dir, "e2e.test"), "./test/vm/e2e")
 	job := filepath.Join(dir, "job.sh")
 	os.WriteFile(job, []byte("/job/e2e.test "+testArgs+"\n"), 0o644)
-	cmd := exec.Command(filepath.Join(root, "hack/vm/run.sh"), "-t", fmt.Sprint(timeoutSecs), "-m", "2048",
-		"-f", filepath.Join(dir, "edgelb")+":/usr/local/bin/edgelb", "-f", filepath.Join(dir, "e2e.test"), job)
+	args := []string{"-t", fmt.Sprint(timeoutSecs), "-m", "2048",
+		"-f", filepath.Join(dir, "edgelb") + ":/usr/local/bin/edgelb", "-f", filepath.Join(dir, "e2e.test")}
+	args = append(append(args, extra...), job)
+	cmd := exec.Command(filepath.Join(root, "hack/vm/run.sh"), args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -92,7 +98,7 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string) string {
 // TestVM runs the end-to-end dataplane tests inside the VM. EDGELB_VM_RUN
 // narrows them (a -test.run pattern).
 func TestVM(t *testing.T) {
-	args := "-test.v -test.timeout 420s"
+	args := "-test.v -test.timeout 420s -test.run '^(TestDataplane|TestDirectRoutingAndTunnel)$'"
 	if r := os.Getenv("EDGELB_VM_RUN"); r != "" {
 		args += " -test.run '" + r + "'"
 	}
@@ -104,3 +110,46 @@ func TestVM(t *testing.T) {
 	}
 }
 
+// TestVMKubernetes runs a real kube-apiserver on the host and the
+// Kubernetes-driven end-to-end test inside the VM, which reaches the API
+// server at 10.0.2.2 and drives it with the host's kubectl.
+func TestVMKubernetes(t *testing.T) {
+	if _, err := testenv.BinDir(); err != nil {
+		prerequisite(t, "%v", err)
+	}
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		prerequisite(t, "kubectl (v1.32) is not on PATH")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	env, err := testenv.Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	// The VM reaches the host's loopback at 10.0.2.2.
+	vmKubeconfig := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "vm-"+filepath.Base(path))
+		os.WriteFile(out, []byte(strings.ReplaceAll(string(b), "https://127.0.0.1:", "https://10.0.2.2:")), 0o600)
+		return out
+	}
+	admin, edgelb := vmKubeconfig(env.AdminKubeconfig), vmKubeconfig(env.EdgelbKubeconfig)
+	out := runVM(t, 480, "-test.v -test.timeout 420s -test.run '^TestKubernetes$'",
+		"-f", kubectl+":/job/kubectl",
+		"-f", admin+":/job/admin.kubeconfig", "-f", edgelb+":/job/edgelb.kubeconfig",
+		"-e", "EDGELB_ADMIN_KUBECONFIG=/job/admin.kubeconfig", "-e", "EDGELB_KUBECONFIG=/job/edgelb.kubeconfig")
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "--- ") || strings.Contains(l, "kubernetes_test.go") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+	if !strings.Contains(out, "--- PASS: TestKubernetes") {
+		t.Fatalf("TestKubernetes did not pass inside the VM:\n%s", out)
+	}
+}

@@ -42,8 +42,8 @@ func runHelper(name string, args []string) int {
 	return 0
 }
 
-// serve NAME: HTTP on :30080 and :8080 answering "NAME LOCAL REMOTE",
-// /healthz on :10256, UDP on :30053 and :5353 answering "NAME REMOTE",
+// serve NAME: HTTP on :30080-30082 and :8080 answering "NAME LOCAL REMOTE",
+// /healthz on :10256 and :32000, UDP on :30053 and :5353 answering "NAME REMOTE",
 // TCP echo on :30090.
 func serve(args []string) error {
 	name := args[0]
@@ -51,18 +51,20 @@ func serve(args []string) error {
 		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 		fmt.Fprintf(w, "%s %s %s\n", name, local, r.RemoteAddr)
 	})
-	for _, p := range []string{":30080", ":8080"} {
+	for _, p := range []string{":30080", ":30081", ":30082", ":8080"} {
 		ln, err := net.Listen("tcp", p)
 		if err != nil {
 			return err
 		}
 		go http.Serve(ln, h)
 	}
-	hz, err := net.Listen("tcp", ":10256")
-	if err != nil {
-		return err
+	for _, p := range []string{":10256", ":32000"} { // kube-proxy's healthz, a healthCheckNodePort
+		hz, err := net.Listen("tcp", p)
+		if err != nil {
+			return err
+		}
+		go http.Serve(hz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	}
-	go http.Serve(hz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	for _, p := range []string{":30053", ":5353"} {
 		pc, err := net.ListenPacket("udp", p)
 		if err != nil {

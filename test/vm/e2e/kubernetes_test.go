@@ -1,0 +1,198 @@
+//go:build vm
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// kubectl runs the host's kubectl (copied into the VM) as the admin against
+// the test kube-apiserver on the host (10.0.2.2).
+func kubectl(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("/job/kubectl", append([]string{"--kubeconfig", os.Getenv("EDGELB_ADMIN_KUBECONFIG")}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func setNodeReady(t *testing.T, node string, ready bool) {
+	t.Helper()
+	st := "True"
+	if !ready {
+		st = "False"
+	}
+	kubectl(t, "", "patch", "node", node, "--subresource=status", "--type=merge", "-p",
+		fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"%s","reason":"Test","lastHeartbeatTime":null}]}}`, st))
+}
+
+const k8sObjects = `
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: default}
+spec:
+  type: LoadBalancer
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30081}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: default, annotations: {edgelb.io/scheduler: wrr}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32000
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30082}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local-1, namespace: default, labels: {kubernetes.io/service-name: local}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+  - {addresses: [10.244.1.2], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.1.3], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.3.2], nodeName: node3, conditions: {ready: true}}
+`
+
+// TestKubernetes drives the dataplane from a real kube-apiserver running on
+// the host: the Services are created with kubectl, edgelb gives them IPs
+// from its pool, and the traffic is checked from the client namespace.
+func TestKubernetes(t *testing.T) {
+	if os.Getenv("EDGELB_ADMIN_KUBECONFIG") == "" {
+		t.Skip("needs the host's kube-apiserver (run by test/vm TestVMKubernetes)")
+	}
+	topology(t)
+	// The appliance namespaces reach the API server through the VM's own
+	// user-mode network: br0 routes and masquerades for them.
+	sh(t, `
+ip addr add 10.0.0.1/24 dev br0
+sysctl -qw net.ipv4.ip_forward=1
+ip -n lb1 route add default via 10.0.0.1
+nft add table ip vmnat
+nft add chain ip vmnat post '{ type nat hook postrouting priority srcnat; }'
+nft add rule ip vmnat post ip saddr 10.0.0.0/24 oifname eth0 masquerade
+`)
+	for i := 1; i <= 3; i++ {
+		kubectl(t, fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: node%d}
+`, i), "apply", "-f", "-")
+		kubectl(t, "", "patch", "node", fmt.Sprintf("node%d", i), "--subresource=status", "--type=merge", "-p",
+			fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.2%d"}],"conditions":[{"type":"Ready","status":"True","reason":"Test"}]}}`, i))
+	}
+	kubectl(t, k8sObjects, "apply", "-f", "-")
+	sh(t, "ip -n node1 addr add 10.244.1.3/24 dev pods")
+
+	lb1 := startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
+cluster: {bindAddr: 127.0.0.1, insecure: true}
+kubernetes: {kubeconfig: %s, defaultClass: true}
+pools: [{name: default, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: true}]
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, drainTimeout: 5s}
+healthCheck: {interval: %s, timeout: 300ms, rise: 2, fall: 2}
+api: {listen: "127.0.0.1:9080"}
+`, os.Getenv("EDGELB_KUBECONFIG"), healthInterval))
+	defer func() {
+		if t.Failed() {
+			lb1.dumpLog(t)
+		}
+	}()
+
+	vip := map[string]string{}
+	waitFor(t, "EXTERNAL-IPs on the three Services", 60*time.Second, func() bool {
+		for _, s := range []string{"web", "sticky", "local"} {
+			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
+			if ip == "" {
+				return false
+			}
+			vip[s] = ip
+		}
+		return true
+	})
+	t.Logf("kubectl get svc:\n%s", kubectl(t, "", "get", "svc", "-o", "wide"))
+	waitFor(t, "the dataplane to program "+vip["web"], 30*time.Second, func() bool {
+		return hasLine(table(t, "lb1", "-t", vip["web"]+":80"), "-> 10.0.0.23:30080 Masq 1") &&
+			strings.Contains(sh(t, "ip -n lb1 -br addr show dev eth0"), vip["web"])
+	})
+	t.Logf("ipvsadm -Ln:\n%s", ipvsadm(t, "lb1", "-Ln"))
+
+	t.Run("a LoadBalancer Service is answered by all nodes", func(t *testing.T) {
+		r := helper(t, "client", "http", "30", "http://"+vip["web"]+"/")
+		t.Logf("answers per node: %v", r.Counts)
+		if r.Errors != 0 || !slices.Equal(nodes(r), []string{"node1", "node2", "node3"}) {
+			t.Errorf("answered by %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
+		}
+	})
+
+	t.Run("sessionAffinity ClientIP keeps the client on one node", func(t *testing.T) {
+		if !hasLine(table(t, "lb1", "-t", vip["sticky"]+":80"), fmt.Sprintf("TCP %s:80 rr persistent 10800", vip["sticky"])) {
+			t.Errorf("no persistence in:\n%s", ipvsadm(t, "lb1", "-Ln", "-t", vip["sticky"]+":80"))
+		}
+		r := helper(t, "client", "http", "12", "http://"+vip["sticky"]+"/")
+		t.Logf("answers per node: %v", r.Counts)
+		if r.Errors != 0 || len(r.Counts) != 1 {
+			t.Errorf("answered by %v, want one node", r.Counts)
+		}
+	})
+
+	t.Run("externalTrafficPolicy Local weights nodes by local endpoints", func(t *testing.T) {
+		tb := table(t, "lb1", "-t", vip["local"]+":80")
+		for _, want := range []string{"-> 10.0.0.21:30082 Masq 2", "-> 10.0.0.23:30082 Masq 1"} {
+			if !hasLine(tb, want) {
+				t.Errorf("lacks %q:\n%s", want, strings.Join(tb, "\n"))
+			}
+		}
+		if slices.ContainsFunc(tb, func(l string) bool { return strings.Contains(l, "10.0.0.22") }) {
+			t.Errorf("node2 has no local endpoint but is a backend:\n%s", strings.Join(tb, "\n"))
+		}
+		r := helper(t, "client", "http", "30", "http://"+vip["local"]+"/")
+		t.Logf("answers per node: %v", r.Counts)
+		if r.Errors != 0 || r.Counts["node1"] != 20 || r.Counts["node3"] != 10 {
+			t.Errorf("answers %v (%d errors), want node1:20 node3:10", r.Counts, r.Errors)
+		}
+	})
+
+	t.Run("a NotReady node leaves the rotation and comes back", func(t *testing.T) {
+		setNodeReady(t, "node2", false)
+		took := waitFor(t, "node2 to leave "+vip["web"], 20*time.Second, func() bool {
+			return !slices.ContainsFunc(table(t, "lb1", "-t", vip["web"]+":80"), func(l string) bool { return strings.Contains(l, "10.0.0.22:30080 Masq 1") })
+		})
+		t.Logf("node2 left the rotation %s after it was marked NotReady", took.Round(10*time.Millisecond))
+		r := helper(t, "client", "http", "12", "http://"+vip["web"]+"/")
+		if r.Errors != 0 || r.Counts["node2"] != 0 {
+			t.Errorf("with node2 NotReady: %v, %d errors", r.Counts, r.Errors)
+		}
+		setNodeReady(t, "node2", true)
+		took = waitFor(t, "node2 to return", 20*time.Second, func() bool {
+			return hasLine(table(t, "lb1", "-t", vip["web"]+":80"), "-> 10.0.0.22:30080 Masq 1")
+		})
+		t.Logf("node2 came back %s after it was marked Ready", took.Round(10*time.Millisecond))
+		r = helper(t, "client", "http", "12", "http://"+vip["web"]+"/")
+		if r.Errors != 0 || r.Counts["node2"] == 0 {
+			t.Errorf("after node2 returned: %v, %d errors", r.Counts, r.Errors)
+		}
+	})
+
+	t.Run("deleting the Service removes its virtual service", func(t *testing.T) {
+		kubectl(t, "", "delete", "svc", "sticky")
+		waitFor(t, "the sticky virtual service to go", 20*time.Second, func() bool {
+			return !strings.Contains(ipvsadm(t, "lb1", "-Ln"), vip["sticky"]+":80")
+		})
+	})
+}
