@@ -108,18 +108,20 @@ type Cluster struct {
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
 
-	mu         sync.Mutex
-	health     map[string]error // by source; healthy when all are nil
-	draining   bool
-	drainSince time.Time
-	held       []netip.Addr
-	networks   []netip.Prefix
-	owned      []netip.Addr
-	members    []Member
-	assigned   map[netip.Addr]string
-	hasQuorum  bool
-	subs       []chan struct{}
-	sentMeta   string // the Meta last gossiped, encoded
+	mu        sync.Mutex
+	health    map[string]error // by source; healthy when all are nil
+	draining  bool
+	held      []netip.Addr
+	heldOwned Digest                   // digest of held VIPs assigned to us
+	losing    map[netip.Addr]time.Time // held VIPs assigned elsewhere, since when
+	networks  []netip.Prefix
+	owned     []netip.Addr // assigned to us: hold and announce
+	handing   []netip.Addr // assigned elsewhere, kept until taken over
+	members   []Member
+	assigned  map[netip.Addr]string
+	hasQuorum bool
+	subs      []chan struct{}
+	sentMeta  string // the Meta last gossiped, encoded
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -247,7 +249,7 @@ func (c *Cluster) Drain() {
 	c.mu.Lock()
 	was := c.draining
 	if !was {
-		c.draining, c.drainSince = true, time.Now()
+		c.draining = true
 	}
 	c.mu.Unlock()
 	if !was {
@@ -312,11 +314,14 @@ func (c *Cluster) Problem() string {
 	return strings.Join(out, "; ")
 }
 
-// Owned returns the VIPs this member should hold now, sorted.
-func (c *Cluster) Owned() []netip.Addr {
+// Owned returns the VIPs this member should hold now, sorted: own, the
+// VIPs assigned to it, to hold and announce; and handover, VIPs assigned
+// to another member that it keeps, without announcing them, until that
+// member has taken them over.
+func (c *Cluster) Owned() (own, handover []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.owned)
+	return slices.Clone(c.owned), slices.Clone(c.handing)
 }
 
 // Subscribe returns a channel that receives a value whenever Owned
@@ -345,7 +350,7 @@ func (c *Cluster) localMetaLocked() Meta {
 			healthy = false
 		}
 	}
-	return Meta{Healthy: healthy, Draining: c.draining, Networks: c.networks, Held: DigestOf(c.held)}
+	return Meta{Healthy: healthy, Draining: c.draining, Networks: c.networks, Held: c.heldOwned}
 }
 
 // Run joins the cluster and keeps this member's ownership up to date until
@@ -408,7 +413,7 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 	for {
 		c.update(ml)
 		c.mu.Lock()
-		done := len(c.owned) == 0 && len(c.held) == 0
+		done := len(c.owned) == 0 && len(c.handing) == 0 && len(c.held) == 0
 		c.mu.Unlock()
 		if done {
 			return
@@ -458,11 +463,11 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 		}
 		c.hasQuorum = quorum
 	}
-	owned := c.ownedLocked(vips, members, local, quorum, now)
-	changed := !slices.Equal(owned, c.owned)
+	owned, handing := c.ownedLocked(vips, members, local, quorum, now)
+	changed := !slices.Equal(owned, c.owned) || !slices.Equal(handing, c.handing)
 	if changed {
-		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "members", len(members))
-		c.owned = owned
+		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "handingOver", handing, "members", len(members))
+		c.owned, c.handing = owned, handing
 		for _, ch := range c.subs {
 			select {
 			case ch <- struct{}{}:
@@ -504,26 +509,37 @@ func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// ownedLocked decides which VIPs this member holds. c.mu must be held.
-func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, quorum bool, now time.Time) []netip.Addr {
-	if !quorum {
-		return nil // never risk two owners
+// ownedLocked decides which VIPs this member holds and updates the Held
+// digest it gossips. c.mu must be held.
+//
+// Without a quorum, or when unhealthy, it holds nothing, at once. Otherwise
+// it holds the VIPs assigned to it, and — make before break — keeps each
+// VIP it holds that is now assigned to another member until that member's
+// gossiped Held digest equals the digest of everything assigned to it
+// (it has added and announced them), or for HandoverTimeout. This covers
+// a drain or stop as well as a member joining or coming back.
+func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, quorum bool, now time.Time) (own, handover []netip.Addr) {
+	assign := map[netip.Addr]string{}
+	if quorum {
+		assign = Assign(vips, members)
 	}
-	assign := Assign(vips, members)
-	var out []netip.Addr
-	if local.Eligible() {
-		for _, v := range vips {
-			if assign[v] == c.opts.Name {
-				out = append(out, v)
-			}
+	var mine []netip.Addr
+	for _, v := range vips {
+		if assign[v] == c.opts.Name {
+			mine = append(mine, v)
 		}
-		return out
 	}
-	if !local.Healthy || !c.draining || now.Sub(c.drainSince) >= c.opts.HandoverTimeout {
-		return nil
+	var heldMine []netip.Addr
+	for _, v := range c.held {
+		if slices.Contains(mine, v) {
+			heldMine = append(heldMine, v)
+		}
 	}
-	// Planned handover: keep each held VIP until its next owner says it
-	// holds everything it should.
+	c.heldOwned = DigestOf(heldMine)
+	if !quorum || !local.Healthy {
+		clear(c.losing)
+		return nil, nil // never risk two owners; an unhealthy host cannot serve
+	}
 	expected := map[string][]netip.Addr{}
 	for _, v := range vips {
 		if o, ok := assign[v]; ok {
@@ -534,16 +550,28 @@ func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, q
 	for i := range members {
 		byName[members[i].Name] = &members[i]
 	}
+	var out []netip.Addr
+	losing := map[netip.Addr]time.Time{}
 	for _, v := range c.held {
-		if !slices.Contains(vips, v) {
+		if slices.Contains(mine, v) || !slices.Contains(vips, v) {
 			continue
+		}
+		since, ok := c.losing[v]
+		if !ok {
+			since = now
 		}
 		if next, ok := assign[v]; ok && byName[next].Held == DigestOf(expected[next]) {
+			continue // the next owner has it
+		}
+		if now.Sub(since) >= c.opts.HandoverTimeout {
 			continue
 		}
+		losing[v] = since
 		out = append(out, v)
 	}
-	return out
+	c.losing = losing
+	slices.SortFunc(out, netip.Addr.Compare)
+	return mine, out
 }
 
 // joinLoop joins the configured peers that are not live members, at
