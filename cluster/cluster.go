@@ -614,11 +614,16 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// missing returns the peers that are not live members. Peers given by
-// host name are always included.
+// missing returns the peers that are not live members, none when every
+// configured member is live. Peers given by host name are included
+// whenever some member is missing.
 func (c *Cluster) missing(ml *memberlist.Memberlist, peers []string) []string {
+	nodes := ml.Members()
+	if len(nodes) >= clusterSize(c.opts) {
+		return nil
+	}
 	live := map[netip.AddrPort]bool{}
-	for _, n := range ml.Members() {
+	for _, n := range nodes {
 		if a, ok := netip.AddrFromSlice(n.Addr); ok {
 			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
 		}
