@@ -103,7 +103,8 @@ func OptionsFromConfig(cfg *config.Config, vips VIPSource, log *slog.Logger) Opt
 type Cluster struct {
 	opts   Options
 	log    *slog.Logger
-	quorum int
+	quorum int // configured; see quorumLocked
+	size   int // configured cluster size: Join ∪ {self}
 	dirty  chan struct{}
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
@@ -111,6 +112,7 @@ type Cluster struct {
 	mu        sync.Mutex
 	health    map[string]error // by source; healthy when all are nil
 	draining  bool
+	leaving   bool
 	held      []netip.Addr
 	heldOwned Digest                   // digest of held VIPs assigned to us
 	losing    map[netip.Addr]time.Time // held VIPs assigned elsewhere, since when
@@ -120,6 +122,7 @@ type Cluster struct {
 	members   []Member
 	assigned  map[netip.Addr]string
 	hasQuorum bool
+	left      map[string]bool // members that left gracefully and are not back
 	subs      []chan struct{}
 	sentMeta  string // the Meta last gossiped, encoded
 }
@@ -158,6 +161,7 @@ func New(opts Options) (*Cluster, error) {
 		opts.GossipInterval = def.GossipInterval
 	}
 	c := &Cluster{
+		left:      map[string]bool{},
 		opts:      opts,
 		log:       opts.Log,
 		quorum:    opts.Quorum,
@@ -165,9 +169,7 @@ func New(opts Options) (*Cluster, error) {
 		metaDirty: make(chan struct{}, 1),
 		health:    map[string]error{},
 	}
-	if c.quorum <= 0 {
-		c.quorum = clusterSize(opts)/2 + 1
-	}
+	c.size = clusterSize(opts)
 	return c, nil
 }
 
@@ -190,8 +192,25 @@ func clusterSize(o Options) int {
 	return len(seen) + 1
 }
 
-// Quorum returns the number of live members needed to own VIPs.
-func (c *Cluster) Quorum() int { return c.quorum }
+// Quorum returns the number of live members needed to own VIPs now.
+func (c *Cluster) Quorum() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quorumLocked()
+}
+
+// quorumLocked is the configured quorum or, by default, a majority of the
+// configured cluster less the members that left gracefully: a stopped
+// member gossips Leaving once it has handed everything over, so in a rolling upgrade
+// the remaining members keep their quorum (the one left of a two-host
+// cluster keeps its VIPs). A partitioned member sends no leave and still
+// counts. c.mu must be held.
+func (c *Cluster) quorumLocked() int {
+	if c.quorum > 0 {
+		return c.quorum
+	}
+	return max(1, c.size-len(c.left))/2 + 1
+}
 
 // SetHealth records the health of one part of this host (for example
 // "link" or "dataplane"); err nil means healthy. The member is healthy
@@ -350,7 +369,7 @@ func (c *Cluster) localMetaLocked() Meta {
 			healthy = false
 		}
 	}
-	return Meta{Healthy: healthy, Draining: c.draining, Networks: c.networks, Held: c.heldOwned}
+	return Meta{Healthy: healthy, Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned}
 }
 
 // Run joins the cluster and keeps this member's ownership up to date until
@@ -363,7 +382,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		return fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(c.opts.BindAddr, c.opts.BindPort), err)
 	}
 	c.log.Info("gossip started", "node", c.opts.Name, "addr", ml.LocalNode().Address(),
-		"encrypted", len(c.opts.SecretKey) > 0, "quorum", c.quorum)
+		"encrypted", len(c.opts.SecretKey) > 0, "quorum", c.Quorum())
 
 	joinCtx, stopJoin := context.WithCancel(ctx)
 	joined := make(chan struct{})
@@ -394,6 +413,13 @@ func (c *Cluster) Run(ctx context.Context) error {
 	c.handover(ml, t.C)
 	stopMeta()
 	<-metaDone
+	// Tell the others this is a planned leave, not a failure.
+	c.mu.Lock()
+	c.leaving = true
+	c.mu.Unlock()
+	if err := ml.UpdateNode(leaveTimeout); err != nil {
+		c.log.Debug("gossiping metadata", "err", err)
+	}
 	if err := ml.Leave(leaveTimeout); err != nil {
 		c.log.Debug("leaving the cluster", "err", err)
 	}
@@ -454,12 +480,13 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 		members = append(members, m)
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
-	quorum := len(members) >= c.quorum
+	need := c.quorumLocked()
+	quorum := len(members) >= need
 	if quorum != c.hasQuorum {
 		if quorum {
-			c.log.Info("quorum reached", "node", c.opts.Name, "members", len(members), "quorum", c.quorum)
+			c.log.Info("quorum reached", "node", c.opts.Name, "members", len(members), "quorum", need)
 		} else {
-			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", c.quorum)
+			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", need)
 		}
 		c.hasQuorum = quorum
 	}
@@ -713,11 +740,25 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 type events Cluster
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
-	(*Cluster)(e).log.Info("member joined", "node", n.Name, "addr", n.Address())
-	(*Cluster)(e).kick()
+	c := (*Cluster)(e)
+	c.log.Info("member joined", "node", n.Name, "addr", n.Address())
+	c.mu.Lock()
+	delete(c.left, n.Name)
+	c.mu.Unlock()
+	c.kick()
 }
+
 func (e *events) NotifyLeave(n *memberlist.Node) {
-	(*Cluster)(e).log.Info("member left or failed", "node", n.Name, "addr", n.Address())
-	(*Cluster)(e).kick()
+	c := (*Cluster)(e)
+	if meta, err := decodeMeta(n.Meta); err == nil && meta.Leaving && n.Name != c.opts.Name {
+		c.log.Info("member left", "node", n.Name, "addr", n.Address())
+		c.mu.Lock()
+		c.left[n.Name] = true
+		c.mu.Unlock()
+	} else {
+		c.log.Info("member failed", "node", n.Name, "addr", n.Address())
+	}
+	c.kick()
 }
+
 func (e *events) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).kick() }

@@ -326,3 +326,21 @@ func poll(t *testing.T, cond func() bool) bool {
 	}
 	return false
 }
+
+func TestGracefulLeaveKeepsTheOthersQuorum(t *testing.T) {
+	// Two configured members: a majority is both. When one stops
+	// gracefully (a rolling upgrade), the other must keep the VIPs.
+	vips := vipRange(8)
+	s := newSim(t, 2, 0, vips)
+	s.waitConverged(vips, s.members)
+	if q := s.members[1].c.Quorum(); q != 2 {
+		t.Fatalf("quorum %d, want 2 of 2", q)
+	}
+	if err := s.members[0].stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitConverged(vips, s.members[1:])
+	if q := s.members[1].c.Quorum(); q != 1 {
+		t.Fatalf("quorum after a graceful leave %d, want 1", q)
+	}
+}
