@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgelb's tests need, only those missing.
 set -euo pipefail
-want=(iproute2 kmod curl ca-certificates chromium)
+want=(iproute2 kmod curl ca-certificates)
 missing=()
+want+=(chromium) # the dashboard's browser tests (web, test/browser)
 for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then
 	echo "installing: ${missing[*]}"
