@@ -1,6 +1,8 @@
 package web_test
 
 import (
+	"context"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,8 +28,9 @@ const (
 	viewerToken = "viewer-secret"
 )
 
-// serve starts the API with the dashboard over fake state.
-func serve(t *testing.T, tokens map[string][]string) (*httptest.Server, *apitest.Fake) {
+// serve starts the API with the dashboard over fake state; wrap, when
+// given, wraps its handler.
+func serve(t *testing.T, tokens map[string][]string, wrap ...func(http.Handler) http.Handler) (*httptest.Server, *apitest.Fake) {
 	t.Helper()
 	fake := apitest.Sample()
 	srv := api.New(api.Options{
@@ -36,7 +40,11 @@ func serve(t *testing.T, tokens map[string][]string) (*httptest.Server, *apitest
 		Dashboard: web.Files(),
 		Log:       slog.New(slog.DiscardHandler),
 	})
-	ts := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	for _, w := range wrap {
+		h = w(h)
+	}
+	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ts.CloseClientConnections() // the page's event stream never ends by itself
 		ts.Close()
@@ -196,5 +204,92 @@ func TestDashboardNoTokens(t *testing.T) {
 		webtest.OwnerIs("192.0.2.10", "lb2", wait))
 	if errs := p.Errors(); len(errs) > 0 {
 		t.Errorf("the page reported errors: %q", errs)
+	}
+}
+
+// TestEventStreamReconnect: when the event stream breaks, the page
+// reconnects with Last-Event-ID and shows every event once.
+func TestEventStreamReconnect(t *testing.T) {
+	var mu sync.Mutex
+	var lastIDs []string
+	ts, fake := serve(t, map[string][]string{api.RoleAdmin: {adminToken}}, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api/v1/events" {
+				mu.Lock()
+				lastIDs = append(lastIDs, r.Header.Get("Last-Event-ID"))
+				mu.Unlock()
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	p := webtest.NewPage(t)
+	const wait = 15 * time.Second
+	count := func(msg string) string {
+		return `[...document.querySelectorAll('#events li .msg')].filter(e => e.textContent === '` + msg + `').length`
+	}
+	p.Do("sign in and see a first event",
+		chromedp.Navigate(ts.URL),
+		webtest.SignIn(adminToken),
+		webtest.Poll(`document.querySelector('#stream').dataset.state === 'live'`, wait),
+		chromedp.Func(func(context.Context, *chromedp.Target) error { fake.Bus.Publish("error", "first", nil); return nil }),
+		webtest.Poll(count("first")+` === 1`, wait))
+	ts.CloseClientConnections()
+	fake.Bus.Publish("error", "second", nil)
+	p.Do("after the break, the page shows the second event and the first still once",
+		webtest.Poll(count("second")+` === 1`, wait),
+		webtest.Poll(count("first")+` === 1`, time.Second),
+		webtest.Poll(`document.querySelector('#stream').dataset.state === 'live'`, wait))
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(lastIDs, "1") {
+		t.Errorf("the reconnecting page sent Last-Event-ID %q, want one of them to be 1 (the first event's)", lastIDs)
+	}
+}
+
+// TestReadSSE feeds the page's Server-Sent Events parser chunks split at
+// awkward places: inside a field name, between CR and LF, inside a UTF-8
+// character.
+func TestReadSSE(t *testing.T) {
+	ts, _ := serve(t, nil)
+	p := webtest.NewPage(t)
+	p.Do("load the page", chromedp.Navigate(ts.URL), chromedp.WaitVisible(chromedp.ID("token")))
+	got := p.EvalAsync(`(async () => {
+		const { readSSE } = await import('/ui/api.js');
+		const enc = new TextEncoder();
+		const text = 'id: 1\nevent: own' + '|ership\ndata: {"a":1}\n|\n: keepalive\n\nid: 2\r|\nevent: drain\r\ndata: line1\r\ndata: line2\r\n\r\n' +
+			'|data: no id\n\nevent: no data\n\nid: 3\ndata:nospace\n\ndata: caf';
+		const chunks = text.split('|').map(s => enc.encode(s));
+		const e = enc.encode('é\n\n');
+		chunks.push(e.slice(0, 1), e.slice(1));
+		const body = new ReadableStream({ start(c) { chunks.forEach(b => c.enqueue(b)); c.close(); } });
+		const out = [];
+		for await (const ev of readSSE(body)) out.push(ev);
+		return JSON.stringify(out);
+	})()`)
+	type ev struct {
+		ID   *string `json:"id"`
+		Type string  `json:"type"`
+		Data string  `json:"data"`
+	}
+	var evs []ev
+	if err := json.Unmarshal([]byte(got), &evs); err != nil {
+		t.Fatalf("%s: %v", got, err)
+	}
+	id := func(s string) *string { return &s }
+	want := []ev{
+		{id("1"), "ownership", `{"a":1}`},
+		{id("2"), "drain", "line1\nline2"},
+		{nil, "message", "no id"},
+		{id("3"), "message", "nospace"},
+		{nil, "message", "café"},
+	}
+	if len(evs) != len(want) {
+		t.Fatalf("got %d events %s, want %d", len(evs), got, len(want))
+	}
+	for i := range want {
+		g, w := evs[i], want[i]
+		if g.Type != w.Type || g.Data != w.Data || (g.ID == nil) != (w.ID == nil) || (g.ID != nil && *g.ID != *w.ID) {
+			t.Errorf("event %d: got %s", i, got)
+		}
 	}
 }

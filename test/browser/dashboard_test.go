@@ -23,8 +23,8 @@ import (
 )
 
 const (
-	adminToken  = "e2e-admin-token"
-	viewerToken = "e2e-viewer-token"
+	adminToken  = "e2e-admin-token-0123456789"
+	viewerToken = "e2e-viewer-token-0123456789"
 	converge    = 20 * time.Second
 )
 
@@ -101,6 +101,9 @@ func TestDashboardDrainE2E(t *testing.T) {
 	owner := map[string]string{}
 	poll(t, converge, "three members and an owner for every VIP", func() error {
 		for _, m := range members {
+			if err := m.exited(); err != nil {
+				t.Fatal(err)
+			}
 			var ms []api.Member
 			if err := getJSON(m.api, "/api/v1/members", &ms); err != nil {
 				return err
@@ -305,6 +308,17 @@ func (m *member) start(t *testing.T, bin, config string) {
 	}
 	m.exit = make(chan error, 1)
 	go func() { m.exit <- m.cmd.Wait() }()
+}
+
+// exited returns an error if the member is no longer running.
+func (m *member) exited() error {
+	select {
+	case err := <-m.exit:
+		m.exit <- err // for stop
+		return fmt.Errorf("%s exited: %v\n%s", m.name, err, m.log.String())
+	default:
+		return nil
+	}
 }
 
 // stop sends SIGTERM, then SIGKILL if the member has not exited in 10 s.

@@ -163,6 +163,19 @@ func (p *Page) Eval(expr string) string {
 	return s
 }
 
+// EvalAsync evaluates a JavaScript expression whose value is a promise of
+// a string.
+func (p *Page) EvalAsync(expr string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return s
+}
+
 // Screenshot writes a PNG of the whole page to test/artifacts/name.png and
 // returns its path.
 func (p *Page) Screenshot(name string) string {
