@@ -52,6 +52,13 @@ type Cluster struct {
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 	GossipInterval time.Duration
+	// HandoverTimeout bounds a planned handover (stop or drain): how long
+	// a draining member keeps a VIP while waiting for its next owner to
+	// confirm that it holds it.
+	HandoverTimeout time.Duration
+	// AnnounceRefresh, when not 0, repeats the gratuitous ARP / unsolicited
+	// NA for every held VIP at this interval, after the takeover burst.
+	AnnounceRefresh time.Duration
 }
 
 // Kubernetes configures the Service controller.
@@ -174,10 +181,11 @@ func Default() Config {
 			// multiplier of 2 detect a dead LAN peer in about 0.6 s
 			// (measured, docs/failover.md) while tolerating a
 			// 100 ms stall of a loaded host.
-			ProbeInterval:  200 * time.Millisecond,
-			ProbeTimeout:   100 * time.Millisecond,
-			SuspicionMult:  2,
-			GossipInterval: 100 * time.Millisecond,
+			ProbeInterval:   200 * time.Millisecond,
+			ProbeTimeout:    100 * time.Millisecond,
+			SuspicionMult:   2,
+			GossipInterval:  100 * time.Millisecond,
+			HandoverTimeout: 3 * time.Second,
 		},
 		Dataplane: Dataplane{
 			Backend:      BackendIPVS,

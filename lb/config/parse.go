@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"go4.org/netipx"
 	"gopkg.in/yaml.v3"
@@ -184,12 +185,19 @@ func (p *parser) cluster(n *yaml.Node, path string) {
 			}
 			c.SecretKey = key
 		},
-		"insecure":       func(n *yaml.Node, path string) { d.boolean(n, path, &c.Insecure) },
-		"quorum":         func(n *yaml.Node, path string) { d.intField(n, path, 0, 1024, &c.Quorum) },
-		"probeInterval":  func(n *yaml.Node, path string) { d.duration(n, path, &c.ProbeInterval) },
-		"probeTimeout":   func(n *yaml.Node, path string) { d.duration(n, path, &c.ProbeTimeout) },
-		"suspicionMult":  func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &c.SuspicionMult) },
-		"gossipInterval": func(n *yaml.Node, path string) { d.duration(n, path, &c.GossipInterval) },
+		"insecure":        func(n *yaml.Node, path string) { d.boolean(n, path, &c.Insecure) },
+		"quorum":          func(n *yaml.Node, path string) { d.intField(n, path, 0, 1024, &c.Quorum) },
+		"probeInterval":   func(n *yaml.Node, path string) { d.duration(n, path, &c.ProbeInterval) },
+		"probeTimeout":    func(n *yaml.Node, path string) { d.duration(n, path, &c.ProbeTimeout) },
+		"suspicionMult":   func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &c.SuspicionMult) },
+		"gossipInterval":  func(n *yaml.Node, path string) { d.duration(n, path, &c.GossipInterval) },
+		"handoverTimeout": func(n *yaml.Node, path string) { d.duration(n, path, &c.HandoverTimeout) },
+		"announceRefresh": func(n *yaml.Node, path string) {
+			d.duration(n, path, &c.AnnounceRefresh)
+			if c.AnnounceRefresh != 0 && c.AnnounceRefresh < 100*time.Millisecond {
+				d.errorf(n, path, "%s is too short: use at least 100ms, or leave it out to send no refresh", c.AnnounceRefresh)
+			}
+		},
 	})
 }
 

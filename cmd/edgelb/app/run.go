@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -12,25 +13,27 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/k8s"
+	"github.com/edgelb/edgelb/vip"
 )
 
 // run starts every part of the daemon and returns when ctx is cancelled or
 // a part fails. Parts communicate only through the lb.Store of desired
-// state (and ownership): each has its own loop.
+// state and the cluster's ownership: each has its own loop.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("starting edgelb", "version", Version, "node", cfg.Node.Name, "config", cfg.Path,
 		"dataplane", cfg.Dataplane.Backend, "mode", cfg.Dataplane.Mode, "method", cfg.Dataplane.Method)
 	store := lb.NewStore()
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 
 	if cfg.Kubernetes == nil {
 		// Static services only: the desired state never changes.
 		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 		store.Set(d)
-		log.Info("desired state built from static services", "virtualServices", len(d.Services))
+		log.Info("desired state built from static services", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
 	} else {
 		client, err := kubeClient(cfg.Kubernetes, log)
 		if err != nil {
@@ -42,16 +45,64 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			Store:    store,
 			Log:      log.With("component", "kubernetes"),
 		})
-		g.Go(func() error { return ctrl.Run(ctx) })
+		g.Go(func() error { return ctrl.Run(gctx) })
 	}
 
+	// Membership -> ownership -> the VIP manager.
+	members, vips, err := newCluster(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	// The VIP manager outlives the cluster's Run: on shutdown the cluster
+	// first hands the VIPs over (the manager keeps them meanwhile), and
+	// only then does the manager stop and remove what is left.
+	vipCtx, stopVIPs := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopVIPs()
 	g.Go(func() error {
-		<-ctx.Done()
-		return nil
+		defer stopVIPs()
+		return members.Run(gctx)
 	})
-	err := g.Wait()
+	if vips != nil {
+		g.Go(func() error {
+			err := vips.Run(vipCtx)
+			if err == nil && gctx.Err() == nil {
+				return errors.New("the VIP manager stopped")
+			}
+			return err
+		})
+	}
+	err = g.Wait()
 	log.Info("edgelb stopped")
 	return err
+}
+
+// newCluster builds the membership and the VIP manager (nil without
+// node.interface: the host then joins but owns no VIP).
+func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
+	members, err := cluster.New(cluster.OptionsFromConfig(cfg, store, log.With("component", "cluster")))
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Dataplane.Backend == config.BackendNone {
+		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	}
+	if cfg.Node.Interface == "" {
+		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
+		members.SetHealth("link", errors.New("node.interface is not set"))
+		return members, nil, nil
+	}
+	vips, err := vip.NewManager(vip.Options{
+		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface},
+		Announcer: &vip.Announcers{},
+		Ownership: members,
+		Reporter:  members,
+		Refresh:   cfg.Cluster.AnnounceRefresh,
+		Log:       log.With("component", "vip"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return members, vips, nil
 }
 
 func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, error) {

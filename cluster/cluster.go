@@ -1,0 +1,690 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+// VIPSource is where the cluster learns which VIPs exist: the lb.Store of
+// desired state.
+type VIPSource interface {
+	Load() *lb.Desired
+	Subscribe() <-chan struct{}
+}
+
+// Options configures a Cluster. OptionsFromConfig fills it from the file.
+type Options struct {
+	// Name is this member's unique name (node.name).
+	Name string
+	// BindAddr and BindPort are where gossip listens (UDP and TCP).
+	BindAddr netip.Addr
+	BindPort uint16
+	// Join lists the configured peers, host or host:port; it may include
+	// this member.
+	Join []string
+	// SecretKey is the AES gossip key (16, 24 or 32 bytes). Empty is only
+	// accepted together with Insecure.
+	SecretKey []byte
+	Insecure  bool
+	// Quorum is the number of live members (this one included) needed to
+	// own VIPs; 0 means a majority of Join ∪ {this member}.
+	Quorum int
+	// Failure detection, see memberlist.Config and docs/failover.md.
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	SuspicionMult  int
+	GossipInterval time.Duration
+	// HandoverTimeout bounds how long a draining member keeps a VIP while
+	// waiting for the next owner to confirm it holds it.
+	HandoverTimeout time.Duration
+	// RejoinInterval is how often configured peers that are not members
+	// are contacted again (after a partition or their restart).
+	RejoinInterval time.Duration
+	// VIPs is the source of the VIPs to assign.
+	VIPs VIPSource
+	// Log receives the cluster's and memberlist's messages.
+	Log *slog.Logger
+	// Transport replaces memberlist's UDP/TCP transport; tests use
+	// memberlist.MockNetwork.
+	Transport memberlist.Transport
+}
+
+// Defaults for the Options that have no config key.
+const (
+	DefaultHandoverTimeout = 3 * time.Second
+	DefaultRejoinInterval  = 2 * time.Second
+	// tick is how often ownership is re-evaluated without an event, for
+	// handover deadlines.
+	tick = 100 * time.Millisecond
+	// leaveTimeout bounds the wait for our leave message to go out.
+	leaveTimeout = time.Second
+)
+
+// OptionsFromConfig returns the Options for a validated config.
+func OptionsFromConfig(cfg *config.Config, vips VIPSource, log *slog.Logger) Options {
+	c := cfg.Cluster
+	return Options{
+		Name:            cfg.Node.Name,
+		BindAddr:        c.BindAddr,
+		BindPort:        c.BindPort,
+		Join:            c.Join,
+		SecretKey:       c.SecretKey,
+		Insecure:        c.Insecure,
+		Quorum:          c.Quorum,
+		ProbeInterval:   c.ProbeInterval,
+		ProbeTimeout:    c.ProbeTimeout,
+		SuspicionMult:   c.SuspicionMult,
+		GossipInterval:  c.GossipInterval,
+		HandoverTimeout: c.HandoverTimeout,
+		VIPs:            vips,
+		Log:             log,
+	}
+}
+
+// Cluster is this member's view of the appliance cluster. Its methods are
+// safe for concurrent use; Run must be called once.
+type Cluster struct {
+	opts   Options
+	log    *slog.Logger
+	quorum int
+	dirty  chan struct{}
+	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
+	metaDirty chan struct{}
+
+	mu         sync.Mutex
+	health     map[string]error // by source; healthy when all are nil
+	draining   bool
+	drainSince time.Time
+	held       []netip.Addr
+	networks   []netip.Prefix
+	owned      []netip.Addr
+	members    []Member
+	assigned   map[netip.Addr]string
+	hasQuorum  bool
+	subs       []chan struct{}
+	sentMeta   string // the Meta last gossiped, encoded
+}
+
+// New checks opts and returns a Cluster; it starts nothing.
+func New(opts Options) (*Cluster, error) {
+	if opts.Name == "" {
+		return nil, errors.New("cluster: a member name is required")
+	}
+	if len(opts.SecretKey) == 0 && !opts.Insecure {
+		return nil, errors.New("cluster: gossip must be encrypted: a secret key is required unless insecure is set")
+	}
+	if opts.VIPs == nil {
+		return nil, errors.New("cluster: a VIP source is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.HandoverTimeout <= 0 {
+		opts.HandoverTimeout = DefaultHandoverTimeout
+	}
+	if opts.RejoinInterval <= 0 {
+		opts.RejoinInterval = DefaultRejoinInterval
+	}
+	def := config.Default().Cluster
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = def.ProbeInterval
+	}
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = def.ProbeTimeout
+	}
+	if opts.SuspicionMult <= 0 {
+		opts.SuspicionMult = def.SuspicionMult
+	}
+	if opts.GossipInterval <= 0 {
+		opts.GossipInterval = def.GossipInterval
+	}
+	c := &Cluster{
+		opts:      opts,
+		log:       opts.Log,
+		quorum:    opts.Quorum,
+		dirty:     make(chan struct{}, 1),
+		metaDirty: make(chan struct{}, 1),
+		health:    map[string]error{},
+	}
+	if c.quorum <= 0 {
+		c.quorum = clusterSize(opts)/2 + 1
+	}
+	return c, nil
+}
+
+// clusterSize counts the distinct configured peers plus this member.
+func clusterSize(o Options) int {
+	seen := map[string]bool{}
+	for _, j := range o.Join {
+		host, port := j, strconv.Itoa(int(o.BindPort))
+		if h, p, err := net.SplitHostPort(j); err == nil {
+			host, port = h, p
+		}
+		if a, err := netip.ParseAddr(host); err == nil {
+			host = a.Unmap().String()
+		}
+		if port == strconv.Itoa(int(o.BindPort)) && (host == o.Name || (o.BindAddr.IsValid() && host == o.BindAddr.Unmap().String())) {
+			continue
+		}
+		seen[net.JoinHostPort(host, port)] = true
+	}
+	return len(seen) + 1
+}
+
+// Quorum returns the number of live members needed to own VIPs.
+func (c *Cluster) Quorum() int { return c.quorum }
+
+// SetHealth records the health of one part of this host (for example
+// "link" or "dataplane"); err nil means healthy. The member is healthy
+// when every part is, and only a healthy member owns VIPs.
+func (c *Cluster) SetHealth(source string, err error) {
+	c.mu.Lock()
+	old, had := c.health[source]
+	c.health[source] = err
+	changed := !had || (old == nil) != (err == nil)
+	c.mu.Unlock()
+	if changed {
+		if err != nil {
+			c.log.Warn("member unhealthy", "node", c.opts.Name, "source", source, "err", err)
+		} else if had {
+			c.log.Info("member healthy again", "node", c.opts.Name, "source", source)
+		}
+		c.kick()
+	}
+}
+
+// SetHeld records the VIPs this host holds (configured and announced).
+func (c *Cluster) SetHeld(vips []netip.Addr) {
+	vips = slices.Clone(vips)
+	slices.SortFunc(vips, netip.Addr.Compare)
+	c.mu.Lock()
+	changed := !slices.Equal(c.held, vips)
+	c.held = vips
+	c.mu.Unlock()
+	if changed {
+		c.kick()
+	}
+}
+
+// SetNetworks records the networks this host can announce VIPs on.
+func (c *Cluster) SetNetworks(p []netip.Prefix) {
+	p = slices.Clone(p)
+	slices.SortFunc(p, func(a, b netip.Prefix) int {
+		if r := a.Addr().Compare(b.Addr()); r != 0 {
+			return r
+		}
+		return a.Bits() - b.Bits()
+	})
+	c.mu.Lock()
+	changed := !slices.Equal(c.networks, p)
+	c.networks = p
+	c.mu.Unlock()
+	if changed {
+		c.kick()
+	}
+}
+
+// Drain hands this member's VIPs over to the others and keeps it from
+// owning any until Undrain. It returns at once; the handover follows.
+func (c *Cluster) Drain() {
+	c.mu.Lock()
+	was := c.draining
+	if !was {
+		c.draining, c.drainSince = true, time.Now()
+	}
+	c.mu.Unlock()
+	if !was {
+		c.log.Info("draining", "node", c.opts.Name)
+		c.kick()
+	}
+}
+
+// Undrain lets this member own VIPs again.
+func (c *Cluster) Undrain() {
+	c.mu.Lock()
+	was := c.draining
+	c.draining = false
+	c.mu.Unlock()
+	if was {
+		c.log.Info("undrained", "node", c.opts.Name)
+		c.kick()
+	}
+}
+
+// Draining reports whether this member is draining.
+func (c *Cluster) Draining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
+}
+
+// Members returns the live members as last seen, sorted by name, this one
+// included with its current metadata.
+func (c *Cluster) Members() []Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.members)
+}
+
+// Owners returns the owner of every VIP as this member sees it (the REST
+// API shows it); it is empty while this member has no quorum.
+func (c *Cluster) Owners() map[netip.Addr]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.assigned)
+}
+
+// HasQuorum reports whether this member sees a quorum.
+func (c *Cluster) HasQuorum() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hasQuorum
+}
+
+// Problem says why this member is unhealthy, or "" when it is healthy.
+func (c *Cluster) Problem() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for src, err := range c.health {
+		if err != nil {
+			out = append(out, src+": "+err.Error())
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
+}
+
+// Owned returns the VIPs this member should hold now, sorted.
+func (c *Cluster) Owned() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.owned)
+}
+
+// Subscribe returns a channel that receives a value whenever Owned
+// changes. Notifications coalesce, like lb.Store's.
+func (c *Cluster) Subscribe() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	c.subs = append(c.subs, ch)
+	return ch
+}
+
+func (c *Cluster) kick() {
+	select {
+	case c.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// localMetaLocked is this member's metadata now. c.mu must be held.
+func (c *Cluster) localMetaLocked() Meta {
+	healthy := true
+	for _, err := range c.health {
+		if err != nil {
+			healthy = false
+		}
+	}
+	return Meta{Healthy: healthy, Draining: c.draining, Networks: c.networks, Held: DigestOf(c.held)}
+}
+
+// Run joins the cluster and keeps this member's ownership up to date until
+// ctx ends; then it hands its VIPs over (bounded by HandoverTimeout),
+// leaves the cluster and returns nil. It returns an error if gossip cannot
+// start.
+func (c *Cluster) Run(ctx context.Context) error {
+	ml, err := memberlist.Create(c.memberlistConfig())
+	if err != nil {
+		return fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(c.opts.BindAddr, c.opts.BindPort), err)
+	}
+	c.log.Info("gossip started", "node", c.opts.Name, "addr", ml.LocalNode().Address(),
+		"encrypted", len(c.opts.SecretKey) > 0, "quorum", c.quorum)
+
+	joinCtx, stopJoin := context.WithCancel(ctx)
+	joined := make(chan struct{})
+	go func() {
+		defer close(joined)
+		c.joinLoop(joinCtx, ml)
+	}()
+	metaCtx, stopMeta := context.WithCancel(context.WithoutCancel(ctx))
+	metaDone := make(chan struct{})
+	go func() {
+		defer close(metaDone)
+		c.gossipMeta(metaCtx, ml)
+	}()
+
+	vipCh := c.opts.VIPs.Subscribe()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		c.update(ml)
+		select {
+		case <-ctx.Done():
+		case <-c.dirty:
+		case <-vipCh:
+		case <-t.C:
+		}
+	}
+	stopJoin()
+	c.handover(ml, t.C)
+	stopMeta()
+	<-metaDone
+	if err := ml.Leave(leaveTimeout); err != nil {
+		c.log.Debug("leaving the cluster", "err", err)
+	}
+	if err := ml.Shutdown(); err != nil {
+		c.log.Warn("stopping gossip", "err", err)
+	}
+	<-joined
+	c.log.Info("left the cluster", "node", c.opts.Name)
+	return nil
+}
+
+// handover drains this member and waits until it holds no VIP, or for
+// HandoverTimeout and a little more if the VIP manager does not confirm.
+func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
+	c.Drain()
+	deadline := time.Now().Add(c.opts.HandoverTimeout + time.Second)
+	for {
+		c.update(ml)
+		c.mu.Lock()
+		done := len(c.owned) == 0 && len(c.held) == 0
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.log.Warn("handover incomplete, leaving anyway", "node", c.opts.Name)
+			return
+		}
+		select {
+		case <-c.dirty:
+		case <-tc:
+		}
+	}
+}
+
+// update recomputes the view and ownership and gossips changed metadata.
+func (c *Cluster) update(ml *memberlist.Memberlist) {
+	var vips []netip.Addr
+	if d := c.opts.VIPs.Load(); d != nil {
+		vips = d.VIPs()
+	}
+	nodes := ml.Members()
+	now := time.Now()
+
+	c.mu.Lock()
+	local := c.localMetaLocked()
+	members := make([]Member, 0, len(nodes))
+	for _, n := range nodes {
+		m := Member{Name: n.Name}
+		if a, ok := netip.AddrFromSlice(n.Addr); ok {
+			m.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
+		}
+		if n.Name == c.opts.Name {
+			m.Meta = local
+		} else if meta, err := decodeMeta(n.Meta); err == nil {
+			m.Meta = meta
+		}
+		members = append(members, m)
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
+	quorum := len(members) >= c.quorum
+	if quorum != c.hasQuorum {
+		if quorum {
+			c.log.Info("quorum reached", "node", c.opts.Name, "members", len(members), "quorum", c.quorum)
+		} else {
+			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", c.quorum)
+		}
+		c.hasQuorum = quorum
+	}
+	owned := c.ownedLocked(vips, members, local, quorum, now)
+	changed := !slices.Equal(owned, c.owned)
+	if changed {
+		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "members", len(members))
+		c.owned = owned
+		for _, ch := range c.subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	c.members = members
+	c.assigned = nil
+	if quorum {
+		c.assigned = Assign(vips, members)
+	}
+	enc := string(encodeMeta(local, memberlist.MetaMaxSize))
+	send := enc != c.sentMeta
+	c.sentMeta = enc
+	c.mu.Unlock()
+
+	if send {
+		select {
+		case c.metaDirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// gossipMeta broadcasts this member's metadata each time it changes.
+// UpdateNode waits until the broadcast went out, so it runs apart from
+// the ownership loop.
+func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.metaDirty:
+		}
+		if err := ml.UpdateNode(time.Second); err != nil {
+			c.log.Debug("gossiping metadata", "err", err)
+		}
+	}
+}
+
+// ownedLocked decides which VIPs this member holds. c.mu must be held.
+func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, quorum bool, now time.Time) []netip.Addr {
+	if !quorum {
+		return nil // never risk two owners
+	}
+	assign := Assign(vips, members)
+	var out []netip.Addr
+	if local.Eligible() {
+		for _, v := range vips {
+			if assign[v] == c.opts.Name {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	if !local.Healthy || !c.draining || now.Sub(c.drainSince) >= c.opts.HandoverTimeout {
+		return nil
+	}
+	// Planned handover: keep each held VIP until its next owner says it
+	// holds everything it should.
+	expected := map[string][]netip.Addr{}
+	for _, v := range vips {
+		if o, ok := assign[v]; ok {
+			expected[o] = append(expected[o], v)
+		}
+	}
+	byName := map[string]*Member{}
+	for i := range members {
+		byName[members[i].Name] = &members[i]
+	}
+	for _, v := range c.held {
+		if !slices.Contains(vips, v) {
+			continue
+		}
+		if next, ok := assign[v]; ok && byName[next].Held == DigestOf(expected[next]) {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// joinLoop joins the configured peers that are not live members, at
+// start and again after a partition heals or a peer restarts. Attempts
+// that reach nobody back off from 250 ms to RejoinInterval.
+func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
+	peers := c.peers()
+	if len(peers) == 0 {
+		return
+	}
+	const first = 250 * time.Millisecond
+	wait, failing := time.Duration(0), false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		missing := c.missing(ml, peers)
+		if len(missing) == 0 {
+			wait = first
+			continue
+		}
+		n, err := ml.Join(missing)
+		switch {
+		case n == 0:
+			if !failing {
+				c.log.Warn("cannot reach peers, retrying", "peers", missing, "err", err)
+			}
+			failing = true
+			wait = min(max(2*wait, first), c.opts.RejoinInterval)
+			continue
+		case failing:
+			c.log.Info("joined peers", "contacted", n)
+		default:
+			c.log.Debug("joined peers", "contacted", n, "err", err)
+		}
+		failing, wait = false, first
+		c.kick()
+	}
+}
+
+// missing returns the peers that are not live members. Peers given by
+// host name are always included.
+func (c *Cluster) missing(ml *memberlist.Memberlist, peers []string) []string {
+	live := map[netip.AddrPort]bool{}
+	for _, n := range ml.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok {
+			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
+		}
+	}
+	var out []string
+	for _, p := range peers {
+		host, port := p, strconv.Itoa(int(c.opts.BindPort))
+		if h, pp, err := net.SplitHostPort(p); err == nil {
+			host, port = h, pp
+		}
+		if ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port)); err == nil && live[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// peers is Join without this member.
+func (c *Cluster) peers() []string {
+	var out []string
+	port := strconv.Itoa(int(c.opts.BindPort))
+	for _, j := range c.opts.Join {
+		host, p := j, port
+		if h, pp, err := net.SplitHostPort(j); err == nil {
+			host, p = h, pp
+		}
+		if a, err := netip.ParseAddr(host); err == nil && c.opts.BindAddr.IsValid() && a.Unmap() == c.opts.BindAddr.Unmap() && p == port {
+			continue
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func (c *Cluster) memberlistConfig() *memberlist.Config {
+	o := c.opts
+	conf := memberlist.DefaultLANConfig()
+	conf.Name = o.Name
+	conf.BindPort = int(o.BindPort)
+	conf.AdvertisePort = int(o.BindPort)
+	if o.BindAddr.IsValid() {
+		conf.BindAddr = o.BindAddr.String()
+		if !o.BindAddr.IsUnspecified() {
+			conf.AdvertiseAddr = o.BindAddr.String()
+		}
+	}
+	conf.ProbeInterval = o.ProbeInterval
+	conf.ProbeTimeout = o.ProbeTimeout
+	conf.SuspicionMult = o.SuspicionMult
+	conf.GossipInterval = o.GossipInterval
+	// Stream connections (join, push/pull) stay on the LAN.
+	conf.TCPTimeout = 2 * time.Second
+	conf.PushPullInterval = 10 * time.Second
+	conf.Delegate = (*delegate)(c)
+	conf.Events = (*events)(c)
+	conf.Logger = log.New(&logWriter{log: c.log}, "", 0)
+	if len(o.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, o.SecretKey)
+		if err == nil {
+			conf.Keyring = kr
+			conf.GossipVerifyIncoming = true
+			conf.GossipVerifyOutgoing = true
+		}
+	}
+	if o.Transport != nil {
+		conf.Transport = o.Transport
+	}
+	return conf
+}
+
+// delegate gives memberlist this member's metadata.
+type delegate Cluster
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	c := (*Cluster)(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return encodeMeta(c.localMetaLocked(), limit)
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events marks the view dirty on every membership change.
+type events Cluster
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	(*Cluster)(e).log.Info("member joined", "node", n.Name, "addr", n.Address())
+	(*Cluster)(e).kick()
+}
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	(*Cluster)(e).log.Info("member left or failed", "node", n.Name, "addr", n.Address())
+	(*Cluster)(e).kick()
+}
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).kick() }

@@ -1,0 +1,318 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/edgelb/edgelb/lb"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func desired(vips []netip.Addr) *lb.Desired {
+	d := &lb.Desired{}
+	for _, v := range vips {
+		d.Services = append(d.Services, lb.VirtualService{Key: lb.Key{VIP: v, Port: 80, Protocol: lb.Protocol("TCP")}})
+	}
+	return d
+}
+
+// sim is a cluster of members on memberlist's in-memory network, each
+// with a stand-in VIP manager that holds whatever it owns at once.
+type sim struct {
+	t       *testing.T
+	net     *memberlist.MockNetwork
+	store   *lb.Store
+	members []*simMember
+}
+
+type simMember struct {
+	c      *Cluster
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
+	s := &sim{t: t, net: &memberlist.MockNetwork{}, store: lb.NewStore()}
+	s.store.Set(desired(vips))
+	var first string
+	for i := range n {
+		name := fmt.Sprintf("lb%d", i+1)
+		tr := s.net.NewTransport(name)
+		ip, port, err := tr.FinalAdvertiseAddr("", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("%s:%d", ip, port)
+		if first == "" {
+			first = addr
+		}
+		c, err := New(Options{
+			Name: name, Join: []string{first}, SecretKey: testKey, Quorum: quorum,
+			VIPs: s.store, Transport: tr, HandoverTimeout: 2 * time.Second,
+			// Slower than the LAN defaults: the in-memory network shares
+			// a busy test machine.
+			ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+			Log: testLog(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.members = append(s.members, &simMember{c: c, addr: addr})
+	}
+	for _, m := range s.members {
+		m.start()
+	}
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, m := range s.members {
+			wg.Go(func() { m.stop() })
+		}
+		wg.Wait()
+	})
+	return s
+}
+
+func (m *simMember) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan error, 1)
+	go func() { m.done <- m.c.Run(ctx) }()
+	// The stand-in VIP manager: holds what it owns, releases at the end.
+	go func() {
+		sub := m.c.Subscribe()
+		for {
+			select {
+			case <-sub:
+				m.c.SetHeld(m.c.Owned())
+			case <-time.After(10 * time.Millisecond):
+				if ctx.Err() != nil {
+					m.c.SetHeld(m.c.Owned())
+					select {
+					case <-m.done:
+						m.done <- nil
+						return
+					default:
+					}
+				}
+			}
+		}
+	}()
+}
+
+func (m *simMember) stop() error {
+	if m.cancel == nil {
+		return nil
+	}
+	m.cancel()
+	m.cancel = nil
+	select {
+	case err := <-m.done:
+		return err
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("%s did not stop", m.c.opts.Name)
+	}
+}
+
+// converged reports whether the running members each own their share:
+// every VIP exactly once.
+func (s *sim) converged(vips []netip.Addr, running []*simMember) (bool, string) {
+	seen := map[netip.Addr]string{}
+	for _, m := range running {
+		if len(m.c.Members()) != len(running) {
+			return false, fmt.Sprintf("%s sees %d members", m.c.opts.Name, len(m.c.Members()))
+		}
+		for _, v := range m.c.Owned() {
+			if o, ok := seen[v]; ok {
+				return false, fmt.Sprintf("%s owned by %s and %s", v, o, m.c.opts.Name)
+			}
+			seen[v] = m.c.opts.Name
+		}
+	}
+	if len(seen) != len(vips) {
+		return false, fmt.Sprintf("%d of %d VIPs owned", len(seen), len(vips))
+	}
+	return true, ""
+}
+
+func (s *sim) waitConverged(vips []netip.Addr, running []*simMember) {
+	s.t.Helper()
+	var why string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, why = s.converged(vips, running); ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("not converged: %s", why)
+}
+
+func TestMembershipOwnershipAndDrain(t *testing.T) {
+	vips := vipRange(60)
+	s := newSim(t, 5, 0, vips)
+	s.waitConverged(vips, s.members)
+
+	// Every member computes the same owners from its own view.
+	want := Assign(vips, s.members[0].c.Members())
+	for _, m := range s.members {
+		for _, v := range m.c.Owned() {
+			if want[v] != m.c.opts.Name {
+				t.Fatalf("%s holds %s, which lb1 gives to %s", m.c.opts.Name, v, want[v])
+			}
+		}
+	}
+
+	for _, m := range s.members {
+		if !m.c.HasQuorum() || len(m.c.Owners()) != len(vips) {
+			t.Fatalf("%s: quorum %v, %d owners", m.c.opts.Name, m.c.HasQuorum(), len(m.c.Owners()))
+		}
+	}
+
+	// Drain: the member gives up everything; the others take it over and
+	// only its VIPs move.
+	d := s.members[2]
+	before := map[netip.Addr]string{}
+	for _, m := range s.members {
+		for _, v := range m.c.Owned() {
+			before[v] = m.c.opts.Name
+		}
+	}
+	d.c.Drain()
+	if !poll(t, func() bool { return len(d.c.Owned()) == 0 }) {
+		t.Fatalf("drained %s still owns %v", d.c.opts.Name, d.c.Owned())
+	}
+	others := slices.Concat(s.members[:2], s.members[3:])
+	for _, m := range others {
+		for _, v := range m.c.Owned() {
+			if before[v] != m.c.opts.Name && before[v] != d.c.opts.Name {
+				t.Errorf("%s moved from %s to %s", v, before[v], m.c.opts.Name)
+			}
+		}
+	}
+	s.waitOwnedBy(vips, others)
+	d.c.Undrain()
+	s.waitConverged(vips, s.members)
+
+	// A stop hands over, then leaves: the rest own everything.
+	if err := s.members[0].stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitConverged(vips, s.members[1:])
+}
+
+// waitOwnedBy waits until the given members together own every VIP once.
+func (s *sim) waitOwnedBy(vips []netip.Addr, ms []*simMember) {
+	s.t.Helper()
+	if !poll(s.t, func() bool {
+		n := 0
+		for _, m := range ms {
+			n += len(m.c.Owned())
+		}
+		return n == len(vips)
+	}) {
+		s.t.Fatal("the VIPs were not taken over")
+	}
+}
+
+func TestNoQuorumOwnsNothing(t *testing.T) {
+	vips := vipRange(10)
+	s := newSim(t, 1, 2, vips)
+	m := s.members[0].c
+	// Alone while two members are needed: it must not take any VIP.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if len(m.Owned()) != 0 {
+			t.Fatalf("owns %v without a quorum", m.Owned())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(m.Members()) != 1 {
+		t.Fatalf("sees %d members", len(m.Members()))
+	}
+}
+
+func TestUnhealthyMemberGivesUpAtOnce(t *testing.T) {
+	vips := vipRange(30)
+	s := newSim(t, 3, 0, vips)
+	s.waitConverged(vips, s.members)
+	m := s.members[1].c
+	m.SetHealth("link", fmt.Errorf("down"))
+	if m.Problem() != "link: down" {
+		t.Fatalf("Problem() = %q", m.Problem())
+	}
+	if got := m.Owned(); len(got) != 0 {
+		// Giving up is immediate: no handover wait for an unhealthy host.
+		if !poll(t, func() bool { return len(m.Owned()) == 0 }) {
+			t.Fatalf("unhealthy member owns %v", m.Owned())
+		}
+	}
+	s.waitOwnedBy(vips, []*simMember{s.members[0], s.members[2]})
+	m.SetHealth("link", nil)
+	s.waitConverged(vips, s.members)
+}
+
+func TestWrongKeyCannotJoin(t *testing.T) {
+	vips := vipRange(5)
+	s := newSim(t, 2, 0, vips)
+	s.waitConverged(vips, s.members)
+	tr := s.net.NewTransport("intruder")
+	c, err := New(Options{Name: "intruder", Join: []string{s.members[0].addr}, SecretKey: []byte("another key, another key, 32 b!"),
+		Quorum: 1, VIPs: s.store, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range s.members {
+			if n := len(m.c.Members()); n != 2 {
+				t.Fatalf("%s sees %d members with an intruder around", m.c.opts.Name, n)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNewRefusesUnencryptedUnlessInsecure(t *testing.T) {
+	store := lb.NewStore()
+	if _, err := New(Options{Name: "a", VIPs: store}); err == nil {
+		t.Fatal("no key and not insecure: accepted")
+	}
+	if _, err := New(Options{Name: "a", VIPs: store, Insecure: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testLog shows the members' logs with CLUSTER_LOG=1.
+func testLog() *slog.Logger {
+	if os.Getenv("CLUSTER_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func poll(t *testing.T, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}

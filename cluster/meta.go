@@ -1,0 +1,78 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+)
+
+// Meta is what a member gossips about itself.
+type Meta struct {
+	// Healthy: the member's interface is up and its dataplane programmed.
+	Healthy bool
+	// Draining: the member is handing its VIPs over and takes no new ones.
+	Draining bool
+	// Networks are the prefixes on the member's interface; it prefers the
+	// VIPs inside them.
+	Networks []netip.Prefix
+	// Held is the digest of the VIPs the member holds (configured and
+	// announced), used to confirm a handover.
+	Held Digest
+}
+
+// Member is one live member as this member sees it.
+type Member struct {
+	Name string
+	Addr netip.AddrPort
+	Meta
+}
+
+// wireMeta is Meta's gossiped form; short keys keep it well under
+// memberlist's 512-byte limit.
+type wireMeta struct {
+	V        int      `json:"v"`
+	Healthy  bool     `json:"h,omitempty"`
+	Draining bool     `json:"d,omitempty"`
+	Networks []string `json:"n,omitempty"`
+	HeldN    int      `json:"hn,omitempty"`
+	HeldSum  uint64   `json:"hs,omitempty"`
+}
+
+const metaVersion = 1
+
+// encodeMeta encodes m in at most limit bytes, dropping networks that do
+// not fit.
+func encodeMeta(m Meta, limit int) []byte {
+	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, HeldN: m.Held.Count, HeldSum: m.Held.Sum}
+	for _, p := range m.Networks {
+		w.Networks = append(w.Networks, p.String())
+	}
+	for {
+		b, err := json.Marshal(w)
+		if err == nil && len(b) <= limit {
+			return b
+		}
+		if len(w.Networks) == 0 {
+			return nil
+		}
+		w.Networks = w.Networks[:len(w.Networks)-1]
+	}
+}
+
+// decodeMeta decodes a member's metadata. A member whose metadata cannot
+// be read is treated as unhealthy.
+func decodeMeta(b []byte) (Meta, error) {
+	var w wireMeta
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Meta{}, fmt.Errorf("decoding member metadata: %w", err)
+	}
+	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Held: Digest{Count: w.HeldN, Sum: w.HeldSum}}
+	for _, s := range w.Networks {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return Meta{}, fmt.Errorf("decoding member metadata: network %q: %w", s, err)
+		}
+		m.Networks = append(m.Networks, p)
+	}
+	return m, nil
+}

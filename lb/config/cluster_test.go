@@ -1,0 +1,35 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClusterTimingKeys(t *testing.T) {
+	base := "node: {name: lb1, interface: eth0}\ncluster:\n  insecure: true\n"
+	cfg, err := Parse("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.HandoverTimeout != 3*time.Second || cfg.Cluster.AnnounceRefresh != 0 {
+		t.Fatalf("defaults: handoverTimeout %s, announceRefresh %s", cfg.Cluster.HandoverTimeout, cfg.Cluster.AnnounceRefresh)
+	}
+	cfg, err = Parse("c.yaml", []byte(base+"  handoverTimeout: 5s\n  announceRefresh: 30s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.HandoverTimeout != 5*time.Second || cfg.Cluster.AnnounceRefresh != 30*time.Second {
+		t.Fatalf("got handoverTimeout %s, announceRefresh %s", cfg.Cluster.HandoverTimeout, cfg.Cluster.AnnounceRefresh)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"  handoverTimeout: soon\n", "c.yaml:4: cluster.handoverTimeout"},
+		{"  announceRefresh: 10ms\n", "c.yaml:4: cluster.announceRefresh"},
+		{"  announceRefresh: 0s\n", "c.yaml:4: cluster.announceRefresh"},
+	} {
+		_, err := Parse("c.yaml", []byte(base+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one starting %q", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,24 @@
+// Package vip holds this host's share of the VIPs: it adds the VIPs the
+// cluster says this member owns to node.interface, announces each takeover
+// with gratuitous ARP (IPv4) or unsolicited Neighbor Advertisements (IPv6),
+// and removes the VIPs it no longer owns.
+//
+// The Manager is level-triggered: ownership changes, link and address
+// events and a periodic resync only mark it dirty; each pass lists the
+// VIPs edgelb added (Kernel.VIPs), removes those not owned, adds the
+// missing ones and reports what it holds back to the cluster (Reporter),
+// which gossips it so that a draining member knows when to let go.
+//
+// edgelb marks the addresses it adds with the address protocol AddrProto
+// (IFA_PROTO, Linux 6.1+; `ip -d addr` shows "proto 0xe1"), and only ever
+// removes addresses carrying that mark: addresses configured by anyone
+// else are never touched, and VIPs left behind by a crashed edgelb are
+// found and removed at start-up. IPv4 VIPs are added as /32, IPv6 VIPs as
+// /128 with IFA_F_NODAD so that they are usable at once.
+//
+// A link that goes down (netlink subscription) makes this host unhealthy
+// (Reporter.SetHealth) and its VIPs are removed.
+//
+// netlink.go is the only file that talks to the kernel's address and link
+// tables; announce.go the only one that sends ARP and NDP.
+package vip

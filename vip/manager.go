@@ -1,0 +1,296 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Link is the state of the VIP interface.
+type Link struct {
+	Name         string
+	Index        int
+	HardwareAddr net.HardwareAddr
+	// Up: administratively up with a carrier.
+	Up bool
+	// Networks are the prefixes of the interface's own (not edgelb's)
+	// global addresses.
+	Networks []netip.Prefix
+}
+
+// Kernel is the address and link side of the host.
+type Kernel interface {
+	// Link reports the interface's state.
+	Link() (Link, error)
+	// VIPs lists the addresses on the interface that edgelb added.
+	VIPs() ([]netip.Addr, error)
+	// AddVIP adds a VIP, marked as edgelb's, to the interface.
+	AddVIP(netip.Addr) error
+	// DelVIP removes a VIP edgelb added.
+	DelVIP(netip.Addr) error
+	// WatchLink calls changed after every change of the interface or its
+	// addresses until ctx ends, and returns then.
+	WatchLink(ctx context.Context, changed func()) error
+}
+
+// Announcer tells the LAN that a VIP is at this host's hardware address.
+type Announcer interface {
+	// Announce sends one gratuitous ARP (IPv4) or unsolicited Neighbor
+	// Advertisement (IPv6) for vip on the link.
+	Announce(l Link, vip netip.Addr) error
+}
+
+// Ownership says which VIPs this host should hold; *cluster.Cluster
+// implements it.
+type Ownership interface {
+	Owned() []netip.Addr
+	// Subscribe returns a channel signalled whenever Owned changes.
+	Subscribe() <-chan struct{}
+}
+
+// Reporter receives what the Manager observes; *cluster.Cluster
+// implements it.
+type Reporter interface {
+	// SetHealth reports the link's health under the source "link".
+	SetHealth(source string, err error)
+	// SetHeld reports the VIPs configured and announced.
+	SetHeld([]netip.Addr)
+	// SetNetworks reports the networks the interface is on.
+	SetNetworks([]netip.Prefix)
+}
+
+// DefaultBurst are the offsets from a takeover at which the VIP is
+// announced: five announcements over 1.5 s, so that one lost frame does
+// not leave a client pointing at the old owner.
+var DefaultBurst = []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond}
+
+// Options configures a Manager.
+type Options struct {
+	Kernel    Kernel
+	Announcer Announcer
+	Ownership Ownership
+	Reporter  Reporter
+	Log       *slog.Logger
+	// Burst overrides DefaultBurst.
+	Burst []time.Duration
+	// Refresh, when not 0, re-announces every held VIP at this interval
+	// after its burst.
+	Refresh time.Duration
+	// Resync is how often the kernel is re-read without an event; 0 means
+	// 5 s.
+	Resync time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Manager keeps the VIPs on the interface equal to the owned ones.
+type Manager struct {
+	o Options
+
+	sched  map[netip.Addr][]time.Time // pending announcements per held VIP
+	linkOK *bool                      // last reported link health
+	retry  bool
+}
+
+// NewManager returns a Manager; it starts nothing.
+func NewManager(o Options) (*Manager, error) {
+	if o.Kernel == nil || o.Announcer == nil || o.Ownership == nil || o.Reporter == nil {
+		return nil, errors.New("vip: Kernel, Announcer, Ownership and Reporter are required")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Burst == nil {
+		o.Burst = DefaultBurst
+	}
+	if o.Resync <= 0 {
+		o.Resync = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}}, nil
+}
+
+// Run keeps the interface in line with ownership until ctx ends, then
+// removes every VIP it holds, closes the Announcer if it is an io.Closer
+// and returns nil.
+func (m *Manager) Run(ctx context.Context) error {
+	changed := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for watchCtx.Err() == nil {
+			if err := m.o.Kernel.WatchLink(watchCtx, kick); err != nil && watchCtx.Err() == nil {
+				m.o.Log.Warn("watching the interface, retrying", "err", err)
+				select {
+				case <-watchCtx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+
+	owned := m.o.Ownership.Subscribe()
+	resync := time.NewTicker(m.o.Resync)
+	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := m.Sync()
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			m.releaseAll()
+			if c, ok := m.o.Announcer.(io.Closer); ok {
+				c.Close()
+			}
+			return nil
+		case <-owned:
+		case <-changed:
+		case <-resync.C:
+		case <-timer.C:
+		}
+	}
+}
+
+// Sync runs one pass: it reconciles the interface with ownership, sends
+// the announcements that are due and returns how long until the next
+// pass is needed for announcements or a retry.
+func (m *Manager) Sync() time.Duration {
+	now := m.o.Now()
+	m.retry = false
+	link, err := m.o.Kernel.Link()
+	var want []netip.Addr
+	switch {
+	case err != nil:
+		m.setLink(fmt.Errorf("interface: %w", err))
+	case !link.Up:
+		m.setLink(fmt.Errorf("interface %s is down", link.Name))
+	default:
+		m.setLink(nil)
+		m.o.Reporter.SetNetworks(link.Networks)
+		want = m.o.Ownership.Owned()
+	}
+	have, err := m.o.Kernel.VIPs()
+	if err != nil {
+		m.o.Log.Error("listing VIPs", "err", err)
+		return time.Second
+	}
+	var held []netip.Addr
+	for _, v := range have {
+		if slices.Contains(want, v) {
+			held = append(held, v)
+			continue
+		}
+		if err := m.o.Kernel.DelVIP(v); err != nil {
+			m.o.Log.Error("removing VIP", "vip", v, "err", err)
+			m.retry = true
+			held = append(held, v)
+			continue
+		}
+		delete(m.sched, v)
+		m.o.Log.Info("VIP removed", "vip", v)
+	}
+	for _, v := range want {
+		if slices.Contains(have, v) {
+			if _, ok := m.sched[v]; !ok {
+				// Found at start-up or re-added by someone: announce anew.
+				m.sched[v] = m.burst(now)
+			}
+			continue
+		}
+		if err := m.o.Kernel.AddVIP(v); err != nil {
+			m.o.Log.Error("adding VIP", "vip", v, "err", err)
+			m.retry = true
+			continue
+		}
+		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
+		m.sched[v] = m.burst(now)
+		held = append(held, v)
+	}
+	for v := range m.sched {
+		if !slices.Contains(held, v) {
+			delete(m.sched, v)
+		}
+	}
+	next := m.announce(link, now)
+	// Reported only now that each new VIP has been announced once.
+	m.o.Reporter.SetHeld(held)
+	if m.retry && next > time.Second {
+		next = time.Second
+	}
+	return next
+}
+
+func (m *Manager) setLink(err error) {
+	ok := err == nil
+	if m.linkOK != nil && *m.linkOK == ok {
+		return
+	}
+	m.linkOK = &ok
+	m.o.Reporter.SetHealth("link", err)
+}
+
+func (m *Manager) burst(now time.Time) []time.Time {
+	out := make([]time.Time, len(m.o.Burst))
+	for i, d := range m.o.Burst {
+		out[i] = now.Add(d)
+	}
+	return out
+}
+
+// announce sends the due announcements and returns the time to the next.
+func (m *Manager) announce(link Link, now time.Time) time.Duration {
+	next := time.Hour
+	for v, times := range m.sched {
+		if len(times) > 0 && !times[0].After(now) {
+			if err := m.o.Announcer.Announce(link, v); err != nil {
+				m.o.Log.Warn("announcing VIP", "vip", v, "err", err)
+			}
+			for len(times) > 0 && !times[0].After(now) {
+				times = times[1:]
+			}
+			if len(times) == 0 && m.o.Refresh > 0 {
+				times = []time.Time{now.Add(m.o.Refresh)}
+			}
+			m.sched[v] = times
+		}
+		if len(times) > 0 {
+			next = min(next, times[0].Sub(now))
+		}
+	}
+	return next
+}
+
+// releaseAll removes every VIP edgelb holds, for shutdown.
+func (m *Manager) releaseAll() {
+	have, err := m.o.Kernel.VIPs()
+	if err != nil {
+		m.o.Log.Error("listing VIPs", "err", err)
+	}
+	var left []netip.Addr
+	for _, v := range have {
+		if err := m.o.Kernel.DelVIP(v); err != nil {
+			m.o.Log.Error("removing VIP", "vip", v, "err", err)
+			left = append(left, v)
+			continue
+		}
+		m.o.Log.Info("VIP removed", "vip", v)
+	}
+	m.o.Reporter.SetHeld(left)
+}

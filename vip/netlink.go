@@ -1,0 +1,245 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// AddrProto is the address protocol (IFA_PROTO) edgelb marks its VIPs
+// with. Values up to 3 are the kernel's own; 0xe1 is edgelb's.
+const AddrProto = 0xe1
+
+// ifaProto is IFA_PROTO, missing from x/sys/unix.
+const ifaProto = 11
+
+// Netlink is the real Kernel: the named interface's addresses and link
+// state through rtnetlink in the current network namespace.
+type Netlink struct {
+	Interface string
+}
+
+var _ Kernel = (*Netlink)(nil)
+
+// Link implements Kernel.
+func (n *Netlink) Link() (Link, error) {
+	l, err := netlink.LinkByName(n.Interface)
+	if err != nil {
+		return Link{Name: n.Interface}, fmt.Errorf("%s: %w", n.Interface, err)
+	}
+	a := l.Attrs()
+	out := Link{
+		Name:         a.Name,
+		Index:        a.Index,
+		HardwareAddr: a.HardwareAddr,
+		Up:           a.Flags&net.FlagUp != 0 && (a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown),
+	}
+	addrs, err := listAddrs(a.Index)
+	if err != nil {
+		return out, err
+	}
+	for _, ad := range addrs {
+		if ad.proto != AddrProto && ad.prefix.Addr().IsGlobalUnicast() {
+			out.Networks = append(out.Networks, ad.prefix.Masked())
+		}
+	}
+	slices.SortFunc(out.Networks, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	out.Networks = slices.Compact(out.Networks)
+	return out, nil
+}
+
+func (n *Netlink) index() (int, error) {
+	l, err := netlink.LinkByName(n.Interface)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", n.Interface, err)
+	}
+	return l.Attrs().Index, nil
+}
+
+// VIPs implements Kernel: the addresses marked with AddrProto.
+func (n *Netlink) VIPs() ([]netip.Addr, error) {
+	idx, err := n.index()
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := listAddrs(idx)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.proto == AddrProto {
+			out = append(out, a.prefix.Addr())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
+}
+
+// ErrNoAddrProto means the kernel dropped the address mark (IFA_PROTO
+// needs Linux 6.1): edgelb could not tell its VIPs from others.
+var ErrNoAddrProto = errors.New("the kernel does not keep the address protocol mark (IFA_PROTO, Linux 6.1 or later is required)")
+
+// AddVIP implements Kernel. It checks that the kernel kept the mark and
+// takes the address back off if it did not.
+func (n *Netlink) AddVIP(v netip.Addr) error {
+	idx, err := n.index()
+	if err != nil {
+		return err
+	}
+	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, idx, v, true); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding %s to %s: the address is already configured, not by edgelb", v, n.Interface)
+		}
+		return fmt.Errorf("adding %s to %s: %w", v, n.Interface, err)
+	}
+	vips, err := n.VIPs()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(vips, v) {
+		_ = addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, false)
+		return fmt.Errorf("adding %s to %s: %w", v, n.Interface, ErrNoAddrProto)
+	}
+	return nil
+}
+
+// DelVIP implements Kernel.
+func (n *Netlink) DelVIP(v netip.Addr) error {
+	idx, err := n.index()
+	if err != nil {
+		return err
+	}
+	if err := addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, false); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Errorf("removing %s from %s: %w", v, n.Interface, err)
+	}
+	return nil
+}
+
+func addrRequest(op, flags, idx int, v netip.Addr, add bool) error {
+	req := nl.NewNetlinkRequest(op, flags)
+	fam, bits := nl.FAMILY_V4, 32
+	if v.Is6() {
+		fam, bits = nl.FAMILY_V6, 128
+	}
+	msg := nl.NewIfAddrmsg(fam)
+	msg.Index = uint32(idx)
+	msg.Prefixlen = uint8(bits)
+	msg.Scope = unix.RT_SCOPE_UNIVERSE
+	req.AddData(msg)
+	ip := v.AsSlice()
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, ip))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip))
+	if add {
+		if v.Is6() {
+			req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(unix.IFA_F_NODAD)))
+		}
+		req.AddData(nl.NewRtAttr(ifaProto, []byte{AddrProto}))
+	}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+type kernelAddr struct {
+	prefix netip.Prefix
+	proto  uint8
+}
+
+// listAddrs dumps the addresses of one interface with their IFA_PROTO,
+// which netlink.AddrList does not return.
+func listAddrs(idx int) ([]kernelAddr, error) {
+	var out []kernelAddr
+	for try := 0; ; try++ {
+		req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
+		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWADDR)
+		if errors.Is(err, nl.ErrDumpInterrupted) && try < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing addresses: %w", err)
+		}
+		for _, m := range msgs {
+			hdr := nl.DeserializeIfAddrmsg(m)
+			if int(hdr.Index) != idx {
+				continue
+			}
+			attrs, err := nl.ParseRouteAttr(m[hdr.Len():])
+			if err != nil {
+				return nil, fmt.Errorf("listing addresses: %w", err)
+			}
+			var a kernelAddr
+			var local, addr netip.Addr
+			for _, at := range attrs {
+				switch at.Attr.Type {
+				case unix.IFA_LOCAL:
+					local, _ = netip.AddrFromSlice(at.Value)
+				case unix.IFA_ADDRESS:
+					addr, _ = netip.AddrFromSlice(at.Value)
+				case ifaProto:
+					if len(at.Value) > 0 {
+						a.proto = at.Value[0]
+					}
+				}
+			}
+			if local.IsValid() {
+				addr = local
+			}
+			if !addr.IsValid() {
+				continue
+			}
+			a.prefix = netip.PrefixFrom(addr.Unmap(), int(hdr.Prefixlen))
+			out = append(out, a)
+		}
+		return out, nil
+	}
+}
+
+// WatchLink implements Kernel with link and address subscriptions.
+func (n *Netlink) WatchLink(ctx context.Context, changed func()) error {
+	done := make(chan struct{})
+	defer close(done)
+	errc := make(chan error, 2)
+	onErr := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+	}
+	links := make(chan netlink.LinkUpdate, 16)
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return fmt.Errorf("subscribing to link updates: %w", err)
+	}
+	addrs := make(chan netlink.AddrUpdate, 16)
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return fmt.Errorf("subscribing to address updates: %w", err)
+	}
+	changed() // whatever happened before the subscription
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return fmt.Errorf("link updates: %w", err)
+		case u, ok := <-links:
+			if !ok {
+				return errors.New("link updates ended")
+			}
+			if u.Attrs().Name == n.Interface {
+				changed()
+			}
+		case _, ok := <-addrs:
+			if !ok {
+				return errors.New("address updates ended")
+			}
+			changed()
+		}
+	}
+}

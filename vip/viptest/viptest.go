@@ -1,0 +1,225 @@
+// Package viptest has in-memory fakes of the vip package's interfaces, for
+// tests that drive a vip.Manager without root.
+package viptest
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/edgelb/edgelb/vip"
+)
+
+// Kernel is an in-memory vip.Kernel. Tests set and read its exported
+// fields under Mu.
+type Kernel struct {
+	Mu    sync.Mutex
+	State vip.Link
+	// Marked are the VIPs edgelb added; Foreign are addresses someone else
+	// configured, which edgelb must never touch.
+	Marked  map[netip.Addr]bool
+	Foreign map[netip.Addr]bool
+	// FailAdd makes AddVIP fail for these addresses.
+	FailAdd map[netip.Addr]bool
+
+	changed func()
+}
+
+var _ vip.Kernel = (*Kernel)(nil)
+
+// NewKernel returns a fake with an up interface eth0.
+func NewKernel() *Kernel {
+	return &Kernel{
+		State:   vip.Link{Name: "eth0", Index: 2, HardwareAddr: []byte{2, 0, 0, 0, 0, 1}, Up: true},
+		Marked:  map[netip.Addr]bool{},
+		Foreign: map[netip.Addr]bool{},
+		FailAdd: map[netip.Addr]bool{},
+	}
+}
+
+// Link implements vip.Kernel.
+func (k *Kernel) Link() (vip.Link, error) {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	return k.State, nil
+}
+
+// VIPs implements vip.Kernel.
+func (k *Kernel) VIPs() ([]netip.Addr, error) {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	return k.vipsLocked(), nil
+}
+
+func (k *Kernel) vipsLocked() []netip.Addr {
+	var out []netip.Addr
+	for a := range k.Marked {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// Held returns the marked VIPs, sorted.
+func (k *Kernel) Held() []netip.Addr {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	return k.vipsLocked()
+}
+
+// AddVIP implements vip.Kernel.
+func (k *Kernel) AddVIP(a netip.Addr) error {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	if k.FailAdd[a] {
+		return fmt.Errorf("adding %s: injected failure", a)
+	}
+	if k.Marked[a] || k.Foreign[a] {
+		return fmt.Errorf("adding %s: exists", a)
+	}
+	k.Marked[a] = true
+	return nil
+}
+
+// DelVIP implements vip.Kernel.
+func (k *Kernel) DelVIP(a netip.Addr) error {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	if k.Foreign[a] {
+		panic(fmt.Sprintf("edgelb removed %s, which it did not add", a))
+	}
+	delete(k.Marked, a)
+	return nil
+}
+
+// WatchLink implements vip.Kernel; Changed triggers the callback.
+func (k *Kernel) WatchLink(ctx context.Context, changed func()) error {
+	k.Mu.Lock()
+	k.changed = changed
+	k.Mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+// SetUp changes the link state and notifies the watcher.
+func (k *Kernel) SetUp(up bool) {
+	k.Mu.Lock()
+	k.State.Up = up
+	changed := k.changed
+	k.Mu.Unlock()
+	if changed != nil {
+		changed()
+	}
+}
+
+// Announcer records announcements.
+type Announcer struct {
+	mu   sync.Mutex
+	Sent map[netip.Addr]int
+}
+
+var _ vip.Announcer = (*Announcer)(nil)
+
+// Announce implements vip.Announcer.
+func (a *Announcer) Announce(_ vip.Link, v netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.Sent == nil {
+		a.Sent = map[netip.Addr]int{}
+	}
+	a.Sent[v]++
+	return nil
+}
+
+// Count returns how many announcements were sent for v.
+func (a *Announcer) Count(v netip.Addr) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.Sent[v]
+}
+
+// Cluster is a fake ownership source and reporter.
+type Cluster struct {
+	mu       sync.Mutex
+	owned    []netip.Addr
+	subs     []chan struct{}
+	Held     []netip.Addr
+	Health   map[string]error
+	Networks []netip.Prefix
+}
+
+var (
+	_ vip.Ownership = (*Cluster)(nil)
+	_ vip.Reporter  = (*Cluster)(nil)
+)
+
+// SetOwned changes what this host owns.
+func (c *Cluster) SetOwned(v ...netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.owned = v
+	for _, s := range c.subs {
+		select {
+		case s <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Owned implements vip.Ownership.
+func (c *Cluster) Owned() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.owned)
+}
+
+// Subscribe implements vip.Ownership.
+func (c *Cluster) Subscribe() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := make(chan struct{}, 1)
+	s <- struct{}{}
+	c.subs = append(c.subs, s)
+	return s
+}
+
+// SetHealth implements vip.Reporter.
+func (c *Cluster) SetHealth(source string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Health == nil {
+		c.Health = map[string]error{}
+	}
+	c.Health[source] = err
+}
+
+// HealthOf returns the last health reported by source.
+func (c *Cluster) HealthOf(source string) (error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err, ok := c.Health[source]
+	return err, ok
+}
+
+// SetHeld implements vip.Reporter.
+func (c *Cluster) SetHeld(v []netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Held = slices.Clone(v)
+}
+
+// HeldNow returns the last reported held VIPs.
+func (c *Cluster) HeldNow() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.Held)
+}
+
+// SetNetworks implements vip.Reporter.
+func (c *Cluster) SetNetworks(p []netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Networks = p
+}
