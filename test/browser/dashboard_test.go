@@ -99,7 +99,7 @@ func TestDashboardDrainE2E(t *testing.T) {
 
 	// Wait for the cluster: three live members and each VIP on one.
 	owner := map[string]string{}
-	poll(t, converge, "three members and an owner for every VIP", func() error {
+	poll(t, converge, "three members and an owner for every VIP through each member's API (api.listen)", func() error {
 		for _, m := range members {
 			if err := m.exited(); err != nil {
 				t.Fatal(err)
@@ -146,7 +146,7 @@ func TestDashboardDrainE2E(t *testing.T) {
 		webtest.SignIn(adminToken),
 		chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
 	page.Do("the dashboard shows the members, the VIP owners and the services",
-		webtest.Poll(`['lb1','lb2','lb3'].every(n => document.querySelector('tr[data-member="'+n+'"] .state')?.textContent.includes('healthy'))`, converge),
+		webtest.Poll(`['lb1','lb2','lb3'].every(n => document.querySelector('tr[data-member="'+n+'"] .state .badge.ok'))`, converge),
 		webtest.OwnerIs(vips[0], owner[vips[0]], converge),
 		webtest.OwnerIs(vips[1], owner[vips[1]], converge),
 		webtest.ServiceShown(api.StaticNamespace, "web", converge),

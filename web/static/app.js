@@ -122,6 +122,7 @@ async function load() {
   try {
     const [status, members, vips, services] = await Promise.all(
       ['/status', '/members', '/vips', '/services'].map(p => get(p, signal)));
+    if (!live || live.ac.signal !== signal) return; // signed out meanwhile
     data = { status, members, vips, services };
     sample(services);
     render();
