@@ -151,7 +151,7 @@ function streamState(state, message) {
 
 function onEvent(ev) {
   const e = typeof ev.data === 'object' && ev.data ? ev.data : { type: ev.type, message: String(ev.data) };
-  const fields = Object.entries(e.fields || {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  const fields = Object.entries(e.fields || {}).filter(([, v]) => v !== '').map(([k, v]) => `${k}=${v}`).join(' ');
   const list = $('#events');
   list.prepend(h('li', { dataset: { type: ev.type, id: ev.id } },
     h('time', { datetime: e.time || '' }, clock(e.time ? new Date(e.time) : new Date())),
@@ -310,6 +310,10 @@ function sample(services) {
 
 function renderCharts() {
   const el = $('#charts');
+  if (/^none\b/.test(data.status.dataplane)) {
+    fill(el, h('p', { class: 'muted' }, 'The announce-only dataplane (backend: none) forwards nothing itself, so there are no traffic counters.'));
+    return;
+  }
   if (!samples.length) {
     fill(el, h('p', { class: 'muted' }, 'Rates appear after two polls of the counters.'));
     return;
