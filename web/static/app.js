@@ -196,7 +196,7 @@ function renderSummary(s) {
   fill($('#summary'),
     card('This host', s.node, [s.leader ? 'Service status writer' : s.leaderName ? `writer: ${s.leaderName}` : 'not the writer',
       Date.parse(s.started) > 0 && ` · up since ${new Date(s.started).toLocaleString()}`]),
-    card('Health', health, s.problem || `dataplane ${s.dataplane}`, s.healthy && s.ready && !s.draining ? 'ok' : 'bad'),
+    card('Health', health, s.problem || `dataplane ${s.dataplane}`, health === 'healthy' ? 'ok' : health === 'unhealthy' ? 'bad' : 'warn'),
     card('Members', `${c.healthyMembers}/${c.members}`, 'healthy', c.healthyMembers === c.members ? 'ok' : 'warn'),
     card('VIPs', `${c.ownedVIPs}/${c.vips}`, 'owned by this host'),
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
