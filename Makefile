@@ -9,11 +9,18 @@ export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
 FUZZTIME ?= 10s
 TRIALS ?= 10
 
-.PHONY: help build lab test unit test-deps test-bins bench bench-failover fuzz vet clean
+NFPM_VERSION := v2.43.0
+NFPM := $(EDGELB_TEST_CACHE)/bin/nfpm-$(NFPM_VERSION)
+GOARCH ?= $(shell $(GO) env GOARCH)
+# Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
+DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+
+.PHONY: deb help build lab test unit test-deps test-bins bench bench-failover fuzz vet clean
 
 help:
 	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
 	@echo "make build      build bin/edgelb"
+	@echo "make deb        build dist/edgelb_VERSION_ARCH.deb (nfpm)"
 	@echo "make test       install test dependencies and run the whole test suite"
 	@echo "make unit       unit tests only (no root, no API server)"
 	@echo "make bench      benchmarks (desired state, create->status latency)"
@@ -27,6 +34,18 @@ build:
 # The demo: a real kube-apiserver, edgelb and demo Services on this host.
 lab: test-deps test-bins
 	$(GO) run ./test/lab
+
+# A static binary, so the package works on any Debian-like root.
+$(NFPM):
+	mkdir -p $(dir $(NFPM))
+	GOBIN=$(dir $(NFPM)) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv $(dir $(NFPM))nfpm $(NFPM)
+
+deb: $(NFPM)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
+	rm -rf dist && mkdir -p dist
+	EDGELB_VERSION=$(DEB_VERSION) GOARCH=$(GOARCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb --target dist/
+	@ls -1 dist/*.deb
 
 vet:
 	$(GO) vet ./...
@@ -61,4 +80,4 @@ bench-failover: test-deps
 	ELBT_TRIALS=$(TRIALS) $(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 30m ./test/e2e
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -178,10 +178,11 @@ func (b *builder) static(d *Desired, s *config.StaticService) {
 	}
 	for _, p := range s.Ports {
 		vs := VirtualService{
-			Key:       Key{VIP: s.VIP, Port: p.Port, Protocol: Protocol(p.Protocol)},
-			Source:    Source{Name: s.Name},
-			Scheduler: sched,
-			Method:    b.opts.Method,
+			Key:         Key{VIP: s.VIP, Port: p.Port, Protocol: Protocol(p.Protocol)},
+			Source:      Source{Name: s.Name},
+			Scheduler:   sched,
+			Persistence: s.Persistence,
+			Method:      b.opts.Method,
 		}
 		target := p.TargetPort
 		if target == 0 {

@@ -161,6 +161,10 @@ type StaticService struct {
 	Ports     []StaticPort
 	Backends  []netip.AddrPort
 	Scheduler string // empty: dataplane.scheduler
+	// Persistence keeps a client on one backend for this long after its
+	// last connection (IPVS persistence, like sessionAffinity: ClientIP);
+	// 0 means none.
+	Persistence time.Duration
 }
 
 // StaticPort is one port of a static service.

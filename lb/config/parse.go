@@ -464,7 +464,8 @@ func (p *parser) services(n *yaml.Node, path string) {
 				}
 				s.VIP = a
 			},
-			"scheduler": func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &s.Scheduler) },
+			"scheduler":   func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &s.Scheduler) },
+			"persistence": func(n *yaml.Node, path string) { d.duration(n, path, &s.Persistence) },
 			"ports": func(n *yaml.Node, path string) {
 				d.list(n, path, func(_ int, pn *yaml.Node, path string) {
 					sp := StaticPort{Protocol: "TCP"}

@@ -56,6 +56,10 @@ type Options struct {
 	Workers int
 	// MinSyncInterval bounds how often the desired state is rebuilt.
 	MinSyncInterval time.Duration
+	// OnEvent, if set, is told about allocations ("allocation") and
+	// refusals ("error") as they happen on the leader, for the API's
+	// event stream. It must not block.
+	OnEvent func(typ, msg string, fields map[string]string)
 }
 
 // Controller is the Kubernetes side of edgelb.
@@ -131,6 +135,12 @@ func (c *Controller) PoolUsage() []ipam.PoolUsage {
 		return a.Usage()
 	}
 	return nil
+}
+
+func (c *Controller) notify(typ, msg string, fields map[string]string) {
+	if c.opts.OnEvent != nil {
+		c.opts.OnEvent(typ, msg, fields)
+	}
 }
 
 func (c *Controller) markDirty() {
@@ -393,6 +403,7 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 	if errs := lb.CheckAnnotations(svc); len(errs) > 0 {
 		for _, e := range errs {
 			c.recorder.Event(svc, corev1.EventTypeWarning, "InvalidAnnotation", e.Error())
+			c.notify("error", fmt.Sprintf("%s: %v", k, e), map[string]string{"service": k, "reason": "InvalidAnnotation"})
 		}
 		return nil
 	}
@@ -410,6 +421,7 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 			reason = ie.Reason
 		}
 		c.recorder.Eventf(svc, corev1.EventTypeWarning, reason, "cannot assign an address: %v", err)
+		c.notify("error", fmt.Sprintf("%s: cannot assign an address: %v", k, err), map[string]string{"service": k, "reason": reason})
 		return nil
 	}
 	if err := c.writeStatus(ctx, svc, ips); err != nil {
@@ -418,6 +430,7 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 	if !sameAddrs(before, ips) {
 		c.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
 		c.log.Info("assigned addresses", "service", k, "vip", addrList(ips))
+		c.notify("allocation", fmt.Sprintf("%s: assigned %s", k, addrList(ips)), map[string]string{"service": k, "vip": addrList(ips)})
 		if len(before) > 0 {
 			c.retryPending()
 		}

@@ -27,6 +27,8 @@ const usage = `edgelb — a bare-metal load-balancer appliance for Kubernetes.
 Usage:
   edgelb run     --config FILE   run the daemon
   edgelb check   --config FILE   validate a config file (exit 1 if it is bad)
+  edgelb status  [--api URL] [--token T] [--output text|json]
+                                 summary read from the local API
   edgelb keygen                  print a new gossip encryption key
   edgelb version                 print the version
 
@@ -46,6 +48,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCmd(ctx, rest, stderr)
 	case "check":
 		err = checkCmd(rest, stdout, stderr)
+	case "status":
+		err = statusCmd(ctx, rest, stdout, stderr)
 	case "keygen":
 		err = keygenCmd(rest, stdout, stderr)
 	case "version", "--version":

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/lb/config"
 )
 
@@ -73,5 +78,32 @@ func TestUsage(t *testing.T) {
 	}
 	if code, _, _ := runMain("check", "--nope"); code != 2 {
 		t.Errorf("bad flag: exit %d", code)
+	}
+}
+
+func TestStatusFromAPI(t *testing.T) {
+	f := apitest.Sample()
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+		Tokens: map[string][]string{"viewer": {"viewer-token-0123456789"}}}).Handler())
+	defer srv.Close()
+	code, out, errs := runMain("status", "--api", srv.URL, "--token", "viewer-token-0123456789")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"node lb1", "lb1 (self)", "192.0.2.10  lb1", "demo/web", "192.0.2.10:8080/tcp", "1/2", "pool default: 1 of 41"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runMain("status", "--api", srv.URL, "--token", "viewer-token-0123456789", "--output", "json")
+	var v struct {
+		Members []api.Member `json:"members"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || len(v.Members) != 3 {
+		t.Errorf("json: exit %d, %s", code, out)
+	}
+	code, _, errs = runMain("status", "--api", srv.URL)
+	if code != 1 || !strings.Contains(errs, "bearer token is required") {
+		t.Errorf("no token: exit %d, %q", code, errs)
 	}
 }

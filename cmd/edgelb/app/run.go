@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
@@ -13,11 +15,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/k8s"
 	"github.com/edgelb/edgelb/vip"
+	"github.com/edgelb/edgelb/web"
 )
 
 // run starts every part of the daemon and returns when ctx is cancelled or
@@ -27,7 +31,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("starting edgelb", "version", Version, "node", cfg.Node.Name, "config", cfg.Path,
 		"dataplane", cfg.Dataplane.Backend, "mode", cfg.Dataplane.Mode, "method", cfg.Dataplane.Method)
 	store := lb.NewStore()
+	bus := api.NewBus(500)
 	g, gctx := errgroup.WithContext(ctx)
+	st := &state{cfg: cfg, started: time.Now(), store: store}
+	metrics := api.NewMetrics(st)
 
 	if cfg.Kubernetes == nil {
 		// Static services only: the desired state never changes.
@@ -39,13 +46,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		ctrl := k8s.New(client, k8s.Options{
+		st.ctrl = k8s.New(client, k8s.Options{
 			Identity: cfg.Node.Name,
 			Config:   cfg,
 			Store:    store,
 			Log:      log.With("component", "kubernetes"),
+			OnEvent: func(typ, msg string, fields map[string]string) {
+				if typ == "allocation" {
+					metrics.Allocations.Inc()
+				}
+				bus.Publish(typ, msg, fields)
+			},
 		})
-		g.Go(func() error { return ctrl.Run(gctx) })
+		g.Go(func() error { return st.ctrl.Run(gctx) })
 	}
 
 	// Membership -> ownership -> the VIP manager.
@@ -53,6 +66,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	st.members = members
+	st.dp = startDataplane(gctx, g, cfg, store, log)
+
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
 	// first hands the VIPs over (the manager keeps them meanwhile), and
 	// only then does the manager stop and remove what is left.
@@ -71,6 +87,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		})
 	}
+
+	obs := &observer{s: st, bus: bus, metrics: metrics, log: log}
+	g.Go(func() error { return obs.Run(gctx) })
+
+	apiOpts := api.Options{
+		Listen:    cfg.API.Listen,
+		Tokens:    cfg.API.Tokens,
+		State:     st,
+		Bus:       bus,
+		Registry:  metrics.Registry,
+		Dashboard: dashboard(),
+		Log:       log.With("component", "api"),
+	}
+	if t := cfg.API.TLS; t != nil {
+		apiOpts.CertFile, apiOpts.KeyFile = t.CertFile, t.KeyFile
+	}
+	srv := api.New(apiOpts)
+	g.Go(func() error { return srv.Run(gctx) })
+
 	err = g.Wait()
 	log.Info("edgelb stopped")
 	return err
@@ -126,3 +161,6 @@ func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, 
 	}
 	return client, nil
 }
+
+// dashboard returns the web dashboard's files.
+func dashboard() fs.FS { return web.Files() }

@@ -1,0 +1,91 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/health"
+	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/snat"
+)
+
+// dataplane is the running forwarding part, for the API and ownership.
+type dataplane struct {
+	IPVS   *ipvs.Dataplane
+	Health *health.Checker
+}
+
+// startDataplane starts the IPVS dataplane and its health checker in g when
+// dataplane.backend is ipvs; it returns nil otherwise.
+func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, store *lb.Store, log *slog.Logger) *dataplane {
+	if cfg.Dataplane.Backend != config.BackendIPVS {
+		return nil
+	}
+	dl := log.With("component", "dataplane")
+	hc := health.New(health.Options{
+		Store: store,
+		Log:   log.With("component", "health"),
+		Config: health.Config{Interval: cfg.HealthCheck.Interval, Timeout: cfg.HealthCheck.Timeout,
+			Rise: cfg.HealthCheck.Rise, Fall: cfg.HealthCheck.Fall},
+	})
+	scheds := []string{cfg.Dataplane.Scheduler}
+	for _, s := range cfg.Services {
+		if s.Scheduler != "" {
+			scheds = append(scheds, s.Scheduler)
+		}
+	}
+	slices.Sort(scheds)
+	kernel := ipvs.NewKernel()
+	opts := ipvs.Options{
+		IPVS:  kernel,
+		Store: store,
+		Log:   dl,
+		Prepare: func() error {
+			return ipvs.Prepare(ipvs.PrepareOptions{
+				Schedulers: slices.Compact(scheds),
+				NAT:        cfg.Dataplane.Method == config.MethodNAT,
+				Tunnel:     cfg.Dataplane.Method == config.MethodTunnel,
+				Log:        dl,
+			})
+		},
+		Owns:         ownedVIPs(cfg),
+		Health:       hc,
+		DrainTimeout: cfg.Dataplane.DrainTimeout,
+	}
+	if cfg.Dataplane.Method == config.MethodNAT {
+		opts.SNAT = snat.New()
+	}
+	dp := ipvs.New(opts)
+	g.Go(func() error { return hc.Run(ctx) })
+	g.Go(func() error {
+		defer kernel.Close()
+		return dp.Run(ctx)
+	})
+	return &dataplane{IPVS: dp, Health: hc}
+}
+
+// ownedVIPs reports the addresses edgelb manages: those of its pools and
+// static services. IPVS entries on other addresses are never touched.
+func ownedVIPs(cfg *config.Config) func(netip.Addr) bool {
+	return func(a netip.Addr) bool {
+		for _, p := range cfg.Pools {
+			for _, r := range p.Ranges {
+				if r.Contains(a) {
+					return true
+				}
+			}
+		}
+		for _, s := range cfg.Services {
+			if s.VIP == a {
+				return true
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/lb/health"
+)
+
+// observer turns changes of the daemon's parts into API events and
+// metrics, tells the cluster whether the dataplane is programmed, and
+// talks to systemd (readiness and watchdog). It wakes on the parts'
+// notifications and, for the dataplane status that has none, every tick.
+type observer struct {
+	s       *state
+	bus     *api.Bus
+	metrics *api.Metrics
+	log     *slog.Logger
+	tick    time.Duration
+
+	owners   map[netip.Addr]string
+	members  map[string]string // name -> state
+	health   map[health.Target]bool
+	lastSync time.Time
+	ready    bool
+}
+
+func (o *observer) Run(ctx context.Context) error {
+	if o.tick == 0 {
+		o.tick = 250 * time.Millisecond
+	}
+	clusterC := o.s.members.Subscribe()
+	var healthC <-chan struct{}
+	if o.s.dp != nil {
+		healthC = o.s.dp.Health.Changed()
+	}
+	// systemd's watchdog: ping at half the interval while this loop runs.
+	watchdog, _ := daemon.SdWatchdogEnabled(false)
+	ticker := time.NewTicker(o.tick)
+	defer ticker.Stop()
+	var lastPing time.Time
+	for {
+		o.observe()
+		if watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			lastPing = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			return nil
+		case <-clusterC:
+		case <-healthC:
+		case <-ticker.C:
+		}
+	}
+}
+
+func (o *observer) observe() {
+	s := o.s
+	if s.dp != nil {
+		st := s.dp.IPVS.Status()
+		var err error
+		if !st.Ready {
+			err = fmt.Errorf("%s", st.Err)
+		}
+		s.members.SetHealth("dataplane", err)
+		if !st.LastSync.IsZero() && st.LastSync != o.lastSync {
+			o.metrics.ObserveReconcile("dataplane", st.LastSyncTook, err)
+			o.lastSync = st.LastSync
+		}
+		o.observeHealth(s.dp.Health.Results())
+	}
+	o.observeOwners(s.members.Owners())
+	o.observeMembers()
+	if ready, _ := s.Ready(); ready && !o.ready {
+		o.ready = true
+		o.log.Info("ready: informers synced and dataplane programmed")
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	}
+}
+
+func (o *observer) observeOwners(now map[netip.Addr]string) {
+	if o.owners == nil {
+		o.owners = map[netip.Addr]string{}
+	}
+	for vip, owner := range now {
+		if prev, ok := o.owners[vip]; !ok || prev != owner {
+			msg := fmt.Sprintf("%s is owned by %s", vip, owner)
+			if owner == "" {
+				msg = fmt.Sprintf("%s has no owner", vip)
+			}
+			if ok {
+				o.metrics.OwnerChanges.WithLabelValues(vip.String()).Inc()
+				msg += fmt.Sprintf(" (was %s)", orNone(prev))
+			}
+			o.bus.Publish("ownership", msg, map[string]string{"vip": vip.String(), "owner": owner, "previous": prev})
+		}
+	}
+	for vip, prev := range o.owners {
+		if _, ok := now[vip]; !ok {
+			o.bus.Publish("ownership", fmt.Sprintf("%s is gone (was owned by %s)", vip, orNone(prev)), map[string]string{"vip": vip.String(), "previous": prev})
+		}
+	}
+	o.owners = now
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nobody"
+	}
+	return s
+}
+
+func (o *observer) observeMembers() {
+	now := map[string]string{}
+	for _, m := range o.s.Members() {
+		st := "healthy"
+		switch {
+		case m.Draining:
+			st = "draining"
+		case !m.Healthy:
+			st = "unhealthy"
+		}
+		now[m.Name] = st
+	}
+	if o.members != nil {
+		for name, st := range now {
+			if prev, ok := o.members[name]; !ok {
+				o.bus.Publish("member", fmt.Sprintf("%s joined (%s)", name, st), map[string]string{"member": name, "state": st})
+			} else if prev != st {
+				typ := "member"
+				if st == "draining" || prev == "draining" {
+					typ = "drain"
+				}
+				o.bus.Publish(typ, fmt.Sprintf("%s is %s (was %s)", name, st, prev), map[string]string{"member": name, "state": st})
+			}
+		}
+		for name := range o.members {
+			if _, ok := now[name]; !ok {
+				o.bus.Publish("member", name+" left or failed", map[string]string{"member": name, "state": "gone"})
+			}
+		}
+	}
+	o.members = now
+}
+
+func (o *observer) observeHealth(results []health.Result) {
+	now := map[health.Target]bool{}
+	for _, r := range results {
+		if r.LastCheck.IsZero() {
+			continue
+		}
+		now[r.Target] = r.Up
+		if prev, ok := o.health[r.Target]; ok && prev != r.Up {
+			state := map[bool]string{true: "up", false: "down"}[r.Up]
+			msg := fmt.Sprintf("backend %s is %s", r.Target, state)
+			if !r.Up && r.LastError != "" {
+				msg += ": " + r.LastError
+			}
+			o.bus.Publish("health", msg, map[string]string{"backend": r.Target.Addr.String(), "state": state})
+		}
+	}
+	o.health = now
+}

@@ -1,0 +1,251 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/health"
+	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/k8s"
+)
+
+// state implements api.State over the daemon's parts. Any part may be
+// absent (nil): no Kubernetes, dataplane backend none.
+type state struct {
+	cfg     *config.Config
+	started time.Time
+	store   *lb.Store
+	members *cluster.Cluster
+	ctrl    *k8s.Controller
+	dp      *dataplane
+}
+
+var _ api.State = (*state)(nil)
+
+func (s *state) Status() api.Status {
+	st := api.Status{
+		Node:      s.cfg.Node.Name,
+		Version:   Version,
+		Draining:  s.members.Draining(),
+		Problem:   s.members.Problem(),
+		Dataplane: string(s.cfg.Dataplane.Backend),
+		Started:   s.started,
+		Pools:     []api.PoolUsage{},
+	}
+	st.Healthy = st.Problem == ""
+	if !s.members.HasQuorum() {
+		st.Healthy = false
+		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
+	}
+	if s.cfg.Dataplane.Backend == config.BackendIPVS {
+		st.Dataplane += "/" + string(s.cfg.Dataplane.Mode) + "/" + string(s.cfg.Dataplane.Method)
+	}
+	st.Ready, _ = s.Ready()
+	if s.ctrl != nil {
+		st.Leader = s.ctrl.Leader()
+		if st.Leader {
+			st.LeaderName = s.cfg.Node.Name
+		}
+		for _, p := range s.ctrl.PoolUsage() {
+			st.Pools = append(st.Pools, api.PoolUsage{Name: p.Name, Size: p.Size, Used: p.Used})
+		}
+	}
+	mem := s.Members()
+	vips := s.VIPs()
+	svcs := s.Services()
+	st.Counts = api.Counts{Members: len(mem), VIPs: len(vips), Services: len(svcs)}
+	for _, m := range mem {
+		if m.Alive && m.Healthy && !m.Draining {
+			st.Counts.HealthyMembers++
+		}
+	}
+	for _, v := range vips {
+		if v.Local {
+			st.Counts.OwnedVIPs++
+		}
+	}
+	for _, svc := range svcs {
+		for _, p := range svc.Ports {
+			for _, b := range p.Backends {
+				st.Counts.Backends++
+				if b.Health != "down" && b.Weight > 0 {
+					st.Counts.HealthyBackends++
+				}
+			}
+		}
+	}
+	return st
+}
+
+func (s *state) Members() []api.Member {
+	owners := s.members.Owners()
+	byOwner := map[string][]string{}
+	for vip, owner := range owners {
+		byOwner[owner] = append(byOwner[owner], vip.String())
+	}
+	var out []api.Member
+	for _, m := range s.members.Members() {
+		vips := byOwner[m.Name]
+		slices.Sort(vips)
+		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.cfg.Node.Name,
+			Alive: true, Healthy: m.Healthy, Draining: m.Draining, VIPs: vips}
+		if am.VIPs == nil {
+			am.VIPs = []string{}
+		}
+		if am.Self {
+			am.Problem = s.members.Problem()
+		}
+		out = append(out, am)
+	}
+	return out
+}
+
+func (s *state) VIPs() []api.VIP {
+	d := s.store.Load()
+	if d == nil {
+		return nil
+	}
+	owners := s.members.Owners()
+	services := map[netip.Addr][]string{}
+	for i := range d.Services {
+		vs := &d.Services[i]
+		services[vs.VIP] = append(services[vs.VIP], sourceName(vs.Source))
+	}
+	var out []api.VIP
+	for _, v := range d.VIPs() {
+		names := slices.Compact(services[v])
+		owner := owners[v]
+		out = append(out, api.VIP{Address: v.String(), Owner: owner, Local: owner == s.cfg.Node.Name, Services: names})
+	}
+	return out
+}
+
+func sourceName(src lb.Source) string {
+	if src.Static() {
+		return api.StaticNamespace + "/" + src.Name
+	}
+	return src.Namespace + "/" + src.Name
+}
+
+func (s *state) Services() []api.Service {
+	d := s.store.Load()
+	if d == nil {
+		return nil
+	}
+	var stats map[lb.Key]*ipvs.ServiceStats
+	var results map[health.Target]health.Result
+	if s.dp != nil {
+		if all, err := s.dp.IPVS.Stats(); err == nil {
+			stats = map[lb.Key]*ipvs.ServiceStats{}
+			for i := range all {
+				stats[all[i].Key] = &all[i]
+			}
+		}
+		results = map[health.Target]health.Result{}
+		for _, r := range s.dp.Health.Results() {
+			results[r.Target] = r
+		}
+	}
+	index := map[string]int{}
+	var out []api.Service
+	for i := range d.Services {
+		vs := &d.Services[i]
+		id := sourceName(vs.Source)
+		j, ok := index[id]
+		if !ok {
+			ns := vs.Source.Namespace
+			if vs.Source.Static() {
+				ns = api.StaticNamespace
+			}
+			out = append(out, api.Service{Namespace: ns, Name: vs.Source.Name, Static: vs.Source.Static()})
+			j = len(out) - 1
+			index[id] = j
+		}
+		svc := &out[j]
+		if !slices.Contains(svc.VIPs, vs.VIP.String()) {
+			svc.VIPs = append(svc.VIPs, vs.VIP.String())
+		}
+		p := api.Port{VIP: vs.VIP.String(), Port: vs.Port, Protocol: string(vs.Protocol), Name: vs.Source.PortName,
+			Scheduler: vs.Scheduler, PersistenceSeconds: int(vs.Persistence / time.Second), Method: string(vs.Method),
+			Backends: []api.Backend{}}
+		st := stats[vs.Key]
+		if st != nil {
+			p.Stats = apiStats(st.Stats, 0)
+		}
+		for _, b := range vs.Backends {
+			ab := api.Backend{Address: b.Addr.String(), Weight: b.Weight, Node: b.NodeName, Terminating: b.Terminating, Health: "unknown"}
+			if t, probed := health.TargetOf(vs.Key, b); probed && results != nil {
+				if r, ok := results[t]; ok && !r.LastCheck.IsZero() {
+					ab.Health = map[bool]string{true: "up", false: "down"}[r.Up]
+				}
+			}
+			if st != nil {
+				for _, bs := range st.Backends {
+					if bs.Addr == b.Addr {
+						ab.Stats = apiStats(bs.Stats, bs.ActiveConns)
+						p.Stats.ActiveConnections += uint64(bs.ActiveConns)
+					}
+				}
+			}
+			p.Backends = append(p.Backends, ab)
+		}
+		svc.Ports = append(svc.Ports, p)
+	}
+	return out
+}
+
+func apiStats(s ipvs.Stats, active int) api.Stats {
+	return api.Stats{Connections: s.Connections, ActiveConnections: uint64(active),
+		PacketsIn: s.PacketsIn, PacketsOut: s.PacketsOut, BytesIn: s.BytesIn, BytesOut: s.BytesOut}
+}
+
+func (s *state) member(name string) error {
+	for _, m := range s.members.Members() {
+		if m.Name == name {
+			if name != s.cfg.Node.Name {
+				return api.ErrNotLocal
+			}
+			return nil
+		}
+	}
+	return api.ErrNotFound
+}
+
+func (s *state) Drain(_ context.Context, name string) error {
+	if err := s.member(name); err != nil {
+		return err
+	}
+	s.members.Drain()
+	return nil
+}
+
+func (s *state) Undrain(_ context.Context, name string) error {
+	if err := s.member(name); err != nil {
+		return err
+	}
+	s.members.Undrain()
+	return nil
+}
+
+func (s *state) Ready() (bool, string) {
+	if s.ctrl != nil && !s.ctrl.Ready() {
+		return false, "the Kubernetes informers have not synced yet"
+	}
+	if s.store.Load() == nil {
+		return false, "no desired state yet"
+	}
+	if s.dp != nil {
+		if err := s.dp.IPVS.Healthy(); err != nil {
+			return false, fmt.Sprintf("the dataplane is not programmed: %v", err)
+		}
+	}
+	return true, ""
+}

@@ -1,0 +1,509 @@
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edgelb/edgelb/lb"
+)
+
+// Health tells the dataplane which backends pass their health checks.
+type Health interface {
+	// Up reports whether backend b of virtual service k may get new
+	// connections.
+	Up(k lb.Key, b lb.Backend) bool
+	// Changed receives a value (coalesced) whenever a result changes.
+	Changed() <-chan struct{}
+}
+
+// SNAT source-NATs the connections the dataplane masquerades, so replies
+// come back through this host.
+type SNAT interface {
+	// Sync makes the source NAT cover exactly these VIPs.
+	Sync(vips []netip.Addr) error
+}
+
+// Options configure a Dataplane. IPVS, Store and Log are required.
+type Options struct {
+	IPVS  Interface
+	Store *lb.Store
+	Log   *slog.Logger
+	// Prepare readies the kernel (modules, sysctls) before the first
+	// pass; it is retried every PrepareRetry until it succeeds. nil: nothing
+	// to prepare.
+	Prepare      func() error
+	PrepareRetry time.Duration
+	// Owns reports whether a VIP belongs to edgelb even when no desired
+	// service uses it (address pools, static services): stale virtual
+	// services on it are deleted. nil: only desired VIPs and VIPs this
+	// process programmed are edgelb's.
+	Owns func(netip.Addr) bool
+	// Health, if set, sets failing backends to weight 0.
+	Health Health
+	// SNAT, if set, is synced with the VIPs of nat virtual services.
+	SNAT SNAT
+	// DrainTimeout bounds how long a leaving backend is kept at weight 0.
+	DrainTimeout time.Duration
+	// MinSyncInterval is the least time between two passes; changes
+	// within it are coalesced.
+	MinSyncInterval time.Duration
+	// ResyncPeriod is how often a full pass re-reads the whole table.
+	ResyncPeriod time.Duration
+	// DrainPoll is how often connections of draining backends are
+	// checked.
+	DrainPoll time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Status is the dataplane's health as other parts (cluster ownership, the
+// API) see it.
+type Status struct {
+	// Ready is true once the kernel is prepared and the last pass
+	// succeeded.
+	Ready bool
+	// Err is why it is not ready.
+	Err             string
+	LastSync        time.Time
+	LastSyncTook    time.Duration
+	VirtualServices int
+	// Draining counts backends kept at weight 0 for open connections.
+	Draining int
+}
+
+// Dataplane reconciles IPVS to the desired state. Run drives it; the
+// read-only methods (Status, Healthy, Stats) are safe to call concurrently.
+type Dataplane struct {
+	o Options
+
+	mu     sync.Mutex // guards status and managed
+	status Status
+	// managed holds the VIPs of the desired state at the last pass.
+	managed map[netip.Addr]bool
+
+	// Owned by the pass (Run or SyncOnce callers, one at a time).
+	applied    map[lb.Key]*target
+	programmed map[netip.Addr]bool
+	draining   map[drainKey]time.Time
+	snatVIPs   []netip.Addr
+	snatDone   bool
+}
+
+type drainKey struct {
+	key  lb.Key
+	addr netip.AddrPort
+}
+
+// target is what the kernel should hold for one virtual service.
+type target struct {
+	vs  VirtualServer
+	rss []RealServer // in service, sorted by address
+	// leaving are backends still terminating: kept only while draining.
+	leaving []netip.AddrPort
+}
+
+func (t *target) equal(o *target) bool {
+	return t.vs.Equal(&o.vs) && slices.EqualFunc(t.rss, o.rss, func(a, b RealServer) bool { return a.Equal(&b) }) &&
+		slices.Equal(t.leaving, o.leaving)
+}
+
+// New returns a Dataplane; it starts nothing.
+func New(o Options) *Dataplane {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MinSyncInterval == 0 {
+		o.MinSyncInterval = 100 * time.Millisecond
+	}
+	if o.ResyncPeriod == 0 {
+		o.ResyncPeriod = time.Minute
+	}
+	if o.DrainPoll == 0 {
+		o.DrainPoll = time.Second
+	}
+	if o.PrepareRetry == 0 {
+		o.PrepareRetry = 30 * time.Second
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 5 * time.Minute
+	}
+	return &Dataplane{
+		o:          o,
+		status:     Status{Err: "not synced yet"},
+		applied:    map[lb.Key]*target{},
+		programmed: map[netip.Addr]bool{},
+		draining:   map[drainKey]time.Time{},
+	}
+}
+
+// Status returns the current status.
+func (d *Dataplane) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+// Healthy returns nil when the dataplane is programmed, or why not. A host
+// whose dataplane is not healthy must not own VIPs.
+func (d *Dataplane) Healthy() error {
+	s := d.Status()
+	if s.Ready {
+		return nil
+	}
+	return errors.New(s.Err)
+}
+
+func (d *Dataplane) setErr(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.status.Ready, d.status.Err = false, err.Error()
+}
+
+// Run prepares the kernel and then reconciles until ctx is done. It returns
+// nil on cancellation; a kernel that cannot be prepared makes the dataplane
+// unhealthy (logged once per distinct error), not Run fail, so the daemon
+// keeps serving its API and gives up its VIPs.
+func (d *Dataplane) Run(ctx context.Context) error {
+	sub := d.o.Store.Subscribe()
+	var healthC <-chan struct{}
+	if d.o.Health != nil {
+		healthC = d.o.Health.Changed()
+	}
+	if d.o.Prepare != nil {
+		lastErr := ""
+		for {
+			err := d.o.Prepare()
+			if err == nil {
+				break
+			}
+			d.setErr(err)
+			if err.Error() != lastErr {
+				d.o.Log.Error("dataplane cannot be programmed; host is unhealthy", "err", err)
+				lastErr = err.Error()
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(d.o.PrepareRetry):
+			}
+		}
+	}
+	resync := time.NewTicker(d.o.ResyncPeriod)
+	defer resync.Stop()
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
+	defer wake.Stop()
+
+	dirty, full := true, true
+	var last time.Time
+	for {
+		if dirty {
+			if wait := d.o.MinSyncInterval - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
+			// Coalesce everything that arrived meanwhile.
+			select {
+			case <-sub:
+			default:
+			}
+			last = time.Now()
+			err := d.SyncOnce(full)
+			dirty = false
+			next := time.Duration(0)
+			switch {
+			case err != nil:
+				d.o.Log.Error("dataplane sync failed; retrying", "err", err)
+				full, next = true, time.Second
+			case len(d.draining) > 0:
+				full, next = false, d.o.DrainPoll
+			default:
+				full = false
+			}
+			if next > 0 {
+				wake.Reset(next)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub:
+			dirty = true
+		case <-healthC:
+			dirty = true
+		case <-wake.C:
+			dirty = true
+		case <-resync.C:
+			dirty, full = true, true
+		}
+	}
+}
+
+// SyncOnce runs one pass against the newest desired state. A full pass
+// reads every virtual service in the kernel; an incremental one touches only
+// the virtual services whose target changed since the last pass, or that
+// have draining backends. Nothing is done before the store holds a state.
+func (d *Dataplane) SyncOnce(full bool) error {
+	desired := d.o.Store.Load()
+	if desired == nil {
+		return nil
+	}
+	start := time.Now()
+	now := d.o.Now()
+	targets := make(map[lb.Key]*target, len(desired.Services))
+	vips := map[netip.Addr]bool{}
+	var natVIPs []netip.Addr
+	for i := range desired.Services {
+		vs := &desired.Services[i]
+		targets[vs.Key] = d.target(vs)
+		if !vips[vs.VIP] && vs.Method == lb.NAT {
+			natVIPs = append(natVIPs, vs.VIP)
+		}
+		vips[vs.VIP] = true
+	}
+	d.mu.Lock()
+	d.managed = vips
+	d.mu.Unlock()
+
+	var errs []error
+	if full {
+		kvs, err := d.o.IPVS.GetVirtualServers()
+		if err != nil {
+			d.setErr(err)
+			return err
+		}
+		inKernel := map[lb.Key]*VirtualServer{}
+		for _, kv := range kvs {
+			if !d.manages(kv.Address, vips) {
+				continue // foreign: never touched
+			}
+			k := keyOf(kv)
+			if _, ok := targets[k]; !ok {
+				errs = append(errs, d.deleteService(k, kv))
+				continue
+			}
+			inKernel[k] = kv
+		}
+		for k, t := range targets {
+			errs = append(errs, d.reconcile(k, t, inKernel[k], true, now))
+		}
+	} else {
+		for k, a := range d.applied {
+			if _, ok := targets[k]; !ok {
+				errs = append(errs, d.deleteService(k, &a.vs))
+			}
+		}
+		for k, t := range targets {
+			if a, ok := d.applied[k]; ok && a.equal(t) && !d.hasDraining(k) {
+				continue
+			}
+			errs = append(errs, d.reconcile(k, t, nil, false, now))
+		}
+	}
+	if d.o.SNAT != nil && (!d.snatDone || full || !slices.Equal(natVIPs, d.snatVIPs)) {
+		slices.SortFunc(natVIPs, netip.Addr.Compare)
+		if err := d.o.SNAT.Sync(natVIPs); err != nil {
+			errs = append(errs, fmt.Errorf("syncing source NAT: %w", err))
+		} else {
+			d.snatVIPs, d.snatDone = natVIPs, true
+		}
+	}
+	err := errors.Join(errs...)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.status.LastSync, d.status.LastSyncTook = now, time.Since(start)
+	d.status.VirtualServices, d.status.Draining = len(targets), len(d.draining)
+	if err != nil {
+		d.status.Ready, d.status.Err = false, err.Error()
+	} else {
+		d.status.Ready, d.status.Err = true, ""
+	}
+	return err
+}
+
+func (d *Dataplane) manages(vip netip.Addr, desired map[netip.Addr]bool) bool {
+	return desired[vip] || d.programmed[vip] || (d.o.Owns != nil && d.o.Owns(vip))
+}
+
+func keyOf(v *VirtualServer) lb.Key {
+	return lb.Key{VIP: v.Address, Port: v.Port, Protocol: lb.Protocol(v.Protocol)}
+}
+
+func methodOf(m lb.Method) Method {
+	switch m {
+	case lb.DR:
+		return DirectRoute
+	case lb.Tunnel:
+		return Tunnel
+	}
+	return Masquerade
+}
+
+// target computes what the kernel should hold for vs.
+func (d *Dataplane) target(vs *lb.VirtualService) *target {
+	t := &target{vs: VirtualServer{
+		Address:   vs.VIP,
+		Protocol:  string(vs.Protocol),
+		Port:      vs.Port,
+		Scheduler: vs.Scheduler,
+		Timeout:   uint32(vs.Persistence / time.Second),
+	}}
+	if t.vs.Scheduler == "" {
+		t.vs.Scheduler = "rr"
+	}
+	if vs.Persistence > 0 && t.vs.Timeout == 0 {
+		t.vs.Timeout = 1
+	}
+	m := methodOf(vs.Method)
+	for _, b := range vs.Backends {
+		if b.Terminating {
+			t.leaving = append(t.leaving, b.Addr)
+			continue
+		}
+		w := b.Weight
+		if d.o.Health != nil && !d.o.Health.Up(vs.Key, b) {
+			w = 0
+		}
+		t.rss = append(t.rss, RealServer{Address: b.Addr.Addr(), Port: b.Addr.Port(), Weight: w, Method: m})
+	}
+	slices.SortFunc(t.rss, func(a, b RealServer) int { return a.AddrPort().Compare(b.AddrPort()) })
+	slices.SortFunc(t.leaving, netip.AddrPort.Compare)
+	return t
+}
+
+func (d *Dataplane) hasDraining(k lb.Key) bool {
+	for dk := range d.draining {
+		if dk.key == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Dataplane) deleteService(k lb.Key, v *VirtualServer) error {
+	for dk := range d.draining {
+		if dk.key == k {
+			delete(d.draining, dk)
+		}
+	}
+	delete(d.applied, k)
+	err := d.o.IPVS.DeleteVirtualServer(v)
+	if errors.Is(err, ErrNoService) {
+		return nil
+	}
+	if err == nil {
+		d.o.Log.Info("deleted virtual service", "service", k.String())
+	}
+	return err
+}
+
+// reconcile makes the kernel's virtual service k match t. On a full pass
+// (known) kv is the kernel's copy, nil if absent; otherwise the real servers
+// are looked up and tell whether the service exists.
+func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool, now time.Time) error {
+	prev := d.applied[k]
+	delete(d.applied, k)
+	var cur []*RealServer
+	exists := kv != nil
+	if !known {
+		rss, err := d.o.IPVS.GetRealServers(&t.vs)
+		switch {
+		case errors.Is(err, ErrNoService):
+		case err != nil:
+			return err
+		default:
+			exists, cur = true, rss
+			// The kernel's settings are not read on an incremental
+			// pass; compare with what was applied before, and update
+			// when that is unknown.
+			if prev != nil {
+				kv = &prev.vs
+			}
+		}
+	}
+	switch {
+	case !exists:
+		if err := d.o.IPVS.AddVirtualServer(&t.vs); err != nil {
+			return err
+		}
+		d.programmed[t.vs.Address] = true
+		d.o.Log.Info("added virtual service", "service", k.String(), "scheduler", t.vs.Scheduler)
+	case kv == nil || !kv.Equal(&t.vs):
+		if err := d.o.IPVS.UpdateVirtualServer(&t.vs); err != nil {
+			return err
+		}
+		d.programmed[t.vs.Address] = true
+	default:
+		d.programmed[t.vs.Address] = true
+	}
+	if known && exists {
+		rss, err := d.o.IPVS.GetRealServers(&t.vs)
+		if err != nil {
+			return err
+		}
+		cur = rss
+	}
+
+	byAddr := make(map[netip.AddrPort]*RealServer, len(cur))
+	for _, r := range cur {
+		byAddr[r.AddrPort()] = r
+	}
+	var errs []error
+	for i := range t.rss {
+		want := &t.rss[i]
+		delete(d.draining, drainKey{k, want.AddrPort()})
+		c, ok := byAddr[want.AddrPort()]
+		delete(byAddr, want.AddrPort())
+		switch {
+		case !ok:
+			errs = append(errs, d.o.IPVS.AddRealServer(&t.vs, want))
+		case !c.Equal(want):
+			errs = append(errs, d.o.IPVS.UpdateRealServer(&t.vs, want))
+		}
+	}
+	// Whatever is left is leaving: drain it.
+	for ap, c := range byAddr {
+		dk := drainKey{k, ap}
+		since, ok := d.draining[dk]
+		if !ok {
+			since = now
+			d.draining[dk] = now
+		}
+		switch {
+		case c.ActiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
+			err := d.o.IPVS.DeleteRealServer(&t.vs, c)
+			errs = append(errs, err)
+			if err == nil {
+				delete(d.draining, dk)
+				d.o.Log.Info("removed backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
+			}
+		case c.Weight != 0:
+			z := *c
+			z.Weight = 0
+			errs = append(errs, d.o.IPVS.UpdateRealServer(&t.vs, &z))
+			d.o.Log.Info("draining backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
+		}
+	}
+	// Forget drains of backends that are gone from the kernel.
+	for dk := range d.draining {
+		if dk.key == k {
+			if _, ok := byAddr[dk.addr]; !ok {
+				delete(d.draining, dk)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.applied[k] = t
+	return nil
+}

@@ -1,0 +1,519 @@
+package ipvs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/ipvs/ipvstest"
+)
+
+var pool = netip.MustParsePrefix("192.0.2.0/24")
+
+func owns(a netip.Addr) bool { return pool.Contains(a) }
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fakeHealth struct {
+	mu   sync.Mutex
+	down map[netip.AddrPort]bool
+	c    chan struct{}
+}
+
+func (h *fakeHealth) Up(_ lb.Key, b lb.Backend) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.down[b.Addr]
+}
+func (h *fakeHealth) Changed() <-chan struct{} { return h.c }
+func (h *fakeHealth) set(a netip.AddrPort, down bool) {
+	h.mu.Lock()
+	h.down[a] = down
+	h.mu.Unlock()
+	select {
+	case h.c <- struct{}{}:
+	default:
+	}
+}
+
+type fakeSNAT struct {
+	mu   sync.Mutex
+	vips []netip.Addr
+	n    int
+}
+
+func (s *fakeSNAT) Sync(v []netip.Addr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vips, s.n = slices.Clone(v), s.n+1
+	return nil
+}
+
+type env struct {
+	fake  *ipvstest.Fake
+	store *lb.Store
+	clock *clock
+	dp    *ipvs.Dataplane
+	h     *fakeHealth
+	snat  *fakeSNAT
+}
+
+func newEnv(t *testing.T, fake *ipvstest.Fake) *env {
+	t.Helper()
+	if fake == nil {
+		fake = ipvstest.New()
+	}
+	e := &env{fake: fake, store: lb.NewStore(), clock: &clock{t: time.Unix(1e9, 0)},
+		h: &fakeHealth{down: map[netip.AddrPort]bool{}, c: make(chan struct{}, 1)}, snat: &fakeSNAT{}}
+	e.dp = ipvs.New(ipvs.Options{
+		IPVS: fake, Store: e.store, Log: slog.New(slog.DiscardHandler), Owns: owns,
+		Health: e.h, SNAT: e.snat, DrainTimeout: time.Minute, Now: e.clock.Now,
+		MinSyncInterval: time.Millisecond, DrainPoll: 5 * time.Millisecond,
+	})
+	return e
+}
+
+func (e *env) sync(t *testing.T, full bool) {
+	t.Helper()
+	if err := e.dp.SyncOnce(full); err != nil {
+		t.Fatalf("SyncOnce(full=%v): %v", full, err)
+	}
+}
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func svc(vip string, port uint16, proto lb.Protocol, backends ...string) lb.VirtualService {
+	vs := lb.VirtualService{
+		Key:       lb.Key{VIP: netip.MustParseAddr(vip), Port: port, Protocol: proto},
+		Source:    lb.Source{Name: "t"},
+		Scheduler: "rr",
+		Method:    lb.NAT,
+	}
+	for _, b := range backends {
+		vs.Backends = append(vs.Backends, lb.Backend{Addr: ap(b), Weight: 1})
+	}
+	return vs
+}
+
+func desired(vss ...lb.VirtualService) *lb.Desired {
+	d := &lb.Desired{Services: vss}
+	slices.SortFunc(d.Services, func(a, b lb.VirtualService) int { return a.Key.Compare(b.Key) })
+	return d
+}
+
+// table renders the managed part of the fake as sorted lines.
+func table(f *ipvstest.Fake, managed bool) []string {
+	var out []string
+	for id, e := range f.Snapshot() {
+		if owns(id.Address) != managed {
+			continue
+		}
+		line := fmt.Sprintf("%s %s/%d sched=%s t=%d:", id.Protocol, id.Address, id.Port, e.VS.Scheduler, e.VS.Timeout)
+		rss := slices.Clone(e.RSs)
+		slices.SortFunc(rss, func(a, b ipvs.RealServer) int { return a.AddrPort().Compare(b.AddrPort()) })
+		for _, r := range rss {
+			line += " " + r.String()
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// want renders a desired state as table would show it once converged.
+func want(d *lb.Desired, down map[netip.AddrPort]bool) []string {
+	var out []string
+	for _, vs := range d.Services {
+		sched := vs.Scheduler
+		line := fmt.Sprintf("%s %s/%d sched=%s t=%d:", vs.Protocol, vs.VIP, vs.Port, sched, uint32(vs.Persistence/time.Second))
+		m := map[lb.Method]string{lb.NAT: "masq", lb.DR: "route", lb.Tunnel: "tunnel"}[vs.Method]
+		for _, b := range vs.Backends {
+			if b.Terminating {
+				continue
+			}
+			w := b.Weight
+			if down[b.Addr] {
+				w = 0
+			}
+			line += fmt.Sprintf(" %s w=%d %s", b.Addr, w, m)
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func assertTable(t *testing.T, f *ipvstest.Fake, d *lb.Desired, down map[netip.AddrPort]bool) {
+	t.Helper()
+	got, w := table(f, true), want(d, down)
+	if !slices.Equal(got, w) {
+		t.Fatalf("table differs from desired\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(w, "\n      "))
+	}
+}
+
+func foreign(f *ipvstest.Fake) {
+	vs := ipvs.VirtualServer{Address: netip.MustParseAddr("10.9.9.9"), Protocol: "TCP", Port: 80, Scheduler: "wlc"}
+	f.Services[vs.ID()] = &ipvstest.Entry{VS: vs, RSs: []ipvs.RealServer{
+		{Address: netip.MustParseAddr("10.9.9.10"), Port: 80, Weight: 3, Method: ipvs.DirectRoute},
+	}}
+}
+
+func TestSyncCreatesUpdatesDeletes(t *testing.T) {
+	e := newEnv(t, nil)
+	foreign(e.fake)
+	before := table(e.fake, false)
+
+	steps := []*lb.Desired{
+		desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080", "10.0.0.3:30080"),
+			svc("192.0.2.1", 53, lb.UDP, "10.0.0.1:30053")),
+		desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.3:30080", "10.0.0.4:30080")),
+		func() *lb.Desired {
+			v := svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")
+			v.Scheduler, v.Persistence, v.Method = "sh", 3*time.Hour, lb.DR
+			v.Backends[0].Weight = 5
+			return desired(v, svc("192.0.2.2", 443, lb.TCP, "10.0.0.9:443"))
+		}(),
+		desired(),
+	}
+	for i, d := range steps {
+		for _, full := range []bool{false, true} {
+			t.Run(fmt.Sprintf("step%d/full=%v", i, full), func(t *testing.T) {
+				e.store.Set(d)
+				e.sync(t, full)
+				assertTable(t, e.fake, d, nil)
+				if got := table(e.fake, false); !slices.Equal(got, before) {
+					t.Fatalf("foreign entries changed: %v, want %v", got, before)
+				}
+			})
+		}
+	}
+}
+
+func TestRandomSequencesConverge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	vips := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}
+	scheds := []string{"rr", "wrr", "lc", "sh", "mh"}
+	methods := []lb.Method{lb.NAT, lb.DR, lb.Tunnel}
+	randomDesired := func() *lb.Desired {
+		var vss []lb.VirtualService
+		seen := map[lb.Key]bool{}
+		for range rng.IntN(6) {
+			v := svc(vips[rng.IntN(len(vips))], uint16(80+rng.IntN(3)), []lb.Protocol{lb.TCP, lb.UDP}[rng.IntN(2)])
+			if seen[v.Key] {
+				continue
+			}
+			seen[v.Key] = true
+			v.Scheduler = scheds[rng.IntN(len(scheds))]
+			v.Method = methods[rng.IntN(len(methods))]
+			if rng.IntN(3) == 0 {
+				v.Persistence = time.Duration(1+rng.IntN(100)) * time.Second
+			}
+			for n := range 5 {
+				if rng.IntN(2) == 0 {
+					v.Backends = append(v.Backends, lb.Backend{Addr: ap(fmt.Sprintf("10.0.0.%d:30000", n+1)), Weight: 1 + rng.IntN(3)})
+				}
+			}
+			vss = append(vss, v)
+		}
+		return desired(vss...)
+	}
+	for seq := range 50 {
+		e := newEnv(t, nil)
+		foreign(e.fake)
+		before := table(e.fake, false)
+		var d *lb.Desired
+		for step := range 20 {
+			d = randomDesired()
+			e.store.Set(d)
+			full := rng.IntN(4) == 0
+			if err := e.dp.SyncOnce(full); err != nil {
+				t.Fatalf("seq %d step %d: %v", seq, step, err)
+			}
+			assertTable(t, e.fake, d, nil)
+			if got := table(e.fake, false); !slices.Equal(got, before) {
+				t.Fatalf("seq %d step %d: foreign entries changed", seq, step)
+			}
+		}
+	}
+}
+
+func TestRestartChangesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	d := desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"),
+		svc("192.0.2.5", 53, lb.UDP, "10.0.0.1:30053"))
+	e.store.Set(d)
+	e.sync(t, true)
+
+	// A new process: same kernel table, same desired state.
+	e2 := newEnv(t, e.fake)
+	e2.store.Set(d)
+	e.fake.ResetCalls()
+	e2.sync(t, true)
+	if n := e.fake.Mutations(); n != 0 {
+		t.Fatalf("restart made %d changes (%v), want none", n, e.fake.Calls)
+	}
+	assertTable(t, e.fake, d, nil)
+
+	// Before the store is set (informers not synced) nothing is touched.
+	e3 := newEnv(t, e.fake)
+	e.fake.ResetCalls()
+	e3.sync(t, true)
+	if len(e.fake.Calls) != 0 {
+		t.Fatalf("pass without desired state called %v", e.fake.Calls)
+	}
+}
+
+func TestStaleManagedServiceDeletedOnFullPass(t *testing.T) {
+	f := ipvstest.New()
+	foreign(f)
+	stale := ipvs.VirtualServer{Address: netip.MustParseAddr("192.0.2.77"), Protocol: "TCP", Port: 80, Scheduler: "rr"}
+	f.Services[stale.ID()] = &ipvstest.Entry{VS: stale}
+	e := newEnv(t, f)
+	d := desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1"))
+	e.store.Set(d)
+	e.sync(t, true)
+	assertTable(t, f, d, nil)
+	if len(table(f, false)) != 1 {
+		t.Fatalf("foreign service lost: %v", table(f, false))
+	}
+}
+
+func TestOneChangeIsProportional(t *testing.T) {
+	e := newEnv(t, nil)
+	var vss []lb.VirtualService
+	for i := range 1000 {
+		vss = append(vss, svc(fmt.Sprintf("192.0.2.%d", i%250+1), uint16(1000+i/250), lb.TCP, "10.0.0.1:1", "10.0.0.2:1"))
+	}
+	e.store.Set(desired(vss...))
+	e.sync(t, true)
+	e.fake.ResetCalls()
+
+	vss2 := slices.Clone(vss)
+	vss2[500].Backends = append(slices.Clone(vss2[500].Backends), lb.Backend{Addr: ap("10.0.0.3:1"), Weight: 1})
+	d := desired(vss2...)
+	e.store.Set(d)
+	e.sync(t, false)
+	if e.fake.Mutations() != 1 || e.fake.Calls["GetRealServers"] != 1 || e.fake.Calls["GetVirtualServers"] != 0 {
+		t.Fatalf("one backend added cost %v, want one read and one add", e.fake.Calls)
+	}
+	assertTable(t, e.fake, d, nil)
+}
+
+func TestDraining(t *testing.T) {
+	e := newEnv(t, nil)
+	full := svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080")
+	e.store.Set(desired(full))
+	e.sync(t, false)
+	id := ipvs.ID{Address: full.VIP, Protocol: "TCP", Port: 80}
+	gone := ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.2"), Port: 30080}
+	e.fake.SetActive(id, gone, 3)
+
+	// The backend leaves while it has connections: weight 0, kept.
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
+	e.sync(t, false)
+	rss := e.fake.Snapshot()[id].RSs
+	if len(rss) != 2 || rss[1].Weight != 0 {
+		t.Fatalf("leaving backend not drained: %v", rss)
+	}
+	if st := e.dp.Status(); st.Draining != 1 {
+		t.Fatalf("status draining = %d, want 1", st.Draining)
+	}
+	// Still busy: kept.
+	e.clock.Add(30 * time.Second)
+	e.sync(t, false)
+	if n := len(e.fake.Snapshot()[id].RSs); n != 2 {
+		t.Fatalf("busy draining backend deleted early (%d left)", n)
+	}
+	// Idle: deleted on the next pass.
+	e.fake.SetActive(id, gone, 0)
+	e.sync(t, false)
+	if n := len(e.fake.Snapshot()[id].RSs); n != 1 {
+		t.Fatalf("idle draining backend kept (%d left)", n)
+	}
+
+	// Grace period: a backend that stays busy is deleted after DrainTimeout.
+	e.store.Set(desired(full))
+	e.sync(t, false)
+	e.fake.SetActive(id, gone, 7)
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
+	e.sync(t, false)
+	e.clock.Add(59 * time.Second)
+	e.sync(t, false)
+	if n := len(e.fake.Snapshot()[id].RSs); n != 2 {
+		t.Fatalf("deleted before the drain timeout (%d left)", n)
+	}
+	e.clock.Add(2 * time.Second)
+	e.sync(t, false)
+	if n := len(e.fake.Snapshot()[id].RSs); n != 1 {
+		t.Fatalf("kept after the drain timeout (%d left)", n)
+	}
+}
+
+func TestTerminatingEndpointDrains(t *testing.T) {
+	e := newEnv(t, nil)
+	v := svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:8080", "10.1.0.2:8080")
+	e.store.Set(desired(v))
+	e.sync(t, false)
+	id := ipvs.ID{Address: v.VIP, Protocol: "TCP", Port: 80}
+	e.fake.SetActive(id, ipvs.RealServer{Address: netip.MustParseAddr("10.1.0.2"), Port: 8080}, 1)
+
+	term := svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:8080", "10.1.0.2:8080")
+	term.Backends[1].Weight, term.Backends[1].Terminating = 0, true
+	e.store.Set(desired(term))
+	e.sync(t, false)
+	rss := e.fake.Snapshot()[id].RSs
+	if len(rss) != 2 || rss[1].Weight != 0 {
+		t.Fatalf("terminating endpoint: %v, want kept at weight 0", rss)
+	}
+	e.fake.SetActive(id, ipvs.RealServer{Address: netip.MustParseAddr("10.1.0.2"), Port: 8080}, 0)
+	e.sync(t, false)
+	if rss := e.fake.Snapshot()[id].RSs; len(rss) != 1 {
+		t.Fatalf("idle terminating endpoint kept: %v", rss)
+	}
+	// And it is not added back while it is still terminating.
+	e.sync(t, true)
+	if rss := e.fake.Snapshot()[id].RSs; len(rss) != 1 {
+		t.Fatalf("terminating endpoint re-added: %v", rss)
+	}
+}
+
+func TestHealthSetsWeightZero(t *testing.T) {
+	e := newEnv(t, nil)
+	d := desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"))
+	e.store.Set(d)
+	e.sync(t, false)
+	e.h.set(ap("10.0.0.2:30080"), true)
+	e.sync(t, false)
+	assertTable(t, e.fake, d, map[netip.AddrPort]bool{ap("10.0.0.2:30080"): true})
+	e.h.set(ap("10.0.0.2:30080"), false)
+	e.sync(t, false)
+	assertTable(t, e.fake, d, nil)
+}
+
+func TestSNATFollowsNATVIPs(t *testing.T) {
+	e := newEnv(t, nil)
+	dr := svc("192.0.2.2", 80, lb.TCP, "10.0.0.1:80")
+	dr.Method = lb.DR
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1"), svc("192.0.2.1", 53, lb.UDP, "10.0.0.1:1"), dr))
+	e.sync(t, false)
+	if want := []netip.Addr{netip.MustParseAddr("192.0.2.1")}; !slices.Equal(e.snat.vips, want) {
+		t.Fatalf("SNAT VIPs = %v, want %v", e.snat.vips, want)
+	}
+	n := e.snat.n
+	e.sync(t, false)
+	if e.snat.n != n {
+		t.Fatalf("SNAT resynced without a change")
+	}
+}
+
+func TestKernelErrorMakesUnhealthy(t *testing.T) {
+	e := newEnv(t, nil)
+	e.fake.Fail = func(m string) error {
+		if m == "AddVirtualServer" {
+			return errors.New("boom")
+		}
+		return nil
+	}
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1")))
+	if err := e.dp.SyncOnce(true); err == nil {
+		t.Fatal("SyncOnce succeeded with a failing kernel")
+	}
+	if err := e.dp.Healthy(); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Healthy() = %v, want the kernel error", err)
+	}
+	e.fake.Fail = nil
+	e.sync(t, false)
+	if err := e.dp.Healthy(); err != nil {
+		t.Fatalf("Healthy() after recovery = %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestRunReconcilesOnEvents(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.dp.Run(ctx) }()
+
+	d := desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"))
+	e.store.Set(d)
+	waitFor(t, "the service", func() bool { return slices.Equal(table(e.fake, true), want(d, nil)) })
+	e.h.set(ap("10.0.0.1:30080"), true)
+	down := map[netip.AddrPort]bool{ap("10.0.0.1:30080"): true}
+	waitFor(t, "health to take effect", func() bool { return slices.Equal(table(e.fake, true), want(d, down)) })
+	if err := e.dp.Healthy(); err != nil {
+		t.Fatalf("Healthy() = %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v", err)
+	}
+	// Stopping leaves the table as it is.
+	if !slices.Equal(table(e.fake, true), want(d, down)) {
+		t.Fatal("stopping changed the table")
+	}
+}
+
+func TestRunWithoutIPVSIsUnhealthyNotFatal(t *testing.T) {
+	store := lb.NewStore()
+	dp := ipvs.New(ipvs.Options{
+		IPVS: ipvstest.New(), Store: store, Log: slog.New(slog.DiscardHandler),
+		Prepare:      func() error { return ipvs.ErrNoIPVS },
+		PrepareRetry: time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- dp.Run(ctx) }()
+	waitFor(t, "unhealthy status", func() bool {
+		err := dp.Healthy()
+		return err != nil && strings.Contains(err.Error(), "no IPVS")
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v, want nil", err)
+	}
+}
+
+func TestStatsOnlyManaged(t *testing.T) {
+	e := newEnv(t, nil)
+	foreign(e.fake)
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.2:1", "10.0.0.1:1")))
+	e.sync(t, true)
+	st, err := e.dp.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Key.Port != 80 || len(st[0].Backends) != 2 || st[0].Backends[0].Addr != ap("10.0.0.1:1") {
+		t.Fatalf("Stats() = %+v", st)
+	}
+}

@@ -1,0 +1,25 @@
+// Package ipvs is edgelb's IPVS dataplane: it reconciles the kernel's IPVS
+// table to the desired virtual services held in an lb.Store.
+//
+// Data flows one way. Producers (the static config, the Kubernetes
+// controller) Set a new lb.Desired; the Dataplane's loop is woken, waits at
+// least MinSyncInterval since the previous pass so bursts coalesce, and runs
+// one pass: for every virtual service whose desired state (backends, their
+// health, scheduler, persistence) differs from what it last applied it reads
+// the kernel, and creates, updates or deletes only the difference. A full
+// pass, which also reads every virtual service in the kernel, runs at start
+// and every ResyncPeriod, so changes made behind edgelb's back are repaired.
+//
+// Only virtual services on VIPs edgelb manages are touched: the VIPs of the
+// desired state, those of the address pools and static services
+// (Options.Owns), and any VIP this process programmed before. Everything else
+// in the table is left alone, and the table is never flushed — not at start,
+// restart or stop; the Interface has no Flush at all.
+//
+// A backend that leaves, or is terminating, is set to weight 0 and deleted
+// once it has no active connections or DrainTimeout has passed. A backend
+// that fails its health checks is set to weight 0 and kept.
+//
+// Only kernel.go imports github.com/moby/ipvs; tests drive the Dataplane
+// through the in-memory ipvstest.Fake.
+package ipvs

@@ -1,0 +1,118 @@
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Interface is the part of the kernel's IPVS table the dataplane uses. It
+// deliberately has no Flush. Implementations are safe for concurrent use.
+type Interface interface {
+	// GetVirtualServers lists every virtual service in the table,
+	// including those edgelb does not manage.
+	GetVirtualServers() ([]*VirtualServer, error)
+	AddVirtualServer(*VirtualServer) error
+	UpdateVirtualServer(*VirtualServer) error
+	DeleteVirtualServer(*VirtualServer) error
+	// GetRealServers lists the real servers of one virtual service; it
+	// returns an error wrapping ErrNoService if the service does not exist.
+	GetRealServers(*VirtualServer) ([]*RealServer, error)
+	AddRealServer(*VirtualServer, *RealServer) error
+	UpdateRealServer(*VirtualServer, *RealServer) error
+	DeleteRealServer(*VirtualServer, *RealServer) error
+}
+
+// ErrNoService is returned (wrapped) for a virtual service the table does
+// not hold.
+var ErrNoService = errors.New("no such virtual service")
+
+// Method is the forwarding method of a real server.
+type Method int
+
+const (
+	Masquerade  Method = iota // nat
+	DirectRoute               // dr
+	Tunnel                    // tunnel (IPIP)
+)
+
+func (m Method) String() string {
+	switch m {
+	case Masquerade:
+		return "masq"
+	case DirectRoute:
+		return "route"
+	case Tunnel:
+		return "tunnel"
+	}
+	return fmt.Sprintf("method(%d)", int(m))
+}
+
+// Stats are the counters IPVS keeps per virtual and per real server.
+type Stats struct {
+	Connections uint64
+	PacketsIn   uint64
+	PacketsOut  uint64
+	BytesIn     uint64
+	BytesOut    uint64
+}
+
+// VirtualServer is one IPVS virtual service.
+type VirtualServer struct {
+	Address  netip.Addr
+	Protocol string // "TCP", "UDP" or "SCTP"
+	Port     uint16
+	// Scheduler is the IPVS scheduler name (rr, wlc, ...).
+	Scheduler string
+	// Timeout is the persistence timeout in seconds; 0 means not
+	// persistent.
+	Timeout uint32
+	// Stats is filled in by GetVirtualServers and ignored otherwise.
+	Stats Stats
+}
+
+// ID is what identifies a virtual server in the table.
+type ID struct {
+	Address  netip.Addr
+	Protocol string
+	Port     uint16
+}
+
+// ID returns the identity of v.
+func (v *VirtualServer) ID() ID { return ID{v.Address, strings.ToUpper(v.Protocol), v.Port} }
+
+// Equal reports whether v and o have the same identity and settings;
+// statistics are ignored.
+func (v *VirtualServer) Equal(o *VirtualServer) bool {
+	return v.ID() == o.ID() && v.Scheduler == o.Scheduler && v.Timeout == o.Timeout
+}
+
+func (v *VirtualServer) String() string {
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(v.Address, v.Port), strings.ToLower(v.Protocol))
+}
+
+// RealServer is one destination of a virtual service.
+type RealServer struct {
+	Address netip.Addr
+	Port    uint16
+	Weight  int
+	Method  Method
+	// ActiveConns, InactiveConns and Stats are filled in by
+	// GetRealServers and ignored otherwise.
+	ActiveConns   int
+	InactiveConns int
+	Stats         Stats
+}
+
+// AddrPort returns the real server's address and port.
+func (r *RealServer) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Address, r.Port) }
+
+// Equal reports whether r and o have the same address, weight and method.
+func (r *RealServer) Equal(o *RealServer) bool {
+	return r.AddrPort() == o.AddrPort() && r.Weight == o.Weight && r.Method == o.Method
+}
+
+func (r *RealServer) String() string {
+	return fmt.Sprintf("%s w=%d %s", r.AddrPort(), r.Weight, r.Method)
+}

@@ -1,0 +1,26 @@
+// Package snat source-NATs the connections the IPVS dataplane forwards with
+// the nat (masquerade) method, so that replies from NodePorts and pods come
+// back through the appliance even when the backends route elsewhere.
+//
+// It owns one nftables table per address family, `table ip edgelb` and
+// `table ip6 edgelb`, and nothing outside them. Each holds a set `vips`,
+// two `type filter` chains (prerouting and output, priority mangle) that tag
+// every connection addressed to a VIP with a conntrack mark bit before IPVS
+// rewrites its destination:
+//
+//	ip daddr @vips ct mark set ct mark | 0x01000000
+//
+// and a `type nat hook postrouting` chain that masquerades the tagged
+// connections when they leave for a real server:
+//
+//	ct mark & 0x01000000 != 0 masquerade
+//
+// This is equivalent to `ct original ip daddr @vips masquerade` (IPVS with
+// net.ipv4.vs.conntrack=1 keeps the client → VIP tuple as the original
+// direction; `ct status dnat` does not match IPVS connections), but unlike
+// a raw conntrack address load it can be listed by nft 1.0.6 (Debian 12),
+// which aborts on `ct load dst` without a known family. Sync replaces the
+// set's content and the chains' rules in one atomic transaction; a family
+// without VIPs has its table removed. Only nftables.go imports
+// github.com/google/nftables.
+package snat

@@ -1,0 +1,438 @@
+//go:build vm
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if h := os.Getenv("EDGELB_HELPER"); h != "" {
+		os.Exit(runHelper(h, strings.Fields(os.Getenv("EDGELB_ARGS"))))
+	}
+	if os.Getenv("EDGELB_IN_VM") != "1" {
+		fmt.Println("these tests change the machine's network; they run inside the VM started by test/vm")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+const edgelbBin = "/usr/local/bin/edgelb"
+
+func sh(t *testing.T, script string) string {
+	t.Helper()
+	out, err := exec.Command("bash", "-ec", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s\n%v\n%s", script, err, out)
+	}
+	return string(out)
+}
+
+// topology builds, on a bridge br0 in the VM's own namespace:
+// client 10.0.0.2, appliances lb1..lb3 10.0.0.11..13 and cluster nodes
+// node1..3 10.0.0.21..23, each node with a pod network 10.244.N.2/24 on a
+// dummy interface (routed from the appliances), running the servers.
+func topology(t *testing.T) {
+	sh(t, `
+ip link add br0 type bridge
+ip link set br0 up
+add() {
+	ip netns add $1
+	ip link add v-$1 type veth peer name eth0 netns $1
+	ip link set v-$1 master br0 up
+	ip -n $1 link set lo up
+	ip -n $1 link set eth0 up
+	ip -n $1 addr add $2/24 dev eth0
+}
+add client 10.0.0.2
+for i in 1 2 3; do add lb$i 10.0.0.1$i; done
+for i in 1 2 3; do
+	add node$i 10.0.0.2$i
+	ip -n node$i link add pods type dummy
+	ip -n node$i link set pods up
+	ip -n node$i addr add 10.244.$i.2/24 dev pods
+	for lb in lb1 lb2 lb3; do ip -n $lb route add 10.244.$i.0/24 via 10.0.0.2$i; done
+done
+`)
+	for i := 1; i <= 3; i++ {
+		startServer(t, i)
+	}
+}
+
+var servers = map[int]*exec.Cmd{}
+
+func startServer(t *testing.T, i int) {
+	t.Helper()
+	self, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", fmt.Sprintf("node%d", i), self)
+	cmd.Env = append(os.Environ(), "EDGELB_HELPER=serve", fmt.Sprintf("EDGELB_ARGS=node%d", i))
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "serving") {
+		t.Fatalf("server on node%d: %q %v", i, line, err)
+	}
+	servers[i] = cmd
+}
+
+func stopServer(i int) {
+	if c := servers[i]; c != nil {
+		c.Process.Kill()
+		c.Wait()
+		delete(servers, i)
+	}
+}
+
+// helper runs a helper of this binary in a namespace and decodes its JSON.
+func helper(t *testing.T, ns, name string, args ...string) result {
+	t.Helper()
+	self, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", ns, self)
+	cmd.Env = append(os.Environ(), "EDGELB_HELPER="+name, "EDGELB_ARGS="+strings.Join(args, " "))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper %s %v in %s: %v\n%s", name, args, ns, err, out)
+	}
+	r := result{}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("helper %s output %q: %v", name, out, err)
+	}
+	return r
+}
+
+type edgelb struct {
+	ns, cfg, log string
+	cmd          *exec.Cmd
+}
+
+func startEdgelb(t *testing.T, ns, config string) *edgelb {
+	t.Helper()
+	e := &edgelb{ns: ns, cfg: "/tmp/" + ns + ".yaml", log: "/tmp/" + ns + ".log"}
+	if err := os.WriteFile(e.cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(edgelbBin, "check", "--config", e.cfg).CombinedOutput(); err != nil {
+		t.Fatalf("edgelb check: %v\n%s", err, out)
+	}
+	e.start(t)
+	t.Cleanup(func() { e.stop(t) })
+	return e
+}
+
+func (e *edgelb) start(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cmd = exec.Command("ip", "netns", "exec", e.ns, edgelbBin, "run", "--config", e.cfg)
+	e.cmd.Stdout, e.cmd.Stderr = f, f
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *edgelb) stop(t *testing.T) {
+	if e.cmd == nil {
+		return
+	}
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- e.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		e.cmd.Process.Kill()
+		<-done
+		t.Errorf("edgelb in %s did not stop on SIGTERM", e.ns)
+	}
+	e.cmd = nil
+}
+
+func (e *edgelb) dumpLog(t *testing.T) {
+	b, _ := os.ReadFile(e.log)
+	t.Logf("edgelb log (%s):\n%s", e.ns, b)
+}
+
+func ipvsadm(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "ipvsadm"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipvsadm %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+var spaces = regexp.MustCompile(`\s+`)
+
+// table returns ipvsadm -Ln without the connection counters, one
+// normalised line per service or real server.
+func table(t *testing.T, ns string) []string {
+	var out []string
+	for _, l := range strings.Split(ipvsadm(t, ns, "-Ln"), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] == "IP" || f[0] == "Prot" || (f[0] == "->" && f[1] == "RemoteAddress:Port") {
+			continue
+		}
+		if f[0] == "->" && len(f) >= 6 {
+			f = f[:4]
+		}
+		out = append(out, strings.Join(f, " "))
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func hasLine(lines []string, want string) bool {
+	return slices.ContainsFunc(lines, func(l string) bool { return spaces.ReplaceAllString(l, " ") == want })
+}
+
+func nodes(r result) []string {
+	var out []string
+	for k := range r.Counts {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+const healthInterval = 500 * time.Millisecond
+
+func config(name, method string, services string) string {
+	return fmt.Sprintf(`node: {name: %s, interface: eth0}
+cluster: {bindAddr: 127.0.0.1, insecure: true}
+dataplane: {backend: ipvs, mode: nodeport, method: %s, scheduler: rr, drainTimeout: 30s}
+healthCheck: {interval: %s, timeout: 300ms, rise: 2, fall: 2}
+api: {listen: "127.0.0.1:9080"}
+services:
+%s`, name, method, healthInterval, services)
+}
+
+const natServices = `
+  - {name: web, vip: 10.0.0.100, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
+  - {name: dns, vip: 10.0.0.100, ports: [{port: 53, protocol: UDP, targetPort: 30053}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
+  - {name: echo, vip: 10.0.0.100, ports: [{port: 9000, targetPort: 30090}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
+  - {name: pods, vip: 10.0.0.101, ports: [{port: 80}], backends: ["10.244.1.2:8080", "10.244.2.2:8080", "10.244.3.2:8080"]}
+  - {name: sticky, vip: 10.0.0.102, persistence: 60s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
+`
+
+func TestDataplane(t *testing.T) {
+	topology(t)
+	// The VIP owner adds the VIPs to its interface (the cluster part
+	// does that); here lb1 owns 10.0.0.100-102.
+	sh(t, `for v in 100 101 102; do ip -n lb1 addr add 10.0.0.$v/32 dev eth0; done`)
+	// A foreign virtual service that edgelb must never touch.
+	ipvsadm(t, "lb1", "-A", "-t", "10.9.9.9:80", "-s", "wlc")
+	ipvsadm(t, "lb1", "-a", "-t", "10.9.9.9:80", "-r", "10.0.0.21:80", "-g", "-w", "3")
+
+	lb1 := startEdgelb(t, "lb1", config("lb1", "nat", natServices))
+	defer func() {
+		if t.Failed() {
+			lb1.dumpLog(t)
+		}
+	}()
+	waitFor(t, "edgelb to program 10.0.0.100:80", 30*time.Second, func() bool {
+		return hasLine(table(t, "lb1"), "-> 10.0.0.23:30080 Masq 1")
+	})
+	t.Logf("ipvsadm -Ln in lb1:\n%s", ipvsadm(t, "lb1", "-Ln"))
+
+	t.Run("ipvsadm shows the virtual services", func(t *testing.T) {
+		tb := table(t, "lb1")
+		for _, want := range []string{"TCP 10.0.0.100:80 rr", "UDP 10.0.0.100:53 rr", "TCP 10.0.0.101:80 rr",
+			"TCP 10.0.0.102:80 rr persistent 60", "-> 10.0.0.21:30080 Masq 1", "-> 10.0.0.22:30080 Masq 1",
+			"-> 10.244.2.2:8080 Masq 1", "TCP 10.9.9.9:80 wlc", "-> 10.0.0.21:80 Route 3"} {
+			if !hasLine(tb, want) {
+				t.Errorf("ipvsadm -Ln lacks %q:\n%s", want, strings.Join(tb, "\n"))
+			}
+		}
+	})
+
+	t.Run("TCP spreads over all nodes and replies return through the appliance", func(t *testing.T) {
+		r := helper(t, "client", "http", "30", "http://10.0.0.100/")
+		t.Logf("answers per node: %v, source addresses seen by the nodes: %v", r.Counts, r.Remotes)
+		if r.Errors != 0 {
+			t.Errorf("%d requests failed, last: %s", r.Errors, r.LastErr)
+		}
+		if got := nodes(r); !slices.Equal(got, []string{"node1", "node2", "node3"}) {
+			t.Errorf("answered by %v, want all three nodes", got)
+		}
+		// The nodes are on the client's subnet: without source NAT they
+		// would answer the client directly and the requests would fail.
+		if len(r.Remotes) != 1 || r.Remotes["10.0.0.11"] == 0 {
+			t.Errorf("nodes saw sources %v, want only the appliance 10.0.0.11 (nat)", r.Remotes)
+		}
+		out := sh(t, "ip netns exec lb1 nft list table ip edgelb")
+		if !strings.Contains(out, "10.0.0.100") || !strings.Contains(out, "masquerade") {
+			t.Errorf("nft table ip edgelb:\n%s", out)
+		}
+	})
+
+	t.Run("UDP", func(t *testing.T) {
+		r := helper(t, "client", "udp", "15", "10.0.0.100:53")
+		t.Logf("answers per node: %v", r.Counts)
+		if r.Errors != 0 {
+			t.Errorf("%d datagrams unanswered, last: %s", r.Errors, r.LastErr)
+		}
+		if got := nodes(r); !slices.Equal(got, []string{"node1", "node2", "node3"}) {
+			t.Errorf("answered by %v, want all three nodes", got)
+		}
+	})
+
+	t.Run("direct mode reaches pod addresses", func(t *testing.T) {
+		r := helper(t, "client", "http", "15", "http://10.0.0.101/")
+		t.Logf("pod addresses answering: %v", r.Locals)
+		if r.Errors != 0 {
+			t.Errorf("%d requests failed, last: %s", r.Errors, r.LastErr)
+		}
+		for _, pod := range []string{"10.244.1.2", "10.244.2.2", "10.244.3.2"} {
+			if r.Locals[pod] == 0 {
+				t.Errorf("pod %s got no request: %v", pod, r.Locals)
+			}
+		}
+	})
+
+	t.Run("persistence keeps a client on one backend", func(t *testing.T) {
+		r := helper(t, "client", "http", "12", "http://10.0.0.102/")
+		t.Logf("answers per node: %v", r.Counts)
+		if r.Errors != 0 || len(r.Counts) != 1 {
+			t.Errorf("answered by %v (%d errors), want exactly one node", r.Counts, r.Errors)
+		}
+	})
+
+	t.Run("a killed backend leaves the rotation and comes back", func(t *testing.T) {
+		stopServer(2)
+		took := waitFor(t, "node2 to get weight 0", 10*time.Second, func() bool {
+			return hasLine(table(t, "lb1"), "-> 10.0.0.22:30080 Masq 0")
+		})
+		t.Logf("node2 left the rotation %s after its server was killed (interval %s, fall 2)", took.Round(10*time.Millisecond), healthInterval)
+		r := helper(t, "client", "http", "12", "http://10.0.0.100/")
+		if r.Errors != 0 || r.Counts["node2"] != 0 || len(r.Counts) != 2 {
+			t.Errorf("with node2 down: %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
+		}
+		startServer(t, 2)
+		took = waitFor(t, "node2 to come back", 10*time.Second, func() bool {
+			return hasLine(table(t, "lb1"), "-> 10.0.0.22:30080 Masq 1")
+		})
+		t.Logf("node2 came back %s after its server restarted (rise 2)", took.Round(10*time.Millisecond))
+		r = helper(t, "client", "http", "12", "http://10.0.0.100/")
+		if r.Errors != 0 || r.Counts["node2"] == 0 {
+			t.Errorf("after node2 returned: %v, %d errors", r.Counts, r.Errors)
+		}
+	})
+
+	t.Run("restarting edgelb keeps connections and flushes nothing", func(t *testing.T) {
+		before := table(t, "lb1")
+		conns := func() string {
+			for _, l := range strings.Split(ipvsadm(t, "lb1", "-Ln", "--stats", "-t", "10.0.0.100:80"), "\n") {
+				if f := strings.Fields(l); len(f) > 2 && f[0] == "TCP" {
+					return f[2]
+				}
+			}
+			return ""
+		}
+		connsBefore := conns()
+		self, _ := os.Executable()
+		hold := exec.Command("ip", "netns", "exec", "client", self)
+		hold.Env = append(os.Environ(), "EDGELB_HELPER=hold", "EDGELB_ARGS=10.0.0.100:9000 8")
+		out, _ := hold.StdoutPipe()
+		hold.Stderr = os.Stderr
+		if err := hold.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rd := bufio.NewReader(out)
+		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "connected") {
+			t.Fatalf("long-lived connection: %q %v", line, err)
+		}
+		lb1.stop(t)
+		if after := table(t, "lb1"); !slices.Equal(after, before) {
+			t.Errorf("stopping edgelb changed the table:\nbefore %v\nafter  %v", before, after)
+		}
+		lb1.start(t)
+		time.Sleep(2 * time.Second) // let the restarted edgelb run a full pass
+		if after := table(t, "lb1"); !slices.Equal(after, before) {
+			t.Errorf("restarting edgelb changed the table:\nbefore %v\nafter  %v", before, after)
+		}
+		rest, _ := rd.ReadString('\n')
+		if err := hold.Wait(); err != nil || !strings.HasPrefix(rest, "held") {
+			t.Errorf("long-lived connection broke across the restart: %q %v", rest, err)
+		}
+		if c := conns(); c < connsBefore || c == "" {
+			t.Errorf("10.0.0.100:80 connection counter went from %s to %s: the service was recreated", connsBefore, c)
+		}
+		if !hasLine(table(t, "lb1"), "TCP 10.9.9.9:80 wlc") {
+			t.Error("the foreign virtual service is gone")
+		}
+	})
+}
+
+func TestDirectRoutingAndTunnel(t *testing.T) {
+	if _, err := os.Stat("/run/netns/node1"); err != nil {
+		t.Skip("needs the topology of TestDataplane (run the whole package)")
+	}
+	// Nodes accept the VIPs without answering ARP for them: on lo for dr,
+	// on the IPIP device for tunnel (kube-proxy does the equivalent for
+	// LoadBalancer ingress IPs).
+	sh(t, `
+for i in 1 2 3; do
+	ip netns exec node$i sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+	ip -n node$i addr add 10.0.0.110/32 dev lo
+	ip -n node$i link set tunl0 up
+	ip -n node$i addr add 10.0.0.120/32 dev tunl0
+	ip netns exec node$i sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tunl0.rp_filter=0
+done
+ip -n lb2 addr add 10.0.0.110/32 dev eth0
+ip -n lb3 addr add 10.0.0.120/32 dev eth0
+`)
+	for _, c := range []struct{ ns, method, vip, fwd string }{
+		{"lb2", "dr", "10.0.0.110", "Route"},
+		{"lb3", "tunnel", "10.0.0.120", "Tunnel"},
+	} {
+		t.Run(c.method, func(t *testing.T) {
+			e := startEdgelb(t, c.ns, config(c.ns, c.method, fmt.Sprintf(
+				"  - {name: web, vip: %s, ports: [{port: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}\n", c.vip)))
+			defer func() {
+				if t.Failed() {
+					e.dumpLog(t)
+				}
+			}()
+			waitFor(t, "edgelb to program "+c.vip, 30*time.Second, func() bool {
+				return hasLine(table(t, c.ns), "-> 10.0.0.23:30080 "+c.fwd+" 1")
+			})
+			r := helper(t, "client", "http", "15", "http://"+c.vip+":30080/")
+			t.Logf("answers per node: %v, source addresses seen: %v", r.Counts, r.Remotes)
+			if r.Errors != 0 {
+				t.Errorf("%d requests failed, last: %s", r.Errors, r.LastErr)
+			}
+			if got := nodes(r); !slices.Equal(got, []string{"node1", "node2", "node3"}) {
+				t.Errorf("answered by %v, want all three nodes", got)
+			}
+			if len(r.Remotes) != 1 || r.Remotes["10.0.0.2"] == 0 {
+				t.Errorf("nodes saw sources %v, want the client's own 10.0.0.2", r.Remotes)
+			}
+		})
+	}
+}

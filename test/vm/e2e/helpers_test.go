@@ -1,0 +1,236 @@
+//go:build vm
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The test binary doubles as the small programs the scenario runs inside
+// network namespaces (busybox wget crashes under `ip netns exec`). The
+// helper is chosen by EDGELB_HELPER; its arguments come in EDGELB_ARGS.
+
+func runHelper(name string, args []string) int {
+	var err error
+	switch name {
+	case "serve":
+		err = serve(args)
+	case "http":
+		err = httpClient(args)
+	case "udp":
+		err = udpClient(args)
+	case "hold":
+		err = hold(args)
+	case "load":
+		err = load(args)
+	default:
+		err = fmt.Errorf("unknown helper %q", name)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve NAME: HTTP on :30080 and :8080 answering "NAME LOCAL REMOTE",
+// /healthz on :10256, UDP on :30053 and :5353 answering "NAME REMOTE",
+// TCP echo on :30090.
+func serve(args []string) error {
+	name := args[0]
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		fmt.Fprintf(w, "%s %s %s\n", name, local, r.RemoteAddr)
+	})
+	for _, p := range []string{":30080", ":8080"} {
+		ln, err := net.Listen("tcp", p)
+		if err != nil {
+			return err
+		}
+		go http.Serve(ln, h)
+	}
+	hz, err := net.Listen("tcp", ":10256")
+	if err != nil {
+		return err
+	}
+	go http.Serve(hz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	for _, p := range []string{":30053", ":5353"} {
+		pc, err := net.ListenPacket("udp", p)
+		if err != nil {
+			return err
+		}
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_ = n
+				pc.WriteTo([]byte(name+" "+from.String()), from)
+			}
+		}()
+	}
+	echo, err := net.Listen("tcp", ":30090")
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	fmt.Println("serving", name)
+	select {}
+}
+
+// result of the clients: answers counted by first word, and the distinct
+// remote addresses the servers saw.
+type result struct {
+	Counts  map[string]int `json:"counts"`
+	Remotes map[string]int `json:"remotes"`
+	Locals  map[string]int `json:"locals"`
+	Errors  int            `json:"errors"`
+	LastErr string         `json:"lastErr,omitempty"`
+}
+
+func newResult() *result {
+	return &result{Counts: map[string]int{}, Remotes: map[string]int{}, Locals: map[string]int{}}
+}
+
+func (r *result) add(answer string) {
+	f := strings.Fields(answer)
+	if len(f) == 0 {
+		return
+	}
+	r.Counts[f[0]]++
+	if len(f) >= 3 {
+		host, _, _ := net.SplitHostPort(f[1])
+		r.Locals[host]++
+		host, _, _ = net.SplitHostPort(f[2])
+		r.Remotes[host]++
+	} else if len(f) == 2 {
+		host, _, _ := net.SplitHostPort(f[1])
+		r.Remotes[host]++
+	}
+}
+
+func (r *result) print() error { return json.NewEncoder(os.Stdout).Encode(r) }
+
+// http N URL: N requests, each on a new connection.
+func httpClient(args []string) error {
+	n, _ := strconv.Atoi(args[0])
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	r := newResult()
+	for range n {
+		resp, err := c.Get(args[1])
+		if err != nil {
+			r.Errors++
+			r.LastErr = err.Error()
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r.add(string(b))
+	}
+	return r.print()
+}
+
+// udp N ADDR: N datagrams, each from a new socket.
+func udpClient(args []string) error {
+	n, _ := strconv.Atoi(args[0])
+	r := newResult()
+	buf := make([]byte, 1500)
+	for range n {
+		c, err := net.Dial("udp", args[1])
+		if err != nil {
+			return err
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("hi"))
+		m, err := c.Read(buf)
+		c.Close()
+		if err != nil {
+			r.Errors++
+			r.LastErr = err.Error()
+			continue
+		}
+		r.add(string(buf[:m]))
+	}
+	return r.print()
+}
+
+// hold ADDR SECONDS: one TCP connection to an echo server, used every
+// 100 ms for SECONDS; any failure fails the helper. It prints "connected"
+// once the connection is up.
+func hold(args []string) error {
+	secs, _ := strconv.Atoi(args[1])
+	c, err := net.DialTimeout("tcp", args[0], 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Println("connected", c.LocalAddr())
+	rd := bufio.NewReader(c)
+	end := time.Now().Add(time.Duration(secs) * time.Second)
+	for i := 0; time.Now().Before(end); i++ {
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		msg := fmt.Sprintf("ping %d\n", i)
+		if _, err := io.WriteString(c, msg); err != nil {
+			return fmt.Errorf("write %d: %w", i, err)
+		}
+		line, err := rd.ReadString('\n')
+		if err != nil || line != msg {
+			return fmt.Errorf("echo %d: %q, %v", i, line, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Println("held")
+	return nil
+}
+
+// load URL SECONDS CONNS: keep-alive GETs on CONNS connections for SECONDS;
+// prints requests per second.
+func load(args []string) error {
+	secs, _ := strconv.Atoi(args[1])
+	conns, _ := strconv.Atoi(args[2])
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	end := time.Now().Add(time.Duration(secs) * time.Second)
+	counts := make(chan int, conns)
+	start := time.Now()
+	for range conns {
+		go func() {
+			n := 0
+			for time.Now().Before(end) {
+				resp, err := c.Get(args[0])
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				n++
+			}
+			counts <- n
+		}()
+	}
+	total := 0
+	for range conns {
+		total += <-counts
+	}
+	fmt.Printf("{\"rps\": %.1f}\n", float64(total)/time.Since(start).Seconds())
+	return nil
+}
