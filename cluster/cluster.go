@@ -343,8 +343,9 @@ func (c *Cluster) Owned() (own, handover []netip.Addr) {
 	return slices.Clone(c.owned), slices.Clone(c.handing)
 }
 
-// Subscribe returns a channel that receives a value whenever Owned
-// changes. Notifications coalesce, like lb.Store's.
+// Subscribe returns a channel that receives a value whenever Owned or the
+// membership view (members and their metadata) changes. Notifications
+// coalesce, like lb.Store's.
 func (c *Cluster) Subscribe() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -495,6 +496,8 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	if changed {
 		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "handingOver", handing, "members", len(members))
 		c.owned, c.handing = owned, handing
+	}
+	if changed || !sameView(members, c.members) {
 		for _, ch := range c.subs {
 			select {
 			case ch <- struct{}{}:
@@ -518,6 +521,15 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 		default:
 		}
 	}
+}
+
+// sameView reports whether two sorted views have the same members with
+// the same metadata.
+func sameView(a, b []Member) bool {
+	return slices.EqualFunc(a, b, func(x, y Member) bool {
+		return x.Name == y.Name && x.Addr == y.Addr && x.Healthy == y.Healthy && x.Draining == y.Draining &&
+			x.Leaving == y.Leaving && x.Held == y.Held && slices.Equal(x.Networks, y.Networks)
+	})
 }
 
 // gossipMeta broadcasts this member's metadata each time it changes.

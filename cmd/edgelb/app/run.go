@@ -120,6 +120,9 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 	}
 	if cfg.Dataplane.Backend == config.BackendNone {
 		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	} else {
+		// Until the observer sees the first successful sync.
+		members.SetHealth("dataplane", errors.New("not programmed yet"))
 	}
 	if cfg.Node.Interface == "" {
 		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
