@@ -762,7 +762,11 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Cluster)(e)
-	if meta, err := decodeMeta(n.Meta); err == nil && meta.Leaving && n.Name != c.opts.Name {
+	// A member last seen draining or leaving stopped on purpose (its
+	// Leaving update may arrive after its leave message). It had handed
+	// its VIPs over, and had it been cut off instead it would not see a
+	// quorum itself, so leaving it out of ours cannot make two owners.
+	if meta, err := decodeMeta(n.Meta); err == nil && (meta.Leaving || meta.Draining) && n.Name != c.opts.Name {
 		c.log.Info("member left", "node", n.Name, "addr", n.Address())
 		c.mu.Lock()
 		c.left[n.Name] = true
