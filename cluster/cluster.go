@@ -103,23 +103,28 @@ func OptionsFromConfig(cfg *config.Config, vips VIPSource, log *slog.Logger) Opt
 type Cluster struct {
 	opts   Options
 	log    *slog.Logger
-	quorum int
+	quorum int // configured; see quorumLocked
+	size   int // configured cluster size: Join ∪ {self}
 	dirty  chan struct{}
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
 
-	mu         sync.Mutex
-	health     map[string]error // by source; healthy when all are nil
-	draining   bool
-	drainSince time.Time
-	held       []netip.Addr
-	networks   []netip.Prefix
-	owned      []netip.Addr
-	members    []Member
-	assigned   map[netip.Addr]string
-	hasQuorum  bool
-	subs       []chan struct{}
-	sentMeta   string // the Meta last gossiped, encoded
+	mu        sync.Mutex
+	health    map[string]error // by source; healthy when all are nil
+	draining  bool
+	leaving   bool
+	held      []netip.Addr
+	heldOwned Digest                   // digest of held VIPs assigned to us
+	losing    map[netip.Addr]time.Time // held VIPs assigned elsewhere, since when
+	networks  []netip.Prefix
+	owned     []netip.Addr // assigned to us: hold and announce
+	handing   []netip.Addr // assigned elsewhere, kept until taken over
+	members   []Member
+	assigned  map[netip.Addr]string
+	hasQuorum bool
+	left      map[string]bool // members that left gracefully and are not back
+	subs      []chan struct{}
+	sentMeta  string // the Meta last gossiped, encoded
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -156,6 +161,7 @@ func New(opts Options) (*Cluster, error) {
 		opts.GossipInterval = def.GossipInterval
 	}
 	c := &Cluster{
+		left:      map[string]bool{},
 		opts:      opts,
 		log:       opts.Log,
 		quorum:    opts.Quorum,
@@ -163,9 +169,7 @@ func New(opts Options) (*Cluster, error) {
 		metaDirty: make(chan struct{}, 1),
 		health:    map[string]error{},
 	}
-	if c.quorum <= 0 {
-		c.quorum = clusterSize(opts)/2 + 1
-	}
+	c.size = clusterSize(opts)
 	return c, nil
 }
 
@@ -188,8 +192,25 @@ func clusterSize(o Options) int {
 	return len(seen) + 1
 }
 
-// Quorum returns the number of live members needed to own VIPs.
-func (c *Cluster) Quorum() int { return c.quorum }
+// Quorum returns the number of live members needed to own VIPs now.
+func (c *Cluster) Quorum() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quorumLocked()
+}
+
+// quorumLocked is the configured quorum or, by default, a majority of the
+// configured cluster less the members that left gracefully: a stopped
+// member gossips Leaving once it has handed everything over, so in a rolling upgrade
+// the remaining members keep their quorum (the one left of a two-host
+// cluster keeps its VIPs). A partitioned member sends no leave and still
+// counts. c.mu must be held.
+func (c *Cluster) quorumLocked() int {
+	if c.quorum > 0 {
+		return c.quorum
+	}
+	return max(1, c.size-len(c.left))/2 + 1
+}
 
 // SetHealth records the health of one part of this host (for example
 // "link" or "dataplane"); err nil means healthy. The member is healthy
@@ -247,7 +268,7 @@ func (c *Cluster) Drain() {
 	c.mu.Lock()
 	was := c.draining
 	if !was {
-		c.draining, c.drainSince = true, time.Now()
+		c.draining = true
 	}
 	c.mu.Unlock()
 	if !was {
@@ -312,15 +333,19 @@ func (c *Cluster) Problem() string {
 	return strings.Join(out, "; ")
 }
 
-// Owned returns the VIPs this member should hold now, sorted.
-func (c *Cluster) Owned() []netip.Addr {
+// Owned returns the VIPs this member should hold now, sorted: own, the
+// VIPs assigned to it, to hold and announce; and handover, VIPs assigned
+// to another member that it keeps, without announcing them, until that
+// member has taken them over.
+func (c *Cluster) Owned() (own, handover []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.owned)
+	return slices.Clone(c.owned), slices.Clone(c.handing)
 }
 
-// Subscribe returns a channel that receives a value whenever Owned
-// changes. Notifications coalesce, like lb.Store's.
+// Subscribe returns a channel that receives a value whenever Owned or the
+// membership view (members and their metadata) changes. Notifications
+// coalesce, like lb.Store's.
 func (c *Cluster) Subscribe() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -345,7 +370,7 @@ func (c *Cluster) localMetaLocked() Meta {
 			healthy = false
 		}
 	}
-	return Meta{Healthy: healthy, Draining: c.draining, Networks: c.networks, Held: DigestOf(c.held)}
+	return Meta{Healthy: healthy, Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned}
 }
 
 // Run joins the cluster and keeps this member's ownership up to date until
@@ -358,7 +383,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		return fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(c.opts.BindAddr, c.opts.BindPort), err)
 	}
 	c.log.Info("gossip started", "node", c.opts.Name, "addr", ml.LocalNode().Address(),
-		"encrypted", len(c.opts.SecretKey) > 0, "quorum", c.quorum)
+		"encrypted", len(c.opts.SecretKey) > 0, "quorum", c.Quorum())
 
 	joinCtx, stopJoin := context.WithCancel(ctx)
 	joined := make(chan struct{})
@@ -389,6 +414,13 @@ func (c *Cluster) Run(ctx context.Context) error {
 	c.handover(ml, t.C)
 	stopMeta()
 	<-metaDone
+	// Tell the others this is a planned leave, not a failure.
+	c.mu.Lock()
+	c.leaving = true
+	c.mu.Unlock()
+	if err := ml.UpdateNode(leaveTimeout); err != nil {
+		c.log.Debug("gossiping metadata", "err", err)
+	}
 	if err := ml.Leave(leaveTimeout); err != nil {
 		c.log.Debug("leaving the cluster", "err", err)
 	}
@@ -408,7 +440,7 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 	for {
 		c.update(ml)
 		c.mu.Lock()
-		done := len(c.owned) == 0 && len(c.held) == 0
+		done := len(c.owned) == 0 && len(c.handing) == 0 && len(c.held) == 0
 		c.mu.Unlock()
 		if done {
 			return
@@ -449,20 +481,23 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 		members = append(members, m)
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
-	quorum := len(members) >= c.quorum
+	need := c.quorumLocked()
+	quorum := len(members) >= need
 	if quorum != c.hasQuorum {
 		if quorum {
-			c.log.Info("quorum reached", "node", c.opts.Name, "members", len(members), "quorum", c.quorum)
+			c.log.Info("quorum reached", "node", c.opts.Name, "members", len(members), "quorum", need)
 		} else {
-			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", c.quorum)
+			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", need)
 		}
 		c.hasQuorum = quorum
 	}
-	owned := c.ownedLocked(vips, members, local, quorum, now)
-	changed := !slices.Equal(owned, c.owned)
+	owned, handing := c.ownedLocked(vips, members, local, quorum, now)
+	changed := !slices.Equal(owned, c.owned) || !slices.Equal(handing, c.handing)
 	if changed {
-		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "members", len(members))
-		c.owned = owned
+		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "handingOver", handing, "members", len(members))
+		c.owned, c.handing = owned, handing
+	}
+	if changed || !sameView(members, c.members) {
 		for _, ch := range c.subs {
 			select {
 			case ch <- struct{}{}:
@@ -488,6 +523,15 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	}
 }
 
+// sameView reports whether two sorted views have the same members with
+// the same metadata.
+func sameView(a, b []Member) bool {
+	return slices.EqualFunc(a, b, func(x, y Member) bool {
+		return x.Name == y.Name && x.Addr == y.Addr && x.Healthy == y.Healthy && x.Draining == y.Draining &&
+			x.Leaving == y.Leaving && x.Held == y.Held && slices.Equal(x.Networks, y.Networks)
+	})
+}
+
 // gossipMeta broadcasts this member's metadata each time it changes.
 // UpdateNode waits until the broadcast went out, so it runs apart from
 // the ownership loop.
@@ -504,26 +548,37 @@ func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// ownedLocked decides which VIPs this member holds. c.mu must be held.
-func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, quorum bool, now time.Time) []netip.Addr {
-	if !quorum {
-		return nil // never risk two owners
+// ownedLocked decides which VIPs this member holds and updates the Held
+// digest it gossips. c.mu must be held.
+//
+// Without a quorum, or when unhealthy, it holds nothing, at once. Otherwise
+// it holds the VIPs assigned to it, and — make before break — keeps each
+// VIP it holds that is now assigned to another member until that member's
+// gossiped Held digest equals the digest of everything assigned to it
+// (it has added and announced them), or for HandoverTimeout. This covers
+// a drain or stop as well as a member joining or coming back.
+func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, quorum bool, now time.Time) (own, handover []netip.Addr) {
+	assign := map[netip.Addr]string{}
+	if quorum {
+		assign = Assign(vips, members)
 	}
-	assign := Assign(vips, members)
-	var out []netip.Addr
-	if local.Eligible() {
-		for _, v := range vips {
-			if assign[v] == c.opts.Name {
-				out = append(out, v)
-			}
+	var mine []netip.Addr
+	for _, v := range vips {
+		if assign[v] == c.opts.Name {
+			mine = append(mine, v)
 		}
-		return out
 	}
-	if !local.Healthy || !c.draining || now.Sub(c.drainSince) >= c.opts.HandoverTimeout {
-		return nil
+	var heldMine []netip.Addr
+	for _, v := range c.held {
+		if slices.Contains(mine, v) {
+			heldMine = append(heldMine, v)
+		}
 	}
-	// Planned handover: keep each held VIP until its next owner says it
-	// holds everything it should.
+	c.heldOwned = DigestOf(heldMine)
+	if !quorum || !local.Healthy {
+		clear(c.losing)
+		return nil, nil // never risk two owners; an unhealthy host cannot serve
+	}
 	expected := map[string][]netip.Addr{}
 	for _, v := range vips {
 		if o, ok := assign[v]; ok {
@@ -534,16 +589,28 @@ func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, q
 	for i := range members {
 		byName[members[i].Name] = &members[i]
 	}
+	var out []netip.Addr
+	losing := map[netip.Addr]time.Time{}
 	for _, v := range c.held {
-		if !slices.Contains(vips, v) {
+		if slices.Contains(mine, v) || !slices.Contains(vips, v) {
 			continue
+		}
+		since, ok := c.losing[v]
+		if !ok {
+			since = now
 		}
 		if next, ok := assign[v]; ok && byName[next].Held == DigestOf(expected[next]) {
+			continue // the next owner has it
+		}
+		if now.Sub(since) >= c.opts.HandoverTimeout {
 			continue
 		}
+		losing[v] = since
 		out = append(out, v)
 	}
-	return out
+	c.losing = losing
+	slices.SortFunc(out, netip.Addr.Compare)
+	return mine, out
 }
 
 // joinLoop joins the configured peers that are not live members, at
@@ -586,11 +653,16 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// missing returns the peers that are not live members. Peers given by
-// host name are always included.
+// missing returns the peers that are not live members, none when every
+// configured member is live. Peers given by host name are included
+// whenever some member is missing.
 func (c *Cluster) missing(ml *memberlist.Memberlist, peers []string) []string {
+	nodes := ml.Members()
+	if len(nodes) >= clusterSize(c.opts) {
+		return nil
+	}
 	live := map[netip.AddrPort]bool{}
-	for _, n := range ml.Members() {
+	for _, n := range nodes {
 		if a, ok := netip.AddrFromSlice(n.Addr); ok {
 			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
 		}
@@ -680,11 +752,29 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 type events Cluster
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
-	(*Cluster)(e).log.Info("member joined", "node", n.Name, "addr", n.Address())
-	(*Cluster)(e).kick()
+	c := (*Cluster)(e)
+	c.log.Info("member joined", "node", n.Name, "addr", n.Address())
+	c.mu.Lock()
+	delete(c.left, n.Name)
+	c.mu.Unlock()
+	c.kick()
 }
+
 func (e *events) NotifyLeave(n *memberlist.Node) {
-	(*Cluster)(e).log.Info("member left or failed", "node", n.Name, "addr", n.Address())
-	(*Cluster)(e).kick()
+	c := (*Cluster)(e)
+	// A member last seen draining or leaving stopped on purpose (its
+	// Leaving update may arrive after its leave message). It had handed
+	// its VIPs over, and had it been cut off instead it would not see a
+	// quorum itself, so leaving it out of ours cannot make two owners.
+	if meta, err := decodeMeta(n.Meta); err == nil && (meta.Leaving || meta.Draining) && n.Name != c.opts.Name {
+		c.log.Info("member left", "node", n.Name, "addr", n.Address())
+		c.mu.Lock()
+		c.left[n.Name] = true
+		c.mu.Unlock()
+	} else {
+		c.log.Info("member failed", "node", n.Name, "addr", n.Address())
+	}
+	c.kick()
 }
+
 func (e *events) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).kick() }

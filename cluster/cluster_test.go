@@ -93,10 +93,10 @@ func (m *simMember) start() {
 		for {
 			select {
 			case <-sub:
-				m.c.SetHeld(m.c.Owned())
+				m.c.SetHeld(both(m.c.Owned()))
 			case <-time.After(10 * time.Millisecond):
 				if ctx.Err() != nil {
-					m.c.SetHeld(m.c.Owned())
+					m.c.SetHeld(both(m.c.Owned()))
 					select {
 					case <-m.done:
 						m.done <- nil
@@ -107,6 +107,13 @@ func (m *simMember) start() {
 			}
 		}
 	}()
+}
+
+func both(own, handover []netip.Addr) []netip.Addr { return append(own, handover...) }
+
+func own(c *Cluster) []netip.Addr {
+	o, _ := c.Owned()
+	return o
 }
 
 func (m *simMember) stop() error {
@@ -131,7 +138,7 @@ func (s *sim) converged(vips []netip.Addr, running []*simMember) (bool, string) 
 		if len(m.c.Members()) != len(running) {
 			return false, fmt.Sprintf("%s sees %d members", m.c.opts.Name, len(m.c.Members()))
 		}
-		for _, v := range m.c.Owned() {
+		for _, v := range own(m.c) {
 			if o, ok := seen[v]; ok {
 				return false, fmt.Sprintf("%s owned by %s and %s", v, o, m.c.opts.Name)
 			}
@@ -166,7 +173,7 @@ func TestMembershipOwnershipAndDrain(t *testing.T) {
 	// Every member computes the same owners from its own view.
 	want := Assign(vips, s.members[0].c.Members())
 	for _, m := range s.members {
-		for _, v := range m.c.Owned() {
+		for _, v := range own(m.c) {
 			if want[v] != m.c.opts.Name {
 				t.Fatalf("%s holds %s, which lb1 gives to %s", m.c.opts.Name, v, want[v])
 			}
@@ -184,17 +191,17 @@ func TestMembershipOwnershipAndDrain(t *testing.T) {
 	d := s.members[2]
 	before := map[netip.Addr]string{}
 	for _, m := range s.members {
-		for _, v := range m.c.Owned() {
+		for _, v := range own(m.c) {
 			before[v] = m.c.opts.Name
 		}
 	}
 	d.c.Drain()
-	if !poll(t, func() bool { return len(d.c.Owned()) == 0 }) {
-		t.Fatalf("drained %s still owns %v", d.c.opts.Name, d.c.Owned())
+	if !poll(t, func() bool { return len(both(d.c.Owned())) == 0 }) {
+		t.Fatalf("drained %s still holds %v", d.c.opts.Name, both(d.c.Owned()))
 	}
 	others := slices.Concat(s.members[:2], s.members[3:])
 	for _, m := range others {
-		for _, v := range m.c.Owned() {
+		for _, v := range own(m.c) {
 			if before[v] != m.c.opts.Name && before[v] != d.c.opts.Name {
 				t.Errorf("%s moved from %s to %s", v, before[v], m.c.opts.Name)
 			}
@@ -217,7 +224,7 @@ func (s *sim) waitOwnedBy(vips []netip.Addr, ms []*simMember) {
 	if !poll(s.t, func() bool {
 		n := 0
 		for _, m := range ms {
-			n += len(m.c.Owned())
+			n += len(own(m.c))
 		}
 		return n == len(vips)
 	}) {
@@ -232,8 +239,8 @@ func TestNoQuorumOwnsNothing(t *testing.T) {
 	// Alone while two members are needed: it must not take any VIP.
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
-		if len(m.Owned()) != 0 {
-			t.Fatalf("owns %v without a quorum", m.Owned())
+		if len(both(m.Owned())) != 0 {
+			t.Fatalf("holds %v without a quorum", both(m.Owned()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -251,11 +258,14 @@ func TestUnhealthyMemberGivesUpAtOnce(t *testing.T) {
 	if m.Problem() != "link: down" {
 		t.Fatalf("Problem() = %q", m.Problem())
 	}
-	if got := m.Owned(); len(got) != 0 {
-		// Giving up is immediate: no handover wait for an unhealthy host.
-		if !poll(t, func() bool { return len(m.Owned()) == 0 }) {
-			t.Fatalf("unhealthy member owns %v", m.Owned())
+	// Giving up is immediate (the next pass of its loop): no handover
+	// wait for an unhealthy host.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for len(both(m.Owned())) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unhealthy member holds %v", both(m.Owned()))
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	s.waitOwnedBy(vips, []*simMember{s.members[0], s.members[2]})
 	m.SetHealth("link", nil)
@@ -315,4 +325,22 @@ func poll(t *testing.T, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+func TestGracefulLeaveKeepsTheOthersQuorum(t *testing.T) {
+	// Two configured members: a majority is both. When one stops
+	// gracefully (a rolling upgrade), the other must keep the VIPs.
+	vips := vipRange(8)
+	s := newSim(t, 2, 0, vips)
+	s.waitConverged(vips, s.members)
+	if q := s.members[1].c.Quorum(); q != 2 {
+		t.Fatalf("quorum %d, want 2 of 2", q)
+	}
+	if err := s.members[0].stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitConverged(vips, s.members[1:])
+	if q := s.members[1].c.Quorum(); q != 1 {
+		t.Fatalf("quorum after a graceful leave %d, want 1", q)
+	}
 }

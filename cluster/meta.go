@@ -15,9 +15,12 @@ type Meta struct {
 	// Networks are the prefixes on the member's interface; it prefers the
 	// VIPs inside them.
 	Networks []netip.Prefix
-	// Held is the digest of the VIPs the member holds (configured and
-	// announced), used to confirm a handover.
+	// Held is the digest of the VIPs the member holds that are assigned
+	// to it, used to confirm a handover.
 	Held Digest
+	// Leaving: the member has handed everything over and is about to
+	// leave; the others then leave it out of the quorum.
+	Leaving bool
 }
 
 // Member is one live member as this member sees it.
@@ -33,6 +36,7 @@ type wireMeta struct {
 	V        int      `json:"v"`
 	Healthy  bool     `json:"h,omitempty"`
 	Draining bool     `json:"d,omitempty"`
+	Leaving  bool     `json:"l,omitempty"`
 	Networks []string `json:"n,omitempty"`
 	HeldN    int      `json:"hn,omitempty"`
 	HeldSum  uint64   `json:"hs,omitempty"`
@@ -43,7 +47,7 @@ const metaVersion = 1
 // encodeMeta encodes m in at most limit bytes, dropping networks that do
 // not fit.
 func encodeMeta(m Meta, limit int) []byte {
-	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, HeldN: m.Held.Count, HeldSum: m.Held.Sum}
+	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum}
 	for _, p := range m.Networks {
 		w.Networks = append(w.Networks, p.String())
 	}
@@ -66,7 +70,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Meta{}, fmt.Errorf("decoding member metadata: %w", err)
 	}
-	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Held: Digest{Count: w.HeldN, Sum: w.HeldSum}}
+	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum}}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -166,13 +166,13 @@ func TestDigest(t *testing.T) {
 }
 
 func TestMetaRoundTripAndLimit(t *testing.T) {
-	m := Meta{Healthy: true, Draining: true, Held: Digest{Count: 2, Sum: 99},
+	m := Meta{Healthy: true, Draining: true, Leaving: true, Held: Digest{Count: 2, Sum: 99},
 		Networks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/64")}}
 	got, err := decodeMeta(encodeMeta(m, 512))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Healthy != m.Healthy || got.Draining != m.Draining || got.Held != m.Held || len(got.Networks) != 2 || got.Networks[1] != m.Networks[1] {
+	if got.Healthy != m.Healthy || got.Draining != m.Draining || got.Leaving != m.Leaving || got.Held != m.Held || len(got.Networks) != 2 || got.Networks[1] != m.Networks[1] {
 		t.Fatalf("round trip: got %+v, want %+v", got, m)
 	}
 	for range 100 {

@@ -115,9 +115,14 @@ func dialARP(ifi *net.Interface) (net.PacketConn, error) {
 // flag to all nodes (RFC 4861 7.2.6).
 func (a *Announcers) unsolicitedNA(v netip.Addr) error {
 	if a.ndp == nil {
+		// From the link-local address as RFC 4861 wants; an interface
+		// without one (addr_gen_mode none) uses a global address.
 		c, _, err := ndp.Listen(a.ifi, ndp.LinkLocal)
 		if err != nil {
-			return err
+			var err2 error
+			if c, _, err2 = ndp.Listen(a.ifi, ndp.Global); err2 != nil {
+				return err
+			}
 		}
 		a.ndp = c
 	}

@@ -49,7 +49,10 @@ type Announcer interface {
 // Ownership says which VIPs this host should hold; *cluster.Cluster
 // implements it.
 type Ownership interface {
-	Owned() []netip.Addr
+	// Owned returns the VIPs to hold and announce, and those to keep
+	// without announcing while another host takes them over (announcing
+	// them would pull clients back to this host just before it lets go).
+	Owned() (own, handover []netip.Addr)
 	// Subscribe returns a channel signalled whenever Owned changes.
 	Subscribe() <-chan struct{}
 }
@@ -93,8 +96,10 @@ type Options struct {
 type Manager struct {
 	o Options
 
-	sched  map[netip.Addr][]time.Time // pending announcements per held VIP
-	linkOK *bool                      // last reported link health
+	// sched holds the pending announcements of each VIP announced since
+	// its takeover; a VIP without an entry gets a new burst.
+	sched  map[netip.Addr][]time.Time
+	linkOK *bool // last reported link health
 	retry  bool
 }
 
@@ -175,7 +180,7 @@ func (m *Manager) Sync() time.Duration {
 	now := m.o.Now()
 	m.retry = false
 	link, err := m.o.Kernel.Link()
-	var want []netip.Addr
+	var own, handover, want []netip.Addr
 	switch {
 	case err != nil:
 		m.setLink(fmt.Errorf("interface: %w", err))
@@ -184,7 +189,8 @@ func (m *Manager) Sync() time.Duration {
 	default:
 		m.setLink(nil)
 		m.o.Reporter.SetNetworks(link.Networks)
-		want = m.o.Ownership.Owned()
+		own, handover = m.o.Ownership.Owned()
+		want = append(slices.Clone(own), handover...)
 	}
 	have, err := m.o.Kernel.VIPs()
 	if err != nil {
@@ -206,10 +212,14 @@ func (m *Manager) Sync() time.Duration {
 		delete(m.sched, v)
 		m.o.Log.Info("VIP removed", "vip", v)
 	}
+	for _, v := range handover {
+		delete(m.sched, v) // silent from now on
+	}
 	for _, v := range want {
 		if slices.Contains(have, v) {
-			if _, ok := m.sched[v]; !ok {
-				// Found at start-up or re-added by someone: announce anew.
+			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) {
+				// Found at start-up, re-added by someone or ours again
+				// after a handover: announce anew.
 				m.sched[v] = m.burst(now)
 			}
 			continue
@@ -220,7 +230,9 @@ func (m *Manager) Sync() time.Duration {
 			continue
 		}
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
-		m.sched[v] = m.burst(now)
+		if slices.Contains(own, v) {
+			m.sched[v] = m.burst(now)
+		}
 		held = append(held, v)
 	}
 	for v := range m.sched {
@@ -228,6 +240,7 @@ func (m *Manager) Sync() time.Duration {
 			delete(m.sched, v)
 		}
 	}
+
 	next := m.announce(link, now)
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)

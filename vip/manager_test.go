@@ -95,6 +95,38 @@ func TestAnnouncementBurstAndRefresh(t *testing.T) {
 	}
 }
 
+func TestHandoverKeepsTheVIPSilently(t *testing.T) {
+	f := newFixture(t, time.Second)
+	f.cl.SetOwned(a)
+	next := f.step(0)
+	if f.ann.Count(a) != 1 {
+		t.Fatal("takeover not announced")
+	}
+	// Handing over: still configured, but the rest of the burst and the
+	// refresh must not pull clients back.
+	f.cl.Set(nil, []netip.Addr{a})
+	for range 10 {
+		next = f.step(max(next, time.Second))
+	}
+	if !slices.Equal(f.k.Held(), []netip.Addr{a}) || !slices.Equal(f.cl.HeldNow(), []netip.Addr{a}) {
+		t.Fatalf("VIP not kept during the handover: kernel %v, reported %v", f.k.Held(), f.cl.HeldNow())
+	}
+	if f.ann.Count(a) != 1 {
+		t.Fatalf("%d announcements during the handover, want none after the first", f.ann.Count(a)-1)
+	}
+	// Ours again (an undrain): a new burst.
+	f.cl.SetOwned(a)
+	f.step(0)
+	if f.ann.Count(a) != 2 {
+		t.Fatalf("VIP owned again not announced: %d", f.ann.Count(a))
+	}
+	f.cl.SetOwned()
+	f.step(0)
+	if len(f.k.Held()) != 0 {
+		t.Fatalf("VIP kept after the handover ended: %v", f.k.Held())
+	}
+}
+
 func TestLinkDownRemovesVIPsAndIsUnhealthy(t *testing.T) {
 	f := newFixture(t, 0)
 	f.k.State.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}

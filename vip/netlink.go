@@ -222,6 +222,7 @@ func (n *Netlink) WatchLink(ctx context.Context, changed func()) error {
 		return fmt.Errorf("subscribing to address updates: %w", err)
 	}
 	changed() // whatever happened before the subscription
+	idx, _ := n.index()
 	for {
 		select {
 		case <-ctx.Done():
@@ -233,13 +234,16 @@ func (n *Netlink) WatchLink(ctx context.Context, changed func()) error {
 				return errors.New("link updates ended")
 			}
 			if u.Attrs().Name == n.Interface {
+				idx = u.Attrs().Index
 				changed()
 			}
-		case _, ok := <-addrs:
+		case u, ok := <-addrs:
 			if !ok {
 				return errors.New("address updates ended")
 			}
-			changed()
+			if u.LinkIndex == idx {
+				changed()
+			}
 		}
 	}
 }

@@ -149,11 +149,23 @@ func TestGracefulStop(t *testing.T) {
 	if old.has(vip4) || old.has(vip6) {
 		t.Errorf("%s kept a VIP after stopping", old.name)
 	}
-	// Back in: it wins the rendezvous for the VIP again and takes it back,
-	// and the VIP ends up on it alone.
+	// The rest of a rolling upgrade: the host comes back, wins the
+	// rendezvous for the VIP again and takes it back, make before break:
+	// still no failed probe, and the VIP ends up on it alone.
+	p := l.probe(vip4, 300*time.Millisecond)
+	if !poll(2*time.Second, func() bool { return p.last().ok }) {
+		t.Fatalf("no answer from %s: %+v", vip4, p.last())
+	}
 	old.start()
 	if !poll(converge, func() bool { hs := l.holders(vip4); return len(hs) == 1 && hs[0] == old }) {
 		t.Fatalf("%s did not take %s back after its restart: on %v", old.name, vip4, names(l.holders(vip4)))
+	}
+	if !poll(2*time.Second, func() bool { return p.last().ok && p.last().host == old.name }) {
+		t.Fatalf("probes not answered by %s: %+v", old.name, p.last())
+	}
+	res := p.stop()
+	if failed, _ := outage(res); failed > 0 {
+		t.Errorf("%d of %d probes failed while %s took %s back", failed, len(res), old.name, vip4)
 	}
 	l.stableOwner(vip4, time.Second)
 	l.stableOwner(vip6, time.Second)

@@ -80,7 +80,8 @@ func freePort(t testing.TB) int {
 }
 
 // config returns an edgelb config for the test API server. class "" makes
-// edgelb the default implementation; pools is YAML for the pools key.
+// edgelb the default implementation; pools is YAML for the pools key. The
+// api section comes last, so tests may append keys to it.
 func config(t testing.TB, name, class, lease, pools string) string {
 	kube := fmt.Sprintf("{kubeconfig: %s, loadBalancerClass: %s, defaultClass: %t, leaseName: %s, leaseNamespace: kube-system}",
 		env.EdgelbKubeconfig, orDefault(class, "edgelb.io/lb"), class == "", lease)
@@ -90,7 +91,8 @@ kubernetes: %s
 pools:
 %s
 dataplane: {backend: none}
-api: {listen: "127.0.0.1:%d"}
+api:
+  listen: "127.0.0.1:%d"
 `, name, freePort(t), kube, pools, freePort(t))
 }
 

@@ -144,6 +144,7 @@ func (a *Announcer) Count(v netip.Addr) int {
 type Cluster struct {
 	mu       sync.Mutex
 	owned    []netip.Addr
+	handover []netip.Addr
 	subs     []chan struct{}
 	Held     []netip.Addr
 	Health   map[string]error
@@ -155,11 +156,14 @@ var (
 	_ vip.Reporter  = (*Cluster)(nil)
 )
 
-// SetOwned changes what this host owns.
-func (c *Cluster) SetOwned(v ...netip.Addr) {
+// SetOwned changes what this host owns; it hands nothing over.
+func (c *Cluster) SetOwned(v ...netip.Addr) { c.Set(v, nil) }
+
+// Set changes what this host owns and hands over.
+func (c *Cluster) Set(own, handover []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.owned = v
+	c.owned, c.handover = own, handover
 	for _, s := range c.subs {
 		select {
 		case s <- struct{}{}:
@@ -169,10 +173,10 @@ func (c *Cluster) SetOwned(v ...netip.Addr) {
 }
 
 // Owned implements vip.Ownership.
-func (c *Cluster) Owned() []netip.Addr {
+func (c *Cluster) Owned() (own, handover []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.owned)
+	return slices.Clone(c.owned), slices.Clone(c.handover)
 }
 
 // Subscribe implements vip.Ownership.

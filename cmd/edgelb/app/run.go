@@ -21,6 +21,7 @@ import (
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/k8s"
 	"github.com/edgelb/edgelb/vip"
+	"github.com/edgelb/edgelb/web"
 )
 
 // run starts every part of the daemon and returns when ctx is cancelled or
@@ -119,6 +120,9 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 	}
 	if cfg.Dataplane.Backend == config.BackendNone {
 		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	} else {
+		// Until the observer sees the first successful sync.
+		members.SetHealth("dataplane", errors.New("not programmed yet"))
 	}
 	if cfg.Node.Interface == "" {
 		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
@@ -161,5 +165,5 @@ func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, 
 	return client, nil
 }
 
-// dashboard returns the web dashboard's files, or nil until it exists.
-func dashboard() fs.FS { return nil }
+// dashboard returns the web dashboard's files.
+func dashboard() fs.FS { return web.Files() }
