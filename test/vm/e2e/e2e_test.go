@@ -182,7 +182,14 @@ var spaces = regexp.MustCompile(`\s+`)
 // normalised line per service or real server.
 func table(t *testing.T, ns string, args ...string) []string {
 	var out []string
-	for _, l := range strings.Split(ipvsadm(t, ns, append([]string{"-Ln"}, args...)...), "\n") {
+	raw, err := exec.Command("ip", append([]string{"netns", "exec", ns, "ipvsadm", "-Ln"}, args...)...).CombinedOutput()
+	if err != nil {
+		if len(args) > 0 {
+			return nil // that virtual service does not exist (yet)
+		}
+		t.Fatalf("ipvsadm -Ln: %v\n%s", err, raw)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
 		f := strings.Fields(l)
 		if len(f) == 0 || f[0] == "IP" || f[0] == "Prot" || (f[0] == "->" && f[1] == "RemoteAddress:Port") {
 			continue
@@ -434,5 +441,85 @@ done
 				t.Errorf("nodes saw sources %v, want the client's own 10.0.0.2", r.Remotes)
 			}
 		})
+	}
+}
+
+// TestFailover runs three appliance hosts in one gossip cluster, all
+// programming the same virtual service; killing the VIP's owner moves the
+// VIP and forwarding continues from the new owner.
+func TestFailover(t *testing.T) {
+	if _, err := os.Stat("/run/netns/node1"); err != nil {
+		topology(t)
+	}
+	const vip = "10.0.0.130"
+	var lbs []*edgelb
+	for i := 1; i <= 3; i++ {
+		ns := fmt.Sprintf("lb%d", i)
+		cfg := fmt.Sprintf(`node: {name: %s, interface: eth0}
+cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true}
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
+healthCheck: {interval: %s, timeout: 300ms, rise: 2, fall: 2}
+api: {listen: "127.0.0.1:9081"}
+services:
+  - {name: ha, vip: %s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
+`, ns, i, healthInterval, vip)
+		e := &edgelb{ns: ns, cfg: "/tmp/ha-" + ns + ".yaml", log: "/tmp/ha-" + ns + ".log"}
+		os.WriteFile(e.cfg, []byte(cfg), 0o644)
+		e.start(t)
+		t.Cleanup(func() { e.stop(t) })
+		lbs = append(lbs, e)
+	}
+	defer func() {
+		if t.Failed() {
+			for _, e := range lbs {
+				e.dumpLog(t)
+			}
+		}
+	}()
+	owner := func() int {
+		n := 0
+		for i := 1; i <= 3; i++ {
+			if strings.Contains(sh(t, fmt.Sprintf("ip -n lb%d -br addr show dev eth0", i)), vip+"/") {
+				if n != 0 {
+					return -1 // two owners
+				}
+				n = i
+			}
+		}
+		return n
+	}
+	waitFor(t, "one owner of "+vip+" and the service programmed on every host", 60*time.Second, func() bool {
+		for i := 1; i <= 3; i++ {
+			if !hasLine(table(t, fmt.Sprintf("lb%d", i), "-t", vip+":80"), "-> 10.0.0.23:30080 Masq 1") {
+				return false
+			}
+		}
+		return owner() > 0
+	})
+	first := owner()
+	t.Logf("%s is owned by lb%d", vip, first)
+	r := helper(t, "client", "http", "9", "http://"+vip+"/")
+	if r.Errors != 0 || len(r.Counts) != 3 {
+		t.Fatalf("before failover: %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
+	}
+	// A crash: the owner is killed without handing over.
+	killed := lbs[first-1]
+	killed.cmd.Process.Kill()
+	killed.cmd.Wait()
+	killed.cmd = nil
+	sh(t, fmt.Sprintf("ip -n lb%d addr del %s/32 dev eth0 2>/dev/null || true; ip -n lb%d link set eth0 down", first, vip, first))
+	took := waitFor(t, "another host to own "+vip, 30*time.Second, func() bool {
+		o := owner()
+		return o > 0 && o != first
+	})
+	second := owner()
+	t.Logf("after lb%d was killed, lb%d owns %s (%s)", first, second, vip, took.Round(10*time.Millisecond))
+	r = helper(t, "client", "http", "9", "http://"+vip+"/")
+	t.Logf("answers per node through lb%d: %v, sources seen: %v", second, r.Counts, r.Remotes)
+	if r.Errors != 0 || len(r.Counts) != 3 {
+		t.Errorf("after failover: %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
+	}
+	if r.Remotes[fmt.Sprintf("10.0.0.1%d", second)] != 9 {
+		t.Errorf("nodes saw %v, want the new owner 10.0.0.1%d", r.Remotes, second)
 	}
 }
