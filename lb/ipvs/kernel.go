@@ -15,7 +15,6 @@ import (
 // Flags of an IPVS service (include/uapi/linux/ip_vs.h).
 const (
 	svcFlagPersistent = 0x0001
-	svcFlagHashed     = 0x0002
 )
 
 // Kernel is the Interface backed by the kernel's IPVS over generic netlink.
