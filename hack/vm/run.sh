@@ -4,37 +4,43 @@
 # exit code (124 on timeout, 125 if the VM did not report one).
 #
 #   hack/vm/run.sh [-t SECONDS] [-m MiB] [-c CPUS] [-e KEY=VALUE]... \
-#                  [-f HOSTPATH[:VMPATH]]... SCRIPT [ARG]...
+#                  [-f HOSTPATH[:VMPATH]]... [-p HOSTFWD]... SCRIPT [ARG]...
 #
 # SCRIPT runs under bash as /job/run in /job, with ARGs, as root, with
 # EDGELB_IN_VM=1 and every -e variable set. Files given with -f are copied
 # to VMPATH (default /job/BASENAME); Go binaries must be static
 # (CGO_ENABLED=0). The VM has busybox, bash, ip, ipvsadm, nft and kmod, and
-# reaches the host's loopback at 10.0.2.2. See docs/vm.md.
+# reaches the host's loopback at 10.0.2.2. -p forwards a host port into the
+# VM, in QEMU's hostfwd syntax: tcp:127.0.0.1:9080-:9080. The scratch files
+# go under $TMPDIR (default /tmp). See docs/vm.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${EDGELB_VM_CACHE:-${EDGELB_TEST_CACHE:-$HOME/.cache/edgelb-test}/vm}
 timeout=600 mem=1536 cpus=${EDGELB_VM_CPUS:-1}
-envs=() files=()
-while getopts "t:m:c:e:f:" o; do
+envs=() files=() fwds=()
+while getopts "t:m:c:e:f:p:" o; do
 	case $o in
 	t) timeout=$OPTARG ;;
 	m) mem=$OPTARG ;;
 	c) cpus=$OPTARG ;;
 	e) envs+=("$OPTARG") ;;
 	f) files+=("$OPTARG") ;;
-	*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+	p) fwds+=("$OPTARG") ;;
+	*) sed -n '2,17p' "$0" >&2; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-(($# >= 1)) || { sed -n '2,15p' "$0" >&2; exit 2; }
+(($# >= 1)) || { sed -n '2,17p' "$0" >&2; exit 2; }
 script=$1
 shift
 
 "$here/build.sh"
 
-job=$(mktemp -d /tmp/edgelb-vm.XXXXXX)
+job=$(mktemp -d "${TMPDIR:-/tmp}/edgelb-vm.XXXXXX")
 trap 'rm -rf "$job"' EXIT
+# A signal (the lab's teardown) still removes the scratch files.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 mkdir -p "$job/root/job"
 {
 	echo "#!/bin/bash"
@@ -52,6 +58,9 @@ done
 (cd "$job/root" && find . | cpio -o -H newc --quiet) >"$job/job.cpio"
 cat "$cache/base.cpio" "$job/job.cpio" >"$job/initrd"
 
+netdev=user,id=n0
+for f in "${fwds[@]}"; do netdev+=",hostfwd=$f"; done
+
 append="console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"
 for e in "${envs[@]}"; do append+=" edgelb.env.$e"; done
 
@@ -59,7 +68,7 @@ set +e
 timeout --foreground -k 5 "$timeout" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp "$cpus" \
 	-kernel "$cache/vmlinuz" -initrd "$job/initrd" -append "$append" \
 	-nographic -no-reboot -monitor none -serial stdio \
-	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 </dev/null 2>&1 | tee "$job/console" |
+	-netdev "$netdev" -device virtio-net-pci,netdev=n0 </dev/null 2>&1 | tee "$job/console" |
 	awk -v verbose="${EDGELB_VM_VERBOSE:-0}" '{ sub(/\r$/, "") }
 		/EDGELB_VM_START$/ { on = 1; fflush(); next }
 		/EDGELB_VM_EXIT=[0-9]+$/ { on = 0; next }

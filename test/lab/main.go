@@ -1,16 +1,36 @@
-// Command lab is `make lab`: a self-contained demo of edgelb on this host.
-// It starts the test kube-apiserver and etcd on loopback, runs edgelb
-// against them with the RBAC of packaging/rbac.yaml, applies demo Services
-// and prints how to look at them. Ctrl-C stops and removes everything.
+// Command lab is `make lab`: the whole product running on this host, for a
+// first look. It starts the test kube-apiserver and etcd on loopback and
+// boots the test VM (hack/vm/run.sh; this host's kernel may lack IPVS). In
+// the VM, three appliance hosts lb1..lb3 run edgelb with the IPVS
+// dataplane, gossiping with a fresh key, in front of three simulated
+// cluster nodes node1..node3 that answer on the demo Services' NodePorts
+// (test/lab/labvm, test/labnet). The Nodes, the demo Services and their
+// EndpointSlices are created here with kubectl. QEMU forwards loopback
+// ports of this host into the VM, where they are forwarded on to lb1's
+// dashboard and to the VIPs. It prints the dashboard URL, the admin token,
+// `kubectl get svc` and a curl command that reaches a VIP, and runs until
+// Ctrl-C (SIGINT or SIGTERM), which stops the VM and the API server and
+// removes every file it made.
+//
+// EDGELB_LAB_DASHBOARD_PORT (9080) and EDGELB_LAB_WEB_PORT (18080; the
+// sticky Service gets the next port) choose the loopback ports.
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +38,11 @@ import (
 	"github.com/edgelb/edgelb/test/testenv"
 )
 
+// The demo: a 5-replica web Deployment (no kubelet runs it: its
+// EndpointSlice is written by hand, 2+2+1 pods on the three nodes), its
+// LoadBalancer Service, a sticky one and a UDP one, with NodePorts pinned to
+// what the simulated nodes serve. web and sticky ask for fixed VIPs so the
+// in-VM forwarders know where to go; dns gets one from the pool.
 const demo = `apiVersion: v1
 kind: Namespace
 metadata: {name: demo}
@@ -35,20 +60,26 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web, namespace: demo}
+metadata:
+  name: web
+  namespace: demo
+  annotations: {edgelb.io/load-balancer-ips: "` + webVIP + `"}
 spec:
   type: LoadBalancer
   selector: {app: web}
-  ports: [{name: http, port: 8080, targetPort: 80}]
+  ports: [{name: http, port: 8080, targetPort: 80, nodePort: 30080}]
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: sticky, namespace: demo}
+metadata:
+  name: sticky
+  namespace: demo
+  annotations: {edgelb.io/load-balancer-ips: "` + stickyVIP + `"}
 spec:
   type: LoadBalancer
   selector: {app: web}
   sessionAffinity: ClientIP
-  ports: [{name: http, port: 80, targetPort: 80}]
+  ports: [{name: http, port: 80, targetPort: 80, nodePort: 30081}]
 ---
 apiVersion: v1
 kind: Service
@@ -56,84 +87,378 @@ metadata: {name: dns, namespace: demo}
 spec:
   type: LoadBalancer
   selector: {app: dns}
-  ports: [{name: dns, port: 53, protocol: UDP}]
+  ports: [{name: dns, port: 53, protocol: UDP, nodePort: 30053}]
+` + webEndpoints + `
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: dns-1, namespace: demo, labels: {kubernetes.io/service-name: dns}}
+addressType: IPv4
+ports: [{name: dns, port: 53, protocol: UDP}]
+endpoints:
+  - {addresses: [10.244.1.4], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.2.4], nodeName: node2, conditions: {ready: true}}
+  - {addresses: [10.244.3.4], nodeName: node3, conditions: {ready: true}}
+`
+
+const webEndpoints = `---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: demo, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints:
+  - {addresses: [10.244.1.2], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.1.3], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.2.2], nodeName: node2, conditions: {ready: true}}
+  - {addresses: [10.244.2.3], nodeName: node2, conditions: {ready: true}}
+  - {addresses: [10.244.3.2], nodeName: node3, conditions: {ready: true}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: sticky-1, namespace: demo, labels: {kubernetes.io/service-name: sticky}}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints:
+  - {addresses: [10.244.1.2], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.1.3], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.2.2], nodeName: node2, conditions: {ready: true}}
+  - {addresses: [10.244.2.3], nodeName: node2, conditions: {ready: true}}
+  - {addresses: [10.244.3.2], nodeName: node3, conditions: {ready: true}}`
+
+const (
+	webVIP    = "10.0.0.100"
+	stickyVIP = "10.0.0.101"
+	// readyTimeout bounds how long the lab may take to come up (TCG is slow).
+	readyTimeout = 8 * time.Minute
+)
+
+// edgelbConfig is lbN's config inside the VM.
+const edgelbConfig = `# lb%[1]d of the edgelb lab (written by test/lab)
+node: {name: lb%[1]d, interface: eth0}
+cluster:
+  bindAddr: 10.0.0.1%[1]d
+  join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+  secretKeyFile: /job/gossip.key
+kubernetes: {kubeconfig: /job/edgelb.kubeconfig, defaultClass: true}
+pools:
+  - {name: demo, addresses: ["10.0.0.100-10.0.0.119"], autoAssign: true}
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
+healthCheck: {interval: 1s, timeout: 500ms, rise: 2, fall: 2}
+api:
+  listen: "0.0.0.0:9080"
+  tokens: {admin: ["%[2]s"]}
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		os.Exit(1)
 	}
 }
 
+type ports struct{ dashboard, web, sticky int }
+
+func lookupPorts() (ports, error) {
+	p := ports{dashboard: 9080, web: 18080}
+	for _, e := range []struct {
+		name string
+		v    *int
+	}{{"EDGELB_LAB_DASHBOARD_PORT", &p.dashboard}, {"EDGELB_LAB_WEB_PORT", &p.web}} {
+		if s := os.Getenv(e.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 || n > 65534 {
+				return p, fmt.Errorf("%s=%q is not a port", e.name, s)
+			}
+			*e.v = n
+		}
+	}
+	p.sticky = p.web + 1
+	for _, n := range []int{p.dashboard, p.web, p.sticky} {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", n))
+		if err != nil {
+			return p, fmt.Errorf("127.0.0.1:%d is in use (choose other ports with EDGELB_LAB_DASHBOARD_PORT and EDGELB_LAB_WEB_PORT): %w", n, err)
+		}
+		l.Close()
+	}
+	return p, nil
+}
+
 func run(ctx context.Context) error {
+	start := time.Now()
+	p, err := lookupPorts()
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		return errors.New("kubectl (v1.32) is not on PATH")
+	}
 	dir, err := os.MkdirTemp("", "edgelb-lab-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := testenv.BuildEdgelb(dir)
+	defer func() {
+		os.RemoveAll(dir)
+		fmt.Println("lab: stopped; removed", dir)
+	}()
+	root := testenv.RepoRoot()
+
+	fmt.Println("lab: building edgelb and the in-VM helper...")
+	for _, b := range []struct{ out, pkg string }{{"edgelb", "./cmd/edgelb"}, {"labvm", "./test/lab/labvm"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	token, err := randomHex(24)
 	if err != nil {
 		return err
 	}
-	fmt.Println("starting etcd and kube-apiserver on loopback...")
+	key, err := exec.CommandContext(ctx, filepath.Join(dir, "edgelb"), "keygen").Output()
+	if err != nil {
+		return fmt.Errorf("edgelb keygen: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), key, 0o600); err != nil {
+		return err
+	}
+	for i := 1; i <= 3; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i)), fmt.Appendf(nil, edgelbConfig, i, token), 0o600); err != nil {
+			return err
+		}
+	}
+
+	fmt.Println("lab: starting etcd and kube-apiserver on loopback...")
 	env, err := testenv.Start(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer env.Stop()
-	cfg := filepath.Join(dir, "edgelb.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`node: {name: lab1}
-cluster: {insecure: true, bindAddr: 127.0.0.1, bindPort: 17946}
-kubernetes: {kubeconfig: %s, defaultClass: true}
-pools:
-  - {name: default, addresses: ["192.0.2.10-192.0.2.50", "2001:db8:1::/120"]}
-dataplane: {backend: none}
-api: {listen: "127.0.0.1:9080"}
-`, env.EdgelbKubeconfig)), 0o600); err != nil {
+	if err := applyDemo(ctx, env); err != nil {
 		return err
 	}
-	logPath := filepath.Join(dir, "edgelb.log")
-	logf, err := os.Create(logPath)
+	// The VM reaches this host's loopback at 10.0.2.2.
+	kc, err := os.ReadFile(env.EdgelbKubeconfig)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	vmKubeconfig := filepath.Join(dir, "vm-edgelb.kubeconfig")
+	if err := os.WriteFile(vmKubeconfig, []byte(strings.ReplaceAll(string(kc), "https://127.0.0.1:", "https://10.0.2.2:")), 0o600); err != nil {
 		return err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
+
+	fmt.Println("lab: booting the VM (QEMU) with lb1..lb3 and node1..node3; its console goes to", filepath.Join(dir, "vm.log"))
+	vm, err := startVM(dir, root, p, vmKubeconfig)
+	if err != nil {
+		return err
+	}
+	defer vm.stop()
+
+	if err := waitReady(ctx, env, p, vm); err != nil {
+		return err
+	}
+	svc, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo")
+	kubectl := "kubectl --kubeconfig " + env.AdminKubeconfig
+	fmt.Printf(`
+edgelb lab is ready (%s): three edgelb appliance hosts (lb1..lb3, IPVS, gossip
+with a fresh key) in front of three simulated cluster nodes, inside a QEMU VM,
+driven by a real kube-apiserver on this host.
+
+Dashboard:   http://127.0.0.1:%[2]d/
+Admin token: %[3]s
+  (paste it into the dashboard, or: curl -H "Authorization: Bearer %[3]s" http://127.0.0.1:%[2]d/api/v1/status)
+
+$ %[4]s get svc -n demo
+%[5]s
+Reach the web Service's VIP %[6]s:8080 from this host (each answer names the node that served it):
+  curl http://127.0.0.1:%[7]d/
+The sticky Service (sessionAffinity: ClientIP, VIP %[8]s:80) always answers from one node:
+  curl http://127.0.0.1:%[9]d/
+
+Try: %[4]s get events -n demo
+     %[4]s delete svc sticky -n demo   (and watch the dashboard)
+Logs: %[10]s (VM console and the three edgelb logs)
+Lab files: %[11]s
+
+Press Ctrl-C to stop and remove everything.
+`, time.Since(start).Round(time.Second), p.dashboard, token, kubectl, svc,
+		webVIP, p.web, stickyVIP, p.sticky, filepath.Join(dir, "vm.log"), dir)
+
+	select {
+	case <-ctx.Done():
+		fmt.Println("\nlab: stopping...")
+	case <-vm.done:
+		return fmt.Errorf("the VM stopped (%v); its console:\n%s", vm.err, tail(filepath.Join(dir, "vm.log"), 40))
+	}
+	return nil
+}
+
+func applyDemo(ctx context.Context, env *testenv.Env) error {
+	for i := 1; i <= 3; i++ {
+		node := fmt.Sprintf("node%d", i)
+		if out, err := env.KubectlStdin(ctx, "apiVersion: v1\nkind: Node\nmetadata: {name: "+node+"}\n", "apply", "-f", "-"); err != nil {
+			return fmt.Errorf("creating Node %s: %v\n%s", node, err, out)
+		}
+		if out, err := env.Kubectl(ctx, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
+			fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.2%d"}],"conditions":[{"type":"Ready","status":"True","reason":"Lab"}]}}`, i)); err != nil {
+			return fmt.Errorf("setting Node %s Ready: %v\n%s", node, err, out)
+		}
+	}
 	if out, err := env.KubectlStdin(ctx, demo, "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("applying the demo Services: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo", "-o", "jsonpath={.items[*].status.loadBalancer.ingress[*].ip}")
-		if len(strings.Fields(out)) >= 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	out, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo")
-	fmt.Printf(`
-edgelb is running against a real kube-apiserver (%s).
-
-%s
-Try:
-  kubectl --kubeconfig %s get svc -A
-  kubectl --kubeconfig %s get events -n demo
-  tail -f %s
-
-Press Ctrl-C to stop and remove everything.
-`, env.URL, out, env.AdminKubeconfig, env.AdminKubeconfig, logPath)
-	<-ctx.Done()
-	fmt.Println("\nstopping...")
 	return nil
+}
+
+type vmProc struct {
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+	err  error
+}
+
+// startVM boots the VM in its own process group, so that stop can end
+// QEMU and everything run.sh started, whatever signal reached the lab.
+func startVM(dir, root string, p ports, kubeconfig string) (*vmProc, error) {
+	job := filepath.Join(dir, "vm-job.sh")
+	script := fmt.Sprintf("exec /job/labvm up :9080=10.0.0.11:9080 :18080=%s:8080 :18081=%s:80\n", webVIP, stickyVIP)
+	if err := os.WriteFile(job, []byte(script), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{"-t", "86400", "-m", "1536", "-c", "2",
+		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:9080", p.dashboard),
+		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:18080", p.web),
+		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:18081", p.sticky),
+		"-f", filepath.Join(dir, "edgelb"), "-f", filepath.Join(dir, "labvm"),
+		"-f", filepath.Join(dir, "gossip.key"), "-f", kubeconfig + ":/job/edgelb.kubeconfig"}
+	for i := 1; i <= 3; i++ {
+		args = append(args, "-f", filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i)))
+	}
+	logf, err := os.Create(filepath.Join(dir, "vm.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(root, "hack/vm/run.sh"), append(args, job)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir) // run.sh's scratch files go with the lab's
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting hack/vm/run.sh: %w", err)
+	}
+	v := &vmProc{cmd: cmd, log: logf, done: make(chan struct{})}
+	go func() {
+		v.err = cmd.Wait()
+		close(v.done)
+	}()
+	return v, nil
+}
+
+// stop ends the VM's process group: SIGTERM (run.sh removes its files),
+// then SIGKILL if it lingers.
+func (v *vmProc) stop() {
+	defer v.log.Close()
+	pgid := v.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-v.done:
+	case <-time.After(15 * time.Second):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-v.done
+	}
+	// Anything left in the group (QEMU outliving run.sh) goes too.
+	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// waitReady polls until the dashboard answers through the forwarded port,
+// every demo Service has an EXTERNAL-IP and the web VIP answers.
+func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error {
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(url string) (string, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return string(b), nil
+	}
+	steps := []struct {
+		what string
+		ok   func() error
+	}{
+		{"the dashboard", func() error {
+			_, err := get(fmt.Sprintf("http://127.0.0.1:%d/healthz", p.dashboard))
+			return err
+		}},
+		{"EXTERNAL-IPs", func() error {
+			out, err := env.Kubectl(ctx, "get", "svc", "-n", "demo", "-o", "jsonpath={.items[*].status.loadBalancer.ingress[*].ip}")
+			if err != nil {
+				return errors.New(out)
+			}
+			if n := len(strings.Fields(out)); n < 3 {
+				return fmt.Errorf("%d of 3 Services have one", n)
+			}
+			return nil
+		}},
+		{"the web VIP", func() error {
+			body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", p.web))
+			if err == nil && !strings.HasPrefix(body, "node") {
+				err = fmt.Errorf("unexpected answer %q", body)
+			}
+			return err
+		}},
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for _, s := range steps {
+		fmt.Printf("lab: waiting for %s...\n", s.what)
+		for {
+			err := s.ok()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not ready after %s: %v; the VM's console (%s):\n%s", s.what, readyTimeout, err, vm.log.Name(), tail(vm.log.Name(), 40))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-vm.done:
+				return fmt.Errorf("the VM stopped (%v) before %s was ready; its console:\n%s", vm.err, s.what, tail(vm.log.Name(), 40))
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }

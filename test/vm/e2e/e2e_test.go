@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgelb/edgelb/test/labnet"
 )
 
 func TestMain(m *testing.M) {
@@ -43,27 +45,7 @@ func sh(t testing.TB, script string) string {
 // node1..3 10.0.0.21..23, each node with a pod network 10.244.N.2/24 on a
 // dummy interface (routed from the appliances), running the servers.
 func topology(t testing.TB) {
-	sh(t, `
-ip link add br0 type bridge
-ip link set br0 up
-add() {
-	ip netns add $1
-	ip link add v-$1 type veth peer name eth0 netns $1
-	ip link set v-$1 master br0 up
-	ip -n $1 link set lo up
-	ip -n $1 link set eth0 up
-	ip -n $1 addr add $2/24 dev eth0
-}
-add client 10.0.0.2
-for i in 1 2 3; do add lb$i 10.0.0.1$i; done
-for i in 1 2 3; do
-	add node$i 10.0.0.2$i
-	ip -n node$i link add pods type dummy
-	ip -n node$i link set pods up
-	ip -n node$i addr add 10.244.$i.2/24 dev pods
-	for lb in lb1 lb2 lb3; do ip -n $lb route add 10.244.$i.0/24 via 10.0.0.2$i; done
-done
-`)
+	sh(t, labnet.Topology)
 	for i := 1; i <= 3; i++ {
 		startServer(t, i)
 	}

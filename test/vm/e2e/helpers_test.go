@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgelb/edgelb/test/labnet"
 )
 
 // The test binary doubles as the small programs the scenario runs inside
@@ -42,61 +45,9 @@ func runHelper(name string, args []string) int {
 	return 0
 }
 
-// serve NAME: HTTP on :30080-30082 and :8080 answering "NAME LOCAL REMOTE",
-// /healthz on :10256 and :32000, UDP on :30053 and :5353 answering "NAME REMOTE",
-// TCP echo on :30090.
+// serve NAME: the servers of a cluster node (labnet.Serve).
 func serve(args []string) error {
-	name := args[0]
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-		fmt.Fprintf(w, "%s %s %s\n", name, local, r.RemoteAddr)
-	})
-	for _, p := range []string{":30080", ":30081", ":30082", ":8080"} {
-		ln, err := net.Listen("tcp", p)
-		if err != nil {
-			return err
-		}
-		go http.Serve(ln, h)
-	}
-	for _, p := range []string{":10256", ":32000"} { // kube-proxy's healthz, a healthCheckNodePort
-		hz, err := net.Listen("tcp", p)
-		if err != nil {
-			return err
-		}
-		go http.Serve(hz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	}
-	for _, p := range []string{":30053", ":5353"} {
-		pc, err := net.ListenPacket("udp", p)
-		if err != nil {
-			return err
-		}
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_ = n
-				pc.WriteTo([]byte(name+" "+from.String()), from)
-			}
-		}()
-	}
-	echo, err := net.Listen("tcp", ":30090")
-	if err != nil {
-		return err
-	}
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	fmt.Println("serving", name)
-	select {}
+	return labnet.Serve(context.Background(), args[0], os.Stdout)
 }
 
 // result of the clients: answers counted by first word, and the distinct

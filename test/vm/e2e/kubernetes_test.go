@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgelb/edgelb/test/labnet"
 )
 
 // kubectl runs the host's kubectl (copied into the VM) as the admin against
@@ -81,14 +83,7 @@ func TestKubernetes(t *testing.T) {
 	topology(t)
 	// The appliance namespaces reach the API server through the VM's own
 	// user-mode network: br0 routes and masquerades for them.
-	sh(t, `
-ip addr add 10.0.0.1/24 dev br0
-sysctl -qw net.ipv4.ip_forward=1
-ip -n lb1 route add default via 10.0.0.1
-nft add table ip vmnat
-nft add chain ip vmnat post '{ type nat hook postrouting priority srcnat; }'
-nft add rule ip vmnat post ip saddr 10.0.0.0/24 oifname eth0 masquerade
-`)
+	sh(t, labnet.Uplink)
 	for i := 1; i <= 3; i++ {
 		kubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Node
