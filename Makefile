@@ -34,9 +34,12 @@ help:
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
 
-# The demo: a real kube-apiserver, edgelb and demo Services on this host.
+# The demo: a real kube-apiserver on this host, three edgelb hosts with IPVS
+# and three simulated cluster nodes in the test VM, demo Services; the
+# dashboard and a VIP forwarded to loopback. Ctrl-C stops and removes it all.
 lab: test-deps test-bins
-	$(GO) run ./test/lab
+	$(GO) build -o $(BIN)/lab ./test/lab
+	@exec $(BIN)/lab
 
 # A static binary, so the package works on any Debian-like root.
 $(NFPM):

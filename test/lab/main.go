@@ -130,7 +130,7 @@ const (
 	webVIP    = "10.0.0.100"
 	stickyVIP = "10.0.0.101"
 	// readyTimeout bounds how long the lab may take to come up (TCG is slow).
-	readyTimeout = 8 * time.Minute
+	readyTimeout = 5 * time.Minute
 )
 
 // edgelbConfig is lbN's config inside the VM.
@@ -140,6 +140,11 @@ cluster:
   bindAddr: 10.0.0.1%[1]d
   join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
   secretKeyFile: /job/gossip.key
+  # memberlist's LAN timers: the VM is emulated (TCG) on a shared host, too
+  # slow for edgelb's 200ms/100ms defaults without false suspicions.
+  probeInterval: 1s
+  probeTimeout: 500ms
+  suspicionMult: 4
 kubernetes: {kubeconfig: /job/edgelb.kubeconfig, defaultClass: true}
 pools:
   - {name: demo, addresses: ["10.0.0.100-10.0.0.119"], autoAssign: true}
@@ -424,7 +429,8 @@ func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not ready after %s: %v; the VM's console (%s):\n%s", s.what, readyTimeout, err, vm.log.Name(), tail(vm.log.Name(), 40))
+				svc, _ := env.Kubectl(ctx, "get", "svc,events", "-n", "demo")
+				return fmt.Errorf("%s not ready after %s: %v\n%s\nthe VM's console (%s):\n%s", s.what, readyTimeout, err, svc, vm.log.Name(), tail(vm.log.Name(), 40))
 			}
 			select {
 			case <-ctx.Done():

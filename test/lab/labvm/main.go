@@ -60,11 +60,17 @@ func say(format string, args ...any) {
 	fmt.Fprintf(out.Writer, "labvm: "+format+"\n", args...)
 }
 
-// prefix copies r's lines to the console, each prefixed by name.
-func prefix(name string, r io.Reader) {
+// prefix copies r's lines to the console, each prefixed by name, and all
+// of them to the file log. memberlist's own lines stay out of the console:
+// an emulated serial port costs CPU the emulated hosts need.
+func prefix(name string, r io.Reader, log io.Writer) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
+		fmt.Fprintln(log, sc.Text())
+		if strings.Contains(sc.Text(), "lib=memberlist") {
+			continue
+		}
 		out.Lock()
 		fmt.Fprintf(out.Writer, "%s| %s\n", name, sc.Text())
 		out.Unlock()
@@ -118,9 +124,14 @@ func up(ctx context.Context, forwards []string) error {
 			return err
 		}
 		procs = append(procs, cmd)
-		go prefix(lb, pr)
+		logf, err := os.Create("/tmp/" + lb + ".log")
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		go prefix(lb, pr, logf)
 	}
-	say("edgelb runs in lb1..lb3 (10.0.0.11-13)")
+	say("edgelb runs in lb1..lb3 (10.0.0.11-13), full logs in the VM's /tmp/lbN.log")
 	errc := make(chan error, len(forwards))
 	for _, f := range forwards {
 		listen, target, ok := strings.Cut(f, "=")
