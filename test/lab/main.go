@@ -41,8 +41,9 @@ import (
 // The demo: a 5-replica web Deployment (no kubelet runs it: its
 // EndpointSlice is written by hand, 2+2+1 pods on the three nodes), its
 // LoadBalancer Service, a sticky one and a UDP one, with NodePorts pinned to
-// what the simulated nodes serve. web and sticky ask for fixed VIPs so the
-// in-VM forwarders know where to go; dns gets one from the pool.
+// what the simulated nodes serve. web and sticky ask for fixed VIPs (from a
+// pool that is not auto-assigned, so no other Service can take them first)
+// so the in-VM forwarders know where to go; dns gets one from the pool.
 const demo = `apiVersion: v1
 kind: Namespace
 metadata: {name: demo}
@@ -147,7 +148,10 @@ cluster:
   suspicionMult: 4
 kubernetes: {kubeconfig: /job/edgelb.kubeconfig, defaultClass: true}
 pools:
-  - {name: demo, addresses: ["10.0.0.100-10.0.0.119"], autoAssign: true}
+  # web and sticky ask for addresses of "fixed" by annotation; the others
+  # get one from "demo". A request can take a not auto-assigned address.
+  - {name: demo, addresses: ["10.0.0.110-10.0.0.119"], autoAssign: true}
+  - {name: fixed, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: false}
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
 healthCheck: {interval: 1s, timeout: 500ms, rise: 2, fall: 2}
 api:
