@@ -58,6 +58,16 @@ done
 (cd "$job/root" && find . | cpio -o -H newc --quiet) >"$job/job.cpio"
 cat "$cache/base.cpio" "$job/job.cpio" >"$job/initrd"
 
+# EDGELB_VM_PARENT=PID (make lab): when that process dies, however it dies,
+# the VM goes too. Only when run.sh leads its own process group, which is
+# then signalled as a whole.
+if [[ -n ${EDGELB_VM_PARENT:-} && $(cut -d' ' -f5 /proc/$$/stat) == "$$" ]]; then
+	(
+		while kill -0 "$EDGELB_VM_PARENT" 2>/dev/null; do sleep 1; done
+		kill -TERM -- "-$$"
+	) &
+fi
+
 netdev=user,id=n0
 for f in "${fwds[@]}"; do netdev+=",hostfwd=$f"; done
 

@@ -351,8 +351,9 @@ func startVM(dir, root string, p ports, kubeconfig string) (*vmProc, error) {
 	}
 	cmd := exec.Command(filepath.Join(root, "hack/vm/run.sh"), append(args, job)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir) // run.sh's scratch files go with the lab's
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// run.sh's scratch files go with the lab's; the VM stops if the lab dies.
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir, fmt.Sprintf("EDGELB_VM_PARENT=%d", os.Getpid()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting hack/vm/run.sh: %w", err)
