@@ -53,6 +53,7 @@ add() {
 	ip -n $1 link set lo up
 	ip -n $1 link set eth0 up
 	ip -n $1 addr add $2/24 dev eth0
+	ip -n $1 addr add fd00::${2##*.}/64 dev eth0 nodad
 }
 add client 10.0.0.2
 for i in 1 2 3; do add lb$i 10.0.0.1$i; done
@@ -245,6 +246,7 @@ const natServices = `
   - {name: echo, vip: 10.0.0.100, ports: [{port: 9000, targetPort: 30090}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
   - {name: pods, vip: 10.0.0.101, ports: [{port: 80}], backends: ["10.244.1.2:8080", "10.244.2.2:8080", "10.244.3.2:8080"]}
   - {name: sticky, vip: 10.0.0.102, persistence: 60s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
+  - {name: web6, vip: "fd00::100", ports: [{port: 80, targetPort: 30080}], backends: ["fd00::21", "fd00::22", "fd00::23"]}
 `
 
 func TestDataplane(t *testing.T) {
@@ -295,6 +297,24 @@ func TestDataplane(t *testing.T) {
 		out := sh(t, "ip netns exec lb1 nft list table ip edgelb")
 		if !strings.Contains(out, "10.0.0.100") || !strings.Contains(out, "masquerade") {
 			t.Errorf("nft table ip edgelb:\n%s", out)
+		}
+	})
+
+	t.Run("IPv6", func(t *testing.T) {
+		waitFor(t, "the IPv6 VIP", 20*time.Second, func() bool {
+			return hasLine(table(t, "lb1", "-t", "[fd00::100]:80"), "-> [fd00::23]:30080 Masq 1") &&
+				strings.Contains(sh(t, "ip -n lb1 -br addr show dev eth0"), "fd00::100")
+		})
+		r := helper(t, "client", "http", "15", "http://[fd00::100]/")
+		t.Logf("answers per node: %v, source addresses seen by the nodes: %v", r.Counts, r.Remotes)
+		if r.Errors != 0 || !slices.Equal(nodes(r), []string{"node1", "node2", "node3"}) {
+			t.Errorf("answered by %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
+		}
+		// Masquerade takes the source the kernel selects on eth0; for
+		// IPv6 that may be the VIP itself (no primary address), which
+		// also brings the replies back to the appliance.
+		if r.Remotes["fd00::2"] != 0 || r.Remotes["fd00::11"]+r.Remotes["fd00::100"] != 15 {
+			t.Errorf("nodes saw sources %v, want an address of the appliance (nat)", r.Remotes)
 		}
 	})
 
