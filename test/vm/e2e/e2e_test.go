@@ -508,15 +508,23 @@ services:
 		}
 		return n
 	}
-	waitFor(t, "one owner of "+vip+" and the service programmed on every host", 60*time.Second, func() bool {
+	// The cluster has converged when the same single owner is seen on
+	// five polls in a row.
+	first, same := 0, 0
+	waitFor(t, "one stable owner of "+vip+" and the service programmed on every host", 60*time.Second, func() bool {
 		for i := 1; i <= 3; i++ {
 			if !hasLine(table(t, fmt.Sprintf("lb%d", i), "-t", vip+":80"), "-> 10.0.0.23:30080 Masq 1") {
 				return false
 			}
 		}
-		return owner() > 0
+		o := owner()
+		if o <= 0 || o != first {
+			first, same = o, 0
+			return false
+		}
+		same++
+		return same >= 5
 	})
-	first := owner()
 	t.Logf("%s is owned by lb%d", vip, first)
 	r := helper(t, "client", "http", "9", "http://"+vip+"/")
 	if r.Errors != 0 || len(r.Counts) != 3 {
@@ -528,11 +536,11 @@ services:
 	killed.cmd.Wait()
 	killed.cmd = nil
 	sh(t, fmt.Sprintf("ip -n lb%d addr del %s/32 dev eth0 2>/dev/null || true; ip -n lb%d link set eth0 down", first, vip, first))
+	second := 0
 	took := waitFor(t, "another host to own "+vip, 30*time.Second, func() bool {
-		o := owner()
-		return o > 0 && o != first
+		second = owner()
+		return second > 0 && second != first
 	})
-	second := owner()
 	t.Logf("after lb%d was killed, lb%d owns %s (%s)", first, second, vip, took.Round(10*time.Millisecond))
 	r = helper(t, "client", "http", "9", "http://"+vip+"/")
 	t.Logf("answers per node through lb%d: %v, sources seen: %v", second, r.Counts, r.Remotes)

@@ -189,7 +189,10 @@ func hold(args []string) error {
 	rd := bufio.NewReader(c)
 	end := time.Now().Add(time.Duration(secs) * time.Second)
 	for i := 0; time.Now().Before(end); i++ {
-		c.SetDeadline(time.Now().Add(3 * time.Second))
+		// TCP rides out a pause of a few seconds (a restart of a
+		// single host, whose VIP manager removes the VIP while it is
+		// stopped) by retransmitting; only a broken connection fails.
+		c.SetDeadline(time.Now().Add(15 * time.Second))
 		msg := fmt.Sprintf("ping %d\n", i)
 		if _, err := io.WriteString(c, msg); err != nil {
 			return fmt.Errorf("write %d: %w", i, err)
