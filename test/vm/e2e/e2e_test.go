@@ -117,6 +117,8 @@ func helper(t *testing.T, ns, name string, args ...string) result {
 type edgelb struct {
 	ns, cfg, log string
 	cmd          *exec.Cmd
+	// logFrom is where the current process's lines start in log.
+	logFrom int64
 }
 
 func startEdgelb(t *testing.T, ns, config string) *edgelb {
@@ -138,6 +140,9 @@ func (e *edgelb) start(t *testing.T) {
 	f, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := f.Stat(); err == nil {
+		e.logFrom = fi.Size()
 	}
 	e.cmd = exec.Command("ip", "netns", "exec", e.ns, edgelbBin, "run", "--config", e.cfg)
 	e.cmd.Stdout, e.cmd.Stderr = f, f
@@ -161,6 +166,16 @@ func (e *edgelb) stop(t *testing.T) {
 		t.Errorf("edgelb in %s did not stop on SIGTERM", e.ns)
 	}
 	e.cmd = nil
+}
+
+// waitReady waits until the running process has logged that its
+// dataplane is programmed (its first full pass is done).
+func (e *edgelb) waitReady(t *testing.T) {
+	t.Helper()
+	waitFor(t, "edgelb in "+e.ns+" to be ready", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(e.log)
+		return int64(len(b)) > e.logFrom && strings.Contains(string(b[e.logFrom:]), "ready: informers synced and dataplane programmed")
+	})
 }
 
 func (e *edgelb) dumpLog(t *testing.T) {
@@ -382,24 +397,13 @@ func TestDataplane(t *testing.T) {
 			return ""
 		}
 		connsBefore := conns()
-		self, _ := os.Executable()
-		hold := exec.Command("ip", "netns", "exec", "client", self)
-		hold.Env = append(os.Environ(), "EDGELB_HELPER=hold", "EDGELB_ARGS=10.0.0.100:9000 8")
-		out, _ := hold.StdoutPipe()
-		hold.Stderr = os.Stderr
-		if err := hold.Start(); err != nil {
-			t.Fatal(err)
-		}
-		rd := bufio.NewReader(out)
-		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "connected") {
-			t.Fatalf("long-lived connection: %q %v", line, err)
-		}
+		hold, rd := holdConnection(t, "10.0.0.100:9000", 8)
 		lb1.stop(t)
 		if after := table(t, "lb1"); !slices.Equal(after, before) {
 			t.Errorf("stopping edgelb changed the table:\nbefore %v\nafter  %v", before, after)
 		}
 		lb1.start(t)
-		time.Sleep(2 * time.Second) // let the restarted edgelb run a full pass
+		lb1.waitReady(t) // the restarted edgelb has run its full pass
 		if after := table(t, "lb1"); !slices.Equal(after, before) {
 			t.Errorf("restarting edgelb changed the table:\nbefore %v\nafter  %v", before, after)
 		}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -202,18 +201,7 @@ api: {listen: "127.0.0.1:9080"}
 		waitFor(t, "the echo service", 20*time.Second, func() bool {
 			return hasLine(table(t, "lb1", "-t", echo), "-> 10.0.0.23:30090 Masq 1")
 		})
-		self, _ := os.Executable()
-		hold := exec.Command("ip", "netns", "exec", "client", self)
-		hold.Env = append(os.Environ(), "EDGELB_HELPER=hold", "EDGELB_ARGS="+echo+" 6")
-		out, _ := hold.StdoutPipe()
-		hold.Stderr = os.Stderr
-		if err := hold.Start(); err != nil {
-			t.Fatal(err)
-		}
-		rd := bufio.NewReader(out)
-		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "connected") {
-			t.Fatalf("long-lived connection: %q %v", line, err)
-		}
+		hold, rd := holdConnection(t, echo, 6)
 		// Which node carries it: the real server with an active connection.
 		var node, rs string
 		for _, l := range strings.Split(ipvsadm(t, "lb1", "-Ln", "-t", echo), "\n") {
