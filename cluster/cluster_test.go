@@ -36,10 +36,30 @@ type sim struct {
 }
 
 type simMember struct {
-	c      *Cluster
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	c    *Cluster
+	addr string
+	tr   *memberlist.MockTransport
+	// undrain stops the drain of a stopped member's transport.
+	undrain chan struct{}
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// drain stands in for a dead host on the in-memory network: memberlist's
+// MockTransport delivers through unbuffered channels, so once a member has
+// shut down, the others' probes and joins to it would block forever instead
+// of timing out. Reading and dropping everything sent to it (closing
+// streams) makes it look like a host that is gone.
+func (m *simMember) drain(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-m.tr.PacketCh():
+		case conn := <-m.tr.StreamCh():
+			conn.Close()
+		}
+	}
 }
 
 func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
@@ -68,7 +88,7 @@ func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.members = append(s.members, &simMember{c: c, addr: addr})
+		s.members = append(s.members, &simMember{c: c, addr: addr, tr: tr})
 	}
 	for _, m := range s.members {
 		m.start()
@@ -79,11 +99,20 @@ func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 			wg.Go(func() { m.stop() })
 		}
 		wg.Wait()
+		for _, m := range s.members {
+			if m.undrain != nil {
+				close(m.undrain)
+			}
+		}
 	})
 	return s
 }
 
 func (m *simMember) start() {
+	if m.undrain != nil {
+		close(m.undrain)
+		m.undrain = nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel, m.done = cancel, make(chan error, 1)
 	go func() { m.done <- m.c.Run(ctx) }()
@@ -124,6 +153,8 @@ func (m *simMember) stop() error {
 	m.cancel = nil
 	select {
 	case err := <-m.done:
+		m.undrain = make(chan struct{})
+		go m.drain(m.undrain)
 		return err
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("%s did not stop", m.c.opts.Name)
@@ -154,7 +185,10 @@ func (s *sim) converged(vips []netip.Addr, running []*simMember) (bool, string) 
 func (s *sim) waitConverged(vips []netip.Addr, running []*simMember) {
 	s.t.Helper()
 	var why string
-	deadline := time.Now().Add(20 * time.Second)
+	// A dead member is declared after the suspicion timeout, up to
+	// SuspicionMaxTimeoutMult (6) × the minimum without confirmations:
+	// about 13 s here, more on a loaded machine.
+	deadline := time.Now().Add(45 * time.Second)
 	for time.Now().Before(deadline) {
 		var ok bool
 		if ok, why = s.converged(vips, running); ok {

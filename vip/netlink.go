@@ -2,6 +2,7 @@ package vip
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -140,6 +141,14 @@ func addrRequest(op, flags, idx int, v netip.Addr, add bool) error {
 	if add {
 		if v.Is6() {
 			req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(unix.IFA_F_NODAD)))
+			// Valid forever but deprecated (preferred lifetime 0): the
+			// VIP still receives traffic, but the kernel never picks it
+			// as the source of the host's own connections or of nat's
+			// masquerade, which use the host's real address instead.
+			ci := make([]byte, 16)                            // struct ifa_cacheinfo
+			binary.NativeEndian.PutUint32(ci[0:], 0)          // ifa_prefered
+			binary.NativeEndian.PutUint32(ci[4:], 0xffffffff) // ifa_valid: forever
+			req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
 		}
 		req.AddData(nl.NewRtAttr(ifaProto, []byte{AddrProto}))
 	}

@@ -223,7 +223,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			}
 		}
 	}
-		resync := time.NewTicker(d.o.ResyncPeriod)
+	resync := time.NewTicker(d.o.ResyncPeriod)
 	defer resync.Stop()
 	wake := time.NewTimer(time.Hour)
 	wake.Stop()

@@ -19,8 +19,9 @@ import (
 
 // Topology is a bash script that builds, on a bridge br0 in the current
 // namespace: client 10.0.0.2, appliances lb1..lb3 10.0.0.11..13 and cluster
-// nodes node1..3 10.0.0.21..23, each node with a pod network 10.244.N.2/24
-// on a dummy interface (routed from the appliances). It starts no server.
+// nodes node1..3 10.0.0.21..23 (and fd00::N/64 with the same last number),
+// each node with a pod network 10.244.N.2/24 on a dummy interface (routed
+// from the appliances). It starts no server.
 const Topology = `
 ip link add br0 type bridge
 ip link set br0 up
@@ -31,6 +32,7 @@ add() {
 	ip -n $1 link set lo up
 	ip -n $1 link set eth0 up
 	ip -n $1 addr add $2/24 dev eth0
+	ip -n $1 addr add fd00::${2##*.}/64 dev eth0 nodad
 }
 add client 10.0.0.2
 for i in 1 2 3; do add lb$i 10.0.0.1$i; done

@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/edgelb/edgelb/test/labnet"
@@ -140,7 +142,10 @@ func hold(args []string) error {
 	rd := bufio.NewReader(c)
 	end := time.Now().Add(time.Duration(secs) * time.Second)
 	for i := 0; time.Now().Before(end); i++ {
-		c.SetDeadline(time.Now().Add(3 * time.Second))
+		// TCP rides out a pause of a few seconds (a restart of a
+		// single host, whose VIP manager removes the VIP while it is
+		// stopped) by retransmitting; only a broken connection fails.
+		c.SetDeadline(time.Now().Add(15 * time.Second))
 		msg := fmt.Sprintf("ping %d\n", i)
 		if _, err := io.WriteString(c, msg); err != nil {
 			return fmt.Errorf("write %d: %w", i, err)
@@ -186,4 +191,25 @@ func load(args []string) error {
 	}
 	fmt.Printf("{\"rps\": %.1f}\n", float64(total)/time.Since(start).Seconds())
 	return nil
+}
+
+// holdConnection opens a long-lived connection from the client namespace
+// to target that stays open for the given seconds (the hold helper), and
+// returns once it is connected; the reader yields "held" at the end if no
+// byte was lost.
+func holdConnection(t *testing.T, target string, seconds int) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	self, _ := os.Executable()
+	hold := exec.Command("ip", "netns", "exec", "client", self)
+	hold.Env = append(os.Environ(), "EDGELB_HELPER=hold", fmt.Sprintf("EDGELB_ARGS=%s %d", target, seconds))
+	out, _ := hold.StdoutPipe()
+	hold.Stderr = os.Stderr
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(out)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "connected") {
+		t.Fatalf("long-lived connection: %q %v", line, err)
+	}
+	return hold, rd
 }

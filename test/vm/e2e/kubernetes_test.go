@@ -62,6 +62,13 @@ spec:
   healthCheckNodePort: 32000
   ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30082}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{name: echo, port: 9000, targetPort: 9000, nodePort: 30090}]
+---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: local-1, namespace: default, labels: {kubernetes.io/service-name: local}}
@@ -110,8 +117,8 @@ api: {listen: "127.0.0.1:9080"}
 	}()
 
 	vip := map[string]string{}
-	waitFor(t, "EXTERNAL-IPs on the three Services", 60*time.Second, func() bool {
-		for _, s := range []string{"web", "sticky", "local"} {
+	waitFor(t, "EXTERNAL-IPs on the four Services", 60*time.Second, func() bool {
+		for _, s := range []string{"web", "sticky", "local", "echo"} {
 			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
 			if ip == "" {
 				return false
@@ -182,6 +189,39 @@ api: {listen: "127.0.0.1:9080"}
 		if r.Errors != 0 || r.Counts["node2"] == 0 {
 			t.Errorf("after node2 returned: %v, %d errors", r.Counts, r.Errors)
 		}
+	})
+
+	t.Run("a node that leaves is drained: open connections kept, deleted when idle", func(t *testing.T) {
+		echo := vip["echo"] + ":9000"
+		waitFor(t, "the echo service", 20*time.Second, func() bool {
+			return hasLine(table(t, "lb1", "-t", echo), "-> 10.0.0.23:30090 Masq 1")
+		})
+		hold, rd := holdConnection(t, echo, 6)
+		// Which node carries it: the real server with an active connection.
+		var node, rs string
+		for _, l := range strings.Split(ipvsadm(t, "lb1", "-Ln", "-t", echo), "\n") {
+			if f := strings.Fields(l); len(f) >= 5 && f[0] == "->" && f[4] == "1" {
+				rs = f[1]
+				node = "node" + strings.TrimSuffix(strings.TrimPrefix(rs, "10.0.0.2"), ":30090")
+			}
+		}
+		if node == "" {
+			t.Fatalf("no real server with an active connection:\n%s", ipvsadm(t, "lb1", "-Ln", "-t", echo))
+		}
+		setNodeReady(t, node, false)
+		defer setNodeReady(t, node, true)
+		waitFor(t, rs+" to drain (weight 0, kept)", 20*time.Second, func() bool {
+			return hasLine(table(t, "lb1", "-t", echo), "-> "+rs+" Masq 0")
+		})
+		t.Logf("%s (%s) is drained while its connection is open:\n%s", node, rs, ipvsadm(t, "lb1", "-Ln", "-t", echo))
+		rest, _ := rd.ReadString('\n')
+		if err := hold.Wait(); err != nil || !strings.HasPrefix(rest, "held") {
+			t.Errorf("the drained backend's connection broke: %q %v", rest, err)
+		}
+		took := waitFor(t, rs+" to be deleted once idle", 20*time.Second, func() bool {
+			return !slices.ContainsFunc(table(t, "lb1", "-t", echo), func(l string) bool { return strings.Contains(l, rs) })
+		})
+		t.Logf("%s was deleted %s after its last connection closed", rs, took.Round(10*time.Millisecond))
 	})
 
 	t.Run("deleting the Service removes its virtual service", func(t *testing.T) {
