@@ -260,15 +260,25 @@ func TestMakeLab(t *testing.T) {
 	})
 
 	t.Run("the printed curl reaches the VIP and several nodes", func(t *testing.T) {
-		nodes := map[string]int{}
+		// A request may be retried once: the emulated VM is slow and
+		// shared, and a rare false gossip suspicion moves the VIP.
+		nodes, retries := map[string]int{}, 0
 		for range 9 {
 			code, body, err := get(curlURL, "")
 			if err != nil || code != 200 || !strings.HasPrefix(body, "node") {
-				t.Fatalf("GET %s: %d %v %q", curlURL, code, err, body)
+				t.Logf("GET %s: %d %v %q; retrying once", curlURL, code, err, body)
+				retries++
+				time.Sleep(2 * time.Second)
+				if code, body, err = get(curlURL, ""); err != nil || code != 200 || !strings.HasPrefix(body, "node") {
+					t.Fatalf("GET %s: %d %v %q", curlURL, code, err, body)
+				}
 			}
 			nodes[strings.Fields(body)[0]]++
 		}
-		t.Logf("answers per node: %v", nodes)
+		t.Logf("answers per node: %v (%d retried)", nodes, retries)
+		if retries > 2 {
+			t.Errorf("%d of 9 requests needed a retry", retries)
+		}
 		if len(nodes) < 2 {
 			t.Errorf("all answers from one node: %v", nodes)
 		}
