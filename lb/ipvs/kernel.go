@@ -251,6 +251,17 @@ func (k *Kernel) GetRealServers(v *VirtualServer) ([]*RealServer, error) {
 		}
 		return nil, fmt.Errorf("listing real servers of %s: %w", v, err)
 	}
+	if len(ds) == 0 {
+		// The kernel answers a dump of the real servers of a service that
+		// does not exist with an empty list, not an error: ask for the
+		// service itself to tell the two apart.
+		if _, err := h.GetService(toService(v)); err != nil {
+			if errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ENOENT) {
+				return nil, fmt.Errorf("listing real servers of %s: %w", v, ErrNoService)
+			}
+			return nil, fmt.Errorf("looking up %s: %w", v, err)
+		}
+	}
 	out := make([]*RealServer, 0, len(ds))
 	for _, d := range ds {
 		out = append(out, fromDest(d))
