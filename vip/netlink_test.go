@@ -11,18 +11,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 // inNetns runs f on a thread moved into a fresh network namespace with a
 // dummy interface "elbt0" (10.99.1.1/24). It needs root; without it the
 // test skips, or fails when CI=true.
 func inNetns(t *testing.T, f func()) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true: this test needs root for a network namespace")
-		}
-		t.Skip("needs root for a network namespace")
-	}
+	prereq.Require(t, os.Geteuid() == 0, "needs root for a network namespace")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -18,18 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
-
-// prerequisite skips the test, or fails it when CI=true.
-func prerequisite(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite (CI=true, not skipping): %s", msg)
-	}
-	t.Skipf("skipping: %s", msg)
-}
 
 // output collects a process's lines and lets a test wait for one.
 type output struct {
@@ -140,22 +131,22 @@ func netns() map[string]bool {
 // command), presses Ctrl-C and checks that nothing is left behind.
 func TestMakeLab(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		prerequisite(t, "the lab's VM needs linux/amd64")
+		prereq.Missing(t, "the lab's VM needs linux/amd64")
 	}
 	if testing.Short() {
 		t.Skip("skipping the lab (a VM) in -short mode")
 	}
 	for _, b := range []string{"make", "kubectl"} {
 		if _, err := exec.LookPath(b); err != nil {
-			prerequisite(t, "%s is not on PATH", b)
+			prereq.Missing(t, "%s is not on PATH", b)
 		}
 	}
 	if _, err := testenv.BinDir(); err != nil {
-		prerequisite(t, "%v", err)
+		prereq.Missing(t, "%v", err)
 	}
 	root := testenv.RepoRoot()
 	if out, err := exec.Command(filepath.Join(root, "hack/vm/build.sh")).CombinedOutput(); err != nil {
-		prerequisite(t, "cannot prepare the test VM (hack/vm/build.sh): %v\n%s", err, out)
+		prereq.Missing(t, "cannot prepare the test VM (hack/vm/build.sh): %v\n%s", err, out)
 	}
 
 	// The default ports unless something else holds them.

@@ -13,27 +13,20 @@ import (
 	"testing"
 
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
 
 func need(t *testing.T, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root (dpkg --root, chroot)")
+		prereq.Missing(t, "%s", "needs root (dpkg --root, chroot)")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, tool+" is not installed")
+			prereq.Missing(t, "%s", tool+" is not installed")
 		}
 	}
-}
-
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }
 
 func run(t *testing.T, dir string, name string, args ...string) string {

@@ -13,18 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
-
-// prerequisite skips the test, or fails it when CI=true.
-func prerequisite(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite (CI=true, not skipping): %s", msg)
-	}
-	t.Skipf("skipping: %s", msg)
-}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -50,7 +41,7 @@ func build(t *testing.T, root, dir string, args ...string) {
 func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) string {
 	t.Helper()
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		prerequisite(t, "the test VM needs linux/amd64")
+		prereq.Missing(t, "the test VM needs linux/amd64")
 	}
 	if testing.Short() {
 		t.Skip("skipping the VM tests in -short mode")
@@ -58,7 +49,7 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) stri
 	root := repoRoot(t)
 	// build.sh installs qemu & co. when missing (needs root and apt).
 	if out, err := exec.Command(filepath.Join(root, "hack/vm/build.sh")).CombinedOutput(); err != nil {
-		prerequisite(t, "cannot prepare the test VM (hack/vm/build.sh): %v\n%s", err, out)
+		prereq.Missing(t, "cannot prepare the test VM (hack/vm/build.sh): %v\n%s", err, out)
 	}
 	dir := t.TempDir()
 	build(t, root, dir, "build", "-o", filepath.Join(dir, "edgelb"), "./cmd/edgelb")
@@ -115,11 +106,11 @@ func TestVM(t *testing.T) {
 // server at 10.0.2.2 and drives it with the host's kubectl.
 func TestVMKubernetes(t *testing.T) {
 	if _, err := testenv.BinDir(); err != nil {
-		prerequisite(t, "%v", err)
+		prereq.Missing(t, "%v", err)
 	}
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		prerequisite(t, "kubectl (v1.32) is not on PATH")
+		prereq.Missing(t, "kubectl (v1.32) is not on PATH")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

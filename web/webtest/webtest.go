@@ -16,6 +16,8 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 // Chromium is the browser the tests drive; EDGELB_CHROMIUM overrides it.
@@ -26,14 +28,7 @@ const Chromium = "/usr/bin/chromium"
 // prerequisite, so a missing one there is a failure, not a skip.
 func Require(t testing.TB, ok bool, format string, args ...any) {
 	t.Helper()
-	if ok {
-		return
-	}
-	reason := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing test prerequisite (CI=true): %s", reason)
-	}
-	t.Skip(reason)
+	prereq.Require(t, ok, format, args...)
 }
 
 // Page is one browser tab.
