@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -230,21 +231,11 @@ func (c *Controller) snapshot() (lb.Snapshot, error) {
 			return c
 		}
 		if a.Namespace != b.Namespace {
-			return cmpString(a.Namespace, b.Namespace)
+			return strings.Compare(a.Namespace, b.Namespace)
 		}
-		return cmpString(a.Name, b.Name)
+		return strings.Compare(a.Name, b.Name)
 	})
 	return s, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // elect runs leader election until ctx is done. Each term rebuilds the

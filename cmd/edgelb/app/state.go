@@ -60,7 +60,8 @@ func (s *state) Status() api.Status {
 	}
 	mem := s.Members()
 	vips := s.VIPs()
-	svcs := s.Services()
+	// Counts only: no need to read the IPVS counters from the kernel.
+	svcs := s.services(false)
 	st.Counts = api.Counts{Members: len(mem), VIPs: len(vips), Services: len(svcs)}
 	for _, m := range mem {
 		if m.Alive && m.Healthy && !m.Draining {
@@ -135,7 +136,11 @@ func sourceName(src lb.Source) string {
 	return src.Namespace + "/" + src.Name
 }
 
-func (s *state) Services() []api.Service {
+func (s *state) Services() []api.Service { return s.services(true) }
+
+// services lists the services with backend health, and with the kernel's
+// IPVS counters when withStats (one read of the whole table).
+func (s *state) services(withStats bool) []api.Service {
 	d := s.store.Load()
 	if d == nil {
 		return nil
@@ -143,10 +148,12 @@ func (s *state) Services() []api.Service {
 	var stats map[lb.Key]*ipvs.ServiceStats
 	var results map[health.Target]health.Result
 	if s.dp != nil {
-		if all, err := s.dp.IPVS.Stats(); err == nil {
-			stats = map[lb.Key]*ipvs.ServiceStats{}
-			for i := range all {
-				stats[all[i].Key] = &all[i]
+		if withStats {
+			if all, err := s.dp.IPVS.Stats(); err == nil {
+				stats = map[lb.Key]*ipvs.ServiceStats{}
+				for i := range all {
+					stats[all[i].Key] = &all[i]
+				}
 			}
 		}
 		results = map[health.Target]health.Result{}
