@@ -14,6 +14,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	slogjournal "github.com/systemd/slog-journal"
+
 	"github.com/edgelb/edgelb/lb/config"
 )
 
@@ -30,6 +32,8 @@ Usage:
   edgelb status  [--api URL] [--token T] [--output text|json]
                                  summary read from the local API
   edgelb keygen                  print a new gossip encryption key
+  edgelb cleanup --config FILE   remove edgelb's VIPs, IPVS services and nftables
+                                 table from this host (the package's removal)
   edgelb version                 print the version
 
 Run "edgelb COMMAND --help" for a command's flags.
@@ -52,6 +56,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(ctx, rest, stdout, stderr)
 	case "keygen":
 		err = keygenCmd(rest, stdout, stderr)
+	case "cleanup":
+		err = cleanupCmd(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "edgelb", versionString())
 		return 0
@@ -144,10 +150,10 @@ func keygenCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("run", "run --config FILE [--log-level info] [--log-format text|json]", stderr)
+	fs := newFlags("run", "run --config FILE [--log-level info] [--log-format auto|text|json|journal]", stderr)
 	path := fs.String("config", defaultConfig, "config file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	format := fs.String("log-format", "text", "log format: text or json")
+	format := fs.String("log-format", "auto", "log format: text, json, or journal (native systemd journal fields: VIP, SERVICE, NODE, ...); auto is journal when stderr is connected to the journal (under systemd), else text")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -169,11 +175,23 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "text"
+		if stderrIsJournal(w) {
+			format = "journal"
+		}
+	}
 	switch format {
+	case "journal":
+		h, err := slogjournal.NewHandler(&slogjournal.Options{Level: lv, ReplaceAttr: journalField, ReplaceGroup: journalKey})
+		if err != nil {
+			return nil, fmt.Errorf("--log-format journal: %w", err)
+		}
+		return slog.New(h), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	return nil, fmt.Errorf("--log-format %q: want auto, text, json or journal", format)
 }

@@ -107,3 +107,24 @@ func TestStatusFromAPI(t *testing.T) {
 		t.Errorf("no token: exit %d, %q", code, errs)
 	}
 }
+
+func TestJournalKey(t *testing.T) {
+	for in, want := range map[string]string{"vip": "VIP", "service": "SERVICE", "err": "ERR", "handingOver": "HANDINGOVER", "x-y.z": "X_Y_Z", "_private": "PRIVATE"} {
+		if got := journalKey(in); got != want {
+			t.Errorf("journalKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestLogFormatAutoIsTextOffTheJournal(t *testing.T) {
+	t.Setenv("JOURNAL_STREAM", "1:1")
+	var b strings.Builder
+	log, err := newLogger(&b, "info", "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hello", "vip", "192.0.2.1")
+	if !strings.Contains(b.String(), "vip=192.0.2.1") {
+		t.Errorf("auto format off the journal is not text: %q", b.String())
+	}
+}

@@ -1,0 +1,107 @@
+package labnet
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ProbeResult is what a Probe saw: requests answered and failed, the
+// answers counted by the backend's name (the first word of the body), and
+// the first few errors.
+type ProbeResult struct {
+	OK      int            `json:"ok"`
+	Failed  int            `json:"failed"`
+	Answers map[string]int `json:"answers"`
+	Errors  []string       `json:"errors,omitempty"`
+}
+
+// Probe sends a GET to url every interval, each on a new connection with
+// a one-second timeout, until ctx ends: a client that notices any outage.
+func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	r := ProbeResult{Answers: map[string]int{}}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return r
+		case <-t.C:
+		}
+		resp, err := c.Get(url)
+		var body []byte
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("HTTP %d", resp.StatusCode)
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return r // cut off by the end, not an outage
+			}
+			r.Failed++
+			if len(r.Errors) < 5 {
+				r.Errors = append(r.Errors, time.Now().Format("15:04:05.000")+" "+err.Error())
+			}
+			continue
+		}
+		r.OK++
+		if f := strings.Fields(string(body)); len(f) > 0 {
+			r.Answers[f[0]]++
+		}
+	}
+}
+
+// HoldResult is what a Hold saw on its one connection.
+type HoldResult struct {
+	Local      string `json:"local"`
+	RoundTrips int    `json:"roundTrips"`
+	Err        string `json:"err,omitempty"`
+}
+
+// Hold opens one TCP connection to the echo server at addr, calls
+// connected once it is up, and exchanges a line every interval until ctx
+// ends; any error ends it. TCP rides out a short silence by
+// retransmitting, so only a connection that breaks (a reset, a timeout of
+// 10 s) is an error.
+func Hold(ctx context.Context, addr string, every time.Duration, connected func(local string)) HoldResult {
+	var r HoldResult
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	defer c.Close()
+	r.Local = c.LocalAddr().String()
+	connected(r.Local)
+	rd := bufio.NewReader(c)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return r
+		case <-t.C:
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		msg := fmt.Sprintf("ping %d\n", i)
+		if _, err := io.WriteString(c, msg); err != nil {
+			r.Err = fmt.Sprintf("write %d: %v", i, err)
+			return r
+		}
+		line, err := rd.ReadString('\n')
+		if err != nil || line != msg {
+			r.Err = fmt.Sprintf("echo %d: %q, %v", i, line, err)
+			return r
+		}
+		r.RoundTrips++
+	}
+}

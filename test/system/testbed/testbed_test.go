@@ -1,0 +1,479 @@
+//go:build sysvm
+
+package testbed
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if h := os.Getenv("EDGELB_HELPER"); h != "" {
+		os.Exit(runHelper(h, strings.Fields(os.Getenv("EDGELB_ARGS"))))
+	}
+	if os.Getenv("EDGELB_IN_VM") != "1" {
+		fmt.Println("these tests rebuild the machine's network and boot containers; they run inside the test bed VM started by test/system")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	vip    = "10.0.0.100"
+	webURL = "http://" + vip + "/"
+	echo   = vip + ":9000"
+)
+
+var hosts = []host{{"lb1", "10.0.0.11"}, {"lb2", "10.0.0.12"}, {"lb3", "10.0.0.13"}}
+
+// lan builds the L2 segment: a bridge with the client, a second client
+// that is pinned to one appliance host, and three backends serving HTTP
+// on :8080 and a TCP echo on :30090 (they stand in for cluster nodes).
+// The appliance hosts join it as containers with --network-bridge.
+const lan = `
+ip link add br0 type bridge
+ip link set br0 up
+add() {
+	ip netns add $1
+	ip link add v-$1 type veth peer name eth0 netns $1
+	ip link set v-$1 master br0 up
+	ip -n $1 link set lo up
+	ip -n $1 link set eth0 up
+	ip -n $1 addr add $2/24 dev eth0
+}
+add client 10.0.0.2
+add client2 10.0.0.3
+for i in 1 2 3; do add node$i 10.0.0.2$i; done
+`
+
+// config is /etc/edgelb/config.yaml of one host, written the way
+// docs/operations.md tells an operator: this host, the peers, the shared
+// key, the dataplane and one static service. Gossip uses memberlist's LAN
+// timers: the hosts run under CPU emulation.
+func config(h host) string {
+	return fmt.Sprintf(`node: {name: %s, interface: host0}
+cluster:
+  bindAddr: %s
+  join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+  secretKeyFile: /etc/edgelb/gossip.key
+  probeInterval: 1s
+  probeTimeout: 500ms
+  suspicionMult: 4
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
+healthCheck: {interval: 1s, timeout: 1s, rise: 2, fall: 3}
+api:
+  listen: "127.0.0.1:9080"
+services:
+  - name: web
+    vip: %s
+    ports:
+      - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+      - {name: echo, port: 9000, targetPort: 30090, protocol: TCP}
+    backends: ["10.0.0.21", "10.0.0.22", "10.0.0.23"]
+`, h.name, h.addr, vip)
+}
+
+// network is the host's own network configuration (systemd-networkd), as
+// a bare-metal host would have it before edgelb is installed.
+func network(h host) string {
+	return fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", h.addr)
+}
+
+// owners returns the hosts holding the VIP.
+func owners(t testing.TB) []host {
+	t.Helper()
+	var out []host
+	for _, h := range hosts {
+		if h.holdsVIP(t, vip) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// waitOwner waits until exactly one host holds the VIP and every host is
+// active and sees all three members healthy; it returns the owner.
+func waitOwner(t testing.TB, d time.Duration) host {
+	t.Helper()
+	var o host
+	waitFor(t, d, "exactly one owner of "+vip+" and three healthy members", func() (bool, string) {
+		os := owners(t)
+		if len(os) != 1 {
+			return false, fmt.Sprintf("%d hosts hold the VIP", len(os))
+		}
+		for _, h := range hosts {
+			out, err := h.tryRun("edgelb", "status", "--output", "json")
+			if err != nil {
+				return false, h.name + ": " + out
+			}
+			var s struct {
+				Members []struct {
+					Name    string `json:"name"`
+					Healthy bool   `json:"healthy"`
+				} `json:"members"`
+			}
+			if err := json.Unmarshal([]byte(out), &s); err != nil {
+				return false, h.name + ": " + err.Error()
+			}
+			healthy := 0
+			for _, m := range s.Members {
+				if m.Healthy {
+					healthy++
+				}
+			}
+			if healthy != len(hosts) {
+				return false, fmt.Sprintf("%s sees %d healthy members", h.name, healthy)
+			}
+		}
+		o = os[0]
+		return true, ""
+	})
+	return o
+}
+
+func others(o host) []host {
+	var out []host
+	for _, h := range hosts {
+		if h.name != o.name {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// figures collects the measured figures; they are printed at the end as
+// FIGURE lines that test/system reports.
+var figures = map[string]string{}
+
+func figure(t testing.TB, key, format string, args ...any) {
+	figures[key] = fmt.Sprintf(format, args...)
+	t.Logf("FIGURE %s: %s", key, figures[key])
+}
+
+// ipvsTable is the host's IPVS table as ipvsadm saves it.
+func ipvsTable(t testing.TB, h host) string {
+	t.Helper()
+	return h.run(t, "ipvsadm", "-Sn")
+}
+
+// TestTestbed is the whole life of edgelb on three Debian hosts, in
+// order: install, run, restart, stop, crash, hang, upgrade, reboot,
+// remove. Each step leaves the cluster as the next one expects.
+func TestTestbed(t *testing.T) {
+	oldDeb, newDeb := os.Getenv("EDGELB_OLD_DEB"), os.Getenv("EDGELB_NEW_DEB")
+	newVersion := os.Getenv("EDGELB_NEW_VERSION")
+	if oldDeb == "" || newDeb == "" || newVersion == "" {
+		t.Fatal("EDGELB_OLD_DEB, EDGELB_NEW_DEB and EDGELB_NEW_VERSION must be set by test/system")
+	}
+	// The kernel modules the package loads at boot on a real host
+	// (/usr/lib/modules-load.d/edgelb.conf); containers share the VM's
+	// kernel and cannot load modules themselves.
+	sh(t, `grep -v '^#' /job/modules-load.conf | xargs modprobe -a overlay veth bridge`)
+	sh(t, lan)
+	for i := 1; i <= 3; i++ {
+		startHelper(t, fmt.Sprintf("node%d", i), "serve", fmt.Sprintf("node%d", i))
+	}
+
+	t.Run("boot three Debian hosts", func(t *testing.T) {
+		start := time.Now()
+		for _, h := range hosts {
+			h.start(t)
+		}
+		for _, h := range hosts {
+			h.waitBooted(t)
+		}
+		figure(t, "boot3", "three containers booted to multi-user in %v (in parallel)", time.Since(start).Round(time.Second))
+		for _, h := range hosts {
+			if pid1 := strings.TrimSpace(h.run(t, "ps", "-o", "comm=", "-p", "1")); pid1 != "systemd" {
+				t.Fatalf("%s: PID 1 is %q, not systemd", h.name, pid1)
+			}
+			h.writeFile(t, "/etc/systemd/network/10-host0.network", network(h), 0o644)
+			// The image masks wait-online for the VM itself; a host has it.
+			h.run(t, "rm", "-f", "/etc/systemd/system/systemd-networkd-wait-online.service")
+			h.run(t, "systemctl", "daemon-reload")
+			h.run(t, "systemctl", "enable", "--now", "systemd-networkd", "systemd-networkd-wait-online")
+			waitFor(t, time.Minute, h.name+" LAN address", func() (bool, string) {
+				out, _ := h.tryRun("ip", "-o", "-4", "addr", "show", "dev", "host0")
+				return strings.Contains(out, h.addr+"/24"), out
+			})
+		}
+	})
+
+	t.Run("install as the docs say", func(t *testing.T) {
+		for _, h := range hosts {
+			start := time.Now()
+			out := h.run(t, "bash", "-ec", "cd /root/job && apt-get install -y ./"+oldDeb)
+			t.Logf("%s: apt-get install took %v", h.name, time.Since(start).Round(100*time.Millisecond))
+			if !strings.Contains(out, "Setting up edgelb") {
+				t.Fatalf("%s: apt-get install did not set up edgelb:\n%s", h.name, out)
+			}
+			if st, _ := h.tryRun("systemctl", "is-active", "edgelb"); strings.TrimSpace(st) == "active" {
+				t.Errorf("%s: a fresh install started edgelb with the example config", h.name)
+			}
+		}
+		// One key for the whole cluster: lb1's, copied to the others.
+		key := hosts[0].run(t, "cat", "/etc/edgelb/gossip.key")
+		for _, h := range hosts[1:] {
+			h.writeFile(t, "/etc/edgelb/gossip.key", key, 0o640)
+			h.run(t, "chgrp", "edgelb", "/etc/edgelb/gossip.key")
+		}
+		for _, h := range hosts {
+			h.writeFile(t, "/etc/edgelb/config.yaml", config(h), 0o640)
+			h.run(t, "chgrp", "edgelb", "/etc/edgelb/config.yaml")
+			h.run(t, "edgelb", "check", "--config", "/etc/edgelb/config.yaml")
+		}
+		for _, h := range hosts {
+			h.run(t, "systemctl", "enable", "--now", "edgelb")
+		}
+		for _, h := range hosts {
+			h.waitActive(t, 2*time.Minute)
+		}
+	})
+
+	var owner host
+	t.Run("serving: one owner, every backend reached", func(t *testing.T) {
+		owner = waitOwner(t, 2*time.Minute)
+		t.Logf("owner of %s: %s", vip, owner.name)
+		for _, h := range hosts {
+			tab := h.run(t, "ipvsadm", "-Ln", "-t", vip+":80")
+			for _, rs := range []string{"10.0.0.21:8080", "10.0.0.22:8080", "10.0.0.23:8080"} {
+				if !strings.Contains(tab, rs) {
+					t.Errorf("%s: ipvsadm -Ln lacks %s:\n%s", h.name, rs, tab)
+				}
+			}
+		}
+		p := startProbe(t, "client", webURL)
+		time.Sleep(3 * time.Second)
+		r := stopProbe(t, p)
+		if r.Failed != 0 || len(r.Answers) != 3 {
+			t.Fatalf("through the VIP: %+v, want answers from node1..3 and no failure", r)
+		}
+		t.Logf("answers: %v", r.Answers)
+	})
+
+	t.Run("structured logs in the journal", func(t *testing.T) {
+		out := owner.run(t, "journalctl", "-u", "edgelb", "-o", "json", "--no-pager")
+		fields := map[string]bool{}
+		sc := bufio.NewScanner(strings.NewReader(out))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e map[string]any
+			if json.Unmarshal(sc.Bytes(), &e) != nil {
+				continue
+			}
+			for k := range e {
+				fields[k] = true
+			}
+		}
+		for _, f := range []string{"VIP", "NODE", "SERVICE", "PRIORITY", "MESSAGE"} {
+			if !fields[f] {
+				t.Errorf("journalctl -u edgelb -o json has no %s field", f)
+			}
+		}
+	})
+
+	t.Run("security exposure with the service working", func(t *testing.T) {
+		out := owner.run(t, "systemd-analyze", "security", "--no-pager", "edgelb.service")
+		m := regexp.MustCompile(`Overall exposure level for edgelb.service: ([0-9.]+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("systemd-analyze security:\n%s", out)
+		}
+		score, _ := strconv.ParseFloat(m[1], 64)
+		figure(t, "security", "systemd-analyze security edgelb.service: %.1f, measured on %s while it owns %s", score, owner.name, vip)
+		if score > 2.5 {
+			t.Errorf("exposure %.1f is worse than 2.5:\n%s", score, out)
+		}
+	})
+
+	t.Run("restart of the owner: no failed probe, the connection survives", func(t *testing.T) {
+		p := startProbe(t, "client", webURL)
+		hold := startHold(t, "client", echo)
+		start := time.Now()
+		owner.run(t, "systemctl", "restart", "edgelb")
+		owner.waitActive(t, time.Minute)
+		took := time.Since(start)
+		o := waitOwner(t, time.Minute)
+		time.Sleep(time.Second)
+		r, hr := stopProbe(t, p), stopHold(t, hold)
+		figure(t, "restart", "systemctl restart on the owner: %v to active, %d failed of %d probes, held connection %d round trips, err %q", took.Round(100*time.Millisecond), r.Failed, r.OK+r.Failed, hr.RoundTrips, hr.Err)
+		if r.Failed != 0 {
+			t.Errorf("probes failed during the restart: %+v", r)
+		}
+		if hr.Err != "" {
+			t.Errorf("the established connection broke: %s", hr.Err)
+		}
+		if o.name != owner.name {
+			t.Logf("the VIP moved from %s to %s", owner.name, o.name)
+			owner = o
+		}
+	})
+
+	t.Run("stop of the owner: the VIP moves with no failed probe", func(t *testing.T) {
+		p := startProbe(t, "client", webURL)
+		owner.run(t, "systemctl", "stop", "edgelb")
+		if owner.holdsVIP(t, vip) {
+			t.Errorf("%s still holds %s after stopping", owner.name, vip)
+		}
+		var next host
+		waitFor(t, 30*time.Second, "another host to hold the VIP", func() (bool, string) {
+			os := owners(t)
+			if len(os) == 1 && os[0].name != owner.name {
+				next = os[0]
+				return true, ""
+			}
+			return false, fmt.Sprint(len(os), " holders")
+		})
+		time.Sleep(time.Second)
+		r := stopProbe(t, p)
+		figure(t, "stop", "systemctl stop on the owner: VIP moved %s -> %s, %d failed of %d probes", owner.name, next.name, r.Failed, r.OK+r.Failed)
+		if r.Failed != 0 {
+			t.Errorf("probes failed during the stop: %+v", r)
+		}
+		p = startProbe(t, "client", webURL)
+		owner.run(t, "systemctl", "start", "edgelb")
+		owner.waitActive(t, time.Minute)
+		owner = waitOwner(t, time.Minute)
+		time.Sleep(time.Second)
+		if r := stopProbe(t, p); r.Failed != 0 {
+			t.Errorf("probes failed when the stopped host came back: %+v", r)
+		}
+	})
+
+	t.Run("SIGKILL: systemd restarts edgelb, connections through IPVS survive", func(t *testing.T) {
+		// A host that does not own the VIP, and a client whose traffic is
+		// pinned to it (a static neighbour entry for the VIP), so an
+		// established connection goes through its IPVS.
+		h := others(owner)[0]
+		mac := strings.TrimSpace(h.run(t, "cat", "/sys/class/net/host0/address"))
+		sh(t, fmt.Sprintf("ip -n client2 neigh replace %s lladdr %s dev eth0 nud permanent", vip, mac))
+		hold := startHold(t, "client2", echo)
+		p := startProbe(t, "client", webURL)
+		before := ipvsTable(t, h)
+		restarts := h.prop(t, "NRestarts")
+		pid := h.prop(t, "MainPID")
+		h.run(t, "systemctl", "kill", "-s", "KILL", "edgelb")
+		start := time.Now()
+		waitFor(t, time.Minute, h.name+": edgelb restarted by systemd", func() (bool, string) {
+			out, _ := h.tryRun("systemctl", "show", "-P", "NRestarts,MainPID,ActiveState", "edgelb")
+			f := strings.Fields(out)
+			return len(f) == 3 && f[0] != restarts && f[1] != pid && f[2] == "active", out
+		})
+		took := time.Since(start)
+		time.Sleep(2 * time.Second)
+		hr, r := stopHold(t, hold), stopProbe(t, p)
+		sh(t, fmt.Sprintf("ip -n client2 neigh del %s dev eth0", vip))
+		figure(t, "kill", "systemctl kill -s KILL on %s: active again after %v; held connection through it %d round trips, err %q; %d failed probes", h.name, took.Round(100*time.Millisecond), hr.RoundTrips, hr.Err, r.Failed)
+		if hr.Err != "" {
+			t.Errorf("the connection through %s broke: %s", h.name, hr.Err)
+		}
+		if after := ipvsTable(t, h); after != before {
+			t.Errorf("the crash and restart changed %s's IPVS table:\nbefore:\n%s\nafter:\n%s", h.name, before, after)
+		}
+		if r.Failed != 0 {
+			t.Errorf("probes through the owner failed: %+v", r)
+		}
+		waitOwner(t, time.Minute)
+	})
+
+	t.Run("watchdog: a hung edgelb is restarted", func(t *testing.T) {
+		h := others(owner)[1]
+		wd, err := time.ParseDuration(h.prop(t, "WatchdogUSec"))
+		if err != nil || wd <= 0 {
+			t.Fatalf("WatchdogUSec = %q: the unit has no watchdog", h.prop(t, "WatchdogUSec"))
+		}
+		pid := h.prop(t, "MainPID")
+		h.run(t, "kill", "-STOP", pid)
+		start := time.Now()
+		margin := 15 * time.Second
+		waitFor(t, wd+margin, h.name+": edgelb restarted after the watchdog fired", func() (bool, string) {
+			out, _ := h.tryRun("systemctl", "show", "-P", "MainPID,ActiveState", "edgelb")
+			f := strings.Fields(out)
+			return len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active", out
+		})
+		figure(t, "watchdog", "SIGSTOP of edgelb: restarted and active again after %v (WatchdogSec=%v)", time.Since(start).Round(100*time.Millisecond), wd)
+		owner = waitOwner(t, time.Minute)
+	})
+
+	t.Run("upgrade each host in turn: no failed probe, the connection survives", func(t *testing.T) {
+		p := startProbe(t, "client", webURL)
+		hold := startHold(t, "client", echo)
+		for _, h := range hosts {
+			start := time.Now()
+			out := h.run(t, "bash", "-ec", "cd /root/job && apt-get install -y ./"+newDeb)
+			if !strings.Contains(out, "Unpacking edgelb") {
+				t.Fatalf("%s: apt-get install of the newer package:\n%s", h.name, out)
+			}
+			h.waitActive(t, time.Minute)
+			waitOwner(t, time.Minute)
+			t.Logf("%s upgraded in %v", h.name, time.Since(start).Round(100*time.Millisecond))
+		}
+		time.Sleep(time.Second)
+		r, hr := stopProbe(t, p), stopHold(t, hold)
+		figure(t, "upgrade", "rolling upgrade of 3 hosts: %d failed of %d probes; held connection %d round trips, err %q", r.Failed, r.OK+r.Failed, hr.RoundTrips, hr.Err)
+		if r.Failed != 0 {
+			t.Errorf("probes failed during the upgrade: %+v", r)
+		}
+		if hr.Err != "" {
+			t.Errorf("the established connection broke during the upgrade: %s", hr.Err)
+		}
+		for _, h := range hosts {
+			if v := strings.TrimSpace(h.run(t, "edgelb", "version")); !strings.Contains(v, newVersion) {
+				t.Errorf("%s: edgelb version = %q, want %s", h.name, v, newVersion)
+			}
+		}
+		owner = waitOwner(t, time.Minute)
+	})
+
+	t.Run("reboot of a host: edgelb is back by itself", func(t *testing.T) {
+		h := others(owner)[0]
+		h.tryRun("systemctl", "poweroff")
+		waitFor(t, 2*time.Minute, h.name+" to power off", func() (bool, string) {
+			out, _ := execOut("systemctl", "is-active", h.unit())
+			return strings.TrimSpace(out) != "active", out
+		})
+		start := time.Now()
+		h.boot(t)
+		h.waitActive(t, 2*time.Minute)
+		figure(t, "boot", "one Debian host from power-on to edgelb ready (READY=1): %v", time.Since(start).Round(100*time.Millisecond))
+		owner = waitOwner(t, time.Minute)
+	})
+
+	t.Run("remove and purge", func(t *testing.T) {
+		// A virtual service that is not edgelb's must survive the removal.
+		hosts[0].run(t, "ipvsadm", "-A", "-t", "10.9.9.9:80", "-s", "rr")
+		for _, h := range hosts {
+			h.run(t, "apt-get", "remove", "-y", "edgelb")
+			if h.holdsVIP(t, vip) {
+				t.Errorf("%s: %s is still on host0 after apt-get remove", h.name, vip)
+			}
+			if tab := h.run(t, "ipvsadm", "-Ln"); strings.Contains(tab, vip) {
+				t.Errorf("%s: edgelb's virtual services are still in IPVS after apt-get remove:\n%s", h.name, tab)
+			}
+			if out, _ := h.tryRun("ls", "/etc/edgelb/gossip.key", "/var/lib/edgelb"); !strings.Contains(out, "gossip.key") {
+				t.Errorf("%s: apt-get remove deleted the key (only purge may): %s", h.name, out)
+			}
+			if h.name == hosts[0].name && !strings.Contains(h.run(t, "ipvsadm", "-Ln"), "10.9.9.9:80") {
+				t.Errorf("%s: apt-get remove deleted a virtual service that is not edgelb's", h.name)
+			}
+			h.run(t, "apt-get", "purge", "-y", "edgelb")
+			for _, f := range []string{"/etc/edgelb/gossip.key", "/var/lib/edgelb"} {
+				if _, err := h.tryRun("test", "-e", f); err == nil {
+					t.Errorf("%s: %s is still there after apt-get purge", h.name, f)
+				}
+			}
+		}
+	})
+}
+
+func execOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
