@@ -68,15 +68,15 @@ cluster:
   probeTimeout: 500ms
   suspicionMult: 4
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
-healthCheck: {interval: 1s, timeout: 1s, rise: 2, fall: 3}
+healthCheck: {interval: 1s, timeout: 500ms, rise: 2, fall: 3}
 api:
   listen: "127.0.0.1:9080"
 services:
   - name: web
     vip: %s
     ports:
-      - {name: http, port: 80, targetPort: 8080, protocol: TCP}
-      - {name: echo, port: 9000, targetPort: 30090, protocol: TCP}
+      - {port: 80, targetPort: 8080, protocol: TCP}
+      - {port: 9000, targetPort: 30090, protocol: TCP}
     backends: ["10.0.0.21", "10.0.0.22", "10.0.0.23"]
 `, h.name, h.addr, vip)
 }
@@ -182,7 +182,7 @@ func TestTestbed(t *testing.T) {
 		startHelper(t, fmt.Sprintf("node%d", i), "serve", fmt.Sprintf("node%d", i))
 	}
 
-	t.Run("boot three Debian hosts", func(t *testing.T) {
+	mustRun(t, "boot three Debian hosts", func(t *testing.T) {
 		start := time.Now()
 		for _, h := range hosts {
 			h.start(t)
@@ -207,7 +207,7 @@ func TestTestbed(t *testing.T) {
 		}
 	})
 
-	t.Run("install as the docs say", func(t *testing.T) {
+	mustRun(t, "install as the docs say", func(t *testing.T) {
 		for _, h := range hosts {
 			start := time.Now()
 			out := h.run(t, "bash", "-ec", "cd /root/job && apt-get install -y ./"+oldDeb)
@@ -239,7 +239,7 @@ func TestTestbed(t *testing.T) {
 	})
 
 	var owner host
-	t.Run("serving: one owner, every backend reached", func(t *testing.T) {
+	mustRun(t, "serving: one owner, every backend reached", func(t *testing.T) {
 		owner = waitOwner(t, 2*time.Minute)
 		t.Logf("owner of %s: %s", vip, owner.name)
 		for _, h := range hosts {
@@ -471,6 +471,14 @@ func TestTestbed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// mustRun runs a step the rest depends on: if it fails, the test stops.
+func mustRun(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	if !t.Run(name, f) {
+		t.FailNow()
+	}
 }
 
 func execOut(name string, args ...string) (string, error) {
