@@ -8,7 +8,7 @@ import (
 )
 
 // The man page names every subcommand of the usage and every flag that the
-// subcommand's own --help lists, and prints no token from the environment.
+// subcommand's own --help lists; neither prints a token from the environment.
 func TestManPageCoversTheHelp(t *testing.T) {
 	t.Setenv("EDGELB_TOKEN", "secret-token-from-the-environment")
 	var b bytes.Buffer
@@ -43,6 +43,9 @@ func TestManPageCoversTheHelp(t *testing.T) {
 		code, _, help := runMain(name, "--help")
 		if code != 0 || !strings.HasPrefix(help, "Usage: edgelb "+name) {
 			t.Errorf("%s --help: exit %d\n%s", name, code, help)
+		}
+		if strings.Contains(help, "secret-token") {
+			t.Errorf("%s --help shows $EDGELB_TOKEN's value", name)
 		}
 		// The synopsis is the help's first line.
 		first, _, _ := strings.Cut(strings.TrimPrefix(help, "Usage: "), "\n")
