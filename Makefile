@@ -47,9 +47,20 @@ $(NFPM):
 	GOBIN=$(dir $(NFPM)) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 	mv $(dir $(NFPM))nfpm $(NFPM)
 
+# Dates in the package (changelog, man page) are the last commit's, so a
+# rebuild of the same commit is the same package.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
+# The man page is generated from the command's own flags (hack/manpage, run
+# for the build host even when GOARCH is another), the changelog from
+# DEB_VERSION, so lintian finds both agree with the package.
 deb: $(NFPM)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
-	rm -rf dist && mkdir -p dist
+	rm -rf dist $(BIN)/deb && mkdir -p dist $(BIN)/deb
+	env -u GOOS -u GOARCH CGO_ENABLED=0 $(GO) run -trimpath ./hack/manpage -version $(DEB_VERSION) \
+		-date $$(date -u -d @$(SOURCE_DATE_EPOCH) +%F) >$(BIN)/deb/edgelb.8
+	gzip -9n $(BIN)/deb/edgelb.8
+	set -o pipefail; hack/deb-changelog.sh $(DEB_VERSION) $(SOURCE_DATE_EPOCH) | gzip -9n >$(BIN)/deb/changelog.gz
 	EDGELB_VERSION=$(DEB_VERSION) GOARCH=$(GOARCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb --target dist/
 	@ls -1 dist/*.deb
 

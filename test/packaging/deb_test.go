@@ -1,9 +1,14 @@
 // Package packaging tests the .deb as an administrator would meet it: its
 // contents, an install into a throwaway Debian root, `edgelb check` on the
-// installed default config, and the systemd unit.
+// installed default config, the systemd unit, the maintainer scripts
+// (scripts_test.go) and the Debian conventions lintian checks.
 package packaging
 
 import (
+	"bytes"
+	"compress/gzip"
+	"debug/buildinfo"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +60,8 @@ func TestDebPackage(t *testing.T) {
 		for _, f := range []string{
 			"./usr/bin/edgelb", "./usr/lib/systemd/system/edgelb.service", "./etc/edgelb/config.yaml",
 			"./usr/lib/sysctl.d/60-edgelb.conf", "./usr/lib/modules-load.d/edgelb.conf", "./usr/share/edgelb/rbac.yaml",
+			"./usr/share/doc/edgelb/copyright", "./usr/share/doc/edgelb/changelog.gz", "./usr/share/man/man8/edgelb.8.gz",
+			"./usr/share/lintian/overrides/edgelb",
 		} {
 			if !strings.Contains(list, " "+f+"\n") {
 				t.Errorf("package lacks %s:\n%s", f, list)
@@ -73,6 +80,68 @@ func TestDebPackage(t *testing.T) {
 		}
 	})
 
+	t.Run("copyright, changelog and man page", func(t *testing.T) {
+		dir := t.TempDir()
+		run(t, root, "dpkg-deb", "-x", deb, dir)
+		version := strings.TrimSpace(run(t, root, "dpkg-deb", "--field", deb, "Version"))
+
+		changelog := gunzip(t, filepath.Join(dir, "usr/share/doc/edgelb/changelog.gz"))
+		if first, _, _ := strings.Cut(changelog, "\n"); !strings.HasPrefix(first, "edgelb ("+version+") ") {
+			t.Errorf("the changelog's first entry is not version %s:\n%s", version, changelog)
+		}
+
+		man := gunzip(t, filepath.Join(dir, "usr/share/man/man8/edgelb.8.gz"))
+		if !strings.Contains(man, "\n.TH EDGELB 8 ") || !strings.Contains(man, `"edgelb `+version+`"`) {
+			t.Errorf("the man page has no title line for version %s:\n%s", version, man)
+		}
+		if _, err := exec.LookPath("man"); err == nil {
+			out, err := exec.Command("man", "--warnings", "-l", filepath.Join(dir, "usr/share/man/man8/edgelb.8.gz")).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "edgelb check --config FILE") {
+				t.Errorf("man -l: %v\n%s", err, out)
+			}
+		}
+
+		// Every Go module linked into the binary has its license in the
+		// copyright file: a new dependency needs a stanza there.
+		copyright, err := os.ReadFile(filepath.Join(dir, "usr/share/doc/edgelb/copyright"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(copyright, []byte("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n")) {
+			t.Error("the copyright file is not in the machine-readable format")
+		}
+		bi, err := buildinfo.ReadFile(filepath.Join(dir, "usr/bin/edgelb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range bi.Deps {
+			if !bytes.Contains(copyright, []byte(" vendor/"+m.Path+"/*\n")) {
+				t.Errorf("packaging/copyright does not list %s %s (linked into /usr/bin/edgelb)", m.Path, m.Version)
+			}
+		}
+	})
+
+	t.Run("lintian", func(t *testing.T) {
+		if _, err := exec.LookPath("lintian"); err != nil {
+			prereq.Missing(t, "lintian is not installed")
+		}
+		// Exit status 0 or 2 (tags at error level) both print the tags.
+		out, _ := exec.Command("lintian", "--display-experimental", "--display-info", "--pedantic", "--show-overrides", deb).CombinedOutput()
+		t.Logf("lintian:\n%s", out)
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+				t.Errorf("lintian: %s", line)
+			}
+		}
+		if !strings.Contains(string(out), "O: edgelb: statically-linked-binary") {
+			t.Errorf("lintian did not run or did not read the overrides:\n%s", out)
+		}
+	})
+
+	t.Run("maintainer scripts", func(t *testing.T) {
+		testMaintainerScripts(t, root, deb)
+	})
+
 	t.Run("install into a throwaway root", func(t *testing.T) {
 		dir := t.TempDir()
 		for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
@@ -83,7 +152,10 @@ func TestDebPackage(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "var/lib/dpkg/status"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out := run(t, root, "dpkg", "--root="+dir, "--log=/dev/null", "--force-script-chrootless", "-i", deb)
+		// The scripts run chrootless, so the host provides what the
+		// package depends on (adduser, init-system-helpers), not the root.
+		install := []string{"--root=" + dir, "--log=/dev/null", "--force-script-chrootless", "--force-depends", "-i", deb}
+		out := run(t, root, "dpkg", install...)
 		t.Logf("dpkg -i:\n%s", out)
 		key, err := os.ReadFile(filepath.Join(dir, "etc/edgelb/gossip.key"))
 		if err != nil {
@@ -102,7 +174,7 @@ func TestDebPackage(t *testing.T) {
 		}
 		// Reinstalling keeps the key (and an edited config).
 		before := string(key)
-		run(t, root, "dpkg", "--root="+dir, "--log=/dev/null", "--force-script-chrootless", "-i", deb)
+		run(t, root, "dpkg", install...)
 		if after, _ := os.ReadFile(filepath.Join(dir, "etc/edgelb/gossip.key")); string(after) != before {
 			t.Error("reinstalling replaced the gossip key")
 		}
@@ -116,9 +188,20 @@ func TestDebPackage(t *testing.T) {
 		if score > 3.0 {
 			t.Errorf("exposure %.1f is worse than 3.0:\n%s", score, sec)
 		}
+		// deb-systemd-helper (DPKG_ROOT-aware) recorded the unit, without
+		// enabling it: a fresh install is never enabled.
+		state := filepath.Join(dir, "var/lib/systemd/deb-systemd-helper-enabled/edgelb.service.dsh-also")
+		if _, err := os.Stat(state); err != nil {
+			t.Errorf("the postinst did not record the unit with deb-systemd-helper: %v", err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "etc/systemd/system/multi-user.target.wants/edgelb.service")); !os.IsNotExist(err) {
+			t.Errorf("a fresh install enabled the unit: %v", err)
+		}
 		run(t, root, "dpkg", "--root="+dir, "--log=/dev/null", "--force-script-chrootless", "--purge", "edgelb")
-		if _, err := os.Stat(filepath.Join(dir, "etc/edgelb/gossip.key")); !os.IsNotExist(err) {
-			t.Errorf("purge left the gossip key: %v", err)
+		for _, f := range []string{"etc/edgelb/gossip.key", "etc/edgelb", state} {
+			if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+				t.Errorf("purge left %s: %v", f, err)
+			}
 		}
 	})
 
@@ -137,4 +220,22 @@ func TestDebPackage(t *testing.T) {
 			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 		}
 	})
+}
+
+func gunzip(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return string(b)
 }

@@ -1,5 +1,8 @@
 // Package app implements edgelb's subcommands. main calls Main; nothing
-// here exits the process.
+// here exits the process. Each subcommand declares its flags in one
+// function (checkFlags, runFlags, ...) that both the subcommand and the
+// edgelb(8) man page (manpage.go, WriteManPage) use, so --help and the man
+// page cannot disagree.
 package app
 
 import (
@@ -100,7 +103,7 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("edgelb "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: edgelb %s\n\nFlags:\n", synopsis)
+		fmt.Fprintf(fs.Output(), "Usage: edgelb %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -120,9 +123,13 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func checkCmd(args []string, stdout, stderr io.Writer) error {
+func checkFlags(stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := newFlags("check", "check --config FILE", stderr)
-	path := fs.String("config", defaultConfig, "config file to validate")
+	return fs, fs.String("config", defaultConfig, "config file to validate")
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) error {
+	fs, path := checkFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -136,8 +143,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+func keygenFlags(stderr io.Writer) *flag.FlagSet {
+	return newFlags("keygen", "keygen", stderr)
+}
+
 func keygenCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("keygen", "keygen", stderr)
+	fs := keygenFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -149,20 +160,30 @@ func keygenCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
+type runOptions struct {
+	config, logLevel, logFormat string
+}
+
+func runFlags(stderr io.Writer) (*flag.FlagSet, *runOptions) {
 	fs := newFlags("run", "run --config FILE [--log-level info] [--log-format auto|text|json|journal]", stderr)
-	path := fs.String("config", defaultConfig, "config file")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	format := fs.String("log-format", "auto", "log format: text, json, or journal (native systemd journal fields: VIP, SERVICE, NODE, ...); auto is journal when stderr is connected to the journal (under systemd), else text")
+	o := &runOptions{}
+	fs.StringVar(&o.config, "config", defaultConfig, "config file")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "auto", "log format: text, json, or journal (native systemd journal fields: VIP, SERVICE, NODE, ...); auto is journal when stderr is connected to the journal (under systemd), else text")
+	return fs, o
+}
+
+func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, o := runFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *level, *format)
+	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}
 	// A bad file is refused here, before anything on the host changes.
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(o.config)
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}

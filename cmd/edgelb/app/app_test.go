@@ -106,6 +106,10 @@ func TestStatusFromAPI(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "bearer token is required") {
 		t.Errorf("no token: exit %d, %q", code, errs)
 	}
+	t.Setenv("EDGELB_TOKEN", "viewer-token-0123456789")
+	if code, _, errs = runMain("status", "--api", srv.URL); code != 0 {
+		t.Errorf("token from $EDGELB_TOKEN: exit %d, %q", code, errs)
+	}
 }
 
 func TestJournalKey(t *testing.T) {

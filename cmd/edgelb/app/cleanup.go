@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 
@@ -11,6 +12,12 @@ import (
 	"github.com/edgelb/edgelb/vip"
 )
 
+func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := newFlags("cleanup", "cleanup [--config FILE]", stderr)
+	path := fs.String("config", defaultConfig, "config file: the interface, pools and static services whose kernel state is removed")
+	return fs, path
+}
+
 // cleanupCmd removes from the kernel what edgelb put there: the VIP
 // addresses it added to node.interface (only those carrying its address
 // protocol mark), the IPVS virtual services on addresses of its pools and
@@ -19,8 +26,7 @@ import (
 // package is removed, after stopping the service (which hands the VIPs to
 // the other hosts first).
 func cleanupCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("cleanup", "cleanup [--config FILE]", stderr)
-	path := fs.String("config", defaultConfig, "config file: the interface, pools and static services whose kernel state is removed")
+	fs, path := cleanupFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

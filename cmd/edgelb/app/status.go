@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,45 +17,61 @@ import (
 	"github.com/edgelb/edgelb/lb/config"
 )
 
-func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+type statusOptions struct {
+	config, api, token, output string
+	insecure                   bool
+}
+
+func statusFlags(stderr io.Writer) (*flag.FlagSet, *statusOptions) {
 	fs := newFlags("status", "status [--config FILE] [--api URL] [--token TOKEN] [--output text|json]", stderr)
-	path := fs.String("config", defaultConfig, "config file, to find the API address (ignored when --api is given)")
-	base := fs.String("api", "", "base URL of the edgelb API (default: from the config's api.listen)")
-	token := fs.String("token", os.Getenv("EDGELB_TOKEN"), "bearer token (default: $EDGELB_TOKEN, else the config's first viewer or admin token)")
-	output := fs.String("output", "text", "output format: text or json")
-	insecure := fs.Bool("insecure-skip-verify", false, "do not verify the API's TLS certificate")
+	o := &statusOptions{}
+	fs.StringVar(&o.config, "config", defaultConfig, "config file, to find the API address (ignored when --api is given)")
+	fs.StringVar(&o.api, "api", "", "base URL of the edgelb API (default: from the config's api.listen)")
+	// $EDGELB_TOKEN is read after parsing, not as the flag's default, so
+	// that --help and the man page never print a token.
+	fs.StringVar(&o.token, "token", "", "bearer token (default: $EDGELB_TOKEN, else the config's first viewer or admin token)")
+	fs.StringVar(&o.output, "output", "text", "output format: text or json")
+	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the API's TLS certificate")
+	return fs, o
+}
+
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := statusFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(stderr, "--output %q: want text or json\n", *output)
+	if o.token == "" {
+		o.token = os.Getenv("EDGELB_TOKEN")
+	}
+	if o.output != "text" && o.output != "json" {
+		fmt.Fprintf(stderr, "--output %q: want text or json\n", o.output)
 		return errUsage
 	}
-	if *base == "" || *token == "" {
-		cfg, err := config.Load(*path)
-		if err != nil && *base == "" {
+	if o.api == "" || o.token == "" {
+		cfg, err := config.Load(o.config)
+		if err != nil && o.api == "" {
 			return fmt.Errorf("finding the API: %w (or pass --api)", err)
 		}
 		if cfg != nil {
-			if *base == "" {
+			if o.api == "" {
 				scheme := "http"
 				if cfg.API.TLS != nil {
 					scheme = "https"
 				}
-				*base = scheme + "://" + cfg.API.Listen
+				o.api = scheme + "://" + cfg.API.Listen
 			}
-			if *token == "" {
+			if o.token == "" {
 				for _, role := range []string{"viewer", "admin"} {
 					if t := cfg.API.Tokens[role]; len(t) > 0 {
-						*token = t[0]
+						o.token = t[0]
 						break
 					}
 				}
 			}
 		}
 	}
-	c := &apiClient{base: strings.TrimRight(*base, "/"), token: *token, http: &http.Client{Timeout: 5 * time.Second}}
-	if *insecure {
+	c := &apiClient{base: strings.TrimRight(o.api, "/"), token: o.token, http: &http.Client{Timeout: 5 * time.Second}}
+	if o.insecure {
 		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // user's explicit choice
 	}
 	var s struct {
@@ -68,7 +85,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	if *output == "json" {
+	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(s)
