@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole Go test suite verbosely into a log, prints each package's
-# result and every failure, then a closing "N passed, N failed" line.
+# result and every failure, then a closing "tests: N passed, N failed,
+# N skipped" line. The run fails when no test ran, and under CI=true when
+# any test was skipped: the CI machine provides every prerequisite, so a
+# skip there is a failure (test/prereq), never a pass.
 set -uo pipefail
 log=${TEST_LOG:-/tmp/edgelb-test.log}
 go test -count=1 -v -timeout 40m -p 1 ./... >"$log" 2>&1
@@ -13,5 +16,21 @@ fi
 passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")
 skipped=$(grep -cE '^\s*--- SKIP' "$log")
+if ((passed == 0)); then
+	echo "--- no test ran (full log: $log) ---"
+	rc=1
+fi
+if [[ ${CI:-} == true ]] && ((skipped > 0)); then
+	echo "--- CI=true: these tests skipped, and a skip fails the run here ---"
+	# A skipped test's reason is the last line it logged.
+	awk '/^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
+	/^[[:space:]]*--- SKIP: / {
+		print "  " $3 ": " (($3 in last) ? last[$3] : "(no reason logged)"); next
+	}
+	/^[[:space:]]+[^[:space:]]+\.go:[0-9]+: / && cur != "" {
+		l = $0; sub(/^[[:space:]]+/, "", l); last[cur] = l
+	}' "$log"
+	rc=1
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $rc

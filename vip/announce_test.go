@@ -8,6 +8,8 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 // recordConn is a net.PacketConn that keeps what is written to it.
@@ -28,7 +30,7 @@ func (r *recordConn) Close() error { return nil }
 func TestGratuitousARP(t *testing.T) {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
-		t.Skip("no loopback interface:", err)
+		prereq.Missing(t, "no loopback interface: %v", err)
 	}
 	conn := &recordConn{}
 	a := &Announcers{DialARP: func(*net.Interface) (net.PacketConn, error) { return conn, nil }}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 var (
@@ -46,9 +48,8 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	skipAll = prerequisites()
-	if skipAll != "" && os.Getenv("CI") == "true" {
-		fmt.Fprintf(os.Stderr, "e2e: CI=true and a prerequisite is missing: %s\n", skipAll)
-		return 1
+	if skipAll != "" && prereq.CI() {
+		return prereq.MissingMain("e2e: %s", skipAll)
 	}
 	if skipAll == "" {
 		dir, err := os.MkdirTemp("", "elbt-bin-")
@@ -90,7 +91,7 @@ func prerequisites() string {
 func requireLab(t testing.TB) {
 	t.Helper()
 	if skipAll != "" {
-		t.Skip("needs network namespaces: " + skipAll)
+		prereq.Missing(t, "needs network namespaces: %s", skipAll)
 	}
 }
 

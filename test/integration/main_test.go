@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
 
@@ -34,12 +35,7 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	if _, err := testenv.BinDir(); err != nil {
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "FAIL: integration tests need the test API server:", err)
-			return 1
-		}
-		fmt.Fprintln(os.Stderr, "SKIP: integration tests need the test API server:", err)
-		return 0
+		return prereq.MissingMain("integration tests need the test API server: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "edgelb-it-")
 	if err != nil {

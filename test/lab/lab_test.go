@@ -133,9 +133,7 @@ func TestMakeLab(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		prereq.Missing(t, "the lab's VM needs linux/amd64")
 	}
-	if testing.Short() {
-		t.Skip("skipping the lab (a VM) in -short mode")
-	}
+	prereq.NotShort(t, "the lab (a VM)")
 	for _, b := range []string{"make", "kubectl"} {
 		if _, err := exec.LookPath(b); err != nil {
 			prereq.Missing(t, "%s is not on PATH", b)

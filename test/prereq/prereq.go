@@ -11,11 +11,15 @@ import (
 	"testing"
 )
 
+// CI reports whether the environment has CI=true: every prerequisite must
+// be there and nothing may be skipped.
+func CI() bool { return os.Getenv("CI") == "true" }
+
 // Missing skips t with the reason, or fails it under CI=true.
 func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	reason := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
+	if CI() {
 		t.Fatalf("missing test prerequisite (CI=true, not skipping): %s", reason)
 	}
 	t.Skipf("skipping: %s", reason)
@@ -27,4 +31,26 @@ func Require(t testing.TB, ok bool, format string, args ...any) {
 	if !ok {
 		Missing(t, format, args...)
 	}
+}
+
+// NotShort calls Missing in -short mode: what is too slow for it (a VM)
+// is skipped by hand and fails under CI=true, which never runs -short.
+func NotShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		Missing(t, "%s does not run in -short mode", what)
+	}
+}
+
+// MissingMain is Missing for a TestMain that cannot run any test of its
+// package: it prints the reason to stderr and returns TestMain's exit code,
+// 0 by hand (the package is skipped as a whole) and 1 under CI=true.
+func MissingMain(format string, args ...any) int {
+	reason := fmt.Sprintf(format, args...)
+	if CI() {
+		fmt.Fprintf(os.Stderr, "missing test prerequisite (CI=true, not skipping): %s\n", reason)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "skipping the package: %s\n", reason)
+	return 0
 }

@@ -3,6 +3,7 @@ package vm_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelb/edgelb/test/innertest"
 	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
@@ -37,15 +39,15 @@ func build(t *testing.T, root, dir string, args ...string) {
 }
 
 // runVM boots the VM with edgelb and the e2e test binary and runs args of
-// the test binary; it returns the output.
+// the test binary; it returns the output. The test fails unless the VM
+// exits 0 and the output shows tests that ran and passed, none skipped
+// (test/innertest).
 func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) string {
 	t.Helper()
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		prereq.Missing(t, "the test VM needs linux/amd64")
 	}
-	if testing.Short() {
-		t.Skip("skipping the VM tests in -short mode")
-	}
+	prereq.NotShort(t, "the VM tests")
 	root := repoRoot(t)
 	// build.sh installs qemu & co. when missing (needs root and apt).
 	if out, err := exec.Command(filepath.Join(root, "hack/vm/build.sh")).CombinedOutput(); err != nil {
@@ -70,20 +72,33 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) stri
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			all.WriteString(sc.Text() + "\n")
 			if testing.Verbose() {
 				fmt.Println("vm| " + sc.Text())
 			}
 		}
+		// A line too long for the scanner must not block run.sh: the
+		// rest is dropped, and the check below reports the gap.
+		if err := sc.Err(); err != nil {
+			fmt.Fprintf(&all, "vm_test: reading the VM output: %v\n", err)
+			io.Copy(io.Discard, pr)
+		}
 	}()
-	err := cmd.Wait()
+	werr := cmd.Wait()
 	pw.Close()
 	<-done
-	if err != nil {
-		t.Fatalf("tests inside the VM failed (%v):\n%s", err, all.String())
+	out := all.String()
+	// The exit code alone passes a run that skipped tests, matched none or
+	// died before it reported; the output must show a clean pass.
+	if err := innertest.Check(out); werr != nil || err != nil {
+		if werr != nil {
+			err = errors.Join(fmt.Errorf("hack/vm/run.sh: %w", werr), err)
+		}
+		t.Fatalf("the tests inside the VM (e2e.test %s) did not pass cleanly:\n%v\n--- VM output:\n%s", testArgs, err, out)
 	}
-	return all.String()
+	return out
 }
 
 // TestVM runs the end-to-end dataplane tests inside the VM. EDGELB_VM_RUN

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgelb/edgelb/test/labnet"
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 func TestMain(m *testing.M) {
@@ -401,7 +402,7 @@ func TestDataplane(t *testing.T) {
 
 func TestDirectRoutingAndTunnel(t *testing.T) {
 	if _, err := os.Stat("/run/netns/node1"); err != nil {
-		t.Skip("needs the topology of TestDataplane (run the whole package)")
+		prereq.Missing(t, "needs the topology of TestDataplane (run the whole package)")
 	}
 	// Nodes accept the VIPs without answering ARP for them: on lo for dr,
 	// on the IPIP device for tunnel (kube-proxy does the equivalent for

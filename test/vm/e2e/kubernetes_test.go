@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgelb/edgelb/test/labnet"
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 // kubectl runs the host's kubectl (copied into the VM) as the admin against
@@ -85,7 +86,7 @@ endpoints:
 // from its pool, and the traffic is checked from the client namespace.
 func TestKubernetes(t *testing.T) {
 	if os.Getenv("EDGELB_ADMIN_KUBECONFIG") == "" {
-		t.Skip("needs the host's kube-apiserver (run by test/vm TestVMKubernetes)")
+		prereq.Missing(t, "needs the host's kube-apiserver (run by test/vm TestVMKubernetes)")
 	}
 	topology(t)
 	// The appliance namespaces reach the API server through the VM's own
