@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgelb/edgelb/test/innertest"
 	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
@@ -97,23 +98,10 @@ func TestDebianHosts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the test bed run failed (%v):\n%s", err, out)
 	}
-	if err := innerRunPassed(out, "TestTestbed"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	if err := innertest.Check(out); err != nil {
+		t.Fatalf("the test bed run: %v\n%s", err, out)
 	}
-}
-
-// innerRunPassed checks go test -v output from the test bed: the test
-// passed, nothing was skipped or failed, and the run reported its end.
-func innerRunPassed(out, test string) error {
-	switch {
-	case strings.Contains(out, "--- SKIP"):
-		return fmt.Errorf("a test inside the test bed was skipped")
-	case strings.Contains(out, "--- FAIL"):
-		return fmt.Errorf("a test inside the test bed failed")
-	case !strings.Contains(out, "--- PASS: "+test+" "):
-		return fmt.Errorf("%s did not pass inside the test bed", test)
-	case !strings.Contains(out, "\nPASS\n"):
-		return fmt.Errorf("the test bed run did not report its end")
+	if !strings.Contains(out, "--- PASS: TestTestbed ") {
+		t.Fatalf("TestTestbed did not pass inside the test bed:\n%s", out)
 	}
-	return nil
 }
