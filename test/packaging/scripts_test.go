@@ -55,7 +55,7 @@ func testMaintainerScripts(t *testing.T, root, deb string) {
 		name:    "upgrade: the prerm does not stop the service",
 		steps:   [][]string{{"prerm", "upgrade", "1.0"}},
 		env:     []string{"STUB_ACTIVE=0"},
-		notWant: []string{"stop", "disable", "mask"},
+		notWant: []string{"stop", "disable", "mask", "cleanup"},
 	}, {
 		name:    "upgrade: the postinst restarts a running service on a good config",
 		steps:   [][]string{{"postinst", "configure", "1.0"}},
@@ -87,7 +87,7 @@ func testMaintainerScripts(t *testing.T, root, deb string) {
 	}, {
 		name:  "remove and purge: stopped, disabled, forgotten",
 		steps: [][]string{{"prerm", "remove"}, {"postrm", "remove"}, {"postrm", "purge"}},
-		want: []string{"deb-systemd-invoke stop edgelb.service", "deb-systemd-helper disable edgelb.service",
+		want: []string{"deb-systemd-invoke stop edgelb.service", "edgelb cleanup --config /etc/edgelb/config.yaml", "deb-systemd-helper disable edgelb.service",
 			"systemctl --system daemon-reload", "deb-systemd-helper purge edgelb.service"},
 		notWant: []string{"start"},
 	}} {
@@ -102,6 +102,9 @@ func testMaintainerScripts(t *testing.T, root, deb string) {
 			// real /usr/bin/edgelb, which the host need not have).
 			key := filepath.Join(dir, "etc/edgelb/gossip.key")
 			if err := os.WriteFile(key, []byte("a2V5\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "etc/edgelb/config.yaml"), []byte("node: {name: lb1}\n"), 0o640); err != nil {
 				t.Fatal(err)
 			}
 			log := filepath.Join(dir, "log")
