@@ -15,7 +15,7 @@ GOARCH ?= $(shell $(GO) env GOARCH)
 # Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
 DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 
-.PHONY: deb help build lab test unit test-deps test-bins bench bench-failover bench-ipvs e2e-vm vm fuzz vet clean
+.PHONY: deb help build lab test system unit test-deps test-bins bench bench-failover bench-ipvs e2e-vm vm fuzz vet clean
 
 help:
 	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
 	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make test-bins  build the test kube-apiserver and etcd into $(EDGELB_TEST_BIN)"
+	@echo "make system     the .deb on three Debian hosts booted with systemd (docs/testbed.md); figures"
 	@echo "make e2e-vm     the IPVS end-to-end tests inside the QEMU VM (part of make test)"
 	@echo "make bench-ipvs IPVS figures inside the VM: 10k x 10 sync, one change, VIP vs direct req/s"
 	@echo "make vm SCRIPT=f run a bash script inside the test VM (hack/vm/run.sh)"
@@ -71,6 +72,7 @@ vet:
 test-deps:
 	@hack/test-deps.sh
 	@hack/vm/deps.sh
+	@hack/sysvm/deps.sh
 
 test-bins:
 	@hack/kube/build.sh
@@ -80,9 +82,22 @@ unit:
 
 # The whole suite: unit tests, integration tests against a real kube-apiserver,
 # namespace and VM end-to-end tests, then a short run of every fuzz target.
-test: test-deps test-bins vet
-	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+# The Debian test bed's image (debootstrap, mostly download and unpack)
+# builds in the background meanwhile; test/system waits for it.
+test: test-deps
+	@echo "building the Debian test bed image in the background (log: $(SYSVM_LOG))"
+	@hack/sysvm/build.sh >$(SYSVM_LOG) 2>&1 & \
+	$(MAKE) --no-print-directory test-bins vet && \
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s && \
 	hack/test.sh
+
+SYSVM_LOG ?= /tmp/edgelb-sysvm-build.log
+
+# edgelb as users run it: the .deb on three Debian hosts booted with
+# systemd (the test bed of docs/testbed.md); prints its figures.
+system: test-deps
+	$(GO) test -count=1 -v -timeout 60m -run '^TestDebianHosts$$' ./test/system 2>&1 | grep -E 'FIGURE|^(---|===|ok|FAIL|PASS)|testbed_test.go'
+
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lb/config
