@@ -28,10 +28,19 @@ type Link struct {
 type Kernel interface {
 	// Link reports the interface's state.
 	Link() (Link, error)
-	// VIPs lists the addresses on the interface that edgelb added.
+	// VIPs lists the addresses on the interface that edgelb added, kept
+	// ones included.
 	VIPs() ([]netip.Addr, error)
-	// AddVIP adds a VIP, marked as edgelb's, to the interface.
-	AddVIP(netip.Addr) error
+	// Kept lists those of them that an edgelb process kept for the next
+	// one when it restarted (RenewVIP with keep).
+	Kept() ([]netip.Addr, error)
+	// AddVIP adds a VIP, marked as edgelb's, to the interface, valid for
+	// lifetime (0: forever); the kernel removes it when that runs out.
+	AddVIP(v netip.Addr, lifetime time.Duration) error
+	// RenewVIP sets the valid lifetime of a VIP edgelb added, counted
+	// from now (0: forever), and its mark: kept for the next process with
+	// keep, an ordinary VIP of edgelb otherwise.
+	RenewVIP(v netip.Addr, lifetime time.Duration, keep bool) error
 	// DelVIP removes a VIP edgelb added.
 	DelVIP(netip.Addr) error
 	// WatchLink calls changed after every change of the interface or its
@@ -88,6 +97,11 @@ type Options struct {
 	// Resync is how often the kernel is re-read without an event; 0 means
 	// 5 s.
 	Resync time.Duration
+	// Lifetime, when not 0, is the valid lifetime VIPs are added with
+	// (cluster.restartHold); every held VIP is renewed a third of it
+	// after its last renewal, so that the kernel drops the VIPs of an
+	// edgelb that died or did not come back from a restart. 0: forever.
+	Lifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -98,9 +112,14 @@ type Manager struct {
 
 	// sched holds the pending announcements of each VIP announced since
 	// its takeover; a VIP without an entry gets a new burst.
-	sched  map[netip.Addr][]time.Time
-	linkOK *bool // last reported link health
-	retry  bool
+	sched map[netip.Addr][]time.Time
+	// renewed is when each held VIP's lifetime was last set.
+	renewed map[netip.Addr]time.Time
+	// adopted are the VIPs kept by the previous process (Adopt) that have
+	// not been owned yet: held silently and not renewed.
+	adopted map[netip.Addr]bool
+	linkOK  *bool // last reported link health
+	retry   bool
 }
 
 // NewManager returns a Manager; it starts nothing.
@@ -120,12 +139,40 @@ func NewManager(o Options) (*Manager, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}}, nil
+	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}, renewed: map[netip.Addr]time.Time{}, adopted: map[netip.Addr]bool{}}, nil
+}
+
+// ErrRestart is the cause to cancel Run's context with
+// (context.WithCancelCause) when edgelb restarts gracefully: Run then
+// leaves the VIPs on the interface for the next process instead of
+// removing them, marked as kept (Kernel.Kept) and with the lifetime they
+// have left, so that they never outlive this process by more than
+// Lifetime.
+var ErrRestart = errors.New("graceful restart: VIPs kept for the next process")
+
+// Adopt, called before Run, takes over the VIPs that the previous edgelb
+// process kept on the interface when it restarted, and returns them for
+// the cluster's Adopt. They are never announced anew — the LAN already
+// knows them at this host — and not renewed while the ownership lists
+// them only for handover (the previous lifetime runs on); once owned they
+// are renewed. VIPs of an edgelb that died without restarting gracefully
+// are not adopted: Sync removes them unless they are owned.
+func (m *Manager) Adopt() ([]netip.Addr, error) {
+	kept, err := m.o.Kernel.Kept()
+	if err != nil {
+		return nil, fmt.Errorf("listing the VIPs kept by the previous process: %w", err)
+	}
+	for _, v := range kept {
+		m.adopted[v] = true
+		m.o.Log.Info("VIP adopted from the previous process", "vip", v)
+	}
+	return kept, nil
 }
 
 // Run keeps the interface in line with ownership until ctx ends, then
-// removes every VIP it holds, closes the Announcer if it is an io.Closer
-// and returns nil.
+// removes every VIP it holds — or, when ctx was cancelled with the cause
+// ErrRestart, keeps them for the next process — closes the Announcer if
+// it is an io.Closer and returns nil.
 func (m *Manager) Run(ctx context.Context) error {
 	changed := make(chan struct{}, 1)
 	kick := func() {
@@ -160,7 +207,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		timer.Reset(next)
 		select {
 		case <-ctx.Done():
-			m.releaseAll()
+			if errors.Is(context.Cause(ctx), ErrRestart) {
+				m.keepAll()
+			} else {
+				m.releaseAll()
+			}
 			if c, ok := m.o.Announcer.(io.Closer); ok {
 				c.Close()
 			}
@@ -209,7 +260,7 @@ func (m *Manager) Sync() time.Duration {
 			held = append(held, v)
 			continue
 		}
-		delete(m.sched, v)
+		m.forget(v)
 		m.o.Log.Info("VIP removed", "vip", v)
 	}
 	for _, v := range handover {
@@ -218,18 +269,28 @@ func (m *Manager) Sync() time.Duration {
 	for _, v := range want {
 		if slices.Contains(have, v) {
 			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) {
-				// Found at start-up, re-added by someone or ours again
-				// after a handover: announce anew.
-				m.sched[v] = m.burst(now)
+				if m.adopted[v] {
+					// Kept across a restart: the LAN knows it here.
+					m.sched[v] = m.refresh(now)
+				} else {
+					// Found at start-up, re-added by someone or ours
+					// again after a handover: announce anew.
+					m.sched[v] = m.burst(now)
+				}
+			}
+			if slices.Contains(own, v) {
+				delete(m.adopted, v) // renewed from now on
 			}
 			continue
 		}
-		if err := m.o.Kernel.AddVIP(v); err != nil {
+		if err := m.o.Kernel.AddVIP(v, m.o.Lifetime); err != nil {
 			m.o.Log.Error("adding VIP", "vip", v, "err", err)
 			m.retry = true
 			continue
 		}
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
+		m.renewed[v] = now
+		delete(m.adopted, v)
 		if slices.Contains(own, v) {
 			m.sched[v] = m.burst(now)
 		}
@@ -240,8 +301,13 @@ func (m *Manager) Sync() time.Duration {
 			delete(m.sched, v)
 		}
 	}
+	for v := range m.renewed {
+		if !slices.Contains(held, v) {
+			delete(m.renewed, v)
+		}
+	}
 
-	next := m.announce(link, now)
+	next := min(m.announce(link, now), m.renew(held, now))
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)
 	if m.retry && next > time.Second {
@@ -257,6 +323,51 @@ func (m *Manager) setLink(err error) {
 	}
 	m.linkOK = &ok
 	m.o.Reporter.SetHealth("link", err)
+}
+
+// forget drops what the Manager knows about a VIP that is gone.
+func (m *Manager) forget(v netip.Addr) {
+	delete(m.sched, v)
+	delete(m.renewed, v)
+	delete(m.adopted, v)
+}
+
+// renew sets the lifetime of every held VIP whose last renewal is a third
+// of Lifetime old, except adopted ones that are not owned yet, and
+// returns the time to the next renewal.
+func (m *Manager) renew(held []netip.Addr, now time.Time) time.Duration {
+	next := time.Hour
+	if m.o.Lifetime <= 0 {
+		return next
+	}
+	every := m.o.Lifetime / 3
+	for _, v := range held {
+		if m.adopted[v] {
+			continue
+		}
+		if at, ok := m.renewed[v]; ok && now.Sub(at) < every {
+			next = min(next, at.Add(every).Sub(now))
+			continue
+		}
+		if err := m.o.Kernel.RenewVIP(v, m.o.Lifetime, false); err != nil {
+			m.o.Log.Error("renewing VIP", "vip", v, "err", err)
+			m.retry = true
+			continue
+		}
+		m.o.Log.Debug("VIP renewed", "vip", v, "lifetime", m.o.Lifetime)
+		m.renewed[v] = now
+		next = min(next, every)
+	}
+	return next
+}
+
+// refresh is the schedule of a VIP that needs no takeover burst: only
+// the periodic refresh, if any.
+func (m *Manager) refresh(now time.Time) []time.Time {
+	if m.o.Refresh > 0 {
+		return []time.Time{now.Add(m.o.Refresh)}
+	}
+	return nil
 }
 
 func (m *Manager) burst(now time.Time) []time.Time {
@@ -288,6 +399,40 @@ func (m *Manager) announce(link Link, now time.Time) time.Duration {
 		}
 	}
 	return next
+}
+
+// keepAll leaves every VIP edgelb holds on the interface for the next
+// process, for a graceful restart: each is marked as kept and keeps the
+// lifetime it has left (whole seconds, rounded down), so that it expires
+// no later than it would have without the restart.
+func (m *Manager) keepAll() {
+	have, err := m.o.Kernel.VIPs()
+	if err != nil {
+		m.o.Log.Error("listing VIPs", "err", err)
+	}
+	now := m.o.Now()
+	for _, v := range have {
+		if m.adopted[v] {
+			m.o.Log.Info("VIP kept for the next process", "vip", v)
+			continue // still marked as kept, its lifetime unchanged
+		}
+		left := time.Duration(0) // forever
+		if m.o.Lifetime > 0 {
+			at, ok := m.renewed[v]
+			if !ok {
+				continue // not ours to keep: it expires as it is
+			}
+			left = (at.Add(m.o.Lifetime).Sub(now)).Truncate(time.Second)
+			if left < time.Second {
+				continue // about to expire anyway
+			}
+		}
+		if err := m.o.Kernel.RenewVIP(v, left, true); err != nil {
+			m.o.Log.Error("keeping VIP for the next process", "vip", v, "err", err)
+			continue
+		}
+		m.o.Log.Info("VIP kept for the next process", "vip", v, "expiresIn", left)
+	}
 }
 
 // releaseAll removes every VIP edgelb holds, for shutdown.
