@@ -43,7 +43,7 @@ var _ vip.Kernel = (*Kernel)(nil)
 // NewKernel returns a fake with an up interface eth0.
 func NewKernel() *Kernel {
 	return &Kernel{
-		State:   vip.Link{Name: "eth0", Index: 2, HardwareAddr: []byte{2, 0, 0, 0, 0, 1}, Up: true},
+		State:    vip.Link{Name: "eth0", Index: 2, HardwareAddr: []byte{2, 0, 0, 0, 0, 1}, Up: true},
 		Marked:   map[netip.Addr]bool{},
 		Foreign:  map[netip.Addr]bool{},
 		FailAdd:  map[netip.Addr]bool{},
