@@ -283,6 +283,11 @@ func (m *Manager) Sync() time.Duration {
 			}
 			continue
 		}
+		if m.adopted[v] {
+			// Its lifetime ran out before it was owned: adopting keeps
+			// what is there, it never adds.
+			continue
+		}
 		if err := m.o.Kernel.AddVIP(v, m.o.Lifetime); err != nil {
 			m.o.Log.Error("adding VIP", "vip", v, "err", err)
 			m.retry = true
@@ -304,6 +309,11 @@ func (m *Manager) Sync() time.Duration {
 	for v := range m.renewed {
 		if !slices.Contains(held, v) {
 			delete(m.renewed, v)
+		}
+	}
+	for v := range m.adopted {
+		if !slices.Contains(want, v) && !slices.Contains(held, v) {
+			delete(m.adopted, v)
 		}
 	}
 

@@ -14,7 +14,9 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/vip"
 )
 
 // Version is set at build time with -ldflags "-X ...app.Version=v1.2.3".
@@ -76,6 +78,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 var errUsage = errors.New("usage")
+
+// ErrRestart is the cause main cancels Main's context with on SIGUSR2,
+// the signal systemd sends for `systemctl restart` (RestartKillSignal= in
+// the unit): a graceful restart, in which this host keeps its VIPs, IPVS
+// services and nftables rules for the next process instead of handing the
+// VIPs over. It is cluster.ErrRestart and vip.ErrRestart for errors.Is.
+var ErrRestart error = restartCause{}
+
+type restartCause struct{}
+
+func (restartCause) Error() string { return "graceful restart (SIGUSR2)" }
+
+func (restartCause) Is(target error) bool {
+	return target == cluster.ErrRestart || target == vip.ErrRestart
+}
 
 func versionString() string {
 	v := Version
@@ -143,8 +160,22 @@ func keygenCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+const runSignals = `
+Signals:
+  SIGTERM, SIGINT  stop: hand the VIPs over to the other members, then leave
+  SIGUSR2          graceful restart (systemd's RestartKillSignal for
+                   "systemctl restart"): keep the VIPs, IPVS and nftables
+                   state on this host for the next process, which must
+                   start within cluster.restartHold; then leave and exit 0
+`
+
 func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", "run --config FILE [--log-level info] [--log-format text|json]", stderr)
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprint(stderr, runSignals)
+	}
 	path := fs.String("config", defaultConfig, "config file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
