@@ -62,7 +62,12 @@ type Ownership interface {
 	// without announcing while another host takes them over (announcing
 	// them would pull clients back to this host just before it lets go).
 	Owned() (own, handover []netip.Addr)
-	// Subscribe returns a channel signalled whenever Owned changes.
+	// Restarting reports whether this member is in its start-up grace
+	// after a graceful restart, during which the VIPs adopted from the
+	// previous process are held silently.
+	Restarting() bool
+	// Subscribe returns a channel signalled whenever Owned or Restarting
+	// changes.
 	Subscribe() <-chan struct{}
 }
 
@@ -152,12 +157,22 @@ var ErrRestart = errors.New("graceful restart: VIPs kept for the next process")
 
 // Adopt, called before Run, takes over the VIPs that the previous edgelb
 // process kept on the interface when it restarted, and returns them for
-// the cluster's Adopt. They are never announced anew — the LAN already
-// knows them at this host — and not renewed while the ownership lists
-// them only for handover (the previous lifetime runs on); once owned they
-// are renewed. VIPs of an edgelb that died without restarting gracefully
-// are not adopted: Sync removes them unless they are owned.
+// the cluster's Adopt. While the ownership is Restarting they are held
+// silently — the LAN already knows them at this host — and renewed only
+// once owned (until then the previous lifetime runs on); they are never
+// added again if that runs out. After the grace they follow the ordinary
+// rules, and the owned ones are announced once more, in case another
+// host announced them meanwhile. VIPs of an edgelb that died without
+// restarting gracefully are not adopted: Sync removes them unless they
+// are owned.
+//
+// Adopt also reports the interface's networks at once, so that the
+// cluster's first gossip carries them and its VIPs are assigned as
+// before the restart.
 func (m *Manager) Adopt() ([]netip.Addr, error) {
+	if link, err := m.o.Kernel.Link(); err == nil && link.Up {
+		m.o.Reporter.SetNetworks(link.Networks)
+	}
 	kept, err := m.o.Kernel.Kept()
 	if err != nil {
 		return nil, fmt.Errorf("listing the VIPs kept by the previous process: %w", err)
@@ -248,6 +263,9 @@ func (m *Manager) Sync() time.Duration {
 		m.o.Log.Error("listing VIPs", "err", err)
 		return time.Second
 	}
+	if !m.o.Ownership.Restarting() {
+		clear(m.adopted) // the grace is over: the ordinary rules apply
+	}
 	var held []netip.Addr
 	for _, v := range have {
 		if slices.Contains(want, v) {
@@ -268,18 +286,12 @@ func (m *Manager) Sync() time.Duration {
 	}
 	for _, v := range want {
 		if slices.Contains(have, v) {
-			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) {
-				if m.adopted[v] {
-					// Kept across a restart: the LAN knows it here.
-					m.sched[v] = m.refresh(now)
-				} else {
-					// Found at start-up, re-added by someone or ours
-					// again after a handover: announce anew.
-					m.sched[v] = m.burst(now)
-				}
-			}
-			if slices.Contains(own, v) {
-				delete(m.adopted, v) // renewed from now on
+			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) && !m.adopted[v] {
+				// Found at start-up, re-added by someone, ours again
+				// after a handover, or kept across a restart whose
+				// grace is over: announce anew. An adopted VIP is
+				// silent during the grace.
+				m.sched[v] = m.burst(now)
 			}
 			continue
 		}
@@ -295,7 +307,6 @@ func (m *Manager) Sync() time.Duration {
 		}
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
 		m.renewed[v] = now
-		delete(m.adopted, v)
 		if slices.Contains(own, v) {
 			m.sched[v] = m.burst(now)
 		}
@@ -317,7 +328,7 @@ func (m *Manager) Sync() time.Duration {
 		}
 	}
 
-	next := min(m.announce(link, now), m.renew(held, now))
+	next := min(m.announce(link, now), m.renew(held, own, now))
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)
 	if m.retry && next > time.Second {
@@ -343,16 +354,16 @@ func (m *Manager) forget(v netip.Addr) {
 }
 
 // renew sets the lifetime of every held VIP whose last renewal is a third
-// of Lifetime old, except adopted ones that are not owned yet, and
-// returns the time to the next renewal.
-func (m *Manager) renew(held []netip.Addr, now time.Time) time.Duration {
+// of Lifetime old, except adopted ones that are not owned, and returns
+// the time to the next renewal.
+func (m *Manager) renew(held, own []netip.Addr, now time.Time) time.Duration {
 	next := time.Hour
 	if m.o.Lifetime <= 0 {
 		return next
 	}
 	every := m.o.Lifetime / 3
 	for _, v := range held {
-		if m.adopted[v] {
+		if m.adopted[v] && !slices.Contains(own, v) {
 			continue
 		}
 		if at, ok := m.renewed[v]; ok && now.Sub(at) < every {
@@ -369,15 +380,6 @@ func (m *Manager) renew(held []netip.Addr, now time.Time) time.Duration {
 		next = min(next, every)
 	}
 	return next
-}
-
-// refresh is the schedule of a VIP that needs no takeover burst: only
-// the periodic refresh, if any.
-func (m *Manager) refresh(now time.Time) []time.Time {
-	if m.o.Refresh > 0 {
-		return []time.Time{now.Add(m.o.Refresh)}
-	}
-	return nil
 }
 
 func (m *Manager) burst(now time.Time) []time.Time {

@@ -284,6 +284,7 @@ func TestAdoptionKeepsKeptVIPsSilently(t *testing.T) {
 		f.k.Expires[v] = f.now.Add(6 * time.Second)
 	}
 	f.k.KeptVIPs[a], f.k.KeptVIPs[b] = true, true
+	f.k.State.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	adopted, err := f.m.Adopt()
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +292,11 @@ func TestAdoptionKeepsKeptVIPsSilently(t *testing.T) {
 	if !slices.Equal(adopted, []netip.Addr{a, b}) {
 		t.Fatalf("adopted %v, want [%s %s]", adopted, a, b)
 	}
+	if len(f.cl.Networks) != 1 {
+		t.Fatalf("networks %v not reported by Adopt: the cluster's first gossip needs them", f.cl.Networks)
+	}
 	// Start-up grace before a quorum: the cluster lists them for handover.
+	f.cl.SetRestarting(true)
 	f.cl.Set(nil, adopted)
 	for range 4 {
 		f.step(time.Second)
@@ -305,13 +310,14 @@ func TestAdoptionKeepsKeptVIPsSilently(t *testing.T) {
 	if f.ann.Count(a)+f.ann.Count(b) != 0 {
 		t.Fatal("adopted VIPs announced")
 	}
-	// Back with a quorum: a is owned, b assigned to another member.
+	// Back with a quorum, still in the grace: a is owned, b assigned to
+	// another member.
 	f.cl.Set([]netip.Addr{a}, []netip.Addr{b})
 	for range 5 {
 		f.step(time.Second)
 	}
 	if f.ann.Count(a)+f.ann.Count(b) != 0 {
-		t.Fatalf("%d announcements, want none: the LAN already knows the VIPs here", f.ann.Count(a)+f.ann.Count(b))
+		t.Fatalf("%d announcements during the grace, want none: the LAN already knows the VIPs here", f.ann.Count(a)+f.ann.Count(b))
 	}
 	if f.k.Renewals[a] == 0 || f.k.KeptVIPs[a] {
 		t.Fatalf("owned adopted VIP %s: %d renewals, still marked kept %v", a, f.k.Renewals[a], f.k.KeptVIPs[a])
@@ -326,7 +332,14 @@ func TestAdoptionKeepsKeptVIPsSilently(t *testing.T) {
 	if slices.Contains(f.k.Held(), b) || f.k.Renewals[b] != 0 {
 		t.Fatalf("%s (not owned) renewed %d times, held %v", b, f.k.Renewals[b], f.k.Held())
 	}
-	// After the grace, what is not owned any more is removed.
+	// The grace is over: the ordinary rules; an owned VIP is announced
+	// once more (another host may have announced it meanwhile).
+	f.cl.SetRestarting(false)
+	f.step(0)
+	if f.ann.Count(a) != 1 {
+		t.Fatalf("%s announced %d times when the grace ended, want the start of a burst", a, f.ann.Count(a))
+	}
+	// What is not owned any more is removed.
 	f.cl.Set(nil, nil)
 	f.step(0)
 	if len(f.k.Held()) != 0 {
@@ -341,12 +354,14 @@ func TestAdoptedVIPRemovedWhenNotOwnedAfterGrace(t *testing.T) {
 	if _, err := f.m.Adopt(); err != nil {
 		t.Fatal(err)
 	}
+	f.cl.SetRestarting(true)
 	f.cl.Set(nil, []netip.Addr{a})
 	f.step(0)
 	if !slices.Equal(f.k.Held(), []netip.Addr{a}) {
 		t.Fatalf("kernel holds %v: the adopted VIP kept, the crashed process's removed", f.k.Held())
 	}
 	// The grace is over and a belongs to another member.
+	f.cl.SetRestarting(false)
 	f.cl.SetOwned(b)
 	f.step(time.Second)
 	if !slices.Equal(f.k.Held(), []netip.Addr{b}) {

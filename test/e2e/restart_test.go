@@ -55,6 +55,29 @@ func (l *lab) watchVIPs(vips ...netip.Addr) (stop func() []vipSample) {
 	}
 }
 
+// settledOwner waits until vip has stayed on one host for d — the hosts
+// start one after the other, and a VIP moves when a later one wins it —
+// and returns that host.
+func (l *lab) settledOwner(vip netip.Addr, d time.Duration) *host {
+	l.t.Helper()
+	var last *host
+	var since time.Time
+	if !poll(converge, func() bool {
+		hs := l.holders(vip)
+		if len(hs) != 1 {
+			last = nil
+			return false
+		}
+		if hs[0] != last {
+			last, since = hs[0], time.Now()
+		}
+		return time.Since(since) >= d
+	}) {
+		l.t.Fatalf("%s did not settle on one host: on %v", vip, names(l.holders(vip)))
+	}
+	return last
+}
+
 // TestGracefulRestart restarts the owner of the VIPs as `systemctl
 // restart` does (SIGUSR2, then a new process) while the client probes the
 // VIP every 10 ms and holds a TCP connection through it that exchanges a
@@ -63,8 +86,8 @@ func (l *lab) watchVIPs(vips ...netip.Addr) (stop func() []vipSample) {
 // still hands the VIP over without a failed probe.
 func TestGracefulRestart(t *testing.T) {
 	l := startCluster(t, 3)
-	o := l.stableOwner(vip4, 500*time.Millisecond)
-	o6 := l.stableOwner(vip6, 0)
+	o := l.settledOwner(vip4, time.Second)
+	o6 := l.settledOwner(vip6, time.Second)
 
 	p := l.probe(vip4, 300*time.Millisecond)
 	p6 := l.probe(vip6, 300*time.Millisecond)
@@ -89,9 +112,9 @@ func TestGracefulRestart(t *testing.T) {
 	if !strings.Contains(o.log.String(), "VIP adopted from the previous process") {
 		t.Errorf("%s: the new process adopted no VIP", o.name)
 	}
-	// Keep the traffic going a little longer: the VIPs are renewed by
-	// the new process now.
-	time.Sleep(time.Second)
+	// Keep the traffic going a little longer: the VIPs are the new
+	// process's now.
+	time.Sleep(2 * time.Second)
 	samples := watch()
 	res, res6, held := p.stop(), p6.stop(), conn.stop()
 
@@ -135,7 +158,7 @@ func TestGracefulRestart(t *testing.T) {
 			t.Errorf("%s did not hold %s's VIPs for its restart", h.name, o.name)
 		}
 	}
-	l.stableOwner(vip4, 500*time.Millisecond)
+	l.settledOwner(vip4, 500*time.Millisecond)
 
 	// A stop still hands the VIP over, without a failed probe.
 	stopFailed, old, next := gracefulStop(t, l, vip4)

@@ -232,13 +232,14 @@ func (a *Announcer) Count(v netip.Addr) int {
 
 // Cluster is a fake ownership source and reporter.
 type Cluster struct {
-	mu       sync.Mutex
-	owned    []netip.Addr
-	handover []netip.Addr
-	subs     []chan struct{}
-	Held     []netip.Addr
-	Health   map[string]error
-	Networks []netip.Prefix
+	mu         sync.Mutex
+	owned      []netip.Addr
+	handover   []netip.Addr
+	restarting bool
+	subs       []chan struct{}
+	Held       []netip.Addr
+	Health     map[string]error
+	Networks   []netip.Prefix
 }
 
 var (
@@ -260,6 +261,26 @@ func (c *Cluster) Set(own, handover []netip.Addr) {
 		default:
 		}
 	}
+}
+
+// SetRestarting sets whether this member is in its start-up grace.
+func (c *Cluster) SetRestarting(r bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.restarting = r
+	for _, s := range c.subs {
+		select {
+		case s <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Restarting implements vip.Ownership.
+func (c *Cluster) Restarting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.restarting
 }
 
 // Owned implements vip.Ownership.
