@@ -620,6 +620,11 @@ func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, q
 	}
 	c.heldOwned = DigestOf(heldMine)
 	if c.restart.grace {
+		// The adopted VIPs are held but this process has not announced
+		// them: confirm none, so that a member handing one over to this
+		// one (it missed the restart and took it) keeps it until this
+		// one announces it, after the grace.
+		c.heldOwned = Digest{}
 		clear(c.losing)
 		return c.graceOwnedLocked(assign, quorum)
 	}

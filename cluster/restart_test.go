@@ -189,6 +189,10 @@ func TestGracefulRestartKeepsVIPs(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
+	// It confirms no VIP while it has announced none.
+	if self := selfMember(r); self.Held != (Digest{}) {
+		t.Fatalf("restarting %s gossips held %+v, want none confirmed", r.c.opts.Name, self.Held)
+	}
 	// It never gains a VIP it did not hold while restarting.
 	if slices.Contains(both(r.c.Owned()), lost) {
 		t.Fatalf("restarting %s took %s, which it did not adopt", r.c.opts.Name, lost)
@@ -208,9 +212,22 @@ func TestGracefulRestartKeepsVIPs(t *testing.T) {
 	if got := own(r.c); !slices.Equal(got, mine) {
 		t.Fatalf("%s owns %v after its restart, want %v", r.c.opts.Name, got, mine)
 	}
+	if !poll(t, func() bool { return selfMember(r).Held == DigestOf(mine) }) {
+		t.Fatalf("%s gossips held %+v after its grace, want the digest of %v", r.c.opts.Name, selfMember(r).Held, mine)
+	}
 	if why := stop(); why != "" {
 		t.Fatal(why)
 	}
+}
+
+// selfMember is m's own entry in its view.
+func selfMember(m *simMember) Member {
+	for _, x := range m.c.Members() {
+		if x.Name == m.c.opts.Name {
+			return x
+		}
+	}
+	return Member{}
 }
 
 func TestRestartThatNeverComesBackMovesVIPsAfterTheHold(t *testing.T) {

@@ -158,7 +158,9 @@ func TestGracefulRestart(t *testing.T) {
 			t.Errorf("%s did not hold %s's VIPs for its restart", h.name, o.name)
 		}
 	}
-	l.settledOwner(vip4, 500*time.Millisecond)
+	if h := l.settledOwner(vip4, 500*time.Millisecond); h != o {
+		t.Fatalf("%s is on %s after the restart, want %s", vip4, h.name, o.name)
+	}
 
 	// A stop still hands the VIP over, without a failed probe.
 	stopFailed, old, next := gracefulStop(t, l, vip4)
