@@ -495,10 +495,11 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 // update recomputes the view and ownership and gossips changed metadata.
 func (c *Cluster) update(ml *memberlist.Memberlist) {
 	var vips []netip.Addr
-	if d := c.opts.VIPs.Load(); d != nil {
+	d := c.opts.VIPs.Load()
+	if d != nil {
 		vips = d.VIPs()
 	}
-	loaded := c.opts.VIPs.Load() != nil
+	loaded := d != nil
 	nodes := ml.Members()
 	now := c.opts.Now()
 

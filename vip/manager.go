@@ -120,8 +120,8 @@ type Manager struct {
 	sched map[netip.Addr][]time.Time
 	// renewed is when each held VIP's lifetime was last set.
 	renewed map[netip.Addr]time.Time
-	// adopted are the VIPs kept by the previous process (Adopt) that have
-	// not been owned yet: held silently and not renewed.
+	// adopted are the VIPs kept by the previous process (Adopt), until
+	// the start-up grace ends: held silently, renewed only when owned.
 	adopted map[netip.Addr]bool
 	linkOK  *bool // last reported link health
 	retry   bool
@@ -424,14 +424,14 @@ func (m *Manager) keepAll() {
 	}
 	now := m.o.Now()
 	for _, v := range have {
-		if m.adopted[v] {
+		at, renewed := m.renewed[v]
+		if m.adopted[v] && !renewed {
 			m.o.Log.Info("VIP kept for the next process", "vip", v)
 			continue // still marked as kept, its lifetime unchanged
 		}
 		left := time.Duration(0) // forever
 		if m.o.Lifetime > 0 {
-			at, ok := m.renewed[v]
-			if !ok {
+			if !renewed {
 				continue // not ours to keep: it expires as it is
 			}
 			left = (at.Add(m.o.Lifetime).Sub(now)).Truncate(time.Second)

@@ -420,3 +420,38 @@ func TestRunKeepsVIPsForARestart(t *testing.T) {
 		t.Fatalf("VIPs %v left after a stop", f.k.Held())
 	}
 }
+
+func TestRestartDuringTheGraceKeepsAdoptedVIPs(t *testing.T) {
+	const lifetime = 9 * time.Second
+	f := newFixtureLifetime(t, 0, lifetime)
+	for _, v := range []netip.Addr{a, b} {
+		f.k.Marked[v], f.k.KeptVIPs[v] = true, true
+		f.k.Expires[v] = f.now.Add(6 * time.Second)
+	}
+	if _, err := f.m.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	// In the grace with a quorum: a owned (and so renewed), b not.
+	f.cl.SetRestarting(true)
+	f.cl.Set([]netip.Addr{a}, []netip.Addr{b})
+	f.step(0)
+	if f.k.KeptVIPs[a] || f.k.Renewals[a] != 1 || f.k.Renewals[b] != 0 {
+		t.Fatalf("renewals %v, kept %v: want %s renewed as an ordinary VIP, %s untouched", f.k.Renewals, f.k.KeptVIPs, a, b)
+	}
+	// Restarted again before the grace ended: both are kept for the next
+	// process, neither with more lifetime than it had.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.m.Run(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel(vip.ErrRestart)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for v, most := range map[netip.Addr]time.Duration{a: lifetime, b: 6 * time.Second} {
+		left, _ := f.k.Lifetime(v)
+		if !f.k.KeptVIPs[v] || left > most || left < most-time.Second {
+			t.Errorf("%s: kept %v with %s left, want kept with at most %s", v, f.k.KeptVIPs[v], left, most)
+		}
+	}
+}
