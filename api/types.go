@@ -69,14 +69,18 @@ type PoolUsage struct {
 
 // Member is one appliance host of GET /api/v1/members.
 type Member struct {
-	Name     string   `json:"name"`
-	Address  string   `json:"address"`
-	Self     bool     `json:"self"`
-	Alive    bool     `json:"alive"`
-	Healthy  bool     `json:"healthy"`
-	Draining bool     `json:"draining"`
-	Problem  string   `json:"problem,omitempty"`
-	VIPs     []string `json:"vips"`
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Self     bool   `json:"self"`
+	Alive    bool   `json:"alive"`
+	Healthy  bool   `json:"healthy"`
+	Draining bool   `json:"draining"`
+	// Restarting: the member's process is restarting gracefully; its VIPs
+	// stay with it (alive false while it is away, for at most
+	// cluster.restartHold).
+	Restarting bool     `json:"restarting,omitempty"`
+	Problem    string   `json:"problem,omitempty"`
+	VIPs       []string `json:"vips"`
 }
 
 // VIP is one virtual IP of GET /api/v1/vips.

@@ -57,6 +57,13 @@ type Options struct {
 	// RejoinInterval is how often configured peers that are not members
 	// are contacted again (after a partition or their restart).
 	RejoinInterval time.Duration
+	// RestartHold bounds a graceful restart (see ErrRestart and Adopt):
+	// it is the lifetime of this member's VIP addresses, how long the
+	// others keep a member that left for a restart as a candidate owner,
+	// and the longest start-up grace of a process that adopted VIPs.
+	RestartHold time.Duration
+	// Now is the clock; nil means time.Now. Tests step it.
+	Now func() time.Time
 	// VIPs is the source of the VIPs to assign.
 	VIPs VIPSource
 	// Log receives the cluster's and memberlist's messages.
@@ -93,6 +100,7 @@ func OptionsFromConfig(cfg *config.Config, vips VIPSource, log *slog.Logger) Opt
 		SuspicionMult:   c.SuspicionMult,
 		GossipInterval:  c.GossipInterval,
 		HandoverTimeout: c.HandoverTimeout,
+		RestartHold:     c.RestartHold,
 		VIPs:            vips,
 		Log:             log,
 	}
@@ -125,6 +133,7 @@ type Cluster struct {
 	left      map[string]bool // members that left gracefully and are not back
 	subs      []chan struct{}
 	sentMeta  string // the Meta last gossiped, encoded
+	restart   restartState
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -160,6 +169,12 @@ func New(opts Options) (*Cluster, error) {
 	if opts.GossipInterval <= 0 {
 		opts.GossipInterval = def.GossipInterval
 	}
+	if opts.RestartHold <= 0 {
+		opts.RestartHold = def.RestartHold
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	c := &Cluster{
 		left:      map[string]bool{},
 		opts:      opts,
@@ -168,6 +183,7 @@ func New(opts Options) (*Cluster, error) {
 		dirty:     make(chan struct{}, 1),
 		metaDirty: make(chan struct{}, 1),
 		health:    map[string]error{},
+		restart:   restartState{absent: map[string]absentMember{}},
 	}
 	c.size = clusterSize(opts)
 	return c, nil
@@ -364,19 +380,30 @@ func (c *Cluster) kick() {
 
 // localMetaLocked is this member's metadata now. c.mu must be held.
 func (c *Cluster) localMetaLocked() Meta {
-	healthy := true
+	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned}
+	if c.restart.leaving || c.restart.grace {
+		m.Restarting, m.RestartHold = true, c.opts.RestartHold
+	}
+	return m
+}
+
+// healthyLocked reports whether every health source is healthy. c.mu
+// must be held.
+func (c *Cluster) healthyLocked() bool {
 	for _, err := range c.health {
 		if err != nil {
-			healthy = false
+			return false
 		}
 	}
-	return Meta{Healthy: healthy, Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned}
+	return true
 }
 
 // Run joins the cluster and keeps this member's ownership up to date until
 // ctx ends; then it hands its VIPs over (bounded by HandoverTimeout),
-// leaves the cluster and returns nil. It returns an error if gossip cannot
-// start.
+// leaves the cluster and returns nil. When ctx was cancelled with the
+// cause ErrRestart it hands nothing over: it gossips Restarting, waits at
+// most a second for that to go out, leaves and returns, and Owned keeps
+// reporting the VIPs it owned. It returns an error if gossip cannot start.
 func (c *Cluster) Run(ctx context.Context) error {
 	ml, err := memberlist.Create(c.memberlistConfig())
 	if err != nil {
@@ -411,13 +438,22 @@ func (c *Cluster) Run(ctx context.Context) error {
 		}
 	}
 	stopJoin()
-	c.handover(ml, t.C)
+	restart := errors.Is(context.Cause(ctx), ErrRestart)
+	if !restart {
+		c.handover(ml, t.C)
+	}
 	stopMeta()
 	<-metaDone
-	// Tell the others this is a planned leave, not a failure.
+	// Tell the others this is a planned leave, not a failure; for a
+	// restart, that this member keeps its VIPs and comes back.
 	c.mu.Lock()
 	c.leaving = true
+	c.restart.leaving = restart
+	owned := slices.Concat(c.owned, c.handing)
 	c.mu.Unlock()
+	if restart {
+		c.log.Info("restarting: keeping the VIPs and leaving the cluster", "node", c.opts.Name, "vips", owned, "restartHold", c.opts.RestartHold)
+	}
 	if err := ml.UpdateNode(leaveTimeout); err != nil {
 		c.log.Debug("gossiping metadata", "err", err)
 	}
@@ -436,7 +472,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 // HandoverTimeout and a little more if the VIP manager does not confirm.
 func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 	c.Drain()
-	deadline := time.Now().Add(c.opts.HandoverTimeout + time.Second)
+	deadline := c.opts.Now().Add(c.opts.HandoverTimeout + time.Second)
 	for {
 		c.update(ml)
 		c.mu.Lock()
@@ -445,7 +481,7 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 		if done {
 			return
 		}
-		if time.Now().After(deadline) {
+		if c.opts.Now().After(deadline) {
 			c.log.Warn("handover incomplete, leaving anyway", "node", c.opts.Name)
 			return
 		}
@@ -459,27 +495,29 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 // update recomputes the view and ownership and gossips changed metadata.
 func (c *Cluster) update(ml *memberlist.Memberlist) {
 	var vips []netip.Addr
-	if d := c.opts.VIPs.Load(); d != nil {
+	d := c.opts.VIPs.Load()
+	if d != nil {
 		vips = d.VIPs()
 	}
+	loaded := d != nil
 	nodes := ml.Members()
-	now := time.Now()
+	now := c.opts.Now()
 
 	c.mu.Lock()
-	local := c.localMetaLocked()
 	members := make([]Member, 0, len(nodes))
 	for _, n := range nodes {
 		m := Member{Name: n.Name}
 		if a, ok := netip.AddrFromSlice(n.Addr); ok {
 			m.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
 		}
-		if n.Name == c.opts.Name {
-			m.Meta = local
-		} else if meta, err := decodeMeta(n.Meta); err == nil {
-			m.Meta = meta
+		if n.Name != c.opts.Name { // our own Meta is set below
+			if meta, err := decodeMeta(n.Meta); err == nil {
+				m.Meta = meta
+			}
 		}
 		members = append(members, m)
 	}
+	members = c.absentLocked(members, now)
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
 	need := c.quorumLocked()
 	quorum := len(members) >= need
@@ -490,6 +528,13 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", need)
 		}
 		c.hasQuorum = quorum
+	}
+	c.endGraceLocked(quorum, loaded, now)
+	local := c.localMetaLocked()
+	for i := range members {
+		if members[i].Name == c.opts.Name {
+			members[i].Meta = local
+		}
 	}
 	owned, handing := c.ownedLocked(vips, members, local, quorum, now)
 	changed := !slices.Equal(owned, c.owned) || !slices.Equal(handing, c.handing)
@@ -510,7 +555,7 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	if quorum {
 		c.assigned = Assign(vips, members)
 	}
-	enc := string(encodeMeta(local, memberlist.MetaMaxSize))
+	enc := string(encodeMeta(c.localMetaLocked(), memberlist.MetaMaxSize))
 	send := enc != c.sentMeta
 	c.sentMeta = enc
 	c.mu.Unlock()
@@ -527,8 +572,8 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 // the same metadata.
 func sameView(a, b []Member) bool {
 	return slices.EqualFunc(a, b, func(x, y Member) bool {
-		return x.Name == y.Name && x.Addr == y.Addr && x.Healthy == y.Healthy && x.Draining == y.Draining &&
-			x.Leaving == y.Leaving && x.Held == y.Held && slices.Equal(x.Networks, y.Networks)
+		return x.Name == y.Name && x.Addr == y.Addr && x.Absent == y.Absent && x.Healthy == y.Healthy && x.Draining == y.Draining &&
+			x.Leaving == y.Leaving && x.Restarting == y.Restarting && x.Held == y.Held && slices.Equal(x.Networks, y.Networks)
 	})
 }
 
@@ -575,6 +620,15 @@ func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, q
 		}
 	}
 	c.heldOwned = DigestOf(heldMine)
+	if c.restart.grace {
+		// The adopted VIPs are held but this process has not announced
+		// them: confirm none, so that a member handing one over to this
+		// one (it missed the restart and took it) keeps it until this
+		// one announces it, after the grace.
+		c.heldOwned = Digest{}
+		clear(c.losing)
+		return c.graceOwnedLocked(assign, quorum)
+	}
 	if !quorum || !local.Healthy {
 		clear(c.losing)
 		return nil, nil // never risk two owners; an unhealthy host cannot serve
@@ -756,6 +810,10 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	c.log.Info("member joined", "node", n.Name, "addr", n.Address())
 	c.mu.Lock()
 	delete(c.left, n.Name)
+	if _, ok := c.restart.absent[n.Name]; ok {
+		delete(c.restart.absent, n.Name)
+		c.log.Info("member back from its restart", "node", n.Name)
+	}
 	c.mu.Unlock()
 	c.kick()
 }
@@ -766,7 +824,11 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	// Leaving update may arrive after its leave message). It had handed
 	// its VIPs over, and had it been cut off instead it would not see a
 	// quorum itself, so leaving it out of ours cannot make two owners.
-	if meta, err := decodeMeta(n.Meta); err == nil && (meta.Leaving || meta.Draining) && n.Name != c.opts.Name {
+	// A member that leaves for a restart is held instead (restart.go).
+	meta, err := decodeMeta(n.Meta)
+	if err == nil && meta.Restarting && meta.Leaving && n.Name != c.opts.Name {
+		c.holdRestarting(n, meta)
+	} else if err == nil && (meta.Leaving || meta.Draining) && n.Name != c.opts.Name {
 		c.log.Info("member left", "node", n.Name, "addr", n.Address())
 		c.mu.Lock()
 		c.left[n.Name] = true

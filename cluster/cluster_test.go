@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -37,11 +38,12 @@ type sim struct {
 
 type simMember struct {
 	c    *Cluster
+	opts Options // to start it again as a new process
 	addr string
 	tr   *memberlist.MockTransport
 	// undrain stops the drain of a stopped member's transport.
 	undrain chan struct{}
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 	done    chan error
 }
 
@@ -63,6 +65,11 @@ func (m *simMember) drain(stop <-chan struct{}) {
 }
 
 func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
+	return newSimWith(t, n, quorum, vips, nil)
+}
+
+// newSimWith is newSim with every member's Options passed through opt.
+func newSimWith(t *testing.T, n, quorum int, vips []netip.Addr, opt func(*Options)) *sim {
 	s := &sim{t: t, net: &memberlist.MockNetwork{}, store: lb.NewStore()}
 	s.store.Set(desired(vips))
 	var first string
@@ -77,18 +84,22 @@ func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 		if first == "" {
 			first = addr
 		}
-		c, err := New(Options{
+		opts := Options{
 			Name: name, Join: []string{first}, SecretKey: testKey, Quorum: quorum,
 			VIPs: s.store, Transport: tr, HandoverTimeout: 2 * time.Second,
 			// Slower than the LAN defaults: the in-memory network shares
 			// a busy test machine.
 			ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
 			Log: testLog(),
-		})
+		}
+		if opt != nil {
+			opt(&opts)
+		}
+		c, err := New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.members = append(s.members, &simMember{c: c, addr: addr, tr: tr})
+		s.members = append(s.members, &simMember{c: c, opts: opts, addr: addr, tr: tr})
 	}
 	for _, m := range s.members {
 		m.start()
@@ -113,22 +124,31 @@ func (m *simMember) start() {
 		close(m.undrain)
 		m.undrain = nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	m.cancel, m.done = cancel, make(chan error, 1)
-	go func() { m.done <- m.c.Run(ctx) }()
-	// The stand-in VIP manager: holds what it owns, releases at the end.
+	c, done := m.c, m.done
+	go func() { done <- c.Run(ctx) }()
+	// The stand-in VIP manager: holds what it owns, releases at the end —
+	// unless the process restarts gracefully: then it just stops and the
+	// VIPs stay as they are.
 	go func() {
-		sub := m.c.Subscribe()
+		sub := c.Subscribe()
 		for {
 			select {
 			case <-sub:
-				m.c.SetHeld(both(m.c.Owned()))
+				if errors.Is(context.Cause(ctx), ErrRestart) {
+					return
+				}
+				c.SetHeld(both(c.Owned()))
 			case <-time.After(10 * time.Millisecond):
+				if errors.Is(context.Cause(ctx), ErrRestart) {
+					return
+				}
 				if ctx.Err() != nil {
-					m.c.SetHeld(both(m.c.Owned()))
+					c.SetHeld(both(c.Owned()))
 					select {
-					case <-m.done:
-						m.done <- nil
+					case err := <-done:
+						done <- err
 						return
 					default:
 					}
@@ -145,11 +165,15 @@ func own(c *Cluster) []netip.Addr {
 	return o
 }
 
-func (m *simMember) stop() error {
+func (m *simMember) stop() error { return m.end(nil) }
+
+// end cancels m's Run with cause and waits for it to return; from then on
+// its transport drops what is sent to it, like a host that is gone.
+func (m *simMember) end(cause error) error {
 	if m.cancel == nil {
 		return nil
 	}
-	m.cancel()
+	m.cancel(cause)
 	m.cancel = nil
 	select {
 	case err := <-m.done:

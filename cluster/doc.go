@@ -18,4 +18,10 @@
 // draining and keeps each VIP until the VIP's next owner gossips that it
 // holds it, or until HandoverTimeout, then releases it. When Run's context
 // ends it then leaves the cluster and returns. See docs/failover.md.
+//
+// Graceful restart (Run's context cancelled with ErrRestart; restart.go):
+// the member hands nothing over and gossips Restarting before it leaves;
+// the others keep it as a candidate owner, present for the quorum, for
+// RestartHold, and the new process adopts the VIPs the old one kept
+// (Adopt) and holds them through a start-up grace.
 package cluster

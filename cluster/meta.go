@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Meta is what a member gossips about itself.
@@ -18,15 +19,30 @@ type Meta struct {
 	// Held is the digest of the VIPs the member holds that are assigned
 	// to it, used to confirm a handover.
 	Held Digest
-	// Leaving: the member has handed everything over and is about to
-	// leave; the others then leave it out of the quorum.
+	// Leaving: the member is about to leave the cluster. After a stop it
+	// has handed everything over and the others leave it out of the
+	// quorum; together with Restarting it leaves for a graceful restart
+	// and keeps its VIPs for its next process.
 	Leaving bool
+	// Restarting: the member's process is restarting (graceful restart):
+	// its VIPs stay on its interface, and the others keep it as a
+	// candidate owner, present for the quorum, until it is back or
+	// RestartHold has passed since it left. A new process gossips it
+	// during its start-up grace, while it keeps the VIPs it adopted.
+	Restarting bool
+	// RestartHold is the member's cluster.restartHold, the lifetime of
+	// its addresses: how long its VIPs can outlive its process.
+	RestartHold time.Duration
 }
 
-// Member is one live member as this member sees it.
+// Member is one member as this member sees it: a live one, or one that
+// left for a restart and is held for it (Absent).
 type Member struct {
 	Name string
 	Addr netip.AddrPort
+	// Absent: the member left for a graceful restart and is not back yet;
+	// Meta is what it gossiped last (Restarting).
+	Absent bool
 	Meta
 }
 
@@ -40,6 +56,9 @@ type wireMeta struct {
 	Networks []string `json:"n,omitempty"`
 	HeldN    int      `json:"hn,omitempty"`
 	HeldSum  uint64   `json:"hs,omitempty"`
+	// Restarting and RestartHold (milliseconds).
+	Restarting  bool  `json:"r,omitempty"`
+	RestartHold int64 `json:"rh,omitempty"`
 }
 
 const metaVersion = 1
@@ -47,7 +66,8 @@ const metaVersion = 1
 // encodeMeta encodes m in at most limit bytes, dropping networks that do
 // not fit.
 func encodeMeta(m Meta, limit int) []byte {
-	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum}
+	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
+		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds()}
 	for _, p := range m.Networks {
 		w.Networks = append(w.Networks, p.String())
 	}
@@ -70,7 +90,8 @@ func decodeMeta(b []byte) (Meta, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Meta{}, fmt.Errorf("decoding member metadata: %w", err)
 	}
-	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum}}
+	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
+		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

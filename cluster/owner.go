@@ -7,10 +7,10 @@ import (
 
 // Assign returns the owner of each VIP: the name of the member that wins
 // the rendezvous hash (highest score of member name and VIP) among the
-// eligible members — healthy, not draining. When some eligible members list
-// a network containing the VIP, only those compete; a VIP outside every
-// announced network goes to any eligible member. VIPs nobody can own are
-// left out of the result.
+// eligible members — healthy or restarting, not draining. When some
+// eligible members list a network containing the VIP, only those compete;
+// a VIP outside every announced network goes to any eligible member. VIPs
+// nobody can own are left out of the result.
 //
 // Assign is a pure function of its arguments: members that see the same
 // membership compute the same owners, and a member joining or leaving
@@ -50,8 +50,10 @@ func Assign(vips []netip.Addr, members []Member) map[netip.Addr]string {
 	return out
 }
 
-// Eligible reports whether the member may own VIPs.
-func (m Meta) Eligible() bool { return m.Healthy && !m.Draining }
+// Eligible reports whether the member may own VIPs: healthy, or
+// restarting (its dataplane and VIPs outlive its process, and its new
+// process is not programmed yet), and not draining.
+func (m Meta) Eligible() bool { return (m.Healthy || m.Restarting) && !m.Draining }
 
 func (m *Member) onNetwork(v netip.Addr) bool {
 	for _, p := range m.Networks {

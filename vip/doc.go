@@ -11,10 +11,21 @@
 //
 // edgelb marks the addresses it adds with the address protocol AddrProto
 // (IFA_PROTO, Linux 6.1+; `ip -d addr` shows "proto 0xe1"), and only ever
-// removes addresses carrying that mark: addresses configured by anyone
-// else are never touched, and VIPs left behind by a crashed edgelb are
-// found and removed at start-up. IPv4 VIPs are added as /32, IPv6 VIPs as
-// /128 with IFA_F_NODAD so that they are usable at once.
+// removes addresses carrying that mark or AddrProtoKept: addresses
+// configured by anyone else are never touched, and VIPs left behind by a
+// crashed edgelb are found and removed at start-up. IPv4 VIPs are added as
+// /32, IPv6 VIPs as /128 with IFA_F_NODAD so that they are usable at once
+// and deprecated (preferred lifetime 0) so the host never uses them as a
+// source address.
+//
+// With Options.Lifetime (cluster.restartHold) VIPs are added with that
+// valid lifetime and renewed every third of it while held, silently, so
+// that the kernel drops them by itself when edgelb dies or does not come
+// back from a restart. On a graceful restart (Run's context cancelled with
+// ErrRestart) the Manager leaves its VIPs on the interface, re-marked
+// AddrProtoKept with the lifetime they have left; the next process adopts
+// them (Adopt) and holds them silently during the cluster's start-up grace
+// (Ownership.Restarting).
 //
 // A link that goes down (netlink subscription) makes this host unhealthy
 // (Reporter.SetHealth) and its VIPs are removed.

@@ -28,10 +28,19 @@ type Link struct {
 type Kernel interface {
 	// Link reports the interface's state.
 	Link() (Link, error)
-	// VIPs lists the addresses on the interface that edgelb added.
+	// VIPs lists the addresses on the interface that edgelb added, kept
+	// ones included.
 	VIPs() ([]netip.Addr, error)
-	// AddVIP adds a VIP, marked as edgelb's, to the interface.
-	AddVIP(netip.Addr) error
+	// Kept lists those of them that an edgelb process kept for the next
+	// one when it restarted (RenewVIP with keep).
+	Kept() ([]netip.Addr, error)
+	// AddVIP adds a VIP, marked as edgelb's, to the interface, valid for
+	// lifetime (0: forever); the kernel removes it when that runs out.
+	AddVIP(v netip.Addr, lifetime time.Duration) error
+	// RenewVIP sets the valid lifetime of a VIP edgelb added, counted
+	// from now (0: forever), and its mark: kept for the next process with
+	// keep, an ordinary VIP of edgelb otherwise.
+	RenewVIP(v netip.Addr, lifetime time.Duration, keep bool) error
 	// DelVIP removes a VIP edgelb added.
 	DelVIP(netip.Addr) error
 	// WatchLink calls changed after every change of the interface or its
@@ -53,7 +62,12 @@ type Ownership interface {
 	// without announcing while another host takes them over (announcing
 	// them would pull clients back to this host just before it lets go).
 	Owned() (own, handover []netip.Addr)
-	// Subscribe returns a channel signalled whenever Owned changes.
+	// Restarting reports whether this member is in its start-up grace
+	// after a graceful restart, during which the VIPs adopted from the
+	// previous process are held silently.
+	Restarting() bool
+	// Subscribe returns a channel signalled whenever Owned or Restarting
+	// changes.
 	Subscribe() <-chan struct{}
 }
 
@@ -88,6 +102,11 @@ type Options struct {
 	// Resync is how often the kernel is re-read without an event; 0 means
 	// 5 s.
 	Resync time.Duration
+	// Lifetime, when not 0, is the valid lifetime VIPs are added with
+	// (cluster.restartHold); every held VIP is renewed a third of it
+	// after its last renewal, so that the kernel drops the VIPs of an
+	// edgelb that died or did not come back from a restart. 0: forever.
+	Lifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -98,9 +117,14 @@ type Manager struct {
 
 	// sched holds the pending announcements of each VIP announced since
 	// its takeover; a VIP without an entry gets a new burst.
-	sched  map[netip.Addr][]time.Time
-	linkOK *bool // last reported link health
-	retry  bool
+	sched map[netip.Addr][]time.Time
+	// renewed is when each held VIP's lifetime was last set.
+	renewed map[netip.Addr]time.Time
+	// adopted are the VIPs kept by the previous process (Adopt), until
+	// the start-up grace ends: held silently, renewed only when owned.
+	adopted map[netip.Addr]bool
+	linkOK  *bool // last reported link health
+	retry   bool
 }
 
 // NewManager returns a Manager; it starts nothing.
@@ -120,12 +144,50 @@ func NewManager(o Options) (*Manager, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}}, nil
+	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}, renewed: map[netip.Addr]time.Time{}, adopted: map[netip.Addr]bool{}}, nil
+}
+
+// ErrRestart is the cause to cancel Run's context with
+// (context.WithCancelCause) when edgelb restarts gracefully: Run then
+// leaves the VIPs on the interface for the next process instead of
+// removing them, marked as kept (Kernel.Kept) and with the lifetime they
+// have left, so that they never outlive this process by more than
+// Lifetime.
+var ErrRestart = errors.New("graceful restart: VIPs kept for the next process")
+
+// Adopt, called before Run, takes over the VIPs that the previous edgelb
+// process kept on the interface when it restarted, and returns them for
+// the cluster's Adopt. While the ownership is Restarting they are held
+// silently — the LAN already knows them at this host — and renewed only
+// once owned (until then the previous lifetime runs on); they are never
+// added again if that runs out. After the grace they follow the ordinary
+// rules, and the owned ones are announced once more, in case another
+// host announced them meanwhile. VIPs of an edgelb that died without
+// restarting gracefully are not adopted: Sync removes them unless they
+// are owned.
+//
+// Adopt also reports the interface's networks at once, so that the
+// cluster's first gossip carries them and its VIPs are assigned as
+// before the restart.
+func (m *Manager) Adopt() ([]netip.Addr, error) {
+	if link, err := m.o.Kernel.Link(); err == nil && link.Up {
+		m.o.Reporter.SetNetworks(link.Networks)
+	}
+	kept, err := m.o.Kernel.Kept()
+	if err != nil {
+		return nil, fmt.Errorf("listing the VIPs kept by the previous process: %w", err)
+	}
+	for _, v := range kept {
+		m.adopted[v] = true
+		m.o.Log.Info("VIP adopted from the previous process", "vip", v)
+	}
+	return kept, nil
 }
 
 // Run keeps the interface in line with ownership until ctx ends, then
-// removes every VIP it holds, closes the Announcer if it is an io.Closer
-// and returns nil.
+// removes every VIP it holds — or, when ctx was cancelled with the cause
+// ErrRestart, keeps them for the next process — closes the Announcer if
+// it is an io.Closer and returns nil.
 func (m *Manager) Run(ctx context.Context) error {
 	changed := make(chan struct{}, 1)
 	kick := func() {
@@ -160,7 +222,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		timer.Reset(next)
 		select {
 		case <-ctx.Done():
-			m.releaseAll()
+			if errors.Is(context.Cause(ctx), ErrRestart) {
+				m.keepAll()
+			} else {
+				m.releaseAll()
+			}
 			if c, ok := m.o.Announcer.(io.Closer); ok {
 				c.Close()
 			}
@@ -197,6 +263,9 @@ func (m *Manager) Sync() time.Duration {
 		m.o.Log.Error("listing VIPs", "err", err)
 		return time.Second
 	}
+	if !m.o.Ownership.Restarting() {
+		clear(m.adopted) // the grace is over: the ordinary rules apply
+	}
 	var held []netip.Addr
 	for _, v := range have {
 		if slices.Contains(want, v) {
@@ -209,7 +278,7 @@ func (m *Manager) Sync() time.Duration {
 			held = append(held, v)
 			continue
 		}
-		delete(m.sched, v)
+		m.forget(v)
 		m.o.Log.Info("VIP removed", "vip", v)
 	}
 	for _, v := range handover {
@@ -217,19 +286,27 @@ func (m *Manager) Sync() time.Duration {
 	}
 	for _, v := range want {
 		if slices.Contains(have, v) {
-			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) {
-				// Found at start-up, re-added by someone or ours again
-				// after a handover: announce anew.
+			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) && !m.adopted[v] {
+				// Found at start-up, re-added by someone, ours again
+				// after a handover, or kept across a restart whose
+				// grace is over: announce anew. An adopted VIP is
+				// silent during the grace.
 				m.sched[v] = m.burst(now)
 			}
 			continue
 		}
-		if err := m.o.Kernel.AddVIP(v); err != nil {
+		if m.adopted[v] {
+			// Its lifetime ran out before it was owned: adopting keeps
+			// what is there, it never adds.
+			continue
+		}
+		if err := m.o.Kernel.AddVIP(v, m.o.Lifetime); err != nil {
 			m.o.Log.Error("adding VIP", "vip", v, "err", err)
 			m.retry = true
 			continue
 		}
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
+		m.renewed[v] = now
 		if slices.Contains(own, v) {
 			m.sched[v] = m.burst(now)
 		}
@@ -240,8 +317,18 @@ func (m *Manager) Sync() time.Duration {
 			delete(m.sched, v)
 		}
 	}
+	for v := range m.renewed {
+		if !slices.Contains(held, v) {
+			delete(m.renewed, v)
+		}
+	}
+	for v := range m.adopted {
+		if !slices.Contains(want, v) && !slices.Contains(held, v) {
+			delete(m.adopted, v)
+		}
+	}
 
-	next := m.announce(link, now)
+	next := min(m.announce(link, now), m.renew(held, own, now))
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)
 	if m.retry && next > time.Second {
@@ -257,6 +344,42 @@ func (m *Manager) setLink(err error) {
 	}
 	m.linkOK = &ok
 	m.o.Reporter.SetHealth("link", err)
+}
+
+// forget drops what the Manager knows about a VIP that is gone.
+func (m *Manager) forget(v netip.Addr) {
+	delete(m.sched, v)
+	delete(m.renewed, v)
+	delete(m.adopted, v)
+}
+
+// renew sets the lifetime of every held VIP whose last renewal is a third
+// of Lifetime old, except adopted ones that are not owned, and returns
+// the time to the next renewal.
+func (m *Manager) renew(held, own []netip.Addr, now time.Time) time.Duration {
+	next := time.Hour
+	if m.o.Lifetime <= 0 {
+		return next
+	}
+	every := m.o.Lifetime / 3
+	for _, v := range held {
+		if m.adopted[v] && !slices.Contains(own, v) {
+			continue
+		}
+		if at, ok := m.renewed[v]; ok && now.Sub(at) < every {
+			next = min(next, at.Add(every).Sub(now))
+			continue
+		}
+		if err := m.o.Kernel.RenewVIP(v, m.o.Lifetime, false); err != nil {
+			m.o.Log.Error("renewing VIP", "vip", v, "err", err)
+			m.retry = true
+			continue
+		}
+		m.o.Log.Debug("VIP renewed", "vip", v, "lifetime", m.o.Lifetime)
+		m.renewed[v] = now
+		next = min(next, every)
+	}
+	return next
 }
 
 func (m *Manager) burst(now time.Time) []time.Time {
@@ -288,6 +411,40 @@ func (m *Manager) announce(link Link, now time.Time) time.Duration {
 		}
 	}
 	return next
+}
+
+// keepAll leaves every VIP edgelb holds on the interface for the next
+// process, for a graceful restart: each is marked as kept and keeps the
+// lifetime it has left (whole seconds, rounded down), so that it expires
+// no later than it would have without the restart.
+func (m *Manager) keepAll() {
+	have, err := m.o.Kernel.VIPs()
+	if err != nil {
+		m.o.Log.Error("listing VIPs", "err", err)
+	}
+	now := m.o.Now()
+	for _, v := range have {
+		at, renewed := m.renewed[v]
+		if m.adopted[v] && !renewed {
+			m.o.Log.Info("VIP kept for the next process", "vip", v)
+			continue // still marked as kept, its lifetime unchanged
+		}
+		left := time.Duration(0) // forever
+		if m.o.Lifetime > 0 {
+			if !renewed {
+				continue // not ours to keep: it expires as it is
+			}
+			left = (at.Add(m.o.Lifetime).Sub(now)).Truncate(time.Second)
+			if left < time.Second {
+				continue // about to expire anyway
+			}
+		}
+		if err := m.o.Kernel.RenewVIP(v, left, true); err != nil {
+			m.o.Log.Error("keeping VIP for the next process", "vip", v, "err", err)
+			continue
+		}
+		m.o.Log.Info("VIP kept for the next process", "vip", v, "expiresIn", left)
+	}
 }
 
 // releaseAll removes every VIP edgelb holds, for shutdown.

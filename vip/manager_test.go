@@ -26,14 +26,26 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, refresh time.Duration) *fixture {
+	return newFixtureLifetime(t, refresh, 0)
+}
+
+// newFixtureLifetime is newFixture with VIP lifetimes; the fake kernel
+// runs on the fixture's clock.
+func newFixtureLifetime(t *testing.T, refresh, lifetime time.Duration) *fixture {
 	f := &fixture{k: viptest.NewKernel(), ann: &viptest.Announcer{}, cl: &viptest.Cluster{}, now: time.Unix(1000, 0)}
+	f.k.Now = func() time.Time { return f.now }
+	f.newManager(t, refresh, lifetime)
+	return f
+}
+
+// newManager replaces the fixture's manager, as a restarted process would.
+func (f *fixture) newManager(t *testing.T, refresh, lifetime time.Duration) {
 	m, err := vip.NewManager(vip.Options{Kernel: f.k, Announcer: f.ann, Ownership: f.cl, Reporter: f.cl,
-		Refresh: refresh, Now: func() time.Time { return f.now }})
+		Refresh: refresh, Lifetime: lifetime, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.m = m
-	return f
 }
 
 // step advances the fake clock by d and runs one pass.
@@ -210,5 +222,236 @@ func TestRunReleasesEverythingAtTheEnd(t *testing.T) {
 	}
 	if len(f.k.Held()) != 0 || len(f.cl.HeldNow()) != 0 {
 		t.Fatalf("VIPs %v left after Run returned", f.k.Held())
+	}
+}
+
+func TestLifetimeSetOnAddAndRenewed(t *testing.T) {
+	const lifetime = 9 * time.Second
+	f := newFixtureLifetime(t, 0, lifetime)
+	f.cl.SetOwned(a, b)
+	next := f.step(0)
+	for _, v := range []netip.Addr{a, b} {
+		if left, ok := f.k.Lifetime(v); !ok || left != lifetime {
+			t.Fatalf("%s added with lifetime %s (%v), want %s", v, left, ok, lifetime)
+		}
+	}
+	// Let the announcement burst finish; renewals follow every third of
+	// the lifetime, each pass asking to be woken up in time for them.
+	sent := f.ann.Count(a)
+	for elapsed := time.Duration(0); elapsed < 10*lifetime; {
+		if next <= 0 || next > lifetime/3 {
+			t.Fatalf("next pass in %s, want within %s for the renewal", next, lifetime/3)
+		}
+		elapsed += next
+		next = f.step(next)
+		sent = f.ann.Count(a)
+		if !slices.Equal(f.k.Held(), []netip.Addr{a, b}) {
+			t.Fatalf("after %s: kernel holds %v: a renewal was missed", elapsed, f.k.Held())
+		}
+	}
+	if n := f.k.Renewals[a]; n < 25 || n > 31 {
+		t.Fatalf("%d renewals in %s, want one every %s", n, 10*lifetime, lifetime/3)
+	}
+	if sent != len(vip.DefaultBurst) {
+		t.Fatalf("%d announcements, want only the takeover burst (%d): renewing is silent", sent, len(vip.DefaultBurst))
+	}
+	if left, _ := f.k.Lifetime(a); left <= 2*lifetime/3-time.Millisecond {
+		t.Fatalf("%s has %s left, want more than two thirds of %s", a, left, lifetime)
+	}
+	// A VIP no longer owned is removed at once and no longer renewed.
+	f.cl.SetOwned(a)
+	f.step(time.Millisecond)
+	if !slices.Equal(f.k.Held(), []netip.Addr{a}) {
+		t.Fatalf("kernel holds %v, want only %s", f.k.Held(), a)
+	}
+	// If edgelb stops running (no more passes), the kernel drops the VIP
+	// by itself within the lifetime.
+	f.now = f.now.Add(lifetime)
+	if got := f.k.Held(); len(got) != 0 {
+		t.Fatalf("kernel still holds %v a lifetime after the last pass", got)
+	}
+}
+
+func TestAdoptionKeepsKeptVIPsSilently(t *testing.T) {
+	const lifetime = 9 * time.Second
+	f := newFixtureLifetime(t, 0, lifetime)
+	stale := netip.MustParseAddr("192.0.2.99")
+	// Left by the previous process: a and b kept for the restart, with 6 s
+	// of their lifetime left; stale is an ordinary VIP of an edgelb that
+	// died, which is not adopted.
+	for _, v := range []netip.Addr{a, b, stale} {
+		f.k.Marked[v] = true
+		f.k.Expires[v] = f.now.Add(6 * time.Second)
+	}
+	f.k.KeptVIPs[a], f.k.KeptVIPs[b] = true, true
+	f.k.State.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	adopted, err := f.m.Adopt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(adopted, []netip.Addr{a, b}) {
+		t.Fatalf("adopted %v, want [%s %s]", adopted, a, b)
+	}
+	if len(f.cl.Networks) != 1 {
+		t.Fatalf("networks %v not reported by Adopt: the cluster's first gossip needs them", f.cl.Networks)
+	}
+	// Start-up grace before a quorum: the cluster lists them for handover.
+	f.cl.SetRestarting(true)
+	f.cl.Set(nil, adopted)
+	for range 4 {
+		f.step(time.Second)
+		if !slices.Equal(f.k.Held(), []netip.Addr{a, b}) || !slices.Equal(f.cl.HeldNow(), []netip.Addr{a, b}) {
+			t.Fatalf("during the grace: kernel %v, reported %v, want the adopted VIPs kept", f.k.Held(), f.cl.HeldNow())
+		}
+	}
+	if f.k.Renewals[a]+f.k.Renewals[b] != 0 {
+		t.Fatal("adopted VIPs renewed before they are owned")
+	}
+	if f.ann.Count(a)+f.ann.Count(b) != 0 {
+		t.Fatal("adopted VIPs announced")
+	}
+	// Back with a quorum, still in the grace: a is owned, b assigned to
+	// another member.
+	f.cl.Set([]netip.Addr{a}, []netip.Addr{b})
+	for range 5 {
+		f.step(time.Second)
+	}
+	if f.ann.Count(a)+f.ann.Count(b) != 0 {
+		t.Fatalf("%d announcements during the grace, want none: the LAN already knows the VIPs here", f.ann.Count(a)+f.ann.Count(b))
+	}
+	if f.k.Renewals[a] == 0 || f.k.KeptVIPs[a] {
+		t.Fatalf("owned adopted VIP %s: %d renewals, still marked kept %v", a, f.k.Renewals[a], f.k.KeptVIPs[a])
+	}
+	if left, _ := f.k.Lifetime(a); left < 2*lifetime/3 {
+		t.Fatalf("%s has %s left, want renewed to %s", a, left, lifetime)
+	}
+	if !slices.Contains(f.k.Held(), a) {
+		t.Fatalf("%s lost", a)
+	}
+	// b was never owned: not renewed, so its old lifetime ran out.
+	if slices.Contains(f.k.Held(), b) || f.k.Renewals[b] != 0 {
+		t.Fatalf("%s (not owned) renewed %d times, held %v", b, f.k.Renewals[b], f.k.Held())
+	}
+	// The grace is over: the ordinary rules; an owned VIP is announced
+	// once more (another host may have announced it meanwhile).
+	f.cl.SetRestarting(false)
+	f.step(0)
+	if f.ann.Count(a) != 1 {
+		t.Fatalf("%s announced %d times when the grace ended, want the start of a burst", a, f.ann.Count(a))
+	}
+	// What is not owned any more is removed.
+	f.cl.Set(nil, nil)
+	f.step(0)
+	if len(f.k.Held()) != 0 {
+		t.Fatalf("kernel holds %v, want nothing", f.k.Held())
+	}
+}
+
+func TestAdoptedVIPRemovedWhenNotOwnedAfterGrace(t *testing.T) {
+	f := newFixtureLifetime(t, 0, 9*time.Second)
+	f.k.Marked[a], f.k.KeptVIPs[a] = true, true
+	f.k.Marked[c] = true // ordinary mark: a crashed edgelb's, not adopted
+	if _, err := f.m.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	f.cl.SetRestarting(true)
+	f.cl.Set(nil, []netip.Addr{a})
+	f.step(0)
+	if !slices.Equal(f.k.Held(), []netip.Addr{a}) {
+		t.Fatalf("kernel holds %v: the adopted VIP kept, the crashed process's removed", f.k.Held())
+	}
+	// The grace is over and a belongs to another member.
+	f.cl.SetRestarting(false)
+	f.cl.SetOwned(b)
+	f.step(time.Second)
+	if !slices.Equal(f.k.Held(), []netip.Addr{b}) {
+		t.Fatalf("kernel holds %v, want only %s", f.k.Held(), b)
+	}
+	if f.ann.Count(b) != 1 || f.ann.Count(a) != 0 {
+		t.Fatalf("announcements: %s %d, %s %d", a, f.ann.Count(a), b, f.ann.Count(b))
+	}
+}
+
+func TestRunKeepsVIPsForARestart(t *testing.T) {
+	const lifetime = 9 * time.Second
+	f := newFixtureLifetime(t, 0, lifetime)
+	f.cl.SetOwned(a, b)
+	f.step(0)
+	f.now = f.now.Add(2 * time.Second) // 7 s left
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.m.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.cl.HeldNow()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("VIPs not held: %v", f.cl.HeldNow())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel(vip.ErrRestart)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.k.Held(), []netip.Addr{a, b}) {
+		t.Fatalf("kernel holds %v after a restart, want both VIPs kept", f.k.Held())
+	}
+	for _, v := range []netip.Addr{a, b} {
+		left, ok := f.k.Lifetime(v)
+		if !ok || left > 7*time.Second || left < 6*time.Second || !f.k.KeptVIPs[v] {
+			t.Fatalf("%s: %s left (%v), kept %v; want marked kept with no more than the 7 s it had", v, left, ok, f.k.KeptVIPs[v])
+		}
+	}
+	// The next process adopts them.
+	f.newManager(t, 0, lifetime)
+	got, err := f.m.Adopt()
+	if err != nil || !slices.Equal(got, []netip.Addr{a, b}) {
+		t.Fatalf("Adopt() = %v, %v", got, err)
+	}
+	// A stop (no cause) removes them, as before.
+	f.cl.SetOwned(a, b)
+	ctx, stop := context.WithCancel(context.Background())
+	go func() { done <- f.m.Run(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(f.k.Held()) != 0 {
+		t.Fatalf("VIPs %v left after a stop", f.k.Held())
+	}
+}
+
+func TestRestartDuringTheGraceKeepsAdoptedVIPs(t *testing.T) {
+	const lifetime = 9 * time.Second
+	f := newFixtureLifetime(t, 0, lifetime)
+	for _, v := range []netip.Addr{a, b} {
+		f.k.Marked[v], f.k.KeptVIPs[v] = true, true
+		f.k.Expires[v] = f.now.Add(6 * time.Second)
+	}
+	if _, err := f.m.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	// In the grace with a quorum: a owned (and so renewed), b not.
+	f.cl.SetRestarting(true)
+	f.cl.Set([]netip.Addr{a}, []netip.Addr{b})
+	f.step(0)
+	if f.k.KeptVIPs[a] || f.k.Renewals[a] != 1 || f.k.Renewals[b] != 0 {
+		t.Fatalf("renewals %v, kept %v: want %s renewed as an ordinary VIP, %s untouched", f.k.Renewals, f.k.KeptVIPs, a, b)
+	}
+	// Restarted again before the grace ended: both are kept for the next
+	// process, neither with more lifetime than it had.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.m.Run(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel(vip.ErrRestart)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for v, most := range map[netip.Addr]time.Duration{a: lifetime, b: 6 * time.Second} {
+		left, _ := f.k.Lifetime(v)
+		if !f.k.KeptVIPs[v] || left > most || left < most-time.Second {
+			t.Errorf("%s: kept %v with %s left, want kept with at most %s", v, f.k.KeptVIPs[v], left, most)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -17,6 +18,13 @@ import (
 // AddrProto is the address protocol (IFA_PROTO) edgelb marks its VIPs
 // with. Values up to 3 are the kernel's own; 0xe1 is edgelb's.
 const AddrProto = 0xe1
+
+// AddrProtoKept marks the VIPs an edgelb process kept on the interface for
+// the next one when it restarted gracefully; they are edgelb's as well.
+const AddrProtoKept = 0xe2
+
+// isOurs reports whether an address protocol is one of edgelb's marks.
+func isOurs(proto uint8) bool { return proto == AddrProto || proto == AddrProtoKept }
 
 // ifaProto is IFA_PROTO, missing from x/sys/unix.
 const ifaProto = 11
@@ -47,7 +55,7 @@ func (n *Netlink) Link() (Link, error) {
 		return out, err
 	}
 	for _, ad := range addrs {
-		if ad.proto != AddrProto && ad.prefix.Addr().IsGlobalUnicast() {
+		if !isOurs(ad.proto) && ad.prefix.Addr().IsGlobalUnicast() {
 			out.Networks = append(out.Networks, ad.prefix.Masked())
 		}
 	}
@@ -64,8 +72,16 @@ func (n *Netlink) index() (int, error) {
 	return l.Attrs().Index, nil
 }
 
-// VIPs implements Kernel: the addresses marked with AddrProto.
-func (n *Netlink) VIPs() ([]netip.Addr, error) {
+// VIPs implements Kernel: the addresses marked with AddrProto or
+// AddrProtoKept.
+func (n *Netlink) VIPs() ([]netip.Addr, error) { return n.marked(isOurs) }
+
+// Kept implements Kernel: the addresses marked with AddrProtoKept.
+func (n *Netlink) Kept() ([]netip.Addr, error) {
+	return n.marked(func(p uint8) bool { return p == AddrProtoKept })
+}
+
+func (n *Netlink) marked(match func(uint8) bool) ([]netip.Addr, error) {
 	idx, err := n.index()
 	if err != nil {
 		return nil, err
@@ -76,7 +92,7 @@ func (n *Netlink) VIPs() ([]netip.Addr, error) {
 	}
 	var out []netip.Addr
 	for _, a := range addrs {
-		if a.proto == AddrProto {
+		if match(a.proto) {
 			out = append(out, a.prefix.Addr())
 		}
 	}
@@ -90,12 +106,12 @@ var ErrNoAddrProto = errors.New("the kernel does not keep the address protocol m
 
 // AddVIP implements Kernel. It checks that the kernel kept the mark and
 // takes the address back off if it did not.
-func (n *Netlink) AddVIP(v netip.Addr) error {
+func (n *Netlink) AddVIP(v netip.Addr, lifetime time.Duration) error {
 	idx, err := n.index()
 	if err != nil {
 		return err
 	}
-	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, idx, v, true); err != nil {
+	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, idx, v, &addAttrs{lifetime, AddrProto}); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("adding %s to %s: the address is already configured, not by edgelb", v, n.Interface)
 		}
@@ -106,8 +122,33 @@ func (n *Netlink) AddVIP(v netip.Addr) error {
 		return err
 	}
 	if !slices.Contains(vips, v) {
-		_ = addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, false)
+		_ = addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, nil)
 		return fmt.Errorf("adding %s to %s: %w", v, n.Interface, ErrNoAddrProto)
+	}
+	return nil
+}
+
+// RenewVIP implements Kernel: it replaces the address's lifetime and mark
+// (RTM_NEWADDR with NLM_F_REPLACE). It touches only an address that
+// carries one of edgelb's marks.
+func (n *Netlink) RenewVIP(v netip.Addr, lifetime time.Duration, keep bool) error {
+	idx, err := n.index()
+	if err != nil {
+		return err
+	}
+	addrs, err := listAddrs(idx)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(addrs, func(a kernelAddr) bool { return a.prefix.Addr() == v && isOurs(a.proto) }) {
+		return fmt.Errorf("renewing %s on %s: not an address edgelb added", v, n.Interface)
+	}
+	proto := uint8(AddrProto)
+	if keep {
+		proto = AddrProtoKept
+	}
+	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_REPLACE|unix.NLM_F_ACK, idx, v, &addAttrs{lifetime, proto}); err != nil {
+		return fmt.Errorf("renewing %s on %s: %w", v, n.Interface, err)
 	}
 	return nil
 }
@@ -118,13 +159,28 @@ func (n *Netlink) DelVIP(v netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	if err := addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, false); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+	if err := addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, nil); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from %s: %w", v, n.Interface, err)
 	}
 	return nil
 }
 
-func addrRequest(op, flags, idx int, v netip.Addr, add bool) error {
+// addAttrs are the attributes of an address being added or replaced.
+type addAttrs struct {
+	lifetime time.Duration // valid lifetime; 0: forever
+	proto    uint8
+}
+
+// lifetimeSecs is a lifetime in the kernel's whole seconds, rounded up;
+// 0 is forever.
+func lifetimeSecs(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0xffffffff // INFINITY_LIFE_TIME
+	}
+	return uint32(min((d+time.Second-1)/time.Second, 0xfffffffe))
+}
+
+func addrRequest(op, flags, idx int, v netip.Addr, add *addAttrs) error {
 	req := nl.NewNetlinkRequest(op, flags)
 	fam, bits := nl.FAMILY_V4, 32
 	if v.Is6() {
@@ -138,19 +194,22 @@ func addrRequest(op, flags, idx int, v netip.Addr, add bool) error {
 	ip := v.AsSlice()
 	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, ip))
 	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip))
-	if add {
+	if add != nil {
+		valid := lifetimeSecs(add.lifetime)
+		preferred := valid
 		if v.Is6() {
 			req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(unix.IFA_F_NODAD)))
-			// Valid forever but deprecated (preferred lifetime 0): the
-			// VIP still receives traffic, but the kernel never picks it
-			// as the source of the host's own connections or of nat's
-			// masquerade, which use the host's real address instead.
-			ci := make([]byte, 16)                            // struct ifa_cacheinfo
-			binary.NativeEndian.PutUint32(ci[0:], 0)          // ifa_prefered
-			binary.NativeEndian.PutUint32(ci[4:], 0xffffffff) // ifa_valid: forever
-			req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
+			// Deprecated (preferred lifetime 0): the VIP still receives
+			// traffic, but the kernel never picks it as the source of
+			// the host's own connections or of nat's masquerade, which
+			// use the host's real address instead.
+			preferred = 0
 		}
-		req.AddData(nl.NewRtAttr(ifaProto, []byte{AddrProto}))
+		ci := make([]byte, 16)                           // struct ifa_cacheinfo
+		binary.NativeEndian.PutUint32(ci[0:], preferred) // ifa_prefered
+		binary.NativeEndian.PutUint32(ci[4:], valid)     // ifa_valid
+		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
+		req.AddData(nl.NewRtAttr(ifaProto, []byte{add.proto}))
 	}
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
@@ -159,6 +218,9 @@ func addrRequest(op, flags, idx int, v netip.Addr, add bool) error {
 type kernelAddr struct {
 	prefix netip.Prefix
 	proto  uint8
+	// preferred and valid are the remaining lifetimes in seconds;
+	// 0xffffffff is forever.
+	preferred, valid uint32
 }
 
 // listAddrs dumps the addresses of one interface with their IFA_PROTO,
@@ -195,6 +257,11 @@ func listAddrs(idx int) ([]kernelAddr, error) {
 				case ifaProto:
 					if len(at.Value) > 0 {
 						a.proto = at.Value[0]
+					}
+				case unix.IFA_CACHEINFO:
+					if len(at.Value) >= 8 {
+						a.preferred = binary.NativeEndian.Uint32(at.Value[0:])
+						a.valid = binary.NativeEndian.Uint32(at.Value[4:])
 					}
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -59,7 +60,7 @@ func TestNetlinkMarksAndRemovesOnlyItsVIPs(t *testing.T) {
 		n := &Netlink{Interface: "elbt0"}
 		v4, v6 := netip.MustParseAddr("10.99.1.100"), netip.MustParseAddr("fd99:1::100")
 		for _, v := range []netip.Addr{v4, v6} {
-			if err := n.AddVIP(v); err != nil {
+			if err := n.AddVIP(v, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -76,7 +77,7 @@ func TestNetlinkMarksAndRemovesOnlyItsVIPs(t *testing.T) {
 		if !slices.Equal(got, []netip.Addr{v4, v6}) {
 			t.Fatalf("VIPs() = %v, want [%s %s]", got, v4, v6)
 		}
-		if err := n.AddVIP(netip.MustParseAddr("10.99.1.200")); err == nil {
+		if err := n.AddVIP(netip.MustParseAddr("10.99.1.200"), 0); err == nil {
 			t.Fatal("adding over a foreign address succeeded")
 		}
 		link, err := n.Link()
@@ -106,5 +107,98 @@ func TestNetlinkMarksAndRemovesOnlyItsVIPs(t *testing.T) {
 		if addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4); !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return strings.HasPrefix(a.IPNet.String(), "10.99.1.200/") }) {
 			t.Fatal("the foreign address is gone")
 		}
+	})
+}
+
+func TestNetlinkLifetimeRenewAndKeep(t *testing.T) {
+	inNetns(t, func() {
+		n := &Netlink{Interface: "elbt0"}
+		v4, v6 := netip.MustParseAddr("10.99.1.101"), netip.MustParseAddr("fd99:1::101")
+		lft := func(v netip.Addr) kernelAddr {
+			t.Helper()
+			l, _ := netlink.LinkByName("elbt0")
+			addrs, err := listAddrs(l.Attrs().Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range addrs {
+				if a.prefix.Addr() == v {
+					return a
+				}
+			}
+			t.Fatalf("%s is not on the interface", v)
+			return kernelAddr{}
+		}
+		for _, v := range []netip.Addr{v4, v6} {
+			if err := n.AddVIP(v, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// IPv4: preferred = valid; IPv6: deprecated (preferred 0).
+		if a := lft(v4); a.valid < 29 || a.valid > 30 || a.preferred != a.valid || a.proto != AddrProto {
+			t.Fatalf("%s: valid %d preferred %d proto %#x, want 30 s both, proto %#x", v4, a.valid, a.preferred, a.proto, AddrProto)
+		}
+		if a := lft(v6); a.valid < 29 || a.valid > 30 || a.preferred != 0 || a.proto != AddrProto {
+			t.Fatalf("%s: valid %d preferred %d proto %#x, want 30 s and deprecated", v6, a.valid, a.preferred, a.proto)
+		}
+		// Renewal replaces the lifetime and keeps the mark.
+		for _, v := range []netip.Addr{v4, v6} {
+			if err := n.RenewVIP(v, 90*time.Second, false); err != nil {
+				t.Fatal(err)
+			}
+			if a := lft(v); a.valid < 89 || a.valid > 90 || a.proto != AddrProto {
+				t.Fatalf("%s after renewal: valid %d proto %#x", v, a.valid, a.proto)
+			}
+		}
+		if a := lft(v6); a.preferred != 0 {
+			t.Fatalf("%s preferred %d after renewal, want still deprecated", v6, a.preferred)
+		}
+		// Kept for a restart: marked apart, listed by both VIPs and Kept.
+		if err := n.RenewVIP(v4, 20*time.Second, true); err != nil {
+			t.Fatal(err)
+		}
+		if a := lft(v4); a.valid < 19 || a.valid > 20 || a.proto != AddrProtoKept {
+			t.Fatalf("%s kept: valid %d proto %#x", v4, a.valid, a.proto)
+		}
+		if err := n.RenewVIP(v6, 20*time.Second, true); err != nil {
+			t.Fatal(err)
+		}
+		if a := lft(v6); a.proto != AddrProtoKept || a.preferred != 0 {
+			t.Fatalf("%s kept: proto %#x preferred %d", v6, a.proto, a.preferred)
+		}
+		kept, err := n.Kept()
+		if err != nil || !slices.Equal(kept, []netip.Addr{v4, v6}) {
+			t.Fatalf("Kept() = %v, %v", kept, err)
+		}
+		if all, _ := n.VIPs(); !slices.Equal(all, []netip.Addr{v4, v6}) {
+			t.Fatalf("VIPs() = %v: kept VIPs are edgelb's too", all)
+		}
+		if link, _ := n.Link(); slices.ContainsFunc(link.Networks, func(p netip.Prefix) bool { return p.Addr() == v4 }) {
+			t.Fatalf("a kept VIP is listed as the interface's own network: %v", link.Networks)
+		}
+		// A foreign address is never renewed.
+		l, _ := netlink.LinkByName("elbt0")
+		foreign, _ := netlink.ParseAddr("10.99.1.201/32")
+		netlink.AddrAdd(l, foreign)
+		if err := n.RenewVIP(netip.MustParseAddr("10.99.1.201"), time.Minute, false); err == nil {
+			t.Fatal("renewed an address edgelb did not add")
+		}
+		// The kernel drops an address whose lifetime runs out.
+		if err := n.RenewVIP(v4, time.Second, false); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			vips, _ := n.VIPs()
+			if !slices.Contains(vips, v4) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still there 5 s after its 1 s lifetime", v4)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		out, _ := exec.Command("ip", "-d", "addr", "show", "dev", "elbt0").CombinedOutput()
+		t.Logf("ip -d addr:\n%s", out)
 	})
 }

@@ -12,6 +12,14 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGUSR2 (the unit's RestartKillSignal): a graceful restart.
+	ctx, restart := context.WithCancelCause(ctx)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	go func() {
+		<-usr2
+		restart(app.ErrRestart)
+	}()
 	code := app.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -33,3 +33,34 @@ func TestClusterTimingKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestRestartHold(t *testing.T) {
+	base := "node: {name: lb1, interface: eth0}\ncluster:\n  insecure: true\n"
+	cfg, err := Parse("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.RestartHold != 10*time.Second {
+		t.Fatalf("default restartHold %s, want 10s", cfg.Cluster.RestartHold)
+	}
+	cfg, err = Parse("c.yaml", []byte(base+"  restartHold: 30s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.RestartHold != 30*time.Second {
+		t.Fatalf("restartHold %s, want 30s", cfg.Cluster.RestartHold)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"  restartHold: 0s\n", "c.yaml:4: cluster.restartHold: must be positive"},
+		{"  restartHold: -5s\n", "c.yaml:4: cluster.restartHold: must be positive"},
+		{"  restartHold: later\n", "c.yaml:4: cluster.restartHold"},
+		{"  restartHold: 1s\n", "c.yaml:4: cluster.restartHold: 1s is out of range"},
+		{"  restartHold: 11m\n", "c.yaml:4: cluster.restartHold: 11m0s is out of range"},
+		{"  restartHold: 2500ms\n", "c.yaml:4: cluster.restartHold: 2.5s is not a whole number of seconds"},
+	} {
+		_, err := Parse("c.yaml", []byte(base+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}

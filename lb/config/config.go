@@ -59,7 +59,23 @@ type Cluster struct {
 	// AnnounceRefresh, when not 0, repeats the gratuitous ARP / unsolicited
 	// NA for every held VIP at this interval, after the takeover burst.
 	AnnounceRefresh time.Duration
+	// RestartHold bounds a graceful restart (systemctl restart, SIGUSR2):
+	// VIPs are added with this valid lifetime and renewed while owned, so
+	// the kernel drops them by itself if edgelb dies or does not come
+	// back; the other members keep a restarting member's VIPs for it this
+	// long; and a restarted process keeps the VIPs it adopted at most this
+	// long before the ordinary rules apply. Whole seconds (the kernel
+	// counts address lifetimes in seconds).
+	RestartHold time.Duration
 }
+
+// Bounds of cluster.restartHold: long enough for a process to restart and
+// rejoin, short enough that a host whose edgelb died does not keep its
+// VIPs for long.
+const (
+	MinRestartHold = 2 * time.Second
+	MaxRestartHold = 10 * time.Minute
+)
 
 // Kubernetes configures the Service controller.
 type Kubernetes struct {
@@ -190,6 +206,7 @@ func Default() Config {
 			SuspicionMult:   2,
 			GossipInterval:  100 * time.Millisecond,
 			HandoverTimeout: 3 * time.Second,
+			RestartHold:     10 * time.Second,
 		},
 		Dataplane: Dataplane{
 			Backend:      BackendIPVS,

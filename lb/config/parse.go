@@ -198,6 +198,20 @@ func (p *parser) cluster(n *yaml.Node, path string) {
 				d.errorf(n, path, "%s is too short: use at least 100ms, or leave it out to send no refresh", c.AnnounceRefresh)
 			}
 		},
+		"restartHold": func(n *yaml.Node, path string) {
+			var v time.Duration
+			d.duration(n, path, &v)
+			switch {
+			case v == 0:
+				return // already reported
+			case v < MinRestartHold || v > MaxRestartHold:
+				d.errorf(n, path, "%s is out of range: use %s to %s", v, MinRestartHold, MaxRestartHold)
+			case v%time.Second != 0:
+				d.errorf(n, path, "%s is not a whole number of seconds (the kernel counts address lifetimes in seconds)", v)
+			default:
+				c.RestartHold = v
+			}
+		},
 	})
 }
 

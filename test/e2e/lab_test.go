@@ -42,6 +42,9 @@ func TestMain(m *testing.M) {
 	case "prober":
 		prober()
 		return
+	case "holder":
+		holder()
+		return
 	}
 	os.Exit(testMain(m))
 }
@@ -269,6 +272,30 @@ func (h *host) stop(timeout time.Duration) error {
 	}
 }
 
+// restart restarts edgelb on h as `systemctl restart` does with the
+// packaged unit: SIGUSR2 (its RestartKillSignal), wait for the process to
+// exit, check that it exited 0, start it again. It returns how long the
+// old process took to exit.
+func (h *host) restart(timeout time.Duration) (time.Duration, error) {
+	if h.proc == nil {
+		return 0, errors.New("edgelb is not running")
+	}
+	start := time.Now()
+	h.proc.Process.Signal(syscall.SIGUSR2)
+	select {
+	case err := <-h.exit:
+		h.proc = nil
+		took := time.Since(start)
+		if err != nil {
+			return took, fmt.Errorf("edgelb exited on SIGUSR2: %w", err)
+		}
+		h.start()
+		return took, nil
+	case <-time.After(timeout):
+		return 0, errors.New("edgelb did not exit in time on SIGUSR2")
+	}
+}
+
 func (h *host) kill() {
 	if h.proc != nil {
 		h.proc.Process.Kill()
@@ -450,6 +477,26 @@ func (p *probes) stop() []probeResult {
 	defer p.mu.Unlock()
 	slices.SortFunc(p.res, func(a, b probeResult) int { return a.start.Compare(b.start) })
 	return slices.Clone(p.res)
+}
+
+// hold opens one long-lived TCP connection from the client to target's
+// echo port (8081) that exchanges a line every 100 ms until stop; the
+// results have the prober's form.
+func (l *lab) hold(target netip.Addr) *probes {
+	cmd := exec.Command("ip", "netns", "exec", l.client, selfBin)
+	cmd.Env = append(os.Environ(), "ELBT_ROLE=holder", "ELBT_TARGET="+netip.AddrPortFrom(target, 8081).String(),
+		"ELBT_INTERVAL=100ms")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	p := &probes{cmd: cmd, done: make(chan struct{})}
+	go p.read(out)
+	l.t.Cleanup(func() { p.stop() })
+	return p
 }
 
 // lastOK returns the host that answered the newest probe, or "".

@@ -3,23 +3,44 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // The test binary re-executes itself inside the namespaces in one of
 // these roles, chosen by ELBT_ROLE.
 
-// responder answers every TCP connection on :8080 with the host's name.
+// responder answers every TCP connection on :8080 with the host's name,
+// and echoes what it receives on :8081 (for a long-lived connection).
 func responder() {
 	ln, err := net.Listen("tcp", ":8080")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "responder:", err)
 		os.Exit(1)
 	}
+	echo, err := net.Listen("tcp", ":8081")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "responder:", err)
+		os.Exit(1)
+	}
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				continue
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
 	name := os.Getenv("ELBT_NAME")
 	for {
 		c, err := ln.Accept()
@@ -80,4 +101,52 @@ func probe(target string, timeout time.Duration) (string, error) {
 		return "", err
 	}
 	return line[:len(line)-1], nil
+}
+
+// holder opens one TCP connection to ELBT_TARGET and, every
+// ELBT_INTERVAL until SIGTERM, writes a line and reads it back (one second
+// at most). It prints one line per exchange: "start-unix-nanos ok N" or
+// "start-unix-nanos fail error"; after a failure the connection is gone
+// and it stops.
+func holder() {
+	target := os.Getenv("ELBT_TARGET")
+	interval, _ := time.ParseDuration(os.Getenv("ELBT_INTERVAL"))
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", target, time.Second)
+	if err != nil {
+		fmt.Fprintf(out, "%d fail %v\n", start.UnixNano(), err)
+		return
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		start := time.Now()
+		c.SetDeadline(start.Add(time.Second))
+		msg := fmt.Sprintf("exchange %d", i)
+		_, err := fmt.Fprintln(c, msg)
+		var line string
+		if err == nil {
+			line, err = r.ReadString('\n')
+		}
+		if err == nil && line != msg+"\n" {
+			err = fmt.Errorf("echo %q, want %q", line, msg)
+		}
+		if err != nil {
+			fmt.Fprintf(out, "%d fail %v\n", start.UnixNano(), err)
+			return
+		}
+		fmt.Fprintf(out, "%d ok %d\n", start.UnixNano(), i)
+		out.Flush()
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/edgelb/edgelb/vip"
 )
@@ -23,6 +24,16 @@ type Kernel struct {
 	Foreign map[netip.Addr]bool
 	// FailAdd makes AddVIP fail for these addresses.
 	FailAdd map[netip.Addr]bool
+	// Expires is when each marked VIP's valid lifetime runs out; VIPs
+	// without an entry are valid forever. Like the kernel, the fake drops
+	// a VIP once Now passes it.
+	Expires map[netip.Addr]time.Time
+	// KeptVIPs are the marked VIPs kept for the next process.
+	KeptVIPs map[netip.Addr]bool
+	// Renewals counts RenewVIP calls per VIP.
+	Renewals map[netip.Addr]int
+	// Now is the fake's clock; nil means time.Now.
+	Now func() time.Time
 
 	changed func()
 }
@@ -32,11 +43,54 @@ var _ vip.Kernel = (*Kernel)(nil)
 // NewKernel returns a fake with an up interface eth0.
 func NewKernel() *Kernel {
 	return &Kernel{
-		State:   vip.Link{Name: "eth0", Index: 2, HardwareAddr: []byte{2, 0, 0, 0, 0, 1}, Up: true},
-		Marked:  map[netip.Addr]bool{},
-		Foreign: map[netip.Addr]bool{},
-		FailAdd: map[netip.Addr]bool{},
+		State:    vip.Link{Name: "eth0", Index: 2, HardwareAddr: []byte{2, 0, 0, 0, 0, 1}, Up: true},
+		Marked:   map[netip.Addr]bool{},
+		Foreign:  map[netip.Addr]bool{},
+		FailAdd:  map[netip.Addr]bool{},
+		Expires:  map[netip.Addr]time.Time{},
+		KeptVIPs: map[netip.Addr]bool{},
+		Renewals: map[netip.Addr]int{},
 	}
+}
+
+func (k *Kernel) now() time.Time {
+	if k.Now != nil {
+		return k.Now()
+	}
+	return time.Now()
+}
+
+// expireLocked drops the VIPs whose lifetime has run out.
+func (k *Kernel) expireLocked() {
+	now := k.now()
+	for a, t := range k.Expires {
+		if !now.Before(t) {
+			delete(k.Marked, a)
+			delete(k.KeptVIPs, a)
+			delete(k.Expires, a)
+		}
+	}
+}
+
+func (k *Kernel) setLifetimeLocked(a netip.Addr, lifetime time.Duration) {
+	if lifetime > 0 {
+		k.Expires[a] = k.now().Add(lifetime)
+	} else {
+		delete(k.Expires, a)
+	}
+}
+
+// Lifetime returns how long a VIP has left (0 and false: forever or not
+// there).
+func (k *Kernel) Lifetime(a netip.Addr) (time.Duration, bool) {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	k.expireLocked()
+	t, ok := k.Expires[a]
+	if !ok {
+		return 0, false
+	}
+	return t.Sub(k.now()), true
 }
 
 // Link implements vip.Kernel.
@@ -54,6 +108,7 @@ func (k *Kernel) VIPs() ([]netip.Addr, error) {
 }
 
 func (k *Kernel) vipsLocked() []netip.Addr {
+	k.expireLocked()
 	var out []netip.Addr
 	for a := range k.Marked {
 		out = append(out, a)
@@ -69,10 +124,24 @@ func (k *Kernel) Held() []netip.Addr {
 	return k.vipsLocked()
 }
 
-// AddVIP implements vip.Kernel.
-func (k *Kernel) AddVIP(a netip.Addr) error {
+// Kept implements vip.Kernel.
+func (k *Kernel) Kept() ([]netip.Addr, error) {
 	k.Mu.Lock()
 	defer k.Mu.Unlock()
+	var out []netip.Addr
+	for _, a := range k.vipsLocked() {
+		if k.KeptVIPs[a] {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// AddVIP implements vip.Kernel.
+func (k *Kernel) AddVIP(a netip.Addr, lifetime time.Duration) error {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	k.expireLocked()
 	if k.FailAdd[a] {
 		return fmt.Errorf("adding %s: injected failure", a)
 	}
@@ -80,6 +149,25 @@ func (k *Kernel) AddVIP(a netip.Addr) error {
 		return fmt.Errorf("adding %s: exists", a)
 	}
 	k.Marked[a] = true
+	k.setLifetimeLocked(a, lifetime)
+	return nil
+}
+
+// RenewVIP implements vip.Kernel.
+func (k *Kernel) RenewVIP(a netip.Addr, lifetime time.Duration, keep bool) error {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	k.expireLocked()
+	if !k.Marked[a] {
+		return fmt.Errorf("renewing %s: not an address edgelb added", a)
+	}
+	k.setLifetimeLocked(a, lifetime)
+	if keep {
+		k.KeptVIPs[a] = true
+	} else {
+		delete(k.KeptVIPs, a)
+	}
+	k.Renewals[a]++
 	return nil
 }
 
@@ -91,6 +179,8 @@ func (k *Kernel) DelVIP(a netip.Addr) error {
 		panic(fmt.Sprintf("edgelb removed %s, which it did not add", a))
 	}
 	delete(k.Marked, a)
+	delete(k.KeptVIPs, a)
+	delete(k.Expires, a)
 	return nil
 }
 
@@ -142,13 +232,14 @@ func (a *Announcer) Count(v netip.Addr) int {
 
 // Cluster is a fake ownership source and reporter.
 type Cluster struct {
-	mu       sync.Mutex
-	owned    []netip.Addr
-	handover []netip.Addr
-	subs     []chan struct{}
-	Held     []netip.Addr
-	Health   map[string]error
-	Networks []netip.Prefix
+	mu         sync.Mutex
+	owned      []netip.Addr
+	handover   []netip.Addr
+	restarting bool
+	subs       []chan struct{}
+	Held       []netip.Addr
+	Health     map[string]error
+	Networks   []netip.Prefix
 }
 
 var (
@@ -170,6 +261,26 @@ func (c *Cluster) Set(own, handover []netip.Addr) {
 		default:
 		}
 	}
+}
+
+// SetRestarting sets whether this member is in its start-up grace.
+func (c *Cluster) SetRestarting(r bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.restarting = r
+	for _, s := range c.subs {
+		select {
+		case s <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Restarting implements vip.Ownership.
+func (c *Cluster) Restarting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.restarting
 }
 
 // Owned implements vip.Ownership.

@@ -214,7 +214,9 @@ function renderMembers(members) {
       h('td', { class: 'name' }, m.name, m.self && h('span', { class: 'tag' }, 'this host')),
       h('td', { class: 'mono' }, m.address),
       h('td', { class: 'state' },
-        !m.alive ? badge('dead', 'bad') : m.healthy ? badge('healthy', 'ok') : badge('unhealthy', 'bad'),
+        !m.alive ? (m.restarting ? badge('restarting', 'warn') : badge('dead', 'bad'))
+          : m.healthy ? badge('healthy', 'ok') : badge('unhealthy', 'bad'),
+        m.alive && m.restarting && badge('restarting', 'warn'),
         m.draining && badge('draining', 'warn'),
         m.problem && h('div', { class: 'detail' }, m.problem)),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),

@@ -19,7 +19,9 @@ import (
 
 	slogjournal "github.com/systemd/slog-journal"
 
+	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/vip"
 )
 
 // Version is set at build time with -ldflags "-X ...app.Version=v1.2.3".
@@ -85,6 +87,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 var errUsage = errors.New("usage")
+
+// ErrRestart is the cause main cancels Main's context with on SIGUSR2,
+// the signal systemd sends for `systemctl restart` (RestartKillSignal= in
+// the unit): a graceful restart, in which this host keeps its VIPs, IPVS
+// services and nftables rules for the next process instead of handing the
+// VIPs over. It is cluster.ErrRestart and vip.ErrRestart for errors.Is.
+var ErrRestart error = restartCause{}
+
+type restartCause struct{}
+
+func (restartCause) Error() string { return "graceful restart (SIGUSR2)" }
+
+func (restartCause) Is(target error) bool {
+	return target == cluster.ErrRestart || target == vip.ErrRestart
+}
 
 func versionString() string {
 	v := Version
@@ -160,12 +177,26 @@ func keygenCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+const runSignals = `
+Signals:
+  SIGTERM, SIGINT  stop: hand the VIPs over to the other members, then leave
+  SIGUSR2          graceful restart (systemd's RestartKillSignal for
+                   "systemctl restart"): keep the VIPs, IPVS and nftables
+                   state on this host for the next process, which must
+                   start within cluster.restartHold; then leave and exit 0
+`
+
 type runOptions struct {
 	config, logLevel, logFormat string
 }
 
 func runFlags(stderr io.Writer) (*flag.FlagSet, *runOptions) {
 	fs := newFlags("run", "run --config FILE [--log-level info] [--log-format auto|text|json|journal]", stderr)
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprint(stderr, runSignals)
+	}
 	o := &runOptions{}
 	fs.StringVar(&o.config, "config", defaultConfig, "config file")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

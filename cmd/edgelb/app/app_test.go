@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/api/apitest"
+	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/vip"
 )
 
 func runMain(args ...string) (int, string, string) {
@@ -39,6 +42,27 @@ func TestCheck(t *testing.T) {
 	}
 	if code, _, errs := runMain("check", "--config", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(errs, "cannot read") {
 		t.Errorf("missing file: exit %d, %q", code, errs)
+	}
+	hold := filepath.Join(dir, "hold.yaml")
+	os.WriteFile(hold, []byte("cluster:\n  insecure: true\n  restartHold: 1h\n"), 0o600)
+	if code, _, errs := runMain("check", "--config", hold); code != 1 || !strings.Contains(errs, hold+":3: cluster.restartHold: 1h0m0s is out of range") {
+		t.Errorf("restartHold out of range: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestRunHelpDescribesSignals(t *testing.T) {
+	code, _, errs := runMain("run", "--help")
+	if code != 0 || !strings.Contains(errs, "SIGUSR2") || !strings.Contains(errs, "SIGTERM") {
+		t.Errorf("exit %d, help %q", code, errs)
+	}
+}
+
+func TestErrRestartIsBothPartsRestart(t *testing.T) {
+	if !errors.Is(ErrRestart, cluster.ErrRestart) || !errors.Is(ErrRestart, vip.ErrRestart) {
+		t.Fatal("ErrRestart does not match cluster.ErrRestart and vip.ErrRestart")
+	}
+	if errors.Is(context.Canceled, cluster.ErrRestart) {
+		t.Fatal("a plain cancel is a restart")
 	}
 }
 

@@ -125,6 +125,8 @@ func (o *observer) observeMembers() {
 		switch {
 		case m.Draining:
 			st = "draining"
+		case m.Restarting:
+			st = "restarting"
 		case !m.Healthy:
 			st = "unhealthy"
 		}

@@ -71,11 +71,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
 	// first hands the VIPs over (the manager keeps them meanwhile), and
-	// only then does the manager stop and remove what is left.
-	vipCtx, stopVIPs := context.WithCancel(context.WithoutCancel(gctx))
-	defer stopVIPs()
+	// only then does the manager stop and remove what is left. On a
+	// graceful restart it stops at once and keeps the VIPs for the next
+	// process, while the cluster gossips that it is restarting and leaves.
+	vipCtx, stopVIPs := context.WithCancelCause(context.WithoutCancel(gctx))
+	defer stopVIPs(nil)
+	defer context.AfterFunc(gctx, func() {
+		if cause := context.Cause(gctx); errors.Is(cause, vip.ErrRestart) {
+			stopVIPs(cause)
+		}
+	})()
 	g.Go(func() error {
-		defer stopVIPs()
+		defer stopVIPs(nil)
 		return members.Run(gctx)
 	})
 	if vips != nil {
@@ -135,11 +142,19 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 		Ownership: members,
 		Reporter:  members,
 		Refresh:   cfg.Cluster.AnnounceRefresh,
+		Lifetime:  cfg.Cluster.RestartHold,
 		Log:       log.With("component", "vip"),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	// A graceful restart left the previous process's VIPs on the
+	// interface: keep them while this process starts.
+	adopted, err := vips.Adopt()
+	if err != nil {
+		log.Warn("cannot adopt the VIPs of the previous process: starting afresh", "err", err)
+	}
+	members.Adopt(adopted)
 	return members, vips, nil
 }
 

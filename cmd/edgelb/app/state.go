@@ -97,7 +97,7 @@ func (s *state) Members() []api.Member {
 		vips := byOwner[m.Name]
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.cfg.Node.Name,
-			Alive: true, Healthy: m.Healthy, Draining: m.Draining, VIPs: vips}
+			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
