@@ -3,11 +3,14 @@ package labnet
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -15,8 +18,12 @@ import (
 // answers counted by the backend's name (the first word of the body), and
 // the first few errors.
 type ProbeResult struct {
-	OK      int            `json:"ok"`
-	Failed  int            `json:"failed"`
+	OK     int `json:"ok"`
+	Failed int `json:"failed"`
+	// Reset counts the failed requests whose connection was established
+	// and then reset: in flight when the client's neighbour entry for the
+	// VIP moved to a host that did not know the connection.
+	Reset   int            `json:"reset"`
 	Answers map[string]int `json:"answers"`
 	Errors  []string       `json:"errors,omitempty"`
 }
@@ -34,7 +41,11 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 			return r
 		case <-t.C:
 		}
-		resp, err := c.Get(url)
+		var connected bool
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			GotConn: func(httptrace.GotConnInfo) { connected = true },
+		}), http.MethodGet, url, nil)
+		resp, err := c.Do(req)
 		var body []byte
 		if err == nil {
 			body, err = io.ReadAll(resp.Body)
@@ -48,6 +59,9 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 				return r // cut off by the end, not an outage
 			}
 			r.Failed++
+			if connected && errors.Is(err, syscall.ECONNRESET) {
+				r.Reset++
+			}
 			if len(r.Errors) < 5 {
 				r.Errors = append(r.Errors, time.Now().Format("15:04:05.000")+" "+err.Error())
 			}
