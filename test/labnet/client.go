@@ -3,14 +3,12 @@ package labnet
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -20,12 +18,13 @@ import (
 type ProbeResult struct {
 	OK     int `json:"ok"`
 	Failed int `json:"failed"`
-	// Reset counts the failed requests whose connection was established
-	// and then reset: in flight when the client's neighbour entry for the
-	// VIP moved to a host that did not know the connection.
-	Reset   int            `json:"reset"`
-	Answers map[string]int `json:"answers"`
-	Errors  []string       `json:"errors,omitempty"`
+	// InFlight counts the failed requests whose connection had been
+	// established (reset or left unanswered afterwards): in flight when
+	// the client's neighbour entry for the VIP moved to a host that did
+	// not know the connection.
+	InFlight int            `json:"inFlight"`
+	Answers  map[string]int `json:"answers"`
+	Errors   []string       `json:"errors,omitempty"`
 }
 
 // Probe sends a GET to url every interval, each on a new connection with
@@ -59,8 +58,8 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 				return r // cut off by the end, not an outage
 			}
 			r.Failed++
-			if connected && errors.Is(err, syscall.ECONNRESET) {
-				r.Reset++
+			if connected {
+				r.InFlight++
 			}
 			if len(r.Errors) < 5 {
 				r.Errors = append(r.Errors, time.Now().Format("15:04:05.000")+" "+err.Error())
