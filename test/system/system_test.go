@@ -62,14 +62,14 @@ func TestDebianHosts(t *testing.T) {
 	deb(t, root, newV, filepath.Join(dir, "edgelb-new.deb"))
 	run(t, root, []string{"CGO_ENABLED=0"}, "go", "test", "-c", "-tags", "sysvm", "-o", filepath.Join(dir, "testbed.test"), "./test/system/testbed")
 	job := filepath.Join(dir, "job.sh")
-	args := "-test.v -test.timeout 40m"
+	args := "-test.v -test.timeout 30m"
 	if r := os.Getenv("EDGELB_TESTBED_RUN"); r != "" {
 		args += " -test.run '" + r + "'" // by hand: some steps only
 	}
 	if err := os.WriteFile(job, []byte("/job/testbed.test "+args+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(root, "hack/sysvm/run.sh"), "-t", "2700", "-m", "4096",
+	cmd := exec.Command(filepath.Join(root, "hack/sysvm/run.sh"), "-t", "2100", "-m", "4096",
 		"-e", "EDGELB_OLD_DEB=edgelb-old.deb", "-e", "EDGELB_NEW_DEB=edgelb-new.deb", "-e", "EDGELB_NEW_VERSION=v1.0.0-tb2",
 		"-f", filepath.Join(dir, "edgelb-old.deb"), "-f", filepath.Join(dir, "edgelb-new.deb"),
 		"-f", filepath.Join(dir, "testbed.test"), "-f", filepath.Join(root, "packaging/modules-load.conf"), job)
