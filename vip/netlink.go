@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -33,7 +35,16 @@ const ifaProto = 11
 // state through rtnetlink in the current network namespace.
 type Netlink struct {
 	Interface string
+	// KeptFile, when set, also records the VIPs kept for the next process
+	// (RenewVIP with keep): Linux 6.1 ignores a new IFA_PROTO when an
+	// address is replaced, so the mark alone does not survive there.
+	// Kept reads the file and removes it; one older than keptMaxAge is
+	// ignored. The daemon puts it in its state directory.
+	KeptFile string
 }
+
+// keptMaxAge bounds how old a KeptFile may be: the longest restartHold.
+const keptMaxAge = 10 * time.Minute
 
 var _ Kernel = (*Netlink)(nil)
 
@@ -76,9 +87,63 @@ func (n *Netlink) index() (int, error) {
 // AddrProtoKept.
 func (n *Netlink) VIPs() ([]netip.Addr, error) { return n.marked(isOurs) }
 
-// Kept implements Kernel: the addresses marked with AddrProtoKept.
+// Kept implements Kernel: the addresses marked with AddrProtoKept, and
+// those of edgelb's addresses that the KeptFile lists (then removed).
 func (n *Netlink) Kept() ([]netip.Addr, error) {
-	return n.marked(func(p uint8) bool { return p == AddrProtoKept })
+	kept, err := n.marked(func(p uint8) bool { return p == AddrProtoKept })
+	if err != nil || n.KeptFile == "" {
+		return kept, err
+	}
+	listed := n.readKeptFile()
+	os.Remove(n.KeptFile)
+	if len(listed) == 0 {
+		return kept, nil
+	}
+	ours, err := n.VIPs()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range listed {
+		if slices.Contains(ours, v) && !slices.Contains(kept, v) {
+			kept = append(kept, v)
+		}
+	}
+	slices.SortFunc(kept, netip.Addr.Compare)
+	return kept, nil
+}
+
+// readKeptFile returns the addresses of a KeptFile younger than
+// keptMaxAge, one per line.
+func (n *Netlink) readKeptFile() []netip.Addr {
+	fi, err := os.Stat(n.KeptFile)
+	if err != nil || time.Since(fi.ModTime()) > keptMaxAge {
+		return nil
+	}
+	b, err := os.ReadFile(n.KeptFile)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, l := range strings.Fields(string(b)) {
+		if a, err := netip.ParseAddr(l); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// recordKept adds v to the KeptFile (written atomically).
+func (n *Netlink) recordKept(v netip.Addr) error {
+	vs := append(n.readKeptFile(), v)
+	var b strings.Builder
+	for _, a := range vs {
+		b.WriteString(a.String() + "\n")
+	}
+	tmp := n.KeptFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, n.KeptFile)
 }
 
 func (n *Netlink) marked(match func(uint8) bool) ([]netip.Addr, error) {
@@ -149,6 +214,11 @@ func (n *Netlink) RenewVIP(v netip.Addr, lifetime time.Duration, keep bool) erro
 	}
 	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_REPLACE|unix.NLM_F_ACK, idx, v, &addAttrs{lifetime, proto}); err != nil {
 		return fmt.Errorf("renewing %s on %s: %w", v, n.Interface, err)
+	}
+	if keep && n.KeptFile != "" {
+		if err := n.recordKept(v); err != nil {
+			return fmt.Errorf("recording %s as kept in %s: %w", v, n.KeptFile, err)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -201,4 +202,28 @@ func TestNetlinkLifetimeRenewAndKeep(t *testing.T) {
 		out, _ := exec.Command("ip", "-d", "addr", "show", "dev", "elbt0").CombinedOutput()
 		t.Logf("ip -d addr:\n%s", out)
 	})
+}
+
+// The kept-VIPs file stands in for the address mark on kernels that do
+// not change IFA_PROTO on replace (Linux 6.1): it lists what a restarting
+// process kept, and a stale one is ignored.
+func TestKeptFile(t *testing.T) {
+	n := &Netlink{KeptFile: filepath.Join(t.TempDir(), "kept-vips")}
+	a, b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")
+	if err := n.recordKept(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.recordKept(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.readKeptFile(); len(got) != 2 || got[0] != a || got[1] != b {
+		t.Fatalf("kept file lists %v, want [%v %v]", got, a, b)
+	}
+	old := time.Now().Add(-keptMaxAge - time.Minute)
+	if err := os.Chtimes(n.KeptFile, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.readKeptFile(); len(got) != 0 {
+		t.Errorf("a stale kept file still lists %v", got)
+	}
 }

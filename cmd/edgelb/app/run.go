@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -137,7 +141,7 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 		return members, nil, nil
 	}
 	vips, err := vip.NewManager(vip.Options{
-		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface},
+		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface, KeptFile: keptFile()},
 		Announcer: &vip.Announcers{},
 		Ownership: members,
 		Reporter:  members,
@@ -182,3 +186,18 @@ func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, 
 
 // dashboard returns the web dashboard's files.
 func dashboard() fs.FS { return web.Files() }
+
+// keptFile is where the VIPs kept across a graceful restart are listed:
+// the service's state directory (systemd's $STATE_DIRECTORY, the unit's
+// StateDirectory=edgelb), else /var/lib/edgelb when it is writable, else
+// none (the address mark alone, Linux 6.2+).
+func keptFile() string {
+	dir := strings.Split(os.Getenv("STATE_DIRECTORY"), ":")[0]
+	if dir == "" {
+		dir = "/var/lib/edgelb"
+	}
+	if unix.Access(dir, unix.W_OK) != nil {
+		return ""
+	}
+	return filepath.Join(dir, "kept-vips")
+}
