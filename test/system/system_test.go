@@ -1,8 +1,11 @@
-// Package system tests edgelb as users run it: its .deb installed with
+//go:build testbed
+
+// TestDebianHosts tests edgelb as users run it: its .deb installed with
 // apt-get on real Debian hosts and run by systemd, with the shipped unit
 // unmodified. It builds two versions of the package and the testbed test
 // binary, boots the Debian test bed (hack/sysvm: a QEMU VM whose systemd
 // boots three systemd-nspawn hosts) and runs test/system/testbed in it.
+
 package system
 
 import (
