@@ -22,15 +22,20 @@ type ProbeResult struct {
 	// established (reset or left unanswered afterwards): in flight when
 	// the client's neighbour entry for the VIP moved to a host that did
 	// not know the connection.
-	InFlight int            `json:"inFlight"`
-	Answers  map[string]int `json:"answers"`
-	Errors   []string       `json:"errors,omitempty"`
+	InFlight int `json:"inFlight"`
+	// Slowest is the longest answered request, in milliseconds.
+	Slowest int64          `json:"slowestMs"`
+	Answers map[string]int `json:"answers"`
+	Errors  []string       `json:"errors,omitempty"`
 }
 
-// Probe sends a GET to url every interval, each on a new connection with
-// a one-second timeout, until ctx ends: a client that notices any outage.
+// Probe sends a GET to url every interval, each on a new connection, until
+// ctx ends: a client that notices any outage. A request fails when it is
+// refused or reset, or unanswered for five seconds (TCP's retransmissions
+// after a lost SYN at 1 s and 3 s show as a slow request, and Slowest
+// reports them).
 func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	r := ProbeResult{Answers: map[string]int{}}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -44,6 +49,7 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			GotConn: func(httptrace.GotConnInfo) { connected = true },
 		}), http.MethodGet, url, nil)
+		sent := time.Now()
 		resp, err := c.Do(req)
 		var body []byte
 		if err == nil {
@@ -67,6 +73,7 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 			continue
 		}
 		r.OK++
+		r.Slowest = max(r.Slowest, time.Since(sent).Milliseconds())
 		if f := strings.Fields(string(body)); len(f) > 0 {
 			r.Answers[f[0]]++
 		}

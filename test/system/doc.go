@@ -1,3 +1,3 @@
 // Package system tests edgelb as users run it, on the Debian test bed
-// (docs/testbed.md). Its test is built with the testbed tag: `make system`.
+// (docs/testbed.md): `make system`, and part of `make test`.
 package system

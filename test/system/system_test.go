@@ -1,5 +1,3 @@
-//go:build testbed
-
 // TestDebianHosts tests edgelb as users run it: its .deb installed with
 // apt-get on real Debian hosts and run by systemd, with the shipped unit
 // unmodified. It builds two versions of the package and the testbed test

@@ -319,7 +319,7 @@ func TestTestbed(t *testing.T) {
 		o := waitOwner(t, time.Minute)
 		time.Sleep(time.Second)
 		r, hr := stopProbe(t, p), stopHold(t, hold)
-		figure(t, "restart", "systemctl restart on the owner: %v to active, %d failed of %d probes, held connection %d round trips, err %q", took.Round(100*time.Millisecond), r.Failed, r.OK+r.Failed, hr.RoundTrips, hr.Err)
+		figure(t, "restart", "systemctl restart on the owner: %v to active, %d failed of %d probes (slowest %d ms), held connection %d round trips, err %q", took.Round(100*time.Millisecond), r.Failed, r.OK+r.Failed, r.Slowest, hr.RoundTrips, hr.Err)
 		if r.Failed != 0 {
 			t.Errorf("probes failed during the restart: %+v", r)
 		}
@@ -350,7 +350,7 @@ func TestTestbed(t *testing.T) {
 		})
 		time.Sleep(time.Second)
 		r := stopProbe(t, p)
-		figure(t, "stop", "systemctl stop on the owner: VIP moved %s -> %s, %d failed of %d probes (%d of them in flight at the switch)", owner.name, next.name, r.Failed, r.OK+r.Failed, r.InFlight)
+		figure(t, "stop", "systemctl stop on the owner: VIP moved %s -> %s, %d failed of %d probes (%d of them in flight at the switch; slowest %d ms)", owner.name, next.name, r.Failed, r.OK+r.Failed, r.InFlight, r.Slowest)
 		checkHandover(t, "the stop", r)
 		p = startProbe(t, "client", webURL)
 		owner.run(t, "systemctl", "start", "edgelb")
@@ -427,13 +427,14 @@ func TestTestbed(t *testing.T) {
 			if !strings.Contains(out, "Unpacking edgelb") {
 				t.Fatalf("%s: apt-get install of the newer package:\n%s", h.name, out)
 			}
+			installed := time.Since(start)
 			h.waitActive(t, time.Minute)
 			waitOwner(t, time.Minute)
-			t.Logf("%s upgraded in %v", h.name, time.Since(start).Round(100*time.Millisecond))
+			t.Logf("%s upgraded in %v (apt-get install %v)", h.name, time.Since(start).Round(100*time.Millisecond), installed.Round(100*time.Millisecond))
 		}
 		time.Sleep(time.Second)
 		r, hr := stopProbe(t, p), stopHold(t, hold)
-		figure(t, "upgrade", "rolling upgrade of 3 hosts: %d failed of %d probes; held connection %d round trips, err %q", r.Failed, r.OK+r.Failed, hr.RoundTrips, hr.Err)
+		figure(t, "upgrade", "rolling upgrade of 3 hosts: %d failed of %d probes (slowest %d ms); held connection %d round trips, err %q", r.Failed, r.OK+r.Failed, r.Slowest, hr.RoundTrips, hr.Err)
 		if r.Failed != 0 {
 			t.Errorf("probes failed during the upgrade: %+v", r)
 		}
