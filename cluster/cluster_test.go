@@ -212,7 +212,7 @@ func (s *sim) waitConverged(vips []netip.Addr, running []*simMember) {
 	// A dead member is declared after the suspicion timeout, up to
 	// SuspicionMaxTimeoutMult (6) × the minimum without confirmations:
 	// about 13 s here, more on a loaded machine.
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		var ok bool
 		if ok, why = s.converged(vips, running); ok {
@@ -375,7 +375,9 @@ func testLog() *slog.Logger {
 
 func poll(t *testing.T, cond func() bool) bool {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// A deadline, not a wait: generous, because the in-memory cluster
+	// runs on real timers on a shared test machine.
+	deadline := time.Now().Add(45 * time.Second)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return true
