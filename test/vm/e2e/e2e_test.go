@@ -223,13 +223,15 @@ func nodes(r result) []string {
 	return out
 }
 
-const healthInterval = 500 * time.Millisecond
+// Health checks under CPU emulation: a 300 ms timeout flapped backends
+// (weights to 0 and back) in the middle of the tests.
+const healthInterval = time.Second
 
 func config(name, method string, services string) string {
 	return fmt.Sprintf(`node: {name: %s, interface: eth0}
 cluster: {bindAddr: 127.0.0.1, insecure: true}
 dataplane: {backend: ipvs, mode: nodeport, method: %s, scheduler: rr, drainTimeout: 30s}
-healthCheck: {interval: %s, timeout: 300ms, rise: 2, fall: 2}
+healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
 api: {listen: "127.0.0.1:9080"}
 services:
 %s`, name, method, healthInterval, services)
@@ -464,7 +466,7 @@ func TestFailover(t *testing.T) {
 cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true,
           probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
-healthCheck: {interval: %s, timeout: 300ms, rise: 2, fall: 2}
+healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
 api: {listen: "127.0.0.1:9081"}
 services:
   - {name: ha, vip: %s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}

@@ -108,7 +108,7 @@ cluster: {bindAddr: 127.0.0.1, insecure: true}
 kubernetes: {kubeconfig: %s, defaultClass: true}
 pools: [{name: default, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: true}]
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, drainTimeout: 30s}
-healthCheck: {interval: %s, timeout: 300ms, rise: 2, fall: 2}
+healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
 api: {listen: "127.0.0.1:9080"}
 `, os.Getenv("EDGELB_KUBECONFIG"), healthInterval))
 	defer func() {
