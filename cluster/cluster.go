@@ -17,19 +17,18 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/edgelb/edgelb/lb"
-	"github.com/edgelb/edgelb/lb/config"
 )
 
-// VIPSource is where the cluster learns which VIPs exist: the lb.Store of
-// desired state.
+// VIPSource is where the cluster learns which VIPs exist (the app adapts
+// the desired-state store to it). VIPs returns them sorted, and loaded
+// false until a first desired state exists; Subscribe's channel receives
+// a value whenever they may have changed.
 type VIPSource interface {
-	Load() *lb.Desired
+	VIPs() (vips []netip.Addr, loaded bool)
 	Subscribe() <-chan struct{}
 }
 
-// Options configures a Cluster. OptionsFromConfig fills it from the file.
+// Options configures a Cluster; the app fills it from the config file.
 type Options struct {
 	// Name is this member's unique name (node.name).
 	Name string
@@ -77,6 +76,13 @@ type Options struct {
 const (
 	DefaultHandoverTimeout = 3 * time.Second
 	DefaultRejoinInterval  = 2 * time.Second
+	// The failure-detection defaults are those of the config file
+	// (lb/config), for Options left zero.
+	DefaultProbeInterval  = 200 * time.Millisecond
+	DefaultProbeTimeout   = 100 * time.Millisecond
+	DefaultSuspicionMult  = 2
+	DefaultGossipInterval = 100 * time.Millisecond
+	DefaultRestartHold    = 10 * time.Second
 	// tick is how often ownership is re-evaluated without an event, for
 	// handover deadlines.
 	tick = 100 * time.Millisecond
@@ -84,36 +90,14 @@ const (
 	leaveTimeout = time.Second
 )
 
-// OptionsFromConfig returns the Options for a validated config.
-func OptionsFromConfig(cfg *config.Config, vips VIPSource, log *slog.Logger) Options {
-	c := cfg.Cluster
-	return Options{
-		Name:            cfg.Node.Name,
-		BindAddr:        c.BindAddr,
-		BindPort:        c.BindPort,
-		Join:            c.Join,
-		SecretKey:       c.SecretKey,
-		Insecure:        c.Insecure,
-		Quorum:          c.Quorum,
-		ProbeInterval:   c.ProbeInterval,
-		ProbeTimeout:    c.ProbeTimeout,
-		SuspicionMult:   c.SuspicionMult,
-		GossipInterval:  c.GossipInterval,
-		HandoverTimeout: c.HandoverTimeout,
-		RestartHold:     c.RestartHold,
-		VIPs:            vips,
-		Log:             log,
-	}
-}
-
 // Cluster is this member's view of the appliance cluster. Its methods are
 // safe for concurrent use; Run must be called once.
 type Cluster struct {
-	opts   Options
-	log    *slog.Logger
-	quorum int // configured; see quorumLocked
-	size   int // configured cluster size: Join ∪ {self}
-	dirty  chan struct{}
+	opts    Options
+	log     *slog.Logger
+	keyring *memberlist.Keyring // nil when Insecure
+	size    int                 // configured cluster size: Join ∪ {self}
+	dirty   chan struct{}
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
 
@@ -122,18 +106,19 @@ type Cluster struct {
 	draining  bool
 	leaving   bool
 	held      []netip.Addr
-	heldOwned Digest                   // digest of held VIPs assigned to us
-	losing    map[netip.Addr]time.Time // held VIPs assigned elsewhere, since when
+	heldOwned Digest                   // the last Decision's
+	losing    map[netip.Addr]time.Time // the last Decision's
 	networks  []netip.Prefix
 	owned     []netip.Addr // assigned to us: hold and announce
 	handing   []netip.Addr // assigned elsewhere, kept until taken over
 	members   []Member
 	assigned  map[netip.Addr]string
 	hasQuorum bool
-	left      map[string]bool // members that left gracefully and are not back
 	subs      []chan struct{}
 	sentMeta  string // the Meta last gossiped, encoded
-	restart   restartState
+	// warnedDrop: the networks did not all fit in the gossiped Meta.
+	warnedDrop bool
+	restart    restartState
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -143,6 +128,14 @@ func New(opts Options) (*Cluster, error) {
 	}
 	if len(opts.SecretKey) == 0 && !opts.Insecure {
 		return nil, errors.New("cluster: gossip must be encrypted: a secret key is required unless insecure is set")
+	}
+	var keyring *memberlist.Keyring
+	if len(opts.SecretKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, opts.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: the gossip key cannot be used: %w", err)
+		}
+		keyring = kr
 	}
 	if opts.VIPs == nil {
 		return nil, errors.New("cluster: a VIP source is required")
@@ -156,30 +149,28 @@ func New(opts Options) (*Cluster, error) {
 	if opts.RejoinInterval <= 0 {
 		opts.RejoinInterval = DefaultRejoinInterval
 	}
-	def := config.Default().Cluster
 	if opts.ProbeInterval <= 0 {
-		opts.ProbeInterval = def.ProbeInterval
+		opts.ProbeInterval = DefaultProbeInterval
 	}
 	if opts.ProbeTimeout <= 0 {
-		opts.ProbeTimeout = def.ProbeTimeout
+		opts.ProbeTimeout = DefaultProbeTimeout
 	}
 	if opts.SuspicionMult <= 0 {
-		opts.SuspicionMult = def.SuspicionMult
+		opts.SuspicionMult = DefaultSuspicionMult
 	}
 	if opts.GossipInterval <= 0 {
-		opts.GossipInterval = def.GossipInterval
+		opts.GossipInterval = DefaultGossipInterval
 	}
 	if opts.RestartHold <= 0 {
-		opts.RestartHold = def.RestartHold
+		opts.RestartHold = DefaultRestartHold
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	c := &Cluster{
-		left:      map[string]bool{},
 		opts:      opts,
+		keyring:   keyring,
 		log:       opts.Log,
-		quorum:    opts.Quorum,
 		dirty:     make(chan struct{}, 1),
 		metaDirty: make(chan struct{}, 1),
 		health:    map[string]error{},
@@ -187,6 +178,25 @@ func New(opts Options) (*Cluster, error) {
 	}
 	c.size = clusterSize(opts)
 	return c, nil
+}
+
+// Size is the configured cluster size: the distinct configured peers
+// plus this member.
+func (o Options) Size() int { return clusterSize(o) }
+
+// QuorumWarning says what the configured quorum costs, or "" when it is a
+// majority of three or more. The default quorum of a two-host cluster is
+// both hosts: losing, stopping or restarting either stops both.
+func (o Options) QuorumWarning() string {
+	n, q := o.Size(), NeedFor(o.Size(), o.Quorum)
+	switch {
+	case n == 2 && o.Quorum == 0:
+		return "a cluster of two hosts needs both for its default quorum: losing, stopping or restarting either one leaves no VIP served; " +
+			"add a third host, or set cluster.quorum: 1 to serve from one host (a partition then gives every VIP two owners)"
+	case q <= n/2:
+		return fmt.Sprintf("cluster.quorum %d is not a majority of the %d configured hosts: both sides of a partition can own the same VIP", q, n)
+	}
+	return ""
 }
 
 // clusterSize counts the distinct configured peers plus this member.
@@ -215,18 +225,9 @@ func (c *Cluster) Quorum() int {
 	return c.quorumLocked()
 }
 
-// quorumLocked is the configured quorum or, by default, a majority of the
-// configured cluster less the members that left gracefully: a stopped
-// member gossips Leaving once it has handed everything over, so in a rolling upgrade
-// the remaining members keep their quorum (the one left of a two-host
-// cluster keeps its VIPs). A partitioned member sends no leave and still
-// counts. c.mu must be held.
-func (c *Cluster) quorumLocked() int {
-	if c.quorum > 0 {
-		return c.quorum
-	}
-	return max(1, c.size-len(c.left))/2 + 1
-}
+// quorumLocked is the number of live members needed (NeedFor). c.mu
+// must be held.
+func (c *Cluster) quorumLocked() int { return NeedFor(c.size, c.opts.Quorum) }
 
 // SetHealth records the health of one part of this host (for example
 // "link" or "dataplane"); err nil means healthy. The member is healthy
@@ -410,7 +411,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		return fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(c.opts.BindAddr, c.opts.BindPort), err)
 	}
 	c.log.Info("gossip started", "node", c.opts.Name, "addr", ml.LocalNode().Address(),
-		"encrypted", len(c.opts.SecretKey) > 0, "quorum", c.Quorum())
+		"encrypted", c.keyring != nil, "quorum", c.Quorum())
 
 	joinCtx, stopJoin := context.WithCancel(ctx)
 	joined := make(chan struct{})
@@ -492,14 +493,10 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 	}
 }
 
-// update recomputes the view and ownership and gossips changed metadata.
+// update recomputes the view and ownership (Decide) and gossips changed
+// metadata.
 func (c *Cluster) update(ml *memberlist.Memberlist) {
-	var vips []netip.Addr
-	d := c.opts.VIPs.Load()
-	if d != nil {
-		vips = d.VIPs()
-	}
-	loaded := d != nil
+	vips, loaded := c.opts.VIPs.VIPs()
 	nodes := ml.Members()
 	now := c.opts.Now()
 
@@ -519,28 +516,46 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	}
 	members = c.absentLocked(members, now)
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
-	need := c.quorumLocked()
-	quorum := len(members) >= need
-	if quorum != c.hasQuorum {
-		if quorum {
-			c.log.Info("quorum reached", "node", c.opts.Name, "members", len(members), "quorum", need)
-		} else {
-			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", len(members), "quorum", need)
+	live := 0
+	for _, m := range members {
+		if !m.Absent {
+			live++
 		}
-		c.hasQuorum = quorum
 	}
-	c.endGraceLocked(quorum, loaded, now)
+	c.endGraceLocked(live >= c.quorumLocked(), loaded, now)
+	// Decide from our metadata as the others decode it, so that every
+	// member computes the owners from the same data.
 	local := c.localMetaLocked()
+	seen, dropped := c.gossipedMeta(local)
+	if dropped > 0 && !c.warnedDrop {
+		c.log.Warn("too many networks on the interface to gossip: the last ones are left out, for every member alike",
+			"node", c.opts.Name, "dropped", dropped, "networks", len(local.Networks))
+	}
+	c.warnedDrop = dropped > 0
 	for i := range members {
 		if members[i].Name == c.opts.Name {
-			members[i].Meta = local
+			members[i].Meta = seen
 		}
 	}
-	owned, handing := c.ownedLocked(vips, members, local, quorum, now)
-	changed := !slices.Equal(owned, c.owned) || !slices.Equal(handing, c.handing)
+	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, VIPs: vips, Held: c.held,
+		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout}
+	if c.restart.grace {
+		in.Adopted = c.restart.adopted
+	}
+	d := Decide(in)
+	if d.HasQuorum != c.hasQuorum {
+		if d.HasQuorum {
+			c.log.Info("quorum reached", "node", c.opts.Name, "members", d.Live, "quorum", d.Need)
+		} else {
+			c.log.Warn("quorum lost, giving up VIPs", "node", c.opts.Name, "members", d.Live, "quorum", d.Need)
+		}
+		c.hasQuorum = d.HasQuorum
+	}
+	c.heldOwned, c.losing = d.HeldOwned, d.Losing
+	changed := !slices.Equal(d.Own, c.owned) || !slices.Equal(d.Handover, c.handing)
 	if changed {
-		c.log.Info("ownership changed", "node", c.opts.Name, "owned", owned, "handingOver", handing, "members", len(members))
-		c.owned, c.handing = owned, handing
+		c.log.Info("ownership changed", "node", c.opts.Name, "owned", d.Own, "handingOver", d.Handover, "members", len(members))
+		c.owned, c.handing = d.Own, d.Handover
 	}
 	if changed || !sameView(members, c.members) {
 		for _, ch := range c.subs {
@@ -552,8 +567,8 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	}
 	c.members = members
 	c.assigned = nil
-	if quorum {
-		c.assigned = Assign(vips, members)
+	if d.HasQuorum {
+		c.assigned = d.Assigned
 	}
 	enc := string(encodeMeta(c.localMetaLocked(), memberlist.MetaMaxSize))
 	send := enc != c.sentMeta
@@ -591,80 +606,6 @@ func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
 			c.log.Debug("gossiping metadata", "err", err)
 		}
 	}
-}
-
-// ownedLocked decides which VIPs this member holds and updates the Held
-// digest it gossips. c.mu must be held.
-//
-// Without a quorum, or when unhealthy, it holds nothing, at once. Otherwise
-// it holds the VIPs assigned to it, and — make before break — keeps each
-// VIP it holds that is now assigned to another member until that member's
-// gossiped Held digest equals the digest of everything assigned to it
-// (it has added and announced them), or for HandoverTimeout. This covers
-// a drain or stop as well as a member joining or coming back.
-func (c *Cluster) ownedLocked(vips []netip.Addr, members []Member, local Meta, quorum bool, now time.Time) (own, handover []netip.Addr) {
-	assign := map[netip.Addr]string{}
-	if quorum {
-		assign = Assign(vips, members)
-	}
-	var mine []netip.Addr
-	for _, v := range vips {
-		if assign[v] == c.opts.Name {
-			mine = append(mine, v)
-		}
-	}
-	var heldMine []netip.Addr
-	for _, v := range c.held {
-		if slices.Contains(mine, v) {
-			heldMine = append(heldMine, v)
-		}
-	}
-	c.heldOwned = DigestOf(heldMine)
-	if c.restart.grace {
-		// The adopted VIPs are held but this process has not announced
-		// them: confirm none, so that a member handing one over to this
-		// one (it missed the restart and took it) keeps it until this
-		// one announces it, after the grace.
-		c.heldOwned = Digest{}
-		clear(c.losing)
-		return c.graceOwnedLocked(assign, quorum)
-	}
-	if !quorum || !local.Healthy {
-		clear(c.losing)
-		return nil, nil // never risk two owners; an unhealthy host cannot serve
-	}
-	expected := map[string][]netip.Addr{}
-	for _, v := range vips {
-		if o, ok := assign[v]; ok {
-			expected[o] = append(expected[o], v)
-		}
-	}
-	byName := map[string]*Member{}
-	for i := range members {
-		byName[members[i].Name] = &members[i]
-	}
-	var out []netip.Addr
-	losing := map[netip.Addr]time.Time{}
-	for _, v := range c.held {
-		if slices.Contains(mine, v) || !slices.Contains(vips, v) {
-			continue
-		}
-		since, ok := c.losing[v]
-		if !ok {
-			since = now
-		}
-		if next, ok := assign[v]; ok && byName[next].Held == DigestOf(expected[next]) {
-			continue // the next owner has it
-		}
-		if now.Sub(since) >= c.opts.HandoverTimeout {
-			continue
-		}
-		losing[v] = since
-		out = append(out, v)
-	}
-	c.losing = losing
-	slices.SortFunc(out, netip.Addr.Compare)
-	return mine, out
 }
 
 // joinLoop joins the configured peers that are not live members, at
@@ -774,13 +715,10 @@ func (c *Cluster) memberlistConfig() *memberlist.Config {
 	conf.Delegate = (*delegate)(c)
 	conf.Events = (*events)(c)
 	conf.Logger = log.New(&logWriter{log: c.log}, "", 0)
-	if len(o.SecretKey) > 0 {
-		kr, err := memberlist.NewKeyring(nil, o.SecretKey)
-		if err == nil {
-			conf.Keyring = kr
-			conf.GossipVerifyIncoming = true
-			conf.GossipVerifyOutgoing = true
-		}
+	if c.keyring != nil {
+		conf.Keyring = c.keyring
+		conf.GossipVerifyIncoming = true
+		conf.GossipVerifyOutgoing = true
 	}
 	if o.Transport != nil {
 		conf.Transport = o.Transport
@@ -809,7 +747,6 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	c := (*Cluster)(e)
 	c.log.Info("member joined", "node", n.Name, "addr", n.Address())
 	c.mu.Lock()
-	delete(c.left, n.Name)
 	if _, ok := c.restart.absent[n.Name]; ok {
 		delete(c.restart.absent, n.Name)
 		c.log.Info("member back from its restart", "node", n.Name)
@@ -820,19 +757,16 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Cluster)(e)
-	// A member last seen draining or leaving stopped on purpose (its
-	// Leaving update may arrive after its leave message). It had handed
-	// its VIPs over, and had it been cut off instead it would not see a
-	// quorum itself, so leaving it out of ours cannot make two owners.
-	// A member that leaves for a restart is held instead (restart.go).
+	// A member that leaves for a restart is held as a candidate owner
+	// (restart.go). Any other member that goes away still counts in the
+	// configured cluster the quorum is a majority of: a member that
+	// stopped on purpose and one cut off by a partition look alike from
+	// the other side of the partition.
 	meta, err := decodeMeta(n.Meta)
 	if err == nil && meta.Restarting && meta.Leaving && n.Name != c.opts.Name {
 		c.holdRestarting(n, meta)
 	} else if err == nil && (meta.Leaving || meta.Draining) && n.Name != c.opts.Name {
 		c.log.Info("member left", "node", n.Name, "addr", n.Address())
-		c.mu.Lock()
-		c.left[n.Name] = true
-		c.mu.Unlock()
 	} else {
 		c.log.Info("member failed", "node", n.Name, "addr", n.Address())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -13,18 +14,18 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/edgelb/edgelb/lb"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
-func desired(vips []netip.Addr) *lb.Desired {
-	d := &lb.Desired{}
-	for _, v := range vips {
-		d.Services = append(d.Services, lb.VirtualService{Key: lb.Key{VIP: v, Port: 80, Protocol: lb.Protocol("TCP")}})
-	}
-	return d
+// vipList is a fixed VIPSource.
+type vipList []netip.Addr
+
+func (l vipList) VIPs() ([]netip.Addr, bool) { return l, true }
+func (l vipList) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	return ch
 }
 
 // sim is a cluster of members on memberlist's in-memory network, each
@@ -32,7 +33,7 @@ func desired(vips []netip.Addr) *lb.Desired {
 type sim struct {
 	t       *testing.T
 	net     *memberlist.MockNetwork
-	store   *lb.Store
+	store   vipList
 	members []*simMember
 }
 
@@ -70,8 +71,7 @@ func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 
 // newSimWith is newSim with every member's Options passed through opt.
 func newSimWith(t *testing.T, n, quorum int, vips []netip.Addr, opt func(*Options)) *sim {
-	s := &sim{t: t, net: &memberlist.MockNetwork{}, store: lb.NewStore()}
-	s.store.Set(desired(vips))
+	s := &sim{t: t, net: &memberlist.MockNetwork{}, store: vipList(vips)}
 	var first string
 	for i := range n {
 		name := fmt.Sprintf("lb%d", i+1)
@@ -339,7 +339,7 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	s := newSim(t, 2, 0, vips)
 	s.waitConverged(vips, s.members)
 	tr := s.net.NewTransport("intruder")
-	c, err := New(Options{Name: "intruder", Join: []string{s.members[0].addr}, SecretKey: []byte("another key, another key, 32 b!"),
+	c, err := New(Options{Name: "intruder", Join: []string{s.members[0].addr}, SecretKey: []byte("another key, another key, 32 by!"),
 		Quorum: 1, VIPs: s.store, Transport: tr})
 	if err != nil {
 		t.Fatal(err)
@@ -360,12 +360,17 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 }
 
 func TestNewRefusesUnencryptedUnlessInsecure(t *testing.T) {
-	store := lb.NewStore()
+	store := vipList(nil)
 	if _, err := New(Options{Name: "a", VIPs: store}); err == nil {
 		t.Fatal("no key and not insecure: accepted")
 	}
 	if _, err := New(Options{Name: "a", VIPs: store, Insecure: true}); err != nil {
 		t.Fatal(err)
+	}
+	// A key memberlist cannot use is refused, never silently ignored
+	// (which would gossip in the clear while the log says encrypted).
+	if _, err := New(Options{Name: "a", VIPs: store, SecretKey: []byte("31 bytes, not 16, 24 or 32 !!!!")}); err == nil {
+		t.Fatal("a 31-byte key: accepted")
 	}
 }
 
@@ -391,20 +396,50 @@ func poll(t *testing.T, cond func() bool) bool {
 	return false
 }
 
-func TestGracefulLeaveKeepsTheOthersQuorum(t *testing.T) {
-	// Two configured members: a majority is both. When one stops
-	// gracefully (a rolling upgrade), the other must keep the VIPs.
+func TestGracefulStopDoesNotShrinkTheQuorum(t *testing.T) {
+	// Three configured members: the quorum is 2 whoever stopped, so the
+	// last one left after two graceful stops owns nothing (had stopped
+	// members left the count, both sides of a partition could count a
+	// quorum once they started again on one side).
 	vips := vipRange(8)
-	s := newSim(t, 2, 0, vips)
+	s := newSim(t, 3, 0, vips)
 	s.waitConverged(vips, s.members)
-	if q := s.members[1].c.Quorum(); q != 2 {
-		t.Fatalf("quorum %d, want 2 of 2", q)
-	}
-	if err := s.members[0].stop(); err != nil {
+	if err := s.members[2].stop(); err != nil {
 		t.Fatal(err)
 	}
-	s.waitConverged(vips, s.members[1:])
-	if q := s.members[1].c.Quorum(); q != 1 {
-		t.Fatalf("quorum after a graceful leave %d, want 1", q)
+	s.waitConverged(vips, s.members[:2])
+	if err := s.members[1].stop(); err != nil {
+		t.Fatal(err)
+	}
+	last := s.members[0].c
+	if !poll(t, func() bool { return !last.HasQuorum() && len(own(last)) == 0 }) {
+		t.Fatalf("the last member keeps a quorum (%v, need %d) and owns %v", last.HasQuorum(), last.Quorum(), own(last))
+	}
+}
+
+func TestMembersDecideFromWhatIsGossiped(t *testing.T) {
+	// lb1 has more IPv6 networks than fit in the 512 bytes of gossiped
+	// metadata, the VIPs' network last. Its peers never learn that it is
+	// on that network; lb1 must decide from the same view, or it and lb2
+	// both own the VIPs.
+	var vips []netip.Addr
+	for i := range 10 {
+		vips = append(vips, netip.MustParseAddr(fmt.Sprintf("2001:db8:ffff::%x", i+1)))
+	}
+	s := newSim(t, 2, 0, vips)
+	vipNet := netip.MustParsePrefix("2001:db8:ffff::/64")
+	var many []netip.Prefix
+	for i := range 30 {
+		many = append(many, netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x::/64", i+1)))
+	}
+	s.members[0].c.SetNetworks(append(many, vipNet))
+	s.members[1].c.SetNetworks([]netip.Prefix{vipNet})
+	s.waitConverged(vips, s.members)
+	a, b := s.members[0].c.Owners(), s.members[1].c.Owners()
+	if !maps.Equal(a, b) {
+		t.Fatalf("lb1 and lb2 disagree on the owners:\n%v\n%v", a, b)
+	}
+	if got := own(s.members[1].c); len(got) != len(vips) {
+		t.Fatalf("lb2, the only member known to be on the VIPs' network, owns %d of %d", len(got), len(vips))
 	}
 }

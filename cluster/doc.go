@@ -6,9 +6,14 @@
 // through SetHealth), whether it is draining, the networks it can announce
 // on, and a digest of the VIPs it currently holds.
 //
-// Data flows one way: the membership view and the desired VIPs (from the
-// lb.Store) go into Assign, a pure function that gives every VIP the same
-// owner on every member (rendezvous hashing over member names). The Cluster
+// Data flows one way: the membership view (this member included with its
+// metadata as gossiped), the desired VIPs (a VIPSource; the app passes
+// the desired-state store), what the host holds and the clock go into
+// Decide, a pure function: the quorum (a majority of the configured
+// cluster, or cluster.quorum), every VIP's owner by Assign (rendezvous
+// hashing over member names, the same on every member with the same
+// view) and what this member holds. The package imports neither lb nor
+// lb/config; the app maps the config file to Options. The Cluster
 // publishes the VIPs this member should hold (Owned, Subscribe); the vip
 // package adds, announces and removes them and reports back what it holds
 // (SetHeld), which goes into the gossiped Meta. A member that sees fewer
@@ -21,7 +26,7 @@
 //
 // Graceful restart (Run's context cancelled with ErrRestart; restart.go):
 // the member hands nothing over and gossips Restarting before it leaves;
-// the others keep it as a candidate owner, present for the quorum, for
+// the others keep it as a candidate owner (not counted as live) for
 // RestartHold, and the new process adopts the VIPs the old one kept
 // (Adopt) and holds them through a start-up grace.
 package cluster

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Meta is what a member gossips about itself.
@@ -63,24 +65,48 @@ type wireMeta struct {
 
 const metaVersion = 1
 
-// encodeMeta encodes m in at most limit bytes, dropping networks that do
-// not fit.
+// encodeMeta encodes m in at most limit bytes. Only global unicast
+// networks are gossiped (a VIP is never link-local), and those that do not
+// fit are dropped from the end.
 func encodeMeta(m Meta, limit int) []byte {
+	b, _ := encodeMetaDropped(m, limit)
+	return b
+}
+
+// encodeMetaDropped is encodeMeta, also returning how many gossipable
+// networks did not fit.
+func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
 		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds()}
 	for _, p := range m.Networks {
-		w.Networks = append(w.Networks, p.String())
+		if p.Addr().IsGlobalUnicast() {
+			w.Networks = append(w.Networks, p.Masked().String())
+		}
 	}
+	all := len(w.Networks)
 	for {
 		b, err := json.Marshal(w)
 		if err == nil && len(b) <= limit {
-			return b
+			return b, all - len(w.Networks)
 		}
 		if len(w.Networks) == 0 {
-			return nil
+			return nil, all
 		}
 		w.Networks = w.Networks[:len(w.Networks)-1]
 	}
+}
+
+// gossipedMeta is m as the other members decode it from this member's
+// gossip, and how many networks were left out to fit. A member decides
+// its own ownership from it, never from what it has locally, so that it
+// and its peers compute the same owners.
+func (c *Cluster) gossipedMeta(m Meta) (Meta, int) {
+	b, dropped := encodeMetaDropped(m, memberlist.MetaMaxSize)
+	seen, err := decodeMeta(b)
+	if err != nil {
+		return Meta{}, dropped // the others see it unhealthy as well
+	}
+	return seen, dropped
 }
 
 // decodeMeta decodes a member's metadata. A member whose metadata cannot

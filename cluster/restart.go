@@ -155,22 +155,3 @@ func (c *Cluster) endGraceLocked(quorum, loaded bool, now time.Time) {
 	r.grace = false
 	c.log.Info("start-up grace over", "node", c.opts.Name, "reason", why)
 }
-
-// graceOwnedLocked is ownership during the start-up grace: of the VIPs it
-// holds, only adopted ones are kept — owned (renewed) when this member
-// sees a quorum and no other member is assigned the VIP, otherwise held
-// silently for handover, without renewal. It gains nothing. c.mu must be
-// held.
-func (c *Cluster) graceOwnedLocked(assign map[netip.Addr]string, quorum bool) (own, keep []netip.Addr) {
-	for _, v := range c.held {
-		if !slices.Contains(c.restart.adopted, v) {
-			continue
-		}
-		if o, ok := assign[v]; quorum && (!ok || o == c.opts.Name) {
-			own = append(own, v)
-		} else {
-			keep = append(keep, v)
-		}
-	}
-	return own, keep
-}

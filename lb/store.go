@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"net/netip"
 	"sync"
 )
 
@@ -50,4 +51,14 @@ func (s *Store) Subscribe() <-chan struct{} {
 	}
 	s.subs = append(s.subs, c)
 	return c
+}
+
+// VIPs returns the desired VIPs, sorted, and whether a desired state has
+// been set yet (cluster.VIPSource).
+func (s *Store) VIPs() ([]netip.Addr, bool) {
+	d := s.Load()
+	if d == nil {
+		return nil, false
+	}
+	return d.VIPs(), true
 }

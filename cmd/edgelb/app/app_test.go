@@ -156,3 +156,32 @@ func TestLogFormatAutoIsTextOffTheJournal(t *testing.T) {
 		t.Errorf("auto format off the journal is not text: %q", b.String())
 	}
 }
+
+func TestCheckWarnsAboutTheQuorum(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, cluster, warn string }{
+		{"three", "join: [10.0.0.11, 10.0.0.12, 10.0.0.13]", ""},
+		{"two", "join: [10.0.0.11, 10.0.0.12]", "a cluster of two hosts needs both"},
+		{"two-quorum-1", "join: [10.0.0.11, 10.0.0.12], quorum: 1", "not a majority of the 2 configured hosts"},
+		{"single", "quorum: 0", ""},
+	} {
+		path := filepath.Join(dir, tc.name+".yaml")
+		os.WriteFile(path, []byte("node: {name: lb1}\ncluster: {insecure: true, bindAddr: 10.0.0.11, "+tc.cluster+"}\n"), 0o600)
+		code, out, errs := runMain("check", "--config", path)
+		if code != 0 || !strings.Contains(out, "ok") {
+			t.Errorf("%s: exit %d, %q %q", tc.name, code, out, errs)
+		}
+		if tc.warn == "" && errs != "" || !strings.Contains(errs, tc.warn) {
+			t.Errorf("%s: stderr %q, want %q", tc.name, errs, tc.warn)
+		}
+	}
+}
+
+func TestClusterDefaultsAreTheConfigDefaults(t *testing.T) {
+	def := config.Default()
+	o := clusterOptions(&def, nil, nil)
+	if o.ProbeInterval != cluster.DefaultProbeInterval || o.ProbeTimeout != cluster.DefaultProbeTimeout || o.SuspicionMult != cluster.DefaultSuspicionMult ||
+		o.GossipInterval != cluster.DefaultGossipInterval || o.RestartHold != cluster.DefaultRestartHold || o.HandoverTimeout != cluster.DefaultHandoverTimeout {
+		t.Fatalf("config defaults %+v differ from the cluster package's", o)
+	}
+}

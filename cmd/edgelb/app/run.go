@@ -122,10 +122,37 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return err
 }
 
+// clusterOptions maps the config file's cluster keys to the cluster's
+// Options.
+func clusterOptions(cfg *config.Config, vips cluster.VIPSource, log *slog.Logger) cluster.Options {
+	c := cfg.Cluster
+	return cluster.Options{
+		Name:            cfg.Node.Name,
+		BindAddr:        c.BindAddr,
+		BindPort:        c.BindPort,
+		Join:            c.Join,
+		SecretKey:       c.SecretKey,
+		Insecure:        c.Insecure,
+		Quorum:          c.Quorum,
+		ProbeInterval:   c.ProbeInterval,
+		ProbeTimeout:    c.ProbeTimeout,
+		SuspicionMult:   c.SuspicionMult,
+		GossipInterval:  c.GossipInterval,
+		HandoverTimeout: c.HandoverTimeout,
+		RestartHold:     c.RestartHold,
+		VIPs:            vips,
+		Log:             log,
+	}
+}
+
 // newCluster builds the membership and the VIP manager (nil without
 // node.interface: the host then joins but owns no VIP).
 func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
-	members, err := cluster.New(cluster.OptionsFromConfig(cfg, store, log.With("component", "cluster")))
+	opts := clusterOptions(cfg, store, log.With("component", "cluster"))
+	if w := opts.QuorumWarning(); w != "" {
+		log.Warn(w, "quorum", opts.Quorum, "clusterSize", opts.Size())
+	}
+	members, err := cluster.New(opts)
 	if err != nil {
 		return nil, nil, err
 	}
