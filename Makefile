@@ -103,6 +103,7 @@ system: test-deps
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lb/config
 	$(GO) test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./lb
+	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./cluster
 
 bench: test-bins
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./lb
