@@ -15,8 +15,6 @@ import (
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
@@ -38,6 +36,9 @@ type Options struct {
 	// refusals ("error") as they happen on the leader, for the API's
 	// event stream. It must not block.
 	OnEvent func(typ, msg string, fields map[string]string)
+	// Leader election timing (client-go's LeaderElectionConfig); 0 means
+	// 15 s, 10 s and 2 s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
 // Controller is the Kubernetes side of edgelb.
@@ -55,12 +56,12 @@ type Controller struct {
 	synced   []cache.InformerSynced
 
 	dirty chan struct{}
-	// queue exists only during a leadership term.
-	queue    atomic.Pointer[termQueue]
-	alloc    atomic.Pointer[ipam.Allocator]
-	leader   atomic.Bool
-	recorder record.EventRecorder
-	ready    atomic.Bool
+	// term is the running leadership term, nil when this host is not the
+	// leader. terms holds a token while a term runs, so that terms never
+	// overlap.
+	term  atomic.Pointer[term]
+	terms chan struct{}
+	ready atomic.Bool
 }
 
 // New builds a Controller; it starts nothing.
@@ -71,6 +72,9 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 	if opts.MinSyncInterval <= 0 {
 		opts.MinSyncInterval = 50 * time.Millisecond
 	}
+	if opts.LeaseDuration <= 0 {
+		opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
+	}
 	c := &Controller{
 		opts:    opts,
 		log:     opts.Log,
@@ -78,6 +82,7 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		kc:      opts.Config.Kubernetes,
 		buildOp: lb.OptionsFromConfig(opts.Config),
 		dirty:   make(chan struct{}, 1),
+		terms:   make(chan struct{}, 1),
 	}
 	c.factory = informers.NewSharedInformerFactory(client, 0)
 	svcInf := c.factory.Core().V1().Services()
@@ -105,12 +110,12 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 func (c *Controller) Ready() bool { return c.ready.Load() }
 
 // Leader reports whether this host holds the Lease.
-func (c *Controller) Leader() bool { return c.leader.Load() }
+func (c *Controller) Leader() bool { return c.term.Load() != nil }
 
 // PoolUsage returns the pools' usage as the leader sees it (nil elsewhere).
 func (c *Controller) PoolUsage() []ipam.PoolUsage {
-	if a := c.alloc.Load(); a != nil {
-		return a.Usage()
+	if t := c.term.Load(); t != nil {
+		return t.alloc.Usage()
 	}
 	return nil
 }
@@ -128,17 +133,13 @@ func (c *Controller) markDirty() {
 	}
 }
 
-type termQueue struct {
-	workqueue.TypedRateLimitingInterface[string]
-}
-
 func (c *Controller) enqueue(o any) {
-	q := c.queue.Load()
-	if q == nil {
+	t := c.term.Load()
+	if t == nil {
 		return
 	}
 	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o); err == nil {
-		q.Add(key)
+		t.queue.Add(key)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +19,15 @@ import (
 	"github.com/edgelb/edgelb/lb/ipam"
 )
 
+// term is one leadership term: its work queue, its allocation and its
+// Event recorder. The term's workers are handed it; no two terms share
+// anything, and they never run at the same time.
+type term struct {
+	queue    workqueue.TypedRateLimitingInterface[string]
+	alloc    *ipam.Allocator
+	recorder record.EventRecorder
+}
+
 // elect runs leader election until ctx is done. Each term rebuilds the
 // allocation and runs the workers; losing the Lease stops them.
 func (c *Controller) elect(ctx context.Context) error {
@@ -31,9 +39,9 @@ func (c *Controller) elect(ctx context.Context) error {
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
-			LeaseDuration:   15 * time.Second,
-			RenewDeadline:   10 * time.Second,
-			RetryPeriod:     2 * time.Second,
+			LeaseDuration:   c.opts.LeaseDuration,
+			RenewDeadline:   c.opts.RenewDeadline,
+			RetryPeriod:     c.opts.RetryPeriod,
 			ReleaseOnCancel: true,
 			Name:            c.kc.LeaseName,
 			Callbacks: leaderelection.LeaderCallbacks{
@@ -48,44 +56,58 @@ func (c *Controller) elect(ctx context.Context) error {
 			return fmt.Errorf("leader election: %w", err)
 		}
 		le.Run(ctx)
+		// Run started the term in a goroutine and returned without
+		// waiting for it: wait until it has ended before electing again.
+		c.terms <- struct{}{}
+		<-c.terms
 	}
 	return nil
 }
 
-// lead is one leadership term.
+// lead is one leadership term. client-go runs it in a goroutine of its
+// own, so it first waits until the previous term has ended; a term whose
+// ctx is done before it starts does nothing.
 func (c *Controller) lead(ctx context.Context) {
+	select {
+	case c.terms <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-c.terms }()
+	if ctx.Err() != nil {
+		return
+	}
 	c.log.Info("acquired the Lease: this host allocates IPs and writes Service status")
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster := record.NewBroadcaster() // shut down once the workers have stopped
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
-	c.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity})
 	defer broadcaster.Shutdown()
+	t := &term{
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
+		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity}),
+	}
+	defer t.queue.ShutDown()
+	t.alloc = c.rebuild(t)
 
-	q := &termQueue{workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"})}
-	defer q.ShutDown()
-
-	c.alloc.Store(c.rebuild())
-	c.leader.Store(true)
-	defer c.leader.Store(false)
 	// From here on informer events reach the queue; listing afterwards
 	// means no Service is missed.
-	c.queue.Store(q)
-	defer c.queue.Store(nil)
+	c.term.Store(t)
+	defer c.term.Store(nil)
 	svcs, _ := c.services.List(labels.Everything())
 	for _, s := range svcs {
-		q.Add(key(s))
+		t.queue.Add(key(s))
 	}
 	done := make(chan struct{})
 	for i := 0; i < c.opts.Workers; i++ {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			for c.processNext(ctx, q) {
+			for c.processNext(ctx, t) {
 			}
 		}()
 	}
 	<-ctx.Done()
-	q.ShutDown()
+	t.queue.ShutDown()
 	for i := 0; i < c.opts.Workers; i++ {
 		<-done
 	}
@@ -94,7 +116,7 @@ func (c *Controller) lead(ctx context.Context) {
 
 // rebuild creates an allocator holding every address already written in a
 // status, oldest Service first, before anything new is assigned.
-func (c *Controller) rebuild() *ipam.Allocator {
+func (c *Controller) rebuild(t *term) *ipam.Allocator {
 	alloc := ipam.New(c.opts.Config.Pools)
 	svcs, _ := c.services.List(labels.Everything())
 	slices.SortFunc(svcs, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
@@ -114,7 +136,7 @@ func (c *Controller) rebuild() *ipam.Allocator {
 		}
 		if err := alloc.Claim(req, ips); err != nil {
 			// sync will assign a valid address and overwrite the status.
-			c.recorder.Eventf(svc, corev1.EventTypeWarning, "AddressNotKept", "cannot keep %s: %v", addrList(ips), err)
+			t.recorder.Eventf(svc, corev1.EventTypeWarning, "AddressNotKept", "cannot keep %s: %v", addrList(ips), err)
 			c.log.Warn("cannot keep a Service's address", "service", key(svc), "err", err)
 			continue
 		}

@@ -24,13 +24,14 @@ func (c *Controller) handles(svc *corev1.Service) bool {
 
 func key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
 
-func (c *Controller) processNext(ctx context.Context, q *termQueue) bool {
+func (c *Controller) processNext(ctx context.Context, t *term) bool {
+	q := t.queue
 	k, quit := q.Get()
 	if quit {
 		return false
 	}
 	defer q.Done(k)
-	err := c.sync(ctx, k)
+	err := c.sync(ctx, t, k)
 	switch {
 	case err == nil:
 		q.Forget(k)
@@ -45,14 +46,14 @@ func (c *Controller) processNext(ctx context.Context, q *termQueue) bool {
 // sync brings one Service's status in line with its allocation. It returns
 // an error only for what a retry can fix (API errors); refusals become
 // Events and wait for the Service or the pools to change.
-func (c *Controller) sync(ctx context.Context, k string) error {
-	alloc := c.alloc.Load()
+func (c *Controller) sync(ctx context.Context, t *term, k string) error {
+	alloc := t.alloc
 	ns, name, _ := cache.SplitMetaNamespaceKey(k)
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a deleted Service", "service", k)
-			c.retryPending()
+			c.retryPending(t)
 		}
 		return nil
 	}
@@ -63,20 +64,20 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 		held := alloc.Get(k)
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a Service that is no longer ours", "service", k)
-			c.retryPending()
+			c.retryPending(t)
 		}
 		return c.clearStatus(ctx, svc, held)
 	}
 	if errs := lb.CheckAnnotations(svc); len(errs) > 0 {
 		for _, e := range errs {
-			c.recorder.Event(svc, corev1.EventTypeWarning, "InvalidAnnotation", e.Error())
+			t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidAnnotation", e.Error())
 			c.notify("error", fmt.Sprintf("%s: %v", k, e), map[string]string{"service": k, "reason": "InvalidAnnotation"})
 		}
 		return nil
 	}
 	req, err := request(svc)
 	if err != nil {
-		c.recorder.Event(svc, corev1.EventTypeWarning, "InvalidService", err.Error())
+		t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidService", err.Error())
 		return nil
 	}
 	before := alloc.Get(k)
@@ -87,7 +88,7 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 		if errors.As(err, &ie) {
 			reason = ie.Reason
 		}
-		c.recorder.Eventf(svc, corev1.EventTypeWarning, reason, "cannot assign an address: %v", err)
+		t.recorder.Eventf(svc, corev1.EventTypeWarning, reason, "cannot assign an address: %v", err)
 		c.notify("error", fmt.Sprintf("%s: cannot assign an address: %v", k, err), map[string]string{"service": k, "reason": reason})
 		return nil
 	}
@@ -95,11 +96,11 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 		return err
 	}
 	if !sameAddrs(before, ips) {
-		c.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
+		t.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
 		c.log.Info("assigned addresses", "service", k, "vip", addrList(ips))
 		c.notify("allocation", fmt.Sprintf("%s: assigned %s", k, addrList(ips)), map[string]string{"service": k, "vip": addrList(ips)})
 		if len(before) > 0 {
-			c.retryPending()
+			c.retryPending(t)
 		}
 	}
 	return nil
@@ -107,15 +108,11 @@ func (c *Controller) sync(ctx context.Context, k string) error {
 
 // retryPending requeues handled Services that have no address yet, after
 // an address was freed.
-func (c *Controller) retryPending() {
-	q := c.queue.Load()
-	if q == nil {
-		return
-	}
+func (c *Controller) retryPending(t *term) {
 	svcs, _ := c.services.List(labels.Everything())
 	for _, s := range svcs {
 		if c.handles(s) && len(s.Status.LoadBalancer.Ingress) == 0 {
-			q.Add(key(s))
+			t.queue.Add(key(s))
 		}
 	}
 }
