@@ -54,6 +54,9 @@ type Controller struct {
 	slices   listersdiscoveryv1.EndpointSliceLister
 	nodes    listerscorev1.NodeLister
 	synced   []cache.InformerSynced
+	// statusIndex indexes the cached Services by the addresses in their
+	// status (statusIPIndex).
+	statusIndex cache.Indexer
 
 	dirty chan struct{}
 	// term is the running leadership term, nil when this host is not the
@@ -89,6 +92,8 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 	sliceInf := c.factory.Discovery().V1().EndpointSlices()
 	nodeInf := c.factory.Core().V1().Nodes()
 	c.services, c.slices, c.nodes = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
+	_ = svcInf.Informer().AddIndexers(cache.Indexers{statusIPIndex: statusIPs})
+	c.statusIndex = svcInf.Informer().GetIndexer()
 	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
 	mark := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.markDirty() },
@@ -103,6 +108,21 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		DeleteFunc: func(o any) { c.markDirty(); c.enqueue(o) },
 	})
 	return c
+}
+
+const statusIPIndex = "statusIP"
+
+// statusIPs is the index function of statusIPIndex.
+func statusIPs(o any) ([]string, error) {
+	svc, ok := o.(*corev1.Service)
+	if !ok {
+		return nil, nil
+	}
+	var out []string
+	for _, ip := range lb.VIPs(svc) {
+		out = append(out, ip.String())
+	}
+	return out, nil
 }
 
 // Ready reports whether the informers have synced and a first desired state
@@ -204,14 +224,17 @@ func (c *Controller) snapshot() (lb.Snapshot, error) {
 		return s, err
 	}
 	// Listers return cache order; sort Services so Build is deterministic.
-	slices.SortFunc(s.Services, func(a, b *corev1.Service) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		if a.Namespace != b.Namespace {
-			return strings.Compare(a.Namespace, b.Namespace)
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
+	slices.SortFunc(s.Services, olderFirst)
 	return s, nil
+}
+
+// olderFirst orders Services by creation, then namespace and name.
+func olderFirst(a, b *corev1.Service) int {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	if a.Namespace != b.Namespace {
+		return strings.Compare(a.Namespace, b.Namespace)
+	}
+	return strings.Compare(a.Name, b.Name)
 }

@@ -124,8 +124,19 @@ func eventually(t *testing.T, what string, cond func() error) {
 	}
 }
 
-// statusIPs returns the addresses in a Service's status on the API server.
-func statusIPs(t *testing.T, client kubernetes.Interface, ns, name string) []string {
+// waitLeader waits until c runs a term.
+func waitLeader(t *testing.T, c *Controller) {
+	t.Helper()
+	eventually(t, c.opts.Identity+" leads", func() error {
+		if !c.Leader() {
+			return fmt.Errorf("Leader() is false")
+		}
+		return nil
+	})
+}
+
+// apiStatus returns the addresses in a Service's status on the API server.
+func apiStatus(t *testing.T, client kubernetes.Interface, ns, name string) []string {
 	t.Helper()
 	svc, err := client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {

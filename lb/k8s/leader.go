@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/leaderelection"
@@ -88,7 +90,17 @@ func (c *Controller) lead(ctx context.Context) {
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity}),
 	}
 	defer t.queue.ShutDown()
-	t.alloc = c.rebuild(t)
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if t.alloc, err = c.rebuild(ctx); err != nil {
+			c.log.Warn("rebuilding the allocation, will retry", "err", err)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return // the term ended first
+	}
 
 	// From here on informer events reach the queue; listing afterwards
 	// means no Service is missed.
@@ -115,33 +127,40 @@ func (c *Controller) lead(ctx context.Context) {
 }
 
 // rebuild creates an allocator holding every address already written in a
-// status, oldest Service first, before anything new is assigned.
-func (c *Controller) rebuild(t *term) *ipam.Allocator {
+// status, oldest Service first, before anything new is assigned. It lists
+// the Services from the API server: the informer cache may lag behind what
+// the previous leader wrote. A status it cannot hold is left to sync, which
+// reports it and leaves the Service as it is.
+func (c *Controller) rebuild(ctx context.Context) (*ipam.Allocator, error) {
+	var svcs []*corev1.Service
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := c.client.CoreV1().Services("").List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("listing Services: %w", err)
+		}
+		for i := range list.Items {
+			svcs = append(svcs, &list.Items[i])
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts.Continue = list.Continue
+	}
+	slices.SortFunc(svcs, olderFirst)
 	alloc := ipam.New(c.opts.Config.Pools)
-	svcs, _ := c.services.List(labels.Everything())
-	slices.SortFunc(svcs, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
 	n := 0
 	for _, svc := range svcs {
-		if !c.handles(svc) {
-			continue
-		}
 		ips := lb.VIPs(svc)
-		if len(ips) == 0 {
+		if !c.handles(svc) || len(ips) == 0 {
 			continue
 		}
-		req, err := request(svc)
-		if err != nil {
-			// Bad annotations: keep what the Service has.
-			req = ipam.Request{Key: key(svc), Namespace: svc.Namespace, Families: familiesOf(ips)}
-		}
-		if err := alloc.Claim(req, ips); err != nil {
-			// sync will assign a valid address and overwrite the status.
-			t.recorder.Eventf(svc, corev1.EventTypeWarning, "AddressNotKept", "cannot keep %s: %v", addrList(ips), err)
-			c.log.Warn("cannot keep a Service's address", "service", key(svc), "err", err)
+		if err := alloc.Claim(claimRequest(svc, ips), ips); err != nil {
+			c.log.Debug("cannot hold the addresses in a Service's status", "service", key(svc), "vip", addrList(ips), "err", err)
 			continue
 		}
 		n++
 	}
-	c.log.Info("rebuilt the allocation from Service status", "services", n)
-	return alloc
+	c.log.Info("rebuilt the allocation from the Services' status on the API server", "services", n, "listed", len(svcs))
+	return alloc, nil
 }

@@ -68,6 +68,18 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		}
 		return c.clearStatus(ctx, svc, held)
 	}
+	if ips := lb.VIPs(svc); len(ips) > 0 && len(alloc.Get(k)) == 0 {
+		// A status the allocator does not hold: written after this term's
+		// rebuild, or one it could not hold. Claim it; if that fails, the
+		// Service keeps its status and nothing is assigned over it.
+		if err := alloc.Claim(claimRequest(svc, ips), ips); err != nil {
+			t.recorder.Eventf(svc, corev1.EventTypeWarning, "AddressNotKept", "%s stays in the status, but edgelb cannot hold it: %v", addrList(ips), err)
+			c.notify("error", fmt.Sprintf("%s: cannot keep %s: %v", k, addrList(ips), err), map[string]string{"service": k, "reason": "AddressNotKept"})
+			c.log.Warn("cannot hold the addresses in a Service's status; left as they are", "service", k, "vip", addrList(ips), "err", err)
+			return nil
+		}
+		c.log.Info("claimed the addresses in a Service's status", "service", k, "vip", addrList(ips))
+	}
 	if errs := lb.CheckAnnotations(svc); len(errs) > 0 {
 		for _, e := range errs {
 			t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidAnnotation", e.Error())
@@ -80,6 +92,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidService", err.Error())
 		return nil
 	}
+	req.Listed = c.listed
 	before := alloc.Get(k)
 	ips, err := alloc.Assign(req)
 	if err != nil {
@@ -104,6 +117,24 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		}
 	}
 	return nil
+}
+
+// claimRequest is the request under which a Service's status addresses
+// are claimed: its own, or with bad annotations only its namespace, so that
+// it keeps what it has.
+func claimRequest(svc *corev1.Service, ips []netip.Addr) ipam.Request {
+	if len(lb.CheckAnnotations(svc)) == 0 {
+		if req, err := request(svc); err == nil {
+			return req
+		}
+	}
+	return ipam.Request{Key: key(svc), Namespace: svc.Namespace, Families: familiesOf(ips)}
+}
+
+// listed returns the Services whose status, in the cache, lists ip.
+func (c *Controller) listed(ip netip.Addr) []string {
+	keys, _ := c.statusIndex.IndexKeys(statusIPIndex, ip.String())
+	return keys
 }
 
 // retryPending requeues handled Services that have no address yet, after

@@ -103,13 +103,8 @@ func TestTermsDoNotOverlap(t *testing.T) {
 	}
 	close(g.open)
 	<-done1
-	eventually(t, "term 2 leads once term 1 has ended", func() error {
-		if !c.Leader() {
-			return fmt.Errorf("Leader() is false")
-		}
-		return nil
-	})
-	a := statusIPs(t, fc, "ns", "a")
+	waitLeader(t, c)
+	a := apiStatus(t, fc, "ns", "a")
 	if _, err := fc.CoreV1().Services("ns").Create(context.Background(), lbService("ns", "b", 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,12 +139,7 @@ func TestBackToBackTerms(t *testing.T) {
 	for _, stop := range stops[:len(stops)-1] {
 		stop()
 	}
-	eventually(t, "the last term leads once the others have ended", func() error {
-		if !c.Leader() {
-			return fmt.Errorf("Leader() is false")
-		}
-		return nil
-	})
+	waitLeader(t, c)
 	if _, err := fc.CoreV1().Services("ns").Create(context.Background(), lbService("ns", "late", 100), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
