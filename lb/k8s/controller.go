@@ -183,6 +183,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // desiredLoop rebuilds and publishes the desired state whenever something
 // changed, at most once per MinSyncInterval.
 func (c *Controller) desiredLoop(ctx context.Context) {
+	var reported problems
 	c.markDirty()
 	for {
 		select {
@@ -199,9 +200,7 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 		d, problems := lb.Build(snap, c.buildOp)
 		c.opts.Store.Set(d)
 		c.ready.Store(true)
-		for _, p := range problems {
-			c.log.Warn("desired state", "service", p.Source.String(), "problem", p.Message)
-		}
+		c.report(&reported, problems)
 		c.log.Debug("desired state rebuilt", "virtualServices", len(d.Services), "took", time.Since(start))
 		select {
 		case <-ctx.Done():

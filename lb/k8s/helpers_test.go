@@ -86,7 +86,8 @@ func startInformers(t *testing.T, c *Controller) {
 }
 
 // cacheAdd puts Services in c's informer cache as if the informer had
-// delivered them, without the API server knowing.
+// delivered them, without the API server knowing, and then tells c of
+// them in order.
 func cacheAdd(t *testing.T, c *Controller, svcs ...*corev1.Service) {
 	t.Helper()
 	store := c.factory.Core().V1().Services().Informer().GetIndexer()
@@ -94,6 +95,8 @@ func cacheAdd(t *testing.T, c *Controller, svcs ...*corev1.Service) {
 		if err := store.Add(s.DeepCopy()); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, s := range svcs {
 		c.markDirty()
 		c.enqueue(s)
 	}

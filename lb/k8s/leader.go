@@ -106,6 +106,7 @@ func (c *Controller) lead(ctx context.Context) {
 	// means no Service is missed.
 	c.term.Store(t)
 	defer c.term.Store(nil)
+	c.markDirty() // the desired-state loop records its problems in this term
 	svcs, _ := c.services.List(labels.Everything())
 	for _, s := range svcs {
 		t.queue.Add(key(s))
