@@ -76,7 +76,13 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		opts.MinSyncInterval = 50 * time.Millisecond
 	}
 	if opts.LeaseDuration <= 0 {
-		opts.LeaseDuration, opts.RenewDeadline, opts.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
+		opts.LeaseDuration = 15 * time.Second
+	}
+	if opts.RenewDeadline <= 0 {
+		opts.RenewDeadline = 10 * time.Second
+	}
+	if opts.RetryPeriod <= 0 {
+		opts.RetryPeriod = 2 * time.Second
 	}
 	c := &Controller{
 		opts:    opts,

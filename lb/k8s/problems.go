@@ -39,6 +39,7 @@ func (c *Controller) report(r *problems, ps []lb.Problem) {
 		}
 		if svc, err := c.services.Services(p.Source.Namespace).Get(p.Source.Name); err == nil {
 			t.recorder.Event(svc, corev1.EventTypeWarning, p.Reason, p.Message)
+			c.notify("error", p.Source.String()+": "+p.Message, map[string]string{"service": p.Source.String(), "reason": p.Reason})
 		}
 	}
 	r.logged, r.recorded = logged, recorded
