@@ -15,7 +15,7 @@ GOARCH ?= $(shell $(GO) env GOARCH)
 # Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
 DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 
-.PHONY: deb help build lab test system unit test-deps test-bins bench bench-failover bench-ipvs e2e-vm vm fuzz vet clean
+.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-ipvs e2e-vm vm fuzz vet clean
 
 help:
 	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
@@ -24,6 +24,7 @@ help:
 	@echo "make test       install test dependencies and run the whole test suite"
 	@echo "make unit       unit tests only (no root, no API server)"
 	@echo "make bench      benchmarks (desired state, create->status latency)"
+	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
 	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make test-bins  build the test kube-apiserver and etcd into $(EDGELB_TEST_BIN)"
@@ -107,7 +108,15 @@ fuzz:
 
 bench: test-bins
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./lb
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./test/integration
+	$(GO) test -run '^$$' -bench '^BenchmarkCreateToStatus$$' -benchtime 1x -timeout 20m ./test/integration
+
+# edgelb at scale against the real API server: 10,000 LoadBalancer Services
+# with 10 endpoints each and 100 Nodes, created before edgelb starts (a few
+# minutes). Reports edgelb's memory, the time until every Service has its
+# address and how long one endpoint change takes to reach the desired state.
+# EDGELB_SCALE_SERVICES, _ENDPOINTS, _NODES and _QPS change the run.
+bench-scale: test-bins
+	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m ./test/integration
 
 e2e-vm:
 	$(GO) test -count=1 -v -timeout 15m ./test/vm

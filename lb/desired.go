@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -36,6 +37,10 @@ type Options struct {
 	Class        string
 	DefaultClass bool
 	Static       []config.StaticService
+	// Pools are the address pools. Only the status addresses of Services
+	// inside one are put in the desired state (static services' VIPs are
+	// configured and taken as they are).
+	Pools []config.Pool
 }
 
 // OptionsFromConfig extracts Options from a validated config.
@@ -45,6 +50,7 @@ func OptionsFromConfig(cfg *config.Config) Options {
 		Method:           Method(cfg.Dataplane.Method),
 		DefaultScheduler: cfg.Dataplane.Scheduler,
 		Static:           cfg.Services,
+		Pools:            cfg.Pools,
 	}
 	if k := cfg.Kubernetes; k != nil {
 		o.Class, o.DefaultClass = k.LoadBalancerClass, k.DefaultClass
@@ -67,7 +73,10 @@ func Handles(svc *corev1.Service, class string, defaultClass bool) bool {
 
 // Problem is something wrong that Build worked around.
 type Problem struct {
-	Source  Source
+	Source Source
+	// Reason, when set, is a short CamelCase word for a Warning Event on
+	// the Service (the leader records one); other problems are only logged.
+	Reason  string
 	Message string
 }
 
@@ -76,6 +85,7 @@ type Problem struct {
 // key, and nothing is modified.
 func Build(snap Snapshot, opts Options) (*Desired, []Problem) {
 	b := builder{opts: opts}
+	b.indexPools(opts.Pools)
 	b.indexNodes(snap.Nodes)
 	b.indexSlices(snap.EndpointSlices)
 	d := &Desired{}
@@ -93,8 +103,8 @@ func Build(snap Snapshot, opts Options) (*Desired, []Problem) {
 	out := d.Services[:0]
 	for i, vs := range d.Services {
 		if i > 0 && vs.Key == d.Services[i-1].Key {
-			b.problems = append(b.problems, Problem{vs.Source,
-				fmt.Sprintf("%s is already used by %s; ignored", vs.Key, d.Services[i-1].Source)})
+			b.problems = append(b.problems, Problem{Source: vs.Source,
+				Message: fmt.Sprintf("%s is already used by %s; ignored", vs.Key, d.Services[i-1].Source)})
 			continue
 		}
 		out = append(out, vs)
@@ -117,9 +127,20 @@ func (n *nodeInfo) addr(v6 bool) netip.Addr {
 
 type builder struct {
 	opts     Options
+	pools    *netipx.IPSet
 	nodes    []nodeInfo // eligible nodes, sorted by name
 	slices   map[string][]*discoveryv1.EndpointSlice
 	problems []Problem
+}
+
+func (b *builder) indexPools(pools []config.Pool) {
+	var sb netipx.IPSetBuilder
+	for _, p := range pools {
+		for _, r := range p.Ranges {
+			sb.AddRange(r)
+		}
+	}
+	b.pools, _ = sb.IPSet() // the builder only fails on invalid ranges, which config refuses
 }
 
 // indexNodes keeps the nodes that may receive traffic: Ready and not
@@ -213,17 +234,17 @@ func VIPs(svc *corev1.Service) []netip.Addr {
 }
 
 func (b *builder) service(d *Desired, svc *corev1.Service) {
-	vips := VIPs(svc)
+	src := Source{Namespace: svc.Namespace, Name: svc.Name}
+	vips := b.pooled(src, VIPs(svc))
 	if len(vips) == 0 {
 		return
 	}
-	src := Source{Namespace: svc.Namespace, Name: svc.Name}
 	sched := b.opts.DefaultScheduler
 	if s, ok := svc.Annotations[AnnotationScheduler]; ok {
 		if v, err := ParseScheduler(s); err == nil {
 			sched = v
 		} else {
-			b.problems = append(b.problems, Problem{src, err.Error() + "; using " + sched})
+			b.problems = append(b.problems, Problem{Source: src, Message: err.Error() + "; using " + sched})
 		}
 	}
 	var persist time.Duration
@@ -257,6 +278,21 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 			d.Services = append(d.Services, vs)
 		}
 	}
+}
+
+// pooled returns the status addresses inside a pool; each other one is a
+// problem. edgelb only assigns from its pools, so an address elsewhere was
+// written by someone else (another load balancer, a hand-made patch) and
+// announcing it could take over any address of the LAN.
+func (b *builder) pooled(src Source, vips []netip.Addr) []netip.Addr {
+	return slices.DeleteFunc(vips, func(ip netip.Addr) bool {
+		if b.pools.Contains(ip) {
+			return false
+		}
+		b.problems = append(b.problems, Problem{Source: src, Reason: "AddressNotInPool",
+			Message: fmt.Sprintf("%s in the status is in no address pool: not announced", ip)})
+		return true
+	})
 }
 
 // nodePortBackends lists eligible nodes at the port's nodePort. With

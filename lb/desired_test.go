@@ -12,6 +12,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"go4.org/netipx"
+
 	"github.com/edgelb/edgelb/lb/config"
 )
 
@@ -78,8 +80,14 @@ var threeNodes = []*corev1.Node{
 	nodeObj("n3", true, nil, "10.0.0.3", "fd00::3"),
 }
 
+// testPools hold every Service address the tests use, but 203.0.113.0/24.
+var testPools = []config.Pool{{Name: "test", Ranges: []netipx.IPRange{
+	netipx.RangeOfPrefix(netip.MustParsePrefix("192.0.2.0/24")), netipx.RangeOfPrefix(netip.MustParsePrefix("10.100.0.0/16")),
+	netipx.RangeOfPrefix(netip.MustParsePrefix("2001:db8::/32")),
+}}}
+
 func baseOpts(mode config.Mode) Options {
-	return Options{Mode: mode, Method: NAT, DefaultScheduler: "rr", Class: "edgelb.io/lb", DefaultClass: true}
+	return Options{Mode: mode, Method: NAT, DefaultScheduler: "rr", Class: "edgelb.io/lb", DefaultClass: true, Pools: testPools}
 }
 
 // be formats backends as "addr w=N [node] [T]" for compact comparisons.
@@ -212,7 +220,7 @@ func TestBuild(t *testing.T) {
 			svc("nodeport", []string{"192.0.2.5"}, func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort }),
 			svc("pending", nil),
 		}, Nodes: threeNodes[:1]},
-		opts: Options{Mode: config.ModeNodePort, Method: NAT, DefaultScheduler: "rr", Class: "edgelb.io/lb", DefaultClass: false},
+		opts: Options{Mode: config.ModeNodePort, Method: NAT, DefaultScheduler: "rr", Class: "edgelb.io/lb", DefaultClass: false, Pools: testPools},
 		want: map[string][]string{"192.0.2.1:80/tcp": {"10.0.0.1:30080 w=1 n1"}},
 	}, {
 		name: "static services from the config",
@@ -235,7 +243,7 @@ func TestBuild(t *testing.T) {
 	}, {
 		name: "a static service keeps its VIP:port over a Service claiming it",
 		snap: Snapshot{Services: []*corev1.Service{svc("web", []string{"192.0.2.53"})}, Nodes: threeNodes[:1]},
-		opts: Options{Mode: config.ModeNodePort, DefaultScheduler: "rr", DefaultClass: true, Static: []config.StaticService{{
+		opts: Options{Mode: config.ModeNodePort, DefaultScheduler: "rr", DefaultClass: true, Pools: testPools, Static: []config.StaticService{{
 			Name: "static", VIP: netip.MustParseAddr("192.0.2.53"), Ports: []config.StaticPort{{Port: 80, Protocol: "TCP"}},
 			Backends: []netip.AddrPort{netip.MustParseAddrPort("10.9.9.9:80")},
 		}}},
@@ -258,6 +266,84 @@ func TestBuild(t *testing.T) {
 			}
 			if c.check != nil {
 				c.check(t, d)
+			}
+		})
+	}
+}
+
+// Only status addresses inside a pool are put in the desired state: a
+// leftover of another load balancer, or a status patched to name the
+// gateway, must not be announced by every host. Each one refused is a
+// Problem with a reason for a Warning Event; every other address works.
+func TestBuildKeepsToThePools(t *testing.T) {
+	edge := []config.Pool{{Name: "edge", Ranges: []netipx.IPRange{
+		netipx.IPRangeFrom(netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.50")),
+		netipx.RangeOfPrefix(netip.MustParsePrefix("2001:db8:1::/120")),
+	}}}
+	static := []config.StaticService{{Name: "dns", VIP: netip.MustParseAddr("198.51.100.53"),
+		Ports: []config.StaticPort{{Port: 53, Protocol: "UDP"}}, Backends: []netip.AddrPort{netip.MustParseAddrPort("10.0.1.5:53")}}}
+	cases := []struct {
+		name  string
+		svcs  []*corev1.Service
+		pools []config.Pool
+		// vips are the VIPs of the desired state; problems are
+		// "namespace/name Reason: message".
+		vips     []string
+		problems []string
+	}{{
+		name:  "addresses inside a pool are announced",
+		svcs:  []*corev1.Service{svc("web", []string{"192.0.2.10"}), svc("v6", []string{"2001:db8:1::5"})},
+		pools: edge,
+		vips:  []string{"192.0.2.10", "198.51.100.53", "2001:db8:1::5"},
+	}, {
+		name:  "a leftover of another load balancer is refused, the others work",
+		svcs:  []*corev1.Service{svc("web", []string{"192.0.2.10"}), svc("leftover", []string{"203.0.113.7"})},
+		pools: edge,
+		vips:  []string{"192.0.2.10", "198.51.100.53"},
+		problems: []string{
+			"ns/leftover AddressNotInPool: 203.0.113.7 in the status is in no address pool: not announced",
+		},
+	}, {
+		name:  "the gateway next to the pool is refused",
+		svcs:  []*corev1.Service{svc("gw", []string{"192.0.2.1"})},
+		pools: edge,
+		vips:  []string{"198.51.100.53"},
+		problems: []string{
+			"ns/gw AddressNotInPool: 192.0.2.1 in the status is in no address pool: not announced",
+		},
+	}, {
+		name:  "dual-stack: the address inside a pool is kept",
+		svcs:  []*corev1.Service{svc("dual", []string{"192.0.2.60", "2001:db8:1::7"})},
+		pools: edge,
+		vips:  []string{"198.51.100.53", "2001:db8:1::7"},
+		problems: []string{
+			"ns/dual AddressNotInPool: 192.0.2.60 in the status is in no address pool: not announced",
+		},
+	}, {
+		name: "without pools no Service address is announced; static services are",
+		svcs: []*corev1.Service{svc("web", []string{"192.0.2.10"})},
+		vips: []string{"198.51.100.53"},
+		problems: []string{
+			"ns/web AddressNotInPool: 192.0.2.10 in the status is in no address pool: not announced",
+		},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := baseOpts(config.ModeNodePort)
+			opts.Pools, opts.Static = c.pools, static
+			d, problems := Build(Snapshot{Services: c.svcs, Nodes: threeNodes}, opts)
+			var vips, got []string
+			for _, v := range d.VIPs() {
+				vips = append(vips, v.String())
+			}
+			for _, p := range problems {
+				got = append(got, fmt.Sprintf("%s %s: %s", p.Source, p.Reason, p.Message))
+			}
+			if !slices.Equal(vips, c.vips) {
+				t.Errorf("VIPs %v, want %v", vips, c.vips)
+			}
+			if !slices.Equal(got, c.problems) {
+				t.Errorf("problems %q\nwant     %q", got, c.problems)
 			}
 		})
 	}

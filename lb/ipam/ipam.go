@@ -3,8 +3,9 @@
 // The Allocator is an in-memory ledger: which Service holds which address,
 // and which Services share an address under a sharing key. It is rebuilt
 // from the statuses already written in the cluster (Claim) before anything
-// new is assigned (Assign), so a restart never moves an IP. It does no I/O;
-// the Kubernetes controller serialises status writes around it.
+// new is assigned (Assign), so a restart never moves an IP; an address in
+// a status it does not hold yet is not handed out (Request.Listed). It does
+// no I/O; the Kubernetes controller serialises status writes around it.
 package ipam
 
 import (
@@ -63,6 +64,11 @@ type Request struct {
 	// share an address.
 	SharingKey string
 	Ports      []Port
+	// Listed, if set, returns the Services (keys) whose status lists an
+	// address. An address listed by another Service that holds nothing
+	// here (a status not claimed yet, or one that could not be) is not
+	// handed out: that Service may still claim it.
+	Listed func(netip.Addr) []string
 }
 
 // Error is an allocation refusal; Reason is a short CamelCase word for
@@ -366,6 +372,20 @@ func (a *Allocator) checkSpecific(req Request, ip netip.Addr) error {
 	return nil
 }
 
+// listedElsewhere returns a Service other than the requester that lists
+// ip in its status but holds nothing here, or "".
+func (a *Allocator) listedElsewhere(req Request, ip netip.Addr) string {
+	if req.Listed == nil {
+		return ""
+	}
+	for _, k := range req.Listed(ip) {
+		if k != req.Key && len(a.svcs[k]) == 0 {
+			return k
+		}
+	}
+	return ""
+}
+
 func portList(ps []Port) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
@@ -382,6 +402,9 @@ func (a *Allocator) choose(req Request) ([]netip.Addr, error) {
 			}
 			if err := a.checkSpecific(req, ip); err != nil {
 				return nil, err
+			}
+			if other := a.listedElsewhere(req, ip); other != "" {
+				return nil, errorf("AddressInUse", "%s is already used by %s", ip, other)
 			}
 		}
 		return slices.Clone(req.Requested), nil
@@ -473,7 +496,7 @@ func (a *Allocator) chooseOne(req Request, f Family) (netip.Addr, error) {
 				continue
 			}
 			for ip := r.From(); ip.IsValid() && ip.Compare(r.To()) <= 0; ip = ip.Next() {
-				if _, taken := a.ips[ip]; !taken {
+				if _, taken := a.ips[ip]; !taken && a.listedElsewhere(req, ip) == "" {
 					return ip, nil
 				}
 			}

@@ -161,3 +161,37 @@ func TestClaim(t *testing.T) {
 		t.Errorf("claimed Service moved to %v", got)
 	}
 }
+
+// An address another Service lists in its status without holding it here
+// (not claimed yet) is not handed out, automatically or on request; once
+// that Service holds other addresses, its stale status no longer counts.
+func TestListedAddressesAreNotHandedOut(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/30"))
+	status := map[netip.Addr][]string{netip.MustParseAddr("192.0.2.0"): {"ns/x"}}
+	listed := func(r Request) Request {
+		r.Listed = func(ip netip.Addr) []string { return status[ip] }
+		return r
+	}
+	if got, err := a.Assign(listed(req("y"))); err != nil || got[0].String() != "192.0.2.1" {
+		t.Errorf("y = %v %v, want 192.0.2.1: 192.0.2.0 is in x's status", got, err)
+	}
+	want := listed(req("z"))
+	want.Requested = []netip.Addr{netip.MustParseAddr("192.0.2.0")}
+	if _, err := a.Assign(want); reason(err) != "AddressInUse" {
+		t.Errorf("requesting x's address: %v, want AddressInUse", err)
+	}
+	if got, err := a.Assign(listed(req("x"))); err != nil || got[0].String() != "192.0.2.0" {
+		t.Errorf("x = %v %v: its own status does not keep it out", got, err)
+	}
+	if err := a.Claim(listed(req("x2")), []netip.Addr{netip.MustParseAddr("192.0.2.0")}); reason(err) != "AddressInUse" {
+		t.Errorf("claim of a held address: %v", err)
+	}
+	a.Release("ns/x")
+	if _, err := a.Assign(listed(req("x"))); err != nil {
+		t.Fatal(err)
+	}
+	status[netip.MustParseAddr("192.0.2.2")] = []string{"ns/x"} // x's status is stale: x holds 192.0.2.0
+	if got, err := a.Assign(listed(req("w"))); err != nil || got[0].String() != "192.0.2.2" {
+		t.Errorf("w = %v %v, want 192.0.2.2", got, err)
+	}
+}

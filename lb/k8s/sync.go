@@ -1,0 +1,224 @@
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/ipam"
+)
+
+func (c *Controller) handles(svc *corev1.Service) bool {
+	return lb.Handles(svc, c.kc.LoadBalancerClass, c.kc.DefaultClass)
+}
+
+func key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
+
+func (c *Controller) processNext(ctx context.Context, t *term) bool {
+	q := t.queue
+	k, quit := q.Get()
+	if quit {
+		return false
+	}
+	defer q.Done(k)
+	err := c.sync(ctx, t, k)
+	switch {
+	case err == nil:
+		q.Forget(k)
+	case ctx.Err() != nil:
+	default:
+		c.log.Warn("syncing Service, will retry", "service", k, "err", err)
+		q.AddRateLimited(k)
+	}
+	return true
+}
+
+// sync brings one Service's status in line with its allocation. It returns
+// an error only for what a retry can fix (API errors); refusals become
+// Events and wait for the Service or the pools to change.
+func (c *Controller) sync(ctx context.Context, t *term, k string) error {
+	alloc := t.alloc
+	ns, name, _ := cache.SplitMetaNamespaceKey(k)
+	svc, err := c.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		if alloc.Release(k) {
+			c.log.Info("released addresses of a deleted Service", "service", k)
+			c.retryPending(t)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.handles(svc) {
+		held := alloc.Get(k)
+		if alloc.Release(k) {
+			c.log.Info("released addresses of a Service that is no longer ours", "service", k)
+			c.retryPending(t)
+		}
+		return c.clearStatus(ctx, svc, held)
+	}
+	if ips := lb.VIPs(svc); len(ips) > 0 && len(alloc.Get(k)) == 0 {
+		// A status the allocator does not hold: written after this term's
+		// rebuild, or one it could not hold. Claim it; if that fails, the
+		// Service keeps its status and nothing is assigned over it.
+		if err := alloc.Claim(claimRequest(svc, ips), ips); err != nil {
+			t.recorder.Eventf(svc, corev1.EventTypeWarning, "AddressNotKept", "%s stays in the status, but edgelb cannot hold it: %v", addrList(ips), err)
+			c.notify("error", fmt.Sprintf("%s: cannot keep %s: %v", k, addrList(ips), err), map[string]string{"service": k, "reason": "AddressNotKept"})
+			c.log.Warn("cannot hold the addresses in a Service's status; left as they are", "service", k, "vip", addrList(ips), "err", err)
+			return nil
+		}
+		c.log.Info("claimed the addresses in a Service's status", "service", k, "vip", addrList(ips))
+	}
+	if errs := lb.CheckAnnotations(svc); len(errs) > 0 {
+		for _, e := range errs {
+			t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidAnnotation", e.Error())
+			c.notify("error", fmt.Sprintf("%s: %v", k, e), map[string]string{"service": k, "reason": "InvalidAnnotation"})
+		}
+		return nil
+	}
+	req, err := request(svc)
+	if err != nil {
+		t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidService", err.Error())
+		return nil
+	}
+	req.Listed = c.listed
+	before := alloc.Get(k)
+	ips, err := alloc.Assign(req)
+	if err != nil {
+		reason := "AllocationFailed"
+		var ie *ipam.Error
+		if errors.As(err, &ie) {
+			reason = ie.Reason
+		}
+		t.recorder.Eventf(svc, corev1.EventTypeWarning, reason, "cannot assign an address: %v", err)
+		c.notify("error", fmt.Sprintf("%s: cannot assign an address: %v", k, err), map[string]string{"service": k, "reason": reason})
+		return nil
+	}
+	if err := c.writeStatus(ctx, svc, ips); err != nil {
+		return err
+	}
+	if !sameAddrs(before, ips) {
+		t.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
+		c.log.Info("assigned addresses", "service", k, "vip", addrList(ips))
+		c.notify("allocation", fmt.Sprintf("%s: assigned %s", k, addrList(ips)), map[string]string{"service": k, "vip": addrList(ips)})
+		if len(before) > 0 {
+			c.retryPending(t)
+		}
+	}
+	return nil
+}
+
+// claimRequest is the request under which a Service's status addresses
+// are claimed: its own, or with bad annotations only its namespace, so that
+// it keeps what it has.
+func claimRequest(svc *corev1.Service, ips []netip.Addr) ipam.Request {
+	if len(lb.CheckAnnotations(svc)) == 0 {
+		if req, err := request(svc); err == nil {
+			return req
+		}
+	}
+	return ipam.Request{Key: key(svc), Namespace: svc.Namespace, Families: familiesOf(ips)}
+}
+
+// listed returns the Services whose status, in the cache, lists ip.
+func (c *Controller) listed(ip netip.Addr) []string {
+	keys, _ := c.statusIndex.IndexKeys(statusIPIndex, ip.String())
+	return keys
+}
+
+// retryPending requeues handled Services that have no address yet, after
+// an address was freed.
+func (c *Controller) retryPending(t *term) {
+	svcs, _ := c.services.List(labels.Everything())
+	for _, s := range svcs {
+		if c.handles(s) && len(s.Status.LoadBalancer.Ingress) == 0 {
+			t.queue.Add(key(s))
+		}
+	}
+}
+
+func (c *Controller) ipMode() *corev1.LoadBalancerIPMode {
+	mode := corev1.LoadBalancerIPModeProxy
+	if m := c.opts.Config.Dataplane.Method; m == config.MethodDR || m == config.MethodTunnel {
+		// The packet still carries the VIP as destination: the nodes must
+		// accept it, which kube-proxy does for ipMode VIP.
+		mode = corev1.LoadBalancerIPModeVIP
+	}
+	if c.opts.Config.Dataplane.Backend == config.BackendNone {
+		mode = corev1.LoadBalancerIPModeVIP
+	}
+	return &mode
+}
+
+func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr) error {
+	want := make([]corev1.LoadBalancerIngress, len(ips))
+	for i, ip := range ips {
+		want[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: c.ipMode()}
+	}
+	if ingressEqual(svc.Status.LoadBalancer.Ingress, want) {
+		return nil
+	}
+	out := svc.DeepCopy()
+	out.Status.LoadBalancer.Ingress = want
+	_, err := c.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, out, metav1.UpdateOptions{FieldManager: c.fieldManager()})
+	if err != nil {
+		return fmt.Errorf("writing status of %s: %w", key(svc), err)
+	}
+	return nil
+}
+
+func (c *Controller) fieldManager() string { return "edgelb/" + c.opts.Identity }
+
+// clearStatus removes the addresses edgelb had written from a Service it no
+// longer handles.
+func (c *Controller) clearStatus(ctx context.Context, svc *corev1.Service, held []netip.Addr) error {
+	if len(held) == 0 || len(svc.Status.LoadBalancer.Ingress) == 0 {
+		return nil
+	}
+	out := svc.DeepCopy()
+	out.Status.LoadBalancer.Ingress = slices.DeleteFunc(out.Status.LoadBalancer.Ingress, func(in corev1.LoadBalancerIngress) bool {
+		ip, err := netip.ParseAddr(in.IP)
+		return err == nil && slices.Contains(held, ip)
+	})
+	_, err := c.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, out, metav1.UpdateOptions{FieldManager: c.fieldManager()})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("clearing status of %s: %w", key(svc), err)
+	}
+	return nil
+}
+
+func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {
+	return slices.EqualFunc(a, b, func(x, y corev1.LoadBalancerIngress) bool {
+		return x.IP == y.IP && x.Hostname == y.Hostname && (x.IPMode == nil) == (y.IPMode == nil) &&
+			(x.IPMode == nil || *x.IPMode == *y.IPMode) && len(x.Ports) == 0 && len(y.Ports) == 0
+	})
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(a, netip.Addr.Compare)
+	slices.SortFunc(b, netip.Addr.Compare)
+	return slices.Equal(a, b)
+}
+
+func addrList(ips []netip.Addr) string {
+	s := ""
+	for i, ip := range ips {
+		if i > 0 {
+			s += ","
+		}
+		s += ip.String()
+	}
+	return s
+}

@@ -1,0 +1,345 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/edgelb/edgelb/api"
+)
+
+// scaleSize reads a size of BenchmarkScale from the environment, for
+// smaller runs by hand.
+func scaleSize(b *testing.B, env string, def int) int {
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive number", env, s)
+	}
+	return n
+}
+
+// BenchmarkScale runs edgelb against the real API server at scale: 10,000
+// LoadBalancer Services with 10 endpoints each (one EndpointSlice per
+// Service) and 100 Nodes, all created before edgelb starts, in `direct`
+// mode so that the endpoints are the backends. It reports:
+//   - all-addressed-s: from edgelb's start until every Service's status
+//     has its address (with edgelb's default API client rate limit, or
+//     EDGELB_SCALE_QPS; status writes and Events share it);
+//   - rss-MB and peak-rss-MB: edgelb's resident memory then (VmRSS, VmHWM);
+//   - endpoint-p50-ms, endpoint-max-ms: from changing one endpoint of a
+//     Service to the change showing in edgelb's desired state, read from
+//     its REST API every 50 ms, over 10 changes. (A finer poll would load
+//     edgelb itself: the API builds every Service's view to answer for one.)
+//   - rebuild-p50-ms: how long one rebuild of the desired state took
+//     meanwhile, from edgelb's debug log.
+//
+// EDGELB_SCALE_SERVICES, EDGELB_SCALE_ENDPOINTS and EDGELB_SCALE_NODES
+// change the sizes. `make bench-scale` runs it.
+func BenchmarkScale(b *testing.B) {
+	nSvc := scaleSize(b, "EDGELB_SCALE_SERVICES", 10000)
+	nEP := scaleSize(b, "EDGELB_SCALE_ENDPOINTS", 10)
+	nNode := scaleSize(b, "EDGELB_SCALE_NODES", 100)
+	if nSvc > 60000 || nEP > 100 {
+		b.Fatalf("at most 60000 Services (the pool) and 100 endpoints each")
+	}
+	ctx := context.Background()
+	fast := fastClient(b)
+	for iter := 0; iter < b.N; iter++ {
+		ns := fmt.Sprintf("scale%d-%d", time.Now().UnixNano()%1e6, iter)
+		class := "edgelb.io/" + ns
+		createNamespace(b, ns)
+
+		t0 := time.Now()
+		var nodes []string
+		for i := 0; i < nNode; i++ {
+			name := fmt.Sprintf("%s-node%03d", ns, i)
+			createNode(b, node(name, fmt.Sprintf("10.230.%d.%d", i/250, i%250+1), true))
+			nodes = append(nodes, name)
+		}
+		err := parallel(nSvc, 16, func(i int) error {
+			name := fmt.Sprintf("s%05d", i)
+			svc := lbService(ns, name, class, 80)
+			noNodePorts := false // 10,000 Services would exhaust the NodePort range
+			svc.Spec.AllocateLoadBalancerNodePorts = &noNodePorts
+			if _, err := fast.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			_, err := fast.DiscoveryV1().EndpointSlices(ns).Create(ctx, scaleSlice(ns, name, i, nEP, nodes), metav1.CreateOptions{})
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("created %d Services, %d EndpointSlices of %d endpoints and %d Nodes in %s",
+			nSvc, nSvc, nEP, nNode, time.Since(t0).Round(time.Millisecond))
+
+		addressed := watchAddressed(b, ns, nSvc)
+		cfg := config(b, "scale", class, "lease-"+ns, `  - {name: main, addresses: ["10.224.0.0/16"]}`)
+		cfg = strings.Replace(cfg, "dataplane: {backend: none}", "dataplane: {backend: none, mode: direct}", 1)
+		if qps := os.Getenv("EDGELB_SCALE_QPS"); qps != "" {
+			cfg = strings.Replace(cfg, "defaultClass:", "qps: "+qps+", burst: "+qps+", defaultClass:", 1)
+		}
+		listen := regexp.MustCompile(`listen: "([^"]+)"`).FindStringSubmatch(cfg)[1]
+		b.ResetTimer()
+		start0 := time.Now()
+		p := start(b, "scale", cfg)
+		select {
+		case <-addressed:
+		case <-time.After(30 * time.Minute):
+			b.Fatalf("not every Service had its address 30 minutes after edgelb started")
+		}
+		took := time.Since(start0)
+		b.StopTimer()
+		rss, peak := memory(b, p.cmd.Process.Pid)
+		b.Logf("every Service has its address %s after edgelb started; RSS %.0f MB (peak %.0f MB)", took.Round(time.Millisecond), rss, peak)
+
+		logged, err := os.Stat(p.log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat := endpointChanges(b, fast, "http://"+listen, ns, fmt.Sprintf("s%05d", nSvc/2), nSvc/2, nEP, nodes)
+		rebuilds := rebuildTimes(b, p.log, logged.Size())
+		b.ReportMetric(took.Seconds(), "all-addressed-s")
+		b.ReportMetric(rss, "rss-MB")
+		b.ReportMetric(peak, "peak-rss-MB")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "endpoint-p50-ms")
+		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "endpoint-max-ms")
+		if len(rebuilds) > 0 {
+			b.ReportMetric(float64(rebuilds[len(rebuilds)/2].Microseconds())/1000, "rebuild-p50-ms")
+		}
+		p.stop(b)
+	}
+}
+
+// fastClient is an admin client whose rate limit does not slow the set-up.
+func fastClient(b *testing.B) kubernetes.Interface {
+	rc, err := clientcmd.BuildConfigFromFlags("", env.AdminKubeconfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc.QPS, rc.Burst = 2000, 4000
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// parallel runs f(0..n-1) on workers goroutines and returns the first error.
+func parallel(n, workers int, f func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+		next  = make(chan int)
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// scaleSlice is the EndpointSlice of Service i: n ready endpoints spread
+// over the nodes, port p80 -> 8080.
+func scaleSlice(ns, svc string, i, n int, nodes []string) *discoveryv1.EndpointSlice {
+	pname, port, proto, ready := "p80", int32(8080), corev1.ProtocolTCP, true
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-abc", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
+	}
+	for j := 0; j < n; j++ {
+		node := nodes[(i+j)%len(nodes)]
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 128+j, i/256, i%256)},
+			NodeName:   &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		})
+	}
+	return es
+}
+
+// watchAddressed returns a channel closed once n Services of ns have an
+// address in their status.
+func watchAddressed(b *testing.B, ns string, n int) <-chan struct{} {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	done := make(chan struct{})
+	go func() {
+		seen := map[string]bool{}
+		for ctx.Err() == nil {
+			list, err := env.Admin.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			for _, s := range list.Items {
+				if len(s.Status.LoadBalancer.Ingress) > 0 {
+					seen[s.Name] = true
+				}
+			}
+			if len(seen) == n {
+				close(done)
+				return
+			}
+			w, err := env.Admin.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+			if err != nil {
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if s, ok := ev.Object.(*corev1.Service); ok && ev.Type == watch.Modified && len(s.Status.LoadBalancer.Ingress) > 0 {
+					seen[s.Name] = true
+				}
+				if len(seen) == n {
+					w.Stop()
+					close(done)
+					return
+				}
+			}
+		}
+	}()
+	return done
+}
+
+// memory returns a process's resident memory and its peak, in MB.
+func memory(b *testing.B, pid int) (rss, peak float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak
+}
+
+// endpointChanges changes one endpoint of a Service 10 times and returns,
+// sorted, how long each change took to show in edgelb's desired state.
+func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name string, i, nEP int, nodes []string) []time.Duration {
+	ctx := context.Background()
+	backends := func() ([]string, error) {
+		resp, err := http.Get(base + "/api/v1/services/" + ns + "/" + name)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s", resp.Status)
+		}
+		var svc api.Service
+		if err := json.NewDecoder(resp.Body).Decode(&svc); err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, p := range svc.Ports {
+			for _, be := range p.Backends {
+				out = append(out, be.Address)
+			}
+		}
+		return out, nil
+	}
+	eventually(b, time.Minute, "the API shows "+name+" with its endpoints", func() error {
+		got, err := backends()
+		if err != nil {
+			return err
+		}
+		if len(got) != nEP {
+			return fmt.Errorf("backends %v, want %d", got, nEP)
+		}
+		return nil
+	})
+	slice := scaleSlice(ns, name, i, nEP, nodes)
+	var lat []time.Duration
+	for k := 0; k < 10; k++ {
+		addr := fmt.Sprintf("10.250.0.%d", k+1)
+		cur, err := client.DiscoveryV1().EndpointSlices(ns).Get(ctx, slice.Name, metav1.GetOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cur.Endpoints[0].Addresses = []string{addr}
+		t0 := time.Now()
+		if _, err := client.DiscoveryV1().EndpointSlices(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		want := addr + ":8080"
+		for {
+			got, err := backends()
+			if err == nil && slices.Contains(got, want) {
+				break
+			}
+			if time.Since(t0) > time.Minute {
+				b.Fatalf("%s not among %s's backends a minute after the change: %v %v", want, name, got, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	b.Logf("endpoint change to desired state: %v", lat)
+	return lat
+}
+
+var rebuiltTook = regexp.MustCompile(`msg="desired state rebuilt".* took=(\S+)`)
+
+// rebuildTimes returns, sorted, how long the rebuilds of the desired state
+// that edgelb logged after offset took.
+func rebuildTimes(b *testing.B, path string, offset int64) []time.Duration {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []time.Duration
+	for _, line := range strings.Split(string(data[offset:]), "\n") {
+		if m := rebuiltTook.FindStringSubmatch(line); m != nil {
+			if d, err := time.ParseDuration(m[1]); err == nil {
+				out = append(out, d)
+			}
+		}
+	}
+	slices.Sort(out)
+	b.Logf("%d rebuilds of the desired state meanwhile: %v", len(out), out)
+	return out
+}
