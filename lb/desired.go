@@ -133,15 +133,7 @@ type builder struct {
 	problems []Problem
 }
 
-func (b *builder) indexPools(pools []config.Pool) {
-	var sb netipx.IPSetBuilder
-	for _, p := range pools {
-		for _, r := range p.Ranges {
-			sb.AddRange(r)
-		}
-	}
-	b.pools, _ = sb.IPSet() // the builder only fails on invalid ranges, which config refuses
-}
+func (b *builder) indexPools(pools []config.Pool) { b.pools = config.PoolSet(pools) }
 
 // indexNodes keeps the nodes that may receive traffic: Ready and not
 // excluded by label, with their first InternalIP of each family.

@@ -229,3 +229,28 @@ func defaultKubernetes() Kubernetes {
 		Burst:             100,
 	}
 }
+
+// PoolSet is the set of addresses of the pools.
+func PoolSet(pools []Pool) *netipx.IPSet {
+	var b netipx.IPSetBuilder
+	for _, p := range pools {
+		for _, r := range p.Ranges {
+			b.AddRange(r)
+		}
+	}
+	s, _ := b.IPSet() // fails only on invalid ranges, which Load refuses
+	return s
+}
+
+// Managed is the set of addresses edgelb manages on a host: those of its
+// pools and its static services' VIPs. It announces, programs and cleans
+// up nothing else; IPVS services on other addresses are never touched.
+func (c *Config) Managed() *netipx.IPSet {
+	var b netipx.IPSetBuilder
+	b.AddSet(PoolSet(c.Pools))
+	for _, s := range c.Services {
+		b.Add(s.VIP)
+	}
+	s, _ := b.IPSet()
+	return s
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go4.org/netipx"
 )
 
 // The example of DESIGN.md must stay valid.
@@ -182,4 +184,20 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 	})
+}
+
+func TestManaged(t *testing.T) {
+	c := &Config{
+		Pools:    []Pool{{Name: "a", Ranges: []netipx.IPRange{netipx.MustParseIPRange("192.0.2.10-192.0.2.20")}}},
+		Services: []StaticService{{Name: "web", VIP: netip.MustParseAddr("198.51.100.7")}},
+	}
+	m := c.Managed()
+	for a, want := range map[string]bool{"192.0.2.10": true, "192.0.2.20": true, "192.0.2.21": false, "198.51.100.7": true, "198.51.100.8": false, "10.0.0.1": false} {
+		if got := m.Contains(netip.MustParseAddr(a)); got != want {
+			t.Errorf("Managed().Contains(%s) = %v, want %v", a, got, want)
+		}
+	}
+	if PoolSet(c.Pools).Contains(netip.MustParseAddr("198.51.100.7")) {
+		t.Error("a static VIP is in the pool set")
+	}
 }

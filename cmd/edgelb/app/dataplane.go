@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
@@ -54,7 +53,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 				Log:        dl,
 			})
 		},
-		Owns:         ownedVIPs(cfg),
+		Owns:         cfg.Managed().Contains,
 		Health:       hc,
 		DrainTimeout: cfg.Dataplane.DrainTimeout,
 	}
@@ -68,24 +67,4 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		return dp.Run(ctx)
 	})
 	return &dataplane{IPVS: dp, Health: hc}
-}
-
-// ownedVIPs reports the addresses edgelb manages: those of its pools and
-// static services. IPVS entries on other addresses are never touched.
-func ownedVIPs(cfg *config.Config) func(netip.Addr) bool {
-	return func(a netip.Addr) bool {
-		for _, p := range cfg.Pools {
-			for _, r := range p.Ranges {
-				if r.Contains(a) {
-					return true
-				}
-			}
-		}
-		for _, s := range cfg.Services {
-			if s.VIP == a {
-				return true
-			}
-		}
-		return false
-	}
 }
