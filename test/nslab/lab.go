@@ -231,8 +231,8 @@ func (l *Lab) AddHost(name, key string) *Host {
 // is reachable from the hosts. The veth goes away with the lab.
 func (l *Lab) Uplink() netip.Addr {
 	root := strings.Replace(l.Prefix, "elbt-", "elbu-", 1)
-	l.Run("ip", "link", "add", root, "type", "veth", "peer", "name", "up", "netns", l.sw())
-	l.IP(l.sw(), "link", "set", "up", "master", "br0", "up")
+	l.Run("ip", "link", "add", root, "type", "veth", "peer", "name", "uplink", "netns", l.sw())
+	l.IP(l.sw(), "link", "set", "uplink", "master", "br0", "up")
 	l.Run("ip", "addr", "add", UplinkAddr.String()+"/24", "dev", root)
 	l.Run("ip", "link", "set", root, "up")
 	return UplinkAddr

@@ -224,7 +224,7 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 	}
 	e.apiserver = e.procs[len(e.procs)-1]
 	if err := waitReady(ctx, e.URL, e.adminToken); err != nil {
-		return fmt.Errorf("%w (logs in %s)", err, e.Dir)
+		return fmt.Errorf("%w; the end of kube-apiserver.log:\n%s", err, tail(filepath.Join(e.Dir, "kube-apiserver.log"), 20))
 	}
 	return nil
 }
@@ -283,6 +283,13 @@ func (e *Env) KubectlStdin(ctx context.Context, stdin string, args ...string) (s
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func waitReady(ctx context.Context, url, token string) error {
