@@ -151,11 +151,15 @@ type statusWatch struct {
 	done       chan struct{}
 }
 
+func newStatusWatch() *statusWatch {
+	return &statusWatch{ips: map[string][]netip.Addr{}, holder: map[netip.Addr]string{}, names: map[string]string{}, done: make(chan struct{})}
+}
+
 // watchStatuses starts a statusWatch from the current list of Services;
 // it runs until ctx ends.
 func (k *kubeLab) watchStatuses(ctx context.Context, t *testing.T) *statusWatch {
 	t.Helper()
-	w := &statusWatch{ips: map[string][]netip.Addr{}, holder: map[netip.Addr]string{}, names: map[string]string{}, done: make(chan struct{})}
+	w := newStatusWatch()
 	svcs := k.env.Admin.CoreV1().Services(namespace)
 	list, err := svcs.List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -166,6 +170,7 @@ func (k *kubeLab) watchStatuses(ctx context.Context, t *testing.T) *statusWatch 
 	}
 	go func() {
 		defer close(w.done)
+		// A closed watch is opened again from the last version seen.
 		rv := list.ResourceVersion
 		for ctx.Err() == nil {
 			wi, err := svcs.Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
@@ -177,6 +182,9 @@ func (k *kubeLab) watchStatuses(ctx context.Context, t *testing.T) *statusWatch 
 			}
 			for ev := range wi.ResultChan() {
 				if ev.Type == watch.Error {
+					if ctx.Err() != nil {
+						return // the end, not a failure
+					}
 					w.fail(fmt.Errorf("watching Services: %v", apierrors.FromObject(ev.Object)))
 					wi.Stop()
 					return
