@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,13 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	want := owners(t, k.Lab, vips...)
 	ps := startProbes(t, k.Lab, vips...)
-	watch := k.WatchVIPs(vips...)
+	// Owners are sampled every 50 ms, and every host's log tells whether
+	// it added a VIP, which catches a move shorter than a sample.
+	watch := k.WatchVIPs(50*time.Millisecond, vips...)
+	logged := map[*nslab.Host]int{}
+	for _, h := range k.Hosts {
+		logged[h] = len(h.Log.String())
+	}
 
 	k.env.StopAPIServer()
 	t.Logf("API server stopped for %s; VIPs %v", outage, vips)
@@ -62,6 +69,13 @@ func TestAPIServerOutage(t *testing.T) {
 	sent, failed := stopProbes(t, ps)
 
 	moved := moves(samples, want)
+	for _, h := range k.Hosts {
+		for _, line := range strings.Split(h.Log.String()[logged[h]:], "\n") {
+			if strings.Contains(line, `msg="VIP added"`) {
+				moved = append(moved, h.Name+": "+line)
+			}
+		}
+	}
 	var renumbered []string
 	for name, ips := range before {
 		if !slices.Equal(after[name], ips) {
@@ -84,6 +98,9 @@ func TestAPIServerOutage(t *testing.T) {
 	figure(t, scenario, "new Service addressed after the return", served)
 	if failed > 0 {
 		t.Errorf("%d of %d requests through the VIPs failed", failed, sent)
+		for v, o := range want {
+			t.Logf("%s: owner %s (%s), on %v, client's neighbour entry %s", v, o.Name, o.MAC, nslab.Names(k.Holders(v)), k.Neighbour(v))
+		}
 	}
 	if len(moved) > 0 {
 		t.Errorf("a VIP left its owner in %d of %d samples; first: %v", len(moved), len(samples), moved[:min(5, len(moved))])

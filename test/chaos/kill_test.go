@@ -83,7 +83,7 @@ func TestKillEdgelb(t *testing.T) {
 	}
 
 	ps := startProbes(t, l, nslab.VIP4, nslab.VIP6)
-	watch := l.WatchVIPs(nslab.VIP4, nslab.VIP6)
+	watch := l.WatchVIPs(10*time.Millisecond, nslab.VIP4, nslab.VIP6)
 	for i := range kills {
 		idle.Kill()
 		idle.Start()

@@ -120,7 +120,7 @@ func TestPartition(t *testing.T) {
 		if i > 0 {
 			minority = []*nslab.Host{l.Hosts[(2*i)%5], l.Hosts[(2*i+1)%5]}
 		}
-		watch := l.WatchVIPs(partitionVIPs...)
+		watch := l.WatchVIPs(10*time.Millisecond, partitionVIPs...)
 		l.Partition(minority...)
 		splits = append(splits, split(t, l, minority))
 		both = append(both, bothSides(watch(), minority))
@@ -166,7 +166,7 @@ func TestPartitionAfterGracefulStops(t *testing.T) {
 		l.SettledOwner(v, time.Second)
 	}
 	minority := []*nslab.Host{h1, h2}
-	watch := l.WatchVIPs(partitionVIPs...)
+	watch := l.WatchVIPs(10*time.Millisecond, partitionVIPs...)
 	l.Partition(minority...)
 	h4.Start()
 	h5.Start()

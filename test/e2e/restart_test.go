@@ -27,7 +27,7 @@ func TestGracefulRestart(t *testing.T) {
 	if !nslab.Poll(2*time.Second, func() bool { return p.Last().OK && p6.Last().OK && conn.Last().OK }) {
 		t.Fatalf("no answer through the VIPs before the restart: %+v %+v %+v", p.Last(), p6.Last(), conn.Last())
 	}
-	watch := l.WatchVIPs(vip4, vip6)
+	watch := l.WatchVIPs(5*time.Millisecond, vip4, vip6)
 	time.Sleep(300 * time.Millisecond)
 
 	start := time.Now()

@@ -43,7 +43,7 @@ var UplinkAddr = netip.MustParseAddr("10.99.0.1")
 // Gossip keys, test only: the lab's key and another one.
 const (
 	GoodKey = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LWtleSE=" // 32 bytes
-	BadKey  = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktISE="  // another 32 bytes
+	BadKey  = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktISE=" // another 32 bytes
 )
 
 // Main is a test package's TestMain body: it runs the role this process
@@ -469,10 +469,10 @@ type VIPSample struct {
 	Holders map[netip.Addr][]string
 }
 
-// WatchVIPs polls `ip addr` in every host's namespace, as fast as it can
-// (each pass runs one `ip` per host), until the returned stop is called,
-// which returns every sample.
-func (l *Lab) WatchVIPs(vips ...netip.Addr) (stop func() []VIPSample) {
+// WatchVIPs polls `ip addr` in every host's namespace, pausing every
+// between passes (each pass runs one `ip` per host), until the returned
+// stop is called, which returns every sample.
+func (l *Lab) WatchVIPs(every time.Duration, vips ...netip.Addr) (stop func() []VIPSample) {
 	done := make(chan struct{})
 	out := make(chan []VIPSample, 1)
 	go func() {
@@ -495,7 +495,7 @@ func (l *Lab) WatchVIPs(vips ...netip.Addr) (stop func() []VIPSample) {
 			case <-done:
 				out <- samples
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(every):
 			}
 		}
 	}()
