@@ -121,12 +121,7 @@ func TestKillEdgelb(t *testing.T) {
 		o.Kill()
 		var next *nslab.Host
 		if !nslab.Poll(nslab.Converge, func() bool {
-			next = nil
-			for _, h := range l.Holders(nslab.VIP4) {
-				if h != o {
-					next = h
-				}
-			}
+			next = newHolder(l, nslab.VIP4, o)
 			return next != nil && p.Last().OK && p.Last().Host == next.Name
 		}) {
 			t.Fatalf("kill %d: %s did not move away from %s: on %v", i+1, nslab.VIP4, o.Name, nslab.Names(l.Holders(nslab.VIP4)))

@@ -31,6 +31,16 @@ func owners(t *testing.T, l *nslab.Lab, vips ...netip.Addr) map[netip.Addr]*nsla
 	return m
 }
 
+// newHolder returns a host other than old that holds vip, or nil.
+func newHolder(l *nslab.Lab, vip netip.Addr, old *nslab.Host) *nslab.Host {
+	for _, h := range l.Holders(vip) {
+		if h != old {
+			return h
+		}
+	}
+	return nil
+}
+
 // backTo waits until every VIP is on its host of want alone, and stays
 // there for a second. Ownership is a function of the membership: once a
 // host is back, its VIPs return to it.
@@ -69,12 +79,7 @@ func TestOwnerLinkCut(t *testing.T) {
 		old.SetLink(false)
 		var next *nslab.Host
 		if !nslab.Poll(nslab.Converge, func() bool {
-			next = nil
-			for _, h := range l.Holders(nslab.VIP4) {
-				if h != old {
-					next = h
-				}
-			}
+			next = newHolder(l, nslab.VIP4, old)
 			return next != nil && answered(arp, next.MAC)
 		}) {
 			t.Fatalf("death %d: %s did not move away from %s: on %v", i+1, nslab.VIP4, old.Name, nslab.Names(l.Holders(nslab.VIP4)))
