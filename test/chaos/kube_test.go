@@ -99,11 +99,12 @@ func (k *kubeLab) addresses(t *testing.T) map[string][]netip.Addr {
 	return out
 }
 
-// addressed waits until every Service has an address and returns them.
-func (k *kubeLab) addressed(t *testing.T, timeout time.Duration) map[string][]netip.Addr {
+// addressed waits until every Service has an address and returns the
+// addresses, and whether they all had one in time.
+func (k *kubeLab) addressed(t *testing.T, timeout time.Duration) (map[string][]netip.Addr, bool) {
 	t.Helper()
 	var got map[string][]netip.Addr
-	if !nslab.Poll(timeout, func() bool {
+	ok := nslab.Poll(timeout, func() bool {
 		got = k.addresses(t)
 		for _, ips := range got {
 			if len(ips) == 0 {
@@ -111,10 +112,8 @@ func (k *kubeLab) addressed(t *testing.T, timeout time.Duration) map[string][]ne
 			}
 		}
 		return true
-	}) {
-		t.Fatalf("not every Service has an address after %s: %v", timeout, got)
-	}
-	return got
+	})
+	return got, ok
 }
 
 // leaseHolder returns the Lease's holder, or "".

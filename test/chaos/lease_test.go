@@ -87,7 +87,10 @@ func TestLeaseHolderKilled(t *testing.T) {
 	if err := <-churned; err != nil {
 		t.Fatalf("creating and deleting Services: %v", err)
 	}
-	final := k.addressed(t, time.Minute)
+	final, ok := k.addressed(t, time.Minute)
+	if !ok {
+		t.Errorf("not every Service has an address a minute after the kills: %v", final)
+	}
 	time.Sleep(2 * time.Second) // the watch catches up
 	cancel()
 	events, renumbered, doubled, err := w.result()
