@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -43,10 +42,7 @@ func TestAPIServerOutage(t *testing.T) {
 	// Owners are sampled every 50 ms, and every host's log tells whether
 	// it added a VIP, which catches a move shorter than a sample.
 	watch := k.WatchVIPs(50*time.Millisecond, vips...)
-	logged := map[*nslab.Host]int{}
-	for _, h := range k.Hosts {
-		logged[h] = len(h.Log.String())
-	}
+	marks := logMarks(k.Lab)
 
 	k.env.StopAPIServer()
 	t.Logf("API server stopped for %s; VIPs %v", outage, vips)
@@ -72,16 +68,7 @@ func TestAPIServerOutage(t *testing.T) {
 	samples := watch()
 	sent, failed := stopProbes(t, ps)
 
-	moved := moves(samples, want)
-	for _, h := range k.Hosts {
-		for _, line := range strings.Split(h.Log.String()[logged[h]:], "\n") {
-			for _, v := range vips {
-				if strings.Contains(line, `msg="VIP added"`) && strings.Contains(line, " vip="+v.String()+" ") {
-					moved = append(moved, h.Name+": "+line)
-				}
-			}
-		}
-	}
+	moved := append(moves(samples, want), vipsAdded(k.Lab, marks, vips...)...)
 	var renumbered []string
 	for name, ips := range before {
 		if !slices.Equal(after[name], ips) {
