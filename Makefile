@@ -15,7 +15,7 @@ GOARCH ?= $(shell $(GO) env GOARCH)
 # Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
 DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 
-.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-ipvs e2e-vm vm fuzz vet clean
+.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-ipvs chaos e2e-vm vm fuzz vet clean
 
 help:
 	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench      benchmarks (desired state, create->status latency)"
 	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
+	@echo "make chaos      the fault suite at full counts (root, API server; ~30 min), then bench-scale; prints the figures"
 	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make test-bins  build the test kube-apiserver and etcd into $(EDGELB_TEST_BIN)"
 	@echo "make system     the .deb on three Debian hosts booted with systemd (docs/testbed.md); figures"
@@ -105,6 +106,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lb/config
 	$(GO) test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./lb
 	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./cluster
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzDrainBody$$' -fuzztime $(FUZZTIME) ./api
 
 bench: test-bins
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./lb
@@ -131,6 +134,20 @@ vm:
 # TRIALS runs of the three-host namespace lab (needs root).
 bench-failover: test-deps
 	ELBT_TRIALS=$(TRIALS) $(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 30m ./test/e2e
+
+# The fault suite (test/chaos, docs/chaos.md) at full counts: a 5-minute
+# API server outage, 20 kills of each kind, 200 Services. `go test` runs it
+# with reduced counts as part of the suite. The figures are printed as a
+# table; the log of the whole run is in $(CHAOS_LOG).
+CHAOS_LOG ?= /tmp/edgelb-chaos.log
+chaos: test-deps test-bins
+	@set -o pipefail; EDGELB_CHAOS_FULL=1 $(GO) test -count=1 -v -timeout 90m ./test/chaos >$(CHAOS_LOG) 2>&1; rc=$$?; \
+	grep -E '^(---|ok|FAIL)|^\s+--- (FAIL|SKIP)' $(CHAOS_LOG); \
+	echo; printf 'scenario\tfigure\tvalue\n' >$(CHAOS_LOG).figures; \
+	grep -oP 'FIGURE\t\K.*' $(CHAOS_LOG) >>$(CHAOS_LOG).figures; column -t -s $$'\t' $(CHAOS_LOG).figures; \
+	echo "(full log: $(CHAOS_LOG))"; \
+	echo "scale on the real API server (make bench-scale):"; \
+	$(MAKE) --no-print-directory bench-scale || rc=1; exit $$rc
 
 clean:
 	rm -rf $(BIN) dist

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/edgelb/edgelb/test/nslab"
 )
 
 // BenchmarkFailover measures the client-visible outage of a crash (the
@@ -15,7 +17,7 @@ import (
 // probing the VIP every 10 ms (300 ms timeout per probe). It reports
 // figures, not a pass/fail timing: `make bench-failover`.
 func BenchmarkFailover(b *testing.B) {
-	requireLab(b)
+	nslab.Require(b)
 	trials := 10
 	if n, err := strconv.Atoi(os.Getenv("ELBT_TRIALS")); err == nil && n > 0 {
 		trials = n
@@ -27,14 +29,14 @@ func BenchmarkFailover(b *testing.B) {
 		d, old, _ := crash(b, l, vip4)
 		crashes = append(crashes, d)
 		// Heal, let the cluster settle, then stop the owner gracefully.
-		old.setLink(true)
-		if !poll(converge, func() bool { hs := l.holders(vip4); return len(hs) == 1 && hs[0] == old }) {
-			b.Fatalf("trial %d: %s did not take %s back after healing", i, old.name, vip4)
+		old.SetLink(true)
+		if !nslab.Poll(converge, func() bool { hs := l.Holders(vip4); return len(hs) == 1 && hs[0] == old }) {
+			b.Fatalf("trial %d: %s did not take %s back after healing", i, old.Name, vip4)
 		}
-		l.stableOwner(vip4, 500*time.Millisecond)
+		l.StableOwner(vip4, 500*time.Millisecond)
 		failed, _, _ := gracefulStop(b, l, vip4)
 		stopFailed = append(stopFailed, failed)
-		l.cleanup()
+		l.Cleanup()
 		fmt.Printf("trial %2d: crash outage %4d ms, graceful stop %d failed probes\n", i+1, crashes[i].Milliseconds(), failed)
 	}
 	med, mx := stats(crashes)

@@ -1,7 +1,7 @@
 // Package e2e holds end-to-end tests of the appliance cluster on real
-// network namespaces: appliance hosts and a client on one Linux bridge,
-// each host running the real edgelb binary with backend: none and a small
-// responder that says which host answered.
+// network namespaces (the lab of test/nslab): appliance hosts and a client
+// on one Linux bridge, each host running the real edgelb binary with
+// backend: none and a small responder that says which host answered.
 //
 // The tests need root, iproute2 and network namespaces. Without them they
 // skip, unless CI=true, where a missing prerequisite fails the run. They

@@ -25,7 +25,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -44,7 +46,17 @@ type Env struct {
 	AdminKubeconfig  string
 	EdgelbKubeconfig string
 
-	procs []*exec.Cmd
+	procs      []*exec.Cmd
+	apiserver  *exec.Cmd // also in procs
+	apiArgs    []string
+	adminToken string
+}
+
+// Options configures StartWith.
+type Options struct {
+	// Address is the address the API server listens on and advertises;
+	// empty means 127.0.0.1. It must be an address of this host.
+	Address string
 }
 
 // BinDir returns where the test binaries are, and an error saying how to
@@ -93,6 +105,14 @@ func freePort() (int, error) {
 // server is ready, RBAC from packaging/rbac.yaml is applied and edgelb's
 // kubeconfig is written.
 func Start(ctx context.Context, dir string) (*Env, error) {
+	return StartWith(ctx, dir, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, dir string, opts Options) (*Env, error) {
+	if opts.Address == "" {
+		opts.Address = "127.0.0.1"
+	}
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -127,6 +147,7 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.adminToken = adminToken
 	tokens := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokens, []byte(adminToken+`,admin,admin,"system:masters"`+"\n"), 0o600); err != nil {
 		return nil, err
@@ -140,9 +161,9 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
-	if err := e.spawn("kube-apiserver", filepath.Join(bin, "kube-apiserver"),
+	e.apiArgs = []string{
 		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+		"--bind-address", opts.Address, "--advertise-address", opts.Address,
 		"--secure-port", fmt.Sprint(port), "--cert-dir", certDir,
 		"--token-auth-file", tokens,
 		"--authorization-mode", "RBAC",
@@ -152,12 +173,10 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 		"--api-audiences", "https://kubernetes.default.svc",
 		"--service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/112",
 		"--enable-priority-and-fairness=false",
-		"--profiling=false", "--v=0"); err != nil {
+		"--profiling=false", "--v=0"}
+	e.URL = fmt.Sprintf("https://%s", net.JoinHostPort(opts.Address, fmt.Sprint(port)))
+	if err := e.StartAPIServer(ctx); err != nil {
 		return nil, err
-	}
-	e.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
-	if err := waitReady(ctx, e.URL, adminToken); err != nil {
-		return nil, fmt.Errorf("%w (logs in %s)", err, dir)
 	}
 	e.AdminKubeconfig = filepath.Join(dir, "admin.kubeconfig")
 	if err := writeKubeconfig(e.AdminKubeconfig, e.URL, "admin", adminToken); err != nil {
@@ -190,8 +209,44 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 
 func ptr[T any](v T) *T { return &v }
 
+// StartAPIServer starts the kube-apiserver again after StopAPIServer, on
+// the same address and etcd, and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	if e.apiserver != nil {
+		return errors.New("the API server is running")
+	}
+	bin, err := BinDir()
+	if err != nil {
+		return err
+	}
+	if err := e.spawn("kube-apiserver", filepath.Join(bin, "kube-apiserver"), e.apiArgs...); err != nil {
+		return err
+	}
+	e.apiserver = e.procs[len(e.procs)-1]
+	if err := waitReady(ctx, e.URL, e.adminToken); err != nil {
+		return fmt.Errorf("%w; the end of kube-apiserver.log:\n%s", err, tail(filepath.Join(e.Dir, "kube-apiserver.log"), 20))
+	}
+	return nil
+}
+
+// StopAPIServer stops the kube-apiserver (SIGTERM, then SIGKILL after
+// 30 s) and leaves etcd running: an API server outage.
+func (e *Env) StopAPIServer() {
+	p := e.apiserver
+	if p == nil {
+		return
+	}
+	e.apiserver = nil
+	e.procs = slices.DeleteFunc(e.procs, func(c *exec.Cmd) bool { return c == p })
+	_ = p.Process.Signal(syscall.SIGTERM)
+	t := time.AfterFunc(30*time.Second, func() { _ = p.Process.Kill() })
+	_ = p.Wait()
+	t.Stop()
+}
+
+// spawn starts a process, appending its output to name.log in e.Dir.
 func (e *Env) spawn(name, path string, args ...string) error {
-	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
+	logf, err := os.OpenFile(filepath.Join(e.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -212,7 +267,7 @@ func (e *Env) Stop() {
 		_ = p.Process.Kill()
 		_ = p.Wait()
 	}
-	e.procs = nil
+	e.procs, e.apiserver = nil, nil
 }
 
 // Kubectl runs the real kubectl as the admin and returns its combined output.
@@ -228,6 +283,13 @@ func (e *Env) KubectlStdin(ctx context.Context, stdin string, args ...string) (s
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func waitReady(ctx context.Context, url, token string) error {

@@ -1,20 +1,33 @@
-package e2e
+package nslab
 
 import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 )
 
 // The test binary re-executes itself inside the namespaces in one of
-// these roles, chosen by ELBT_ROLE.
+// these roles, chosen by ELBT_ROLE (Main).
+var roles = map[string]func(){
+	"responder": responder,
+	"prober":    prober,
+	"holder":    holder,
+	"arpwatch":  arpWatch,
+}
 
 // responder answers every TCP connection on :8080 with the host's name,
 // and echoes what it receives on :8081 (for a long-lived connection).
@@ -149,4 +162,95 @@ func holder() {
 		case <-t.C:
 		}
 	}
+}
+
+// arpWatch asks, every ELBT_INTERVAL until SIGTERM, who has ELBT_TARGET
+// (an ARP request from eth0) and prints which hardware addresses answered
+// each request before the next one: "start-unix-nanos ok mac[,mac]", or
+// "start-unix-nanos fail none" when nobody did.
+func arpWatch() {
+	target := netip.MustParseAddr(os.Getenv("ELBT_TARGET"))
+	interval, _ := time.ParseDuration(os.Getenv("ELBT_INTERVAL"))
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "arpwatch:", err)
+		os.Exit(1)
+	}
+	addrs, _ := ifi.Addrs()
+	var self netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			self = p.Addr()
+		}
+	}
+	c, err := arp.Dial(ifi)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "arpwatch:", err)
+		os.Exit(1)
+	}
+	req, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, self, ethernet.Broadcast, target)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "arpwatch:", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	go func() {
+		for {
+			p, _, err := c.Read()
+			if err != nil {
+				continue
+			}
+			if p.Operation == arp.OperationReply && p.SenderIP == target {
+				mu.Lock()
+				seen[p.SenderHardwareAddr.String()] = true
+				mu.Unlock()
+			}
+		}
+	}()
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var sent time.Time
+	for {
+		// The answers to the previous request are in; report them and
+		// ask again.
+		mu.Lock()
+		macs := slices.Sorted(maps.Keys(seen))
+		clear(seen)
+		mu.Unlock()
+		if !sent.IsZero() {
+			if len(macs) == 0 {
+				fmt.Fprintf(out, "%d fail none\n", sent.UnixNano())
+			} else {
+				fmt.Fprintf(out, "%d ok %s\n", sent.UnixNano(), strings.Join(macs, ","))
+			}
+			out.Flush()
+		}
+		sent = time.Now()
+		c.WriteTo(req, ethernet.Broadcast)
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ARPWatch asks who has vip (IPv4) from the client every 10 ms until
+// Stop. Each result is one request: OK when some host answered, Host the
+// answering hardware addresses, comma-separated (MACs splits them).
+func (l *Lab) ARPWatch(vip netip.Addr) *Probes {
+	return l.client("arpwatch", "ELBT_TARGET="+vip.String(), "ELBT_INTERVAL=10ms")
+}
+
+// MACs returns the hardware addresses that answered an ARPWatch request.
+func MACs(r ProbeResult) []string {
+	if !r.OK {
+		return nil
+	}
+	return strings.Split(r.Host, ",")
 }
