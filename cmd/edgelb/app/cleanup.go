@@ -9,7 +9,6 @@ import (
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/ipvs"
 	"github.com/edgelb/edgelb/lb/snat"
-	"github.com/edgelb/edgelb/vip"
 )
 
 func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *string) {
@@ -20,7 +19,8 @@ func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *string) {
 
 // cleanupCmd removes from the kernel what edgelb put there: the VIP
 // addresses it added to node.interface (only those carrying its address
-// protocol mark), the IPVS virtual services on addresses of its pools and
+// protocol mark or, on a kernel that drops the mark, listed in its state
+// directory), the IPVS virtual services on addresses of its pools and
 // static services, and its nftables table. It ends the traffic they carry,
 // so edgelb never runs it by itself: the package's prerm runs it when the
 // package is removed, after stopping the service (which hands the VIPs to
@@ -37,7 +37,7 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 	var errs []error
 	vips := 0
 	if cfg.Node.Interface != "" {
-		nl := &vip.Netlink{Interface: cfg.Node.Interface}
+		nl := vipKernel(cfg.Node.Interface)
 		held, err := nl.VIPs()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listing VIPs on %s: %w", cfg.Node.Interface, err))
