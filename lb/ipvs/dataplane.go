@@ -61,6 +61,13 @@ type Options struct {
 	// DrainPoll is how often connections of draining backends are
 	// checked.
 	DrainPoll time.Duration
+	// StatsIPVS is the table Stats reads the counters from: a handle of
+	// its own, so that the reads of the API and metrics never queue
+	// behind a pass's requests or hold up the pass. nil: IPVS.
+	StatsIPVS Interface
+	// StatsInterval is how long Stats serves the counters it read;
+	// 0 means DefaultStatsInterval.
+	StatsInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,6 +110,8 @@ type Dataplane struct {
 	snatVIPs   []netip.Addr
 	snatDone   bool
 	healthVer  uint64
+
+	stats statsCache
 }
 
 type drainKey struct {
@@ -143,6 +152,12 @@ func New(o Options) *Dataplane {
 	}
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 5 * time.Minute
+	}
+	if o.StatsIPVS == nil {
+		o.StatsIPVS = o.IPVS
+	}
+	if o.StatsInterval == 0 {
+		o.StatsInterval = DefaultStatsInterval
 	}
 	return &Dataplane{
 		o:          o,

@@ -21,6 +21,11 @@ type Fake struct {
 	// Fail, when it returns an error for a method name, makes that call
 	// fail without changing anything.
 	Fail func(method string) error
+	// AfterList, when set, is called after each GetVirtualServers has
+	// answered, without the lock held: a test changes the table there
+	// between a listing and the reads that follow it, as another writer
+	// would.
+	AfterList func()
 }
 
 // Entry is one virtual server of the fake table and its real servers.
@@ -66,6 +71,9 @@ func (f *Fake) Mutations() int {
 
 // GetVirtualServers implements ipvs.Interface.
 func (f *Fake) GetVirtualServers() ([]*ipvs.VirtualServer, error) {
+	if f.AfterList != nil {
+		defer f.AfterList()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.call("GetVirtualServers"); err != nil {
