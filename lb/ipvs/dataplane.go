@@ -607,23 +607,27 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 			}
 		}
 	}
-	// Whatever is left is leaving: drain it.
+	// Whatever is left is leaving: drain it. Inactive connections
+	// (FIN_WAIT, TIME_WAIT, UDP) count too: IPVS still forwards their
+	// packets to the backend, and deleting it would cut them off.
 	for ap, c := range byAddr {
 		dk := drainKey{k, ap}
 		since := d.startDrain(dk, now)
 		switch {
-		case c.ActiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
+		case c.ActiveConns+c.InactiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
 			err := d.o.IPVS.DeleteRealServer(&t.vs, c)
 			errs = append(errs, err)
 			if err == nil {
 				d.endDrain(dk)
-				d.o.Log.Info("removed backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
+				d.o.Log.Info("removed backend", "service", k.String(), "backend", ap.String(),
+					"activeConns", c.ActiveConns, "inactiveConns", c.InactiveConns)
 			}
 		case c.Weight != 0:
 			z := *c
 			z.Weight = 0
 			errs = append(errs, d.o.IPVS.UpdateRealServer(&t.vs, &z))
-			d.o.Log.Info("draining backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
+			d.o.Log.Info("draining backend", "service", k.String(), "backend", ap.String(),
+				"activeConns", c.ActiveConns, "inactiveConns", c.InactiveConns)
 		}
 	}
 	// Forget drains of backends that are gone from the kernel.

@@ -373,6 +373,46 @@ func TestDraining(t *testing.T) {
 	}
 }
 
+// A leaving backend is deleted only once it has no connections at all —
+// inactive ones (FIN_WAIT, TIME_WAIT, UDP) still map packets to it — or
+// after DrainTimeout.
+func TestDrainWaitsForInactiveConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		active, inactive int
+		after            time.Duration
+		deleted          bool
+	}{
+		{"idle", 0, 0, 0, true},
+		{"active only", 2, 0, 0, false},
+		{"inactive only", 0, 3, 0, false},
+		{"both", 1, 3, 0, false},
+		{"inactive at the drain timeout", 0, 3, time.Minute, true},
+		{"active at the drain timeout", 4, 0, time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080")))
+			e.sync(t, false)
+			id := ipvs.ID{Address: netip.MustParseAddr("192.0.2.1"), Protocol: "TCP", Port: 80}
+			gone := ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.2"), Port: 30080}
+			e.fake.SetConns(id, gone, 5, 0) // busy when it starts leaving
+			e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
+			e.sync(t, false)
+			e.fake.SetConns(id, gone, tc.active, tc.inactive)
+			e.clock.Add(tc.after)
+			e.sync(t, false)
+			rss := e.fake.Snapshot()[id].RSs
+			if deleted := len(rss) == 1; deleted != tc.deleted {
+				t.Fatalf("%d active, %d inactive, %s into the drain: deleted %v, want %v (%v)", tc.active, tc.inactive, tc.after, deleted, tc.deleted, rss)
+			}
+			if !tc.deleted && rss[1].Weight != 0 {
+				t.Fatalf("draining backend has weight %d", rss[1].Weight)
+			}
+		})
+	}
+}
+
 func TestTerminatingEndpointDrains(t *testing.T) {
 	e := newEnv(t, nil)
 	v := svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:8080", "10.1.0.2:8080")

@@ -17,7 +17,8 @@
 // restart or stop; the Interface has no Flush at all.
 //
 // A backend that leaves, or is terminating, is set to weight 0 and deleted
-// once it has no active connections or DrainTimeout has passed. A backend
+// once it has no connections, active or inactive (FIN_WAIT, TIME_WAIT,
+// UDP), or DrainTimeout has passed. A backend
 // that fails its health checks is set to weight 0 and kept.
 //
 // Stats, for the API and metrics, reads the counters through a handle of

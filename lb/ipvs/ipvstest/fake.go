@@ -220,6 +220,18 @@ func (f *Fake) SetActive(id ipvs.ID, rs ipvs.RealServer, n int) {
 	}
 }
 
+// SetConns sets the active and inactive (FIN_WAIT, TIME_WAIT, ...)
+// connection counts of a real server, as traffic would.
+func (f *Fake) SetConns(id ipvs.ID, rs ipvs.RealServer, active, inactive int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.Services[id]; ok {
+		if i := e.index(&rs); i >= 0 {
+			e.RSs[i].ActiveConns, e.RSs[i].InactiveConns = active, inactive
+		}
+	}
+}
+
 // Snapshot returns a deep copy of the table.
 func (f *Fake) Snapshot() map[ipvs.ID]Entry {
 	f.mu.Lock()
