@@ -77,8 +77,9 @@ var (
 	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
 )
 
-// stateCollector turns State into metrics at scrape time, so the numbers
-// are never staler than the scrape.
+// stateCollector turns State into metrics at scrape time; the IPVS
+// counters in it are those the dataplane read at most a second before
+// (ipvs.DefaultStatsInterval).
 type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {

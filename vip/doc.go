@@ -13,7 +13,9 @@
 // (IFA_PROTO, Linux 6.1+; `ip -d addr` shows "proto 0xe1"), and only ever
 // removes addresses carrying that mark or AddrProtoKept: addresses
 // configured by anyone else are never touched, and VIPs left behind by a
-// crashed edgelb are found and removed at start-up. IPv4 VIPs are added as
+// crashed edgelb are found and removed at start-up. A kernel before 6.1
+// ignores IFA_PROTO: there the VIPs carry no mark and Netlink.AddedFile
+// lists them instead. IPv4 VIPs are added as
 // /32, IPv6 VIPs as /128 with IFA_F_NODAD so that they are usable at once
 // and deprecated (preferred lifetime 0) so the host never uses them as a
 // source address.
@@ -28,7 +30,11 @@
 // (Ownership.Restarting).
 //
 // A link that goes down (netlink subscription) makes this host unhealthy
-// (Reporter.SetHealth) and its VIPs are removed.
+// (Reporter.SetHealth, source "link") and its VIPs are removed. A VIP that
+// cannot be added makes it unhealthy too (source "vips"), so that the
+// cluster gives its VIPs to a member that can hold them; after
+// DefaultFailHold it is healthy again on trial, and a failing add doubles
+// the hold (up to 5 min) while a successful one resets it.
 //
 // netlink.go is the only file that talks to the kernel's address and link
 // tables; announce.go the only one that sends ARP and NDP.

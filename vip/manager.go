@@ -74,7 +74,8 @@ type Ownership interface {
 // Reporter receives what the Manager observes; *cluster.Cluster
 // implements it.
 type Reporter interface {
-	// SetHealth reports the link's health under the source "link".
+	// SetHealth reports the link's health under the source "link", and
+	// under "vips" whether the owned VIPs could be added.
 	SetHealth(source string, err error)
 	// SetHeld reports the VIPs configured and announced.
 	SetHeld([]netip.Addr)
@@ -86,6 +87,13 @@ type Reporter interface {
 // announced: five announcements over 1.5 s, so that one lost frame does
 // not leave a client pointing at the old owner.
 var DefaultBurst = []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond}
+
+// DefaultFailHold is how long a member whose VIP could not be added stays
+// unhealthy before it is healthy again on trial; the hold doubles, up to
+// maxFailHold, while adds keep failing.
+const DefaultFailHold = 10 * time.Second
+
+const maxFailHold = 5 * time.Minute
 
 // Options configures a Manager.
 type Options struct {
@@ -107,6 +115,8 @@ type Options struct {
 	// after its last renewal, so that the kernel drops the VIPs of an
 	// edgelb that died or did not come back from a restart. 0: forever.
 	Lifetime time.Duration
+	// FailHold overrides DefaultFailHold.
+	FailHold time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -125,6 +135,7 @@ type Manager struct {
 	adopted map[netip.Addr]bool
 	linkOK  *bool // last reported link health
 	retry   bool
+	adds    addHealth
 }
 
 // NewManager returns a Manager; it starts nothing.
@@ -143,6 +154,9 @@ func NewManager(o Options) (*Manager, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FailHold <= 0 {
+		o.FailHold = DefaultFailHold
 	}
 	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}, renewed: map[netip.Addr]time.Time{}, adopted: map[netip.Addr]bool{}}, nil
 }
@@ -267,6 +281,8 @@ func (m *Manager) Sync() time.Duration {
 		clear(m.adopted) // the grace is over: the ordinary rules apply
 	}
 	var held []netip.Addr
+	var addErrs []error
+	added := false
 	for _, v := range have {
 		if slices.Contains(want, v) {
 			held = append(held, v)
@@ -303,8 +319,10 @@ func (m *Manager) Sync() time.Duration {
 		if err := m.o.Kernel.AddVIP(v, m.o.Lifetime); err != nil {
 			m.o.Log.Error("adding VIP", "vip", v, "err", err)
 			m.retry = true
+			addErrs = append(addErrs, err)
 			continue
 		}
+		added = true
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
 		m.renewed[v] = now
 		if slices.Contains(own, v) {
@@ -328,7 +346,7 @@ func (m *Manager) Sync() time.Duration {
 		}
 	}
 
-	next := min(m.announce(link, now), m.renew(held, own, now))
+	next := min(m.announce(link, now), m.renew(held, own, now), m.checkAdds(errors.Join(addErrs...), added, now))
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)
 	if m.retry && next > time.Second {
@@ -344,6 +362,53 @@ func (m *Manager) setLink(err error) {
 	}
 	m.linkOK = &ok
 	m.o.Reporter.SetHealth("link", err)
+}
+
+// addHealth is the health of adding VIPs: a VIP the Manager cannot add
+// makes the member unhealthy, so that the cluster gives its VIPs to
+// another member. An unhealthy member owns nothing, so nothing tells when
+// an add would succeed again: after a hold the member is healthy again on
+// trial, and owns its VIPs again; an add that fails then doubles the hold,
+// one that succeeds resets it.
+type addHealth struct {
+	reported bool
+	failing  bool          // reported unhealthy
+	until    time.Time     // end of the hold while failing
+	hold     time.Duration // the last hold; 0 after a successful add
+}
+
+// checkAdds updates and reports the health of adding VIPs after a pass
+// whose adds failed with failed (nil: none did) and of which at least one
+// succeeded when added, and returns the time to the end of the hold.
+func (m *Manager) checkAdds(failed error, added bool, now time.Time) time.Duration {
+	h := &m.adds
+	report := !h.reported
+	switch {
+	case failed != nil && !h.failing:
+		h.hold = min(max(2*h.hold, m.o.FailHold), maxFailHold)
+		h.failing, h.until, report = true, now.Add(h.hold), true
+		m.o.Log.Warn("a VIP could not be added: unhealthy, the VIPs move to other members", "hold", h.hold, "err", failed)
+	case failed != nil:
+	case added:
+		h.hold = 0
+		report = report || h.failing
+		h.failing = false
+	case h.failing && !now.Before(h.until):
+		report, h.failing = true, false
+		m.o.Log.Info("healthy again on trial after failing to add a VIP", "hold", h.hold)
+	}
+	if report {
+		h.reported = true
+		if h.failing {
+			m.o.Reporter.SetHealth("vips", fmt.Errorf("VIPs cannot be added: %w", failed))
+		} else {
+			m.o.Reporter.SetHealth("vips", nil)
+		}
+	}
+	if h.failing {
+		return h.until.Sub(now)
+	}
+	return time.Hour
 }
 
 // forget drops what the Manager knows about a VIP that is gone.

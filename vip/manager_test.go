@@ -455,3 +455,87 @@ func TestRestartDuringTheGraceKeepsAdoptedVIPs(t *testing.T) {
 		}
 	}
 }
+
+// A VIP that cannot be added makes the member unhealthy (source "vips"),
+// so that the cluster moves its VIPs to another member; after a hold it is
+// healthy again on trial, and the hold doubles while adds keep failing.
+// A successful add ends it.
+func TestFailedAddMakesTheMemberUnhealthy(t *testing.T) {
+	f := newFixture(t, 0)
+	vipsHealth := func() error {
+		t.Helper()
+		err, ok := f.cl.HealthOf("vips")
+		if !ok {
+			t.Fatal("no health reported under \"vips\"")
+		}
+		return err
+	}
+	f.step(0)
+	if err := vipsHealth(); err != nil {
+		t.Fatalf("healthy at start: %v", err)
+	}
+	f.k.FailAdd[a] = true
+	f.cl.SetOwned(a, c)
+	next := f.step(0)
+	if err := vipsHealth(); err == nil {
+		t.Fatal("a VIP could not be added and the member is still healthy")
+	}
+	if !slices.Equal(f.k.Held(), []netip.Addr{c}) {
+		t.Fatalf("kernel holds %v, want the VIP that could be added", f.k.Held())
+	}
+	// The cluster reacts: an unhealthy member owns nothing.
+	f.cl.SetOwned()
+	next = f.step(next)
+	if err := vipsHealth(); err == nil {
+		t.Fatal("healthy again at once")
+	}
+	first := vip.DefaultFailHold
+	for f.now.Before(time.Unix(1000, 0).Add(first)) {
+		if err := vipsHealth(); err == nil {
+			t.Fatalf("healthy again after %s, before the hold of %s", f.now.Sub(time.Unix(1000, 0)), first)
+		}
+		if next <= 0 || next > first {
+			t.Fatalf("next pass in %s", next)
+		}
+		next = f.step(next)
+	}
+	if err := vipsHealth(); err != nil {
+		t.Fatalf("still unhealthy after the hold: %v", err)
+	}
+	// On trial: owned again, the add fails again; the hold doubles.
+	start := f.now
+	f.cl.SetOwned(a)
+	f.step(0)
+	if err := vipsHealth(); err == nil {
+		t.Fatal("healthy after a second failure")
+	}
+	f.cl.SetOwned()
+	f.step(first)
+	if err := vipsHealth(); err == nil {
+		t.Fatalf("healthy %s after the second failure: the hold did not double", first)
+	}
+	f.now = start.Add(2 * first)
+	f.m.Sync()
+	if err := vipsHealth(); err != nil {
+		t.Fatalf("still unhealthy after twice the hold: %v", err)
+	}
+	// The fault is gone: the add succeeds and the member stays healthy.
+	delete(f.k.FailAdd, a)
+	f.cl.SetOwned(a, c)
+	f.step(0)
+	if err := vipsHealth(); err != nil {
+		t.Fatalf("unhealthy although the VIPs were added: %v", err)
+	}
+	if !slices.Equal(f.cl.HeldNow(), []netip.Addr{a, c}) {
+		t.Fatalf("held %v", f.cl.HeldNow())
+	}
+	// The hold starts afresh after a success.
+	f.k.FailAdd[b] = true
+	f.cl.SetOwned(a, b, c)
+	f.step(0)
+	f.cl.SetOwned(a, c)
+	f.step(first)
+	if err := vipsHealth(); err != nil {
+		t.Fatalf("unhealthy %s after a new failure: the hold was not reset by the success", first)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -41,6 +42,19 @@ type Netlink struct {
 	// Kept reads the file and removes it; one older than keptMaxAge is
 	// ignored. The daemon puts it in its state directory.
 	KeptFile string
+	// AddedFile, when set, lists the VIPs edgelb added where the kernel
+	// does not keep the address mark at all (before Linux 6.1, which
+	// ignores IFA_PROTO): those VIPs carry no mark, and VIPs takes the
+	// host addresses (/32, /128) without a mark that the file lists for
+	// edgelb's. An entry whose address has gone from the interface is
+	// dropped, so an address added by hand later is not taken. Without
+	// it such a kernel cannot hold VIPs (AddVIP returns ErrNoAddrProto).
+	// The daemon puts it in its state directory.
+	AddedFile string
+
+	// noProto makes every request leave IFA_PROTO out, as a kernel
+	// before 6.1 does (for tests).
+	noProto bool
 }
 
 // keptMaxAge bounds how old a KeptFile may be: the longest restartHold.
@@ -65,8 +79,9 @@ func (n *Netlink) Link() (Link, error) {
 	if err != nil {
 		return out, err
 	}
+	ours := n.ours(addrs)
 	for _, ad := range addrs {
-		if !isOurs(ad.proto) && ad.prefix.Addr().IsGlobalUnicast() {
+		if !slices.Contains(ours, ad.prefix.Addr()) && ad.prefix.Addr().IsGlobalUnicast() {
 			out.Networks = append(out.Networks, ad.prefix.Masked())
 		}
 	}
@@ -84,28 +99,78 @@ func (n *Netlink) index() (int, error) {
 }
 
 // VIPs implements Kernel: the addresses marked with AddrProto or
-// AddrProtoKept.
-func (n *Netlink) VIPs() ([]netip.Addr, error) { return n.marked(isOurs) }
+// AddrProtoKept, and the unmarked host addresses that the AddedFile
+// lists.
+func (n *Netlink) VIPs() ([]netip.Addr, error) {
+	addrs, err := n.addrs()
+	if err != nil {
+		return nil, err
+	}
+	return n.ours(addrs), nil
+}
+
+// addrs lists the interface's addresses.
+func (n *Netlink) addrs() ([]kernelAddr, error) {
+	idx, err := n.index()
+	if err != nil {
+		return nil, err
+	}
+	return listAddrs(idx)
+}
+
+// ours returns the addresses of addrs that are edgelb's, sorted, and
+// drops from the AddedFile those no longer on the interface.
+func (n *Netlink) ours(addrs []kernelAddr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if isOurs(a.proto) {
+			out = append(out, a.prefix.Addr())
+		}
+	}
+	if n.AddedFile != "" {
+		listed := readAddrFile(n.AddedFile)
+		var still []netip.Addr
+		for _, v := range listed {
+			if slices.ContainsFunc(addrs, func(a kernelAddr) bool { return a.unmarkedHost(v) }) {
+				still = append(still, v)
+			}
+		}
+		if len(still) != len(listed) {
+			_ = writeAddrFile(n.AddedFile, still)
+		}
+		out = append(out, still...)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// unmarkedHost reports whether a is v as a host address without a mark:
+// how a VIP edgelb added looks on a kernel that ignores IFA_PROTO.
+func (a kernelAddr) unmarkedHost(v netip.Addr) bool {
+	return a.proto == 0 && a.prefix.Addr() == v && a.prefix.IsSingleIP()
+}
 
 // Kept implements Kernel: the addresses marked with AddrProtoKept, and
 // those of edgelb's addresses that the KeptFile lists (then removed).
 func (n *Netlink) Kept() ([]netip.Addr, error) {
-	kept, err := n.marked(func(p uint8) bool { return p == AddrProtoKept })
-	if err != nil || n.KeptFile == "" {
-		return kept, err
-	}
-	listed := n.readKeptFile()
-	os.Remove(n.KeptFile)
-	if len(listed) == 0 {
-		return kept, nil
-	}
-	ours, err := n.VIPs()
+	addrs, err := n.addrs()
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range listed {
-		if slices.Contains(ours, v) && !slices.Contains(kept, v) {
-			kept = append(kept, v)
+	var kept []netip.Addr
+	for _, a := range addrs {
+		if a.proto == AddrProtoKept {
+			kept = append(kept, a.prefix.Addr())
+		}
+	}
+	if n.KeptFile != "" {
+		listed := n.readKeptFile()
+		os.Remove(n.KeptFile)
+		ours := n.ours(addrs)
+		for _, v := range listed {
+			if slices.Contains(ours, v) && !slices.Contains(kept, v) {
+				kept = append(kept, v)
+			}
 		}
 	}
 	slices.SortFunc(kept, netip.Addr.Compare)
@@ -113,84 +178,99 @@ func (n *Netlink) Kept() ([]netip.Addr, error) {
 }
 
 // readKeptFile returns the addresses of a KeptFile younger than
-// keptMaxAge, one per line.
+// keptMaxAge.
 func (n *Netlink) readKeptFile() []netip.Addr {
 	fi, err := os.Stat(n.KeptFile)
 	if err != nil || time.Since(fi.ModTime()) > keptMaxAge {
 		return nil
 	}
-	b, err := os.ReadFile(n.KeptFile)
+	return readAddrFile(n.KeptFile)
+}
+
+// recordKept adds v to the KeptFile.
+func (n *Netlink) recordKept(v netip.Addr) error {
+	return writeAddrFile(n.KeptFile, append(n.readKeptFile(), v))
+}
+
+// readAddrFile returns the addresses a file lists, one per line; none if
+// it cannot be read.
+func readAddrFile(path string) []netip.Addr {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
 	var out []netip.Addr
 	for _, l := range strings.Fields(string(b)) {
-		if a, err := netip.ParseAddr(l); err == nil {
+		if a, err := netip.ParseAddr(l); err == nil && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
 
-// recordKept adds v to the KeptFile (written atomically).
-func (n *Netlink) recordKept(v netip.Addr) error {
-	vs := append(n.readKeptFile(), v)
+// writeAddrFile replaces a file with a list of addresses, atomically; an
+// empty list removes it.
+func writeAddrFile(path string, vs []netip.Addr) error {
+	if len(vs) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
 	var b strings.Builder
 	for _, a := range vs {
 		b.WriteString(a.String() + "\n")
 	}
-	tmp := n.KeptFile + ".tmp"
+	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, n.KeptFile)
-}
-
-func (n *Netlink) marked(match func(uint8) bool) ([]netip.Addr, error) {
-	idx, err := n.index()
-	if err != nil {
-		return nil, err
-	}
-	addrs, err := listAddrs(idx)
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		if match(a.proto) {
-			out = append(out, a.prefix.Addr())
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out, nil
+	return os.Rename(tmp, path)
 }
 
 // ErrNoAddrProto means the kernel dropped the address mark (IFA_PROTO
 // needs Linux 6.1): edgelb could not tell its VIPs from others.
 var ErrNoAddrProto = errors.New("the kernel does not keep the address protocol mark (IFA_PROTO, Linux 6.1 or later is required)")
 
-// AddVIP implements Kernel. It checks that the kernel kept the mark and
-// takes the address back off if it did not.
+// AddVIP implements Kernel. It checks that the kernel kept the mark; if
+// it did not (before Linux 6.1) it lists the VIP in the AddedFile
+// instead, or, without one, takes the address back off.
 func (n *Netlink) AddVIP(v netip.Addr, lifetime time.Duration) error {
 	idx, err := n.index()
 	if err != nil {
 		return err
 	}
-	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, idx, v, &addAttrs{lifetime, AddrProto}); err != nil {
+	flags := unix.NLM_F_CREATE | unix.NLM_F_EXCL | unix.NLM_F_ACK
+	err = n.addrRequest(unix.RTM_NEWADDR, flags, idx, v, &addAttrs{lifetime, AddrProto})
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+		// Kernels before 6.1 ignore IFA_PROTO (checked below); should
+		// one refuse it instead, add the address without the mark.
+		err = addrRequest(unix.RTM_NEWADDR, flags, idx, v, &addAttrs{lifetime: lifetime})
+	}
+	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("adding %s to %s: the address is already configured, not by edgelb", v, n.Interface)
 		}
 		return fmt.Errorf("adding %s to %s: %w", v, n.Interface, err)
 	}
-	vips, err := n.VIPs()
+	addrs, err := listAddrs(idx)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(vips, v) {
-		_ = addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, nil)
-		return fmt.Errorf("adding %s to %s: %w", v, n.Interface, ErrNoAddrProto)
+	if slices.ContainsFunc(addrs, func(a kernelAddr) bool { return a.prefix.Addr() == v && isOurs(a.proto) }) {
+		return nil
 	}
-	return nil
+	// The address did not exist before (NLM_F_EXCL): it is edgelb's.
+	if n.AddedFile != "" {
+		if err = writeAddrFile(n.AddedFile, append(readAddrFile(n.AddedFile), v)); err == nil {
+			return nil
+		}
+		err = fmt.Errorf("recording it in %s: %w", n.AddedFile, err)
+	} else {
+		err = ErrNoAddrProto
+	}
+	_ = addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, nil)
+	return fmt.Errorf("adding %s to %s: %w", v, n.Interface, err)
 }
 
 // RenewVIP implements Kernel: it replaces the address's lifetime and mark
@@ -205,14 +285,14 @@ func (n *Netlink) RenewVIP(v netip.Addr, lifetime time.Duration, keep bool) erro
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(addrs, func(a kernelAddr) bool { return a.prefix.Addr() == v && isOurs(a.proto) }) {
+	if !slices.Contains(n.ours(addrs), v) {
 		return fmt.Errorf("renewing %s on %s: not an address edgelb added", v, n.Interface)
 	}
 	proto := uint8(AddrProto)
 	if keep {
 		proto = AddrProtoKept
 	}
-	if err := addrRequest(unix.RTM_NEWADDR, unix.NLM_F_REPLACE|unix.NLM_F_ACK, idx, v, &addAttrs{lifetime, proto}); err != nil {
+	if err := n.addrRequest(unix.RTM_NEWADDR, unix.NLM_F_REPLACE|unix.NLM_F_ACK, idx, v, &addAttrs{lifetime, proto}); err != nil {
 		return fmt.Errorf("renewing %s on %s: %w", v, n.Interface, err)
 	}
 	if keep && n.KeptFile != "" {
@@ -232,13 +312,28 @@ func (n *Netlink) DelVIP(v netip.Addr) error {
 	if err := addrRequest(unix.RTM_DELADDR, unix.NLM_F_ACK, idx, v, nil); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from %s: %w", v, n.Interface, err)
 	}
+	if n.AddedFile != "" {
+		if listed := readAddrFile(n.AddedFile); slices.Contains(listed, v) {
+			if err := writeAddrFile(n.AddedFile, slices.DeleteFunc(listed, func(a netip.Addr) bool { return a == v })); err != nil {
+				return fmt.Errorf("removing %s from %s: %w", v, n.AddedFile, err)
+			}
+		}
+	}
 	return nil
 }
 
 // addAttrs are the attributes of an address being added or replaced.
 type addAttrs struct {
 	lifetime time.Duration // valid lifetime; 0: forever
-	proto    uint8
+	proto    uint8         // 0: no IFA_PROTO
+}
+
+// addrRequest is addrRequest without the mark when n.noProto.
+func (n *Netlink) addrRequest(op, flags, idx int, v netip.Addr, add *addAttrs) error {
+	if n.noProto && add != nil {
+		add = &addAttrs{lifetime: add.lifetime}
+	}
+	return addrRequest(op, flags, idx, v, add)
 }
 
 // lifetimeSecs is a lifetime in the kernel's whole seconds, rounded up;
@@ -279,7 +374,9 @@ func addrRequest(op, flags, idx int, v netip.Addr, add *addAttrs) error {
 		binary.NativeEndian.PutUint32(ci[0:], preferred) // ifa_prefered
 		binary.NativeEndian.PutUint32(ci[4:], valid)     // ifa_valid
 		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
-		req.AddData(nl.NewRtAttr(ifaProto, []byte{add.proto}))
+		if add.proto != 0 {
+			req.AddData(nl.NewRtAttr(ifaProto, []byte{add.proto}))
+		}
 	}
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err

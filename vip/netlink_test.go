@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -226,4 +227,68 @@ func TestKeptFile(t *testing.T) {
 	if got := n.readKeptFile(); len(got) != 0 {
 		t.Errorf("a stale kept file still lists %v", got)
 	}
+}
+
+// Before Linux 6.1 the kernel ignores IFA_PROTO: the VIPs edgelb adds
+// carry no mark. With an AddedFile they are listed there instead, so that
+// they can still be added, found (by a later process too) and removed;
+// without one AddVIP refuses, as edgelb could not tell them from others.
+func TestNetlinkWithoutAddrProto(t *testing.T) {
+	inNetns(t, func() {
+		file := filepath.Join(t.TempDir(), "added-vips")
+		n := &Netlink{Interface: "elbt0", AddedFile: file, noProto: true}
+		v4, v6 := netip.MustParseAddr("10.99.1.110"), netip.MustParseAddr("fd99:1::110")
+		for _, v := range []netip.Addr{v4, v6} {
+			if err := n.AddVIP(v, time.Minute); err != nil {
+				t.Fatalf("adding %s without the mark: %v", v, err)
+			}
+		}
+		l, _ := netlink.LinkByName("elbt0")
+		foreign, _ := netlink.ParseAddr("10.99.1.210/32")
+		if err := netlink.AddrAdd(l, foreign); err != nil {
+			t.Fatal(err)
+		}
+		// A later process finds them through the file.
+		later := &Netlink{Interface: "elbt0", AddedFile: file, noProto: true}
+		if got, err := later.VIPs(); err != nil || !slices.Equal(got, []netip.Addr{v4, v6}) {
+			t.Fatalf("VIPs() = %v, %v; want [%s %s]", got, err, v4, v6)
+		}
+		if link, _ := later.Link(); slices.ContainsFunc(link.Networks, func(p netip.Prefix) bool { return p.Addr() == v4 }) {
+			t.Fatalf("an unmarked VIP is listed as the interface's own network: %v", link.Networks)
+		}
+		if err := later.RenewVIP(v4, 2*time.Minute, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := later.RenewVIP(netip.MustParseAddr("10.99.1.210"), time.Minute, false); err == nil {
+			t.Fatal("renewed an address edgelb did not add")
+		}
+		if err := later.DelVIP(v6); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := later.VIPs(); !slices.Equal(got, []netip.Addr{v4}) {
+			t.Fatalf("VIPs() = %v after removing %s", got, v6)
+		}
+		// An address that went away (its lifetime ran out) is forgotten:
+		// added again by hand, it is not edgelb's.
+		host, _ := netlink.ParseAddr(v4.String() + "/32")
+		if err := netlink.AddrDel(l, host); err != nil {
+			t.Fatal(err)
+		}
+		later.VIPs()
+		if err := netlink.AddrAdd(l, host); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := later.VIPs(); len(got) != 0 {
+			t.Fatalf("VIPs() = %v: an address added by hand is taken for edgelb's", got)
+		}
+		// Without a file there is no way to tell: refused, nothing left.
+		bare := &Netlink{Interface: "elbt0", noProto: true}
+		v := netip.MustParseAddr("10.99.1.111")
+		if err := bare.AddVIP(v, 0); !errors.Is(err, ErrNoAddrProto) {
+			t.Fatalf("AddVIP without the mark and without a file: %v, want ErrNoAddrProto", err)
+		}
+		if addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4); slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IP.Equal(v.AsSlice()) }) {
+			t.Fatalf("%s left on the interface", v)
+		}
+	})
 }

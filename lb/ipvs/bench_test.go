@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/ipvs"
@@ -59,5 +60,34 @@ func BenchmarkFullSyncFromEmpty(b *testing.B) {
 		if err := dp.SyncOnce(true); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkStats measures one Stats call at 1,000 x 10 against the fake:
+// "read" when every call finds the copy older than the interval (the cost
+// of each request before the cache), "cached" within the interval.
+func BenchmarkStats(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		step time.Duration
+	}{{"read", 2 * ipvs.DefaultStatsInterval}, {"cached", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := ipvstest.New()
+			store := lb.NewStore()
+			now := time.Unix(1e9, 0)
+			dp := ipvs.New(ipvs.Options{IPVS: f, Store: store, Log: slog.New(slog.DiscardHandler),
+				Now: func() time.Time { return now }})
+			store.Set(bigDesired(1000, 10, 0))
+			if err := dp.SyncOnce(true); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				now = now.Add(bc.step)
+				if st, err := dp.Stats(); err != nil || len(st) != 1000 {
+					b.Fatalf("Stats() = %d services, %v", len(st), err)
+				}
+			}
+		})
 	}
 }

@@ -61,6 +61,13 @@ type Options struct {
 	// DrainPoll is how often connections of draining backends are
 	// checked.
 	DrainPoll time.Duration
+	// StatsIPVS is the table Stats reads the counters from: a handle of
+	// its own, so that the reads of the API and metrics never queue
+	// behind a pass's requests or hold up the pass. nil: IPVS.
+	StatsIPVS Interface
+	// StatsInterval is how long Stats serves the counters it read;
+	// 0 means DefaultStatsInterval.
+	StatsInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,6 +110,8 @@ type Dataplane struct {
 	snatVIPs   []netip.Addr
 	snatDone   bool
 	healthVer  uint64
+
+	stats statsCache
 }
 
 type drainKey struct {
@@ -143,6 +152,12 @@ func New(o Options) *Dataplane {
 	}
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 5 * time.Minute
+	}
+	if o.StatsIPVS == nil {
+		o.StatsIPVS = o.IPVS
+	}
+	if o.StatsInterval == 0 {
+		o.StatsInterval = DefaultStatsInterval
 	}
 	return &Dataplane{
 		o:          o,
@@ -592,23 +607,27 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 			}
 		}
 	}
-	// Whatever is left is leaving: drain it.
+	// Whatever is left is leaving: drain it. Inactive connections
+	// (FIN_WAIT, TIME_WAIT, UDP) count too: IPVS still forwards their
+	// packets to the backend, and deleting it would cut them off.
 	for ap, c := range byAddr {
 		dk := drainKey{k, ap}
 		since := d.startDrain(dk, now)
 		switch {
-		case c.ActiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
+		case c.ActiveConns+c.InactiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
 			err := d.o.IPVS.DeleteRealServer(&t.vs, c)
 			errs = append(errs, err)
 			if err == nil {
 				d.endDrain(dk)
-				d.o.Log.Info("removed backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
+				d.o.Log.Info("removed backend", "service", k.String(), "backend", ap.String(),
+					"activeConns", c.ActiveConns, "inactiveConns", c.InactiveConns)
 			}
 		case c.Weight != 0:
 			z := *c
 			z.Weight = 0
 			errs = append(errs, d.o.IPVS.UpdateRealServer(&t.vs, &z))
-			d.o.Log.Info("draining backend", "service", k.String(), "backend", ap.String(), "activeConns", c.ActiveConns)
+			d.o.Log.Info("draining backend", "service", k.String(), "backend", ap.String(),
+				"activeConns", c.ActiveConns, "inactiveConns", c.InactiveConns)
 		}
 	}
 	// Forget drains of backends that are gone from the kernel.

@@ -373,6 +373,46 @@ func TestDraining(t *testing.T) {
 	}
 }
 
+// A leaving backend is deleted only once it has no connections at all —
+// inactive ones (FIN_WAIT, TIME_WAIT, UDP) still map packets to it — or
+// after DrainTimeout.
+func TestDrainWaitsForInactiveConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		active, inactive int
+		after            time.Duration
+		deleted          bool
+	}{
+		{"idle", 0, 0, 0, true},
+		{"active only", 2, 0, 0, false},
+		{"inactive only", 0, 3, 0, false},
+		{"both", 1, 3, 0, false},
+		{"inactive at the drain timeout", 0, 3, time.Minute, true},
+		{"active at the drain timeout", 4, 0, time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080")))
+			e.sync(t, false)
+			id := ipvs.ID{Address: netip.MustParseAddr("192.0.2.1"), Protocol: "TCP", Port: 80}
+			gone := ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.2"), Port: 30080}
+			e.fake.SetConns(id, gone, 5, 0) // busy when it starts leaving
+			e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
+			e.sync(t, false)
+			e.fake.SetConns(id, gone, tc.active, tc.inactive)
+			e.clock.Add(tc.after)
+			e.sync(t, false)
+			rss := e.fake.Snapshot()[id].RSs
+			if deleted := len(rss) == 1; deleted != tc.deleted {
+				t.Fatalf("%d active, %d inactive, %s into the drain: deleted %v, want %v (%v)", tc.active, tc.inactive, tc.after, deleted, tc.deleted, rss)
+			}
+			if !tc.deleted && rss[1].Weight != 0 {
+				t.Fatalf("draining backend has weight %d", rss[1].Weight)
+			}
+		})
+	}
+}
+
 func TestTerminatingEndpointDrains(t *testing.T) {
 	e := newEnv(t, nil)
 	v := svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:8080", "10.1.0.2:8080")
@@ -551,4 +591,67 @@ func TestHealthSharedBackend(t *testing.T) {
 	e.h.set(ap("10.0.0.2:30080"), true)
 	e.sync(t, false)
 	assertTable(t, e.fake, d, map[netip.AddrPort]bool{ap("10.0.0.2:30080"): true})
+}
+
+// A virtual service deleted between the listing and the read of its real
+// servers (the kernel answers ENOENT) is left out; the rest is read.
+func TestStatsSkipsAVanishingService(t *testing.T) {
+	e := newEnv(t, nil)
+	stays, goes := svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1"), svc("192.0.2.2", 80, lb.TCP, "10.0.0.2:1")
+	e.store.Set(desired(stays, goes))
+	e.sync(t, true)
+	e.fake.AfterList = func() {
+		e.fake.DeleteVirtualServer(&ipvs.VirtualServer{Address: goes.VIP, Protocol: "TCP", Port: 80})
+	}
+	st, err := e.dp.Stats()
+	if err != nil {
+		t.Fatalf("Stats() failed for a service that vanished mid-read: %v", err)
+	}
+	if len(st) != 1 || st[0].Key != stays.Key || len(st[0].Backends) != 1 {
+		t.Fatalf("Stats() = %+v, want %s alone", st, stays.Key)
+	}
+}
+
+// Stats reads the kernel at most once per StatsInterval, however many
+// readers ask, and serves the copy it read in between.
+func TestStatsReadTheKernelOncePerInterval(t *testing.T) {
+	e := newEnv(t, nil)
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1")))
+	e.sync(t, true)
+	e.fake.ResetCalls()
+	read := func() []ipvs.ServiceStats {
+		t.Helper()
+		var wg sync.WaitGroup
+		res := make([][]ipvs.ServiceStats, 8)
+		for i := range res {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, err := e.dp.Stats()
+				if err != nil {
+					t.Error(err)
+				}
+				res[i] = st
+			}()
+		}
+		wg.Wait()
+		return res[0]
+	}
+	read()
+	read()
+	if n := e.fake.Calls["GetVirtualServers"]; n != 1 {
+		t.Fatalf("16 reads within one interval listed the table %d times, want once", n)
+	}
+	id := ipvs.ID{Address: netip.MustParseAddr("192.0.2.1"), Protocol: "TCP", Port: 80}
+	e.fake.SetActive(id, ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.1"), Port: 1}, 5)
+	if st := read(); st[0].Backends[0].ActiveConns != 0 {
+		t.Fatal("a read within the interval went to the kernel")
+	}
+	e.clock.Add(ipvs.DefaultStatsInterval)
+	if st := read(); st[0].Backends[0].ActiveConns != 5 {
+		t.Fatalf("not read again after the interval: %+v", st)
+	}
+	if n := e.fake.Calls["GetVirtualServers"]; n != 2 {
+		t.Fatalf("the table was listed %d times over two intervals, want twice", n)
+	}
 }

@@ -17,8 +17,14 @@
 // restart or stop; the Interface has no Flush at all.
 //
 // A backend that leaves, or is terminating, is set to weight 0 and deleted
-// once it has no active connections or DrainTimeout has passed. A backend
+// once it has no connections, active or inactive (FIN_WAIT, TIME_WAIT,
+// UDP), or DrainTimeout has passed. A backend
 // that fails its health checks is set to weight 0 and kept.
+//
+// Stats, for the API and metrics, reads the counters through a handle of
+// its own (Options.StatsIPVS) at most once per StatsInterval and serves
+// that copy in between, so that scrapes and dashboards never cost a dump
+// of the table each, nor hold up a pass.
 //
 // Only kernel.go imports github.com/moby/ipvs; tests drive the Dataplane
 // through the in-memory ipvstest.Fake.

@@ -1,8 +1,11 @@
 package ipvs
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/edgelb/edgelb/lb"
 )
@@ -31,13 +34,46 @@ type StatsReader interface {
 
 var _ StatsReader = (*Dataplane)(nil)
 
-// Stats reads the counters of edgelb's virtual services from the kernel,
-// sorted by key. It is safe to call concurrently with Run.
+// DefaultStatsInterval is how long Stats serves the counters it read
+// before it reads the kernel again.
+const DefaultStatsInterval = time.Second
+
+// statsCache holds the last read of the counters. Its mutex is held
+// during a read, so that readers arriving meanwhile wait for it and share
+// it instead of reading again; it is not the mutex of the pass.
+type statsCache struct {
+	mu  sync.Mutex
+	at  time.Time // zero: never read
+	val []ServiceStats
+	err error
+}
+
+// Stats returns the counters of edgelb's virtual services, sorted by key,
+// at most StatsInterval old: it reads the kernel (through StatsIPVS, a
+// handle of its own) at most once per interval, however many API
+// requests and scrapes ask. It is safe to call concurrently with Run.
+// The caller must not modify the result.
 func (d *Dataplane) Stats() ([]ServiceStats, error) {
+	c := &d.stats
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := d.o.Now()
+	if !c.at.IsZero() && now.Sub(c.at) < d.o.StatsInterval && !now.Before(c.at) {
+		return c.val, c.err
+	}
+	c.val, c.err = d.readStats()
+	c.at = now
+	return c.val, c.err
+}
+
+// readStats reads the counters from the kernel. A virtual service that
+// goes away between the listing and the read of its real servers (deleted
+// by a pass meanwhile) is left out.
+func (d *Dataplane) readStats() ([]ServiceStats, error) {
 	d.mu.Lock()
 	managed := d.managed
 	d.mu.Unlock()
-	kvs, err := d.o.IPVS.GetVirtualServers()
+	kvs, err := d.o.StatsIPVS.GetVirtualServers()
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +82,10 @@ func (d *Dataplane) Stats() ([]ServiceStats, error) {
 		if !managed[kv.Address] {
 			continue
 		}
-		rss, err := d.o.IPVS.GetRealServers(kv)
+		rss, err := d.o.StatsIPVS.GetRealServers(kv)
+		if errors.Is(err, ErrNoService) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

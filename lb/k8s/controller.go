@@ -176,7 +176,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.factory.Shutdown()
 	c.log.Info("waiting for the Kubernetes caches to sync")
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ctx.Err()
+		// Stopped before the caches synced: a normal end, like any
+		// other, so that edgelb exits 0 and the unit's ExecStopPost
+		// does not take it for a crash.
+		return nil
 	}
 	c.log.Info("Kubernetes caches synced")
 	done := make(chan struct{})

@@ -37,8 +37,10 @@ Usage:
   edgelb status  [--api URL] [--token T] [--output text|json]
                                  summary read from the local API
   edgelb keygen                  print a new gossip encryption key
-  edgelb cleanup --config FILE   remove edgelb's VIPs, IPVS services and nftables
-                                 table from this host (the package's removal)
+  edgelb cleanup --config FILE [--vips-only] [--after-crash]
+                                 remove edgelb's VIPs, IPVS services and nftables
+                                 table from this host (the package's removal);
+                                 only the VIPs after a crash (the unit's ExecStopPost)
   edgelb version                 print the version
 
 Run "edgelb COMMAND --help" for a command's flags.

@@ -185,3 +185,22 @@ func TestClusterDefaultsAreTheConfigDefaults(t *testing.T) {
 		t.Fatalf("config defaults %+v differ from the cluster package's", o)
 	}
 }
+
+// status --help and the man page name the variable the token defaults
+// to, never its value.
+func TestStatusHelpNamesTheTokenVariable(t *testing.T) {
+	t.Setenv("EDGELB_TOKEN", "secret-token-from-the-environment")
+	_, _, help := runMain("status", "--help")
+	var man strings.Builder
+	if err := WriteManPage(&man, "1.2.3", "2026-01-02"); err != nil {
+		t.Fatal(err)
+	}
+	for what, text := range map[string]string{"status --help": help, "the man page": roffPlain(man.String())} {
+		if strings.Contains(text, "secret-token") {
+			t.Errorf("%s shows $EDGELB_TOKEN's value", what)
+		}
+		if !strings.Contains(text, "default: $EDGELB_TOKEN") {
+			t.Errorf("%s does not name $EDGELB_TOKEN as --token's default:\n%s", what, text)
+		}
+	}
+}

@@ -5,39 +5,64 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/ipvs"
 	"github.com/edgelb/edgelb/lb/snat"
-	"github.com/edgelb/edgelb/vip"
 )
 
-func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := newFlags("cleanup", "cleanup [--config FILE]", stderr)
-	path := fs.String("config", defaultConfig, "config file: the interface, pools and static services whose kernel state is removed")
-	return fs, path
+type cleanupOptions struct {
+	config     string
+	vipsOnly   bool
+	afterCrash bool
+}
+
+func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *cleanupOptions) {
+	fs := newFlags("cleanup", "cleanup [--config FILE] [--vips-only] [--after-crash]", stderr)
+	o := &cleanupOptions{}
+	fs.StringVar(&o.config, "config", defaultConfig, "config file: the interface, pools and static services whose kernel state is removed")
+	fs.BoolVar(&o.vipsOnly, "vips-only", false, "remove only the VIP addresses (and the list of VIPs kept for a restarted process), never IPVS or nftables, so traffic that reaches this host by other paths keeps flowing")
+	fs.BoolVar(&o.afterCrash, "after-crash", false, "act only if systemd's $EXIT_CODE and $EXIT_STATUS (set for ExecStopPost=) say the main process did not exit with status 0, that is did not remove or keep its VIPs itself")
+	return fs, o
 }
 
 // cleanupCmd removes from the kernel what edgelb put there: the VIP
 // addresses it added to node.interface (only those carrying its address
-// protocol mark), the IPVS virtual services on addresses of its pools and
+// protocol mark or, on a kernel that drops the mark, listed in its state
+// directory), the IPVS virtual services on addresses of its pools and
 // static services, and its nftables table. It ends the traffic they carry,
 // so edgelb never runs it by itself: the package's prerm runs it when the
 // package is removed, after stopping the service (which hands the VIPs to
 // the other hosts first).
+//
+// With --vips-only --after-crash it is the unit's ExecStopPost=: after a
+// crash the VIPs are gone at once, instead of answering ARP beside their
+// new owner until their lifetime (cluster.restartHold) runs out.
 func cleanupCmd(args []string, stdout, stderr io.Writer) error {
-	fs, path := cleanupFlags(stderr)
+	fs, o := cleanupFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	if o.afterCrash {
+		crashed, why, err := afterCrash(os.Getenv)
+		if err != nil {
+			return fmt.Errorf("cleanup: %w", err)
+		}
+		if !crashed {
+			fmt.Fprintf(stdout, "edgelb cleanup: nothing to do: %s\n", why)
+			return nil
+		}
+		fmt.Fprintf(stdout, "edgelb cleanup: %s\n", why)
+	}
+	cfg, err := config.Load(o.config)
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	var errs []error
 	vips := 0
 	if cfg.Node.Interface != "" {
-		nl := &vip.Netlink{Interface: cfg.Node.Interface}
+		nl := vipKernel(cfg.Node.Interface)
 		held, err := nl.VIPs()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listing VIPs on %s: %w", cfg.Node.Interface, err))
@@ -49,6 +74,16 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 			}
 			vips++
 		}
+		// Nothing is left for a next process to adopt.
+		if nl.KeptFile != "" {
+			if err := os.Remove(nl.KeptFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if o.vipsOnly {
+		fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q\n", vips, cfg.Node.Interface)
+		return errors.Join(errs...)
 	}
 	services := 0
 	if cfg.Dataplane.Backend == config.BackendIPVS {
@@ -77,4 +112,28 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q and %d IPVS virtual service(s)\n", vips, cfg.Node.Interface, services)
 	return errors.Join(errs...)
+}
+
+// afterCrash tells from the variables systemd sets for ExecStopPost=
+// whether the main process died without removing or keeping its VIPs.
+// `edgelb run` exits with status 0 only after its own shutdown: on SIGTERM
+// (stop) it hands the VIPs over and removes them, on SIGUSR2 (graceful
+// restart) it keeps them for the next process. Anything else — killed by
+// a signal (SIGKILL, the watchdog's SIGABRT, a timeout), a panic, an
+// error exit — leaves them to this cleanup. Without $EXIT_CODE the main
+// process never ran (ExecStartPre failed): only $SERVICE_RESULT tells,
+// and whatever a previous process kept is no longer wanted.
+func afterCrash(getenv func(string) string) (crashed bool, why string, err error) {
+	result, code, status := getenv("SERVICE_RESULT"), getenv("EXIT_CODE"), getenv("EXIT_STATUS")
+	switch {
+	case code == "exited" && status == "0":
+		return false, "the main process exited cleanly", nil
+	case code != "":
+		return true, fmt.Sprintf("the main process did not exit cleanly (%s, %s %s): removing its VIPs", result, code, status), nil
+	case result == "":
+		return false, "", errors.New("--after-crash is for systemd's ExecStopPost=: $SERVICE_RESULT and $EXIT_CODE are not set")
+	case result == "success":
+		return false, "no main process ran, the service stopped successfully", nil
+	}
+	return true, fmt.Sprintf("no main process ran (%s): removing the VIPs left on the interface", result), nil
 }

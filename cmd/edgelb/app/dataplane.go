@@ -41,10 +41,14 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 	}
 	slices.Sort(scheds)
 	kernel := ipvs.NewKernel()
+	// The API's and the metrics' reads of the counters go through a
+	// netlink socket of their own, never queueing behind the passes.
+	statsKernel := ipvs.NewKernel()
 	opts := ipvs.Options{
-		IPVS:  kernel,
-		Store: store,
-		Log:   dl,
+		IPVS:      kernel,
+		StatsIPVS: statsKernel,
+		Store:     store,
+		Log:       dl,
 		Prepare: func() error {
 			return ipvs.Prepare(ipvs.PrepareOptions{
 				Schedulers: slices.Compact(scheds),
@@ -64,6 +68,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 	g.Go(func() error { return hc.Run(ctx) })
 	g.Go(func() error {
 		defer kernel.Close()
+		defer statsKernel.Close()
 		return dp.Run(ctx)
 	})
 	return &dataplane{IPVS: dp, Health: hc}

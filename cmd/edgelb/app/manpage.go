@@ -39,7 +39,10 @@ func manCommands() []manCommand {
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +
 			"added to node.interface, the IPVS virtual services on addresses of its pools and static " +
 			"services, and its nftables table; nothing else. It ends the traffic they carry: the " +
-			"package runs it on removal, after stopping the service."},
+			"package runs it on removal, after stopping the service. With --vips-only --after-crash " +
+			"it is the unit's ExecStopPost=: when the daemon did not exit cleanly (killed, hung, " +
+			"crashed) it removes only the VIP addresses the daemon left on the interface, and the " +
+			"list of VIPs kept for a restart, so that they do not answer ARP beside their new owner."},
 		{"version", nil, "Print the version and the Go version it was built with."},
 	}
 }

@@ -168,7 +168,7 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 		return members, nil, nil
 	}
 	vips, err := vip.NewManager(vip.Options{
-		Kernel:    &vip.Netlink{Interface: cfg.Node.Interface, KeptFile: keptFile()},
+		Kernel:    vipKernel(cfg.Node.Interface),
 		Announcer: &vip.Announcers{},
 		Ownership: members,
 		Reporter:  members,
@@ -214,11 +214,23 @@ func kubeClient(kc *config.Kubernetes, log *slog.Logger) (kubernetes.Interface, 
 // dashboard returns the web dashboard's files.
 func dashboard() fs.FS { return web.Files() }
 
-// keptFile is where the VIPs kept across a graceful restart are listed:
-// the service's state directory (systemd's $STATE_DIRECTORY, the unit's
-// StateDirectory=edgelb), else /var/lib/edgelb when it is writable, else
-// none (the address mark alone, Linux 6.2+).
-func keptFile() string {
+// vipKernel is the VIP side of the kernel, with its files in the state
+// directory: the VIPs kept across a graceful restart (kept-vips) and,
+// where the kernel drops edgelb's address mark, those it added
+// (added-vips).
+func vipKernel(iface string) *vip.Netlink {
+	n := &vip.Netlink{Interface: iface}
+	if dir := stateDir(); dir != "" {
+		n.KeptFile = filepath.Join(dir, "kept-vips")
+		n.AddedFile = filepath.Join(dir, "added-vips")
+	}
+	return n
+}
+
+// stateDir is the service's state directory (systemd's $STATE_DIRECTORY,
+// the unit's StateDirectory=edgelb), else /var/lib/edgelb when it is
+// writable, else none (the address mark alone: Linux 6.2+).
+func stateDir() string {
 	dir := strings.Split(os.Getenv("STATE_DIRECTORY"), ":")[0]
 	if dir == "" {
 		dir = "/var/lib/edgelb"
@@ -226,5 +238,5 @@ func keptFile() string {
 	if unix.Access(dir, unix.W_OK) != nil {
 		return ""
 	}
-	return filepath.Join(dir, "kept-vips")
+	return dir
 }

@@ -21,6 +21,11 @@ type Fake struct {
 	// Fail, when it returns an error for a method name, makes that call
 	// fail without changing anything.
 	Fail func(method string) error
+	// AfterList, when set, is called after each GetVirtualServers has
+	// answered, without the lock held: a test changes the table there
+	// between a listing and the reads that follow it, as another writer
+	// would.
+	AfterList func()
 }
 
 // Entry is one virtual server of the fake table and its real servers.
@@ -66,6 +71,9 @@ func (f *Fake) Mutations() int {
 
 // GetVirtualServers implements ipvs.Interface.
 func (f *Fake) GetVirtualServers() ([]*ipvs.VirtualServer, error) {
+	if f.AfterList != nil {
+		defer f.AfterList()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.call("GetVirtualServers"); err != nil {
@@ -208,6 +216,18 @@ func (f *Fake) SetActive(id ipvs.ID, rs ipvs.RealServer, n int) {
 	if e, ok := f.Services[id]; ok {
 		if i := e.index(&rs); i >= 0 {
 			e.RSs[i].ActiveConns = n
+		}
+	}
+}
+
+// SetConns sets the active and inactive (FIN_WAIT, TIME_WAIT, ...)
+// connection counts of a real server, as traffic would.
+func (f *Fake) SetConns(id ipvs.ID, rs ipvs.RealServer, active, inactive int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.Services[id]; ok {
+		if i := e.index(&rs); i >= 0 {
+			e.RSs[i].ActiveConns, e.RSs[i].InactiveConns = active, inactive
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -44,6 +45,10 @@ func runHelper(name string, args []string) int {
 			fmt.Println("connected none")
 		}
 		enc.Encode(r)
+	case "arpwatch": // arpwatch IFACE ADDR INTERVAL GAP
+		every, _ := time.ParseDuration(args[2])
+		gap, _ := time.ParseDuration(args[3])
+		enc.Encode(labnet.ARPWatch(ctx, args[0], netip.MustParseAddr(args[1]), every, gap, func() { fmt.Println("watching") }))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", name)
 		return 2

@@ -398,6 +398,71 @@ func TestTestbed(t *testing.T) {
 		waitOwner(t, time.Minute)
 	})
 
+	t.Run("SIGKILL of the owner: its VIP goes at once, never two hosts answering", func(t *testing.T) {
+		journalsOnFailure(t)
+		name := map[string]string{} // hardware address -> host
+		for _, h := range hosts {
+			name[strings.TrimSpace(h.run(t, "cat", "/sys/class/net/host0/address"))] = h.name
+		}
+		for i := 1; i <= 3; i++ {
+			owner = waitOwner(t, 2*time.Minute)
+			var ownerMAC string
+			for mac, n := range name {
+				if n == owner.name {
+					ownerMAC = mac
+				}
+			}
+			// Who answers ARP for the VIP, asked from the client every
+			// 10 ms: two hosts answering pull clients back and forth.
+			// Replies up to 100 ms apart count as one stretch (the
+			// brief's tolerance), so that a reply delayed by the loaded
+			// emulator is not taken for a moment without an answer.
+			w := startHelper(t, "client", "arpwatch", "eth0", vip, "10ms", "100ms")
+			time.Sleep(time.Second)
+			pid, restarts := owner.prop(t, "MainPID"), owner.prop(t, "NRestarts")
+			before := time.Now()
+			owner.run(t, "systemctl", "kill", "-s", "KILL", "edgelb")
+			waitFor(t, 2*time.Minute, owner.name+": a new edgelb process", func() (bool, string) {
+				out, _ := owner.tryRun("systemctl", "show", "-P", "NRestarts,MainPID", "edgelb")
+				f := strings.Fields(out)
+				return len(f) == 2 && f[0] != restarts && f[1] != pid && f[1] != "0", out
+			})
+			// Until the new process runs, whatever answers is the crash's
+			// doing; after it, the VIP may come back to it (a planned,
+			// make-before-break handover).
+			restarted := time.Now()
+			waitOwner(t, 2*time.Minute)
+			time.Sleep(time.Second)
+			var r labnet.ARPResult
+			w.stop(t, &r)
+			if len(r.Errors) > 0 || r.Requests == 0 {
+				t.Fatalf("ARP sampling: %d requests, errors %v", r.Requests, r.Errors)
+			}
+			// The journal dates the death and the ExecStopPost cleanup
+			// (the containers share the VM's clock).
+			j := owner.run(t, "journalctl", "-u", "edgelb", "-o", "short-unix", "--no-pager", "--since", fmt.Sprintf("@%d", before.Unix()-1))
+			died, cleaned := journalTime(j, "Main process exited"), journalTime(j, "edgelb cleanup: removed 1 VIP(s)")
+			if died.IsZero() || cleaned.IsZero() || !strings.Contains(j, "did not exit cleanly") {
+				t.Fatalf("kill %d: %s's journal does not show the death and ExecStopPost removing the VIP:\n%s", i, owner.name, j)
+			}
+			double, none := r.Answered(-1, died, restarted), r.Answered(0, died, restarted)
+			handback := r.Answered(-1, restarted, time.Now())
+			lastOwner := r.LastAnswer(ownerMAC, restarted)
+			taker, took := r.FirstAnswer(died, ownerMAC)
+			takeover := "nobody before the new process"
+			if taker != "" && took.Before(restarted) {
+				takeover = fmt.Sprintf("%s answered from %v", name[taker], took.Sub(died).Round(10*time.Millisecond))
+			}
+			figure(t, fmt.Sprintf("killowner%d", i), "SIGKILL of the owner %s's edgelb: ExecStopPost removed its VIP %v after the death, its last ARP answer %v after; %s; until its new process (%v) two hosts answered for %v, none for %v; handover back to it: two hosts for %v (%d sampler stalls)",
+				owner.name, cleaned.Sub(died).Round(10*time.Millisecond), lastOwner.Sub(died).Round(10*time.Millisecond), takeover,
+				restarted.Sub(died).Round(100*time.Millisecond), double, none, handback, r.Stalls)
+			if double > 100*time.Millisecond {
+				t.Errorf("kill %d: two hosts answered ARP for %s for %v after %s's edgelb was killed: %+v", i, vip, double, owner.name, r.Spans)
+			}
+		}
+		owner = waitOwner(t, 2*time.Minute)
+	})
+
 	t.Run("watchdog: a hung edgelb is restarted", func(t *testing.T) {
 		h := others(owner)[1]
 		wd, err := time.ParseDuration(h.prop(t, "WatchdogUSec"))
@@ -497,6 +562,19 @@ func TestTestbed(t *testing.T) {
 // nat the connection's state lives in the old owner's kernel only
 // (connection continuity across hosts is a separate capability); those
 // are counted and reported, not hidden.
+// journalTime returns the time of the first line of a `journalctl -o
+// short-unix` output that contains what (zero: none).
+func journalTime(journal, what string) time.Time {
+	for _, l := range strings.Split(journal, "\n") {
+		if ts, _, ok := strings.Cut(l, " "); ok && strings.Contains(l, what) {
+			if f, err := strconv.ParseFloat(ts, 64); err == nil {
+				return time.UnixMicro(int64(f * 1e6))
+			}
+		}
+	}
+	return time.Time{}
+}
+
 func checkHandover(t *testing.T, what string, r labnet.ProbeResult) {
 	t.Helper()
 	if r.Failed-r.InFlight != 0 {
