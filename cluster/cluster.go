@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -118,7 +119,12 @@ type Cluster struct {
 	sentMeta  string // the Meta last gossiped, encoded
 	// warnedDrop: the networks did not all fit in the gossiped Meta.
 	warnedDrop bool
-	restart    restartState
+	// gave is this member's Meta.Gave; peerGave the others' as last
+	// seen; epoch is AnnounceEpoch, bumped when a peer's Gave changes.
+	gave     uint32
+	peerGave map[string]uint32
+	epoch    uint64
+	restart  restartState
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -174,6 +180,8 @@ func New(opts Options) (*Cluster, error) {
 		dirty:     make(chan struct{}, 1),
 		metaDirty: make(chan struct{}, 1),
 		health:    map[string]error{},
+		gave:      rand.Uint32(),
+		peerGave:  map[string]uint32{},
 		restart:   restartState{absent: map[string]absentMember{}},
 	}
 	c.size = clusterSize(opts)
@@ -381,7 +389,7 @@ func (c *Cluster) kick() {
 
 // localMetaLocked is this member's metadata now. c.mu must be held.
 func (c *Cluster) localMetaLocked() Meta {
-	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned}
+	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave}
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
 	}
@@ -555,7 +563,16 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	changed := !slices.Equal(d.Own, c.owned) || !slices.Equal(d.Handover, c.handing)
 	if changed {
 		c.log.Info("ownership changed", "node", c.opts.Name, "owned", d.Own, "handingOver", d.Handover, "members", len(members))
+		for _, v := range slices.Concat(c.owned, c.handing) {
+			if !slices.Contains(d.Own, v) && !slices.Contains(d.Handover, v) {
+				c.gave++ // let go: the owners announce theirs again
+				break
+			}
+		}
 		c.owned, c.handing = d.Own, d.Handover
+	}
+	if c.peersGaveLocked(members) {
+		changed = true
 	}
 	if changed || !sameView(members, c.members) {
 		for _, ch := range c.subs {
@@ -583,12 +600,41 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	}
 }
 
+// peersGaveLocked records the peers' Gave and bumps the AnnounceEpoch
+// when a known peer's changed: it let go of VIPs it may have announced,
+// some of which this member may own. c.mu must be held.
+func (c *Cluster) peersGaveLocked(members []Member) bool {
+	bump := false
+	for _, m := range members {
+		if m.Name == c.opts.Name || m.Absent {
+			continue
+		}
+		if old, ok := c.peerGave[m.Name]; ok && old != m.Gave {
+			bump = true
+		}
+		c.peerGave[m.Name] = m.Gave
+	}
+	if bump {
+		c.epoch++
+	}
+	return bump
+}
+
+// AnnounceEpoch changes whenever a peer let go of VIPs it held, so that
+// the owners of VIPs it may have announced announce them again (the VIP
+// manager's Ownership).
+func (c *Cluster) AnnounceEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
 // sameView reports whether two sorted views have the same members with
 // the same metadata.
 func sameView(a, b []Member) bool {
 	return slices.EqualFunc(a, b, func(x, y Member) bool {
 		return x.Name == y.Name && x.Addr == y.Addr && x.Absent == y.Absent && x.Healthy == y.Healthy && x.Draining == y.Draining &&
-			x.Leaving == y.Leaving && x.Restarting == y.Restarting && x.Held == y.Held && slices.Equal(x.Networks, y.Networks)
+			x.Leaving == y.Leaving && x.Restarting == y.Restarting && x.Held == y.Held && x.Gave == y.Gave && slices.Equal(x.Networks, y.Networks)
 	})
 }
 

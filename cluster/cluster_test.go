@@ -443,3 +443,39 @@ func TestMembersDecideFromWhatIsGossiped(t *testing.T) {
 		t.Fatalf("lb2, the only member known to be on the VIPs' network, owns %d of %d", len(got), len(vips))
 	}
 }
+
+func TestOwnersAnnounceAgainWhenAPeerLetsGo(t *testing.T) {
+	// A member that lets go of VIPs (here a drain; also after a flap or
+	// a claim from a partial view) may have announced some the others
+	// own: their AnnounceEpoch changes so that they announce theirs again.
+	vips := vipRange(12)
+	s := newSim(t, 3, 0, vips)
+	s.waitConverged(vips, s.members)
+	before := []uint64{s.members[1].c.AnnounceEpoch(), s.members[2].c.AnnounceEpoch()}
+	s.members[0].c.Drain()
+	if !poll(t, func() bool { return len(both(s.members[0].c.Owned())) == 0 }) {
+		t.Fatal("the drained member still holds VIPs")
+	}
+	if !poll(t, func() bool {
+		return s.members[1].c.AnnounceEpoch() != before[0] && s.members[2].c.AnnounceEpoch() != before[1]
+	}) {
+		t.Fatal("the owners' AnnounceEpoch did not change after a peer let go of VIPs")
+	}
+	// Nothing changes without a reason once the handovers are done.
+	if !poll(t, func() bool {
+		for _, m := range s.members {
+			if _, h := m.c.Owned(); len(h) > 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("handovers did not finish")
+	}
+	time.Sleep(500 * time.Millisecond)
+	e := s.members[1].c.AnnounceEpoch()
+	time.Sleep(time.Second)
+	if s.members[1].c.AnnounceEpoch() != e {
+		t.Fatal("AnnounceEpoch changes while nobody lets go")
+	}
+}

@@ -35,6 +35,10 @@ type Meta struct {
 	// RestartHold is the member's cluster.restartHold, the lifetime of
 	// its addresses: how long its VIPs can outlive its process.
 	RestartHold time.Duration
+	// Gave changes each time the member lets go of VIPs it held (it
+	// starts at a random value in each process). The owners of VIPs it
+	// may have announced announce them again when it changes.
+	Gave uint32
 }
 
 // Member is one member as this member sees it: a live one, or one that
@@ -59,8 +63,9 @@ type wireMeta struct {
 	HeldN    int      `json:"hn,omitempty"`
 	HeldSum  uint64   `json:"hs,omitempty"`
 	// Restarting and RestartHold (milliseconds).
-	Restarting  bool  `json:"r,omitempty"`
-	RestartHold int64 `json:"rh,omitempty"`
+	Restarting  bool   `json:"r,omitempty"`
+	RestartHold int64  `json:"rh,omitempty"`
+	Gave        uint32 `json:"g,omitempty"`
 }
 
 const metaVersion = 1
@@ -77,7 +82,7 @@ func encodeMeta(m Meta, limit int) []byte {
 // networks did not fit.
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
-		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds()}
+		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave}
 	for _, p := range m.Networks {
 		if p.Addr().IsGlobalUnicast() {
 			w.Networks = append(w.Networks, p.Masked().String())
@@ -117,7 +122,7 @@ func decodeMeta(b []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("decoding member metadata: %w", err)
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
-		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond}
+		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -66,8 +66,14 @@ type Ownership interface {
 	// after a graceful restart, during which the VIPs adopted from the
 	// previous process are held silently.
 	Restarting() bool
-	// Subscribe returns a channel signalled whenever Owned or Restarting
-	// changes.
+	// AnnounceEpoch changes whenever another host may have announced
+	// VIPs this host owns and has now let them go (a peer gave a VIP
+	// back after a flap, a partial view or a handover): the owned VIPs
+	// are then announced again, so that the LAN's last word is this
+	// host's.
+	AnnounceEpoch() uint64
+	// Subscribe returns a channel signalled whenever Owned, Restarting or
+	// AnnounceEpoch changes.
 	Subscribe() <-chan struct{}
 }
 
@@ -128,6 +134,8 @@ type Manager struct {
 	// sched holds the pending announcements of each VIP announced since
 	// its takeover; a VIP without an entry gets a new burst.
 	sched map[netip.Addr][]time.Time
+	// epoch is the Ownership's AnnounceEpoch last acted on.
+	epoch uint64
 	// renewed is when each held VIP's lifetime was last set.
 	renewed map[netip.Addr]time.Time
 	// adopted are the VIPs kept by the previous process (Adopt), until
@@ -299,6 +307,14 @@ func (m *Manager) Sync() time.Duration {
 	}
 	for _, v := range handover {
 		delete(m.sched, v) // silent from now on
+	}
+	if e := m.o.Ownership.AnnounceEpoch(); e != m.epoch {
+		m.epoch = e
+		for _, v := range own {
+			if slices.Contains(have, v) && !m.adopted[v] {
+				m.sched[v] = m.burst(now) // a peer let go of it: say again where it is
+			}
+		}
 	}
 	for _, v := range want {
 		if slices.Contains(have, v) {

@@ -539,3 +539,29 @@ func TestFailedAddMakesTheMemberUnhealthy(t *testing.T) {
 		t.Fatalf("unhealthy %s after a new failure: the hold was not reset by the success", first)
 	}
 }
+
+func TestAnnouncesAgainWhenAPeerLetGo(t *testing.T) {
+	// A peer took this host's VIP during a flap, announced it, and gave
+	// it back: this host, which never let go, must announce it again or
+	// the LAN keeps pointing at the peer.
+	f := newFixture(t, time.Hour)
+	f.cl.SetOwned(a)
+	for next := f.step(0); f.ann.Count(a) < len(vip.DefaultBurst); next = f.step(next) {
+	}
+	quiet := f.ann.Count(a)
+	f.step(time.Second)
+	if f.ann.Count(a) != quiet {
+		t.Fatalf("announced again without a reason: %d, want %d", f.ann.Count(a), quiet)
+	}
+	f.cl.Reannounce()
+	next := f.step(0)
+	if f.ann.Count(a) != quiet+1 {
+		t.Fatalf("%d announcements after a peer let go, want %d", f.ann.Count(a), quiet+1)
+	}
+	for f.ann.Count(a) < quiet+len(vip.DefaultBurst) {
+		if next > 2*time.Second {
+			t.Fatalf("the new burst stopped at %d announcements", f.ann.Count(a)-quiet)
+		}
+		next = f.step(next)
+	}
+}

@@ -238,6 +238,7 @@ type Cluster struct {
 	restarting bool
 	subs       []chan struct{}
 	Held       []netip.Addr
+	epoch      uint64
 	Health     map[string]error
 	Networks   []netip.Prefix
 }
@@ -274,6 +275,27 @@ func (c *Cluster) SetRestarting(r bool) {
 		default:
 		}
 	}
+}
+
+// Reannounce changes the AnnounceEpoch, as when a peer gave back a VIP
+// this host owns.
+func (c *Cluster) Reannounce() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for _, s := range c.subs {
+		select {
+		case s <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// AnnounceEpoch implements vip.Ownership.
+func (c *Cluster) AnnounceEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
 }
 
 // Restarting implements vip.Ownership.
