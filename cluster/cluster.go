@@ -125,6 +125,7 @@ type Cluster struct {
 	peerGave map[string]uint32
 	epoch    uint64
 	restart  restartState
+	fresh    freshState
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -183,6 +184,7 @@ func New(opts Options) (*Cluster, error) {
 		gave:      rand.Uint32(),
 		peerGave:  map[string]uint32{},
 		restart:   restartState{absent: map[string]absentMember{}},
+		fresh:     freshState{heard: map[string]heardFrom{}},
 	}
 	c.size = clusterSize(opts)
 	return c, nil
@@ -237,6 +239,11 @@ func (c *Cluster) Quorum() int {
 // must be held.
 func (c *Cluster) quorumLocked() int { return NeedFor(c.size, c.opts.Quorum) }
 
+// LinkHealth is the health source of the VIP interface's link (the VIP
+// manager reports it): when it comes back, the membership view is stale
+// until the peers confirm it (fresh.go).
+const LinkHealth = "link"
+
 // SetHealth records the health of one part of this host (for example
 // "link" or "dataplane"); err nil means healthy. The member is healthy
 // when every part is, and only a healthy member owns VIPs.
@@ -245,6 +252,11 @@ func (c *Cluster) SetHealth(source string, err error) {
 	old, had := c.health[source]
 	c.health[source] = err
 	changed := !had || (old == nil) != (err == nil)
+	if source == LinkHealth && had && old != nil && err == nil {
+		// Cut off meanwhile: the others may have marked this member
+		// failed while it still counts them.
+		c.staleLocked(c.opts.Now(), "link back")
+	}
 	c.mu.Unlock()
 	if changed {
 		if err != nil {
@@ -427,6 +439,14 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer close(joined)
 		c.joinLoop(joinCtx, ml)
 	}()
+	c.mu.Lock()
+	c.staleLocked(c.opts.Now(), "start")
+	c.mu.Unlock()
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		c.refreshLoop(joinCtx, ml)
+	}()
 	metaCtx, stopMeta := context.WithCancel(context.WithoutCancel(ctx))
 	metaDone := make(chan struct{})
 	go func() {
@@ -473,6 +493,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		c.log.Warn("stopping gossip", "err", err)
 	}
 	<-joined
+	<-refreshed
 	c.log.Info("left the cluster", "node", c.opts.Name)
 	return nil
 }
@@ -545,8 +566,13 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 			members[i].Meta = seen
 		}
 	}
+	if live < c.quorumLocked() {
+		// Whatever view this member has when it regains a quorum (a
+		// partition heals, peers start) must be confirmed first.
+		c.staleLocked(now, "no quorum")
+	}
 	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, VIPs: vips, Held: c.held,
-		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout}
+		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout, Stale: !c.freshLocked(members, now)}
 	if c.restart.grace {
 		in.Adopted = c.restart.adopted
 	}
@@ -783,8 +809,8 @@ func (d *delegate) NodeMeta(limit int) []byte {
 }
 func (d *delegate) NotifyMsg([]byte)                           {}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d *delegate) LocalState(join bool) []byte                { return (*Cluster)(d).localState() }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     { (*Cluster)(d).mergeState(buf) }
 
 // events marks the view dirty on every membership change.
 type events Cluster

@@ -29,6 +29,11 @@ type Input struct {
 	// Losing is the previous Decision's: since when each held VIP that is
 	// assigned elsewhere has been kept for its next owner.
 	Losing map[netip.Addr]time.Time
+	// Stale: this member's view may not be the others' (it is starting,
+	// its link came back, it regained a quorum) and they have not
+	// confirmed it yet (fresh.go): it keeps what it holds and takes
+	// nothing new.
+	Stale bool
 	// Now is the current time; HandoverTimeout bounds how long a held VIP
 	// is kept for a next owner that does not confirm it.
 	Now             time.Time
@@ -80,6 +85,7 @@ func NeedFor(size, quorum int) int {
 //     that is now assigned to another member until that member's gossiped
 //     Held digest equals the digest of everything assigned to it, or for
 //     HandoverTimeout.
+//   - With a stale view it keeps what it holds and takes nothing new.
 //   - During the start-up grace (Adopted), it keeps only adopted VIPs:
 //     owned when it has a quorum and no other member is assigned the VIP,
 //     otherwise held silently; it confirms none and gains nothing.
@@ -131,6 +137,14 @@ func Decide(in Input) Decision {
 		return d // never risk two owners; an unhealthy host cannot serve
 	}
 	d.Own = mine
+	if in.Stale {
+		d.Own = nil
+		for _, v := range mine {
+			if slices.Contains(in.Held, v) {
+				d.Own = append(d.Own, v)
+			}
+		}
+	}
 	expected := map[string][]netip.Addr{}
 	for _, v := range in.VIPs {
 		if o, ok := d.Assigned[v]; ok {

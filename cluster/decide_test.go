@@ -253,3 +253,17 @@ func FuzzDecide(f *testing.F) {
 		}
 	})
 }
+
+func TestDecideStaleTakesNothingNew(t *testing.T) {
+	vips := vipRange(30)
+	members := view("a", "b", "c")
+	fresh := Decide(Input{Self: "a", Members: members, Size: 3, VIPs: vips, Now: t0})
+	if len(fresh.Own) < 2 {
+		t.Fatalf("a owns %v; the test needs two", fresh.Own)
+	}
+	held := fresh.Own[:1]
+	d := Decide(Input{Self: "a", Members: members, Size: 3, VIPs: vips, Held: held, Now: t0, Stale: true})
+	if !slices.Equal(d.Own, held) || d.HeldOwned != DigestOf(held) {
+		t.Fatalf("stale view: own %v (digest %+v), want only what it holds, %v", d.Own, d.HeldOwned, held)
+	}
+}
