@@ -189,6 +189,23 @@ func (h host) prop(t testing.TB, p string) string {
 	return strings.TrimSpace(h.run(t, "systemctl", "show", "-P", p, "edgelb.service"))
 }
 
+// props returns properties of edgelb.service by name. (`systemctl show -P
+// A,B` prints the values in systemd's order, not in the order asked.)
+func (h host) props(keys ...string) (map[string]string, string) {
+	args := []string{"systemctl", "show"}
+	for _, k := range keys {
+		args = append(args, "-p", k)
+	}
+	out, _ := h.tryRun(append(args, "edgelb.service")...)
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			m[k] = v
+		}
+	}
+	return m, out
+}
+
 // holdsVIP reports whether the VIP is on the host's LAN interface.
 func (h host) holdsVIP(t testing.TB, vip string) bool {
 	t.Helper()

@@ -377,9 +377,8 @@ func TestTestbed(t *testing.T) {
 		h.run(t, "systemctl", "kill", "-s", "KILL", "edgelb")
 		start := time.Now()
 		waitFor(t, time.Minute, h.name+": edgelb restarted by systemd", func() (bool, string) {
-			out, _ := h.tryRun("systemctl", "show", "-P", "NRestarts,MainPID,ActiveState", "edgelb")
-			f := strings.Fields(out)
-			return len(f) == 3 && f[0] != restarts && f[1] != pid && f[2] == "active", out
+			p, out := h.props("NRestarts", "MainPID", "ActiveState")
+			return p["NRestarts"] != restarts && p["MainPID"] != pid && p["ActiveState"] == "active", out
 		})
 		took := time.Since(start)
 		time.Sleep(2 * time.Second)
@@ -423,9 +422,8 @@ func TestTestbed(t *testing.T) {
 			before := time.Now()
 			owner.run(t, "systemctl", "kill", "-s", "KILL", "edgelb")
 			waitFor(t, 2*time.Minute, owner.name+": a new edgelb process", func() (bool, string) {
-				out, _ := owner.tryRun("systemctl", "show", "-P", "NRestarts,MainPID", "edgelb")
-				f := strings.Fields(out)
-				return len(f) == 2 && f[0] != restarts && f[1] != pid && f[1] != "0", out
+				p, out := owner.props("NRestarts", "MainPID")
+				return p["NRestarts"] != restarts && p["MainPID"] != pid && p["MainPID"] != "0" && p["MainPID"] != "", out
 			})
 			// Until the new process runs, whatever answers is the crash's
 			// doing; after it, the VIP may come back to it (a planned,
