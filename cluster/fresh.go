@@ -16,11 +16,12 @@ import (
 // (the fault suite saw both). So until its view is fresh the member takes
 // no VIP it does not hold already (Input.Stale).
 //
-// The view is fresh once, after it went stale, every live peer in it has
-// answered a push/pull (memberlist's full state exchange, which this
-// member starts with Join) and listed this member among the members it
-// sees alive, in the state the delegate exchanges: the peers know it is
-// back, and it has their whole membership. A peer that never answers is
+// The view is fresh once, in an exchange round this member began after
+// its view went stale, every live peer in it has answered a push/pull
+// (memberlist's full state exchange, which this member starts with Join
+// every 200 ms) and listed this member among the members it sees alive,
+// in the state the delegate exchanges: the peers know it is back, and it
+// has their whole membership. A peer that never answers is
 // either removed by failure detection or waited out for freshTimeout.
 
 // freshTimeout bounds the wait for a fresh view.
@@ -30,6 +31,11 @@ const freshTimeout = 10 * time.Second
 type freshState struct {
 	// staleSince is when the view went stale; zero when it is fresh.
 	staleSince time.Time
+	// round is when this member's last exchange with all its peers
+	// began (refreshLoop). Only answers from a round that began after the
+	// view went stale count: a peer answering the first join of a new
+	// process may be one of several, the others not merged yet.
+	round time.Time
 	// heard is, for each peer, when it last answered a push/pull and
 	// whether it listed this member as alive.
 	heard map[string]heardFrom
@@ -62,12 +68,19 @@ func (c *Cluster) freshLocked(members []Member, now time.Time) bool {
 	if since.IsZero() {
 		return true
 	}
+	round := c.fresh.round
+	if round.Before(since) {
+		if now.Sub(since) < freshTimeout {
+			return false
+		}
+		round = since
+	}
 	for _, m := range members {
 		if m.Name == c.opts.Name || m.Absent {
 			continue
 		}
 		h, ok := c.fresh.heard[m.Name]
-		if !ok || h.at.Before(since) || !h.seesUs {
+		if !ok || h.at.Before(round) || !h.seesUs {
 			if now.Sub(since) < freshTimeout {
 				return false
 			}
@@ -121,6 +134,9 @@ func (c *Cluster) refreshLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		if !stale {
 			continue
 		}
+		c.mu.Lock()
+		c.fresh.round = c.opts.Now()
+		c.mu.Unlock()
 		var addrs []string
 		for _, n := range ml.Members() {
 			if n.Name != c.opts.Name {
