@@ -470,7 +470,10 @@ func TestTestbed(t *testing.T) {
 		pid := h.prop(t, "MainPID")
 		h.run(t, "kill", "-STOP", pid)
 		start := time.Now()
-		margin := 15 * time.Second
+		// After the watchdog's kill, ExecStopPost's cleanup, ExecStartPre's
+		// check and the new process each start the Go binary: seconds
+		// each under emulation.
+		margin := 25 * time.Second
 		waitFor(t, wd+margin, h.name+": edgelb restarted after the watchdog fired", func() (bool, string) {
 			out, _ := h.tryRun("systemctl", "show", "-P", "MainPID,ActiveState", "edgelb")
 			f := strings.Fields(out)
