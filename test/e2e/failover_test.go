@@ -175,12 +175,14 @@ func TestIsolatedHostGivesUpVIPs(t *testing.T) {
 		t.Fatalf("isolated %s has a VIP without a quorum", iso.Name)
 	}
 	iso.SetLink(true)
-	// The host rejoins; from then on no VIP may stay on two hosts.
+	// The host rejoins and, once its peers have confirmed its view, takes
+	// back the VIPs it wins (a make-before-break handover); then each VIP
+	// stays on one host.
 	if !nslab.Poll(converge, func() bool { return strings.Count(iso.Log.String(), "quorum reached") >= 2 }) {
 		t.Fatalf("%s did not rejoin after its link came back", iso.Name)
 	}
-	l.StableOwner(vip4, 2*time.Second)
-	l.StableOwner(vip6, time.Second)
+	l.SettledOwner(vip4, 2*time.Second)
+	l.SettledOwner(vip6, time.Second)
 }
 
 func TestWrongKeyRefused(t *testing.T) {
