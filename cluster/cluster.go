@@ -555,7 +555,7 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 	// Decide from our metadata as the others decode it, so that every
 	// member computes the owners from the same data.
 	local := c.localMetaLocked()
-	seen, dropped := c.gossipedMeta(local)
+	seen, dropped := gossipedMeta(local)
 	if dropped > 0 && !c.warnedDrop {
 		c.log.Warn("too many networks on the interface to gossip: the last ones are left out, for every member alike",
 			"node", c.opts.Name, "dropped", dropped, "networks", len(local.Networks))

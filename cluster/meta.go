@@ -105,7 +105,7 @@ func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 // gossip, and how many networks were left out to fit. A member decides
 // its own ownership from it, never from what it has locally, so that it
 // and its peers compute the same owners.
-func (c *Cluster) gossipedMeta(m Meta) (Meta, int) {
+func gossipedMeta(m Meta) (Meta, int) {
 	b, dropped := encodeMetaDropped(m, memberlist.MetaMaxSize)
 	seen, err := decodeMeta(b)
 	if err != nil {
