@@ -107,7 +107,10 @@ type Options struct {
 	Announcer Announcer
 	Ownership Ownership
 	Reporter  Reporter
-	Log       *slog.Logger
+	// Quieter, when set, keeps the kernel from answering address
+	// resolution for the VIPs held only for a handover.
+	Quieter Quieter
+	Log     *slog.Logger
 	// Burst overrides DefaultBurst.
 	Burst []time.Duration
 	// Refresh, when not 0, re-announces every held VIP at this interval
@@ -142,8 +145,12 @@ type Manager struct {
 	// the start-up grace ends: held silently, renewed only when owned.
 	adopted map[netip.Addr]bool
 	linkOK  *bool // last reported link health
-	retry   bool
-	adds    addHealth
+	// quiet are the VIPs the Quieter last made quiet; nil until the
+	// first success.
+	quiet    []netip.Addr
+	quietErr string // the last error of the Quieter, said once
+	retry    bool
+	adds     addHealth
 }
 
 // NewManager returns a Manager; it starts nothing.
@@ -249,6 +256,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			} else {
 				m.releaseAll()
 			}
+			m.quiet = nil // force the call: nothing is left quiet
+			m.setQuiet(nil)
 			if c, ok := m.o.Announcer.(io.Closer); ok {
 				c.Close()
 			}
@@ -280,6 +289,9 @@ func (m *Manager) Sync() time.Duration {
 		own, handover = m.o.Ownership.Owned()
 		want = append(slices.Clone(own), handover...)
 	}
+	// Quiet first: a VIP handed over stops answering before anything
+	// else, and one owned again answers before it is announced.
+	m.setQuiet(handover)
 	have, err := m.o.Kernel.VIPs()
 	if err != nil {
 		m.o.Log.Error("listing VIPs", "err", err)
@@ -369,6 +381,33 @@ func (m *Manager) Sync() time.Duration {
 		next = time.Second
 	}
 	return next
+}
+
+// setQuiet makes the handover VIPs, and only them, quiet.
+func (m *Manager) setQuiet(handover []netip.Addr) {
+	if m.o.Quieter == nil {
+		return
+	}
+	want := slices.Clone(handover)
+	slices.SortFunc(want, netip.Addr.Compare)
+	if m.quiet != nil && slices.Equal(want, m.quiet) {
+		return
+	}
+	if err := m.o.Quieter.Quiet(want); err != nil {
+		// Not fatal: the old owner answers beside the new one for the
+		// handover, as it would without a Quieter. Said once per error.
+		if err.Error() != m.quietErr {
+			m.o.Log.Warn("keeping handed-over VIPs from answering ARP/NDP, retrying", "vips", want, "err", err)
+		}
+		m.quietErr = err.Error()
+		m.retry = true
+		return
+	}
+	m.quietErr = ""
+	if len(want) > 0 || len(m.quiet) > 0 {
+		m.o.Log.Debug("quiet VIPs", "vips", want)
+	}
+	m.quiet = append(make([]netip.Addr, 0, len(want)), want...)
 }
 
 func (m *Manager) setLink(err error) {

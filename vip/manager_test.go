@@ -21,8 +21,20 @@ type fixture struct {
 	k   *viptest.Kernel
 	ann *viptest.Announcer
 	cl  *viptest.Cluster
+	q   *quieter
 	now time.Time
 	m   *vip.Manager
+}
+
+// quieter records the quiet VIPs.
+type quieter struct {
+	quiet []netip.Addr
+	calls int
+}
+
+func (q *quieter) Quiet(vs []netip.Addr) error {
+	q.quiet, q.calls = slices.Clone(vs), q.calls+1
+	return nil
 }
 
 func newFixture(t *testing.T, refresh time.Duration) *fixture {
@@ -32,7 +44,7 @@ func newFixture(t *testing.T, refresh time.Duration) *fixture {
 // newFixtureLifetime is newFixture with VIP lifetimes; the fake kernel
 // runs on the fixture's clock.
 func newFixtureLifetime(t *testing.T, refresh, lifetime time.Duration) *fixture {
-	f := &fixture{k: viptest.NewKernel(), ann: &viptest.Announcer{}, cl: &viptest.Cluster{}, now: time.Unix(1000, 0)}
+	f := &fixture{k: viptest.NewKernel(), ann: &viptest.Announcer{}, cl: &viptest.Cluster{}, q: &quieter{}, now: time.Unix(1000, 0)}
 	f.k.Now = func() time.Time { return f.now }
 	f.newManager(t, refresh, lifetime)
 	return f
@@ -40,7 +52,7 @@ func newFixtureLifetime(t *testing.T, refresh, lifetime time.Duration) *fixture 
 
 // newManager replaces the fixture's manager, as a restarted process would.
 func (f *fixture) newManager(t *testing.T, refresh, lifetime time.Duration) {
-	m, err := vip.NewManager(vip.Options{Kernel: f.k, Announcer: f.ann, Ownership: f.cl, Reporter: f.cl,
+	m, err := vip.NewManager(vip.Options{Kernel: f.k, Announcer: f.ann, Ownership: f.cl, Reporter: f.cl, Quieter: f.q,
 		Refresh: refresh, Lifetime: lifetime, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -126,11 +138,21 @@ func TestHandoverKeepsTheVIPSilently(t *testing.T) {
 	if f.ann.Count(a) != 1 {
 		t.Fatalf("%d announcements during the handover, want none after the first", f.ann.Count(a)-1)
 	}
-	// Ours again (an undrain): a new burst.
+	// Nor does the kernel answer ARP for it: the new owner alone does.
+	if !slices.Equal(f.q.quiet, []netip.Addr{a}) {
+		t.Fatalf("quiet VIPs during the handover: %v, want [%s]", f.q.quiet, a)
+	}
+	if f.q.calls != 2 {
+		t.Fatalf("%d calls to the Quieter, want 2: one at the first pass, one at the handover", f.q.calls)
+	}
+	// Ours again (an undrain): answering and a new burst.
 	f.cl.SetOwned(a)
 	f.step(0)
 	if f.ann.Count(a) != 2 {
 		t.Fatalf("VIP owned again not announced: %d", f.ann.Count(a))
+	}
+	if len(f.q.quiet) != 0 {
+		t.Fatalf("VIP owned again still quiet: %v", f.q.quiet)
 	}
 	f.cl.SetOwned()
 	f.step(0)

@@ -10,6 +10,7 @@ import (
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/ipvs"
 	"github.com/edgelb/edgelb/lb/snat"
+	"github.com/edgelb/edgelb/vip"
 )
 
 type cleanupOptions struct {
@@ -31,7 +32,7 @@ func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *cleanupOptions) {
 // addresses it added to node.interface (only those carrying its address
 // protocol mark or, on a kernel that drops the mark, listed in its state
 // directory), the IPVS virtual services on addresses of its pools and
-// static services, and its nftables table. It ends the traffic they carry,
+// static services, and its nftables tables. It ends the traffic they carry,
 // so edgelb never runs it by itself: the package's prerm runs it when the
 // package is removed, after stopping the service (which hands the VIPs to
 // the other hosts first).
@@ -79,6 +80,9 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 			if err := os.Remove(nl.KeptFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
+		}
+		if err := vip.NewQuieter().Quiet(nil); err != nil {
+			errs = append(errs, fmt.Errorf("removing the nftables tables %s: %w", vip.QuietTable, err))
 		}
 	}
 	if o.vipsOnly {

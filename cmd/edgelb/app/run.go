@@ -172,6 +172,7 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 		Announcer: &vip.Announcers{},
 		Ownership: members,
 		Reporter:  members,
+		Quieter:   vip.NewQuieter(),
 		Refresh:   cfg.Cluster.AnnounceRefresh,
 		Lifetime:  cfg.Cluster.RestartHold,
 		Log:       log.With("component", "vip"),

@@ -1,0 +1,143 @@
+package vip
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// Quieter stops the kernel from answering address resolution (ARP
+// requests, IPv6 Neighbor Solicitations) for some of the VIPs on the
+// interface while still accepting their traffic. A VIP held only for a
+// handover is quiet: the new owner has announced it, so clients that
+// still send to this host are served, but none is pointed back here —
+// two hosts never answer for one VIP.
+type Quieter interface {
+	// Quiet makes exactly vips quiet; nil: none.
+	Quiet(vips []netip.Addr) error
+}
+
+// QuietTable is the name of the nftables tables (families arp and ip6)
+// that hold the quiet VIPs.
+const QuietTable = "edgelb_vip"
+
+// NFTQuieter is the Quieter of a network namespace, with nftables: an arp
+// table drops the ARP replies whose sender address is a quiet IPv4 VIP
+// and an ip6 table drops the Neighbor Advertisements whose target is a
+// quiet IPv6 VIP, both on output. Announcements edgelb sends itself are
+// for VIPs it owns, never quiet ones. With no quiet VIP the tables are
+// removed. It is safe for concurrent use.
+type NFTQuieter struct {
+	mu    sync.Mutex
+	netns int // 0: the current network namespace
+}
+
+// NewQuieter returns the Quieter of the current network namespace.
+func NewQuieter() *NFTQuieter { return &NFTQuieter{} }
+
+// NewQuieterInNetNS returns the Quieter of the network namespace open as fd.
+func NewQuieterInNetNS(fd int) *NFTQuieter { return &NFTQuieter{netns: fd} }
+
+// Quiet implements Quieter.
+func (q *NFTQuieter) Quiet(vips []netip.Addr) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var opts []nftables.ConnOption
+	if q.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(q.netns))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("opening nftables: %w", err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		return fmt.Errorf("listing nftables tables: %w", err)
+	}
+	existing := map[nftables.TableFamily]bool{}
+	for _, t := range tables {
+		if t.Name == QuietTable {
+			existing[t.Family] = true
+		}
+	}
+	var v4, v6 []netip.Addr
+	for _, a := range vips {
+		if a.Is4() {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, a)
+		}
+	}
+	for _, f := range []struct {
+		fam   nftables.TableFamily
+		typ   nftables.SetDatatype
+		vips  []netip.Addr
+		hook  *nftables.ChainHook
+		match func(set *nftables.Set) []expr.Any
+	}{
+		{nftables.TableFamilyARP, nftables.TypeIPAddr, v4, &arpOut, arpReplyFrom},
+		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, v6, nftables.ChainHookOutput, neighborAdvertFor},
+	} {
+		t := &nftables.Table{Family: f.fam, Name: QuietTable}
+		if len(f.vips) == 0 {
+			if existing[f.fam] {
+				c.DelTable(t)
+			}
+			continue
+		}
+		c.AddTable(t)
+		set := &nftables.Set{Table: t, Name: "quiet", KeyType: f.typ}
+		if err := c.AddSet(set, nil); err != nil {
+			return fmt.Errorf("adding nftables set: %w", err)
+		}
+		c.FlushSet(set)
+		elems := make([]nftables.SetElement, 0, len(f.vips))
+		for _, a := range f.vips {
+			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
+		}
+		if err := c.SetAddElements(set, elems); err != nil {
+			return fmt.Errorf("adding VIPs to nftables set: %w", err)
+		}
+		ch := c.AddChain(&nftables.Chain{
+			Name: "output", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: f.hook, Priority: nftables.ChainPriorityFilter,
+		})
+		c.FlushChain(ch)
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(f.match(set), &expr.Verdict{Kind: expr.VerdictDrop})})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("programming nftables tables %s: %w", QuietTable, err)
+	}
+	return nil
+}
+
+// arpOut is the arp family's output hook (NF_ARP_OUT), which is not
+// numbered like the inet families' one.
+var arpOut = nftables.ChainHook(1)
+
+// arpReplyFrom matches an Ethernet/IPv4 ARP reply whose sender address is
+// in set: arp hlen 6 arp plen 4 arp operation reply arp saddr ip @set.
+func arpReplyFrom(set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 4, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{6, 4, 0, 2}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+	}
+}
+
+// neighborAdvertFor matches an ICMPv6 Neighbor Advertisement whose target
+// address is in set.
+func neighborAdvertFor(set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{58}}, // ipv6-icmp
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{136}}, // nd-neighbor-advert
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+	}
+}
