@@ -122,6 +122,7 @@ func FuzzDrainBody(f *testing.F) {
 		h, fake, pl := fuzzServer()
 		req, _ := http.NewRequest("POST", "http://edgelb/api/v1/members/lb1/drain", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+adminTok)
+		req.Header.Set("Content-Type", "application/json")
 		rec := serve(t, h, fake, pl, req)
 		if rec.Code == http.StatusAccepted {
 			var v map[string]any

@@ -11,8 +11,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -98,7 +100,7 @@ func New(opts Options) *Server {
 	v1.GET("/services/:namespace/:name", s.service)
 	v1.GET("/events", s.events)
 	v1.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openAPI) })
-	admin := v1.Group("/", s.auth(RoleAdmin))
+	admin := v1.Group("/", s.auth(RoleAdmin), sameOriginJSON)
 	admin.POST("/members/:name/drain", s.drain(true))
 	admin.POST("/members/:name/undrain", s.drain(false))
 
@@ -174,6 +176,34 @@ func (s *Server) limitBody(c *gin.Context) {
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	c.Next()
+}
+
+// sameOriginJSON guards the requests that change state against a web page
+// of another site that a user of the dashboard visits: a browser sends a
+// "simple" cross-site POST (a form, a text/plain fetch) without asking
+// first, with the user's network position — the loopback API without
+// tokens — and a token in a cookie-less header cannot be sent that way, but
+// an API without tokens needs none. Such a request is refused when the
+// browser says it comes from another origin (Origin, Sec-Fetch-Site), and
+// every request that changes state must say Content-Type: application/json,
+// which no simple cross-site request can.
+func sameOriginJSON(c *gin.Context) {
+	if site := c.GetHeader("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+		abort(c, http.StatusForbidden, "cross-origin request refused (Sec-Fetch-Site: "+site+")")
+		return
+	}
+	if origin := c.GetHeader("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, c.Request.Host) {
+			abort(c, http.StatusForbidden, fmt.Sprintf("cross-origin request refused: Origin %q is not this API (%s)", origin, c.Request.Host))
+			return
+		}
+	}
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		abort(c, http.StatusUnsupportedMediaType, "a request that changes state needs Content-Type: application/json")
+		return
+	}
 	c.Next()
 }
 

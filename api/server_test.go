@@ -49,6 +49,9 @@ func do(t *testing.T, srv *httptest.Server, method, path, token, body string) (i
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if method != "GET" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +193,7 @@ func TestEventStream(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/members/lb1/drain", nil)
 		req.Header.Set("Authorization", "Bearer "+adminTok)
+		req.Header.Set("Content-Type", "application/json")
 		if resp, err := srv.Client().Do(req); err == nil {
 			resp.Body.Close()
 		}
@@ -242,5 +246,68 @@ func TestMetricsParse(t *testing.T) {
 	up := fams["edgelb_backend_up"].GetMetric()
 	if len(up) != 2 { // the UDP backend's health is unknown: no sample
 		t.Errorf("edgelb_backend_up has %d samples, want 2", len(up))
+	}
+}
+
+// A request that changes state from a page of another site is refused,
+// and so is one without a JSON content type (a plain form or text POST,
+// which a browser sends cross-site without asking): nothing changes.
+func TestCrossOriginWritesRefused(t *testing.T) {
+	for _, tokens := range []bool{true, false} {
+		srv, f := newServer(t, tokens)
+		tok := ""
+		if tokens {
+			tok = adminTok
+		}
+		host := strings.TrimPrefix(srv.URL, "http://")
+		for _, c := range []struct {
+			name    string
+			headers map[string]string
+			code    int
+			msg     string
+		}{
+			{"other origin", map[string]string{"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, `is not this API`},
+			{"null origin", map[string]string{"Content-Type": "application/json", "Origin": "null"}, 403, "cross-origin request refused"},
+			{"cross-site fetch", map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, 403, "cross-origin request refused"},
+			{"form post", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://" + host}, 415, "needs Content-Type: application/json"},
+			{"text post", map[string]string{"Content-Type": "text/plain"}, 415, "needs Content-Type: application/json"},
+			{"no content type", nil, 415, "needs Content-Type: application/json"},
+		} {
+			req, _ := http.NewRequest("POST", srv.URL+"/api/v1/members/lb1/drain", nil)
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			for k, v := range c.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.code || !strings.Contains(string(b), c.msg) {
+				t.Errorf("tokens %v, %s: %d %s, want %d with %q", tokens, c.name, resp.StatusCode, b, c.code, c.msg)
+			}
+			if f.Members()[0].Draining {
+				t.Fatalf("tokens %v, %s: the member was drained", tokens, c.name)
+			}
+		}
+		// The dashboard's own request: same origin, JSON.
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/members/lb1/drain", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", "http://"+host)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 202 || !f.Members()[0].Draining {
+			t.Errorf("tokens %v: same-origin JSON drain: %d, draining %v", tokens, resp.StatusCode, f.Members()[0].Draining)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
@@ -162,6 +164,30 @@ type API struct {
 	TLS    *TLS
 	// Tokens maps a role ("admin", "viewer") to its bearer tokens.
 	Tokens map[string][]string
+}
+
+// Loopback reports whether the API listens on a loopback address only
+// (localhost or 127.0.0.0/8, ::1), out of other hosts' reach.
+func (a *API) Loopback() bool {
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// Warnings are what a valid config costs that its author may not know:
+// `edgelb check` prints them and `edgelb run` logs them.
+func (c *Config) Warnings() []string {
+	var out []string
+	if !c.API.Loopback() && c.API.TLS == nil {
+		out = append(out, fmt.Sprintf("api.listen %q is reachable from other hosts without api.tls: tokens and everything the API says cross the network in clear text", c.API.Listen))
+	}
+	return out
 }
 
 // TLS names the certificate and key the API is served with.

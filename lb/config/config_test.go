@@ -123,6 +123,8 @@ func TestBadConfigs(t *testing.T) {
 		{"short token", base + "api: {tokens: {admin: [short]}}\n", `api.tokens.admin[0]: tokens must be at least 16 characters`},
 		{"unknown role", base + "api: {tokens: {root: [0123456789abcdef0]}}\n", `api.tokens.root: unknown key`},
 		{"bad listen", base + "api: {listen: localhost}\n", `api.listen: "localhost" is not host:port`},
+		{"listen off loopback without tokens", base + "api: {listen: \"0.0.0.0:9080\"}\n", `config.yaml:2: api.listen: "0.0.0.0:9080" is reachable from other hosts: set api.tokens`},
+		{"listen on all interfaces without tokens", base + "api:\n  listen: \":9080\"\n", `config.yaml:3: api.listen: ":9080" is reachable from other hosts`},
 		{"static VIP in pool", base + "pools:\n  - {name: a, addresses: [192.0.2.0/24]}\nservices:\n  - {name: s, vip: 192.0.2.5, ports: [{port: 80}]}\n", `services[0].vip: 192.0.2.5 is inside pool "a"`},
 		{"static without ports", base + "services:\n  - {name: s, vip: 192.0.2.5}\n", `services[0].ports: a static service needs at least one port`},
 		{"bad YAML", "node: {name: [\n", `config.yaml:`},
@@ -199,5 +201,29 @@ func TestManaged(t *testing.T) {
 	}
 	if PoolSet(c.Pools).Contains(netip.MustParseAddr("198.51.100.7")) {
 		t.Error("a static VIP is in the pool set")
+	}
+}
+
+func TestAPIExposure(t *testing.T) {
+	base := "cluster: {insecure: true}\n"
+	tok := "{admin: [0123456789abcdef0]}"
+	for _, c := range []struct {
+		api     string
+		warning string // "" for none
+	}{
+		{"api: {listen: \"127.0.0.1:9080\"}", ""},
+		{"api: {listen: \"[::1]:9080\"}", ""},
+		{"api: {listen: \"localhost:9080\"}", ""},
+		{"api: {listen: \"10.0.0.11:9080\", tokens: " + tok + "}", `api.listen "10.0.0.11:9080" is reachable from other hosts without api.tls`},
+		{"api: {listen: \"10.0.0.11:9080\", tokens: " + tok + ", tls: {certFile: /c, keyFile: /k}}", ""},
+	} {
+		cfg, err := Load(writeConfig(t, base+c.api+"\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", c.api, err)
+		}
+		w := strings.Join(cfg.Warnings(), "\n")
+		if c.warning == "" && w != "" || !strings.Contains(w, c.warning) {
+			t.Errorf("%s: warnings %q, want %q", c.api, w, c.warning)
+		}
 	}
 }

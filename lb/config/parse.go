@@ -419,8 +419,15 @@ func (p *parser) healthCheck(n *yaml.Node, path string) {
 
 func (p *parser) api(n *yaml.Node, path string) {
 	d, a := p.d, &p.cfg.API
+	var listen *yaml.Node
+	defer func() {
+		if listen != nil && !a.Loopback() && len(a.Tokens["admin"])+len(a.Tokens["viewer"]) == 0 {
+			d.errorf(listen, path+".listen", "%q is reachable from other hosts: set api.tokens, or anyone who reaches it can drain members and read the whole state", a.Listen)
+		}
+	}()
 	d.mapping(n, path, map[string]func(*yaml.Node, string){
 		"listen": func(n *yaml.Node, path string) {
+			listen = n
 			d.str(n, path, &a.Listen)
 			if _, port, err := net.SplitHostPort(a.Listen); err != nil || port == "" {
 				d.errorf(n, path, "%q is not host:port", a.Listen)

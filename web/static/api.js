@@ -30,7 +30,10 @@ function headers(accept, extra) {
 async function request(method, path, signal) {
   let res;
   try {
-    res = await fetch(BASE + path, { method, headers: headers('application/json'), cache: 'no-store', signal });
+    // A request that changes state must say it is JSON: the API refuses
+    // anything else, as a cross-site form could send it.
+    const extra = method === 'GET' ? {} : { 'Content-Type': 'application/json' };
+    res = await fetch(BASE + path, { method, headers: headers('application/json', extra), cache: 'no-store', signal });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new APIError(0, 'cannot reach the API: ' + e.message);

@@ -159,7 +159,11 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: ok (node %s, %d pools, %d static services, dataplane %s/%s/%s)\n",
 		*path, cfg.Node.Name, len(cfg.Pools), len(cfg.Services),
 		cfg.Dataplane.Backend, cfg.Dataplane.Mode, cfg.Dataplane.Method)
+	warnings := cfg.Warnings()
 	if w := clusterOptions(cfg, nil, nil).QuorumWarning(); w != "" {
+		warnings = append(warnings, w)
+	}
+	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 	}
 	return nil

@@ -34,6 +34,9 @@ import (
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("starting edgelb", "version", Version, "node", cfg.Node.Name, "config", cfg.Path,
 		"dataplane", cfg.Dataplane.Backend, "mode", cfg.Dataplane.Mode, "method", cfg.Dataplane.Method)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	store := lb.NewStore()
 	bus := api.NewBus(500)
 	g, gctx := errgroup.WithContext(ctx)
