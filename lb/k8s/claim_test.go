@@ -225,8 +225,10 @@ func TestElectionHandover(t *testing.T) {
 	a, b := newController(t, fc, cfg, "lbA"), newController(t, fc, cfg, "lbB")
 	stopA := run(a)
 	waitLeader(t, a)
+	waitWatching(t, fc, a)
 	stopB := run(b)
 	defer stopB()
+	waitWatching(t, fc, b)
 	var keys []string
 	for i := 0; i < 12; i++ {
 		s := lbService("ns", fmt.Sprintf("s%02d", i), i)

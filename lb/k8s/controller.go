@@ -58,6 +58,10 @@ type Controller struct {
 	// status (statusIPIndex).
 	statusIndex cache.Indexer
 
+	// stopped is closed when Run returns: informers stop waiting for
+	// the API server.
+	stopped chan struct{}
+
 	dirty chan struct{}
 	// term is the running leadership term, nil when this host is not the
 	// leader. terms holds a token while a term runs, so that terms never
@@ -91,9 +95,11 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		kc:      opts.Config.Kubernetes,
 		buildOp: lb.OptionsFromConfig(opts.Config),
 		dirty:   make(chan struct{}, 1),
+		stopped: make(chan struct{}),
 		terms:   make(chan struct{}, 1),
 	}
 	c.factory = informers.NewSharedInformerFactory(client, 0)
+	c.patient(client)
 	svcInf := c.factory.Core().V1().Services()
 	sliceInf := c.factory.Discovery().V1().EndpointSlices()
 	nodeInf := c.factory.Core().V1().Nodes()
@@ -174,6 +180,7 @@ func (c *Controller) enqueue(o any) {
 func (c *Controller) Run(ctx context.Context) error {
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
+	defer close(c.stopped)
 	c.log.Info("waiting for the Kubernetes caches to sync")
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		// Stopped before the caches synced: a normal end, like any

@@ -224,3 +224,28 @@ func waitWarning(t *testing.T, client kubernetes.Interface, ns, name, reason, su
 		return fmt.Errorf("events so far: %q", msgs)
 	})
 }
+
+// waitWatching returns once c's Service informer is watching: the fake
+// clientset, unlike an API server, cannot resume a watch from the list's
+// resourceVersion, so an object created between an informer's list and
+// its watch would never reach the cache. It creates ClusterIP Services
+// (edgelb ignores them) until c's cache has one.
+func waitWatching(t *testing.T, client kubernetes.Interface, c *Controller) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("watch-%s-%d", c.opts.Identity, i)
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "probe", Name: name}}
+		if _, err := client.CoreV1().Services("probe").Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			if _, err := c.services.Services("probe").Get(name); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's Service informer does not watch", c.opts.Identity)
+		}
+	}
+}

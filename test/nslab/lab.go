@@ -362,6 +362,21 @@ func (h *Host) Kill() {
 	}
 }
 
+// Crash SIGKILLs edgelb on h and then does what systemd does after a crash
+// of the packaged unit: it runs the unit's ExecStopPost= (`edgelb cleanup
+// --vips-only --after-crash`) with the variables systemd sets for a process
+// killed by a signal. It returns the cleanup's output.
+func (h *Host) Crash() string {
+	h.Kill()
+	cmd := exec.Command("ip", "netns", "exec", h.NS, edgelbBin, "cleanup", "--config", h.Config(), "--vips-only", "--after-crash")
+	cmd.Env = append(os.Environ(), "SERVICE_RESULT=signal", "EXIT_CODE=killed", "EXIT_STATUS=KILL")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		h.Lab.T.Errorf("%s: ExecStopPost (edgelb cleanup) after the crash: %v\n%s", h.Name, err, out)
+	}
+	return string(out)
+}
+
 // SetLink sets h's port on the bridge up or down.
 func (h *Host) SetLink(up bool) {
 	state := "down"
