@@ -7,14 +7,17 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
-// Quieter stops the kernel from answering address resolution (ARP
-// requests, IPv6 Neighbor Solicitations) for some of the VIPs on the
-// interface while still accepting their traffic. A VIP held only for a
-// handover is quiet: the new owner has announced it, so clients that
-// still send to this host are served, but none is pointed back here —
-// two hosts never answer for one VIP.
+// Quieter stops the kernel from answering new address resolution
+// (broadcast ARP requests, multicast IPv6 Neighbor Solicitations) for some
+// of the VIPs on the interface, while it still takes their traffic and
+// still answers the unicast probes of clients that already send to this
+// host (their neighbour entries being confirmed). A VIP held only for a
+// handover is quiet: a client that asks anew who has it gets the new
+// owner's answer alone, and a client already here is served until the new
+// owner's announcements move it.
 type Quieter interface {
 	// Quiet makes exactly vips quiet; nil: none.
 	Quiet(vips []netip.Addr) error
@@ -25,11 +28,10 @@ type Quieter interface {
 const QuietTable = "edgelb_vip"
 
 // NFTQuieter is the Quieter of a network namespace, with nftables: an arp
-// table drops the ARP replies whose sender address is a quiet IPv4 VIP
-// and an ip6 table drops the Neighbor Advertisements whose target is a
-// quiet IPv6 VIP, both on output. Announcements edgelb sends itself are
-// for VIPs it owns, never quiet ones. With no quiet VIP the tables are
-// removed. It is safe for concurrent use.
+// table drops the incoming broadcast ARP requests for a quiet IPv4 VIP and
+// an ip6 table the incoming multicast Neighbor Solicitations for a quiet
+// IPv6 VIP, so that the kernel never sees them. With no quiet VIP the
+// tables are removed. It is safe for concurrent use.
 type NFTQuieter struct {
 	mu    sync.Mutex
 	netns int // 0: the current network namespace
@@ -78,8 +80,8 @@ func (q *NFTQuieter) Quiet(vips []netip.Addr) error {
 		hook  *nftables.ChainHook
 		match func(set *nftables.Set) []expr.Any
 	}{
-		{nftables.TableFamilyARP, nftables.TypeIPAddr, v4, &arpOut, arpReplyFrom},
-		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, v6, nftables.ChainHookOutput, neighborAdvertFor},
+		{nftables.TableFamilyARP, nftables.TypeIPAddr, v4, &arpIn, broadcastARPRequestFor},
+		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, v6, nftables.ChainHookInput, multicastSolicitationFor},
 	} {
 		t := &nftables.Table{Family: f.fam, Name: QuietTable}
 		if len(f.vips) == 0 {
@@ -102,7 +104,7 @@ func (q *NFTQuieter) Quiet(vips []netip.Addr) error {
 			return fmt.Errorf("adding VIPs to nftables set: %w", err)
 		}
 		ch := c.AddChain(&nftables.Chain{
-			Name: "output", Table: t, Type: nftables.ChainTypeFilter,
+			Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: f.hook, Priority: nftables.ChainPriorityFilter,
 		})
 		c.FlushChain(ch)
@@ -114,29 +116,34 @@ func (q *NFTQuieter) Quiet(vips []netip.Addr) error {
 	return nil
 }
 
-// arpOut is the arp family's output hook (NF_ARP_OUT), which is not
-// numbered like the inet families' one.
-var arpOut = nftables.ChainHook(1)
+// arpIn is the arp family's input hook (NF_ARP_IN), which is not numbered
+// like the inet families' one.
+var arpIn = nftables.ChainHook(0)
 
-// arpReplyFrom matches an Ethernet/IPv4 ARP reply whose sender address is
-// in set: arp hlen 6 arp plen 4 arp operation reply arp saddr ip @set.
-func arpReplyFrom(set *nftables.Set) []expr.Any {
+// broadcastARPRequestFor matches a broadcast Ethernet/IPv4 ARP request
+// for an address in set: meta pkttype broadcast arp hlen 6 arp plen 4
+// arp operation request arp daddr ip @set.
+func broadcastARPRequestFor(set *nftables.Set) []expr.Any {
 	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.PACKET_BROADCAST}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 4, Len: 4},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{6, 4, 0, 2}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{6, 4, 0, 1}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 	}
 }
 
-// neighborAdvertFor matches an ICMPv6 Neighbor Advertisement whose target
-// address is in set.
-func neighborAdvertFor(set *nftables.Set) []expr.Any {
+// multicastSolicitationFor matches a multicast ICMPv6 Neighbor
+// Solicitation whose target address is in set.
+func multicastSolicitationFor(set *nftables.Set) []expr.Any {
 	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.PACKET_MULTICAST}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{58}}, // ipv6-icmp
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{136}}, // nd-neighbor-advert
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{135}}, // nd-neighbor-solicit
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 	}

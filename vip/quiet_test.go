@@ -8,18 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 	"github.com/vishvananda/netns"
 
 	"github.com/edgelb/edgelb/test/prereq"
 )
 
-// A quiet VIP gets no answer to a client's address resolution, yet the
-// host still takes the traffic of a client that knows where it is; once
-// not quiet, it answers again. A host and a client in network namespaces;
+// A quiet VIP gets no answer to a client's new address resolution, yet
+// the host still takes the traffic of a client that knows where it is and
+// answers its unicast ARP probes; once not quiet, it answers again. A host and a client in network namespaces;
 // the client dials a closed port: "connection refused" means the VIP was
 // resolved and reached, a timeout that resolution got no answer.
 func TestQuietVIPsGetNoResolutionAnswer(t *testing.T) {
@@ -80,6 +83,88 @@ ip -n ${p}h addr add %s/32 dev eth0; ip -n ${p}h addr add %s/128 dev eth0 nodad`
 		}
 		return err
 	}
+	// arpAsk sends one ARP request for v4 from the client, to the host's
+	// MAC (a neighbour entry being confirmed) or broadcast (a new
+	// resolution), and reports whether the host answered.
+	hostMAC := func() net.HardwareAddr {
+		out, err := exec.Command("ip", "-n", p+"h", "-br", "link", "show", "eth0").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac, err := net.ParseMAC(strings.Fields(string(out))[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mac
+	}()
+	arpAsk := func(unicast bool) bool {
+		t.Helper()
+		got := make(chan bool, 1)
+		go func() {
+			runtime.LockOSThread() // left locked: the thread dies with the goroutine
+			ns, err := netns.GetFromName(p + "c")
+			if err == nil {
+				defer ns.Close()
+				err = netns.Set(ns)
+			}
+			var ifi *net.Interface
+			if err == nil {
+				ifi, err = net.InterfaceByName("eth0")
+			}
+			var c *arp.Client
+			if err == nil {
+				c, err = arp.Dial(ifi)
+			}
+			if err != nil {
+				t.Error(err)
+				got <- false
+				return
+			}
+			defer c.Close()
+			to := ethernet.Broadcast
+			if unicast {
+				to = hostMAC
+			}
+			req, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, netip.MustParseAddr("10.78.0.2"), ethernet.Broadcast, v4)
+			if err == nil {
+				err = c.WriteTo(req, to)
+			}
+			if err != nil {
+				t.Error(err)
+				got <- false
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			for {
+				p, _, err := c.Read()
+				if err != nil {
+					got <- false
+					return
+				}
+				if p.Operation == arp.OperationReply && p.SenderIP == v4 {
+					got <- true
+					return
+				}
+			}
+		}()
+		return <-got
+	}
+	if err := q.Quiet([]netip.Addr{v4}); err != nil {
+		t.Fatal(err)
+	}
+	if arpAsk(false) {
+		t.Error("a broadcast ARP request for a quiet VIP was answered")
+	}
+	if !arpAsk(true) {
+		t.Error("a unicast ARP request for a quiet VIP (a client confirming its entry) was not answered")
+	}
+	if err := q.Quiet(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !arpAsk(false) {
+		t.Error("a broadcast ARP request was not answered once the VIP is no longer quiet")
+	}
+
 	for _, vip := range []netip.Addr{v4, v6} {
 		if err := reach(vip, true); err != nil {
 			t.Fatalf("%s before quieting: %v", vip, err)
