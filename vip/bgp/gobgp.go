@@ -95,7 +95,7 @@ func (g *GoBGP) Start(ctx context.Context) error {
 					"state", stateName(e.Peer.State.SessionState.String()))
 			}
 		},
-	}); err != nil {
+	}, server.WatchPeer()); err != nil {
 		g.log.Warn("watching BGP sessions", "err", err)
 	}
 	for _, p := range g.peers {
