@@ -41,15 +41,19 @@ func call(t testing.TB, h *nslab.Host, method, path string) []byte {
 // bgpOf is h's GET /api/v1/bgp; ok false while its API does not answer.
 func bgpOf(h *nslab.Host) (st api.BGPStatus, ok bool) {
 	out, err := exec.Command("ip", "netns", "exec", h.NS, "curl", "-sf", "http://127.0.0.1:9080/api/v1/bgp").Output()
-	if err != nil || json.Unmarshal(out, &st) != nil || !st.Enabled || len(st.Peers) != 1 {
+	if err != nil || json.Unmarshal(out, &st) != nil || !st.Enabled || len(st.Peers) == 0 {
 		return st, false
 	}
 	return st, true
 }
 
+// established reports whether every session of h is up.
 func established(h *nslab.Host) bool {
 	st, ok := bgpOf(h)
-	return ok && st.Peers[0].Established
+	for _, p := range st.Peers {
+		ok = ok && p.Established
+	}
+	return ok
 }
 
 // observe checks cond every 100 ms for d (a window in which something
@@ -88,7 +92,7 @@ func TestECMPWithFRR(t *testing.T) {
 	l := nslab.New(t, 5)
 	l.Services = fmt.Sprintf("\n  - {name: web-bgp, vip: %s, announce: bgp, ports: [{port: 8080}]}", vip)
 	h1, h2, h3, h4, h5 := l.Hosts[0], l.Hosts[1], l.Hosts[2], l.Hosts[3], l.Hosts[4]
-	r := startRouter(t, l, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}, {addr: h4.IP4}, {addr: h5.IP4, password: "right-password"}})
+	r := startRouter(t, l, routerASN, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}, {addr: h4.IP4}, {addr: h5.IP4, password: "right-password"}})
 	defer func() {
 		if t.Failed() {
 			for _, h := range l.Hosts {
@@ -212,4 +216,72 @@ func TestECMPWithFRR(t *testing.T) {
 	if exited.Sub(start) < took {
 		t.Errorf("h3 exited before its route was withdrawn at the router")
 	}
+}
+
+var vip6 = netip.MustParseAddr("fd99:1::100")
+
+// iBGP (the router in the cluster's AS), an IPv6 session beside the IPv4
+// one, and BFD on the IPv4 session with FRR's bfdd: each family's VIP
+// gets a route with a next hop per host, and BFD comes up.
+func TestIBGPIPv6AndBFDWithFRR(t *testing.T) {
+	l := nslab.New(t, 3)
+	l.Services = fmt.Sprintf("\n  - {name: web-bgp4, vip: %s, announce: bgp, ports: [{port: 8080}]}\n  - {name: web-bgp6, vip: \"%s\", announce: bgp, ports: [{port: 8080}]}", vip, vip6)
+	l.Extra = fmt.Sprintf(`bgp:
+  asn: %d
+  peers:
+    - {address: %s, asn: %d, holdTime: 3s, bfd: {minRx: 300ms, minTx: 300ms, multiplier: 3}}
+    - {address: "fd99::fe", asn: %d, holdTime: 3s, gracefulRestart: true}
+`, clusterAS, routerIP, clusterAS, clusterAS)
+	var neighbors []neighbor
+	for _, h := range l.Hosts {
+		neighbors = append(neighbors, neighbor{addr: h.IP4, bfd: true}, neighbor{addr: h.IP6})
+	}
+	r := startRouter(t, l, clusterAS, neighbors)
+	defer func() {
+		if t.Failed() {
+			for _, h := range l.Hosts {
+				t.Logf("%s log:\n%s", h.Name, h.Log)
+			}
+		}
+	}()
+	start := time.Now()
+	for _, h := range l.Hosts {
+		h.Start()
+	}
+	took4 := r.waitNextHops(vip, l.Hosts...)
+	took6 := r.waitNextHops(vip6, l.Hosts...)
+	t.Logf("iBGP: three next hops for %s after %v, for %s after %v", vip, took4.Round(time.Millisecond), vip6, (took4 + took6).Round(time.Millisecond))
+	for _, h := range l.Hosts {
+		if !nslab.Poll(nslab.Converge, func() bool {
+			st, ok := bgpOf(h)
+			return ok && established(h) && len(st.Peers) == 2 && st.Peers[0].BFD == "up" && st.Peers[0].PrefixesSent == 1 && st.Peers[1].PrefixesSent == 1
+		}) {
+			st, _ := bgpOf(h)
+			t.Fatalf("%s's GET /api/v1/bgp: %+v", h.Name, st)
+		}
+	}
+	t.Logf("BFD up on every host %v after start", time.Since(start).Round(time.Millisecond))
+	bfd, _ := r.vtysh("show bfd peers brief")
+	route, _ := r.vtysh("show ipv6 route " + vip6.String())
+	t.Logf("router:\n%s\n%s", bfd, route)
+	for _, v := range []netip.Addr{vip, vip6} {
+		if n := l.Neighbour(v); n != "" {
+			t.Errorf("the client has a neighbour entry %q for %s", n, v)
+		}
+	}
+
+	h1 := l.Hosts[0]
+	call(t, h1, "POST", "/api/v1/members/h1/drain")
+	r.waitNextHops(vip, l.Hosts[1:]...)
+	r.waitNextHops(vip6, l.Hosts[1:]...)
+
+	// A host cut off the LAN: BFD tells the router before the 3 s hold
+	// time would (no BFD on the IPv6 session).
+	h3 := l.Hosts[2]
+	start = time.Now()
+	h3.SetLink(false)
+	took4 = r.waitNextHops(vip, l.Hosts[1])
+	took6 = r.waitNextHops(vip6, l.Hosts[1])
+	t.Logf("h3 cut off: its IPv4 next hop (BFD 300ms x 3) gone after %v, its IPv6 one (hold time 3s) after %v",
+		took4.Round(time.Millisecond), (took4 + took6).Round(time.Millisecond))
 }

@@ -38,12 +38,41 @@ type router struct {
 type neighbor struct {
 	addr     netip.Addr
 	password string
+	bfd      bool
 }
 
-// startRouter adds the router namespace and starts zebra and bgpd, their
-// files in a directory of their own (-f, -i, -z, --vty_socket, -N).
-func startRouter(t testing.TB, l *nslab.Lab, neighbors []neighbor) *router {
-	for _, d := range []string{"zebra", "bgpd"} {
+// bgpdConf is the router's bgpd.conf: AS asn, every neighbor in the
+// cluster's AS (eBGP unless asn is clusterAS), ECMP over up to 16 paths.
+func bgpdConf(asn int, neighbors []neighbor) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n timers bgp 1 3\n", asn, routerIP)
+	for _, n := range neighbors {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.addr, clusterAS, n.addr)
+		if n.password != "" {
+			fmt.Fprintf(&b, " neighbor %s password %s\n", n.addr, n.password)
+		}
+		if n.bfd {
+			fmt.Fprintf(&b, " neighbor %s bfd\n", n.addr)
+		}
+	}
+	for _, af := range []string{"ipv4", "ipv6"} {
+		fmt.Fprintf(&b, " address-family %s unicast\n  maximum-paths 16\n  maximum-paths ibgp 16\n", af)
+		for _, n := range neighbors {
+			if n.addr.Is4() == (af == "ipv4") {
+				fmt.Fprintf(&b, "  neighbor %s activate\n", n.addr)
+			}
+		}
+		b.WriteString(" exit-address-family\n")
+	}
+	return b.String()
+}
+
+// startRouter adds the router namespace and starts zebra, bgpd and
+// bfdd, their files in a directory of their own (-f, -i, -z,
+// --vty_socket, -N).
+func startRouter(t testing.TB, l *nslab.Lab, asn int, neighbors []neighbor) *router {
+	daemons := []string{"zebra", "bgpd", "bfdd"}
+	for _, d := range daemons {
 		if _, err := os.Stat(filepath.Join(frrDir, d)); err != nil {
 			prereq.Missing(t, "FRR's %s is not installed (Debian package frr, hack/test-deps.sh)", d)
 		}
@@ -65,23 +94,15 @@ func startRouter(t testing.TB, l *nslab.Lab, neighbors []neighbor) *router {
 		t.Fatal(err)
 	}
 	r.dir = dir
-	var b strings.Builder
-	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n timers bgp 1 3\n", routerASN, routerIP)
-	for _, n := range neighbors {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.addr, clusterAS, n.addr)
-		if n.password != "" {
-			fmt.Fprintf(&b, " neighbor %s password %s\n", n.addr, n.password)
-		}
-	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n")
-	nslab.WriteFile(t, filepath.Join(dir, "bgpd.conf"), b.String())
+	nslab.WriteFile(t, filepath.Join(dir, "bgpd.conf"), bgpdConf(asn, neighbors))
 	nslab.WriteFile(t, filepath.Join(dir, "zebra.conf"), "hostname "+r.ns+"\n")
-	for _, f := range []string{"bgpd.conf", "zebra.conf"} {
-		if err := os.Chmod(filepath.Join(dir, f), 0o644); err != nil {
+	nslab.WriteFile(t, filepath.Join(dir, "bfdd.conf"), "")
+	for _, d := range daemons {
+		if err := os.Chmod(filepath.Join(dir, d+".conf"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range []string{"zebra", "bgpd"} {
+	for _, d := range daemons {
 		log, err := os.Create(filepath.Join(dir, d+".log"))
 		if err != nil {
 			t.Fatal(err)
@@ -127,7 +148,11 @@ var via = regexp.MustCompile(`via (\S+)`)
 // nextHops returns the next hops of the router's kernel route to vip,
 // sorted; none without a route.
 func (r *router) nextHops(vip netip.Addr) []netip.Addr {
-	out, err := exec.Command("ip", "-n", r.ns, "route", "show", netip.PrefixFrom(vip, 32).String()).CombinedOutput()
+	family := "-4"
+	if vip.Is6() {
+		family = "-6"
+	}
+	out, err := exec.Command("ip", family, "-n", r.ns, "route", "show", netip.PrefixFrom(vip, vip.BitLen()).String()).CombinedOutput()
 	if err != nil {
 		r.t.Fatalf("ip route: %v: %s", err, out)
 	}
@@ -142,17 +167,25 @@ func (r *router) nextHops(vip netip.Addr) []netip.Addr {
 }
 
 // waitNextHops waits until the router's route to vip has exactly the
-// addresses of hosts as next hops and returns how long that took.
+// addresses of hosts (of vip's family) as next hops and returns how long
+// that took.
 func (r *router) waitNextHops(vip netip.Addr, hosts ...*nslab.Host) time.Duration {
 	r.t.Helper()
 	var want []netip.Addr
 	for _, h := range hosts {
-		want = append(want, h.IP4)
+		if vip.Is4() {
+			want = append(want, h.IP4)
+		} else {
+			want = append(want, h.IP6)
+		}
 	}
 	slices.SortFunc(want, netip.Addr.Compare)
 	start := time.Now()
 	if !nslab.Poll(nslab.Converge+10*time.Second, func() bool { return slices.Equal(r.nextHops(vip), want) }) {
 		route, _ := r.vtysh("show ip route " + vip.String())
+		if vip.Is6() {
+			route, _ = r.vtysh("show ipv6 route " + vip.String())
+		}
 		summary, _ := r.vtysh("show bgp summary")
 		r.t.Fatalf("router's next hops for %s: %v, want %v\n%s\n%s", vip, r.nextHops(vip), want, route, summary)
 	}
