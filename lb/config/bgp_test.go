@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,16 +92,6 @@ func TestBadBGPConfigs(t *testing.T) {
 		{"no router ID", "cluster: {insecure: true, bindAddr: \"2001:db8::11\"}\n" + peer, `config.yaml:2: bgp.routerID: required when cluster.bindAddr is not an IPv4 address`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := writeConfig(t, c.yaml)
-			_, err := Load(path)
-			if err == nil {
-				t.Fatalf("accepted:\n%s", c.yaml)
-			}
-			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
-			if !strings.Contains(msg, c.want) {
-				t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { refused(t, c.yaml, c.want) })
 	}
 }

@@ -132,17 +132,22 @@ func TestBadConfigs(t *testing.T) {
 		{"timeout not below interval", base + "healthCheck: {interval: 1s, timeout: 1s}\n", `healthCheck.timeout: 1s must be shorter than the interval`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := writeConfig(t, c.yaml)
-			_, err := Load(path)
-			if err == nil {
-				t.Fatalf("accepted:\n%s", c.yaml)
-			}
-			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
-			if !strings.Contains(msg, c.want) {
-				t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { refused(t, c.yaml, c.want) })
+	}
+}
+
+// refused checks that the config content is refused with an error that
+// contains want (file paths made relative).
+func refused(t *testing.T, content, want string) {
+	t.Helper()
+	path := writeConfig(t, content)
+	_, err := Load(path)
+	if err == nil {
+		t.Fatalf("accepted:\n%s", content)
+	}
+	msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
+	if !strings.Contains(msg, want) {
+		t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, want)
 	}
 }
 

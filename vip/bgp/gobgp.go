@@ -179,15 +179,24 @@ func hostPath(p netip.Prefix) (*apiutil.Path, error) {
 	return &apiutil.Path{Family: family, Nlri: nlri, Attrs: attrs}, nil
 }
 
-// Advertise implements Speaker.
-func (g *GoBGP) Advertise(p netip.Prefix) error {
+// route returns the running server and the route to p.
+func (g *GoBGP) route(p netip.Prefix) (*server.BgpServer, *apiutil.Path, error) {
 	s, err := g.server()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	path, err := hostPath(p)
 	if err != nil {
-		return fmt.Errorf("route to %s: %w", p, err)
+		return nil, nil, fmt.Errorf("route to %s: %w", p, err)
+	}
+	return s, path, nil
+}
+
+// Advertise implements Speaker.
+func (g *GoBGP) Advertise(p netip.Prefix) error {
+	s, path, err := g.route(p)
+	if err != nil {
+		return err
 	}
 	if _, err := s.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}}); err != nil {
 		return fmt.Errorf("advertising %s: %w", p, err)
@@ -197,13 +206,9 @@ func (g *GoBGP) Advertise(p netip.Prefix) error {
 
 // Withdraw implements Speaker.
 func (g *GoBGP) Withdraw(p netip.Prefix) error {
-	s, err := g.server()
+	s, path, err := g.route(p)
 	if err != nil {
 		return err
-	}
-	path, err := hostPath(p)
-	if err != nil {
-		return fmt.Errorf("route to %s: %w", p, err)
 	}
 	if err := s.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}}); err != nil {
 		return fmt.Errorf("withdrawing %s: %w", p, err)

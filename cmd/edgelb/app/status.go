@@ -181,7 +181,10 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	fmt.Fprintf(tw, "\nVIP\tOWNER\tSERVICES\n")
 	for _, v := range vips {
 		owner := v.Owner
-		if owner == "" {
+		switch {
+		case v.Announce == "bgp":
+			owner = "<every serving host, BGP>"
+		case owner == "":
 			owner = "<none>"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Address, owner, strings.Join(v.Services, ","))
