@@ -74,9 +74,15 @@ func NewGoBGP(g Global, peers []Peer, log *slog.Logger) *GoBGP {
 
 // Start implements Speaker.
 func (g *GoBGP) Start(ctx context.Context) error {
+	// GoBGP is chatty at info (every peer added, every connection
+	// manager started); edgelb logs the session changes itself. Its debug
+	// messages pass when edgelb logs at debug.
 	lvl := &slog.LevelVar{}
-	lvl.Set(slog.LevelWarn) // GoBGP is chatty at info; edgelb logs the session changes itself
-	s := server.NewBgpServer(server.LoggerOption(g.log, lvl))
+	lvl.Set(slog.LevelWarn)
+	if g.log.Enabled(ctx, slog.LevelDebug) {
+		lvl.Set(slog.LevelDebug)
+	}
+	s := server.NewBgpServer(server.LoggerOption(slog.New(minLevel{g.log.Handler(), lvl}), lvl))
 	go s.Serve()
 	port := g.global.ListenPort
 	if port <= 0 {
@@ -285,3 +291,18 @@ func (g *GoBGP) Stop() error {
 	s.Stop()
 	return err
 }
+
+// minLevel passes the records of at least its level to a handler.
+type minLevel struct {
+	slog.Handler
+	min slog.Leveler
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min.Level() && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }

@@ -222,7 +222,9 @@ func newCluster(ctx context.Context, cfg *config.Config, l2VIPs, bgpVIPs announc
 	if err != nil {
 		log.Warn("cannot adopt the VIPs of the previous process: starting afresh", "err", err)
 	}
-	members.Adopt(adopted)
+	// The cluster's restart grace is about the l2 VIPs it assigns; the
+	// bgp ones are on every host anyway.
+	members.Adopt(l2VIPs.filter(adopted))
 	return members, vips, nil
 }
 
