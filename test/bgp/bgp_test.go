@@ -221,20 +221,21 @@ func TestECMPWithFRR(t *testing.T) {
 var vip6 = netip.MustParseAddr("fd99:1::100")
 
 // iBGP (the router in the cluster's AS), an IPv6 session beside the IPv4
-// one, and BFD on the IPv4 session with FRR's bfdd: each family's VIP
-// gets a route with a next hop per host, and BFD comes up.
+// one, and a TCP MD5 password and BFD (FRR's bfdd) on the IPv4 session:
+// each family's VIP gets a route with a next hop per host, and BFD comes
+// up.
 func TestIBGPIPv6AndBFDWithFRR(t *testing.T) {
 	l := nslab.New(t, 3)
 	l.Services = fmt.Sprintf("\n  - {name: web-bgp4, vip: %s, announce: bgp, ports: [{port: 8080}]}\n  - {name: web-bgp6, vip: \"%s\", announce: bgp, ports: [{port: 8080}]}", vip, vip6)
 	l.Extra = fmt.Sprintf(`bgp:
   asn: %d
   peers:
-    - {address: %s, asn: %d, holdTime: 3s, bfd: {minRx: 300ms, minTx: 300ms, multiplier: 3}}
+    - {address: %s, asn: %d, holdTime: 3s, password: md5-secret, bfd: {minRx: 300ms, minTx: 300ms, multiplier: 3}}
     - {address: "fd99::fe", asn: %d, holdTime: 3s, gracefulRestart: true}
 `, clusterAS, routerIP, clusterAS, clusterAS)
 	var neighbors []neighbor
 	for _, h := range l.Hosts {
-		neighbors = append(neighbors, neighbor{addr: h.IP4, bfd: true}, neighbor{addr: h.IP6})
+		neighbors = append(neighbors, neighbor{addr: h.IP4, bfd: true, password: "md5-secret"}, neighbor{addr: h.IP6})
 	}
 	r := startRouter(t, l, clusterAS, neighbors)
 	defer func() {
