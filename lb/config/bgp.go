@@ -99,11 +99,15 @@ func (p *parser) announce(n *yaml.Node, path string, dst *Announce) {
 // bgp decodes the bgp section.
 func (p *parser) bgp(n *yaml.Node, path string) {
 	d := p.d
+	if resolve(n) == nil || isNull(resolve(n)) {
+		return // `bgp:` with nothing: no BGP, as without the key
+	}
 	b := &BGP{WithdrawDelay: DefaultWithdrawDelay}
 	p.cfg.BGP = b
 	p.bgpNode = n
+	asnGiven := false
 	d.mapping(n, path, map[string]func(*yaml.Node, string){
-		"asn": func(n *yaml.Node, path string) { p.asn(n, path, &b.ASN) },
+		"asn": func(n *yaml.Node, path string) { asnGiven = given(n); p.asn(n, path, &b.ASN) },
 		"routerID": func(n *yaml.Node, path string) {
 			var s string
 			d.str(n, path, &s)
@@ -130,7 +134,7 @@ func (p *parser) bgp(n *yaml.Node, path string) {
 	if resolve(n) == nil || resolve(n).Kind != yaml.MappingNode {
 		return
 	}
-	if b.ASN == 0 {
+	if !asnGiven {
 		d.errorf(n, join(path, "asn"), "this cluster's AS number is required")
 	}
 	if len(b.Peers) == 0 {
@@ -141,6 +145,7 @@ func (p *parser) bgp(n *yaml.Node, path string) {
 func (p *parser) bgpPeer(item *yaml.Node, path string) BGPPeer {
 	d := p.d
 	peer := BGPPeer{HoldTime: DefaultHoldTime}
+	asnGiven := false
 	d.mapping(item, path, map[string]func(*yaml.Node, string){
 		"address": func(n *yaml.Node, path string) {
 			var s string
@@ -152,7 +157,7 @@ func (p *parser) bgpPeer(item *yaml.Node, path string) BGPPeer {
 			}
 			peer.Address = a
 		},
-		"asn": func(n *yaml.Node, path string) { p.asn(n, path, &peer.ASN) },
+		"asn": func(n *yaml.Node, path string) { asnGiven = given(n); p.asn(n, path, &peer.ASN) },
 		"password": func(n *yaml.Node, path string) {
 			d.str(n, path, &peer.Password)
 			if len(peer.Password) > 80 {
@@ -188,7 +193,7 @@ func (p *parser) bgpPeer(item *yaml.Node, path string) BGPPeer {
 		if !peer.Address.IsValid() {
 			d.errorf(item, join(path, "address"), "every peer needs an address")
 		}
-		if peer.ASN == 0 {
+		if !asnGiven {
 			d.errorf(item, join(path, "asn"), "every peer needs an AS number")
 		}
 	}
@@ -236,3 +241,6 @@ func (p *parser) checkBGP() {
 		}
 	}
 }
+
+// given reports whether a key has a value (`asn:` alone has none).
+func given(n *yaml.Node) bool { return resolve(n) != nil && !isNull(resolve(n)) }

@@ -177,6 +177,7 @@ func TestParseRange(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(designExample))
+	f.Add([]byte(bgpExample))
 	f.Add([]byte("cluster: {insecure: true}\npools: [{name: a, addresses: [192.0.2.0/24, 2001:db8::/64]}]\n"))
 	f.Add([]byte("services: [{name: s, vip: 192.0.2.1, ports: [{port: 1, protocol: SCTP}], backends: [10.0.0.1]}]"))
 	f.Add([]byte("a: &x {b: *x}"))
