@@ -90,7 +90,8 @@ func probeFromRouter(t testing.TB, r *router, n int) map[string]int {
 // get or keep their next hop.
 func TestECMPWithFRR(t *testing.T) {
 	l := nslab.New(t, 5)
-	l.Services = fmt.Sprintf("\n  - {name: web-bgp, vip: %s, announce: bgp, ports: [{port: 8080}]}", vip)
+	// The lab's l2 VIPs (one owner each) beside the bgp one.
+	l.Services += fmt.Sprintf("\n  - {name: web-bgp, vip: %s, announce: bgp, ports: [{port: 8080}]}", vip)
 	h1, h2, h3, h4, h5 := l.Hosts[0], l.Hosts[1], l.Hosts[2], l.Hosts[3], l.Hosts[4]
 	r := startRouter(t, l, routerASN, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}, {addr: h4.IP4}, {addr: h5.IP4, password: "right-password"}})
 	defer func() {
@@ -137,8 +138,18 @@ func TestECMPWithFRR(t *testing.T) {
 			t.Errorf("%s does not hold %s on its interface", h.Name, vip)
 		}
 	}
-	// No host answers ARP for it on the LAN: it is reached only by
-	// its BGP route.
+	// The l2 VIPs still have one owner each, announced on the LAN.
+	for _, v := range []netip.Addr{nslab.VIP4, nslab.VIP6} {
+		o := l.StableOwner(v, time.Second)
+		if hs := l.Holders(v); len(hs) != 1 {
+			t.Errorf("l2 VIP %s held by %v", v, nslab.Names(hs))
+		}
+		if !nslab.Poll(3*time.Second, func() bool { return l.Neighbour(v) == o.MAC }) {
+			t.Errorf("client's neighbour entry for %s is %q, want %s (%s)", v, l.Neighbour(v), o.MAC, o.Name)
+		}
+	}
+	// No host answers ARP for the bgp VIP on the LAN: it is reached only
+	// by its BGP route.
 	if n := l.Neighbour(vip); n != "" {
 		t.Errorf("the client has a neighbour entry %q for %s", n, vip)
 	}
