@@ -50,7 +50,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Dashboard is served at / (the web package's files); nil serves none.
 	Dashboard fs.FS
-	Log       *slog.Logger
+	// BGP reports the BGP speaker for GET /api/v1/bgp; nil: not enabled.
+	BGP func() BGPStatus
+	Log *slog.Logger
 }
 
 // Server is the REST API, the event stream, /metrics and the dashboard.
@@ -99,6 +101,7 @@ func New(opts Options) *Server {
 	v1.GET("/services", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.Services())) })
 	v1.GET("/services/:namespace/:name", s.service)
 	v1.GET("/events", s.events)
+	v1.GET("/bgp", s.bgp)
 	v1.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openAPI) })
 	admin := v1.Group("/", s.auth(RoleAdmin), sameOriginJSON)
 	admin.POST("/members/:name/drain", s.drain(true))

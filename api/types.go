@@ -91,6 +91,10 @@ type VIP struct {
 	Owner    string   `json:"owner"`
 	Local    bool     `json:"local"`
 	Services []string `json:"services"` // "namespace/name" or "_static/name"
+	// Announce is "l2" (one owner answers ARP/NDP) or "bgp" (no owner:
+	// every serving host advertises it over BGP; Local says this one
+	// does).
+	Announce string `json:"announce"`
 }
 
 // StaticNamespace is the namespace static services have in the API.

@@ -356,6 +356,16 @@ func (c *Cluster) HasQuorum() bool {
 	return c.hasQuorum
 }
 
+// MayServe reports whether this member may serve the VIPs every member
+// serves at once (announced over BGP): it is healthy, sees a quorum, and
+// is neither draining nor stopping. Subscribe's channel is signalled
+// when it may have changed.
+func (c *Cluster) MayServe() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hasQuorum && c.healthyLocked() && !c.draining && !c.leaving
+}
+
 // Problem says why this member is unhealthy, or "" when it is healthy.
 func (c *Cluster) Problem() string {
 	c.mu.Lock()

@@ -22,6 +22,8 @@ type Config struct {
 	HealthCheck HealthCheck
 	API         API
 	Services    []StaticService
+	// BGP is nil without a bgp section: no VIP is announced over BGP.
+	BGP *BGP
 }
 
 // Node identifies this host.
@@ -106,6 +108,8 @@ type Pool struct {
 	AutoAssign bool
 	// Namespaces, when not empty, limits the pool to Services in them.
 	Namespaces []string
+	// Announce says how the pool's VIPs are announced (l2 when empty).
+	Announce Announce
 }
 
 // Backend names a dataplane implementation.
@@ -207,6 +211,8 @@ type StaticService struct {
 	// last connection (IPVS persistence, like sessionAffinity: ClientIP);
 	// 0 means none.
 	Persistence time.Duration
+	// Announce says how the VIP is announced (l2 when empty).
+	Announce Announce
 }
 
 // StaticPort is one port of a static service.

@@ -132,17 +132,22 @@ func TestBadConfigs(t *testing.T) {
 		{"timeout not below interval", base + "healthCheck: {interval: 1s, timeout: 1s}\n", `healthCheck.timeout: 1s must be shorter than the interval`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := writeConfig(t, c.yaml)
-			_, err := Load(path)
-			if err == nil {
-				t.Fatalf("accepted:\n%s", c.yaml)
-			}
-			msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
-			if !strings.Contains(msg, c.want) {
-				t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { refused(t, c.yaml, c.want) })
+	}
+}
+
+// refused checks that the config content is refused with an error that
+// contains want (file paths made relative).
+func refused(t *testing.T, content, want string) {
+	t.Helper()
+	path := writeConfig(t, content)
+	_, err := Load(path)
+	if err == nil {
+		t.Fatalf("accepted:\n%s", content)
+	}
+	msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
+	if !strings.Contains(msg, want) {
+		t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, want)
 	}
 }
 
@@ -172,6 +177,7 @@ func TestParseRange(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(designExample))
+	f.Add([]byte(bgpExample))
 	f.Add([]byte("cluster: {insecure: true}\npools: [{name: a, addresses: [192.0.2.0/24, 2001:db8::/64]}]\n"))
 	f.Add([]byte("services: [{name: s, vip: 192.0.2.1, ports: [{port: 1, protocol: SCTP}], backends: [10.0.0.1]}]"))
 	f.Add([]byte("a: &x {b: *x}"))

@@ -90,6 +90,10 @@ type parser struct {
 	insecureSet bool
 	poolLines   [][]int // line of each pool range, by pool
 	nodeName    *yaml.Node
+	// The bgp section, and the `announce: bgp` keys with their paths.
+	bgpNode         *yaml.Node
+	bgpAnnounce     []*yaml.Node
+	bgpAnnouncePath []string
 }
 
 func (p *parser) root(n *yaml.Node) {
@@ -108,6 +112,7 @@ func (p *parser) root(n *yaml.Node) {
 		"healthCheck": p.healthCheck,
 		"api":         p.api,
 		"services":    p.services,
+		"bgp":         p.bgp,
 	})
 	if resolve(n) != nil && resolve(n).Kind != yaml.MappingNode {
 		return
@@ -136,6 +141,7 @@ func (p *parser) root(n *yaml.Node) {
 	}
 	p.checkPoolOverlap()
 	p.checkStaticVIPs()
+	p.checkBGP()
 }
 
 func (p *parser) cluster(n *yaml.Node, path string) {
@@ -295,6 +301,7 @@ func (p *parser) pools(n *yaml.Node, path string) {
 			},
 			"autoAssign": func(n *yaml.Node, path string) { d.boolean(n, path, &pool.AutoAssign) },
 			"namespaces": func(n *yaml.Node, path string) { d.strs(n, path, &pool.Namespaces) },
+			"announce":   func(n *yaml.Node, path string) { p.announce(n, path, &pool.Announce) },
 		})
 		if pool.Name == "" {
 			d.errorf(item, join(path, "name"), "every pool needs a name")
@@ -487,6 +494,7 @@ func (p *parser) services(n *yaml.Node, path string) {
 			},
 			"scheduler":   func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &s.Scheduler) },
 			"persistence": func(n *yaml.Node, path string) { d.duration(n, path, &s.Persistence) },
+			"announce":    func(n *yaml.Node, path string) { p.announce(n, path, &s.Announce) },
 			"ports": func(n *yaml.Node, path string) {
 				d.list(n, path, func(_ int, pn *yaml.Node, path string) {
 					sp := StaticPort{Protocol: "TCP"}

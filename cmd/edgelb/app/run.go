@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -68,12 +69,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		g.Go(func() error { return st.ctrl.Run(gctx) })
 	}
 
-	// Membership -> ownership -> the VIP manager.
-	members, vips, err := newCluster(cfg, store, log)
+	// Membership -> ownership -> the VIP manager. The cluster assigns the
+	// l2 VIPs; the bgp VIPs are on every host and advertised over BGP.
+	bgpSet := cfg.BGPSet()
+	l2VIPs, bgpVIPs := announced{src: store, set: bgpSet}, announced{src: store, set: bgpSet, bgp: true}
+	// (The VIP manager outlives gctx: so does what feeds it.)
+	hostCtx, stopHost := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopHost()
+	members, vips, err := newCluster(hostCtx, cfg, l2VIPs, bgpVIPs, log)
 	if err != nil {
 		return err
 	}
 	st.members = members
+	announcer := newAnnouncer(cfg, members, bgpVIPs, log.With("component", "bgp"))
 	st.dp = startDataplane(gctx, g, cfg, store, log)
 
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
@@ -88,10 +96,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			stopVIPs(cause)
 		}
 	})()
+	// The VIPs stay until the cluster has handed them over and the BGP
+	// routes are withdrawn (plus bgp.withdrawDelay).
+	var holding sync.WaitGroup
+	holding.Add(1)
 	g.Go(func() error {
-		defer stopVIPs(nil)
+		defer holding.Done()
 		return members.Run(gctx)
 	})
+	if announcer != nil {
+		holding.Add(1)
+		g.Go(func() error {
+			defer holding.Done()
+			return announcer.Run(gctx)
+		})
+	}
+	go func() {
+		holding.Wait()
+		stopVIPs(nil)
+	}()
 	if vips != nil {
 		g.Go(func() error {
 			err := vips.Run(vipCtx)
@@ -113,6 +136,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Registry:  metrics.Registry,
 		Dashboard: dashboard(),
 		Log:       log.With("component", "api"),
+	}
+	if announcer != nil {
+		apiOpts.BGP = bgpStatus(cfg, announcer, members)
+		metrics.Registry.MustRegister(api.BGPCollector(apiOpts.BGP))
 	}
 	if t := cfg.API.TLS; t != nil {
 		apiOpts.CertFile, apiOpts.KeyFile = t.CertFile, t.KeyFile
@@ -150,8 +177,8 @@ func clusterOptions(cfg *config.Config, vips cluster.VIPSource, log *slog.Logger
 
 // newCluster builds the membership and the VIP manager (nil without
 // node.interface: the host then joins but owns no VIP).
-func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
-	opts := clusterOptions(cfg, store, log.With("component", "cluster"))
+func newCluster(ctx context.Context, cfg *config.Config, l2VIPs, bgpVIPs announced, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
+	opts := clusterOptions(cfg, l2VIPs, log.With("component", "cluster"))
 	if w := opts.QuorumWarning(); w != "" {
 		log.Warn(w, "quorum", opts.Quorum, "clusterSize", opts.Size())
 	}
@@ -170,11 +197,17 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 		members.SetHealth("link", errors.New("node.interface is not set"))
 		return members, nil, nil
 	}
+	var ownership vip.Ownership = members
+	var reporter vip.Reporter = members
+	if cfg.BGP != nil {
+		h := bgpHosting{Cluster: members, bgp: bgpVIPs, ctx: ctx}
+		ownership, reporter = h, h
+	}
 	vips, err := vip.NewManager(vip.Options{
 		Kernel:    vipKernel(cfg.Node.Interface),
 		Announcer: &vip.Announcers{},
-		Ownership: members,
-		Reporter:  members,
+		Ownership: ownership,
+		Reporter:  reporter,
 		Quieter:   vip.NewQuieter(),
 		Refresh:   cfg.Cluster.AnnounceRefresh,
 		Lifetime:  cfg.Cluster.RestartHold,
@@ -189,7 +222,9 @@ func newCluster(cfg *config.Config, store *lb.Store, log *slog.Logger) (*cluster
 	if err != nil {
 		log.Warn("cannot adopt the VIPs of the previous process: starting afresh", "err", err)
 	}
-	members.Adopt(adopted)
+	// The cluster's restart grace is about the l2 VIPs it assigns; the
+	// bgp ones are on every host anyway.
+	members.Adopt(l2VIPs.filter(adopted))
 	return members, vips, nil
 }
 

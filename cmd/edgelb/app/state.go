@@ -121,10 +121,15 @@ func (s *state) VIPs() []api.VIP {
 		services[vs.VIP] = append(services[vs.VIP], sourceName(vs.Source))
 	}
 	var out []api.VIP
+	bgpSet := s.cfg.BGPSet()
 	for _, v := range d.VIPs() {
 		names := slices.Compact(services[v])
 		owner := owners[v]
-		out = append(out, api.VIP{Address: v.String(), Owner: owner, Local: owner == s.cfg.Node.Name, Services: names})
+		vip := api.VIP{Address: v.String(), Owner: owner, Local: owner == s.cfg.Node.Name, Services: names, Announce: string(config.AnnounceL2)}
+		if bgpSet.Contains(v) {
+			vip.Announce, vip.Local = string(config.AnnounceBGP), s.members.MayServe()
+		}
+		out = append(out, vip)
 	}
 	return out
 }

@@ -79,18 +79,24 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Members  []api.Member  `json:"members"`
 		VIPs     []api.VIP     `json:"vips"`
 		Services []api.Service `json:"services"`
+		BGP      api.BGPStatus `json:"bgp"`
 	}
 	for path, into := range map[string]any{"status": &s.Status, "members": &s.Members, "vips": &s.VIPs, "services": &s.Services} {
 		if err := c.get(ctx, "/api/v1/"+path, into); err != nil {
 			return err
 		}
 	}
+	// Older servers have no /bgp: the rest of the status stands.
+	bgpErr := c.get(ctx, "/api/v1/bgp", &s.BGP)
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(s)
 	}
 	printStatus(stdout, s.Status, s.Members, s.VIPs, s.Services)
+	if bgpErr == nil {
+		printBGP(stdout, s.BGP)
+	}
 	return nil
 }
 
@@ -175,7 +181,10 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	fmt.Fprintf(tw, "\nVIP\tOWNER\tSERVICES\n")
 	for _, v := range vips {
 		owner := v.Owner
-		if owner == "" {
+		switch {
+		case v.Announce == "bgp":
+			owner = "<every serving host, BGP>"
+		case owner == "":
 			owner = "<none>"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Address, owner, strings.Join(v.Services, ","))

@@ -1,0 +1,227 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Speaker is the BGP side of the host: the sessions with the peers and
+// the routes advertised on them. GoBGP implements it; bgptest.Speaker is
+// the fake. Its methods are called from one goroutine (the Announcer's
+// Run) except Peers, which must be safe for concurrent use.
+type Speaker interface {
+	// Start opens the sessions with the configured peers; they connect
+	// in the background.
+	Start(ctx context.Context) error
+	// Advertise sends a host route (/32 or /128) with this host as next
+	// hop to every peer of its address family; Withdraw takes it back.
+	Advertise(p netip.Prefix) error
+	Withdraw(p netip.Prefix) error
+	// Peers reports every configured peer's session.
+	Peers() []PeerStatus
+	// Stop closes the sessions.
+	Stop() error
+}
+
+// PeerStatus is one peer's session as the API shows it.
+type PeerStatus struct {
+	Address netip.Addr
+	ASN     uint32
+	// State is the BGP FSM state: idle, connect, active, opensent,
+	// openconfirm or established.
+	State string
+	// Since is when the session was established; zero when it is not.
+	Since time.Time
+	// BFD is the BFD session state (down, init, up, admin-down), "" when
+	// the peer has no BFD.
+	BFD string
+	// PrefixesSent counts the prefixes advertised on the session.
+	PrefixesSent int
+}
+
+// StateEstablished is the State of a session that is up.
+const StateEstablished = "established"
+
+// Established reports whether the session is up.
+func (p PeerStatus) Established() bool { return p.State == StateEstablished }
+
+// Serving says whether this member may serve traffic; *cluster.Cluster
+// implements it.
+type Serving interface {
+	// MayServe reports whether this member is healthy, sees a quorum and
+	// is neither draining nor stopping.
+	MayServe() bool
+	// Subscribe returns a channel signalled when that may have changed.
+	Subscribe() <-chan struct{}
+}
+
+// VIPSource lists the VIPs announced over BGP (sorted), loaded false
+// until a first desired state exists; like cluster.VIPSource.
+type VIPSource interface {
+	VIPs() (vips []netip.Addr, loaded bool)
+	Subscribe() <-chan struct{}
+}
+
+// Options configures an Announcer.
+type Options struct {
+	Speaker Speaker
+	Serving Serving
+	VIPs    VIPSource
+	// WithdrawDelay is how long Run waits, once it withdrew everything at
+	// stop, before it closes the sessions and returns.
+	WithdrawDelay time.Duration
+	// Resync is how often Desired is recomputed without an event; 0
+	// means a second.
+	Resync time.Duration
+	Log    *slog.Logger
+}
+
+// Desired is the advertisement rule: every VIP as a host route while
+// this member may serve, nothing otherwise.
+func Desired(vips []netip.Addr, serving bool) []netip.Prefix {
+	if !serving {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(vips))
+	for _, v := range vips {
+		out = append(out, netip.PrefixFrom(v, v.BitLen()))
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// Announcer keeps the advertised routes equal to Desired. Run must be
+// called once; Advertised and Peers are safe for concurrent use.
+type Announcer struct {
+	o Options
+
+	mu         sync.Mutex
+	advertised []netip.Prefix
+	serving    bool
+}
+
+// NewAnnouncer checks o and returns an Announcer; it starts nothing.
+func NewAnnouncer(o Options) (*Announcer, error) {
+	if o.Speaker == nil || o.Serving == nil || o.VIPs == nil {
+		return nil, errors.New("bgp: Speaker, Serving and VIPs are required")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Resync <= 0 {
+		o.Resync = time.Second
+	}
+	return &Announcer{o: o}, nil
+}
+
+// Advertised returns the routes advertised now, sorted.
+func (a *Announcer) Advertised() []netip.Prefix {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.advertised)
+}
+
+// Peers reports the sessions (Speaker.Peers).
+func (a *Announcer) Peers() []PeerStatus { return a.o.Speaker.Peers() }
+
+// Sync runs one pass: it withdraws what is advertised and no longer
+// desired, then advertises what is missing. It reports whether a change
+// failed and must be retried.
+func (a *Announcer) Sync() (retry bool) {
+	vips, loaded := a.o.VIPs.VIPs()
+	serving := a.o.Serving.MayServe()
+	if !loaded {
+		vips = nil
+	}
+	return a.apply(Desired(vips, serving), serving)
+}
+
+// apply makes the advertised routes want; withdrawals go first.
+func (a *Announcer) apply(want []netip.Prefix, serving bool) (retry bool) {
+	a.mu.Lock()
+	have := slices.Clone(a.advertised)
+	if serving != a.serving {
+		if serving {
+			a.o.Log.Info("serving: advertising the BGP VIPs", "vips", len(want))
+		} else {
+			a.o.Log.Info("not serving (unhealthy, no quorum, draining or stopping): withdrawing the BGP VIPs", "vips", len(have))
+		}
+		a.serving = serving
+	}
+	a.mu.Unlock()
+	var kept []netip.Prefix
+	for _, p := range have {
+		if slices.Contains(want, p) {
+			kept = append(kept, p)
+			continue
+		}
+		if err := a.o.Speaker.Withdraw(p); err != nil {
+			a.o.Log.Error("withdrawing route", "vip", p.Addr(), "err", err)
+			kept, retry = append(kept, p), true
+			continue
+		}
+		a.o.Log.Info("route withdrawn", "vip", p.Addr())
+	}
+	for _, p := range want {
+		if slices.Contains(kept, p) {
+			continue
+		}
+		if err := a.o.Speaker.Advertise(p); err != nil {
+			a.o.Log.Error("advertising route", "vip", p.Addr(), "err", err)
+			retry = true
+			continue
+		}
+		a.o.Log.Info("route advertised", "vip", p.Addr())
+		kept = append(kept, p)
+	}
+	slices.SortFunc(kept, comparePrefix)
+	a.mu.Lock()
+	a.advertised = kept
+	a.mu.Unlock()
+	return retry
+}
+
+// Run opens the sessions and keeps the routes up to date until ctx ends;
+// then it withdraws every route, waits WithdrawDelay so that the routers
+// move new flows away while this host still forwards, closes the
+// sessions and returns nil. It returns an error if the speaker cannot
+// start.
+func (a *Announcer) Run(ctx context.Context) error {
+	if err := a.o.Speaker.Start(ctx); err != nil {
+		return fmt.Errorf("starting BGP: %w", err)
+	}
+	serving, vips := a.o.Serving.Subscribe(), a.o.VIPs.Subscribe()
+	t := time.NewTicker(a.o.Resync)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		a.Sync()
+		select {
+		case <-ctx.Done():
+		case <-serving:
+		case <-vips:
+		case <-t.C:
+		}
+	}
+	if len(a.Advertised()) > 0 {
+		a.apply(nil, false)
+		a.o.Log.Info("stopping: routes withdrawn, still forwarding", "for", a.o.WithdrawDelay)
+		time.Sleep(a.o.WithdrawDelay)
+	}
+	if err := a.o.Speaker.Stop(); err != nil {
+		a.o.Log.Warn("stopping BGP", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package bgp_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/vip/bgp"
+	"github.com/edgelb/edgelb/vip/bgp/bgptest"
+)
+
+var (
+	v4 = netip.MustParseAddr("198.51.100.1")
+	v6 = netip.MustParseAddr("2001:db8::53")
+)
+
+func prefixes(s ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range s {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+func TestDesired(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		vips    []netip.Addr
+		serving bool
+		want    []netip.Prefix
+	}{
+		{"serving: host routes", []netip.Addr{v6, v4}, true, prefixes("198.51.100.1/32", "2001:db8::53/128")},
+		{"not serving: nothing", []netip.Addr{v4, v6}, false, nil},
+		{"no VIPs", nil, true, nil},
+		{"duplicates once", []netip.Addr{v4, v4}, true, prefixes("198.51.100.1/32")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := bgp.Desired(c.vips, c.serving); !slices.Equal(got, c.want) {
+				t.Errorf("Desired = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func newAnnouncer(t *testing.T) (*bgp.Announcer, *bgptest.Speaker, *bgptest.State) {
+	t.Helper()
+	sp, st := bgptest.NewSpeaker(), &bgptest.State{}
+	a, err := bgp.NewAnnouncer(bgp.Options{Speaker: sp, Serving: st, VIPs: st, WithdrawDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return a, sp, st
+}
+
+// A member advertises its VIPs while it may serve, withdraws them all
+// when it may not (unhealthy, no quorum, draining), and follows the VIPs.
+func TestAnnouncerFollowsServingAndVIPs(t *testing.T) {
+	a, sp, st := newAnnouncer(t)
+	st.SetVIPs(v4, v6)
+	a.Sync()
+	if got := sp.Advertised(); len(got) != 0 {
+		t.Fatalf("advertised %v before serving", got)
+	}
+	st.SetServing(true)
+	a.Sync()
+	if got, want := sp.Advertised(), prefixes("198.51.100.1/32", "2001:db8::53/128"); !slices.Equal(got, want) || !slices.Equal(a.Advertised(), want) {
+		t.Fatalf("advertised %v (announcer says %v), want %v", got, a.Advertised(), want)
+	}
+	st.SetVIPs(v6)
+	a.Sync()
+	if got, want := sp.Advertised(), prefixes("2001:db8::53/128"); !slices.Equal(got, want) {
+		t.Fatalf("after a VIP went away: %v, want %v", got, want)
+	}
+	st.SetServing(false)
+	a.Sync()
+	if got := sp.Advertised(); len(got) != 0 {
+		t.Fatalf("advertised %v while not serving", got)
+	}
+}
+
+// A failed change is retried on the next pass.
+func TestAnnouncerRetries(t *testing.T) {
+	a, sp, st := newAnnouncer(t)
+	st.SetVIPs(v4)
+	st.SetServing(true)
+	sp.Fail = errors.New("session reset")
+	if !a.Sync() {
+		t.Fatal("a failed advertisement is not retried")
+	}
+	sp.Fail = nil
+	if a.Sync() {
+		t.Fatal("retry asked after a good pass")
+	}
+	if got := sp.Advertised(); !slices.Equal(got, prefixes("198.51.100.1/32")) {
+		t.Fatalf("advertised %v", got)
+	}
+}
+
+// On stop, every route is withdrawn before the sessions close.
+func TestRunWithdrawsBeforeStopping(t *testing.T) {
+	sp, st := bgptest.NewSpeaker(), &bgptest.State{}
+	a, err := bgp.NewAnnouncer(bgp.Options{Speaker: sp, Serving: st, VIPs: st, WithdrawDelay: time.Millisecond, Resync: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetVIPs(v4)
+	st.SetServing(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(a.Advertised()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sp.History(), []string{"advertise 198.51.100.1/32", "withdraw 198.51.100.1/32", "stop"}; !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+}

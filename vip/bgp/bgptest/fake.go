@@ -1,0 +1,153 @@
+// Package bgptest has an in-memory bgp.Speaker and the sources the
+// Announcer reads, for tests.
+package bgptest
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/edgelb/edgelb/vip/bgp"
+)
+
+// Speaker is an in-memory bgp.Speaker: Routes holds what is advertised.
+// Set Fail to make Advertise and Withdraw fail. Safe for concurrent use.
+type Speaker struct {
+	mu      sync.Mutex
+	Routes  map[netip.Prefix]bool
+	Status  []bgp.PeerStatus
+	Fail    error
+	Started bool
+	Stopped bool
+	// Calls records "advertise P", "withdraw P" and "stop", in order.
+	Calls []string
+}
+
+var _ bgp.Speaker = (*Speaker)(nil)
+
+// NewSpeaker returns an empty Speaker.
+func NewSpeaker() *Speaker { return &Speaker{Routes: map[netip.Prefix]bool{}} }
+
+func (s *Speaker) Start(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Started = true
+	return nil
+}
+
+func (s *Speaker) Advertise(p netip.Prefix) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	if !s.Started || s.Stopped {
+		return errors.New("not running")
+	}
+	s.Routes[p] = true
+	s.Calls = append(s.Calls, "advertise "+p.String())
+	return nil
+}
+
+func (s *Speaker) Withdraw(p netip.Prefix) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	delete(s.Routes, p)
+	s.Calls = append(s.Calls, "withdraw "+p.String())
+	return nil
+}
+
+func (s *Speaker) Peers() []bgp.PeerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.Status)
+}
+
+func (s *Speaker) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Stopped = true
+	s.Calls = append(s.Calls, "stop")
+	return nil
+}
+
+// Advertised returns the advertised routes, sorted.
+func (s *Speaker) Advertised() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []netip.Prefix
+	for p := range s.Routes {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return out
+}
+
+// History returns Calls.
+func (s *Speaker) History() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.Calls)
+}
+
+// State is a bgp.Serving and a bgp.VIPSource whose answers tests set.
+type State struct {
+	mu      sync.Mutex
+	serving bool
+	vips    []netip.Addr
+	loaded  bool
+	subs    []chan struct{}
+}
+
+// SetServing sets MayServe's answer.
+func (s *State) SetServing(v bool) {
+	s.mu.Lock()
+	s.serving = v
+	s.mu.Unlock()
+	s.notify()
+}
+
+// SetVIPs sets VIPs' answer and marks them loaded.
+func (s *State) SetVIPs(v ...netip.Addr) {
+	s.mu.Lock()
+	s.vips, s.loaded = v, true
+	s.mu.Unlock()
+	s.notify()
+}
+
+func (s *State) MayServe() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serving
+}
+
+func (s *State) VIPs() ([]netip.Addr, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.vips), s.loaded
+}
+
+func (s *State) Subscribe() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	s.subs = append(s.subs, ch)
+	return ch
+}
+
+func (s *State) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
