@@ -50,12 +50,8 @@ ip -n ${p}h addr add %s/32 dev eth0; ip -n ${p}h addr add %s/128 dev eth0 nodad`
 	defer hostNS.Close()
 	q := NewQuieterInNetNS(int(hostNS))
 
-	// reach dials vip:9 from the client after it forgot its neighbours.
-	reach := func(vip netip.Addr, forget bool) error {
-		t.Helper()
-		if forget {
-			sh(fmt.Sprintf("ip -n %sc neigh flush dev eth0", p))
-		}
+	// inClient runs f on a thread in the client's namespace.
+	inClient := func(f func() error) error {
 		errc := make(chan error, 1)
 		go func() {
 			runtime.LockOSThread() // left locked: the thread dies with the goroutine
@@ -68,13 +64,23 @@ ip -n ${p}h addr add %s/32 dev eth0; ip -n ${p}h addr add %s/128 dev eth0 nodad`
 				errc <- err
 				return
 			}
+			errc <- f()
+		}()
+		return <-errc
+	}
+	// reach dials vip:9 from the client after it forgot its neighbours.
+	reach := func(vip netip.Addr, forget bool) error {
+		t.Helper()
+		if forget {
+			sh(fmt.Sprintf("ip -n %sc neigh flush dev eth0", p))
+		}
+		err := inClient(func() error {
 			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(vip, 9).String(), 1500*time.Millisecond)
 			if err == nil {
 				c.Close()
 			}
-			errc <- err
-		}()
-		err := <-errc
+			return err
+		})
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			return nil
 		}
@@ -99,26 +105,15 @@ ip -n ${p}h addr add %s/32 dev eth0; ip -n ${p}h addr add %s/128 dev eth0 nodad`
 	}()
 	arpAsk := func(unicast bool) bool {
 		t.Helper()
-		got := make(chan bool, 1)
-		go func() {
-			runtime.LockOSThread() // left locked: the thread dies with the goroutine
-			ns, err := netns.GetFromName(p + "c")
-			if err == nil {
-				defer ns.Close()
-				err = netns.Set(ns)
-			}
-			var ifi *net.Interface
-			if err == nil {
-				ifi, err = net.InterfaceByName("eth0")
-			}
-			var c *arp.Client
-			if err == nil {
-				c, err = arp.Dial(ifi)
-			}
+		answered := false
+		err := inClient(func() error {
+			ifi, err := net.InterfaceByName("eth0")
 			if err != nil {
-				t.Error(err)
-				got <- false
-				return
+				return err
+			}
+			c, err := arp.Dial(ifi)
+			if err != nil {
+				return err
 			}
 			defer c.Close()
 			to := ethernet.Broadcast
@@ -130,24 +125,24 @@ ip -n ${p}h addr add %s/32 dev eth0; ip -n ${p}h addr add %s/128 dev eth0 nodad`
 				err = c.WriteTo(req, to)
 			}
 			if err != nil {
-				t.Error(err)
-				got <- false
-				return
+				return err
 			}
 			c.SetReadDeadline(time.Now().Add(time.Second))
 			for {
 				p, _, err := c.Read()
 				if err != nil {
-					got <- false
-					return
+					return nil // the deadline: no answer
 				}
 				if p.Operation == arp.OperationReply && p.SenderIP == v4 {
-					got <- true
-					return
+					answered = true
+					return nil
 				}
 			}
-		}()
-		return <-got
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return answered
 	}
 	if err := q.Quiet([]netip.Addr{v4}); err != nil {
 		t.Fatal(err)
