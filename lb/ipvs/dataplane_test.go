@@ -43,7 +43,7 @@ type fakeHealth struct {
 
 func (h *fakeHealth) Version() uint64 { h.mu.Lock(); defer h.mu.Unlock(); return h.ver }
 
-func (h *fakeHealth) Up(_ lb.Key, b lb.Backend) bool {
+func (h *fakeHealth) Up(_ *lb.VirtualService, b lb.Backend) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return !h.down[b.Addr]
