@@ -40,6 +40,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st := &state{cfg: cfg, started: time.Now(), store: store}
 	metrics := api.NewMetrics(st)
 
+	// Membership -> ownership -> the VIP manager.
+	members, vips, err := newCluster(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	st.members = members
+	st.dp = startDataplane(gctx, g, cfg, store, log)
+
 	if cfg.Kubernetes == nil {
 		// Static services only: the desired state never changes.
 		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
@@ -50,28 +58,27 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		st.ctrl = k8s.New(client, k8s.Options{
+		opts := k8s.Options{
 			Identity: cfg.Node.Name,
 			Config:   cfg,
 			Store:    store,
 			Log:      log.With("component", "kubernetes"),
+			// The leader records owner changes and backends that all
+			// fail as Events on the Services.
+			Ownership: members,
 			OnEvent: func(typ, msg string, fields map[string]string) {
 				if typ == "allocation" {
 					metrics.Allocations.Inc()
 				}
 				bus.Publish(typ, msg, fields)
 			},
-		})
+		}
+		if st.dp != nil {
+			opts.Health = st.dp.Health
+		}
+		st.ctrl = k8s.New(client, opts)
 		g.Go(func() error { return st.ctrl.Run(gctx) })
 	}
-
-	// Membership -> ownership -> the VIP manager.
-	members, vips, err := newCluster(cfg, store, log)
-	if err != nil {
-		return err
-	}
-	st.members = members
-	st.dp = startDataplane(gctx, g, cfg, store, log)
 
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
 	// first hands the VIPs over (the manager keeps them meanwhile), and
