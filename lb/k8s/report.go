@@ -77,9 +77,12 @@ func newStateEvents(interval, horizon time.Duration) *stateEvents {
 
 // observe takes the current states at now and returns the Events due (none
 // unless leader) and how long until a pending change is due (0: none).
-func (s *stateEvents) observe(now time.Time, current map[stateKey]observed, leader bool) ([]notice, time.Duration) {
+// A state missing from current is kept as it was shown (the owners are
+// unknown while this host has no quorum), unless its Service is not live
+// any more.
+func (s *stateEvents) observe(now time.Time, current map[stateKey]observed, live map[string]bool, leader bool) ([]notice, time.Duration) {
 	for k := range s.states {
-		if _, ok := current[k]; !ok {
+		if !live[k.service] {
 			delete(s.states, k)
 		}
 	}
@@ -148,15 +151,18 @@ func message(k stateKey, was string, cur observed) notice {
 	return n
 }
 
-// ownerState is the owners of a Service's VIPs, as "vip=owner" sorted by
-// VIP and joined by commas; "" for no owner.
-func ownerState(vips []netip.Addr, owners map[netip.Addr]string) string {
+// ownerState is the owners of a Service's VIPs that owners knows, as
+// "vip=owner" sorted by VIP and joined by commas ("" for no owner); ok is
+// false when it knows none.
+func ownerState(vips []netip.Addr, owners map[netip.Addr]string) (state string, ok bool) {
 	slices.SortFunc(vips, netip.Addr.Compare)
 	parts := make([]string, 0, len(vips))
 	for _, v := range slices.Compact(vips) {
-		parts = append(parts, v.String()+"="+owners[v])
+		if o, known := owners[v]; known {
+			parts = append(parts, v.String()+"="+o)
+		}
 	}
-	return strings.Join(parts, ",")
+	return strings.Join(parts, ","), len(parts) > 0
 }
 
 func ownerChange(was, now string) string {
@@ -188,12 +194,13 @@ func orNobody(s string) string {
 }
 
 // currentStates reads the Services' states from the desired state: the
-// owners of their VIPs (owners nil: not reported) and whether any backend
-// that may get traffic passes this host's checks (up nil: not reported).
-func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.VirtualService, lb.Backend) bool, host string) map[stateKey]observed {
-	out := map[stateKey]observed{}
+// owners of their VIPs (those owners knows: it is empty while this host
+// has no quorum) and whether any backend that may get traffic passes this
+// host's checks (up nil: not reported). live holds every Service.
+func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.VirtualService, lb.Backend) bool, host string) (out map[stateKey]observed, live map[string]bool) {
+	out, live = map[stateKey]observed{}, map[string]bool{}
 	if d == nil {
-		return out
+		return out, live
 	}
 	type counts struct{ total, healthy int }
 	vips := map[string][]netip.Addr{}
@@ -221,8 +228,9 @@ func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.Virt
 		}
 	}
 	for k, vs := range vips {
-		if owners != nil {
-			out[stateKey{k, kindOwner}] = observed{State: ownerState(vs, owners)}
+		live[k] = true
+		if st, ok := ownerState(vs, owners); ok {
+			out[stateKey{k, kindOwner}] = observed{State: st}
 		}
 		if up == nil {
 			continue
@@ -238,7 +246,7 @@ func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.Virt
 		}
 		out[stateKey{k, kindBackends}] = o
 	}
-	return out
+	return out, live
 }
 
 // Ownership tells who owns each VIP (the cluster).
@@ -292,16 +300,14 @@ func (c *Controller) reportOnce(se *stateEvents) time.Duration {
 	var owners map[netip.Addr]string
 	if c.opts.Ownership != nil {
 		owners = c.opts.Ownership.Owners()
-		if owners == nil {
-			owners = map[netip.Addr]string{}
-		}
 	}
 	var up func(*lb.VirtualService, lb.Backend) bool
 	if c.opts.Health != nil {
 		up = c.opts.Health.Up
 	}
 	t := c.term.Load()
-	notices, wait := se.observe(c.opts.Now(), currentStates(c.opts.Store.Load(), owners, up, c.opts.Identity), t != nil)
+	current, live := currentStates(c.opts.Store.Load(), owners, up, c.opts.Identity)
+	notices, wait := se.observe(c.opts.Now(), current, live, t != nil)
 	for _, n := range notices {
 		ns, name, _ := strings.Cut(n.service, "/")
 		svc, err := c.services.Services(ns).Get(name)

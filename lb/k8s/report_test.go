@@ -143,6 +143,28 @@ func TestOwnerEventsAreRateLimitedAndCoalesced(t *testing.T) {
 	expectEvents(t, "interval over, back where reported", e.pass(time.Minute))
 	e.owners.set(e.vip, "")
 	expectEvents(t, "no owner", e.pass(time.Second), "Normal OwnerChanged 192.0.2.1 moved from lb1 to nobody")
+	// Without quorum this host knows no owner: nothing is reported, and
+	// what it knew is kept.
+	e.owners.mu.Lock()
+	e.owners.owners = map[netip.Addr]string{}
+	e.owners.mu.Unlock()
+	expectEvents(t, "no quorum", e.pass(time.Minute))
+	e.owners.set(e.vip, "lb2")
+	expectEvents(t, "quorum again", e.pass(time.Second), "Normal OwnerChanged 192.0.2.1 moved from nobody (no healthy member with quorum) to lb2")
+}
+
+// A Service whose VIP the cluster does not know yet gets no owner Event
+// until it does; the first owner is taken as it is.
+func TestFirstOwnerIsTakenAsItIs(t *testing.T) {
+	e := newReportEnv(t)
+	e.owners.mu.Lock()
+	e.owners.owners = map[netip.Addr]string{}
+	e.owners.mu.Unlock()
+	expectEvents(t, "unknown VIP", e.pass(0))
+	e.owners.set(e.vip, "lb3")
+	expectEvents(t, "first owner", e.pass(time.Second))
+	e.owners.set(e.vip, "lb1")
+	expectEvents(t, "failover", e.pass(time.Second), "Normal OwnerChanged 192.0.2.1 moved from lb3 to lb1")
 }
 
 // When no backend passes its checks any more, a Warning, once; when one
