@@ -38,6 +38,29 @@ func setNodeReady(t *testing.T, node string, ready bool) {
 		fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"%s","reason":"Test","lastHeartbeatTime":null}]}}`, st))
 }
 
+// kubeTopology builds the lab network (once per VM), routes the
+// appliances to the host's API server, and registers the three nodes,
+// Ready.
+func kubeTopology(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/run/netns/node1"); err != nil {
+		topology(t)
+	}
+	// The appliance namespaces reach the API server through the VM's own
+	// user-mode network: br0 routes and masquerades for them.
+	if !strings.Contains(sh(t, "ip -br addr show dev br0"), "10.0.0.1/24") {
+		sh(t, labnet.Uplink)
+	}
+	for i := 1; i <= 3; i++ {
+		kubectl(t, fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: node%d}
+`, i), "apply", "-f", "-")
+		kubectl(t, "", "patch", "node", fmt.Sprintf("node%d", i), "--subresource=status", "--type=merge", "-p",
+			fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.2%d"}],"conditions":[{"type":"Ready","status":"True","reason":"Test"}]}}`, i))
+	}
+}
+
 const k8sObjects = `
 apiVersion: v1
 kind: Service
@@ -88,18 +111,7 @@ func TestKubernetes(t *testing.T) {
 	if os.Getenv("EDGELB_ADMIN_KUBECONFIG") == "" {
 		prereq.Missing(t, "needs the host's kube-apiserver (run by test/vm TestVMKubernetes)")
 	}
-	topology(t)
-	// The appliance namespaces reach the API server through the VM's own
-	// user-mode network: br0 routes and masquerades for them.
-	sh(t, labnet.Uplink)
-	for i := 1; i <= 3; i++ {
-		kubectl(t, fmt.Sprintf(`apiVersion: v1
-kind: Node
-metadata: {name: node%d}
-`, i), "apply", "-f", "-")
-		kubectl(t, "", "patch", "node", fmt.Sprintf("node%d", i), "--subresource=status", "--type=merge", "-p",
-			fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.2%d"}],"conditions":[{"type":"Ready","status":"True","reason":"Test"}]}}`, i))
-	}
+	kubeTopology(t)
 	kubectl(t, k8sObjects, "apply", "-f", "-")
 	sh(t, "ip -n node1 addr add 10.244.1.3/24 dev pods")
 
