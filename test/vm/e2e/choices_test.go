@@ -93,31 +93,14 @@ for i in 1 2 3; do
 done
 `)
 	kubectl(t, choicesObjects+"---\n"+choicesSlice("direct-web")+"---\n"+choicesSlice("dr-web"), "apply", "-f", "-")
-	lb1 := startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
-cluster: {bindAddr: 127.0.0.1, insecure: true}
-kubernetes: {kubeconfig: %s, loadBalancerClass: edgelb.io/choices, defaultClass: false}
-pools: [{name: choices, addresses: ["10.0.0.130-10.0.0.139"], autoAssign: true}]
-dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
-healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
-api: {listen: "127.0.0.1:9080"}
-`, os.Getenv("EDGELB_KUBECONFIG"), healthInterval))
+	lb1 := startKubeEdgelb(t, "loadBalancerClass: edgelb.io/choices, defaultClass: false",
+		`{name: choices, addresses: ["10.0.0.130-10.0.0.139"], autoAssign: true}`, "drainTimeout: 5m")
 	defer func() {
 		if t.Failed() {
 			lb1.dumpLog(t)
 		}
 	}()
-	vip := map[string]string{}
-	waitFor(t, "EXTERNAL-IPs", 60*time.Second, func() bool {
-		for _, s := range []string{"direct-web", "dr-web"} {
-			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
-			if ip == "" {
-				return false
-			}
-			vip[s] = ip
-		}
-		return true
-	})
-	t.Logf("kubectl get svc:\n%s", kubectl(t, "", "get", "svc", "direct-web", "dr-web", "-o", "wide"))
+	vip := externalIPs(t, "direct-web", "dr-web")
 	web := vip["direct-web"] + ":80"
 	pods := []string{"10.244.1.2:8080", "10.244.2.2:8080", "10.244.3.2:8080"}
 

@@ -61,6 +61,40 @@ metadata: {name: node%d}
 	}
 }
 
+// startKubeEdgelb runs edgelb in lb1 against the host's API server, with
+// class (the kubernetes keys after kubeconfig), one pool, and a nodeport/nat
+// dataplane with more keys.
+func startKubeEdgelb(t *testing.T, class, pool, dataplane string) *edgelb {
+	t.Helper()
+	return startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
+cluster: {bindAddr: 127.0.0.1, insecure: true}
+kubernetes: {kubeconfig: %s, %s}
+pools: [%s]
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, %s}
+healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
+api: {listen: "127.0.0.1:9080"}
+`, os.Getenv("EDGELB_KUBECONFIG"), class, pool, dataplane, healthInterval))
+}
+
+// externalIPs waits until each named Service has an EXTERNAL-IP and returns
+// them by name.
+func externalIPs(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	vip := map[string]string{}
+	waitFor(t, "EXTERNAL-IPs of "+strings.Join(names, ", "), 60*time.Second, func() bool {
+		for _, s := range names {
+			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
+			if ip == "" {
+				return false
+			}
+			vip[s] = ip
+		}
+		return true
+	})
+	t.Logf("kubectl get svc:\n%s", kubectl(t, "", append([]string{"get", "svc", "-o", "wide"}, names...)...))
+	return vip
+}
+
 const k8sObjects = `
 apiVersion: v1
 kind: Service
@@ -115,32 +149,13 @@ func TestKubernetes(t *testing.T) {
 	kubectl(t, k8sObjects, "apply", "-f", "-")
 	sh(t, "ip -n node1 addr add 10.244.1.3/24 dev pods")
 
-	lb1 := startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
-cluster: {bindAddr: 127.0.0.1, insecure: true}
-kubernetes: {kubeconfig: %s, defaultClass: true}
-pools: [{name: default, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: true}]
-dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, drainTimeout: 30s}
-healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
-api: {listen: "127.0.0.1:9080"}
-`, os.Getenv("EDGELB_KUBECONFIG"), healthInterval))
+	lb1 := startKubeEdgelb(t, "defaultClass: true", `{name: default, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: true}`, "drainTimeout: 30s")
 	defer func() {
 		if t.Failed() {
 			lb1.dumpLog(t)
 		}
 	}()
-
-	vip := map[string]string{}
-	waitFor(t, "EXTERNAL-IPs on the four Services", 60*time.Second, func() bool {
-		for _, s := range []string{"web", "sticky", "local", "echo"} {
-			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
-			if ip == "" {
-				return false
-			}
-			vip[s] = ip
-		}
-		return true
-	})
-	t.Logf("kubectl get svc:\n%s", kubectl(t, "", "get", "svc", "-o", "wide"))
+	vip := externalIPs(t, "web", "sticky", "local", "echo")
 	waitFor(t, "the dataplane to program "+vip["web"], 30*time.Second, func() bool {
 		return hasLine(table(t, "lb1", "-t", vip["web"]+":80"), "-> 10.0.0.23:30080 Masq 1") &&
 			strings.Contains(sh(t, "ip -n lb1 -br addr show dev eth0"), vip["web"])
