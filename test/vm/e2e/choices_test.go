@@ -13,10 +13,10 @@ import (
 	"github.com/edgelb/edgelb/test/prereq"
 )
 
-// The Services of TestKubernetesChoices, of their own class: a direct-mode
-// Service with an HTTP health check on /ready and a connection limit, and
-// a dr one at a fixed address, on a nodeport/nat appliance. Neither has
-// node ports.
+// The Services of TestKubernetesChoices, of their own class, on a
+// nodeport/nat appliance: a direct-mode Service without node ports, with an
+// HTTP health check on /ready and a connection limit, and a dr one at a
+// fixed address (dr keeps the port: the Service port is its nodePort).
 const choicesObjects = `
 apiVersion: v1
 kind: Service
@@ -43,12 +43,11 @@ kind: Service
 metadata:
   name: dr-web
   namespace: default
-  annotations: {edgelb.io/mode: direct, edgelb.io/method: dr, edgelb.io/load-balancer-ips: 10.0.0.135}
+  annotations: {edgelb.io/method: dr, edgelb.io/load-balancer-ips: 10.0.0.135}
 spec:
   type: LoadBalancer
   loadBalancerClass: edgelb.io/choices
-  allocateLoadBalancerNodePorts: false
-  ports: [{name: http, port: 8080, targetPort: 8080}]
+  ports: [{name: http, port: 30081, targetPort: 8080, nodePort: 30081}]
 `
 
 // choicesSlice is the EndpointSlice of one of those Services: a pod on
@@ -92,7 +91,9 @@ for i in 1 2 3; do
 	ip -n node$i addr replace 10.0.0.135/32 dev lo
 done
 `)
-	kubectl(t, choicesObjects+"---\n"+choicesSlice("direct-web")+"---\n"+choicesSlice("dr-web"), "apply", "-f", "-")
+	kubectl(t, choicesObjects+"---\n"+choicesSlice("direct-web"), "apply", "-f", "-")
+	// TestKubernetes uses the node port 30081 too.
+	t.Cleanup(func() { kubectl(t, "", "delete", "svc", "direct-web", "dr-web") })
 	lb1 := startKubeEdgelb(t, "loadBalancerClass: edgelb.io/choices, defaultClass: false",
 		`{name: choices, addresses: ["10.0.0.130-10.0.0.139"], autoAssign: true}`, "drainTimeout: 5m")
 	defer func() {
@@ -177,10 +178,10 @@ done
 		if dr != "10.0.0.135" {
 			t.Fatalf("dr-web has %s, want the requested 10.0.0.135", dr)
 		}
-		waitFor(t, "the pods as dr real servers", 30*time.Second, func() bool {
-			tb := table(t, "lb1", "-t", dr+":8080")
-			for _, p := range pods {
-				if !hasLine(tb, "-> "+p+" Route 1") {
+		waitFor(t, "the nodes as dr real servers", 30*time.Second, func() bool {
+			tb := table(t, "lb1", "-t", dr+":30081")
+			for i := 1; i <= 3; i++ {
+				if !hasLine(tb, fmt.Sprintf("-> 10.0.0.2%d:30081 Route 1", i)) {
 					return false
 				}
 			}
@@ -189,14 +190,14 @@ done
 		if m := kubectl(t, "", "get", "svc", "dr-web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ipMode}"); m != "VIP" {
 			t.Errorf("ipMode of a dr Service: %q, want VIP", m)
 		}
-		r := helper(t, "client", "http", "30", "http://"+dr+":8080/")
+		r := helper(t, "client", "http", "30", "http://"+dr+":30081/")
 		t.Logf("answers per node: %v, source addresses seen: %v", r.Counts, r.Remotes)
 		if r.Errors != 0 || !slices.Equal(nodes(r), []string{"node1", "node2", "node3"}) {
 			t.Errorf("answered by %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
 		}
 		// Direct server return keeps the client's address: no source NAT.
 		if len(r.Remotes) != 1 || r.Remotes["10.0.0.2"] == 0 {
-			t.Errorf("the pods saw sources %v, want the client's own 10.0.0.2", r.Remotes)
+			t.Errorf("the nodes saw sources %v, want the client's own 10.0.0.2", r.Remotes)
 		}
 	})
 }
