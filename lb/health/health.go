@@ -141,14 +141,24 @@ func New(o Options) *Checker {
 // Up reports whether backend b of vs passes its checks. Targets not probed
 // yet, and targets that are not probed at all, are up.
 func (c *Checker) Up(vs *lb.VirtualService, b lb.Backend) bool {
+	up, _ := c.State(vs, b)
+	return up
+}
+
+// State is Up, and whether that is known: false for a target not probed
+// yet (a target that is never probed is known to be up).
+func (c *Checker) State(vs *lb.VirtualService, b lb.Backend) (up, known bool) {
 	t, probed := TargetOf(vs, b)
 	if !probed {
-		return true
+		return true, true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, ok := c.results[t]
-	return !ok || r.Up
+	if !ok {
+		return true, false
+	}
+	return r.Up, true
 }
 
 // Changed returns a new channel that receives a value (coalesced) whenever

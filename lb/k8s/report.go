@@ -27,7 +27,8 @@ const (
 // States of a Service's backends, as this host's health checks see them.
 const (
 	backendsHealthy = "healthy" // at least one passes
-	backendsDown    = "down"    // some are configured, none passes
+	backendsDown    = "down"    // some are configured, all probed, none passes
+	backendsUnknown = "unknown" // none passes, some are not probed yet
 	backendsNone    = "none"    // none is configured (no endpoints, no nodes)
 )
 
@@ -52,8 +53,11 @@ type notice struct {
 // shown is what was last reported of one state.
 type shown struct {
 	state string
-	at    time.Time // when the last Event of it was recorded; zero: never
-	since time.Time // when the state first differed from shown; zero: it does not
+	// reported is whether state was reported (by this host, or taken as
+	// reported by the leader), not just taken as it was.
+	reported bool
+	at       time.Time // when the last Event of it was recorded; zero: never
+	since    time.Time // when the state first differed from shown; zero: it does not
 }
 
 // stateEvents turns changes of the Services' VIP owners and backend health
@@ -102,8 +106,8 @@ func (s *stateEvents) observe(now time.Time, current map[stateKey]observed, live
 		case cur.State == e.state:
 			e.since = time.Time{}
 			continue
-		case !notable(k.kind, e.state, cur.State):
-			e.state, e.since = cur.State, time.Time{}
+		case !notable(k.kind, e, cur.State):
+			e.state, e.reported, e.since = cur.State, false, time.Time{}
 			continue
 		}
 		if e.since.IsZero() {
@@ -113,7 +117,7 @@ func (s *stateEvents) observe(now time.Time, current map[stateKey]observed, live
 			if age := now.Sub(e.since); age < s.horizon {
 				later(s.horizon - age)
 			} else {
-				e.state, e.since = cur.State, time.Time{}
+				e.state, e.reported, e.since = cur.State, true, time.Time{}
 			}
 			continue
 		}
@@ -122,19 +126,25 @@ func (s *stateEvents) observe(now time.Time, current map[stateKey]observed, live
 			continue
 		}
 		out = append(out, message(k, e.state, cur))
-		e.state, e.at, e.since = cur.State, now, time.Time{}
+		e.state, e.reported, e.at, e.since = cur.State, true, now, time.Time{}
 	}
 	slices.SortFunc(out, func(a, b notice) int { return strings.Compare(a.service+a.reason, b.service+b.reason) })
 	return out, wait
 }
 
-// notable reports whether a change of state deserves an Event: any change
-// of owner; backends that all fail, and that pass again after that.
-func notable(kind, was, now string) bool {
-	if kind == kindOwner {
+// notable reports whether a change from what was shown to now deserves
+// an Event: any change of owner; backends of which one passed that all
+// fail now (not a Service whose backends fail from their first check on),
+// and that pass again after that was reported.
+func notable(kind string, was *shown, now string) bool {
+	switch {
+	case kind == kindOwner:
 		return true
+	case now == backendsDown:
+		return was.state == backendsHealthy
+	default:
+		return was.state == backendsDown && was.reported && now == backendsHealthy
 	}
-	return now == backendsDown || (was == backendsDown && now == backendsHealthy)
 }
 
 func message(k stateKey, was string, cur observed) notice {
@@ -196,13 +206,13 @@ func orNobody(s string) string {
 // currentStates reads the Services' states from the desired state: the
 // owners of their VIPs (those owners knows: it is empty while this host
 // has no quorum) and whether any backend that may get traffic passes this
-// host's checks (up nil: not reported). live holds every Service.
-func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.VirtualService, lb.Backend) bool, host string) (out map[stateKey]observed, live map[string]bool) {
+// host's checks (health nil: not reported). live holds every Service.
+func currentStates(d *lb.Desired, owners map[netip.Addr]string, health func(*lb.VirtualService, lb.Backend) (up, known bool), host string) (out map[stateKey]observed, live map[string]bool) {
 	out, live = map[stateKey]observed{}, map[string]bool{}
 	if d == nil {
 		return out, live
 	}
-	type counts struct{ total, healthy int }
+	type counts struct{ total, healthy, unknown int }
 	vips := map[string][]netip.Addr{}
 	backends := map[string]*counts{}
 	for i := range d.Services {
@@ -222,7 +232,13 @@ func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.Virt
 				continue
 			}
 			c.total++
-			if up != nil && up(vs, b) {
+			if health == nil {
+				continue
+			}
+			switch up, known := health(vs, b); {
+			case !known:
+				c.unknown++
+			case up:
 				c.healthy++
 			}
 		}
@@ -232,7 +248,7 @@ func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.Virt
 		if st, ok := ownerState(vs, owners); ok {
 			out[stateKey{k, kindOwner}] = observed{State: st}
 		}
-		if up == nil {
+		if health == nil {
 			continue
 		}
 		c := backends[k]
@@ -240,6 +256,8 @@ func currentStates(d *lb.Desired, owners map[netip.Addr]string, up func(*lb.Virt
 		switch {
 		case c.total == 0:
 			o.State = backendsNone
+		case c.healthy == 0 && c.unknown > 0:
+			o.State = backendsUnknown
 		case c.healthy == 0:
 			o.State = backendsDown
 			o.Detail = fmt.Sprintf("all %d backends fail their health checks (seen from %s)", c.total, host)
@@ -259,7 +277,9 @@ type Ownership interface {
 
 // Health is this host's health checks.
 type Health interface {
-	Up(vs *lb.VirtualService, b lb.Backend) bool
+	// State reports whether backend b of vs passes its checks, and
+	// whether that is known yet.
+	State(vs *lb.VirtualService, b lb.Backend) (up, known bool)
 	// Changed returns a channel signalled (coalesced) when a result changes.
 	Changed() <-chan struct{}
 }
@@ -301,12 +321,12 @@ func (c *Controller) reportOnce(se *stateEvents) time.Duration {
 	if c.opts.Ownership != nil {
 		owners = c.opts.Ownership.Owners()
 	}
-	var up func(*lb.VirtualService, lb.Backend) bool
+	var health func(*lb.VirtualService, lb.Backend) (bool, bool)
 	if c.opts.Health != nil {
-		up = c.opts.Health.Up
+		health = c.opts.Health.State
 	}
 	t := c.term.Load()
-	current, live := currentStates(c.opts.Store.Load(), owners, up, c.opts.Identity)
+	current, live := currentStates(c.opts.Store.Load(), owners, health, c.opts.Identity)
 	notices, wait := se.observe(c.opts.Now(), current, live, t != nil)
 	for _, n := range notices {
 		ns, name, _ := strings.Cut(n.service, "/")

@@ -36,14 +36,18 @@ func (f *fakeOwners) set(vip netip.Addr, owner string) {
 }
 
 type fakeHealth struct {
-	mu   sync.Mutex
-	down map[netip.AddrPort]bool
+	mu      sync.Mutex
+	down    map[netip.AddrPort]bool
+	unknown map[netip.AddrPort]bool
 }
 
-func (f *fakeHealth) Up(_ *lb.VirtualService, b lb.Backend) bool {
+func (f *fakeHealth) State(_ *lb.VirtualService, b lb.Backend) (bool, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !f.down[b.Addr]
+	if f.unknown[b.Addr] {
+		return true, false
+	}
+	return !f.down[b.Addr], true
 }
 func (f *fakeHealth) Changed() <-chan struct{} { return make(chan struct{}) }
 func (f *fakeHealth) set(a netip.AddrPort, down bool) {
@@ -71,7 +75,7 @@ func newReportEnv(t *testing.T) *reportEnv {
 	e := &reportEnv{
 		vip:      netip.MustParseAddr("192.0.2.1"),
 		backends: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:30080"), netip.MustParseAddrPort("10.0.0.2:30080")},
-		health:   &fakeHealth{down: map[netip.AddrPort]bool{}},
+		health:   &fakeHealth{down: map[netip.AddrPort]bool{}, unknown: map[netip.AddrPort]bool{}},
 		now:      epoch,
 		recorder: record.NewFakeRecorder(100),
 	}
@@ -184,6 +188,29 @@ func TestNoHealthyBackendsWarning(t *testing.T) {
 	e.health.set(e.backends[1], false)
 	e.health.set(e.backends[0], false)
 	expectEvents(t, "back before the interval ended", e.pass(time.Minute))
+}
+
+// Backends that fail from their first check on were never healthy: no
+// Event, neither then nor when they pass later; once one passed, losing
+// them all is a Warning.
+func TestBackendsThatNeverPassedAreNotReported(t *testing.T) {
+	e := newReportEnv(t)
+	e.health.mu.Lock()
+	for _, b := range e.backends {
+		e.health.unknown[b] = true
+	}
+	e.health.mu.Unlock()
+	expectEvents(t, "not probed yet", e.pass(0))
+	e.health.mu.Lock()
+	for _, b := range e.backends {
+		e.health.unknown[b], e.health.down[b] = false, true
+	}
+	e.health.mu.Unlock()
+	expectEvents(t, "first checks fail", e.pass(time.Second))
+	e.health.set(e.backends[0], false)
+	expectEvents(t, "one passes", e.pass(time.Minute))
+	e.health.set(e.backends[0], true)
+	expectEvents(t, "it fails again", e.pass(time.Minute), "Warning NoHealthyBackends")
 }
 
 // A host that is not the leader records nothing; when it becomes leader it
