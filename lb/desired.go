@@ -41,6 +41,9 @@ type Options struct {
 	// inside one are put in the desired state (static services' VIPs are
 	// configured and taken as they are).
 	Pools []config.Pool
+	// HealthCheck is the default schedule, against which per-service
+	// timeouts are checked.
+	HealthCheck config.HealthCheck
 }
 
 // OptionsFromConfig extracts Options from a validated config.
@@ -51,6 +54,7 @@ func OptionsFromConfig(cfg *config.Config) Options {
 		DefaultScheduler: cfg.Dataplane.Scheduler,
 		Static:           cfg.Services,
 		Pools:            cfg.Pools,
+		HealthCheck:      cfg.HealthCheck,
 	}
 	if k := cfg.Kubernetes; k != nil {
 		o.Class, o.DefaultClass = k.LoadBalancerClass, k.DefaultClass
@@ -189,13 +193,16 @@ func (b *builder) static(d *Desired, s *config.StaticService) {
 	if sched == "" {
 		sched = b.opts.DefaultScheduler
 	}
+	ch := StaticChoices(s, &b.opts)
 	for _, p := range s.Ports {
 		vs := VirtualService{
 			Key:         Key{VIP: s.VIP, Port: p.Port, Protocol: Protocol(p.Protocol)},
 			Source:      Source{Name: s.Name},
 			Scheduler:   sched,
 			Persistence: s.Persistence,
-			Method:      b.opts.Method,
+			Method:      ch.Method,
+			Check:       ch.Check,
+			MaxConns:    ch.MaxConns,
 		}
 		target := p.TargetPort
 		if target == 0 {
@@ -246,6 +253,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 			persist = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
 		}
 	}
+	ch := b.choices(src, svc)
 	slices := b.slices[svc.Namespace+"/"+svc.Name]
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	for _, vip := range vips {
@@ -257,12 +265,14 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 				Source:      src,
 				Scheduler:   sched,
 				Persistence: persist,
-				Method:      b.opts.Method,
+				Method:      ch.Method,
+				Check:       ch.Check,
+				MaxConns:    ch.MaxConns,
 			}
 			if vs.Protocol == "" {
 				vs.Protocol = TCP
 			}
-			if b.opts.Mode == config.ModeDirect {
+			if ch.Mode == config.ModeDirect {
 				vs.Backends = endpointBackends(slices, &p, v6)
 			} else {
 				vs.Backends = b.nodePortBackends(svc, slices, &p, v6, local)

@@ -437,7 +437,13 @@ func FuzzAnnotations(f *testing.F) {
 		}
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
 			AnnotationIPs: s, AnnotationPool: s, AnnotationShared: s, AnnotationScheduler: s,
+			AnnotationMode: s, AnnotationMethod: s, AnnotationHealthCheckType: s, AnnotationHealthCheckPort: s,
+			AnnotationHealthCheckPath: s, AnnotationHealthCheckInterval: s, AnnotationHealthCheckTimeout: s,
+			AnnotationHealthCheckRise: s, AnnotationHealthCheckFall: s, AnnotationMaxConnections: s,
 		}}}
 		_ = CheckAnnotations(svc)
+		if ch, errs := ChoicesOf(svc, &Options{Mode: config.ModeNodePort, Method: NAT}); len(errs) == 0 && ch.Check.Path != "" && config.CheckPath(ch.Check.Path) != nil {
+			t.Fatalf("ChoicesOf accepted the path %q", ch.Check.Path)
+		}
 	})
 }

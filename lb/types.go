@@ -80,6 +80,10 @@ type VirtualService struct {
 	Method      Method
 	// Backends are sorted by address and port.
 	Backends []Backend
+	// Check is how the backends are probed; MaxConns, when not 0, caps
+	// each backend's connections (IPVS upper threshold).
+	Check    HealthCheck
+	MaxConns uint32
 }
 
 // Backend is one real server of a virtual service.
@@ -105,7 +109,8 @@ func (b Backend) String() string {
 // Equal reports whether two virtual services are the same, backends included.
 func (v *VirtualService) Equal(o *VirtualService) bool {
 	return v.Key == o.Key && v.Source == o.Source && v.Scheduler == o.Scheduler &&
-		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends)
+		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends) &&
+		v.Check == o.Check && v.MaxConns == o.MaxConns
 }
 
 func (v *VirtualService) String() string {

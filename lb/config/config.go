@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
+	"unicode"
 
 	"go4.org/netipx"
 )
@@ -213,6 +215,13 @@ type StaticService struct {
 	Persistence time.Duration
 	// Announce says how the VIP is announced (l2 when empty).
 	Announce Announce
+	// Method overrides dataplane.method for this service; "": the default.
+	Method Method
+	// HealthCheck, if set, is how the backends are probed.
+	HealthCheck *ServiceCheck
+	// MaxConnectionsPerBackend is the IPVS upper connection threshold of
+	// each backend; 0 means no limit.
+	MaxConnectionsPerBackend uint32
 }
 
 // StaticPort is one port of a static service.
@@ -285,4 +294,61 @@ func (c *Config) Managed() *netipx.IPSet {
 	}
 	s, _ := b.IPSet()
 	return s
+}
+
+// CheckType is the kind of a health check.
+type CheckType string
+
+const (
+	// CheckTCP connects to the backend.
+	CheckTCP CheckType = "tcp"
+	// CheckHTTP sends GET Path and expects a status from 200 to 399.
+	CheckHTTP CheckType = "http"
+	// CheckNone does not probe: the backend is always up.
+	CheckNone CheckType = "none"
+)
+
+// DefaultCheckPath is the path of an http check that names none.
+const DefaultCheckPath = "/healthz"
+
+// Bounds of per-service health-check durations, and of
+// maxConnectionsPerBackend.
+const (
+	MinCheckDuration = 10 * time.Millisecond
+	MaxCheckDuration = time.Hour
+	MaxConnsLimit    = 1 << 30
+)
+
+// The values the enumerated keys accept.
+var (
+	Modes      = []string{string(ModeNodePort), string(ModeDirect)}
+	Methods    = []string{string(MethodNAT), string(MethodDR), string(MethodTunnel)}
+	CheckTypes = []string{string(CheckTCP), string(CheckHTTP), string(CheckNone)}
+)
+
+// ServiceCheck is the health check of one service (a static service's
+// healthCheck, a Service's health-check annotations). Zero fields take the
+// values of the config's healthCheck; an empty Type means tcp for TCP
+// ports and no check otherwise.
+type ServiceCheck struct {
+	Type CheckType
+	// Port is probed instead of the backend's own port; 0: the backend's.
+	Port uint16
+	// Path is the path of an http check; "": DefaultCheckPath.
+	Path              string
+	Interval, Timeout time.Duration
+	Rise, Fall        int
+}
+
+// CheckPath checks the path of an HTTP health check.
+func CheckPath(s string) error {
+	switch {
+	case !strings.HasPrefix(s, "/"):
+		return fmt.Errorf("must start with /")
+	case len(s) > 1024:
+		return fmt.Errorf("longer than 1024 characters")
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '#' }):
+		return fmt.Errorf("must not contain spaces, control characters or #")
+	}
+	return nil
 }

@@ -130,6 +130,17 @@ func TestBadConfigs(t *testing.T) {
 		{"bad YAML", "node: {name: [\n", `config.yaml:`},
 		{"duplicate key", base + "node: {name: a}\nnode: {name: b}\n", `config.yaml:3: node: key given twice`},
 		{"timeout not below interval", base + "healthCheck: {interval: 1s, timeout: 1s}\n", `healthCheck.timeout: 1s must be shorter than the interval`},
+		{"static method", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    method: fullnat\n", `config.yaml:6: services[0].method: "fullnat" is not one of nat, dr, tunnel`},
+		{"static dr without interface", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    method: dr\n", `services[0].method: method dr needs node.interface`},
+		{"static check type", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {type: icmp}\n", `config.yaml:6: services[0].healthCheck.type: "icmp" is not one of tcp, http, none`},
+		{"static check path", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {type: http, path: ready}\n", `config.yaml:6: services[0].healthCheck.path: "ready" must start with /`},
+		{"static path without http", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {path: /ready}\n", `services[0].healthCheck.path: only an http check has a path`},
+		{"static check port", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {port: 0}\n", `services[0].healthCheck.port: 0 is out of range`},
+		{"static check rise", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {rise: 0}\n", `services[0].healthCheck.rise: 0 is out of range`},
+		{"static check timeout", base + "healthCheck: {interval: 2s, timeout: 1s}\n" + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {timeout: 3s}\n", `services[0].healthCheck.timeout: 3s must be shorter than the interval 2s`},
+		{"static check interval", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {interval: 2h}\n", `services[0].healthCheck.interval: 2h0m0s is out of range`},
+		{"static max connections", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    maxConnectionsPerBackend: -1\n", `config.yaml:6: services[0].maxConnectionsPerBackend: -1 is out of range`},
+		{"static mode is not a field", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    mode: direct\n", `services[0].mode: unknown key`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { refused(t, c.yaml, c.want) })
@@ -231,5 +242,28 @@ func TestAPIExposure(t *testing.T) {
 		if c.warning == "" && w != "" || !strings.Contains(w, c.warning) {
 			t.Errorf("%s: warnings %q, want %q", c.api, w, c.warning)
 		}
+	}
+}
+
+// A static service's own method, health check and connection limit.
+func TestStaticServiceChoices(t *testing.T) {
+	cfg, err := Load(writeConfig(t, `node: {interface: eth0}
+cluster: {insecure: true}
+services:
+  - name: api
+    vip: 192.0.2.5
+    ports: [{port: 443}]
+    backends: ["10.0.1.5:8443"]
+    method: dr
+    healthCheck: {type: http, port: 8080, path: /ready, interval: 5s, timeout: 2s, rise: 3, fall: 1}
+    maxConnectionsPerBackend: 200
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Services[0]
+	want := ServiceCheck{Type: CheckHTTP, Port: 8080, Path: "/ready", Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 3, Fall: 1}
+	if s.Method != MethodDR || s.HealthCheck == nil || *s.HealthCheck != want || s.MaxConnectionsPerBackend != 200 {
+		t.Errorf("service = %+v, check %+v", s, s.HealthCheck)
 	}
 }

@@ -94,6 +94,22 @@ type parser struct {
 	bgpNode         *yaml.Node
 	bgpAnnounce     []*yaml.Node
 	bgpAnnouncePath []string
+	// needInterface are the static services whose method needs
+	// node.interface.
+	needInterface []serviceNeed
+	checks        []checkNode
+}
+
+type checkNode struct {
+	node  *yaml.Node
+	path  string
+	check *ServiceCheck
+}
+
+type serviceNeed struct {
+	node   *yaml.Node
+	path   string
+	method Method
 }
 
 func (p *parser) root(n *yaml.Node) {
@@ -139,9 +155,15 @@ func (p *parser) root(n *yaml.Node) {
 	if cfg.Dataplane.Backend != BackendNone && cfg.Dataplane.Method != MethodNAT && cfg.Node.Interface == "" {
 		d.errorf(n, "node.interface", "required for dataplane.method %s", cfg.Dataplane.Method)
 	}
+	for _, s := range p.needInterface {
+		if cfg.Dataplane.Backend != BackendNone && cfg.Node.Interface == "" {
+			d.errorf(s.node, s.path, "method %s needs node.interface", s.method)
+		}
+	}
 	p.checkPoolOverlap()
 	p.checkStaticVIPs()
 	p.checkBGP()
+	p.checkTimeouts()
 }
 
 func (p *parser) cluster(n *yaml.Node, path string) {
@@ -384,8 +406,6 @@ func (p *parser) checkPoolOverlap() {
 
 var (
 	backends = []string{string(BackendIPVS), string(BackendNftables), string(BackendNone)}
-	modes    = []string{string(ModeNodePort), string(ModeDirect)}
-	methods  = []string{string(MethodNAT), string(MethodDR), string(MethodTunnel)}
 )
 
 func (p *parser) dataplane(n *yaml.Node, path string) {
@@ -401,12 +421,12 @@ func (p *parser) dataplane(n *yaml.Node, path string) {
 		},
 		"mode": func(n *yaml.Node, path string) {
 			s := string(dp.Mode)
-			d.enum(n, path, modes, &s)
+			d.enum(n, path, Modes, &s)
 			dp.Mode = Mode(s)
 		},
 		"method": func(n *yaml.Node, path string) {
 			s := string(dp.Method)
-			d.enum(n, path, methods, &s)
+			d.enum(n, path, Methods, &s)
 			dp.Method = Method(s)
 		},
 		"scheduler":    func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &dp.Scheduler) },
@@ -495,6 +515,18 @@ func (p *parser) services(n *yaml.Node, path string) {
 			"scheduler":   func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &s.Scheduler) },
 			"persistence": func(n *yaml.Node, path string) { d.duration(n, path, &s.Persistence) },
 			"announce":    func(n *yaml.Node, path string) { p.announce(n, path, &s.Announce) },
+			"method": func(n *yaml.Node, path string) {
+				v := string(s.Method)
+				d.enum(n, path, Methods, &v)
+				s.Method = Method(v)
+			},
+			"healthCheck": func(n *yaml.Node, path string) { s.HealthCheck = p.serviceCheck(n, path) },
+			"maxConnectionsPerBackend": func(n *yaml.Node, path string) {
+				var v int64
+				if d.integer(n, path, 0, MaxConnsLimit, &v) {
+					s.MaxConnectionsPerBackend = uint32(v)
+				}
+			},
 			"ports": func(n *yaml.Node, path string) {
 				d.list(n, path, func(_ int, pn *yaml.Node, path string) {
 					sp := StaticPort{Protocol: "TCP"}
@@ -544,8 +576,68 @@ func (p *parser) services(n *yaml.Node, path string) {
 		if len(s.Ports) == 0 {
 			d.errorf(item, join(path, "ports"), "a static service needs at least one port")
 		}
+		if s.Method != "" && s.Method != MethodNAT {
+			p.needInterface = append(p.needInterface, serviceNeed{item, join(path, "method"), s.Method})
+		}
 		p.cfg.Services = append(p.cfg.Services, s)
 	})
+}
+
+// serviceCheck decodes a static service's healthCheck.
+func (p *parser) serviceCheck(n *yaml.Node, path string) *ServiceCheck {
+	d := p.d
+	c := &ServiceCheck{}
+	dur := func(dst *time.Duration) func(*yaml.Node, string) {
+		return func(n *yaml.Node, path string) {
+			d.duration(n, path, dst)
+			if *dst != 0 && (*dst < MinCheckDuration || *dst > MaxCheckDuration) {
+				d.errorf(n, path, "%s is out of range: use %s to %s", *dst, MinCheckDuration, MaxCheckDuration)
+			}
+		}
+	}
+	var pathNode *yaml.Node
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"type": func(n *yaml.Node, path string) {
+			v := string(c.Type)
+			d.enum(n, path, CheckTypes, &v)
+			c.Type = CheckType(v)
+		},
+		"port": func(n *yaml.Node, path string) { d.port(n, path, &c.Port) },
+		"path": func(n *yaml.Node, path string) {
+			pathNode = n
+			d.str(n, path, &c.Path)
+			if err := CheckPath(c.Path); err != nil {
+				d.errorf(n, path, "%q %v", c.Path, err)
+			}
+		},
+		"interval": dur(&c.Interval),
+		"timeout":  dur(&c.Timeout),
+		"rise":     func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &c.Rise) },
+		"fall":     func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &c.Fall) },
+	})
+	if pathNode != nil && c.Type != CheckHTTP {
+		d.errorf(pathNode, join(path, "path"), "only an http check has a path: set type: http")
+	}
+	p.checks = append(p.checks, checkNode{n, path, c})
+	return c
+}
+
+// checkTimeouts checks each service's check timeout against its interval,
+// once healthCheck (the defaults) is known.
+func (p *parser) checkTimeouts() {
+	for _, cn := range p.checks {
+		c := cn.check
+		interval, timeout := c.Interval, c.Timeout
+		if interval == 0 {
+			interval = p.cfg.HealthCheck.Interval
+		}
+		if timeout == 0 {
+			timeout = p.cfg.HealthCheck.Timeout
+		}
+		if (c.Interval != 0 || c.Timeout != 0) && timeout >= interval {
+			p.d.errorf(cn.node, join(cn.path, "timeout"), "%s must be shorter than the interval %s", timeout, interval)
+		}
+	}
 }
 
 // parseBackend parses "10.0.1.5:53", "[2001:db8::5]:53" or a bare address

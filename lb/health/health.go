@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
 )
 
 // Config is the probing schedule.
@@ -26,26 +28,54 @@ type Config struct {
 
 // Target is one thing probed.
 type Target struct {
-	// Addr is the backend; it is connected to over TCP when Protocol is
-	// TCP.
+	// Addr is the backend; Protocol is its virtual service's.
 	Addr     netip.AddrPort
 	Protocol lb.Protocol
-	// HTTPPort, when not 0, is probed with GET http://Addr.Addr():HTTPPort/healthz.
+	// Check is the backend's own check, its Type and (for http) Path
+	// resolved: tcp connects to Addr (or Check.Port), http GETs Path there,
+	// none probes nothing.
+	Check lb.HealthCheck
+	// HTTPPort, when not 0, is probed as well with GET
+	// http://Addr.Addr():HTTPPort/healthz.
 	HTTPPort uint16
 }
 
 func (t Target) String() string {
-	if t.HTTPPort != 0 {
-		return fmt.Sprintf("%s/%s+http:%d", t.Addr, t.Protocol, t.HTTPPort)
+	s := fmt.Sprintf("%s/%s", t.Addr, t.Protocol)
+	switch t.Check.Type {
+	case config.CheckTCP:
+		if t.Check.Port != 0 {
+			s += fmt.Sprintf("+tcp:%d", t.Check.Port)
+		}
+	case config.CheckHTTP:
+		s += fmt.Sprintf("+http:%d%s", t.checkPort(), t.Check.Path)
 	}
-	return fmt.Sprintf("%s/%s", t.Addr, t.Protocol)
+	if t.HTTPPort != 0 {
+		s += fmt.Sprintf("+http:%d", t.HTTPPort)
+	}
+	return s
+}
+
+func (t Target) checkPort() uint16 {
+	if t.Check.Port != 0 {
+		return t.Check.Port
+	}
+	return t.Addr.Port()
 }
 
 // TargetOf returns the target that decides whether backend b of virtual
-// service k is up, and whether it is probed at all.
-func TargetOf(k lb.Key, b lb.Backend) (Target, bool) {
-	t := Target{Addr: b.Addr, Protocol: k.Protocol, HTTPPort: b.HealthCheckPort}
-	return t, t.Protocol == lb.TCP || t.HTTPPort != 0
+// service vs is up, and whether it is probed at all.
+func TargetOf(vs *lb.VirtualService, b lb.Backend) (Target, bool) {
+	t := Target{Addr: b.Addr, Protocol: vs.Protocol, Check: vs.Check, HTTPPort: b.HealthCheckPort}
+	switch {
+	case t.Check.Type == "" && t.Protocol == lb.TCP:
+		t.Check.Type = config.CheckTCP
+	case t.Check.Type == "":
+		t.Check.Type = config.CheckNone
+	case t.Check.Type == config.CheckHTTP && t.Check.Path == "":
+		t.Check.Path = config.DefaultCheckPath
+	}
+	return t, t.Check.Type != config.CheckNone || t.HTTPPort != 0
 }
 
 // Result is the state of one target, as the API shows it.
@@ -108,17 +138,27 @@ func New(o Options) *Checker {
 	return &Checker{o: o, results: map[Target]*Result{}, first: make(chan struct{})}
 }
 
-// Up reports whether backend b of k passes its checks. Targets not probed
+// Up reports whether backend b of vs passes its checks. Targets not probed
 // yet, and targets that are not probed at all, are up.
-func (c *Checker) Up(k lb.Key, b lb.Backend) bool {
-	t, probed := TargetOf(k, b)
+func (c *Checker) Up(vs *lb.VirtualService, b lb.Backend) bool {
+	up, _ := c.State(vs, b)
+	return up
+}
+
+// State is Up, and whether that is known: false for a target not probed
+// yet (a target that is never probed is known to be up).
+func (c *Checker) State(vs *lb.VirtualService, b lb.Backend) (up, known bool) {
+	t, probed := TargetOf(vs, b)
 	if !probed {
-		return true
+		return true, true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, ok := c.results[t]
-	return !ok || r.Up
+	if !ok {
+		return true, false
+	}
+	return r.Up, true
 }
 
 // Changed returns a new channel that receives a value (coalesced) whenever
@@ -157,24 +197,21 @@ func (c *Checker) Results() []Result {
 	return out
 }
 
-// Run probes every Interval until ctx is done. Targets that appear in the
-// desired state are probed at once, without waiting for the next round.
+// Run probes each target every interval (its check's, else Config's)
+// until ctx is done. Targets that appear in the desired state are probed at
+// once, without waiting for the next round.
 func (c *Checker) Run(ctx context.Context) error {
-	tick := time.NewTicker(c.o.Config.Interval)
-	defer tick.Stop()
 	sub := c.o.Store.Subscribe()
+	wake := time.NewTimer(0)
+	defer wake.Stop()
 	for {
-		c.CheckOnce(ctx)
-		for again := true; again; {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-tick.C:
-				again = false
-			case <-sub:
-				c.check(ctx, true)
-			}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake.C:
+		case <-sub:
 		}
+		wake.Reset(c.check(ctx, dueNow))
 	}
 }
 
@@ -191,9 +228,10 @@ func (c *Checker) targets() []Target {
 	}
 	seen := map[Target]bool{}
 	var out []Target
-	for _, vs := range d.Services {
+	for i := range d.Services {
+		vs := &d.Services[i]
 		for _, b := range vs.Backends {
-			if t, ok := TargetOf(vs.Key, b); ok && !seen[t] {
+			if t, ok := TargetOf(vs, b); ok && !seen[t] {
 				seen[t] = true
 				out = append(out, t)
 			}
@@ -204,27 +242,38 @@ func (c *Checker) targets() []Target {
 
 // CheckOnce runs one round: every current target is probed once, targets
 // no longer wanted are forgotten.
-func (c *Checker) CheckOnce(ctx context.Context) { c.check(ctx, false) }
+func (c *Checker) CheckOnce(ctx context.Context) { c.check(ctx, all) }
 
-// check probes the current targets, or with onlyNew those without a
-// result yet.
-func (c *Checker) check(ctx context.Context, onlyNew bool) {
+// Which targets a round probes.
+const (
+	all    = iota
+	dueNow // those without a result, or whose interval has passed
+)
+
+// check probes the current targets that which selects and returns how long
+// until the next one is due.
+func (c *Checker) check(ctx context.Context, which int) time.Duration {
+	next := c.o.Config.Interval
 	if c.o.Store.Load() == nil {
-		return
+		return next
 	}
 	ts := c.targets()
 	want := make(map[Target]bool, len(ts))
 	for _, t := range ts {
 		want[t] = true
 	}
+	now := c.o.Now()
 	c.mu.Lock()
 	for t := range c.results {
 		if !want[t] {
 			delete(c.results, t)
 		}
 	}
-	if onlyNew {
-		ts = slices.DeleteFunc(ts, func(t Target) bool { return c.results[t] != nil })
+	if which == dueNow {
+		ts = slices.DeleteFunc(ts, func(t Target) bool {
+			r := c.results[t]
+			return r != nil && now.Sub(r.LastCheck) < c.interval(t)
+		})
 	}
 	c.mu.Unlock()
 
@@ -235,7 +284,11 @@ func (c *Checker) check(ctx context.Context, onlyNew bool) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			pctx, cancel := context.WithTimeout(ctx, c.o.Config.Timeout)
+			timeout := c.o.Config.Timeout
+			if t.Check.Timeout != 0 {
+				timeout = t.Check.Timeout
+			}
+			pctx, cancel := context.WithTimeout(ctx, timeout)
 			err := c.o.Probe(pctx, t)
 			cancel()
 			if ctx.Err() == nil {
@@ -247,6 +300,25 @@ func (c *Checker) check(ctx context.Context, onlyNew bool) {
 	if ctx.Err() == nil {
 		c.firstOnce.Do(func() { close(c.first) })
 	}
+	now = c.o.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, r := range c.results {
+		if d := c.interval(t) - now.Sub(r.LastCheck); d < next {
+			next = d
+		}
+	}
+	return max(next, minWait)
+}
+
+// minWait keeps a busy round from spinning.
+const minWait = 10 * time.Millisecond
+
+func (c *Checker) interval(t Target) time.Duration {
+	if t.Check.Interval != 0 {
+		return t.Check.Interval
+	}
+	return c.o.Config.Interval
 }
 
 func (c *Checker) record(t Target, err error) {
@@ -266,14 +338,14 @@ func (c *Checker) record(t Target, err error) {
 		r.LastError = ""
 		r.Successes++
 		r.Failures = 0
-		if ok && !r.Up && r.Successes >= c.o.Config.Rise {
+		if ok && !r.Up && r.Successes >= cmp.Or(t.Check.Rise, c.o.Config.Rise) {
 			r.Up, r.Since, flipped = true, now, true
 		}
 	} else {
 		r.LastError = err.Error()
 		r.Failures++
 		r.Successes = 0
-		if ok && r.Up && r.Failures >= c.o.Config.Fall {
+		if ok && r.Up && r.Failures >= cmp.Or(t.Check.Fall, c.o.Config.Fall) {
 			r.Up, r.Since, flipped = false, now, true
 		}
 	}
@@ -297,33 +369,50 @@ func (c *Checker) record(t Target, err error) {
 	}
 }
 
-// Probe is the network probe: a TCP connect for TCP targets, and an HTTP
-// GET of /healthz expecting 200 when HTTPPort is set.
+// Probe is the network probe: a TCP connect for a tcp check, an HTTP GET
+// of the check's path expecting 200-399 for an http check, and an HTTP GET
+// of /healthz expecting 200 when HTTPPort is set.
 func Probe(ctx context.Context, t Target) error {
-	if t.Protocol == lb.TCP {
+	switch t.Check.Type {
+	case config.CheckTCP:
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", t.Addr.String())
+		conn, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(t.Addr.Addr(), t.checkPort()).String())
 		if err != nil {
 			return err
 		}
 		conn.Close()
+	case config.CheckHTTP:
+		if err := get(ctx, t.Addr.Addr(), t.checkPort(), t.Check.Path, http.StatusBadRequest); err != nil {
+			return err
+		}
 	}
 	if t.HTTPPort != 0 {
-		u := "http://" + net.JoinHostPort(t.Addr.Addr().String(), strconv.Itoa(int(t.HTTPPort))) + "/healthz"
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", u, resp.Status)
-		}
+		return get(ctx, t.Addr.Addr(), t.HTTPPort, "/healthz", http.StatusOK+1)
 	}
 	return nil
 }
 
-var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+// get sends GET path and wants a status from 200 to below.
+func get(ctx context.Context, ip netip.Addr, port uint16, path string, below int) error {
+	u := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(int(port))) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "edgelb-health-check")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < http.StatusOK || resp.StatusCode >= below {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return nil
+}
+
+// httpClient does not follow redirects: a 3xx answer is the backend's.
+var httpClient = &http.Client{
+	Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}

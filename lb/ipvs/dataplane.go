@@ -15,9 +15,9 @@ import (
 
 // Health tells the dataplane which backends pass their health checks.
 type Health interface {
-	// Up reports whether backend b of virtual service k may get new
+	// Up reports whether backend b of virtual service vs may get new
 	// connections.
-	Up(k lb.Key, b lb.Backend) bool
+	Up(vs *lb.VirtualService, b lb.Backend) bool
 	// Changed receives a value (coalesced) whenever a result changes.
 	Changed() <-chan struct{}
 	// Version increases whenever a result changes, so a pass can tell
@@ -491,10 +491,10 @@ func (d *Dataplane) target(vs *lb.VirtualService) *target {
 			continue
 		}
 		w := b.Weight
-		if d.o.Health != nil && !d.o.Health.Up(vs.Key, b) {
+		if d.o.Health != nil && !d.o.Health.Up(vs, b) {
 			w = 0
 		}
-		t.rss = append(t.rss, RealServer{Address: b.Addr.Addr(), Port: b.Addr.Port(), Weight: w, Method: m})
+		t.rss = append(t.rss, RealServer{Address: b.Addr.Addr(), Port: b.Addr.Port(), Weight: w, Method: m, UpperThreshold: vs.MaxConns})
 	}
 	slices.SortFunc(t.rss, func(a, b RealServer) int { return a.AddrPort().Compare(b.AddrPort()) })
 	slices.SortFunc(t.leaving, netip.AddrPort.Compare)

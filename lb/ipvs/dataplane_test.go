@@ -43,7 +43,7 @@ type fakeHealth struct {
 
 func (h *fakeHealth) Version() uint64 { h.mu.Lock(); defer h.mu.Unlock(); return h.ver }
 
-func (h *fakeHealth) Up(_ lb.Key, b lb.Backend) bool {
+func (h *fakeHealth) Up(_ *lb.VirtualService, b lb.Backend) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return !h.down[b.Addr]
@@ -653,5 +653,31 @@ func TestStatsReadTheKernelOncePerInterval(t *testing.T) {
 	}
 	if n := e.fake.Calls["GetVirtualServers"]; n != 2 {
 		t.Fatalf("the table was listed %d times over two intervals, want twice", n)
+	}
+}
+
+// max-connections-per-backend is each real server's upper threshold, set
+// on a pass and changed in place by the next ones (full or incremental).
+func TestMaxConnsIsTheUpperThreshold(t *testing.T) {
+	for _, full := range []bool{true, false} {
+		e := newEnv(t, nil)
+		vs := svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:80", "10.0.0.2:80")
+		thresholds := func() []uint32 {
+			var out []uint32
+			for _, en := range e.fake.Snapshot() {
+				for _, r := range en.RSs {
+					out = append(out, r.UpperThreshold)
+				}
+			}
+			return out
+		}
+		for _, limit := range []uint32{100, 250, 0} {
+			vs.MaxConns = limit
+			e.store.Set(desired(vs))
+			e.sync(t, full)
+			if got := thresholds(); !slices.Equal(got, []uint32{limit, limit}) {
+				t.Errorf("full=%v limit %d: real servers' thresholds %v", full, limit, got)
+			}
+		}
 	}
 }

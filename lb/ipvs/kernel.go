@@ -129,10 +129,11 @@ func fromService(s *ipvs.Service) *VirtualServer {
 
 func toDest(r *RealServer) *ipvs.Destination {
 	d := &ipvs.Destination{
-		Address:       net.IP(r.Address.AsSlice()),
-		Port:          r.Port,
-		Weight:        r.Weight,
-		AddressFamily: family(r.Address),
+		Address:        net.IP(r.Address.AsSlice()),
+		Port:           r.Port,
+		Weight:         r.Weight,
+		UpperThreshold: r.UpperThreshold,
+		AddressFamily:  family(r.Address),
 	}
 	switch r.Method {
 	case DirectRoute:
@@ -147,11 +148,12 @@ func toDest(r *RealServer) *ipvs.Destination {
 
 func fromDest(d *ipvs.Destination) *RealServer {
 	r := &RealServer{
-		Address:       toAddr(d.Address),
-		Port:          d.Port,
-		Weight:        d.Weight,
-		ActiveConns:   d.ActiveConnections,
-		InactiveConns: d.InactiveConnections,
+		Address:        toAddr(d.Address),
+		Port:           d.Port,
+		Weight:         d.Weight,
+		UpperThreshold: d.UpperThreshold,
+		ActiveConns:    d.ActiveConnections,
+		InactiveConns:  d.InactiveConnections,
 		Stats: Stats{
 			Connections: uint64(d.Stats.Connections),
 			PacketsIn:   uint64(d.Stats.PacketsIn),

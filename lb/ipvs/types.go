@@ -98,6 +98,9 @@ type RealServer struct {
 	Port    uint16
 	Weight  int
 	Method  Method
+	// UpperThreshold, when not 0, is the most connections IPVS gives the
+	// real server; beyond it the server is overloaded and gets no new ones.
+	UpperThreshold uint32
 	// ActiveConns, InactiveConns and Stats are filled in by
 	// GetRealServers and ignored otherwise.
 	ActiveConns   int
@@ -108,9 +111,10 @@ type RealServer struct {
 // AddrPort returns the real server's address and port.
 func (r *RealServer) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Address, r.Port) }
 
-// Equal reports whether r and o have the same address, weight and method.
+// Equal reports whether r and o have the same address, weight, method and
+// threshold.
 func (r *RealServer) Equal(o *RealServer) bool {
-	return r.AddrPort() == o.AddrPort() && r.Weight == o.Weight && r.Method == o.Method
+	return r.AddrPort() == o.AddrPort() && r.Weight == o.Weight && r.Method == o.Method && r.UpperThreshold == o.UpperThreshold
 }
 
 func (r *RealServer) String() string {

@@ -39,7 +39,21 @@ type Options struct {
 	// Leader election timing (client-go's LeaderElectionConfig); 0 means
 	// 15 s, 10 s and 2 s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Ownership, if set, tells who owns each VIP: the leader records a
+	// Normal Event on a Service when the owner of its VIP changes.
+	Ownership Ownership
+	// Health, if set, is this host's health checks: the leader records a
+	// Warning Event on a Service when none of its backends passes.
+	Health Health
+	// EventInterval is the least time between two Events of one kind
+	// (owner, backends) on one Service; 0 means DefaultEventInterval.
+	EventInterval time.Duration
+	// Now is the clock of those Events; nil means time.Now.
+	Now func() time.Time
 }
+
+// DefaultEventInterval is the default of Options.EventInterval.
+const DefaultEventInterval = 30 * time.Second
 
 // Controller is the Kubernetes side of edgelb.
 type Controller struct {
@@ -87,6 +101,12 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 	}
 	if opts.RetryPeriod <= 0 {
 		opts.RetryPeriod = 2 * time.Second
+	}
+	if opts.EventInterval <= 0 {
+		opts.EventInterval = DefaultEventInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	c := &Controller{
 		opts:    opts,
@@ -189,9 +209,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.log.Info("Kubernetes caches synced")
-	done := make(chan struct{})
-	go func() { defer close(done); c.desiredLoop(ctx) }()
+	done := make(chan struct{}, 2)
+	go func() { defer func() { done <- struct{}{} }(); c.desiredLoop(ctx) }()
+	go func() { defer func() { done <- struct{}{} }(); c.reportLoop(ctx) }()
 	err := c.elect(ctx)
+	<-done
 	<-done
 	return err
 }

@@ -148,9 +148,12 @@ func (c *Controller) retryPending(t *term) {
 	}
 }
 
-func (c *Controller) ipMode() *corev1.LoadBalancerIPMode {
+// ipMode fits the Service's effective forwarding method (its
+// edgelb.io/method, else dataplane.method).
+func (c *Controller) ipMode(svc *corev1.Service) *corev1.LoadBalancerIPMode {
 	mode := corev1.LoadBalancerIPModeProxy
-	if m := c.opts.Config.Dataplane.Method; m == config.MethodDR || m == config.MethodTunnel {
+	ch, _ := lb.ChoicesOf(svc, &c.buildOp)
+	if ch.Method == lb.DR || ch.Method == lb.Tunnel {
 		// The packet still carries the VIP as destination: the nodes must
 		// accept it, which kube-proxy does for ipMode VIP.
 		mode = corev1.LoadBalancerIPModeVIP
@@ -163,8 +166,9 @@ func (c *Controller) ipMode() *corev1.LoadBalancerIPMode {
 
 func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, ips []netip.Addr) error {
 	want := make([]corev1.LoadBalancerIngress, len(ips))
+	mode := c.ipMode(svc)
 	for i, ip := range ips {
-		want[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: c.ipMode()}
+		want[i] = corev1.LoadBalancerIngress{IP: ip.String(), IPMode: mode}
 	}
 	if ingressEqual(svc.Status.LoadBalancer.Ingress, want) {
 		return nil

@@ -17,7 +17,6 @@ import (
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/test/nslab"
-	"github.com/edgelb/edgelb/test/prereq"
 	"github.com/edgelb/edgelb/test/testenv"
 )
 
@@ -40,28 +39,8 @@ type kubeLab struct {
 func newKubeLab(t *testing.T, n int) *kubeLab {
 	t.Helper()
 	nslab.Require(t)
-	if _, err := testenv.BinDir(); err != nil {
-		prereq.Missing(t, "needs the test API server: %v", err)
-	}
 	l := nslab.New(t, n)
-	addr := l.Uplink()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	env, err := testenv.StartWith(ctx, t.TempDir(), testenv.Options{Address: addr.String()})
-	if err != nil {
-		t.Fatalf("starting the test API server: %v", err)
-	}
-	t.Cleanup(env.Stop)
-	if _, err := env.Admin.CoreV1().Namespaces().Create(ctx,
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	l.Join = n
-	l.Services = ""
-	l.Extra = fmt.Sprintf(`kubernetes: {kubeconfig: %s, loadBalancerClass: %s, leaseName: %s, leaseNamespace: kube-system}
-pools:
-  - {name: chaos, addresses: ["10.99.0.128-10.99.0.250"]}
-`, env.EdgelbKubeconfig, class, leaseName)
+	env := l.StartKube(namespace, class, leaseName)
 	for _, h := range l.Hosts {
 		h.Start()
 	}

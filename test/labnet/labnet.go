@@ -14,7 +14,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // Topology is a bash script that builds, on a bridge br0 in the current
@@ -60,8 +62,10 @@ nft add rule ip vmnat post ip saddr 10.0.0.0/24 oifname eth0 masquerade
 // Serve stands in for a cluster node's NodePorts and pods, named name: HTTP
 // on :30080-30082 and :8080 answering "NAME LOCAL REMOTE", /healthz on
 // :10256 and :32000 (kube-proxy's healthz, a healthCheckNodePort), UDP on
-// :30053 and :5353 answering "NAME REMOTE", TCP echo on :30090. It prints
-// "serving NAME" once every port listens, then serves until ctx ends.
+// :30053 and :5353 answering "NAME REMOTE", TCP echo on :30090. On the HTTP
+// ports, /ready answers "NAME ready" with a status that starts at 200 and
+// that GET /ready/set?code=N changes (an application's health check). It
+// prints "serving NAME" once every port listens, then serves until ctx ends.
 func Serve(ctx context.Context, name string, out io.Writer) error {
 	var closers []io.Closer
 	defer func() {
@@ -69,7 +73,24 @@ func Serve(ctx context.Context, name string, out io.Writer) error {
 			c.Close()
 		}
 	}()
+	var readyCode atomic.Int32
+	readyCode.Store(http.StatusOK)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ready":
+			w.WriteHeader(int(readyCode.Load()))
+			fmt.Fprintf(w, "%s ready\n", name)
+			return
+		case "/ready/set":
+			code, err := strconv.Atoi(r.URL.Query().Get("code"))
+			if err != nil || code < 100 || code > 599 {
+				http.Error(w, "bad code", http.StatusBadRequest)
+				return
+			}
+			readyCode.Store(int32(code))
+			fmt.Fprintf(w, "%s set %d\n", name, code)
+			return
+		}
 		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 		fmt.Fprintf(w, "%s %s %s\n", name, local, r.RemoteAddr)
 	})

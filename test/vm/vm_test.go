@@ -117,8 +117,9 @@ func TestVM(t *testing.T) {
 }
 
 // TestVMKubernetes runs a real kube-apiserver on the host and the
-// Kubernetes-driven end-to-end test inside the VM, which reaches the API
-// server at 10.0.2.2 and drives it with the host's kubectl.
+// Kubernetes-driven end-to-end tests inside the VM, which reach the API
+// server at 10.0.2.2 and drive it with the host's kubectl. EDGELB_VM_RUN
+// narrows them (a -test.run pattern).
 func TestVMKubernetes(t *testing.T) {
 	if _, err := testenv.BinDir(); err != nil {
 		prereq.Missing(t, "%v", err)
@@ -146,16 +147,20 @@ func TestVMKubernetes(t *testing.T) {
 		return out
 	}
 	admin, edgelb := vmKubeconfig(env.AdminKubeconfig), vmKubeconfig(env.EdgelbKubeconfig)
-	out := runVM(t, 480, "-test.v -test.timeout 420s -test.run '^TestKubernetes$'",
+	args := "-test.v -test.timeout 600s -test.run '^(TestKubernetes|TestKubernetesChoices)$'"
+	if r := os.Getenv("EDGELB_VM_RUN"); r != "" {
+		args += " -test.run '" + r + "'"
+	}
+	out := runVM(t, 660, args,
 		"-f", kubectl+":/job/kubectl",
 		"-f", admin+":/job/admin.kubeconfig", "-f", edgelb+":/job/edgelb.kubeconfig",
 		"-e", "EDGELB_ADMIN_KUBECONFIG=/job/admin.kubeconfig", "-e", "EDGELB_KUBECONFIG=/job/edgelb.kubeconfig")
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "--- ") || strings.Contains(l, "kubernetes_test.go") {
+		if strings.Contains(l, "--- ") || strings.Contains(l, "kubernetes_test.go") || strings.Contains(l, "choices_test.go") {
 			t.Log(strings.TrimSpace(l))
 		}
 	}
-	if !strings.Contains(out, "--- PASS: TestKubernetes") {
-		t.Fatalf("TestKubernetes did not pass inside the VM:\n%s", out)
+	if !strings.Contains(out, "--- PASS: TestKubernetes") || strings.Contains(out, "--- FAIL") || strings.Contains(out, "--- SKIP") {
+		t.Fatalf("the Kubernetes tests did not all pass inside the VM:\n%s", out)
 	}
 }

@@ -40,6 +40,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		}
 	}
 	slices.Sort(scheds)
+	nat, tunnel := mayUse(cfg, config.MethodNAT), mayUse(cfg, config.MethodTunnel)
 	kernel := ipvs.NewKernel()
 	// The API's and the metrics' reads of the counters go through a
 	// netlink socket of their own, never queueing behind the passes.
@@ -52,8 +53,8 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		Prepare: func() error {
 			return ipvs.Prepare(ipvs.PrepareOptions{
 				Schedulers: slices.Compact(scheds),
-				NAT:        cfg.Dataplane.Method == config.MethodNAT,
-				Tunnel:     cfg.Dataplane.Method == config.MethodTunnel,
+				NAT:        nat,
+				Tunnel:     tunnel,
 				Log:        dl,
 			})
 		},
@@ -61,7 +62,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		Health:       hc,
 		DrainTimeout: cfg.Dataplane.DrainTimeout,
 	}
-	if cfg.Dataplane.Method == config.MethodNAT {
+	if nat {
 		opts.SNAT = snat.New()
 	}
 	dp := ipvs.New(opts)
@@ -72,4 +73,13 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		return dp.Run(ctx)
 	})
 	return &dataplane{IPVS: dp, Health: hc}
+}
+
+// mayUse reports whether some service may be forwarded with method m: the
+// default, a static service's method, or any Service's edgelb.io/method.
+func mayUse(cfg *config.Config, m config.Method) bool {
+	if cfg.Dataplane.Method == m || cfg.Kubernetes != nil {
+		return true
+	}
+	return slices.ContainsFunc(cfg.Services, func(s config.StaticService) bool { return s.Method == m })
 }

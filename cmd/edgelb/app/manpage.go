@@ -28,7 +28,10 @@ func manCommands() []manCommand {
 		{"run", run, "Run the daemon: join the other appliance hosts, allocate addresses to " +
 			"Services of type LoadBalancer, announce the addresses this host owns and program " +
 			"IPVS. A config that does not pass check is refused before anything on the host " +
-			"changes. SIGTERM hands the host's addresses over to the other hosts before it exits. " +
+			"changes. Each Service may choose its forwarding and health checks with edgelb.io/ " +
+			"annotations (README.md lists them); the host holding the Lease records Events on the " +
+			"Services: allocations, refusals, owner changes, backends that all fail their checks. " +
+			"SIGTERM hands the host's addresses over to the other hosts before it exits. " +
 			"The systemd unit edgelb.service runs this command."},
 		{"check", check, "Validate a config file and print a one-line summary. Every problem is " +
 			"printed as file:line: field: message and the exit status is 1."},

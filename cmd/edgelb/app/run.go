@@ -44,31 +44,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st := &state{cfg: cfg, started: time.Now(), store: store}
 	metrics := api.NewMetrics(st)
 
-	if cfg.Kubernetes == nil {
-		// Static services only: the desired state never changes.
-		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
-		store.Set(d)
-		log.Info("desired state built from static services", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
-	} else {
-		client, err := kubeClient(cfg.Kubernetes, log)
-		if err != nil {
-			return err
-		}
-		st.ctrl = k8s.New(client, k8s.Options{
-			Identity: cfg.Node.Name,
-			Config:   cfg,
-			Store:    store,
-			Log:      log.With("component", "kubernetes"),
-			OnEvent: func(typ, msg string, fields map[string]string) {
-				if typ == "allocation" {
-					metrics.Allocations.Inc()
-				}
-				bus.Publish(typ, msg, fields)
-			},
-		})
-		g.Go(func() error { return st.ctrl.Run(gctx) })
-	}
-
 	// Membership -> ownership -> the VIP manager. The cluster assigns the
 	// l2 VIPs; the bgp VIPs are on every host and advertised over BGP.
 	bgpSet := cfg.BGPSet()
@@ -83,6 +58,38 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st.members = members
 	announcer := newAnnouncer(cfg, members, bgpVIPs, log.With("component", "bgp"))
 	st.dp = startDataplane(gctx, g, cfg, store, log)
+
+	if cfg.Kubernetes == nil {
+		// Static services only: the desired state never changes.
+		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
+		store.Set(d)
+		log.Info("desired state built from static services", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
+	} else {
+		client, err := kubeClient(cfg.Kubernetes, log)
+		if err != nil {
+			return err
+		}
+		opts := k8s.Options{
+			Identity: cfg.Node.Name,
+			Config:   cfg,
+			Store:    store,
+			Log:      log.With("component", "kubernetes"),
+			// The leader records owner changes and backends that all
+			// fail as Events on the Services.
+			Ownership: members,
+			OnEvent: func(typ, msg string, fields map[string]string) {
+				if typ == "allocation" {
+					metrics.Allocations.Inc()
+				}
+				bus.Publish(typ, msg, fields)
+			},
+		}
+		if st.dp != nil {
+			opts.Health = st.dp.Health
+		}
+		st.ctrl = k8s.New(client, opts)
+		g.Go(func() error { return st.ctrl.Run(gctx) })
+	}
 
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
 	// first hands the VIPs over (the manager keeps them meanwhile), and

@@ -194,7 +194,7 @@ func (s *state) services(withStats bool) []api.Service {
 		}
 		for _, b := range vs.Backends {
 			ab := api.Backend{Address: b.Addr.String(), Weight: b.Weight, Node: b.NodeName, Terminating: b.Terminating, Health: "unknown"}
-			if t, probed := health.TargetOf(vs.Key, b); probed && results != nil {
+			if t, probed := health.TargetOf(vs, b); probed && results != nil {
 				if r, ok := results[t]; ok && !r.LastCheck.IsZero() {
 					ab.Health = map[bool]string{true: "up", false: "down"}[r.Up]
 				}

@@ -166,7 +166,7 @@ func (f *Fake) AddRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error {
 	if e.index(r) >= 0 {
 		return fmt.Errorf("adding %s to %s: file exists", r, v)
 	}
-	e.RSs = append(e.RSs, ipvs.RealServer{Address: r.Address, Port: r.Port, Weight: r.Weight, Method: r.Method})
+	e.RSs = append(e.RSs, ipvs.RealServer{Address: r.Address, Port: r.Port, Weight: r.Weight, Method: r.Method, UpperThreshold: r.UpperThreshold})
 	return nil
 }
 
@@ -185,7 +185,7 @@ func (f *Fake) UpdateRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error
 	if i < 0 {
 		return fmt.Errorf("updating %s in %s: no such destination", r, v)
 	}
-	e.RSs[i].Weight, e.RSs[i].Method = r.Weight, r.Method
+	e.RSs[i].Weight, e.RSs[i].Method, e.RSs[i].UpperThreshold = r.Weight, r.Method, r.UpperThreshold
 	return nil
 }
 

@@ -38,6 +38,63 @@ func setNodeReady(t *testing.T, node string, ready bool) {
 		fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"%s","reason":"Test","lastHeartbeatTime":null}]}}`, st))
 }
 
+// kubeTopology builds the lab network (once per VM), routes the
+// appliances to the host's API server, and registers the three nodes,
+// Ready.
+func kubeTopology(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/run/netns/node1"); err != nil {
+		topology(t)
+	}
+	// The appliance namespaces reach the API server through the VM's own
+	// user-mode network: br0 routes and masquerades for them.
+	if !strings.Contains(sh(t, "ip -br addr show dev br0"), "10.0.0.1/24") {
+		sh(t, labnet.Uplink)
+	}
+	for i := 1; i <= 3; i++ {
+		kubectl(t, fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: node%d}
+`, i), "apply", "-f", "-")
+		kubectl(t, "", "patch", "node", fmt.Sprintf("node%d", i), "--subresource=status", "--type=merge", "-p",
+			fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.2%d"}],"conditions":[{"type":"Ready","status":"True","reason":"Test"}]}}`, i))
+	}
+}
+
+// startKubeEdgelb runs edgelb in lb1 against the host's API server, with
+// class (the kubernetes keys after kubeconfig), one pool, and a nodeport/nat
+// dataplane with more keys.
+func startKubeEdgelb(t *testing.T, class, pool, dataplane string) *edgelb {
+	t.Helper()
+	return startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
+cluster: {bindAddr: 127.0.0.1, insecure: true}
+kubernetes: {kubeconfig: %s, %s}
+pools: [%s]
+dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, %s}
+healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
+api: {listen: "127.0.0.1:9080"}
+`, os.Getenv("EDGELB_KUBECONFIG"), class, pool, dataplane, healthInterval))
+}
+
+// externalIPs waits until each named Service has an EXTERNAL-IP and returns
+// them by name.
+func externalIPs(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	vip := map[string]string{}
+	waitFor(t, "EXTERNAL-IPs of "+strings.Join(names, ", "), 60*time.Second, func() bool {
+		for _, s := range names {
+			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
+			if ip == "" {
+				return false
+			}
+			vip[s] = ip
+		}
+		return true
+	})
+	t.Logf("kubectl get svc:\n%s", kubectl(t, "", append([]string{"get", "svc", "-o", "wide"}, names...)...))
+	return vip
+}
+
 const k8sObjects = `
 apiVersion: v1
 kind: Service
@@ -88,47 +145,17 @@ func TestKubernetes(t *testing.T) {
 	if os.Getenv("EDGELB_ADMIN_KUBECONFIG") == "" {
 		prereq.Missing(t, "needs the host's kube-apiserver (run by test/vm TestVMKubernetes)")
 	}
-	topology(t)
-	// The appliance namespaces reach the API server through the VM's own
-	// user-mode network: br0 routes and masquerades for them.
-	sh(t, labnet.Uplink)
-	for i := 1; i <= 3; i++ {
-		kubectl(t, fmt.Sprintf(`apiVersion: v1
-kind: Node
-metadata: {name: node%d}
-`, i), "apply", "-f", "-")
-		kubectl(t, "", "patch", "node", fmt.Sprintf("node%d", i), "--subresource=status", "--type=merge", "-p",
-			fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.2%d"}],"conditions":[{"type":"Ready","status":"True","reason":"Test"}]}}`, i))
-	}
+	kubeTopology(t)
 	kubectl(t, k8sObjects, "apply", "-f", "-")
 	sh(t, "ip -n node1 addr add 10.244.1.3/24 dev pods")
 
-	lb1 := startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
-cluster: {bindAddr: 127.0.0.1, insecure: true}
-kubernetes: {kubeconfig: %s, defaultClass: true}
-pools: [{name: default, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: true}]
-dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, drainTimeout: 30s}
-healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
-api: {listen: "127.0.0.1:9080"}
-`, os.Getenv("EDGELB_KUBECONFIG"), healthInterval))
+	lb1 := startKubeEdgelb(t, "defaultClass: true", `{name: default, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: true}`, "drainTimeout: 30s")
 	defer func() {
 		if t.Failed() {
 			lb1.dumpLog(t)
 		}
 	}()
-
-	vip := map[string]string{}
-	waitFor(t, "EXTERNAL-IPs on the four Services", 60*time.Second, func() bool {
-		for _, s := range []string{"web", "sticky", "local", "echo"} {
-			ip := strings.TrimSpace(kubectl(t, "", "get", "svc", s, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
-			if ip == "" {
-				return false
-			}
-			vip[s] = ip
-		}
-		return true
-	})
-	t.Logf("kubectl get svc:\n%s", kubectl(t, "", "get", "svc", "-o", "wide"))
+	vip := externalIPs(t, "web", "sticky", "local", "echo")
 	waitFor(t, "the dataplane to program "+vip["web"], 30*time.Second, func() bool {
 		return hasLine(table(t, "lb1", "-t", vip["web"]+":80"), "-> 10.0.0.23:30080 Masq 1") &&
 			strings.Contains(sh(t, "ip -n lb1 -br addr show dev eth0"), vip["web"])
