@@ -80,6 +80,11 @@ type VirtualService struct {
 	Method      Method
 	// Backends are sorted by address and port.
 	Backends []Backend
+	// SourceRanges, when not nil, are the only clients that may reach
+	// the service (spec.loadBalancerSourceRanges, static sourceRanges),
+	// masked, sorted and without duplicates. A non-nil empty list lets
+	// nobody in (fail closed). nil: everyone.
+	SourceRanges []netip.Prefix
 }
 
 // Backend is one real server of a virtual service.
@@ -105,7 +110,8 @@ func (b Backend) String() string {
 // Equal reports whether two virtual services are the same, backends included.
 func (v *VirtualService) Equal(o *VirtualService) bool {
 	return v.Key == o.Key && v.Source == o.Source && v.Scheduler == o.Scheduler &&
-		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends)
+		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends) &&
+		(v.SourceRanges == nil) == (o.SourceRanges == nil) && slices.Equal(v.SourceRanges, o.SourceRanges)
 }
 
 func (v *VirtualService) String() string {

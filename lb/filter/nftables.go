@@ -1,0 +1,382 @@
+package filter
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"go4.org/netipx"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgelb/edgelb/lb"
+)
+
+// TableName is the name of the filter table (family inet).
+const TableName = "edgelb_filter"
+
+// ChainName is the table's only chain.
+const ChainName = "prerouting"
+
+// ruleTag marks the rules this version writes, so that a start finds out
+// whether the chain holds exactly them.
+var ruleTag = []byte("edgelb-filter-v1")
+
+// NFTables is the filter table in the kernel. It is safe for concurrent
+// use.
+type NFTables struct {
+	mu sync.Mutex
+	// netns, when not 0, is the file descriptor of the network namespace
+	// to program (tests); 0 means the current one.
+	netns int
+	// ready: the table, chain, rules and sets are known to be in place.
+	ready bool
+}
+
+var _ Kernel = (*NFTables)(nil)
+
+// NewNFTables returns the filter table of the current network namespace;
+// it changes nothing until Apply or Delete.
+func NewNFTables() *NFTables { return &NFTables{} }
+
+// NewNFTablesInNetNS returns the filter table of the network namespace
+// open as fd.
+func NewNFTablesInNetNS(fd int) *NFTables { return &NFTables{netns: fd} }
+
+type family struct {
+	nfproto           byte
+	addr              nftables.SetDatatype
+	addrLen           uint32
+	saddrOff, daddOff uint32
+	suffix            string
+}
+
+var families = []family{
+	{unix.NFPROTO_IPV4, nftables.TypeIPAddr, 4, 12, 16, "4"},
+	{unix.NFPROTO_IPV6, nftables.TypeIP6Addr, 16, 8, 24, "6"},
+}
+
+func familyOf(a netip.Addr) *family {
+	if a.Is4() {
+		return &families[0]
+	}
+	return &families[1]
+}
+
+var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+
+func (f *family) restricted() *nftables.Set {
+	return &nftables.Set{Table: table, Name: "restricted" + f.suffix, Concatenation: true, Counter: true,
+		KeyType: nftables.MustConcatSetType(f.addr, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+func (f *family) allowed() *nftables.Set {
+	return &nftables.Set{Table: table, Name: "allowed" + f.suffix, Concatenation: true, Interval: true,
+		KeyType: nftables.MustConcatSetType(f.addr, nftables.TypeInetProto, nftables.TypeInetService, f.addr)}
+}
+
+var protoNums = map[lb.Protocol]byte{lb.TCP: unix.IPPROTO_TCP, lb.UDP: unix.IPPROTO_UDP, lb.SCTP: unix.IPPROTO_SCTP}
+
+// keyBytes encodes VIP · protocol · port, each field padded to 4 bytes as
+// nftables lays out concatenations.
+func keyBytes(k lb.Key) []byte {
+	b := slices.Clone(k.VIP.AsSlice())
+	b = append(b, protoNums[k.Protocol], 0, 0, 0)
+	return append(binary.BigEndian.AppendUint16(b, k.Port), 0, 0)
+}
+
+func restrictedElem(k lb.Key) nftables.SetElement {
+	return nftables.SetElement{Key: keyBytes(k)}
+}
+
+func allowedElem(a Allowed) nftables.SetElement {
+	r := netipx.RangeOfPrefix(a.Range)
+	k := keyBytes(a.Key)
+	return nftables.SetElement{
+		Key:    append(slices.Clone(k), r.From().AsSlice()...),
+		KeyEnd: append(k, r.To().AsSlice()...),
+	}
+}
+
+func parseKey(f *family, b []byte) (lb.Key, bool) {
+	n := int(f.addrLen)
+	if len(b) < n+8 {
+		return lb.Key{}, false
+	}
+	vip, _ := netip.AddrFromSlice(b[:n])
+	var proto lb.Protocol
+	for p, num := range protoNums {
+		if num == b[n] {
+			proto = p
+		}
+	}
+	return lb.Key{VIP: vip, Protocol: proto, Port: binary.BigEndian.Uint16(b[n+4:])}, proto != ""
+}
+
+func (n *NFTables) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if n.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(n.netns))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables: %w", err)
+	}
+	return c, nil
+}
+
+// exists reports whether the table is there.
+func exists(c *nftables.Conn) (bool, error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }), nil
+}
+
+// Read returns the table's restricted keys and allowed ranges.
+func (n *NFTables) Read() (State, bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}}
+	c, err := n.conn()
+	if err != nil {
+		return s, false, err
+	}
+	ok, err := exists(c)
+	if err != nil || !ok {
+		n.ready = false
+		return s, false, err
+	}
+	for i := range families {
+		f := &families[i]
+		elems, err := c.GetSetElements(f.restricted())
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+			n.ready = false
+			continue
+		}
+		if err != nil {
+			return s, true, fmt.Errorf("listing set %s: %w", f.restricted().Name, err)
+		}
+		for _, e := range elems {
+			if k, ok := parseKey(f, e.Key); ok {
+				s.Restricted[k] = true
+			}
+		}
+		elems, err = c.GetSetElements(f.allowed())
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+			n.ready = false
+			continue
+		}
+		if err != nil {
+			return s, true, fmt.Errorf("listing set %s: %w", f.allowed().Name, err)
+		}
+		for _, e := range elems {
+			k, ok := parseKey(f, e.Key)
+			if !ok || e.IntervalEnd || len(e.KeyEnd) != len(e.Key) {
+				continue
+			}
+			off := len(e.Key) - int(f.addrLen)
+			from, _ := netip.AddrFromSlice(e.Key[off:])
+			to, _ := netip.AddrFromSlice(e.KeyEnd[off:])
+			if p, ok := netipx.IPRangeFrom(from, to).Prefix(); ok {
+				s.Allowed[Allowed{Key: k, Range: p}] = true
+			}
+		}
+	}
+	return s, true, nil
+}
+
+// Apply makes the changes in one transaction.
+func (n *NFTables) Apply(ch Changes) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	if !n.ready {
+		if err := n.ensure(c); err != nil {
+			return err
+		}
+	}
+	byFamily := func(keys []lb.Key, f *family) []nftables.SetElement {
+		var out []nftables.SetElement
+		for _, k := range keys {
+			if familyOf(k.VIP) == f {
+				out = append(out, restrictedElem(k))
+			}
+		}
+		return out
+	}
+	allowedByFamily := func(as []Allowed, f *family) []nftables.SetElement {
+		var out []nftables.SetElement
+		for _, a := range as {
+			if familyOf(a.Key.VIP) == f {
+				out = append(out, allowedElem(a))
+			}
+		}
+		return out
+	}
+	// Deletions first, so that a new range may overlap an old one.
+	for i := range families {
+		f := &families[i]
+		if e := allowedByFamily(ch.DelAllowed, f); len(e) > 0 {
+			if err := c.SetDeleteElements(f.allowed(), e); err != nil {
+				return err
+			}
+		}
+		if e := byFamily(ch.DelRestricted, f); len(e) > 0 {
+			if err := c.SetDeleteElements(f.restricted(), e); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range families {
+		f := &families[i]
+		if e := allowedByFamily(ch.AddAllowed, f); len(e) > 0 {
+			if err := c.SetAddElements(f.allowed(), e); err != nil {
+				return err
+			}
+		}
+		if e := byFamily(ch.AddRestricted, f); len(e) > 0 {
+			if err := c.SetAddElements(f.restricted(), e); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		n.ready = false
+		return fmt.Errorf("programming nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// ensure creates the table, its sets and chain, and writes the rules when
+// the chain does not hold exactly this version's; it leaves the sets'
+// elements as they are.
+func (n *NFTables) ensure(c *nftables.Conn) error {
+	ok, err := exists(c)
+	if err != nil {
+		return err
+	}
+	chain := &nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
+	rulesOK := false
+	if ok {
+		rules, err := c.GetRules(table, chain)
+		if err == nil && len(rules) == 2*len(families) {
+			rulesOK = true
+			for _, r := range rules {
+				rulesOK = rulesOK && slices.Equal(r.UserData, ruleTag)
+			}
+		}
+	}
+	c.AddTable(table)
+	sets := make([][2]*nftables.Set, len(families))
+	for i := range families {
+		f := &families[i]
+		sets[i] = [2]*nftables.Set{f.allowed(), f.restricted()}
+		for _, s := range sets[i] {
+			if err := c.AddSet(s, nil); err != nil {
+				return fmt.Errorf("adding nftables set %s: %w", s.Name, err)
+			}
+		}
+	}
+	c.AddChain(chain)
+	if !rulesOK {
+		// Only edgelb's own chain, in the same transaction as its rules.
+		c.FlushChain(chain)
+		for i := range families {
+			f := &families[i]
+			for _, r := range f.rules(sets[i][0], sets[i][1]) {
+				c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: r, UserData: ruleTag})
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("creating nftables table %s: %w", TableName, err)
+	}
+	n.ready = true
+	return nil
+}
+
+// rules returns the family's two rules:
+//
+//	meta nfproto F daddr . meta l4proto . th dport . saddr @allowedF accept
+//	meta nfproto F daddr . meta l4proto . th dport @restrictedF drop
+func (f *family) rules(allowed, restricted *nftables.Set) [][]expr.Any {
+	// Concatenations use the 32-bit registers from NFT_REG32_00 (8) on.
+	const r0 = 8
+	addrRegs := f.addrLen / 4
+	key := func() []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
+			&expr.Payload{DestRegister: r0, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddOff, Len: f.addrLen},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r0 + addrRegs},
+			&expr.Payload{DestRegister: r0 + addrRegs + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		}
+	}
+	allow := append(key(),
+		&expr.Payload{DestRegister: r0 + addrRegs + 2, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Lookup{SourceRegister: r0, SetName: allowed.Name, SetID: allowed.ID},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	)
+	drop := append(key(),
+		&expr.Lookup{SourceRegister: r0, SetName: restricted.Name, SetID: restricted.ID},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	return [][]expr.Any{allow, drop}
+}
+
+// Delete removes the table if it exists.
+func (n *NFTables) Delete() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ready = false
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	ok, err := exists(c)
+	if err != nil || !ok {
+		return err
+	}
+	c.DelTable(table)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("deleting nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Dropped reads the per-element counters of the restricted sets.
+func (n *NFTables) Dropped() (map[lb.Key]uint64, error) {
+	c, err := n.conn()
+	if err != nil {
+		return nil, err
+	}
+	out := map[lb.Key]uint64{}
+	ok, err := exists(c)
+	if err != nil || !ok {
+		return out, err
+	}
+	for i := range families {
+		f := &families[i]
+		elems, err := c.GetSetElements(f.restricted())
+		if err != nil {
+			return nil, fmt.Errorf("listing set %s: %w", f.restricted().Name, err)
+		}
+		for _, e := range elems {
+			if k, ok := parseKey(f, e.Key); ok && e.Counter != nil {
+				out[k] = e.Counter.Packets
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,131 @@
+package filter_test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/filter"
+	"github.com/edgelb/edgelb/test/prereq"
+)
+
+// requireNetNS skips (or, with CI=true, fails) when the test cannot create
+// network namespaces or use nftables.
+func requireNetNS(t *testing.T) {
+	t.Helper()
+	missing := ""
+	if os.Geteuid() != 0 {
+		missing = "root"
+	} else if _, err := exec.LookPath("nft"); err != nil {
+		missing = "the nft command (package nftables)"
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		missing = "the ip command (package iproute2)"
+	}
+	if missing != "" {
+		prereq.Missing(t, "this test needs %s", missing)
+	}
+}
+
+func run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// netns creates a network namespace for the test and returns its name and
+// the kernel filter programming it.
+func netns(t testing.TB, name string) (string, int) {
+	ns := fmt.Sprintf("edgelb-%s-%d", name, os.Getpid())
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	f, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return ns, int(f.Fd())
+}
+
+func vs(vip string, port uint16, proto lb.Protocol, src string, ranges ...string) lb.VirtualService {
+	v := lb.VirtualService{Key: lb.Key{VIP: netip.MustParseAddr(vip), Port: port, Protocol: proto},
+		Source: lb.Source{Namespace: "ns", Name: src}}
+	if ranges != nil {
+		v.SourceRanges = []netip.Prefix{}
+		for _, r := range ranges {
+			v.SourceRanges = append(v.SourceRanges, netip.MustParsePrefix(r))
+		}
+	}
+	return v
+}
+
+func TestNFTablesInNetNS(t *testing.T) {
+	requireNetNS(t)
+	ns, fd := netns(t, "filter")
+	k := filter.NewNFTablesInNetNS(fd)
+	run(t, "ip", "netns", "exec", ns, "nft", "add table inet other; add chain inet other c { type filter hook prerouting priority 0; }; add rule inet other c counter")
+
+	d1 := &lb.Desired{Services: []lb.VirtualService{
+		vs("192.0.2.1", 80, lb.TCP, "web", "10.0.0.0/8", "198.51.100.7/32"),
+		vs("192.0.2.1", 53, lb.UDP, "dns", "10.1.0.0/16"),
+		vs("192.0.2.2", 80, lb.TCP, "closed"),
+		vs("192.0.2.2", 80, lb.SCTP, "closed-sctp", "2001:db8::/32"), // no IPv4 range: closed
+		vs("2001:db8::1", 443, lb.TCP, "web6", "2001:db8:1::/48", "10.0.0.0/8"),
+		vs("192.0.2.3", 80, lb.TCP, "open"),
+	}}
+	d1.Services[2].SourceRanges = []netip.Prefix{}
+	d1.Services[5].SourceRanges = nil
+
+	check := func(d *lb.Desired) {
+		t.Helper()
+		got, present, err := k.Read()
+		if err != nil || !present {
+			t.Fatalf("Read: present=%v err=%v", present, err)
+		}
+		if c := filter.Diff(got, filter.Want(d)); !c.Empty() {
+			t.Fatalf("the kernel differs from the desired state: %+v", c)
+		}
+		out := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+		if !strings.Contains(out, "table inet other") {
+			t.Fatalf("the foreign table is gone:\n%s", out)
+		}
+	}
+	f := filter.New(filter.Options{Kernel: k, Store: lb.NewStore(), Log: discard()})
+	if err := f.SyncOnce(d1); err != nil {
+		t.Fatal(err)
+	}
+	check(d1)
+	out := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", filter.TableName)
+	for _, want := range []string{"192.0.2.1 . tcp . 80 . 10.0.0.0/8", "198.51.100.7", "2001:db8::1 . tcp . 443 . 2001:db8:1::/48",
+		"ip daddr . meta l4proto . th dport . ip saddr @allowed4 accept", "@restricted4 drop", "@restricted6 drop", "hook prerouting priority raw"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+
+	// A fresh Filter (a restart) reads the table back and changes only
+	// the difference.
+	k = filter.NewNFTablesInNetNS(fd)
+	f = filter.New(filter.Options{Kernel: k, Store: lb.NewStore(), Log: discard()})
+	d2 := &lb.Desired{Services: []lb.VirtualService{
+		vs("192.0.2.1", 80, lb.TCP, "web", "10.0.0.0/16", "198.51.100.0/24"),
+		vs("2001:db8::1", 443, lb.TCP, "web6", "2001:db8::/32"),
+	}}
+	if err := f.SyncOnce(d2); err != nil {
+		t.Fatal(err)
+	}
+	check(d2)
+	if err := f.SyncOnce(&lb.Desired{}); err != nil {
+		t.Fatal(err)
+	}
+	out = run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+	if strings.Contains(out, filter.TableName) || !strings.Contains(out, "table inet other") {
+		t.Fatalf("after the last range went:\n%s", out)
+	}
+}
