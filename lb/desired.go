@@ -26,6 +26,9 @@ type Snapshot struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Nodes          []*corev1.Node
+	// Previous is the result of the previous Build, if any: a Service whose
+	// source ranges cannot be read keeps the ones it had there.
+	Previous *Desired
 }
 
 // Options are the parts of the config that shape the desired state.
@@ -88,6 +91,7 @@ func Build(snap Snapshot, opts Options) (*Desired, []Problem) {
 	b.indexPools(opts.Pools)
 	b.indexNodes(snap.Nodes)
 	b.indexSlices(snap.EndpointSlices)
+	b.indexPrevious(snap.Previous)
 	d := &Desired{}
 	for i := range opts.Static {
 		b.static(d, &opts.Static[i])
@@ -130,6 +134,7 @@ type builder struct {
 	pools    *netipx.IPSet
 	nodes    []nodeInfo // eligible nodes, sorted by name
 	slices   map[string][]*discoveryv1.EndpointSlice
+	previous map[Key]*VirtualService
 	problems []Problem
 }
 
@@ -197,6 +202,9 @@ func (b *builder) static(d *Desired, s *config.StaticService) {
 			Persistence: s.Persistence,
 			Method:      b.opts.Method,
 		}
+		if len(s.SourceRanges) > 0 {
+			vs.SourceRanges = NormalizeRanges(slices.Clone(s.SourceRanges))
+		}
 		target := p.TargetPort
 		if target == 0 {
 			target = p.Port
@@ -248,6 +256,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 	}
 	slices := b.slices[svc.Namespace+"/"+svc.Name]
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	ranges := b.sourceRanges(svc, src)
 	for _, vip := range vips {
 		v6 := vip.Is6()
 		for _, p := range svc.Spec.Ports {
@@ -262,6 +271,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 			if vs.Protocol == "" {
 				vs.Protocol = TCP
 			}
+			vs.SourceRanges = ranges(vs.Key)
 			if b.opts.Mode == config.ModeDirect {
 				vs.Backends = endpointBackends(slices, &p, v6)
 			} else {

@@ -181,6 +181,9 @@ type StaticService struct {
 	// last connection (IPVS persistence, like sessionAffinity: ClientIP);
 	// 0 means none.
 	Persistence time.Duration
+	// SourceRanges, when not empty, are the only clients that may reach
+	// the service (like spec.loadBalancerSourceRanges), masked.
+	SourceRanges []netip.Prefix
 }
 
 // StaticPort is one port of a static service.
