@@ -134,6 +134,7 @@ func (f *Filter) SyncOnce(d *lb.Desired) error {
 			return fmt.Errorf("deleting the filter table: %w", err)
 		}
 		f.have, f.present = want, false
+		f.forget(nil, true)
 		f.o.Log.Info("no service has source ranges: filter table removed")
 		return nil
 	}
@@ -146,9 +147,23 @@ func (f *Filter) SyncOnce(d *lb.Desired) error {
 		return fmt.Errorf("updating the filter table: %w", err)
 	}
 	f.have, f.present = want, true
+	f.forget(c.DelRestricted, false)
 	f.o.Log.Debug("source-range filter updated", "restricted", len(want.Restricted),
 		"added", len(c.AddRestricted)+len(c.AddAllowed), "deleted", len(c.DelRestricted)+len(c.DelAllowed))
 	return nil
+}
+
+// forget drops the last counter values read of keys whose elements were
+// deleted (or of every key): a new element counts from 0.
+func (f *Filter) forget(keys []lb.Key, all bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if all {
+		clear(f.last)
+	}
+	for _, k := range keys {
+		delete(f.last, k)
+	}
 }
 
 func (f *Filter) setSources(d *lb.Desired) {
