@@ -50,9 +50,9 @@ type Filter struct {
 	known   bool // have and present reflect the kernel
 
 	mu      sync.Mutex // guards the fields below
-	sources map[lb.Key]string
+	sources map[lb.Key]lb.Source // PortName cleared
 	last    map[lb.Key]uint64
-	total   map[string]uint64
+	total   map[lb.Source]uint64
 	lastErr error
 }
 
@@ -64,7 +64,7 @@ func New(o Options) *Filter {
 	if o.RetryPeriod == 0 {
 		o.RetryPeriod = 5 * time.Second
 	}
-	return &Filter{o: o, sources: map[lb.Key]string{}, last: map[lb.Key]uint64{}, total: map[string]uint64{}}
+	return &Filter{o: o, sources: map[lb.Key]lb.Source{}, last: map[lb.Key]uint64{}, total: map[lb.Source]uint64{}}
 }
 
 // Run reconciles the table whenever the desired state changes, and every
@@ -120,6 +120,11 @@ func (f *Filter) SyncOnce(d *lb.Desired) error {
 	want := Want(d)
 	if !f.known {
 		have, present, err := f.o.Kernel.Read()
+		if err != nil && want.Empty() {
+			// Nothing to enforce: a host without nftables is fine as
+			// long as no service has ranges.
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("reading the filter table: %w", err)
 		}
@@ -177,17 +182,19 @@ func (f *Filter) setSources(d *lb.Desired) {
 	}
 	for i := range d.Services {
 		if vs := &d.Services[i]; vs.SourceRanges != nil {
-			f.sources[vs.Key] = vs.Source.String()
+			src := vs.Source
+			src.PortName = ""
+			f.sources[vs.Key] = src
 		}
 	}
 }
 
-// Dropped returns the packets dropped per service ("namespace/name", or
-// "static/name"), counted since this process started: it reads the
+// Dropped returns the packets dropped per service (Source with PortName
+// empty), counted since this process started: it reads the
 // kernel's counters and adds what they grew by since the previous call, so
 // the totals never go down when an element (and its counter) is recreated.
 // Services whose keys are gone from the desired state keep their total.
-func (f *Filter) Dropped() (map[string]uint64, error) {
+func (f *Filter) Dropped() (map[lb.Source]uint64, error) {
 	now, err := f.o.Kernel.Dropped()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -214,7 +221,7 @@ func (f *Filter) Dropped() (map[string]uint64, error) {
 			f.total[src] = 0
 		}
 	}
-	out := make(map[string]uint64, len(f.total))
+	out := make(map[lb.Source]uint64, len(f.total))
 	for s, v := range f.total {
 		out[s] = v
 	}

@@ -184,7 +184,7 @@ func TestDropped(t *testing.T) {
 	k.Counters[d.Services[0].Key] = 5
 	k.Counters[d.Services[1].Key] = 2
 	got, err := f.Dropped()
-	if err != nil || got["ns/web"] != 7 || got["ns/dns"] != 0 {
+	if err != nil || got[lb.Source{Namespace: "ns", Name: "web"}] != 7 || got[lb.Source{Namespace: "ns", Name: "dns"}] != 0 {
 		t.Fatalf("Dropped = %v, %v", got, err)
 	}
 	// The web service loses port 443, gets it back: its counter restarts.
@@ -196,7 +196,7 @@ func TestDropped(t *testing.T) {
 	}
 	k.Counters[d.Services[0].Key] = 6
 	k.Counters[d.Services[1].Key] = 3
-	if got, _ := f.Dropped(); got["ns/web"] != 11 {
+	if got, _ := f.Dropped(); got[lb.Source{Namespace: "ns", Name: "web"}] != 11 {
 		t.Errorf("after the counter restarted: %v, want 11", got)
 	}
 }

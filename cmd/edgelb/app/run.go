@@ -72,6 +72,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	st.members = members
 	st.dp = startDataplane(gctx, g, cfg, store, log)
+	st.filter = startFilter(gctx, g, store, metrics, log)
 
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
 	// first hands the VIPs over (the manager keeps them meanwhile), and
