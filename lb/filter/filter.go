@@ -49,7 +49,7 @@ type Filter struct {
 	present bool
 	known   bool // have and present reflect the kernel
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex           // guards the fields below
 	sources map[lb.Key]lb.Source // PortName cleared
 	last    map[lb.Key]uint64
 	total   map[lb.Source]uint64

@@ -192,7 +192,13 @@ func (n *NFTables) Read() (State, bool, error) {
 	return s, true, nil
 }
 
-// Apply makes the changes in one transaction.
+// Apply makes the changes, in one transaction unless they hold more than
+// txnElements elements. Then they go in several, in an order that never
+// drops an allowed client of a service that stays restricted, except where
+// an overlapping range is replaced: first the restrictions that end, then
+// the allowed ranges that go, then those that come, and last the new
+// restrictions (so that a newly restricted service has its allowed ranges
+// before it is closed).
 func (n *NFTables) Apply(ch Changes) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -205,57 +211,89 @@ func (n *NFTables) Apply(ch Changes) error {
 			return err
 		}
 	}
-	byFamily := func(keys []lb.Key, f *family) []nftables.SetElement {
-		var out []nftables.SetElement
-		for _, k := range keys {
+	type op struct {
+		set   *nftables.Set
+		elems []nftables.SetElement
+		del   bool
+	}
+	var ops []op
+	for i := range families {
+		f := &families[i]
+		var delR, delA, addA, addR []nftables.SetElement
+		for _, k := range ch.DelRestricted {
 			if familyOf(k.VIP) == f {
-				out = append(out, restrictedElem(k))
+				delR = append(delR, restrictedElem(k))
 			}
 		}
-		return out
-	}
-	allowedByFamily := func(as []Allowed, f *family) []nftables.SetElement {
-		var out []nftables.SetElement
-		for _, a := range as {
+		for _, a := range ch.DelAllowed {
 			if familyOf(a.Key.VIP) == f {
-				out = append(out, allowedElem(a))
+				delA = append(delA, allowedElem(a))
 			}
 		}
-		return out
+		for _, a := range ch.AddAllowed {
+			if familyOf(a.Key.VIP) == f {
+				addA = append(addA, allowedElem(a))
+			}
+		}
+		for _, k := range ch.AddRestricted {
+			if familyOf(k.VIP) == f {
+				addR = append(addR, restrictedElem(k))
+			}
+		}
+		ops = append(ops, op{f.restricted(), delR, true}, op{f.allowed(), delA, true}, op{f.allowed(), addA, false}, op{f.restricted(), addR, false})
 	}
-	// Deletions first, so that a new range may overlap an old one.
-	for i := range families {
-		f := &families[i]
-		if e := allowedByFamily(ch.DelAllowed, f); len(e) > 0 {
-			if err := c.SetDeleteElements(f.allowed(), e); err != nil {
-				return err
+	// Deletions of both families before additions.
+	slices.SortStableFunc(ops, func(a, b op) int {
+		if a.del != b.del {
+			if a.del {
+				return -1
 			}
+			return 1
 		}
-		if e := byFamily(ch.DelRestricted, f); len(e) > 0 {
-			if err := c.SetDeleteElements(f.restricted(), e); err != nil {
-				return err
+		return 0
+	})
+	queued := 0
+	for _, o := range ops {
+		for len(o.elems) > 0 {
+			m := min(chunk, len(o.elems), txnElements-queued)
+			var err error
+			if o.del {
+				err = c.SetDeleteElements(o.set, o.elems[:m])
+			} else {
+				err = c.SetAddElements(o.set, o.elems[:m])
+			}
+			if err != nil {
+				return fmt.Errorf("queueing elements of set %s: %w", o.set.Name, err)
+			}
+			o.elems, queued = o.elems[m:], queued+m
+			if queued == txnElements {
+				if err := n.flush(c); err != nil {
+					return err
+				}
+				queued = 0
 			}
 		}
 	}
-	for i := range families {
-		f := &families[i]
-		if e := allowedByFamily(ch.AddAllowed, f); len(e) > 0 {
-			if err := c.SetAddElements(f.allowed(), e); err != nil {
-				return err
-			}
-		}
-		if e := byFamily(ch.AddRestricted, f); len(e) > 0 {
-			if err := c.SetAddElements(f.restricted(), e); err != nil {
-				return err
-			}
-		}
-	}
+	return n.flush(c)
+}
+
+func (n *NFTables) flush(c *nftables.Conn) error {
 	if err := c.Flush(); err != nil {
 		n.ready = false
 		return fmt.Errorf("programming nftables table %s: %w", TableName, err)
 	}
 	return nil
 }
+
+// chunk is the most elements put in one netlink message: the element list
+// is one attribute, whose length is 16 bits, so a longer list would be cut
+// short (silently: the kernel takes what fits). txnElements is the most
+// elements in one transaction, which goes out in one sendmsg and must fit
+// the socket's send buffer.
+const (
+	chunk       = 256
+	txnElements = 1024
+)
 
 // ensure creates the table, its sets and chain, and writes the rules when
 // the chain does not hold exactly this version's; it leaves the sets'

@@ -87,7 +87,7 @@ func restrictedCounter(t *testing.T, ns, elem string) int {
 	return n
 }
 
-const foreignTable = `table inet foreign { chain c { type filter hook prerouting priority 10; counter; } }`
+const foreignTable = `add table inet foreign; add chain inet foreign c { type filter hook prerouting priority 10; }; add rule inet foreign c counter`
 
 func rangedServices(web, web6, echo string) string {
 	return fmt.Sprintf(`
