@@ -4,55 +4,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/filter"
-	"github.com/edgelb/edgelb/test/prereq"
+	"github.com/edgelb/edgelb/test/nstest"
 )
-
-// requireNetNS skips (or, with CI=true, fails) when the test cannot create
-// network namespaces or use nftables.
-func requireNetNS(t testing.TB) {
-	t.Helper()
-	missing := ""
-	if os.Geteuid() != 0 {
-		missing = "root"
-	} else if _, err := exec.LookPath("nft"); err != nil {
-		missing = "the nft command (package nftables)"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		missing = "the ip command (package iproute2)"
-	}
-	if missing != "" {
-		prereq.Missing(t, "this test needs %s", missing)
-	}
-}
-
-func run(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// netns creates a network namespace for the test and returns its name and
-// the kernel filter programming it.
-func netns(t testing.TB, name string) (string, int) {
-	ns := fmt.Sprintf("edgelb-%s-%d", name, os.Getpid())
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	f, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return ns, int(f.Fd())
-}
 
 func vs(vip string, port uint16, proto lb.Protocol, src string, ranges ...string) lb.VirtualService {
 	v := lb.VirtualService{Key: lb.Key{VIP: netip.MustParseAddr(vip), Port: port, Protocol: proto},
@@ -67,10 +26,9 @@ func vs(vip string, port uint16, proto lb.Protocol, src string, ranges ...string
 }
 
 func TestNFTablesInNetNS(t *testing.T) {
-	requireNetNS(t)
-	ns, fd := netns(t, "filter")
+		ns, fd := nstest.New(t, "filter")
 	k := filter.NewNFTablesInNetNS(fd)
-	run(t, "ip", "netns", "exec", ns, "nft", "add table inet other; add chain inet other c { type filter hook prerouting priority 0; }; add rule inet other c counter")
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "add table inet other; add chain inet other c { type filter hook prerouting priority 0; }; add rule inet other c counter")
 
 	d1 := &lb.Desired{Services: []lb.VirtualService{
 		vs("192.0.2.1", 80, lb.TCP, "web", "10.0.0.0/8", "198.51.100.7/32"),
@@ -92,7 +50,7 @@ func TestNFTablesInNetNS(t *testing.T) {
 		if c := filter.Diff(got, filter.Want(d)); !c.Empty() {
 			t.Fatalf("the kernel differs from the desired state: %+v", c)
 		}
-		out := run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+		out := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
 		if !strings.Contains(out, "table inet other") {
 			t.Fatalf("the foreign table is gone:\n%s", out)
 		}
@@ -102,7 +60,7 @@ func TestNFTablesInNetNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(d1)
-	out := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", filter.TableName)
+	out := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", filter.TableName)
 	for _, want := range []string{"192.0.2.1 . tcp . 80 . 10.0.0.0/8", "198.51.100.7", "2001:db8::1 . tcp . 443 . 2001:db8:1::/48",
 		"ip daddr . meta l4proto . th dport . ip saddr @allowed4 accept", "@restricted4 drop", "@restricted6 drop", "hook prerouting priority raw"} {
 		if !strings.Contains(out, want) {
@@ -125,7 +83,7 @@ func TestNFTablesInNetNS(t *testing.T) {
 	if err := f.SyncOnce(&lb.Desired{}); err != nil {
 		t.Fatal(err)
 	}
-	out = run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+	out = nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
 	if strings.Contains(out, filter.TableName) || !strings.Contains(out, "table inet other") {
 		t.Fatalf("after the last range went:\n%s", out)
 	}
@@ -151,13 +109,12 @@ func benchDesired(n, ranges int) *lb.Desired {
 // size (one element out, one in), and the time a restarted process takes
 // to read the table back and find nothing to do.
 func BenchmarkSourceRangeChange(b *testing.B) {
-	requireNetNS(b)
-	n, ranges := 1000, 5
+		n, ranges := 1000, 5
 	if s := os.Getenv("BENCH_N"); s != "" {
 		fmt.Sscan(s, &n)
 	}
 	for range b.N {
-		_, fd := netns(b, "filterbench")
+		_, fd := nstest.New(b, "filterbench")
 		k := filter.NewNFTablesInNetNS(fd)
 		f := filter.New(filter.Options{Kernel: k, Store: lb.NewStore(), Log: discard()})
 		d := benchDesired(n, ranges)
@@ -197,8 +154,7 @@ func BenchmarkSourceRangeChange(b *testing.B) {
 // Thousands of elements go in several netlink messages and transactions;
 // none may be lost (one message holds at most 64 KiB of elements).
 func TestNFTablesManyElementsInNetNS(t *testing.T) {
-	requireNetNS(t)
-	_, fd := netns(t, "filtermany")
+		_, fd := nstest.New(t, "filtermany")
 	f := filter.New(filter.Options{Kernel: filter.NewNFTablesInNetNS(fd), Store: lb.NewStore(), Log: discard()})
 	d := benchDesired(3000, 5)
 	if err := f.SyncOnce(d); err != nil {
