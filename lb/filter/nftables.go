@@ -2,10 +2,8 @@ package filter
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 
@@ -139,6 +137,18 @@ func exists(c *nftables.Conn) (bool, error) {
 	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }), nil
 }
 
+// elements lists a set. One that cannot be listed (deleted behind edgelb's
+// back) counts as empty, and the next Apply creates it again and fills it;
+// if the kernel refuses for another reason, that Apply fails and says so.
+func (n *NFTables) elements(c *nftables.Conn, s *nftables.Set) []nftables.SetElement {
+	elems, err := c.GetSetElements(s)
+	if err != nil {
+		n.ready = false
+		return nil
+	}
+	return elems
+}
+
 // Read returns the table's restricted keys and allowed ranges.
 func (n *NFTables) Read() (State, bool, error) {
 	n.mu.Lock()
@@ -153,30 +163,17 @@ func (n *NFTables) Read() (State, bool, error) {
 		n.ready = false
 		return s, false, err
 	}
+	if !hasRules(c) {
+		n.ready = false // the next Apply writes them again
+	}
 	for i := range families {
 		f := &families[i]
-		elems, err := c.GetSetElements(f.restricted())
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
-			n.ready = false
-			continue
-		}
-		if err != nil {
-			return s, true, fmt.Errorf("listing set %s: %w", f.restricted().Name, err)
-		}
-		for _, e := range elems {
+		for _, e := range n.elements(c, f.restricted()) {
 			if k, ok := parseKey(f, e.Key); ok {
 				s.Restricted[k] = true
 			}
 		}
-		elems, err = c.GetSetElements(f.allowed())
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
-			n.ready = false
-			continue
-		}
-		if err != nil {
-			return s, true, fmt.Errorf("listing set %s: %w", f.allowed().Name, err)
-		}
-		for _, e := range elems {
+		for _, e := range n.elements(c, f.allowed()) {
 			k, ok := parseKey(f, e.Key)
 			if !ok || e.IntervalEnd || len(e.KeyEnd) != len(e.Key) {
 				continue
@@ -295,6 +292,23 @@ const (
 	txnElements = 1024
 )
 
+var chain = &nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
+	Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
+
+// hasRules reports whether the chain holds exactly this version's rules.
+func hasRules(c *nftables.Conn) bool {
+	rules, err := c.GetRules(table, chain)
+	if err != nil || len(rules) != 2*len(families) {
+		return false
+	}
+	for _, r := range rules {
+		if !slices.Equal(r.UserData, ruleTag) {
+			return false
+		}
+	}
+	return true
+}
+
 // ensure creates the table, its sets and chain, and writes the rules when
 // the chain does not hold exactly this version's; it leaves the sets'
 // elements as they are.
@@ -303,18 +317,7 @@ func (n *NFTables) ensure(c *nftables.Conn) error {
 	if err != nil {
 		return err
 	}
-	chain := &nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
-	rulesOK := false
-	if ok {
-		rules, err := c.GetRules(table, chain)
-		if err == nil && len(rules) == 2*len(families) {
-			rulesOK = true
-			for _, r := range rules {
-				rulesOK = rulesOK && slices.Equal(r.UserData, ruleTag)
-			}
-		}
-	}
+	rulesOK := ok && hasRules(c)
 	c.AddTable(table)
 	sets := make([][2]*nftables.Set, len(families))
 	for i := range families {
@@ -408,7 +411,7 @@ func (n *NFTables) Dropped() (map[lb.Key]uint64, error) {
 		f := &families[i]
 		elems, err := c.GetSetElements(f.restricted())
 		if err != nil {
-			return nil, fmt.Errorf("listing set %s: %w", f.restricted().Name, err)
+			continue // being recreated
 		}
 		for _, e := range elems {
 			if k, ok := parseKey(f, e.Key); ok && e.Counter != nil {

@@ -80,6 +80,19 @@ func TestNFTablesInNetNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(d2)
+
+	// Rules and an element lost behind edgelb's back come back at the
+	// next read of the kernel (start or resync).
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "flush chain inet edgelb_filter prerouting; delete element inet edgelb_filter allowed6 { 2001:db8::1 . tcp . 443 . 2001:db8::/32 }")
+	f = filter.New(filter.Options{Kernel: filter.NewNFTablesInNetNS(fd), Store: lb.NewStore(), Log: discard()})
+	if err := f.SyncOnce(d2); err != nil {
+		t.Fatal(err)
+	}
+	check(d2)
+	if out := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "chain", "inet", filter.TableName, filter.ChainName); strings.Count(out, "drop") != 2 {
+		t.Errorf("the rules were not written again:\n%s", out)
+	}
+
 	if err := f.SyncOnce(&lb.Desired{}); err != nil {
 		t.Fatal(err)
 	}
