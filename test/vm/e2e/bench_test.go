@@ -166,7 +166,7 @@ func BenchmarkVIPThroughput(b *testing.B) {
 		cmd := benchEdgelb(b, nil, web, "")
 		direct := rps(b, "http://10.0.0.21:30080/", 5, 8)
 		vip := rps(b, "http://10.0.0.100/", 5, 8)
-		cmd = benchEdgelb(b, cmd, web+ranged, "10.0.0.103 . tcp . 80 . 10.0.0.0/29")
+		cmd = benchEdgelb(b, cmd, web+ranged, "10.0.0.0/29")
 		vipFilter := rps(b, "http://10.0.0.100/", 5, 8)
 		vipRanged := rps(b, "http://10.0.0.103/", 5, 8)
 		cmd.Process.Signal(syscall.SIGTERM)

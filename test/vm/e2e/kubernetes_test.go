@@ -258,7 +258,7 @@ spec:
 	waitFor(t, "an EXTERNAL-IP for ranged and its virtual service", 30*time.Second, func() bool {
 		ip = strings.TrimSpace(kubectl(t, "", "get", "svc", "ranged", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
 		return ip != "" && hasLine(table(t, "lb1", "-t", ip+":80"), "-> 10.0.0.23:30081 Masq 1") &&
-			strings.Contains(nftListRuleset(t, "lb1"), ip+" . tcp . 80 . 10.0.0.2")
+			hasElem(t, "lb1", elem(ip, 80, "10.0.0.2"))
 	})
 	url := "http://" + ip + "/"
 	wantReached(t, url, "10.0.0.2")
@@ -267,14 +267,14 @@ spec:
 
 	t.Run("a change takes effect at once and keeps allowed connections", func(t *testing.T) {
 		echo := vip["echo"] + ":9000"
-		allowed3 := vip["echo"] + " . tcp . 9000 . 10.0.0.3"
+		allowed3 := elem(vip["echo"], 9000, "10.0.0.3")
 		kubectl(t, "", "patch", "svc", "echo", "--type=merge", "-p", `{"spec":{"loadBalancerSourceRanges":["10.0.0.2/32","10.0.0.3/32"]}}`)
-		waitFor(t, "both clients allowed to echo", 20*time.Second, func() bool { return strings.Contains(nftListRuleset(t, "lb1"), allowed3) })
+		waitFor(t, "both clients allowed to echo", 20*time.Second, func() bool { return hasElem(t, "lb1", allowed3) })
 		kept, keptRd := holdConnectionFrom(t, echo, 10, "10.0.0.2")
 		cut, _ := holdConnectionFrom(t, echo, 10, "10.0.0.3")
 		start := time.Now()
 		kubectl(t, "", "patch", "svc", "echo", "--type=merge", "-p", `{"spec":{"loadBalancerSourceRanges":["10.0.0.2/32"]}}`)
-		waitFor(t, "10.0.0.3 to be removed from echo's ranges", 20*time.Second, func() bool { return !strings.Contains(nftListRuleset(t, "lb1"), allowed3) })
+		waitFor(t, "10.0.0.3 to be removed from echo's ranges", 20*time.Second, func() bool { return !hasElem(t, "lb1", allowed3) })
 		t.Logf("FIGURE a loadBalancerSourceRanges change reached the kernel %s after kubectl patch returned", time.Since(start).Round(10*time.Millisecond))
 		rest, _ := keptRd.ReadString('\n')
 		if err := kept.Wait(); err != nil || !strings.HasPrefix(rest, "held") {
