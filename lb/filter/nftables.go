@@ -47,11 +47,11 @@ func NewNFTables() *NFTables { return &NFTables{} }
 func NewNFTablesInNetNS(fd int) *NFTables { return &NFTables{netns: fd} }
 
 type family struct {
-	nfproto           byte
-	addr              nftables.SetDatatype
-	addrLen           uint32
-	saddrOff, daddOff uint32
-	suffix            string
+	nfproto            byte
+	addr               nftables.SetDatatype
+	addrLen            uint32
+	saddrOff, daddrOff uint32
+	suffix             string
 }
 
 var families = []family{
@@ -359,7 +359,7 @@ func (f *family) rules(allowed, restricted *nftables.Set) [][]expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
-			&expr.Payload{DestRegister: r0, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddOff, Len: f.addrLen},
+			&expr.Payload{DestRegister: r0, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r0 + addrRegs},
 			&expr.Payload{DestRegister: r0 + addrRegs + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		}
