@@ -75,12 +75,12 @@ func dropped(t *testing.T, ns, namespace, service string) float64 {
 }
 
 // elem matches a set element as nft lists it: "VIP . tcp . PORT" and then
-// " . RANGE" if given. Without /etc/protocols (the VM) nft prints the
+// " . RANGE" if given (exactly: 10.0.0.2 does not match 10.0.0.2/31). Without /etc/protocols (the VM) nft prints the
 // protocol's number.
 func elem(vip string, port int, rng string) *regexp.Regexp {
 	re := regexp.QuoteMeta(vip) + ` \. (?:tcp|6) \. ` + strconv.Itoa(port)
 	if rng != "" {
-		re += ` \. ` + regexp.QuoteMeta(rng) + `\b`
+		re += ` \. ` + regexp.QuoteMeta(rng) + `(?:[,\s}]|$)`
 	}
 	return regexp.MustCompile(re)
 }
