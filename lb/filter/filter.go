@@ -153,7 +153,7 @@ func (f *Filter) SyncOnce(d *lb.Desired) error {
 	}
 	f.have, f.present = want, true
 	f.forget(c.DelRestricted, false)
-	f.o.Log.Debug("source-range filter updated", "restricted", len(want.Restricted),
+	f.o.Log.Info("source ranges updated", "restricted", len(want.Restricted),
 		"added", len(c.AddRestricted)+len(c.AddAllowed), "deleted", len(c.DelRestricted)+len(c.DelAllowed))
 	return nil
 }

@@ -208,3 +208,24 @@ func TestSourceRanges(t *testing.T) {
 		sh(t, "ip netns exec lb1 nft delete table inet foreign")
 	})
 }
+
+var logTime = regexp.MustCompile(`^time=(\S+) `)
+
+// lastLogTime returns the time of the last line of e's log that contains
+// msg.
+func lastLogTime(t *testing.T, e *edgelb, msg string) time.Time {
+	t.Helper()
+	b, _ := os.ReadFile(e.log)
+	var last time.Time
+	for _, l := range strings.Split(string(b), "\n") {
+		if m := logTime.FindStringSubmatch(l); m != nil && strings.Contains(l, msg) {
+			if ts, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+				last = ts
+			}
+		}
+	}
+	if last.IsZero() {
+		t.Fatalf("no %q in %s", msg, e.log)
+	}
+	return last
+}
