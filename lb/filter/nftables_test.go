@@ -26,7 +26,7 @@ func vs(vip string, port uint16, proto lb.Protocol, src string, ranges ...string
 }
 
 func TestNFTablesInNetNS(t *testing.T) {
-		ns, fd := nstest.New(t, "filter")
+	ns, fd := nstest.New(t, "filter")
 	k := filter.NewNFTablesInNetNS(fd)
 	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "add table inet other; add chain inet other c { type filter hook prerouting priority 0; }; add rule inet other c counter")
 
@@ -122,7 +122,7 @@ func benchDesired(n, ranges int) *lb.Desired {
 // size (one element out, one in), and the time a restarted process takes
 // to read the table back and find nothing to do.
 func BenchmarkSourceRangeChange(b *testing.B) {
-		n, ranges := 1000, 5
+	n, ranges := 1000, 5
 	if s := os.Getenv("BENCH_N"); s != "" {
 		fmt.Sscan(s, &n)
 	}
@@ -167,7 +167,7 @@ func BenchmarkSourceRangeChange(b *testing.B) {
 // Thousands of elements go in several netlink messages and transactions;
 // none may be lost (one message holds at most 64 KiB of elements).
 func TestNFTablesManyElementsInNetNS(t *testing.T) {
-		_, fd := nstest.New(t, "filtermany")
+	_, fd := nstest.New(t, "filtermany")
 	f := filter.New(filter.Options{Kernel: filter.NewNFTablesInNetNS(fd), Store: lb.NewStore(), Log: discard()})
 	d := benchDesired(3000, 5)
 	if err := f.SyncOnce(d); err != nil {
