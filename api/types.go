@@ -112,15 +112,18 @@ type Service struct {
 
 // Port is one virtual service: VIP, port and protocol.
 type Port struct {
-	VIP                string    `json:"vip"`
-	Port               uint16    `json:"port"`
-	Protocol           string    `json:"protocol"`
-	Name               string    `json:"name,omitempty"`
-	Scheduler          string    `json:"scheduler"`
-	PersistenceSeconds int       `json:"persistenceSeconds"`
-	Method             string    `json:"method"`
-	Stats              Stats     `json:"stats"`
-	Backends           []Backend `json:"backends"`
+	VIP                string `json:"vip"`
+	Port               uint16 `json:"port"`
+	Protocol           string `json:"protocol"`
+	Name               string `json:"name,omitempty"`
+	Scheduler          string `json:"scheduler"`
+	PersistenceSeconds int    `json:"persistenceSeconds"`
+	Method             string `json:"method"`
+	// SourceRanges are the only clients allowed (loadBalancerSourceRanges);
+	// absent: everyone; empty: nobody (a malformed list seen first).
+	SourceRanges []string  `json:"sourceRanges,omitempty"`
+	Stats        Stats     `json:"stats"`
+	Backends     []Backend `json:"backends"`
 }
 
 // Backend is one real server.

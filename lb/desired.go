@@ -26,6 +26,9 @@ type Snapshot struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Nodes          []*corev1.Node
+	// Previous is the result of the previous Build, if any: a Service whose
+	// source ranges cannot be read keeps the ones it had there.
+	Previous *Desired
 }
 
 // Options are the parts of the config that shape the desired state.
@@ -92,6 +95,7 @@ func Build(snap Snapshot, opts Options) (*Desired, []Problem) {
 	b.indexPools(opts.Pools)
 	b.indexNodes(snap.Nodes)
 	b.indexSlices(snap.EndpointSlices)
+	b.indexPrevious(snap.Previous)
 	d := &Desired{}
 	for i := range opts.Static {
 		b.static(d, &opts.Static[i])
@@ -134,6 +138,7 @@ type builder struct {
 	pools    *netipx.IPSet
 	nodes    []nodeInfo // eligible nodes, sorted by name
 	slices   map[string][]*discoveryv1.EndpointSlice
+	previous map[Key]*VirtualService
 	problems []Problem
 }
 
@@ -204,6 +209,9 @@ func (b *builder) static(d *Desired, s *config.StaticService) {
 			Check:       ch.Check,
 			MaxConns:    ch.MaxConns,
 		}
+		if len(s.SourceRanges) > 0 {
+			vs.SourceRanges = NormalizeRanges(slices.Clone(s.SourceRanges))
+		}
 		target := p.TargetPort
 		if target == 0 {
 			target = p.Port
@@ -256,6 +264,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 	ch := b.choices(src, svc)
 	slices := b.slices[svc.Namespace+"/"+svc.Name]
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	ranges := b.sourceRanges(svc, src)
 	for _, vip := range vips {
 		v6 := vip.Is6()
 		for _, p := range svc.Spec.Ports {
@@ -272,6 +281,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 			if vs.Protocol == "" {
 				vs.Protocol = TCP
 			}
+			vs.SourceRanges = ranges(vs.Key)
 			if ch.Mode == config.ModeDirect {
 				vs.Backends = endpointBackends(slices, &p, v6)
 			} else {

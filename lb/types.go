@@ -84,6 +84,11 @@ type VirtualService struct {
 	// each backend's connections (IPVS upper threshold).
 	Check    HealthCheck
 	MaxConns uint32
+	// SourceRanges, when not nil, are the only clients that may reach
+	// the service (spec.loadBalancerSourceRanges, static sourceRanges),
+	// masked, sorted and without duplicates. A non-nil empty list lets
+	// nobody in (fail closed). nil: everyone.
+	SourceRanges []netip.Prefix
 }
 
 // Backend is one real server of a virtual service.
@@ -110,7 +115,8 @@ func (b Backend) String() string {
 func (v *VirtualService) Equal(o *VirtualService) bool {
 	return v.Key == o.Key && v.Source == o.Source && v.Scheduler == o.Scheduler &&
 		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends) &&
-		v.Check == o.Check && v.MaxConns == o.MaxConns
+		v.Check == o.Check && v.MaxConns == o.MaxConns &&
+		(v.SourceRanges == nil) == (o.SourceRanges == nil) && slices.Equal(v.SourceRanges, o.SourceRanges)
 }
 
 func (v *VirtualService) String() string {

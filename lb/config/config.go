@@ -222,6 +222,9 @@ type StaticService struct {
 	// MaxConnectionsPerBackend is the IPVS upper connection threshold of
 	// each backend; 0 means no limit.
 	MaxConnectionsPerBackend uint32
+	// SourceRanges, when not empty, are the only clients that may reach
+	// the service (like spec.loadBalancerSourceRanges), masked.
+	SourceRanges []netip.Prefix
 }
 
 // StaticPort is one port of a static service.

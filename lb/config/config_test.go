@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,9 @@ func TestBadConfigs(t *testing.T) {
 		{"listen off loopback without tokens", base + "api: {listen: \"0.0.0.0:9080\"}\n", `config.yaml:2: api.listen: "0.0.0.0:9080" is reachable from other hosts: set api.tokens`},
 		{"listen on all interfaces without tokens", base + "api:\n  listen: \":9080\"\n", `config.yaml:3: api.listen: ":9080" is reachable from other hosts`},
 		{"static VIP in pool", base + "pools:\n  - {name: a, addresses: [192.0.2.0/24]}\nservices:\n  - {name: s, vip: 192.0.2.5, ports: [{port: 80}]}\n", `services[0].vip: 192.0.2.5 is inside pool "a"`},
+		{"bad source range", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n    sourceRanges: [10.0.0.0/8, 10.0.0.300/8]\n", `config.yaml:6: services[0].sourceRanges[1]: "10.0.0.300/8" is not a CIDR`},
+		{"source range not a list", base + "services:\n  - {name: s, vip: 192.0.2.5, ports: [{port: 80}], sourceRanges: 10.0.0.0/8}\n", `config.yaml:3: services[0].sourceRanges: must be a list`},
+		{"source range without length", base + "services:\n  - {name: s, vip: 192.0.2.5, ports: [{port: 80}], sourceRanges: [10.0.0.1]}\n", `services[0].sourceRanges[0]: "10.0.0.1" is not a CIDR`},
 		{"static without ports", base + "services:\n  - {name: s, vip: 192.0.2.5}\n", `services[0].ports: a static service needs at least one port`},
 		{"bad YAML", "node: {name: [\n", `config.yaml:`},
 		{"duplicate key", base + "node: {name: a}\nnode: {name: b}\n", `config.yaml:3: node: key given twice`},
@@ -159,6 +163,18 @@ func refused(t *testing.T, content, want string) {
 	msg := strings.ReplaceAll(err.Error(), filepath.Dir(path)+"/", "")
 	if !strings.Contains(msg, want) {
 		t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, want)
+	}
+}
+
+// Static services' source ranges are parsed into masked prefixes.
+func TestStaticSourceRanges(t *testing.T) {
+	cfg, err := Load(writeConfig(t, "cluster: {insecure: true}\nservices:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n    sourceRanges: [10.0.0.1/8, \"2001:db8::1/32\", 198.51.100.7/32]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("198.51.100.7/32")}
+	if got := cfg.Services[0].SourceRanges; !slices.Equal(got, want) {
+		t.Errorf("sourceRanges = %v, want %v", got, want)
 	}
 }
 

@@ -527,6 +527,18 @@ func (p *parser) services(n *yaml.Node, path string) {
 					s.MaxConnectionsPerBackend = uint32(v)
 				}
 			},
+			"sourceRanges": func(n *yaml.Node, path string) {
+				d.list(n, path, func(_ int, rn *yaml.Node, path string) {
+					var v string
+					d.str(rn, path, &v)
+					pr, err := netip.ParsePrefix(v)
+					if err != nil || pr.Addr().Zone() != "" || pr.Addr().Is4In6() {
+						d.errorf(rn, path, "%q is not a CIDR (like 10.0.0.0/8 or 2001:db8::/32)", v)
+						return
+					}
+					s.SourceRanges = append(s.SourceRanges, pr.Masked())
+				})
+			},
 			"ports": func(n *yaml.Node, path string) {
 				d.list(n, path, func(_ int, pn *yaml.Node, path string) {
 					sp := StaticPort{Protocol: "TCP"}

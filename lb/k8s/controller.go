@@ -222,6 +222,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // changed, at most once per MinSyncInterval.
 func (c *Controller) desiredLoop(ctx context.Context) {
 	var reported problems
+	var prev *lb.Desired
 	c.markDirty()
 	for {
 		select {
@@ -235,7 +236,9 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 			c.log.Error("listing from caches", "err", err)
 			continue
 		}
+		snap.Previous = prev
 		d, problems := lb.Build(snap, c.buildOp)
+		prev = d
 		c.opts.Store.Set(d)
 		c.ready.Store(true)
 		c.report(&reported, problems)

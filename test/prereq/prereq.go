@@ -8,6 +8,8 @@ package prereq
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -53,4 +55,21 @@ func MissingMain(format string, args ...any) int {
 	}
 	fmt.Fprintf(os.Stderr, "skipping the package: %s\n", reason)
 	return 0
+}
+
+// RootWith calls Missing unless the test runs as root and every command is
+// on PATH (with the Debian package that has it in parentheses, for the
+// message), e.g. RootWith(t, "nft (package nftables)", "ip (package
+// iproute2)").
+func RootWith(t testing.TB, commands ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "this test needs root")
+	}
+	for _, c := range commands {
+		name, _, _ := strings.Cut(c, " ")
+		if _, err := exec.LookPath(name); err != nil {
+			Missing(t, "this test needs the %s command", c)
+		}
+	}
 }

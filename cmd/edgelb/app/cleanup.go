@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/filter"
 	"github.com/edgelb/edgelb/lb/ipvs"
 	"github.com/edgelb/edgelb/lb/snat"
 	"github.com/edgelb/edgelb/vip"
@@ -32,7 +33,8 @@ func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *cleanupOptions) {
 // addresses it added to node.interface (only those carrying its address
 // protocol mark or, on a kernel that drops the mark, listed in its state
 // directory), the IPVS virtual services on addresses of its pools and
-// static services, and its nftables tables. It ends the traffic they carry,
+// static services, and its nftables tables (source NAT and the
+// source-range filter). It ends the traffic they carry,
 // so edgelb never runs it by itself: the package's prerm runs it when the
 // package is removed, after stopping the service (which hands the VIPs to
 // the other hosts first).
@@ -113,6 +115,10 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 				errs = append(errs, fmt.Errorf("removing the nftables table %s: %w", snat.TableName, err))
 			}
 		}
+	}
+	// The source-range filter runs with every backend.
+	if err := filter.NewNFTables().Delete(); err != nil {
+		errs = append(errs, fmt.Errorf("removing the nftables table %s: %w", filter.TableName, err))
 	}
 	fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q and %d IPVS virtual service(s)\n", vips, cfg.Node.Interface, services)
 	return errors.Join(errs...)

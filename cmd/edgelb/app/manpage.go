@@ -41,7 +41,7 @@ func manCommands() []manCommand {
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +
 			"added to node.interface, the IPVS virtual services on addresses of its pools and static " +
-			"services, and its nftables table; nothing else. It ends the traffic they carry: the " +
+			"services, and its nftables tables (source NAT, source-range filter); nothing else. It ends the traffic they carry: the " +
 			"package runs it on removal, after stopping the service. With --vips-only --after-crash " +
 			"it is the unit's ExecStopPost=: when the daemon did not exit cleanly (killed, hung, " +
 			"crashed) it removes only the VIP addresses the daemon left on the interface, and the " +

@@ -77,6 +77,11 @@ func (o *observer) observe() {
 		}
 		o.observeHealth(s.dp.Health.Results())
 	}
+	if s.filter != nil {
+		// Source ranges that cannot be enforced: this host must not
+		// forward what they exclude.
+		s.members.SetHealth("filter", s.filter.LastError())
+	}
 	o.observeOwners(s.members.Owners())
 	o.observeMembers()
 	if ready, _ := s.Ready(); ready && !o.ready {

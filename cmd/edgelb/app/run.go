@@ -58,6 +58,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st.members = members
 	announcer := newAnnouncer(cfg, members, bgpVIPs, log.With("component", "bgp"))
 	st.dp = startDataplane(gctx, g, cfg, store, log)
+	st.filter = startFilter(gctx, g, store, metrics, log)
 
 	if cfg.Kubernetes == nil {
 		// Static services only: the desired state never changes.

@@ -12,6 +12,7 @@ import (
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/filter"
 	"github.com/edgelb/edgelb/lb/health"
 	"github.com/edgelb/edgelb/lb/ipvs"
 	"github.com/edgelb/edgelb/lb/k8s"
@@ -26,6 +27,7 @@ type state struct {
 	members *cluster.Cluster
 	ctrl    *k8s.Controller
 	dp      *dataplane
+	filter  *filter.Filter
 }
 
 var _ api.State = (*state)(nil)
@@ -188,6 +190,12 @@ func (s *state) services(withStats bool) []api.Service {
 		p := api.Port{VIP: vs.VIP.String(), Port: vs.Port, Protocol: string(vs.Protocol), Name: vs.Source.PortName,
 			Scheduler: vs.Scheduler, PersistenceSeconds: int(vs.Persistence / time.Second), Method: string(vs.Method),
 			Backends: []api.Backend{}}
+		if vs.SourceRanges != nil {
+			p.SourceRanges = []string{}
+			for _, r := range vs.SourceRanges {
+				p.SourceRanges = append(p.SourceRanges, r.String())
+			}
+		}
 		st := stats[vs.Key]
 		if st != nil {
 			p.Stats = apiStats(st.Stats, 0)

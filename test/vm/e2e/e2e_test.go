@@ -424,7 +424,7 @@ done
 	} {
 		t.Run(c.method, func(t *testing.T) {
 			e := startEdgelb(t, c.ns, config(c.ns, c.method, fmt.Sprintf(
-				"  - {name: web, vip: %s, ports: [{port: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}\n", c.vip)))
+				"  - {name: web, vip: %s, sourceRanges: [10.0.0.2/32], ports: [{port: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}\n", c.vip)))
 			defer func() {
 				if t.Failed() {
 					e.dumpLog(t)
@@ -445,6 +445,9 @@ done
 			if len(r.Remotes) != 1 || r.Remotes["10.0.0.2"] == 0 {
 				t.Errorf("nodes saw sources %v, want the client's own 10.0.0.2", r.Remotes)
 			}
+			// The source ranges hold with this method too.
+			clientAliases(t)
+			wantBlocked(t, "http://"+c.vip+":30080/", "10.0.0.3")
 		})
 	}
 }

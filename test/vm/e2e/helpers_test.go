@@ -37,6 +37,8 @@ func runHelper(name string, args []string) int {
 		err = hold(args)
 	case "load":
 		err = load(args)
+	case "get":
+		err = get(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}
@@ -85,10 +87,24 @@ func (r *result) add(answer string) {
 
 func (r *result) print() error { return json.NewEncoder(os.Stdout).Encode(r) }
 
-// http N URL: N requests, each on a new connection.
+// dialer returns a dialer from the source address src ("" for any).
+func dialer(src string, timeout time.Duration) *net.Dialer {
+	d := &net.Dialer{Timeout: timeout}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	return d
+}
+
+// http N URL [SRC]: N requests, each on a new connection, from the
+// source address SRC if given.
 func httpClient(args []string) error {
 	n, _ := strconv.Atoi(args[0])
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	src := ""
+	if len(args) > 2 {
+		src = args[2]
+	}
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dialer(src, 3*time.Second).DialContext}}
 	r := newResult()
 	for range n {
 		resp, err := c.Get(args[1])
@@ -128,12 +144,16 @@ func udpClient(args []string) error {
 	return r.print()
 }
 
-// hold ADDR SECONDS: one TCP connection to an echo server, used every
-// 100 ms for SECONDS; any failure fails the helper. It prints "connected"
-// once the connection is up.
+// hold ADDR SECONDS [SRC]: one TCP connection to an echo server, from
+// SRC if given, used every 100 ms for SECONDS; any failure fails the
+// helper. It prints "connected" once the connection is up.
 func hold(args []string) error {
 	secs, _ := strconv.Atoi(args[1])
-	c, err := net.DialTimeout("tcp", args[0], 3*time.Second)
+	src := ""
+	if len(args) > 2 {
+		src = args[2]
+	}
+	c, err := dialer(src, 3*time.Second).Dial("tcp", args[0])
 	if err != nil {
 		return err
 	}
@@ -193,15 +213,33 @@ func load(args []string) error {
 	return nil
 }
 
+// get URL: prints the body of one GET.
+func get(args []string) error {
+	resp, err := http.Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
 // holdConnection opens a long-lived connection from the client namespace
 // to target that stays open for the given seconds (the hold helper), and
 // returns once it is connected; the reader yields "held" at the end if no
 // byte was lost.
 func holdConnection(t *testing.T, target string, seconds int) (*exec.Cmd, *bufio.Reader) {
 	t.Helper()
+	return holdConnectionFrom(t, target, seconds, "")
+}
+
+// holdConnectionFrom is holdConnection from the client's source address
+// src ("" for the default).
+func holdConnectionFrom(t *testing.T, target string, seconds int, src string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
 	self, _ := os.Executable()
 	hold := exec.Command("ip", "netns", "exec", "client", self)
-	hold.Env = append(os.Environ(), "EDGELB_HELPER=hold", fmt.Sprintf("EDGELB_ARGS=%s %d", target, seconds))
+	hold.Env = append(os.Environ(), "EDGELB_HELPER=hold", fmt.Sprintf("EDGELB_ARGS=%s %d %s", target, seconds, src))
 	out, _ := hold.StdoutPipe()
 	hold.Stderr = os.Stderr
 	if err := hold.Start(); err != nil {

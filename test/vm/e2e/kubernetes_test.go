@@ -260,4 +260,82 @@ func TestKubernetes(t *testing.T) {
 			return !strings.Contains(ipvsadm(t, "lb1", "-Ln"), vip["sticky"]+":80")
 		})
 	})
+
+	t.Run("loadBalancerSourceRanges", func(t *testing.T) { sourceRangesK8s(t, lb1, vip) })
+}
+
+// sourceRangesK8s: a Service's loadBalancerSourceRanges keep out the
+// clients they exclude; a change (kubectl patch) takes effect at once
+// without breaking an allowed client's connection; a malformed list is a
+// Warning Event and the Service keeps its previous ranges while its
+// neighbours are unaffected. Runs after the sticky Service freed nodePort
+// 30081.
+func sourceRangesK8s(t *testing.T, lb1 *edgelb, vip map[string]string) {
+	clientAliases(t)
+	sh(t, "ip netns exec lb1 nft '"+foreignTable+"'")
+	kubectl(t, `apiVersion: v1
+kind: Service
+metadata: {name: ranged, namespace: default}
+spec:
+  type: LoadBalancer
+  loadBalancerSourceRanges: [10.0.0.2/32]
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30081}]
+`, "apply", "-f", "-")
+	var ip string
+	waitFor(t, "an EXTERNAL-IP for ranged and its virtual service", 30*time.Second, func() bool {
+		ip = strings.TrimSpace(kubectl(t, "", "get", "svc", "ranged", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"))
+		return ip != "" && hasLine(table(t, "lb1", "-t", ip+":80"), "-> 10.0.0.23:30081 Masq 1") &&
+			hasElem(t, "lb1", elem(ip, 80, "10.0.0.2"))
+	})
+	url := "http://" + ip + "/"
+	wantReached(t, url, "10.0.0.2")
+	wantBlocked(t, url, "10.0.0.3")
+	wantReached(t, "http://"+vip["web"]+"/", "10.0.0.3") // no ranges
+
+	t.Run("a change takes effect at once and keeps allowed connections", func(t *testing.T) {
+		echo := vip["echo"] + ":9000"
+		// The two adjacent /32s are merged into one element.
+		both := elem(vip["echo"], 9000, "10.0.0.2/31")
+		kubectl(t, "", "patch", "svc", "echo", "--type=merge", "-p", `{"spec":{"loadBalancerSourceRanges":["10.0.0.2/32","10.0.0.3/32"]}}`)
+		waitFor(t, "both clients allowed to echo", 20*time.Second, func() bool { return hasElem(t, "lb1", both) })
+		kept, keptRd := holdConnectionFrom(t, echo, 10, "10.0.0.2")
+		cut, _ := holdConnectionFrom(t, echo, 10, "10.0.0.3")
+		start := time.Now()
+		kubectl(t, "", "patch", "svc", "echo", "--type=merge", "-p", `{"spec":{"loadBalancerSourceRanges":["10.0.0.2/32"]}}`)
+		patched := time.Now()
+		only2 := elem(vip["echo"], 9000, "10.0.0.2")
+		waitFor(t, "10.0.0.3 to be removed from echo's ranges", 20*time.Second, func() bool { return hasElem(t, "lb1", only2) })
+		// When the filter applied it, from edgelb's log (polling nft under
+		// emulation is too slow to time it).
+		applied := lastLogTime(t, lb1, "source ranges updated")
+		t.Logf("FIGURE loadBalancerSourceRanges change: kubectl patch ran %s; edgelb's filter applied it %s after kubectl started (%s after it returned)",
+			patched.Sub(start).Round(10*time.Millisecond), applied.Sub(start).Round(10*time.Millisecond), applied.Sub(patched).Round(10*time.Millisecond))
+		rest, _ := keptRd.ReadString('\n')
+		if err := kept.Wait(); err != nil || !strings.HasPrefix(rest, "held") {
+			t.Errorf("the allowed client's connection broke across the change: %q %v", rest, err)
+		}
+		if err := cut.Wait(); err == nil {
+			t.Error("the removed client's open connection kept working")
+		}
+	})
+
+	t.Run("a malformed list is a Warning Event and keeps the previous ranges", func(t *testing.T) {
+		// The API server still accepts leading zeros (with a warning);
+		// edgelb refuses them, as Kubernetes will.
+		kubectl(t, "", "patch", "svc", "ranged", "--type=merge", "-p",
+			`{"metadata":{"annotations":{"service.beta.kubernetes.io/load-balancer-source-ranges":"10.0.0.3/32,010.0.0.4/32"}},"spec":{"loadBalancerSourceRanges":null}}`)
+		waitFor(t, "a Warning Event InvalidSourceRanges on ranged", 30*time.Second, func() bool {
+			return strings.Contains(kubectl(t, "", "get", "events", "--field-selector", "involvedObject.name=ranged,type=Warning", "-o", "jsonpath={.items[*].reason}"), "InvalidSourceRanges")
+		})
+		t.Logf("kubectl get events:\n%s", kubectl(t, "", "get", "events", "--field-selector", "involvedObject.name=ranged"))
+		wantReached(t, url, "10.0.0.2") // the previous ranges, not the new list
+		wantBlocked(t, url, "10.0.0.3")
+		wantReached(t, "http://"+vip["web"]+"/", "10.0.0.3") // the neighbour is unaffected
+		if n := dropped(t, "lb1", "default", "ranged"); n < 2 {
+			t.Errorf("edgelb_source_range_dropped_packets_total of default/ranged = %v, want at least 2", n)
+		}
+		if !strings.Contains(nftListRuleset(t, "lb1"), "table inet foreign") {
+			t.Error("the foreign table is gone")
+		}
+	})
 }

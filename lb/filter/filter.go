@@ -1,0 +1,229 @@
+package filter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edgelb/edgelb/lb"
+)
+
+// Kernel is the filter table in the kernel. Implementations need not be
+// safe for concurrent use except for Dropped, which may run beside the
+// others.
+type Kernel interface {
+	// Read returns what the table holds, and whether it exists.
+	Read() (State, bool, error)
+	// Apply makes the changes in one transaction, creating the table
+	// (chains, rules, sets) first if it is missing or incomplete.
+	Apply(c Changes) error
+	// Delete removes the table, if it exists.
+	Delete() error
+	// Dropped returns the packets dropped so far per restricted key; a
+	// key's counter starts at 0 when its element is added.
+	Dropped() (map[lb.Key]uint64, error)
+}
+
+// Options configure a Filter. Kernel, Store and Log are required.
+type Options struct {
+	Kernel Kernel
+	Store  *lb.Store
+	Log    *slog.Logger
+	// ResyncPeriod is how often the table is read back and repaired;
+	// 0 means a minute.
+	ResyncPeriod time.Duration
+	// RetryPeriod is how long a failed pass waits before the next; 0
+	// means 5 seconds.
+	RetryPeriod time.Duration
+}
+
+// Filter keeps the kernel's filter table in line with the desired state.
+// Run drives it; Dropped and LastError may be called concurrently.
+type Filter struct {
+	o Options
+
+	// Owned by the pass.
+	have    State
+	present bool
+	known   bool // have and present reflect the kernel
+
+	mu      sync.Mutex           // guards the fields below
+	sources map[lb.Key]lb.Source // PortName cleared
+	last    map[lb.Key]uint64
+	total   map[lb.Source]uint64
+	lastErr error
+}
+
+// New returns a Filter; it starts nothing.
+func New(o Options) *Filter {
+	if o.ResyncPeriod == 0 {
+		o.ResyncPeriod = time.Minute
+	}
+	if o.RetryPeriod == 0 {
+		o.RetryPeriod = 5 * time.Second
+	}
+	return &Filter{o: o, sources: map[lb.Key]lb.Source{}, last: map[lb.Key]uint64{}, total: map[lb.Source]uint64{}}
+}
+
+// Run reconciles the table whenever the desired state changes, and every
+// ResyncPeriod, until ctx is done. Errors are logged and retried; they
+// never end Run.
+func (f *Filter) Run(ctx context.Context) error {
+	sub := f.o.Store.Subscribe()
+	resync := time.NewTicker(f.o.ResyncPeriod)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	lastErr := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub:
+		case <-resync.C:
+			f.known = false
+		case <-retry:
+		}
+		retry = nil
+		d := f.o.Store.Load()
+		if d == nil {
+			continue
+		}
+		err := f.SyncOnce(d)
+		f.mu.Lock()
+		f.lastErr = err
+		f.mu.Unlock()
+		if err != nil {
+			if err.Error() != lastErr {
+				f.o.Log.Error("programming the source-range filter, will retry", "err", err)
+			}
+			lastErr = err.Error()
+			retry = time.After(f.o.RetryPeriod)
+			continue
+		}
+		lastErr = ""
+	}
+}
+
+// LastError is the error of the last pass, or nil.
+func (f *Filter) LastError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
+}
+
+// SyncOnce brings the table to the state d wants, changing only the
+// difference. After an error the next pass reads the kernel again.
+func (f *Filter) SyncOnce(d *lb.Desired) error {
+	f.setSources(d)
+	want := Want(d)
+	if !f.known {
+		have, present, err := f.o.Kernel.Read()
+		if err != nil && want.Empty() {
+			// Nothing to enforce: a host without nftables is fine as
+			// long as no service has ranges.
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the filter table: %w", err)
+		}
+		f.have, f.present, f.known = have, present, true
+	}
+	if want.Empty() {
+		if !f.present {
+			return nil
+		}
+		if err := f.o.Kernel.Delete(); err != nil {
+			f.known = false
+			return fmt.Errorf("deleting the filter table: %w", err)
+		}
+		f.have, f.present = want, false
+		f.forget(nil, true)
+		f.o.Log.Info("no service has source ranges: filter table removed")
+		return nil
+	}
+	c := Diff(f.have, want)
+	if c.Empty() && f.present {
+		return nil
+	}
+	if err := f.o.Kernel.Apply(c); err != nil {
+		f.known = false
+		return fmt.Errorf("updating the filter table: %w", err)
+	}
+	f.have, f.present = want, true
+	f.forget(c.DelRestricted, false)
+	f.o.Log.Info("source ranges updated", "restricted", len(want.Restricted),
+		"added", len(c.AddRestricted)+len(c.AddAllowed), "deleted", len(c.DelRestricted)+len(c.DelAllowed))
+	return nil
+}
+
+// forget drops the last counter values read of keys whose elements were
+// deleted (or of every key): a new element counts from 0.
+func (f *Filter) forget(keys []lb.Key, all bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if all {
+		clear(f.last)
+	}
+	for _, k := range keys {
+		delete(f.last, k)
+	}
+}
+
+func (f *Filter) setSources(d *lb.Desired) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.sources {
+		delete(f.sources, k)
+	}
+	if d == nil {
+		return
+	}
+	for i := range d.Services {
+		if vs := &d.Services[i]; vs.SourceRanges != nil {
+			src := vs.Source
+			src.PortName = ""
+			f.sources[vs.Key] = src
+		}
+	}
+}
+
+// Dropped returns the packets dropped per service (Source with PortName
+// empty), counted since this process started: it reads the
+// kernel's counters and adds what they grew by since the previous call, so
+// the totals never go down when an element (and its counter) is recreated.
+// Services whose keys are gone from the desired state keep their total.
+func (f *Filter) Dropped() (map[lb.Source]uint64, error) {
+	now, err := f.o.Kernel.Dropped()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range now {
+		delta := v
+		if prev, ok := f.last[k]; ok && v >= prev {
+			delta = v - prev
+		}
+		f.last[k] = v
+		if src, ok := f.sources[k]; ok {
+			f.total[src] += delta
+		}
+	}
+	for k := range f.last {
+		if _, ok := now[k]; !ok {
+			delete(f.last, k)
+		}
+	}
+	for _, src := range f.sources {
+		if _, ok := f.total[src]; !ok {
+			f.total[src] = 0
+		}
+	}
+	out := make(map[lb.Source]uint64, len(f.total))
+	for s, v := range f.total {
+		out[s] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,423 @@
+package filter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"go4.org/netipx"
+	"golang.org/x/sys/unix"
+
+	"github.com/edgelb/edgelb/lb"
+)
+
+// TableName is the name of the filter table (family inet).
+const TableName = "edgelb_filter"
+
+// ChainName is the table's only chain.
+const ChainName = "prerouting"
+
+// ruleTag marks the rules this version writes, so that a start finds out
+// whether the chain holds exactly them.
+var ruleTag = []byte("edgelb-filter-v1")
+
+// NFTables is the filter table in the kernel. It is safe for concurrent
+// use.
+type NFTables struct {
+	mu sync.Mutex
+	// netns, when not 0, is the file descriptor of the network namespace
+	// to program (tests); 0 means the current one.
+	netns int
+	// ready: the table, chain, rules and sets are known to be in place.
+	ready bool
+}
+
+var _ Kernel = (*NFTables)(nil)
+
+// NewNFTables returns the filter table of the current network namespace;
+// it changes nothing until Apply or Delete.
+func NewNFTables() *NFTables { return &NFTables{} }
+
+// NewNFTablesInNetNS returns the filter table of the network namespace
+// open as fd.
+func NewNFTablesInNetNS(fd int) *NFTables { return &NFTables{netns: fd} }
+
+type family struct {
+	nfproto            byte
+	addr               nftables.SetDatatype
+	addrLen            uint32
+	saddrOff, daddrOff uint32
+	suffix             string
+}
+
+var families = []family{
+	{unix.NFPROTO_IPV4, nftables.TypeIPAddr, 4, 12, 16, "4"},
+	{unix.NFPROTO_IPV6, nftables.TypeIP6Addr, 16, 8, 24, "6"},
+}
+
+func familyOf(a netip.Addr) *family {
+	if a.Is4() {
+		return &families[0]
+	}
+	return &families[1]
+}
+
+var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+
+func (f *family) restricted() *nftables.Set {
+	return &nftables.Set{Table: table, Name: "restricted" + f.suffix, Concatenation: true, Counter: true,
+		KeyType: nftables.MustConcatSetType(f.addr, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+func (f *family) allowed() *nftables.Set {
+	return &nftables.Set{Table: table, Name: "allowed" + f.suffix, Concatenation: true, Interval: true,
+		KeyType: nftables.MustConcatSetType(f.addr, nftables.TypeInetProto, nftables.TypeInetService, f.addr)}
+}
+
+var protoNums = map[lb.Protocol]byte{lb.TCP: unix.IPPROTO_TCP, lb.UDP: unix.IPPROTO_UDP, lb.SCTP: unix.IPPROTO_SCTP}
+
+// keyBytes encodes VIP · protocol · port, each field padded to 4 bytes as
+// nftables lays out concatenations.
+func keyBytes(k lb.Key) []byte {
+	b := slices.Clone(k.VIP.AsSlice())
+	b = append(b, protoNums[k.Protocol], 0, 0, 0)
+	return append(binary.BigEndian.AppendUint16(b, k.Port), 0, 0)
+}
+
+func restrictedElem(k lb.Key) nftables.SetElement {
+	return nftables.SetElement{Key: keyBytes(k)}
+}
+
+func allowedElem(a Allowed) nftables.SetElement {
+	r := netipx.RangeOfPrefix(a.Range)
+	k := keyBytes(a.Key)
+	return nftables.SetElement{
+		Key:    append(slices.Clone(k), r.From().AsSlice()...),
+		KeyEnd: append(k, r.To().AsSlice()...),
+	}
+}
+
+func parseKey(f *family, b []byte) (lb.Key, bool) {
+	n := int(f.addrLen)
+	if len(b) < n+8 {
+		return lb.Key{}, false
+	}
+	vip, _ := netip.AddrFromSlice(b[:n])
+	var proto lb.Protocol
+	for p, num := range protoNums {
+		if num == b[n] {
+			proto = p
+		}
+	}
+	return lb.Key{VIP: vip, Protocol: proto, Port: binary.BigEndian.Uint16(b[n+4:])}, proto != ""
+}
+
+func (n *NFTables) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if n.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(n.netns))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables: %w", err)
+	}
+	return c, nil
+}
+
+// exists reports whether the table is there.
+func exists(c *nftables.Conn) (bool, error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }), nil
+}
+
+// elements lists a set. One that cannot be listed (deleted behind edgelb's
+// back) counts as empty, and the next Apply creates it again and fills it;
+// if the kernel refuses for another reason, that Apply fails and says so.
+func (n *NFTables) elements(c *nftables.Conn, s *nftables.Set) []nftables.SetElement {
+	elems, err := c.GetSetElements(s)
+	if err != nil {
+		n.ready = false
+		return nil
+	}
+	return elems
+}
+
+// Read returns the table's restricted keys and allowed ranges.
+func (n *NFTables) Read() (State, bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}}
+	c, err := n.conn()
+	if err != nil {
+		return s, false, err
+	}
+	ok, err := exists(c)
+	if err != nil || !ok {
+		n.ready = false
+		return s, false, err
+	}
+	if !hasRules(c) {
+		n.ready = false // the next Apply writes them again
+	}
+	for i := range families {
+		f := &families[i]
+		for _, e := range n.elements(c, f.restricted()) {
+			if k, ok := parseKey(f, e.Key); ok {
+				s.Restricted[k] = true
+			}
+		}
+		for _, e := range n.elements(c, f.allowed()) {
+			k, ok := parseKey(f, e.Key)
+			if !ok || e.IntervalEnd || len(e.KeyEnd) != len(e.Key) {
+				continue
+			}
+			off := len(e.Key) - int(f.addrLen)
+			from, _ := netip.AddrFromSlice(e.Key[off:])
+			to, _ := netip.AddrFromSlice(e.KeyEnd[off:])
+			if p, ok := netipx.IPRangeFrom(from, to).Prefix(); ok {
+				s.Allowed[Allowed{Key: k, Range: p}] = true
+			}
+		}
+	}
+	return s, true, nil
+}
+
+// Apply makes the changes, in one transaction unless they hold more than
+// txnElements elements. Then they go in several, in an order that never
+// drops an allowed client of a service that stays restricted, except where
+// an overlapping range is replaced: first the restrictions that end, then
+// the allowed ranges that go, then those that come, and last the new
+// restrictions (so that a newly restricted service has its allowed ranges
+// before it is closed).
+func (n *NFTables) Apply(ch Changes) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	if !n.ready {
+		if err := n.ensure(c); err != nil {
+			return err
+		}
+	}
+	type op struct {
+		set   *nftables.Set
+		elems []nftables.SetElement
+		del   bool
+	}
+	var ops []op
+	for i := range families {
+		f := &families[i]
+		var delR, delA, addA, addR []nftables.SetElement
+		for _, k := range ch.DelRestricted {
+			if familyOf(k.VIP) == f {
+				delR = append(delR, restrictedElem(k))
+			}
+		}
+		for _, a := range ch.DelAllowed {
+			if familyOf(a.Key.VIP) == f {
+				delA = append(delA, allowedElem(a))
+			}
+		}
+		for _, a := range ch.AddAllowed {
+			if familyOf(a.Key.VIP) == f {
+				addA = append(addA, allowedElem(a))
+			}
+		}
+		for _, k := range ch.AddRestricted {
+			if familyOf(k.VIP) == f {
+				addR = append(addR, restrictedElem(k))
+			}
+		}
+		ops = append(ops, op{f.restricted(), delR, true}, op{f.allowed(), delA, true}, op{f.allowed(), addA, false}, op{f.restricted(), addR, false})
+	}
+	// Deletions of both families before additions.
+	slices.SortStableFunc(ops, func(a, b op) int {
+		if a.del != b.del {
+			if a.del {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	queued := 0
+	for _, o := range ops {
+		for len(o.elems) > 0 {
+			m := min(chunk, len(o.elems), txnElements-queued)
+			var err error
+			if o.del {
+				err = c.SetDeleteElements(o.set, o.elems[:m])
+			} else {
+				err = c.SetAddElements(o.set, o.elems[:m])
+			}
+			if err != nil {
+				return fmt.Errorf("queueing elements of set %s: %w", o.set.Name, err)
+			}
+			o.elems, queued = o.elems[m:], queued+m
+			if queued == txnElements {
+				if err := n.flush(c); err != nil {
+					return err
+				}
+				queued = 0
+			}
+		}
+	}
+	return n.flush(c)
+}
+
+func (n *NFTables) flush(c *nftables.Conn) error {
+	if err := c.Flush(); err != nil {
+		n.ready = false
+		return fmt.Errorf("programming nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// chunk is the most elements put in one netlink message: the element list
+// is one attribute, whose length is 16 bits, so a longer list would be cut
+// short (silently: the kernel takes what fits). txnElements is the most
+// elements in one transaction, which goes out in one sendmsg and must fit
+// the socket's send buffer.
+const (
+	chunk       = 256
+	txnElements = 1024
+)
+
+var chain = &nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
+	Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
+
+// hasRules reports whether the chain holds exactly this version's rules.
+func hasRules(c *nftables.Conn) bool {
+	rules, err := c.GetRules(table, chain)
+	if err != nil || len(rules) != 2*len(families) {
+		return false
+	}
+	for _, r := range rules {
+		if !slices.Equal(r.UserData, ruleTag) {
+			return false
+		}
+	}
+	return true
+}
+
+// ensure creates the table, its sets and chain, and writes the rules when
+// the chain does not hold exactly this version's; it leaves the sets'
+// elements as they are.
+func (n *NFTables) ensure(c *nftables.Conn) error {
+	ok, err := exists(c)
+	if err != nil {
+		return err
+	}
+	rulesOK := ok && hasRules(c)
+	c.AddTable(table)
+	sets := make([][2]*nftables.Set, len(families))
+	for i := range families {
+		f := &families[i]
+		sets[i] = [2]*nftables.Set{f.allowed(), f.restricted()}
+		for _, s := range sets[i] {
+			if err := c.AddSet(s, nil); err != nil {
+				return fmt.Errorf("adding nftables set %s: %w", s.Name, err)
+			}
+		}
+	}
+	c.AddChain(chain)
+	if !rulesOK {
+		// Only edgelb's own chain, in the same transaction as its rules.
+		c.FlushChain(chain)
+		for i := range families {
+			f := &families[i]
+			for _, r := range f.rules(sets[i][0], sets[i][1]) {
+				c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: r, UserData: ruleTag})
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("creating nftables table %s: %w", TableName, err)
+	}
+	n.ready = true
+	return nil
+}
+
+// rules returns the family's two rules:
+//
+//	meta nfproto F daddr . meta l4proto . th dport . saddr @allowedF accept
+//	meta nfproto F daddr . meta l4proto . th dport @restrictedF drop
+func (f *family) rules(allowed, restricted *nftables.Set) [][]expr.Any {
+	// Concatenations use the 32-bit registers from NFT_REG32_00 (8) on.
+	const r0 = 8
+	addrRegs := f.addrLen / 4
+	key := func() []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
+			&expr.Payload{DestRegister: r0, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r0 + addrRegs},
+			&expr.Payload{DestRegister: r0 + addrRegs + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		}
+	}
+	allow := append(key(),
+		&expr.Payload{DestRegister: r0 + addrRegs + 2, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Lookup{SourceRegister: r0, SetName: allowed.Name, SetID: allowed.ID},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	)
+	drop := append(key(),
+		&expr.Lookup{SourceRegister: r0, SetName: restricted.Name, SetID: restricted.ID},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	return [][]expr.Any{allow, drop}
+}
+
+// Delete removes the table if it exists.
+func (n *NFTables) Delete() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ready = false
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	ok, err := exists(c)
+	if err != nil || !ok {
+		return err
+	}
+	c.DelTable(table)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("deleting nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Dropped reads the per-element counters of the restricted sets.
+func (n *NFTables) Dropped() (map[lb.Key]uint64, error) {
+	c, err := n.conn()
+	if err != nil {
+		return nil, err
+	}
+	out := map[lb.Key]uint64{}
+	ok, err := exists(c)
+	if err != nil || !ok {
+		return out, err
+	}
+	for i := range families {
+		f := &families[i]
+		elems, err := c.GetSetElements(f.restricted())
+		if err != nil {
+			continue // being recreated
+		}
+		for _, e := range elems {
+			if k, ok := parseKey(f, e.Key); ok && e.Counter != nil {
+				out[k] = e.Counter.Packets
+			}
+		}
+	}
+	return out, nil
+}
