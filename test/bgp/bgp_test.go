@@ -17,6 +17,13 @@ import (
 // The VIP every host serves, outside the LAN: reached through the router.
 var vip = netip.MustParseAddr("10.99.1.100")
 
+// Two more bgp VIPs whose source ranges let the router in (open) or not
+// (closed): the edge filter applies in bgp mode too.
+var (
+	vipOpen   = netip.MustParseAddr("10.99.1.101")
+	vipClosed = netip.MustParseAddr("10.99.1.102")
+)
+
 // hostBGP is the bgp section of a host's config: the router as its peer,
 // seen with peerASN and password.
 func hostBGP(peerASN int, password string) string {
@@ -71,7 +78,14 @@ func observe(t testing.TB, d time.Duration, what string, cond func() string) {
 // responder and counts the answers by host.
 func probeFromRouter(t testing.TB, r *router, n int) map[string]int {
 	t.Helper()
-	script := fmt.Sprintf("for i in $(seq %d); do timeout 2 bash -c 'read -r line </dev/tcp/%s/8080 && echo $line' || echo fail; done", n, vip)
+	return probeVIPFromRouter(t, r, vip, n)
+}
+
+// probeVIPFromRouter is probeFromRouter for any VIP; failed connections
+// count under "fail".
+func probeVIPFromRouter(t testing.TB, r *router, v netip.Addr, n int) map[string]int {
+	t.Helper()
+	script := fmt.Sprintf("for i in $(seq %d); do timeout 2 bash -c 'read -r line </dev/tcp/%s/8080 && echo $line' || echo fail; done", n, v)
 	out, err := exec.Command("ip", "netns", "exec", r.ns, "bash", "-c", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("probing from the router: %v: %s", err, out)
@@ -92,6 +106,8 @@ func TestECMPWithFRR(t *testing.T) {
 	l := nslab.New(t, 5)
 	// The lab's l2 VIPs (one owner each) beside the bgp one.
 	l.Services += fmt.Sprintf("\n  - {name: web-bgp, vip: %s, announce: bgp, ports: [{port: 8080}]}", vip)
+	l.Services += fmt.Sprintf("\n  - {name: open-bgp, vip: %s, announce: bgp, ports: [{port: 8080}], sourceRanges: [%s/32]}", vipOpen, routerIP)
+	l.Services += fmt.Sprintf("\n  - {name: closed-bgp, vip: %s, announce: bgp, ports: [{port: 8080}], sourceRanges: [192.0.2.0/24]}", vipClosed)
 	h1, h2, h3, h4, h5 := l.Hosts[0], l.Hosts[1], l.Hosts[2], l.Hosts[3], l.Hosts[4]
 	r := startRouter(t, l, routerASN, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}, {addr: h4.IP4}, {addr: h5.IP4, password: "right-password"}})
 	defer func() {
@@ -131,7 +147,8 @@ func TestECMPWithFRR(t *testing.T) {
 	t.Logf("three next hops %v after starting h2 and h3:\n%s", took.Round(time.Millisecond), route)
 	for _, h := range []*nslab.Host{h1, h2, h3} {
 		st, ok := bgpOf(h)
-		if !ok || !st.Serving || !slices.Equal(st.Advertised, []string{vip.String() + "/32"}) || st.Peers[0].PrefixesSent != 1 || st.Peers[0].ASN != routerASN {
+		wantRoutes := []string{vip.String() + "/32", vipOpen.String() + "/32", vipClosed.String() + "/32"}
+		if !ok || !st.Serving || !slices.Equal(st.Advertised, wantRoutes) || st.Peers[0].PrefixesSent != len(wantRoutes) || st.Peers[0].ASN != routerASN {
 			t.Errorf("%s's GET /api/v1/bgp: %+v", h.Name, st)
 		}
 		if !h.Has(vip) {
@@ -160,6 +177,17 @@ func TestECMPWithFRR(t *testing.T) {
 			t.Errorf("no connection reached %s: %v", h.Name, answers)
 		}
 	}
+	// Source ranges hold in bgp mode: both VIPs are routed to the three
+	// hosts, the router's connections reach the one whose ranges name it
+	// and none reaches the other.
+	r.waitNextHops(vipOpen, h1, h2, h3)
+	r.waitNextHops(vipClosed, h1, h2, h3)
+	if got := probeVIPFromRouter(t, r, vipOpen, 10); got["fail"] != 0 {
+		t.Errorf("connections from the router to %s (its sourceRanges name the router): %v", vipOpen, got)
+	}
+	if got := probeVIPFromRouter(t, r, vipClosed, 5); got["fail"] != 5 {
+		t.Errorf("connections from the router to %s (its sourceRanges exclude the router): %v, want 5 failed", vipClosed, got)
+	}
 	status, err := h1.Edgelb("status", "--api", "http://127.0.0.1:9080")
 	if err != nil || !strings.Contains(status, routerIP.String()) || !strings.Contains(status, "established") {
 		t.Errorf("edgelb status on h1 (%v) shows no established peer:\n%s", err, status)
@@ -173,7 +201,7 @@ func TestECMPWithFRR(t *testing.T) {
 	l.Extra = hostBGP(routerASN, "wrong-password")
 	h5.Start()
 	for _, h := range []*nslab.Host{h4, h5} {
-		if !nslab.Poll(nslab.Converge, func() bool { st, ok := bgpOf(h); return ok && st.Serving && len(st.Advertised) == 1 }) {
+		if !nslab.Poll(nslab.Converge, func() bool { st, ok := bgpOf(h); return ok && st.Serving && len(st.Advertised) == 3 }) {
 			st, _ := bgpOf(h)
 			t.Fatalf("%s does not try to advertise: %+v", h.Name, st)
 		}
