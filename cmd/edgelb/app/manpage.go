@@ -41,11 +41,11 @@ func manCommands() []manCommand {
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +
 			"added to node.interface, the IPVS virtual services on addresses of its pools and static " +
-			"services, and its nftables tables (source NAT, source-range filter); nothing else. It ends the traffic they carry: the " +
+			"services, and its nftables tables (source NAT, source-range filter, the quiet VIPs of a handover); nothing else. It ends the traffic they carry: the " +
 			"package runs it on removal, after stopping the service. With --vips-only --after-crash " +
 			"it is the unit's ExecStopPost=: when the daemon did not exit cleanly (killed, hung, " +
-			"crashed) it removes only the VIP addresses the daemon left on the interface, and the " +
-			"list of VIPs kept for a restart, so that they do not answer ARP beside their new owner."},
+			"crashed) it removes only the VIP addresses the daemon left on the interface, the " +
+			"list of VIPs kept for a restart and the quiet-VIP tables, so that they do not answer ARP beside their new owner."},
 		{"version", nil, "Print the version and the Go version it was built with."},
 	}
 }
