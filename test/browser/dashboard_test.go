@@ -152,6 +152,9 @@ func TestDashboardDrainE2E(t *testing.T) {
 		webtest.ServiceShown(api.StaticNamespace, "web", converge),
 		webtest.ServiceShown(api.StaticNamespace, "dns", converge),
 		webtest.Poll(`document.querySelector('#stream').dataset.state === 'live'`, converge))
+	page.Do("the BGP card shows the speaker and its peer, not established (nobody listens at 127.0.0.2)",
+		webtest.Poll(`!document.querySelector('#bgp-card').hidden && document.querySelector('#bgp-summary').textContent.startsWith('AS 64512 · router ID 127.0.0.1')`, converge),
+		webtest.Poll(`(s => s && s !== 'established')(document.querySelector('#bgp tr[data-peer="127.0.0.2"] .state .badge.bad')?.textContent)`, converge))
 
 	page.Do("a drain of "+local.name+" through the page moves "+vip,
 		webtest.ClickDrain(local.name, "drain"),
@@ -278,6 +281,9 @@ cluster:
   join: [%s]
   insecure: true
 dataplane: {backend: none}
+bgp:
+  asn: 64512
+  peers: [{address: 127.0.0.2, asn: 64500}]   # nobody listens there (loopback)
 api:
   listen: %q
   tokens: {admin: [%q], viewer: [%q]}

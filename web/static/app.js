@@ -120,10 +120,10 @@ async function load() {
   const signal = live.ac.signal;
   const updated = $('#updated');
   try {
-    const [status, members, vips, services] = await Promise.all(
-      ['/status', '/members', '/vips', '/services'].map(p => get(p, signal)));
+    const [status, members, vips, services, bgp] = await Promise.all(
+      ['/status', '/members', '/vips', '/services', '/bgp'].map(p => get(p, signal)));
     if (!live || live.ac.signal !== signal) return; // signed out meanwhile
-    data = { status, members, vips, services };
+    data = { status, members, vips, services, bgp };
     sample(services);
     render();
     updated.className = 'muted';
@@ -174,12 +174,13 @@ function changed(key, value) {
 }
 
 function render() {
-  const { status, members, vips, services } = data;
+  const { status, members, vips, services, bgp } = data;
   $('#node').textContent = `${status.node} · ${status.version}`;
   if (changed('summary', status)) renderSummary(status);
   if (changed('members', [members, readOnly()])) renderMembers(members);
   if (changed('vips', vips)) renderVIPs(vips);
   if (changed('pools', status.pools)) renderPools(status.pools || []);
+  if (changed('bgp', bgp)) renderBGP(bgp);
   if (changed('services', services)) renderServices(services);
   renderCharts();
 }
@@ -245,6 +246,23 @@ function renderPools(pools) {
       h('div', { class: 'bar', role: 'progressbar', 'aria-valuenow': Math.round(pct), 'aria-valuemin': 0, 'aria-valuemax': 100 },
         h('div', { style: `width:${pct}%`, class: pct > 90 ? 'full' : '' })));
   }) : h('p', { class: 'muted' }, 'No address pools are configured.'));
+}
+
+// renderBGP shows this host's BGP speaker (GET /api/v1/bgp): hidden when
+// no bgp section is configured.
+function renderBGP(b) {
+  $('#bgp-card').hidden = !b?.enabled;
+  if (!b?.enabled) return;
+  const routes = b.advertised || [];
+  $('#bgp-summary').textContent = `AS ${b.asn} · router ID ${b.routerID} · ` +
+    (b.serving ? `advertising ${routes.length} route${routes.length === 1 ? '' : 's'}` : 'not serving: nothing advertised');
+  fill($('#bgp tbody'), (b.peers || []).map(p => h('tr', { dataset: { peer: p.address } },
+    h('td', { class: 'mono' }, p.address),
+    h('td', {}, String(p.asn)),
+    h('td', { class: 'state' }, badge(p.state, p.established ? 'ok' : 'bad'),
+      p.established && p.uptimeSeconds ? h('span', { class: 'muted' }, ` ${Math.round(p.uptimeSeconds)}s`) : null),
+    h('td', {}, p.bfd || '—'),
+    h('td', {}, String(p.prefixesSent)))));
 }
 
 const serviceLabel = s => s.startsWith('_static/') ? s.slice('_static/'.length) + ' (static)' : s;
