@@ -108,10 +108,10 @@ func (h bgpHosting) SetHeld(vips []netip.Addr) {
 
 // newAnnouncer builds the BGP announcer of the bgp VIPs, nil without a
 // bgp section.
-func newAnnouncer(cfg *config.Config, members *cluster.Cluster, vips announced, log *slog.Logger) *bgp.Announcer {
+func newAnnouncer(cfg *config.Config, members *cluster.Cluster, vips announced, log *slog.Logger) (*bgp.Announcer, error) {
 	b := cfg.BGP
 	if b == nil {
-		return nil
+		return nil, nil
 	}
 	peers := make([]bgp.Peer, 0, len(b.Peers))
 	for _, p := range b.Peers {
@@ -122,8 +122,7 @@ func newAnnouncer(cfg *config.Config, members *cluster.Cluster, vips announced, 
 		peers = append(peers, bp)
 	}
 	speaker := bgp.NewGoBGP(bgp.Global{ASN: b.ASN, RouterID: b.RouterID}, peers, log.With("component", "gobgp"))
-	a, _ := bgp.NewAnnouncer(bgp.Options{Speaker: speaker, Serving: members, VIPs: vips, WithdrawDelay: b.WithdrawDelay, Log: log})
-	return a
+	return bgp.NewAnnouncer(bgp.Options{Speaker: speaker, Serving: members, VIPs: vips, WithdrawDelay: b.WithdrawDelay, Log: log})
 }
 
 // bgpStatus is GET /api/v1/bgp.

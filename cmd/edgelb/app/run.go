@@ -56,7 +56,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	st.members = members
-	announcer := newAnnouncer(cfg, members, bgpVIPs, log.With("component", "bgp"))
+	announcer, err := newAnnouncer(cfg, members, bgpVIPs, log.With("component", "bgp"))
+	if err != nil {
+		return err
+	}
 	st.dp = startDataplane(gctx, g, cfg, store, log)
 	st.filter = startFilter(gctx, g, store, metrics, log)
 
