@@ -47,6 +47,11 @@ type Options struct {
 	// HealthCheck is the default schedule, against which per-service
 	// timeouts are checked.
 	HealthCheck config.HealthCheck
+	// BGP holds the VIPs announced over BGP: every host serves them and
+	// the routers spread flows over the hosts, so they use the mh
+	// scheduler, which every host computes alike, unless their Service
+	// names a scheduler of its own.
+	BGP *netipx.IPSet
 }
 
 // OptionsFromConfig extracts Options from a validated config.
@@ -58,6 +63,7 @@ func OptionsFromConfig(cfg *config.Config) Options {
 		Static:           cfg.Services,
 		Pools:            cfg.Pools,
 		HealthCheck:      cfg.HealthCheck,
+		BGP:              cfg.BGPSet(),
 	}
 	if k := cfg.Kubernetes; k != nil {
 		o.Class, o.DefaultClass = k.LoadBalancerClass, k.DefaultClass
@@ -193,11 +199,23 @@ func (b *builder) indexSlices(all []*discoveryv1.EndpointSlice) {
 	}
 }
 
-func (b *builder) static(d *Desired, s *config.StaticService) {
-	sched := s.Scheduler
-	if sched == "" {
-		sched = b.opts.DefaultScheduler
+// scheduler is the scheduler of a virtual service on vip: the one its
+// Service names (own), else mh for a bgp VIP, else the default.
+func (b *builder) scheduler(own string, vip netip.Addr) string {
+	switch {
+	case own != "":
+		return own
+	case b.opts.BGP != nil && b.opts.BGP.Contains(vip):
+		return ECMPScheduler
 	}
+	return b.opts.DefaultScheduler
+}
+
+// ECMPScheduler is the scheduler of bgp VIPs (Options.BGP).
+const ECMPScheduler = "mh"
+
+func (b *builder) static(d *Desired, s *config.StaticService) {
+	sched := b.scheduler(s.Scheduler, s.VIP)
 	ch := StaticChoices(s, &b.opts)
 	for _, p := range s.Ports {
 		vs := VirtualService{
@@ -246,12 +264,12 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 	if len(vips) == 0 {
 		return
 	}
-	sched := b.opts.DefaultScheduler
+	var own string
 	if s, ok := svc.Annotations[AnnotationScheduler]; ok {
 		if v, err := ParseScheduler(s); err == nil {
-			sched = v
+			own = v
 		} else {
-			b.problems = append(b.problems, Problem{Source: src, Message: err.Error() + "; using " + sched})
+			b.problems = append(b.problems, Problem{Source: src, Message: err.Error() + "; using " + b.scheduler("", vips[0])})
 		}
 	}
 	var persist time.Duration
@@ -272,7 +290,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 			vs := VirtualService{
 				Key:         Key{VIP: vip, Port: uint16(p.Port), Protocol: Protocol(p.Protocol)},
 				Source:      src,
-				Scheduler:   sched,
+				Scheduler:   b.scheduler(own, vip),
 				Persistence: persist,
 				Method:      ch.Method,
 				Check:       ch.Check,

@@ -447,3 +447,40 @@ func FuzzAnnotations(f *testing.F) {
 		}
 	})
 }
+
+// A bgp VIP uses mh unless its Service names a scheduler; an l2 VIP uses
+// the default.
+func TestBGPVIPsUseMaglev(t *testing.T) {
+	var b netipx.IPSetBuilder
+	b.AddPrefix(netip.MustParsePrefix("198.51.100.0/28"))
+	b.Add(netip.MustParseAddr("198.51.100.53"))
+	bgp, _ := b.IPSet()
+	var pb netipx.IPSetBuilder
+	pb.AddPrefix(netip.MustParsePrefix("198.51.100.0/28"))
+	pb.AddPrefix(netip.MustParsePrefix("192.0.2.0/28"))
+	pools, _ := pb.IPSet()
+	opts := Options{DefaultScheduler: "wlc", DefaultClass: true, BGP: bgp,
+		Pools: []config.Pool{{Name: "p", Ranges: pools.Ranges()}},
+		Static: []config.StaticService{
+			{Name: "dns", VIP: netip.MustParseAddr("198.51.100.53"), Ports: []config.StaticPort{{Port: 53, Protocol: "UDP"}}},
+			{Name: "own", VIP: netip.MustParseAddr("198.51.100.54"), Scheduler: "sh", Ports: []config.StaticPort{{Port: 53, Protocol: "UDP"}}},
+			{Name: "l2", VIP: netip.MustParseAddr("192.0.2.53"), Ports: []config.StaticPort{{Port: 53, Protocol: "UDP"}}},
+		}}
+	snap := Snapshot{Services: []*corev1.Service{
+		svc("bgp", []string{"198.51.100.1"}),
+		svc("bgp-own", []string{"198.51.100.2"}, func(s *corev1.Service) { s.Annotations[AnnotationScheduler] = "lc" }),
+		svc("both", []string{"198.51.100.3", "192.0.2.3"}),
+	}}
+	d, _ := Build(snap, opts)
+	got := map[string]string{}
+	for _, vs := range d.Services {
+		got[vs.VIP.String()] = vs.Scheduler
+	}
+	want := map[string]string{"198.51.100.53": "mh", "198.51.100.54": "sh", "192.0.2.53": "wlc",
+		"198.51.100.1": "mh", "198.51.100.2": "lc", "198.51.100.3": "mh", "192.0.2.3": "wlc"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: scheduler %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}

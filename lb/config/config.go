@@ -151,6 +151,11 @@ type Dataplane struct {
 	Mode      Mode
 	Method    Method
 	Scheduler string
+	// Continuity lets a host take over the established flows of another
+	// (net.ipv4.vs.sloppy_tcp and sloppy_sctp): with the mh scheduler
+	// they go on to the backend they had when a VIP moves or a router
+	// rehashes.
+	Continuity bool
 	// DrainTimeout is how long a removed or terminating backend is kept at
 	// weight 0 for its open connections before it is deleted.
 	DrainTimeout time.Duration
@@ -256,7 +261,8 @@ func Default() Config {
 			Backend:      BackendIPVS,
 			Mode:         ModeNodePort,
 			Method:       MethodNAT,
-			Scheduler:    "rr",
+			Scheduler:    "mh",
+			Continuity:   true,
 			DrainTimeout: 5 * time.Minute,
 		},
 		HealthCheck: HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},

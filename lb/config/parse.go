@@ -430,6 +430,7 @@ func (p *parser) dataplane(n *yaml.Node, path string) {
 			dp.Method = Method(s)
 		},
 		"scheduler":    func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &dp.Scheduler) },
+		"continuity":   func(n *yaml.Node, path string) { d.boolean(n, path, &dp.Continuity) },
 		"drainTimeout": func(n *yaml.Node, path string) { d.duration(n, path, &dp.DrainTimeout) },
 	})
 }

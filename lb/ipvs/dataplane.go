@@ -479,7 +479,13 @@ func (d *Dataplane) target(vs *lb.VirtualService) *target {
 		Timeout:   uint32(vs.Persistence / time.Second),
 	}}
 	if t.vs.Scheduler == "" {
-		t.vs.Scheduler = "rr"
+		t.vs.Scheduler = DefaultScheduler
+	}
+	if t.vs.Scheduler == "mh" {
+		// Every host hashes a flow to the same backend with no state
+		// shared: a flow that reaches another host (an ECMP rehash, a
+		// VIP that moved) goes on to the backend it had.
+		t.vs.SchedFlags = MHPort | MHFallback
 	}
 	if vs.Persistence > 0 && t.vs.Timeout == 0 {
 		t.vs.Timeout = 1

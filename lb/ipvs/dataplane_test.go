@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -679,5 +680,41 @@ func TestMaxConnsIsTheUpperThreshold(t *testing.T) {
 				t.Errorf("full=%v limit %d: real servers' thresholds %v", full, limit, got)
 			}
 		}
+	}
+}
+
+// An mh virtual service hashes the source port too and falls back past an
+// unavailable backend; a service without a scheduler gets mh; another
+// scheduler gets no flags, and a change of scheduler updates them.
+func TestMaglevFlags(t *testing.T) {
+	e := newEnv(t, nil)
+	mh := svc("10.0.0.1", 80, lb.TCP, "10.1.0.1:80")
+	mh.Scheduler = "mh"
+	none := svc("10.0.0.2", 80, lb.TCP, "10.1.0.1:80")
+	none.Scheduler = ""
+	rr := svc("10.0.0.3", 80, lb.TCP, "10.1.0.1:80")
+	e.store.Set(desired(mh, none, rr))
+	e.sync(t, true)
+	flags := func() map[string]string {
+		vss, err := e.fake.GetVirtualServers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, v := range vss {
+			out[v.Address.String()] = fmt.Sprintf("%s %#x", v.Scheduler, uint32(v.SchedFlags))
+		}
+		return out
+	}
+	want := map[string]string{"10.0.0.1": "mh 0x18", "10.0.0.2": "mh 0x18", "10.0.0.3": "rr 0x0"}
+	if got := flags(); !maps.Equal(got, want) {
+		t.Errorf("schedulers and flags = %v, want %v", got, want)
+	}
+	mh.Scheduler, rr.Scheduler = "rr", "mh"
+	e.store.Set(desired(mh, none, rr))
+	e.sync(t, false)
+	want = map[string]string{"10.0.0.1": "rr 0x0", "10.0.0.2": "mh 0x18", "10.0.0.3": "mh 0x18"}
+	if got := flags(); !maps.Equal(got, want) {
+		t.Errorf("after the change: %v, want %v", got, want)
 	}
 }

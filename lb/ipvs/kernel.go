@@ -15,6 +15,9 @@ import (
 // Flags of an IPVS service (include/uapi/linux/ip_vs.h).
 const (
 	svcFlagPersistent = 0x0001
+	// The scheduler flags (IP_VS_SVC_F_SCHED1..3) mean what the scheduler
+	// says: for mh, SCHED1 is fallback and SCHED2 hashes the source port.
+	svcFlagSchedMask = 0x0008 | 0x0010 | 0x0020
 )
 
 // Kernel is the Interface backed by the kernel's IPVS over generic netlink.
@@ -104,6 +107,7 @@ func toService(v *VirtualServer) *ipvs.Service {
 		s.Flags |= svcFlagPersistent
 		s.Timeout = v.Timeout
 	}
+	s.Flags |= uint32(v.SchedFlags) & svcFlagSchedMask
 	return s
 }
 
@@ -124,6 +128,7 @@ func fromService(s *ipvs.Service) *VirtualServer {
 	if s.Flags&svcFlagPersistent != 0 {
 		v.Timeout = s.Timeout
 	}
+	v.SchedFlags = SchedFlags(s.Flags & svcFlagSchedMask)
 	return v
 }
 

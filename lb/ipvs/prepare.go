@@ -20,6 +20,10 @@ type PrepareOptions struct {
 	NAT bool
 	// Tunnel loads the ipip module for the tunnel method.
 	Tunnel bool
+	// Sloppy lets IPVS take a TCP or SCTP flow from any of its packets,
+	// not only from its first (net.ipv4.vs.sloppy_tcp, sloppy_sctp): a
+	// host then carries on a flow another host started.
+	Sloppy bool
 	// ProcRoot is where procfs is mounted; "" means /proc.
 	ProcRoot string
 	Log      *slog.Logger
@@ -83,6 +87,15 @@ func Prepare(o PrepareOptions) error {
 			key, val string
 			need     bool
 		}{"net/ipv4/vs/conntrack", "1", true})
+	}
+	if o.Sloppy {
+		sysctls = append(sysctls, struct {
+			key, val string
+			need     bool
+		}{"net/ipv4/vs/sloppy_tcp", "1", true}, struct {
+			key, val string
+			need     bool
+		}{"net/ipv4/vs/sloppy_sctp", "1", true})
 	}
 	var errs []error
 	for _, s := range sysctls {

@@ -65,6 +65,8 @@ type VirtualServer struct {
 	Port     uint16
 	// Scheduler is the IPVS scheduler name (rr, wlc, ...).
 	Scheduler string
+	// SchedFlags are the scheduler's flags (ipvsadm -b).
+	SchedFlags SchedFlags
 	// Timeout is the persistence timeout in seconds; 0 means not
 	// persistent.
 	Timeout uint32
@@ -85,8 +87,27 @@ func (v *VirtualServer) ID() ID { return ID{v.Address, strings.ToUpper(v.Protoco
 // Equal reports whether v and o have the same identity and settings;
 // statistics are ignored.
 func (v *VirtualServer) Equal(o *VirtualServer) bool {
-	return v.ID() == o.ID() && v.Scheduler == o.Scheduler && v.Timeout == o.Timeout
+	return v.ID() == o.ID() && v.Scheduler == o.Scheduler && v.SchedFlags == o.SchedFlags && v.Timeout == o.Timeout
 }
+
+// DefaultScheduler is the scheduler of a virtual service that names none:
+// mh, which every host computes alike (see MHPort).
+const DefaultScheduler = "mh"
+
+// SchedFlags are a virtual service's scheduler flags; what each means
+// depends on the scheduler.
+type SchedFlags uint32
+
+// The flags of the mh (Maglev hashing) scheduler.
+const (
+	// MHFallback sends a flow whose backend is unavailable (weight 0,
+	// over its threshold) to the next one in the table instead of
+	// dropping it: ipvsadm's mh-fallback.
+	MHFallback SchedFlags = 0x0008
+	// MHPort hashes the source port with the source address, so the
+	// connections of one client spread over the backends: mh-port.
+	MHPort SchedFlags = 0x0010
+)
 
 func (v *VirtualServer) String() string {
 	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(v.Address, v.Port), strings.ToLower(v.Protocol))

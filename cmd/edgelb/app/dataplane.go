@@ -34,6 +34,9 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 			Rise: cfg.HealthCheck.Rise, Fall: cfg.HealthCheck.Fall},
 	})
 	scheds := []string{cfg.Dataplane.Scheduler}
+	if cfg.BGPSet().Ranges() != nil {
+		scheds = append(scheds, lb.ECMPScheduler)
+	}
 	for _, s := range cfg.Services {
 		if s.Scheduler != "" {
 			scheds = append(scheds, s.Scheduler)
@@ -55,6 +58,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 				Schedulers: slices.Compact(scheds),
 				NAT:        nat,
 				Tunnel:     tunnel,
+				Sloppy:     cfg.Dataplane.Continuity,
 				Log:        dl,
 			})
 		},
