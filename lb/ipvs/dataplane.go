@@ -597,6 +597,7 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 		byAddr[r.AddrPort()] = r
 	}
 	var errs []error
+	added := false
 	for i := range t.rss {
 		want := &t.rss[i]
 		d.endDrain(drainKey{k, want.AddrPort()})
@@ -605,6 +606,7 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 		switch {
 		case !ok:
 			errs = append(errs, d.o.IPVS.AddRealServer(&t.vs, want))
+			added = true
 		case !c.Equal(want):
 			err := d.o.IPVS.UpdateRealServer(&t.vs, want)
 			errs = append(errs, err)
@@ -649,6 +651,58 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if t.vs.Scheduler == "mh" && (added || known) {
+		if err := d.maglevOrder(k, t); err != nil {
+			return err
+		}
+	}
 	d.applied[k] = t
+	return nil
+}
+
+// maglevOrder puts the destinations of an mh virtual service in one order,
+// the same on every host. The kernel fills the Maglev table by visiting
+// the destinations in the order of its list, and a slot two destinations
+// prefer goes to the one visited first; the list is in reverse order of
+// addition. Two hosts that added the same backends in another order (one
+// of them restarted since, say) would send some flows to different
+// backends, and a flow that moves between them would break. The order
+// wanted, head first, is descending address: what adding them in
+// ascending order gives, and what a host that only ever adds new highest
+// addresses keeps without help. Only destinations with a weight take part
+// in the table. A destination out of place is deleted and added again at
+// once: its connections stay (IPVS keeps a deleted destination that has
+// connections and restores it when it is added again).
+func (d *Dataplane) maglevOrder(k lb.Key, t *target) error {
+	cur, err := d.o.IPVS.GetRealServers(&t.vs)
+	if err != nil {
+		return err
+	}
+	var have []*RealServer
+	for _, r := range cur {
+		if r.Weight > 0 {
+			have = append(have, r)
+		}
+	}
+	want := slices.Clone(have)
+	slices.SortFunc(want, func(a, b *RealServer) int { return b.AddrPort().Compare(a.AddrPort()) })
+	// The destinations at the tail already in their place stay.
+	keep := 0
+	for keep < len(have) && have[len(have)-1-keep].AddrPort() == want[len(want)-1-keep].AddrPort() {
+		keep++
+	}
+	if keep == len(have) {
+		return nil
+	}
+	for i := len(want) - 1 - keep; i >= 0; i-- {
+		r := want[i]
+		if err := d.o.IPVS.DeleteRealServer(&t.vs, r); err != nil {
+			return err
+		}
+		if err := d.o.IPVS.AddRealServer(&t.vs, r); err != nil {
+			return err
+		}
+	}
+	d.o.Log.Info("ordered the backends of an mh service", "service", k.String(), "moved", len(want)-keep)
 	return nil
 }

@@ -107,6 +107,16 @@ func (e *env) sync(t *testing.T, full bool) {
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
+// weightOf is the weight of the real server at addr in rss, -1 if absent.
+func weightOf(rss []ipvs.RealServer, addr string) int {
+	for _, r := range rss {
+		if r.AddrPort() == ap(addr) {
+			return r.Weight
+		}
+	}
+	return -1
+}
+
 func svc(vip string, port uint16, proto lb.Protocol, backends ...string) lb.VirtualService {
 	vs := lb.VirtualService{
 		Key:       lb.Key{VIP: netip.MustParseAddr(vip), Port: port, Protocol: proto},
@@ -337,7 +347,7 @@ func TestDraining(t *testing.T) {
 	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
 	e.sync(t, false)
 	rss := e.fake.Snapshot()[id].RSs
-	if len(rss) != 2 || rss[1].Weight != 0 {
+	if len(rss) != 2 || weightOf(rss, "10.0.0.2:30080") != 0 {
 		t.Fatalf("leaving backend not drained: %v", rss)
 	}
 	if st := e.dp.Status(); st.Draining != 1 {
@@ -407,8 +417,8 @@ func TestDrainWaitsForInactiveConnections(t *testing.T) {
 			if deleted := len(rss) == 1; deleted != tc.deleted {
 				t.Fatalf("%d active, %d inactive, %s into the drain: deleted %v, want %v (%v)", tc.active, tc.inactive, tc.after, deleted, tc.deleted, rss)
 			}
-			if !tc.deleted && rss[1].Weight != 0 {
-				t.Fatalf("draining backend has weight %d", rss[1].Weight)
+			if w := weightOf(rss, "10.0.0.2:30080"); !tc.deleted && w != 0 {
+				t.Fatalf("draining backend has weight %d", w)
 			}
 		})
 	}
@@ -427,7 +437,7 @@ func TestTerminatingEndpointDrains(t *testing.T) {
 	e.store.Set(desired(term))
 	e.sync(t, false)
 	rss := e.fake.Snapshot()[id].RSs
-	if len(rss) != 2 || rss[1].Weight != 0 {
+	if len(rss) != 2 || weightOf(rss, "10.1.0.2:8080") != 0 {
 		t.Fatalf("terminating endpoint: %v, want kept at weight 0", rss)
 	}
 	e.fake.SetActive(id, ipvs.RealServer{Address: netip.MustParseAddr("10.1.0.2"), Port: 8080}, 0)
@@ -716,5 +726,63 @@ func TestMaglevFlags(t *testing.T) {
 	want = map[string]string{"10.0.0.1": "rr 0x0", "10.0.0.2": "mh 0x18", "10.0.0.3": "mh 0x18"}
 	if got := flags(); !maps.Equal(got, want) {
 		t.Errorf("after the change: %v, want %v", got, want)
+	}
+}
+
+// Two hosts that added the backends of an mh service in different orders
+// (one restarted since) end with one order of destinations, which the
+// kernel's Maglev table depends on; weight-0 destinations do not count.
+func TestMaglevOrderIsTheSameOnEveryHost(t *testing.T) {
+	mh := func(backends ...string) lb.VirtualService {
+		v := svc("192.0.2.1", 80, lb.TCP, backends...)
+		v.Scheduler = "mh"
+		return v
+	}
+	order := func(e *env) []string {
+		var out []string
+		for _, r := range e.fake.Snapshot()[ipvs.ID{Address: netip.MustParseAddr("192.0.2.1"), Protocol: "TCP", Port: 80}].RSs {
+			if r.Weight > 0 {
+				out = append(out, r.AddrPort().String())
+			}
+		}
+		return out
+	}
+	// Host a saw the backends come one at a time, the new ones lowest.
+	a := newEnv(t, nil)
+	for _, bs := range [][]string{{"10.1.0.5:80"}, {"10.1.0.5:80", "10.1.0.3:80"}, {"10.1.0.5:80", "10.1.0.3:80", "10.1.0.4:80", "10.1.0.1:80"}} {
+		a.store.Set(desired(mh(bs...)))
+		a.sync(t, false)
+	}
+	// Host b started with all of them.
+	b := newEnv(t, nil)
+	b.store.Set(desired(mh("10.1.0.5:80", "10.1.0.3:80", "10.1.0.4:80", "10.1.0.1:80")))
+	b.sync(t, false)
+	want := []string{"10.1.0.5:80", "10.1.0.4:80", "10.1.0.3:80", "10.1.0.1:80"}
+	if got := order(a); !slices.Equal(got, want) {
+		t.Errorf("host a's order %v, want %v", got, want)
+	}
+	if got := order(b); !slices.Equal(got, want) {
+		t.Errorf("host b's order %v, want %v", got, want)
+	}
+	// A new highest address goes to the head with nothing moved.
+	deletes := b.fake.Calls["DeleteRealServer"]
+	b.store.Set(desired(mh("10.1.0.5:80", "10.1.0.3:80", "10.1.0.4:80", "10.1.0.1:80", "10.1.0.9:80")))
+	b.sync(t, false)
+	if got := order(b); !slices.Equal(got, append([]string{"10.1.0.9:80"}, want...)) {
+		t.Errorf("after adding the highest: %v", got)
+	}
+	if b.fake.Calls["DeleteRealServer"] != deletes {
+		t.Errorf("adding the highest address moved others: %v", b.fake.Calls)
+	}
+	// An rr service is left in the order it has.
+	c := newEnv(t, nil)
+	rr := svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:80")
+	c.store.Set(desired(rr))
+	c.sync(t, false)
+	rr = svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:80", "10.1.0.0:80")
+	c.store.Set(desired(rr))
+	c.sync(t, false)
+	if got := order(c); !slices.Equal(got, []string{"10.1.0.0:80", "10.1.0.1:80"}) {
+		t.Errorf("rr service reordered: %v", got)
 	}
 }

@@ -166,7 +166,9 @@ func (f *Fake) AddRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error {
 	if e.index(r) >= 0 {
 		return fmt.Errorf("adding %s to %s: file exists", r, v)
 	}
-	e.RSs = append(e.RSs, ipvs.RealServer{Address: r.Address, Port: r.Port, Weight: r.Weight, Method: r.Method, UpperThreshold: r.UpperThreshold})
+	// The kernel puts a new destination at the head of the service's
+	// list, and lists them in that order.
+	e.RSs = slices.Insert(e.RSs, 0, ipvs.RealServer{Address: r.Address, Port: r.Port, Weight: r.Weight, Method: r.Method, UpperThreshold: r.UpperThreshold})
 	return nil
 }
 
