@@ -104,11 +104,11 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) stri
 // TestVM runs the end-to-end dataplane tests inside the VM. EDGELB_VM_RUN
 // narrows them (a -test.run pattern).
 func TestVM(t *testing.T) {
-	args := "-test.v -test.timeout 420s -test.run '^(TestDataplane|TestDirectRoutingAndTunnel|TestFailover|TestSourceRanges)$'"
+	args := "-test.v -test.timeout 600s -test.run '^(TestDataplane|TestDirectRoutingAndTunnel|TestFailover|TestSourceRanges|TestContinuity)$'"
 	if r := os.Getenv("EDGELB_VM_RUN"); r != "" {
 		args += " -test.run '" + r + "'"
 	}
-	out := runVM(t, 480, args)
+	out := runVM(t, 680, args)
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, "--- ") || strings.Contains(l, "e2e_test.go") {
 			t.Log(strings.TrimSpace(l))

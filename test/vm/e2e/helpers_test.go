@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ func runHelper(name string, args []string) int {
 		err = load(args)
 	case "get":
 		err = get(args)
+	case "flows":
+		err = flows(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}
@@ -250,4 +253,71 @@ func holdConnectionFrom(t *testing.T, target string, seconds int, src string) (*
 		t.Fatalf("long-lived connection: %q %v", line, err)
 	}
 	return hold, rd
+}
+
+// flows N ADDR...: N TCP connections to each echo server ADDR. It prints
+// one JSON line, {"conns": [{"target", "local"}...]}, once all are up;
+// then, for each line "probe" on its standard input, it sends a line on
+// every connection still working, reads the echo (40 s for each: TCP's
+// retransmissions, backing off, ride out a failover in that) and prints
+// {"failed": {LOCAL: ERROR}} for the ones that broke; those are not tried
+// again. It ends at the end of its input.
+func flows(args []string) error {
+	n, _ := strconv.Atoi(args[0])
+	type conn struct {
+		Target string `json:"target"`
+		Local  string `json:"local"`
+		c      net.Conn
+		rd     *bufio.Reader
+		broken bool
+	}
+	var conns []*conn
+	for _, target := range args[1:] {
+		for range n {
+			c, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("connecting to %s: %w", target, err)
+			}
+			defer c.Close()
+			conns = append(conns, &conn{Target: target, Local: c.LocalAddr().String(), c: c, rd: bufio.NewReader(c)})
+		}
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"conns": conns}); err != nil {
+		return err
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for round := 0; in.Scan(); round++ {
+		failed := map[string]string{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			if c.broken {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.c.SetDeadline(time.Now().Add(40 * time.Second))
+				msg := fmt.Sprintf("probe %d %s\n", round, c.Local)
+				_, err := io.WriteString(c.c, msg)
+				line := ""
+				if err == nil {
+					line, err = c.rd.ReadString('\n')
+				}
+				if err == nil && line != msg {
+					err = fmt.Errorf("echo %q, want %q", line, msg)
+				}
+				if err != nil {
+					mu.Lock()
+					c.broken, failed[c.Local] = true, err.Error()
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"failed": failed}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
