@@ -142,6 +142,18 @@ const (
 	MethodTunnel Method = "tunnel"
 )
 
+// NATSource says which address nat connections leave with.
+type NATSource string
+
+// The NAT sources.
+const (
+	NATSourceVIP  NATSource = "vip"
+	NATSourceHost NATSource = "host"
+)
+
+// NATSources are the values dataplane.natSource accepts.
+var NATSources = []string{string(NATSourceVIP), string(NATSourceHost)}
+
 // Schedulers are the IPVS schedulers edgelb accepts.
 var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"}
 
@@ -156,6 +168,11 @@ type Dataplane struct {
 	// they go on to the backend they had when a VIP moves or a router
 	// rehashes.
 	Continuity bool
+	// NATSource is the source address of nat connections to l2 VIPs:
+	// NATSourceVIP (the VIP itself, so a connection keeps its addresses
+	// when its VIP moves) or NATSourceHost (the host's address on the way
+	// to the backend). bgp VIPs always use the host's.
+	NATSource NATSource
 	// DrainTimeout is how long a removed or terminating backend is kept at
 	// weight 0 for its open connections before it is deleted.
 	DrainTimeout time.Duration
@@ -263,6 +280,7 @@ func Default() Config {
 			Method:       MethodNAT,
 			Scheduler:    "mh",
 			Continuity:   true,
+			NATSource:    NATSourceVIP,
 			DrainTimeout: 5 * time.Minute,
 		},
 		HealthCheck: HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},

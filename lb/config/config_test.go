@@ -70,7 +70,7 @@ func TestDesignExampleIsValid(t *testing.T) {
 	if r := cfg.Pools[0].Ranges[1]; r.From() != netip.MustParseAddr("2001:db8:1::") || r.To() != netip.MustParseAddr("2001:db8:1::ff") {
 		t.Errorf("IPv6 range = %s", r)
 	}
-	if cfg.Dataplane != (Dataplane{BackendIPVS, ModeNodePort, MethodNAT, "rr", true, 5 * time.Minute}) {
+	if cfg.Dataplane != (Dataplane{BackendIPVS, ModeNodePort, MethodNAT, "rr", true, NATSourceVIP, 5 * time.Minute}) {
 		t.Errorf("dataplane = %+v", cfg.Dataplane)
 	}
 	if cfg.HealthCheck != (HealthCheck{2 * time.Second, time.Second, 2, 2}) {

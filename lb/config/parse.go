@@ -431,6 +431,11 @@ func (p *parser) dataplane(n *yaml.Node, path string) {
 		},
 		"scheduler":    func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &dp.Scheduler) },
 		"continuity":   func(n *yaml.Node, path string) { d.boolean(n, path, &dp.Continuity) },
+		"natSource": func(n *yaml.Node, path string) {
+			s := string(dp.NATSource)
+			d.enum(n, path, NATSources, &s)
+			dp.NATSource = NATSource(s)
+		},
 		"drainTimeout": func(n *yaml.Node, path string) { d.duration(n, path, &dp.DrainTimeout) },
 	})
 }

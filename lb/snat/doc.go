@@ -3,23 +3,32 @@
 // back through the appliance even when the backends route elsewhere.
 //
 // It owns one nftables table per address family, `table ip edgelb` and
-// `table ip6 edgelb`, and nothing outside them. Each holds a set `vips`,
+// `table ip6 edgelb`, and nothing outside them. Each holds two sets, `vips`
+// and `own` (the VIPs whose connections take the VIP as source, FromVIP),
 // two `type filter` chains (prerouting and output, priority mangle) that tag
-// every connection addressed to a VIP with a conntrack mark bit before IPVS
+// every connection addressed to a VIP with conntrack mark bits before IPVS
 // rewrites its destination:
 //
 //	ip daddr @vips ct mark set ct mark | 0x01000000
+//	ip daddr @own ct mark set ct mark | 0x02000000
 //
-// and a `type nat hook postrouting` chain that masquerades the tagged
+// and a `type nat hook postrouting` chain that source-NATs the tagged
 // connections when they leave for a real server:
 //
+//	ct mark & 0x02000000 != 0 snat to ct original ip daddr
 //	ct mark & 0x01000000 != 0 masquerade
 //
-// This is equivalent to `ct original ip daddr @vips masquerade` (IPVS with
+// A connection that leaves with its VIP as source keeps its addresses, and
+// most often its port, when the VIP moves to another host that picks it up
+// mid-stream (sloppy_tcp, the mh scheduler): the backend cannot tell.
+//
+// The masquerade is equivalent to `ct original ip daddr @vips masquerade` (IPVS with
 // net.ipv4.vs.conntrack=1 keeps the client → VIP tuple as the original
 // direction; `ct status dnat` does not match IPVS connections), but unlike
 // a raw conntrack address load it can be listed by nft 1.0.6 (Debian 12),
-// which aborts on `ct load dst` without a known family. Sync replaces the
+// which aborts on a lookup of `ct load dst` (google/nftables cannot send
+// the direction of the `dst_ip` key nft itself uses). The address of
+// `snat to` is that load, which nft lists. Sync replaces the
 // set's content and the chains' rules in one atomic transaction; a family
 // without VIPs has its table removed. Only nftables.go imports
 // github.com/google/nftables.

@@ -8,6 +8,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // TableName is the name of edgelb's nftables tables.
@@ -20,6 +21,9 @@ const DefaultMark = 0x01000000
 type NFTables struct {
 	mu   sync.Mutex
 	mark uint32
+	// toVIP reports the VIPs whose connections take the VIP itself as
+	// their source address; nil: none.
+	toVIP func(netip.Addr) bool
 	// netns, when not 0, is the file descriptor of the network namespace
 	// to program (tests); 0 means the current one.
 	netns int
@@ -32,7 +36,20 @@ func New() *NFTables { return &NFTables{mark: DefaultMark} }
 // NewInNetNS returns the source NAT of the network namespace open as fd.
 func NewInNetNS(fd int) *NFTables { return &NFTables{mark: DefaultMark, netns: fd} }
 
-// Sync makes the tables masquerade exactly the connections to vips.
+// FromVIP makes the connections to the VIPs for which toVIP is true leave
+// with the VIP as their source address instead of the host's: a backend's
+// replies then go to whichever host holds the VIP, and a connection that
+// moves with its VIP to another host keeps its addresses (and, unless two
+// clients used the same source port, its port), so the backend takes it
+// for the one it had. It returns n.
+func (n *NFTables) FromVIP(toVIP func(netip.Addr) bool) *NFTables {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.toVIP = toVIP
+	return n
+}
+
+// Sync makes the tables source-NAT exactly the connections to vips.
 func (n *NFTables) Sync(vips []netip.Addr) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -44,11 +61,17 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("opening nftables: %w", err)
 	}
-	var v4, v6 []netip.Addr
+	var v4, v6, own4, own6 []netip.Addr
 	for _, a := range vips {
-		if a.Is4() {
+		own := n.toVIP != nil && n.toVIP(a)
+		switch {
+		case a.Is4() && own:
+			v4, own4 = append(v4, a), append(own4, a)
+		case a.Is4():
 			v4 = append(v4, a)
-		} else {
+		case own:
+			v6, own6 = append(v6, a), append(own6, a)
+		default:
 			v6 = append(v6, a)
 		}
 	}
@@ -63,15 +86,20 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 		}
 	}
 	fams := []struct {
-		fam      nftables.TableFamily
-		typ      nftables.SetDatatype
-		off, len uint32 // of the destination address in the IP header
-		vips     []netip.Addr
+		fam       nftables.TableFamily
+		typ       nftables.SetDatatype
+		off, len  uint32 // of the destination address in the IP header
+		vips, own []netip.Addr
+		ctDst     expr.CtKey // the original destination address
+		natFamily uint32
 	}{
-		{nftables.TableFamilyIPv4, nftables.TypeIPAddr, 16, 4, v4},
-		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, 24, 16, v6},
+		{nftables.TableFamilyIPv4, nftables.TypeIPAddr, 16, 4, v4, own4, expr.CtKeyDST, unix.NFPROTO_IPV4},
+		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, 24, 16, v6, own6, expr.CtKeyDST, unix.NFPROTO_IPV6},
 	}
 	mark := binaryutil.NativeEndian.PutUint32(n.mark)
+	// The bit above the mark tags the connections that take their VIP
+	// as source address (FromVIP).
+	ownMark := binaryutil.NativeEndian.PutUint32(n.mark << 1)
 	zero := make([]byte, 4)
 	for _, f := range fams {
 		t := &nftables.Table{Family: f.fam, Name: TableName}
@@ -94,14 +122,31 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 		if err := c.SetAddElements(set, elems); err != nil {
 			return fmt.Errorf("adding VIPs to nftables set: %w", err)
 		}
+		own := &nftables.Set{Table: t, Name: "own", KeyType: f.typ}
+		if err := c.AddSet(own, nil); err != nil {
+			return fmt.Errorf("adding nftables set: %w", err)
+		}
+		c.FlushSet(own)
+		if len(f.own) > 0 {
+			elems := make([]nftables.SetElement, 0, len(f.own))
+			for _, a := range f.own {
+				elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
+			}
+			if err := c.SetAddElements(own, elems); err != nil {
+				return fmt.Errorf("adding VIPs to nftables set: %w", err)
+			}
+		}
 		// Before IPVS rewrites the destination, tag the connection:
 		// ip daddr @vips ct mark set ct mark | MARK
-		tag := []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
-			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
-			&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^n.mark), Xor: mark},
-			&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
+		// ip daddr @own ct mark set ct mark | OWN
+		tagWith := func(set *nftables.Set, bits uint32) []expr.Any {
+			return []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
+				&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^bits), Xor: binaryutil.NativeEndian.PutUint32(bits)},
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
+			}
 		}
 		for _, hook := range []struct {
 			name string
@@ -112,14 +157,23 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 				Hooknum: hook.hook, Priority: nftables.ChainPriorityMangle,
 			})
 			c.FlushChain(ch)
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: tag})
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: tagWith(set, n.mark)})
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: tagWith(own, n.mark<<1)})
 		}
-		// ct mark & MARK != 0 masquerade
 		post := c.AddChain(&nftables.Chain{
 			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 		})
 		c.FlushChain(post)
+		// ct mark & OWN != 0 snat to ct original daddr
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ownMark, Xor: zero},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+			&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: f.natFamily, RegAddrMin: 1},
+		}})
+		// ct mark & MARK != 0 masquerade
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: zero},

@@ -41,3 +41,33 @@ func TestSyncInNetNS(t *testing.T) {
 		t.Errorf("after shrinking to one VIP:\n%s", out)
 	}
 }
+
+// Connections to the VIPs FromVIP names are tagged with a second bit and
+// leave with their VIP as source; the others are masqueraded; nft lists
+// the result (nft 1.0.6 aborts on some conntrack loads it cannot type).
+func TestFromVIP(t *testing.T) {
+	ns, fd := nstest.New(t, "snatvip")
+	n := snat.NewInNetNS(fd).FromVIP(func(a netip.Addr) bool { return a != netip.MustParseAddr("192.0.2.2") })
+	vips := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::1")}
+	if err := n.Sync(vips); err != nil {
+		t.Fatal(err)
+	}
+	out := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list ruleset")
+	for _, want := range []string{
+		"ip daddr @own ct mark set ct mark | 0x02000000", "ip6 daddr @own ct mark set ct mark | 0x02000000",
+		"ct mark & 0x02000000 != 0x00000000 snat to ct original ip daddr",
+		"ct mark & 0x02000000 != 0x00000000 snat to ct original ip6 daddr",
+		"ct mark & 0x01000000 != 0x00000000 masquerade"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, out)
+		}
+	}
+	own := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list set ip edgelb own")
+	if !strings.Contains(own, "192.0.2.1") || strings.Contains(own, "192.0.2.2") {
+		t.Errorf("set own:\n%s", own)
+	}
+	// The VIP source comes first: its rule ends the chain for them.
+	if strings.Index(out, "snat to ct original ip daddr") > strings.Index(out, "masquerade") {
+		t.Errorf("masquerade comes before the VIP source:\n%s", out)
+	}
+}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
@@ -67,7 +68,15 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		DrainTimeout: cfg.Dataplane.DrainTimeout,
 	}
 	if nat {
-		opts.SNAT = snat.New()
+		// nat connections to l2 VIPs leave with their VIP as source
+		// (dataplane.natSource: vip): the backends' replies go to the
+		// VIP's owner, and a connection whose VIP moves keeps its
+		// addresses. A bgp VIP is on every host, and the replies to
+		// it would go to any of them: those leave with the host's.
+		bgp := cfg.BGPSet()
+		opts.SNAT = snat.New().FromVIP(func(a netip.Addr) bool {
+			return cfg.Dataplane.NATSource == config.NATSourceVIP && !bgp.Contains(a)
+		})
 	}
 	dp := ipvs.New(opts)
 	g.Go(func() error { return hc.Run(ctx) })
