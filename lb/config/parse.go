@@ -429,8 +429,8 @@ func (p *parser) dataplane(n *yaml.Node, path string) {
 			d.enum(n, path, Methods, &s)
 			dp.Method = Method(s)
 		},
-		"scheduler":    func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &dp.Scheduler) },
-		"continuity":   func(n *yaml.Node, path string) { d.boolean(n, path, &dp.Continuity) },
+		"scheduler":  func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &dp.Scheduler) },
+		"continuity": func(n *yaml.Node, path string) { d.boolean(n, path, &dp.Continuity) },
 		"natSource": func(n *yaml.Node, path string) {
 			s := string(dp.NATSource)
 			d.enum(n, path, NATSources, &s)
