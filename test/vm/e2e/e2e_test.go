@@ -288,11 +288,13 @@ func TestDataplane(t *testing.T) {
 		}
 		// The nodes are on the client's subnet: without source NAT they
 		// would answer the client directly and the requests would fail.
-		if len(r.Remotes) != 1 || r.Remotes["10.0.0.11"] == 0 {
-			t.Errorf("nodes saw sources %v, want only the appliance 10.0.0.11 (nat)", r.Remotes)
+		// The source is the VIP (dataplane.natSource: vip), whose owner
+		// the replies go back to.
+		if len(r.Remotes) != 1 || r.Remotes["10.0.0.100"] == 0 {
+			t.Errorf("nodes saw sources %v, want only the VIP 10.0.0.100 (nat)", r.Remotes)
 		}
 		out := sh(t, "ip netns exec lb1 nft list table ip edgelb")
-		if !strings.Contains(out, "10.0.0.100") || !strings.Contains(out, "masquerade") {
+		if !strings.Contains(out, "10.0.0.100") || !strings.Contains(out, "snat to ct original ip daddr") {
 			t.Errorf("nft table ip edgelb:\n%s", out)
 		}
 	})
@@ -307,10 +309,9 @@ func TestDataplane(t *testing.T) {
 		if r.Errors != 0 || !slices.Equal(nodes(r), []string{"node1", "node2", "node3"}) {
 			t.Errorf("answered by %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
 		}
-		// IPv6 VIPs are deprecated addresses (preferred lifetime 0), so
-		// masquerade takes the appliance's own address, as for IPv4.
-		if r.Remotes["fd00::11"] != 15 {
-			t.Errorf("nodes saw sources %v, want an address of the appliance (nat)", r.Remotes)
+		// The source is the VIP, as for IPv4.
+		if r.Remotes["fd00::100"] != 15 {
+			t.Errorf("nodes saw sources %v, want the VIP (nat)", r.Remotes)
 		}
 	})
 
@@ -538,7 +539,7 @@ services:
 	if r.Errors != 0 || len(r.Counts) != 3 {
 		t.Errorf("after failover: %v, %d errors (%s)", r.Counts, r.Errors, r.LastErr)
 	}
-	if r.Remotes[fmt.Sprintf("10.0.0.1%d", second)] != 9 {
-		t.Errorf("nodes saw %v, want the new owner 10.0.0.1%d", r.Remotes, second)
+	if r.Remotes[vip] != 9 {
+		t.Errorf("nodes saw %v, want the VIP %s (nat from the new owner lb%d)", r.Remotes, vip, second)
 	}
 }
