@@ -97,6 +97,16 @@ func Prepare(o PrepareOptions) error {
 			need     bool
 		}{"net/ipv4/vs/sloppy_sctp", "1", true})
 	}
+	if o.Sloppy && o.NAT {
+		// Conntrack picks a nat flow up mid-stream without having seen
+		// the backend's window; checking the backend's next segments
+		// against it would mark them invalid, and the host, to which
+		// they are addressed (the VIP), would reset the connection.
+		sysctls = append(sysctls, struct {
+			key, val string
+			need     bool
+		}{"net/netfilter/nf_conntrack_tcp_be_liberal", "1", true})
+	}
 	var errs []error
 	for _, s := range sysctls {
 		p := filepath.Join(proc, "sys", s.key)

@@ -260,7 +260,8 @@ func holdConnectionFrom(t *testing.T, target string, seconds int, src string) (*
 // then, for each line "probe" on its standard input, it sends a line on
 // every connection still working, reads the echo (40 s for each: TCP's
 // retransmissions, backing off, ride out a failover in that) and prints
-// {"failed": {LOCAL: ERROR}} for the ones that broke; those are not tried
+// {"failed": {"LOCAL TARGET": ERROR}} for the ones that broke (a local
+// port may serve connections to several targets); those are not tried
 // again. It ends at the end of its input.
 func flows(args []string) error {
 	n, _ := strconv.Atoi(args[0])
@@ -309,7 +310,7 @@ func flows(args []string) error {
 				}
 				if err != nil {
 					mu.Lock()
-					c.broken, failed[c.Local] = true, err.Error()
+					c.broken, failed[c.Local+" "+c.Target] = true, err.Error()
 					mu.Unlock()
 				}
 			}()

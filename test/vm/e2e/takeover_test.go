@@ -75,7 +75,10 @@ ip netns exec client sysctl -qw net.ipv4.fib_multipath_hash_policy=1
 ip -n client route replace 10.0.5.0/29 nexthop via 10.0.0.11 nexthop via 10.0.0.12 nexthop via 10.0.0.13
 `
 	sh(t, fmt.Sprintf(script, l2[0], bgp[0], l2[1], bgp[1]))
-	t.Cleanup(func() { exec.Command("ip", "-n", "client", "route", "del", "10.0.5.0/29").Run() })
+	t.Cleanup(func() {
+		exec.Command("ip", "-n", "client", "route", "del", "10.0.5.0/29").Run()
+		exec.Command("ip", "-n", "lb1", "link", "set", "eth0", "up").Run()
+	})
 
 	var services strings.Builder
 	for i, m := range methods {
@@ -167,6 +170,18 @@ services:
 		return r.Failed
 	}
 	if failed := probe(); len(failed) != 0 {
+		n := 0
+		for k := range failed {
+			if n++; n > 3 {
+				break
+			}
+			l, _, _ := strings.Cut(k, " ")
+			_, port, _ := strings.Cut(l, ":")
+			for i := 1; i <= 3; i++ {
+				t.Logf("lb%d on %s:\n%s", i, l, sh(t, fmt.Sprintf("ip netns exec lb%d ipvsadm -Lnc | grep ':%s ' || true; grep 'port=%s ' /proc/net/nf_conntrack || ip netns exec lb%d cat /proc/net/nf_conntrack | grep 'port=%s ' || true", i, port, port, i, port)))
+			}
+		}
+		t.Logf("neighbours:\n%s", sh(t, "for i in 1 2 3; do ip -n node$i neigh; done; for i in 1 2 3; do ip -n lb$i -br link show dev eth0; done"))
 		t.Fatalf("before any host is lost, %d connections failed: %v", len(failed), failed)
 	}
 	// Which host each bgp connection went through: the one whose IPVS
@@ -175,14 +190,14 @@ services:
 	for i := 1; i <= 3; i++ {
 		for _, l := range strings.Split(sh(t, fmt.Sprintf("ip netns exec lb%d ipvsadm -Lnc", i)), "\n") {
 			if f := strings.Fields(l); len(f) >= 5 && strings.HasPrefix(f[4], "10.0.5.") {
-				through[f[3]] = i
+				through[f[3]+" "+f[4]] = i
 			}
 		}
 	}
 	spread := map[int]int{}
 	for _, c := range opened.Conns {
 		if strings.HasPrefix(c.Target, "10.0.5.") {
-			spread[through[c.Local]]++
+			spread[through[c.Local+" "+c.Target]]++
 		}
 	}
 	t.Logf("bgp connections per host (0: not found): %v", spread)
@@ -218,13 +233,13 @@ ip -n client route replace 10.0.5.0/29 nexthop via 10.0.0.12 nexthop via 10.0.0.
 		viaKilled := true // every l2 connection went through lb1
 		if i < 0 {
 			mode, i = "bgp", slices.Index(bgp, vip)
-			viaKilled = through[c.Local] == 1
+			viaKilled = through[c.Local+" "+c.Target] == 1
 		}
 		k := mode + "/" + methods[i]
 		if res[k] == nil {
 			res[k] = &tally{}
 		}
-		_, broke := failed[c.Local]
+		_, broke := failed[c.Local+" "+c.Target]
 		if viaKilled {
 			res[k].viaKilled++
 			if !broke {
@@ -261,16 +276,13 @@ ip -n client route replace 10.0.5.0/29 nexthop via 10.0.0.12 nexthop via 10.0.0.
 		}
 	}
 	// How they broke, per VIP.
-	target := map[string]string{}
-	for _, c := range opened.Conns {
-		target[c.Local] = c.Target
-	}
 	why := map[string]int{}
-	for l, err := range failed {
+	for k, err := range failed {
 		if _, e, ok := strings.Cut(err, ": "); ok {
 			err = e
 		}
-		why[target[l]+" "+err]++
+		_, target, _ := strings.Cut(k, " ")
+		why[target+" "+err]++
 	}
 	for w, n := range why {
 		t.Logf("broken: %d× %s", n, w)
