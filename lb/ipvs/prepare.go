@@ -105,7 +105,7 @@ func Prepare(o PrepareOptions) error {
 		sysctls = append(sysctls, struct {
 			key, val string
 			need     bool
-		}{"net/netfilter/nf_conntrack_tcp_be_liberal", "1", true})
+		}{"net/netfilter/nf_conntrack_tcp_be_liberal", "1", false})
 	}
 	var errs []error
 	for _, s := range sysctls {
