@@ -46,7 +46,6 @@ func Parse(name string, data []byte) (*Config, error) {
 type readFileFunc func(string) ([]byte, error)
 
 func parse(name string, data []byte, dir string, readFile readFileFunc) (*Config, error) {
-	d := &decoder{file: name}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &FieldError{File: name, Line: yamlErrLine(err), Msg: fmt.Sprintf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))}
@@ -54,6 +53,12 @@ func parse(name string, data []byte, dir string, readFile readFileFunc) (*Config
 	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
 		return nil, &FieldError{File: name, Msg: "the file is empty"}
 	}
+	return parseNode(name, &root, dir, readFile)
+}
+
+// parseNode validates a YAML document node (root) the way parse does.
+func parseNode(name string, root *yaml.Node, dir string, readFile readFileFunc) (*Config, error) {
+	d := &decoder{file: name}
 	cfg := Default()
 	cfg.Path = name
 	p := &parser{d: d, cfg: &cfg, dir: dir, readFile: readFile}
