@@ -81,6 +81,9 @@ type Member struct {
 	Restarting bool     `json:"restarting,omitempty"`
 	Problem    string   `json:"problem,omitempty"`
 	VIPs       []string `json:"vips"`
+	// ConfigVersion is the version of the cluster configuration the
+	// member runs, as it gossips it (0: none yet, or an older edgelb).
+	ConfigVersion uint64 `json:"configVersion"`
 }
 
 // VIP is one virtual IP of GET /api/v1/vips.

@@ -21,7 +21,10 @@ import (
 // state implements api.State over the daemon's parts. Any part may be
 // absent (nil): no Kubernetes, dataplane backend none.
 type state struct {
-	cfg     *config.Config
+	// cfg is the Config at start: its host-local keys do not change.
+	cfg *config.Config
+	// live is the running cluster configuration.
+	live    *liveConfig
 	started time.Time
 	store   *lb.Store
 	members *cluster.Cluster
@@ -99,7 +102,8 @@ func (s *state) Members() []api.Member {
 		vips := byOwner[m.Name]
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.cfg.Node.Name,
-			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips}
+			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
+			ConfigVersion: m.ConfigVersion}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
@@ -123,7 +127,7 @@ func (s *state) VIPs() []api.VIP {
 		services[vs.VIP] = append(services[vs.VIP], sourceName(vs.Source))
 	}
 	var out []api.VIP
-	bgpSet := s.cfg.BGPSet()
+	bgpSet := s.live.BGPSet()
 	for _, v := range d.VIPs() {
 		names := slices.Compact(services[v])
 		owner := owners[v]

@@ -1,0 +1,92 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+const liveFile = `node: {name: lb1}
+cluster: {insecure: true}
+pools:
+  - {name: default, addresses: ["192.0.2.10-192.0.2.50"]}
+services:
+  - {name: dns, vip: 192.0.2.53, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53"]}
+`
+
+func newTestLive(t *testing.T, stateDir string) *liveConfig {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(liveFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newLiveConfigFrom(cfg, []byte(liveFile), stateDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// A new version's static services and pools reach the desired state at
+// run time, and what the old version managed stays edgelb's to remove.
+func TestStaticServicesFollowTheClusterConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	l := newTestLive(t, dir)
+	if _, v := l.Config(); v != 1 {
+		t.Fatalf("seeded version %d, want 1", v)
+	}
+	store := lb.NewStore()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	go staticLoop(ctx, l, store, slog.New(slog.DiscardHandler))
+	waitVIPs := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if vips, _ := store.VIPs(); len(vips) == 1 && vips[0].String() == want {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		vips, _ := store.VIPs()
+		t.Fatalf("desired VIPs %v, want [%s]", vips, want)
+	}
+	waitVIPs("192.0.2.53")
+
+	spec := json.RawMessage(`{"pools":[{"name":"new","addresses":["198.51.100.0/28"]}],"services":[{"name":"web","vip":"203.0.113.80","ports":[{"port":80}],"backends":["10.0.1.7:8080"]}]}`)
+	if _, err := l.docs.Propose(spec, "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitVIPs("203.0.113.80")
+	cfg, v := l.Config()
+	if v != 2 || len(cfg.Pools) != 1 || cfg.Pools[0].Name != "new" {
+		t.Errorf("running version %d with pools %+v", v, cfg.Pools)
+	}
+	for _, a := range []string{"192.0.2.53", "192.0.2.10", "203.0.113.80", "198.51.100.1"} {
+		if !l.Owns(netip.MustParseAddr(a)) {
+			t.Errorf("%s is not edgelb's any more", a)
+		}
+	}
+	if _, err := l.docs.Propose(json.RawMessage(`{"pools":[{"name":"x","addresses":["nonsense"]}]}`), "test", 2); err == nil {
+		t.Error("an invalid version was taken")
+	}
+
+	// Started again, the host runs the persisted version, not the file's.
+	again := newTestLive(t, dir)
+	if cfg, v := again.Config(); v != 2 || cfg.Services[0].Name != "web" {
+		t.Errorf("after a restart: version %d, services %+v", v, cfg.Services)
+	}
+}
