@@ -57,10 +57,10 @@ const DefaultEventInterval = 30 * time.Second
 
 // Controller is the Kubernetes side of edgelb.
 type Controller struct {
-	opts    Options
-	log     *slog.Logger
-	client  kubernetes.Interface
-	kc      *config.Kubernetes
+	opts   Options
+	log    *slog.Logger
+	client kubernetes.Interface
+	kc     *config.Kubernetes
 	// cfg is the running Config, buildOp the options built from it:
 	// replaced together by SetConfig.
 	cfg     atomic.Pointer[config.Config]
