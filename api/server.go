@@ -41,10 +41,18 @@ type Options struct {
 	Listen string
 	// CertFile and KeyFile enable TLS when both are set.
 	CertFile, KeyFile string
-	// Tokens maps a role to its bearer tokens. With no tokens at all,
+	// Tokens maps a role to its bearer tokens, named after the role and
+	// their place ("admin#1"). With no tokens at all (nor NamedTokens),
 	// every request is allowed (keep Listen on loopback then).
 	Tokens map[string][]string
-	State  State
+	// NamedTokens are tokens with names, which the audit log records.
+	NamedTokens []Token
+	State       State
+	// Config is the cluster configuration (GET/PUT /api/v1/config and
+	// the rest); nil serves none of it.
+	Config ClusterConfig
+	// OnAudit, if set, is told about each change made through the API.
+	OnAudit func(AuditEntry)
 	Bus    *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
@@ -57,14 +65,21 @@ type Options struct {
 
 // Server is the REST API, the event stream, /metrics and the dashboard.
 type Server struct {
-	opts   Options
-	engine *gin.Engine
-	tokens []token
+	opts     Options
+	engine   *gin.Engine
+	tokens   []token
+	auditLog auditLog
+}
+
+// Token is a named bearer token of a role.
+type Token struct {
+	Name, Role, Secret string
 }
 
 type token struct {
 	sum  [sha256.Size]byte
 	role string
+	name string
 }
 
 // New builds the server's routes; it starts nothing.
@@ -72,9 +87,12 @@ func New(opts Options) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{opts: opts}
 	for role, toks := range opts.Tokens {
-		for _, t := range toks {
-			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role})
+		for i, t := range toks {
+			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role, fmt.Sprintf("%s#%d", role, i+1)})
 		}
+	}
+	for _, t := range opts.NamedTokens {
+		s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t.Secret)), t.Role, t.Name})
 	}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
@@ -106,6 +124,7 @@ func New(opts Options) *Server {
 	admin := v1.Group("/", s.auth(RoleAdmin), sameOriginJSON)
 	admin.POST("/members/:name/drain", s.drain(true))
 	admin.POST("/members/:name/undrain", s.drain(false))
+	s.configRoutes(v1, admin)
 
 	if opts.Dashboard != nil {
 		// The dashboard's files are static and hold no state: every
@@ -227,10 +246,10 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 			return
 		}
 		sum := sha256.Sum256([]byte(given))
-		role := ""
+		role, name := "", ""
 		for _, t := range s.tokens {
 			if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
-				role = t.role
+				role, name = t.role, t.name
 			}
 		}
 		switch {
@@ -241,6 +260,7 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 			abort(c, http.StatusForbidden, "this needs an admin token; a viewer token can only read")
 		default:
 			c.Set("role", role)
+			c.Set("token", name)
 			c.Next()
 		}
 	}
@@ -294,8 +314,7 @@ func (s *Server) drain(on bool) gin.HandlerFunc {
 		case err != nil:
 			abort(c, http.StatusInternalServerError, err.Error())
 		default:
-			role, _ := c.Get("role")
-			s.opts.Log.Info("member "+verb+"ed through the API", "member", name, "role", role)
+			s.audit(c, "member."+verb+" "+name, 0)
 			c.JSON(http.StatusAccepted, gin.H{"member": name, "draining": on})
 		}
 	}
