@@ -53,7 +53,7 @@ type Options struct {
 	Config ClusterConfig
 	// OnAudit, if set, is told about each change made through the API.
 	OnAudit func(AuditEntry)
-	Bus    *Bus
+	Bus     *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
 	// Dashboard is served at / (the web package's files); nil serves none.
