@@ -479,16 +479,39 @@ func (p *parser) api(n *yaml.Node, path string) {
 		},
 		"tokens": func(n *yaml.Node, path string) {
 			a.Tokens = map[string][]string{}
-			role := func(name string) func(*yaml.Node, string) {
+			names := map[string]string{}
+			role := func(role string) func(*yaml.Node, string) {
 				return func(n *yaml.Node, path string) {
 					var toks []string
-					d.strs(n, path, &toks)
-					for i, t := range toks {
-						if len(t) < 16 {
-							d.errorf(resolve(n).Content[i], index(path, i), "tokens must be at least 16 characters")
+					// Each token is its secret ("admin#1" by name), or
+					// {name: ..., token: ...}.
+					d.list(n, path, func(i int, item *yaml.Node, p string) {
+						t := NamedToken{Name: fmt.Sprintf("%s#%d", role, i+1), Role: role}
+						if it := resolve(item); it != nil && it.Kind == yaml.MappingNode {
+							var nameNode *yaml.Node
+							d.mapping(item, p, map[string]func(*yaml.Node, string){
+								"name":  func(n *yaml.Node, path string) { nameNode = n; d.str(n, path, &t.Name) },
+								"token": func(n *yaml.Node, path string) { d.str(n, path, &t.Secret) },
+							})
+							switch {
+							case nameNode == nil || t.Name == "":
+								d.errorf(item, join(p, "name"), "a named token needs a name")
+							case strings.ContainsFunc(t.Name, func(r rune) bool { return r <= ' ' || r == '#' }):
+								d.errorf(nameNode, join(p, "name"), "%q must not contain spaces, control characters or #", t.Name)
+							case names[t.Name] != "":
+								d.errorf(nameNode, join(p, "name"), "%q is already the name of %s", t.Name, names[t.Name])
+							}
+							names[t.Name] = p
+						} else {
+							d.str(item, p, &t.Secret)
 						}
-					}
-					a.Tokens[name] = toks
+						if len(t.Secret) < 16 {
+							d.errorf(item, p, "tokens must be at least 16 characters")
+						}
+						toks = append(toks, t.Secret)
+						a.Named = append(a.Named, t)
+					})
+					a.Tokens[role] = toks
 				}
 			}
 			d.mapping(n, path, map[string]func(*yaml.Node, string){"admin": role("admin"), "viewer": role("viewer")})

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -114,5 +115,35 @@ func TestCanonicalSpec(t *testing.T) {
 	}
 	if string(a) != string(b) || string(a) != `{"dataplane":{"scheduler":"rr"},"pools":[]}` {
 		t.Errorf("canonical forms %s and %s", a, b)
+	}
+}
+
+func TestNamedTokens(t *testing.T) {
+	base := "node: {name: lb1}\ncluster: {insecure: true}\napi:\n  tokens:\n"
+	cfg, err := Parse("t.yaml", []byte(base+`    admin: ["0123456789abcdef0123", {name: ci, token: "ci-token-0123456789"}]
+    viewer: [{name: grafana, token: "grafana-0123456789ab"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NamedToken{{"admin#1", "admin", "0123456789abcdef0123"}, {"ci", "admin", "ci-token-0123456789"}, {"grafana", "viewer", "grafana-0123456789ab"}}
+	if !reflect.DeepEqual(cfg.API.Named, want) {
+		t.Errorf("named tokens %+v", cfg.API.Named)
+	}
+	if got := cfg.API.Tokens["admin"]; len(got) != 2 || got[1] != "ci-token-0123456789" {
+		t.Errorf("admin tokens %v", got)
+	}
+	for _, tc := range []struct{ tokens, field, msg string }{
+		{`admin: [{name: ci, token: "ci-token-0123456789"}, {name: ci, token: "ci-token-9876543210"}]`, "api.tokens.admin[1].name", `"ci" is already the name of api.tokens.admin[0]`},
+		{`admin: [{token: "ci-token-0123456789"}]`, "api.tokens.admin[0].name", "needs a name"},
+		{`admin: [{name: "a b", token: "ci-token-0123456789"}]`, "api.tokens.admin[0].name", "must not contain spaces"},
+		{`admin: [{name: ci, token: short}]`, "api.tokens.admin[0]", "at least 16 characters"},
+		{`admin: [{name: ci, secret: "ci-token-0123456789"}]`, "api.tokens.admin[0].secret", "unknown key"},
+	} {
+		_, err := Parse("t.yaml", []byte(base+"    "+tc.tokens+"\n"))
+		var es Errors
+		if !errors.As(err, &es) || !slices.ContainsFunc(es, func(e *FieldError) bool { return e.Field == tc.field && strings.Contains(e.Msg, tc.msg) }) {
+			t.Errorf("%s: %v, want %s: %s", tc.tokens, err, tc.field, tc.msg)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
@@ -159,14 +160,23 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	obs := &observer{s: st, bus: bus, metrics: metrics, log: log}
 	g.Go(func() error { return obs.Run(gctx) })
 
+	var tokens []api.Token
+	for _, t := range cfg.API.Named {
+		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: t.Secret})
+	}
 	apiOpts := api.Options{
-		Listen:    cfg.API.Listen,
-		Tokens:    cfg.API.Tokens,
-		State:     st,
-		Bus:       bus,
-		Registry:  metrics.Registry,
-		Dashboard: dashboard(),
-		Log:       log.With("component", "api"),
+		Listen:      cfg.API.Listen,
+		NamedTokens: tokens,
+		Config:      &clustercfg.Config{Docs: live.docs, Host: live.host},
+		State:       st,
+		OnAudit: func(e api.AuditEntry) {
+			bus.Publish("audit", fmt.Sprintf("%s by %s from %s", e.What, e.Who, e.From),
+				map[string]string{"who": e.Who, "what": e.What, "configVersion": fmt.Sprint(e.Version)})
+		},
+		Bus:         bus,
+		Registry:    metrics.Registry,
+		Dashboard:   dashboard(),
+		Log:         log.With("component", "api"),
 	}
 	if announcer != nil {
 		apiOpts.BGP = bgpStatus(cfg, announcer, members)
