@@ -173,10 +173,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			bus.Publish("audit", fmt.Sprintf("%s by %s from %s", e.What, e.Who, e.From),
 				map[string]string{"who": e.Who, "what": e.What, "configVersion": fmt.Sprint(e.Version)})
 		},
-		Bus:         bus,
-		Registry:    metrics.Registry,
-		Dashboard:   dashboard(),
-		Log:         log.With("component", "api"),
+		Bus:       bus,
+		Registry:  metrics.Registry,
+		Dashboard: dashboard(),
+		Log:       log.With("component", "api"),
 	}
 	if announcer != nil {
 		apiOpts.BGP = bgpStatus(cfg, announcer, members)
