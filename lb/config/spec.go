@@ -86,7 +86,11 @@ func CanonicalSpec(raw []byte) (json.RawMessage, error) {
 		if yerr := yaml.Unmarshal(raw, &m); yerr != nil || m == nil {
 			return nil, &FieldError{File: SpecName, Field: "spec", Msg: fmt.Sprintf("not a JSON or YAML object: %v", err)}
 		}
-		return SpecFromFile(SpecName, raw)
+		v, err := json.Marshal(StripHostKeys(m))
+		if err != nil {
+			return nil, &FieldError{File: SpecName, Field: "spec", Msg: fmt.Sprintf("cannot be written as JSON: %v", err)}
+		}
+		return CanonicalSpec(v)
 	}
 	if dec.More() {
 		return nil, &FieldError{File: SpecName, Field: "spec", Msg: "more than one JSON value"}
@@ -95,6 +99,38 @@ func CanonicalSpec(raw []byte) (json.RawMessage, error) {
 		return nil, &FieldError{File: SpecName, Field: "spec", Msg: "must be a JSON object"}
 	}
 	return json.Marshal(v)
+}
+
+// HostKeys are the top-level keys that belong to one host.
+var HostKeys = []string{"node", "cluster", "kubernetes", "api"}
+
+// StripHostKeys turns a whole config file's top-level mapping into a
+// spec: it drops the host-local keys (HostKeys, bgp.routerID) and keeps
+// every other key, so that a misspelt key is still refused. A document
+// in the shape of GET /api/v1/config (version, spec, ...) gives its spec.
+func StripHostKeys(m map[string]any) map[string]any {
+	if spec, ok := m["spec"].(map[string]any); ok {
+		if _, ok := m["version"]; ok {
+			return spec
+		}
+	}
+	out := map[string]any{}
+	for k, v := range m {
+		if slices.Contains(HostKeys, k) {
+			continue
+		}
+		if bgp, ok := v.(map[string]any); ok && k == "bgp" {
+			c := map[string]any{}
+			for bk, bv := range bgp {
+				if !slices.Contains(hostBGPKeys, bk) {
+					c[bk] = bv
+				}
+			}
+			v = c
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Host is the host-local part of a config file. A cluster configuration
