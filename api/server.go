@@ -95,6 +95,8 @@ func New(opts Options) *Server {
 		s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t.Secret)), t.Role, t.Name})
 	}
 	e := gin.New()
+	// The audit log's "from" is the peer, not a header anyone can send.
+	_ = e.SetTrustedProxies(nil)
 	e.HandleMethodNotAllowed = true
 	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
 		opts.Log.Error("panic in API handler", "path", c.Request.URL.Path, "err", err)

@@ -185,3 +185,28 @@ func staticLoop(ctx context.Context, live *liveConfig, store *lb.Store, log *slo
 		}
 	}
 }
+
+// cleanupManaged is what edgelb cleanup removes IPVS services on: the
+// addresses of the file's pools and static services and of every kept
+// version of the cluster configuration in the state directory dir (the
+// running one may differ from the file).
+func cleanupManaged(cfg *config.Config, dir string) *netipx.IPSet {
+	var b netipx.IPSetBuilder
+	b.AddSet(cfg.Managed())
+	data, err := os.ReadFile(cfg.Path)
+	if dir == "" || err != nil {
+		s, _ := b.IPSet()
+		return s
+	}
+	host := config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path))
+	docs, err := cluster.NewDocs(cluster.DocOptions{Name: cfg.Node.Name, Path: filepath.Join(dir, clusterConfigFile)})
+	if err == nil {
+		for _, h := range docs.History() {
+			if c, err := host.Apply(h.Body); err == nil {
+				b.AddSet(c.Managed())
+			}
+		}
+	}
+	s, _ := b.IPSet()
+	return s
+}

@@ -90,3 +90,23 @@ func TestStaticServicesFollowTheClusterConfiguration(t *testing.T) {
 		t.Errorf("after a restart: version %d, services %+v", v, cfg.Services)
 	}
 }
+
+// edgelb cleanup removes the IPVS services of the versions the host ran,
+// not only the file's.
+func TestCleanupManagedIncludesTheClusterConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	l := newTestLive(t, dir)
+	if _, err := l.docs.Propose(json.RawMessage(`{"services":[{"name":"web","vip":"203.0.113.80","ports":[{"port":80}],"backends":["10.0.1.7:8080"]}]}`), "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := config.Load(l.cfg.Path)
+	set := cleanupManaged(cfg, dir)
+	for _, a := range []string{"192.0.2.53", "192.0.2.20", "203.0.113.80"} {
+		if !set.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("cleanup would leave %s", a)
+		}
+	}
+	if set.Contains(netip.MustParseAddr("203.0.113.81")) {
+		t.Error("cleanup would touch an address edgelb never managed")
+	}
+}
