@@ -218,24 +218,36 @@ func TestDocsReplicateOverEncryptedGossip(t *testing.T) {
 	a.tr.set([]string{b.addr, c.addr}, true)
 	b.tr.set([]string{a.addr}, true)
 	c.tr.set([]string{a.addr}, true)
-	lostA, err := a.docs.Propose([]byte(`{"edit":"a in the minority"}`), "alice", 2)
+	editA, err := a.docs.Propose([]byte(`{"edit":"a in the minority"}`), "alice", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.docs.Propose([]byte(`{"edit":"b3"}`), "bob", 2); err != nil {
+	editB, err := b.docs.Propose([]byte(`{"edit":"b3"}`), "bob", 2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !poll(t, func() bool { return current(t, c).Version == 3 }) {
-		t.Fatal("c did not get b's edit")
+		t.Fatal("c did not get a version 3")
 	}
+	// c builds on the version 3 it has: b's, or a's if an exchange that
+	// was under way when the link was cut carried it (a's wins over b's
+	// then, by Compare).
+	onLine := current(t, c)
 	if _, err := c.docs.Propose([]byte(`{"edit":"c4"}`), "carol", 3); err != nil {
 		t.Fatal(err)
 	}
 	if d := current(t, a); d.Version != 3 || string(d.Body) != `{"edit":"a in the minority"}` {
 		t.Fatalf("a, cut off, runs %d %s", d.Version, d.Body)
 	}
+	lost := editA
+	if onLine.ID() == editA.ID() {
+		lost = editB
+	} else if onLine.ID() != editB.ID() {
+		t.Fatalf("c runs a version 3 nobody made: %+v", onLine)
+	}
 
-	// Healed: one winner everywhere, and a's edit is in every history, lost.
+	// Healed: one winner everywhere, and the other side's version 3 is in
+	// every history, lost.
 	for _, m := range ms {
 		m.tr.set([]string{a.addr, b.addr, c.addr}, false)
 	}
@@ -243,25 +255,25 @@ func TestDocsReplicateOverEncryptedGossip(t *testing.T) {
 	for _, m := range ms {
 		if !poll(t, func() bool {
 			for _, h := range m.docs.History() {
-				if h.ID() == lostA.ID() {
+				if h.ID() == lost.ID() {
 					return h.Lost
 				}
 			}
 			return false
 		}) {
-			t.Errorf("%s's history does not have a's lost edit: %+v", m.name, m.docs.History())
+			t.Errorf("%s's history does not have the lost edit %s: %+v", m.name, lost.Body, m.docs.History())
 		}
-		var line []uint64
+		var line []string
 		for _, h := range m.docs.History() {
 			if !h.Lost {
-				line = append(line, h.Version)
+				line = append(line, h.ID())
 			}
 		}
-		if fmt.Sprint(line) != "[1 2 3 4]" {
-			t.Errorf("%s's line of versions = %v", m.name, line)
+		if len(line) != 4 || line[2] != onLine.ID() {
+			t.Errorf("%s's line of versions = %v, want 1, 2, %s, 4", m.name, line, onLine.ID())
 		}
-		if d, err := m.docs.Get(3); err != nil || string(d.Body) != `{"edit":"b3"}` {
-			t.Errorf("%s: version 3 = %s, %v; want b's", m.name, d.Body, err)
+		if d, err := m.docs.Get(3); err != nil || d.ID() != onLine.ID() {
+			t.Errorf("%s: version 3 = %s, %v; want %s", m.name, d.Body, err, onLine.Body)
 		}
 	}
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 
 	"go4.org/netipx"
@@ -131,6 +132,23 @@ func (l *liveConfig) update() bool {
 		// Docs validated it; only a changed host file could refuse it.
 		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
 		return false
+	}
+	if l.cfg != nil && l.version != 0 {
+		var keys []string
+		if !reflect.DeepEqual(cfg.Dataplane, l.cfg.Dataplane) {
+			keys = append(keys, "dataplane")
+		}
+		if !reflect.DeepEqual(cfg.HealthCheck, l.cfg.HealthCheck) {
+			keys = append(keys, "healthCheck")
+		}
+		if !reflect.DeepEqual(cfg.BGP, l.cfg.BGP) {
+			keys = append(keys, "bgp")
+		}
+		if len(keys) > 0 {
+			// Only services and pools are rebuilt at run time so far.
+			l.log.Warn("the new cluster configuration changes keys that take full effect only when edgelb restarts on each host (systemctl restart edgelb)",
+				"version", doc.Version, "keys", keys)
+		}
 	}
 	var b netipx.IPSetBuilder
 	b.AddSet(l.managed)
