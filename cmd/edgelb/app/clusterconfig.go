@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,6 +77,9 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 		return nil, fmt.Errorf("the file's cluster configuration: %w", err)
 	} else if seeded {
 		log.Info("cluster configuration seeded from the file", "version", 1)
+	} else if cur, _ := docs.Current(); !bytes.Equal(cur.Body, spec) {
+		log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
+			"version", cur.Version, "file", cfg.Path)
 	}
 	l.update()
 	return l, nil
