@@ -293,7 +293,7 @@ func versionParam(c *gin.Context) (uint64, bool) {
 func specBody(c *gin.Context) (json.RawMessage, bool) {
 	b, err := io.ReadAll(c.Request.Body)
 	if err != nil {
-		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxConfigBytes))
 		return nil, false
 	}
 	// Anything else than an object is refused by the validation, as a

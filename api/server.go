@@ -24,8 +24,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// MaxBodyBytes bounds every request body.
+// MaxBodyBytes bounds every request body but a cluster configuration's.
 const MaxBodyBytes = 64 << 10
+
+// MaxConfigBytes bounds the body of PUT /api/v1/config and
+// POST /api/v1/config/validate.
+const MaxConfigBytes = 1 << 20
 
 // Roles of bearer tokens.
 const (
@@ -195,11 +199,15 @@ func nonNil[T any](s []T) []T {
 
 // limitBody refuses bodies over MaxBodyBytes.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > MaxBodyBytes {
-		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+	limit := int64(MaxBodyBytes)
+	if strings.HasPrefix(c.Request.URL.Path, "/api/v1/config") {
+		limit = MaxConfigBytes
+	}
+	if c.Request.ContentLength > limit {
+		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 

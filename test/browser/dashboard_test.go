@@ -308,6 +308,9 @@ func (m *member) start(t *testing.T, bin, config string) {
 	t.Helper()
 	m.log = &syncBuffer{}
 	m.cmd = exec.Command(bin, "run", "--config", config)
+	// Its own state directory: never a cluster configuration persisted by
+	// another run in the host's /var/lib/edgelb.
+	m.cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+filepath.Dir(config))
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", m.name, err)
