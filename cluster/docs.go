@@ -307,11 +307,35 @@ func (d *Docs) changedLocked() {
 	}
 }
 
-// state is this member's versions on the wire.
+// maxStateBytes bounds the versions sent in one exchange, well under
+// memberlist's 20 MB limit of a push/pull state: the oldest versions of
+// the history are left out when they do not fit.
+const maxStateBytes = 4 << 20
+
+// wireSize estimates a version's encoded size (the body is base64).
+func wireSize(d Doc) int { return len(d.Body)*4/3 + len(d.UpdatedBy) + len(d.Member) + 300 }
+
+// state is this member's versions on the wire: the current one and as
+// much of the history, newest first, as fits in maxStateBytes.
 func (d *Docs) state() docState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return docState{Current: d.current, History: slices.Clone(d.history)}
+	st := docState{Current: d.current}
+	size := 0
+	if d.current != nil {
+		size = wireSize(*d.current)
+	}
+	first := len(d.history)
+	for first > 0 {
+		n := wireSize(d.history[first-1])
+		if size+n > maxStateBytes {
+			break
+		}
+		size += n
+		first--
+	}
+	st.History = slices.Clone(d.history[first:])
+	return st
 }
 
 // merge takes a peer's versions: the history is merged, and its current

@@ -100,3 +100,28 @@ func TestDocsHistoryIsBoundedAndPersisted(t *testing.T) {
 		t.Errorf("the state directory holds %d files (a temporary one left?)", len(entries))
 	}
 }
+
+// The versions sent in one exchange stay under memberlist's push/pull
+// limit however large the documents are.
+func TestDocsStateIsBounded(t *testing.T) {
+	d := newTestDocs(t, "a", "", 50)
+	big := make([]byte, 512<<10)
+	for i := range big {
+		big[i] = 'x'
+	}
+	d.Seed(big, "file")
+	for v := uint64(1); v < 30; v++ {
+		body := append([]byte(fmt.Sprint(v)), big...)
+		if _, err := d.Propose(body, "alice", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := d.state()
+	size := 0
+	for _, h := range st.History {
+		size += wireSize(h)
+	}
+	if size > maxStateBytes || len(st.History) == 0 || st.History[len(st.History)-1].Version != 30 || st.Current.Version != 30 {
+		t.Errorf("state of %d bytes, %d versions, current %d", size, len(st.History), st.Current.Version)
+	}
+}
