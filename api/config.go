@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,20 +119,64 @@ type AuditEntry struct {
 	Version uint64 `json:"version,omitempty"`
 }
 
-// auditLog keeps the last changes made through this host's API.
+// auditLog keeps the last changes made through this host's API, and
+// appends each to its file (JSON lines) when it has one.
 type auditLog struct {
 	mu      sync.Mutex
 	entries []AuditEntry
+	file    string
+	log     *slog.Logger
 }
 
 const maxAudit = 1000
 
-func (a *auditLog) add(e AuditEntry) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// load reads the last entries of the file, if any.
+func (a *auditLog) load() {
+	if a.file == "" {
+		return
+	}
+	f, err := os.Open(a.file)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			a.log.Warn("reading the audit log", "err", err)
+		}
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e AuditEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			a.append(e)
+		}
+	}
+}
+
+func (a *auditLog) append(e AuditEntry) {
 	a.entries = append(a.entries, e)
 	if n := len(a.entries) - maxAudit; n > 0 {
 		a.entries = append([]AuditEntry(nil), a.entries[n:]...)
+	}
+}
+
+func (a *auditLog) add(e AuditEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.append(e)
+	if a.file == "" {
+		return
+	}
+	b, _ := json.Marshal(e)
+	f, err := os.OpenFile(a.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		_, err = f.Write(append(b, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		a.log.Error("writing the audit log", "file", a.file, "err", err)
 	}
 }
 

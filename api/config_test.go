@@ -222,3 +222,23 @@ func TestConfigWritesAreGuarded(t *testing.T) {
 		t.Error("a refused write changed the configuration")
 	}
 }
+
+// With a file, the audit log outlives the server.
+func TestAuditFileKeepsEntries(t *testing.T) {
+	file := t.TempDir() + "/audit.log"
+	f := apitest.Sample()
+	opts := api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler), AuditFile: file,
+		NamedTokens: []api.Token{{Name: "alice", Role: "admin", Secret: aliceTok}}}
+	srv := httptest.NewServer(api.New(opts).Handler())
+	if resp, body := doHeaders(t, srv, "POST", "/api/v1/members/lb1/drain", aliceTok, "", nil); resp.StatusCode != 202 {
+		t.Fatalf("drain: %d %s", resp.StatusCode, body)
+	}
+	srv.Close()
+	srv = httptest.NewServer(api.New(opts).Handler())
+	defer srv.Close()
+	_, audit := doHeaders(t, srv, "GET", "/api/v1/audit", aliceTok, "", nil)
+	var as []api.AuditEntry
+	if err := json.Unmarshal([]byte(audit), &as); err != nil || len(as) != 1 || as[0].Who != "alice" || as[0].What != "member.drain lb1" {
+		t.Errorf("audit after a restart = %s", audit)
+	}
+}

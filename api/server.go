@@ -57,6 +57,9 @@ type Options struct {
 	Config ClusterConfig
 	// OnAudit, if set, is told about each change made through the API.
 	OnAudit func(AuditEntry)
+	// AuditFile, if set, keeps the audit log across restarts (JSON lines,
+	// appended; the last 1000 entries are read at start).
+	AuditFile string
 	Bus     *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
@@ -90,6 +93,8 @@ type token struct {
 func New(opts Options) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{opts: opts}
+	s.auditLog.file, s.auditLog.log = opts.AuditFile, opts.Log
+	s.auditLog.load()
 	for role, toks := range opts.Tokens {
 		for i, t := range toks {
 			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role, fmt.Sprintf("%s#%d", role, i+1)})

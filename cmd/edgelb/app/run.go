@@ -182,6 +182,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		apiOpts.BGP = bgpStatus(cfg, announcer, members)
 		metrics.Registry.MustRegister(api.BGPCollector(apiOpts.BGP))
 	}
+	if dir := stateDir(); dir != "" {
+		apiOpts.AuditFile = filepath.Join(dir, "audit.log")
+	}
 	if t := cfg.API.TLS; t != nil {
 		apiOpts.CertFile, apiOpts.KeyFile = t.CertFile, t.KeyFile
 	}
