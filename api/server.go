@@ -60,7 +60,7 @@ type Options struct {
 	// AuditFile, if set, keeps the audit log across restarts (JSON lines,
 	// appended; the last 1000 entries are read at start).
 	AuditFile string
-	Bus     *Bus
+	Bus       *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
 	// Dashboard is served at / (the web package's files); nil serves none.
