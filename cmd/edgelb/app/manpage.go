@@ -131,11 +131,13 @@ func WriteManPage(w io.Writer, version, date string) error {
 	p(".SH ENVIRONMENT")
 	p(".TP")
 	p(".B EDGELB_TOKEN")
-	p("%s", roffText("the bearer token edgelb status sends when --token is not given."))
+	p("%s", roffText("the bearer token edgelb status and edgelb config send when --token is not given."))
 	p(".SH FILES")
 	for _, f := range [][2]string{
 		{"/etc/edgelb/config.yaml", "the config, commented; a conffile, so upgrades keep local edits"},
 		{"/etc/edgelb/gossip.key", "the gossip encryption key, created by the package if missing; the same on every host"},
+		{"/var/lib/edgelb/cluster-config.json", "the cluster configuration's versions and history, replicated from the other hosts; the file's cluster-wide keys are used only when it is missing"},
+		{"/var/lib/edgelb/audit.log", "the changes made through this host's API (JSON lines)"},
 		{"/usr/lib/systemd/system/edgelb.service", "the systemd unit"},
 		{"/usr/lib/sysctl.d/60-edgelb.conf", "forwarding and IPVS sysctls"},
 		{"/usr/lib/modules-load.d/edgelb.conf", "the kernel modules loaded at boot"},
