@@ -35,6 +35,9 @@ type liveConfig struct {
 	mu      sync.Mutex
 	cfg     *config.Config
 	version uint64
+	// id is the running version's Doc.ID: after a partition another
+	// version with the same number may replace it.
+	id string
 	// managed is every address the cluster configurations this process
 	// ran managed: what it programmed under one version is still its own
 	// to remove under the next.
@@ -128,7 +131,7 @@ func (l *liveConfig) update() bool {
 	doc, ok := l.docs.Current()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !ok || doc.Version == l.version && l.version != 0 {
+	if !ok || doc.ID() == l.id {
 		return false
 	}
 	cfg, err := l.host.Apply(doc.Body)
@@ -137,7 +140,7 @@ func (l *liveConfig) update() bool {
 		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
 		return false
 	}
-	if l.cfg != nil && l.version != 0 {
+	if l.cfg != nil && l.id != "" {
 		var keys []string
 		if !reflect.DeepEqual(cfg.Dataplane, l.cfg.Dataplane) {
 			keys = append(keys, "dataplane")
@@ -158,7 +161,7 @@ func (l *liveConfig) update() bool {
 	b.AddSet(l.managed)
 	b.AddSet(cfg.Managed())
 	l.managed, _ = b.IPSet()
-	l.cfg, l.version = cfg, doc.Version
+	l.cfg, l.version, l.id = cfg, doc.Version, doc.ID()
 	for _, ch := range l.subs {
 		select {
 		case ch <- struct{}{}:

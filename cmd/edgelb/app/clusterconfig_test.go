@@ -110,3 +110,4 @@ func TestCleanupManagedIncludesTheClusterConfiguration(t *testing.T) {
 		t.Error("cleanup would touch an address edgelb never managed")
 	}
 }
+
