@@ -68,3 +68,77 @@ func TestClusterConfigurationChangeReachesEveryHost(t *testing.T) {
 	p.Stop()
 	t.Logf("%s added on h1, held by %s", vip, owner.Name)
 }
+
+// Both sides of a partition change the configuration; after it heals
+// every host runs the same version and the other side's edit is in every
+// host's history, marked lost. A host restarted alone keeps that version.
+func TestClusterConfigurationConvergesAfterAPartition(t *testing.T) {
+	l := startCluster(t, 3)
+	h1, h2, h3 := l.Hosts[0], l.Hosts[1], l.Hosts[2]
+	apply := func(h *nslab.Host, name string) {
+		t.Helper()
+		spec := filepath.Join(l.Dir, name+".yaml")
+		nslab.WriteFile(t, spec, fmt.Sprintf(`services:
+  - {name: web4, vip: %s, ports: [{port: 8080}]}
+  - {name: web6, vip: "%s", ports: [{port: 8080}]}
+  - {name: %s, vip: 10.99.0.151, ports: [{port: 8080}]}
+`, vip4, vip6, name))
+		if out, err := h.Edgelb("config", "apply", "-f", spec, "--api", "http://127.0.0.1:9080"); err != nil || !strings.HasPrefix(out, "applied: version 2") {
+			t.Fatalf("edgelb config apply on %s: %v\n%s", h.Name, err, out)
+		}
+	}
+	history := func(h *nslab.Host) []api.ConfigVersion {
+		out, err := h.Edgelb("config", "history", "--output", "json", "--api", "http://127.0.0.1:9080")
+		var hs []api.ConfigVersion
+		if err != nil || json.Unmarshal([]byte(out), &hs) != nil {
+			return nil
+		}
+		return hs
+	}
+	l.Partition(h1)
+	apply(h1, "minority")
+	apply(h2, "majority")
+	l.Heal()
+	var winner string
+	for _, h := range l.Hosts {
+		if !nslab.Poll(2*converge, func() bool {
+			hs := history(h)
+			lost, current := 0, ""
+			for _, v := range hs {
+				if v.Version == 2 && v.Lost {
+					lost++
+				}
+				if v.Version == 2 && v.Current {
+					current = v.UpdatedBy + "@" + v.Member
+				}
+			}
+			if current == "" || lost != 1 || winner != "" && current != winner {
+				return false
+			}
+			winner = current
+			return true
+		}) {
+			t.Fatalf("%s did not converge on one version 2 with the other in its history, lost: %+v\n%s", h.Name, history(h), h.Log.String())
+		}
+	}
+	t.Logf("after the partition every host runs version 2 made on %s", winner)
+
+	// Restarted alone, h3 comes back with that version from its state
+	// directory, not its file's.
+	if err := h3.Stop(converge); err != nil {
+		t.Fatal(err)
+	}
+	h1.Stop(converge)
+	h2.Stop(converge)
+	h3.Start()
+	if !nslab.Poll(converge, func() bool {
+		for _, v := range history(h3) {
+			if v.Current {
+				return v.Version == 2 && v.UpdatedBy+"@"+v.Member == winner
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("h3 restarted alone runs %+v", history(h3))
+	}
+}
