@@ -43,6 +43,9 @@ type liveConfig struct {
 	// to remove under the next.
 	managed *netipx.IPSet
 	subs    []chan struct{}
+	// changed is subscribed to docs from the start: no version that
+	// arrives before Run is missed.
+	changed <-chan struct{}
 }
 
 // newLiveConfig reads the persisted versions (the state directory's
@@ -72,6 +75,7 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 		return nil, err
 	}
 	l.docs = docs
+	l.changed = docs.Subscribe()
 	spec, err := config.SpecFromFile(cfg.Path, data)
 	if err != nil {
 		return nil, err
@@ -180,16 +184,15 @@ func (l *liveConfig) BGPSet() *netipx.IPSet {
 
 // Run takes each new version as it arrives until ctx ends.
 func (l *liveConfig) Run(ctx context.Context) error {
-	ch := l.docs.Subscribe()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ch:
-		}
 		if l.update() {
 			_, v := l.Config()
 			l.log.Info("running a new cluster configuration", "version", v)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.changed:
 		}
 	}
 }

@@ -100,15 +100,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if st.dp != nil {
 			opts.Health = st.dp.Health
 		}
+		// Subscribed before the controller takes the running Config: no
+		// version is missed in between.
+		changed := live.Subscribe()
+		cfg, _ := live.Config()
+		opts.Config = cfg
 		st.ctrl = k8s.New(client, opts)
 		g.Go(func() error { return st.ctrl.Run(gctx) })
 		g.Go(func() error {
-			ch := live.Subscribe()
 			for {
 				select {
 				case <-gctx.Done():
 					return nil
-				case <-ch:
+				case <-changed:
 				}
 				cfg, _ := live.Config()
 				st.ctrl.SetConfig(cfg)
