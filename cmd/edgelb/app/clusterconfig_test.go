@@ -110,4 +110,3 @@ func TestCleanupManagedIncludesTheClusterConfiguration(t *testing.T) {
 		t.Error("cleanup would touch an address edgelb never managed")
 	}
 }
-
