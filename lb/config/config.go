@@ -26,6 +26,9 @@ type Config struct {
 	Services    []StaticService
 	// BGP is nil without a bgp section: no VIP is announced over BGP.
 	BGP *BGP
+	// BackendStates are the backends drained or disabled by an
+	// administrator (POST /api/v1/services/.../backends/...).
+	BackendStates []BackendAdmin
 }
 
 // Node identifies this host.

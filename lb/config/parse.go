@@ -126,14 +126,15 @@ func (p *parser) root(n *yaml.Node) {
 				"interface": func(n *yaml.Node, path string) { d.str(n, path, &cfg.Node.Interface) },
 			})
 		},
-		"cluster":     p.cluster,
-		"kubernetes":  p.kubernetes,
-		"pools":       p.pools,
-		"dataplane":   p.dataplane,
-		"healthCheck": p.healthCheck,
-		"api":         p.api,
-		"services":    p.services,
-		"bgp":         p.bgp,
+		"cluster":       p.cluster,
+		"kubernetes":    p.kubernetes,
+		"pools":         p.pools,
+		"dataplane":     p.dataplane,
+		"healthCheck":   p.healthCheck,
+		"api":           p.api,
+		"services":      p.services,
+		"bgp":           p.bgp,
+		"backendStates": p.backendStates,
 	})
 	if resolve(n) != nil && resolve(n).Kind != yaml.MappingNode {
 		return

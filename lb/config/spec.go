@@ -14,7 +14,7 @@ import (
 // ClusterKeys are the top-level keys of the cluster configuration: what
 // must be the same on every host. The rest of the file (node, cluster,
 // kubernetes, api, and bgp.routerID) belongs to one host.
-var ClusterKeys = []string{"bgp", "dataplane", "healthCheck", "pools", "services"}
+var ClusterKeys = []string{"backendStates", "bgp", "dataplane", "healthCheck", "pools", "services"}
 
 // hostBGPKeys are the keys of the bgp section that belong to one host.
 var hostBGPKeys = []string{"routerID"}

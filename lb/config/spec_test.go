@@ -63,7 +63,7 @@ func TestSpecErrorsMatchCheck(t *testing.T) {
 			"spec.pools[1].addresses[0]", `overlaps 192.0.2.0-192.0.2.255 of pool "a"`},
 		{"unknown key in a pool", `{"pools":[{"name":"a","adresses":["192.0.2.0/24"]}]}`,
 			"spec.pools[0].adresses", "unknown key (known keys here:"},
-		{"unknown top-level key", `{"node":{"name":"x"}}`, "spec.node", "unknown key (known keys here: bgp, dataplane"},
+		{"unknown top-level key", `{"node":{"name":"x"}}`, "spec.node", "unknown key (known keys here: backendStates, bgp, dataplane"},
 		{"host-local bgp key", `{"bgp":{"asn":65000,"routerID":"10.0.0.1"}}`, "spec.bgp.routerID", "belongs to one host"},
 		{"bad duration", `{"healthCheck":{"interval":"soon"}}`, "spec.healthCheck.interval", `"soon" is not a duration`},
 		{"not an object", `[1,2]`, "spec", "must be a JSON object"},
@@ -144,6 +144,30 @@ func TestNamedTokens(t *testing.T) {
 		var es Errors
 		if !errors.As(err, &es) || !slices.ContainsFunc(es, func(e *FieldError) bool { return e.Field == tc.field && strings.Contains(e.Msg, tc.msg) }) {
 			t.Errorf("%s: %v, want %s: %s", tc.tokens, err, tc.field, tc.msg)
+		}
+	}
+}
+
+func TestBackendStates(t *testing.T) {
+	h, _, _ := designHost(t)
+	cfg, err := h.Apply(json.RawMessage(`{"backendStates":[{"service":"_static/dns","backend":"10.0.1.5:53","state":"drain"},{"service":"demo/web","backend":"[2001:db8::7]:8080","state":"disable"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.BackendStates) != 2 || cfg.BackendStates[0].State != BackendDrain || cfg.BackendStates[1].Backend.String() != "[2001:db8::7]:8080" {
+		t.Errorf("backend states %+v", cfg.BackendStates)
+	}
+	for _, tc := range []struct{ spec, field, msg string }{
+		{`[{"service":"dns","backend":"10.0.1.5:53","state":"drain"}]`, "spec.backendStates[0].service", "is not namespace/name"},
+		{`[{"service":"_static/dns","backend":"10.0.1.5","state":"drain"}]`, "spec.backendStates[0].backend", "is not an address:port"},
+		{`[{"service":"_static/dns","backend":"10.0.1.5:53","state":"off"}]`, "spec.backendStates[0].state", `"off" is not one of drain, disable`},
+		{`[{"service":"_static/dns","backend":"10.0.1.5:53"}]`, "spec.backendStates[0].state", "required"},
+		{`[{"service":"_static/dns","backend":"10.0.1.5:53","state":"drain"},{"service":"_static/dns","backend":"10.0.1.5:53","state":"disable"}]`, "spec.backendStates[1]", "already given"},
+	} {
+		_, err := h.Apply(json.RawMessage(`{"backendStates":` + tc.spec + `}`))
+		var es Errors
+		if !errors.As(err, &es) || !slices.ContainsFunc(es, func(e *FieldError) bool { return e.Field == tc.field && strings.Contains(e.Msg, tc.msg) }) {
+			t.Errorf("%s: %v, want %s: %s", tc.spec, err, tc.field, tc.msg)
 		}
 	}
 }
