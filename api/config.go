@@ -33,6 +33,11 @@ type ClusterConfig interface {
 	History() []ConfigVersion
 	// Version returns version n (ErrNotFound).
 	Version(n uint64) (ConfigDoc, error)
+	// SetBackendState makes a version in which the backend (ip:port) of
+	// the service ("namespace/name", "_static/name") is enabled, drained
+	// or disabled ("enable", "drain", "disable"); *InvalidConfig if the
+	// backend is not an address:port.
+	SetBackendState(service, backend, state, by string) (ConfigDoc, error)
 }
 
 // ErrStale: the If-Match version is not the current one.
@@ -257,6 +262,29 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 			abort(c, http.StatusInternalServerError, err.Error())
 		default:
 			c.JSON(http.StatusOK, ValidateResult{Valid: true, Errors: []FieldError{}, Effect: &eff})
+		}
+	})
+	admin.POST("/services/:namespace/:name/backends/:backend/:action", func(c *gin.Context) {
+		action := c.Param("action")
+		if action != "enable" && action != "drain" && action != "disable" {
+			abort(c, http.StatusNotFound, fmt.Sprintf("%q is not enable, drain or disable", action))
+			return
+		}
+		svc := c.Param("namespace") + "/" + c.Param("name")
+		be := c.Param("backend")
+		doc, err := cc.SetBackendState(svc, be, action, tokenName(c))
+		var inv *InvalidConfig
+		switch {
+		case errors.Is(err, ErrStale):
+			abort(c, http.StatusConflict, "the configuration changed meanwhile: try again")
+		case errors.As(err, &inv):
+			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, inv)
+		case err != nil:
+			abort(c, http.StatusInternalServerError, err.Error())
+		default:
+			s.audit(c, fmt.Sprintf("backend.%s %s %s", action, svc, be), doc.Version)
+			c.Header("ETag", etag(doc.Version))
+			c.JSON(http.StatusOK, doc)
 		}
 	})
 	admin.POST("/config/rollback/:n", func(c *gin.Context) {

@@ -242,3 +242,37 @@ func TestAuditFileKeepsEntries(t *testing.T) {
 		t.Errorf("audit after a restart = %s", audit)
 	}
 }
+
+// A backend's admin state is a new version of the configuration.
+func TestBackendAdminState(t *testing.T) {
+	srv, docs := newConfigServer(t)
+	path := "/api/v1/services/_static/dns/backends/10.0.1.5:53/"
+	if resp, body := doHeaders(t, srv, "POST", path+"drain", bobTok, "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("drain with a viewer token: %d %s", resp.StatusCode, body)
+	}
+	resp, body := doHeaders(t, srv, "POST", path+"drain", aliceTok, "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"backendStates":[{"backend":"10.0.1.5:53","service":"_static/dns","state":"drain"}]`) {
+		t.Fatalf("drain: %d %s", resp.StatusCode, body)
+	}
+	resp, body = doHeaders(t, srv, "POST", path+"disable", aliceTok, "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"backendStates":[{"backend":"10.0.1.5:53","service":"_static/dns","state":"disable"}]`) {
+		t.Fatalf("disable: %d %s", resp.StatusCode, body)
+	}
+	resp, body = doHeaders(t, srv, "POST", path+"enable", aliceTok, "", nil)
+	if resp.StatusCode != 200 || strings.Contains(body, "backendStates") || docs.Version() != 4 {
+		t.Fatalf("enable: %d %s (version %d)", resp.StatusCode, body, docs.Version())
+	}
+	if resp, body := doHeaders(t, srv, "POST", "/api/v1/services/_static/dns/backends/10.0.1.5/drain", aliceTok, "", nil); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("a backend without a port: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := doHeaders(t, srv, "POST", path+"pause", aliceTok, "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown action: %d", resp.StatusCode)
+	}
+	_, audit := doHeaders(t, srv, "GET", "/api/v1/audit", aliceTok, "", nil)
+	if !strings.Contains(audit, `"what":"backend.drain _static/dns 10.0.1.5:53","version":2`) {
+		t.Errorf("audit = %s", audit)
+	}
+	if docs.Version() != 4 {
+		t.Errorf("refused requests made versions: %d", docs.Version())
+	}
+}

@@ -129,6 +129,51 @@ func (c *Config) Version(n uint64) (api.ConfigDoc, error) {
 	return doc(d), nil
 }
 
+// SetBackendState makes a version with the backend's admin state
+// changed: backendStates loses the backend's entry, and gets a new one
+// unless state is "enable".
+func (c *Config) SetBackendState(service, backend, state, by string) (api.ConfigDoc, error) {
+	ap, err := netip.ParseAddrPort(backend)
+	if err != nil || ap.Port() == 0 {
+		return api.ConfigDoc{}, &api.InvalidConfig{Errors: []api.FieldError{{Field: "backend", Message: fmt.Sprintf("%q is not an address:port", backend)}}}
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	cur, ok := c.Docs.Current()
+	if !ok {
+		return api.ConfigDoc{}, errors.New("no cluster configuration yet")
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(cur.Body, &spec); err != nil {
+		return api.ConfigDoc{}, fmt.Errorf("decoding the current configuration: %w", err)
+	}
+	var states []any
+	if list, ok := spec["backendStates"].([]any); ok {
+		for _, e := range list {
+			if m, ok := e.(map[string]any); ok && m["service"] == service {
+				if b, ok := m["backend"].(string); ok {
+					if p, err := netip.ParseAddrPort(b); err == nil && netip.AddrPortFrom(p.Addr().Unmap(), p.Port()) == ap {
+						continue
+					}
+				}
+			}
+			states = append(states, e)
+		}
+	}
+	if state != "enable" {
+		states = append(states, map[string]any{"service": service, "backend": ap.String(), "state": state})
+	}
+	if len(states) == 0 {
+		delete(spec, "backendStates")
+	} else {
+		spec["backendStates"] = states
+	}
+	body, err := json.Marshal(spec)
+	if err != nil {
+		return api.ConfigDoc{}, err
+	}
+	return c.Put(body, cur.Version, by)
+}
+
 // Effect is what changes from cur to next: static VIPs, services and
 // pools by name, and the other keys.
 func Effect(cur, next *config.Config) api.ConfigEffect {
@@ -167,6 +212,9 @@ func Effect(cur, next *config.Config) api.ConfigEffect {
 	}
 	if !reflect.DeepEqual(cur.BGP, next.BGP) {
 		e.Other = append(e.Other, "bgp")
+	}
+	if !reflect.DeepEqual(cur.BackendStates, next.BackendStates) {
+		e.Other = append(e.Other, "backendStates")
 	}
 	e.Other = nonNil(e.Other)
 	return e
