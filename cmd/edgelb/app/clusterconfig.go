@@ -85,7 +85,7 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 	} else if seeded {
 		log.Info("cluster configuration seeded from the file", "version", 1)
 	} else if cur, _ := docs.Current(); !bytes.Equal(cur.Body, spec) {
-		log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
+		log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp, backendStates) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
 			"version", cur.Version, "file", cfg.Path)
 	}
 	l.update()

@@ -39,7 +39,7 @@ func manCommands() []manCommand {
 		{"status", status, "Print the node's health, the members, the owner of each address and " +
 			"the services with their backends, read from the local REST API."},
 		{"config", cfgFlags, "Read and change the cluster configuration (pools, services, " +
-			"dataplane, healthCheck, bgp without routerID), the versioned document every host " +
+			"dataplane, healthCheck, bgp without routerID, backendStates), the versioned document every host " +
 			"replicates over the encrypted gossip and keeps in its state directory, through the local " +
 			"REST API. get prints the running version's spec as YAML; apply -f FILE makes FILE " +
 			"(the spec, the output of get, or a whole config file whose host-local keys are left out) " +
