@@ -111,6 +111,9 @@ type Service struct {
 	Static    bool     `json:"static"`
 	VIPs      []string `json:"vips"`
 	Ports     []Port   `json:"ports"`
+	// DisabledBackends are the backends an administrator disabled
+	// (backendStates): they are in no port's table.
+	DisabledBackends []string `json:"disabledBackends,omitempty"`
 }
 
 // Port is one virtual service: VIP, port and protocol.
@@ -136,7 +139,10 @@ type Backend struct {
 	Node        string `json:"node,omitempty"`
 	Health      string `json:"health"` // up, down or unknown
 	Terminating bool   `json:"terminating"`
-	Stats       Stats  `json:"stats"`
+	// AdminState is "drain" when an administrator drained the backend
+	// (its weight is 0); "" otherwise.
+	AdminState string `json:"adminState,omitempty"`
+	Stats      Stats  `json:"stats"`
 }
 
 // Stats are IPVS counters since the virtual service or backend was created.

@@ -110,3 +110,30 @@ func TestCleanupManagedIncludesTheClusterConfiguration(t *testing.T) {
 		t.Error("cleanup would touch an address edgelb never managed")
 	}
 }
+
+// Drained and disabled backends show in GET /api/v1/services.
+func TestServicesShowBackendStates(t *testing.T) {
+	l := newTestLive(t, "")
+	spec := `{"services":[{"name":"dns","vip":"192.0.2.53","ports":[{"port":53,"protocol":"UDP"}],"backends":["10.0.1.5:53","10.0.1.6:53","10.0.1.7:53"]}],
+		"backendStates":[{"service":"_static/dns","backend":"10.0.1.5:53","state":"drain"},{"service":"_static/dns","backend":"10.0.1.6:53","state":"disable"}]}`
+	if _, err := l.docs.Propose(json.RawMessage(spec), "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	l.update()
+	store := lb.NewStore()
+	cfg, _ := l.Config()
+	d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
+	store.Set(d)
+	st := &state{cfg: cfg, live: l, store: store}
+	svcs := st.services(false)
+	if len(svcs) != 1 || len(svcs[0].Ports) != 1 {
+		t.Fatalf("services %+v", svcs)
+	}
+	bs := svcs[0].Ports[0].Backends
+	if len(bs) != 2 || bs[0].Address != "10.0.1.5:53" || bs[0].AdminState != "drain" || bs[0].Weight != 0 || bs[1].AdminState != "" {
+		t.Errorf("backends %+v", bs)
+	}
+	if got := svcs[0].DisabledBackends; len(got) != 1 || got[0] != "10.0.1.6:53" {
+		t.Errorf("disabled backends %v", got)
+	}
+}
