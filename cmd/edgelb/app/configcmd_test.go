@@ -57,6 +57,18 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("config diff of a bad file: %d\n%s", code, errOut)
 	}
 
+	// A whole config file: its host-local keys are left out, a misspelt
+	// key is refused like check refuses it.
+	whole := filepath.Join(dir, "whole.yaml")
+	os.WriteFile(whole, []byte(liveFile+"pols: []\n"), 0o600)
+	if code, _, errOut := cfgCmd("diff", "-f", whole); code != 1 || !strings.Contains(errOut, whole+": spec.pols: unknown key") {
+		t.Errorf("config diff of a file with a misspelt key: %d\n%s", code, errOut)
+	}
+	os.WriteFile(whole, []byte(liveFile), 0o600)
+	if code, out, errOut := cfgCmd("diff", "-f", whole); code != 0 || !strings.Contains(out, "+ vip 192.0.2.53") {
+		t.Errorf("config diff of the whole config file: %d\n%s%s", code, out, errOut)
+	}
+
 	if code, out, errOut := cfgCmd("rollback", "1"); code != 0 || out != "rolled back: version 3 has the content of version 1\n" {
 		t.Errorf("config rollback: %d\n%s%s", code, out, errOut)
 	}
