@@ -24,8 +24,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// MaxBodyBytes bounds every request body.
+// MaxBodyBytes bounds every request body but a cluster configuration's.
 const MaxBodyBytes = 64 << 10
+
+// MaxConfigBytes bounds the body of PUT /api/v1/config and
+// POST /api/v1/config/validate.
+const MaxConfigBytes = 1 << 20
 
 // Roles of bearer tokens.
 const (
@@ -41,11 +45,22 @@ type Options struct {
 	Listen string
 	// CertFile and KeyFile enable TLS when both are set.
 	CertFile, KeyFile string
-	// Tokens maps a role to its bearer tokens. With no tokens at all,
+	// Tokens maps a role to its bearer tokens, named after the role and
+	// their place ("admin#1"). With no tokens at all (nor NamedTokens),
 	// every request is allowed (keep Listen on loopback then).
 	Tokens map[string][]string
-	State  State
-	Bus    *Bus
+	// NamedTokens are tokens with names, which the audit log records.
+	NamedTokens []Token
+	State       State
+	// Config is the cluster configuration (GET/PUT /api/v1/config and
+	// the rest); nil serves none of it.
+	Config ClusterConfig
+	// OnAudit, if set, is told about each change made through the API.
+	OnAudit func(AuditEntry)
+	// AuditFile, if set, keeps the audit log across restarts (JSON lines,
+	// appended; the last 1000 entries are read at start).
+	AuditFile string
+	Bus       *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
 	// Dashboard is served at / (the web package's files); nil serves none.
@@ -57,26 +72,40 @@ type Options struct {
 
 // Server is the REST API, the event stream, /metrics and the dashboard.
 type Server struct {
-	opts   Options
-	engine *gin.Engine
-	tokens []token
+	opts     Options
+	engine   *gin.Engine
+	tokens   []token
+	auditLog auditLog
+}
+
+// Token is a named bearer token of a role.
+type Token struct {
+	Name, Role, Secret string
 }
 
 type token struct {
 	sum  [sha256.Size]byte
 	role string
+	name string
 }
 
 // New builds the server's routes; it starts nothing.
 func New(opts Options) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{opts: opts}
+	s.auditLog.file, s.auditLog.log = opts.AuditFile, opts.Log
+	s.auditLog.load()
 	for role, toks := range opts.Tokens {
-		for _, t := range toks {
-			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role})
+		for i, t := range toks {
+			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role, fmt.Sprintf("%s#%d", role, i+1)})
 		}
 	}
+	for _, t := range opts.NamedTokens {
+		s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t.Secret)), t.Role, t.Name})
+	}
 	e := gin.New()
+	// The audit log's "from" is the peer, not a header anyone can send.
+	_ = e.SetTrustedProxies(nil)
 	e.HandleMethodNotAllowed = true
 	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
 		opts.Log.Error("panic in API handler", "path", c.Request.URL.Path, "err", err)
@@ -106,6 +135,7 @@ func New(opts Options) *Server {
 	admin := v1.Group("/", s.auth(RoleAdmin), sameOriginJSON)
 	admin.POST("/members/:name/drain", s.drain(true))
 	admin.POST("/members/:name/undrain", s.drain(false))
+	s.configRoutes(v1, admin)
 
 	if opts.Dashboard != nil {
 		// The dashboard's files are static and hold no state: every
@@ -174,11 +204,15 @@ func nonNil[T any](s []T) []T {
 
 // limitBody refuses bodies over MaxBodyBytes.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > MaxBodyBytes {
-		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+	limit := int64(MaxBodyBytes)
+	if strings.HasPrefix(c.Request.URL.Path, "/api/v1/config") {
+		limit = MaxConfigBytes
+	}
+	if c.Request.ContentLength > limit {
+		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 
@@ -227,10 +261,10 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 			return
 		}
 		sum := sha256.Sum256([]byte(given))
-		role := ""
+		role, name := "", ""
 		for _, t := range s.tokens {
 			if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
-				role = t.role
+				role, name = t.role, t.name
 			}
 		}
 		switch {
@@ -241,6 +275,7 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 			abort(c, http.StatusForbidden, "this needs an admin token; a viewer token can only read")
 		default:
 			c.Set("role", role)
+			c.Set("token", name)
 			c.Next()
 		}
 	}
@@ -294,8 +329,7 @@ func (s *Server) drain(on bool) gin.HandlerFunc {
 		case err != nil:
 			abort(c, http.StatusInternalServerError, err.Error())
 		default:
-			role, _ := c.Get("role")
-			s.opts.Log.Info("member "+verb+"ed through the API", "member", name, "role", role)
+			s.audit(c, "member."+verb+" "+name, 0)
 			c.JSON(http.StatusAccepted, gin.H{"member": name, "draining": on})
 		}
 	}

@@ -81,6 +81,9 @@ type Member struct {
 	Restarting bool     `json:"restarting,omitempty"`
 	Problem    string   `json:"problem,omitempty"`
 	VIPs       []string `json:"vips"`
+	// ConfigVersion is the version of the cluster configuration the
+	// member runs, as it gossips it (0: none yet, or an older edgelb).
+	ConfigVersion uint64 `json:"configVersion"`
 }
 
 // VIP is one virtual IP of GET /api/v1/vips.
@@ -108,6 +111,9 @@ type Service struct {
 	Static    bool     `json:"static"`
 	VIPs      []string `json:"vips"`
 	Ports     []Port   `json:"ports"`
+	// DisabledBackends are the backends an administrator disabled
+	// (backendStates): they are in no port's table.
+	DisabledBackends []string `json:"disabledBackends,omitempty"`
 }
 
 // Port is one virtual service: VIP, port and protocol.
@@ -133,7 +139,10 @@ type Backend struct {
 	Node        string `json:"node,omitempty"`
 	Health      string `json:"health"` // up, down or unknown
 	Terminating bool   `json:"terminating"`
-	Stats       Stats  `json:"stats"`
+	// AdminState is "drain" when an administrator drained the backend
+	// (its weight is 0); "" otherwise.
+	AdminState string `json:"adminState,omitempty"`
+	Stats      Stats  `json:"stats"`
 }
 
 // Stats are IPVS counters since the virtual service or backend was created.

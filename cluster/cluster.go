@@ -71,6 +71,9 @@ type Options struct {
 	// Transport replaces memberlist's UDP/TCP transport; tests use
 	// memberlist.MockNetwork.
 	Transport memberlist.Transport
+	// Docs, when set, is replicated to every member (the cluster
+	// configuration) and its version gossiped in Meta.
+	Docs *Docs
 }
 
 // Defaults for the Options that have no config key.
@@ -412,6 +415,9 @@ func (c *Cluster) kick() {
 // localMetaLocked is this member's metadata now. c.mu must be held.
 func (c *Cluster) localMetaLocked() Meta {
 	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave}
+	if c.opts.Docs != nil {
+		m.ConfigVersion = c.opts.Docs.Version()
+	}
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
 	}
@@ -463,6 +469,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer close(metaDone)
 		c.gossipMeta(metaCtx, ml)
 	}()
+	docsDone := make(chan struct{})
+	go func() {
+		defer close(docsDone)
+		c.sendDocs(joinCtx, ml)
+	}()
 
 	vipCh := c.opts.VIPs.Subscribe()
 	t := time.NewTicker(tick)
@@ -504,6 +515,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	<-joined
 	<-refreshed
+	<-docsDone
 	c.log.Info("left the cluster", "node", c.opts.Name)
 	return nil
 }
@@ -817,7 +829,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	defer c.mu.Unlock()
 	return encodeMeta(c.localMetaLocked(), limit)
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NotifyMsg(b []byte)                         { (*Cluster)(d).docsMsg(b) }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return (*Cluster)(d).localState() }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     { (*Cluster)(d).mergeState(buf) }

@@ -29,4 +29,16 @@
 // the others keep it as a candidate owner (not counted as live) for
 // RestartHold, and the new process adopts the VIPs the old one kept
 // (Adopt) and holds them through a start-up grace.
+//
+// Replicated document (docs.go): Docs holds the versions of the cluster
+// configuration as opaque bodies (the app validates them through
+// DocOptions.Validate; this package never reads them). A Cluster whose
+// Options name a Docs carries its versions and bounded history in every
+// push/pull exchange (LocalState/MergeRemoteState), sends each version
+// made here to every member over TCP (SendReliable), and gossips the
+// version it runs in Meta (ConfigVersion). Every member takes the newest
+// valid version by Doc.Compare (version, then content hash), so members
+// that diverged in a partition converge on one, and the other side's
+// edits stay in the history (HistoryEntry.Lost). Docs persists its
+// versions atomically in the state directory.
 package cluster

@@ -39,6 +39,9 @@ type Meta struct {
 	// starts at a random value in each process). The owners of VIPs it
 	// may have announced announce them again when it changes.
 	Gave uint32
+	// ConfigVersion is the version of the cluster configuration the
+	// member runs (0: none, or no Docs).
+	ConfigVersion uint64
 }
 
 // Member is one member as this member sees it: a live one, or one that
@@ -66,6 +69,7 @@ type wireMeta struct {
 	Restarting  bool   `json:"r,omitempty"`
 	RestartHold int64  `json:"rh,omitempty"`
 	Gave        uint32 `json:"g,omitempty"`
+	CV          uint64 `json:"cv,omitempty"`
 }
 
 const metaVersion = 1
@@ -82,7 +86,7 @@ func encodeMeta(m Meta, limit int) []byte {
 // networks did not fit.
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
-		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave}
+		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion}
 	for _, p := range m.Networks {
 		if p.Addr().IsGlobalUnicast() {
 			w.Networks = append(w.Networks, p.Masked().String())
@@ -122,7 +126,7 @@ func decodeMeta(b []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("decoding member metadata: %w", err)
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
-		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave}
+		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -52,6 +52,8 @@ type Options struct {
 	// scheduler, which every host computes alike, unless their Service
 	// names a scheduler of its own.
 	BGP *netipx.IPSet
+	// BackendStates drain (weight 0) or disable (leave out) backends.
+	BackendStates []config.BackendAdmin
 }
 
 // OptionsFromConfig extracts Options from a validated config.
@@ -64,6 +66,7 @@ func OptionsFromConfig(cfg *config.Config) Options {
 		Pools:            cfg.Pools,
 		HealthCheck:      cfg.HealthCheck,
 		BGP:              cfg.BGPSet(),
+		BackendStates:    cfg.BackendStates,
 	}
 	if k := cfg.Kubernetes; k != nil {
 		o.Class, o.DefaultClass = k.LoadBalancerClass, k.DefaultClass
@@ -124,7 +127,50 @@ func Build(snap Snapshot, opts Options) (*Desired, []Problem) {
 		out = append(out, vs)
 	}
 	d.Services = out
+	applyBackendStates(d, opts.BackendStates)
 	return d, b.problems
+}
+
+// AdminName is how backend states name a virtual service's source:
+// "namespace/name", or "_static/name".
+func AdminName(src Source) string {
+	if src.Static() {
+		return config.StaticPrefix + "/" + src.Name
+	}
+	return src.Namespace + "/" + src.Name
+}
+
+// applyBackendStates drains (weight 0, connections kept) or disables
+// (leaves out) the backends an administrator named.
+func applyBackendStates(d *Desired, states []config.BackendAdmin) {
+	if len(states) == 0 {
+		return
+	}
+	byService := map[string]map[netip.AddrPort]config.BackendState{}
+	for _, s := range states {
+		if byService[s.Service] == nil {
+			byService[s.Service] = map[netip.AddrPort]config.BackendState{}
+		}
+		byService[s.Service][s.Backend] = s.State
+	}
+	for i := range d.Services {
+		vs := &d.Services[i]
+		st := byService[AdminName(vs.Source)]
+		if st == nil {
+			continue
+		}
+		out := make([]Backend, 0, len(vs.Backends))
+		for _, be := range vs.Backends {
+			switch st[be.Addr] {
+			case config.BackendDisable:
+				continue
+			case config.BackendDrain:
+				be.Weight = 0
+			}
+			out = append(out, be)
+		}
+		vs.Backends = out
+	}
 }
 
 type nodeInfo struct {

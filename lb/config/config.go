@@ -26,6 +26,9 @@ type Config struct {
 	Services    []StaticService
 	// BGP is nil without a bgp section: no VIP is announced over BGP.
 	BGP *BGP
+	// BackendStates are the backends drained or disabled by an
+	// administrator (POST /api/v1/services/.../backends/...).
+	BackendStates []BackendAdmin
 }
 
 // Node identifies this host.
@@ -192,6 +195,15 @@ type API struct {
 	TLS    *TLS
 	// Tokens maps a role ("admin", "viewer") to its bearer tokens.
 	Tokens map[string][]string
+	// Named is every token with its name and role: the name given
+	// ({name: ci, token: ...}) or, for a token listed alone, its role
+	// and place ("admin#1"). The audit log records names, never tokens.
+	Named []NamedToken
+}
+
+// NamedToken is a bearer token with the name the audit log knows it by.
+type NamedToken struct {
+	Name, Role, Secret string
 }
 
 // Loopback reports whether the API listens on a loopback address only

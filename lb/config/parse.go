@@ -46,7 +46,6 @@ func Parse(name string, data []byte) (*Config, error) {
 type readFileFunc func(string) ([]byte, error)
 
 func parse(name string, data []byte, dir string, readFile readFileFunc) (*Config, error) {
-	d := &decoder{file: name}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &FieldError{File: name, Line: yamlErrLine(err), Msg: fmt.Sprintf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))}
@@ -54,6 +53,12 @@ func parse(name string, data []byte, dir string, readFile readFileFunc) (*Config
 	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
 		return nil, &FieldError{File: name, Msg: "the file is empty"}
 	}
+	return parseNode(name, &root, dir, readFile)
+}
+
+// parseNode validates a YAML document node (root) the way parse does.
+func parseNode(name string, root *yaml.Node, dir string, readFile readFileFunc) (*Config, error) {
+	d := &decoder{file: name}
 	cfg := Default()
 	cfg.Path = name
 	p := &parser{d: d, cfg: &cfg, dir: dir, readFile: readFile}
@@ -121,14 +126,15 @@ func (p *parser) root(n *yaml.Node) {
 				"interface": func(n *yaml.Node, path string) { d.str(n, path, &cfg.Node.Interface) },
 			})
 		},
-		"cluster":     p.cluster,
-		"kubernetes":  p.kubernetes,
-		"pools":       p.pools,
-		"dataplane":   p.dataplane,
-		"healthCheck": p.healthCheck,
-		"api":         p.api,
-		"services":    p.services,
-		"bgp":         p.bgp,
+		"cluster":       p.cluster,
+		"kubernetes":    p.kubernetes,
+		"pools":         p.pools,
+		"dataplane":     p.dataplane,
+		"healthCheck":   p.healthCheck,
+		"api":           p.api,
+		"services":      p.services,
+		"bgp":           p.bgp,
+		"backendStates": p.backendStates,
 	})
 	if resolve(n) != nil && resolve(n).Kind != yaml.MappingNode {
 		return
@@ -480,16 +486,39 @@ func (p *parser) api(n *yaml.Node, path string) {
 		},
 		"tokens": func(n *yaml.Node, path string) {
 			a.Tokens = map[string][]string{}
-			role := func(name string) func(*yaml.Node, string) {
+			names := map[string]string{}
+			role := func(role string) func(*yaml.Node, string) {
 				return func(n *yaml.Node, path string) {
 					var toks []string
-					d.strs(n, path, &toks)
-					for i, t := range toks {
-						if len(t) < 16 {
-							d.errorf(resolve(n).Content[i], index(path, i), "tokens must be at least 16 characters")
+					// Each token is its secret ("admin#1" by name), or
+					// {name: ..., token: ...}.
+					d.list(n, path, func(i int, item *yaml.Node, p string) {
+						t := NamedToken{Name: fmt.Sprintf("%s#%d", role, i+1), Role: role}
+						if it := resolve(item); it != nil && it.Kind == yaml.MappingNode {
+							var nameNode *yaml.Node
+							d.mapping(item, p, map[string]func(*yaml.Node, string){
+								"name":  func(n *yaml.Node, path string) { nameNode = n; d.str(n, path, &t.Name) },
+								"token": func(n *yaml.Node, path string) { d.str(n, path, &t.Secret) },
+							})
+							switch {
+							case nameNode == nil || t.Name == "":
+								d.errorf(item, join(p, "name"), "a named token needs a name")
+							case strings.ContainsFunc(t.Name, func(r rune) bool { return r <= ' ' || r == '#' }):
+								d.errorf(nameNode, join(p, "name"), "%q must not contain spaces, control characters or #", t.Name)
+							case names[t.Name] != "":
+								d.errorf(nameNode, join(p, "name"), "%q is already the name of %s", t.Name, names[t.Name])
+							}
+							names[t.Name] = p
+						} else {
+							d.str(item, p, &t.Secret)
 						}
-					}
-					a.Tokens[name] = toks
+						if len(t.Secret) < 16 {
+							d.errorf(item, p, "tokens must be at least 16 characters")
+						}
+						toks = append(toks, t.Secret)
+						a.Named = append(a.Named, t)
+					})
+					a.Tokens[role] = toks
 				}
 			}
 			d.mapping(n, path, map[string]func(*yaml.Node, string){"admin": role("admin"), "viewer": role("viewer")})

@@ -126,14 +126,40 @@ type Allocator struct {
 // New returns an allocator over the given pools, with nothing assigned.
 func New(pools []config.Pool) *Allocator {
 	a := &Allocator{ips: map[netip.Addr]*use{}, svcs: map[string][]netip.Addr{}}
+	a.pools = newPools(pools)
+	return a
+}
+
+func newPools(pools []config.Pool) []*pool {
+	var out []*pool
 	for _, p := range pools {
 		pp := &pool{Pool: p}
 		for _, r := range p.Ranges {
 			pp.size = addSat(pp.size, rangeSize(r))
 		}
-		a.pools = append(a.pools, pp)
+		out = append(out, pp)
 	}
-	return a
+	return out
+}
+
+// SetPools replaces the pools (a new cluster configuration) and keeps
+// every address held: no Service is renumbered. It returns the held
+// addresses that are now outside every pool; their Services keep them
+// (Assign does not move them) until they let them go.
+func (a *Allocator) SetPools(pools []config.Pool) (outside []netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pools = newPools(pools)
+	for ip, u := range a.ips {
+		u.pool = a.poolOf(ip)
+		if u.pool == nil {
+			u.pool = &pool{}
+			outside = append(outside, ip)
+		}
+		u.pool.used++
+	}
+	slices.SortFunc(outside, netip.Addr.Compare)
+	return outside
 }
 
 func rangeSize(r netipx.IPRange) uint64 {
@@ -295,7 +321,10 @@ func (a *Allocator) fits(req Request, cur []netip.Addr) bool {
 	fams := map[Family]bool{}
 	for _, ip := range cur {
 		p := a.poolOf(ip)
-		if p == nil || !p.allows(req.Namespace) || (req.Pool != "" && p.Name != req.Pool) {
+		if p == nil {
+			// Outside every pool since the pools changed (SetPools):
+			// kept, never renumbered.
+		} else if !p.allows(req.Namespace) || (req.Pool != "" && p.Name != req.Pool) {
 			return false
 		}
 		if !slices.Contains(req.Families, familyOf(ip)) {

@@ -195,3 +195,34 @@ func TestListedAddressesAreNotHandedOut(t *testing.T) {
 		t.Errorf("w = %v %v, want 192.0.2.2", got, err)
 	}
 }
+
+// A new pool layout (a new cluster configuration) renumbers nothing: an
+// address that is now outside every pool is kept and reported, one that
+// moved to another pool is counted there, and new Services get addresses
+// from the new pools.
+func TestSetPoolsRenumbersNothing(t *testing.T) {
+	a := New(pools(t, "old 192.0.2.0/30", "moved 198.51.100.0/30"))
+	x, _ := a.Assign(req("x"))
+	yreq := req("y")
+	yreq.Pool = "moved"
+	y, _ := a.Assign(yreq)
+	if x[0].String() != "192.0.2.0" || y[0].String() != "198.51.100.0" {
+		t.Fatalf("assigned %v and %v", x, y)
+	}
+	outside := a.SetPools(pools(t, "new 203.0.113.0/30", "moved 198.51.100.0/29"))
+	if fmt.Sprint(outside) != "[192.0.2.0]" {
+		t.Errorf("outside every pool: %v, want [192.0.2.0]", outside)
+	}
+	if got, err := a.Assign(req("x")); err != nil || got[0] != x[0] {
+		t.Errorf("x after the new pools: %v %v, want %v kept", got, err, x)
+	}
+	if got, err := a.Assign(yreq); err != nil || got[0] != y[0] {
+		t.Errorf("y after the new pools: %v %v, want %v kept", got, err, y)
+	}
+	if got, err := a.Assign(req("z")); err != nil || got[0].String() != "203.0.113.0" {
+		t.Errorf("a new Service got %v %v, want 203.0.113.0", got, err)
+	}
+	if u := a.Usage(); len(u) != 2 || u[0].Used != 1 || u[1].Used != 1 || u[1].Size != 8 {
+		t.Errorf("usage = %+v", u)
+	}
+}

@@ -57,11 +57,14 @@ const DefaultEventInterval = 30 * time.Second
 
 // Controller is the Kubernetes side of edgelb.
 type Controller struct {
-	opts    Options
-	log     *slog.Logger
-	client  kubernetes.Interface
-	kc      *config.Kubernetes
-	buildOp lb.Options
+	opts   Options
+	log    *slog.Logger
+	client kubernetes.Interface
+	kc     *config.Kubernetes
+	// cfg is the running Config, buildOp the options built from it:
+	// replaced together by SetConfig.
+	cfg     atomic.Pointer[config.Config]
+	buildOp atomic.Pointer[lb.Options]
 
 	factory  informers.SharedInformerFactory
 	services listerscorev1.ServiceLister
@@ -113,11 +116,11 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		log:     opts.Log,
 		client:  client,
 		kc:      opts.Config.Kubernetes,
-		buildOp: lb.OptionsFromConfig(opts.Config),
 		dirty:   make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 		terms:   make(chan struct{}, 1),
 	}
+	c.setConfig(opts.Config)
 	c.factory = informers.NewSharedInformerFactory(client, 0)
 	c.patient(client)
 	svcInf := c.factory.Core().V1().Services()
@@ -176,6 +179,32 @@ func (c *Controller) notify(typ, msg string, fields map[string]string) {
 	if c.opts.OnEvent != nil {
 		c.opts.OnEvent(typ, msg, fields)
 	}
+}
+
+func (c *Controller) setConfig(cfg *config.Config) {
+	op := lb.OptionsFromConfig(cfg)
+	c.cfg.Store(cfg)
+	c.buildOp.Store(&op)
+}
+
+// config is the running Config.
+func (c *Controller) config() *config.Config { return c.cfg.Load() }
+
+// SetConfig makes cfg, with a new version of the cluster configuration,
+// the one the controller runs: the desired state is rebuilt with its
+// static services and pools, and the leader's allocation takes the new
+// pools without renumbering any Service (an address now outside every
+// pool is kept, and logged). The host-local keys must be the same.
+func (c *Controller) SetConfig(cfg *config.Config) {
+	c.setConfig(cfg)
+	if t := c.term.Load(); t != nil {
+		if outside := t.alloc.SetPools(cfg.Pools); len(outside) > 0 {
+			c.log.Warn("addresses outside every pool after the new cluster configuration: their Services keep them", "vip", addrList(outside))
+		}
+		// Services that found no free address may find one now.
+		c.retryPending(t)
+	}
+	c.markDirty()
 }
 
 func (c *Controller) markDirty() {
@@ -237,7 +266,7 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 			continue
 		}
 		snap.Previous = prev
-		d, problems := lb.Build(snap, c.buildOp)
+		d, problems := lb.Build(snap, *c.buildOp.Load())
 		prev = d
 		c.opts.Store.Set(d)
 		c.ready.Store(true)

@@ -106,6 +106,8 @@ func (c *Controller) lead(ctx context.Context) {
 	// means no Service is missed.
 	c.term.Store(t)
 	defer c.term.Store(nil)
+	// A cluster configuration taken while the allocation was rebuilt.
+	t.alloc.SetPools(c.config().Pools)
 	c.markDirty() // the desired-state loop records its problems in this term
 	svcs, _ := c.services.List(labels.Everything())
 	for _, s := range svcs {
@@ -149,7 +151,7 @@ func (c *Controller) rebuild(ctx context.Context) (*ipam.Allocator, error) {
 		opts.Continue = list.Continue
 	}
 	slices.SortFunc(svcs, olderFirst)
-	alloc := ipam.New(c.opts.Config.Pools)
+	alloc := ipam.New(c.config().Pools)
 	n := 0
 	for _, svc := range svcs {
 		ips := lb.VIPs(svc)

@@ -152,13 +152,13 @@ func (c *Controller) retryPending(t *term) {
 // edgelb.io/method, else dataplane.method).
 func (c *Controller) ipMode(svc *corev1.Service) *corev1.LoadBalancerIPMode {
 	mode := corev1.LoadBalancerIPModeProxy
-	ch, _ := lb.ChoicesOf(svc, &c.buildOp)
+	ch, _ := lb.ChoicesOf(svc, c.buildOp.Load())
 	if ch.Method == lb.DR || ch.Method == lb.Tunnel {
 		// The packet still carries the VIP as destination: the nodes must
 		// accept it, which kube-proxy does for ipMode VIP.
 		mode = corev1.LoadBalancerIPModeVIP
 	}
-	if c.opts.Config.Dataplane.Backend == config.BackendNone {
+	if c.config().Dataplane.Backend == config.BackendNone {
 		mode = corev1.LoadBalancerIPModeVIP
 	}
 	return &mode

@@ -308,6 +308,13 @@ func (m *member) start(t *testing.T, bin, config string) {
 	t.Helper()
 	m.log = &syncBuffer{}
 	m.cmd = exec.Command(bin, "run", "--config", config)
+	// Its own state directory: never a cluster configuration persisted by
+	// another run in the host's /var/lib/edgelb.
+	state := filepath.Join(filepath.Dir(config), m.name+"-state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m.cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+state)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", m.name, err)

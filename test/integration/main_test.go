@@ -113,6 +113,9 @@ func start(t testing.TB, name, cfg string) *proc {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(edgelb, "run", "--config", path, "--log-level", "debug")
+	// Its own state directory: never a cluster configuration persisted by
+	// another run in the host's /var/lib/edgelb.
+	p.cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+dir)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -303,12 +303,24 @@ func (h *Host) Start() {
 	}
 	h.Log = &LockedBuffer{}
 	cmd := exec.Command("ip", "netns", "exec", h.NS, edgelbBin, "run", "--config", h.Config())
+	// Each host has its own state directory (the cluster configuration,
+	// the VIPs kept for a restart), kept across its restarts in the lab.
+	cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+h.StateDir())
 	cmd.Stdout, cmd.Stderr = h.Log, h.Log
 	if err := cmd.Start(); err != nil {
 		l.T.Fatal(err)
 	}
 	h.proc, h.exit = cmd, make(chan error, 1)
 	go func() { h.exit <- cmd.Wait() }()
+}
+
+// StateDir is h's state directory ($STATE_DIRECTORY), created if needed.
+func (h *Host) StateDir() string {
+	dir := filepath.Join(h.Lab.Dir, h.Name+"-state")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		h.Lab.T.Fatal(err)
+	}
+	return dir
 }
 
 // Running reports whether edgelb runs on h.

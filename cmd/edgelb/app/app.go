@@ -36,6 +36,8 @@ Usage:
   edgelb check   --config FILE   validate a config file (exit 1 if it is bad)
   edgelb status  [--api URL] [--token T] [--output text|json]
                                  summary read from the local API
+  edgelb config  get|apply -f FILE|diff -f FILE|history|rollback N
+                                 the cluster configuration, through the local API
   edgelb keygen                  print a new gossip encryption key
   edgelb cleanup --config FILE [--vips-only] [--after-crash]
                                  remove edgelb's VIPs, IPVS services and nftables
@@ -61,6 +63,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = checkCmd(rest, stdout, stderr)
 	case "status":
 		err = statusCmd(ctx, rest, stdout, stderr)
+	case "config":
+		err = configCmd(ctx, rest, stdout, stderr)
 	case "keygen":
 		err = keygenCmd(rest, stdout, stderr)
 	case "cleanup":

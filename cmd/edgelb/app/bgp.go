@@ -27,7 +27,8 @@ type announced struct {
 		VIPs() ([]netip.Addr, bool)
 		Subscribe() <-chan struct{}
 	}
-	set *netipx.IPSet
+	// set is the current set of bgp addresses.
+	set func() *netipx.IPSet
 	bgp bool
 }
 
@@ -40,8 +41,9 @@ func (a announced) Subscribe() <-chan struct{} { return a.src.Subscribe() }
 
 func (a announced) filter(vips []netip.Addr) []netip.Addr {
 	var out []netip.Addr
+	set := a.set()
 	for _, v := range vips {
-		if a.set.Contains(v) == a.bgp {
+		if set.Contains(v) == a.bgp {
 			out = append(out, v)
 		}
 	}

@@ -32,7 +32,7 @@ func TestBGPVIPsSplitAndHosted(t *testing.T) {
 	b.Add(netip.MustParseAddr("2001:db8::53"))
 	set, _ := b.IPSet()
 	src := staticVIPs(addrs("192.0.2.1", "198.51.100.1", "198.51.100.2", "2001:db8::1", "2001:db8::53"))
-	l2, bgpVIPs := announced{src: src, set: set}, announced{src: src, set: set, bgp: true}
+	l2, bgpVIPs := announced{src: src, set: func() *netipx.IPSet { return set }}, announced{src: src, set: func() *netipx.IPSet { return set }, bgp: true}
 	if got, _ := l2.VIPs(); !slices.Equal(got, addrs("192.0.2.1", "2001:db8::1")) {
 		t.Errorf("l2 VIPs %v", got)
 	}

@@ -95,7 +95,7 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 	if cfg.Dataplane.Backend == config.BackendIPVS {
 		k := ipvs.NewKernel()
 		defer k.Close()
-		owns := cfg.Managed().Contains
+		owns := cleanupManaged(cfg, stateDir()).Contains
 		all, err := k.GetVirtualServers()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listing IPVS virtual services: %w", err))

@@ -23,7 +23,7 @@ type dataplane struct {
 
 // startDataplane starts the IPVS dataplane and its health checker in g when
 // dataplane.backend is ipvs; it returns nil otherwise.
-func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, store *lb.Store, log *slog.Logger) *dataplane {
+func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, owns func(netip.Addr) bool, store *lb.Store, log *slog.Logger) *dataplane {
 	if cfg.Dataplane.Backend != config.BackendIPVS {
 		return nil
 	}
@@ -63,7 +63,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 				Log:        dl,
 			})
 		},
-		Owns:         cfg.Managed().Contains,
+		Owns:         owns,
 		Health:       hc,
 		DrainTimeout: cfg.Dataplane.DrainTimeout,
 	}

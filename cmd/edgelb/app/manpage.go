@@ -24,6 +24,7 @@ func manCommands() []manCommand {
 	check, _ := checkFlags(io.Discard)
 	status, _ := statusFlags(io.Discard)
 	cleanup, _ := cleanupFlags(io.Discard)
+	cfgFlags, _ := configFlags(io.Discard)
 	return []manCommand{
 		{"run", run, "Run the daemon: join the other appliance hosts, allocate addresses to " +
 			"Services of type LoadBalancer, announce the addresses this host owns and program " +
@@ -37,6 +38,17 @@ func manCommands() []manCommand {
 			"printed as file:line: field: message and the exit status is 1."},
 		{"status", status, "Print the node's health, the members, the owner of each address and " +
 			"the services with their backends, read from the local REST API."},
+		{"config", cfgFlags, "Read and change the cluster configuration (pools, services, " +
+			"dataplane, healthCheck, bgp without routerID, backendStates), the versioned document every host " +
+			"replicates over the encrypted gossip and keeps in its state directory, through the local " +
+			"REST API. get prints the running version's spec as YAML; apply -f FILE makes FILE " +
+			"(the spec, the output of get, or a whole config file whose host-local keys are left out) " +
+			"the next version, refused with file: field: message lines (the rules and messages of check) " +
+			"if it is invalid, or if another change came first; diff -f FILE prints what it would " +
+			"change (+/- VIPs, services, pools) or its errors, changing nothing; history lists the " +
+			"versions kept, marking the edits that lost in a partition; rollback N makes version N's " +
+			"content the next version. Writes need an admin token; the audit log " +
+			"(GET /api/v1/audit) records the token's name."},
 		{"keygen", keygenFlags(io.Discard), "Print a new random 32-byte gossip encryption key, " +
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +
@@ -119,11 +131,13 @@ func WriteManPage(w io.Writer, version, date string) error {
 	p(".SH ENVIRONMENT")
 	p(".TP")
 	p(".B EDGELB_TOKEN")
-	p("%s", roffText("the bearer token edgelb status sends when --token is not given."))
+	p("%s", roffText("the bearer token edgelb status and edgelb config send when --token is not given."))
 	p(".SH FILES")
 	for _, f := range [][2]string{
 		{"/etc/edgelb/config.yaml", "the config, commented; a conffile, so upgrades keep local edits"},
 		{"/etc/edgelb/gossip.key", "the gossip encryption key, created by the package if missing; the same on every host"},
+		{"/var/lib/edgelb/cluster-config.json", "the cluster configuration's versions and history, replicated from the other hosts; the file's cluster-wide keys are used only when it is missing"},
+		{"/var/lib/edgelb/audit.log", "the changes made through this host's API (JSON lines)"},
 		{"/usr/lib/systemd/system/edgelb.service", "the systemd unit"},
 		{"/usr/lib/sysctl.d/60-edgelb.conf", "forwarding and IPVS sysctls"},
 		{"/usr/lib/modules-load.d/edgelb.conf", "the kernel modules loaded at boot"},

@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
@@ -38,20 +39,29 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
+	// The cluster configuration: the persisted version, else the file's
+	// cluster-wide keys as version 1; a newer one from the cluster
+	// replaces it once joined.
+	live, err := newLiveConfig(cfg, log.With("component", "config"))
+	if err != nil {
+		return err
+	}
+	cfg, version := live.Config()
+	log.Info("cluster configuration", "version", version, "pools", len(cfg.Pools), "services", len(cfg.Services))
 	store := lb.NewStore()
 	bus := api.NewBus(500)
 	g, gctx := errgroup.WithContext(ctx)
-	st := &state{cfg: cfg, started: time.Now(), store: store}
+	st := &state{cfg: cfg, live: live, started: time.Now(), store: store}
 	metrics := api.NewMetrics(st)
+	g.Go(func() error { return live.Run(gctx) })
 
 	// Membership -> ownership -> the VIP manager. The cluster assigns the
 	// l2 VIPs; the bgp VIPs are on every host and advertised over BGP.
-	bgpSet := cfg.BGPSet()
-	l2VIPs, bgpVIPs := announced{src: store, set: bgpSet}, announced{src: store, set: bgpSet, bgp: true}
+	l2VIPs, bgpVIPs := announced{src: store, set: live.BGPSet}, announced{src: store, set: live.BGPSet, bgp: true}
 	// (The VIP manager outlives gctx: so does what feeds it.)
 	hostCtx, stopHost := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopHost()
-	members, vips, err := newCluster(hostCtx, cfg, l2VIPs, bgpVIPs, log)
+	members, vips, err := newCluster(hostCtx, cfg, live.docs, l2VIPs, bgpVIPs, log)
 	if err != nil {
 		return err
 	}
@@ -60,14 +70,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st.dp = startDataplane(gctx, g, cfg, store, log)
+	st.dp = startDataplane(gctx, g, cfg, live.Owns, store, log)
 	st.filter = startFilter(gctx, g, store, metrics, log)
 
 	if cfg.Kubernetes == nil {
-		// Static services only: the desired state never changes.
-		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
-		store.Set(d)
-		log.Info("desired state built from static services", "virtualServices", len(d.Services), "vips", len(d.VIPs()))
+		// Static services only: the desired state changes with the
+		// cluster configuration.
+		g.Go(func() error { return staticLoop(gctx, live, store, log) })
 	} else {
 		client, err := kubeClient(cfg.Kubernetes, log)
 		if err != nil {
@@ -91,8 +100,24 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if st.dp != nil {
 			opts.Health = st.dp.Health
 		}
+		// Subscribed before the controller takes the running Config: no
+		// version is missed in between.
+		changed := live.Subscribe()
+		cfg, _ := live.Config()
+		opts.Config = cfg
 		st.ctrl = k8s.New(client, opts)
 		g.Go(func() error { return st.ctrl.Run(gctx) })
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-changed:
+				}
+				cfg, _ := live.Config()
+				st.ctrl.SetConfig(cfg)
+			}
+		})
 	}
 
 	// The VIP manager outlives the cluster's Run: on shutdown the cluster
@@ -139,10 +164,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	obs := &observer{s: st, bus: bus, metrics: metrics, log: log}
 	g.Go(func() error { return obs.Run(gctx) })
 
+	var tokens []api.Token
+	for _, t := range cfg.API.Named {
+		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: t.Secret})
+	}
 	apiOpts := api.Options{
-		Listen:    cfg.API.Listen,
-		Tokens:    cfg.API.Tokens,
-		State:     st,
+		Listen:      cfg.API.Listen,
+		NamedTokens: tokens,
+		Config:      &clustercfg.Config{Docs: live.docs, Host: live.host},
+		State:       st,
+		OnAudit: func(e api.AuditEntry) {
+			bus.Publish("audit", fmt.Sprintf("%s by %s from %s", e.What, e.Who, e.From),
+				map[string]string{"who": e.Who, "what": e.What, "configVersion": fmt.Sprint(e.Version)})
+		},
 		Bus:       bus,
 		Registry:  metrics.Registry,
 		Dashboard: dashboard(),
@@ -151,6 +185,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if announcer != nil {
 		apiOpts.BGP = bgpStatus(cfg, announcer, members)
 		metrics.Registry.MustRegister(api.BGPCollector(apiOpts.BGP))
+	}
+	if dir := stateDir(); dir != "" {
+		apiOpts.AuditFile = filepath.Join(dir, "audit.log")
 	}
 	if t := cfg.API.TLS; t != nil {
 		apiOpts.CertFile, apiOpts.KeyFile = t.CertFile, t.KeyFile
@@ -188,8 +225,9 @@ func clusterOptions(cfg *config.Config, vips cluster.VIPSource, log *slog.Logger
 
 // newCluster builds the membership and the VIP manager (nil without
 // node.interface: the host then joins but owns no VIP).
-func newCluster(ctx context.Context, cfg *config.Config, l2VIPs, bgpVIPs announced, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
+func newCluster(ctx context.Context, cfg *config.Config, docs *cluster.Docs, l2VIPs, bgpVIPs announced, log *slog.Logger) (*cluster.Cluster, *vip.Manager, error) {
 	opts := clusterOptions(cfg, l2VIPs, log.With("component", "cluster"))
+	opts.Docs = docs
 	if w := opts.QuorumWarning(); w != "" {
 		log.Warn(w, "quorum", opts.Quorum, "clusterSize", opts.Size())
 	}

@@ -21,7 +21,10 @@ import (
 // state implements api.State over the daemon's parts. Any part may be
 // absent (nil): no Kubernetes, dataplane backend none.
 type state struct {
-	cfg     *config.Config
+	// cfg is the Config at start: its host-local keys do not change.
+	cfg *config.Config
+	// live is the running cluster configuration.
+	live    *liveConfig
 	started time.Time
 	store   *lb.Store
 	members *cluster.Cluster
@@ -99,7 +102,8 @@ func (s *state) Members() []api.Member {
 		vips := byOwner[m.Name]
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.cfg.Node.Name,
-			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips}
+			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
+			ConfigVersion: m.ConfigVersion}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
@@ -123,7 +127,7 @@ func (s *state) VIPs() []api.VIP {
 		services[vs.VIP] = append(services[vs.VIP], sourceName(vs.Source))
 	}
 	var out []api.VIP
-	bgpSet := s.cfg.BGPSet()
+	bgpSet := s.live.BGPSet()
 	for _, v := range d.VIPs() {
 		names := slices.Compact(services[v])
 		owner := owners[v]
@@ -168,6 +172,16 @@ func (s *state) services(withStats bool) []api.Service {
 			results[r.Target] = r
 		}
 	}
+	admin := map[string]map[netip.AddrPort]config.BackendState{}
+	if s.live != nil {
+		cfg, _ := s.live.Config()
+		for _, b := range cfg.BackendStates {
+			if admin[b.Service] == nil {
+				admin[b.Service] = map[netip.AddrPort]config.BackendState{}
+			}
+			admin[b.Service][b.Backend] = b.State
+		}
+	}
 	index := map[string]int{}
 	var out []api.Service
 	for i := range d.Services {
@@ -182,6 +196,12 @@ func (s *state) services(withStats bool) []api.Service {
 			out = append(out, api.Service{Namespace: ns, Name: vs.Source.Name, Static: vs.Source.Static()})
 			j = len(out) - 1
 			index[id] = j
+			for be, st := range admin[lb.AdminName(vs.Source)] {
+				if st == config.BackendDisable {
+					out[j].DisabledBackends = append(out[j].DisabledBackends, be.String())
+				}
+			}
+			slices.Sort(out[j].DisabledBackends)
 		}
 		svc := &out[j]
 		if !slices.Contains(svc.VIPs, vs.VIP.String()) {
@@ -202,6 +222,9 @@ func (s *state) services(withStats bool) []api.Service {
 		}
 		for _, b := range vs.Backends {
 			ab := api.Backend{Address: b.Addr.String(), Weight: b.Weight, Node: b.NodeName, Terminating: b.Terminating, Health: "unknown"}
+			if admin[lb.AdminName(vs.Source)][b.Addr] == config.BackendDrain {
+				ab.AdminState = string(config.BackendDrain)
+			}
 			if t, probed := health.TargetOf(vs, b); probed && results != nil {
 				if r, ok := results[t]; ok && !r.LastCheck.IsZero() {
 					ab.Health = map[bool]string{true: "up", false: "down"}[r.Up]

@@ -161,7 +161,7 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nMEMBER\tADDRESS\tSTATE\tVIPS\n")
+	fmt.Fprintf(tw, "\nMEMBER\tADDRESS\tSTATE\tCONFIG\tVIPS\n")
 	for _, m := range members {
 		state := "healthy"
 		switch {
@@ -176,7 +176,11 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		if m.Self {
 			name += " (self)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, m.Address, state, strings.Join(m.VIPs, ","))
+		cfgVersion := "-"
+		if m.ConfigVersion > 0 {
+			cfgVersion = fmt.Sprintf("v%d", m.ConfigVersion)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, m.Address, state, cfgVersion, strings.Join(m.VIPs, ","))
 	}
 	fmt.Fprintf(tw, "\nVIP\tOWNER\tSERVICES\n")
 	for _, v := range vips {

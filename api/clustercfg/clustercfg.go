@@ -1,0 +1,273 @@
+// Package clustercfg serves the cluster configuration to the API: it
+// implements api.ClusterConfig over the versions cluster.Docs replicates,
+// validated over this host's keys by lb/config (the rules and messages of
+// `edgelb check`). The app builds it; the api package's tests use it too.
+package clustercfg
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+// Config implements api.ClusterConfig.
+type Config struct {
+	Docs *cluster.Docs
+	Host *config.Host
+}
+
+var _ api.ClusterConfig = (*Config)(nil)
+
+func doc(d cluster.Doc) api.ConfigDoc {
+	return api.ConfigDoc{Version: d.Version, UpdatedAt: d.UpdatedAt, UpdatedBy: d.UpdatedBy, Spec: json.RawMessage(d.Body)}
+}
+
+// Current is the version this host runs.
+func (c *Config) Current() (api.ConfigDoc, error) {
+	d, ok := c.Docs.Current()
+	if !ok {
+		return api.ConfigDoc{}, errors.New("no cluster configuration yet")
+	}
+	return doc(d), nil
+}
+
+// Invalid converts validation errors to the API's.
+func Invalid(err error) *api.InvalidConfig {
+	var es config.Errors
+	var fe *config.FieldError
+	out := &api.InvalidConfig{}
+	switch {
+	case errors.As(err, &es):
+		for _, e := range es {
+			out.Errors = append(out.Errors, field(e))
+		}
+	case errors.As(err, &fe):
+		out.Errors = append(out.Errors, field(fe))
+	default:
+		out.Errors = append(out.Errors, api.FieldError{Field: "spec", Message: err.Error()})
+	}
+	return out
+}
+
+func field(e *config.FieldError) api.FieldError {
+	f := e.Field
+	if f == "" {
+		f = "spec"
+	}
+	return api.FieldError{Field: f, Message: e.Msg}
+}
+
+// check validates spec and returns it canonical with the Config it gives.
+func (c *Config) check(spec json.RawMessage) (json.RawMessage, *config.Config, error) {
+	canon, err := config.CanonicalSpec(spec)
+	if err != nil {
+		return nil, nil, Invalid(err)
+	}
+	cfg, err := c.Host.Apply(canon)
+	if err != nil {
+		return nil, nil, Invalid(err)
+	}
+	return canon, cfg, nil
+}
+
+// Put makes spec the next version.
+func (c *Config) Put(spec json.RawMessage, ifVersion uint64, by string) (api.ConfigDoc, error) {
+	canon, _, err := c.check(spec)
+	if err != nil {
+		return api.ConfigDoc{}, err
+	}
+	d, err := c.Docs.Propose(canon, by, ifVersion)
+	switch {
+	case errors.Is(err, cluster.ErrStale):
+		return api.ConfigDoc{}, api.ErrStale
+	case err != nil:
+		return api.ConfigDoc{}, Invalid(err)
+	}
+	return doc(d), nil
+}
+
+// Validate checks spec and says what it would change.
+func (c *Config) Validate(spec json.RawMessage) (api.ConfigEffect, error) {
+	_, next, err := c.check(spec)
+	if err != nil {
+		return api.ConfigEffect{}, err
+	}
+	var cur *config.Config
+	if d, ok := c.Docs.Current(); ok {
+		cur, _ = c.Host.Apply(d.Body)
+	}
+	if cur == nil {
+		cur = &config.Config{}
+	}
+	return Effect(cur, next), nil
+}
+
+// History lists the kept versions.
+func (c *Config) History() []api.ConfigVersion {
+	cur, _ := c.Docs.Current()
+	var out []api.ConfigVersion
+	for _, h := range c.Docs.History() {
+		out = append(out, api.ConfigVersion{Version: h.Version, UpdatedAt: h.UpdatedAt, UpdatedBy: h.UpdatedBy,
+			Member: h.Member, Lost: h.Lost, Current: h.ID() == cur.ID()})
+	}
+	return out
+}
+
+// Version returns version n.
+func (c *Config) Version(n uint64) (api.ConfigDoc, error) {
+	d, err := c.Docs.Get(n)
+	if err != nil {
+		return api.ConfigDoc{}, fmt.Errorf("version %d: %w", n, api.ErrNotFound)
+	}
+	return doc(d), nil
+}
+
+// SetBackendState makes a version with the backend's admin state
+// changed: backendStates loses the backend's entry, and gets a new one
+// unless state is "enable".
+func (c *Config) SetBackendState(service, backend, state, by string) (api.ConfigDoc, error) {
+	ap, err := netip.ParseAddrPort(backend)
+	if err != nil || ap.Port() == 0 {
+		return api.ConfigDoc{}, &api.InvalidConfig{Errors: []api.FieldError{{Field: "backend", Message: fmt.Sprintf("%q is not an address:port", backend)}}}
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	cur, ok := c.Docs.Current()
+	if !ok {
+		return api.ConfigDoc{}, errors.New("no cluster configuration yet")
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(cur.Body, &spec); err != nil {
+		return api.ConfigDoc{}, fmt.Errorf("decoding the current configuration: %w", err)
+	}
+	var states []any
+	if list, ok := spec["backendStates"].([]any); ok {
+		for _, e := range list {
+			if m, ok := e.(map[string]any); ok && m["service"] == service {
+				if b, ok := m["backend"].(string); ok {
+					if p, err := netip.ParseAddrPort(b); err == nil && netip.AddrPortFrom(p.Addr().Unmap(), p.Port()) == ap {
+						continue
+					}
+				}
+			}
+			states = append(states, e)
+		}
+	}
+	if state != "enable" {
+		states = append(states, map[string]any{"service": service, "backend": ap.String(), "state": state})
+	}
+	if len(states) == 0 {
+		delete(spec, "backendStates")
+	} else {
+		spec["backendStates"] = states
+	}
+	body, err := json.Marshal(spec)
+	if err != nil {
+		return api.ConfigDoc{}, err
+	}
+	return c.Put(body, cur.Version, by)
+}
+
+// Effect is what changes from cur to next: static VIPs, services and
+// pools by name, and the other keys.
+func Effect(cur, next *config.Config) api.ConfigEffect {
+	e := api.ConfigEffect{}
+	vips := func(c *config.Config) map[string]bool {
+		m := map[string]bool{}
+		for _, s := range c.Services {
+			if s.VIP.IsValid() {
+				m[s.VIP.String()] = true
+			}
+		}
+		return m
+	}
+	e.VIPsAdded, e.VIPsRemoved = diffKeys(vips(cur), vips(next))
+	svcs := func(c *config.Config) map[string]config.StaticService {
+		m := map[string]config.StaticService{}
+		for _, s := range c.Services {
+			m[s.Name] = s
+		}
+		return m
+	}
+	e.ServicesAdded, e.ServicesRemoved, e.ServicesChanged = diffMaps(svcs(cur), svcs(next))
+	pools := func(c *config.Config) map[string]config.Pool {
+		m := map[string]config.Pool{}
+		for _, p := range c.Pools {
+			m[p.Name] = p
+		}
+		return m
+	}
+	e.PoolsAdded, e.PoolsRemoved, e.PoolsChanged = diffMaps(pools(cur), pools(next))
+	if !reflect.DeepEqual(cur.Dataplane, next.Dataplane) {
+		e.Other = append(e.Other, "dataplane")
+	}
+	if !reflect.DeepEqual(cur.HealthCheck, next.HealthCheck) {
+		e.Other = append(e.Other, "healthCheck")
+	}
+	if !reflect.DeepEqual(cur.BGP, next.BGP) {
+		e.Other = append(e.Other, "bgp")
+	}
+	if !reflect.DeepEqual(cur.BackendStates, next.BackendStates) {
+		e.Other = append(e.Other, "backendStates")
+	}
+	e.Other = nonNil(e.Other)
+	return e
+}
+
+func diffKeys(cur, next map[string]bool) (added, removed []string) {
+	added, removed = []string{}, []string{}
+	for k := range next {
+		if !cur[k] {
+			added = append(added, k)
+		}
+	}
+	for k := range cur {
+		if !next[k] {
+			removed = append(removed, k)
+		}
+	}
+	sortAddrs(added)
+	sortAddrs(removed)
+	return added, removed
+}
+
+func sortAddrs(s []string) {
+	slices.SortFunc(s, func(a, b string) int {
+		return netip.MustParseAddr(a).Compare(netip.MustParseAddr(b))
+	})
+}
+
+func diffMaps[T any](cur, next map[string]T) (added, removed, changed []string) {
+	added, removed, changed = []string{}, []string{}, []string{}
+	for k, v := range next {
+		old, ok := cur[k]
+		switch {
+		case !ok:
+			added = append(added, k)
+		case !reflect.DeepEqual(old, v):
+			changed = append(changed, k)
+		}
+	}
+	for k := range cur {
+		if _, ok := next[k]; !ok {
+			removed = append(removed, k)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	slices.Sort(changed)
+	return added, removed, changed
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,383 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// ClusterConfig is the cluster configuration as the API reads and changes
+// it (api/clustercfg implements it over the replicated versions). Its
+// methods are safe for concurrent use.
+type ClusterConfig interface {
+	// Current is the version this host runs.
+	Current() (ConfigDoc, error)
+	// Put makes spec the next version if ifVersion is the current one:
+	// ErrStale if it is not, *InvalidConfig if spec does not validate.
+	Put(spec json.RawMessage, ifVersion uint64, by string) (ConfigDoc, error)
+	// Validate checks spec without taking it (*InvalidConfig) and says
+	// what it would change.
+	Validate(spec json.RawMessage) (ConfigEffect, error)
+	// History lists the kept versions, oldest first.
+	History() []ConfigVersion
+	// Version returns version n (ErrNotFound).
+	Version(n uint64) (ConfigDoc, error)
+	// SetBackendState makes a version in which the backend (ip:port) of
+	// the service ("namespace/name", "_static/name") is enabled, drained
+	// or disabled ("enable", "drain", "disable"); *InvalidConfig if the
+	// backend is not an address:port.
+	SetBackendState(service, backend, state, by string) (ConfigDoc, error)
+}
+
+// ErrStale: the If-Match version is not the current one.
+var ErrStale = errors.New("the configuration changed meanwhile: the version given is not the current one")
+
+// ConfigDoc is a version of the cluster configuration (GET /api/v1/config).
+type ConfigDoc struct {
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	UpdatedBy string    `json:"updatedBy"`
+	// Spec has the same keys and shapes as the config file's
+	// cluster-wide keys (pools, services, dataplane, healthCheck, bgp).
+	Spec json.RawMessage `json:"spec"`
+}
+
+// ConfigVersion is one entry of GET /api/v1/config/history.
+type ConfigVersion struct {
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	UpdatedBy string    `json:"updatedBy"`
+	// Member is the member the version was made on.
+	Member string `json:"member"`
+	// Lost: made in a partition whose edits lost to the other side's.
+	Lost bool `json:"lost,omitempty"`
+	// Current: the version that runs.
+	Current bool `json:"current,omitempty"`
+}
+
+// FieldError is one problem in a spec: Field is its path
+// (spec.pools[1].addresses[0]), Message the same as `edgelb check`'s.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// InvalidConfig is a spec that does not validate (422).
+type InvalidConfig struct {
+	Errors []FieldError `json:"errors"`
+}
+
+func (e *InvalidConfig) Error() string {
+	lines := make([]string, len(e.Errors))
+	for i, f := range e.Errors {
+		lines[i] = f.Field + ": " + f.Message
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ConfigEffect is what a spec would change, by name (services, pools) and
+// address (VIPs).
+type ConfigEffect struct {
+	VIPsAdded       []string `json:"vipsAdded"`
+	VIPsRemoved     []string `json:"vipsRemoved"`
+	ServicesAdded   []string `json:"servicesAdded"`
+	ServicesRemoved []string `json:"servicesRemoved"`
+	ServicesChanged []string `json:"servicesChanged"`
+	PoolsAdded      []string `json:"poolsAdded"`
+	PoolsRemoved    []string `json:"poolsRemoved"`
+	PoolsChanged    []string `json:"poolsChanged"`
+	// Other names the other keys that change (dataplane, healthCheck,
+	// bgp).
+	Other []string `json:"other"`
+}
+
+// ValidateResult is the answer of POST /api/v1/config/validate.
+type ValidateResult struct {
+	Valid  bool          `json:"valid"`
+	Errors []FieldError  `json:"errors"`
+	Effect *ConfigEffect `json:"effect,omitempty"`
+}
+
+// AuditEntry is one change made through the API (GET /api/v1/audit).
+type AuditEntry struct {
+	Time time.Time `json:"time"`
+	// Who is the token's name (never the token); "anonymous" when the
+	// API has no tokens.
+	Who string `json:"who"`
+	// From is the client's address.
+	From string `json:"from"`
+	// What is the change: "config.put", "config.rollback 3", "member.drain lb2".
+	What string `json:"what"`
+	// Version is the cluster configuration version the change produced
+	// (0 when it produced none).
+	Version uint64 `json:"version,omitempty"`
+}
+
+// auditLog keeps the last changes made through this host's API, and
+// appends each to its file (JSON lines) when it has one.
+type auditLog struct {
+	mu      sync.Mutex
+	entries []AuditEntry
+	file    string
+	log     *slog.Logger
+}
+
+const maxAudit = 1000
+
+// load reads the last entries of the file, if any.
+func (a *auditLog) load() {
+	if a.file == "" {
+		return
+	}
+	f, err := os.Open(a.file)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			a.log.Warn("reading the audit log", "err", err)
+		}
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e AuditEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			a.append(e)
+		}
+	}
+}
+
+func (a *auditLog) append(e AuditEntry) {
+	a.entries = append(a.entries, e)
+	if n := len(a.entries) - maxAudit; n > 0 {
+		a.entries = append([]AuditEntry(nil), a.entries[n:]...)
+	}
+}
+
+func (a *auditLog) add(e AuditEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.append(e)
+	if a.file == "" {
+		return
+	}
+	b, _ := json.Marshal(e)
+	f, err := os.OpenFile(a.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		_, err = f.Write(append(b, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		a.log.Error("writing the audit log", "file", a.file, "err", err)
+	}
+}
+
+func (a *auditLog) list() []AuditEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]AuditEntry{}, a.entries...)
+}
+
+// audit records a change: in the audit log and in the log.
+func (s *Server) audit(c *gin.Context, what string, version uint64) {
+	e := AuditEntry{Time: time.Now().UTC(), Who: tokenName(c), From: c.ClientIP(), What: what, Version: version}
+	s.auditLog.add(e)
+	s.opts.Log.Info("change through the API", "who", e.Who, "from", e.From, "what", e.What, "configVersion", e.Version)
+	if s.opts.OnAudit != nil {
+		s.opts.OnAudit(e)
+	}
+}
+
+func tokenName(c *gin.Context) string {
+	if v, ok := c.Get("token"); ok {
+		return v.(string)
+	}
+	return "anonymous"
+}
+
+func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
+	v1.GET("/audit", func(c *gin.Context) { c.JSON(http.StatusOK, s.auditLog.list()) })
+	cc := s.opts.Config
+	if cc == nil {
+		return
+	}
+	v1.GET("/config", func(c *gin.Context) {
+		doc, err := cc.Current()
+		if err != nil {
+			abort(c, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		c.Header("ETag", etag(doc.Version))
+		c.JSON(http.StatusOK, doc)
+	})
+	v1.GET("/config/history", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(cc.History())) })
+	v1.GET("/config/history/:n", func(c *gin.Context) {
+		n, ok := versionParam(c)
+		if !ok {
+			return
+		}
+		doc, err := cc.Version(n)
+		if err != nil {
+			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
+			return
+		}
+		c.Header("ETag", etag(doc.Version))
+		c.JSON(http.StatusOK, doc)
+	})
+	admin.PUT("/config", func(c *gin.Context) {
+		ifVersion, ok := ifMatch(c, true)
+		if !ok {
+			return
+		}
+		spec, ok := specBody(c)
+		if !ok {
+			return
+		}
+		s.put(c, "config.put", spec, ifVersion)
+	})
+	admin.POST("/config/validate", func(c *gin.Context) {
+		spec, ok := specBody(c)
+		if !ok {
+			return
+		}
+		eff, err := cc.Validate(spec)
+		var inv *InvalidConfig
+		switch {
+		case errors.As(err, &inv):
+			c.JSON(http.StatusOK, ValidateResult{Errors: inv.Errors})
+		case err != nil:
+			abort(c, http.StatusInternalServerError, err.Error())
+		default:
+			c.JSON(http.StatusOK, ValidateResult{Valid: true, Errors: []FieldError{}, Effect: &eff})
+		}
+	})
+	admin.POST("/services/:namespace/:name/backends/:backend/:action", func(c *gin.Context) {
+		action := c.Param("action")
+		if action != "enable" && action != "drain" && action != "disable" {
+			abort(c, http.StatusNotFound, fmt.Sprintf("%q is not enable, drain or disable", action))
+			return
+		}
+		svc := c.Param("namespace") + "/" + c.Param("name")
+		be := c.Param("backend")
+		doc, err := cc.SetBackendState(svc, be, action, tokenName(c))
+		var inv *InvalidConfig
+		switch {
+		case errors.Is(err, ErrStale):
+			abort(c, http.StatusConflict, "the configuration changed meanwhile: try again")
+		case errors.As(err, &inv):
+			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, inv)
+		case err != nil:
+			abort(c, http.StatusInternalServerError, err.Error())
+		default:
+			s.audit(c, fmt.Sprintf("backend.%s %s %s", action, svc, be), doc.Version)
+			c.Header("ETag", etag(doc.Version))
+			c.JSON(http.StatusOK, doc)
+		}
+	})
+	admin.POST("/config/rollback/:n", func(c *gin.Context) {
+		n, ok := versionParam(c)
+		if !ok {
+			return
+		}
+		ifVersion, ok := ifMatch(c, false)
+		if !ok {
+			return
+		}
+		old, err := cc.Version(n)
+		if err != nil {
+			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
+			return
+		}
+		if ifVersion == 0 {
+			cur, err := cc.Current()
+			if err != nil {
+				abort(c, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			ifVersion = cur.Version
+		}
+		s.put(c, fmt.Sprintf("config.rollback %d", n), old.Spec, ifVersion)
+	})
+}
+
+// put makes spec the next version and answers.
+func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersion uint64) {
+	doc, err := s.opts.Config.Put(spec, ifVersion, tokenName(c))
+	var inv *InvalidConfig
+	switch {
+	case errors.Is(err, ErrStale):
+		cur, _ := s.opts.Config.Current()
+		c.Header("ETag", etag(cur.Version))
+		abort(c, http.StatusConflict, fmt.Sprintf("version %d is not the current version (%d): get the configuration again and reapply the change", ifVersion, cur.Version))
+	case errors.As(err, &inv):
+		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, inv)
+	case err != nil:
+		abort(c, http.StatusInternalServerError, err.Error())
+	default:
+		s.audit(c, what, doc.Version)
+		c.Header("ETag", etag(doc.Version))
+		c.JSON(http.StatusOK, doc)
+	}
+}
+
+func etag(v uint64) string { return `"` + strconv.FormatUint(v, 10) + `"` }
+
+// ifMatch reads If-Match: "N". Without it, a required one is 428.
+func ifMatch(c *gin.Context, required bool) (uint64, bool) {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" {
+		if required {
+			abort(c, http.StatusPreconditionRequired, `If-Match: "N" is required: the version the change was made from (the ETag of GET /api/v1/config)`)
+			return 0, false
+		}
+		return 0, true
+	}
+	h = strings.TrimPrefix(h, "W/")
+	n, err := strconv.ParseUint(strings.Trim(h, `"`), 10, 64)
+	if err != nil {
+		abort(c, http.StatusBadRequest, fmt.Sprintf(`If-Match %q is not a version like "3"`, h))
+		return 0, false
+	}
+	return n, true
+}
+
+func versionParam(c *gin.Context) (uint64, bool) {
+	n, err := strconv.ParseUint(c.Param("n"), 10, 64)
+	if err != nil || n == 0 {
+		abort(c, http.StatusBadRequest, fmt.Sprintf("%q is not a version number", c.Param("n")))
+		return 0, false
+	}
+	return n, true
+}
+
+// specBody reads a body {"spec": {...}} (the shape of GET) or the spec
+// alone.
+func specBody(c *gin.Context) (json.RawMessage, bool) {
+	b, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxConfigBytes))
+		return nil, false
+	}
+	// Anything else than an object is refused by the validation, as a
+	// spec error.
+	var top map[string]json.RawMessage
+	if json.Unmarshal(b, &top) == nil {
+		if spec, ok := top["spec"]; ok {
+			return spec, true
+		}
+	}
+	return b, true
+}

@@ -1,0 +1,488 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Doc is one version of the replicated document (the cluster
+// configuration). The cluster package never reads Body: the app checks it
+// with DocOptions.Validate before a version is taken.
+type Doc struct {
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// UpdatedBy says who made the version (a token's name, "file").
+	UpdatedBy string `json:"updatedBy"`
+	// Member is the member the version was made on.
+	Member string `json:"member"`
+	// Parent is the ID of the version this one was made from; "" for a
+	// seed.
+	Parent string `json:"parent,omitempty"`
+	Body   []byte `json:"body"`
+	// Hash is the hex SHA-256 of Body.
+	Hash string `json:"hash"`
+}
+
+// ID names a version: its number and content.
+func (d Doc) ID() string { return fmt.Sprintf("%d:%s", d.Version, d.Hash) }
+
+// Compare orders versions the same way on every member: the higher
+// version wins, then (two partitions made the same version) the higher
+// hash, then the later time and the member name, so that members that saw
+// different edits all pick the same one.
+func (d Doc) Compare(o Doc) int {
+	return cmp.Or(
+		cmp.Compare(d.Version, o.Version),
+		cmp.Compare(d.Hash, o.Hash),
+		d.UpdatedAt.Compare(o.UpdatedAt),
+		cmp.Compare(d.Member, o.Member),
+		cmp.Compare(d.UpdatedBy, o.UpdatedBy),
+	)
+}
+
+func hashBody(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// HistoryEntry is a version in the history. Lost: it was made in a
+// partition whose edits lost to the other side's (it is not an ancestor of
+// the current version).
+type HistoryEntry struct {
+	Doc
+	Lost bool `json:"lost"`
+}
+
+// Errors of Docs' writes.
+var (
+	// ErrStale: the version the change was made from is not the current
+	// one.
+	ErrStale = errors.New("the configuration changed meanwhile: the version given is not the current one")
+	// ErrNoVersion: the version asked for is not in the history.
+	ErrNoVersion = errors.New("no such version in the history")
+)
+
+// DefaultHistory is how many versions Docs keeps.
+const DefaultHistory = 50
+
+// DocOptions configures Docs.
+type DocOptions struct {
+	// Name is this member's name, recorded in the versions it makes.
+	Name string
+	// Path is the file the versions are persisted in; "" keeps nothing.
+	Path string
+	// Validate checks a body before it becomes the current version (from
+	// a peer, the persisted file or a local write); nil accepts all.
+	Validate func(body []byte) error
+	// History bounds the versions kept; 0 means DefaultHistory.
+	History int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Docs is a versioned document replicated to every member: the newest
+// version (by Doc.Compare) that passes Validate wins everywhere. A Cluster
+// whose Options name it carries it in push/pull exchanges and sends each
+// local change to every member at once. Its methods are safe for
+// concurrent use.
+type Docs struct {
+	opts DocOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	current *Doc
+	history []Doc // sorted by Compare, oldest first
+	subs    []chan struct{}
+	// local is signalled when a version is made here, for the Cluster to
+	// send it at once.
+	local chan struct{}
+}
+
+// docState is what members exchange: the current version and the
+// history.
+type docState struct {
+	Current *Doc  `json:"current,omitempty"`
+	History []Doc `json:"history,omitempty"`
+}
+
+// NewDocs reads the persisted versions, if any; it starts nothing.
+func NewDocs(opts DocOptions) (*Docs, error) {
+	if opts.History <= 0 {
+		opts.History = DefaultHistory
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	d := &Docs{opts: opts, log: opts.Log, local: make(chan struct{}, 1)}
+	if opts.Path == "" {
+		return d, nil
+	}
+	b, err := os.ReadFile(opts.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return d, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster configuration: %w", err)
+	}
+	var st docState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("reading the cluster configuration %s: %w", opts.Path, err)
+	}
+	d.mergeLocked(st, "persisted")
+	return d, nil
+}
+
+// Current is the version this member runs.
+func (d *Docs) Current() (Doc, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current == nil {
+		return Doc{}, false
+	}
+	return *d.current, true
+}
+
+// Version returns the current version's number, 0 without one.
+func (d *Docs) Version() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current == nil {
+		return 0
+	}
+	return d.current.Version
+}
+
+// Subscribe returns a channel that receives a value (coalesced) whenever
+// the current version changes.
+func (d *Docs) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	d.mu.Lock()
+	d.subs = append(d.subs, ch)
+	d.mu.Unlock()
+	return ch
+}
+
+// Seed makes body version 1 when there is no version yet (from the file,
+// the persisted copy or a peer); it reports whether it did.
+func (d *Docs) Seed(body []byte, by string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current != nil {
+		return false, nil
+	}
+	if err := d.validate(body); err != nil {
+		return false, err
+	}
+	d.makeLocked(body, by, 1, "")
+	return true, nil
+}
+
+// Propose makes body the next version if the current version is
+// ifVersion (ErrStale otherwise).
+func (d *Docs) Propose(body []byte, by string, ifVersion uint64) (Doc, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var cur Doc
+	if d.current != nil {
+		cur = *d.current
+	}
+	if cur.Version != ifVersion {
+		return Doc{}, ErrStale
+	}
+	if err := d.validate(body); err != nil {
+		return Doc{}, err
+	}
+	parent := ""
+	if d.current != nil {
+		parent = cur.ID()
+	}
+	return d.makeLocked(body, by, cur.Version+1, parent), nil
+}
+
+// Get returns version n as it was taken on the current line of versions
+// (a version lost in a partition only if no other has that number).
+func (d *Docs) Get(n uint64) (Doc, error) {
+	for _, e := range slices.Backward(d.History()) {
+		if e.Version == n && !e.Lost {
+			return e.Doc, nil
+		}
+	}
+	for _, e := range d.History() {
+		if e.Version == n {
+			return e.Doc, nil
+		}
+	}
+	return Doc{}, ErrNoVersion
+}
+
+// History returns the kept versions, oldest first, the lost partition
+// edits included.
+func (d *Docs) History() []HistoryEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	line := map[string]bool{}
+	byID := map[string]Doc{}
+	for _, h := range d.history {
+		byID[h.ID()] = h
+	}
+	if d.current != nil {
+		for id := d.current.ID(); id != "" && !line[id]; {
+			line[id] = true
+			h, ok := byID[id]
+			if !ok {
+				break
+			}
+			id = h.Parent
+		}
+	}
+	out := make([]HistoryEntry, len(d.history))
+	for i, h := range d.history {
+		out[i] = HistoryEntry{Doc: h, Lost: !line[h.ID()]}
+	}
+	return out
+}
+
+func (d *Docs) validate(body []byte) error {
+	if d.opts.Validate == nil {
+		return nil
+	}
+	return d.opts.Validate(body)
+}
+
+// makeLocked makes a new current version here. d.mu must be held.
+func (d *Docs) makeLocked(body []byte, by string, version uint64, parent string) Doc {
+	doc := Doc{Version: version, UpdatedAt: d.opts.Now().UTC(), UpdatedBy: by, Member: d.opts.Name,
+		Parent: parent, Body: slices.Clone(body), Hash: hashBody(body)}
+	d.current = &doc
+	d.addLocked(doc)
+	d.changedLocked()
+	select {
+	case d.local <- struct{}{}:
+	default:
+	}
+	d.log.Info("cluster configuration changed", "version", doc.Version, "by", by)
+	return doc
+}
+
+// addLocked adds doc to the history, keeping the newest. d.mu must be
+// held.
+func (d *Docs) addLocked(doc Doc) bool {
+	if slices.ContainsFunc(d.history, func(h Doc) bool { return h.ID() == doc.ID() }) {
+		return false // the same version made on two members (a seed)
+	}
+	i, _ := slices.BinarySearchFunc(d.history, doc, Doc.Compare)
+	d.history = slices.Insert(d.history, i, doc)
+	if n := len(d.history) - d.opts.History; n > 0 {
+		d.history = slices.Delete(d.history, 0, n)
+	}
+	return true
+}
+
+func (d *Docs) changedLocked() {
+	for _, ch := range d.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	if err := d.persistLocked(); err != nil {
+		d.log.Error("persisting the cluster configuration", "err", err)
+	}
+}
+
+// maxStateBytes bounds the versions sent in one exchange, well under
+// memberlist's 20 MB limit of a push/pull state: the oldest versions of
+// the history are left out when they do not fit.
+const maxStateBytes = 4 << 20
+
+// wireSize estimates a version's encoded size (the body is base64).
+func wireSize(d Doc) int { return len(d.Body)*4/3 + len(d.UpdatedBy) + len(d.Member) + 300 }
+
+// state is this member's versions on the wire: the current one and as
+// much of the history, newest first, as fits in maxStateBytes.
+func (d *Docs) state() docState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := docState{Current: d.current}
+	size := 0
+	if d.current != nil {
+		size = wireSize(*d.current)
+	}
+	first := len(d.history)
+	for first > 0 {
+		n := wireSize(d.history[first-1])
+		if size+n > maxStateBytes {
+			break
+		}
+		size += n
+		first--
+	}
+	st.History = slices.Clone(d.history[first:])
+	return st
+}
+
+// merge takes a peer's versions: the history is merged, and its current
+// version replaces ours if it is newer and valid.
+func (d *Docs) merge(st docState, from string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mergeLocked(st, from)
+}
+
+func (d *Docs) mergeLocked(st docState, from string) {
+	changed := false
+	for _, h := range st.History {
+		if h.Hash != hashBody(h.Body) {
+			continue
+		}
+		changed = d.addLocked(h) || changed
+	}
+	if c := st.Current; c != nil && c.Hash == hashBody(c.Body) && (d.current == nil || c.Compare(*d.current) > 0) {
+		if err := d.validate(c.Body); err != nil {
+			d.log.Warn("refusing a cluster configuration that does not validate here", "version", c.Version, "from", from, "err", err)
+		} else {
+			if d.current != nil {
+				d.log.Info("cluster configuration replaced by a newer version", "version", c.Version, "was", d.current.Version, "from", from, "by", c.UpdatedBy)
+			}
+			doc := *c
+			d.current = &doc
+			d.addLocked(doc)
+			for _, ch := range d.subs {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+			changed = true
+		}
+	}
+	if changed && from != "persisted" {
+		if err := d.persistLocked(); err != nil {
+			d.log.Error("persisting the cluster configuration", "err", err)
+		}
+	}
+}
+
+// persistLocked writes the versions atomically: a temporary file, fsync,
+// rename, fsync of the directory. d.mu must be held.
+func (d *Docs) persistLocked() error {
+	if d.opts.Path == "" {
+		return nil
+	}
+	b, err := json.Marshal(docState{Current: d.current, History: d.history})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(d.opts.Path, b)
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after the rename there is nothing left to remove
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if dh, err := os.Open(dir); err == nil {
+		err = dh.Sync()
+		dh.Close()
+		return err
+	}
+	return nil
+}
+
+// docsMsgPrefix marks a message that carries a new version.
+const docsMsgPrefix = 'd'
+
+type docsMsg struct {
+	From string   `json:"from"`
+	St   docState `json:"st"`
+}
+
+// sendDocs sends each version made here, with the history, to every live
+// member over TCP
+// (SendReliable: a document can be larger than a gossip packet); the
+// push/pull exchanges carry it to the members this misses. It also
+// gossips the version in Meta whenever the current version changes.
+func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
+	docs := c.opts.Docs
+	if docs == nil {
+		return
+	}
+	changed := docs.Subscribe()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			c.kick()
+			select {
+			case c.metaDirty <- struct{}{}:
+			default:
+			}
+			continue
+		case <-docs.local:
+		}
+		msg, err := json.Marshal(docsMsg{From: c.opts.Name, St: docs.state()})
+		if err != nil {
+			continue
+		}
+		msg = append([]byte{docsMsgPrefix}, msg...)
+		for _, n := range ml.Members() {
+			if n.Name == c.opts.Name {
+				continue
+			}
+			if err := ml.SendReliable(n, msg); err != nil {
+				c.log.Warn("sending the cluster configuration", "node", n.Name, "err", err)
+			}
+		}
+	}
+}
+
+// docsMsg takes a version a peer sent.
+func (c *Cluster) docsMsg(b []byte) {
+	if len(b) == 0 || b[0] != docsMsgPrefix || c.opts.Docs == nil {
+		return
+	}
+	var m docsMsg
+	if err := json.Unmarshal(b[1:], &m); err != nil {
+		c.log.Debug("decoding a cluster configuration message", "err", err)
+		return
+	}
+	c.opts.Docs.merge(m.St, m.From)
+}

@@ -1,0 +1,240 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+
+	"go4.org/netipx"
+
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+// clusterConfigFile is the file, in the state directory, that keeps the
+// cluster configuration's versions across restarts.
+const clusterConfigFile = "cluster-config.json"
+
+// liveConfig is the Config this host runs: the file's host-local keys
+// with the current version of the cluster configuration, replicated by
+// cluster.Docs. It is the one place the parts read the cluster-wide keys
+// from; they subscribe and rebuild when a new version arrives.
+type liveConfig struct {
+	host *config.Host
+	docs *cluster.Docs
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	version uint64
+	// id is the running version's Doc.ID: after a partition another
+	// version with the same number may replace it.
+	id string
+	// managed is every address the cluster configurations this process
+	// ran managed: what it programmed under one version is still its own
+	// to remove under the next.
+	managed *netipx.IPSet
+	subs    []chan struct{}
+	// changed is subscribed to docs from the start: no version that
+	// arrives before Run is missed.
+	changed <-chan struct{}
+}
+
+// newLiveConfig reads the persisted versions (the state directory's
+// copy, when there is one) and seeds version 1 with the file's
+// cluster-wide keys when there is none yet.
+func newLiveConfig(cfg *config.Config, log *slog.Logger) (*liveConfig, error) {
+	data, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s again: %w", cfg.Path, err)
+	}
+	return newLiveConfigFrom(cfg, data, stateDir(), log)
+}
+
+func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Logger) (*liveConfig, error) {
+	l := &liveConfig{host: config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path)), log: log, cfg: cfg, managed: cfg.Managed()}
+	path := ""
+	if dir != "" {
+		path = filepath.Join(dir, clusterConfigFile)
+	}
+	docs, err := cluster.NewDocs(cluster.DocOptions{
+		Name:     cfg.Node.Name,
+		Path:     path,
+		Validate: l.validate,
+		Log:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.docs = docs
+	l.changed = docs.Subscribe()
+	spec, err := config.SpecFromFile(cfg.Path, data)
+	if err != nil {
+		return nil, err
+	}
+	if seeded, err := docs.Seed(spec, "file "+cfg.Path); err != nil {
+		return nil, fmt.Errorf("the file's cluster configuration: %w", err)
+	} else if seeded {
+		log.Info("cluster configuration seeded from the file", "version", 1)
+	} else if cur, _ := docs.Current(); !bytes.Equal(cur.Body, spec) {
+		log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp, backendStates) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
+			"version", cur.Version, "file", cfg.Path)
+	}
+	l.update()
+	return l, nil
+}
+
+// validate is the check every member runs on a version before it takes
+// it: the same as `edgelb check`, over this host's own keys.
+func (l *liveConfig) validate(body []byte) error {
+	_, err := l.host.Apply(body)
+	return err
+}
+
+// Apply validates a spec over this host's keys without taking it.
+func (l *liveConfig) Apply(spec json.RawMessage) (*config.Config, error) {
+	return l.host.Apply(spec)
+}
+
+// Config is the Config this host runs and the version of its cluster
+// configuration.
+func (l *liveConfig) Config() (*config.Config, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg, l.version
+}
+
+// Owns reports whether edgelb manages addr (it is in a pool or a static
+// service of a version this process ran).
+func (l *liveConfig) Owns(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.managed.Contains(addr)
+}
+
+// Subscribe returns a channel that receives a value whenever the Config
+// changed.
+func (l *liveConfig) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	l.mu.Lock()
+	l.subs = append(l.subs, ch)
+	l.mu.Unlock()
+	return ch
+}
+
+// update takes the current version, if it is not the one running.
+func (l *liveConfig) update() bool {
+	doc, ok := l.docs.Current()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !ok || doc.ID() == l.id {
+		return false
+	}
+	cfg, err := l.host.Apply(doc.Body)
+	if err != nil {
+		// Docs validated it; only a changed host file could refuse it.
+		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
+		return false
+	}
+	if l.cfg != nil && l.id != "" {
+		var keys []string
+		if !reflect.DeepEqual(cfg.Dataplane, l.cfg.Dataplane) {
+			keys = append(keys, "dataplane")
+		}
+		if !reflect.DeepEqual(cfg.HealthCheck, l.cfg.HealthCheck) {
+			keys = append(keys, "healthCheck")
+		}
+		if !reflect.DeepEqual(cfg.BGP, l.cfg.BGP) {
+			keys = append(keys, "bgp")
+		}
+		if len(keys) > 0 {
+			// Only services and pools are rebuilt at run time so far.
+			l.log.Warn("the new cluster configuration changes keys that take full effect only when edgelb restarts on each host (systemctl restart edgelb)",
+				"version", doc.Version, "keys", keys)
+		}
+	}
+	var b netipx.IPSetBuilder
+	b.AddSet(l.managed)
+	b.AddSet(cfg.Managed())
+	l.managed, _ = b.IPSet()
+	l.cfg, l.version, l.id = cfg, doc.Version, doc.ID()
+	for _, ch := range l.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// BGPSet is the set of addresses announced over BGP under the running
+// version.
+func (l *liveConfig) BGPSet() *netipx.IPSet {
+	cfg, _ := l.Config()
+	return cfg.BGPSet()
+}
+
+// Run takes each new version as it arrives until ctx ends.
+func (l *liveConfig) Run(ctx context.Context) error {
+	for {
+		if l.update() {
+			_, v := l.Config()
+			l.log.Info("running a new cluster configuration", "version", v)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.changed:
+		}
+	}
+}
+
+// staticLoop builds the desired state from the static services, again
+// for each new version of the cluster configuration.
+func staticLoop(ctx context.Context, live *liveConfig, store *lb.Store, log *slog.Logger) error {
+	ch := live.Subscribe()
+	for {
+		cfg, version := live.Config()
+		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
+		store.Set(d)
+		log.Info("desired state built from static services", "version", version, "virtualServices", len(d.Services), "vips", len(d.VIPs()))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
+	}
+}
+
+// cleanupManaged is what edgelb cleanup removes IPVS services on: the
+// addresses of the file's pools and static services and of every kept
+// version of the cluster configuration in the state directory dir (the
+// running one may differ from the file).
+func cleanupManaged(cfg *config.Config, dir string) *netipx.IPSet {
+	var b netipx.IPSetBuilder
+	b.AddSet(cfg.Managed())
+	data, err := os.ReadFile(cfg.Path)
+	if dir == "" || err != nil {
+		s, _ := b.IPSet()
+		return s
+	}
+	host := config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path))
+	docs, err := cluster.NewDocs(cluster.DocOptions{Name: cfg.Node.Name, Path: filepath.Join(dir, clusterConfigFile)})
+	if err == nil {
+		for _, h := range docs.History() {
+			if c, err := host.Apply(h.Body); err == nil {
+				b.AddSet(c.Managed())
+			}
+		}
+	}
+	s, _ := b.IPSet()
+	return s
+}

@@ -1,0 +1,139 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+const liveFile = `node: {name: lb1}
+cluster: {insecure: true}
+pools:
+  - {name: default, addresses: ["192.0.2.10-192.0.2.50"]}
+services:
+  - {name: dns, vip: 192.0.2.53, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53"]}
+`
+
+func newTestLive(t *testing.T, stateDir string) *liveConfig {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(liveFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newLiveConfigFrom(cfg, []byte(liveFile), stateDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// A new version's static services and pools reach the desired state at
+// run time, and what the old version managed stays edgelb's to remove.
+func TestStaticServicesFollowTheClusterConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	l := newTestLive(t, dir)
+	if _, v := l.Config(); v != 1 {
+		t.Fatalf("seeded version %d, want 1", v)
+	}
+	store := lb.NewStore()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	go staticLoop(ctx, l, store, slog.New(slog.DiscardHandler))
+	waitVIPs := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if vips, _ := store.VIPs(); len(vips) == 1 && vips[0].String() == want {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		vips, _ := store.VIPs()
+		t.Fatalf("desired VIPs %v, want [%s]", vips, want)
+	}
+	waitVIPs("192.0.2.53")
+
+	spec := json.RawMessage(`{"pools":[{"name":"new","addresses":["198.51.100.0/28"]}],"services":[{"name":"web","vip":"203.0.113.80","ports":[{"port":80}],"backends":["10.0.1.7:8080"]}]}`)
+	if _, err := l.docs.Propose(spec, "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitVIPs("203.0.113.80")
+	cfg, v := l.Config()
+	if v != 2 || len(cfg.Pools) != 1 || cfg.Pools[0].Name != "new" {
+		t.Errorf("running version %d with pools %+v", v, cfg.Pools)
+	}
+	for _, a := range []string{"192.0.2.53", "192.0.2.10", "203.0.113.80", "198.51.100.1"} {
+		if !l.Owns(netip.MustParseAddr(a)) {
+			t.Errorf("%s is not edgelb's any more", a)
+		}
+	}
+	if _, err := l.docs.Propose(json.RawMessage(`{"pools":[{"name":"x","addresses":["nonsense"]}]}`), "test", 2); err == nil {
+		t.Error("an invalid version was taken")
+	}
+
+	// Started again, the host runs the persisted version, not the file's.
+	again := newTestLive(t, dir)
+	if cfg, v := again.Config(); v != 2 || cfg.Services[0].Name != "web" {
+		t.Errorf("after a restart: version %d, services %+v", v, cfg.Services)
+	}
+}
+
+// edgelb cleanup removes the IPVS services of the versions the host ran,
+// not only the file's.
+func TestCleanupManagedIncludesTheClusterConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	l := newTestLive(t, dir)
+	if _, err := l.docs.Propose(json.RawMessage(`{"services":[{"name":"web","vip":"203.0.113.80","ports":[{"port":80}],"backends":["10.0.1.7:8080"]}]}`), "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := config.Load(l.cfg.Path)
+	set := cleanupManaged(cfg, dir)
+	for _, a := range []string{"192.0.2.53", "192.0.2.20", "203.0.113.80"} {
+		if !set.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("cleanup would leave %s", a)
+		}
+	}
+	if set.Contains(netip.MustParseAddr("203.0.113.81")) {
+		t.Error("cleanup would touch an address edgelb never managed")
+	}
+}
+
+// Drained and disabled backends show in GET /api/v1/services.
+func TestServicesShowBackendStates(t *testing.T) {
+	l := newTestLive(t, "")
+	spec := `{"services":[{"name":"dns","vip":"192.0.2.53","ports":[{"port":53,"protocol":"UDP"}],"backends":["10.0.1.5:53","10.0.1.6:53","10.0.1.7:53"]}],
+		"backendStates":[{"service":"_static/dns","backend":"10.0.1.5:53","state":"drain"},{"service":"_static/dns","backend":"10.0.1.6:53","state":"disable"}]}`
+	if _, err := l.docs.Propose(json.RawMessage(spec), "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	l.update()
+	store := lb.NewStore()
+	cfg, _ := l.Config()
+	d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
+	store.Set(d)
+	st := &state{cfg: cfg, live: l, store: store}
+	svcs := st.services(false)
+	if len(svcs) != 1 || len(svcs[0].Ports) != 1 {
+		t.Fatalf("services %+v", svcs)
+	}
+	bs := svcs[0].Ports[0].Backends
+	if len(bs) != 2 || bs[0].Address != "10.0.1.5:53" || bs[0].AdminState != "drain" || bs[0].Weight != 0 || bs[1].AdminState != "" {
+		t.Errorf("backends %+v", bs)
+	}
+	if got := svcs[0].DisabledBackends; len(got) != 1 || got[0] != "10.0.1.6:53" {
+		t.Errorf("disabled backends %v", got)
+	}
+}

@@ -1,0 +1,355 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/lb/config"
+)
+
+type configOptions struct {
+	statusOptions
+	file string
+}
+
+// configFlags are the flags of `edgelb config SUBCOMMAND`.
+func configFlags(stderr io.Writer) (*flag.FlagSet, *configOptions) {
+	fs := newFlags("config", "config get|apply|diff|history|rollback N [-f FILE] [--api URL] [--token TOKEN] [--output yaml|json]", stderr)
+	o := &configOptions{}
+	fs.StringVar(&o.config, "config", defaultConfig, "config file, to find the API address (ignored when --api is given)")
+	fs.StringVar(&o.api, "api", "", "base URL of the edgelb API (default: from the config's api.listen)")
+	fs.StringVar(&o.token, "token", "", "bearer token (default: $EDGELB_TOKEN, else the config's first admin or viewer token)")
+	fs.StringVar(&o.output, "output", "yaml", "output of get and history: yaml (get: the spec, ready to edit and apply) or json")
+	fs.StringVar(&o.file, "f", "", "apply, diff: the file with the cluster configuration (YAML or JSON: the spec, the output of get, or a whole config file, whose host-local keys are left out)")
+	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the API's TLS certificate")
+	return fs, o
+}
+
+const configUsage = `Usage:
+  edgelb config get                 print the cluster configuration (the spec, as YAML)
+  edgelb config apply -f FILE       make FILE the next version (refused if it is invalid,
+                                    or if the configuration changed since it was read)
+  edgelb config diff -f FILE        what FILE would change, and its errors; nothing changes
+  edgelb config history             the versions kept, and which lost in a partition
+  edgelb config rollback N          make version N's content the next version
+`
+
+func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := configFlags(stderr)
+	usage := fs.Usage
+	fs.Usage = func() { usage(); fmt.Fprint(stderr, "\n"+configUsage) }
+	// Flags may come before or after the operands (rollback N).
+	var operands []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		operands = append(operands, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(operands) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	sub, operands := operands[0], operands[1:]
+	if o.output != "yaml" && o.output != "json" {
+		fmt.Fprintf(stderr, "--output %q: want yaml or json\n", o.output)
+		return errUsage
+	}
+	want := map[string]int{"get": 0, "apply": 0, "diff": 0, "history": 0, "rollback": 1}
+	n, ok := want[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "edgelb config: unknown subcommand %q\n\n%s", sub, configUsage)
+		return errUsage
+	}
+	if len(operands) != n {
+		fmt.Fprintf(stderr, "edgelb config %s: unexpected arguments: %s\n\n%s", sub, strings.Join(operands, " "), configUsage)
+		return errUsage
+	}
+	if (sub == "apply" || sub == "diff") && o.file == "" {
+		fmt.Fprintf(stderr, "edgelb config %s needs -f FILE\n", sub)
+		return errUsage
+	}
+	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback")
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "get":
+		return configGet(ctx, c, o, stdout)
+	case "apply":
+		return configApply(ctx, c, o, stdout)
+	case "diff":
+		return configDiff(ctx, c, o, stdout)
+	case "history":
+		return configHistory(ctx, c, o, stdout)
+	default:
+		v, err := strconv.ParseUint(operands[0], 10, 64)
+		if err != nil || v == 0 {
+			fmt.Fprintf(stderr, "edgelb config rollback: %q is not a version number\n", operands[0])
+			return errUsage
+		}
+		return configRollback(ctx, c, v, stdout)
+	}
+}
+
+// client finds the API and the token as `edgelb status` does; writes
+// prefer an admin token.
+func (o *configOptions) client(write bool) (*apiClient, error) {
+	if o.token == "" {
+		o.token = os.Getenv("EDGELB_TOKEN")
+	}
+	if o.api == "" || o.token == "" {
+		cfg, err := config.Load(o.config)
+		if err != nil && o.api == "" {
+			return nil, fmt.Errorf("finding the API: %w (or pass --api)", err)
+		}
+		if cfg != nil {
+			if o.api == "" {
+				scheme := "http"
+				if cfg.API.TLS != nil {
+					scheme = "https"
+				}
+				o.api = scheme + "://" + cfg.API.Listen
+			}
+			roles := []string{"viewer", "admin"}
+			if write {
+				roles = []string{"admin", "viewer"}
+			}
+			for _, role := range roles {
+				if t := cfg.API.Tokens[role]; len(t) > 0 && o.token == "" {
+					o.token = t[0]
+				}
+			}
+		}
+	}
+	c := &apiClient{base: strings.TrimRight(o.api, "/"), token: o.token, http: &http.Client{Timeout: 10 * time.Second}}
+	if o.insecure {
+		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // user's explicit choice
+	}
+	return c, nil
+}
+
+// send makes a request that changes something; it returns the status and
+// the body, and an error only when the API cannot be reached.
+func (c *apiClient) send(ctx context.Context, method, path string, body []byte, hdr map[string]string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, fmt.Errorf("API address %q: %w", c.base, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("cannot reach the edgelb API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return resp.StatusCode, b, nil
+}
+
+// answer turns an error answer into an error with the API's message;
+// invalid specs list each field, with the file's name, like `edgelb check`.
+func answer(path, file string, code int, body []byte) error {
+	var inv api.InvalidConfig
+	if code == http.StatusUnprocessableEntity && json.Unmarshal(body, &inv) == nil && len(inv.Errors) > 0 {
+		return invalidError(file, inv.Errors)
+	}
+	var e api.Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s: %d %s: %s", path, code, http.StatusText(code), e.Error)
+	}
+	return fmt.Errorf("%s: %d %s", path, code, http.StatusText(code))
+}
+
+func invalidError(file string, errs []api.FieldError) error {
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		lines[i] = fmt.Sprintf("%s: %s: %s", file, e.Field, e.Message)
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+func configGet(ctx context.Context, c *apiClient, o *configOptions, w io.Writer) error {
+	var doc api.ConfigDoc
+	if err := c.get(ctx, "/api/v1/config", &doc); err != nil {
+		return err
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	var spec any
+	if err := json.Unmarshal(doc.Spec, &spec); err != nil {
+		return fmt.Errorf("decoding the spec: %w", err)
+	}
+	fmt.Fprintf(w, "# edgelb cluster configuration version %d, %s by %s\n", doc.Version, doc.UpdatedAt.Format(time.RFC3339), doc.UpdatedBy)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	defer enc.Close()
+	return enc.Encode(spec)
+}
+
+// readSpec reads the file given with -f as a spec.
+func readSpec(file string) (json.RawMessage, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := config.CanonicalSpec(data)
+	if err != nil {
+		var fe *config.FieldError
+		if errors.As(err, &fe) {
+			return nil, fmt.Errorf("%s: %s", file, fe.Msg)
+		}
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return spec, nil
+}
+
+func configApply(ctx context.Context, c *apiClient, o *configOptions, w io.Writer) error {
+	spec, err := readSpec(o.file)
+	if err != nil {
+		return err
+	}
+	var cur api.ConfigDoc
+	if err := c.get(ctx, "/api/v1/config", &cur); err != nil {
+		return err
+	}
+	if bytes.Equal(spec, cur.Spec) {
+		fmt.Fprintf(w, "unchanged: version %d\n", cur.Version)
+		return nil
+	}
+	code, body, err := c.send(ctx, "PUT", "/api/v1/config", spec, map[string]string{"If-Match": etagOf(cur.Version)})
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return answer("/api/v1/config", o.file, code, body)
+	}
+	var doc api.ConfigDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return fmt.Errorf("decoding the answer: %w", err)
+	}
+	fmt.Fprintf(w, "applied: version %d (was %d)\n", doc.Version, cur.Version)
+	return nil
+}
+
+func etagOf(v uint64) string { return `"` + strconv.FormatUint(v, 10) + `"` }
+
+func configDiff(ctx context.Context, c *apiClient, o *configOptions, w io.Writer) error {
+	spec, err := readSpec(o.file)
+	if err != nil {
+		return err
+	}
+	code, body, err := c.send(ctx, "POST", "/api/v1/config/validate", spec, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return answer("/api/v1/config/validate", o.file, code, body)
+	}
+	var r api.ValidateResult
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("decoding the answer: %w", err)
+	}
+	if !r.Valid {
+		return invalidError(o.file, r.Errors)
+	}
+	printEffect(w, r.Effect)
+	return nil
+}
+
+func printEffect(w io.Writer, e *api.ConfigEffect) {
+	n := 0
+	line := func(sign, what string, names []string) {
+		for _, name := range names {
+			fmt.Fprintf(w, "%s %s %s\n", sign, what, name)
+			n++
+		}
+	}
+	line("+", "vip", e.VIPsAdded)
+	line("-", "vip", e.VIPsRemoved)
+	line("+", "service", e.ServicesAdded)
+	line("-", "service", e.ServicesRemoved)
+	line("~", "service", e.ServicesChanged)
+	line("+", "pool", e.PoolsAdded)
+	line("-", "pool", e.PoolsRemoved)
+	line("~", "pool", e.PoolsChanged)
+	line("~", "", e.Other)
+	if n == 0 {
+		fmt.Fprintln(w, "no change")
+	}
+}
+
+func configHistory(ctx context.Context, c *apiClient, o *configOptions, w io.Writer) error {
+	var hs []api.ConfigVersion
+	if err := c.get(ctx, "/api/v1/config/history", &hs); err != nil {
+		return err
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(hs)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tUPDATED\tBY\tMEMBER\t")
+	for _, h := range hs {
+		note := ""
+		if h.Current {
+			note = "current"
+		}
+		if h.Lost {
+			note = "lost (made in a partition, the other side's edits won)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", h.Version, h.UpdatedAt.Format(time.RFC3339), h.UpdatedBy, h.Member, note)
+	}
+	return tw.Flush()
+}
+
+func configRollback(ctx context.Context, c *apiClient, v uint64, w io.Writer) error {
+	path := fmt.Sprintf("/api/v1/config/rollback/%d", v)
+	code, body, err := c.send(ctx, "POST", path, nil, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return answer(path, fmt.Sprintf("version %d", v), code, body)
+	}
+	var doc api.ConfigDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return fmt.Errorf("decoding the answer: %w", err)
+	}
+	fmt.Fprintf(w, "rolled back: version %d has the content of version %d\n", doc.Version, v)
+	return nil
+}

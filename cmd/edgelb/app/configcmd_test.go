@@ -1,0 +1,89 @@
+package app
+
+import (
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/clustercfg"
+)
+
+// edgelb config against the API of a host whose cluster configuration is
+// seeded from liveFile.
+func TestConfigCommands(t *testing.T) {
+	l := newTestLive(t, t.TempDir())
+	srv := httptest.NewServer(api.New(api.Options{
+		NamedTokens: []api.Token{{Name: "ops", Role: "admin", Secret: "ops-token-0123456789"}},
+		Config:      &clustercfg.Config{Docs: l.docs, Host: l.host},
+		Log:         slog.New(slog.DiscardHandler),
+	}).Handler())
+	defer srv.Close()
+	t.Setenv("EDGELB_TOKEN", "ops-token-0123456789")
+	cfgCmd := func(args ...string) (int, string, string) {
+		return runMain(append(append([]string{"config"}, args...), "--api", srv.URL)...)
+	}
+
+	code, out, errOut := cfgCmd("get")
+	if code != 0 || !strings.HasPrefix(out, "# edgelb cluster configuration version 1") || !strings.Contains(out, "vip: 192.0.2.53") {
+		t.Fatalf("config get: %d\n%s%s", code, out, errOut)
+	}
+
+	// What get printed, edited, is applied.
+	dir := t.TempDir()
+	edited := filepath.Join(dir, "edited.yaml")
+	os.WriteFile(edited, []byte(strings.ReplaceAll(out, "192.0.2.53", "192.0.2.54")), 0o600)
+	if code, out, errOut := cfgCmd("diff", "-f", edited); code != 0 || out != "+ vip 192.0.2.54\n- vip 192.0.2.53\n~ service dns\n" {
+		t.Errorf("config diff: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := cfgCmd("apply", "-f", edited); code != 0 || out != "applied: version 2 (was 1)\n" {
+		t.Fatalf("config apply: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := cfgCmd("apply", "-f", edited); code != 0 || out != "unchanged: version 2\n" {
+		t.Errorf("config apply again: %d %s", code, out)
+	}
+
+	// An invalid file: check's messages, with the file's name; nothing changes.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("pools:\n  - {name: a, addresses: [192.0.2.0/33]}\n"), 0o600)
+	code, _, errOut = cfgCmd("apply", "-f", bad)
+	if code != 1 || !strings.HasPrefix(errOut, bad+": spec.pools[0].addresses[0]: ") {
+		t.Errorf("config apply of a bad file: %d\n%s", code, errOut)
+	}
+	if code, _, errOut := cfgCmd("diff", "-f", bad); code != 1 || !strings.Contains(errOut, "spec.pools[0].addresses[0]") {
+		t.Errorf("config diff of a bad file: %d\n%s", code, errOut)
+	}
+
+	// A whole config file: its host-local keys are left out, a misspelt
+	// key is refused like check refuses it.
+	whole := filepath.Join(dir, "whole.yaml")
+	os.WriteFile(whole, []byte(liveFile+"pols: []\n"), 0o600)
+	if code, _, errOut := cfgCmd("diff", "-f", whole); code != 1 || !strings.Contains(errOut, whole+": spec.pols: unknown key") {
+		t.Errorf("config diff of a file with a misspelt key: %d\n%s", code, errOut)
+	}
+	os.WriteFile(whole, []byte(liveFile), 0o600)
+	if code, out, errOut := cfgCmd("diff", "-f", whole); code != 0 || !strings.Contains(out, "+ vip 192.0.2.53") {
+		t.Errorf("config diff of the whole config file: %d\n%s%s", code, out, errOut)
+	}
+
+	if code, out, errOut := cfgCmd("rollback", "1"); code != 0 || out != "rolled back: version 3 has the content of version 1\n" {
+		t.Errorf("config rollback: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = cfgCmd("history")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.Contains(lines[2], "ops") || !strings.HasSuffix(lines[3], "current") {
+		t.Errorf("config history: %d\n%s", code, out)
+	}
+	if d, _ := l.docs.Current(); d.Version != 3 || !strings.Contains(string(d.Body), `"vip":"192.0.2.53"`) {
+		t.Errorf("the current version is %d: %s", d.Version, d.Body)
+	}
+	if code, _, _ := cfgCmd("rollback"); code != 2 {
+		t.Errorf("rollback without a version: exit %d", code)
+	}
+	if code, _, _ := cfgCmd("apply"); code != 2 {
+		t.Errorf("apply without -f: exit %d", code)
+	}
+}
