@@ -31,12 +31,9 @@ type configOptions struct {
 func configFlags(stderr io.Writer) (*flag.FlagSet, *configOptions) {
 	fs := newFlags("config", "config get|apply|diff|history|rollback N [-f FILE] [--api URL] [--token TOKEN] [--output yaml|json]", stderr)
 	o := &configOptions{}
-	fs.StringVar(&o.config, "config", defaultConfig, "config file, to find the API address (ignored when --api is given)")
-	fs.StringVar(&o.api, "api", "", "base URL of the edgelb API (default: from the config's api.listen)")
-	fs.StringVar(&o.token, "token", "", "bearer token (default: $EDGELB_TOKEN, else the config's first admin or viewer token)")
+	o.apiFlags(fs, "admin or viewer")
 	fs.StringVar(&o.output, "output", "yaml", "output of get and history: yaml (get: the spec, ready to edit and apply) or json")
 	fs.StringVar(&o.file, "f", "", "apply, diff: the file with the cluster configuration (YAML or JSON: the spec, the output of get, or a whole config file, whose host-local keys are left out)")
-	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the API's TLS certificate")
 	return fs, o
 }
 

@@ -22,16 +22,22 @@ type statusOptions struct {
 	insecure                   bool
 }
 
-func statusFlags(stderr io.Writer) (*flag.FlagSet, *statusOptions) {
-	fs := newFlags("status", "status [--config FILE] [--api URL] [--token TOKEN] [--output text|json]", stderr)
-	o := &statusOptions{}
+// apiFlags adds the flags that find and reach the local API; the default
+// token is the config's first of roles.
+func (o *statusOptions) apiFlags(fs *flag.FlagSet, roles string) {
 	fs.StringVar(&o.config, "config", defaultConfig, "config file, to find the API address (ignored when --api is given)")
 	fs.StringVar(&o.api, "api", "", "base URL of the edgelb API (default: from the config's api.listen)")
 	// $EDGELB_TOKEN is read after parsing, not as the flag's default, so
 	// that --help and the man page never print a token.
-	fs.StringVar(&o.token, "token", "", "bearer token (default: $EDGELB_TOKEN, else the config's first viewer or admin token)")
-	fs.StringVar(&o.output, "output", "text", "output format: text or json")
+	fs.StringVar(&o.token, "token", "", "bearer token (default: $EDGELB_TOKEN, else the config's first "+roles+" token)")
 	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the API's TLS certificate")
+}
+
+func statusFlags(stderr io.Writer) (*flag.FlagSet, *statusOptions) {
+	fs := newFlags("status", "status [--config FILE] [--api URL] [--token TOKEN] [--output text|json]", stderr)
+	o := &statusOptions{}
+	o.apiFlags(fs, "viewer or admin")
+	fs.StringVar(&o.output, "output", "text", "output format: text or json")
 	return fs, o
 }
 
