@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"go4.org/netipx"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgelb/edgelb/lb"
@@ -23,7 +24,7 @@ type dataplane struct {
 
 // startDataplane starts the IPVS dataplane and its health checker in g when
 // dataplane.backend is ipvs; it returns nil otherwise.
-func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, owns func(netip.Addr) bool, store *lb.Store, log *slog.Logger) *dataplane {
+func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, owns func(netip.Addr) bool, bgpSet func() *netipx.IPSet, store *lb.Store, log *slog.Logger) *dataplane {
 	if cfg.Dataplane.Backend != config.BackendIPVS {
 		return nil
 	}
@@ -73,9 +74,10 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		// VIP's owner, and a connection whose VIP moves keeps its
 		// addresses. A bgp VIP is on every host, and the replies to
 		// it would go to any of them: those leave with the host's.
-		bgp := cfg.BGPSet()
+		// (bgpSet follows the running cluster configuration; a VIP
+		// that changes announcement is taken up by the next full pass.)
 		opts.SNAT = snat.New().FromVIP(func(a netip.Addr) bool {
-			return cfg.Dataplane.NATSource == config.NATSourceVIP && !bgp.Contains(a)
+			return cfg.Dataplane.NATSource == config.NATSourceVIP && !bgpSet().Contains(a)
 		})
 	}
 	dp := ipvs.New(opts)

@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st.dp = startDataplane(gctx, g, cfg, live.Owns, store, log)
+	st.dp = startDataplane(gctx, g, cfg, live.Owns, live.BGPSet, store, log)
 	st.filter = startFilter(gctx, g, store, metrics, log)
 
 	if cfg.Kubernetes == nil {
