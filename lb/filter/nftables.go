@@ -140,13 +140,45 @@ func exists(c *nftables.Conn) (bool, error) {
 // elements lists a set. One that cannot be listed (deleted behind edgelb's
 // back) counts as empty, and the next Apply creates it again and fills it;
 // if the kernel refuses for another reason, that Apply fails and says so.
+//
+// A large set comes back in several netlink messages, and the kernel walks
+// its hash table again for each one, skipping what it already sent. If the
+// table is resized in between (the kernel grows it in the background after
+// many additions), the walk's order changes and elements are skipped or
+// sent twice, with nothing in the reply to say so. So the set is listed
+// until two listings agree.
 func (n *NFTables) elements(c *nftables.Conn, s *nftables.Set) []nftables.SetElement {
-	elems, err := c.GetSetElements(s)
-	if err != nil {
-		n.ready = false
-		return nil
+	var last []nftables.SetElement
+	for try := 0; try < 5; try++ {
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			n.ready = false
+			return nil
+		}
+		if try > 0 && sameElements(last, elems) {
+			return elems
+		}
+		last = elems
 	}
-	return elems
+	return last
+}
+
+func sameElements(a, b []nftables.SetElement) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := make(map[string]int, len(a))
+	for _, e := range a {
+		seen[string(e.Key)+"\x00"+string(e.KeyEnd)]++
+	}
+	for _, e := range b {
+		k := string(e.Key) + "\x00" + string(e.KeyEnd)
+		if seen[k] == 0 {
+			return false
+		}
+		seen[k]--
+	}
+	return true
 }
 
 // Read returns the table's restricted keys and allowed ranges.
