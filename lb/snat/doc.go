@@ -15,8 +15,21 @@
 // and a `type nat hook postrouting` chain that source-NATs the tagged
 // connections when they leave for a real server:
 //
+//	ip daddr @vips return
 //	ct mark & 0x02000000 != 0 snat to ct original ip daddr
 //	ct mark & 0x01000000 != 0 masquerade
+//
+// (a packet that leaves still addressed to a VIP was routed to the VIP's
+// owner, not forwarded by IPVS, and keeps its source), and a `type filter
+// hook input` chain at priority 150, after IPVS, that drops what a backend
+// sends to an own VIP for a connection IPVS does not know, instead of
+// letting the host's TCP answer it with a reset:
+//
+//	ip daddr @own tcp flags != syn / fin,syn,rst,ack drop
+//
+// When a VIP moves, the backend may retransmit to the new owner before the
+// client does; the reset would end the connection the new owner is about
+// to pick up from the client's next packet.
 //
 // A connection that leaves with its VIP as source keeps its addresses, and
 // most often its port, when the VIP moves to another host that picks it up

@@ -17,6 +17,11 @@ const TableName = "edgelb"
 // DefaultMark is the conntrack mark bit that tags connections to a nat VIP.
 const DefaultMark = 0x01000000
 
+// AfterIPVS is the priority of the input chain: after IPVS's hooks on
+// local input (NF_IP_PRI_NAT_SRC - 2 and - 1), so that it sees only the
+// packets IPVS left to the host.
+const AfterIPVS = 150
+
 // NFTables keeps edgelb's source NAT tables. It is safe for concurrent use.
 type NFTables struct {
 	mu   sync.Mutex
@@ -165,6 +170,15 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 		})
 		c.FlushChain(post)
+		// ip daddr @vips return: a packet that leaves still addressed to
+		// a VIP was routed (to the VIP's owner), not forwarded by IPVS,
+		// and keeps its source (the VIP as its source would make it a
+		// martian there).
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+			&expr.Verdict{Kind: expr.VerdictReturn},
+		}})
 		// ct mark & OWN != 0 snat to ct original daddr
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
@@ -179,6 +193,29 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: zero},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
 			&expr.Masq{},
+		}})
+		// After IPVS (which takes its packets at priority 98 and 99):
+		// meta l4proto tcp ip daddr @own tcp flags & (fin|syn|rst|ack) != syn drop
+		// A backend's packet to an own VIP that IPVS does not know (the
+		// VIP has just moved here; the backend retransmits before the
+		// client does) would make the host's TCP answer with a reset and
+		// end a connection this host is about to pick up from the client's
+		// next packet. It is dropped; a new connection's SYN to a port
+		// with no service is still refused.
+		in := c.AddChain(&nftables.Chain{
+			Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(AfterIPVS),
+		})
+		c.FlushChain(in)
+		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
+			&expr.Lookup{SourceRegister: 1, SetName: own.Name, SetID: own.ID},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x17}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0x02}},
+			&expr.Verdict{Kind: expr.VerdictDrop},
 		}})
 	}
 	if err := c.Flush(); err != nil {

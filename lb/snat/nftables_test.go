@@ -57,7 +57,11 @@ func TestFromVIP(t *testing.T) {
 		"ip daddr @own ct mark set ct mark | 0x02000000", "ip6 daddr @own ct mark set ct mark | 0x02000000",
 		"ct mark & 0x02000000 != 0x00000000 snat to ct original ip daddr",
 		"ct mark & 0x02000000 != 0x00000000 snat to ct original ip6 daddr",
-		"ct mark & 0x01000000 != 0x00000000 masquerade"} {
+		"ct mark & 0x01000000 != 0x00000000 masquerade",
+		"ip daddr @vips return", "ip6 daddr @vips return",
+		"type filter hook input priority 150",
+		"ip daddr @own tcp flags != syn / fin,syn,rst,ack drop",
+		"ip6 daddr @own tcp flags != syn / fin,syn,rst,ack drop"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)
 		}
