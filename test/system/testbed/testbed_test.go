@@ -362,10 +362,13 @@ func TestTestbed(t *testing.T) {
 		checkHandover(t, "the start", r)
 	})
 
-	t.Run("SIGKILL: systemd restarts edgelb, connections through IPVS survive", func(t *testing.T) {
+	t.Run("SIGKILL: systemd restarts edgelb, its IPVS table and the connections through it stay", func(t *testing.T) {
 		// A host that does not own the VIP, and a client whose traffic is
-		// pinned to it (a static neighbour entry for the VIP), so an
-		// established connection goes through its IPVS.
+		// pinned to it (a static neighbour entry for the VIP, as a client
+		// with a stale entry has after a handover): the host routes the
+		// established connection on to the VIP's owner, and the source
+		// NAT must leave it alone (with the VIP as its source it would
+		// be a martian at the owner).
 		h := others(owner)[0]
 		mac := strings.TrimSpace(h.run(t, "cat", "/sys/class/net/host0/address"))
 		sh(t, fmt.Sprintf("ip -n client2 neigh replace %s lladdr %s dev eth0 nud permanent", vip, mac))
