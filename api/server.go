@@ -324,10 +324,8 @@ func (s *Server) drain(on bool) gin.HandlerFunc {
 		switch {
 		case errors.Is(err, ErrNotFound):
 			abort(c, http.StatusNotFound, fmt.Sprintf("no member %q", name))
-		case errors.Is(err, ErrNotLocal):
-			abort(c, http.StatusConflict, err.Error())
 		case err != nil:
-			abort(c, http.StatusInternalServerError, err.Error())
+			abort(c, http.StatusBadGateway, err.Error())
 		default:
 			s.audit(c, "member."+verb+" "+name, 0)
 			c.JSON(http.StatusAccepted, gin.H{"member": name, "draining": on})

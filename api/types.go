@@ -14,9 +14,8 @@ type State interface {
 	Members() []Member
 	VIPs() []VIP
 	Services() []Service
-	// Drain and Undrain change a member's draining state. They return
-	// ErrNotFound for an unknown member and ErrNotLocal for a member
-	// this host cannot change.
+	// Drain and Undrain change the draining state of any live member.
+	// They return ErrNotFound for a name that is not one.
 	Drain(ctx context.Context, member string) error
 	Undrain(ctx context.Context, member string) error
 	// Ready reports whether the informers have synced and the dataplane
@@ -27,7 +26,6 @@ type State interface {
 // Errors State methods return.
 var (
 	ErrNotFound = errors.New("not found")
-	ErrNotLocal = errors.New("only the local member can be changed through this host's API")
 )
 
 // Status is the summary of GET /api/v1/status.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -104,6 +105,9 @@ type Cluster struct {
 	dirty   chan struct{}
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
+
+	// ml is the running memberlist, nil outside Run.
+	ml atomic.Pointer[memberlist.Memberlist]
 
 	mu        sync.Mutex
 	health    map[string]error // by source; healthy when all are nil
@@ -448,6 +452,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	c.log.Info("gossip started", "node", c.opts.Name, "addr", ml.LocalNode().Address(),
 		"encrypted", c.keyring != nil, "quorum", c.Quorum())
+	c.ml.Store(ml)
+	defer c.ml.Store(nil)
 
 	joinCtx, stopJoin := context.WithCancel(ctx)
 	joined := make(chan struct{})
@@ -829,7 +835,13 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	defer c.mu.Unlock()
 	return encodeMeta(c.localMetaLocked(), limit)
 }
-func (d *delegate) NotifyMsg(b []byte)                         { (*Cluster)(d).docsMsg(b) }
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) > 0 && b[0] == drainMsgPrefix {
+		(*Cluster)(d).drainMsg(b)
+		return
+	}
+	(*Cluster)(d).docsMsg(b)
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return (*Cluster)(d).localState() }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     { (*Cluster)(d).mergeState(buf) }

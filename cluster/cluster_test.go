@@ -253,7 +253,13 @@ func TestMembershipOwnershipAndDrain(t *testing.T) {
 			before[v] = m.c.opts.Name
 		}
 	}
-	d.c.Drain()
+	// Asked by another member, over gossip, as a dashboard elsewhere does.
+	if err := s.members[0].c.AskDrain(d.c.opts.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.members[0].c.AskDrain("nobody", true); !errors.Is(err, ErrNoMember) {
+		t.Errorf("AskDrain of an unknown member: %v, want ErrNoMember", err)
+	}
 	if !poll(t, func() bool { return len(both(d.c.Owned())) == 0 }) {
 		t.Fatalf("drained %s still holds %v", d.c.opts.Name, both(d.c.Owned()))
 	}
@@ -266,7 +272,9 @@ func TestMembershipOwnershipAndDrain(t *testing.T) {
 		}
 	}
 	s.waitOwnedBy(vips, others)
-	d.c.Undrain()
+	if err := s.members[4].c.AskDrain(d.c.opts.Name, false); err != nil {
+		t.Fatal(err)
+	}
 	s.waitConverged(vips, s.members)
 
 	// A stop hands over, then leaves: the rest own everything. (Not the

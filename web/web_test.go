@@ -120,8 +120,8 @@ func TestFiles(t *testing.T) {
 
 // TestDashboard drives the dashboard in Chromium against fake state: it
 // shows the members, the VIP owners and the services; an admin's drain
-// moves the VIP in the page without a reload; a drain of another host's
-// member shows the API's 409; a viewer's drain is refused and disables the
+// moves the VIP in the page without a reload; another host's member can be
+// drained from this page too; a viewer's drain is refused and disables the
 // buttons; a wrong token is refused at sign-in.
 func TestDashboard(t *testing.T) {
 	ts, fake := serve(t, map[string][]string{api.RoleAdmin: {adminToken}, api.RoleViewer: {viewerToken}})
@@ -154,9 +154,12 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("the fake's lb1 is not draining after the drain: %+v", m)
 	}
 
-	p.Do("a drain of another host's member shows the API's 409",
+	p.Do("another host's member is drained from this page too",
 		webtest.ClickDrain("lb2", "drain"),
-		webtest.BannerContains("only the local member can be changed", wait))
+		webtest.MemberDraining("lb2", true, wait),
+		webtest.BannerContains("lb2 is draining", wait),
+		webtest.ClickDrain("lb2", "undrain"),
+		webtest.MemberDraining("lb2", false, wait))
 
 	p.Do("the traffic charts draw rates",
 		webtest.Poll(`(ls => ls.length >= 2 && ls.every(l => l.points.length >= 4))([...document.querySelectorAll('#charts svg polyline')])`, wait))

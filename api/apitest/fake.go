@@ -66,9 +66,6 @@ func (f *Fake) setDraining(name string, on bool) error {
 	if i < 0 {
 		return api.ErrNotFound
 	}
-	if name != f.Self {
-		return api.ErrNotLocal
-	}
 	f.Mems[i].Draining = on
 	if f.Bus != nil {
 		f.Bus.Publish("drain", name+" draining: "+map[bool]string{true: "on", false: "off"}[on], map[string]string{"member": name})

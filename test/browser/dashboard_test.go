@@ -63,7 +63,8 @@ func (s *syncBuffer) String() string {
 // the dashboard of the member that owns the first VIP: the page shows the
 // members, the VIP owners and the services; an admin's drain through the
 // page moves the VIP to another member, in the page without a reload and
-// on the interfaces; a screenshot is written to test/artifacts.
+// on the interfaces; another member is drained and undrained from the same
+// page; a screenshot is written to test/artifacts.
 func TestDashboardDrainE2E(t *testing.T) {
 	webtest.Require(t, os.Geteuid() == 0, "needs root to create the members' interfaces")
 	_, err := exec.LookPath("ip")
@@ -184,6 +185,30 @@ func TestDashboardDrainE2E(t *testing.T) {
 		webtest.SignIn(adminToken),
 		webtest.ClickDrain(local.name, "undrain"),
 		webtest.MemberDraining(local.name, false, converge))
+
+	// Another member, drained from this member's page: the request goes
+	// to it over gossip, and it hands its VIPs over.
+	var other *member
+	for _, m := range members {
+		if m != local && (other == nil || m.name == owner[vips[1]]) {
+			other = m
+		}
+	}
+	page.Do("a drain of "+other.name+" from "+local.name+"'s page",
+		webtest.ClickDrain(other.name, "drain"),
+		webtest.BannerContains(other.name+" is draining", converge),
+		webtest.MemberDraining(other.name, true, converge))
+	poll(t, converge, other.name+" holds no VIP", func() error {
+		for _, v := range vips {
+			if h := holders(members, v); len(h) != 1 || h[0] == other.name {
+				return fmt.Errorf("%s is on %v", v, h)
+			}
+		}
+		return nil
+	})
+	page.Do("an undrain of "+other.name+" from "+local.name+"'s page",
+		webtest.ClickDrain(other.name, "undrain"),
+		webtest.MemberDraining(other.name, false, converge))
 	if errs := page.Errors(); len(errs) > 0 {
 		t.Errorf("the page reported errors: %q", errs)
 	}

@@ -223,8 +223,7 @@ function renderMembers(members) {
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
       h('td', { class: 'actions' }, h('button', {
         type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
-        title: ro ? 'A viewer token cannot change anything'
-          : m.self ? '' : `The API of ${m.name}'s own host ${verb}s it; this host's API answers 409`,
+        title: ro ? 'A viewer token cannot change anything' : '',
         onclick: () => drain(m, verb),
       }, verb === 'drain' ? 'Drain' : 'Undrain')));
   }));
@@ -372,7 +371,6 @@ async function drain(m, verb) {
     if (e.status === 401) return signOut(e.message);
     if (e.status === 403) sessionStorage.setItem(READONLY, '1');
     let text = `Cannot ${verb} ${m.name}: ${e.message}`;
-    if (e.status === 409) text += ` — open the dashboard of ${m.name}'s own host to ${verb} it.`;
     showBanner('error', text);
   }
   refresh();

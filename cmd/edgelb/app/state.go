@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -250,32 +251,18 @@ func apiStats(s ipvs.Stats, active int) api.Stats {
 		PacketsIn: s.PacketsIn, PacketsOut: s.PacketsOut, BytesIn: s.BytesIn, BytesOut: s.BytesOut}
 }
 
-func (s *state) member(name string) error {
-	for _, m := range s.members.Members() {
-		if m.Name == name {
-			if name != s.cfg.Node.Name {
-				return api.ErrNotLocal
-			}
-			return nil
-		}
-	}
-	return api.ErrNotFound
-}
+// Drain and Undrain act on any live member: this one at once, another
+// through a message over the encrypted gossip transport.
+func (s *state) Drain(_ context.Context, name string) error { return s.askDrain(name, true) }
 
-func (s *state) Drain(_ context.Context, name string) error {
-	if err := s.member(name); err != nil {
-		return err
-	}
-	s.members.Drain()
-	return nil
-}
+func (s *state) Undrain(_ context.Context, name string) error { return s.askDrain(name, false) }
 
-func (s *state) Undrain(_ context.Context, name string) error {
-	if err := s.member(name); err != nil {
-		return err
+func (s *state) askDrain(name string, on bool) error {
+	err := s.members.AskDrain(name, on)
+	if errors.Is(err, cluster.ErrNoMember) {
+		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
 	}
-	s.members.Undrain()
-	return nil
+	return err
 }
 
 func (s *state) Ready() (bool, string) {

@@ -500,6 +500,10 @@ func TestTestbed(t *testing.T) {
 			h.waitActive(t, time.Minute)
 			waitOwner(t, time.Minute)
 			t.Logf("%s upgraded in %v (apt-get install %v)", h.name, time.Since(start).Round(100*time.Millisecond), installed.Round(100*time.Millisecond))
+			if h.name == hosts[0].name { // where the install's time goes
+				log, _ := h.tryRun("bash", "-c", "grep -E ' (startup|unpack|configure|trigproc|status half-configured|status installed) ' /var/log/dpkg.log | tail -12; journalctl -u edgelb -o short-precise --since=-5min | grep -E 'Stopping|Stopped|Starting|Started|ready' | tail -8")
+				t.Logf("%s: dpkg and the unit during the upgrade:\n%s", h.name, log)
+			}
 		}
 		time.Sleep(time.Second)
 		r, hr := stopProbe(t, p), stopHold(t, hold)
