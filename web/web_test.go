@@ -141,7 +141,9 @@ func TestDashboard(t *testing.T) {
 		webtest.Poll(`document.querySelector('tr[data-service="demo/web"] .external-ip').textContent === '192.0.2.10'`, wait),
 		webtest.Poll(`document.querySelector('tr[data-service="demo/web"]').textContent.includes('10.0.1.2:31000')`, wait),
 		webtest.Poll(`document.querySelector('#stream').dataset.state === 'live'`, wait),
-		webtest.Poll(`document.querySelector('[data-pool="default"]')?.textContent.includes('1 of 41 used')`, wait))
+		webtest.Poll(`document.querySelector('[data-pool="default"]')?.textContent.includes('1 of 41 used')`, wait),
+		webtest.Poll(`document.querySelector('tr[data-member="lb1"] .config').textContent === 'v3 in sync'`, wait),
+		webtest.Poll(`document.querySelector('tr[data-member="lb3"] .config .badge.warn')?.textContent === 'behind'`, wait))
 
 	p.Do("an admin drains lb1 and the page shows 192.0.2.10 on lb2",
 		webtest.ClickDrain("lb1", "drain"),

@@ -103,9 +103,9 @@ func Sample() *Fake {
 			Counts: api.Counts{Members: 3, HealthyMembers: 3, VIPs: 2, OwnedVIPs: 1, Services: 2, Backends: 3, HealthyBackends: 2},
 			Pools:  []api.PoolUsage{{Name: "default", Size: 41, Used: 1}}},
 		Mems: []api.Member{
-			{Name: "lb1", Address: "10.0.0.11:7946", Self: true, Alive: true, Healthy: true, VIPs: []string{"192.0.2.10"}},
-			{Name: "lb2", Address: "10.0.0.12:7946", Alive: true, Healthy: true, VIPs: []string{"192.0.2.53"}},
-			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}},
+			{Name: "lb1", Address: "10.0.0.11:7946", Self: true, Alive: true, Healthy: true, VIPs: []string{"192.0.2.10"}, ConfigVersion: 3},
+			{Name: "lb2", Address: "10.0.0.12:7946", Alive: true, Healthy: true, VIPs: []string{"192.0.2.53"}, ConfigVersion: 3},
+			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}, ConfigVersion: 2},
 		},
 		Vips: []api.VIP{
 			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}},

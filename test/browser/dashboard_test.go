@@ -148,6 +148,7 @@ func TestDashboardDrainE2E(t *testing.T) {
 		chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
 	page.Do("the dashboard shows the members, the VIP owners and the services",
 		webtest.Poll(`['lb1','lb2','lb3'].every(n => document.querySelector('tr[data-member="'+n+'"] .state .badge.ok'))`, converge),
+		webtest.Poll(`['lb1','lb2','lb3'].every(n => /^v[0-9]+ in sync$/.test(document.querySelector('tr[data-member="'+n+'"] .config')?.textContent))`, converge),
 		webtest.OwnerIs(vips[0], owner[vips[0]], converge),
 		webtest.OwnerIs(vips[1], owner[vips[1]], converge),
 		webtest.ServiceShown(api.StaticNamespace, "web", converge),

@@ -209,8 +209,12 @@ function badge(text, kind) { return h('span', { class: 'badge ' + kind }, text);
 function renderMembers(members) {
   const ro = readOnly();
   $('#readonly').hidden = !ro;
+  // The latest cluster configuration is the highest version a live
+  // member runs; a member that runs an older one is behind.
+  const latest = Math.max(0, ...members.filter(m => m.alive).map(m => m.configVersion || 0));
   fill($('#members tbody'), members.map(m => {
     const verb = m.draining ? 'undrain' : 'drain';
+    const cv = m.configVersion || 0;
     return h('tr', { dataset: { member: m.name } },
       h('td', { class: 'name' }, m.name, m.self && h('span', { class: 'tag' }, 'this host')),
       h('td', { class: 'mono' }, m.address),
@@ -220,6 +224,8 @@ function renderMembers(members) {
         m.alive && m.restarting && badge('restarting', 'warn'),
         m.draining && badge('draining', 'warn'),
         m.problem && h('div', { class: 'detail' }, m.problem)),
+      h('td', { class: 'config', title: cv ? `runs version ${cv} of the cluster configuration` : 'no cluster configuration reported' },
+        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `, cv === latest ? badge('in sync', 'ok') : badge('behind', 'warn'))),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
       h('td', { class: 'actions' }, h('button', {
         type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
