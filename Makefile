@@ -15,7 +15,7 @@ GOARCH ?= $(shell $(GO) env GOARCH)
 # Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
 DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 
-.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-ipvs chaos e2e-vm vm fuzz vet clean
+.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-config bench-ipvs chaos e2e-vm vm fuzz vet clean
 
 help:
 	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench      benchmarks (desired state, create->status latency)"
 	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
+	@echo "make bench-config    cluster configuration figures: a change on one host -> built on three (50 changes, root); size and check time at 1,000 services"
 	@echo "make chaos      the fault suite at full counts (root, API server; ~30 min), then bench-scale; prints the figures"
 	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make test-bins  build the test kube-apiserver and etcd into $(EDGELB_TEST_BIN)"
@@ -134,6 +135,14 @@ vm:
 # TRIALS runs of the three-host namespace lab (needs root).
 bench-failover: test-deps
 	ELBT_TRIALS=$(TRIALS) $(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 30m ./test/e2e
+
+# The cluster configuration: 50 changes applied on one host of the
+# three-host namespace lab, each timed until every host has built its
+# desired state from it (p50/p99); the size of a 1,000-service document and
+# the time to check one version of it.
+bench-config: test-deps
+	$(GO) test -run '^$$' -bench '^BenchmarkSpecAtScale$$' -benchmem ./lb/config
+	$(GO) test -run '^$$' -bench '^BenchmarkConfigPropagation$$' -benchtime 1x -timeout 20m ./test/e2e | grep -E 'FIGURE|Benchmark|ok'
 
 # The fault suite (test/chaos, docs/chaos.md) at full counts: a 5-minute
 # API server outage, 20 kills of each kind, 200 Services. `go test` runs it

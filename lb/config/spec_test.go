@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -170,4 +171,49 @@ func TestBackendStates(t *testing.T) {
 			t.Errorf("%s: %v, want %s: %s", tc.spec, err, tc.field, tc.msg)
 		}
 	}
+}
+
+// BenchmarkSpecAtScale: the cluster configuration of 1,000 static
+// services (two ports, three backends and two source ranges each) and ten
+// pools: its size as replicated (canonical JSON) and the time to check a
+// version of it (canonical form and the validation of `edgelb check`),
+// which every member does for each version it takes.
+func BenchmarkSpecAtScale(b *testing.B) {
+	var y strings.Builder
+	y.WriteString("pools:\n")
+	for p := range 10 {
+		fmt.Fprintf(&y, "  - {name: pool%d, addresses: [\"10.%d.0.0/16\"]}\n", p, 100+p)
+	}
+	y.WriteString("services:\n")
+	for i := range 1000 {
+		fmt.Fprintf(&y, "  - {name: svc%d, vip: 192.0.%d.%d, ports: [{port: 80, targetPort: 30080}, {port: 443, targetPort: 30443}], backends: [10.0.%d.1, 10.0.%d.2, 10.0.%d.3], sourceRanges: [10.0.0.0/8, 192.168.0.0/16]}\n",
+			i, 2+i/250, 1+i%250, i%250, i%250, i%250)
+	}
+	host := fmt.Sprintf("node: {name: lb1, interface: eth0}\ncluster: {bindAddr: 10.0.0.11, insecure: true}\n")
+	dir := b.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	data := []byte(host + y.String())
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	spec, err := SpecFromFile(path, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := NewHost(path, data, dir)
+	b.ResetTimer()
+	for range b.N {
+		canon, err := CanonicalSpec(spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg, err := h.Apply(canon)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(cfg.Services) != 1000 {
+			b.Fatalf("%d services", len(cfg.Services))
+		}
+	}
+	b.ReportMetric(float64(len(spec)), "spec-bytes")
 }

@@ -72,67 +72,7 @@ func TestDashboardDrainE2E(t *testing.T) {
 	page := webtest.NewPage(t) // skips (or fails under CI) without Chromium
 	bin := buildEdgelb(t)
 
-	members := make([]*member, 3)
-	ports := freePorts(t, 2*len(members))
-	for i := range members {
-		members[i] = &member{
-			name:   fmt.Sprintf("lb%d", i+1),
-			iface:  fmt.Sprintf("elbt-w%d-%d", os.Getpid()%100000, i+1),
-			gossip: ports[2*i],
-			api:    fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
-		}
-		addInterface(t, members[i].iface)
-	}
-	dir := t.TempDir()
-	for _, m := range members {
-		m.start(t, bin, writeConfig(t, dir, m, members))
-	}
-	t.Cleanup(func() {
-		for _, m := range members {
-			m.stop(t)
-		}
-		if t.Failed() {
-			for _, m := range members {
-				t.Logf("--- log of %s:\n%s", m.name, m.log.String())
-			}
-		}
-	})
-
-	// Wait for the cluster: three live members and each VIP on one.
-	owner := map[string]string{}
-	poll(t, converge, "three members and an owner for every VIP through each member's API (api.listen)", func() error {
-		for _, m := range members {
-			if err := m.exited(); err != nil {
-				t.Fatal(err)
-			}
-			var ms []api.Member
-			if err := getJSON(m.api, "/api/v1/members", &ms); err != nil {
-				return err
-			}
-			if n := alive(ms); n != len(members) {
-				return fmt.Errorf("%s sees %d live members: %+v", m.name, n, ms)
-			}
-		}
-		var vs []api.VIP
-		if err := getJSON(members[0].api, "/api/v1/vips", &vs); err != nil {
-			return err
-		}
-		for _, v := range vs {
-			if v.Owner == "" {
-				return fmt.Errorf("%s has no owner", v.Address)
-			}
-			owner[v.Address] = v.Owner
-		}
-		for _, v := range vips {
-			if owner[v] == "" {
-				return fmt.Errorf("no VIP %s in %+v", v, vs)
-			}
-			if h := holders(members, v); len(h) != 1 || h[0] != owner[v] {
-				return fmt.Errorf("%s is on %v, its owner is %s", v, h, owner[v])
-			}
-		}
-		return nil
-	})
+	members, owner := startMembers(t, bin)
 	vip := vips[0]
 	var local *member
 	for _, m := range members {
@@ -213,6 +153,75 @@ func TestDashboardDrainE2E(t *testing.T) {
 	if errs := page.Errors(); len(errs) > 0 {
 		t.Errorf("the page reported errors: %q", errs)
 	}
+}
+
+// startMembers runs three edgelb members on 127.0.0.1 and waits until each
+// sees the three and every VIP is on the interface of its one owner; it
+// returns them and the owners.
+func startMembers(t *testing.T, bin string) ([]*member, map[string]string) {
+	t.Helper()
+	members := make([]*member, 3)
+	ports := freePorts(t, 2*len(members))
+	for i := range members {
+		members[i] = &member{
+			name:   fmt.Sprintf("lb%d", i+1),
+			iface:  fmt.Sprintf("elbt-w%d-%d", os.Getpid()%100000, i+1),
+			gossip: ports[2*i],
+			api:    fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+		}
+		addInterface(t, members[i].iface)
+	}
+	dir := t.TempDir()
+	for _, m := range members {
+		m.start(t, bin, writeConfig(t, dir, m, members))
+	}
+	t.Cleanup(func() {
+		for _, m := range members {
+			m.stop(t)
+		}
+		if t.Failed() {
+			for _, m := range members {
+				t.Logf("--- log of %s:\n%s", m.name, m.log.String())
+			}
+		}
+	})
+
+	// Wait for the cluster: three live members and each VIP on one.
+	owner := map[string]string{}
+	poll(t, converge, "three members and an owner for every VIP through each member's API (api.listen)", func() error {
+		for _, m := range members {
+			if err := m.exited(); err != nil {
+				t.Fatal(err)
+			}
+			var ms []api.Member
+			if err := getJSON(m.api, "/api/v1/members", &ms); err != nil {
+				return err
+			}
+			if n := alive(ms); n != len(members) {
+				return fmt.Errorf("%s sees %d live members: %+v", m.name, n, ms)
+			}
+		}
+		var vs []api.VIP
+		if err := getJSON(members[0].api, "/api/v1/vips", &vs); err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if v.Owner == "" {
+				return fmt.Errorf("%s has no owner", v.Address)
+			}
+			owner[v.Address] = v.Owner
+		}
+		for _, v := range vips {
+			if owner[v] == "" {
+				return fmt.Errorf("no VIP %s in %+v", v, vs)
+			}
+			if h := holders(members, v); len(h) != 1 || h[0] != owner[v] {
+				return fmt.Errorf("%s is on %v, its owner is %s", v, h, owner[v])
+			}
+		}
+		return nil
+	})
+	return members, owner
 }
 
 func alive(ms []api.Member) int {

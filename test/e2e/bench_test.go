@@ -3,8 +3,10 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +63,81 @@ func stats(ds []time.Duration) (median, max time.Duration) {
 		median = (s[n/2-1] + s[n/2]) / 2
 	}
 	return median, s[n-1]
+}
+
+// BenchmarkConfigPropagation measures how long a change of the cluster
+// configuration takes to reach every host: ELBT_CHANGES changes (default
+// 50), each a static service's port changed with `edgelb config apply`
+// on h1, on a three-host lab. For each it takes, from the hosts' logs,
+// when each built its desired state from the new version, and reports
+// the time from just before the apply (the CLI's start included) to the
+// last host, and from h1 to the last host (the gossip alone).
+func BenchmarkConfigPropagation(b *testing.B) {
+	nslab.Require(b)
+	changes := 50
+	if n, err := strconv.Atoi(os.Getenv("ELBT_CHANGES")); err == nil && n > 0 {
+		changes = n
+	}
+	for range b.N {
+		l := startCluster(b, 3)
+		h1 := l.Hosts[0]
+		spec := filepath.Join(l.Dir, "spec.yaml")
+		var total, gossip []time.Duration
+		for i := range changes {
+			nslab.WriteFile(b, spec, fmt.Sprintf(`services:
+  - {name: web4, vip: %s, ports: [{port: 8080}]}
+  - {name: web6, vip: "%s", ports: [{port: 8080}]}
+  - {name: bench, vip: 10.99.0.151, ports: [{port: %d}]}
+`, vip4, vip6, 9000+i))
+			start := time.Now()
+			out, err := h1.Edgelb("config", "apply", "-f", spec, "--api", "http://127.0.0.1:9080")
+			var v int
+			if _, serr := fmt.Sscanf(out, "applied: version %d", &v); err != nil || serr != nil {
+				b.Fatalf("edgelb config apply: %v\n%s", err, out)
+			}
+			var at []time.Time
+			if !nslab.Poll(converge, func() bool {
+				at = at[:0]
+				for _, h := range l.Hosts {
+					t, ok := builtAt(h.Log.String(), v)
+					if !ok {
+						return false
+					}
+					at = append(at, t)
+				}
+				return true
+			}) {
+				b.Fatalf("change %d: not every host built version %d", i, v)
+			}
+			last := slices.MaxFunc(at, func(x, y time.Time) int { return x.Compare(y) })
+			total = append(total, last.Sub(start))
+			gossip = append(gossip, last.Sub(at[0]))
+		}
+		l.Cleanup()
+		p := func(ds []time.Duration, q float64) time.Duration {
+			s := slices.Clone(ds)
+			slices.Sort(s)
+			return s[min(len(s)-1, int(q*float64(len(s))))]
+		}
+		fmt.Printf("FIGURE cluster configuration, %d changes on h1 -> built on all three hosts: p50 %v, p99 %v, max %v (from h1's own build: p50 %v, p99 %v)\n",
+			changes, p(total, .5).Round(time.Millisecond), p(total, .99).Round(time.Millisecond), slices.Max(total).Round(time.Millisecond),
+			p(gossip, .5).Round(time.Millisecond), p(gossip, .99).Round(time.Millisecond))
+		b.ReportMetric(float64(p(total, .5).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p(total, .99).Microseconds())/1000, "p99-ms")
+	}
+}
+
+// builtAt returns the time of the log line in which a host built its
+// desired state from version v.
+func builtAt(log string, v int) (time.Time, bool) {
+	want := fmt.Sprintf(" version=%d ", v)
+	for _, l := range strings.Split(log, "\n") {
+		if !strings.Contains(l, `msg="desired state built from static services"`) || !strings.Contains(l+" ", want) {
+			continue
+		}
+		f, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+		t, err := time.Parse(time.RFC3339Nano, f)
+		return t, err == nil
+	}
+	return time.Time{}, false
 }

@@ -7,9 +7,10 @@ const BASE = '/api/v1';
 // An error from the API, with the HTTP status (0 when the API could not be
 // reached) and the server's message.
 export class APIError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body) {
     super(message);
     this.status = status;
+    this.body = body; // the parsed answer, e.g. {errors: [...]} of a 422
   }
 }
 
@@ -27,13 +28,16 @@ function headers(accept, extra) {
   return h;
 }
 
-async function request(method, path, signal) {
+async function request(method, path, signal, payload, more) {
   let res;
   try {
     // A request that changes state must say it is JSON: the API refuses
     // anything else, as a cross-site form could send it.
-    const extra = method === 'GET' ? {} : { 'Content-Type': 'application/json' };
-    res = await fetch(BASE + path, { method, headers: headers('application/json', extra), cache: 'no-store', signal });
+    const extra = method === 'GET' ? {} : { 'Content-Type': 'application/json', ...more };
+    res = await fetch(BASE + path, {
+      method, headers: headers('application/json', extra), cache: 'no-store', signal,
+      body: payload === undefined ? undefined : JSON.stringify(payload),
+    });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new APIError(0, 'cannot reach the API: ' + e.message);
@@ -41,12 +45,15 @@ async function request(method, path, signal) {
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { /* not JSON: keep the status */ }
-  if (!res.ok) throw new APIError(res.status, body?.error || `${res.status} ${res.statusText}`.trim());
+  if (!res.ok) throw new APIError(res.status, body?.error || `${res.status} ${res.statusText}`.trim(), body);
   return body;
 }
 
 export const get = (path, signal) => request('GET', path, signal);
 export const post = (path, signal) => request('POST', path, signal);
+// postJSON sends a body; put sends one with If-Match: "version".
+export const postJSON = (path, body) => request('POST', path, undefined, body);
+export const put = (path, body, version) => request('PUT', path, undefined, body, { 'If-Match': `"${version}"` });
 
 // streamEvents reads GET /api/v1/events until signal is aborted and calls
 // onEvent({id, type, data}) for each event, data parsed from JSON. After a

@@ -2,6 +2,7 @@
 // traffic charts and drain/undrain. Everything comes from /api/v1.
 import { get, post, setToken, streamEvents, token } from './api.js';
 import { $, fill, h } from './dom.js';
+import { initConfig, loadConfig } from './config.js';
 import { colorOf, lineChart, si } from './chart.js';
 
 // The poll interval for the state and the counters: 5 s, or ?refresh=N seconds.
@@ -12,7 +13,7 @@ const MIN_SAMPLE_MS = 0.8 * REFRESH_MS; // shortest interval a rate is computed 
 const MAX_EVENTS = 200;
 const READONLY = 'edgelb.readonly'; // set once the API refused a drain with 403
 // Event types after which the state is read again at once.
-const CHANGES = new Set(['ownership', 'drain', 'member', 'health', 'allocation']);
+const CHANGES = new Set(['ownership', 'drain', 'member', 'health', 'allocation', 'audit']);
 
 let live = null;   // {ac, timer, soon} while signed in
 let data = null;   // {status, members, vips, services} of the last refresh
@@ -30,6 +31,15 @@ function start() {
   $('#login-none').addEventListener('click', () => signIn(''));
   $('#signout').addEventListener('click', () => signOut());
   $('#banner-close').addEventListener('click', hideBanner);
+  initConfig({
+    banner: showBanner, confirm, readOnly,
+    onAuth: e => {
+      if (e.status === 401) return signOut(e.message);
+      sessionStorage.setItem(READONLY, '1');
+      showBanner('error', e.message);
+      refresh();
+    },
+  });
   if (token() === null) showLogin();
   else open();
 }
@@ -126,6 +136,8 @@ async function load() {
     data = { status, members, vips, services, bgp };
     sample(services);
     render();
+    const self = members.find(m => m.self);
+    await loadConfig(self ? self.configVersion : 0, false, signal);
     updated.className = 'muted';
     updated.textContent = 'updated ' + clock(new Date());
   } catch (e) {
@@ -181,7 +193,7 @@ function render() {
   if (changed('vips', vips)) renderVIPs(vips);
   if (changed('pools', status.pools)) renderPools(status.pools || []);
   if (changed('bgp', bgp)) renderBGP(bgp);
-  if (changed('services', services)) renderServices(services);
+  if (changed('services', [services, readOnly()])) renderServices(services);
   renderCharts();
 }
 
@@ -294,13 +306,50 @@ function renderServices(services) {
             h('span', { class: 'dot', title: b.health }),
             h('span', { class: 'mono' }, b.address),
             h('span', { class: 'muted' }, ` w${b.weight}`, b.node ? ` · ${b.node}` : '', ` · ${b.stats.activeConnections} active`),
-            b.terminating && h('span', { class: 'tag' }, 'terminating'))))),
+            b.terminating && h('span', { class: 'tag' }, 'terminating'),
+            b.adminState === 'drain' && h('span', { class: 'tag drained' }, 'drained'),
+            backendButtons(s, b.address, b.adminState === 'drain' ? ['enable', 'disable'] : ['drain', 'disable']))),
+            i === 0 && (s.disabledBackends || []).map(a => h('li', { class: 'disabled', dataset: { health: 'disabled' } },
+              h('span', { class: 'dot', title: 'disabled' }),
+              h('span', { class: 'mono' }, a),
+              h('span', { class: 'tag' }, 'disabled'),
+              backendButtons(s, a, ['enable']))))),
           h('td', { class: 'num' }, si(p.stats.connections)));
       }
       rows.push(tr);
     });
   }
   fill($('#services tbody'), rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No services.')));
+}
+
+// backendButtons are the admin's actions on one backend of a service.
+function backendButtons(s, address, verbs) {
+  const ro = readOnly();
+  return h('span', { class: 'be-actions' }, verbs.map(v => h('button', {
+    type: 'button', class: `small ghost be-${v}`, dataset: { backend: address }, disabled: ro,
+    title: ro ? 'A viewer token cannot change anything' : '',
+    onclick: () => backendState(s, address, v),
+  }, v)));
+}
+
+const BACKEND_EFFECT = {
+  enable: 'It takes new connections again on every member.',
+  drain: 'Weight 0 on every member: its open connections stay, it gets no new one.',
+  disable: 'It leaves the table on every member: its open connections end.',
+};
+
+async function backendState(s, address, verb) {
+  const label = verb[0].toUpperCase() + verb.slice(1);
+  if (!await confirm(`${label} ${address} of ${serviceKey(s)}?`, BACKEND_EFFECT[verb], label)) return;
+  try {
+    const doc = await post(`/services/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.name)}/backends/${encodeURIComponent(address)}/${verb}`);
+    showBanner('info', `Version ${doc.version} applied: ${address} of ${serviceKey(s)} ${{ enable: 'enabled', drain: 'drained', disable: 'disabled' }[verb]}.`);
+  } catch (e) {
+    if (e.status === 401) return signOut(e.message);
+    if (e.status === 403) sessionStorage.setItem(READONLY, '1');
+    showBanner('error', `Cannot ${verb} ${address}: ${e.message}`);
+  }
+  refresh();
 }
 
 // ---- traffic ----

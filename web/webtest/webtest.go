@@ -277,3 +277,21 @@ func ClickDrain(member, verb string) chromedp.Action[chromedp.Void] {
 func BannerContains(text string, timeout time.Duration) chromedp.Action[chromedp.Void] {
 	return Poll(fmt.Sprintf(`!document.querySelector('#banner').hidden && document.querySelector('#banner-text').textContent.includes(%s)`, js(text)), timeout)
 }
+
+// SetField sets a field of the cluster configuration form, as typing does
+// (the form hears an input event).
+func SetField(key, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#cfg-fields [data-field=%s]`, js(key)))),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(el => { el.value = %s; el.dispatchEvent(new Event('input')); })(document.querySelector('#cfg-fields [data-field=' + %s + ']'))`,
+			js(value), js(js(key)))))
+}
+
+// ConfirmDialog accepts the open confirmation dialog.
+func ConfirmDialog() chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+		chromedp.WaitNotVisible(chromedp.ID("confirm")),
+	)
+}

@@ -99,6 +99,8 @@ type edgelb struct {
 	cmd          *exec.Cmd
 	// logFrom is where the current process's lines start in log.
 	logFrom int64
+	// env is added to the process's environment.
+	env []string
 }
 
 func startEdgelb(t *testing.T, ns, config string) *edgelb {
@@ -125,6 +127,7 @@ func (e *edgelb) start(t *testing.T) {
 		e.logFrom = fi.Size()
 	}
 	e.cmd = exec.Command("ip", "netns", "exec", e.ns, edgelbBin, "run", "--config", e.cfg)
+	e.cmd.Env = append(os.Environ(), e.env...)
 	e.cmd.Stdout, e.cmd.Stderr = f, f
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)

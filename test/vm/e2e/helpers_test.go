@@ -40,6 +40,8 @@ func runHelper(name string, args []string) int {
 		err = load(args)
 	case "get":
 		err = get(args)
+	case "post":
+		err = postJSON(args)
 	case "flows":
 		err = flows(args)
 	default:
@@ -225,6 +227,22 @@ func get(args []string) error {
 	defer resp.Body.Close()
 	_, err = io.Copy(os.Stdout, resp.Body)
 	return err
+}
+
+// post URL: one POST with an empty JSON body; a status other than 2xx
+// fails.
+func postJSON(args []string) error {
+	resp, err := http.Post(args[0], "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s %s", args[0], resp.Status, b)
+	}
+	fmt.Printf("%s\n", b)
+	return nil
 }
 
 // holdConnection opens a long-lived connection from the client namespace

@@ -1,0 +1,181 @@
+package browser
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/web/webtest"
+)
+
+// TestDashboardConfigE2E manages the cluster configuration of three real
+// members from one member's dashboard: a bad VIP in the static service
+// form is refused next to the field with nothing changed; a good service
+// shows its dry-run effect, is applied, reaches every member (their APIs
+// and another member's page, whose badges say "in sync"); the history
+// shows the version's diff, and a rollback from the other member's page
+// removes the service everywhere; a backend drained, disabled and enabled
+// from the services table is so on every member. The audit log names the
+// token.
+// Screenshots go to test/artifacts.
+func TestDashboardConfigE2E(t *testing.T) {
+	webtest.Require(t, os.Geteuid() == 0, "needs root to create the members' interfaces")
+	_, err := exec.LookPath("ip")
+	webtest.Require(t, err == nil, "iproute2's ip is not installed (hack/test-deps.sh)")
+	page := webtest.NewPage(t) // skips (or fails under CI) without Chromium
+	members, _ := startMembers(t, buildEdgelb(t))
+	a, b := members[0], members[1]
+
+	var start api.ConfigDoc
+	if err := getJSON(a.api, "/api/v1/config", &start); err != nil {
+		t.Fatal(err)
+	}
+	version := func(v uint64) string { return fmt.Sprint(v) }
+
+	page.Do("sign in as admin on "+a.name+": the configuration card shows version "+version(start.Version),
+		chromedp.Navigate("http://"+a.api+"/?refresh=1"),
+		webtest.SignIn(adminToken),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-summary')?.dataset.version === %q`, version(start.Version)), converge),
+		webtest.Poll(`!!document.querySelector('#cfg-services tr[data-name="web"]') && !!document.querySelector('#cfg-services tr[data-name="dns"]')`, converge))
+
+	page.Do("a bad VIP is refused next to the field, and nothing changes",
+		chromedp.Click(chromedp.ID("cfg-add-service")),
+		webtest.SetField("name", "added"),
+		webtest.SetField("vip", "203.0.113.999"),
+		webtest.SetField("ports", "8080:80/TCP"),
+		webtest.SetField("backends", "127.0.0.1"),
+		chromedp.Click(chromedp.ID("cfg-check")),
+		webtest.Poll(`document.querySelector('.field-error[data-for="vip"]').textContent.includes('"203.0.113.999" is not an IP address')`, converge),
+		webtest.Poll(`document.querySelector('#cfg-apply').disabled`, time.Second))
+	page.Screenshot("config-field-error")
+	var now api.ConfigDoc
+	if err := getJSON(a.api, "/api/v1/config", &now); err != nil || now.Version != start.Version {
+		t.Fatalf("after a refused check the version is %d (%v), want %d", now.Version, err, start.Version)
+	}
+
+	const newVIP = "203.0.113.73"
+	page.Do("a good VIP: the dry run shows the effect, then it is applied",
+		webtest.SetField("vip", newVIP),
+		chromedp.Click(chromedp.ID("cfg-check")),
+		webtest.Poll(`document.querySelector('#cfg-effect [data-effect="servicesAdded"]')?.textContent.includes('added')`, converge),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-effect [data-effect="vipsAdded"]')?.textContent.includes(%q)`, newVIP), converge),
+		webtest.Poll(`document.querySelector('.field-error[data-for="vip"]').textContent === ''`, time.Second))
+	page.Screenshot("config-dry-run")
+	page.Do("apply",
+		chromedp.Click(chromedp.ID("cfg-apply")),
+		webtest.BannerContains(fmt.Sprintf("Version %d applied", start.Version+1), converge),
+		webtest.Poll(`!!document.querySelector('#cfg-services tr[data-name="added"]')`, converge),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-summary').dataset.version === %q`, version(start.Version+1)), converge))
+
+	applied := time.Now()
+	poll(t, converge, "every member runs version "+version(start.Version+1)+" and serves the static service added", func() error {
+		for _, m := range members {
+			var ms []api.Member
+			if err := getJSON(m.api, "/api/v1/members", &ms); err != nil {
+				return err
+			}
+			for _, x := range ms {
+				if x.ConfigVersion != start.Version+1 {
+					return fmt.Errorf("%s sees %s at version %d", m.name, x.Name, x.ConfigVersion)
+				}
+			}
+			var svcs []api.Service
+			if err := getJSON(m.api, "/api/v1/services", &svcs); err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(svcs, func(s api.Service) bool { return s.Name == "added" && slices.Contains(s.VIPs, newVIP) }) {
+				return fmt.Errorf("%s does not serve added on %s", m.name, newVIP)
+			}
+		}
+		return nil
+	})
+	t.Logf("FIGURE dashboard apply -> every member's API serves the service: %v", time.Since(applied).Round(10*time.Millisecond))
+
+	page.Do("the audit log names the admin token",
+		webtest.Poll(`[...document.querySelectorAll('#cfg-audit tr')].some(r => r.querySelector('.what')?.textContent === 'config.put' && r.querySelector('.who').textContent === 'admin#1')`, converge))
+	page.Do("the history shows the diff of the new version",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#cfg-history tr[data-version="%d"] button.diff`, start.Version+1))),
+		webtest.Poll(`[...document.querySelectorAll('#cfg-diff .add')].some(l => l.textContent.includes('services[2].name = "added"'))`, converge))
+	page.Screenshot("config-history")
+
+	page.Do(b.name+"'s page shows the service and every member in sync",
+		chromedp.Navigate("http://"+b.api+"/?refresh=1"),
+		webtest.SignIn(adminToken),
+		webtest.Poll(`!!document.querySelector('#cfg-services tr[data-name="added"]')`, converge),
+		webtest.ServiceShown(api.StaticNamespace, "added", converge),
+		webtest.Poll(`['lb1','lb2','lb3'].every(n => /in sync$/.test(document.querySelector('tr[data-member="'+n+'"] .config')?.textContent))`, converge))
+	page.Screenshot("config-other-member")
+
+	page.Do("roll back to version "+version(start.Version)+" from "+b.name+"'s history",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#cfg-history tr[data-version="%d"] button.rollback`, start.Version))),
+		webtest.ConfirmDialog(),
+		webtest.BannerContains(fmt.Sprintf("a rollback to version %d", start.Version), converge),
+		webtest.Poll(`!document.querySelector('#cfg-services tr[data-name="added"]')`, converge))
+	poll(t, converge, "every member has dropped the service added", func() error {
+		for _, m := range members {
+			var svcs []api.Service
+			if err := getJSON(m.api, "/api/v1/services", &svcs); err != nil {
+				return err
+			}
+			if slices.ContainsFunc(svcs, func(s api.Service) bool { return s.Name == "added" }) {
+				return fmt.Errorf("%s still serves added", m.name)
+			}
+		}
+		return nil
+	})
+
+	// A backend of web, drained and then disabled from the services table
+	// of b's page, is so on every member; enabled again, it is back.
+	const be = "127.0.0.1:8080"
+	beState := func(want string) error {
+		for _, m := range members {
+			var svc api.Service
+			if err := getJSON(m.api, "/api/v1/services/"+api.StaticNamespace+"/web", &svc); err != nil {
+				return err
+			}
+			got := ""
+			if slices.Contains(svc.DisabledBackends, be) {
+				got = "disable"
+			}
+			for _, p := range svc.Ports {
+				for _, x := range p.Backends {
+					if x.Address == be && x.AdminState == "drain" {
+						got = "drain"
+					}
+				}
+			}
+			if got != want {
+				return fmt.Errorf("%s: %s is %q, want %q", m.name, be, got, want)
+			}
+		}
+		return nil
+	}
+	row := `#services tr[data-service="_static/web"]`
+	page.Do("drain "+be+" of web from the services table",
+		chromedp.Click(chromedp.CSS(row+` button.be-drain[data-backend="`+be+`"]`)),
+		webtest.ConfirmDialog(),
+		webtest.BannerContains(be+" of web drained", converge),
+		webtest.Poll(`[...document.querySelectorAll('`+row+` .tag.drained')].length > 0`, converge))
+	poll(t, converge, be+" drained on every member", func() error { return beState("drain") })
+	page.Screenshot("config-backend-drained")
+	page.Do("disable it",
+		chromedp.Click(chromedp.CSS(row+` button.be-disable[data-backend="`+be+`"]`)),
+		webtest.ConfirmDialog(),
+		webtest.Poll(`!!document.querySelector('`+row+` li.disabled button.be-enable[data-backend="`+be+`"]')`, converge))
+	poll(t, converge, be+" disabled on every member", func() error { return beState("disable") })
+	page.Do("enable it",
+		chromedp.Click(chromedp.CSS(row+` li.disabled button.be-enable[data-backend="`+be+`"]`)),
+		webtest.ConfirmDialog(),
+		webtest.Poll(`!document.querySelector('`+row+` li.disabled')`, converge))
+	poll(t, converge, be+" enabled on every member", func() error { return beState("") })
+
+	if errs := page.Errors(); len(errs) > 0 {
+		t.Errorf("the page reported errors: %q", errs)
+	}
+}
