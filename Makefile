@@ -15,7 +15,7 @@ GOARCH ?= $(shell $(GO) env GOARCH)
 # Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
 DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 
-.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-config bench-ipvs chaos e2e-vm vm fuzz vet clean
+.PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-config bench-bgp bench-ipvs chaos e2e-vm vm fuzz vet clean
 
 help:
 	@echo "make lab        run the self-contained demo lab (Ctrl-C stops it)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench      benchmarks (desired state, create->status latency)"
 	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
+	@echo "make bench-bgp       BGP figures with FRR (root): new-connection outage when a host is lost (BFD 100ms x 3), flow spread; TRIALS=$(TRIALS)"
 	@echo "make bench-config    cluster configuration figures: a change on one host -> built on three (50 changes, root); size and check time at 1,000 services"
 	@echo "make chaos      the fault suite at full counts (root, API server; ~30 min), then bench-scale; prints the figures"
 	@echo "make fuzz       run each fuzz target for FUZZTIME ($(FUZZTIME))"
@@ -132,9 +133,18 @@ vm:
 	@hack/vm/run.sh $(SCRIPT)
 
 # Client-visible outage of a crash (link cut) and of a graceful stop, over
-# TRIALS runs of the three-host namespace lab (needs root).
+# TRIALS runs of the three-host namespace lab (needs root); then the same
+# crash with keepalived (VRRP) managing the VIP instead, for comparison.
 bench-failover: test-deps
 	ELBT_TRIALS=$(TRIALS) $(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 30m ./test/e2e
+	@command -v keepalived >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends keepalived
+	ELBT_TRIALS=$(TRIALS) $(GO) test -run '^$$' -bench '^BenchmarkKeepalivedFailover$$' -benchtime 1x -timeout 30m ./test/e2e
+
+# BGP with FRR as the router: the new-connection outage when a host is cut
+# off (BFD 100 ms x 3), the time until the router drops its next hop, and
+# the flow spread over three hosts, over TRIALS fresh labs (needs root).
+bench-bgp: test-deps
+	ELBT_TRIALS=$(TRIALS) $(GO) test -run '^$$' -bench '^BenchmarkBGPHostLoss$$' -benchtime 1x -timeout 30m ./test/bgp
 
 # The cluster configuration: 50 changes applied on one host of the
 # three-host namespace lab, each timed until every host has built its
@@ -142,7 +152,7 @@ bench-failover: test-deps
 # the time to check one version of it.
 bench-config: test-deps
 	$(GO) test -run '^$$' -bench '^BenchmarkSpecAtScale$$' -benchmem ./lb/config
-	$(GO) test -run '^$$' -bench '^BenchmarkConfigPropagation$$' -benchtime 1x -timeout 20m ./test/e2e | grep -E 'FIGURE|Benchmark|ok'
+	$(GO) test -run '^$$' -bench '^BenchmarkConfigPropagation$$' -benchtime 1x -timeout 20m ./test/e2e
 
 # The fault suite (test/chaos, docs/chaos.md) at full counts: a 5-minute
 # API server outage, 20 kills of each kind, 200 Services. `go test` runs it

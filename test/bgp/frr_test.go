@@ -39,7 +39,21 @@ type neighbor struct {
 	addr     netip.Addr
 	password string
 	bfd      bool
+	// bfdProfile names a profile of bfdd.conf (bfdProfiles) for the
+	// session; "" is FRR's default (300 ms x 3).
+	bfdProfile string
 }
+
+// bfdProfiles is the router's bfdd.conf: "fast" detects a lost peer
+// after 3 missed packets 100 ms apart.
+const bfdProfiles = `bfd
+ profile fast
+  detect-multiplier 3
+  receive-interval 100
+  transmit-interval 100
+ exit
+exit
+`
 
 // bgpdConf is the router's bgpd.conf: AS asn, every neighbor in the
 // cluster's AS (eBGP unless asn is clusterAS), ECMP over up to 16 paths.
@@ -53,6 +67,9 @@ func bgpdConf(asn int, neighbors []neighbor) string {
 		}
 		if n.bfd {
 			fmt.Fprintf(&b, " neighbor %s bfd\n", n.addr)
+		}
+		if n.bfdProfile != "" {
+			fmt.Fprintf(&b, " neighbor %s bfd profile %s\n", n.addr, n.bfdProfile)
 		}
 	}
 	for _, af := range []string{"ipv4", "ipv6"} {
@@ -96,7 +113,7 @@ func startRouter(t testing.TB, l *nslab.Lab, asn int, neighbors []neighbor) *rou
 	r.dir = dir
 	nslab.WriteFile(t, filepath.Join(dir, "bgpd.conf"), bgpdConf(asn, neighbors))
 	nslab.WriteFile(t, filepath.Join(dir, "zebra.conf"), "hostname "+r.ns+"\n")
-	nslab.WriteFile(t, filepath.Join(dir, "bfdd.conf"), "")
+	nslab.WriteFile(t, filepath.Join(dir, "bfdd.conf"), bfdProfiles)
 	for _, d := range daemons {
 		if err := os.Chmod(filepath.Join(dir, d+".conf"), 0o644); err != nil {
 			t.Fatal(err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgelb/edgelb/test/nslab"
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 // BenchmarkFailover measures the client-visible outage of a crash (the
@@ -140,4 +142,78 @@ func builtAt(log string, v int) (time.Time, bool) {
 		return t, err == nil
 	}
 	return time.Time{}, false
+}
+
+// BenchmarkKeepalivedFailover is BenchmarkFailover's crash with
+// keepalived (VRRP, advert_int 1 s, its default) managing the same VIP on
+// the same three-host lab instead of edgelb: the comparison of
+// docs/failover.md. ELBT_TRIALS trials (default 10); keepalived must be
+// installed (`make bench-failover` installs it).
+func BenchmarkKeepalivedFailover(b *testing.B) {
+	nslab.Require(b)
+	bin, err := exec.LookPath("keepalived")
+	if err != nil {
+		prereq.Missing(b, "keepalived is not installed (apt-get install keepalived)")
+	}
+	trials := 10
+	if n, err := strconv.Atoi(os.Getenv("ELBT_TRIALS")); err == nil && n > 0 {
+		trials = n
+	}
+	var outages []time.Duration
+	for i := range trials {
+		l := nslab.New(b, 3)
+		for j, h := range l.Hosts {
+			h.StartResponder()
+			dir := filepath.Join(l.Dir, "keepalived-"+h.Name)
+			os.MkdirAll(dir, 0o755)
+			conf := filepath.Join(dir, "keepalived.conf")
+			nslab.WriteFile(b, conf, fmt.Sprintf(`global_defs {
+  router_id %s
+}
+vrrp_instance web {
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority %d
+  advert_int 1
+  virtual_ipaddress {
+    %s/24 dev eth0
+  }
+}
+`, h.Name, 150-10*j, vip4))
+			cmd := exec.Command("ip", "netns", "exec", h.NS, bin, "--dont-fork", "--vrrp", "--log-console", "--use-file", conf,
+				"--pid", filepath.Join(dir, "keepalived.pid"), "--vrrp_pid", filepath.Join(dir, "vrrp.pid"))
+			log := &nslab.LockedBuffer{}
+			cmd.Stdout, cmd.Stderr = log, log
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		}
+		// The master is whoever answers (VRRP elects the highest
+		// priority); cut off, it keeps the VIP, so the outage ends at
+		// the first answer from another host.
+		p := l.Probe(vip4, 300*time.Millisecond)
+		if !nslab.Poll(converge, func() bool { return p.Last().OK }) {
+			b.Fatalf("no answer from %s through keepalived: %+v", vip4, p.Last())
+		}
+		time.Sleep(time.Second)
+		master := p.Last().Host
+		for _, h := range l.Hosts {
+			if h.Name == master {
+				h.SetLink(false)
+			}
+		}
+		if !nslab.Poll(converge, func() bool { last := p.Last(); return last.OK && last.Host != master }) {
+			b.Fatalf("%s did not move away from %s: last probe %+v", vip4, master, p.Last())
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, d := nslab.Outage(p.Stop())
+		outages = append(outages, d)
+		fmt.Printf("trial %2d: keepalived, %s cut off: outage %4d ms\n", i+1, master, d.Milliseconds())
+		l.Cleanup()
+	}
+	med, mx := stats(outages)
+	fmt.Printf("FIGURE keepalived (VRRP, advert_int 1s), crash (link cut), %d trials: median %d ms, max %d ms\n", trials, med.Milliseconds(), mx.Milliseconds())
+	b.ReportMetric(float64(med.Milliseconds()), "crash-median-ms")
 }

@@ -292,12 +292,7 @@ services:%s
 func (h *Host) Start() {
 	l := h.Lab
 	if h.Log == nil {
-		resp := exec.Command("ip", "netns", "exec", h.NS, selfBin)
-		resp.Env = append(os.Environ(), "ELBT_ROLE=responder", "ELBT_NAME="+h.Name)
-		if err := resp.Start(); err != nil {
-			l.T.Fatal(err)
-		}
-		l.T.Cleanup(func() { resp.Process.Kill(); resp.Wait() })
+		h.StartResponder()
 	} else {
 		h.Logs = append(h.Logs, h.Log.String())
 	}
@@ -312,6 +307,18 @@ func (h *Host) Start() {
 	}
 	h.proc, h.exit = cmd, make(chan error, 1)
 	go func() { h.exit <- cmd.Wait() }()
+}
+
+// StartResponder runs only h's responder (Start runs it with edgelb):
+// :8080 answers with h's name, :8081 echoes. Another VIP manager
+// (keepalived, say) can then be compared with edgelb on the same lab.
+func (h *Host) StartResponder() {
+	resp := exec.Command("ip", "netns", "exec", h.NS, selfBin)
+	resp.Env = append(os.Environ(), "ELBT_ROLE=responder", "ELBT_NAME="+h.Name)
+	if err := resp.Start(); err != nil {
+		h.Lab.T.Fatal(err)
+	}
+	h.Lab.T.Cleanup(func() { resp.Process.Kill(); resp.Wait() })
 }
 
 // StateDir is h's state directory ($STATE_DIRECTORY), created if needed.

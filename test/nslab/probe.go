@@ -37,6 +37,13 @@ func (l *Lab) Probe(target netip.Addr, timeout time.Duration) *Probes {
 		"ELBT_INTERVAL=10ms", "ELBT_TIMEOUT="+timeout.String())
 }
 
+// ProbeFrom is Probe from the namespace ns (a router's, say) instead of
+// the client's.
+func (l *Lab) ProbeFrom(ns string, target netip.Addr, timeout time.Duration) *Probes {
+	return l.runIn(ns, "prober", "ELBT_TARGET="+netip.AddrPortFrom(target, 8080).String(),
+		"ELBT_INTERVAL=10ms", "ELBT_TIMEOUT="+timeout.String())
+}
+
 // Hold opens one long-lived TCP connection from the client to target's
 // echo port (8081) that exchanges a line every 100 ms until Stop; the
 // results have the prober's form.
@@ -47,7 +54,13 @@ func (l *Lab) Hold(target netip.Addr) *Probes {
 // client runs this test binary in a role in the client namespace and
 // reads its result lines.
 func (l *Lab) client(role string, env ...string) *Probes {
-	cmd := exec.Command("ip", "netns", "exec", l.Client, selfBin)
+	return l.runIn(l.Client, role, env...)
+}
+
+// runIn runs this test binary in a role in the namespace ns and reads its
+// result lines.
+func (l *Lab) runIn(ns, role string, env ...string) *Probes {
+	cmd := exec.Command("ip", "netns", "exec", ns, selfBin)
 	cmd.Env = append(append(os.Environ(), "ELBT_ROLE="+role), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

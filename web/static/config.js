@@ -46,7 +46,6 @@ export function initConfig(c) {
 // loadConfig reads the configuration when the version this host runs is
 // not the one shown (or force), and the audit log every time.
 export async function loadConfig(version, force, signal) {
-  const audit = get('/audit', signal);
   if (force || !cur || cur.version !== version || roShown !== ctx.readOnly()) {
     roShown = ctx.readOnly();
     let doc, history;
@@ -64,7 +63,7 @@ export async function loadConfig(version, force, signal) {
     renderCurrent();
     renderHistory(history);
   }
-  renderAudit(await audit);
+  renderAudit(await get('/audit', signal));
 }
 
 const list = v => (Array.isArray(v) ? v : v == null ? [] : [v]);
