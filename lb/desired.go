@@ -141,7 +141,7 @@ func AdminName(src Source) string {
 }
 
 // applyBackendStates drains (weight 0, connections kept) or disables
-// (leaves out) the backends an administrator named.
+// (leaves out, and lists in Disabled) the backends an administrator named.
 func applyBackendStates(d *Desired, states []config.BackendAdmin) {
 	if len(states) == 0 {
 		return
@@ -163,6 +163,7 @@ func applyBackendStates(d *Desired, states []config.BackendAdmin) {
 		for _, be := range vs.Backends {
 			switch st[be.Addr] {
 			case config.BackendDisable:
+				vs.Disabled = append(vs.Disabled, be.Addr)
 				continue
 			case config.BackendDrain:
 				be.Weight = 0

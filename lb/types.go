@@ -89,6 +89,10 @@ type VirtualService struct {
 	// masked, sorted and without duplicates. A non-nil empty list lets
 	// nobody in (fail closed). nil: everyone.
 	SourceRanges []netip.Prefix
+	// Disabled are the backends an administrator disabled (backendStates):
+	// not in Backends, and taken out of the kernel at once instead of
+	// drained. Sorted.
+	Disabled []netip.AddrPort
 }
 
 // Backend is one real server of a virtual service.
@@ -116,7 +120,8 @@ func (v *VirtualService) Equal(o *VirtualService) bool {
 	return v.Key == o.Key && v.Source == o.Source && v.Scheduler == o.Scheduler &&
 		v.Persistence == o.Persistence && v.Method == o.Method && slices.Equal(v.Backends, o.Backends) &&
 		v.Check == o.Check && v.MaxConns == o.MaxConns &&
-		(v.SourceRanges == nil) == (o.SourceRanges == nil) && slices.Equal(v.SourceRanges, o.SourceRanges)
+		(v.SourceRanges == nil) == (o.SourceRanges == nil) && slices.Equal(v.SourceRanges, o.SourceRanges) &&
+		slices.Equal(v.Disabled, o.Disabled)
 }
 
 func (v *VirtualService) String() string {

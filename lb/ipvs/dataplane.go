@@ -617,12 +617,14 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 	}
 	// Whatever is left is leaving: drain it. Inactive connections
 	// (FIN_WAIT, TIME_WAIT, UDP) count too: IPVS still forwards their
-	// packets to the backend, and deleting it would cut them off.
+	// packets to the backend, and deleting it would cut them off. A
+	// backend an administrator disabled goes at once.
 	for ap, c := range byAddr {
 		dk := drainKey{k, ap}
 		since := d.startDrain(dk, now)
+		_, disabled := slices.BinarySearchFunc(t.src.Disabled, ap, netip.AddrPort.Compare)
 		switch {
-		case c.ActiveConns+c.InactiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
+		case disabled || c.ActiveConns+c.InactiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
 			err := d.o.IPVS.DeleteRealServer(&t.vs, c)
 			errs = append(errs, err)
 			if err == nil {

@@ -424,6 +424,24 @@ func TestDrainWaitsForInactiveConnections(t *testing.T) {
 	}
 }
 
+// A backend an administrator disabled leaves the table at once, busy or
+// not (disable: out of the table; drain is the gentle way out).
+func TestDisabledBackendLeavesAtOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080")))
+	e.sync(t, false)
+	id := ipvs.ID{Address: netip.MustParseAddr("192.0.2.1"), Protocol: "TCP", Port: 80}
+	gone := ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.2"), Port: 30080}
+	e.fake.SetConns(id, gone, 5, 3)
+	v := svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")
+	v.Disabled = []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:30080")}
+	e.store.Set(desired(v))
+	e.sync(t, false)
+	if rss := e.fake.Snapshot()[id].RSs; len(rss) != 1 {
+		t.Fatalf("a disabled backend with connections is still in the table: %v", rss)
+	}
+}
+
 func TestTerminatingEndpointDrains(t *testing.T) {
 	e := newEnv(t, nil)
 	v := svc("192.0.2.1", 80, lb.TCP, "10.1.0.1:8080", "10.1.0.2:8080")

@@ -539,8 +539,23 @@ func TestTestbed(t *testing.T) {
 	t.Run("remove and purge", func(t *testing.T) {
 		// A virtual service that is not edgelb's must survive the removal.
 		hosts[0].run(t, "ipvsadm", "-A", "-t", "10.9.9.9:80", "-s", "rr")
+		// On the three hosts at once, as the end of the cluster (and
+		// because each apt-get takes most of a minute under emulation).
+		onEach := func(args ...string) {
+			var wg sync.WaitGroup
+			for _, h := range hosts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if out, err := h.tryRun(args...); err != nil {
+						t.Errorf("%s: %s: %v\n%s", h.name, strings.Join(args, " "), err, out)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		onEach("apt-get", "remove", "-y", "edgelb")
 		for _, h := range hosts {
-			h.run(t, "apt-get", "remove", "-y", "edgelb")
 			if h.holdsVIP(t, vip) {
 				t.Errorf("%s: %s is still on host0 after apt-get remove", h.name, vip)
 			}
@@ -553,7 +568,9 @@ func TestTestbed(t *testing.T) {
 			if h.name == hosts[0].name && !strings.Contains(h.run(t, "ipvsadm", "-Ln"), "10.9.9.9:80") {
 				t.Errorf("%s: apt-get remove deleted a virtual service that is not edgelb's", h.name)
 			}
-			h.run(t, "apt-get", "purge", "-y", "edgelb")
+		}
+		onEach("apt-get", "purge", "-y", "edgelb")
+		for _, h := range hosts {
 			for _, f := range []string{"/etc/edgelb/gossip.key", "/var/lib/edgelb"} {
 				if _, err := h.tryRun("test", "-e", f); err == nil {
 					t.Errorf("%s: %s is still there after apt-get purge", h.name, f)
