@@ -95,7 +95,9 @@ services:
 	}
 
 	// The held connection's backend, from the owner's connection table.
-	hold, rd := holdConnection(t, vip+":9000", 25)
+	const holdFor = 20 * time.Second
+	held := time.Now()
+	hold, rd := holdConnection(t, vip+":9000", int(holdFor/time.Second))
 	defer hold.Process.Kill()
 	var backend string
 	waitFor(t, "the held connection in "+owner+"'s IPVS connection table", 10*time.Second, func() bool {
@@ -111,24 +113,32 @@ services:
 	node := map[string]string{"10.0.0.21": "node1", "10.0.0.22": "node2", "10.0.0.23": "node3"}[backend]
 	t.Logf("the held connection goes to %s (%s) through %s; the change is made on %s", backend, node, owner, other)
 
-	admin := func(port, action string) {
+	// admin POSTs action for the backend on each target port, through
+	// other's API (one helper process: each takes seconds to start
+	// under emulation).
+	admin := func(action string, ports ...string) {
 		t.Helper()
+		var urls []string
+		for _, port := range ports {
+			urls = append(urls, fmt.Sprintf("http://127.0.0.1:9083/api/v1/services/_static/adm/backends/%s:%s/%s", backend, port, action))
+		}
 		self, _ := os.Executable()
 		cmd := exec.Command("ip", "netns", "exec", other, self)
-		cmd.Env = append(os.Environ(), "EDGELB_HELPER=post",
-			fmt.Sprintf("EDGELB_ARGS=http://127.0.0.1:9083/api/v1/services/_static/adm/backends/%s:%s/%s", backend, port, action))
+		cmd.Env = append(os.Environ(), "EDGELB_HELPER=post", "EDGELB_ARGS="+strings.Join(urls, " "))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s %s:%s on %s: %v\n%s", action, backend, port, other, err, out)
+			t.Fatalf("%s %s on %s: %v\n%s", action, backend, other, err, out)
 		}
 	}
 
 	start := time.Now()
-	admin("30090", "drain")
-	admin("30080", "drain")
+	admin("drain", "30090", "30080")
 	took := everywhere(backend+" at weight 0 on every host", func(i int) bool {
 		return strings.HasSuffix(rs(i, "9000", backend+":30090"), " 0") && strings.HasSuffix(rs(i, "80", backend+":30080"), " 0")
 	})
 	t.Logf("FIGURE backend drain through %s's API -> weight 0 in all three hosts' IPVS: %v (the last %v of it waiting)", other, time.Since(start).Round(10*time.Millisecond), took.Round(10*time.Millisecond))
+	if time.Since(held) > holdFor-3*time.Second {
+		t.Fatalf("the drain took effect %v after the held connection opened, too late to show it survives (it lasts %v)", time.Since(held), holdFor)
+	}
 	r := helper(t, "client", "http", "30", "http://"+vip+"/")
 	t.Logf("new connections after the drain: %v", r.Counts)
 	if r.Counts[node] != 0 || r.Errors != 0 {
@@ -139,10 +149,9 @@ services:
 	}
 	hold.Wait()
 
-	admin("30090", "disable")
+	admin("disable", "30090")
 	everywhere(backend+" out of every host's table", func(i int) bool { return rs(i, "9000", backend+":30090") == "" })
-	admin("30090", "enable")
-	admin("30080", "enable")
+	admin("enable", "30090", "30080")
 	everywhere(backend+" back at weight 1 on every host", func(i int) bool {
 		return strings.HasSuffix(rs(i, "9000", backend+":30090"), " 1") && strings.HasSuffix(rs(i, "80", backend+":30080"), " 1")
 	})

@@ -229,19 +229,21 @@ func get(args []string) error {
 	return err
 }
 
-// post URL: one POST with an empty JSON body; a status other than 2xx
-// fails.
+// post URL...: a POST with an empty JSON body to each URL in turn; a
+// status other than 2xx fails.
 func postJSON(args []string) error {
-	resp, err := http.Post(args[0], "application/json", nil)
-	if err != nil {
-		return err
+	for _, u := range args {
+		resp, err := http.Post(u, "application/json", nil)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("POST %s: %s %s", u, resp.Status, b)
+		}
+		fmt.Printf("%s\n", b)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s %s", args[0], resp.Status, b)
-	}
-	fmt.Printf("%s\n", b)
 	return nil
 }
 
