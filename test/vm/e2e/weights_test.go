@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// TestBackendAdminStates: a backend drained through one host's API keeps
+// TestBackendAdminStates (run after TestContinuity: it reuses its
+// topology): a backend drained through one host's API keeps
 // its open connection and gets no new one, on every host (weight 0 in
 // every host's IPVS table); disabled, it leaves every host's table;
 // enabled, it is back everywhere. Three hosts share the cluster
@@ -47,7 +48,16 @@ services:
 			t.Fatalf("edgelb check: %v\n%s", err, out)
 		}
 		e.start(t)
-		t.Cleanup(func() { e.stop(t) })
+		t.Cleanup(func() {
+			e.stop(t)
+			// Leave no virtual service or nftables table of this test
+			// to the next one.
+			cmd := exec.Command("ip", "netns", "exec", ns, edgelbBin, "cleanup", "--config", e.cfg)
+			cmd.Env = append(os.Environ(), e.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("edgelb cleanup in %s: %v\n%s", ns, err, out)
+			}
+		})
 		lbs = append(lbs, e)
 	}
 	defer func() {
