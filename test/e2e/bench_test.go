@@ -188,7 +188,13 @@ vrrp_instance web {
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			b.Cleanup(func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+				if os.Getenv("ELBT_VERBOSE") != "" {
+					fmt.Printf("--- keepalived on %s:\n%s", h.Name, log.String())
+				}
+			})
 		}
 		// The master is whoever answers (VRRP elects the highest
 		// priority); cut off, it keeps the VIP, so the outage ends at
