@@ -224,10 +224,20 @@ func TestECMPWithFRR(t *testing.T) {
 
 	// Draining h2 withdraws its next hop; the other two stay. It keeps
 	// the VIP, to forward the flows the router still sends.
+	// New connections from the router every 10 ms meanwhile: none fails
+	// (h2 withdraws first and keeps forwarding what still comes).
+	p := l.ProbeFrom(r.ns, vip, time.Second)
+	time.Sleep(500 * time.Millisecond)
 	start = time.Now()
 	call(t, h2, "POST", "/api/v1/members/h2/drain")
 	took = r.waitNextHops(vip, h1, h3)
-	t.Logf("drain of h2 -> its next hop withdrawn at the router: %v", took.Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond)
+	res := p.Stop()
+	failed, _ := nslab.Outage(res)
+	t.Logf("drain of h2 -> its next hop withdrawn at the router: %v; %d of %d new connections failed", took.Round(time.Millisecond), failed, len(res))
+	if failed != 0 || len(res) < 50 {
+		t.Errorf("new connections through the drain: %d of %d failed", failed, len(res))
+	}
 	if !h2.Has(vip) {
 		t.Errorf("draining h2 removed %s from its interface", vip)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -10,7 +11,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
 	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/test/nslab"
 )
 
@@ -140,5 +146,102 @@ func TestClusterConfigurationConvergesAfterAPartition(t *testing.T) {
 		return false
 	}) {
 		t.Fatalf("h3 restarted alone runs %+v", history(h3))
+	}
+}
+
+// A pool change applied through a host that may not hold the Lease
+// reaches every host; the Lease holder allocates the next Service from
+// the new pool; the Service whose address fell out of every pool keeps it
+// in its status (never renumbered), is reported with a Warning Event
+// AddressNotInPool, and its address is announced by no host (never an
+// address that is not in a pool). Against a real kube-apiserver.
+func TestPoolChangeReachesTheLeaseHolder(t *testing.T) {
+	const ns, class = "pools", "edgelb.io/pools"
+	l := nslab.New(t, 3)
+	env := l.StartKube(ns, class, "pools")
+	for _, h := range l.Hosts {
+		h.Start()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cl := class
+	create := func(name string) netip.Addr {
+		t.Helper()
+		_, err := env.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &cl,
+				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vip netip.Addr
+		if !nslab.Poll(time.Minute, func() bool {
+			svc, err := env.Admin.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil || len(lb.VIPs(svc)) == 0 {
+				return false
+			}
+			vip = lb.VIPs(svc)[0]
+			return true
+		}) {
+			t.Fatalf("Service %s got no address", name)
+		}
+		return vip
+	}
+	first := create("first")
+	if first != netip.MustParseAddr("10.99.0.128") {
+		t.Fatalf("first got %s, want the pool's first address 10.99.0.128", first)
+	}
+	l.Owner(first, converge)
+
+	lease, err := env.Admin.CoordinationV1().Leases("kube-system").Get(ctx, "pools", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil {
+		t.Fatalf("no Lease holder: %v", err)
+	}
+	via := l.Hosts[0]
+	for _, h := range l.Hosts {
+		if !strings.Contains(*lease.Spec.HolderIdentity, h.Name) {
+			via = h
+		}
+	}
+	// The new layout: the old range is gone, another one replaces it. The
+	// spec keeps the file's other cluster-wide keys.
+	spec := filepath.Join(l.Dir, "pools.yaml")
+	nslab.WriteFile(t, spec, fmt.Sprintf(`dataplane: {backend: none}
+services: []
+pools:
+  - {name: %s, addresses: ["10.99.0.200-10.99.0.210"]}
+`, ns))
+	start := time.Now()
+	if out, err := via.Edgelb("config", "apply", "-f", spec, "--api", "http://127.0.0.1:9080"); err != nil || !strings.HasPrefix(out, "applied: version 2") {
+		t.Fatalf("edgelb config apply on %s: %v\n%s", via.Name, err, out)
+	}
+	for _, h := range l.Hosts {
+		if !nslab.Poll(converge, func() bool { return strings.Contains(h.Log.String(), `msg="running a new cluster configuration" component=config version=2`) }) {
+			t.Fatalf("%s does not run version 2:\n%s", h.Name, h.Log.String())
+		}
+	}
+	t.Logf("applied on %s (the Lease is %s's); every host runs it after %v", via.Name, *lease.Spec.HolderIdentity, time.Since(start).Round(time.Millisecond))
+
+	second := create("second")
+	if second != netip.MustParseAddr("10.99.0.200") {
+		t.Errorf("second got %s, want the new pool's first address 10.99.0.200", second)
+	}
+	l.Owner(second, converge)
+	svc, err := env.Admin.CoreV1().Services(ns).Get(ctx, "first", metav1.GetOptions{})
+	if err != nil || len(lb.VIPs(svc)) != 1 || lb.VIPs(svc)[0] != first {
+		t.Errorf("first was renumbered: %v %v", lb.VIPs(svc), err)
+	}
+	var events string
+	if !nslab.Poll(time.Minute, func() bool {
+		events, err = env.Kubectl(ctx, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=first,reason=AddressNotInPool",
+			"-o", "custom-columns=TYPE:.type,MESSAGE:.message")
+		return err == nil && strings.Contains(events, "Warning")
+	}) {
+		t.Errorf("no Warning Event AddressNotInPool on first: %s %v", events, err)
+	}
+	t.Logf("first's events:\n%s", events)
+	if !nslab.Poll(converge, func() bool { return len(l.Holders(first)) == 0 }) {
+		t.Errorf("%s, in no pool now, is still announced by %v", first, nslab.Names(l.Holders(first)))
 	}
 }
