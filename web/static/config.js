@@ -204,12 +204,8 @@ async function check() {
   fill($('#cfg-form-errors'));
   document.querySelectorAll('#cfg-fields .field-error').forEach(el => fill(el));
   document.querySelectorAll('#cfg-fields .invalid').forEach(el => el.classList.remove('invalid'));
-  let res;
-  try {
-    res = await postJSON('/config/validate', spec);
-  } catch (e) {
-    return failed('check', e);
-  }
+  const res = await dryRun(spec);
+  if (!res) return;
   if (!res.valid) {
     showErrors(res.errors);
     return;
@@ -246,6 +242,23 @@ const EFFECTS = [
   ['other', 'Other keys changed'],
 ];
 
+// dryRun asks the API what spec would do ({valid, errors, effect}); null
+// when the request failed (and said so).
+async function dryRun(spec) {
+  try {
+    return await postJSON('/config/validate', spec);
+  } catch (e) {
+    failed('check', e);
+    return null;
+  }
+}
+
+const errorText = errors => errors.map(e => `${e.field}: ${e.message}`).join('; ');
+
+function effectText(eff) {
+  return EFFECTS.filter(([k]) => eff[k]?.length).map(([k, label]) => `${label}: ${eff[k].join(', ')}`).join('. ') || 'Nothing would change.';
+}
+
 function effectList(eff) {
   const items = EFFECTS.filter(([k]) => eff && eff[k] && eff[k].length)
     .map(([k, label]) => h('li', { dataset: { effect: k } }, `${label}: `, h('span', { class: 'mono' }, eff[k].join(', '))));
@@ -275,33 +288,27 @@ async function putSpec(spec, what) {
 async function remove(kind, i) {
   const item = list(cur.spec[kind])[i];
   const spec = { ...cur.spec, [kind]: list(cur.spec[kind]).filter((_, j) => j !== i) };
-  let res;
-  try {
-    res = await postJSON('/config/validate', spec);
-  } catch (e) {
-    return failed('check', e);
-  }
+  const res = await dryRun(spec);
+  if (!res) return;
   if (!res.valid) {
-    ctx.banner('error', `Cannot delete ${item.name}: ` + res.errors.map(e => `${e.field}: ${e.message}`).join('; '));
+    ctx.banner('error', `Cannot delete ${item.name}: ${errorText(res.errors)}`);
     return;
   }
-  const said = EFFECTS.filter(([k]) => res.effect[k]?.length).map(([k, label]) => `${label}: ${res.effect[k].join(', ')}`).join('. ');
-  if (!await ctx.confirm(`Delete ${FORMS[kind].title} ${item.name}?`, said || 'Nothing would change.', 'Delete')) return;
+  if (!await ctx.confirm(`Delete ${FORMS[kind].title} ${item.name}?`, effectText(res.effect), 'Delete')) return;
   closeForm();
   await putSpec(spec, `${FORMS[kind].title} ${item.name} deleted`);
 }
 
 async function rollback(n) {
-  let old, res;
+  let old;
   try {
     old = await get(`/config/history/${n}`);
-    res = await postJSON('/config/validate', old.spec);
   } catch (e) {
-    return failed('check', e);
+    return failed('read the history', e);
   }
-  const said = res.valid
-    ? EFFECTS.filter(([k]) => res.effect[k]?.length).map(([k, label]) => `${label}: ${res.effect[k].join(', ')}`).join('. ')
-    : 'It does not validate any more: ' + res.errors.map(e => `${e.field}: ${e.message}`).join('; ');
+  const res = await dryRun(old.spec);
+  if (!res) return;
+  const said = res.valid ? effectText(res.effect) : `It does not validate any more: ${errorText(res.errors)}`;
   if (!await ctx.confirm(`Roll back to version ${n}?`, `A new version equal to version ${n}. ${said}`, 'Roll back')) return;
   try {
     const doc = await post(`/config/rollback/${n}`);

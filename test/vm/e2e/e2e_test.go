@@ -240,6 +240,19 @@ services:
 %s`, name, method, healthInterval, services)
 }
 
+// hostConfig is lb<i>'s config in a three-host cluster on the VM's LAN,
+// with gossip timers for a loaded emulator; extra goes before services.
+func hostConfig(i int, dataplane, apiListen, extra, services string) string {
+	return fmt.Sprintf(`node: {name: lb%d, interface: eth0}
+cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true,
+          probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
+dataplane: %s
+healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
+api: {listen: %q}
+%sservices:
+%s`, i, i, dataplane, healthInterval, apiListen, extra, services)
+}
+
 const natServices = `
   - {name: web, vip: 10.0.0.100, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
   - {name: dns, vip: 10.0.0.100, ports: [{port: 53, protocol: UDP, targetPort: 30053}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
@@ -469,15 +482,8 @@ func TestFailover(t *testing.T) {
 	var lbs []*edgelb
 	for i := 1; i <= 3; i++ {
 		ns := fmt.Sprintf("lb%d", i)
-		cfg := fmt.Sprintf(`node: {name: %s, interface: eth0}
-cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true,
-          probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
-dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
-healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
-api: {listen: "127.0.0.1:9081"}
-services:
-  - {name: ha, vip: %s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}
-`, ns, i, healthInterval, vip)
+		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat, scheduler: rr}", "127.0.0.1:9081", "",
+			fmt.Sprintf("  - {name: ha, vip: %s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}\n", vip))
 		e := &edgelb{ns: ns, cfg: "/tmp/ha-" + ns + ".yaml", log: "/tmp/ha-" + ns + ".log"}
 		os.WriteFile(e.cfg, []byte(cfg), 0o644)
 		e.start(t)

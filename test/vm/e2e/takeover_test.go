@@ -90,15 +90,8 @@ ip -n client route replace 10.0.5.0/29 nexthop via 10.0.0.11 nexthop via 10.0.0.
 		ns := fmt.Sprintf("lb%d", i)
 		// No router listens at the BGP peer: the client's static route
 		// stands in for what it would install (test/bgp has FRR).
-		cfg := fmt.Sprintf(`node: {name: %s, interface: eth0}
-cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true,
-          probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
-dataplane: {backend: ipvs, mode: nodeport, method: nat}
-healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
-api: {listen: "127.0.0.1:9082"}
-bgp: {asn: 64512, peers: [{address: 10.0.0.254, asn: 64500}]}
-services:
-%s`, ns, i, healthInterval, services.String())
+		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat}", "127.0.0.1:9082",
+			"bgp: {asn: 64512, peers: [{address: 10.0.0.254, asn: 64500}]}\n", services.String())
 		e := &edgelb{ns: ns, cfg: "/tmp/cont-" + ns + ".yaml", log: "/tmp/cont-" + ns + ".log"}
 		os.WriteFile(e.cfg, []byte(cfg), 0o644)
 		if out, err := exec.Command(edgelbBin, "check", "--config", e.cfg).CombinedOutput(); err != nil {

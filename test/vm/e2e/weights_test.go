@@ -29,14 +29,7 @@ func TestBackendAdminStates(t *testing.T) {
 	var lbs []*edgelb
 	for i := 1; i <= 3; i++ {
 		ns := fmt.Sprintf("lb%d", i)
-		cfg := fmt.Sprintf(`node: {name: %s, interface: eth0}
-cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true,
-          probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
-dataplane: {backend: ipvs, mode: nodeport, method: nat, drainTimeout: 60s}
-healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
-api: {listen: "127.0.0.1:9083"}
-services:
-%s`, ns, i, healthInterval, services)
+		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat, drainTimeout: 60s}", "127.0.0.1:9083", "", services)
 		// A state directory of its own: no cluster configuration from
 		// another test's run.
 		state := "/tmp/adm-state-" + ns
