@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,8 +167,17 @@ func hold(args []string) error {
 	defer c.Close()
 	fmt.Println("connected", c.LocalAddr())
 	rd := bufio.NewReader(c)
+	// SIGTERM ends it early, as a success if every exchange so far was.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
 	end := time.Now().Add(time.Duration(secs) * time.Second)
 	for i := 0; time.Now().Before(end); i++ {
+		select {
+		case <-stop:
+			fmt.Println("held")
+			return nil
+		default:
+		}
 		// TCP rides out a pause of a few seconds (a restart of a
 		// single host, whose VIP manager removes the VIP while it is
 		// stopped) by retransmitting; only a broken connection fails.
