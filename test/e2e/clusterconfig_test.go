@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/lb"
@@ -164,30 +162,7 @@ func TestPoolChangeReachesTheLeaseHolder(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cl := class
-	create := func(name string) netip.Addr {
-		t.Helper()
-		_, err := env.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &cl,
-				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var vip netip.Addr
-		if !nslab.Poll(time.Minute, func() bool {
-			svc, err := env.Admin.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil || len(lb.VIPs(svc)) == 0 {
-				return false
-			}
-			vip = lb.VIPs(svc)[0]
-			return true
-		}) {
-			t.Fatalf("Service %s got no address", name)
-		}
-		return vip
-	}
+	create := func(name string) netip.Addr { return createLBService(ctx, t, env, ns, name, class) }
 	first := create("first")
 	if first != netip.MustParseAddr("10.99.0.128") {
 		t.Fatalf("first got %s, want the pool's first address 10.99.0.128", first)
@@ -217,7 +192,9 @@ pools:
 		t.Fatalf("edgelb config apply on %s: %v\n%s", via.Name, err, out)
 	}
 	for _, h := range l.Hosts {
-		if !nslab.Poll(converge, func() bool { return strings.Contains(h.Log.String(), `msg="running a new cluster configuration" component=config version=2`) }) {
+		if !nslab.Poll(converge, func() bool {
+			return strings.Contains(h.Log.String(), `msg="running a new cluster configuration" component=config version=2`)
+		}) {
 			t.Fatalf("%s does not run version 2:\n%s", h.Name, h.Log.String())
 		}
 	}

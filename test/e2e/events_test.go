@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/test/nslab"
+	"github.com/edgelb/edgelb/test/testenv"
 )
 
 // After a failover, `kubectl describe svc` shows who owns the Service's
@@ -30,26 +31,7 @@ func TestOwnerChangeEvent(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cl := class
-	_, err := env.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &cl,
-			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vip netip.Addr
-	if !nslab.Poll(time.Minute, func() bool {
-		svc, err := env.Admin.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
-		if err != nil || len(lb.VIPs(svc)) == 0 {
-			return false
-		}
-		vip = lb.VIPs(svc)[0]
-		return true
-	}) {
-		t.Fatal("the Service got no address")
-	}
+	vip := createLBService(ctx, t, env, ns, "web", class)
 	old := l.SettledOwner(vip, 2*time.Second)
 	lease, _ := env.Admin.CoordinationV1().Leases("kube-system").Get(ctx, "events", metav1.GetOptions{})
 	leader := ""
@@ -73,6 +55,7 @@ func TestOwnerChangeEvent(t *testing.T) {
 	// owner, while the members confirm their view, may come between: then
 	// two Events, at most one per 30 s).
 	var events string
+	var err error
 	if !nslab.Poll(2*time.Minute, func() bool {
 		events, err = env.Kubectl(ctx, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=web,reason=OwnerChanged",
 			"-o", "custom-columns=TYPE:.type,MESSAGE:.message")
@@ -92,4 +75,30 @@ func TestOwnerChangeEvent(t *testing.T) {
 	if strings.Contains(events, "Warning") {
 		t.Errorf("an owner change is not a Warning:\n%s", events)
 	}
+}
+
+// createLBService creates a LoadBalancer Service of class with port 8080
+// and returns the address edgelb writes into its status.
+func createLBService(ctx context.Context, t *testing.T, env *testenv.Env, ns, name, class string) netip.Addr {
+	t.Helper()
+	_, err := env.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vip netip.Addr
+	if !nslab.Poll(time.Minute, func() bool {
+		svc, err := env.Admin.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || len(lb.VIPs(svc)) == 0 {
+			return false
+		}
+		vip = lb.VIPs(svc)[0]
+		return true
+	}) {
+		t.Fatalf("Service %s got no address", name)
+	}
+	return vip
 }
