@@ -69,6 +69,9 @@ func (f BGPCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (f BGPCollector) Collect(ch chan<- prometheus.Metric) {
 	st := f()
+	if !st.Enabled {
+		return
+	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}

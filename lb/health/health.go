@@ -116,6 +116,8 @@ type Checker struct {
 
 	first     chan struct{}
 	firstOnce sync.Once
+	// reconfigured wakes Run when SetConfig changed the schedule.
+	reconfigured chan struct{}
 }
 
 // New returns a Checker; it starts nothing.
@@ -129,13 +131,38 @@ func New(o Options) *Checker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Config.Rise < 1 {
-		o.Config.Rise = 1
+	o.Config = o.Config.withDefaults()
+	return &Checker{o: o, results: map[Target]*Result{}, first: make(chan struct{}), reconfigured: make(chan struct{}, 1)}
+}
+
+func (c Config) withDefaults() Config {
+	c.Rise, c.Fall = max(c.Rise, 1), max(c.Fall, 1)
+	return c
+}
+
+// config is the schedule in force (SetConfig may change it).
+func (c *Checker) config() Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.o.Config
+}
+
+// SetConfig changes the schedule of the targets whose check does not set
+// their own (a new cluster configuration's healthCheck). Results are
+// kept: a target stays up or down until the new rise or fall count says
+// otherwise, and the next round follows the new interval.
+func (c *Checker) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	c.mu.Lock()
+	changed := cfg != c.o.Config
+	c.o.Config = cfg
+	c.mu.Unlock()
+	if changed {
+		select {
+		case c.reconfigured <- struct{}{}:
+		default:
+		}
 	}
-	if o.Config.Fall < 1 {
-		o.Config.Fall = 1
-	}
-	return &Checker{o: o, results: map[Target]*Result{}, first: make(chan struct{})}
 }
 
 // Up reports whether backend b of vs passes its checks. Targets not probed
@@ -210,6 +237,7 @@ func (c *Checker) Run(ctx context.Context) error {
 			return nil
 		case <-wake.C:
 		case <-sub:
+		case <-c.reconfigured:
 		}
 		wake.Reset(c.check(ctx, dueNow))
 	}
@@ -253,7 +281,8 @@ const (
 // check probes the current targets that which selects and returns how long
 // until the next one is due.
 func (c *Checker) check(ctx context.Context, which int) time.Duration {
-	next := c.o.Config.Interval
+	cfg := c.config()
+	next := cfg.Interval
 	if c.o.Store.Load() == nil {
 		return next
 	}
@@ -272,7 +301,7 @@ func (c *Checker) check(ctx context.Context, which int) time.Duration {
 	if which == dueNow {
 		ts = slices.DeleteFunc(ts, func(t Target) bool {
 			r := c.results[t]
-			return r != nil && now.Sub(r.LastCheck) < c.interval(t)
+			return r != nil && now.Sub(r.LastCheck) < interval(t, cfg)
 		})
 	}
 	c.mu.Unlock()
@@ -284,7 +313,7 @@ func (c *Checker) check(ctx context.Context, which int) time.Duration {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			timeout := c.o.Config.Timeout
+			timeout := cfg.Timeout
 			if t.Check.Timeout != 0 {
 				timeout = t.Check.Timeout
 			}
@@ -304,7 +333,7 @@ func (c *Checker) check(ctx context.Context, which int) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for t, r := range c.results {
-		if d := c.interval(t) - now.Sub(r.LastCheck); d < next {
+		if d := interval(t, c.o.Config) - now.Sub(r.LastCheck); d < next {
 			next = d
 		}
 	}
@@ -314,11 +343,11 @@ func (c *Checker) check(ctx context.Context, which int) time.Duration {
 // minWait keeps a busy round from spinning.
 const minWait = 10 * time.Millisecond
 
-func (c *Checker) interval(t Target) time.Duration {
+func interval(t Target, cfg Config) time.Duration {
 	if t.Check.Interval != 0 {
 		return t.Check.Interval
 	}
-	return c.o.Config.Interval
+	return cfg.Interval
 }
 
 func (c *Checker) record(t Target, err error) {

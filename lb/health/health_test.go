@@ -278,3 +278,56 @@ func TestPerServiceSchedule(t *testing.T) {
 		t.Error("fall 3 (the default): the slow target is down after one failure")
 	}
 }
+
+// A new healthCheck (a new cluster configuration) takes effect on the
+// targets already probed, and keeps what is known of them.
+func TestSetConfigKeepsResults(t *testing.T) {
+	store := lb.NewStore()
+	key := lb.Key{VIP: netip.MustParseAddr("192.0.2.1"), Port: 80, Protocol: lb.TCP}
+	b := lb.Backend{Addr: netip.MustParseAddrPort("10.0.0.2:30080"), Weight: 1}
+	store.Set(&lb.Desired{Services: []lb.VirtualService{{Key: key, Backends: []lb.Backend{b}}}})
+	var mu sync.Mutex
+	failing := false
+	c := health.New(health.Options{Store: store, Log: slog.New(slog.DiscardHandler),
+		Config: health.Config{Interval: time.Hour, Rise: 1, Fall: 5},
+		Probe: func(context.Context, health.Target) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failing {
+				return errors.New("refused")
+			}
+			return nil
+		}})
+	ctx := context.Background()
+	c.CheckOnce(ctx)
+	mu.Lock()
+	failing = true
+	mu.Unlock()
+	c.CheckOnce(ctx)
+	if !c.Up(&lb.VirtualService{Key: key}, b) {
+		t.Fatal("down after 1 failure with fall 5")
+	}
+	c.SetConfig(health.Config{Interval: time.Hour, Rise: 1, Fall: 2})
+	if !c.Up(&lb.VirtualService{Key: key}, b) {
+		t.Fatal("SetConfig forgot the result")
+	}
+	c.CheckOnce(ctx)
+	if c.Up(&lb.VirtualService{Key: key}, b) {
+		t.Fatal("still up after 2 failures once fall is 2")
+	}
+	// Run probes again at once with the new interval, not after the old.
+	c.SetConfig(health.Config{Interval: 20 * time.Millisecond, Rise: 1, Fall: 2})
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.Run(rctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Up(&lb.VirtualService{Key: key}, b) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new 20ms interval was not followed: still down after 10s (the old interval was an hour)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgelb/edgelb/lb"
@@ -112,6 +113,12 @@ type Dataplane struct {
 	healthVer  uint64
 
 	stats statsCache
+
+	// drainTimeout is Options.DrainTimeout until Reconfigure changes it.
+	drainTimeout atomic.Int64
+	// reconfigured wakes Run to prepare the kernel again and run a full
+	// pass (Reconfigure).
+	reconfigured chan struct{}
 }
 
 type drainKey struct {
@@ -159,13 +166,56 @@ func New(o Options) *Dataplane {
 	if o.StatsInterval == 0 {
 		o.StatsInterval = DefaultStatsInterval
 	}
-	return &Dataplane{
-		o:          o,
-		status:     Status{Err: "not synced yet"},
-		applied:    map[lb.Key]*target{},
-		programmed: map[netip.Addr]bool{},
-		draining:   map[drainKey]time.Time{},
-		drainKeys:  map[lb.Key]int{},
+	d := &Dataplane{
+		o:            o,
+		status:       Status{Err: "not synced yet"},
+		applied:      map[lb.Key]*target{},
+		programmed:   map[netip.Addr]bool{},
+		draining:     map[drainKey]time.Time{},
+		drainKeys:    map[lb.Key]int{},
+		reconfigured: make(chan struct{}, 1),
+	}
+	d.drainTimeout.Store(int64(o.DrainTimeout))
+	return d
+}
+
+// Reconfigure takes a new drain timeout (0: the default) and has Run
+// prepare the kernel again (Prepare reads what it needs, such as the
+// schedulers and methods of a new configuration, when it runs) and then
+// run a full pass. Nothing is flushed: the pass changes only what differs.
+func (d *Dataplane) Reconfigure(drainTimeout time.Duration) {
+	if drainTimeout == 0 {
+		drainTimeout = 5 * time.Minute
+	}
+	d.drainTimeout.Store(int64(drainTimeout))
+	select {
+	case d.reconfigured <- struct{}{}:
+	default:
+	}
+}
+
+// prepare runs Prepare until it succeeds; false means ctx ended first.
+// Until then the dataplane is unhealthy (logged once per distinct error).
+func (d *Dataplane) prepare(ctx context.Context) bool {
+	if d.o.Prepare == nil {
+		return true
+	}
+	lastErr := ""
+	for {
+		err := d.o.Prepare()
+		if err == nil {
+			return true
+		}
+		d.setErr(err)
+		if err.Error() != lastErr {
+			d.o.Log.Error("dataplane cannot be programmed; host is unhealthy", "err", err)
+			lastErr = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d.o.PrepareRetry):
+		}
 	}
 }
 
@@ -202,24 +252,8 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	if d.o.Health != nil {
 		healthC = d.o.Health.Changed()
 	}
-	if d.o.Prepare != nil {
-		lastErr := ""
-		for {
-			err := d.o.Prepare()
-			if err == nil {
-				break
-			}
-			d.setErr(err)
-			if err.Error() != lastErr {
-				d.o.Log.Error("dataplane cannot be programmed; host is unhealthy", "err", err)
-				lastErr = err.Error()
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(d.o.PrepareRetry):
-			}
-		}
+	if !d.prepare(ctx) {
+		return nil
 	}
 	// Let the health checker probe every backend once, so that the first
 	// pass after a restart does not give traffic to a dead backend.
@@ -287,6 +321,11 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		case <-wake.C:
 			dirty = true
 		case <-resync.C:
+			dirty, full = true, true
+		case <-d.reconfigured:
+			if !d.prepare(ctx) {
+				return nil
+			}
 			dirty, full = true, true
 		}
 	}
@@ -624,7 +663,7 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 		since := d.startDrain(dk, now)
 		_, disabled := slices.BinarySearchFunc(t.src.Disabled, ap, netip.AddrPort.Compare)
 		switch {
-		case disabled || c.ActiveConns+c.InactiveConns == 0 || now.Sub(since) >= d.o.DrainTimeout:
+		case disabled || c.ActiveConns+c.InactiveConns == 0 || now.Sub(since) >= time.Duration(d.drainTimeout.Load()):
 			err := d.o.IPVS.DeleteRealServer(&t.vs, c)
 			errs = append(errs, err)
 			if err == nil {

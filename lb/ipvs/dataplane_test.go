@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -803,4 +804,60 @@ func TestMaglevOrderIsTheSameOnEveryHost(t *testing.T) {
 	if got := order(c); !slices.Equal(got, []string{"10.1.0.0:80", "10.1.0.1:80"}) {
 		t.Errorf("rr service reordered: %v", got)
 	}
+}
+
+// A new configuration (Reconfigure) prepares the kernel again — a new
+// scheduler or method may need a module or a sysctl — and changes the
+// drain timeout of backends already draining; a Prepare that fails makes
+// the host unhealthy without touching the table.
+func TestReconfigurePreparesAgain(t *testing.T) {
+	e := newEnv(t, nil)
+	var prepares atomic.Int32
+	var failing atomic.Bool
+	e.dp = ipvs.New(ipvs.Options{
+		IPVS: e.fake, Store: e.store, Log: slog.New(slog.DiscardHandler), Owns: owns,
+		SNAT: e.snat, DrainTimeout: time.Minute, Now: e.clock.Now,
+		MinSyncInterval: time.Millisecond, DrainPoll: time.Hour, ResyncPeriod: time.Hour,
+		PrepareRetry: 5 * time.Millisecond,
+		Prepare: func() error {
+			prepares.Add(1)
+			if failing.Load() {
+				return errors.New("modprobe ip_vs_mh: not found")
+			}
+			return nil
+		},
+	})
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.dp.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "first pass", func() bool { return e.dp.Healthy() == nil })
+	before := table(e.fake, true)
+
+	failing.Store(true)
+	e.dp.Reconfigure(10 * time.Second)
+	waitFor(t, "unhealthy after a failed prepare", func() bool { return e.dp.Healthy() != nil })
+	if !slices.Equal(table(e.fake, true), before) {
+		t.Fatal("a failed prepare changed the table")
+	}
+	failing.Store(false)
+	waitFor(t, "healthy again", func() bool { return e.dp.Healthy() == nil })
+	if n := prepares.Load(); n < 3 {
+		t.Fatalf("Prepare ran %d times, want the start, the failure and its retry", n)
+	}
+
+	// The new drain timeout: a busy leaving backend goes after 10 s, not
+	// after the minute it had.
+	id := ipvs.ID{Address: netip.MustParseAddr("192.0.2.1"), Protocol: "TCP", Port: 80}
+	gone := ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.2"), Port: 30080}
+	e.fake.SetActive(id, gone, 7)
+	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
+	waitFor(t, "drain at weight 0", func() bool { return weightOf(e.fake.Snapshot()[id].RSs, "10.0.0.2:30080") == 0 })
+	e.clock.Add(11 * time.Second)
+	e.dp.Reconfigure(10 * time.Second)
+	waitFor(t, "deleted after the new drain timeout", func() bool { return len(e.fake.Snapshot()[id].RSs) == 1 })
 }

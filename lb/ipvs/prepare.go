@@ -88,15 +88,19 @@ func Prepare(o PrepareOptions) error {
 			need     bool
 		}{"net/ipv4/vs/conntrack", "1", true})
 	}
+	// Sloppy pickup is IPVS's own setting, so it is set either way: a
+	// configuration that turns continuity off turns it off.
+	sloppy := "0"
 	if o.Sloppy {
-		sysctls = append(sysctls, struct {
-			key, val string
-			need     bool
-		}{"net/ipv4/vs/sloppy_tcp", "1", true}, struct {
-			key, val string
-			need     bool
-		}{"net/ipv4/vs/sloppy_sctp", "1", true})
+		sloppy = "1"
 	}
+	sysctls = append(sysctls, struct {
+		key, val string
+		need     bool
+	}{"net/ipv4/vs/sloppy_tcp", sloppy, o.Sloppy}, struct {
+		key, val string
+		need     bool
+	}{"net/ipv4/vs/sloppy_sctp", sloppy, o.Sloppy})
 	if o.Sloppy && o.NAT {
 		// Conntrack picks a nat flow up mid-stream without having seen
 		// the backend's window; checking the backend's next segments

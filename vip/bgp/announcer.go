@@ -25,6 +25,12 @@ type Speaker interface {
 	Withdraw(p netip.Prefix) error
 	// Peers reports every configured peer's session.
 	Peers() []PeerStatus
+	// Configure takes a new configuration on a started speaker: the
+	// sessions of removed or changed peers close and new ones open, the
+	// others are left alone. A new Global (AS number) restarts the
+	// speaker, every session with it, and drops its routes: restarted
+	// is then true. A Global with ASN 0 turns BGP off.
+	Configure(ctx context.Context, g Global, peers []Peer) (restarted bool, err error)
 	// Stop closes the sessions.
 	Stop() error
 }
@@ -103,14 +109,25 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
+// Config is what a new cluster configuration changes at run time.
+type Config struct {
+	Global        Global
+	Peers         []Peer
+	WithdrawDelay time.Duration
+}
+
 // Announcer keeps the advertised routes equal to Desired. Run must be
-// called once; Advertised and Peers are safe for concurrent use.
+// called once; Advertised, Peers and Configure are safe for concurrent
+// use.
 type Announcer struct {
 	o Options
 
 	mu         sync.Mutex
 	advertised []netip.Prefix
 	serving    bool
+	// pending is the configuration Run is to take next (Configure).
+	pending      *Config
+	reconfigured chan struct{}
 }
 
 // NewAnnouncer checks o and returns an Announcer; it starts nothing.
@@ -124,7 +141,47 @@ func NewAnnouncer(o Options) (*Announcer, error) {
 	if o.Resync <= 0 {
 		o.Resync = time.Second
 	}
-	return &Announcer{o: o}, nil
+	return &Announcer{o: o, reconfigured: make(chan struct{}, 1)}, nil
+}
+
+// Configure has Run take c: the peers change without touching the
+// other sessions, a new AS number restarts the speaker (its routes are
+// then advertised again), and the withdraw delay applies to the next
+// stop.
+func (a *Announcer) Configure(c Config) {
+	a.mu.Lock()
+	a.pending = &c
+	a.mu.Unlock()
+	select {
+	case a.reconfigured <- struct{}{}:
+	default:
+	}
+}
+
+// configure applies the pending configuration, from Run.
+func (a *Announcer) configure(ctx context.Context) {
+	a.mu.Lock()
+	c := a.pending
+	a.pending = nil
+	if c != nil {
+		a.o.WithdrawDelay = c.WithdrawDelay
+	}
+	a.mu.Unlock()
+	if c == nil {
+		return
+	}
+	restarted, err := a.o.Speaker.Configure(ctx, c.Global, c.Peers)
+	if err != nil {
+		a.o.Log.Error("taking the new BGP configuration", "err", err)
+	}
+	if restarted {
+		a.o.Log.Info("BGP restarted for the new configuration", "asn", c.Global.ASN, "peers", len(c.Peers))
+		a.mu.Lock()
+		a.advertised = nil
+		a.mu.Unlock()
+	} else {
+		a.o.Log.Info("BGP peers updated", "peers", len(c.Peers))
+	}
 }
 
 // Advertised returns the routes advertised now, sorted.
@@ -213,12 +270,17 @@ func (a *Announcer) Run(ctx context.Context) error {
 		case <-serving:
 		case <-vips:
 		case <-t.C:
+		case <-a.reconfigured:
+			a.configure(ctx)
 		}
 	}
 	if len(a.Advertised()) > 0 {
 		a.apply(nil, false)
-		a.o.Log.Info("stopping: routes withdrawn, still forwarding", "for", a.o.WithdrawDelay)
-		time.Sleep(a.o.WithdrawDelay)
+		a.mu.Lock()
+		delay := a.o.WithdrawDelay
+		a.mu.Unlock()
+		a.o.Log.Info("stopping: routes withdrawn, still forwarding", "for", delay)
+		time.Sleep(delay)
 	}
 	if err := a.o.Speaker.Stop(); err != nil {
 		a.o.Log.Warn("stopping BGP", "err", err)

@@ -126,3 +126,45 @@ func TestRunWithdrawsBeforeStopping(t *testing.T) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
 }
+
+// A new configuration reaches the speaker while Run runs: new peers keep
+// the routes, a new AS number restarts the speaker and every route is
+// advertised again.
+func TestConfigureWhileRunning(t *testing.T) {
+	sp, st := bgptest.NewSpeaker(), &bgptest.State{}
+	a, err := bgp.NewAnnouncer(bgp.Options{Speaker: sp, Serving: st, VIPs: st, Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetVIPs(v4)
+	st.SetServing(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: calls %q", what, sp.History())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("advertised", func() bool { return len(sp.Advertised()) == 1 })
+	peer := bgp.Peer{Address: netip.MustParseAddr("192.0.2.254"), ASN: 64500}
+	a.Configure(bgp.Config{Global: bgp.Global{}, Peers: []bgp.Peer{peer}})
+	waitFor("peers configured", func() bool { return slices.Contains(sp.History(), "configure 0/1") })
+	if got := sp.Advertised(); !slices.Equal(got, prefixes("198.51.100.1/32")) {
+		t.Fatalf("a peer change dropped the routes: %v", got)
+	}
+	a.Configure(bgp.Config{Global: bgp.Global{ASN: 64513}, Peers: []bgp.Peer{peer}})
+	waitFor("advertised again after the restart", func() bool {
+		h := sp.History()
+		return slices.Contains(h, "configure 64513/1") && h[len(h)-1] == "advertise 198.51.100.1/32" && len(sp.Advertised()) == 1
+	})
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,8 +74,15 @@ func NewGoBGP(g Global, peers []Peer, log *slog.Logger) *GoBGP {
 	return &GoBGP{global: g, peers: peers, log: log}
 }
 
-// Start implements Speaker.
+// Start implements Speaker. Without an AS number (ASN 0) BGP is off and
+// nothing starts.
 func (g *GoBGP) Start(ctx context.Context) error {
+	g.mu.Lock()
+	global, peers := g.global, g.peers
+	g.mu.Unlock()
+	if global.ASN == 0 {
+		return nil
+	}
 	// GoBGP is chatty at info (every peer added, every connection
 	// manager started); edgelb logs the session changes itself. Its debug
 	// messages pass when edgelb logs at debug.
@@ -84,15 +93,15 @@ func (g *GoBGP) Start(ctx context.Context) error {
 	}
 	s := server.NewBgpServer(server.LoggerOption(slog.New(minLevel{g.log.Handler(), lvl}), lvl))
 	go s.Serve()
-	port := g.global.ListenPort
+	port := global.ListenPort
 	if port <= 0 {
 		port = -1
 	}
 	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: g.global.ASN, RouterId: g.global.RouterID.String(), ListenPort: port,
+		Asn: global.ASN, RouterId: global.RouterID.String(), ListenPort: port,
 	}}); err != nil {
 		s.Stop()
-		return fmt.Errorf("starting the BGP server (AS %d, router ID %s): %w", g.global.ASN, g.global.RouterID, err)
+		return fmt.Errorf("starting the BGP server (AS %d, router ID %s): %w", global.ASN, global.RouterID, err)
 	}
 	if err := s.WatchEvent(ctx, server.WatchEventMessageCallbacks{
 		OnPeerUpdate: func(e *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
@@ -104,7 +113,7 @@ func (g *GoBGP) Start(ctx context.Context) error {
 	}, server.WatchPeer()); err != nil {
 		g.log.Warn("watching BGP sessions", "err", err)
 	}
-	for _, p := range g.peers {
+	for _, p := range peers {
 		if err := s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
 			s.Stop()
 			return fmt.Errorf("adding BGP peer %s: %w", p.Address, err)
@@ -114,6 +123,60 @@ func (g *GoBGP) Start(ctx context.Context) error {
 	g.s = s
 	g.mu.Unlock()
 	return nil
+}
+
+// Configure implements Speaker.
+func (g *GoBGP) Configure(ctx context.Context, global Global, peers []Peer) (restarted bool, err error) {
+	g.mu.Lock()
+	old, oldPeers, s := g.global, g.peers, g.s
+	g.mu.Unlock()
+	if global != old || s == nil {
+		if err := g.Stop(); err != nil {
+			g.log.Warn("stopping BGP for the new configuration", "err", err)
+		}
+		g.mu.Lock()
+		g.global, g.peers = global, slices.Clone(peers)
+		g.mu.Unlock()
+		return true, g.Start(ctx)
+	}
+	want := map[netip.Addr]Peer{}
+	for _, p := range peers {
+		want[p.Address] = p
+	}
+	var errs []error
+	have := map[netip.Addr]bool{}
+	for _, p := range oldPeers {
+		if w, ok := want[p.Address]; ok && reflect.DeepEqual(w, p) {
+			have[p.Address] = true
+			continue
+		}
+		if err := s.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("removing BGP peer %s: %w", p.Address, err))
+			continue
+		}
+		g.log.Info("BGP peer removed", "peer", p.Address, "asn", p.ASN)
+	}
+	var now []Peer
+	for _, p := range oldPeers {
+		if have[p.Address] {
+			now = append(now, p)
+		}
+	}
+	for _, p := range peers {
+		if have[p.Address] {
+			continue
+		}
+		if err := s.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+			errs = append(errs, fmt.Errorf("adding BGP peer %s: %w", p.Address, err))
+			continue
+		}
+		g.log.Info("BGP peer added", "peer", p.Address, "asn", p.ASN)
+		now = append(now, p)
+	}
+	g.mu.Lock()
+	g.peers = now
+	g.mu.Unlock()
+	return false, errors.Join(errs...)
 }
 
 // apiPeer is p in GoBGP's terms.
@@ -224,9 +287,12 @@ func (g *GoBGP) Withdraw(p netip.Prefix) error {
 
 // Peers implements Speaker.
 func (g *GoBGP) Peers() []PeerStatus {
-	out := make([]PeerStatus, 0, len(g.peers))
+	g.mu.Lock()
+	peers := g.peers
+	g.mu.Unlock()
+	out := make([]PeerStatus, 0, len(peers))
 	byAddr := map[netip.Addr]int{}
-	for i, p := range g.peers {
+	for i, p := range peers {
 		out = append(out, PeerStatus{Address: p.Address, ASN: p.ASN, State: "idle"})
 		if p.BFD != nil {
 			out[i].BFD = "down"

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -108,12 +109,21 @@ func (h bgpHosting) SetHeld(vips []netip.Addr) {
 	h.Cluster.SetHeld(l2.filter(vips))
 }
 
-// newAnnouncer builds the BGP announcer of the bgp VIPs, nil without a
-// bgp section.
+// newAnnouncer builds the BGP announcer of the bgp VIPs. It exists on
+// every host, with BGP off (no AS number) while the running cluster
+// configuration has no bgp section: a later version may add one.
 func newAnnouncer(cfg *config.Config, members *cluster.Cluster, vips announced, log *slog.Logger) (*bgp.Announcer, error) {
+	c := bgpConfig(cfg)
+	speaker := bgp.NewGoBGP(c.Global, c.Peers, log.With("component", "gobgp"))
+	return bgp.NewAnnouncer(bgp.Options{Speaker: speaker, Serving: members, VIPs: vips, WithdrawDelay: c.WithdrawDelay, Log: log})
+}
+
+// bgpConfig is cfg's bgp section in the speaker's terms; without one, BGP
+// is off.
+func bgpConfig(cfg *config.Config) bgp.Config {
 	b := cfg.BGP
 	if b == nil {
-		return nil, nil
+		return bgp.Config{}
 	}
 	peers := make([]bgp.Peer, 0, len(b.Peers))
 	for _, p := range b.Peers {
@@ -123,13 +133,36 @@ func newAnnouncer(cfg *config.Config, members *cluster.Cluster, vips announced, 
 		}
 		peers = append(peers, bp)
 	}
-	speaker := bgp.NewGoBGP(bgp.Global{ASN: b.ASN, RouterID: b.RouterID}, peers, log.With("component", "gobgp"))
-	return bgp.NewAnnouncer(bgp.Options{Speaker: speaker, Serving: members, VIPs: vips, WithdrawDelay: b.WithdrawDelay, Log: log})
+	return bgp.Config{Global: bgp.Global{ASN: b.ASN, RouterID: b.RouterID}, Peers: peers, WithdrawDelay: b.WithdrawDelay}
+}
+
+// followBGP gives the announcer, built with the version built, each new
+// version's bgp section: peers added, removed or changed, a new AS
+// number, BGP turned on or off.
+func followBGP(ctx context.Context, live *liveConfig, a *bgp.Announcer, built *config.Config) error {
+	changed := live.Subscribe()
+	last := built
+	for {
+		cfg, _ := live.Config()
+		if !reflect.DeepEqual(cfg.BGP, last.BGP) {
+			a.Configure(bgpConfig(cfg))
+		}
+		last = cfg
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
 }
 
 // bgpStatus is GET /api/v1/bgp.
-func bgpStatus(cfg *config.Config, a *bgp.Announcer, members *cluster.Cluster) func() api.BGPStatus {
+func bgpStatus(live *liveConfig, a *bgp.Announcer, members *cluster.Cluster) func() api.BGPStatus {
 	return func() api.BGPStatus {
+		cfg, _ := live.Config()
+		if cfg.BGP == nil {
+			return api.BGPStatus{Advertised: []string{}, Peers: []api.BGPPeer{}}
+		}
 		st := api.BGPStatus{Enabled: true, ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID.String(), Serving: members.MayServe(),
 			Advertised: []string{}, Peers: []api.BGPPeer{}}
 		for _, p := range a.Advertised() {

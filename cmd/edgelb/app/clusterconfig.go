@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 
 	"go4.org/netipx"
@@ -144,22 +143,11 @@ func (l *liveConfig) update() bool {
 		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
 		return false
 	}
-	if l.cfg != nil && l.id != "" {
-		var keys []string
-		if !reflect.DeepEqual(cfg.Dataplane, l.cfg.Dataplane) {
-			keys = append(keys, "dataplane")
-		}
-		if !reflect.DeepEqual(cfg.HealthCheck, l.cfg.HealthCheck) {
-			keys = append(keys, "healthCheck")
-		}
-		if !reflect.DeepEqual(cfg.BGP, l.cfg.BGP) {
-			keys = append(keys, "bgp")
-		}
-		if len(keys) > 0 {
-			// Only services and pools are rebuilt at run time so far.
-			l.log.Warn("the new cluster configuration changes keys that take full effect only when edgelb restarts on each host (systemctl restart edgelb)",
-				"version", doc.Version, "keys", keys)
-		}
+	if l.cfg != nil && l.id != "" && cfg.Dataplane.Backend != l.cfg.Dataplane.Backend {
+		// Every other key is taken up at run time; whether the host
+		// runs an IPVS dataplane at all is decided when it starts.
+		l.log.Warn("the new cluster configuration changes dataplane.backend, which takes effect only when edgelb restarts on each host (systemctl restart edgelb)",
+			"version", doc.Version, "running", l.cfg.Dataplane.Backend, "configured", cfg.Dataplane.Backend)
 	}
 	var b netipx.IPSetBuilder
 	b.AddSet(l.managed)

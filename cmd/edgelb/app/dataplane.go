@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"go4.org/netipx"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgelb/edgelb/lb"
@@ -23,18 +22,82 @@ type dataplane struct {
 }
 
 // startDataplane starts the IPVS dataplane and its health checker in g when
-// dataplane.backend is ipvs; it returns nil otherwise.
-func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, owns func(netip.Addr) bool, bgpSet func() *netipx.IPSet, store *lb.Store, log *slog.Logger) *dataplane {
+// dataplane.backend is ipvs; it returns nil otherwise. Both follow the
+// running cluster configuration: a new version's healthCheck, drain
+// timeout, schedulers, methods, continuity and natSource take effect
+// without a restart (the kernel is prepared again, then a full pass
+// changes only what differs).
+func startDataplane(ctx context.Context, g *errgroup.Group, live *liveConfig, store *lb.Store, log *slog.Logger) *dataplane {
+	// Subscribed before the first read: no version is missed.
+	changed := live.Subscribe()
+	cfg, _ := live.Config()
 	if cfg.Dataplane.Backend != config.BackendIPVS {
 		return nil
 	}
 	dl := log.With("component", "dataplane")
 	hc := health.New(health.Options{
-		Store: store,
-		Log:   log.With("component", "health"),
-		Config: health.Config{Interval: cfg.HealthCheck.Interval, Timeout: cfg.HealthCheck.Timeout,
-			Rise: cfg.HealthCheck.Rise, Fall: cfg.HealthCheck.Fall},
+		Store:  store,
+		Log:    log.With("component", "health"),
+		Config: healthConfig(cfg),
 	})
+	kernel := ipvs.NewKernel()
+	// The API's and the metrics' reads of the counters go through a
+	// netlink socket of their own, never queueing behind the passes.
+	statsKernel := ipvs.NewKernel()
+	opts := ipvs.Options{
+		IPVS:      kernel,
+		StatsIPVS: statsKernel,
+		Store:     store,
+		Log:       dl,
+		// What the kernel needs for the running version.
+		Prepare: func() error {
+			cfg, _ := live.Config()
+			return ipvs.Prepare(prepareOptions(cfg, dl))
+		},
+		Owns:         live.Owns,
+		Health:       hc,
+		DrainTimeout: cfg.Dataplane.DrainTimeout,
+		// nat connections to l2 VIPs leave with their VIP as source
+		// (dataplane.natSource: vip): the backends' replies go to the
+		// VIP's owner, and a connection whose VIP moves keeps its
+		// addresses. A bgp VIP is on every host, and the replies to it
+		// would go to any of them: those leave with the host's. (The
+		// tables stay empty while no service uses nat.)
+		SNAT: snat.New().FromVIP(func(a netip.Addr) bool {
+			cfg, _ := live.Config()
+			return cfg.Dataplane.NATSource == config.NATSourceVIP && !cfg.BGPSet().Contains(a)
+		}),
+	}
+	dp := ipvs.New(opts)
+	g.Go(func() error { return hc.Run(ctx) })
+	g.Go(func() error {
+		defer kernel.Close()
+		defer statsKernel.Close()
+		return dp.Run(ctx)
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+			}
+			cfg, _ := live.Config()
+			hc.SetConfig(healthConfig(cfg))
+			dp.Reconfigure(cfg.Dataplane.DrainTimeout)
+		}
+	})
+	return &dataplane{IPVS: dp, Health: hc}
+}
+
+func healthConfig(cfg *config.Config) health.Config {
+	h := cfg.HealthCheck
+	return health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+}
+
+// prepareOptions is what the kernel needs for cfg: the schedulers it may
+// use, the nat and tunnel methods, and sloppy pickup for continuity.
+func prepareOptions(cfg *config.Config, log *slog.Logger) ipvs.PrepareOptions {
 	scheds := []string{cfg.Dataplane.Scheduler}
 	if cfg.BGPSet().Ranges() != nil {
 		scheds = append(scheds, lb.ECMPScheduler)
@@ -45,49 +108,13 @@ func startDataplane(ctx context.Context, g *errgroup.Group, cfg *config.Config, 
 		}
 	}
 	slices.Sort(scheds)
-	nat, tunnel := mayUse(cfg, config.MethodNAT), mayUse(cfg, config.MethodTunnel)
-	kernel := ipvs.NewKernel()
-	// The API's and the metrics' reads of the counters go through a
-	// netlink socket of their own, never queueing behind the passes.
-	statsKernel := ipvs.NewKernel()
-	opts := ipvs.Options{
-		IPVS:      kernel,
-		StatsIPVS: statsKernel,
-		Store:     store,
-		Log:       dl,
-		Prepare: func() error {
-			return ipvs.Prepare(ipvs.PrepareOptions{
-				Schedulers: slices.Compact(scheds),
-				NAT:        nat,
-				Tunnel:     tunnel,
-				Sloppy:     cfg.Dataplane.Continuity,
-				Log:        dl,
-			})
-		},
-		Owns:         owns,
-		Health:       hc,
-		DrainTimeout: cfg.Dataplane.DrainTimeout,
+	return ipvs.PrepareOptions{
+		Schedulers: slices.Compact(scheds),
+		NAT:        mayUse(cfg, config.MethodNAT),
+		Tunnel:     mayUse(cfg, config.MethodTunnel),
+		Sloppy:     cfg.Dataplane.Continuity,
+		Log:        log,
 	}
-	if nat {
-		// nat connections to l2 VIPs leave with their VIP as source
-		// (dataplane.natSource: vip): the backends' replies go to the
-		// VIP's owner, and a connection whose VIP moves keeps its
-		// addresses. A bgp VIP is on every host, and the replies to
-		// it would go to any of them: those leave with the host's.
-		// (bgpSet follows the running cluster configuration; a VIP
-		// that changes announcement is taken up by the next full pass.)
-		opts.SNAT = snat.New().FromVIP(func(a netip.Addr) bool {
-			return cfg.Dataplane.NATSource == config.NATSourceVIP && !bgpSet().Contains(a)
-		})
-	}
-	dp := ipvs.New(opts)
-	g.Go(func() error { return hc.Run(ctx) })
-	g.Go(func() error {
-		defer kernel.Close()
-		defer statsKernel.Close()
-		return dp.Run(ctx)
-	})
-	return &dataplane{IPVS: dp, Health: hc}
 }
 
 // mayUse reports whether some service may be forwarded with method m: the

@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st.dp = startDataplane(gctx, g, cfg, live.Owns, live.BGPSet, store, log)
+	st.dp = startDataplane(gctx, g, live, store, log)
 	st.filter = startFilter(gctx, g, store, metrics, log)
 
 	if cfg.Kubernetes == nil {
@@ -140,13 +140,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer holding.Done()
 		return members.Run(gctx)
 	})
-	if announcer != nil {
-		holding.Add(1)
-		g.Go(func() error {
-			defer holding.Done()
-			return announcer.Run(gctx)
-		})
-	}
+	holding.Add(1)
+	g.Go(func() error {
+		defer holding.Done()
+		return announcer.Run(gctx)
+	})
+	g.Go(func() error { return followBGP(gctx, live, announcer, cfg) })
 	go func() {
 		holding.Wait()
 		stopVIPs(nil)
@@ -182,10 +181,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Dashboard: dashboard(),
 		Log:       log.With("component", "api"),
 	}
-	if announcer != nil {
-		apiOpts.BGP = bgpStatus(cfg, announcer, members)
-		metrics.Registry.MustRegister(api.BGPCollector(apiOpts.BGP))
-	}
+	apiOpts.BGP = bgpStatus(live, announcer, members)
+	metrics.Registry.MustRegister(api.BGPCollector(apiOpts.BGP))
 	if dir := stateDir(); dir != "" {
 		apiOpts.AuditFile = filepath.Join(dir, "audit.log")
 	}
@@ -246,17 +243,14 @@ func newCluster(ctx context.Context, cfg *config.Config, docs *cluster.Docs, l2V
 		members.SetHealth("link", errors.New("node.interface is not set"))
 		return members, nil, nil
 	}
-	var ownership vip.Ownership = members
-	var reporter vip.Reporter = members
-	if cfg.BGP != nil {
-		h := bgpHosting{Cluster: members, bgp: bgpVIPs, ctx: ctx}
-		ownership, reporter = h, h
-	}
+	// The bgp VIPs are held beside the l2 ones the cluster assigns (none
+	// while no version has a bgp section).
+	h := bgpHosting{Cluster: members, bgp: bgpVIPs, ctx: ctx}
 	vips, err := vip.NewManager(vip.Options{
 		Kernel:    vipKernel(cfg.Node.Interface),
 		Announcer: &vip.Announcers{},
-		Ownership: ownership,
-		Reporter:  reporter,
+		Ownership: h,
+		Reporter:  h,
 		Quieter:   vip.NewQuieter(),
 		Refresh:   cfg.Cluster.AnnounceRefresh,
 		Lifetime:  cfg.Cluster.RestartHold,

@@ -52,7 +52,9 @@ func (s *state) Status() api.Status {
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
 	}
 	if s.cfg.Dataplane.Backend == config.BackendIPVS {
-		st.Dataplane += "/" + string(s.cfg.Dataplane.Mode) + "/" + string(s.cfg.Dataplane.Method)
+		// The defaults of the running version.
+		cfg, _ := s.live.Config()
+		st.Dataplane += "/" + string(cfg.Dataplane.Mode) + "/" + string(cfg.Dataplane.Method)
 	}
 	st.Ready, _ = s.Ready()
 	if s.ctrl != nil {

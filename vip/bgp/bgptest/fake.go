@@ -5,6 +5,7 @@ package bgptest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -21,6 +22,9 @@ type Speaker struct {
 	Fail    error
 	Started bool
 	Stopped bool
+	// Global and Configured are the last Configure's global and peers.
+	Global     bgp.Global
+	Configured []bgp.Peer
 	// Calls records "advertise P", "withdraw P" and "stop", in order.
 	Calls []string
 }
@@ -66,6 +70,20 @@ func (s *Speaker) Peers() []bgp.PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.Status)
+}
+
+// Configure records "configure ASN/peers"; a new ASN drops the routes,
+// as a restarted speaker would.
+func (s *Speaker) Configure(_ context.Context, g bgp.Global, peers []bgp.Peer) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	restarted := g != s.Global
+	s.Global, s.Configured = g, slices.Clone(peers)
+	if restarted {
+		clear(s.Routes)
+	}
+	s.Calls = append(s.Calls, fmt.Sprintf("configure %d/%d", g.ASN, len(peers)))
+	return restarted, nil
 }
 
 func (s *Speaker) Stop() error {
