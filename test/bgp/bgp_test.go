@@ -99,9 +99,9 @@ func probeVIPFromRouter(t testing.TB, r *router, v netip.Addr, n int) map[string
 
 // Three hosts advertise one VIP to an FRR router over eBGP; the router
 // installs one route with a next hop per serving host and spreads flows
-// over them. A host without a quorum, a draining one, one whose peer is
-// configured with the wrong ASN or password, and one that stops do not
-// get or keep their next hop.
+// over them. A host without a quorum, a draining one, one from which the
+// router expects another ASN or a password, and one that stops do not get
+// or keep their next hop.
 func TestECMPWithFRR(t *testing.T) {
 	l := nslab.New(t, 5)
 	// The lab's l2 VIPs (one owner each) beside the bgp one.
@@ -109,7 +109,7 @@ func TestECMPWithFRR(t *testing.T) {
 	l.Services += fmt.Sprintf("\n  - {name: open-bgp, vip: %s, announce: bgp, ports: [{port: 8080}], sourceRanges: [%s/32]}", vipOpen, routerIP)
 	l.Services += fmt.Sprintf("\n  - {name: closed-bgp, vip: %s, announce: bgp, ports: [{port: 8080}], sourceRanges: [192.0.2.0/24]}", vipClosed)
 	h1, h2, h3, h4, h5 := l.Hosts[0], l.Hosts[1], l.Hosts[2], l.Hosts[3], l.Hosts[4]
-	r := startRouter(t, l, routerASN, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}, {addr: h4.IP4}, {addr: h5.IP4, password: "right-password"}})
+	r := startRouter(t, l, routerASN, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}, {addr: h4.IP4, remoteAS: 64999}, {addr: h5.IP4, password: "only-the-router-has-it"}})
 	defer func() {
 		if t.Failed() {
 			for _, h := range l.Hosts {
@@ -194,11 +194,11 @@ func TestECMPWithFRR(t *testing.T) {
 	}
 	t.Logf("edgelb status on h1:\n%s", status)
 
-	// h4 has the router's ASN wrong, h5 the password: they have a
-	// quorum and want to advertise, but never get a session.
-	l.Extra = hostBGP(64999, "")
+	// The peers are cluster configuration, the same on every host: the
+	// router expects another AS number from h4 and a password from h5
+	// that the cluster's peer does not have. They have a quorum and want
+	// to advertise, but never get a session.
 	h4.Start()
-	l.Extra = hostBGP(routerASN, "wrong-password")
 	h5.Start()
 	for _, h := range []*nslab.Host{h4, h5} {
 		if !nslab.Poll(nslab.Converge, func() bool { st, ok := bgpOf(h); return ok && st.Serving && len(st.Advertised) == 3 }) {

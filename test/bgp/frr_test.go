@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
@@ -36,7 +37,10 @@ type router struct {
 
 // neighbor is one host as the router knows it.
 type neighbor struct {
-	addr     netip.Addr
+	addr netip.Addr
+	// remoteAS is the AS number the router expects from the host;
+	// 0 is the cluster's.
+	remoteAS int
 	password string
 	bfd      bool
 	// bfdProfile names a profile of bfdd.conf (bfdProfiles) for the
@@ -61,7 +65,7 @@ func bgpdConf(asn int, neighbors []neighbor) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n timers bgp 1 3\n", asn, routerIP)
 	for _, n := range neighbors {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.addr, clusterAS, n.addr)
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.addr, cmp.Or(n.remoteAS, clusterAS), n.addr)
 		if n.password != "" {
 			fmt.Fprintf(&b, " neighbor %s password %s\n", n.addr, n.password)
 		}
