@@ -102,10 +102,13 @@ func TestAnnouncerRetries(t *testing.T) {
 	}
 }
 
-// On stop, every route is withdrawn before the sessions close.
-func TestRunWithdrawsBeforeStopping(t *testing.T) {
+// runServing runs an Announcer of o's timers on a fake speaker, serving
+// v4; stop ends Run and returns its error.
+func runServing(t *testing.T, o bgp.Options) (a *bgp.Announcer, sp *bgptest.Speaker, stop func() error) {
+	t.Helper()
 	sp, st := bgptest.NewSpeaker(), &bgptest.State{}
-	a, err := bgp.NewAnnouncer(bgp.Options{Speaker: sp, Serving: st, VIPs: st, WithdrawDelay: time.Millisecond, Resync: time.Millisecond})
+	o.Speaker, o.Serving, o.VIPs = sp, st, st
+	a, err := bgp.NewAnnouncer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +117,20 @@ func TestRunWithdrawsBeforeStopping(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- a.Run(ctx) }()
+	return a, sp, func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// On stop, every route is withdrawn before the sessions close.
+func TestRunWithdrawsBeforeStopping(t *testing.T) {
+	a, sp, stop := runServing(t, bgp.Options{WithdrawDelay: time.Millisecond, Resync: time.Millisecond})
 	deadline := time.Now().Add(5 * time.Second)
 	for len(a.Advertised()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := sp.History(), []string{"advertise 198.51.100.1/32", "withdraw 198.51.100.1/32", "stop"}; !slices.Equal(got, want) {
@@ -131,20 +142,8 @@ func TestRunWithdrawsBeforeStopping(t *testing.T) {
 // the routes, a new AS number restarts the speaker and every route is
 // advertised again.
 func TestConfigureWhileRunning(t *testing.T) {
-	sp, st := bgptest.NewSpeaker(), &bgptest.State{}
-	a, err := bgp.NewAnnouncer(bgp.Options{Speaker: sp, Serving: st, VIPs: st, Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetVIPs(v4)
-	st.SetServing(true)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	a, sp, stop := runServing(t, bgp.Options{Resync: time.Hour})
+	defer stop()
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)

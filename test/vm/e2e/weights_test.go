@@ -160,4 +160,39 @@ func TestBackendAdminStates(t *testing.T) {
 	if r.Counts[node] == 0 {
 		t.Errorf("after the enable, no new connection reached %s: %v", node, r.Counts)
 	}
+
+	// The dataplane keys are cluster configuration taken up at run
+	// time: continuity off (sloppy pickup off in every host's IPVS) and
+	// the wrr scheduler, applied on one host with `edgelb config
+	// apply`. Nothing restarts and nothing is flushed: the virtual
+	// services stay, with their backends.
+	sloppy := func(i int) string {
+		return strings.TrimSpace(sh(t, fmt.Sprintf("ip netns exec lb%d cat /proc/sys/net/ipv4/vs/sloppy_tcp", i)))
+	}
+	everywhere("sloppy pickup on (continuity's default)", func(i int) bool { return sloppy(i) == "1" })
+	spec := "/tmp/adm-spec.yaml"
+	os.WriteFile(spec, []byte(hostConfig(1, "{backend: ipvs, mode: nodeport, method: nat, drainTimeout: 60s, continuity: false}", "127.0.0.1:9083", "",
+		strings.Replace(services, "scheduler: rr", "scheduler: wrr", 1))), 0o644)
+	start = time.Now()
+	if out, err := exec.Command("ip", "netns", "exec", other, edgelbBin, "config", "apply", "-f", spec, "--api", "http://127.0.0.1:9083").CombinedOutput(); err != nil {
+		t.Fatalf("edgelb config apply on %s: %v\n%s", other, err, out)
+	}
+	everywhere("sloppy pickup off and the wrr scheduler on every host", func(i int) bool {
+		return sloppy(i) == "0" && strings.Contains(ipvsadm(t, fmt.Sprintf("lb%d", i), "-Ln", "-t", vip+":9000"), " wrr")
+	})
+	t.Logf("FIGURE dataplane change (continuity off, wrr) through %s's API -> on all three hosts: %v", other, time.Since(start).Round(10*time.Millisecond))
+	for i := 1; i <= 3; i++ {
+		if n := len(table(t, fmt.Sprintf("lb%d", i), "-t", vip+":9000")); n != 4 {
+			t.Errorf("lb%d's %s:9000 after the dataplane change: %d lines, want the service and three backends", i, vip, n)
+		}
+	}
+	for _, e := range lbs {
+		if log, _ := os.ReadFile(e.log); strings.Count(string(log), "starting edgelb") != 1 {
+			t.Errorf("%s started %d times: a dataplane change must not need a restart", e.ns, strings.Count(string(log), "starting edgelb"))
+		}
+	}
+	r = helper(t, "client", "http", "30", "http://"+vip+"/")
+	if r.Errors != 0 || len(r.Counts) < 2 {
+		t.Errorf("new connections after the dataplane change: %v (errors %d: %s)", r.Counts, r.Errors, r.LastErr)
+	}
 }
