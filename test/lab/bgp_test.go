@@ -193,5 +193,7 @@ func testBGP(t *testing.T, get func(url, token string) (int, string, error),
 	if per[victim] != 0 {
 		t.Errorf("the killed %s took connections: %v", victim, per)
 	}
+	// The counts may include held connections picked up from the
+	// killed host (the counters lag).
 	t.Logf("FIGURE lab-bgp connections per host after the loss: %v (12 new)", per)
 }
