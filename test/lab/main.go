@@ -481,6 +481,16 @@ func nextHops(route string) []string {
 // has a next hop to the bgp VIP through each host and the bgp VIP answers.
 func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error {
 	get := func(url string) (string, error) { return getBody(ctx, url) }
+	// A VIP's forwarded port answers when a node does.
+	answers := func(port int) func() error {
+		return func() error {
+			body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if err == nil && !strings.HasPrefix(body, "node") {
+				err = fmt.Errorf("unexpected answer %q", body)
+			}
+			return err
+		}
+	}
 	steps := []struct {
 		what string
 		ok   func() error
@@ -499,13 +509,7 @@ func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error
 			}
 			return nil
 		}},
-		{"the web VIP", func() error {
-			body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", p.web))
-			if err == nil && !strings.HasPrefix(body, "node") {
-				err = fmt.Errorf("unexpected answer %q", body)
-			}
-			return err
-		}},
+		{"the web VIP", answers(p.web)},
 		{"the router's three next hops to the bgp VIP", func() error {
 			route, err := get(fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
 			if err == nil && len(nextHops(route)) != 3 {
@@ -513,13 +517,7 @@ func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error
 			}
 			return err
 		}},
-		{"the bgp VIP", func() error {
-			body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", p.bgp))
-			if err == nil && !strings.HasPrefix(body, "node") {
-				err = fmt.Errorf("unexpected answer %q", body)
-			}
-			return err
-		}},
+		{"the bgp VIP", answers(p.bgp)},
 	}
 	deadline := time.Now().Add(readyTimeout)
 	for _, s := range steps {
