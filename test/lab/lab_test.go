@@ -129,7 +129,8 @@ func netns() map[string]bool {
 
 // TestMakeLab runs `make lab` as a new user would: it waits for the printed
 // instructions, follows them (dashboard, token, EXTERNAL-IPs, the curl
-// command), presses Ctrl-C and checks that nothing is left behind.
+// commands, the router's route, killing a host through the control
+// endpoint: testBGP), presses Ctrl-C and checks that nothing is left behind.
 func TestMakeLab(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		prereq.Missing(t, "the lab's VM needs linux/amd64")
@@ -325,11 +326,11 @@ func TestMakeLab(t *testing.T) {
 		}
 	}
 	for ns := range netns() {
-		if !nsBefore[ns] && regexp.MustCompile(`^(lb|node)\d$|^client$`).MatchString(ns) {
+		if !nsBefore[ns] && regexp.MustCompile(`^(lb|node)\d$|^client$|^router$`).MatchString(ns) {
 			t.Errorf("network namespace %s appeared on the host", ns)
 		}
 	}
-	for _, u := range []string{dashboard, curlURL} {
+	for _, u := range []string{dashboard, curlURL, bgpURL, control} {
 		host := strings.TrimSuffix(strings.TrimPrefix(u, "http://"), "/")
 		if c, err := net.DialTimeout("tcp", host, time.Second); err == nil {
 			c.Close()
