@@ -3,7 +3,8 @@
 # (default ~/.cache/edgelb-test/vm):
 #   vmlinuz     Debian's linux-image-*-amd64 kernel (it has IPVS as modules)
 #   base.cpio   an initramfs with busybox, bash, kmod, iproute2, ipvsadm, nft,
-#               the kernel modules the tests need, and /init
+#               FRR's zebra, bgpd, bfdd and vtysh (the lab's router), the
+#               kernel modules the tests need, and /init
 # Rebuilt when this script, init.sh or the kernel package change.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,13 +60,21 @@ copy_bin /usr/sbin/nft sbin
 copy_bin /usr/bin/kmod sbin
 for t in modprobe insmod rmmod lsmod depmod modinfo; do rm -f "$root/sbin/$t" "$root/bin/$t"; ln -s kmod "$root/sbin/$t"; done
 ln -sf bash "$root/bin/sh"
+# FRR (the lab's router, test/lab): the daemons run as root (-u root -g
+# root) with their files in a directory of their own, but look up the frrvty
+# group; vtysh skips PAM for root; the YANG modules are read at start.
+mkdir -p "$root/usr/lib/frr" "$root/etc/frr" "$root/var/run/frr" "$root/var/tmp" "$root/usr/share"
+for d in zebra bgpd bfdd; do copy_bin "/usr/lib/frr/$d" usr/lib/frr; done
+copy_bin /usr/bin/vtysh usr/bin
+cp -r /usr/share/yang "$root/usr/share/yang"
+echo "username root nopassword" >"$root/etc/frr/vtysh.conf"
 # ip must win over busybox's applet, also in $PATH order.
 rm -f "$root/bin/ip"
 ln -s /sbin/ip "$root/bin/ip"
 # Name resolution files for Go and friends.
 echo "127.0.0.1 localhost" >"$root/etc/hosts"
-echo "root:x:0:0:root:/root:/bin/bash" >"$root/etc/passwd"
-echo "root:x:0:" >"$root/etc/group"
+printf 'root:x:0:0:root:/root:/bin/bash\nfrr:x:100:101:FRR:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+printf 'root:x:0:\nfrr:x:101:\nfrrvty:x:102:root\n' >"$root/etc/group"
 echo "hosts: files dns" >"$root/etc/nsswitch.conf"
 
 # Kernel modules: the closure of what the tests use.

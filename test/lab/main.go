@@ -7,13 +7,18 @@
 // (test/lab/labvm, test/labnet). The Nodes, the demo Services and their
 // EndpointSlices are created here with kubectl. QEMU forwards loopback
 // ports of this host into the VM, where they are forwarded on to lb1's
-// dashboard and to the VIPs. It prints the dashboard URL, the admin token,
-// `kubectl get svc` and a curl command that reaches a VIP, and runs until
+// dashboard and to the VIPs. An FRR router in front of the appliances
+// peers with them over eBGP: the web-bgp Service's VIP is advertised by
+// every host and reached through the router's ECMP route, and the lab's
+// control endpoint (labvm) shows that route and kills a host. It prints the
+// dashboard URL, the admin token, `kubectl get svc`, curl commands that
+// reach the VIPs, the router's route and how to kill a host, and runs until
 // Ctrl-C (SIGINT or SIGTERM), which stops the VM and the API server and
 // removes every file it made.
 //
-// EDGELB_LAB_DASHBOARD_PORT (9080) and EDGELB_LAB_WEB_PORT (18080; the
-// sticky Service gets the next port) choose the loopback ports.
+// EDGELB_LAB_DASHBOARD_PORT (9080), EDGELB_LAB_WEB_PORT (18080; the
+// sticky Service gets the next port) and EDGELB_LAB_BGP_PORT (18090; the
+// control endpoint gets the next port) choose the loopback ports.
 package main
 
 import (
@@ -30,11 +35,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/edgelb/edgelb/test/labnet"
 	"github.com/edgelb/edgelb/test/testenv"
 )
 
@@ -44,6 +51,10 @@ import (
 // what the simulated nodes serve. web and sticky ask for fixed VIPs (from a
 // pool that is not auto-assigned, so no other Service can take them first)
 // so the in-VM forwarders know where to go; dns gets one from the pool.
+// web-bgp's VIP is announced over BGP and forwarded with dr (the node
+// answers the client directly and has the VIP on lo; dr keeps the port, so
+// the Service port is its nodePort): a connection survives the loss of the
+// host it went through (docs/forwarding.md), which nat over bgp does not.
 const demo = `apiVersion: v1
 kind: Namespace
 metadata: {name: demo}
@@ -81,6 +92,17 @@ spec:
   selector: {app: web}
   sessionAffinity: ClientIP
   ports: [{name: http, port: 80, targetPort: 80, nodePort: 30081}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-bgp
+  namespace: demo
+  annotations: {edgelb.io/load-balancer-ips: "` + bgpVIP + `", edgelb.io/method: dr}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 30082, targetPort: 80, nodePort: 30082}]
 ---
 apiVersion: v1
 kind: Service
@@ -125,11 +147,25 @@ endpoints:
   - {addresses: [10.244.1.3], nodeName: node1, conditions: {ready: true}}
   - {addresses: [10.244.2.2], nodeName: node2, conditions: {ready: true}}
   - {addresses: [10.244.2.3], nodeName: node2, conditions: {ready: true}}
+  - {addresses: [10.244.3.2], nodeName: node3, conditions: {ready: true}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-bgp-1, namespace: demo, labels: {kubernetes.io/service-name: web-bgp}}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints:
+  - {addresses: [10.244.1.2], nodeName: node1, conditions: {ready: true}}
+  - {addresses: [10.244.2.2], nodeName: node2, conditions: {ready: true}}
   - {addresses: [10.244.3.2], nodeName: node3, conditions: {ready: true}}`
 
 const (
 	webVIP    = "10.0.0.100"
 	stickyVIP = "10.0.0.101"
+	// bgpVIP is web-bgp's, from the bgp pool (labvm routes its prefix
+	// through the router); bgpSvcPort is its Service port and nodePort.
+	bgpVIP     = "10.0.5.1"
+	bgpSvcPort = 30082
 	// readyTimeout bounds how long the lab may take to come up (TCG is slow).
 	readyTimeout = 5 * time.Minute
 )
@@ -152,8 +188,16 @@ pools:
   # get one from "demo". A request can take a not auto-assigned address.
   - {name: demo, addresses: ["10.0.0.110-10.0.0.119"], autoAssign: true}
   - {name: fixed, addresses: ["10.0.0.100-10.0.0.109"], autoAssign: false}
+  # web-bgp's: every healthy host advertises it to the router.
+  - {name: bgp, addresses: ["10.0.5.0/28"], autoAssign: false, announce: bgp}
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
 healthCheck: {interval: 1s, timeout: 500ms, rise: 2, fall: 2}
+bgp:
+  asn: %[4]d
+  routerID: 10.0.0.1%[1]d   # this host's own (bgp.routerID is host-local)
+  withdrawDelay: 1s
+  peers:
+    - {address: %[3]s, asn: %[5]d}   # the lab's FRR router
 api:
   listen: "0.0.0.0:9080"
   tokens: {admin: ["%[2]s"]}
@@ -168,14 +212,14 @@ func main() {
 	}
 }
 
-type ports struct{ dashboard, web, sticky int }
+type ports struct{ dashboard, web, sticky, bgp, control int }
 
 func lookupPorts() (ports, error) {
-	p := ports{dashboard: 9080, web: 18080}
+	p := ports{dashboard: 9080, web: 18080, bgp: 18090}
 	for _, e := range []struct {
 		name string
 		v    *int
-	}{{"EDGELB_LAB_DASHBOARD_PORT", &p.dashboard}, {"EDGELB_LAB_WEB_PORT", &p.web}} {
+	}{{"EDGELB_LAB_DASHBOARD_PORT", &p.dashboard}, {"EDGELB_LAB_WEB_PORT", &p.web}, {"EDGELB_LAB_BGP_PORT", &p.bgp}} {
 		if s := os.Getenv(e.name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n <= 0 || n > 65534 {
@@ -184,11 +228,11 @@ func lookupPorts() (ports, error) {
 			*e.v = n
 		}
 	}
-	p.sticky = p.web + 1
-	for _, n := range []int{p.dashboard, p.web, p.sticky} {
+	p.sticky, p.control = p.web+1, p.bgp+1
+	for _, n := range []int{p.dashboard, p.web, p.sticky, p.bgp, p.control} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", n))
 		if err != nil {
-			return p, fmt.Errorf("127.0.0.1:%d is in use (choose other ports with EDGELB_LAB_DASHBOARD_PORT and EDGELB_LAB_WEB_PORT): %w", n, err)
+			return p, fmt.Errorf("127.0.0.1:%d is in use (choose other ports with EDGELB_LAB_DASHBOARD_PORT, EDGELB_LAB_WEB_PORT and EDGELB_LAB_BGP_PORT): %w", n, err)
 		}
 		l.Close()
 	}
@@ -234,7 +278,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	for i := 1; i <= 3; i++ {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i)), fmt.Appendf(nil, edgelbConfig, i, token), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i)), fmt.Appendf(nil, edgelbConfig, i, token, labnet.RouterAddr, labnet.ClusterASN, labnet.RouterASN), 0o600); err != nil {
 			return err
 		}
 	}
@@ -269,11 +313,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo")
+	route, _ := getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
 	kubectl := "kubectl --kubeconfig " + env.AdminKubeconfig
 	fmt.Printf(`
 edgelb lab is ready (%s): three edgelb appliance hosts (lb1..lb3, IPVS, gossip
 with a fresh key) in front of three simulated cluster nodes, inside a QEMU VM,
-driven by a real kube-apiserver on this host.
+driven by a real kube-apiserver on this host; an FRR router (%[12]s) in front
+of the hosts peers with each of them over eBGP.
 
 Dashboard:   http://127.0.0.1:%[2]d/
 Admin token: %[3]s
@@ -286,6 +332,21 @@ Reach the web Service's VIP %[6]s:8080 from this host (each answer names the nod
 The sticky Service (sessionAffinity: ClientIP, VIP %[8]s:80) always answers from one node:
   curl http://127.0.0.1:%[9]d/
 
+The web-bgp Service (VIP %[13]s:%[14]d, announce: bgp, method dr) is advertised by
+all three hosts; the router spreads new connections over them (ECMP, hashed on
+the L4 ports), and each node answers the client directly:
+  curl http://127.0.0.1:%[15]d/   # web-bgp, through the router
+The router's route to it (vtysh -c 'show ip route %[13]s'):
+%[16]s
+Kill a host and watch connections continue. In one terminal, new connections:
+  while sleep 0.2; do curl -sS -m 2 http://127.0.0.1:%[15]d/; done
+Then, through the lab's control endpoint (Control: http://127.0.0.1:%[17]d/):
+  curl -X POST 'http://127.0.0.1:%[17]d/kill?host=lb2'   # SIGKILL lb2's edgelb, cut its link
+  curl http://127.0.0.1:%[17]d/route                     # two next hops left
+  curl http://127.0.0.1:%[17]d/hosts                     # connections each host took
+Connections established through lb2 continue on lb1 and lb3 (dr, mh, sloppy
+TCP: docs/forwarding.md); lb2 stays dead until the lab is restarted.
+
 Try: %[4]s get events -n demo
      %[4]s delete svc sticky -n demo   (and watch the dashboard)
 Logs: %[10]s (VM console and the three edgelb logs)
@@ -293,7 +354,8 @@ Lab files: %[11]s
 
 Press Ctrl-C to stop and remove everything.
 `, time.Since(start).Round(time.Second), p.dashboard, token, kubectl, svc,
-		webVIP, p.web, stickyVIP, p.sticky, filepath.Join(dir, "vm.log"), dir)
+		webVIP, p.web, stickyVIP, p.sticky, filepath.Join(dir, "vm.log"), dir,
+		labnet.RouterAddr, bgpVIP, bgpSvcPort, p.bgp, strings.TrimRight(route, "\n"), p.control)
 
 	select {
 	case <-ctx.Done():
@@ -332,7 +394,8 @@ type vmProc struct {
 // QEMU and everything run.sh started, whatever signal reached the lab.
 func startVM(dir, root string, p ports, kubeconfig string) (*vmProc, error) {
 	job := filepath.Join(dir, "vm-job.sh")
-	script := fmt.Sprintf("exec /job/labvm up :9080=10.0.0.11:9080 :18080=%s:8080 :18081=%s:80\n", webVIP, stickyVIP)
+	script := fmt.Sprintf("exec /job/labvm up -bgp %[3]s:%[4]d -control :18091 :9080=10.0.0.11:9080 :18080=%[1]s:8080 :18081=%[2]s:80 :18090=%[3]s:%[4]d\n",
+		webVIP, stickyVIP, bgpVIP, bgpSvcPort)
 	if err := os.WriteFile(job, []byte(script), 0o644); err != nil {
 		return nil, err
 	}
@@ -340,6 +403,8 @@ func startVM(dir, root string, p ports, kubeconfig string) (*vmProc, error) {
 		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:9080", p.dashboard),
 		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:18080", p.web),
 		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:18081", p.sticky),
+		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:18090", p.bgp),
+		"-p", fmt.Sprintf("tcp:127.0.0.1:%d-:18091", p.control),
 		"-f", filepath.Join(dir, "edgelb"), "-f", filepath.Join(dir, "labvm"),
 		"-f", filepath.Join(dir, "gossip.key"), "-f", kubeconfig + ":/job/edgelb.kubeconfig"}
 	for i := 1; i <= 3; i++ {
@@ -382,22 +447,49 @@ func (v *vmProc) stop() {
 	syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
+var client = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// getBody GETs url on a new connection and returns the body of a 200.
+func getBody(ctx context.Context, url string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
+
+var nextHopRE = regexp.MustCompile(`(?m)^\s*\*?\s*(\d+\.\d+\.\d+\.\d+), via `)
+
+// nextHops are the next hops in the output of vtysh's `show ip route
+// ADDRESS`, in order.
+func nextHops(route string) []string {
+	var hops []string
+	for _, m := range nextHopRE.FindAllStringSubmatch(route, -1) {
+		hops = append(hops, m[1])
+	}
+	return hops
+}
+
 // waitReady polls until the dashboard answers through the forwarded port,
-// every demo Service has an EXTERNAL-IP and the web VIP answers.
+// every demo Service has an EXTERNAL-IP, the web VIP answers, the router
+// has a next hop to the bgp VIP through each host and the bgp VIP answers.
 func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error {
-	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	get := func(url string) (string, error) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return "", err
+	get := func(url string) (string, error) { return getBody(ctx, url) }
+	// A VIP's forwarded port answers when a node does.
+	answers := func(port int) func() error {
+		return func() error {
+			body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if err == nil && !strings.HasPrefix(body, "node") {
+				err = fmt.Errorf("unexpected answer %q", body)
+			}
+			return err
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			return "", fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		return string(b), nil
 	}
 	steps := []struct {
 		what string
@@ -412,18 +504,20 @@ func waitReady(ctx context.Context, env *testenv.Env, p ports, vm *vmProc) error
 			if err != nil {
 				return errors.New(out)
 			}
-			if n := len(strings.Fields(out)); n < 3 {
-				return fmt.Errorf("%d of 3 Services have one", n)
+			if n := len(strings.Fields(out)); n < 4 {
+				return fmt.Errorf("%d of 4 Services have one", n)
 			}
 			return nil
 		}},
-		{"the web VIP", func() error {
-			body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", p.web))
-			if err == nil && !strings.HasPrefix(body, "node") {
-				err = fmt.Errorf("unexpected answer %q", body)
+		{"the web VIP", answers(p.web)},
+		{"the router's three next hops to the bgp VIP", func() error {
+			route, err := get(fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
+			if err == nil && len(nextHops(route)) != 3 {
+				err = fmt.Errorf("the router's route: %q", route)
 			}
 			return err
 		}},
+		{"the bgp VIP", answers(p.bgp)},
 	}
 	deadline := time.Now().Add(readyTimeout)
 	for _, s := range steps {

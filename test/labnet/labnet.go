@@ -1,7 +1,8 @@
 // Package labnet holds the pieces of the simulated network that both the
 // VM end-to-end tests (test/vm/e2e) and the demo lab (test/lab) build inside
 // the test VM: the bridge with its network namespaces, the small servers
-// that stand in for the cluster nodes' NodePorts, and a TCP forwarder.
+// that stand in for the cluster nodes' NodePorts, a TCP forwarder, and the
+// lab's router, FRR in a namespace of its own (router.go).
 //
 // Everything here runs inside the VM (or another throwaway machine): the
 // topology changes the network of the namespace it runs in.

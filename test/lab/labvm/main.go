@@ -1,19 +1,25 @@
 // Command labvm is the part of `make lab` that runs inside the test VM: it
 // builds the network of test/labnet (a bridge, three appliance namespaces
-// lb1..lb3 and three cluster nodes node1..node3 with their servers), runs
-// `edgelb run` in each appliance namespace with the config test/lab wrote
-// for it (/job/lbN.yaml), and forwards the ports QEMU brings in from the
-// host to the dashboard and the VIPs. It runs until the VM is stopped.
+// lb1..lb3, three cluster nodes node1..node3 with their servers and a
+// router running FRR), runs `edgelb run` in each appliance namespace with
+// the config test/lab wrote for it (/job/lbN.yaml), and forwards the ports
+// QEMU brings in from the host to the dashboard and the VIPs. The VM's own
+// namespace is the client side: it reaches the bgp VIPs through the
+// router, which spreads flows over the appliances that advertise them
+// (ECMP). A small HTTP control endpoint (control.go) shows the router's
+// route and kills a host. It runs until the VM is stopped.
 //
-//	labvm up LISTEN=TARGET...   (in the VM's own namespace)
-//	labvm serve NAME            (in a node's namespace: labnet.Serve)
+//	labvm up -bgp VIP:PORT -control LISTEN LISTEN=TARGET...   (in the VM's own namespace)
+//	labvm serve NAME                                          (in a node's namespace: labnet.Serve)
 package main
 
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -30,7 +36,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: labvm up LISTEN=TARGET... | labvm serve NAME")
+		fmt.Fprintln(os.Stderr, "usage: labvm up -bgp VIP:PORT -control LISTEN LISTEN=TARGET... | labvm serve NAME")
 		os.Exit(2)
 	}
 	var err error
@@ -77,15 +83,55 @@ func prefix(name string, r io.Reader, log io.Writer) {
 	}
 }
 
-func up(ctx context.Context, forwards []string) error {
-	if b, err := exec.Command("bash", "-ec", labnet.Topology+labnet.Uplink).CombinedOutput(); err != nil {
+// bgpNet is what the bgp VIPs need besides the router: the VIPs'
+// prefix (reached through the router), and, on the nodes, the VIP on lo
+// without answering ARP for it, as a node behind a dr Service must.
+func bgpNet(vip netip.Addr) string {
+	return labnet.RouterNet(bgpPrefix) + fmt.Sprintf(`
+for i in 1 2 3; do
+	ip netns exec node$i sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+	ip -n node$i addr add %s/32 dev lo
+done
+`, vip)
+}
+
+// bgpPrefix holds the bgp pool of test/lab, outside the bridge's LAN.
+const bgpPrefix = "10.0.5.0/24"
+
+func up(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	bgp := fs.String("bgp", "", "the bgp demo Service's VIP:PORT")
+	control := fs.String("control", "", "where the control endpoint listens")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	forwards := fs.Args()
+	bgpSvc, err := netip.ParseAddrPort(*bgp)
+	if err != nil {
+		return fmt.Errorf("-bgp: %w", err)
+	}
+	if b, err := exec.Command("bash", "-ec", labnet.Topology+labnet.Uplink+bgpNet(bgpSvc.Addr())).CombinedOutput(); err != nil {
 		return fmt.Errorf("building the network: %v\n%s", err, b)
 	}
+	frrLog, err := os.Create("/tmp/frr.log")
+	if err != nil {
+		return err
+	}
+	defer frrLog.Close()
+	frr, err := labnet.StartFRR(ctx, labnet.RouterNS, "/run/frr-router",
+		labnet.RouterConf([]string{"10.0.0.11", "10.0.0.12", "10.0.0.13"}, 3), frrLog)
+	if err != nil {
+		return err
+	}
+	defer frr.Stop()
+	say("router (FRR: zebra, bgpd, bfdd) at %s, AS %d, peers lb1..lb3 (AS %d), maximum-paths 3; its log in the VM's /tmp/frr.log",
+		labnet.RouterAddr, labnet.RouterASN, labnet.ClusterASN)
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	var procs []*exec.Cmd
+	hosts := map[string]*exec.Cmd{}
 	defer func() {
 		for _, p := range procs {
 			p.Process.Signal(syscall.SIGTERM)
@@ -124,6 +170,7 @@ func up(ctx context.Context, forwards []string) error {
 			return err
 		}
 		procs = append(procs, cmd)
+		hosts[lb] = cmd
 		logf, err := os.Create("/tmp/" + lb + ".log")
 		if err != nil {
 			return err
@@ -132,7 +179,10 @@ func up(ctx context.Context, forwards []string) error {
 		go prefix(lb, pr, logf)
 	}
 	say("edgelb runs in lb1..lb3 (10.0.0.11-13), full logs in the VM's /tmp/lbN.log")
-	errc := make(chan error, len(forwards))
+	errc := make(chan error, len(forwards)+1)
+	c := &controller{frr: frr, svc: bgpSvc, hosts: hosts}
+	go func() { errc <- c.serve(ctx, *control) }()
+	say("control endpoint on %s", *control)
 	for _, f := range forwards {
 		listen, target, ok := strings.Cut(f, "=")
 		if !ok {
