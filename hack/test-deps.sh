@@ -5,6 +5,7 @@ want=(iproute2 procps kmod curl ca-certificates systemd dpkg)
 missing=()
 want+=(chromium) # the dashboard's browser tests (web, test/browser)
 want+=(frr)      # the BGP peer of test/bgp (zebra, bgpd, vtysh)
+want+=(lintian)  # the package's Debian checks (test/packaging)
 for p in "${want[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then
 	echo "installing: ${missing[*]}"
