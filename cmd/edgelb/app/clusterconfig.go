@@ -41,7 +41,10 @@ type liveConfig struct {
 	// ran managed: what it programmed under one version is still its own
 	// to remove under the next.
 	managed *netipx.IPSet
-	subs    []chan struct{}
+	// bgp is cfg.BGPSet(), built once per version: the source NAT and
+	// the VIP split ask it for every VIP.
+	bgp  *netipx.IPSet
+	subs []chan struct{}
 	// changed is subscribed to docs from the start: no version that
 	// arrives before Run is missed.
 	changed <-chan struct{}
@@ -59,7 +62,7 @@ func newLiveConfig(cfg *config.Config, log *slog.Logger) (*liveConfig, error) {
 }
 
 func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Logger) (*liveConfig, error) {
-	l := &liveConfig{host: config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path)), log: log, cfg: cfg, managed: cfg.Managed()}
+	l := &liveConfig{host: config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path)), log: log, cfg: cfg, managed: cfg.Managed(), bgp: cfg.BGPSet()}
 	path := ""
 	if dir != "" {
 		path = filepath.Join(dir, clusterConfigFile)
@@ -153,7 +156,7 @@ func (l *liveConfig) update() bool {
 	b.AddSet(l.managed)
 	b.AddSet(cfg.Managed())
 	l.managed, _ = b.IPSet()
-	l.cfg, l.version, l.id = cfg, doc.Version, doc.ID()
+	l.cfg, l.version, l.id, l.bgp = cfg, doc.Version, doc.ID(), cfg.BGPSet()
 	for _, ch := range l.subs {
 		select {
 		case ch <- struct{}{}:
@@ -166,8 +169,9 @@ func (l *liveConfig) update() bool {
 // BGPSet is the set of addresses announced over BGP under the running
 // version.
 func (l *liveConfig) BGPSet() *netipx.IPSet {
-	cfg, _ := l.Config()
-	return cfg.BGPSet()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bgp
 }
 
 // Run takes each new version as it arrives until ctx ends.

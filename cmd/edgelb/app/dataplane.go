@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -65,7 +68,7 @@ func startDataplane(ctx context.Context, g *errgroup.Group, live *liveConfig, st
 		// tables stay empty while no service uses nat.)
 		SNAT: snat.New().FromVIP(func(a netip.Addr) bool {
 			cfg, _ := live.Config()
-			return cfg.Dataplane.NATSource == config.NATSourceVIP && !cfg.BGPSet().Contains(a)
+			return cfg.Dataplane.NATSource == config.NATSourceVIP && !live.BGPSet().Contains(a)
 		}),
 	}
 	dp := ipvs.New(opts)
@@ -75,6 +78,11 @@ func startDataplane(ctx context.Context, g *errgroup.Group, live *liveConfig, st
 		defer statsKernel.Close()
 		return dp.Run(ctx)
 	})
+	// Only a version that changes what the kernel needs, the drain
+	// timeout or the source NAT's choice prepares the kernel again and
+	// runs a full pass; a new service or pool is a desired-state change
+	// like any other.
+	last := kernelNeeds(cfg)
 	g.Go(func() error {
 		for {
 			select {
@@ -84,10 +92,25 @@ func startDataplane(ctx context.Context, g *errgroup.Group, live *liveConfig, st
 			}
 			cfg, _ := live.Config()
 			hc.SetConfig(healthConfig(cfg))
-			dp.Reconfigure(cfg.Dataplane.DrainTimeout)
+			if now := kernelNeeds(cfg); !reflect.DeepEqual(now, last) {
+				last = now
+				dp.Reconfigure(cfg.Dataplane.DrainTimeout)
+			}
 		}
 	})
 	return &dataplane{IPVS: dp, Health: hc}
+}
+
+// kernelNeeds is what of cfg the dataplane takes only by preparing again
+// (Reconfigure).
+func kernelNeeds(cfg *config.Config) any {
+	p := prepareOptions(cfg, nil)
+	return struct {
+		prepare   ipvs.PrepareOptions
+		drain     time.Duration
+		natSource config.NATSource
+		bgp       string
+	}{p, cfg.Dataplane.DrainTimeout, cfg.Dataplane.NATSource, fmt.Sprint(cfg.BGPSet().Ranges())}
 }
 
 func healthConfig(cfg *config.Config) health.Config {
