@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/edgelb/edgelb/cmd/edgelb/app.Version=$(VERSION)
+LDFLAGS := -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(VERSION)
 export EDGELB_TEST_CACHE ?= $(HOME)/.cache/edgelb-test
 export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
 FUZZTIME ?= 10s

@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/edgelb/edgelb/cmd/edgelb/app"
+	"github.com/edgelb/edgelb/cmd/edgelb/cli"
 )
 
 func main() {
@@ -18,9 +18,9 @@ func main() {
 	signal.Notify(usr2, syscall.SIGUSR2)
 	go func() {
 		<-usr2
-		restart(app.ErrRestart)
+		restart(cli.ErrRestart)
 	}()
-	code := app.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

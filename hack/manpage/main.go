@@ -8,7 +8,7 @@ import (
 	"os"
 	"regexp"
 
-	"github.com/edgelb/edgelb/cmd/edgelb/app"
+	"github.com/edgelb/edgelb/cmd/edgelb/cli"
 )
 
 func main() {
@@ -19,7 +19,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: manpage -version VERSION -date YYYY-MM-DD")
 		os.Exit(2)
 	}
-	if err := app.WriteManPage(os.Stdout, *version, *date); err != nil {
+	if err := cli.WriteManPage(os.Stdout, *version, *date); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

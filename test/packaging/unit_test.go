@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgelb/edgelb/cmd/edgelb/app"
+	"github.com/edgelb/edgelb/cmd/edgelb/cli"
 	"github.com/edgelb/edgelb/test/testenv"
 )
 
@@ -36,7 +36,7 @@ func TestUnitRemovesVIPsAfterACrash(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	var out, errs bytes.Buffer
-	if code := app.Main(context.Background(), args, &out, &errs); code != 0 || !strings.Contains(out.String(), "nothing to do") {
+	if code := cli.Main(context.Background(), args, &out, &errs); code != 0 || !strings.Contains(out.String(), "nothing to do") {
 		t.Errorf("edgelb %s after a clean exit: exit %d, %q %q; want nothing done", m[1], code, out.String(), errs.String())
 	}
 }

@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"errors"
@@ -7,11 +7,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/edgelb/edgelb/cmd/edgelb/node"
 	"github.com/edgelb/edgelb/lb/config"
-	"github.com/edgelb/edgelb/lb/filter"
-	"github.com/edgelb/edgelb/lb/ipvs"
-	"github.com/edgelb/edgelb/lb/snat"
-	"github.com/edgelb/edgelb/vip"
 )
 
 type cleanupOptions struct {
@@ -62,66 +59,13 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
-	var errs []error
-	vips := 0
-	if cfg.Node.Interface != "" {
-		nl := vipKernel(cfg.Node.Interface)
-		held, err := nl.VIPs()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listing VIPs on %s: %w", cfg.Node.Interface, err))
-		}
-		for _, a := range held {
-			if err := nl.DelVIP(a); err != nil {
-				errs = append(errs, fmt.Errorf("removing VIP %s: %w", a, err))
-				continue
-			}
-			vips++
-		}
-		// Nothing is left for a next process to adopt.
-		if nl.KeptFile != "" {
-			if err := os.Remove(nl.KeptFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-		if err := vip.NewQuieter().Quiet(nil); err != nil {
-			errs = append(errs, fmt.Errorf("removing the nftables tables %s: %w", vip.QuietTable, err))
-		}
-	}
+	res, err := node.Cleanup(cfg, node.DefaultStateDir(), o.vipsOnly)
 	if o.vipsOnly {
-		fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q\n", vips, cfg.Node.Interface)
-		return errors.Join(errs...)
+		fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q\n", res.VIPs, cfg.Node.Interface)
+		return err
 	}
-	services := 0
-	if cfg.Dataplane.Backend == config.BackendIPVS {
-		k := ipvs.NewKernel()
-		defer k.Close()
-		owns := cleanupManaged(cfg, stateDir()).Contains
-		all, err := k.GetVirtualServers()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listing IPVS virtual services: %w", err))
-		}
-		for _, vs := range all {
-			if !owns(vs.Address) {
-				continue // not edgelb's: never touched
-			}
-			if err := k.DeleteVirtualServer(vs); err != nil {
-				errs = append(errs, fmt.Errorf("deleting virtual service %s: %w", vs, err))
-				continue
-			}
-			services++
-		}
-		if cfg.Dataplane.Method == config.MethodNAT {
-			if err := snat.New().Sync(nil); err != nil {
-				errs = append(errs, fmt.Errorf("removing the nftables table %s: %w", snat.TableName, err))
-			}
-		}
-	}
-	// The source-range filter runs with every backend.
-	if err := filter.NewNFTables().Delete(); err != nil {
-		errs = append(errs, fmt.Errorf("removing the nftables table %s: %w", filter.TableName, err))
-	}
-	fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q and %d IPVS virtual service(s)\n", vips, cfg.Node.Interface, services)
-	return errors.Join(errs...)
+	fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q and %d IPVS virtual service(s)\n", res.VIPs, cfg.Node.Interface, res.Services)
+	return err
 }
 
 // afterCrash tells from the variables systemd sets for ExecStopPost=

@@ -1,4 +1,4 @@
-package app
+package node
 
 import (
 	"context"
@@ -7,22 +7,25 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/lb/health"
 )
 
 // observer turns changes of the daemon's parts into API events and
 // metrics, tells the cluster whether the dataplane is programmed, and
-// talks to systemd (readiness and watchdog). It wakes on the parts'
+// tells the service manager (onReady, onWatchdog) that the node is ready
+// and alive. It wakes on the parts'
 // notifications and, for the dataplane status that has none, every tick.
 type observer struct {
+	n       *Node
 	s       *state
 	bus     *api.Bus
 	metrics *api.Metrics
 	log     *slog.Logger
 	tick    time.Duration
+	// onReady is called once, when the node is first ready; onWatchdog
+	// at every pass of the loop. Either may be nil.
+	onReady, onWatchdog func()
 
 	owners   map[netip.Addr]string
 	members  map[string]string // name -> state
@@ -35,25 +38,20 @@ func (o *observer) Run(ctx context.Context) error {
 	if o.tick == 0 {
 		o.tick = 250 * time.Millisecond
 	}
-	clusterC := o.s.members.Subscribe()
+	clusterC := o.n.members.Subscribe()
 	var healthC <-chan struct{}
-	if o.s.dp != nil {
-		healthC = o.s.dp.Health.Changed()
+	if o.n.dp != nil {
+		healthC = o.n.dp.Health.Changed()
 	}
-	// systemd's watchdog: ping at half the interval while this loop runs.
-	watchdog, _ := daemon.SdWatchdogEnabled(false)
 	ticker := time.NewTicker(o.tick)
 	defer ticker.Stop()
-	var lastPing time.Time
 	for {
 		o.observe()
-		if watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-			lastPing = time.Now()
+		if o.onWatchdog != nil {
+			o.onWatchdog()
 		}
 		select {
 		case <-ctx.Done():
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			return nil
 		case <-clusterC:
 		case <-healthC:
@@ -63,31 +61,33 @@ func (o *observer) Run(ctx context.Context) error {
 }
 
 func (o *observer) observe() {
-	s := o.s
-	if s.dp != nil {
-		st := s.dp.IPVS.Status()
+	s, n := o.s, o.n
+	if n.dp != nil {
+		st := n.dp.IPVS.Status()
 		var err error
 		if !st.Ready {
 			err = fmt.Errorf("%s", st.Err)
 		}
-		s.members.SetHealth("dataplane", err)
+		n.members.SetHealth("dataplane", err)
 		if !st.LastSync.IsZero() && st.LastSync != o.lastSync {
 			o.metrics.ObserveReconcile("dataplane", st.LastSyncTook, err)
 			o.lastSync = st.LastSync
 		}
-		o.observeHealth(s.dp.Health.Results())
+		o.observeHealth(n.dp.Health.Results())
 	}
-	if s.filter != nil {
+	if n.filter != nil {
 		// Source ranges that cannot be enforced: this host must not
 		// forward what they exclude.
-		s.members.SetHealth("filter", s.filter.LastError())
+		n.members.SetHealth("filter", n.filter.LastError())
 	}
-	o.observeOwners(s.members.Owners())
+	o.observeOwners(n.members.Owners())
 	o.observeMembers()
 	if ready, _ := s.Ready(); ready && !o.ready {
 		o.ready = true
 		o.log.Info("ready: informers synced and dataplane programmed")
-		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+		if o.onReady != nil {
+			o.onReady()
+		}
 	}
 }
 

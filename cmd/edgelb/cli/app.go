@@ -1,9 +1,12 @@
-// Package app implements edgelb's subcommands. main calls Main; nothing
-// here exits the process. Each subcommand declares its flags in one
+// Package cli implements edgelb's subcommands: the daemon's command
+// (run, which builds a node.Node from the real kernels and runs it) and
+// the tools (check, status, config, keygen, cleanup, version), which
+// reach the local API through one client (client.go). main calls Main;
+// nothing here exits the process. Each subcommand declares its flags in one
 // function (checkFlags, runFlags, ...) that both the subcommand and the
 // edgelb(8) man page (manpage.go, WriteManPage) use, so --help and the man
 // page cannot disagree.
-package app
+package cli
 
 import (
 	"context"
@@ -16,15 +19,16 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	slogjournal "github.com/systemd/slog-journal"
 
-	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cmd/edgelb/node"
 	"github.com/edgelb/edgelb/lb/config"
-	"github.com/edgelb/edgelb/vip"
 )
 
-// Version is set at build time with -ldflags "-X ...app.Version=v1.2.3".
+// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
 var Version = "dev"
 
 const defaultConfig = "/etc/edgelb/config.yaml"
@@ -96,18 +100,8 @@ var errUsage = errors.New("usage")
 
 // ErrRestart is the cause main cancels Main's context with on SIGUSR2,
 // the signal systemd sends for `systemctl restart` (RestartKillSignal= in
-// the unit): a graceful restart, in which this host keeps its VIPs, IPVS
-// services and nftables rules for the next process instead of handing the
-// VIPs over. It is cluster.ErrRestart and vip.ErrRestart for errors.Is.
-var ErrRestart error = restartCause{}
-
-type restartCause struct{}
-
-func (restartCause) Error() string { return "graceful restart (SIGUSR2)" }
-
-func (restartCause) Is(target error) bool {
-	return target == cluster.ErrRestart || target == vip.ErrRestart
-}
+// the unit): a graceful restart (node.ErrRestart).
+var ErrRestart = node.ErrRestart
 
 func versionString() string {
 	v := Version
@@ -164,7 +158,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 		*path, cfg.Node.Name, len(cfg.Pools), len(cfg.Services),
 		cfg.Dataplane.Backend, cfg.Dataplane.Mode, cfg.Dataplane.Method)
 	warnings := cfg.Warnings()
-	if w := clusterOptions(cfg, nil, nil).QuorumWarning(); w != "" {
+	if w := node.ClusterOptions(cfg, nil, nil).QuorumWarning(); w != "" {
 		warnings = append(warnings, w)
 	}
 	for _, w := range warnings {
@@ -231,7 +225,40 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	return run(ctx, cfg, log)
+	stateDir := node.DefaultStateDir()
+	n, err := node.New(cfg, node.Options{
+		Kernels:  node.RealKernels(cfg.Node.Interface, stateDir),
+		StateDir: stateDir,
+		Log:      log,
+		Version:  Version,
+		OnReady: func() {
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+		},
+		OnWatchdog: watchdog(),
+	})
+	if err != nil {
+		return err
+	}
+	err = n.Run(ctx)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	return err
+}
+
+// watchdog pings systemd's watchdog at half its interval, when the unit
+// has one (WatchdogSec=); the node calls it at every pass of its
+// observer loop.
+func watchdog() func() {
+	interval, _ := daemon.SdWatchdogEnabled(false)
+	if interval <= 0 {
+		return nil
+	}
+	var last time.Time
+	return func() {
+		if time.Since(last) >= interval/2 {
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			last = time.Now()
+		}
+	}
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

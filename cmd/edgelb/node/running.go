@@ -1,4 +1,4 @@
-package app
+package node
 
 import (
 	"bytes"
@@ -44,23 +44,15 @@ type liveConfig struct {
 	// bgp is cfg.BGPSet(), built once per version: the source NAT and
 	// the VIP split ask it for every VIP.
 	bgp  *netipx.IPSet
-	subs []chan struct{}
+	subs []*Subscription
 	// changed is subscribed to docs from the start: no version that
 	// arrives before Run is missed.
 	changed <-chan struct{}
 }
 
-// newLiveConfig reads the persisted versions (the state directory's
+// newLiveConfigFrom reads the persisted versions (the state directory's
 // copy, when there is one) and seeds version 1 with the file's
-// cluster-wide keys when there is none yet.
-func newLiveConfig(cfg *config.Config, log *slog.Logger) (*liveConfig, error) {
-	data, err := os.ReadFile(cfg.Path)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s again: %w", cfg.Path, err)
-	}
-	return newLiveConfigFrom(cfg, data, stateDir(), log)
-}
-
+// cluster-wide keys (data) when there is none yet.
 func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Logger) (*liveConfig, error) {
 	l := &liveConfig{host: config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path)), log: log, cfg: cfg, managed: cfg.Managed(), bgp: cfg.BGPSet()}
 	path := ""
@@ -122,14 +114,16 @@ func (l *liveConfig) Owns(addr netip.Addr) bool {
 	return l.managed.Contains(addr)
 }
 
-// Subscribe returns a channel that receives a value whenever the Config
-// changed.
-func (l *liveConfig) Subscribe() <-chan struct{} {
-	ch := make(chan struct{}, 1)
+// Subscribe returns the running version (a Change with no flag set) and a
+// subscription to every later one: nothing is missed in between. A
+// subscription starts with no change pending: the subscriber builds
+// itself from the version returned.
+func (l *liveConfig) Subscribe() (Change, *Subscription) {
+	sub := &Subscription{c: make(chan struct{}, 1)}
 	l.mu.Lock()
-	l.subs = append(l.subs, ch)
-	l.mu.Unlock()
-	return ch
+	defer l.mu.Unlock()
+	l.subs = append(l.subs, sub)
+	return Change{Config: l.cfg, Version: l.version}, sub
 }
 
 // update takes the current version, if it is not the one running.
@@ -156,12 +150,12 @@ func (l *liveConfig) update() bool {
 	b.AddSet(l.managed)
 	b.AddSet(cfg.Managed())
 	l.managed, _ = b.IPSet()
+	// Classified once, here, for every part: the only producer of Changes.
+	change := classify(l.cfg, cfg)
+	change.Config, change.Version = cfg, doc.Version
 	l.cfg, l.version, l.id, l.bgp = cfg, doc.Version, doc.ID(), cfg.BGPSet()
-	for _, ch := range l.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+	for _, sub := range l.subs {
+		sub.add(change)
 	}
 	return true
 }
@@ -190,18 +184,23 @@ func (l *liveConfig) Run(ctx context.Context) error {
 }
 
 // staticLoop builds the desired state from the static services, again
-// for each new version of the cluster configuration.
-func staticLoop(ctx context.Context, live *liveConfig, store *lb.Store, log *slog.Logger) error {
-	ch := live.Subscribe()
+// for each version that changes it.
+func staticLoop(ctx context.Context, cur Change, sub *Subscription, store *lb.Store, log *slog.Logger) error {
+	cfg, version := cur.Config, cur.Version
 	for {
-		cfg, version := live.Config()
 		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 		store.Set(d)
 		log.Info("desired state built from static services", "version", version, "virtualServices", len(d.Services), "vips", len(d.VIPs()))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ch:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-sub.C():
+			}
+			if c, ok := sub.Next(); ok && c.Desired {
+				cfg, version = c.Config, c.Version
+				break
+			}
 		}
 	}
 }

@@ -1,11 +1,10 @@
-package app
+package node
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"reflect"
 	"slices"
 	"time"
 
@@ -15,25 +14,24 @@ import (
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/health"
 	"github.com/edgelb/edgelb/lb/ipvs"
-	"github.com/edgelb/edgelb/lb/snat"
 )
 
 // dataplane is the running forwarding part, for the API and ownership.
 type dataplane struct {
 	IPVS   *ipvs.Dataplane
 	Health *health.Checker
+	// sub follows the running cluster configuration: a new version's
+	// healthCheck, drain timeout, schedulers, methods, continuity and
+	// natSource take effect without a restart (the kernel is prepared
+	// again, then a full pass changes only what differs).
+	sub *Subscription
 }
 
-// startDataplane starts the IPVS dataplane and its health checker in g when
-// dataplane.backend is ipvs; it returns nil otherwise. Both follow the
-// running cluster configuration: a new version's healthCheck, drain
-// timeout, schedulers, methods, continuity and natSource take effect
-// without a restart (the kernel is prepared again, then a full pass
-// changes only what differs).
-func startDataplane(ctx context.Context, g *errgroup.Group, live *liveConfig, store *lb.Store, log *slog.Logger) *dataplane {
-	// Subscribed before the first read: no version is missed.
-	changed := live.Subscribe()
-	cfg, _ := live.Config()
+// newDataplane builds the IPVS dataplane and its health checker when
+// dataplane.backend is ipvs; it returns nil otherwise.
+func newDataplane(live *liveConfig, store *lb.Store, o Options, log *slog.Logger) *dataplane {
+	cur, sub := live.Subscribe()
+	cfg := cur.Config
 	if cfg.Dataplane.Backend != config.BackendIPVS {
 		return nil
 	}
@@ -43,62 +41,62 @@ func startDataplane(ctx context.Context, g *errgroup.Group, live *liveConfig, st
 		Log:    log.With("component", "health"),
 		Config: healthConfig(cfg),
 	})
-	kernel := ipvs.NewKernel()
-	// The API's and the metrics' reads of the counters go through a
-	// netlink socket of their own, never queueing behind the passes.
-	statsKernel := ipvs.NewKernel()
+	k := o.Kernels
 	opts := ipvs.Options{
-		IPVS:      kernel,
-		StatsIPVS: statsKernel,
+		IPVS:      k.IPVS,
+		StatsIPVS: k.IPVSStats,
 		Store:     store,
 		Log:       dl,
 		// What the kernel needs for the running version.
 		Prepare: func() error {
 			cfg, _ := live.Config()
-			return ipvs.Prepare(prepareOptions(cfg, dl))
+			return k.Prepare(prepareOptions(cfg, dl))
 		},
 		Owns:         live.Owns,
 		Health:       hc,
 		DrainTimeout: cfg.Dataplane.DrainTimeout,
+		Now:          o.Now,
 		// nat connections to l2 VIPs leave with their VIP as source
 		// (dataplane.natSource: vip): the backends' replies go to the
 		// VIP's owner, and a connection whose VIP moves keeps its
 		// addresses. A bgp VIP is on every host, and the replies to it
 		// would go to any of them: those leave with the host's. (The
 		// tables stay empty while no service uses nat.)
-		SNAT: snat.New().FromVIP(func(a netip.Addr) bool {
+		SNAT: k.SNAT(func(a netip.Addr) bool {
 			cfg, _ := live.Config()
 			return cfg.Dataplane.NATSource == config.NATSourceVIP && !live.BGPSet().Contains(a)
 		}),
 	}
-	dp := ipvs.New(opts)
-	g.Go(func() error { return hc.Run(ctx) })
-	g.Go(func() error {
-		defer kernel.Close()
-		defer statsKernel.Close()
-		return dp.Run(ctx)
-	})
+	return &dataplane{IPVS: ipvs.New(opts), Health: hc, sub: sub}
+}
+
+// start runs the health checker, the dataplane and its follower in g.
+func (d *dataplane) start(ctx context.Context, g *errgroup.Group) {
+	g.Go(func() error { return d.Health.Run(ctx) })
+	g.Go(func() error { return d.IPVS.Run(ctx) })
 	// Only a version that changes what the kernel needs, the drain
 	// timeout or the source NAT's choice prepares the kernel again and
 	// runs a full pass; a new service or pool is a desired-state change
 	// like any other.
-	last := kernelNeeds(cfg)
 	g.Go(func() error {
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-changed:
+			case <-d.sub.C():
 			}
-			cfg, _ := live.Config()
-			hc.SetConfig(healthConfig(cfg))
-			if now := kernelNeeds(cfg); !reflect.DeepEqual(now, last) {
-				last = now
-				dp.Reconfigure(cfg.Dataplane.DrainTimeout)
+			c, ok := d.sub.Next()
+			if !ok {
+				continue
+			}
+			if c.Health {
+				d.Health.SetConfig(healthConfig(c.Config))
+			}
+			if c.Kernel {
+				d.IPVS.Reconfigure(c.Config.Dataplane.DrainTimeout)
 			}
 		}
 	})
-	return &dataplane{IPVS: dp, Health: hc}
 }
 
 // kernelNeeds is what of cfg the dataplane takes only by preparing again

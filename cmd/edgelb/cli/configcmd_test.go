@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"log/slog"
@@ -10,15 +10,50 @@ import (
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/api/clustercfg"
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb/config"
 )
+
+const liveFile = `node: {name: lb1}
+cluster: {insecure: true}
+pools:
+  - {name: default, addresses: ["192.0.2.10-192.0.2.50"]}
+services:
+  - {name: dns, vip: 192.0.2.53, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53"]}
+`
+
+// newTestDocs is a host's cluster configuration seeded from liveFile, as
+// the API serves it.
+func newTestDocs(t *testing.T) (*cluster.Docs, *config.Host) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(liveFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host := config.NewHost(path, []byte(liveFile), dir)
+	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1", Path: filepath.Join(dir, "cluster-config.json"),
+		Validate: func(b []byte) error { _, err := host.Apply(b); return err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := config.SpecFromFile(path, []byte(liveFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := docs.Seed(spec, "file"); err != nil {
+		t.Fatal(err)
+	}
+	return docs, host
+}
 
 // edgelb config against the API of a host whose cluster configuration is
 // seeded from liveFile.
 func TestConfigCommands(t *testing.T) {
-	l := newTestLive(t, t.TempDir())
+	docs, host := newTestDocs(t)
 	srv := httptest.NewServer(api.New(api.Options{
 		NamedTokens: []api.Token{{Name: "ops", Role: "admin", Secret: "ops-token-0123456789"}},
-		Config:      &clustercfg.Config{Docs: l.docs, Host: l.host},
+		Config:      &clustercfg.Config{Docs: docs, Host: host},
 		Log:         slog.New(slog.DiscardHandler),
 	}).Handler())
 	defer srv.Close()
@@ -77,7 +112,7 @@ func TestConfigCommands(t *testing.T) {
 	if code != 0 || len(lines) != 4 || !strings.Contains(lines[2], "ops") || !strings.HasSuffix(lines[3], "current") {
 		t.Errorf("config history: %d\n%s", code, out)
 	}
-	if d, _ := l.docs.Current(); d.Version != 3 || !strings.Contains(string(d.Body), `"vip":"192.0.2.53"`) {
+	if d, _ := docs.Current(); d.Version != 3 || !strings.Contains(string(d.Body), `"vip":"192.0.2.53"`) {
 		t.Errorf("the current version is %d: %s", d.Version, d.Body)
 	}
 	if code, _, _ := cfgCmd("rollback"); code != 2 {

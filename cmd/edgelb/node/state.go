@@ -1,4 +1,4 @@
-package app
+package node
 
 import (
 	"context"
@@ -13,56 +13,46 @@ import (
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
-	"github.com/edgelb/edgelb/lb/filter"
 	"github.com/edgelb/edgelb/lb/health"
 	"github.com/edgelb/edgelb/lb/ipvs"
-	"github.com/edgelb/edgelb/lb/k8s"
 )
 
 // state implements api.State over the daemon's parts. Any part may be
 // absent (nil): no Kubernetes, dataplane backend none.
 type state struct {
-	// cfg is the Config at start: its host-local keys do not change.
-	cfg *config.Config
-	// live is the running cluster configuration.
-	live    *liveConfig
+	node    *Node
 	started time.Time
-	store   *lb.Store
-	members *cluster.Cluster
-	ctrl    *k8s.Controller
-	dp      *dataplane
-	filter  *filter.Filter
 }
 
 var _ api.State = (*state)(nil)
 
 func (s *state) Status() api.Status {
 	st := api.Status{
-		Node:      s.cfg.Node.Name,
-		Version:   Version,
-		Draining:  s.members.Draining(),
-		Problem:   s.members.Problem(),
-		Dataplane: string(s.cfg.Dataplane.Backend),
+		Node:      s.node.cfg.Node.Name,
+		Version:   s.node.opts.Version,
+		Draining:  s.node.members.Draining(),
+		Problem:   s.node.members.Problem(),
+		Dataplane: string(s.node.cfg.Dataplane.Backend),
 		Started:   s.started,
 		Pools:     []api.PoolUsage{},
 	}
 	st.Healthy = st.Problem == ""
-	if !s.members.HasQuorum() {
+	if !s.node.members.HasQuorum() {
 		st.Healthy = false
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
 	}
-	if s.cfg.Dataplane.Backend == config.BackendIPVS {
+	if s.node.cfg.Dataplane.Backend == config.BackendIPVS {
 		// The defaults of the running version.
-		cfg, _ := s.live.Config()
+		cfg, _ := s.node.live.Config()
 		st.Dataplane += "/" + string(cfg.Dataplane.Mode) + "/" + string(cfg.Dataplane.Method)
 	}
 	st.Ready, _ = s.Ready()
-	if s.ctrl != nil {
-		st.Leader = s.ctrl.Leader()
+	if s.node.ctrl != nil {
+		st.Leader = s.node.ctrl.Leader()
 		if st.Leader {
-			st.LeaderName = s.cfg.Node.Name
+			st.LeaderName = s.node.cfg.Node.Name
 		}
-		for _, p := range s.ctrl.PoolUsage() {
+		for _, p := range s.node.ctrl.PoolUsage() {
 			st.Pools = append(st.Pools, api.PoolUsage{Name: p.Name, Size: p.Size, Used: p.Used})
 		}
 	}
@@ -95,23 +85,23 @@ func (s *state) Status() api.Status {
 }
 
 func (s *state) Members() []api.Member {
-	owners := s.members.Owners()
+	owners := s.node.members.Owners()
 	byOwner := map[string][]string{}
 	for vip, owner := range owners {
 		byOwner[owner] = append(byOwner[owner], vip.String())
 	}
 	var out []api.Member
-	for _, m := range s.members.Members() {
+	for _, m := range s.node.members.Members() {
 		vips := byOwner[m.Name]
 		slices.Sort(vips)
-		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.cfg.Node.Name,
+		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.node.cfg.Node.Name,
 			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
 			ConfigVersion: m.ConfigVersion}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
 		if am.Self {
-			am.Problem = s.members.Problem()
+			am.Problem = s.node.members.Problem()
 		}
 		out = append(out, am)
 	}
@@ -119,24 +109,24 @@ func (s *state) Members() []api.Member {
 }
 
 func (s *state) VIPs() []api.VIP {
-	d := s.store.Load()
+	d := s.node.store.Load()
 	if d == nil {
 		return nil
 	}
-	owners := s.members.Owners()
+	owners := s.node.members.Owners()
 	services := map[netip.Addr][]string{}
 	for i := range d.Services {
 		vs := &d.Services[i]
 		services[vs.VIP] = append(services[vs.VIP], sourceName(vs.Source))
 	}
 	var out []api.VIP
-	bgpSet := s.live.BGPSet()
+	bgpSet := s.node.live.BGPSet()
 	for _, v := range d.VIPs() {
 		names := slices.Compact(services[v])
 		owner := owners[v]
-		vip := api.VIP{Address: v.String(), Owner: owner, Local: owner == s.cfg.Node.Name, Services: names, Announce: string(config.AnnounceL2)}
+		vip := api.VIP{Address: v.String(), Owner: owner, Local: owner == s.node.cfg.Node.Name, Services: names, Announce: string(config.AnnounceL2)}
 		if bgpSet.Contains(v) {
-			vip.Announce, vip.Local = string(config.AnnounceBGP), s.members.MayServe()
+			vip.Announce, vip.Local = string(config.AnnounceBGP), s.node.members.MayServe()
 		}
 		out = append(out, vip)
 	}
@@ -155,15 +145,15 @@ func (s *state) Services() []api.Service { return s.services(true) }
 // services lists the services with backend health, and with the kernel's
 // IPVS counters when withStats (one read of the whole table).
 func (s *state) services(withStats bool) []api.Service {
-	d := s.store.Load()
+	d := s.node.store.Load()
 	if d == nil {
 		return nil
 	}
 	var stats map[lb.Key]*ipvs.ServiceStats
 	var results map[health.Target]health.Result
-	if s.dp != nil {
+	if s.node.dp != nil {
 		if withStats {
-			if all, err := s.dp.IPVS.Stats(); err == nil {
+			if all, err := s.node.dp.IPVS.Stats(); err == nil {
 				stats = map[lb.Key]*ipvs.ServiceStats{}
 				for i := range all {
 					stats[all[i].Key] = &all[i]
@@ -171,13 +161,13 @@ func (s *state) services(withStats bool) []api.Service {
 			}
 		}
 		results = map[health.Target]health.Result{}
-		for _, r := range s.dp.Health.Results() {
+		for _, r := range s.node.dp.Health.Results() {
 			results[r.Target] = r
 		}
 	}
 	admin := map[string]map[netip.AddrPort]config.BackendState{}
-	if s.live != nil {
-		cfg, _ := s.live.Config()
+	{
+		cfg, _ := s.node.live.Config()
 		for _, b := range cfg.BackendStates {
 			if admin[b.Service] == nil {
 				admin[b.Service] = map[netip.AddrPort]config.BackendState{}
@@ -260,7 +250,7 @@ func (s *state) Drain(_ context.Context, name string) error { return s.askDrain(
 func (s *state) Undrain(_ context.Context, name string) error { return s.askDrain(name, false) }
 
 func (s *state) askDrain(name string, on bool) error {
-	err := s.members.AskDrain(name, on)
+	err := s.node.members.AskDrain(name, on)
 	if errors.Is(err, cluster.ErrNoMember) {
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
 	}
@@ -268,14 +258,14 @@ func (s *state) askDrain(name string, on bool) error {
 }
 
 func (s *state) Ready() (bool, string) {
-	if s.ctrl != nil && !s.ctrl.Ready() {
+	if s.node.ctrl != nil && !s.node.ctrl.Ready() {
 		return false, "the Kubernetes informers have not synced yet"
 	}
-	if s.store.Load() == nil {
+	if s.node.store.Load() == nil {
 		return false, "no desired state yet"
 	}
-	if s.dp != nil {
-		if err := s.dp.IPVS.Healthy(); err != nil {
+	if s.node.dp != nil {
+		if err := s.node.dp.IPVS.Healthy(); err != nil {
 			return false, fmt.Sprintf("the dataplane is not programmed: %v", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cmd/edgelb/node"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/vip"
 )
@@ -179,7 +180,7 @@ func TestCheckWarnsAboutTheQuorum(t *testing.T) {
 
 func TestClusterDefaultsAreTheConfigDefaults(t *testing.T) {
 	def := config.Default()
-	o := clusterOptions(&def, nil, nil)
+	o := node.ClusterOptions(&def, nil, nil)
 	if o.ProbeInterval != cluster.DefaultProbeInterval || o.ProbeTimeout != cluster.DefaultProbeTimeout || o.SuspicionMult != cluster.DefaultSuspicionMult ||
 		o.GossipInterval != cluster.DefaultGossipInterval || o.RestartHold != cluster.DefaultRestartHold || o.HandoverTimeout != cluster.DefaultHandoverTimeout {
 		t.Fatalf("config defaults %+v differ from the cluster package's", o)

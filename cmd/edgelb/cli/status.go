@@ -1,37 +1,17 @@
-package app
+package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/edgelb/edgelb/api"
-	"github.com/edgelb/edgelb/lb/config"
 )
-
-type statusOptions struct {
-	config, api, token, output string
-	insecure                   bool
-}
-
-// apiFlags adds the flags that find and reach the local API; the default
-// token is the config's first of roles.
-func (o *statusOptions) apiFlags(fs *flag.FlagSet, roles string) {
-	fs.StringVar(&o.config, "config", defaultConfig, "config file, to find the API address (ignored when --api is given)")
-	fs.StringVar(&o.api, "api", "", "base URL of the edgelb API (default: from the config's api.listen)")
-	// $EDGELB_TOKEN is read after parsing, not as the flag's default, so
-	// that --help and the man page never print a token.
-	fs.StringVar(&o.token, "token", "", "bearer token (default: $EDGELB_TOKEN, else the config's first "+roles+" token)")
-	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the API's TLS certificate")
-}
 
 func statusFlags(stderr io.Writer) (*flag.FlagSet, *statusOptions) {
 	fs := newFlags("status", "status [--config FILE] [--api URL] [--token TOKEN] [--output text|json]", stderr)
@@ -46,39 +26,13 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.token == "" {
-		o.token = os.Getenv("EDGELB_TOKEN")
-	}
 	if o.output != "text" && o.output != "json" {
 		fmt.Fprintf(stderr, "--output %q: want text or json\n", o.output)
 		return errUsage
 	}
-	if o.api == "" || o.token == "" {
-		cfg, err := config.Load(o.config)
-		if err != nil && o.api == "" {
-			return fmt.Errorf("finding the API: %w (or pass --api)", err)
-		}
-		if cfg != nil {
-			if o.api == "" {
-				scheme := "http"
-				if cfg.API.TLS != nil {
-					scheme = "https"
-				}
-				o.api = scheme + "://" + cfg.API.Listen
-			}
-			if o.token == "" {
-				for _, role := range []string{"viewer", "admin"} {
-					if t := cfg.API.Tokens[role]; len(t) > 0 {
-						o.token = t[0]
-						break
-					}
-				}
-			}
-		}
-	}
-	c := &apiClient{base: strings.TrimRight(o.api, "/"), token: o.token, http: &http.Client{Timeout: 5 * time.Second}}
-	if o.insecure {
-		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // user's explicit choice
+	c, err := o.client(false, 5*time.Second)
+	if err != nil {
+		return err
 	}
 	var s struct {
 		Status   api.Status    `json:"status"`
@@ -102,41 +56,6 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	printStatus(stdout, s.Status, s.Members, s.VIPs, s.Services)
 	if bgpErr == nil {
 		printBGP(stdout, s.BGP)
-	}
-	return nil
-}
-
-type apiClient struct {
-	base, token string
-	http        *http.Client
-}
-
-func (c *apiClient) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
-	if err != nil {
-		return fmt.Errorf("API address %q: %w", c.base, err)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the edgelb API at %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s: %s", path, resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("decoding %s: %w", path, err)
 	}
 	return nil
 }
@@ -220,4 +139,26 @@ func joinHostPort(ip string, port uint16) string {
 		return fmt.Sprintf("[%s]:%d", ip, port)
 	}
 	return fmt.Sprintf("%s:%d", ip, port)
+}
+
+// printBGP adds the BGP sessions to `edgelb status`: a line per peer.
+func printBGP(w io.Writer, st api.BGPStatus) {
+	if !st.Enabled {
+		return
+	}
+	fmt.Fprintf(w, "\nBGP AS %d, router ID %s: %s, %d routes advertised\n", st.ASN, st.RouterID,
+		yesNo(st.Serving, "serving", "NOT serving (unhealthy, no quorum or draining): routes withdrawn"), len(st.Advertised))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "PEER\tASN\tSTATE\tUPTIME\tBFD\tPREFIXES SENT\n")
+	for _, p := range st.Peers {
+		up, bfd := "-", p.BFD
+		if p.Established {
+			up = (time.Duration(p.UptimeSeconds) * time.Second).String()
+		}
+		if bfd == "" {
+			bfd = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\n", p.Address, p.ASN, p.State, up, bfd, p.PrefixesSent)
+	}
+	tw.Flush()
 }

@@ -1,4 +1,4 @@
-package app
+package node
 
 import (
 	"context"
@@ -50,19 +50,24 @@ func TestStaticServicesFollowTheClusterConfiguration(t *testing.T) {
 	store := lb.NewStore()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	cur, sub := l.Subscribe()
 	go l.Run(ctx)
-	go staticLoop(ctx, l, store, slog.New(slog.DiscardHandler))
+	go staticLoop(ctx, cur, sub, store, slog.New(slog.DiscardHandler))
+	built := store.Subscribe()
 	waitVIPs := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
+		timeout := time.After(10 * time.Second)
+		for {
 			if vips, _ := store.VIPs(); len(vips) == 1 && vips[0].String() == want {
 				return
 			}
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-built:
+			case <-timeout:
+				vips, _ := store.VIPs()
+				t.Fatalf("desired VIPs %v, want [%s]", vips, want)
+			}
 		}
-		vips, _ := store.VIPs()
-		t.Fatalf("desired VIPs %v, want [%s]", vips, want)
 	}
 	waitVIPs("192.0.2.53")
 
@@ -124,7 +129,7 @@ func TestServicesShowBackendStates(t *testing.T) {
 	cfg, _ := l.Config()
 	d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 	store.Set(d)
-	st := &state{cfg: cfg, live: l, store: store}
+	st := &state{node: &Node{cfg: cfg, live: l, store: store}}
 	svcs := st.services(false)
 	if len(svcs) != 1 || len(svcs[0].Ports) != 1 {
 		t.Fatalf("services %+v", svcs)

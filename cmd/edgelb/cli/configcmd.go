@@ -1,9 +1,8 @@
-package app
+package cli
 
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -88,7 +87,7 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "edgelb config %s needs -f FILE\n", sub)
 		return errUsage
 	}
-	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback")
+	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback", 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -109,69 +108,6 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return configRollback(ctx, c, v, stdout)
 	}
-}
-
-// client finds the API and the token as `edgelb status` does; writes
-// prefer an admin token.
-func (o *configOptions) client(write bool) (*apiClient, error) {
-	if o.token == "" {
-		o.token = os.Getenv("EDGELB_TOKEN")
-	}
-	if o.api == "" || o.token == "" {
-		cfg, err := config.Load(o.config)
-		if err != nil && o.api == "" {
-			return nil, fmt.Errorf("finding the API: %w (or pass --api)", err)
-		}
-		if cfg != nil {
-			if o.api == "" {
-				scheme := "http"
-				if cfg.API.TLS != nil {
-					scheme = "https"
-				}
-				o.api = scheme + "://" + cfg.API.Listen
-			}
-			roles := []string{"viewer", "admin"}
-			if write {
-				roles = []string{"admin", "viewer"}
-			}
-			for _, role := range roles {
-				if t := cfg.API.Tokens[role]; len(t) > 0 && o.token == "" {
-					o.token = t[0]
-				}
-			}
-		}
-	}
-	c := &apiClient{base: strings.TrimRight(o.api, "/"), token: o.token, http: &http.Client{Timeout: 10 * time.Second}}
-	if o.insecure {
-		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // user's explicit choice
-	}
-	return c, nil
-}
-
-// send makes a request that changes something; it returns the status and
-// the body, and an error only when the API cannot be reached.
-func (c *apiClient) send(ctx context.Context, method, path string, body []byte, hdr map[string]string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, fmt.Errorf("API address %q: %w", c.base, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("cannot reach the edgelb API at %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return 0, nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return resp.StatusCode, b, nil
 }
 
 // answer turns an error answer into an error with the API's message;

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/k8s"
+	"github.com/edgelb/edgelb/vip/bgp"
+)
+
+// bgpConfig is cfg's bgp section in the speaker's terms; without one, BGP
+// is off.
+func bgpConfig(cfg *config.Config) bgp.Config {
+	b := cfg.BGP
+	if b == nil {
+		return bgp.Config{}
+	}
+	peers := make([]bgp.Peer, 0, len(b.Peers))
+	for _, p := range b.Peers {
+		bp := bgp.Peer{Address: p.Address, ASN: p.ASN, Password: p.Password, HoldTime: p.HoldTime, GracefulRestart: p.GracefulRestart}
+		if p.BFD != nil {
+			bp.BFD = &bgp.BFD{MinRx: p.BFD.MinRx, MinTx: p.BFD.MinTx, Multiplier: uint32(p.BFD.Multiplier)}
+		}
+		peers = append(peers, bp)
+	}
+	return bgp.Config{Global: bgp.Global{ASN: b.ASN, RouterID: b.RouterID}, Peers: peers, WithdrawDelay: b.WithdrawDelay}
+}
+
+// followBGP gives the announcer each new version's bgp section: peers
+// added, removed or changed, a new AS number, BGP turned on or off.
+func followBGP(ctx context.Context, sub *Subscription, a *bgp.Announcer) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.C():
+		}
+		if c, ok := sub.Next(); ok && c.BGP {
+			a.Configure(bgpConfig(c.Config))
+		}
+	}
+}
+
+// followKubernetes gives the controller each version that changes the
+// desired state or the pools.
+func followKubernetes(ctx context.Context, sub *Subscription, ctrl *k8s.Controller) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.C():
+		}
+		if c, ok := sub.Next(); ok && (c.Desired || c.Pools) {
+			ctrl.SetConfig(c.Config)
+		}
+	}
+}
+
+// bgpStatus is GET /api/v1/bgp.
+func bgpStatus(live *liveConfig, a *bgp.Announcer, members *cluster.Cluster) func() api.BGPStatus {
+	return func() api.BGPStatus {
+		cfg, _ := live.Config()
+		if cfg.BGP == nil {
+			return api.BGPStatus{Advertised: []string{}, Peers: []api.BGPPeer{}}
+		}
+		st := api.BGPStatus{Enabled: true, ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID.String(), Serving: members.MayServe(),
+			Advertised: []string{}, Peers: []api.BGPPeer{}}
+		for _, p := range a.Advertised() {
+			st.Advertised = append(st.Advertised, p.String())
+		}
+		now := time.Now()
+		for _, p := range a.Peers() {
+			ap := api.BGPPeer{Address: p.Address.String(), ASN: p.ASN, State: p.State, Established: p.Established(), BFD: p.BFD, PrefixesSent: p.PrefixesSent}
+			if !p.Since.IsZero() {
+				since := p.Since
+				ap.Since, ap.UptimeSeconds = &since, now.Sub(since).Truncate(time.Second).Seconds()
+			}
+			st.Peers = append(st.Peers, ap)
+		}
+		return st
+	}
+}

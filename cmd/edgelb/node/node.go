@@ -1,0 +1,429 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/hashicorp/memberlist"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/clustercfg"
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/filter"
+	"github.com/edgelb/edgelb/lb/k8s"
+	"github.com/edgelb/edgelb/vip"
+	"github.com/edgelb/edgelb/vip/announce"
+	"github.com/edgelb/edgelb/vip/bgp"
+	"github.com/edgelb/edgelb/web"
+)
+
+// ErrRestart, as the cause of Run's context, is a graceful restart: the
+// node keeps its VIPs, IPVS services and nftables rules for the next
+// process instead of handing the VIPs over, and gossips that it is
+// restarting. It is cluster.ErrRestart and vip.ErrRestart for errors.Is.
+var ErrRestart error = restartCause{}
+
+type restartCause struct{}
+
+func (restartCause) Error() string { return "graceful restart (SIGUSR2)" }
+
+func (restartCause) Is(target error) bool {
+	return target == cluster.ErrRestart || target == vip.ErrRestart
+}
+
+// Options are what a node takes from its surroundings: the kernels it
+// programs, the Kubernetes client, the gossip transport, the clock and
+// where it keeps its files. main passes the real ones; a test passes
+// fakes (see node_test.go: three nodes in one process).
+type Options struct {
+	// Kernels are the host's kernels (RealKernels, or fakes).
+	Kernels Kernels
+	// Kube is the Kubernetes client; nil builds one from the config's
+	// kubernetes.kubeconfig (or in-cluster) when it has a kubernetes
+	// section.
+	Kube kubernetes.Interface
+	// Transport replaces memberlist's UDP/TCP transport (tests use
+	// memberlist.MockNetwork); nil: cluster.bindAddr and bindPort.
+	Transport memberlist.Transport
+	// Now is the clock of ownership, handovers, VIP lifetimes, drains and
+	// Events; nil means time.Now.
+	Now func() time.Time
+	// StateDir keeps the cluster configuration's versions, the audit log
+	// and the VIPs kept across a graceful restart; "" keeps nothing.
+	StateDir string
+	// Log receives every part's messages (with a component key).
+	Log *slog.Logger
+	// Version is the build's version, reported by the API.
+	Version string
+	// OnReady, when set, is called once the node is ready (informers
+	// synced, dataplane programmed), and OnWatchdog whenever its
+	// observer loop runs, so a service manager can tell it is alive
+	// (main passes systemd's notifications).
+	OnReady, OnWatchdog func()
+}
+
+// Node is one appliance host: membership and ownership, the VIPs and
+// their announcement (l2 and bgp), the desired state from Kubernetes and
+// the static services, the dataplane, the source-range filter and the
+// API. New builds it; Run runs it.
+type Node struct {
+	// cfg is the Config at start: its host-local keys do not change.
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+
+	live      *liveConfig
+	store     *lb.Store
+	bus       *api.Bus
+	metrics   *api.Metrics
+	state     *state
+	members   *cluster.Cluster
+	split     *announce.Split
+	vips      *vip.Manager // nil without node.interface
+	announcer *bgp.Announcer
+	dp        *dataplane // nil unless dataplane.backend is ipvs
+	filter    *filter.Filter
+	ctrl      *k8s.Controller // nil without a kubernetes section
+	server    *api.Server
+	// The followers' subscriptions to the running configuration, taken
+	// in New: no version is missed before Run.
+	bgpSub, kubeSub, staticSub *Subscription
+	static                     Change // the version the static loop starts from
+	// stopHost ends what outlives Run's parts (the split's merging of
+	// notifications) once Run returns.
+	hostCtx  context.Context
+	stopHost context.CancelFunc
+}
+
+// New builds a node from a checked config file's Config: it reads the
+// persisted cluster configuration (seeding version 1 from the file when
+// there is none), adopts the VIPs a graceful restart left, and builds
+// every part. It starts nothing.
+func New(cfg *config.Config, opts Options) (*Node, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	log := opts.Log
+	n := &Node{cfg: cfg, opts: opts, log: log}
+	n.hostCtx, n.stopHost = context.WithCancel(context.Background())
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	data, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s again: %w", cfg.Path, err)
+	}
+	// The cluster configuration: the persisted version, else the file's
+	// cluster-wide keys as version 1; a newer one from the cluster
+	// replaces it once joined.
+	n.live, err = newLiveConfigFrom(cfg, data, opts.StateDir, log.With("component", "config"))
+	if err != nil {
+		return nil, err
+	}
+	running, version := n.live.Config()
+	log.Info("cluster configuration", "version", version, "pools", len(running.Pools), "services", len(running.Services))
+	n.store = lb.NewStore()
+	n.bus = api.NewBus(500)
+	n.state = &state{node: n, started: opts.Now()}
+	n.metrics = api.NewMetrics(n.state)
+	// Which VIPs are l2 (one owner each, assigned by the cluster) and
+	// which bgp (every healthy host, advertised over BGP).
+	n.split = announce.NewSplit(n.store, n.live.BGPSet)
+	if err := n.newCluster(); err != nil {
+		return nil, err
+	}
+	// The announcer exists on every host, with BGP off (no AS number)
+	// while the running version has no bgp section: a later one may add
+	// it.
+	cur, sub := n.live.Subscribe()
+	n.bgpSub = sub
+	bc := bgpConfig(cur.Config)
+	n.announcer, err = bgp.NewAnnouncer(bgp.Options{
+		Speaker:       opts.Kernels.BGP(bc, log.With("component", "gobgp")),
+		Serving:       n.members,
+		VIPs:          n.split.BGP(),
+		WithdrawDelay: bc.WithdrawDelay,
+		Log:           log.With("component", "bgp"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.dp = newDataplane(n.live, n.store, opts, log)
+	n.filter = filter.New(filter.Options{Kernel: opts.Kernels.Filter, Store: n.store, Log: log.With("component", "filter")})
+	n.metrics.Registry.MustRegister(&dropCollector{f: n.filter})
+	if cfg.Kubernetes != nil {
+		if err := n.newController(); err != nil {
+			return nil, err
+		}
+	} else {
+		n.static, n.staticSub = n.live.Subscribe()
+	}
+	n.server = api.New(n.apiOptions())
+	return n, nil
+}
+
+// Run runs the node until ctx ends or a part fails, then stops it in
+// order: the cluster hands the VIPs over (or, on a graceful restart —
+// ctx cancelled with ErrRestart as its cause — gossips that it is
+// restarting and keeps them), the BGP routes are withdrawn, and only
+// then does the VIP manager stop and remove what is left.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.stopHost()
+	if n.opts.Kernels.Close != nil {
+		defer n.opts.Kernels.Close()
+	}
+	n.log.Info("starting edgelb", "version", n.opts.Version, "node", n.cfg.Node.Name, "config", n.cfg.Path,
+		"dataplane", n.cfg.Dataplane.Backend, "mode", n.cfg.Dataplane.Mode, "method", n.cfg.Dataplane.Method)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.live.Run(gctx) })
+	if n.dp != nil {
+		n.dp.start(gctx, g)
+	}
+	g.Go(func() error { return n.filter.Run(gctx) })
+	if n.ctrl == nil {
+		// Static services only: the desired state changes with the
+		// cluster configuration.
+		g.Go(func() error { return staticLoop(gctx, n.static, n.staticSub, n.store, n.log) })
+	} else {
+		g.Go(func() error { return n.ctrl.Run(gctx) })
+		g.Go(func() error { return followKubernetes(gctx, n.kubeSub, n.ctrl) })
+	}
+
+	// The VIP manager outlives the cluster's Run: on shutdown the cluster
+	// first hands the VIPs over (the manager keeps them meanwhile), and
+	// only then does the manager stop and remove what is left. On a
+	// graceful restart it stops at once and keeps the VIPs for the next
+	// process, while the cluster gossips that it is restarting and leaves.
+	vipCtx, stopVIPs := context.WithCancelCause(context.WithoutCancel(gctx))
+	defer stopVIPs(nil)
+	defer context.AfterFunc(gctx, func() {
+		if cause := context.Cause(gctx); errors.Is(cause, vip.ErrRestart) {
+			stopVIPs(cause)
+		}
+	})()
+	// The VIPs stay until the cluster has handed them over and the BGP
+	// routes are withdrawn (plus bgp.withdrawDelay).
+	var holding sync.WaitGroup
+	holding.Add(2)
+	g.Go(func() error {
+		defer holding.Done()
+		return n.members.Run(gctx)
+	})
+	g.Go(func() error {
+		defer holding.Done()
+		return n.announcer.Run(gctx)
+	})
+	g.Go(func() error { return followBGP(gctx, n.bgpSub, n.announcer) })
+	go func() {
+		holding.Wait()
+		stopVIPs(nil)
+	}()
+	if n.vips != nil {
+		g.Go(func() error {
+			err := n.vips.Run(vipCtx)
+			if err == nil && gctx.Err() == nil {
+				return errors.New("the VIP manager stopped")
+			}
+			return err
+		})
+	}
+	obs := &observer{n: n, s: n.state, bus: n.bus, metrics: n.metrics, log: n.log, onReady: n.opts.OnReady, onWatchdog: n.opts.OnWatchdog}
+	g.Go(func() error { return obs.Run(gctx) })
+	g.Go(func() error { return n.server.Run(gctx) })
+
+	err := g.Wait()
+	n.log.Info("edgelb stopped")
+	return err
+}
+
+// ClusterOptions maps the config file's cluster keys to the cluster's
+// Options.
+func ClusterOptions(cfg *config.Config, vips cluster.VIPSource, log *slog.Logger) cluster.Options {
+	c := cfg.Cluster
+	return cluster.Options{
+		Name:            cfg.Node.Name,
+		BindAddr:        c.BindAddr,
+		BindPort:        c.BindPort,
+		Join:            c.Join,
+		SecretKey:       c.SecretKey,
+		Insecure:        c.Insecure,
+		Quorum:          c.Quorum,
+		ProbeInterval:   c.ProbeInterval,
+		ProbeTimeout:    c.ProbeTimeout,
+		SuspicionMult:   c.SuspicionMult,
+		GossipInterval:  c.GossipInterval,
+		HandoverTimeout: c.HandoverTimeout,
+		RestartHold:     c.RestartHold,
+		VIPs:            vips,
+		Log:             log,
+	}
+}
+
+// newCluster builds the membership and the VIP manager (none without
+// node.interface: the host then joins but owns no VIP).
+func (n *Node) newCluster() error {
+	cfg, log := n.cfg, n.log
+	opts := ClusterOptions(cfg, n.split.L2(), log.With("component", "cluster"))
+	opts.Docs = n.live.docs
+	opts.Transport = n.opts.Transport
+	opts.Now = n.opts.Now
+	if w := opts.QuorumWarning(); w != "" {
+		log.Warn(w, "quorum", opts.Quorum, "clusterSize", opts.Size())
+	}
+	members, err := cluster.New(opts)
+	if err != nil {
+		return err
+	}
+	n.members = members
+	if cfg.Dataplane.Backend == config.BackendNone {
+		members.SetHealth("dataplane", nil) // announce-only: nothing to program
+	} else {
+		// Until the observer sees the first successful sync.
+		members.SetHealth("dataplane", errors.New("not programmed yet"))
+	}
+	if cfg.Node.Interface == "" || n.opts.Kernels.VIP == nil {
+		log.Warn("node.interface is not set: this host joins the cluster but owns and announces no VIPs")
+		members.SetHealth("link", errors.New("node.interface is not set"))
+		return nil
+	}
+	// The bgp VIPs are held beside the l2 ones the cluster assigns (none
+	// while no version has a bgp section).
+	h := n.split.Hosting(n.hostCtx, members)
+	n.vips, err = vip.NewManager(vip.Options{
+		Kernel:    n.opts.Kernels.VIP,
+		Announcer: n.opts.Kernels.ARP,
+		Ownership: h,
+		Reporter:  h,
+		Quieter:   n.opts.Kernels.Quiet,
+		Refresh:   cfg.Cluster.AnnounceRefresh,
+		Lifetime:  cfg.Cluster.RestartHold,
+		Now:       n.opts.Now,
+		Log:       log.With("component", "vip"),
+	})
+	if err != nil {
+		return err
+	}
+	// A graceful restart left the previous process's VIPs on the
+	// interface: keep them while this process starts.
+	adopted, err := n.vips.Adopt()
+	if err != nil {
+		log.Warn("cannot adopt the VIPs of the previous process: starting afresh", "err", err)
+	}
+	// The cluster's restart grace is about the l2 VIPs it assigns; the
+	// bgp ones are on every host anyway.
+	members.Adopt(n.split.L2Of(adopted))
+	return nil
+}
+
+// newController builds the Kubernetes side: informers, the Lease, IPAM
+// and status writes.
+func (n *Node) newController() error {
+	client := n.opts.Kube
+	if client == nil {
+		var err error
+		client, err = KubeClient(n.cfg.Kubernetes, n.opts.Version, n.log)
+		if err != nil {
+			return err
+		}
+	}
+	opts := k8s.Options{
+		Identity: n.cfg.Node.Name,
+		Store:    n.store,
+		Log:      n.log.With("component", "kubernetes"),
+		// The leader records owner changes and backends that all fail
+		// as Events on the Services.
+		Ownership: n.members,
+		Now:       n.opts.Now,
+		OnEvent: func(typ, msg string, fields map[string]string) {
+			if typ == "allocation" {
+				n.metrics.Allocations.Inc()
+			}
+			n.bus.Publish(typ, msg, fields)
+		},
+	}
+	if n.dp != nil {
+		opts.Health = n.dp.Health
+	}
+	// Subscribed as the controller takes the running Config: no version
+	// is missed in between.
+	var cur Change
+	cur, n.kubeSub = n.live.Subscribe()
+	opts.Config = cur.Config
+	n.ctrl = k8s.New(client, opts)
+	return nil
+}
+
+func (n *Node) apiOptions() api.Options {
+	cfg, bus := n.cfg, n.bus
+	var tokens []api.Token
+	for _, t := range cfg.API.Named {
+		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: t.Secret})
+	}
+	o := api.Options{
+		Listen:      cfg.API.Listen,
+		NamedTokens: tokens,
+		Config:      &clustercfg.Config{Docs: n.live.docs, Host: n.live.host},
+		State:       n.state,
+		OnAudit: func(e api.AuditEntry) {
+			bus.Publish("audit", fmt.Sprintf("%s by %s from %s", e.What, e.Who, e.From),
+				map[string]string{"who": e.Who, "what": e.What, "configVersion": fmt.Sprint(e.Version)})
+		},
+		Bus:       bus,
+		Registry:  n.metrics.Registry,
+		Dashboard: web.Files(),
+		Log:       n.log.With("component", "api"),
+	}
+	o.BGP = bgpStatus(n.live, n.announcer, n.members)
+	n.metrics.Registry.MustRegister(api.BGPCollector(o.BGP))
+	if n.opts.StateDir != "" {
+		o.AuditFile = filepath.Join(n.opts.StateDir, "audit.log")
+	}
+	if t := cfg.API.TLS; t != nil {
+		o.CertFile, o.KeyFile = t.CertFile, t.KeyFile
+	}
+	return o
+}
+
+// KubeClient builds the Kubernetes client of kc (its kubeconfig, else
+// the in-cluster one), and sends client-go's logs to log.
+func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubernetes.Interface, error) {
+	// client-go logs through klog; send it to our slog handler.
+	klog.SetLogger(logr.FromSlogHandler(log.With("component", "client-go").Handler()))
+	var rc *rest.Config
+	var err error
+	if kc.Kubeconfig == "" {
+		rc, err = rest.InClusterConfig()
+	} else {
+		rc, err = clientcmd.BuildConfigFromFlags("", kc.Kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q: %w", kc.Kubeconfig, err)
+	}
+	rc.QPS, rc.Burst = kc.QPS, kc.Burst
+	rc.UserAgent = "edgelb/" + version
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	return client, nil
+}
