@@ -2,11 +2,13 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -142,7 +144,25 @@ type Host struct {
 	data     []byte
 	dir      string
 	readFile readFileFunc
+
+	// cache keeps the last results of Apply by the spec's content: a
+	// version is parsed and checked once per host, whether the API's
+	// dry run, the replication's validator or the running copy asks
+	// first.
+	mu     sync.Mutex
+	cache  map[[sha256.Size]byte]applied
+	order  [][sha256.Size]byte // oldest first
+	parses int                 // Apply's parses, for tests
 }
+
+type applied struct {
+	cfg *Config
+	err error
+}
+
+// hostCacheSize is how many specs a Host keeps the result of: the
+// running version, the one being proposed, and a few dry runs.
+const hostCacheSize = 16
 
 // NewHost keeps config file data (named name, its relative paths resolved
 // against dir) to apply cluster configurations over.
@@ -154,7 +174,39 @@ func NewHost(name string, data []byte, dir string) *Host {
 // Config. Its errors are Errors whose fields in the spec are prefixed with
 // "spec." (spec.pools[1].addresses[0]); errors in host-local keys that the
 // spec causes (node.interface for a method that needs it) keep their path.
+//
+// The result is cached by spec's content and shared: the Config must not
+// be modified.
 func (h *Host) Apply(spec json.RawMessage) (*Config, error) {
+	key := sha256.Sum256(spec)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r, ok := h.cache[key]; ok {
+		return r.cfg, r.err
+	}
+	cfg, err := h.apply(spec)
+	h.parses++
+	if h.cache == nil {
+		h.cache = map[[sha256.Size]byte]applied{}
+	}
+	if len(h.order) == hostCacheSize {
+		delete(h.cache, h.order[0])
+		h.order = h.order[1:]
+	}
+	h.cache[key] = applied{cfg, err}
+	h.order = append(h.order, key)
+	return cfg, err
+}
+
+// Parses is how many times Apply parsed a spec (not answered from its
+// cache).
+func (h *Host) Parses() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.parses
+}
+
+func (h *Host) apply(spec json.RawMessage) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(h.data, &root); err != nil {
 		return nil, &FieldError{File: h.name, Line: yamlErrLine(err), Msg: fmt.Sprintf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))}

@@ -200,9 +200,10 @@ func BenchmarkSpecAtScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := NewHost(path, data, dir)
 	b.ResetTimer()
 	for range b.N {
+		// A new Host each time: its cache would answer a second Apply.
+		h := NewHost(path, data, dir)
 		canon, err := CanonicalSpec(spec)
 		if err != nil {
 			b.Fatal(err)
@@ -216,4 +217,33 @@ func BenchmarkSpecAtScale(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(spec)), "spec-bytes")
+}
+
+// A spec is parsed once per Host: the same content, valid or not, is
+// answered from the cache with the same result.
+func TestApplyIsCachedByContent(t *testing.T) {
+	h, _, spec := designHost(t)
+	a, err := h.Apply(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Apply(slices.Clone(spec))
+	if err != nil || a != b {
+		t.Fatalf("second Apply: %p %v, want the first result %p", b, err, a)
+	}
+	bad := json.RawMessage(`{"pools":[{"name":"x","addresses":["nonsense"]}]}`)
+	_, err1 := h.Apply(bad)
+	_, err2 := h.Apply(bad)
+	if err1 == nil || err2 == nil || err1.Error() != err2.Error() {
+		t.Fatalf("a bad spec: %v, then %v", err1, err2)
+	}
+	if n := h.Parses(); n != 2 {
+		t.Errorf("%d parses for two specs asked twice each, want 2", n)
+	}
+	for i := range hostCacheSize + 1 {
+		h.Apply(json.RawMessage(fmt.Sprintf(`{"services":[],"pools":[{"name":"p%d","addresses":["192.0.2.%d/32"]}]}`, i, i+1)))
+	}
+	if len(h.cache) > hostCacheSize {
+		t.Errorf("the cache holds %d results, more than %d", len(h.cache), hostCacheSize)
+	}
 }
