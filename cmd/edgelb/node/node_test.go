@@ -1,0 +1,217 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/clustercfg"
+	"github.com/edgelb/edgelb/lb/ipvs"
+)
+
+// Three nodes in one process, from start to a graceful restart: the l2
+// VIP has one owner and the bgp VIP is on every host, quiet and
+// advertised; a configuration change made through one node reaches every
+// node; a refused one changes nothing; a drain hands the VIP over before
+// the old owner lets it go; a cut-off node owns nothing while the two
+// others elect one owner; a graceful restart keeps the VIP in place.
+func TestThreeNodes(t *testing.T) {
+	l := newLab(t, 3, nil)
+	l.eventually(t, "three nodes converge: one l2 owner, the bgp VIP on every host", l.converged)
+
+	t.Run("a configuration change through one node reaches every node", func(t *testing.T) {
+		via := l.hosts[1].node
+		cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
+		cur, err := cc.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spec map[string]any
+		if err := json.Unmarshal(cur.Spec, &spec); err != nil {
+			t.Fatal(err)
+		}
+		svcs := spec["services"].([]any)
+		spec["services"] = append(svcs, map[string]any{"name": "ntp", "vip": "192.0.2.123",
+			"ports": []any{map[string]any{"port": 123, "protocol": "UDP"}}, "backends": []any{"10.0.1.7:123"}})
+		body, _ := json.Marshal(spec)
+		next, err := cc.Put(body, cur.Version, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ntp := netip.MustParseAddr("192.0.2.123")
+		l.eventually(t, "every node programs the new service and runs the new version", func() bool {
+			for _, h := range l.hosts {
+				if _, v := h.node.live.Config(); v != next.Version || !h.programmed(ntp) {
+					return false
+				}
+			}
+			return len(l.holders(ntp)) == 1
+		})
+
+		// A version this host refuses is refused before anything
+		// changes, with the field named, and the version stays.
+		bad := []byte(`{"services":[{"name":"x","vip":"192.0.2.200","ports":[{"port":80}],"backends":["not an address"]}]}`)
+		_, err = cc.Put(bad, next.Version, "test")
+		var inv *api.InvalidConfig
+		if !errors.As(err, &inv) || len(inv.Errors) == 0 || inv.Errors[0].Field != "spec.services[0].backends[0]" {
+			t.Fatalf("a bad version: %v, want the field spec.services[0].backends[0]", err)
+		}
+		for _, h := range l.hosts {
+			if _, v := h.node.live.Config(); v != next.Version {
+				t.Errorf("%s runs version %d after a refused one, want %d", h.name, v, next.Version)
+			}
+		}
+	})
+
+	t.Run("a drain hands the l2 VIP over before letting it go", func(t *testing.T) {
+		l.eventually(t, "converged", l.converged)
+		old := l.host(l.holders(l2VIP)[0])
+		done := l.watch(l2VIP)
+		old.node.members.Drain()
+		l.eventually(t, "another host owns the VIP and the drained one let it go", func() bool {
+			h := l.holders(l2VIP)
+			return len(h) == 1 && h[0] != old.name && !old.holds(l2VIP)
+		})
+		fewest, most, announced := done()
+		if announced > 1 {
+			t.Errorf("%d hosts announced the VIP at once", announced)
+		}
+		if most < 2 {
+			t.Error("the new owner did not hold the VIP before the old one let it go (make-before-break)")
+		}
+		if fewest == 0 {
+			t.Error("for a moment no host held the VIP")
+		}
+		old.node.members.Undrain()
+	})
+
+	t.Run("a node cut off owns nothing, the others elect one owner", func(t *testing.T) {
+		l.eventually(t, "one owner again", func() bool { return len(l.holders(l2VIP)) == 1 })
+		cut := l.host(l.holders(l2VIP)[0])
+		cut.link.cut.Store(true)
+		l.eventually(t, "the cut-off node has no quorum and holds and advertises nothing; another owns the VIP", func() bool {
+			h := l.holders(l2VIP)
+			return !cut.node.members.HasQuorum() && !cut.holds(l2VIP) && !cut.advertises(bgpVIP) &&
+				len(h) == 1 && h[0] != cut.name
+		})
+		for _, h := range l.hosts {
+			if h != cut && !h.advertises(bgpVIP) {
+				t.Errorf("%s stopped advertising the bgp VIP while it has a quorum", h.name)
+			}
+		}
+		cut.link.cut.Store(false)
+		l.eventually(t, "healed: the three converge again", l.converged)
+	})
+
+	t.Run("a graceful restart keeps the VIP where it is", func(t *testing.T) {
+		l.eventually(t, "converged", l.converged)
+		owner := l.host(l.holders(l2VIP)[0])
+		done := l.watch(l2VIP)
+		l.stop(owner, ErrRestart)
+		if !owner.holds(l2VIP) {
+			t.Fatal("the restarting host let its VIP go")
+		}
+		l.start(owner)
+		l.eventually(t, "the new process runs and holds the VIP, and nobody else took it", func() bool {
+			return slices.Equal(l.holders(l2VIP), []string{owner.name}) && owner.node.members.HasQuorum()
+		})
+		if fewest, most, announced := done(); fewest != 1 || most != 1 || announced > 1 {
+			t.Errorf("during the restart %d to %d hosts held the VIP, %d announced it: want the restarting one all along (adopted)", fewest, most, announced)
+		}
+		l.eventually(t, "converged", l.converged)
+	})
+
+	t.Run("a host that does not come back loses its VIP after the restart hold", func(t *testing.T) {
+		owner := l.host(l.holders(l2VIP)[0])
+		l.stop(owner, ErrRestart)
+		owner.link.cut.Store(true)
+		// The others keep the restarting member as the VIP's owner for
+		// cluster.restartHold (30 s, longer than eventually waits): step
+		// the clock past it.
+		l.clock.Step(31 * time.Second)
+		l.eventually(t, "another host owns the VIP", func() bool {
+			for _, h := range l.hosts {
+				if h != owner && h.holds(l2VIP) && !h.quiet.Is(l2VIP) {
+					return true
+				}
+			}
+			return false
+		})
+		owner.link.cut.Store(false)
+		l.start(owner)
+		l.eventually(t, "converged", l.converged)
+	})
+}
+
+// Three nodes watching one API server (client-go's fake clientset): one
+// of them takes the Lease and writes the Service's address from the
+// pool into its status; every node programs it, one owns it; its
+// NodePorts on the Ready nodes are the backends.
+func TestThreeNodesWithKubernetes(t *testing.T) {
+	kube := fake.NewClientset()
+	ctx := context.Background()
+	for i, ip := range []string{"10.0.1.11", "10.0.1.12"} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node%d", i+1)},
+			Status: corev1.NodeStatus{
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+				Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}},
+			}}
+		if _, err := kube.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := newLab(t, 3, kube)
+	l.eventually(t, "three nodes converge on the static services", l.converged)
+
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, NodePort: 30053}}}}
+	if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var ip netip.Addr
+	l.eventually(t, "the Service's status has an address of the pool", func() bool {
+		s, err := kube.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil || len(s.Status.LoadBalancer.Ingress) != 1 {
+			return false
+		}
+		ip, err = netip.ParseAddr(s.Status.LoadBalancer.Ingress[0].IP)
+		return err == nil
+	})
+	if lo, hi := netip.MustParseAddr("192.0.2.100"), netip.MustParseAddr("192.0.2.110"); ip.Less(lo) || hi.Less(ip) {
+		t.Fatalf("the Service got %s, outside its pool", ip)
+	}
+	leaders := 0
+	for _, h := range l.hosts {
+		if h.node.ctrl.Leader() {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d hosts hold the Lease, want 1", leaders)
+	}
+	l.eventually(t, "every node programs the Service's NodePorts, one owns its address", func() bool {
+		for _, h := range l.hosts {
+			all, _ := h.ipvs.GetVirtualServers()
+			i := slices.IndexFunc(all, func(vs *ipvs.VirtualServer) bool { return vs.Address == ip })
+			if i < 0 {
+				return false
+			}
+			rss, _ := h.ipvs.GetRealServers(all[i])
+			if len(rss) != 2 || rss[0].Port != 30053 {
+				return false
+			}
+		}
+		return len(l.holders(ip)) == 1
+	})
+}
