@@ -24,7 +24,7 @@ func TestClassify(t *testing.T) {
 	}
 	svc := `"services":[{"name":"dns","vip":"192.0.2.53","ports":[{"port":53,"protocol":"UDP"}],"backends":["10.0.1.5:53"]}]`
 	pools := `"pools":[{"name":"default","addresses":["192.0.2.10-192.0.2.50"]}]`
-	same := apply(t, `{` + pools + `,` + svc + `}`)
+	same := apply(t, `{`+pools+`,`+svc+`}`)
 	for _, tc := range []struct {
 		name string
 		spec string
