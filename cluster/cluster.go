@@ -19,12 +19,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/edgelb/edgelb/lb/notify"
 )
 
 // VIPSource is where the cluster learns which VIPs exist (the app adapts
 // the desired-state store to it). VIPs returns them sorted, and loaded
 // false until a first desired state exists; Subscribe's channel receives
-// a value whenever they may have changed.
+// a value whenever they may have changed, and may start signalled
+// (lb.Store's does): Run reads the VIPs at every pass, so an extra wake is
+// harmless.
 type VIPSource interface {
 	VIPs() (vips []netip.Addr, loaded bool)
 	Subscribe() <-chan struct{}
@@ -122,7 +126,7 @@ type Cluster struct {
 	members   []Member
 	assigned  map[netip.Addr]string
 	hasQuorum bool
-	subs      []chan struct{}
+	changed   notify.Broadcaster
 	sentMeta  string // the Meta last gossiped, encoded
 	// warnedDrop: the networks did not all fit in the gossiped Meta.
 	warnedDrop bool
@@ -397,17 +401,15 @@ func (c *Cluster) Owned() (own, handover []netip.Addr) {
 	return slices.Clone(c.owned), slices.Clone(c.handing)
 }
 
-// Subscribe returns a channel that receives a value whenever Owned or the
-// membership view (members and their metadata) changes. Notifications
-// coalesce, like lb.Store's.
-func (c *Cluster) Subscribe() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	ch <- struct{}{}
-	c.subs = append(c.subs, ch)
-	return ch
-}
+// Subscribe returns a new channel that receives a value whenever Owned or
+// the membership view (members and their metadata) changes. Notifications
+// coalesce, like lb.Store's, and the channel starts signalled (see package
+// notify): the consumer's first pass reads the view as it is, possibly
+// before the first update.
+func (c *Cluster) Subscribe() <-chan struct{} { return c.changed.Subscribe() }
+
+// Unsubscribe stops signalling ch, a channel Subscribe returned.
+func (c *Cluster) Unsubscribe(ch <-chan struct{}) { c.changed.Unsubscribe(ch) }
 
 func (c *Cluster) kick() {
 	select {
@@ -629,12 +631,7 @@ func (c *Cluster) update(ml *memberlist.Memberlist) {
 		changed = true
 	}
 	if changed || !sameView(members, c.members) {
-		for _, ch := range c.subs {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
+		c.changed.Notify()
 	}
 	c.members = members
 	c.assigned = nil

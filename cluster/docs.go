@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/edgelb/edgelb/lb/notify"
 )
 
 // Doc is one version of the replicated document (the cluster
@@ -106,7 +108,7 @@ type Docs struct {
 	mu      sync.Mutex
 	current *Doc
 	history []Doc // sorted by Compare, oldest first
-	subs    []chan struct{}
+	changed notify.Broadcaster
 	// local is signalled when a version is made here, for the Cluster to
 	// send it at once.
 	local chan struct{}
@@ -169,15 +171,14 @@ func (d *Docs) Version() uint64 {
 	return d.current.Version
 }
 
-// Subscribe returns a channel that receives a value (coalesced) whenever
-// the current version changes.
-func (d *Docs) Subscribe() <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	d.mu.Lock()
-	d.subs = append(d.subs, ch)
-	d.mu.Unlock()
-	return ch
-}
+// Subscribe returns a new channel that receives a value (coalesced)
+// whenever the current version changes. It starts signalled (see package
+// notify): the consumer's first pass reads Current as it is, which may be
+// no version yet.
+func (d *Docs) Subscribe() <-chan struct{} { return d.changed.Subscribe() }
+
+// Unsubscribe stops signalling ch, a channel Subscribe returned.
+func (d *Docs) Unsubscribe(ch <-chan struct{}) { d.changed.Unsubscribe(ch) }
 
 // Seed makes body version 1 when there is no version yet (from the file,
 // the persisted copy or a peer); it reports whether it did.
@@ -296,12 +297,7 @@ func (d *Docs) addLocked(doc Doc) bool {
 }
 
 func (d *Docs) changedLocked() {
-	for _, ch := range d.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	d.changed.Notify()
 	if err := d.persistLocked(); err != nil {
 		d.log.Error("persisting the cluster configuration", "err", err)
 	}
@@ -364,12 +360,7 @@ func (d *Docs) mergeLocked(st docState, from string) {
 			doc := *c
 			d.current = &doc
 			d.addLocked(doc)
-			for _, ch := range d.subs {
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
+			d.changed.Notify()
 			changed = true
 		}
 	}
@@ -444,6 +435,8 @@ func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
 	if docs == nil {
 		return
 	}
+	// changed starts signalled: the first pass kicks the ownership loop
+	// and gossips the metadata once more, which is harmless.
 	changed := docs.Subscribe()
 	for {
 		select {

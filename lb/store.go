@@ -3,17 +3,20 @@ package lb
 import (
 	"net/netip"
 	"sync"
+
+	"github.com/edgelb/edgelb/lb/notify"
 )
 
 // Store holds the latest desired state and tells subscribers when it
 // changes. Producers call Set; each consumer loop calls Subscribe once and
-// then Load whenever its channel fires. Notifications coalesce: a consumer
-// that is busy sees one signal for any number of Sets, and always Loads the
-// newest state. It is safe for concurrent use.
+// then Load whenever its channel fires. Notifications coalesce (see
+// package notify): a consumer that is busy sees one signal for any number
+// of Sets, and always Loads the newest state. It is safe for concurrent
+// use.
 type Store struct {
 	mu      sync.Mutex
 	desired *Desired
-	subs    []chan struct{}
+	changed notify.Broadcaster
 }
 
 // NewStore returns an empty store; Load returns nil until the first Set.
@@ -22,14 +25,9 @@ func NewStore() *Store { return &Store{} }
 // Set replaces the desired state and signals every subscriber.
 func (s *Store) Set(d *Desired) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.desired = d
-	for _, c := range s.subs {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
+	s.mu.Unlock()
+	s.changed.Notify()
 }
 
 // Load returns the newest desired state, or nil if none was set yet. The
@@ -40,18 +38,13 @@ func (s *Store) Load() *Desired {
 	return s.desired
 }
 
-// Subscribe returns a channel that receives a value after each Set. If a
-// state is already present, the channel starts signalled.
-func (s *Store) Subscribe() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := make(chan struct{}, 1)
-	if s.desired != nil {
-		c <- struct{}{}
-	}
-	s.subs = append(s.subs, c)
-	return c
-}
+// Subscribe returns a new channel that receives a value (coalesced) after
+// each Set. It starts signalled, whether or not a state was set yet: the
+// consumer's first Load may return nil, and it waits for the next signal.
+func (s *Store) Subscribe() <-chan struct{} { return s.changed.Subscribe() }
+
+// Unsubscribe stops signalling c, a channel Subscribe returned.
+func (s *Store) Unsubscribe(c <-chan struct{}) { s.changed.Unsubscribe(c) }
 
 // VIPs returns the desired VIPs, sorted, and whether a desired state has
 // been set yet (cluster.VIPSource).

@@ -73,7 +73,8 @@ type Ownership interface {
 	// host's.
 	AnnounceEpoch() uint64
 	// Subscribe returns a channel signalled whenever Owned, Restarting or
-	// AnnounceEpoch changes.
+	// AnnounceEpoch changes. It may start signalled (*cluster.Cluster's
+	// does): Run syncs at every wake, so an extra one is harmless.
 	Subscribe() <-chan struct{}
 }
 

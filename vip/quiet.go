@@ -8,6 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgelb/edgelb/lb/nft"
 )
 
 // Quieter stops the kernel from answering new address resolution
@@ -47,32 +49,15 @@ func NewQuieterInNetNS(fd int) *NFTQuieter { return &NFTQuieter{netns: fd} }
 func (q *NFTQuieter) Quiet(vips []netip.Addr) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var opts []nftables.ConnOption
-	if q.netns != 0 {
-		opts = append(opts, nftables.WithNetNSFd(q.netns))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nft.Open(q.netns)
 	if err != nil {
-		return fmt.Errorf("opening nftables: %w", err)
+		return err
 	}
-	tables, err := c.ListTables()
+	tables, err := nft.Find(c, QuietTable)
 	if err != nil {
-		return fmt.Errorf("listing nftables tables: %w", err)
+		return err
 	}
-	existing := map[nftables.TableFamily]bool{}
-	for _, t := range tables {
-		if t.Name == QuietTable {
-			existing[t.Family] = true
-		}
-	}
-	var v4, v6 []netip.Addr
-	for _, a := range vips {
-		if a.Is4() {
-			v4 = append(v4, a)
-		} else {
-			v6 = append(v6, a)
-		}
-	}
+	v4, v6 := nft.Split(vips)
 	for _, f := range []struct {
 		fam   nftables.TableFamily
 		typ   nftables.SetDatatype
@@ -83,32 +68,19 @@ func (q *NFTQuieter) Quiet(vips []netip.Addr) error {
 		{nftables.TableFamilyARP, nftables.TypeIPAddr, v4, &arpIn, broadcastARPRequestFor},
 		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, v6, nftables.ChainHookInput, multicastSolicitationFor},
 	} {
-		t := &nftables.Table{Family: f.fam, Name: QuietTable}
 		if len(f.vips) == 0 {
-			if existing[f.fam] {
-				c.DelTable(t)
-			}
+			tables.Remove(f.fam)
 			continue
 		}
-		c.AddTable(t)
+		t := tables.Add(f.fam)
 		set := &nftables.Set{Table: t, Name: "quiet", KeyType: f.typ}
-		if err := c.AddSet(set, nil); err != nil {
-			return fmt.Errorf("adding nftables set: %w", err)
+		if err := nft.Refill(c, set, nft.Addrs(f.vips)); err != nil {
+			return err
 		}
-		c.FlushSet(set)
-		elems := make([]nftables.SetElement, 0, len(f.vips))
-		for _, a := range f.vips {
-			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
-		}
-		if err := c.SetAddElements(set, elems); err != nil {
-			return fmt.Errorf("adding VIPs to nftables set: %w", err)
-		}
-		ch := c.AddChain(&nftables.Chain{
+		nft.ReplaceChain(c, &nftables.Chain{
 			Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: f.hook, Priority: nftables.ChainPriorityFilter,
-		})
-		c.FlushChain(ch)
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(f.match(set), &expr.Verdict{Kind: expr.VerdictDrop})})
+		}, &nftables.Rule{Exprs: append(f.match(set), &expr.Verdict{Kind: expr.VerdictDrop})})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("programming nftables tables %s: %w", QuietTable, err)

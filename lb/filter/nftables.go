@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/nft"
 )
 
 // TableName is the name of the filter table (family inet).
@@ -46,18 +47,14 @@ func NewNFTables() *NFTables { return &NFTables{} }
 // open as fd.
 func NewNFTablesInNetNS(fd int) *NFTables { return &NFTables{netns: fd} }
 
+// family is an IP family in the inet table; its sets' names end in
+// suffix.
 type family struct {
-	nfproto            byte
-	addr               nftables.SetDatatype
-	addrLen            uint32
-	saddrOff, daddrOff uint32
-	suffix             string
+	*nft.Family
+	suffix string
 }
 
-var families = []family{
-	{unix.NFPROTO_IPV4, nftables.TypeIPAddr, 4, 12, 16, "4"},
-	{unix.NFPROTO_IPV6, nftables.TypeIP6Addr, 16, 8, 24, "6"},
-}
+var families = []family{{nft.IPv4, "4"}, {nft.IPv6, "6"}}
 
 func familyOf(a netip.Addr) *family {
 	if a.Is4() {
@@ -70,12 +67,12 @@ var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 
 func (f *family) restricted() *nftables.Set {
 	return &nftables.Set{Table: table, Name: "restricted" + f.suffix, Concatenation: true, Counter: true,
-		KeyType: nftables.MustConcatSetType(f.addr, nftables.TypeInetProto, nftables.TypeInetService)}
+		KeyType: nftables.MustConcatSetType(f.Addr, nftables.TypeInetProto, nftables.TypeInetService)}
 }
 
 func (f *family) allowed() *nftables.Set {
 	return &nftables.Set{Table: table, Name: "allowed" + f.suffix, Concatenation: true, Interval: true,
-		KeyType: nftables.MustConcatSetType(f.addr, nftables.TypeInetProto, nftables.TypeInetService, f.addr)}
+		KeyType: nftables.MustConcatSetType(f.Addr, nftables.TypeInetProto, nftables.TypeInetService, f.Addr)}
 }
 
 var protoNums = map[lb.Protocol]byte{lb.TCP: unix.IPPROTO_TCP, lb.UDP: unix.IPPROTO_UDP, lb.SCTP: unix.IPPROTO_SCTP}
@@ -102,7 +99,7 @@ func allowedElem(a Allowed) nftables.SetElement {
 }
 
 func parseKey(f *family, b []byte) (lb.Key, bool) {
-	n := int(f.addrLen)
+	n := int(f.AddrLen)
 	if len(b) < n+8 {
 		return lb.Key{}, false
 	}
@@ -116,25 +113,15 @@ func parseKey(f *family, b []byte) (lb.Key, bool) {
 	return lb.Key{VIP: vip, Protocol: proto, Port: binary.BigEndian.Uint16(b[n+4:])}, proto != ""
 }
 
-func (n *NFTables) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
-	if n.netns != 0 {
-		opts = append(opts, nftables.WithNetNSFd(n.netns))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("opening nftables: %w", err)
-	}
-	return c, nil
-}
+func (n *NFTables) conn() (*nftables.Conn, error) { return nft.Open(n.netns) }
 
 // exists reports whether the table is there.
 func exists(c *nftables.Conn) (bool, error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	tables, err := nft.Find(c, TableName)
 	if err != nil {
-		return false, fmt.Errorf("listing nftables tables: %w", err)
+		return false, err
 	}
-	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }), nil
+	return tables.Exists(table.Family), nil
 }
 
 // elements lists a set. One that cannot be listed (deleted behind edgelb's
@@ -210,7 +197,7 @@ func (n *NFTables) Read() (State, bool, error) {
 			if !ok || e.IntervalEnd || len(e.KeyEnd) != len(e.Key) {
 				continue
 			}
-			off := len(e.Key) - int(f.addrLen)
+			off := len(e.Key) - int(f.AddrLen)
 			from, _ := netip.AddrFromSlice(e.Key[off:])
 			to, _ := netip.AddrFromSlice(e.KeyEnd[off:])
 			if p, ok := netipx.IPRangeFrom(from, to).Prefix(); ok {
@@ -284,15 +271,15 @@ func (n *NFTables) Apply(ch Changes) error {
 	queued := 0
 	for _, o := range ops {
 		for len(o.elems) > 0 {
-			m := min(chunk, len(o.elems), txnElements-queued)
+			m := min(len(o.elems), txnElements-queued)
 			var err error
 			if o.del {
-				err = c.SetDeleteElements(o.set, o.elems[:m])
+				err = nft.DeleteElements(c, o.set, o.elems[:m])
 			} else {
-				err = c.SetAddElements(o.set, o.elems[:m])
+				err = nft.AddElements(c, o.set, o.elems[:m])
 			}
 			if err != nil {
-				return fmt.Errorf("queueing elements of set %s: %w", o.set.Name, err)
+				return err
 			}
 			o.elems, queued = o.elems[m:], queued+m
 			if queued == txnElements {
@@ -314,15 +301,10 @@ func (n *NFTables) flush(c *nftables.Conn) error {
 	return nil
 }
 
-// chunk is the most elements put in one netlink message: the element list
-// is one attribute, whose length is 16 bits, so a longer list would be cut
-// short (silently: the kernel takes what fits). txnElements is the most
-// elements in one transaction, which goes out in one sendmsg and must fit
-// the socket's send buffer.
-const (
-	chunk       = 256
-	txnElements = 1024
-)
+// txnElements is the most elements in one transaction, which goes out in
+// one sendmsg and must fit the socket's send buffer (a message carries at
+// most nft.MaxElements).
+const txnElements = 1024
 
 var chain = &nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
 	Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
@@ -361,16 +343,18 @@ func (n *NFTables) ensure(c *nftables.Conn) error {
 			}
 		}
 	}
-	c.AddChain(chain)
-	if !rulesOK {
+	if rulesOK {
+		c.AddChain(chain)
+	} else {
 		// Only edgelb's own chain, in the same transaction as its rules.
-		c.FlushChain(chain)
+		var rules []*nftables.Rule
 		for i := range families {
 			f := &families[i]
 			for _, r := range f.rules(sets[i][0], sets[i][1]) {
-				c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: r, UserData: ruleTag})
+				rules = append(rules, &nftables.Rule{Exprs: r, UserData: ruleTag})
 			}
 		}
+		nft.ReplaceChain(c, chain, rules...)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("creating nftables table %s: %w", TableName, err)
@@ -386,18 +370,18 @@ func (n *NFTables) ensure(c *nftables.Conn) error {
 func (f *family) rules(allowed, restricted *nftables.Set) [][]expr.Any {
 	// Concatenations use the 32-bit registers from NFT_REG32_00 (8) on.
 	const r0 = 8
-	addrRegs := f.addrLen / 4
+	addrRegs := f.AddrLen / 4
 	key := func() []expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
-			&expr.Payload{DestRegister: r0, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.NFProto}},
+			&expr.Payload{DestRegister: r0, Base: expr.PayloadBaseNetworkHeader, Offset: f.DaddrOff, Len: f.AddrLen},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r0 + addrRegs},
 			&expr.Payload{DestRegister: r0 + addrRegs + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		}
 	}
 	allow := append(key(),
-		&expr.Payload{DestRegister: r0 + addrRegs + 2, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Payload{DestRegister: r0 + addrRegs + 2, Base: expr.PayloadBaseNetworkHeader, Offset: f.SaddrOff, Len: f.AddrLen},
 		&expr.Lookup{SourceRegister: r0, SetName: allowed.Name, SetID: allowed.ID},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	)
@@ -417,11 +401,11 @@ func (n *NFTables) Delete() error {
 	if err != nil {
 		return err
 	}
-	ok, err := exists(c)
-	if err != nil || !ok {
+	tables, err := nft.Find(c, TableName)
+	if err != nil || !tables.Exists(table.Family) {
 		return err
 	}
-	c.DelTable(table)
+	tables.Remove(table.Family)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("deleting nftables table %s: %w", TableName, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/notify"
 )
 
 // Config is the probing schedule.
@@ -112,7 +113,7 @@ type Checker struct {
 	mu      sync.Mutex
 	results map[Target]*Result
 	version uint64
-	subs    []chan struct{}
+	changed notify.Broadcaster
 
 	first     chan struct{}
 	firstOnce sync.Once
@@ -191,14 +192,12 @@ func (c *Checker) State(vs *lb.VirtualService, b lb.Backend) (up, known bool) {
 // Changed returns a new channel that receives a value (coalesced) whenever
 // a target goes up or down. Each consumer calls it once and keeps its own
 // channel: a shared channel would let one consumer swallow another's
-// signal.
-func (c *Checker) Changed() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	c.subs = append(c.subs, ch)
-	return ch
-}
+// signal. The channel starts signalled (see package notify), so the
+// consumer's first pass reads the results as they are.
+func (c *Checker) Changed() <-chan struct{} { return c.changed.Subscribe() }
+
+// Unsubscribe stops signalling ch, a channel Changed returned.
+func (c *Checker) Unsubscribe(ch <-chan struct{}) { c.changed.Unsubscribe(ch) }
 
 // Version increases whenever a target goes up or down.
 func (c *Checker) Version() uint64 {
@@ -229,6 +228,7 @@ func (c *Checker) Results() []Result {
 // once, without waiting for the next round.
 func (c *Checker) Run(ctx context.Context) error {
 	sub := c.o.Store.Subscribe()
+	defer c.o.Store.Unsubscribe(sub)
 	wake := time.NewTimer(0)
 	defer wake.Stop()
 	for {
@@ -381,12 +381,7 @@ func (c *Checker) record(t Target, err error) {
 	up := r.Up
 	if flipped {
 		c.version++
-		for _, ch := range c.subs {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
+		c.changed.Notify()
 	}
 	c.mu.Unlock()
 	if flipped {

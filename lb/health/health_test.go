@@ -44,6 +44,13 @@ func TestRiseAndFall(t *testing.T) {
 		}})
 	ctx := context.Background()
 	changedA, changedB := c.Changed(), c.Changed()
+	for _, ch := range []<-chan struct{}{changedA, changedB} {
+		select {
+		case <-ch: // a subscription starts signalled
+		default:
+			t.Fatal("a new subscription did not start signalled")
+		}
+	}
 	c.CheckOnce(ctx)
 	if probes != 2 {
 		t.Fatalf("probed %d targets, want 2 (UDP without HTTP is not probed)", probes)

@@ -271,7 +271,8 @@ func currentStates(d *lb.Desired, owners map[netip.Addr]string, health func(*lb.
 type Ownership interface {
 	// Owners returns each VIP's owner; "" for none.
 	Owners() map[netip.Addr]string
-	// Subscribe returns a channel signalled (coalesced) when it changes.
+	// Subscribe returns a channel signalled (coalesced) when it changes;
+	// it may start signalled (reportLoop reports at every wake).
 	Subscribe() <-chan struct{}
 }
 
@@ -280,7 +281,8 @@ type Health interface {
 	// State reports whether backend b of vs passes its checks, and
 	// whether that is known yet.
 	State(vs *lb.VirtualService, b lb.Backend) (up, known bool)
-	// Changed returns a channel signalled (coalesced) when a result changes.
+	// Changed returns a channel signalled (coalesced) when a result
+	// changes; it may start signalled, like Subscribe's.
 	Changed() <-chan struct{}
 }
 

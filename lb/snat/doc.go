@@ -44,5 +44,6 @@
 // `snat to` is that load, which nft lists. Sync replaces the
 // set's content and the chains' rules in one atomic transaction; a family
 // without VIPs has its table removed. Only nftables.go imports
-// github.com/google/nftables.
+// github.com/google/nftables; lb/nft opens the connection, finds the tables
+// and refills the sets and chains.
 package snat

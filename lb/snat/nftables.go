@@ -3,12 +3,15 @@ package snat
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgelb/edgelb/lb/nft"
 )
 
 // TableName is the name of edgelb's nftables tables.
@@ -58,13 +61,9 @@ func (n *NFTables) FromVIP(toVIP func(netip.Addr) bool) *NFTables {
 func (n *NFTables) Sync(vips []netip.Addr) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var opts []nftables.ConnOption
-	if n.netns != 0 {
-		opts = append(opts, nftables.WithNetNSFd(n.netns))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nft.Open(n.netns)
 	if err != nil {
-		return fmt.Errorf("opening nftables: %w", err)
+		return err
 	}
 	var v4, v6, own4, own6 []netip.Addr
 	for _, a := range vips {
@@ -80,26 +79,16 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 			v6 = append(v6, a)
 		}
 	}
-	existing := map[nftables.TableFamily]bool{}
-	tables, err := c.ListTables()
+	tables, err := nft.Find(c, TableName)
 	if err != nil {
-		return fmt.Errorf("listing nftables tables: %w", err)
-	}
-	for _, t := range tables {
-		if t.Name == TableName {
-			existing[t.Family] = true
-		}
+		return err
 	}
 	fams := []struct {
-		fam       nftables.TableFamily
-		typ       nftables.SetDatatype
-		off, len  uint32 // of the destination address in the IP header
+		*nft.Family
 		vips, own []netip.Addr
-		ctDst     expr.CtKey // the original destination address
-		natFamily uint32
 	}{
-		{nftables.TableFamilyIPv4, nftables.TypeIPAddr, 16, 4, v4, own4, expr.CtKeyDST, unix.NFPROTO_IPV4},
-		{nftables.TableFamilyIPv6, nftables.TypeIP6Addr, 24, 16, v6, own6, expr.CtKeyDST, unix.NFPROTO_IPV6},
+		{nft.IPv4, v4, own4},
+		{nft.IPv6, v6, own6},
 	}
 	mark := binaryutil.NativeEndian.PutUint32(n.mark)
 	// The bit above the mark tags the connections that take their VIP
@@ -107,93 +96,63 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 	ownMark := binaryutil.NativeEndian.PutUint32(n.mark << 1)
 	zero := make([]byte, 4)
 	for _, f := range fams {
-		t := &nftables.Table{Family: f.fam, Name: TableName}
 		if len(f.vips) == 0 {
-			if existing[f.fam] {
-				c.DelTable(t)
-			}
+			tables.Remove(f.Table)
 			continue
 		}
-		c.AddTable(t)
-		set := &nftables.Set{Table: t, Name: "vips", KeyType: f.typ}
-		if err := c.AddSet(set, nil); err != nil {
-			return fmt.Errorf("adding nftables set: %w", err)
+		t := tables.Add(f.Table)
+		set := &nftables.Set{Table: t, Name: "vips", KeyType: f.Addr}
+		if err := nft.Refill(c, set, nft.Addrs(f.vips)); err != nil {
+			return err
 		}
-		c.FlushSet(set)
-		elems := make([]nftables.SetElement, 0, len(f.vips))
-		for _, a := range f.vips {
-			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
-		}
-		if err := c.SetAddElements(set, elems); err != nil {
-			return fmt.Errorf("adding VIPs to nftables set: %w", err)
-		}
-		own := &nftables.Set{Table: t, Name: "own", KeyType: f.typ}
-		if err := c.AddSet(own, nil); err != nil {
-			return fmt.Errorf("adding nftables set: %w", err)
-		}
-		c.FlushSet(own)
-		if len(f.own) > 0 {
-			elems := make([]nftables.SetElement, 0, len(f.own))
-			for _, a := range f.own {
-				elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
-			}
-			if err := c.SetAddElements(own, elems); err != nil {
-				return fmt.Errorf("adding VIPs to nftables set: %w", err)
-			}
+		own := &nftables.Set{Table: t, Name: "own", KeyType: f.Addr}
+		if err := nft.Refill(c, own, nft.Addrs(f.own)); err != nil {
+			return err
 		}
 		// Before IPVS rewrites the destination, tag the connection:
 		// ip daddr @vips ct mark set ct mark | MARK
 		// ip daddr @own ct mark set ct mark | OWN
-		tagWith := func(set *nftables.Set, bits uint32) []expr.Any {
-			return []expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
-				&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+		tagWith := func(set *nftables.Set, bits uint32) *nftables.Rule {
+			return &nftables.Rule{Exprs: append(f.DaddrIn(set),
 				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(^bits), Xor: binaryutil.NativeEndian.PutUint32(bits)},
 				&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
-			}
+			)}
 		}
 		for _, hook := range []struct {
 			name string
 			hook *nftables.ChainHook
 		}{{"prerouting", nftables.ChainHookPrerouting}, {"output", nftables.ChainHookOutput}} {
-			ch := c.AddChain(&nftables.Chain{
+			nft.ReplaceChain(c, &nftables.Chain{
 				Name: hook.name, Table: t, Type: nftables.ChainTypeFilter,
 				Hooknum: hook.hook, Priority: nftables.ChainPriorityMangle,
-			})
-			c.FlushChain(ch)
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: tagWith(set, n.mark)})
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: tagWith(own, n.mark<<1)})
+			}, tagWith(set, n.mark), tagWith(own, n.mark<<1))
 		}
-		post := c.AddChain(&nftables.Chain{
+		nft.ReplaceChain(c, &nftables.Chain{
 			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
-		})
-		c.FlushChain(post)
-		// ip daddr @vips return: a packet that leaves still addressed to
-		// a VIP was routed (to the VIP's owner), not forwarded by IPVS,
-		// and keeps its source (the VIP as its source would make it a
-		// martian there).
-		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
-			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
-			&expr.Verdict{Kind: expr.VerdictReturn},
-		}})
-		// ct mark & OWN != 0 snat to ct original daddr
-		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
-			&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ownMark, Xor: zero},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
-			&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0},
-			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: f.natFamily, RegAddrMin: 1},
-		}})
-		// ct mark & MARK != 0 masquerade
-		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
-			&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: zero},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
-			&expr.Masq{},
-		}})
+		},
+			// ip daddr @vips return: a packet that leaves still addressed
+			// to a VIP was routed (to the VIP's owner), not forwarded by
+			// IPVS, and keeps its source (the VIP as its source would make
+			// it a martian there).
+			&nftables.Rule{Exprs: append(f.DaddrIn(set), &expr.Verdict{Kind: expr.VerdictReturn})},
+			// ct mark & OWN != 0 snat to ct original daddr
+			&nftables.Rule{Exprs: []expr.Any{
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ownMark, Xor: zero},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+				&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: 0},
+				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: uint32(f.NFProto), RegAddrMin: 1},
+			}},
+			// ct mark & MARK != 0 masquerade
+			&nftables.Rule{Exprs: []expr.Any{
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: zero},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+				&expr.Masq{},
+			}},
+		)
 		// After IPVS (which takes its packets at priority 98 and 99):
 		// meta l4proto tcp ip daddr @own tcp flags & (fin|syn|rst|ack) != syn drop
 		// A backend's packet to an own VIP that IPVS does not know (the
@@ -202,21 +161,18 @@ func (n *NFTables) Sync(vips []netip.Addr) error {
 		// end a connection this host is about to pick up from the client's
 		// next packet. It is dropped; a new connection's SYN to a port
 		// with no service is still refused.
-		in := c.AddChain(&nftables.Chain{
+		nft.ReplaceChain(c, &nftables.Chain{
 			Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(AfterIPVS),
-		})
-		c.FlushChain(in)
-		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: []expr.Any{
+		}, &nftables.Rule{Exprs: slices.Concat([]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
-			&expr.Lookup{SourceRegister: 1, SetName: own.Name, SetID: own.ID},
+		}, f.DaddrIn(own), []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x17}, Xor: []byte{0}},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0x02}},
 			&expr.Verdict{Kind: expr.VerdictDrop},
-		}})
+		})})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("programming nftables table %s: %w", TableName, err)

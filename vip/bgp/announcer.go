@@ -63,7 +63,8 @@ type Serving interface {
 	// MayServe reports whether this member is healthy, sees a quorum and
 	// is neither draining nor stopping.
 	MayServe() bool
-	// Subscribe returns a channel signalled when that may have changed.
+	// Subscribe returns a channel signalled when that may have changed;
+	// it may start signalled (Run syncs at every wake).
 	Subscribe() <-chan struct{}
 }
 

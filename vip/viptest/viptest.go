@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgelb/edgelb/lb/notify"
 	"github.com/edgelb/edgelb/vip"
 )
 
@@ -236,7 +237,7 @@ type Cluster struct {
 	owned      []netip.Addr
 	handover   []netip.Addr
 	restarting bool
-	subs       []chan struct{}
+	changed    notify.Broadcaster
 	Held       []netip.Addr
 	epoch      uint64
 	Health     map[string]error
@@ -256,12 +257,7 @@ func (c *Cluster) Set(own, handover []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.owned, c.handover = own, handover
-	for _, s := range c.subs {
-		select {
-		case s <- struct{}{}:
-		default:
-		}
-	}
+	c.changed.Notify()
 }
 
 // SetRestarting sets whether this member is in its start-up grace.
@@ -269,12 +265,7 @@ func (c *Cluster) SetRestarting(r bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.restarting = r
-	for _, s := range c.subs {
-		select {
-		case s <- struct{}{}:
-		default:
-		}
-	}
+	c.changed.Notify()
 }
 
 // Reannounce changes the AnnounceEpoch, as when a peer gave back a VIP
@@ -283,12 +274,7 @@ func (c *Cluster) Reannounce() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	for _, s := range c.subs {
-		select {
-		case s <- struct{}{}:
-		default:
-		}
-	}
+	c.changed.Notify()
 }
 
 // AnnounceEpoch implements vip.Ownership.
@@ -312,15 +298,9 @@ func (c *Cluster) Owned() (own, handover []netip.Addr) {
 	return slices.Clone(c.owned), slices.Clone(c.handover)
 }
 
-// Subscribe implements vip.Ownership.
-func (c *Cluster) Subscribe() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := make(chan struct{}, 1)
-	s <- struct{}{}
-	c.subs = append(c.subs, s)
-	return s
-}
+// Subscribe implements vip.Ownership; like *cluster.Cluster's, the
+// channel starts signalled.
+func (c *Cluster) Subscribe() <-chan struct{} { return c.changed.Subscribe() }
 
 // SetHealth implements vip.Reporter.
 func (c *Cluster) SetHealth(source string, err error) {

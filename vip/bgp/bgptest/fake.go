@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/edgelb/edgelb/lb/notify"
 	"github.com/edgelb/edgelb/vip/bgp"
 )
 
@@ -119,7 +120,7 @@ type State struct {
 	serving bool
 	vips    []netip.Addr
 	loaded  bool
-	subs    []chan struct{}
+	changed notify.Broadcaster
 }
 
 // SetServing sets MayServe's answer.
@@ -127,7 +128,7 @@ func (s *State) SetServing(v bool) {
 	s.mu.Lock()
 	s.serving = v
 	s.mu.Unlock()
-	s.notify()
+	s.changed.Notify()
 }
 
 // SetVIPs sets VIPs' answer and marks them loaded.
@@ -135,7 +136,7 @@ func (s *State) SetVIPs(v ...netip.Addr) {
 	s.mu.Lock()
 	s.vips, s.loaded = v, true
 	s.mu.Unlock()
-	s.notify()
+	s.changed.Notify()
 }
 
 func (s *State) MayServe() bool {
@@ -150,22 +151,6 @@ func (s *State) VIPs() ([]netip.Addr, bool) {
 	return slices.Clone(s.vips), s.loaded
 }
 
-func (s *State) Subscribe() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	ch <- struct{}{}
-	s.subs = append(s.subs, ch)
-	return ch
-}
-
-func (s *State) notify() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+// Subscribe implements bgp.Serving and bgp.VIPSource; the channel starts
+// signalled, like those of *cluster.Cluster and *lb.Store.
+func (s *State) Subscribe() <-chan struct{} { return s.changed.Subscribe() }

@@ -1,0 +1,55 @@
+package cluster
+
+import "testing"
+
+// pending reports whether c holds a signal, taking it.
+func pending(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// Docs' subscriptions start signalled, with or without a version, and are
+// signalled by each new current version, local or merged.
+func TestDocsSubscribe(t *testing.T) {
+	a, b := newTestDocs(t, "a", "", 0), newTestDocs(t, "b", "", 0)
+	ca, cb := a.Subscribe(), b.Subscribe()
+	for _, c := range []<-chan struct{}{ca, cb} {
+		if !pending(c) {
+			t.Fatal("a subscription did not start signalled")
+		}
+	}
+	if _, ok := a.Current(); ok {
+		t.Fatal("a version before the first Seed")
+	}
+	if _, err := a.Seed([]byte(`{"v":1}`), "file"); err != nil {
+		t.Fatal(err)
+	}
+	if !pending(ca) {
+		t.Fatal("Seed did not signal")
+	}
+	b.merge(a.state(), "a")
+	if !pending(cb) {
+		t.Fatal("a merged newer version did not signal")
+	}
+	b.merge(a.state(), "a")
+	if pending(cb) {
+		t.Fatal("merging the same version again signalled")
+	}
+	if _, err := a.Propose([]byte(`{"v":2}`), "alice", 1); err != nil {
+		t.Fatal(err)
+	}
+	a.Unsubscribe(ca)
+	if !pending(ca) || pending(ca) {
+		t.Fatal("the signal of Propose was lost, or doubled, by Unsubscribe")
+	}
+	if _, err := a.Propose([]byte(`{"v":3}`), "alice", 2); err != nil {
+		t.Fatal(err)
+	}
+	if pending(ca) {
+		t.Fatal("an unsubscribed channel was signalled")
+	}
+}
