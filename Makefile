@@ -22,7 +22,7 @@ help:
 	@echo "make build      build bin/edgelb"
 	@echo "make deb        build dist/edgelb_VERSION_ARCH.deb (nfpm)"
 	@echo "make test       install test dependencies and run the whole test suite"
-	@echo "make unit       unit tests only (no root, no API server)"
+	@echo "make unit       unit tests only, under the race detector (no API server)"
 	@echo "make bench      benchmarks (desired state, create->status latency)"
 	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
@@ -82,7 +82,7 @@ test-bins:
 	@hack/kube/build.sh
 
 unit:
-	$(GO) test -count=1 ./cmd/... ./lb/... ./cluster/... ./vip/... ./api/... ./web/...
+	$(GO) test -race -count=1 ./cmd/... ./lb/... ./cluster/... ./vip/... ./api/... ./web/...
 
 # The whole suite: unit tests, integration tests against a real kube-apiserver,
 # namespace and VM end-to-end tests, then a short run of every fuzz target.

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Runs the whole Go test suite verbosely into a log, prints each package's
 # result and every failure, then a closing "tests: N passed, N failed,
-# N skipped" line. The run fails when no test ran, and under CI=true when
+# N skipped" line. The unit and in-process packages (everything outside
+# test/) run under the race detector; the suites under test/ drive real
+# binaries, kernels and VMs, and run without it. The run fails when no test ran, and under CI=true when
 # any test was skipped: the CI machine provides every prerequisite, so a
 # skip there is a failure (test/prereq), never a pass.
 set -uo pipefail
 log=${TEST_LOG:-/tmp/edgelb-test.log}
-go test -count=1 -v -timeout 40m -p 1 ./... >"$log" 2>&1
+mapfile -t unit < <(go list ./... | grep -v '/test/')
+mapfile -t suites < <(go list ./... | grep '/test/')
+(
+	go test -race -count=1 -v -timeout 20m -p 1 "${unit[@]}"
+	r1=$?
+	go test -count=1 -v -timeout 40m -p 1 "${suites[@]}"
+	r2=$?
+	exit $((r1 | r2))
+) >"$log" 2>&1
 rc=$?
 grep -E '^(ok |FAIL|--- FAIL|--- SKIP|panic:|\? )|^\s+--- (FAIL|SKIP)' "$log"
 if ((rc != 0)); then
