@@ -32,31 +32,21 @@ func bgpConfig(cfg *config.Config) bgp.Config {
 // followBGP gives the announcer each new version's bgp section: peers
 // added, removed or changed, a new AS number, BGP turned on or off.
 func followBGP(ctx context.Context, sub *Subscription, a *bgp.Announcer) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sub.C():
-		}
-		if c, ok := sub.Next(); ok && c.BGP {
+	return sub.Follow(ctx, func(c Change) {
+		if c.BGP {
 			a.Configure(bgpConfig(c.Config))
 		}
-	}
+	})
 }
 
 // followKubernetes gives the controller each version that changes the
 // desired state or the pools.
 func followKubernetes(ctx context.Context, sub *Subscription, ctrl *k8s.Controller) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sub.C():
-		}
-		if c, ok := sub.Next(); ok && (c.Desired || c.Pools) {
+	return sub.Follow(ctx, func(c Change) {
+		if c.Desired || c.Pools {
 			ctrl.SetConfig(c.Config)
 		}
-	}
+	})
 }
 
 // bgpStatus is GET /api/v1/bgp.

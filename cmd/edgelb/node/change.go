@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"reflect"
 	"sync"
 
@@ -85,6 +86,21 @@ func (s *Subscription) Next() (Change, bool) {
 	c, ok := s.pending, s.has
 	s.pending, s.has = Change{}, false
 	return c, ok
+}
+
+// Follow calls apply with each Change, in order, until ctx ends; it is
+// a part's whole follower loop.
+func (s *Subscription) Follow(ctx context.Context, apply func(Change)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.c:
+		}
+		if c, ok := s.Next(); ok {
+			apply(c)
+		}
+	}
 }
 
 func (s *Subscription) add(c Change) {

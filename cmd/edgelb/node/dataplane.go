@@ -79,23 +79,14 @@ func (d *dataplane) start(ctx context.Context, g *errgroup.Group) {
 	// runs a full pass; a new service or pool is a desired-state change
 	// like any other.
 	g.Go(func() error {
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-d.sub.C():
-			}
-			c, ok := d.sub.Next()
-			if !ok {
-				continue
-			}
+		return d.sub.Follow(ctx, func(c Change) {
 			if c.Health {
 				d.Health.SetConfig(healthConfig(c.Config))
 			}
 			if c.Kernel {
 				d.IPVS.Reconfigure(c.Config.Dataplane.DrainTimeout)
 			}
-		}
+		})
 	})
 }
 

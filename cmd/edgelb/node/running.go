@@ -186,23 +186,17 @@ func (l *liveConfig) Run(ctx context.Context) error {
 // staticLoop builds the desired state from the static services, again
 // for each version that changes it.
 func staticLoop(ctx context.Context, cur Change, sub *Subscription, store *lb.Store, log *slog.Logger) error {
-	cfg, version := cur.Config, cur.Version
-	for {
-		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
+	build := func(c Change) {
+		d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(c.Config))
 		store.Set(d)
-		log.Info("desired state built from static services", "version", version, "virtualServices", len(d.Services), "vips", len(d.VIPs()))
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-sub.C():
-			}
-			if c, ok := sub.Next(); ok && c.Desired {
-				cfg, version = c.Config, c.Version
-				break
-			}
-		}
+		log.Info("desired state built from static services", "version", c.Version, "virtualServices", len(d.Services), "vips", len(d.VIPs()))
 	}
+	build(cur)
+	return sub.Follow(ctx, func(c Change) {
+		if c.Desired {
+			build(c)
+		}
+	})
 }
 
 // cleanupManaged is what edgelb cleanup removes IPVS services on: the
