@@ -41,7 +41,7 @@ type simMember struct {
 	c    *Cluster
 	opts Options // to start it again as a new process
 	addr string
-	tr   *memberlist.MockTransport
+	tr   *socketTransport
 	// undrain stops the drain of a stopped member's transport.
 	undrain chan struct{}
 	cancel  context.CancelCauseFunc
@@ -65,6 +65,42 @@ func (m *simMember) drain(stop <-chan struct{}) {
 	}
 }
 
+// socketTransport is a MockTransport whose packets arrive as on a UDP
+// socket: each is taken at once into a receive buffer, and dropped when
+// the buffer is full. MockTransport alone hands a packet over through an
+// unbuffered channel, so its sender waits for the receiver's packet loop;
+// two members that acknowledge each other's pings at once (memberlist
+// sends an ack from its packet loop) then wait for each other forever,
+// and their probes and gossip stop with them.
+type socketTransport struct {
+	*memberlist.MockTransport
+	packets chan *memberlist.Packet
+}
+
+// transport is a new member's transport on the sim's network; it lives
+// until the test ends.
+func (s *sim) transport(name string) *socketTransport {
+	tr := &socketTransport{MockTransport: s.net.NewTransport(name), packets: make(chan *memberlist.Packet, 1024)}
+	stop := make(chan struct{})
+	s.t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case p := <-tr.MockTransport.PacketCh():
+				select {
+				case tr.packets <- p:
+				default: // the receive buffer is full
+				}
+			}
+		}
+	}()
+	return tr
+}
+
+func (t *socketTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+
 func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 	return newSimWith(t, n, quorum, vips, nil)
 }
@@ -75,7 +111,7 @@ func newSimWith(t *testing.T, n, quorum int, vips []netip.Addr, opt func(*Option
 	var first string
 	for i := range n {
 		name := fmt.Sprintf("lb%d", i+1)
-		tr := s.net.NewTransport(name)
+		tr := s.transport(name)
 		ip, port, err := tr.FinalAdvertiseAddr("", 0)
 		if err != nil {
 			t.Fatal(err)
@@ -346,7 +382,7 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	vips := vipRange(5)
 	s := newSim(t, 2, 0, vips)
 	s.waitConverged(vips, s.members)
-	tr := s.net.NewTransport("intruder")
+	tr := s.transport("intruder")
 	c, err := New(Options{Name: "intruder", Join: []string{s.members[0].addr}, SecretKey: []byte("another key, another key, 32 by!"),
 		Quorum: 1, VIPs: s.store, Transport: tr})
 	if err != nil {
