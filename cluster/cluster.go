@@ -112,6 +112,9 @@ type Cluster struct {
 
 	// ml is the running memberlist, nil outside Run.
 	ml atomic.Pointer[memberlist.Memberlist]
+	// view is the live members as memberlist's events reported them
+	// (view.go); nothing reads memberlist's own Node structs.
+	view peerTable
 
 	mu        sync.Mutex
 	health    map[string]error // by source; healthy when all are nil
@@ -448,11 +451,13 @@ func (c *Cluster) healthyLocked() bool {
 // most a second for that to go out, leaves and returns, and Owned keeps
 // reporting the VIPs it owned. It returns an error if gossip cannot start.
 func (c *Cluster) Run(ctx context.Context) error {
+	c.view.reset()
 	ml, err := memberlist.Create(c.memberlistConfig())
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(c.opts.BindAddr, c.opts.BindPort), err)
 	}
-	c.log.Info("gossip started", "node", c.opts.Name, "addr", ml.LocalNode().Address(),
+	self, _ := c.view.get(c.opts.Name) // memberlist reported this member joined in Create
+	c.log.Info("gossip started", "node", c.opts.Name, "addr", self.address(),
 		"encrypted", c.keyring != nil, "quorum", c.Quorum())
 	c.ml.Store(ml)
 	defer c.ml.Store(nil)
@@ -487,7 +492,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for ctx.Err() == nil {
-		c.update(ml)
+		c.update()
 		select {
 		case <-ctx.Done():
 		case <-c.dirty:
@@ -498,7 +503,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	stopJoin()
 	restart := errors.Is(context.Cause(ctx), ErrRestart)
 	if !restart {
-		c.handover(ml, t.C)
+		c.handover(t.C)
 	}
 	stopMeta()
 	<-metaDone
@@ -530,11 +535,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 
 // handover drains this member and waits until it holds no VIP, or for
 // HandoverTimeout and a little more if the VIP manager does not confirm.
-func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
+func (c *Cluster) handover(tc <-chan time.Time) {
 	c.Drain()
 	deadline := c.opts.Now().Add(c.opts.HandoverTimeout + time.Second)
 	for {
-		c.update(ml)
+		c.update()
 		c.mu.Lock()
 		done := len(c.owned) == 0 && len(c.handing) == 0 && len(c.held) == 0
 		c.mu.Unlock()
@@ -554,22 +559,17 @@ func (c *Cluster) handover(ml *memberlist.Memberlist, tc <-chan time.Time) {
 
 // update recomputes the view and ownership (Decide) and gossips changed
 // metadata.
-func (c *Cluster) update(ml *memberlist.Memberlist) {
+func (c *Cluster) update() {
 	vips, loaded := c.opts.VIPs.VIPs()
-	nodes := ml.Members()
+	nodes := c.view.list()
 	now := c.opts.Now()
 
 	c.mu.Lock()
 	members := make([]Member, 0, len(nodes))
 	for _, n := range nodes {
-		m := Member{Name: n.Name}
-		if a, ok := netip.AddrFromSlice(n.Addr); ok {
-			m.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
-		}
+		m := Member{Name: n.Name, Addr: n.Addr}
 		if n.Name != c.opts.Name { // our own Meta is set below
-			if meta, err := decodeMeta(n.Meta); err == nil {
-				m.Meta = meta
-			}
+			m.Meta = n.Meta
 		}
 		members = append(members, m)
 	}
@@ -721,7 +721,7 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 			return
 		case <-time.After(wait):
 		}
-		missing := c.missing(ml, peers)
+		missing := c.missing(peers)
 		if len(missing) == 0 {
 			wait = first
 			continue
@@ -748,15 +748,15 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 // missing returns the peers that are not live members, none when every
 // configured member is live. Peers given by host name are included
 // whenever some member is missing.
-func (c *Cluster) missing(ml *memberlist.Memberlist, peers []string) []string {
-	nodes := ml.Members()
+func (c *Cluster) missing(peers []string) []string {
+	nodes := c.view.list()
 	if len(nodes) >= clusterSize(c.opts) {
 		return nil
 	}
 	live := map[netip.AddrPort]bool{}
 	for _, n := range nodes {
-		if a, ok := netip.AddrFromSlice(n.Addr); ok {
-			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
+		if n.Addr.IsValid() {
+			live[n.Addr] = true
 		}
 	}
 	var out []string
@@ -843,16 +843,20 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return (*Cluster)(d).localState() }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     { (*Cluster)(d).mergeState(buf) }
 
-// events marks the view dirty on every membership change.
+// events copies every membership change into the view (view.go) and
+// marks it dirty. memberlist calls these one at a time, holding its node
+// lock: n may be read here and nowhere else.
 type events Cluster
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	c := (*Cluster)(e)
-	c.log.Info("member joined", "node", n.Name, "addr", n.Address())
+	p := peerOf(n)
+	c.view.set(p)
+	c.log.Info("member joined", "node", p.Name, "addr", p.address())
 	c.mu.Lock()
-	if _, ok := c.restart.absent[n.Name]; ok {
-		delete(c.restart.absent, n.Name)
-		c.log.Info("member back from its restart", "node", n.Name)
+	if _, ok := c.restart.absent[p.Name]; ok {
+		delete(c.restart.absent, p.Name)
+		c.log.Info("member back from its restart", "node", p.Name)
 	}
 	c.mu.Unlock()
 	c.kick()
@@ -860,20 +864,25 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Cluster)(e)
+	p := peerOf(n) // Meta is zero if it cannot be read: a failure
+	c.view.remove(p.Name)
 	// A member that leaves for a restart is held as a candidate owner
 	// (restart.go). Any other member that goes away still counts in the
 	// configured cluster the quorum is a majority of: a member that
 	// stopped on purpose and one cut off by a partition look alike from
 	// the other side of the partition.
-	meta, err := decodeMeta(n.Meta)
-	if err == nil && meta.Restarting && meta.Leaving && n.Name != c.opts.Name {
-		c.holdRestarting(n, meta)
-	} else if err == nil && (meta.Leaving || meta.Draining) && n.Name != c.opts.Name {
-		c.log.Info("member left", "node", n.Name, "addr", n.Address())
+	if p.Meta.Restarting && p.Meta.Leaving && p.Name != c.opts.Name {
+		c.holdRestarting(p)
+	} else if (p.Meta.Leaving || p.Meta.Draining) && p.Name != c.opts.Name {
+		c.log.Info("member left", "node", p.Name, "addr", p.address())
 	} else {
-		c.log.Info("member failed", "node", n.Name, "addr", n.Address())
+		c.log.Info("member failed", "node", p.Name, "addr", p.address())
 	}
 	c.kick()
 }
 
-func (e *events) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).kick() }
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	c := (*Cluster)(e)
+	c.view.set(peerOf(n))
+	c.kick()
+}

@@ -41,7 +41,7 @@ type simMember struct {
 	c    *Cluster
 	opts Options // to start it again as a new process
 	addr string
-	tr   *memberlist.MockTransport
+	tr   *socketTransport
 	// undrain stops the drain of a stopped member's transport.
 	undrain chan struct{}
 	cancel  context.CancelCauseFunc
@@ -65,6 +65,42 @@ func (m *simMember) drain(stop <-chan struct{}) {
 	}
 }
 
+// socketTransport is a MockTransport whose packets arrive as on a UDP
+// socket: each is taken at once into a receive buffer, and dropped when
+// the buffer is full. MockTransport alone hands a packet over through an
+// unbuffered channel, so its sender waits for the receiver's packet loop;
+// two members that acknowledge each other's pings at once (memberlist
+// sends an ack from its packet loop) then wait for each other forever,
+// and their probes and gossip stop with them.
+type socketTransport struct {
+	*memberlist.MockTransport
+	packets chan *memberlist.Packet
+}
+
+// transport is a new member's transport on the sim's network; it lives
+// until the test ends.
+func (s *sim) transport(name string) *socketTransport {
+	tr := &socketTransport{MockTransport: s.net.NewTransport(name), packets: make(chan *memberlist.Packet, 1024)}
+	stop := make(chan struct{})
+	s.t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case p := <-tr.MockTransport.PacketCh():
+				select {
+				case tr.packets <- p:
+				default: // the receive buffer is full
+				}
+			}
+		}
+	}()
+	return tr
+}
+
+func (t *socketTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+
 func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 	return newSimWith(t, n, quorum, vips, nil)
 }
@@ -75,7 +111,7 @@ func newSimWith(t *testing.T, n, quorum int, vips []netip.Addr, opt func(*Option
 	var first string
 	for i := range n {
 		name := fmt.Sprintf("lb%d", i+1)
-		tr := s.net.NewTransport(name)
+		tr := s.transport(name)
 		ip, port, err := tr.FinalAdvertiseAddr("", 0)
 		if err != nil {
 			t.Fatal(err)
@@ -212,16 +248,20 @@ func (s *sim) waitConverged(vips []netip.Addr, running []*simMember) {
 	// A dead member is declared after the suspicion timeout, up to
 	// SuspicionMaxTimeoutMult (6) × the minimum without confirmations:
 	// about 13 s here, more on a loaded machine.
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
+	if !eventually(s.t, 90*time.Second, func() bool {
 		var ok bool
-		if ok, why = s.converged(vips, running); ok {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		ok, why = s.converged(vips, running)
+		return ok
+	}) {
+		s.t.Fatalf("not converged: %s", why)
 	}
-	s.t.Fatalf("not converged: %s", why)
 }
+
+// pass runs one pass of m's ownership loop now (what its loop does on its
+// next event or tick), so that a test sees the decision from the current
+// view and clock without waiting for the loop. Passes are atomic under
+// the Cluster's lock, so one that runs meanwhile changes nothing.
+func (m *simMember) pass() { m.c.update() }
 
 func TestMembershipOwnershipAndDrain(t *testing.T) {
 	vips := vipRange(60)
@@ -304,18 +344,20 @@ func (s *sim) waitOwnedBy(vips []netip.Addr, ms []*simMember) {
 
 func TestNoQuorumOwnsNothing(t *testing.T) {
 	vips := vipRange(10)
-	s := newSim(t, 1, 2, vips)
-	m := s.members[0].c
-	// Alone while two members are needed: it must not take any VIP.
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if len(both(m.Owned())) != 0 {
-			t.Fatalf("holds %v without a quorum", both(m.Owned()))
-		}
-		time.Sleep(20 * time.Millisecond)
+	clk := &clock{}
+	s := newSimWith(t, 1, 2, vips, func(o *Options) { o.Now = clk.Now })
+	m := s.members[0]
+	if !poll(t, func() bool { return len(m.c.Members()) == 1 }) {
+		t.Fatalf("sees %d members, want itself", len(m.c.Members()))
 	}
-	if len(m.Members()) != 1 {
-		t.Fatalf("sees %d members", len(m.Members()))
+	// Alone while two members are needed: it must not take any VIP, now
+	// nor once its view is no longer stale (freshTimeout) or long after.
+	for _, d := range []time.Duration{0, freshTimeout, time.Minute} {
+		clk.Step(d)
+		m.pass()
+		if len(both(m.c.Owned())) != 0 || m.c.HasQuorum() {
+			t.Fatalf("%s later: holds %v without a quorum (quorum %v)", d, both(m.c.Owned()), m.c.HasQuorum())
+		}
 	}
 }
 
@@ -330,12 +372,9 @@ func TestUnhealthyMemberGivesUpAtOnce(t *testing.T) {
 	}
 	// Giving up is immediate (the next pass of its loop): no handover
 	// wait for an unhealthy host.
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for len(both(m.Owned())) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("unhealthy member holds %v", both(m.Owned()))
-		}
-		time.Sleep(5 * time.Millisecond)
+	s.members[1].pass()
+	if held := both(m.Owned()); len(held) != 0 {
+		t.Fatalf("unhealthy member holds %v after its next pass", held)
 	}
 	s.waitOwnedBy(vips, []*simMember{s.members[0], s.members[2]})
 	m.SetHealth("link", nil)
@@ -346,9 +385,10 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	vips := vipRange(5)
 	s := newSim(t, 2, 0, vips)
 	s.waitConverged(vips, s.members)
-	tr := s.net.NewTransport("intruder")
+	tr := s.transport("intruder")
+	refused := &logWatch{msg: "cannot reach peers, retrying", seen: make(chan struct{})}
 	c, err := New(Options{Name: "intruder", Join: []string{s.members[0].addr}, SecretKey: []byte("another key, another key, 32 by!"),
-		Quorum: 1, VIPs: s.store, Transport: tr})
+		Quorum: 1, VIPs: s.store, Transport: tr, Log: slog.New(refused)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,15 +396,39 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		for _, m := range s.members {
-			if n := len(m.c.Members()); n != 2 {
-				t.Fatalf("%s sees %d members with an intruder around", m.c.opts.Name, n)
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	// The intruder's join reached lb1 and was refused: lb1 could not
+	// decrypt it.
+	select {
+	case <-refused.seen:
+	case <-time.After(45 * time.Second):
+		t.Fatal("the intruder's join attempt did not fail")
 	}
+	for _, m := range s.members {
+		if n := len(m.c.Members()); n != 2 {
+			t.Fatalf("%s sees %d members with an intruder around", m.c.opts.Name, n)
+		}
+	}
+	if n := len(c.Members()); n > 1 {
+		t.Fatalf("the intruder sees %d members", n)
+	}
+}
+
+// logWatch is a slog.Handler that closes seen at the first record whose
+// message is msg.
+type logWatch struct {
+	msg  string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (h *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logWatch) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logWatch) WithGroup(string) slog.Handler            { return h }
+func (h *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
 }
 
 func TestNewRefusesUnencryptedUnlessInsecure(t *testing.T) {
@@ -394,14 +458,25 @@ func poll(t *testing.T, cond func() bool) bool {
 	t.Helper()
 	// A deadline, not a wait: generous, because the in-memory cluster
 	// runs on real timers on a shared test machine.
-	deadline := time.Now().Add(45 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
+	return eventually(t, 45*time.Second, cond)
+}
+
+// eventually reports whether cond holds within the deadline. It checks
+// every 10 ms: what it waits for comes from memberlist's real-time
+// gossip, which has no event to wait on.
+func eventually(t *testing.T, within time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.After(within)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			return cond()
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	return false
+	return true
 }
 
 func TestGracefulStopDoesNotShrinkTheQuorum(t *testing.T) {
@@ -480,10 +555,41 @@ func TestOwnersAnnounceAgainWhenAPeerLetsGo(t *testing.T) {
 	}) {
 		t.Fatal("handovers did not finish")
 	}
-	time.Sleep(500 * time.Millisecond)
-	e := s.members[1].c.AnnounceEpoch()
-	time.Sleep(time.Second)
-	if s.members[1].c.AnnounceEpoch() != e {
-		t.Fatal("AnnounceEpoch changes while nobody lets go")
+	// Once every member has heard every peer's last Gave, passes change
+	// neither a Gave nor an AnnounceEpoch.
+	if !poll(t, func() bool { return gaveKnown(s.members) }) {
+		t.Fatal("the members did not learn each other's Gave")
 	}
+	epochs, gaves := map[string]uint64{}, map[string]uint32{}
+	for _, m := range s.members {
+		epochs[m.c.opts.Name], gaves[m.c.opts.Name] = m.c.AnnounceEpoch(), selfMember(m).Gave
+	}
+	for range 3 {
+		for _, m := range s.members {
+			m.pass()
+		}
+	}
+	for _, m := range s.members {
+		if m.c.AnnounceEpoch() != epochs[m.c.opts.Name] || selfMember(m).Gave != gaves[m.c.opts.Name] {
+			t.Fatalf("%s: AnnounceEpoch %d→%d, Gave %d→%d while nobody lets go", m.c.opts.Name,
+				epochs[m.c.opts.Name], m.c.AnnounceEpoch(), gaves[m.c.opts.Name], selfMember(m).Gave)
+		}
+	}
+}
+
+// gaveKnown reports whether each member sees every peer with the Gave
+// that peer gossips.
+func gaveKnown(ms []*simMember) bool {
+	gave := map[string]uint32{}
+	for _, m := range ms {
+		gave[m.c.opts.Name] = selfMember(m).Gave
+	}
+	for _, m := range ms {
+		for _, x := range m.c.Members() {
+			if x.Gave != gave[x.Name] {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -4,7 +4,10 @@
 // from cluster.secretKeyFile. Every member gossips a small Meta: whether it
 // is healthy (its interface is up and its dataplane programmed, reported
 // through SetHealth), whether it is draining, the networks it can announce
-// on, and a digest of the VIPs it currently holds.
+// on, and a digest of the VIPs it currently holds. memberlist rewrites its
+// Node structs in place, so its event callbacks copy each member (address,
+// decoded Meta) into the Cluster's own view (view.go), and nothing reads
+// memberlist's Nodes outside them.
 //
 // Data flows one way: the membership view (this member included with its
 // metadata as gossiped), the desired VIPs (a VIPSource; the app passes

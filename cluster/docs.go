@@ -456,11 +456,11 @@ func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
 			continue
 		}
 		msg = append([]byte{docsMsgPrefix}, msg...)
-		for _, n := range ml.Members() {
+		for _, n := range c.view.list() {
 			if n.Name == c.opts.Name {
 				continue
 			}
-			if err := ml.SendReliable(n, msg); err != nil {
+			if err := ml.SendReliable(n.node(), msg); err != nil {
 				c.log.Warn("sending the cluster configuration", "node", n.Name, "err", err)
 			}
 		}

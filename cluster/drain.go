@@ -36,20 +36,18 @@ func (c *Cluster) AskDrain(name string, on bool) error {
 	if ml == nil {
 		return fmt.Errorf("%w: gossip is not running", ErrNoMember)
 	}
-	for _, n := range ml.Members() {
-		if n.Name != name {
-			continue
-		}
-		msg, err := json.Marshal(drainMsg{From: c.opts.Name, To: name, Drain: on})
-		if err != nil {
-			return err
-		}
-		if err := ml.SendReliable(n, append([]byte{drainMsgPrefix}, msg...)); err != nil {
-			return fmt.Errorf("asking %s: %w", name, err)
-		}
-		return nil
+	n, ok := c.view.get(name)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoMember, name)
 	}
-	return fmt.Errorf("%w: %q", ErrNoMember, name)
+	msg, err := json.Marshal(drainMsg{From: c.opts.Name, To: name, Drain: on})
+	if err != nil {
+		return err
+	}
+	if err := ml.SendReliable(n.node(), append([]byte{drainMsgPrefix}, msg...)); err != nil {
+		return fmt.Errorf("asking %s: %w", name, err)
+	}
+	return nil
 }
 
 // drainMsg acts on a peer's AskDrain.

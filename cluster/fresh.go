@@ -147,9 +147,9 @@ func (c *Cluster) refreshLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		c.fresh.round = c.opts.Now()
 		c.mu.Unlock()
 		var addrs []string
-		for _, n := range ml.Members() {
+		for _, n := range c.view.list() {
 			if n.Name != c.opts.Name {
-				addrs = append(addrs, n.Address())
+				addrs = append(addrs, n.address())
 			}
 		}
 		if len(addrs) > 0 {

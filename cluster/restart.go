@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Graceful restart. A restart of edgelb (systemctl restart, a package
@@ -94,20 +92,17 @@ func (c *Cluster) Restarting() bool {
 }
 
 // holdRestarting records a member that left for a restart.
-func (c *Cluster) holdRestarting(n *memberlist.Node, meta Meta) {
-	hold := meta.RestartHold
+func (c *Cluster) holdRestarting(p peer) {
+	hold := p.Meta.RestartHold
 	if hold <= 0 {
 		hold = c.opts.RestartHold
 	}
-	m := Member{Name: n.Name, Absent: true, Meta: meta}
-	if a, ok := netip.AddrFromSlice(n.Addr); ok {
-		m.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
-	}
+	m := Member{Name: p.Name, Addr: p.Addr, Absent: true, Meta: p.Meta}
 	until := c.opts.Now().Add(hold)
 	c.mu.Lock()
-	c.restart.absent[n.Name] = absentMember{m: m, until: until}
+	c.restart.absent[p.Name] = absentMember{m: m, until: until}
 	c.mu.Unlock()
-	c.log.Info("member restarting, holding its VIPs until it is back", "node", n.Name, "addr", n.Address(),
+	c.log.Info("member restarting, holding its VIPs until it is back", "node", p.Name, "addr", p.address(),
 		"until", until.Format(time.RFC3339Nano), "restartHold", hold)
 }
 

@@ -167,8 +167,8 @@ func TestGracefulRestartKeepsVIPs(t *testing.T) {
 			t.Fatalf("%s: quorum %d, want still 2 of 3", m.c.opts.Name, q)
 		}
 	}
-	// Away for a while: nobody takes its VIPs.
-	time.Sleep(time.Second)
+	// Away: the others' next passes take none of its VIPs (watchOthers).
+	passes(others)
 
 	// The new process adopts all but one (say its lifetime ran out) and
 	// is not healthy yet (its dataplane is not programmed).
@@ -192,8 +192,9 @@ func TestGracefulRestartKeepsVIPs(t *testing.T) {
 			t.Fatalf("%s does not see %s back and restarting: %+v", m.c.opts.Name, r.c.opts.Name, m.c.Members())
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	// It confirms no VIP while it has announced none.
+	// Its next passes, once its VIP manager holds what it was given,
+	// confirm no VIP while it has announced none.
+	settle(t, r)
 	if self := selfMember(r); self.Held != (Digest{}) {
 		t.Fatalf("restarting %s gossips held %+v, want none confirmed", r.c.opts.Name, self.Held)
 	}
@@ -224,6 +225,31 @@ func TestGracefulRestartKeepsVIPs(t *testing.T) {
 	}
 }
 
+// passes runs a pass of each member's loop (simMember.pass).
+func passes(ms []*simMember) {
+	for _, m := range ms {
+		m.pass()
+	}
+}
+
+// settle runs a pass of m's loop, waits until its stand-in VIP manager
+// holds what that pass decided, and runs another, so that what m gossips
+// and owns next reflects what it holds.
+func settle(t *testing.T, m *simMember) {
+	t.Helper()
+	m.pass()
+	if !poll(t, func() bool {
+		want := both(m.c.Owned())
+		slices.SortFunc(want, netip.Addr.Compare)
+		m.c.mu.Lock()
+		defer m.c.mu.Unlock()
+		return slices.Equal(m.c.held, want)
+	}) {
+		t.Fatalf("%s's VIP manager does not hold what it owns", m.c.opts.Name)
+	}
+	m.pass()
+}
+
 // selfMember is m's own entry in its view.
 func selfMember(m *simMember) Member {
 	for _, x := range m.c.Members() {
@@ -247,14 +273,14 @@ func TestRestartThatNeverComesBackMovesVIPsAfterTheHold(t *testing.T) {
 			t.Fatalf("%s does not hold %s as restarting", m.c.opts.Name, r.c.opts.Name)
 		}
 	}
-	time.Sleep(time.Second)
+	passes(others)
 	if why := stop(); why != "" {
 		t.Fatal(why)
 	}
 	// Just before the hold ends, still held; after it, forgotten, and its
 	// VIPs move as for a failure.
 	clk.Step(testHold - 2*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	passes(others)
 	for _, m := range others {
 		if !absentRestarting(m, r.c.opts.Name) {
 			t.Fatalf("%s forgot %s before the hold ended", m.c.opts.Name, r.c.opts.Name)
@@ -312,12 +338,9 @@ func TestTwoHostRestartKeepsVIPs(t *testing.T) {
 	}
 	// The survivor keeps its own VIPs, and does not take the peer's: the
 	// restarting peer is still their candidate owner.
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if got := own(survivor.c); !slices.Equal(got, theirs) {
-			t.Fatalf("the survivor owns %v during the restart, want %v", got, theirs)
-		}
-		time.Sleep(10 * time.Millisecond)
+	settle(t, survivor)
+	if got := own(survivor.c); !slices.Equal(got, theirs) {
+		t.Fatalf("the survivor owns %v during the restart, want %v", got, theirs)
 	}
 	r.comeBack(t, kept, nil)
 	s.waitConverged(vips, s.members)

@@ -52,12 +52,31 @@ func newFixtureLifetime(t *testing.T, refresh, lifetime time.Duration) *fixture 
 
 // newManager replaces the fixture's manager, as a restarted process would.
 func (f *fixture) newManager(t *testing.T, refresh, lifetime time.Duration) {
+	// Passes come from the test's steps, or from Run's events: no resync
+	// within a test.
 	m, err := vip.NewManager(vip.Options{Kernel: f.k, Announcer: f.ann, Ownership: f.cl, Reporter: f.cl, Quieter: f.q,
-		Refresh: refresh, Lifetime: lifetime, Now: func() time.Time { return f.now }})
+		Refresh: refresh, Lifetime: lifetime, Resync: time.Hour, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.m = m
+}
+
+// waitPass waits until a pass of Run reports (reports is the fake
+// cluster's Reports) and cond holds after it.
+func waitPass(t *testing.T, reports <-chan struct{}, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case <-reports:
+		case <-deadline:
+			t.Fatalf("no pass of Run after which %s", what)
+		}
+		if cond() {
+			return
+		}
+	}
 }
 
 // step advances the fake clock by d and runs one pass.
@@ -213,31 +232,16 @@ func TestFailedAddIsRetriedAndNotReported(t *testing.T) {
 func TestRunReleasesEverythingAtTheEnd(t *testing.T) {
 	f := newFixture(t, 0)
 	f.cl.SetOwned(a, b)
+	reports := f.cl.Reports()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.m.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(f.k.Held()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("VIPs not added: %v", f.k.Held())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// A link event is picked up without waiting for the resync.
+	waitPass(t, reports, "the VIPs are added", func() bool { return len(f.k.Held()) == 2 })
+	// A link event is picked up without waiting for the resync (an hour).
 	f.k.SetUp(false)
-	for len(f.k.Held()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("VIPs kept after link down: %v", f.k.Held())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitPass(t, reports, "the VIPs are removed from the down link", func() bool { return len(f.k.Held()) == 0 })
 	f.k.SetUp(true)
-	for len(f.k.Held()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("VIPs not back: %v", f.k.Held())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitPass(t, reports, "the VIPs are back", func() bool { return len(f.k.Held()) == 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -400,16 +404,11 @@ func TestRunKeepsVIPsForARestart(t *testing.T) {
 	f.cl.SetOwned(a, b)
 	f.step(0)
 	f.now = f.now.Add(2 * time.Second) // 7 s left
+	reports := f.cl.Reports()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.m.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(f.cl.HeldNow()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("VIPs not held: %v", f.cl.HeldNow())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitPass(t, reports, "both VIPs are held", func() bool { return len(f.cl.HeldNow()) == 2 })
 	cancel(vip.ErrRestart)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -431,9 +430,10 @@ func TestRunKeepsVIPsForARestart(t *testing.T) {
 	}
 	// A stop (no cause) removes them, as before.
 	f.cl.SetOwned(a, b)
+	reports = f.cl.Reports()
 	ctx, stop := context.WithCancel(context.Background())
 	go func() { done <- f.m.Run(ctx) }()
-	time.Sleep(20 * time.Millisecond)
+	waitPass(t, reports, "it holds the adopted VIPs", func() bool { return len(f.cl.HeldNow()) == 2 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -462,10 +462,11 @@ func TestRestartDuringTheGraceKeepsAdoptedVIPs(t *testing.T) {
 	}
 	// Restarted again before the grace ended: both are kept for the next
 	// process, neither with more lifetime than it had.
+	reports := f.cl.Reports()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.m.Run(ctx) }()
-	time.Sleep(20 * time.Millisecond)
+	waitPass(t, reports, "a pass ran", func() bool { return true })
 	cancel(vip.ErrRestart)
 	if err := <-done; err != nil {
 		t.Fatal(err)

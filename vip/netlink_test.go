@@ -185,20 +185,31 @@ func TestNetlinkLifetimeRenewAndKeep(t *testing.T) {
 		if err := n.RenewVIP(netip.MustParseAddr("10.99.1.201"), time.Minute, false); err == nil {
 			t.Fatal("renewed an address edgelb did not add")
 		}
-		// The kernel drops an address whose lifetime runs out.
+		// The kernel drops an address whose lifetime runs out, and says
+		// so (RTM_DELADDR): the test waits for its address updates.
+		updates, stop := make(chan netlink.AddrUpdate, 16), make(chan struct{})
+		if err := netlink.AddrSubscribe(updates, stop); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			close(stop)
+			for range updates { // closed once the subscription ends
+			}
+		}()
 		if err := n.RenewVIP(v4, time.Second, false); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
+		timeout := time.After(5 * time.Second)
 		for {
 			vips, _ := n.VIPs()
 			if !slices.Contains(vips, v4) {
 				break
 			}
-			if time.Now().After(deadline) {
+			select {
+			case <-updates:
+			case <-timeout:
 				t.Fatalf("%s still there 5 s after its 1 s lifetime", v4)
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
 		out, _ := exec.Command("ip", "-d", "addr", "show", "dev", "elbt0").CombinedOutput()
 		t.Logf("ip -d addr:\n%s", out)

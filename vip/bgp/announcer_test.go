@@ -123,13 +123,24 @@ func runServing(t *testing.T, o bgp.Options) (a *bgp.Announcer, sp *bgptest.Spea
 	}
 }
 
+// waitCalls waits until ok holds, checking after each call to sp.
+func waitCalls(t *testing.T, sp *bgptest.Speaker, what string, ok func() bool) {
+	t.Helper()
+	calls := sp.Watch()
+	deadline := time.After(5 * time.Second)
+	for !ok() {
+		select {
+		case <-calls:
+		case <-deadline:
+			t.Fatalf("%s: calls %q", what, sp.History())
+		}
+	}
+}
+
 // On stop, every route is withdrawn before the sessions close.
 func TestRunWithdrawsBeforeStopping(t *testing.T) {
-	a, sp, stop := runServing(t, bgp.Options{WithdrawDelay: time.Millisecond, Resync: time.Millisecond})
-	deadline := time.Now().Add(5 * time.Second)
-	for len(a.Advertised()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	_, sp, stop := runServing(t, bgp.Options{WithdrawDelay: time.Millisecond, Resync: time.Millisecond})
+	waitCalls(t, sp, "advertised", func() bool { return len(sp.Advertised()) == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -144,25 +155,15 @@ func TestRunWithdrawsBeforeStopping(t *testing.T) {
 func TestConfigureWhileRunning(t *testing.T) {
 	a, sp, stop := runServing(t, bgp.Options{Resync: time.Hour})
 	defer stop()
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: calls %q", what, sp.History())
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitFor("advertised", func() bool { return len(sp.Advertised()) == 1 })
+	waitCalls(t, sp, "advertised", func() bool { return len(sp.Advertised()) == 1 })
 	peer := bgp.Peer{Address: netip.MustParseAddr("192.0.2.254"), ASN: 64500}
 	a.Configure(bgp.Config{Global: bgp.Global{}, Peers: []bgp.Peer{peer}})
-	waitFor("peers configured", func() bool { return slices.Contains(sp.History(), "configure 0/1") })
+	waitCalls(t, sp, "peers configured", func() bool { return slices.Contains(sp.History(), "configure 0/1") })
 	if got := sp.Advertised(); !slices.Equal(got, prefixes("198.51.100.1/32")) {
 		t.Fatalf("a peer change dropped the routes: %v", got)
 	}
 	a.Configure(bgp.Config{Global: bgp.Global{ASN: 64513}, Peers: []bgp.Peer{peer}})
-	waitFor("advertised again after the restart", func() bool {
+	waitCalls(t, sp, "advertised again after the restart", func() bool {
 		h := sp.History()
 		return slices.Contains(h, "configure 64513/1") && h[len(h)-1] == "advertise 198.51.100.1/32" && len(sp.Advertised()) == 1
 	})

@@ -185,11 +185,14 @@ func (k *Kernel) DelVIP(a netip.Addr) error {
 	return nil
 }
 
-// WatchLink implements vip.Kernel; Changed triggers the callback.
+// WatchLink implements vip.Kernel; SetUp triggers the callback. Like
+// the real one, it calls changed once when it starts watching, for what
+// changed before.
 func (k *Kernel) WatchLink(ctx context.Context, changed func()) error {
 	k.Mu.Lock()
 	k.changed = changed
 	k.Mu.Unlock()
+	changed()
 	<-ctx.Done()
 	return nil
 }
@@ -238,10 +241,12 @@ type Cluster struct {
 	handover   []netip.Addr
 	restarting bool
 	changed    notify.Broadcaster
-	Held       []netip.Addr
-	epoch      uint64
-	Health     map[string]error
-	Networks   []netip.Prefix
+	// reports start unsignalled: a test waits for a pass after it.
+	reports  []chan struct{}
+	Held     []netip.Addr
+	epoch    uint64
+	Health   map[string]error
+	Networks []netip.Prefix
 }
 
 var (
@@ -325,6 +330,23 @@ func (c *Cluster) SetHeld(v []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.Held = slices.Clone(v)
+	for _, r := range c.reports {
+		select {
+		case r <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Reports returns a channel that receives a value (coalesced) after each
+// later SetHeld: a Manager reports at the end of every pass, so tests
+// wait on it for a pass of Run instead of sleeping.
+func (c *Cluster) Reports() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := make(chan struct{}, 1)
+	c.reports = append(c.reports, r)
+	return r
 }
 
 // HeldNow returns the last reported held VIPs.

@@ -28,6 +28,7 @@ type Speaker struct {
 	Configured []bgp.Peer
 	// Calls records "advertise P", "withdraw P" and "stop", in order.
 	Calls []string
+	watch []chan struct{}
 }
 
 var _ bgp.Speaker = (*Speaker)(nil)
@@ -52,7 +53,7 @@ func (s *Speaker) Advertise(p netip.Prefix) error {
 		return errors.New("not running")
 	}
 	s.Routes[p] = true
-	s.Calls = append(s.Calls, "advertise "+p.String())
+	s.recordLocked("advertise " + p.String())
 	return nil
 }
 
@@ -63,7 +64,7 @@ func (s *Speaker) Withdraw(p netip.Prefix) error {
 		return s.Fail
 	}
 	delete(s.Routes, p)
-	s.Calls = append(s.Calls, "withdraw "+p.String())
+	s.recordLocked("withdraw " + p.String())
 	return nil
 }
 
@@ -83,7 +84,7 @@ func (s *Speaker) Configure(_ context.Context, g bgp.Global, peers []bgp.Peer) (
 	if restarted {
 		clear(s.Routes)
 	}
-	s.Calls = append(s.Calls, fmt.Sprintf("configure %d/%d", g.ASN, len(peers)))
+	s.recordLocked(fmt.Sprintf("configure %d/%d", g.ASN, len(peers)))
 	return restarted, nil
 }
 
@@ -91,8 +92,30 @@ func (s *Speaker) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Stopped = true
-	s.Calls = append(s.Calls, "stop")
+	s.recordLocked("stop")
 	return nil
+}
+
+// recordLocked appends call to Calls and signals the Watch channels.
+// s.mu must be held.
+func (s *Speaker) recordLocked(call string) {
+	s.Calls = append(s.Calls, call)
+	for _, w := range s.watch {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Watch returns a channel that receives a value (coalesced) after each
+// later call recorded in Calls, for tests to wait on instead of sleeping.
+func (s *Speaker) Watch() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := make(chan struct{}, 1)
+	s.watch = append(s.watch, w)
+	return w
 }
 
 // Advertised returns the advertised routes, sorted.
