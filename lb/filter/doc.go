@@ -37,6 +37,12 @@
 // time it was seen (lb.Build fails closed), is restricted with nothing
 // allowed: every packet to it is dropped.
 //
+// A pass that fails is retried after RetryPeriod. The Filter pushes its
+// health (Options.Reporter, under HealthSource) when Run starts and each
+// time a pass's result changes it: ranges that cannot be enforced make the
+// host unhealthy, so it gives up its VIPs. LastError remains for the
+// API's reads.
+//
 // Only nftables.go imports github.com/google/nftables; tests drive the
 // Filter through the in-memory filtertest.Fake.
 package filter

@@ -26,6 +26,23 @@ type Kernel interface {
 	Dropped() (map[lb.Key]uint64, error)
 }
 
+// HealthSource is the source under which the Filter reports its health to
+// Options.Reporter.
+const HealthSource = "filter"
+
+// Reporter receives the filter's health; *cluster.Cluster implements it.
+//
+// Concurrency: SetHealth is called from the goroutine that runs Run, one
+// call at a time and in the order the health changed. It must not block —
+// record the value and return — or the filter stops with it; it may call
+// the Filter's read-only methods (LastError, Dropped).
+type Reporter interface {
+	// SetHealth reports the filter's health under HealthSource: nil, or
+	// the error of the last pass — source ranges that cannot be
+	// enforced, so this host must not forward what they exclude.
+	SetHealth(source string, err error)
+}
+
 // Options configure a Filter. Kernel, Store and Log are required.
 type Options struct {
 	Kernel Kernel
@@ -37,6 +54,11 @@ type Options struct {
 	// RetryPeriod is how long a failed pass waits before the next; 0
 	// means 5 seconds.
 	RetryPeriod time.Duration
+	// Reporter, if set, is told the filter's health (LastError) under
+	// HealthSource: when Run starts (healthy: nothing is enforced yet),
+	// and then after each pass of Run whose result differs from the
+	// last one reported (healthy or not, and the error's text).
+	Reporter Reporter
 }
 
 // Filter keeps the kernel's filter table in line with the desired state.
@@ -48,6 +70,10 @@ type Filter struct {
 	have    State
 	present bool
 	known   bool // have and present reflect the kernel
+	// What Reporter was last told (setLastErr).
+	reported    bool
+	reportedOK  bool
+	reportedMsg string
 
 	mu      sync.Mutex           // guards the fields below
 	sources map[lb.Key]lb.Source // PortName cleared
@@ -76,6 +102,7 @@ func (f *Filter) Run(ctx context.Context) error {
 	defer resync.Stop()
 	var retry <-chan time.Time
 	lastErr := ""
+	f.setLastErr(f.LastError())
 	for {
 		select {
 		case <-ctx.Done():
@@ -91,9 +118,7 @@ func (f *Filter) Run(ctx context.Context) error {
 			continue
 		}
 		err := f.SyncOnce(d)
-		f.mu.Lock()
-		f.lastErr = err
-		f.mu.Unlock()
+		f.setLastErr(err)
 		if err != nil {
 			if err.Error() != lastErr {
 				f.o.Log.Error("programming the source-range filter, will retry", "err", err)
@@ -104,6 +129,27 @@ func (f *Filter) Run(ctx context.Context) error {
 		}
 		lastErr = ""
 	}
+}
+
+// setLastErr records the error of the last pass of Run and reports it if
+// it differs from what Reporter was last told, or if it was told nothing
+// yet. Called by Run only.
+func (f *Filter) setLastErr(err error) {
+	f.mu.Lock()
+	f.lastErr = err
+	f.mu.Unlock()
+	if f.o.Reporter == nil {
+		return
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if f.reported && (err == nil) == f.reportedOK && msg == f.reportedMsg {
+		return
+	}
+	f.reported, f.reportedOK, f.reportedMsg = true, err == nil, msg
+	f.o.Reporter.SetHealth(HealthSource, err)
 }
 
 // LastError is the error of the last pass, or nil.

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/edgelb/edgelb/lb"
 )
 
@@ -71,6 +73,21 @@ type Options struct {
 	StatsInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Reporter, if set, is told the dataplane's health (Healthy) under
+	// HealthSource: when Run starts (not synced yet), and then each time
+	// it changes — unhealthy while the kernel cannot be prepared or the
+	// table cannot be read, healthy after a pass that could read it (a
+	// pass that fails only for some virtual services leaves it healthy).
+	// An unchanged health is not reported again. See Reporter for the
+	// concurrency rule.
+	Reporter Reporter
+	// OnSync, if set, is called after every pass that ran (the store
+	// held a state) with the time it took and its error, the one
+	// SyncOnce returns: nil, the virtual services that could not be
+	// programmed, or the table that could not be read. It is called
+	// like Reporter: from the pass's goroutine, and must not block.
+	OnSync func(took time.Duration, err error)
 }
 
 // Status is the dataplane's health as other parts (cluster ownership, the
@@ -98,8 +115,11 @@ type Status struct {
 type Dataplane struct {
 	o Options
 
-	mu     sync.Mutex // guards status and managed
+	mu     sync.Mutex // guards status, unready and managed
 	status Status
+	// unready is why the dataplane is not ready (status.Err as an
+	// error), nil when it is.
+	unready error
 	// managed holds the VIPs of the desired state at the last pass.
 	managed map[netip.Addr]bool
 
@@ -111,6 +131,10 @@ type Dataplane struct {
 	snatVIPs   []netip.Addr
 	snatDone   bool
 	healthVer  uint64
+	// What Reporter was last told (reportHealth).
+	reported    bool
+	reportedOK  bool
+	reportedMsg string
 
 	stats statsCache
 
@@ -168,7 +192,8 @@ func New(o Options) *Dataplane {
 	}
 	d := &Dataplane{
 		o:            o,
-		status:       Status{Err: "not synced yet"},
+		status:       Status{Err: errNotSynced.Error()},
+		unready:      errNotSynced,
 		applied:      map[lb.Key]*target{},
 		programmed:   map[netip.Addr]bool{},
 		draining:     map[drainKey]time.Time{},
@@ -201,22 +226,21 @@ func (d *Dataplane) prepare(ctx context.Context) bool {
 		return true
 	}
 	lastErr := ""
-	for {
+	// At once, then PrepareRetry after each failed attempt ends.
+	retry := wait.Backoff{Duration: d.o.PrepareRetry}.DelayFunc()
+	err := retry.Until(ctx, true, true, func(context.Context) (bool, error) {
 		err := d.o.Prepare()
 		if err == nil {
-			return true
+			return true, nil
 		}
 		d.setErr(err)
 		if err.Error() != lastErr {
 			d.o.Log.Error("dataplane cannot be programmed; host is unhealthy", "err", err)
 			lastErr = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(d.o.PrepareRetry):
-		}
-	}
+		return false, nil
+	})
+	return err == nil
 }
 
 // Status returns the current status.
@@ -229,17 +253,20 @@ func (d *Dataplane) Status() Status {
 // Healthy returns nil when the dataplane is programmed, or why not. A host
 // whose dataplane is not healthy must not own VIPs.
 func (d *Dataplane) Healthy() error {
-	s := d.Status()
-	if s.Ready {
-		return nil
-	}
-	return errors.New(s.Err)
-}
-
-func (d *Dataplane) setErr(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.status.Ready, d.status.Err = false, err.Error()
+	if d.status.Ready {
+		return nil
+	}
+	return d.unready
+}
+
+// setErr makes the dataplane unready because of err, and reports it.
+func (d *Dataplane) setErr(err error) {
+	d.mu.Lock()
+	d.status.Ready, d.status.Err, d.unready = false, err.Error(), err
+	d.mu.Unlock()
+	d.reportHealth()
 }
 
 // Run prepares the kernel and then reconciles until ctx is done. It returns
@@ -252,6 +279,7 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	if d.o.Health != nil {
 		healthC = d.o.Health.Changed()
 	}
+	d.reportHealth()
 	if !d.prepare(ctx) {
 		return nil
 	}
@@ -362,7 +390,10 @@ func (d *Dataplane) SyncOnce(full bool) error {
 		if err != nil {
 			d.mu.Lock()
 			d.status.Ready, d.status.Err, d.status.LastError = false, err.Error(), err.Error()
+			d.unready = err
 			d.mu.Unlock()
+			d.reportHealth()
+			d.syncDone(time.Since(start), err)
 			return err
 		}
 	} else {
@@ -387,15 +418,18 @@ func (d *Dataplane) SyncOnce(full bool) error {
 	if err == nil {
 		d.healthVer = hv
 	}
+	took := time.Since(start)
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.status.LastSync, d.status.LastSyncTook = now, time.Since(start)
+	d.status.LastSync, d.status.LastSyncTook = now, took
 	d.status.VirtualServices, d.status.Draining = len(desired.Services), len(d.draining)
-	d.status.Ready, d.status.Err = true, ""
+	d.status.Ready, d.status.Err, d.unready = true, "", nil
 	d.status.LastError = ""
 	if err != nil {
 		d.status.LastError = err.Error()
 	}
+	d.mu.Unlock()
+	d.reportHealth()
+	d.syncDone(took, err)
 	return err
 }
 

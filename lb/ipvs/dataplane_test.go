@@ -82,6 +82,7 @@ type env struct {
 	dp    *ipvs.Dataplane
 	h     *fakeHealth
 	snat  *fakeSNAT
+	rec   *recorder
 }
 
 func newEnv(t *testing.T, fake *ipvstest.Fake) *env {
@@ -90,9 +91,11 @@ func newEnv(t *testing.T, fake *ipvstest.Fake) *env {
 		fake = ipvstest.New()
 	}
 	e := &env{fake: fake, store: lb.NewStore(), clock: &clock{t: time.Unix(1e9, 0)},
-		h: &fakeHealth{down: map[netip.AddrPort]bool{}, c: make(chan struct{}, 1)}, snat: &fakeSNAT{}}
+		h: &fakeHealth{down: map[netip.AddrPort]bool{}, c: make(chan struct{}, 1)}, snat: &fakeSNAT{},
+		rec: newRecorder()}
 	e.dp = ipvs.New(ipvs.Options{
 		IPVS: fake, Store: e.store, Log: slog.New(slog.DiscardHandler), Owns: owns,
+		Reporter: e.rec, OnSync: e.rec.onSync,
 		Health: e.h, SNAT: e.snat, DrainTimeout: time.Minute, Now: e.clock.Now,
 		MinSyncInterval: time.Millisecond, DrainPoll: 5 * time.Millisecond,
 	})
@@ -540,17 +543,6 @@ func TestKernelErrors(t *testing.T) {
 	assertTable(t, e.fake, e.store.Load(), nil)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestRunReconcilesOnEvents(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -559,10 +551,10 @@ func TestRunReconcilesOnEvents(t *testing.T) {
 
 	d := desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"))
 	e.store.Set(d)
-	waitFor(t, "the service", func() bool { return slices.Equal(table(e.fake, true), want(d, nil)) })
+	waitFor(t, e.rec, "the service", func() bool { return slices.Equal(table(e.fake, true), want(d, nil)) })
 	e.h.set(ap("10.0.0.1:30080"), true)
 	down := map[netip.AddrPort]bool{ap("10.0.0.1:30080"): true}
-	waitFor(t, "health to take effect", func() bool { return slices.Equal(table(e.fake, true), want(d, down)) })
+	waitFor(t, e.rec, "health to take effect", func() bool { return slices.Equal(table(e.fake, true), want(d, down)) })
 	if err := e.dp.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v", err)
 	}
@@ -578,15 +570,16 @@ func TestRunReconcilesOnEvents(t *testing.T) {
 
 func TestRunWithoutIPVSIsUnhealthyNotFatal(t *testing.T) {
 	store := lb.NewStore()
+	rec := newRecorder()
 	dp := ipvs.New(ipvs.Options{
-		IPVS: ipvstest.New(), Store: store, Log: slog.New(slog.DiscardHandler),
+		IPVS: ipvstest.New(), Store: store, Log: slog.New(slog.DiscardHandler), Reporter: rec,
 		Prepare:      func() error { return ipvs.ErrNoIPVS },
 		PrepareRetry: time.Millisecond,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- dp.Run(ctx) }()
-	waitFor(t, "unhealthy status", func() bool {
+	waitFor(t, rec, "unhealthy status", func() bool {
 		err := dp.Healthy()
 		return err != nil && strings.Contains(err.Error(), "no IPVS")
 	})
@@ -816,6 +809,7 @@ func TestReconfigurePreparesAgain(t *testing.T) {
 	var failing atomic.Bool
 	e.dp = ipvs.New(ipvs.Options{
 		IPVS: e.fake, Store: e.store, Log: slog.New(slog.DiscardHandler), Owns: owns,
+		Reporter: e.rec, OnSync: e.rec.onSync,
 		SNAT: e.snat, DrainTimeout: time.Minute, Now: e.clock.Now,
 		MinSyncInterval: time.Millisecond, DrainPoll: time.Hour, ResyncPeriod: time.Hour,
 		PrepareRetry: 5 * time.Millisecond,
@@ -835,17 +829,17 @@ func TestReconfigurePreparesAgain(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	waitFor(t, "first pass", func() bool { return e.dp.Healthy() == nil })
+	waitFor(t, e.rec, "first pass", func() bool { return e.dp.Healthy() == nil })
 	before := table(e.fake, true)
 
 	failing.Store(true)
 	e.dp.Reconfigure(10 * time.Second)
-	waitFor(t, "unhealthy after a failed prepare", func() bool { return e.dp.Healthy() != nil })
+	waitFor(t, e.rec, "unhealthy after a failed prepare", func() bool { return e.dp.Healthy() != nil })
 	if !slices.Equal(table(e.fake, true), before) {
 		t.Fatal("a failed prepare changed the table")
 	}
 	failing.Store(false)
-	waitFor(t, "healthy again", func() bool { return e.dp.Healthy() == nil })
+	waitFor(t, e.rec, "healthy again", func() bool { return e.dp.Healthy() == nil })
 	if n := prepares.Load(); n < 3 {
 		t.Fatalf("Prepare ran %d times, want the start, the failure and its retry", n)
 	}
@@ -856,8 +850,8 @@ func TestReconfigurePreparesAgain(t *testing.T) {
 	gone := ipvs.RealServer{Address: netip.MustParseAddr("10.0.0.2"), Port: 30080}
 	e.fake.SetActive(id, gone, 7)
 	e.store.Set(desired(svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:30080")))
-	waitFor(t, "drain at weight 0", func() bool { return weightOf(e.fake.Snapshot()[id].RSs, "10.0.0.2:30080") == 0 })
+	waitFor(t, e.rec, "drain at weight 0", func() bool { return weightOf(e.fake.Snapshot()[id].RSs, "10.0.0.2:30080") == 0 })
 	e.clock.Add(11 * time.Second)
 	e.dp.Reconfigure(10 * time.Second)
-	waitFor(t, "deleted after the new drain timeout", func() bool { return len(e.fake.Snapshot()[id].RSs) == 1 })
+	waitFor(t, e.rec, "deleted after the new drain timeout", func() bool { return len(e.fake.Snapshot()[id].RSs) == 1 })
 }

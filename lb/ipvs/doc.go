@@ -21,6 +21,12 @@
 // UDP), or DrainTimeout has passed. A backend
 // that fails its health checks is set to weight 0 and kept.
 //
+// The dataplane pushes what others need to know of it: its health
+// (Options.Reporter, under HealthSource: unhealthy while the kernel cannot
+// be prepared or the table cannot be read, reported once per change) and
+// every pass's duration and error (Options.OnSync), so nobody polls
+// Status; Status and Healthy remain for the API's reads.
+//
 // Stats, for the API and metrics, reads the counters through a handle of
 // its own (Options.StatsIPVS) at most once per StatsInterval and serves
 // that copy in between, so that scrapes and dashboards never cost a dump

@@ -1,0 +1,148 @@
+package filter_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/lb"
+	"github.com/edgelb/edgelb/lb/filter"
+	"github.com/edgelb/edgelb/lb/filter/filtertest"
+)
+
+// recorder is a test Filter's Reporter: it keeps what it was told, in
+// order, and wakes waitReports after each report.
+type recorder struct {
+	mu      sync.Mutex
+	sources []string
+	health  []string // "ok" for nil
+	wake    chan struct{}
+}
+
+var _ filter.Reporter = (*recorder)(nil)
+
+func (r *recorder) SetHealth(source string, err error) {
+	r.mu.Lock()
+	r.sources = append(r.sources, source)
+	if err == nil {
+		r.health = append(r.health, "ok")
+	} else {
+		r.health = append(r.health, err.Error())
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) reports() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.health)
+}
+
+// waitReports returns once n reports were made, failing the test after 5 s.
+func (r *recorder) waitReports(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	for {
+		if got := r.reports(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-r.wake:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %d reports; have %q", n, r.reports())
+		}
+	}
+}
+
+// Run reports the filter healthy when it starts, a table that cannot be
+// written once however often the retry fails alike, and healthy again
+// after the pass that writes it; passes that succeed report nothing more.
+func TestRunPushesHealth(t *testing.T) {
+	k := filtertest.New()
+	var failing atomic.Bool
+	failing.Store(true)
+	// One value per Apply, sent before it returns: once the test has
+	// received the nth, every pass before the nth Apply has ended.
+	applies := make(chan struct{}, 100)
+	k.Fail = func(m string) error {
+		if m != "Apply" {
+			return nil
+		}
+		applies <- struct{}{}
+		if failing.Load() {
+			return errors.New("no nftables")
+		}
+		return nil
+	}
+	store := lb.NewStore()
+	rec := &recorder{wake: make(chan struct{}, 1)}
+	f := filter.New(filter.Options{Kernel: k, Store: store, Log: discard(), Reporter: rec,
+		RetryPeriod: time.Millisecond, ResyncPeriod: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+
+	if got := rec.waitReports(t, 1); !slices.Equal(got, []string{"ok"}) {
+		t.Fatalf("at start: reports %q, want ok", got)
+	}
+	d := &lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}}
+	store.Set(d)
+	receive := func(what string) {
+		t.Helper()
+		select {
+		case <-applies:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+	for i := range 5 {
+		receive("a retry")
+		if i == 0 {
+			continue
+		}
+		// Apply i+1 runs: the passes of Applies 1..i have reported.
+		if got := rec.reports(); len(got) != 2 || got[1] != "updating the filter table: no nftables" {
+			t.Fatalf("after %d failed passes: reports %q, want ok and the error once", i, got)
+		}
+	}
+	failing.Store(false)
+	if got := rec.waitReports(t, 3); got[2] != "ok" {
+		t.Fatalf("after the table was written: reports %q", got)
+	}
+	for len(applies) > 0 {
+		<-applies
+	}
+	// Two more passes that write: the first has ended once the second's
+	// Apply runs. Neither reports.
+	store.Set(&lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/16")}})
+	receive("the second pass")
+	store.Set(d)
+	receive("the third pass")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v", err)
+	}
+	if got := rec.reports(); len(got) != 3 {
+		t.Fatalf("passes that succeeded reported again: %q", got)
+	}
+	if f.LastError() != nil {
+		t.Fatalf("LastError = %v", f.LastError())
+	}
+	for _, src := range rec.sources {
+		if src != filter.HealthSource {
+			t.Fatalf("reported under %q, want %q", src, filter.HealthSource)
+		}
+	}
+	if c := filter.Diff(k.State, filter.Want(d)); !c.Empty() {
+		t.Errorf("the table differs: %+v", c)
+	}
+}
