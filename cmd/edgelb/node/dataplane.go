@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/health"
@@ -29,7 +30,7 @@ type dataplane struct {
 
 // newDataplane builds the IPVS dataplane and its health checker when
 // dataplane.backend is ipvs; it returns nil otherwise.
-func newDataplane(live *liveConfig, store *lb.Store, o Options, log *slog.Logger) *dataplane {
+func newDataplane(live *liveConfig, store *lb.Store, o Options, members ipvs.Reporter, metrics *api.Metrics, log *slog.Logger) *dataplane {
 	cur, sub := live.Subscribe()
 	cfg := cur.Config
 	if cfg.Dataplane.Backend != config.BackendIPVS {
@@ -52,8 +53,14 @@ func newDataplane(live *liveConfig, store *lb.Store, o Options, log *slog.Logger
 			cfg, _ := live.Config()
 			return k.Prepare(prepareOptions(cfg, dl))
 		},
-		Owns:         live.Owns,
-		Health:       hc,
+		Owns:   live.Owns,
+		Health: hc,
+		// Whether the table is programmed decides whether this host may
+		// own VIPs.
+		Reporter: members,
+		OnSync: func(took time.Duration, err error) {
+			metrics.ObserveReconcile("dataplane", took, err)
+		},
 		DrainTimeout: cfg.Dataplane.DrainTimeout,
 		Now:          o.Now,
 		// nat connections to l2 VIPs leave with their VIP as source

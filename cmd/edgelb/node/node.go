@@ -168,8 +168,10 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.dp = newDataplane(n.live, n.store, opts, log)
-	n.filter = filter.New(filter.Options{Kernel: opts.Kernels.Filter, Store: n.store, Log: log.With("component", "filter")})
+	n.dp = newDataplane(n.live, n.store, opts, n.members, n.metrics, log)
+	// Source ranges that cannot be enforced: this host must not forward
+	// what they exclude (the filter reports it to the cluster).
+	n.filter = filter.New(filter.Options{Kernel: opts.Kernels.Filter, Store: n.store, Reporter: n.members, Log: log.With("component", "filter")})
 	n.metrics.Registry.MustRegister(&dropCollector{f: n.filter})
 	if cfg.Kubernetes != nil {
 		if err := n.newController(); err != nil {

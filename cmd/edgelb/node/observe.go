@@ -12,10 +12,10 @@ import (
 )
 
 // observer turns changes of the daemon's parts into API events and
-// metrics, tells the cluster whether the dataplane is programmed, and
-// tells the service manager (onReady, onWatchdog) that the node is ready
-// and alive. It wakes on the parts'
-// notifications and, for the dataplane status that has none, every tick.
+// metrics, and tells the service manager (onReady, onWatchdog) that the
+// node is ready and alive. It wakes on the parts' notifications, and
+// every tick for the watchdog. (The dataplane and the filter push their
+// health to the cluster themselves.)
 type observer struct {
 	n       *Node
 	s       *state
@@ -27,18 +27,20 @@ type observer struct {
 	// at every pass of the loop. Either may be nil.
 	onReady, onWatchdog func()
 
-	owners   map[netip.Addr]string
-	members  map[string]string // name -> state
-	health   map[health.Target]bool
-	lastSync time.Time
-	ready    bool
+	owners  map[netip.Addr]string
+	members map[string]string // name -> state
+	health  map[health.Target]bool
+	ready   bool
 }
 
 func (o *observer) Run(ctx context.Context) error {
 	if o.tick == 0 {
-		o.tick = 250 * time.Millisecond
+		o.tick = time.Second
 	}
+	// Every part pushes what it observes (the cluster, the health
+	// checks, the desired state); the ticker only paces the watchdog.
 	clusterC := o.n.members.Subscribe()
+	storeC := o.n.store.Subscribe()
 	var healthC <-chan struct{}
 	if o.n.dp != nil {
 		healthC = o.n.dp.Health.Changed()
@@ -54,6 +56,7 @@ func (o *observer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-clusterC:
+		case <-storeC:
 		case <-healthC:
 		case <-ticker.C:
 		}
@@ -63,22 +66,7 @@ func (o *observer) Run(ctx context.Context) error {
 func (o *observer) observe() {
 	s, n := o.s, o.n
 	if n.dp != nil {
-		st := n.dp.IPVS.Status()
-		var err error
-		if !st.Ready {
-			err = fmt.Errorf("%s", st.Err)
-		}
-		n.members.SetHealth("dataplane", err)
-		if !st.LastSync.IsZero() && st.LastSync != o.lastSync {
-			o.metrics.ObserveReconcile("dataplane", st.LastSyncTook, err)
-			o.lastSync = st.LastSync
-		}
 		o.observeHealth(n.dp.Health.Results())
-	}
-	if n.filter != nil {
-		// Source ranges that cannot be enforced: this host must not
-		// forward what they exclude.
-		n.members.SetHealth("filter", n.filter.LastError())
 	}
 	o.observeOwners(n.members.Owners())
 	o.observeMembers()
