@@ -35,6 +35,7 @@ type sim struct {
 	net     *memberlist.MockNetwork
 	store   vipList
 	members []*simMember
+	spare   map[string]*socketTransport
 }
 
 type simMember struct {
@@ -107,7 +108,18 @@ func newSim(t *testing.T, n, quorum int, vips []netip.Addr) *sim {
 
 // newSimWith is newSim with every member's Options passed through opt.
 func newSimWith(t *testing.T, n, quorum int, vips []netip.Addr, opt func(*Options)) *sim {
-	s := &sim{t: t, net: &memberlist.MockNetwork{}, store: vipList(vips)}
+	return newSimSpares(t, n, quorum, vips, opt)
+}
+
+// newSimSpares is newSimWith with transports for more members, named
+// spares, made before any member starts (s.spare): MockNetwork's
+// NewTransport writes the map of addresses its transports read without a
+// lock.
+func newSimSpares(t *testing.T, n, quorum int, vips []netip.Addr, opt func(*Options), spares ...string) *sim {
+	s := &sim{t: t, net: &memberlist.MockNetwork{}, store: vipList(vips), spare: map[string]*socketTransport{}}
+	for _, name := range spares {
+		s.spare[name] = s.transport(name)
+	}
 	var first string
 	for i := range n {
 		name := fmt.Sprintf("lb%d", i+1)
@@ -383,9 +395,9 @@ func TestUnhealthyMemberGivesUpAtOnce(t *testing.T) {
 
 func TestWrongKeyCannotJoin(t *testing.T) {
 	vips := vipRange(5)
-	s := newSim(t, 2, 0, vips)
+	s := newSimSpares(t, 2, 0, vips, nil, "intruder")
 	s.waitConverged(vips, s.members)
-	tr := s.transport("intruder")
+	tr := s.spare["intruder"]
 	refused := &logWatch{msg: "cannot reach peers, retrying", seen: make(chan struct{})}
 	c, err := New(Options{Name: "intruder", Join: []string{s.members[0].addr}, SecretKey: []byte("another key, another key, 32 by!"),
 		Quorum: 1, VIPs: s.store, Transport: tr, Log: slog.New(refused)})
