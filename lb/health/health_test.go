@@ -327,14 +327,17 @@ func TestSetConfigKeepsResults(t *testing.T) {
 	mu.Lock()
 	failing = false
 	mu.Unlock()
+	changed := c.Changed() // before Run: no change is missed
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go c.Run(rctx)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
 	for !c.Up(&lb.VirtualService{Key: key}, b) {
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-deadline.C:
 			t.Fatal("the new 20ms interval was not followed: still down after 10s (the old interval was an hour)")
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

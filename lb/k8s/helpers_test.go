@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -112,18 +113,18 @@ func runTerm(c *Controller) (stop func()) {
 }
 
 // eventually polls cond every 10 ms until it returns nil, for at most 10 s.
+// What it waits for is the fake API server's state or the Controller's,
+// which tell nobody when they change: polling is the way to wait.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) {
+			last = cond()
+			return last == nil, nil
+		})
+	if err != nil {
+		t.Fatalf("%s: %v", what, last)
 	}
 }
 
@@ -239,6 +240,7 @@ func waitWatching(t *testing.T, client kubernetes.Interface, c *Controller) {
 		if _, err := client.CoreV1().Services("probe").Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// Polled, not handler-driven: returning the instant the probe lands makes TestElectionHandover flaky (the old leader writes after releasing the Lease).
 		for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 			if _, err := c.services.Services("probe").Get(name); err == nil {
 				return
