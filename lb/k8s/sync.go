@@ -31,6 +31,13 @@ func (c *Controller) processNext(ctx context.Context, t *term) bool {
 		return false
 	}
 	defer q.Done(k)
+	// The term ended: client-go may already have released the Lease, and
+	// a workqueue keeps handing out what it holds after ShutDown. Nothing
+	// more is written in this term's name (the next leader rebuilds from
+	// the API server).
+	if ctx.Err() != nil {
+		return false
+	}
 	err := c.sync(ctx, t, k)
 	switch {
 	case err == nil:
