@@ -283,3 +283,46 @@ services:
 		t.Errorf("service = %+v, check %+v", s, s.HealthCheck)
 	}
 }
+
+// A VIP or a pool range that no LAN can use is refused, naming the
+// field, the address and what it is, with a fix; unicast addresses next
+// to the refused blocks stay valid.
+func TestVIPsMustBeLANUnicast(t *testing.T) {
+	base := "cluster: {insecure: true}\n"
+	vip := func(a string) string {
+		return base + "services:\n  - {name: s, vip: \"" + a + "\", ports: [{port: 80}]}\n"
+	}
+	pool := func(r string) string { return base + "pools:\n  - {name: p, addresses: [\"" + r + "\"]}\n" }
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"multicast VIP", vip("ff0e::1"), `config.yaml:3: services[0].vip: ff0e::1 is a multicast address: a VIP must be a unicast address hosts on the LAN can reach (like 192.0.2.10 or 2001:db8::10)`},
+		{"IPv4 multicast VIP", vip("239.1.2.3"), `services[0].vip: 239.1.2.3 is a multicast address`},
+		{"loopback VIP", vip("127.0.0.53"), `services[0].vip: 127.0.0.53 is a loopback address`},
+		{"IPv6 loopback VIP", vip("::1"), `services[0].vip: ::1 is the loopback address`},
+		{"link-local VIP", vip("169.254.1.1"), `services[0].vip: 169.254.1.1 is a link-local address`},
+		{"IPv6 link-local VIP", vip("fe80::1"), `services[0].vip: fe80::1 is a link-local address`},
+		{"unspecified VIP", vip("0.0.0.0"), `services[0].vip: 0.0.0.0 is an unspecified (this-network) address`},
+		{"IPv6 unspecified VIP", vip("::"), `services[0].vip: :: is the unspecified address`},
+		{"broadcast VIP", vip("255.255.255.255"), `services[0].vip: 255.255.255.255 is the broadcast address`},
+		{"IPv4-mapped VIP", vip("::ffff:192.0.2.1"), `services[0].vip: ::ffff:192.0.2.1 is an IPv4-mapped IPv6 address`},
+		{"pool over loopback", pool("126.255.255.250-127.0.0.5"), `config.yaml:3: pools[0].addresses[0]: "126.255.255.250-127.0.0.5" includes 127.0.0.0, a loopback address (127.0.0.0/8): a pool may hold only unicast addresses hosts on the LAN can reach; leave 127.0.0.0/8 out`},
+		{"multicast pool", pool("224.0.0.0/24"), `pools[0].addresses[0]: "224.0.0.0/24" includes 224.0.0.0, a multicast address (224.0.0.0/4)`},
+		{"link-local pool", pool("fe80::/64"), `pools[0].addresses[0]: "fe80::/64" includes fe80::, a link-local address (fe80::/10)`},
+		{"IPv4-mapped pool", pool("::ffff:192.0.2.0/120"), `pools[0].addresses[0]: "::ffff:192.0.2.0/120" includes ::ffff:192.0.2.0, an IPv4-mapped IPv6 address (::ffff:0.0.0.0/96)`},
+		{"pool over the broadcast address", pool("255.255.255.0/24"), `includes 255.255.255.255, the broadcast address`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, tc.file))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v\nwant it to contain %s", err, tc.want)
+			}
+		})
+	}
+	for _, ok := range []string{vip("126.255.255.255"), vip("128.0.0.1"), vip("2001:db8::10"), vip("223.255.255.254"),
+		pool("169.253.0.0/16"), pool("192.0.2.10-192.0.2.50"), pool("2001:db8:1::/120")} {
+		if _, err := Load(writeConfig(t, ok)); err != nil {
+			t.Errorf("a usable address is refused: %v", err)
+		}
+	}
+}

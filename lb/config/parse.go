@@ -319,6 +319,9 @@ func (p *parser) pools(n *yaml.Node, path string) {
 					var s string
 					d.str(a, path, &s)
 					r, err := ParseRange(s)
+					if err == nil {
+						err = lanUnicast(r, s)
+					}
 					if err != nil {
 						d.errorf(a, path, "%v", err)
 						return
@@ -541,8 +544,12 @@ func (p *parser) services(n *yaml.Node, path string) {
 				var v string
 				d.str(n, path, &v)
 				a, err := netip.ParseAddr(v)
-				if err != nil || a.Zone() != "" || a.Is4In6() {
+				if err != nil || a.Zone() != "" {
 					d.errorf(n, path, "%q is not an IP address", v)
+					return
+				}
+				if err := lanUnicast(netipx.IPRangeFrom(a, a), v); err != nil {
+					d.errorf(n, path, "%v", err)
 					return
 				}
 				s.VIP = a

@@ -66,6 +66,13 @@ func TestThreeNodes(t *testing.T) {
 		if !errors.As(err, &inv) || len(inv.Errors) == 0 || inv.Errors[0].Field != "spec.services[0].backends[0]" {
 			t.Fatalf("a bad version: %v, want the field spec.services[0].backends[0]", err)
 		}
+		// A multicast VIP (the one that once took every VIP down) is
+		// refused the same way.
+		multicast := []byte(`{"services":[{"name":"x","vip":"ff0e::1","ports":[{"port":80}],"backends":["[2001:db8::5]:80"]}]}`)
+		_, err = cc.Put(multicast, next.Version, "test")
+		if !errors.As(err, &inv) || len(inv.Errors) == 0 || inv.Errors[0].Field != "spec.services[0].vip" {
+			t.Fatalf("a multicast VIP: %v, want the field spec.services[0].vip", err)
+		}
 		for _, h := range l.hosts {
 			if _, v := h.node.live.Config(); v != next.Version {
 				t.Errorf("%s runs version %d after a refused one, want %d", h.name, v, next.Version)
