@@ -118,7 +118,9 @@ func (p *parser) bgp(n *yaml.Node, path string) {
 			}
 			b.RouterID = a
 		},
-		"withdrawDelay": func(n *yaml.Node, path string) { d.duration(n, path, &b.WithdrawDelay) },
+		"withdrawDelay": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, time.Millisecond, MaxWithdrawDelay, "a stop waits this long after withdrawing, within the unit's 30 s TimeoutStopSec", &b.WithdrawDelay)
+		},
 		"peers": func(n *yaml.Node, path string) {
 			seen := map[netip.Addr]int{}
 			d.list(n, path, func(i int, item *yaml.Node, path string) {

@@ -86,6 +86,15 @@ const (
 	MaxRestartHold = 10 * time.Minute
 )
 
+// MinCheckInterval is the shortest healthCheck.interval: every backend of
+// every service is probed this often.
+const MinCheckInterval = 100 * time.Millisecond
+
+// MaxWithdrawDelay is the longest bgp.withdrawDelay: a stop hands the l2
+// VIPs over, withdraws, then waits this long, all within the unit's
+// TimeoutStopSec (30 s).
+const MaxWithdrawDelay = 20 * time.Second
+
 // Kubernetes configures the Service controller.
 type Kubernetes struct {
 	// Kubeconfig is the path of a kubeconfig file; empty means in-cluster.

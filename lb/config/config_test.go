@@ -326,3 +326,27 @@ func TestVIPsMustBeLANUnicast(t *testing.T) {
 		}
 	}
 }
+
+// Durations that would make the daemon misbehave are refused with their
+// bounds and the reason.
+func TestDurationBounds(t *testing.T) {
+	base := "cluster: {insecure: true, bindAddr: 10.0.0.11}\n"
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"health check every 10ms", base + "healthCheck: {interval: 10ms, timeout: 5ms}\n", `config.yaml:2: healthCheck.interval: 10ms is out of range: use 100ms to 1h0m0s (every backend is probed this often)`},
+		{"health check timeout 1ms", base + "healthCheck: {interval: 1s, timeout: 1ms}\n", `healthCheck.timeout: 1ms is out of range: use 10ms to 1h0m0s`},
+		{"drain of 100ms", base + "dataplane: {drainTimeout: 100ms}\n", `config.yaml:2: dataplane.drainTimeout: 100ms is out of range: use 1s to 24h0m0s`},
+		{"withdraw delay past the stop timeout", base + "bgp: {asn: 64512, withdrawDelay: 40s, peers: [{address: 10.0.0.1, asn: 64500}]}\n", `bgp.withdrawDelay: 40s is out of range: use 1ms to 20s`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, tc.file))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v\nwant it to contain %s", err, tc.want)
+			}
+		})
+	}
+	if _, err := Load(writeConfig(t, base+"healthCheck: {interval: 100ms, timeout: 50ms}\ndataplane: {drainTimeout: 1s}\nbgp: {asn: 64512, withdrawDelay: 20s, peers: [{address: 10.0.0.1, asn: 64500}]}\n")); err != nil {
+		t.Errorf("the bounds themselves are refused: %v", err)
+	}
+}

@@ -238,6 +238,21 @@ func (d *decoder) duration(n *yaml.Node, path string, dst *time.Duration) {
 	*dst = v
 }
 
+// durationIn decodes a duration that must lie in [min, max], with why
+// (the reason for the bounds) in the message.
+func (d *decoder) durationIn(n *yaml.Node, path string, min, max time.Duration, why string, dst *time.Duration) {
+	var v time.Duration
+	d.duration(n, path, &v)
+	if v == 0 {
+		return // already reported
+	}
+	if v < min || v > max {
+		d.errorf(n, path, "%s is out of range: use %s to %s (%s)", v, min, max, why)
+		return
+	}
+	*dst = v
+}
+
 // enum decodes a string that must be one of allowed.
 func (d *decoder) enum(n *yaml.Node, path string, allowed []string, dst *string) {
 	s, ok := d.scalar(n, path)

@@ -445,15 +445,21 @@ func (p *parser) dataplane(n *yaml.Node, path string) {
 			d.enum(n, path, NATSources, &s)
 			dp.NATSource = NATSource(s)
 		},
-		"drainTimeout": func(n *yaml.Node, path string) { d.duration(n, path, &dp.DrainTimeout) },
+		"drainTimeout": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, time.Second, 24*time.Hour, "how long a leaving backend keeps its connections", &dp.DrainTimeout)
+		},
 	})
 }
 
 func (p *parser) healthCheck(n *yaml.Node, path string) {
 	d, h := p.d, &p.cfg.HealthCheck
 	d.mapping(n, path, map[string]func(*yaml.Node, string){
-		"interval": func(n *yaml.Node, path string) { d.duration(n, path, &h.Interval) },
-		"timeout":  func(n *yaml.Node, path string) { d.duration(n, path, &h.Timeout) },
+		"interval": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, MinCheckInterval, time.Hour, "every backend is probed this often", &h.Interval)
+		},
+		"timeout": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, 10*time.Millisecond, time.Hour, "and shorter than the interval", &h.Timeout)
+		},
 		"rise":     func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &h.Rise) },
 		"fall":     func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &h.Fall) },
 	})
