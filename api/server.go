@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	_ "embed"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +16,9 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +47,12 @@ var openAPI []byte
 // Options configures a Server.
 type Options struct {
 	Listen string
+	// Hosts are the names, besides IP addresses and localhost, that
+	// requests may give in their Host header (api.hosts): a request for
+	// any other name is refused, which closes DNS rebinding (a page whose
+	// name resolves to this API) and requests meant for another server.
+	// The names in the TLS certificate are added to them.
+	Hosts []string
 	// CertFile and KeyFile enable TLS when both are set.
 	CertFile, KeyFile string
 	// Tokens maps a role to its bearer tokens, named after the role and
@@ -76,6 +86,8 @@ type Server struct {
 	engine   *gin.Engine
 	tokens   []token
 	auditLog auditLog
+	// hosts are the names requests may give in Host (lower case).
+	hosts map[string]bool
 }
 
 // Token is a named bearer token of a role.
@@ -103,6 +115,10 @@ func New(opts Options) *Server {
 	for _, t := range opts.NamedTokens {
 		s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t.Secret)), t.Role, t.Name})
 	}
+	s.hosts = map[string]bool{"localhost": true}
+	for _, h := range append(opts.Hosts, certNames(opts.CertFile)...) {
+		s.hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
 	e := gin.New()
 	// The audit log's "from" is the peer, not a header anyone can send.
 	_ = e.SetTrustedProxies(nil)
@@ -110,7 +126,7 @@ func New(opts Options) *Server {
 	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
 		opts.Log.Error("panic in API handler", "path", c.Request.URL.Path, "err", err)
 		abort(c, http.StatusInternalServerError, "internal error")
-	}), s.limitBody)
+	}), s.checkHost, s.limitBody)
 	e.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, "no such path: "+c.Request.URL.Path) })
 	e.NoMethod(func(c *gin.Context) {
 		abort(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
@@ -214,6 +230,44 @@ func (s *Server) limitBody(c *gin.Context) {
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
+}
+
+// checkHost refuses a request whose Host is a name this API does not
+// serve (Options.Hosts). An IP address cannot be rebound to another
+// server, so requests by address are always served.
+func (s *Server) checkHost(c *gin.Context) {
+	host := c.Request.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if _, err := netip.ParseAddr(host); err == nil || s.hosts[host] {
+		c.Next()
+		return
+	}
+	abort(c, http.StatusMisdirectedRequest, fmt.Sprintf("Host %q is not a name this API serves: add it to api.hosts (requests by IP address and to localhost are always served)", c.Request.Host))
+}
+
+// certNames are the DNS names of the certificate in file, if any.
+func certNames(file string) []string {
+	if file == "" {
+		return nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil // Run reports it
+	}
+	var names []string
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return names
+		}
+		if cert, err := x509.ParseCertificate(b.Bytes); err == nil && b.Type == "CERTIFICATE" {
+			names = append(names, cert.DNSNames...)
+		}
+	}
 }
 
 // sameOriginJSON guards the requests that change state against a web page

@@ -310,3 +310,47 @@ func TestCrossOriginWritesRefused(t *testing.T) {
 		}
 	}
 }
+
+// DNS rebinding: a page whose name resolves to the API sends its own
+// name as Host and Origin, which agree. The token-less loopback API
+// refuses it, changes nothing, and still serves requests by address, to
+// localhost and to the names of api.hosts.
+func TestRebindingRefused(t *testing.T) {
+	f := apitest.Sample()
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+		Hosts: []string{"lb.example.net"}}).Handler())
+	defer srv.Close()
+	send := func(method, host, path string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", "http://"+host)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, host := range []string{"rebind.attacker.example:9080", "rebind.attacker.example", "LB.example.net.evil:9080"} {
+		code, body := send("POST", host, "/api/v1/members/lb1/drain")
+		if code != http.StatusMisdirectedRequest || !strings.Contains(body, "add it to api.hosts") {
+			t.Errorf("drain with Host %s: %d %s, want 421 naming api.hosts", host, code, body)
+		}
+		if code, _ := send("GET", host, "/api/v1/status"); code != http.StatusMisdirectedRequest {
+			t.Errorf("status with Host %s: %d, want 421", host, code)
+		}
+	}
+	if f.Members()[0].Draining {
+		t.Fatal("a rebinding request drained a member")
+	}
+	for _, host := range []string{"127.0.0.1:9080", "[::1]:9080", "localhost:9080", "LB.example.net", "lb.example.net.:9080"} {
+		if code, body := send("GET", host, "/api/v1/status"); code != http.StatusOK {
+			t.Errorf("status with Host %s: %d %s, want 200", host, code, body)
+		}
+	}
+	if code, _ := send("POST", "localhost:9080", "/api/v1/members/lb1/drain"); code != http.StatusAccepted || !f.Members()[0].Draining {
+		t.Errorf("a same-origin drain on localhost: %d", code)
+	}
+}

@@ -201,6 +201,9 @@ type HealthCheck struct {
 // API configures the REST API and dashboard.
 type API struct {
 	Listen string
+	// Hosts are the names, besides IP addresses and localhost, that
+	// requests may name in their Host header (DNS rebinding protection).
+	Hosts []string
 	TLS    *TLS
 	// Tokens maps a role ("admin", "viewer") to its bearer tokens.
 	Tokens map[string][]string

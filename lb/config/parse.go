@@ -481,6 +481,17 @@ func (p *parser) api(n *yaml.Node, path string) {
 				d.errorf(n, path, "%q is not host:port", a.Listen)
 			}
 		},
+		"hosts": func(n *yaml.Node, path string) {
+			d.list(n, path, func(_ int, h *yaml.Node, path string) {
+				var name string
+				d.str(h, path, &name)
+				if name == "" || strings.ContainsAny(name, ":/ ") {
+					d.errorf(h, path, "%q is not a host name like lb.example.net (no port, no scheme)", name)
+					return
+				}
+				a.Hosts = append(a.Hosts, name)
+			})
+		},
 		"tls": func(n *yaml.Node, path string) {
 			t := &TLS{}
 			d.mapping(n, path, map[string]func(*yaml.Node, string){

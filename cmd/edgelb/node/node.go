@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -383,6 +386,7 @@ func (n *Node) apiOptions() api.Options {
 	}
 	o := api.Options{
 		Listen:      cfg.API.Listen,
+		Hosts:       apiHosts(cfg.API),
 		NamedTokens: tokens,
 		Config:      &clustercfg.Config{Docs: n.live.docs, Host: n.live.host},
 		State:       n.state,
@@ -428,4 +432,16 @@ func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubern
 		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	return client, nil
+}
+
+// apiHosts are the names the API answers to: api.hosts, and the listen
+// address's host when it is a name.
+func apiHosts(a config.API) []string {
+	hosts := slices.Clone(a.Hosts)
+	if h, _, err := net.SplitHostPort(a.Listen); err == nil && h != "" {
+		if _, err := netip.ParseAddr(h); err != nil {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
