@@ -123,6 +123,7 @@ func TestBadConfigs(t *testing.T) {
 		{"list instead of map", base + "dataplane: [ipvs]\n", `config.yaml:2: dataplane: must be a mapping`},
 		{"short token", base + "api: {tokens: {admin: [short]}}\n", `api.tokens.admin[0]: tokens must be at least 16 characters`},
 		{"unknown role", base + "api: {tokens: {root: [0123456789abcdef0]}}\n", `api.tokens.root: unknown key`},
+		{"one token in two roles", base + "api: {tokens: {admin: [0123456789abcdef0], viewer: [{name: ci, token: 0123456789abcdef0}]}}\n", `api.tokens.viewer[0]: the same token as api.tokens.admin[0]: every token must be different`},
 		{"bad listen", base + "api: {listen: localhost}\n", `api.listen: "localhost" is not host:port`},
 		{"listen off loopback without tokens", base + "api: {listen: \"0.0.0.0:9080\"}\n", `config.yaml:2: api.listen: "0.0.0.0:9080" is reachable from other hosts: set api.tokens`},
 		{"listen on all interfaces without tokens", base + "api:\n  listen: \":9080\"\n", `config.yaml:3: api.listen: ":9080" is reachable from other hosts`},

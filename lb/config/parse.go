@@ -507,6 +507,7 @@ func (p *parser) api(n *yaml.Node, path string) {
 		"tokens": func(n *yaml.Node, path string) {
 			a.Tokens = map[string][]string{}
 			names := map[string]string{}
+			secrets := map[string]string{} // secret -> where it was first given
 			role := func(role string) func(*yaml.Node, string) {
 				return func(n *yaml.Node, path string) {
 					var toks []string
@@ -534,6 +535,10 @@ func (p *parser) api(n *yaml.Node, path string) {
 						}
 						if len(t.Secret) < 16 {
 							d.errorf(item, p, "tokens must be at least 16 characters")
+						} else if first := secrets[t.Secret]; first != "" {
+							d.errorf(item, p, "the same token as %s: every token must be different (one token in two roles would get whichever role matched it)", first)
+						} else {
+							secrets[t.Secret] = p
 						}
 						toks = append(toks, t.Secret)
 						a.Named = append(a.Named, t)
