@@ -204,7 +204,7 @@ type API struct {
 	// Hosts are the names, besides IP addresses and localhost, that
 	// requests may name in their Host header (DNS rebinding protection).
 	Hosts []string
-	TLS    *TLS
+	TLS   *TLS
 	// Tokens maps a role ("admin", "viewer") to its bearer tokens.
 	Tokens map[string][]string
 	// Named is every token with its name and role: the name given

@@ -458,10 +458,10 @@ func (p *parser) healthCheck(n *yaml.Node, path string) {
 			d.durationIn(n, path, MinCheckInterval, time.Hour, "every backend is probed this often", &h.Interval)
 		},
 		"timeout": func(n *yaml.Node, path string) {
-			d.durationIn(n, path, 10*time.Millisecond, time.Hour, "and shorter than the interval", &h.Timeout)
+			d.durationIn(n, path, 10*time.Millisecond, time.Hour, "how long one probe may take; it must also be shorter than the interval", &h.Timeout)
 		},
-		"rise":     func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &h.Rise) },
-		"fall":     func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &h.Fall) },
+		"rise": func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &h.Rise) },
+		"fall": func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &h.Fall) },
 	})
 }
 

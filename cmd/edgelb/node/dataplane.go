@@ -31,11 +31,13 @@ type dataplane struct {
 // newDataplane builds the IPVS dataplane and its health checker when
 // dataplane.backend is ipvs; it returns nil otherwise.
 func newDataplane(live *liveConfig, store *lb.Store, o Options, members ipvs.Reporter, metrics *api.Metrics, log *slog.Logger) *dataplane {
-	cur, sub := live.Subscribe()
-	cfg := cur.Config
-	if cfg.Dataplane.Backend != config.BackendIPVS {
+	// Whether the host runs IPVS is decided at start (dataplane.backend
+	// takes a restart).
+	if cfg, _ := live.Config(); cfg.Dataplane.Backend != config.BackendIPVS {
 		return nil
 	}
+	cur, sub := live.Subscribe()
+	cfg := cur.Config
 	dl := log.With("component", "dataplane")
 	hc := health.New(health.Options{
 		Store:  store,

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -93,11 +92,6 @@ func (l *liveConfig) validate(body []byte) error {
 	return err
 }
 
-// Apply validates a spec over this host's keys without taking it.
-func (l *liveConfig) Apply(spec json.RawMessage) (*config.Config, error) {
-	return l.host.Apply(spec)
-}
-
 // Config is the Config this host runs and the version of its cluster
 // configuration.
 func (l *liveConfig) Config() (*config.Config, uint64) {
@@ -140,7 +134,10 @@ func (l *liveConfig) update() bool {
 		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
 		return false
 	}
-	if l.cfg != nil && l.id != "" && cfg.Dataplane.Backend != l.cfg.Dataplane.Backend {
+	// Classified once, here, for every part: the only producer of Changes.
+	change := classify(l.cfg, cfg)
+	change.Config, change.Version = cfg, doc.Version
+	if change.Backend && l.id != "" {
 		// Every other key is taken up at run time; whether the host
 		// runs an IPVS dataplane at all is decided when it starts.
 		l.log.Warn("the new cluster configuration changes dataplane.backend, which takes effect only when edgelb restarts on each host (systemctl restart edgelb)",
@@ -150,9 +147,6 @@ func (l *liveConfig) update() bool {
 	b.AddSet(l.managed)
 	b.AddSet(cfg.Managed())
 	l.managed, _ = b.IPSet()
-	// Classified once, here, for every part: the only producer of Changes.
-	change := classify(l.cfg, cfg)
-	change.Config, change.Version = cfg, doc.Version
 	l.cfg, l.version, l.id, l.bgp = cfg, doc.Version, doc.ID(), cfg.BGPSet()
 	for _, sub := range l.subs {
 		sub.add(change)
