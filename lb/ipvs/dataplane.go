@@ -286,14 +286,14 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	// Let the health checker probe every backend once, so that the first
 	// pass after a restart does not give traffic to a dead backend.
 	if fr, ok := d.o.Health.(interface{ FirstRound() <-chan struct{} }); ok {
-	wait:
+	firstRound:
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-fr.FirstRound():
 		case <-sub:
 			if d.o.Store.Load() == nil {
-				goto wait // the subscription starts signalled
+				goto firstRound // the subscription starts signalled
 			}
 			// A desired state arrived; its targets are being probed.
 			select {
