@@ -71,9 +71,7 @@ type Filter struct {
 	present bool
 	known   bool // have and present reflect the kernel
 	// What Reporter was last told (setLastErr).
-	reported    bool
-	reportedOK  bool
-	reportedMsg string
+	reported lb.HealthLatch
 
 	mu      sync.Mutex           // guards the fields below
 	sources map[lb.Key]lb.Source // PortName cleared
@@ -141,15 +139,9 @@ func (f *Filter) setLastErr(err error) {
 	if f.o.Reporter == nil {
 		return
 	}
-	msg := ""
-	if err != nil {
-		msg = err.Error()
+	if f.reported.Changed(err) {
+		f.o.Reporter.SetHealth(HealthSource, err)
 	}
-	if f.reported && (err == nil) == f.reportedOK && msg == f.reportedMsg {
-		return
-	}
-	f.reported, f.reportedOK, f.reportedMsg = true, err == nil, msg
-	f.o.Reporter.SetHealth(HealthSource, err)
 }
 
 // LastError is the error of the last pass, or nil.

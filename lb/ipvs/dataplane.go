@@ -132,9 +132,7 @@ type Dataplane struct {
 	snatDone   bool
 	healthVer  uint64
 	// What Reporter was last told (reportHealth).
-	reported    bool
-	reportedOK  bool
-	reportedMsg string
+	reported lb.HealthLatch
 
 	stats statsCache
 

@@ -34,16 +34,9 @@ func (d *Dataplane) reportHealth() {
 	if d.o.Reporter == nil {
 		return
 	}
-	err := d.Healthy()
-	msg := ""
-	if err != nil {
-		msg = err.Error()
+	if err := d.Healthy(); d.reported.Changed(err) {
+		d.o.Reporter.SetHealth(HealthSource, err)
 	}
-	if d.reported && (err == nil) == d.reportedOK && msg == d.reportedMsg {
-		return
-	}
-	d.reported, d.reportedOK, d.reportedMsg = true, err == nil, msg
-	d.o.Reporter.SetHealth(HealthSource, err)
 }
 
 // syncDone hands the result of a pass to Options.OnSync.
