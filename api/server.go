@@ -232,10 +232,35 @@ func (s *Server) limitBody(c *gin.Context) {
 	c.Next()
 }
 
+// tokenOf is the role and name of the bearer token given, "" if none
+// matches. Tokens are compared by SHA-256 digest in constant time.
+func (s *Server) tokenOf(given string) (role, name string) {
+	sum := sha256.Sum256([]byte(given))
+	for _, t := range s.tokens {
+		if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
+			role, name = t.role, t.name
+		}
+	}
+	return role, name
+}
+
 // checkHost refuses a request whose Host is a name this API does not
-// serve (Options.Hosts). An IP address cannot be rebound to another
-// server, so requests by address are always served.
+// serve (Options.Hosts): what a page whose DNS name was made to resolve
+// to this API (DNS rebinding) sends. An IP address cannot be rebound, so
+// requests by address are always served; so is a request with a valid
+// bearer token, which such a page cannot know (a Prometheus scrape or
+// `edgelb status` by name), and /healthz, which tells nothing.
 func (s *Server) checkHost(c *gin.Context) {
+	if c.Request.URL.Path == "/healthz" {
+		c.Next()
+		return
+	}
+	if given, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok && given != "" {
+		if role, _ := s.tokenOf(given); role != "" {
+			c.Next()
+			return
+		}
+	}
 	host := c.Request.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -245,7 +270,7 @@ func (s *Server) checkHost(c *gin.Context) {
 		c.Next()
 		return
 	}
-	abort(c, http.StatusMisdirectedRequest, fmt.Sprintf("Host %q is not a name this API serves: add it to api.hosts (requests by IP address and to localhost are always served)", c.Request.Host))
+	abort(c, http.StatusMisdirectedRequest, fmt.Sprintf("Host %q is not a name this API serves: add it to api.hosts (requests by IP address, to localhost or with a valid token are always served)", c.Request.Host))
 }
 
 // certNames are the DNS names of the certificate in file, if any.
@@ -314,13 +339,7 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 			abort(c, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <token>)")
 			return
 		}
-		sum := sha256.Sum256([]byte(given))
-		role, name := "", ""
-		for _, t := range s.tokens {
-			if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
-				role, name = t.role, t.name
-			}
-		}
+		role, name := s.tokenOf(given)
 		switch {
 		case role == "":
 			c.Header("WWW-Authenticate", `Bearer realm="edgelb", error="invalid_token"`)

@@ -354,3 +354,40 @@ func TestRebindingRefused(t *testing.T) {
 		t.Errorf("a same-origin drain on localhost: %d", code)
 	}
 }
+
+// A request by a name the API does not serve is still answered when it
+// carries a valid token (a rebinding page cannot know one: a Prometheus
+// scrape by name), and /healthz always is; without a token it is not.
+func TestUnknownHostWithAToken(t *testing.T) {
+	f := apitest.Sample()
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+		Tokens: map[string][]string{"viewer": {viewerTok}}}).Handler())
+	defer srv.Close()
+	get := func(path, token string) int {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Host = "lb1.example.net:9080"
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/api/v1/status", viewerTok, http.StatusOK},
+		{"/api/v1/status", "", http.StatusMisdirectedRequest},
+		{"/api/v1/status", "not-a-token-0123456789", http.StatusMisdirectedRequest},
+		{"/", "", http.StatusMisdirectedRequest},
+		{"/healthz", "", http.StatusOK},
+	} {
+		if got := get(tc.path, tc.token); got != tc.want {
+			t.Errorf("GET %s by name, token %q: %d, want %d", tc.path, tc.token, got, tc.want)
+		}
+	}
+}
