@@ -68,6 +68,7 @@ var (
 	descBEUp       = prometheus.NewDesc("edgelb_backend_up", "1 if the backend passes its health check, 0 if it fails, absent while unknown.", beLabels, nil)
 	descBEWeight   = prometheus.NewDesc("edgelb_backend_weight", "Configured weight of a backend (0: draining).", beLabels, nil)
 	descVIPOwned   = prometheus.NewDesc("edgelb_vip_owned", "1 if this host owns and announces the VIP, else 0.", []string{"vip", "owner"}, nil)
+	descVIPRefused = prometheus.NewDesc("edgelb_vip_refused", "1 if this host's kernel would not add the VIP (it goes to another member; the host keeps its other VIPs).", []string{"vip"}, nil)
 	descMembers    = prometheus.NewDesc("edgelb_cluster_members", "Appliance hosts this host sees, by state.", []string{"state"}, nil)
 	descPoolSize   = prometheus.NewDesc("edgelb_pool_addresses", "Addresses in a pool (saturates for huge IPv6 pools).", []string{"pool"}, nil)
 	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (known on the Lease holder).", []string{"pool"}, nil)
@@ -84,7 +85,7 @@ type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descBEConns, descBEActive, descBEBytes,
-		descBEUp, descBEWeight, descVIPOwned, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe} {
+		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe} {
 		ch <- d
 	}
 }
@@ -126,6 +127,9 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range s.state.VIPs() {
 		gauge(descVIPOwned, b2f(v.Local), v.Address, v.Owner)
+		if v.Refused {
+			gauge(descVIPRefused, 1, v.Address)
+		}
 	}
 	states := map[string]int{"healthy": 0, "unhealthy": 0, "draining": 0, "dead": 0}
 	for _, m := range s.state.Members() {

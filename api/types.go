@@ -82,6 +82,9 @@ type Member struct {
 	// ConfigVersion is the version of the cluster configuration the
 	// member runs, as it gossips it (0: none yet, or an older edgelb).
 	ConfigVersion uint64 `json:"configVersion"`
+	// Refused are the l2 VIPs the member's kernel would not add, as it
+	// gossips them: they go to other members, the member keeps the rest.
+	Refused []string `json:"refused,omitempty"`
 }
 
 // VIP is one virtual IP of GET /api/v1/vips.
@@ -93,9 +96,15 @@ type VIP struct {
 	Local    bool     `json:"local"`
 	Services []string `json:"services"` // "namespace/name" or "_static/name"
 	// Announce is "l2" (one owner answers ARP/NDP) or "bgp" (no owner:
-	// every serving host advertises it over BGP; Local says this one
-	// does).
+	// every serving host that holds it advertises it over BGP; Local says
+	// this one does).
 	Announce string `json:"announce"`
+	// Refused: this host's kernel would not add the VIP. RefusedBy are
+	// the members whose kernel would not (for a bgp VIP, only this host
+	// is known); Problem says why here, or that nobody can own it.
+	Refused   bool     `json:"refused,omitempty"`
+	RefusedBy []string `json:"refusedBy,omitempty"`
+	Problem   string   `json:"problem,omitempty"`
 }
 
 // StaticNamespace is the namespace static services have in the API.

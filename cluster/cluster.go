@@ -124,13 +124,17 @@ type Cluster struct {
 	heldOwned Digest                   // the last Decision's
 	losing    map[netip.Addr]time.Time // the last Decision's
 	networks  []netip.Prefix
-	owned     []netip.Addr // assigned to us: hold and announce
-	handing   []netip.Addr // assigned elsewhere, kept until taken over
-	members   []Member
-	assigned  map[netip.Addr]string
-	hasQuorum bool
-	changed   notify.Broadcaster
-	sentMeta  string // the Meta last gossiped, encoded
+	// refused are the VIPs this host's kernel would not add (SetRefused);
+	// refusedOverflow: too many to gossip, so the member is unhealthy.
+	refused         []netip.Addr
+	refusedOverflow bool
+	owned           []netip.Addr // assigned to us: hold and announce
+	handing         []netip.Addr // assigned elsewhere, kept until taken over
+	members         []Member
+	assigned        map[netip.Addr]string
+	hasQuorum       bool
+	changed         notify.Broadcaster
+	sentMeta        string // the Meta last gossiped, encoded
 	// warnedDrop: the networks did not all fit in the gossiped Meta.
 	warnedDrop bool
 	// gave is this member's Meta.Gave; peerGave the others' as last
@@ -295,6 +299,30 @@ func (c *Cluster) SetHeld(vips []netip.Addr) {
 	}
 }
 
+// SetRefused records the VIPs this host's kernel would not add: they are
+// gossiped, every member leaves this one out when assigning them, and it
+// stays eligible for every other VIP.
+func (c *Cluster) SetRefused(vips []netip.Addr) {
+	vips = slices.Clone(vips)
+	slices.SortFunc(vips, netip.Addr.Compare)
+	c.mu.Lock()
+	changed := !slices.Equal(c.refused, vips)
+	c.refused = vips
+	c.mu.Unlock()
+	if changed {
+		c.kick()
+	}
+}
+
+// OwnedElsewhere reports whether another member owns v in this member's
+// view.
+func (c *Cluster) OwnedElsewhere(v netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.assigned[v]
+	return ok && o != c.opts.Name
+}
+
 // SetNetworks records the networks this host can announce VIPs on.
 func (c *Cluster) SetNetworks(p []netip.Prefix) {
 	p = slices.Clone(p)
@@ -377,7 +405,7 @@ func (c *Cluster) HasQuorum() bool {
 func (c *Cluster) MayServe() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.hasQuorum && c.healthyLocked() && !c.draining && !c.leaving
+	return c.hasQuorum && c.healthyLocked() && !c.refusedOverflow && !c.draining && !c.leaving
 }
 
 // Problem says why this member is unhealthy, or "" when it is healthy.
@@ -389,6 +417,9 @@ func (c *Cluster) Problem() string {
 		if err != nil {
 			out = append(out, src+": "+err.Error())
 		}
+	}
+	if c.refusedOverflow {
+		out = append(out, fmt.Sprintf("vips: %d refused VIPs are too many to gossip", len(c.refused)))
 	}
 	sort.Strings(out)
 	return strings.Join(out, "; ")
@@ -423,7 +454,8 @@ func (c *Cluster) kick() {
 
 // localMetaLocked is this member's metadata now. c.mu must be held.
 func (c *Cluster) localMetaLocked() Meta {
-	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave}
+	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
+		Refused: c.refused}
 	if c.opts.Docs != nil {
 		m.ConfigVersion = c.opts.Docs.Version()
 	}
@@ -591,6 +623,12 @@ func (c *Cluster) update() {
 			"node", c.opts.Name, "dropped", dropped, "networks", len(local.Networks))
 	}
 	c.warnedDrop = dropped > 0
+	if overflow := local.Healthy && !seen.Healthy; overflow != c.refusedOverflow {
+		if overflow {
+			c.log.Warn("too many refused VIPs to gossip: this member owns no VIP until fewer are refused", "node", c.opts.Name, "refused", len(local.Refused))
+		}
+		c.refusedOverflow = overflow
+	}
 	for i := range members {
 		if members[i].Name == c.opts.Name {
 			members[i].Meta = seen

@@ -393,6 +393,42 @@ func TestUnhealthyMemberGivesUpAtOnce(t *testing.T) {
 	s.waitConverged(vips, s.members)
 }
 
+// A VIP one member refuses (its kernel would not add it) moves to another
+// member; that member stays healthy and keeps all its other VIPs, and the
+// refusal is gossiped so that every member agrees.
+func TestRefusedVIPMovesAloneAndTheMemberStaysHealthy(t *testing.T) {
+	vips := vipRange(30)
+	s := newSim(t, 3, 0, vips)
+	s.waitConverged(vips, s.members)
+	m := s.members[1].c
+	mine := own(m)
+	if len(mine) < 2 {
+		t.Fatalf("%s owns %v: the test needs two", m.opts.Name, mine)
+	}
+	bad := mine[0]
+	m.SetRefused([]netip.Addr{bad})
+	if !poll(t, func() bool {
+		for _, o := range s.members {
+			if o.c.Owners()[bad] == m.opts.Name || o.c.Owners()[bad] == "" {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("%s refused by %s did not move in every member's view", bad, m.opts.Name)
+	}
+	s.waitConverged(vips, s.members)
+	if got := own(m); !slices.Equal(got, mine[1:]) {
+		t.Fatalf("%s owns %v after refusing %s, want %v", m.opts.Name, got, bad, mine[1:])
+	}
+	if p := m.Problem(); p != "" || !m.MayServe() {
+		t.Fatalf("the refusing member is unhealthy: %q", p)
+	}
+	if !m.OwnedElsewhere(bad) || m.OwnedElsewhere(mine[1]) {
+		t.Fatal("OwnedElsewhere does not follow the owners")
+	}
+}
+
 func TestWrongKeyCannotJoin(t *testing.T) {
 	vips := vipRange(5)
 	s := newSimSpares(t, 2, 0, vips, nil, "intruder")

@@ -42,6 +42,10 @@ type Meta struct {
 	// ConfigVersion is the version of the cluster configuration the
 	// member runs (0: none, or no Docs).
 	ConfigVersion uint64
+	// Refused are the VIPs the member's kernel would not add: every
+	// member leaves it out when assigning them (Assign), and it stays
+	// eligible for every other VIP.
+	Refused []netip.Addr
 }
 
 // Member is one member as this member sees it: a live one, or one that
@@ -70,6 +74,8 @@ type wireMeta struct {
 	RestartHold int64  `json:"rh,omitempty"`
 	Gave        uint32 `json:"g,omitempty"`
 	CV          uint64 `json:"cv,omitempty"`
+	// Refused VIPs.
+	Refused []string `json:"x,omitempty"`
 }
 
 const metaVersion = 1
@@ -83,7 +89,10 @@ func encodeMeta(m Meta, limit int) []byte {
 }
 
 // encodeMetaDropped is encodeMeta, also returning how many gossipable
-// networks did not fit.
+// networks did not fit. The refused VIPs are never cut short, since the
+// others would give this member a VIP it cannot hold: when they do not fit
+// even without networks, the member is gossiped unhealthy, which refuses
+// everything (and the Cluster says why).
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
 		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion}
@@ -92,16 +101,23 @@ func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 			w.Networks = append(w.Networks, p.Masked().String())
 		}
 	}
+	for _, v := range m.Refused {
+		w.Refused = append(w.Refused, v.String())
+	}
 	all := len(w.Networks)
 	for {
 		b, err := json.Marshal(w)
 		if err == nil && len(b) <= limit {
 			return b, all - len(w.Networks)
 		}
-		if len(w.Networks) == 0 {
+		switch {
+		case len(w.Networks) > 0:
+			w.Networks = w.Networks[:len(w.Networks)-1]
+		case len(w.Refused) > 0:
+			w.Refused, w.Healthy = nil, false
+		default:
 			return nil, all
 		}
-		w.Networks = w.Networks[:len(w.Networks)-1]
 	}
 }
 
@@ -133,6 +149,13 @@ func decodeMeta(b []byte) (Meta, error) {
 			return Meta{}, fmt.Errorf("decoding member metadata: network %q: %w", s, err)
 		}
 		m.Networks = append(m.Networks, p)
+	}
+	for _, s := range w.Refused {
+		v, err := netip.ParseAddr(s)
+		if err != nil {
+			return Meta{}, fmt.Errorf("decoding member metadata: refused VIP %q: %w", s, err)
+		}
+		m.Refused = append(m.Refused, v)
 	}
 	return m, nil
 }

@@ -3,14 +3,15 @@ package cluster
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 )
 
 // Assign returns the owner of each VIP: the name of the member that wins
 // the rendezvous hash (highest score of member name and VIP) among the
-// eligible members — healthy or restarting, not draining. When some
-// eligible members list a network containing the VIP, only those compete;
-// a VIP outside every announced network goes to any eligible member. VIPs
-// nobody can own are left out of the result.
+// eligible members — healthy or restarting, not draining — that do not
+// refuse it (Meta.Refused). When some of them list a network containing
+// the VIP, only those compete; a VIP outside every announced network goes
+// to any of them. VIPs nobody can own are left out of the result.
 //
 // Assign is a pure function of its arguments: members that see the same
 // membership compute the same owners, and a member joining or leaving
@@ -29,7 +30,7 @@ func Assign(vips []netip.Addr, members []Member) map[netip.Addr]string {
 	for _, v := range vips {
 		onNet := false
 		for _, m := range eligible {
-			if m.onNetwork(v) {
+			if m.onNetwork(v) && !m.refuses(v) {
 				onNet = true
 				break
 			}
@@ -37,7 +38,7 @@ func Assign(vips []netip.Addr, members []Member) map[netip.Addr]string {
 		var best *Member
 		var bestScore uint64
 		for _, m := range eligible {
-			if onNet && !m.onNetwork(v) {
+			if (onNet && !m.onNetwork(v)) || m.refuses(v) {
 				continue
 			}
 			s := score(m.Name, v)
@@ -45,10 +46,15 @@ func Assign(vips []netip.Addr, members []Member) map[netip.Addr]string {
 				best, bestScore = m, s
 			}
 		}
-		out[v] = best.Name
+		if best != nil {
+			out[v] = best.Name
+		}
 	}
 	return out
 }
+
+// refuses reports whether the member's kernel would not add v.
+func (m *Member) refuses(v netip.Addr) bool { return slices.Contains(m.Refused, v) }
 
 // Eligible reports whether the member may own VIPs: healthy, or
 // restarting (its dataplane and VIPs outlive its process, and its new

@@ -203,3 +203,63 @@ func TestClusterSizeAndQuorum(t *testing.T) {
 		}
 	}
 }
+
+// A member that refuses a VIP (its kernel would not add it) is left out
+// for that VIP only: the VIP goes to the member that would win without
+// it, every other VIP keeps its owner, and a VIP every member refuses has
+// no owner.
+func TestAssignSkipsMembersThatRefuseTheVIP(t *testing.T) {
+	vips := vipRange(100)
+	ms := members(3)
+	before := Assign(vips, ms)
+	bad := vips[0]
+	first := before[bad]
+	for i := range ms {
+		if ms[i].Name == first {
+			ms[i].Refused = []netip.Addr{bad}
+		}
+	}
+	after := Assign(vips, ms)
+	if o := after[bad]; o == "" || o == first {
+		t.Fatalf("%s refused by %s is owned by %q", bad, first, o)
+	}
+	for _, v := range vips[1:] {
+		if after[v] != before[v] {
+			t.Fatalf("%s moved from %s to %s although only %s was refused", v, before[v], after[v], bad)
+		}
+	}
+	for i := range ms {
+		ms[i].Refused = []netip.Addr{bad}
+	}
+	if o, ok := Assign(vips, ms)[bad]; ok {
+		t.Fatalf("%s refused by every member is owned by %s", bad, o)
+	}
+}
+
+// The refused VIPs go out in the gossip whole; when they cannot fit even
+// without the networks, the member is gossiped unhealthy rather than
+// given VIPs it cannot hold.
+func TestMetaCarriesRefusedOrUnhealthy(t *testing.T) {
+	m := Meta{Healthy: true, Refused: []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")},
+		Networks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}
+	got, err := decodeMeta(encodeMeta(m, 512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Healthy || len(got.Refused) != 2 || got.Refused[1] != m.Refused[1] {
+		t.Fatalf("round trip: %+v", got)
+	}
+	m.Refused = vipRange(60)
+	seen, _ := gossipedMeta(m)
+	if seen.Healthy || len(seen.Refused) != 0 {
+		t.Fatalf("60 refused VIPs gossiped as healthy=%v with %d refused: want unhealthy", seen.Healthy, len(seen.Refused))
+	}
+	m.Refused = vipRange(10)
+	for range 100 {
+		m.Networks = append(m.Networks, netip.MustParsePrefix("2001:db8:ffff:ffff::/64"))
+	}
+	seen, dropped := gossipedMeta(m)
+	if !seen.Healthy || len(seen.Refused) != 10 || dropped == 0 {
+		t.Fatalf("networks kept before the refused VIPs: healthy=%v, %d refused, %d networks dropped", seen.Healthy, len(seen.Refused), dropped)
+	}
+}

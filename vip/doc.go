@@ -31,10 +31,12 @@
 //
 // A link that goes down (netlink subscription) makes this host unhealthy
 // (Reporter.SetHealth, source "link") and its VIPs are removed. A VIP that
-// cannot be added makes it unhealthy too (source "vips"), so that the
-// cluster gives its VIPs to a member that can hold them; after
-// DefaultFailHold it is healthy again on trial, and a failing add doubles
-// the hold (up to 5 min) while a successful one resets it.
+// cannot be added costs that VIP only: the host reports it refused
+// (Reporter.SetRefused) and the cluster gives it to another member, while
+// the host stays healthy and eligible for every other VIP. After
+// DefaultFailHold, and only if no other member owns it by then, it is
+// tried again; a failing add doubles the hold (up to 5 min) and a
+// successful one ends the refusal.
 //
 // netlink.go is the only file that talks to the kernel's address and link
 // tables; announce.go the only one that sends ARP and NDP.

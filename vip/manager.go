@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -72,6 +73,11 @@ type Ownership interface {
 	// are then announced again, so that the LAN's last word is this
 	// host's.
 	AnnounceEpoch() uint64
+	// OwnedElsewhere reports whether another member owns v in this
+	// member's view. A VIP this host refused stays refused while one does:
+	// taking it back on trial would cut that member's connections for
+	// nothing.
+	OwnedElsewhere(v netip.Addr) bool
 	// Subscribe returns a channel signalled whenever Owned, Restarting or
 	// AnnounceEpoch changes. It may start signalled (*cluster.Cluster's
 	// does): Run syncs at every wake, so an extra one is harmless.
@@ -81,9 +87,12 @@ type Ownership interface {
 // Reporter receives what the Manager observes; *cluster.Cluster
 // implements it.
 type Reporter interface {
-	// SetHealth reports the link's health under the source "link", and
-	// under "vips" whether the owned VIPs could be added.
+	// SetHealth reports the link's health under the source "link".
 	SetHealth(source string, err error)
+	// SetRefused reports the VIPs this host refuses, sorted: the kernel
+	// would not add them, so another member should own them. Only those
+	// VIPs move; the host stays eligible for every other one.
+	SetRefused([]netip.Addr)
 	// SetHeld reports the VIPs configured and announced.
 	SetHeld([]netip.Addr)
 	// SetNetworks reports the networks the interface is on.
@@ -95,9 +104,9 @@ type Reporter interface {
 // not leave a client pointing at the old owner.
 var DefaultBurst = []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond}
 
-// DefaultFailHold is how long a member whose VIP could not be added stays
-// unhealthy before it is healthy again on trial; the hold doubles, up to
-// maxFailHold, while adds keep failing.
+// DefaultFailHold is how long a VIP that could not be added stays refused
+// before this host tries it again (when nobody else owns it); the hold
+// doubles, up to maxFailHold, while its adds keep failing.
 const DefaultFailHold = 10 * time.Second
 
 const maxFailHold = 5 * time.Minute
@@ -151,7 +160,22 @@ type Manager struct {
 	quiet    []netip.Addr
 	quietErr string // the last error of the Quieter, said once
 	retry    bool
-	adds     addHealth
+	// refused are the VIPs whose add failed (refusal); reported is the
+	// refused list last given to the Reporter, nil before the first.
+	refused  map[netip.Addr]*refusal
+	reported []netip.Addr
+
+	mu       sync.Mutex
+	refusals []Refusal // Refused's snapshot
+}
+
+// Refusal is a VIP this host refuses: the kernel would not add it.
+type Refusal struct {
+	VIP netip.Addr
+	// Err is why; Since when the add first failed, Until when it may be
+	// tried again (then only if no other member owns it).
+	Err          string
+	Since, Until time.Time
 }
 
 // NewManager returns a Manager; it starts nothing.
@@ -174,7 +198,8 @@ func NewManager(o Options) (*Manager, error) {
 	if o.FailHold <= 0 {
 		o.FailHold = DefaultFailHold
 	}
-	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}, renewed: map[netip.Addr]time.Time{}, adopted: map[netip.Addr]bool{}}, nil
+	return &Manager{o: o, sched: map[netip.Addr][]time.Time{}, renewed: map[netip.Addr]time.Time{}, adopted: map[netip.Addr]bool{},
+		refused: map[netip.Addr]*refusal{}}, nil
 }
 
 // ErrRestart is the cause to cancel Run's context with
@@ -301,9 +326,8 @@ func (m *Manager) Sync() time.Duration {
 	if !m.o.Ownership.Restarting() {
 		clear(m.adopted) // the grace is over: the ordinary rules apply
 	}
+	m.trials(now)
 	var held []netip.Addr
-	var addErrs []error
-	added := false
 	for _, v := range have {
 		if slices.Contains(want, v) {
 			held = append(held, v)
@@ -331,6 +355,7 @@ func (m *Manager) Sync() time.Duration {
 	}
 	for _, v := range want {
 		if slices.Contains(have, v) {
+			delete(m.refused, v) // there after all (re-added by someone)
 			if _, ok := m.sched[v]; !ok && slices.Contains(own, v) && !m.adopted[v] {
 				// Found at start-up, re-added by someone, ours again
 				// after a handover, or kept across a restart whose
@@ -345,13 +370,17 @@ func (m *Manager) Sync() time.Duration {
 			// what is there, it never adds.
 			continue
 		}
+		if r := m.refused[v]; r != nil && !r.trial {
+			continue // refused: another member takes it
+		}
 		if err := m.o.Kernel.AddVIP(v, m.o.Lifetime); err != nil {
-			m.o.Log.Error("adding VIP", "vip", v, "err", err)
-			m.retry = true
-			addErrs = append(addErrs, err)
+			m.refuse(v, err, now)
 			continue
 		}
-		added = true
+		if r := m.refused[v]; r != nil {
+			m.o.Log.Info("VIP added on trial: no longer refused", "vip", v)
+			delete(m.refused, v)
+		}
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
 		m.renewed[v] = now
 		if slices.Contains(own, v) {
@@ -375,7 +404,7 @@ func (m *Manager) Sync() time.Duration {
 		}
 	}
 
-	next := min(m.announce(link, now), m.renew(held, own, now), m.checkAdds(errors.Join(addErrs...), added, now))
+	next := min(m.announce(link, now), m.renew(held, own, now), m.reportRefused(now))
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)
 	if m.retry && next > time.Second {
@@ -420,51 +449,88 @@ func (m *Manager) setLink(err error) {
 	m.o.Reporter.SetHealth("link", err)
 }
 
-// addHealth is the health of adding VIPs: a VIP the Manager cannot add
-// makes the member unhealthy, so that the cluster gives its VIPs to
-// another member. An unhealthy member owns nothing, so nothing tells when
-// an add would succeed again: after a hold the member is healthy again on
-// trial, and owns its VIPs again; an add that fails then doubles the hold,
-// one that succeeds resets it.
-type addHealth struct {
-	reported bool
-	failing  bool          // reported unhealthy
-	until    time.Time     // end of the hold while failing
-	hold     time.Duration // the last hold; 0 after a successful add
+// refusal is a VIP the kernel would not add (a multicast or otherwise
+// unusable address that validation let through, an address family
+// disabled on the interface, a kernel limit). It costs that VIP only:
+// the host reports it refused and the cluster gives it to another member,
+// while this host stays eligible for every other VIP. After its hold, and
+// only if no other member owns it by then, the VIP is tried again (trial);
+// a failing trial doubles the hold, up to maxFailHold, and a successful
+// add ends the refusal.
+type refusal struct {
+	err          error
+	since, until time.Time
+	hold         time.Duration
+	trial        bool // the hold is over: tried again at the next add
 }
 
-// checkAdds updates and reports the health of adding VIPs after a pass
-// whose adds failed with failed (nil: none did) and of which at least one
-// succeeded when added, and returns the time to the end of the hold.
-func (m *Manager) checkAdds(failed error, added bool, now time.Time) time.Duration {
-	h := &m.adds
-	report := !h.reported
-	switch {
-	case failed != nil && !h.failing:
-		h.hold = min(max(2*h.hold, m.o.FailHold), maxFailHold)
-		h.failing, h.until, report = true, now.Add(h.hold), true
-		m.o.Log.Warn("a VIP could not be added: unhealthy, the VIPs move to other members", "hold", h.hold, "err", failed)
-	case failed != nil:
-	case added:
-		h.hold = 0
-		report = report || h.failing
-		h.failing = false
-	case h.failing && !now.Before(h.until):
-		report, h.failing = true, false
-		m.o.Log.Info("healthy again on trial after failing to add a VIP", "hold", h.hold)
+// refuse records that v could not be added.
+func (m *Manager) refuse(v netip.Addr, err error, now time.Time) {
+	r := m.refused[v]
+	if r == nil {
+		r = &refusal{since: now}
+		m.refused[v] = r
 	}
-	if report {
-		h.reported = true
-		if h.failing {
-			m.o.Reporter.SetHealth("vips", fmt.Errorf("VIPs cannot be added: %w", failed))
-		} else {
-			m.o.Reporter.SetHealth("vips", nil)
+	r.err, r.trial = err, false
+	r.hold = min(max(2*r.hold, m.o.FailHold), maxFailHold)
+	r.until = now.Add(r.hold)
+	m.o.Log.Warn("VIP refused: the kernel would not add it; another member may own it, this host keeps its other VIPs",
+		"vip", v, "hold", r.hold, "err", err)
+}
+
+// trials puts the refused VIPs whose hold is over on trial, unless
+// another member owns them; a VIP on trial that is still not wanted a
+// long hold later is forgotten.
+func (m *Manager) trials(now time.Time) {
+	for v, r := range m.refused {
+		switch {
+		case r.trial && now.Sub(r.until) > maxFailHold:
+			delete(m.refused, v)
+		case !r.trial && !now.Before(r.until) && !m.o.Ownership.OwnedElsewhere(v):
+			r.trial = true
+			m.o.Log.Info("refused VIP to be tried again", "vip", v, "after", r.hold)
 		}
 	}
-	if h.failing {
-		return h.until.Sub(now)
+}
+
+// reportRefused reports the refused VIPs when they changed, keeps
+// Refused's snapshot, and returns the time to the next end of a hold.
+func (m *Manager) reportRefused(now time.Time) time.Duration {
+	next := time.Hour
+	var list []netip.Addr
+	var snap []Refusal
+	for v, r := range m.refused {
+		if r.trial {
+			continue
+		}
+		list = append(list, v)
+		snap = append(snap, Refusal{VIP: v, Err: r.err.Error(), Since: r.since, Until: r.until})
+		if d := r.until.Sub(now); d > 0 {
+			next = min(next, d)
+		} else {
+			// Over, but another member owns it: look again at the
+			// next resync or ownership change.
+			next = min(next, m.o.Resync)
+		}
 	}
-	return time.Hour
+	slices.SortFunc(list, netip.Addr.Compare)
+	slices.SortFunc(snap, func(a, b Refusal) int { return a.VIP.Compare(b.VIP) })
+	if m.reported == nil || !slices.Equal(list, m.reported) {
+		m.o.Reporter.SetRefused(list)
+		m.reported = append([]netip.Addr{}, list...)
+	}
+	m.mu.Lock()
+	m.refusals = snap
+	m.mu.Unlock()
+	return next
+}
+
+// Refused returns the VIPs this host refuses now, sorted. It is safe to
+// call concurrently with Run.
+func (m *Manager) Refused() []Refusal {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.refusals)
 }
 
 // forget drops what the Manager knows about a VIP that is gone.

@@ -209,26 +209,6 @@ func TestLinkDownRemovesVIPsAndIsUnhealthy(t *testing.T) {
 	}
 }
 
-func TestFailedAddIsRetriedAndNotReported(t *testing.T) {
-	f := newFixture(t, 0)
-	f.k.FailAdd[a] = true
-	f.cl.SetOwned(a, c)
-	next := f.step(0)
-	if slices.Contains(f.cl.HeldNow(), a) {
-		t.Fatal("a VIP that could not be added is reported held")
-	}
-	if next > time.Second {
-		t.Fatalf("retry in %s, want within a second", next)
-	}
-	f.k.Mu.Lock()
-	delete(f.k.FailAdd, a)
-	f.k.Mu.Unlock()
-	f.step(next)
-	if !slices.Contains(f.cl.HeldNow(), a) {
-		t.Fatal("not retried")
-	}
-}
-
 func TestRunReleasesEverythingAtTheEnd(t *testing.T) {
 	f := newFixture(t, 0)
 	f.cl.SetOwned(a, b)
@@ -479,87 +459,72 @@ func TestRestartDuringTheGraceKeepsAdoptedVIPs(t *testing.T) {
 	}
 }
 
-// A VIP that cannot be added makes the member unhealthy (source "vips"),
-// so that the cluster moves its VIPs to another member; after a hold it is
-// healthy again on trial, and the hold doubles while adds keep failing.
-// A successful add ends it.
-func TestFailedAddMakesTheMemberUnhealthy(t *testing.T) {
+// A VIP that cannot be added costs that VIP only: it is reported refused
+// (the cluster gives it to another member), the host stays healthy and
+// keeps its other VIPs, and no add is tried again during its hold. After
+// the hold it is tried again only if no other member owns it; a failing
+// trial doubles the hold, a successful add ends the refusal.
+func TestFailedAddRefusesThatVIPOnly(t *testing.T) {
 	f := newFixture(t, 0)
-	vipsHealth := func() error {
-		t.Helper()
-		err, ok := f.cl.HealthOf("vips")
-		if !ok {
-			t.Fatal("no health reported under \"vips\"")
-		}
-		return err
-	}
-	f.step(0)
-	if err := vipsHealth(); err != nil {
-		t.Fatalf("healthy at start: %v", err)
-	}
 	f.k.FailAdd[a] = true
 	f.cl.SetOwned(a, c)
-	next := f.step(0)
-	if err := vipsHealth(); err == nil {
-		t.Fatal("a VIP could not be added and the member is still healthy")
-	}
-	if !slices.Equal(f.k.Held(), []netip.Addr{c}) {
-		t.Fatalf("kernel holds %v, want the VIP that could be added", f.k.Held())
-	}
-	// The cluster reacts: an unhealthy member owns nothing.
-	f.cl.SetOwned()
-	next = f.step(next)
-	if err := vipsHealth(); err == nil {
-		t.Fatal("healthy again at once")
-	}
-	first := vip.DefaultFailHold
-	for f.now.Before(time.Unix(1000, 0).Add(first)) {
-		if err := vipsHealth(); err == nil {
-			t.Fatalf("healthy again after %s, before the hold of %s", f.now.Sub(time.Unix(1000, 0)), first)
-		}
-		if next <= 0 || next > first {
-			t.Fatalf("next pass in %s", next)
-		}
-		next = f.step(next)
-	}
-	if err := vipsHealth(); err != nil {
-		t.Fatalf("still unhealthy after the hold: %v", err)
-	}
-	// On trial: owned again, the add fails again; the hold doubles.
-	start := f.now
-	f.cl.SetOwned(a)
 	f.step(0)
-	if err := vipsHealth(); err == nil {
-		t.Fatal("healthy after a second failure")
+	if err, ok := f.cl.HealthOf("vips"); ok && err != nil {
+		t.Fatalf("the host is unhealthy for one VIP: %v", err)
 	}
-	f.cl.SetOwned()
-	f.step(first)
-	if err := vipsHealth(); err == nil {
-		t.Fatalf("healthy %s after the second failure: the hold did not double", first)
+	if got := f.cl.RefusedNow(); !slices.Equal(got, []netip.Addr{a}) {
+		t.Fatalf("refused %v, want [%s]", got, a)
 	}
-	f.now = start.Add(2 * first)
-	f.m.Sync()
-	if err := vipsHealth(); err != nil {
-		t.Fatalf("still unhealthy after twice the hold: %v", err)
+	if !slices.Equal(f.k.Held(), []netip.Addr{c}) || !slices.Equal(f.cl.HeldNow(), []netip.Addr{c}) {
+		t.Fatalf("kernel holds %v, reported %v: want the other VIP, %s", f.k.Held(), f.cl.HeldNow(), c)
 	}
-	// The fault is gone: the add succeeds and the member stays healthy.
+	if r := f.m.Refused(); len(r) != 1 || r[0].VIP != a || r[0].Err == "" || r[0].Until != f.now.Add(vip.DefaultFailHold) {
+		t.Fatalf("Refused() = %+v", r)
+	}
+	// Until the cluster reacts, the VIP is still owned: it is not tried
+	// again within the hold.
+	tries := f.k.AddCalls(a)
+	next := f.step(time.Second)
+	if f.k.AddCalls(a) != tries {
+		t.Fatal("a refused VIP was tried again within its hold")
+	}
+	// The cluster gave it to another member: after the hold it stays
+	// refused, since trying it again would take it from that member.
+	f.cl.SetOwned(c)
+	f.cl.SetElsewhere(a)
+	if next <= 0 || next > vip.DefaultFailHold {
+		t.Fatalf("next pass in %s, want by the end of the hold", next)
+	}
+	for f.now.Before(time.Unix(1000, 0).Add(vip.DefaultFailHold + 5*time.Second)) {
+		f.step(time.Second)
+	}
+	if got := f.cl.RefusedNow(); !slices.Equal(got, []netip.Addr{a}) {
+		t.Fatalf("refused %v after the hold while another member owns it, want [%s]", got, a)
+	}
+	// That member is gone and nobody owns it: tried again, it fails again
+	// and the hold doubles.
+	f.cl.SetElsewhere()
+	f.step(0)
+	if got := f.cl.RefusedNow(); len(got) != 0 {
+		t.Fatalf("still refused %v once nobody else owns it", got)
+	}
+	f.cl.SetOwned(a, c)
+	f.step(0)
+	if got := f.cl.RefusedNow(); !slices.Equal(got, []netip.Addr{a}) {
+		t.Fatalf("refused %v after a failing trial", got)
+	}
+	if r := f.m.Refused(); len(r) != 1 || r[0].Until != f.now.Add(2*vip.DefaultFailHold) {
+		t.Fatalf("Refused() = %+v, want the hold doubled", r)
+	}
+	// The fault is gone: the next trial adds it and ends the refusal.
 	delete(f.k.FailAdd, a)
-	f.cl.SetOwned(a, c)
+	f.step(2 * vip.DefaultFailHold)
 	f.step(0)
-	if err := vipsHealth(); err != nil {
-		t.Fatalf("unhealthy although the VIPs were added: %v", err)
+	if got := f.cl.RefusedNow(); len(got) != 0 || !slices.Equal(f.k.Held(), []netip.Addr{a, c}) {
+		t.Fatalf("refused %v, kernel holds %v after the fault went away", got, f.k.Held())
 	}
-	if !slices.Equal(f.cl.HeldNow(), []netip.Addr{a, c}) {
-		t.Fatalf("held %v", f.cl.HeldNow())
-	}
-	// The hold starts afresh after a success.
-	f.k.FailAdd[b] = true
-	f.cl.SetOwned(a, b, c)
-	f.step(0)
-	f.cl.SetOwned(a, c)
-	f.step(first)
-	if err := vipsHealth(); err != nil {
-		t.Fatalf("unhealthy %s after a new failure: the hold was not reset by the success", first)
+	if err, ok := f.cl.HealthOf("vips"); ok && err != nil {
+		t.Fatalf("unhealthy: %v", err)
 	}
 }
 

@@ -7,9 +7,9 @@
 //     and announces it with gratuitous ARP / unsolicited NA. The cluster
 //     reads the l2 VIPs from Split.L2; the VIP manager holds what
 //     Split.Hosting says.
-//   - bgp: every healthy member with a quorum advertises the VIP to its
-//     routers (the bgp package's Announcer reads Split.BGP), and every
-//     member holds it on its interface quietly — IPVS needs it local,
+//   - bgp: every healthy member with a quorum that holds the VIP
+//     advertises it to its routers (the bgp package's Announcer reads
+//     Split.HeldBGP), and every member holds it on its interface quietly — IPVS needs it local,
 //     and no host may answer ARP/NDP for it — like a VIP being handed
 //     over. A host that stops advertising (drain, unhealthy) keeps the
 //     VIP, so the flows the routers send while they converge are still
@@ -23,9 +23,11 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"go4.org/netipx"
 
+	"github.com/edgelb/edgelb/lb/notify"
 	"github.com/edgelb/edgelb/vip"
 )
 
@@ -53,6 +55,11 @@ type Split struct {
 	// bgpSet is the current set of bgp addresses (it changes with the
 	// cluster configuration).
 	bgpSet func() *netipx.IPSet
+
+	mu   sync.Mutex
+	held []netip.Addr // what the VIP manager holds (Hosting.SetHeld), sorted
+	// heldChanged is signalled when held changes.
+	heldChanged notify.Broadcaster
 }
 
 // NewSplit splits src's VIPs with the set of bgp addresses bgpSet
@@ -74,6 +81,53 @@ func (s *Split) L2() Source { return filtered{s: s, m: L2} }
 
 // BGP is the source of the VIPs advertised over BGP: the announcer's.
 func (s *Split) BGP() Source { return filtered{s: s, m: BGP} }
+
+// HeldBGP is the source of the bgp VIPs this host holds on its interface
+// (Hosting.SetHeld): what it may advertise. A bgp VIP the kernel refused
+// is not held, so this host never draws traffic it could not take, while
+// the others advertise it. Its Subscribe's channel is signalled by the
+// desired state's changes and by the held VIPs'; ctx ends the goroutine
+// each Subscribe starts.
+func (s *Split) HeldBGP(ctx context.Context) Source { return heldBGP{s: s, ctx: ctx} }
+
+type heldBGP struct {
+	s   *Split
+	ctx context.Context
+}
+
+func (h heldBGP) VIPs() ([]netip.Addr, bool) {
+	vips, loaded := h.s.BGP().VIPs()
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return slices.DeleteFunc(vips, func(v netip.Addr) bool {
+		_, found := slices.BinarySearchFunc(h.s.held, v, netip.Addr.Compare)
+		return !found
+	}), loaded
+}
+
+func (h heldBGP) Subscribe() <-chan struct{} {
+	return merge(h.ctx, h.s.src.Subscribe(), h.s.heldChanged.Subscribe())
+}
+
+// merge returns a channel signalled whenever a or b is, until ctx ends.
+func merge(ctx context.Context, a, b <-chan struct{}) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a:
+			case <-b:
+			}
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return out
+}
 
 // L2Of keeps the l2 VIPs of vips.
 func (s *Split) L2Of(vips []netip.Addr) []netip.Addr { return s.of(L2, vips) }
@@ -141,26 +195,32 @@ func (h Hosting) Owned() (own, handover []netip.Addr) {
 // Subscribe implements vip.Ownership: the cluster's changes and the
 // desired state's.
 func (h Hosting) Subscribe() <-chan struct{} {
-	out := make(chan struct{}, 1)
-	a, b := h.L2Owner.Subscribe(), h.split.src.Subscribe()
-	go func() {
-		for {
-			select {
-			case <-h.ctx.Done():
-				return
-			case <-a:
-			case <-b:
-			}
-			select {
-			case out <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return out
+	return merge(h.ctx, h.L2Owner.Subscribe(), h.split.src.Subscribe())
 }
 
-// SetHeld implements vip.Reporter: the cluster hears of the l2 VIPs only.
+// OwnedElsewhere implements vip.Ownership: a bgp VIP is every host's, so
+// a refused one is tried again after its hold whatever the others do.
+func (h Hosting) OwnedElsewhere(v netip.Addr) bool {
+	return h.split.MethodOf(v) == L2 && h.L2Owner.OwnedElsewhere(v)
+}
+
+// SetRefused implements vip.Reporter: the cluster hears of the l2 VIPs
+// only; a refused bgp VIP is simply not held, so not advertised (HeldBGP).
+func (h Hosting) SetRefused(vips []netip.Addr) {
+	h.L2Owner.SetRefused(h.split.L2Of(vips))
+}
+
+// SetHeld implements vip.Reporter: the cluster hears of the l2 VIPs only,
+// HeldBGP hears of all of them.
 func (h Hosting) SetHeld(vips []netip.Addr) {
+	sorted := slices.Clone(vips)
+	slices.SortFunc(sorted, netip.Addr.Compare)
+	h.split.mu.Lock()
+	changed := !slices.Equal(sorted, h.split.held)
+	h.split.held = sorted
+	h.split.mu.Unlock()
+	if changed {
+		h.split.heldChanged.Notify()
+	}
 	h.L2Owner.SetHeld(h.split.L2Of(vips))
 }

@@ -107,3 +107,39 @@ func TestHostingHoldsBGPQuietlyAndReportsL2(t *testing.T) {
 	c.SetOwned(addrs("192.0.2.2")...)
 	<-wake // and so does an ownership change
 }
+
+// A VIP the kernel refused costs that VIP only: the cluster hears of the
+// refused l2 VIPs (it gives them to another member) and a refused bgp VIP
+// is simply not advertised by this host, which advertises only the bgp
+// VIPs it holds. A refused bgp VIP is tried again after its hold whatever
+// the others do; a refused l2 VIP only when no other member owns it.
+func TestRefusedVIPsAndHeldBGP(t *testing.T) {
+	src := &staticVIPs{vips: addrs("192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2"), c: make(chan struct{}, 1)}
+	s := announce.NewSplit(src, bgpSet)
+	c := &viptest.Cluster{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := s.Hosting(ctx, c)
+	adv := s.HeldBGP(ctx)
+	wake := adv.Subscribe()
+	<-wake // the desired state's subscription starts signalled
+	if vips, _ := adv.VIPs(); len(vips) != 0 {
+		t.Errorf("advertisable before anything is held: %v", vips)
+	}
+	h.SetHeld(addrs("192.0.2.1", "198.51.100.1"))
+	<-wake // the held VIPs changed
+	if vips, _ := adv.VIPs(); !slices.Equal(vips, addrs("198.51.100.1")) {
+		t.Errorf("advertisable %v, want the held bgp VIP only", vips)
+	}
+	h.SetRefused(addrs("192.0.2.2", "198.51.100.2"))
+	if got := c.RefusedNow(); !slices.Equal(got, addrs("192.0.2.2")) {
+		t.Errorf("the cluster heard of %v refused, want the l2 VIP only", got)
+	}
+	c.SetElsewhere(addrs("192.0.2.2", "198.51.100.2")...)
+	if !h.OwnedElsewhere(addrs("192.0.2.2")[0]) {
+		t.Error("an l2 VIP another member owns is not owned elsewhere")
+	}
+	if h.OwnedElsewhere(addrs("198.51.100.2")[0]) {
+		t.Error("a bgp VIP is owned elsewhere: a refused one would never be tried again")
+	}
+}

@@ -31,8 +31,9 @@ type Kernel struct {
 	Expires map[netip.Addr]time.Time
 	// KeptVIPs are the marked VIPs kept for the next process.
 	KeptVIPs map[netip.Addr]bool
-	// Renewals counts RenewVIP calls per VIP.
+	// Renewals counts RenewVIP calls per VIP; Adds AddVIP calls.
 	Renewals map[netip.Addr]int
+	Adds     map[netip.Addr]int
 	// Now is the fake's clock; nil means time.Now.
 	Now func() time.Time
 
@@ -51,7 +52,15 @@ func NewKernel() *Kernel {
 		Expires:  map[netip.Addr]time.Time{},
 		KeptVIPs: map[netip.Addr]bool{},
 		Renewals: map[netip.Addr]int{},
+		Adds:     map[netip.Addr]int{},
 	}
+}
+
+// AddCalls returns how many times AddVIP was called for a.
+func (k *Kernel) AddCalls(a netip.Addr) int {
+	k.Mu.Lock()
+	defer k.Mu.Unlock()
+	return k.Adds[a]
 }
 
 func (k *Kernel) now() time.Time {
@@ -143,6 +152,7 @@ func (k *Kernel) AddVIP(a netip.Addr, lifetime time.Duration) error {
 	k.Mu.Lock()
 	defer k.Mu.Unlock()
 	k.expireLocked()
+	k.Adds[a]++
 	if k.FailAdd[a] {
 		return fmt.Errorf("adding %s: injected failure", a)
 	}
@@ -247,6 +257,10 @@ type Cluster struct {
 	epoch    uint64
 	Health   map[string]error
 	Networks []netip.Prefix
+	// Refused is what the Manager last reported refused; Elsewhere the
+	// VIPs another member owns (OwnedElsewhere).
+	Refused   []netip.Addr
+	Elsewhere map[netip.Addr]bool
 }
 
 var (
@@ -354,6 +368,37 @@ func (c *Cluster) HeldNow() []netip.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.Held)
+}
+
+// SetRefused implements vip.Reporter.
+func (c *Cluster) SetRefused(v []netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Refused = slices.Clone(v)
+}
+
+// RefusedNow returns the last reported refused VIPs.
+func (c *Cluster) RefusedNow() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.Refused)
+}
+
+// SetElsewhere sets the VIPs another member owns.
+func (c *Cluster) SetElsewhere(v ...netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Elsewhere = map[netip.Addr]bool{}
+	for _, a := range v {
+		c.Elsewhere[a] = true
+	}
+}
+
+// OwnedElsewhere implements vip.Ownership.
+func (c *Cluster) OwnedElsewhere(v netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Elsewhere[v]
 }
 
 // SetNetworks implements vip.Reporter.

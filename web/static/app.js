@@ -250,8 +250,12 @@ function renderMembers(members) {
 function renderVIPs(vips) {
   fill($('#vips tbody'), vips.map(v => h('tr', { dataset: { vip: v.address } },
     h('td', { class: 'mono' }, v.address),
-    h('td', {}, h('span', { class: 'owner' + (v.owner ? '' : ' bad') }, v.owner || 'nobody'),
-      v.local && h('span', { class: 'tag' }, 'this host')),
+    h('td', {}, v.announce === 'bgp'
+      ? h('span', { class: 'owner', title: 'announced over BGP by every serving host that holds it' }, 'every host (BGP)')
+      : h('span', { class: 'owner' + (v.owner ? '' : ' bad') }, v.owner || 'nobody'),
+      v.local && h('span', { class: 'tag' }, 'this host'),
+      (v.refusedBy || []).length > 0 && badge('refused by ' + v.refusedBy.join(', '), 'warn'),
+      v.problem && h('div', { class: 'detail' }, v.problem)),
     h('td', { class: 'mono' }, (v.services || []).map(serviceLabel).join(', ') || '—'))));
 }
 

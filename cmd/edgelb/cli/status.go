@@ -107,7 +107,7 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, m.Address, state, cfgVersion, strings.Join(m.VIPs, ","))
 	}
-	fmt.Fprintf(tw, "\nVIP\tOWNER\tSERVICES\n")
+	fmt.Fprintf(tw, "\nVIP\tOWNER\tSERVICES\tPROBLEM\n")
 	for _, v := range vips {
 		owner := v.Owner
 		switch {
@@ -116,7 +116,11 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		case owner == "":
 			owner = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Address, owner, strings.Join(v.Services, ","))
+		problem := v.Problem
+		if len(v.RefusedBy) > 0 && !v.Refused {
+			problem = strings.TrimPrefix(problem+"; refused by "+strings.Join(v.RefusedBy, ","), "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Address, owner, strings.Join(v.Services, ","), problem)
 	}
 	fmt.Fprintf(tw, "\nSERVICE\tVIP:PORT\tSCHED\tBACKENDS (up/total)\tCONNS\n")
 	for _, s := range svcs {

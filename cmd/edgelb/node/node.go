@@ -164,7 +164,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	n.announcer, err = bgp.NewAnnouncer(bgp.Options{
 		Speaker:       opts.Kernels.BGP(bc, log.With("component", "gobgp")),
 		Serving:       n.members,
-		VIPs:          n.split.BGP(),
+		VIPs:          n.split.HeldBGP(n.hostCtx),
 		WithdrawDelay: bc.WithdrawDelay,
 		Log:           log.With("component", "bgp"),
 	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,96 @@ func TestThreeNodes(t *testing.T) {
 				t.Errorf("%s runs version %d after a refused one, want %d", h.name, v, next.Version)
 			}
 		}
+	})
+
+	t.Run("a VIP a host's kernel refuses costs that VIP only", func(t *testing.T) {
+		l.eventually(t, "converged", l.converged)
+		// The kernels of lb1 and lb2 refuse one new l2 VIP, and lb1's a
+		// new bgp VIP: validation cannot know (an address family off on
+		// one interface, a kernel limit).
+		refusedL2, refusedBGP := netip.MustParseAddr("192.0.2.124"), netip.MustParseAddr("198.51.100.54")
+		for _, h := range l.hosts[:2] {
+			h.vip.Mu.Lock()
+			h.vip.FailAdd[refusedL2] = true
+			h.vip.Mu.Unlock()
+		}
+		lb1 := l.hosts[0]
+		lb1.vip.Mu.Lock()
+		lb1.vip.FailAdd[refusedBGP] = true
+		lb1.vip.Mu.Unlock()
+		done := l.watch(l2VIP)
+		via := l.hosts[1].node
+		cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
+		cur, err := cc.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spec map[string]any
+		if err := json.Unmarshal(cur.Spec, &spec); err != nil {
+			t.Fatal(err)
+		}
+		spec["services"] = append(spec["services"].([]any),
+			map[string]any{"name": "web", "vip": refusedL2.String(), "ports": []any{map[string]any{"port": 80}}, "backends": []any{"10.0.1.7:80"}},
+			map[string]any{"name": "web6", "vip": refusedBGP.String(), "announce": "bgp", "ports": []any{map[string]any{"port": 80}}, "backends": []any{"10.0.1.7:80"}})
+		body, _ := json.Marshal(spec)
+		if _, err := cc.Put(body, cur.Version, "test"); err != nil {
+			t.Fatal(err)
+		}
+		lb3 := l.hosts[2]
+		l.eventually(t, "the l2 VIP refused by lb1 and lb2 is on lb3; the bgp VIP refused by lb1 is advertised by lb2 and lb3 only", func() bool {
+			return slices.Equal(l.holders(refusedL2), []string{lb3.name}) &&
+				!lb1.advertises(refusedBGP) && l.hosts[1].advertises(refusedBGP) && lb3.advertises(refusedBGP)
+		})
+		for _, h := range l.hosts {
+			if p := h.node.members.Problem(); p != "" || !h.node.members.MayServe() {
+				t.Errorf("%s is unhealthy for a refused VIP: %q", h.name, p)
+			}
+			if !h.advertises(bgpVIP) {
+				t.Errorf("%s stopped advertising the other bgp VIP", h.name)
+			}
+		}
+		if fewest, _, announced := done(); fewest == 0 || announced > 1 {
+			t.Errorf("the other l2 VIP was held by as few as %d hosts and announced by %d at once: want one all along", fewest, announced)
+		}
+		// The API says who refuses what, and why here.
+		for _, v := range lb1.node.state.VIPs() {
+			switch v.Address {
+			case refusedL2.String():
+				if v.Owner != lb3.name || !v.Refused || !slices.Equal(v.RefusedBy, []string{"lb1", "lb2"}) || !strings.Contains(v.Problem, "injected failure") {
+					t.Errorf("lb1 shows %+v", v)
+				}
+			case refusedBGP.String():
+				if v.Local || !v.Refused || v.Problem == "" {
+					t.Errorf("lb1 shows %+v", v)
+				}
+			case l2VIP.String(), bgpVIP.String():
+				if v.Refused || len(v.RefusedBy) > 0 || v.Problem != "" {
+					t.Errorf("lb1 shows %+v", v)
+				}
+			}
+		}
+		// Back as it was: the VIPs go, the refusals are forgotten.
+		for _, h := range l.hosts {
+			h.vip.Mu.Lock()
+			clear(h.vip.FailAdd)
+			h.vip.Mu.Unlock()
+		}
+		cur, err = cc.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(cur.Spec, &spec); err != nil {
+			t.Fatal(err)
+		}
+		svcs := spec["services"].([]any)
+		spec["services"] = svcs[:len(svcs)-2]
+		body, _ = json.Marshal(spec)
+		if _, err := cc.Put(body, cur.Version, "test"); err != nil {
+			t.Fatal(err)
+		}
+		l.eventually(t, "the refused VIPs are gone from every host", func() bool {
+			return len(l.holders(refusedL2)) == 0 && !slices.ContainsFunc(l.hosts, func(h *host) bool { return h.advertises(refusedBGP) })
+		})
 	})
 
 	t.Run("a drain hands the l2 VIP over before letting it go", func(t *testing.T) {

@@ -100,6 +100,9 @@ func (s *state) Members() []api.Member {
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
+		for _, v := range m.Refused {
+			am.Refused = append(am.Refused, v.String())
+		}
 		if am.Self {
 			am.Problem = s.node.members.Problem()
 		}
@@ -119,14 +122,41 @@ func (s *state) VIPs() []api.VIP {
 		vs := &d.Services[i]
 		services[vs.VIP] = append(services[vs.VIP], sourceName(vs.Source))
 	}
+	// Who refuses what: the members' gossip for l2 VIPs, this host's VIP
+	// manager for the reason (and for bgp VIPs, which are not gossiped).
+	refusedBy := map[netip.Addr][]string{}
+	for _, m := range s.node.members.Members() {
+		for _, v := range m.Refused {
+			refusedBy[v] = append(refusedBy[v], m.Name)
+		}
+	}
+	here := map[netip.Addr]string{}
+	if s.node.vips != nil {
+		for _, r := range s.node.vips.Refused() {
+			here[r.VIP] = r.Err
+		}
+	}
+	self := s.node.cfg.Node.Name
+	hasQuorum := s.node.members.HasQuorum()
 	var out []api.VIP
 	bgpSet := s.node.live.BGPSet()
 	for _, v := range d.VIPs() {
 		names := slices.Compact(services[v])
 		owner := owners[v]
-		vip := api.VIP{Address: v.String(), Owner: owner, Local: owner == s.node.cfg.Node.Name, Services: names, Announce: string(config.AnnounceL2)}
+		vip := api.VIP{Address: v.String(), Owner: owner, Local: owner == self, Services: names, Announce: string(config.AnnounceL2),
+			RefusedBy: refusedBy[v]}
 		if bgpSet.Contains(v) {
-			vip.Announce, vip.Local = string(config.AnnounceBGP), s.node.members.MayServe()
+			_, refused := here[v]
+			vip.Announce, vip.Local = string(config.AnnounceBGP), s.node.members.MayServe() && !refused
+			if refused {
+				vip.RefusedBy = []string{self}
+			}
+		}
+		switch {
+		case here[v] != "":
+			vip.Refused, vip.Problem = true, "refused here: "+here[v]
+		case owner == "" && hasQuorum && len(vip.RefusedBy) > 0 && vip.Announce == string(config.AnnounceL2):
+			vip.Problem = "every member that could own it refuses it"
 		}
 		out = append(out, vip)
 	}
