@@ -312,6 +312,7 @@ func (p *parser) pools(n *yaml.Node, path string) {
 	d.list(n, path, func(i int, item *yaml.Node, path string) {
 		pool := Pool{AutoAssign: true}
 		var lines []int
+		badRanges := false // said once per bad range, not again as "no range"
 		d.mapping(item, path, map[string]func(*yaml.Node, string){
 			"name": func(n *yaml.Node, path string) { d.str(n, path, &pool.Name) },
 			"addresses": func(n *yaml.Node, path string) {
@@ -324,6 +325,7 @@ func (p *parser) pools(n *yaml.Node, path string) {
 					}
 					if err != nil {
 						d.errorf(a, path, "%v", err)
+						badRanges = true
 						return
 					}
 					pool.Ranges = append(pool.Ranges, r)
@@ -340,7 +342,7 @@ func (p *parser) pools(n *yaml.Node, path string) {
 			d.errorf(item, join(path, "name"), "pool %q is defined twice", pool.Name)
 		}
 		names[pool.Name] = true
-		if len(pool.Ranges) == 0 && resolve(item) != nil && resolve(item).Kind == yaml.MappingNode {
+		if len(pool.Ranges) == 0 && !badRanges && resolve(item) != nil && resolve(item).Kind == yaml.MappingNode {
 			d.errorf(item, join(path, "addresses"), "a pool needs at least one address range")
 		}
 		p.cfg.Pools = append(p.cfg.Pools, pool)
