@@ -226,3 +226,114 @@ func TestSetPoolsRenumbersNothing(t *testing.T) {
 		t.Errorf("usage = %+v", u)
 	}
 }
+
+// withNamespaces limits the pools to namespaces.
+func withNamespaces(ps []config.Pool, ns ...string) []config.Pool {
+	for i := range ps {
+		ps[i].Namespaces = ns
+	}
+	return ps
+}
+
+// in returns req for a Service in namespace ns.
+func in(ns string, r Request) Request {
+	r.Namespace = ns
+	r.Key = ns + "/" + r.Key[len("ns/"):]
+	return r
+}
+
+// Edits of the pools never move an address a Service holds, whether the
+// allocator takes the new pools while it holds the address (SetPools, the
+// same leadership term) or a new one claims it from the Service's status
+// under the new pools (a new term); and that address is never handed to
+// another Service. Each case is one edit: the namespaces narrowed, the
+// pool split in two, the pool the Service names renamed.
+func TestPoolEditsRenumberNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// before and after are the pools; x is the Service holding held,
+		// newcomer one that arrives after the edit and must get another
+		// address (it would get held if it were free).
+		before, after func() []config.Pool
+		x, newcomer   Request
+		held          string
+	}{{
+		name: "namespaces narrowed",
+		before: func() []config.Pool {
+			return append(withNamespaces(pools(t, "p 192.0.2.0/30"), "a", "b"), pools(t, "q 198.51.100.0/30")...)
+		},
+		after: func() []config.Pool {
+			return append(withNamespaces(pools(t, "p 192.0.2.0/30"), "a"), pools(t, "q 198.51.100.0/30")...)
+		},
+		x: in("b", req("x")), newcomer: in("a", req("new")), held: "192.0.2.0",
+	}, {
+		name:   "pool split",
+		before: func() []config.Pool { return pools(t, "p 192.0.2.0/29") },
+		after:  func() []config.Pool { return pools(t, "p 192.0.2.0/30", "p2 192.0.2.4/30") },
+		x:      func() Request { r := req("x"); r.Pool = "p"; return r }(),
+		newcomer: func() Request {
+			r := req("new")
+			r.Pool = "p2"
+			return r
+		}(),
+		held: "192.0.2.4",
+	}, {
+		name:   "pool named by the Service renamed",
+		before: func() []config.Pool { return pools(t, "web 192.0.2.0/30") },
+		after:  func() []config.Pool { return pools(t, "edge 192.0.2.0/30") },
+		x:      func() Request { r := req("x"); r.Pool = "web"; return r }(),
+		newcomer: func() Request {
+			r := req("new")
+			r.Pool = "edge"
+			return r
+		}(),
+		held: "192.0.2.0",
+	}} {
+		held := []netip.Addr{netip.MustParseAddr(tc.held)}
+		t.Run(tc.name+"/same term", func(t *testing.T) {
+			a := New(tc.before())
+			if err := a.Claim(tc.x, held); err != nil {
+				t.Fatalf("claim before the edit: %v", err)
+			}
+			a.SetPools(tc.after())
+			if got, err := a.Assign(tc.x); err != nil || fmt.Sprint(got) != fmt.Sprint(held) {
+				t.Errorf("x after the edit: %v, %v; want %v kept", got, err, held)
+			}
+			if got, err := a.Assign(tc.newcomer); err != nil || got[0] == held[0] {
+				t.Errorf("the newcomer got %v, %v: not x's address, and not an error", got, err)
+			}
+			if got := a.Get(tc.x.Key); fmt.Sprint(got) != fmt.Sprint(held) {
+				t.Errorf("x holds %v, want %v", got, held)
+			}
+		})
+		t.Run(tc.name+"/new term", func(t *testing.T) {
+			a := New(tc.after())
+			if err := a.Claim(tc.x, held); err != nil {
+				t.Errorf("a new term cannot hold x's status address %v: %v", held, err)
+			}
+			if got, err := a.Assign(tc.newcomer); err != nil || got[0] == held[0] {
+				t.Errorf("the newcomer got %v, %v: not x's address, and not an error", got, err)
+			}
+			if got, err := a.Assign(tc.x); err != nil || fmt.Sprint(got) != fmt.Sprint(held) {
+				t.Errorf("x in the new term: %v, %v; want %v kept", got, err, held)
+			}
+		})
+	}
+}
+
+// An address that a new term finds in a status, outside every pool (the
+// range was removed), is held like one that SetPools left outside: when
+// the range comes back, it is not handed to another Service.
+func TestClaimOutsideEveryPoolHolds(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/30"))
+	x := netip.MustParseAddr("198.51.100.1")
+	if err := a.Claim(req("x"), []netip.Addr{x}); err != nil {
+		t.Errorf("claiming an address outside every pool: %v; want it held", err)
+	}
+	a.SetPools(pools(t, "p 192.0.2.0/30", "back 198.51.100.1/32"))
+	y := req("y")
+	y.Pool = "back"
+	if got, err := a.Assign(y); err == nil {
+		t.Errorf("y got %v, x's address", got)
+	}
+}
