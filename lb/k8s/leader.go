@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,30 @@ type term struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	alloc    *ipam.Allocator
 	recorder record.EventRecorder
+
+	mu sync.Mutex
+	// keptMsg is the AddressKept message last recorded on each Service in
+	// this term.
+	keptMsg map[string]string
+}
+
+// kept records msg ("" for none) as a Service's AddressKept message and
+// reports whether it differs from the last one, and so is to be recorded.
+func (t *term) kept(k, msg string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.keptMsg[k] == msg {
+		return false
+	}
+	if msg == "" {
+		delete(t.keptMsg, k)
+		return false
+	}
+	if t.keptMsg == nil {
+		t.keptMsg = map[string]string{}
+	}
+	t.keptMsg[k] = msg
+	return true
 }
 
 // elect runs leader election until ctx is done. Each term rebuilds the
