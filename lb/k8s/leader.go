@@ -157,8 +157,10 @@ func (c *Controller) lead(ctx context.Context) {
 // rebuild creates an allocator holding every address already written in a
 // status, oldest Service first, before anything new is assigned. It lists
 // the Services from the API server: the informer cache may lag behind what
-// the previous leader wrote. A status it cannot hold is left to sync, which
-// reports it and leaves the Service as it is.
+// the previous leader wrote. It holds an address that the pools' rules
+// would not give its Service now as the last term kept it (ipam.Claim); a
+// status it cannot hold (an older Service holds the address) is left to
+// sync, which reports it and leaves the Service as it is.
 func (c *Controller) rebuild(ctx context.Context) (*ipam.Allocator, error) {
 	var svcs []*corev1.Service
 	opts := metav1.ListOptions{Limit: 500}
