@@ -173,3 +173,17 @@ func TestPoolEditDuringNewTerm(t *testing.T) {
 		})
 	}
 }
+
+// AddressKept is recorded once per term while its reason lasts: again when
+// the reason changes, or comes back after it was gone.
+func TestAddressKeptOncePerReason(t *testing.T) {
+	var tm term
+	for i, step := range []struct {
+		msg    string
+		record bool
+	}{{"a", true}, {"a", false}, {"b", true}, {"", false}, {"", false}, {"b", true}} {
+		if got := tm.kept("ns/x", step.msg); got != step.record {
+			t.Errorf("step %d (%q): recorded %t, want %t", i, step.msg, got, step.record)
+		}
+	}
+}

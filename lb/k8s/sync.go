@@ -59,6 +59,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	ns, name, _ := cache.SplitMetaNamespaceKey(k)
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		t.kept(k, "")
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a deleted Service", "service", k)
 			c.retryPending(t)
@@ -69,6 +70,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		return err
 	}
 	if !c.handles(svc) {
+		t.kept(k, "")
 		held := alloc.Get(k)
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a Service that is no longer ours", "service", k)
