@@ -6,6 +6,13 @@
 // new is assigned (Assign), so a restart never moves an IP; an address in
 // a status it does not hold yet is not handed out (Request.Listed). It does
 // no I/O; the Kubernetes controller serialises status writes around it.
+//
+// The pools' rules (ranges, namespaces, names) decide where a new address
+// comes from, never whether a held one stays: an edit of the pools (a
+// namespace left out, a pool split or renamed) leaves every Service the
+// address it has, in the term that takes the edit (SetPools) as in a later
+// one (Claim). Misfits says which held addresses the rules would not give
+// now, so that the Service can be told.
 package ipam
 
 import (
@@ -233,19 +240,54 @@ func (a *Allocator) release(key string) bool {
 }
 
 // Claim records addresses a Service already has (from its status) without
-// choosing new ones. It fails, changing nothing, if an address is in no
-// pool the Service may use or is held incompatibly by another Service.
+// choosing new ones. It fails, changing nothing, only if another Service
+// holds an address and may not share it. An address the pools' rules would
+// not give the Service now (outside every pool, in a pool its namespace may
+// not use or that is not the one it asks for) is held all the same, as
+// SetPools keeps it in the term that made the edit: a new term must not
+// renumber what the last one kept, nor hand it to another Service.
+// Misfits reports such addresses.
 func (a *Allocator) Claim(req Request, ips []netip.Addr) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.try(req, func() ([]netip.Addr, error) {
 		for _, ip := range ips {
-			if err := a.checkSpecific(req, ip); err != nil {
+			if err := a.checkShared(req, ip); err != nil {
 				return nil, err
 			}
 		}
 		return ips, nil
 	})
+}
+
+// Misfit is an address a Service holds that the pools' rules would not
+// give it now: the pools were edited under it, or it asks for another
+// pool. It stays with the Service all the same.
+type Misfit struct {
+	Addr netip.Addr
+	// Pool is the pool the address is in; "" when it is in none, and so
+	// not announced (lb.Build leaves it out).
+	Pool string
+	// Why says which rule it breaks, in words for a Warning Event.
+	Why string
+}
+
+// Misfits returns the addresses the Service holds that its request would
+// not be given now, in the order it holds them.
+func (a *Allocator) Misfits(req Request) []Misfit {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []Misfit
+	for _, ip := range a.svcs[req.Key] {
+		if err := a.checkRules(req, ip); err != nil {
+			m := Misfit{Addr: ip, Why: err.Msg}
+			if p := a.poolOf(ip); p != nil {
+				m.Pool = p.Name
+			}
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Assign returns the addresses for a Service, choosing them if needed.
@@ -314,19 +356,17 @@ func (a *Allocator) poolOf(ip netip.Addr) *pool {
 }
 
 // fits reports whether current addresses still satisfy a changed request.
+// Only what the Service itself asks decides: the addresses it names, its
+// families and whom it shares with. The pools' rules do not (see Misfits):
+// a pool edited under a Service, or an edgelb.io/pool changed on one that
+// has its address, cannot be told apart in a new term, which sees only
+// the status; the one answer that holds in every term is to keep it.
 func (a *Allocator) fits(req Request, cur []netip.Addr) bool {
 	if len(req.Requested) > 0 {
 		return sameSet(req.Requested, cur)
 	}
 	fams := map[Family]bool{}
 	for _, ip := range cur {
-		p := a.poolOf(ip)
-		if p == nil {
-			// Outside every pool since the pools changed (SetPools):
-			// kept, never renumbered.
-		} else if !p.allows(req.Namespace) || (req.Pool != "" && p.Name != req.Pool) {
-			return false
-		}
 		if !slices.Contains(req.Families, familyOf(ip)) {
 			return false
 		}
@@ -376,7 +416,18 @@ func compatible(h holder, req Request) bool {
 	return true
 }
 
+// checkSpecific reports why ip may not be given to the request: the pools'
+// rules, then the other holders.
 func (a *Allocator) checkSpecific(req Request, ip netip.Addr) error {
+	if err := a.checkRules(req, ip); err != nil {
+		return err
+	}
+	return a.checkShared(req, ip)
+}
+
+// checkRules reports which of the pools' rules forbids giving ip to the
+// request: in a pool, one its namespace may use, the one it asks for.
+func (a *Allocator) checkRules(req Request, ip netip.Addr) *Error {
 	p := a.poolOf(ip)
 	if p == nil {
 		return errorf("AddressNotInPool", "%s is not in any address pool", ip)
@@ -385,8 +436,21 @@ func (a *Allocator) checkSpecific(req Request, ip netip.Addr) error {
 		return errorf("PoolNotAllowed", "%s is in pool %q, which namespace %q may not use", ip, p.Name, req.Namespace)
 	}
 	if req.Pool != "" && p.Name != req.Pool {
-		return errorf("AddressNotInPool", "%s is not in the requested pool %q", ip, req.Pool)
+		if !a.poolNamed(req.Pool) {
+			return errorf("NoSuchPool", "the requested pool %q does not exist (%s is in pool %q)", req.Pool, ip, p.Name)
+		}
+		return errorf("AddressNotInPool", "%s is in pool %q, not in the requested pool %q", ip, p.Name, req.Pool)
 	}
+	return nil
+}
+
+func (a *Allocator) poolNamed(name string) bool {
+	return slices.ContainsFunc(a.pools, func(p *pool) bool { return p.Name == name })
+}
+
+// checkShared reports why ip, held by other Services, may not be shared
+// with the request.
+func (a *Allocator) checkShared(req Request, ip netip.Addr) error {
 	if u := a.ips[ip]; u != nil {
 		for _, h := range u.holders {
 			if compatible(h, req) {

@@ -130,19 +130,35 @@ func TestFailedReassignKeepsOld(t *testing.T) {
 	a := New(pools(t, "p 192.0.2.0/30", "q 198.51.100.1"))
 	first, _ := a.Assign(req("x"))
 	r := req("x")
-	r.Pool = "nope"
-	if _, err := a.Assign(r); reason(err) != "NoSuchPool" {
-		t.Fatalf("want NoSuchPool, got %v", err)
+	r.Requested = []netip.Addr{netip.MustParseAddr("203.0.113.1")}
+	if _, err := a.Assign(r); reason(err) != "AddressNotInPool" {
+		t.Fatalf("want AddressNotInPool, got %v", err)
 	}
 	if got := a.Get("ns/x"); len(got) != 1 || got[0] != first[0] {
 		t.Errorf("after a failed change the Service holds %v, had %v", got, first)
 	}
+	r.Requested = nil
+	// Another pool asked for by a Service that has its address does not
+	// move it (a new term could not tell this from a pool edited under
+	// it): the address stays, reported as a misfit.
 	r.Pool = "q"
+	if got, err := a.Assign(r); err != nil || got[0] != first[0] {
+		t.Errorf("asking for pool q: %v %v, want %v kept", got, err, first)
+	}
+	if m := a.Misfits(r); len(m) != 1 || m[0].Addr != first[0] || m[0].Pool != "p" ||
+		m[0].Why != `192.0.2.0 is in pool "p", not in the requested pool "q"` {
+		t.Errorf("misfits = %+v", m)
+	}
+	// Naming an address is asked for explicitly: the Service moves.
+	r.Requested = []netip.Addr{netip.MustParseAddr("198.51.100.1")}
 	if got, err := a.Assign(r); err != nil || got[0].String() != "198.51.100.1" {
-		t.Errorf("moving to pool q: %v %v", got, err)
+		t.Errorf("moving to 198.51.100.1: %v %v", got, err)
 	}
 	if u := a.Usage()[0]; u.Used != 0 {
 		t.Errorf("pool p still counts %d used", u.Used)
+	}
+	if m := a.Misfits(r); len(m) != 0 {
+		t.Errorf("misfits after the move: %+v", m)
 	}
 }
 
@@ -224,5 +240,135 @@ func TestSetPoolsRenumbersNothing(t *testing.T) {
 	}
 	if u := a.Usage(); len(u) != 2 || u[0].Used != 1 || u[1].Used != 1 || u[1].Size != 8 {
 		t.Errorf("usage = %+v", u)
+	}
+}
+
+// withNamespaces limits the pools to namespaces.
+func withNamespaces(ps []config.Pool, ns ...string) []config.Pool {
+	for i := range ps {
+		ps[i].Namespaces = ns
+	}
+	return ps
+}
+
+// in returns req for a Service in namespace ns.
+func in(ns string, r Request) Request {
+	r.Namespace = ns
+	r.Key = ns + "/" + r.Key[len("ns/"):]
+	return r
+}
+
+// Edits of the pools never move an address a Service holds, whether the
+// allocator takes the new pools while it holds the address (SetPools, the
+// same leadership term) or a new one claims it from the Service's status
+// under the new pools (a new term); and that address is never handed to
+// another Service. Each case is one edit: the namespaces narrowed, the
+// pool split in two, the pool the Service names renamed.
+func TestPoolEditsRenumberNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// before and after are the pools; x is the Service holding held,
+		// newcomer one that arrives after the edit and must get another
+		// address (it would get held if it were free).
+		before, after func() []config.Pool
+		x, newcomer   Request
+		held          string
+		why           string // the misfit of held under after
+	}{{
+		name: "namespaces narrowed",
+		before: func() []config.Pool {
+			return append(withNamespaces(pools(t, "p 192.0.2.0/30"), "a", "b"), pools(t, "q 198.51.100.0/30")...)
+		},
+		after: func() []config.Pool {
+			return append(withNamespaces(pools(t, "p 192.0.2.0/30"), "a"), pools(t, "q 198.51.100.0/30")...)
+		},
+		x: in("b", req("x")), newcomer: in("a", req("new")), held: "192.0.2.0",
+		why: `192.0.2.0 is in pool "p", which namespace "b" may not use`,
+	}, {
+		name:   "pool split",
+		before: func() []config.Pool { return pools(t, "p 192.0.2.0/29") },
+		after:  func() []config.Pool { return pools(t, "p 192.0.2.0/30", "p2 192.0.2.4/30") },
+		x:      func() Request { r := req("x"); r.Pool = "p"; return r }(),
+		newcomer: func() Request {
+			r := req("new")
+			r.Pool = "p2"
+			return r
+		}(),
+		held: "192.0.2.4",
+		why:  `192.0.2.4 is in pool "p2", not in the requested pool "p"`,
+	}, {
+		name:   "pool named by the Service renamed",
+		before: func() []config.Pool { return pools(t, "web 192.0.2.0/30") },
+		after:  func() []config.Pool { return pools(t, "edge 192.0.2.0/30") },
+		x:      func() Request { r := req("x"); r.Pool = "web"; return r }(),
+		newcomer: func() Request {
+			r := req("new")
+			r.Pool = "edge"
+			return r
+		}(),
+		held: "192.0.2.0",
+		why:  `the requested pool "web" does not exist (192.0.2.0 is in pool "edge")`,
+	}} {
+		held := []netip.Addr{netip.MustParseAddr(tc.held)}
+		t.Run(tc.name+"/same term", func(t *testing.T) {
+			a := New(tc.before())
+			if err := a.Claim(tc.x, held); err != nil {
+				t.Fatalf("claim before the edit: %v", err)
+			}
+			a.SetPools(tc.after())
+			if got, err := a.Assign(tc.x); err != nil || fmt.Sprint(got) != fmt.Sprint(held) {
+				t.Errorf("x after the edit: %v, %v; want %v kept", got, err, held)
+			}
+			if got, err := a.Assign(tc.newcomer); err != nil || got[0] == held[0] {
+				t.Errorf("the newcomer got %v, %v: not x's address, and not an error", got, err)
+			}
+			if got := a.Get(tc.x.Key); fmt.Sprint(got) != fmt.Sprint(held) {
+				t.Errorf("x holds %v, want %v", got, held)
+			}
+			if m := a.Misfits(tc.x); len(m) != 1 || m[0].Why != tc.why {
+				t.Errorf("misfits = %+v, want one: %s", m, tc.why)
+			}
+		})
+		t.Run(tc.name+"/new term", func(t *testing.T) {
+			a := New(tc.after())
+			if err := a.Claim(tc.x, held); err != nil {
+				t.Errorf("a new term cannot hold x's status address %v: %v", held, err)
+			}
+			if got, err := a.Assign(tc.newcomer); err != nil || got[0] == held[0] {
+				t.Errorf("the newcomer got %v, %v: not x's address, and not an error", got, err)
+			}
+			if got, err := a.Assign(tc.x); err != nil || fmt.Sprint(got) != fmt.Sprint(held) {
+				t.Errorf("x in the new term: %v, %v; want %v kept", got, err, held)
+			}
+			if m := a.Misfits(tc.x); len(m) != 1 || m[0].Why != tc.why {
+				t.Errorf("misfits = %+v, want one: %s", m, tc.why)
+			}
+			// Another Service may not claim x's address either.
+			other := tc.newcomer
+			other.Key += "-other"
+			if err := a.Claim(other, held); reason(err) != "AddressInUse" {
+				t.Errorf("another Service claiming x's address: %v, want AddressInUse", err)
+			}
+		})
+	}
+}
+
+// An address that a new term finds in a status, outside every pool (the
+// range was removed), is held like one that SetPools left outside: when
+// the range comes back, it is not handed to another Service.
+func TestClaimOutsideEveryPoolHolds(t *testing.T) {
+	a := New(pools(t, "p 192.0.2.0/30"))
+	x := netip.MustParseAddr("198.51.100.1")
+	if err := a.Claim(req("x"), []netip.Addr{x}); err != nil {
+		t.Errorf("claiming an address outside every pool: %v; want it held", err)
+	}
+	if m := a.Misfits(req("x")); len(m) != 1 || m[0].Pool != "" || m[0].Why != "198.51.100.1 is not in any address pool" {
+		t.Errorf("misfits = %+v", m)
+	}
+	a.SetPools(pools(t, "p 192.0.2.0/30", "back 198.51.100.1/32"))
+	y := req("y")
+	y.Pool = "back"
+	if got, err := a.Assign(y); err == nil {
+		t.Errorf("y got %v, x's address", got)
 	}
 }

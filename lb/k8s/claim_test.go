@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -136,10 +137,12 @@ func TestUnknownStatusIsClaimed(t *testing.T) {
 	h.check(t)
 }
 
-// A status the allocator cannot hold (outside every pool, as after a typo
-// in a pool of the new leader's file; or an address another Service
-// already holds) is left as it is, with a Warning Event; the other
-// Services keep working.
+// A status the allocator cannot hold (an address another Service already
+// holds) is left as it is, with a Warning Event AddressNotKept; one outside
+// every pool (as after a typo in a pool of the new leader's file) is held
+// and left as it is, and the desired state, which does not announce it,
+// says so with a Warning AddressNotInPool. The other Services keep
+// working.
 func TestStatusThatCannotBeKeptIsLeftAlone(t *testing.T) {
 	fc := fake.NewClientset()
 	svcs := []*corev1.Service{
@@ -152,6 +155,9 @@ func TestStatusThatCannotBeKeptIsLeftAlone(t *testing.T) {
 	c := newController(t, fc, testConfig(t, mainPool), "lb1")
 	startInformers(t, c)
 	defer runTerm(c)()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.desiredLoop(ctx)
 	var got []string
 	eventually(t, "new gets an address", func() error {
 		if got = apiStatus(t, fc, "ns", "new"); len(got) == 0 {
@@ -159,7 +165,7 @@ func TestStatusThatCannotBeKeptIsLeftAlone(t *testing.T) {
 		}
 		return nil
 	})
-	waitWarning(t, fc, "ns", "outside", "AddressNotKept", "203.0.113.5 is not in any address pool")
+	waitWarning(t, fc, "ns", "outside", "AddressNotInPool", "203.0.113.5 in the status is in no address pool: not announced")
 	waitWarning(t, fc, "ns", "second", "AddressNotKept", "192.0.2.3 is already used by ns/first")
 	for _, s := range svcs[:3] {
 		if want := []string{s.Status.LoadBalancer.Ingress[0].IP}; !slices.Equal(apiStatus(t, fc, s.Namespace, s.Name), want) {
@@ -168,6 +174,14 @@ func TestStatusThatCannotBeKeptIsLeftAlone(t *testing.T) {
 	}
 	if ip := got[0]; ip == "192.0.2.3" || ip == "203.0.113.5" {
 		t.Errorf("new got %s, another Service's address", ip)
+	}
+	if got := c.term.Load().alloc.Holders(netip.MustParseAddr("203.0.113.5")); !slices.Equal(got, []string{"ns/outside"}) {
+		t.Errorf("203.0.113.5 is held by %v, want ns/outside", got)
+	}
+	for _, vs := range c.opts.Store.Load().Services {
+		if vs.VIP.String() == "203.0.113.5" {
+			t.Errorf("203.0.113.5, in no pool, is in the desired state: %+v", vs)
+		}
 	}
 }
 

@@ -194,15 +194,18 @@ func (c *Controller) config() *config.Config { return c.cfg.Load() }
 // the one the controller runs: the desired state is rebuilt with its
 // static services and pools, and the leader's allocation takes the new
 // pools without renumbering any Service (an address now outside every
-// pool is kept, and logged). The host-local keys must be the same.
+// pool is kept, logged and not announced; one whose pool's rules no
+// longer fit its Service is kept with a Warning Event AddressKept). The
+// host-local keys must be the same.
 func (c *Controller) SetConfig(cfg *config.Config) {
 	c.setConfig(cfg)
 	if t := c.term.Load(); t != nil {
 		if outside := t.alloc.SetPools(cfg.Pools); len(outside) > 0 {
 			c.log.Warn("addresses outside every pool after the new cluster configuration: their Services keep them", "vip", addrList(outside))
 		}
-		// Services that found no free address may find one now.
-		c.retryPending(t)
+		// Services that found no free address may find one now; those
+		// the new pools no longer fit are told they keep theirs.
+		c.requeueHandled(t)
 	}
 	c.markDirty()
 }

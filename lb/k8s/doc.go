@@ -10,8 +10,11 @@
 //     fresh list: the cache may lag behind the previous leader), then
 //     assigns addresses (lb/ipam), writes status.loadBalancer.ingress and
 //     records Events. A status the allocation does not hold yet is claimed
-//     before anything is assigned over it; one it cannot hold is left as
-//     it is, with a Warning Event. Terms never overlap: a term's queue,
+//     before anything is assigned over it, whether or not the pools' rules
+//     would give it now (those rules choose new addresses only); one that
+//     an older Service holds is left as it is, with a Warning Event. A
+//     Service that keeps an address its pools' rules no longer allow gets a
+//     Warning Event AddressKept. Terms never overlap: a term's queue,
 //     allocator and recorder are its own, and the next term starts once
 //     the last one has returned. The other hosts only watch.
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,30 @@ type term struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	alloc    *ipam.Allocator
 	recorder record.EventRecorder
+
+	mu sync.Mutex
+	// keptMsg is the AddressKept message last recorded on each Service in
+	// this term.
+	keptMsg map[string]string
+}
+
+// kept records msg ("" for none) as a Service's AddressKept message and
+// reports whether it differs from the last one, and so is to be recorded.
+func (t *term) kept(k, msg string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.keptMsg[k] == msg {
+		return false
+	}
+	if msg == "" {
+		delete(t.keptMsg, k)
+		return false
+	}
+	if t.keptMsg == nil {
+		t.keptMsg = map[string]string{}
+	}
+	t.keptMsg[k] = msg
+	return true
 }
 
 // elect runs leader election until ctx is done. Each term rebuilds the
@@ -132,8 +157,10 @@ func (c *Controller) lead(ctx context.Context) {
 // rebuild creates an allocator holding every address already written in a
 // status, oldest Service first, before anything new is assigned. It lists
 // the Services from the API server: the informer cache may lag behind what
-// the previous leader wrote. A status it cannot hold is left to sync, which
-// reports it and leaves the Service as it is.
+// the previous leader wrote. It holds an address that the pools' rules
+// would not give its Service now as the last term kept it (ipam.Claim); a
+// status it cannot hold (an older Service holds the address) is left to
+// sync, which reports it and leaves the Service as it is.
 func (c *Controller) rebuild(ctx context.Context) (*ipam.Allocator, error) {
 	var svcs []*corev1.Service
 	opts := metav1.ListOptions{Limit: 500}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,6 +59,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	ns, name, _ := cache.SplitMetaNamespaceKey(k)
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		t.kept(k, "")
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a deleted Service", "service", k)
 			c.retryPending(t)
@@ -68,6 +70,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		return err
 	}
 	if !c.handles(svc) {
+		t.kept(k, "")
 		held := alloc.Get(k)
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a Service that is no longer ours", "service", k)
@@ -115,6 +118,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	if err := c.writeStatus(ctx, svc, ips); err != nil {
 		return err
 	}
+	c.reportKept(t, svc, alloc.Misfits(req))
 	if !sameAddrs(before, ips) {
 		t.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
 		c.log.Info("assigned addresses", "service", k, "vip", addrList(ips))
@@ -124,6 +128,35 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		}
 	}
 	return nil
+}
+
+// ReasonAddressKept is the reason of the Warning Event on a Service that
+// keeps an address its pool's rules would not give it now.
+const ReasonAddressKept = "AddressKept"
+
+// reportKept records a Warning Event AddressKept on a Service that keeps
+// addresses its pools' rules would not give it now (the pools were edited
+// under it, or it asks for another pool), once per term while the reason
+// lasts. An address outside every pool is left to the desired state's
+// AddressNotInPool, which also says that it is not announced.
+func (c *Controller) reportKept(t *term, svc *corev1.Service, misfits []ipam.Misfit) {
+	var why []string
+	for _, m := range misfits {
+		if m.Pool != "" {
+			why = append(why, m.Why)
+		}
+	}
+	msg := ""
+	if len(why) > 0 {
+		msg = fmt.Sprintf("the Service keeps its address (edgelb never renumbers a Service), although %s; to move it, name the new address in %s, or re-create the Service",
+			strings.Join(why, "; "), lb.AnnotationIPs)
+	}
+	if !t.kept(key(svc), msg) {
+		return
+	}
+	t.recorder.Event(svc, corev1.EventTypeWarning, ReasonAddressKept, msg)
+	c.notify("error", key(svc)+": "+msg, map[string]string{"service": key(svc), "reason": ReasonAddressKept})
+	c.log.Warn("a Service keeps addresses that its pool's rules would not give it now", "service", key(svc), "err", strings.Join(why, "; "))
 }
 
 // claimRequest is the request under which a Service's status addresses
@@ -142,6 +175,18 @@ func claimRequest(svc *corev1.Service, ips []netip.Addr) ipam.Request {
 func (c *Controller) listed(ip netip.Addr) []string {
 	keys, _ := c.statusIndex.IndexKeys(statusIPIndex, ip.String())
 	return keys
+}
+
+// requeueHandled requeues every handled Service, after the pools changed:
+// those without an address may find one, and those whose address no longer
+// fits its pool's rules are told that they keep it.
+func (c *Controller) requeueHandled(t *term) {
+	svcs, _ := c.services.List(labels.Everything())
+	for _, s := range svcs {
+		if c.handles(s) {
+			t.queue.Add(key(s))
+		}
+	}
 }
 
 // retryPending requeues handled Services that have no address yet, after
