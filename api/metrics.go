@@ -62,6 +62,7 @@ var (
 	descVSConns    = prometheus.NewDesc("edgelb_service_connections_total", "Connections accepted by a virtual service.", vsLabels, nil)
 	descVSPackets  = prometheus.NewDesc("edgelb_service_packets_total", "Packets through a virtual service, by direction (in: from clients).", append(vsLabels, "direction"), nil)
 	descVSBytes    = prometheus.NewDesc("edgelb_service_bytes_total", "Bytes through a virtual service, by direction.", append(vsLabels, "direction"), nil)
+	descVSRefused  = prometheus.NewDesc("edgelb_service_refused", "1 if the kernel refused the virtual service on this host (retried; the others are unaffected).", vsLabels, nil)
 	descBEConns    = prometheus.NewDesc("edgelb_backend_connections_total", "Connections forwarded to a backend.", beLabels, nil)
 	descBEActive   = prometheus.NewDesc("edgelb_backend_active_connections", "Connections open to a backend now.", beLabels, nil)
 	descBEBytes    = prometheus.NewDesc("edgelb_backend_bytes_total", "Bytes forwarded to and from a backend, by direction.", append(beLabels, "direction"), nil)
@@ -84,7 +85,7 @@ var (
 type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descBEConns, descBEActive, descBEBytes,
+	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descVSRefused, descBEConns, descBEActive, descBEBytes,
 		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe} {
 		ch <- d
 	}
@@ -112,6 +113,9 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descVSPackets, p.Stats.PacketsOut, append(l, "out")...)
 			counter(descVSBytes, p.Stats.BytesIn, append(l, "in")...)
 			counter(descVSBytes, p.Stats.BytesOut, append(l, "out")...)
+			if p.Problem != "" {
+				gauge(descVSRefused, 1, l...)
+			}
 			for _, b := range p.Backends {
 				bl := append(append([]string{}, l...), b.Address)
 				counter(descBEConns, b.Stats.Connections, bl...)

@@ -134,9 +134,13 @@ type Port struct {
 	Method             string `json:"method"`
 	// SourceRanges are the only clients allowed (loadBalancerSourceRanges);
 	// absent: everyone; empty: nobody (a malformed list seen first).
-	SourceRanges []string  `json:"sourceRanges,omitempty"`
-	Stats        Stats     `json:"stats"`
-	Backends     []Backend `json:"backends"`
+	SourceRanges []string `json:"sourceRanges,omitempty"`
+	// Problem says why this host does not forward the port as desired
+	// (the kernel refused its virtual service); the other ports and
+	// Services are unaffected.
+	Problem  string    `json:"problem,omitempty"`
+	Stats    Stats     `json:"stats"`
+	Backends []Backend `json:"backends"`
 }
 
 // Backend is one real server.

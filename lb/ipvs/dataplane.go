@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -126,11 +127,17 @@ type Dataplane struct {
 	// Owned by the pass (Run or SyncOnce callers, one at a time).
 	applied    map[lb.Key]*target
 	programmed map[netip.Addr]bool
-	draining   map[drainKey]time.Time
-	drainKeys  map[lb.Key]int // number of draining backends by service
-	snatVIPs   []netip.Addr
-	snatDone   bool
-	healthVer  uint64
+	// failing are the virtual services whose last reconcile failed, with
+	// why (Run's goroutine only); failures is its copy for Failures,
+	// under mu, renewed when failing changed.
+	failing        map[lb.Key]string
+	failingChanged bool
+	failures       map[lb.Key]string
+	draining       map[drainKey]time.Time
+	drainKeys      map[lb.Key]int // number of draining backends by service
+	snatVIPs       []netip.Addr
+	snatDone       bool
+	healthVer      uint64
 	// What Reporter was last told (reportHealth).
 	reported lb.HealthLatch
 
@@ -194,6 +201,7 @@ func New(o Options) *Dataplane {
 		unready:      errNotSynced,
 		applied:      map[lb.Key]*target{},
 		programmed:   map[netip.Addr]bool{},
+		failing:      map[lb.Key]string{},
 		draining:     map[drainKey]time.Time{},
 		drainKeys:    map[lb.Key]int{},
 		reconfigured: make(chan struct{}, 1),
@@ -246,6 +254,43 @@ func (d *Dataplane) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.status
+}
+
+// Failures returns the virtual services the kernel refused in their last
+// pass, with why. Each costs that virtual service only: it is retried
+// (every second, with a full pass) and the host stays healthy.
+func (d *Dataplane) Failures() map[lb.Key]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failures
+}
+
+// result records how reconciling k ended and returns err naming k.
+func (d *Dataplane) result(k lb.Key, err error) error {
+	old, had := d.failing[k]
+	switch {
+	case err != nil:
+		if !had || old != err.Error() {
+			d.o.Log.Warn("the kernel refused a virtual service; retrying, the others are unaffected", "service", k.String(), "err", err)
+		}
+		d.failing[k], d.failingChanged = err.Error(), true
+		return fmt.Errorf("%s: %w", k, err)
+	case had:
+		d.o.Log.Info("virtual service programmed after failing", "service", k.String())
+		delete(d.failing, k)
+		d.failingChanged = true
+	}
+	return nil
+}
+
+// forgetFailing drops the failures of virtual services no longer wanted.
+func (d *Dataplane) forgetFailing(want func(lb.Key) bool) {
+	for k := range d.failing {
+		if !want(k) {
+			delete(d.failing, k)
+			d.failingChanged = true
+		}
+	}
 }
 
 // Healthy returns nil when the dataplane is programmed, or why not. A host
@@ -425,6 +470,9 @@ func (d *Dataplane) SyncOnce(full bool) error {
 	if err != nil {
 		d.status.LastError = err.Error()
 	}
+	if d.failingChanged {
+		d.failures, d.failingChanged = maps.Clone(d.failing), false
+	}
 	d.mu.Unlock()
 	d.reportHealth()
 	d.syncDone(took, err)
@@ -478,9 +526,10 @@ func (d *Dataplane) fullPass(desired *lb.Desired, now time.Time, errs *[]error) 
 			delete(d.applied, k)
 		}
 	}
+	d.forgetFailing(func(k lb.Key) bool { return want[k] })
 	for i := range desired.Services {
 		vs := &desired.Services[i]
-		*errs = append(*errs, d.reconcile(vs.Key, d.target(vs), inKernel[vs.Key], true, now))
+		*errs = append(*errs, d.result(vs.Key, d.reconcile(vs.Key, d.target(vs), inKernel[vs.Key], true, now)))
 	}
 	return true, nil
 }
@@ -509,14 +558,15 @@ func (d *Dataplane) incrementalPass(desired *lb.Desired, healthChanged bool, now
 			a.src = t.src
 			continue
 		}
-		*errs = append(*errs, d.reconcile(vs.Key, t, nil, false, now))
+		*errs = append(*errs, d.result(vs.Key, d.reconcile(vs.Key, t, nil, false, now)))
 	}
-	if matched != len(d.applied) {
-		vipsChanged = true
+	if matched != len(d.applied) || len(d.failing) > 0 {
+		vipsChanged = vipsChanged || matched != len(d.applied)
 		want := make(map[lb.Key]bool, len(desired.Services))
 		for i := range desired.Services {
 			want[desired.Services[i].Key] = true
 		}
+		d.forgetFailing(func(k lb.Key) bool { return want[k] })
 		for k, a := range d.applied {
 			if !want[k] {
 				*errs = append(*errs, d.deleteService(k, &a.vs))

@@ -543,6 +543,58 @@ func TestKernelErrors(t *testing.T) {
 	assertTable(t, e.fake, e.store.Load(), nil)
 }
 
+// A virtual service the kernel refuses costs that virtual service only:
+// the others are programmed, the host stays healthy, Failures names it
+// with why until a pass programs it, incremental or full.
+func TestRefusedVirtualServiceIsReportedAlone(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
+			e := newEnv(t, nil)
+			good := svc("192.0.2.1", 80, lb.TCP, "10.0.0.1:1")
+			e.store.Set(desired(good))
+			e.sync(t, true)
+			var fail bool
+			e.fake.Fail = func(m string) error {
+				if fail && m == "AddVirtualServer" {
+					return errors.New("scheduler module missing")
+				}
+				return nil
+			}
+			fail = true
+			bad := svc("192.0.2.2", 443, lb.TCP, "10.0.0.1:2")
+			e.store.Set(desired(good, bad))
+			if err := e.dp.SyncOnce(full); err == nil || !strings.Contains(err.Error(), bad.Key.String()) {
+				t.Fatalf("SyncOnce = %v, want the refused service named", err)
+			}
+			if err := e.dp.Healthy(); err != nil {
+				t.Fatalf("unhealthy for one virtual service: %v", err)
+			}
+			if f := e.dp.Failures(); len(f) != 1 || !strings.Contains(f[bad.Key], "scheduler module missing") {
+				t.Fatalf("Failures() = %v", f)
+			}
+			if table(e.fake, true)[0] != want(desired(good), nil)[0] {
+				t.Fatalf("the good service is not programmed: %v", table(e.fake, true))
+			}
+			fail = false
+			e.sync(t, full)
+			if f := e.dp.Failures(); len(f) != 0 {
+				t.Fatalf("Failures() = %v after the service was programmed", f)
+			}
+			assertTable(t, e.fake, e.store.Load(), nil)
+			// A failing service that is no longer wanted is forgotten.
+			fail = true
+			e.store.Set(desired(good, svc("192.0.2.3", 80, lb.TCP, "10.0.0.1:3")))
+			e.dp.SyncOnce(full)
+			fail = false
+			e.store.Set(desired(good))
+			e.sync(t, full)
+			if f := e.dp.Failures(); len(f) != 0 {
+				t.Fatalf("Failures() = %v for a service no longer wanted", f)
+			}
+		})
+	}
+}
+
 func TestRunReconcilesOnEvents(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())

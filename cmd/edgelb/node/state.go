@@ -181,7 +181,9 @@ func (s *state) services(withStats bool) []api.Service {
 	}
 	var stats map[lb.Key]*ipvs.ServiceStats
 	var results map[health.Target]health.Result
+	var refused map[lb.Key]string
 	if s.node.dp != nil {
+		refused = s.node.dp.IPVS.Failures()
 		if withStats {
 			if all, err := s.node.dp.IPVS.Stats(); err == nil {
 				stats = map[lb.Key]*ipvs.ServiceStats{}
@@ -238,6 +240,9 @@ func (s *state) services(withStats bool) []api.Service {
 			for _, r := range vs.SourceRanges {
 				p.SourceRanges = append(p.SourceRanges, r.String())
 			}
+		}
+		if why := refused[vs.Key]; why != "" {
+			p.Problem = "the kernel refused its virtual service (retried every second): " + why
 		}
 		st := stats[vs.Key]
 		if st != nil {
