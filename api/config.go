@@ -20,9 +20,15 @@ import (
 // ClusterConfig is the cluster configuration as the API reads and changes
 // it (api/clustercfg implements it over the replicated versions). Its
 // methods are safe for concurrent use.
+//
+// Secrets (the BGP peers' passwords) are shown as SecretPlaceholder in
+// every spec these methods return unless secrets is asked for; a spec
+// given to Put or Validate that carries the placeholder keeps the secret
+// stored in the current version, so that a read, edit and write never
+// wipes or replaces one.
 type ClusterConfig interface {
 	// Current is the version this host runs.
-	Current() (ConfigDoc, error)
+	Current(secrets bool) (ConfigDoc, error)
 	// Put makes spec the next version if ifVersion is the current one:
 	// ErrStale if it is not, *InvalidConfig if spec does not validate.
 	Put(spec json.RawMessage, ifVersion uint64, by string) (ConfigDoc, error)
@@ -32,13 +38,17 @@ type ClusterConfig interface {
 	// History lists the kept versions, oldest first.
 	History() []ConfigVersion
 	// Version returns version n (ErrNotFound).
-	Version(n uint64) (ConfigDoc, error)
+	Version(n uint64, secrets bool) (ConfigDoc, error)
 	// SetBackendState makes a version in which the backend (ip:port) of
 	// the service ("namespace/name", "_static/name") is enabled, drained
 	// or disabled ("enable", "drain", "disable"); *InvalidConfig if the
 	// backend is not an address:port.
 	SetBackendState(service, backend, state, by string) (ConfigDoc, error)
 }
+
+// SecretPlaceholder is what every configuration the API shows has in
+// place of a secret that is set (lb/config's SecretPlaceholder).
+const SecretPlaceholder = "(secret)"
 
 // ErrStale: the If-Match version is not the current one.
 var ErrStale = errors.New("the configuration changed meanwhile: the version given is not the current one")
@@ -64,6 +74,11 @@ type ConfigVersion struct {
 	Lost bool `json:"lost,omitempty"`
 	// Current: the version that runs.
 	Current bool `json:"current,omitempty"`
+	// SecretsChanged names the secrets set, changed or removed since the
+	// version listed before this one (bgp.peers[10.0.0.1].password),
+	// never their values: the part of a diff that the specs, which show
+	// every secret as SecretPlaceholder, cannot show.
+	SecretsChanged []string `json:"secretsChanged,omitempty"`
 }
 
 // FieldError is one problem in a spec: Field is its path
@@ -100,6 +115,9 @@ type ConfigEffect struct {
 	// Other names the other keys that change (dataplane, healthCheck,
 	// bgp).
 	Other []string `json:"other"`
+	// SecretsChanged names the secrets that would be set, changed or
+	// removed (bgp.peers[10.0.0.1].password), never their values.
+	SecretsChanged []string `json:"secretsChanged"`
 }
 
 // ValidateResult is the answer of POST /api/v1/config/validate.
@@ -215,10 +233,17 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		return
 	}
 	v1.GET("/config", func(c *gin.Context) {
-		doc, err := cc.Current()
+		secrets, ok := s.secretsParam(c)
+		if !ok {
+			return
+		}
+		doc, err := cc.Current(secrets)
 		if err != nil {
 			abort(c, http.StatusServiceUnavailable, err.Error())
 			return
+		}
+		if secrets {
+			s.audit(c, "config.secrets.read", 0)
 		}
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)
@@ -229,10 +254,17 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		doc, err := cc.Version(n)
+		secrets, ok := s.secretsParam(c)
+		if !ok {
+			return
+		}
+		doc, err := cc.Version(n, secrets)
 		if err != nil {
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
 			return
+		}
+		if secrets {
+			s.audit(c, fmt.Sprintf("config.secrets.read %d", n), 0)
 		}
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)
@@ -296,13 +328,14 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		old, err := cc.Version(n)
+		// With its secrets: a rollback restores the passwords version n had.
+		old, err := cc.Version(n, true)
 		if err != nil {
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
 			return
 		}
 		if ifVersion == 0 {
-			cur, err := cc.Current()
+			cur, err := cc.Current(false)
 			if err != nil {
 				abort(c, http.StatusServiceUnavailable, err.Error())
 				return
@@ -319,7 +352,7 @@ func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersio
 	var inv *InvalidConfig
 	switch {
 	case errors.Is(err, ErrStale):
-		cur, _ := s.opts.Config.Current()
+		cur, _ := s.opts.Config.Current(false)
 		c.Header("ETag", etag(cur.Version))
 		abort(c, http.StatusConflict, fmt.Sprintf("version %d is not the current version (%d): get the configuration again and reapply the change", ifVersion, cur.Version))
 	case errors.As(err, &inv):
@@ -331,6 +364,26 @@ func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersio
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)
 	}
+}
+
+// secretsParam reads ?secrets=true, which asks for a configuration with
+// its secrets: only an admin token may (or anyone when the API has no
+// tokens, where every request is an admin's).
+func (s *Server) secretsParam(c *gin.Context) (bool, bool) {
+	v, given := c.GetQuery("secrets")
+	if !given {
+		return false, true
+	}
+	secrets, err := strconv.ParseBool(v)
+	if err != nil {
+		abort(c, http.StatusBadRequest, fmt.Sprintf("secrets=%q: want true or false", v))
+		return false, false
+	}
+	if secrets && len(s.tokens) > 0 && c.GetString("role") != RoleAdmin {
+		abort(c, http.StatusForbidden, fmt.Sprintf("secrets=true needs an admin token; a viewer token sees every secret as %q", SecretPlaceholder))
+		return false, false
+	}
+	return secrets, true
 }
 
 func etag(v uint64) string { return `"` + strconv.FormatUint(v, 10) + `"` }
