@@ -285,16 +285,7 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		eff, err := cc.Validate(spec)
-		var inv *InvalidConfig
-		switch {
-		case errors.As(err, &inv):
-			c.JSON(http.StatusOK, ValidateResult{Errors: inv.Errors})
-		case err != nil:
-			abort(c, http.StatusInternalServerError, err.Error())
-		default:
-			c.JSON(http.StatusOK, ValidateResult{Valid: true, Errors: []FieldError{}, Effect: &eff})
-		}
+		s.validate(c, spec)
 	})
 	admin.POST("/services/:namespace/:name/backends/:backend/:action", func(c *gin.Context) {
 		action := c.Param("action")
@@ -334,6 +325,13 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
 			return
 		}
+		// A dry run says what the rollback would change, the secrets
+		// included, which a dry run of the spec as GET shows it (every
+		// secret a placeholder for the current one) cannot.
+		if dry, _ := strconv.ParseBool(c.Query("dryRun")); dry {
+			s.validate(c, old.Spec)
+			return
+		}
 		if ifVersion == 0 {
 			cur, err := cc.Current(false)
 			if err != nil {
@@ -344,6 +342,20 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		}
 		s.put(c, fmt.Sprintf("config.rollback %d", n), old.Spec, ifVersion)
 	})
+}
+
+// validate answers a dry run of spec.
+func (s *Server) validate(c *gin.Context, spec json.RawMessage) {
+	eff, err := s.opts.Config.Validate(spec)
+	var inv *InvalidConfig
+	switch {
+	case errors.As(err, &inv):
+		c.JSON(http.StatusOK, ValidateResult{Errors: inv.Errors})
+	case err != nil:
+		abort(c, http.StatusInternalServerError, err.Error())
+	default:
+		c.JSON(http.StatusOK, ValidateResult{Valid: true, Errors: []FieldError{}, Effect: &eff})
+	}
 }
 
 // put makes spec the next version and answers.

@@ -242,7 +242,20 @@ func TestConfigSecretsRoundTrip(t *testing.T) {
 		t.Fatalf("refused PUTs made version %d", docs.Version())
 	}
 
-	// A rollback restores the password of the version it goes back to.
+	// A rollback's dry run names the password it would restore; a
+	// rollback restores it.
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/config/rollback/1?dryRun=true", aliceTok, "", nil)
+	vr = api.ValidateResult{}
+	if err := json.Unmarshal([]byte(body), &vr); err != nil || !vr.Valid || strings.Join(vr.Effect.SecretsChanged, ",") != "bgp.peers[10.0.0.1].password" ||
+		strings.Join(vr.Effect.ServicesRemoved, ",") != "web" || strings.Contains(body, md5One) || strings.Contains(body, md5Two) {
+		t.Errorf("rollback dry run: %d %s, want web removed and the password named", resp.StatusCode, body)
+	}
+	if docs.Version() != 3 {
+		t.Fatalf("a rollback's dry run made version %d", docs.Version())
+	}
+	if resp, _ := doHeaders(t, srv, "POST", "/api/v1/config/rollback/1?dryRun=true", bobTok, "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("rollback dry run as a viewer: %d, want 403", resp.StatusCode)
+	}
 	if resp, body := doHeaders(t, srv, "POST", "/api/v1/config/rollback/1", aliceTok, "", hdr(3)); resp.StatusCode != 200 || strings.Contains(body, md5One) {
 		t.Fatalf("rollback: %d %s", resp.StatusCode, body)
 	}
