@@ -97,7 +97,8 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "edgelb config %s needs -f FILE\n", sub)
 		return errUsage
 	}
-	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback", 10*time.Second)
+	// The writes, and a read of the secrets, need an admin token.
+	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback" || o.showSecrets, 10*time.Second)
 	if err != nil {
 		return err
 	}

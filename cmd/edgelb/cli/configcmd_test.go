@@ -160,6 +160,14 @@ func TestConfigCommandsHideSecrets(t *testing.T) {
 	if code, out, errOut := cfgCmd(admin, "get", "--show-secrets"); code != 0 || !strings.Contains(out, "password: "+password) {
 		t.Errorf("config get --show-secrets as an admin: %d\n%s%s", code, out, errOut)
 	}
+	// Without --token, --show-secrets takes the config file's admin
+	// token, and get alone its viewer token.
+	t.Setenv("EDGELB_TOKEN", "")
+	local := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(local, []byte("cluster: {insecure: true}\napi: {tokens: {admin: ["+admin+"], viewer: ["+viewer+"]}}\n"), 0o600)
+	if code, out, errOut := runMain("config", "get", "--show-secrets", "--config", local, "--api", srv.URL); code != 0 || !strings.Contains(out, "password: "+password) {
+		t.Errorf("config get --show-secrets with the config file's tokens: %d\n%s%s", code, out, errOut)
+	}
 	if code, _, errOut := cfgCmd(admin, "history", "--show-secrets"); code != 2 || !strings.Contains(errOut, "--show-secrets is for get") {
 		t.Errorf("config history --show-secrets: %d %s", code, errOut)
 	}
