@@ -127,7 +127,8 @@ type ValidateResult struct {
 	Effect *ConfigEffect `json:"effect,omitempty"`
 }
 
-// AuditEntry is one change made through the API (GET /api/v1/audit).
+// AuditEntry is one change made through the API, or a read of the
+// secrets (GET /api/v1/audit).
 type AuditEntry struct {
 	Time time.Time `json:"time"`
 	// Who is the token's name (never the token); "anonymous" when the
@@ -135,7 +136,9 @@ type AuditEntry struct {
 	Who string `json:"who"`
 	// From is the client's address.
 	From string `json:"from"`
-	// What is the change: "config.put", "config.rollback 3", "member.drain lb2".
+	// What is the change: "config.put", "config.rollback 3", "member.drain lb2";
+	// or "config.secrets.read [N]", an admin's read of the secrets, which
+	// changes nothing but is worth knowing about.
 	What string `json:"what"`
 	// Version is the cluster configuration version the change produced
 	// (0 when it produced none).
@@ -259,8 +262,12 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 			return
 		}
 		doc, err := cc.Version(n, secrets)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNotFound):
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
+			return
+		case err != nil:
+			abort(c, http.StatusInternalServerError, err.Error())
 			return
 		}
 		if secrets {
