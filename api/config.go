@@ -20,9 +20,15 @@ import (
 // ClusterConfig is the cluster configuration as the API reads and changes
 // it (api/clustercfg implements it over the replicated versions). Its
 // methods are safe for concurrent use.
+//
+// Secrets (the BGP peers' passwords) are shown as SecretPlaceholder in
+// every spec these methods return unless secrets is asked for; a spec
+// given to Put or Validate that carries the placeholder keeps the secret
+// stored in the current version, so that a read, edit and write never
+// wipes or replaces one.
 type ClusterConfig interface {
 	// Current is the version this host runs.
-	Current() (ConfigDoc, error)
+	Current(secrets bool) (ConfigDoc, error)
 	// Put makes spec the next version if ifVersion is the current one:
 	// ErrStale if it is not, *InvalidConfig if spec does not validate.
 	Put(spec json.RawMessage, ifVersion uint64, by string) (ConfigDoc, error)
@@ -32,13 +38,17 @@ type ClusterConfig interface {
 	// History lists the kept versions, oldest first.
 	History() []ConfigVersion
 	// Version returns version n (ErrNotFound).
-	Version(n uint64) (ConfigDoc, error)
+	Version(n uint64, secrets bool) (ConfigDoc, error)
 	// SetBackendState makes a version in which the backend (ip:port) of
 	// the service ("namespace/name", "_static/name") is enabled, drained
 	// or disabled ("enable", "drain", "disable"); *InvalidConfig if the
 	// backend is not an address:port.
 	SetBackendState(service, backend, state, by string) (ConfigDoc, error)
 }
+
+// SecretPlaceholder is what every configuration the API shows has in
+// place of a secret that is set (lb/config's SecretPlaceholder).
+const SecretPlaceholder = "(secret)"
 
 // ErrStale: the If-Match version is not the current one.
 var ErrStale = errors.New("the configuration changed meanwhile: the version given is not the current one")
@@ -64,6 +74,11 @@ type ConfigVersion struct {
 	Lost bool `json:"lost,omitempty"`
 	// Current: the version that runs.
 	Current bool `json:"current,omitempty"`
+	// SecretsChanged names the secrets set, changed or removed since the
+	// version listed before this one (bgp.peers[10.0.0.1].password),
+	// never their values: the part of a diff that the specs, which show
+	// every secret as SecretPlaceholder, cannot show.
+	SecretsChanged []string `json:"secretsChanged,omitempty"`
 }
 
 // FieldError is one problem in a spec: Field is its path
@@ -100,6 +115,9 @@ type ConfigEffect struct {
 	// Other names the other keys that change (dataplane, healthCheck,
 	// bgp).
 	Other []string `json:"other"`
+	// SecretsChanged names the secrets that would be set, changed or
+	// removed (bgp.peers[10.0.0.1].password), never their values.
+	SecretsChanged []string `json:"secretsChanged"`
 }
 
 // ValidateResult is the answer of POST /api/v1/config/validate.
@@ -109,7 +127,8 @@ type ValidateResult struct {
 	Effect *ConfigEffect `json:"effect,omitempty"`
 }
 
-// AuditEntry is one change made through the API (GET /api/v1/audit).
+// AuditEntry is one change made through the API, or a read of the
+// secrets (GET /api/v1/audit).
 type AuditEntry struct {
 	Time time.Time `json:"time"`
 	// Who is the token's name (never the token); "anonymous" when the
@@ -117,7 +136,9 @@ type AuditEntry struct {
 	Who string `json:"who"`
 	// From is the client's address.
 	From string `json:"from"`
-	// What is the change: "config.put", "config.rollback 3", "member.drain lb2".
+	// What is the change: "config.put", "config.rollback 3", "member.drain lb2";
+	// or "config.secrets.read [N]", an admin's read of the secrets, which
+	// changes nothing but is worth knowing about.
 	What string `json:"what"`
 	// Version is the cluster configuration version the change produced
 	// (0 when it produced none).
@@ -215,10 +236,17 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		return
 	}
 	v1.GET("/config", func(c *gin.Context) {
-		doc, err := cc.Current()
+		secrets, ok := s.secretsParam(c)
+		if !ok {
+			return
+		}
+		doc, err := cc.Current(secrets)
 		if err != nil {
 			abort(c, http.StatusServiceUnavailable, err.Error())
 			return
+		}
+		if secrets {
+			s.audit(c, "config.secrets.read", 0)
 		}
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)
@@ -229,10 +257,21 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		doc, err := cc.Version(n)
-		if err != nil {
+		secrets, ok := s.secretsParam(c)
+		if !ok {
+			return
+		}
+		doc, err := cc.Version(n, secrets)
+		switch {
+		case errors.Is(err, ErrNotFound):
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
 			return
+		case err != nil:
+			abort(c, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if secrets {
+			s.audit(c, fmt.Sprintf("config.secrets.read %d", n), 0)
 		}
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)
@@ -253,16 +292,7 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		eff, err := cc.Validate(spec)
-		var inv *InvalidConfig
-		switch {
-		case errors.As(err, &inv):
-			c.JSON(http.StatusOK, ValidateResult{Errors: inv.Errors})
-		case err != nil:
-			abort(c, http.StatusInternalServerError, err.Error())
-		default:
-			c.JSON(http.StatusOK, ValidateResult{Valid: true, Errors: []FieldError{}, Effect: &eff})
-		}
+		s.validate(c, spec)
 	})
 	admin.POST("/services/:namespace/:name/backends/:backend/:action", func(c *gin.Context) {
 		action := c.Param("action")
@@ -296,13 +326,21 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		old, err := cc.Version(n)
+		// With its secrets: a rollback restores the passwords version n had.
+		old, err := cc.Version(n, true)
 		if err != nil {
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
 			return
 		}
+		// A dry run says what the rollback would change, the secrets
+		// included, which a dry run of the spec as GET shows it (every
+		// secret a placeholder for the current one) cannot.
+		if dry, _ := strconv.ParseBool(c.Query("dryRun")); dry {
+			s.validate(c, old.Spec)
+			return
+		}
 		if ifVersion == 0 {
-			cur, err := cc.Current()
+			cur, err := cc.Current(false)
 			if err != nil {
 				abort(c, http.StatusServiceUnavailable, err.Error())
 				return
@@ -313,13 +351,27 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 	})
 }
 
+// validate answers a dry run of spec.
+func (s *Server) validate(c *gin.Context, spec json.RawMessage) {
+	eff, err := s.opts.Config.Validate(spec)
+	var inv *InvalidConfig
+	switch {
+	case errors.As(err, &inv):
+		c.JSON(http.StatusOK, ValidateResult{Errors: inv.Errors})
+	case err != nil:
+		abort(c, http.StatusInternalServerError, err.Error())
+	default:
+		c.JSON(http.StatusOK, ValidateResult{Valid: true, Errors: []FieldError{}, Effect: &eff})
+	}
+}
+
 // put makes spec the next version and answers.
 func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersion uint64) {
 	doc, err := s.opts.Config.Put(spec, ifVersion, tokenName(c))
 	var inv *InvalidConfig
 	switch {
 	case errors.Is(err, ErrStale):
-		cur, _ := s.opts.Config.Current()
+		cur, _ := s.opts.Config.Current(false)
 		c.Header("ETag", etag(cur.Version))
 		abort(c, http.StatusConflict, fmt.Sprintf("version %d is not the current version (%d): get the configuration again and reapply the change", ifVersion, cur.Version))
 	case errors.As(err, &inv):
@@ -331,6 +383,26 @@ func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersio
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)
 	}
+}
+
+// secretsParam reads ?secrets=true, which asks for a configuration with
+// its secrets: only an admin token may (or anyone when the API has no
+// tokens, where every request is an admin's).
+func (s *Server) secretsParam(c *gin.Context) (bool, bool) {
+	v, given := c.GetQuery("secrets")
+	if !given {
+		return false, true
+	}
+	secrets, err := strconv.ParseBool(v)
+	if err != nil {
+		abort(c, http.StatusBadRequest, fmt.Sprintf("secrets=%q: want true or false", v))
+		return false, false
+	}
+	if secrets && len(s.tokens) > 0 && c.GetString("role") != RoleAdmin {
+		abort(c, http.StatusForbidden, fmt.Sprintf("secrets=true needs an admin token; a viewer token sees every secret as %q", SecretPlaceholder))
+		return false, false
+	}
+	return secrets, true
 }
 
 func etag(v uint64) string { return `"` + strconv.FormatUint(v, 10) + `"` }

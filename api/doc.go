@@ -7,4 +7,7 @@
 // parts are running; the daemon publishes events to a Bus. Once tokens are
 // configured every path but /healthz and the dashboard's static files
 // needs a bearer token; viewer tokens read, admin tokens also drain.
+// Every configuration it answers shows its secrets (the BGP peers'
+// passwords) as SecretPlaceholder; only an admin who asks (?secrets=true)
+// gets them, and the read is audited.
 package api

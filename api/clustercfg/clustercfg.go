@@ -25,17 +25,26 @@ type Config struct {
 
 var _ api.ClusterConfig = (*Config)(nil)
 
-func doc(d cluster.Doc) api.ConfigDoc {
-	return api.ConfigDoc{Version: d.Version, UpdatedAt: d.UpdatedAt, UpdatedBy: d.UpdatedBy, Spec: json.RawMessage(d.Body)}
+// doc is d as the API shows it: with its secrets only when secrets is
+// true, and never when they cannot be hidden.
+func doc(d cluster.Doc, secrets bool) (api.ConfigDoc, error) {
+	spec := json.RawMessage(d.Body)
+	if !secrets {
+		var err error
+		if spec, err = config.RedactSecrets(spec); err != nil {
+			return api.ConfigDoc{}, fmt.Errorf("version %d: %w", d.Version, err)
+		}
+	}
+	return api.ConfigDoc{Version: d.Version, UpdatedAt: d.UpdatedAt, UpdatedBy: d.UpdatedBy, Spec: spec}, nil
 }
 
 // Current is the version this host runs.
-func (c *Config) Current() (api.ConfigDoc, error) {
+func (c *Config) Current(secrets bool) (api.ConfigDoc, error) {
 	d, ok := c.Docs.Current()
 	if !ok {
 		return api.ConfigDoc{}, errors.New("no cluster configuration yet")
 	}
-	return doc(d), nil
+	return doc(d, secrets)
 }
 
 // Invalid converts validation errors to the API's.
@@ -64,9 +73,11 @@ func field(e *config.FieldError) api.FieldError {
 	return api.FieldError{Field: f, Message: e.Msg}
 }
 
-// check validates spec and returns it canonical with the Config it gives.
-func (c *Config) check(spec json.RawMessage) (json.RawMessage, *config.Config, error) {
-	canon, err := config.CanonicalSpec(spec)
+// check validates spec, its secret placeholders replaced by the secrets
+// of stored (the version it is made from), and returns it canonical with
+// the Config it gives.
+func (c *Config) check(spec, stored json.RawMessage) (json.RawMessage, *config.Config, error) {
+	canon, err := config.CanonicalSpec(config.RestoreSecrets(spec, stored))
 	if err != nil {
 		return nil, nil, Invalid(err)
 	}
@@ -77,9 +88,12 @@ func (c *Config) check(spec json.RawMessage) (json.RawMessage, *config.Config, e
 	return canon, cfg, nil
 }
 
-// Put makes spec the next version.
+// Put makes spec the next version. A secret given as the placeholder
+// keeps the one of the current version: if that is not version ifVersion,
+// Propose refuses the change anyway.
 func (c *Config) Put(spec json.RawMessage, ifVersion uint64, by string) (api.ConfigDoc, error) {
-	canon, _, err := c.check(spec)
+	cur, _ := c.Docs.Current()
+	canon, _, err := c.check(spec, cur.Body)
 	if err != nil {
 		return api.ConfigDoc{}, err
 	}
@@ -90,43 +104,55 @@ func (c *Config) Put(spec json.RawMessage, ifVersion uint64, by string) (api.Con
 	case err != nil:
 		return api.ConfigDoc{}, Invalid(err)
 	}
-	return doc(d), nil
+	return doc(d, false)
 }
 
 // Validate checks spec and says what it would change.
 func (c *Config) Validate(spec json.RawMessage) (api.ConfigEffect, error) {
-	_, next, err := c.check(spec)
+	d, _ := c.Docs.Current()
+	canon, next, err := c.check(spec, d.Body)
 	if err != nil {
 		return api.ConfigEffect{}, err
 	}
 	var cur *config.Config
-	if d, ok := c.Docs.Current(); ok {
+	if d.Body != nil {
 		cur, _ = c.Host.Apply(d.Body)
 	}
 	if cur == nil {
 		cur = &config.Config{}
 	}
-	return Effect(cur, next), nil
+	e := Effect(cur, next)
+	e.SecretsChanged = config.SecretsChanged(d.Body, canon)
+	return e, nil
 }
 
-// History lists the kept versions.
+// History lists the kept versions, each with the secrets that changed
+// from the one listed before it.
 func (c *Config) History() []api.ConfigVersion {
 	cur, _ := c.Docs.Current()
 	var out []api.ConfigVersion
+	var prev []byte
 	for _, h := range c.Docs.History() {
-		out = append(out, api.ConfigVersion{Version: h.Version, UpdatedAt: h.UpdatedAt, UpdatedBy: h.UpdatedBy,
-			Member: h.Member, Lost: h.Lost, Current: h.ID() == cur.ID()})
+		v := api.ConfigVersion{Version: h.Version, UpdatedAt: h.UpdatedAt, UpdatedBy: h.UpdatedBy,
+			Member: h.Member, Lost: h.Lost, Current: h.ID() == cur.ID()}
+		if prev != nil {
+			if ch := config.SecretsChanged(prev, h.Body); len(ch) > 0 {
+				v.SecretsChanged = ch
+			}
+		}
+		prev = h.Body
+		out = append(out, v)
 	}
 	return out
 }
 
 // Version returns version n.
-func (c *Config) Version(n uint64) (api.ConfigDoc, error) {
+func (c *Config) Version(n uint64, secrets bool) (api.ConfigDoc, error) {
 	d, err := c.Docs.Get(n)
 	if err != nil {
 		return api.ConfigDoc{}, fmt.Errorf("version %d: %w", n, api.ErrNotFound)
 	}
-	return doc(d), nil
+	return doc(d, secrets)
 }
 
 // SetBackendState makes a version with the backend's admin state

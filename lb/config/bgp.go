@@ -162,7 +162,12 @@ func (p *parser) bgpPeer(item *yaml.Node, path string) BGPPeer {
 		"asn": func(n *yaml.Node, path string) { asnGiven = given(n); p.asn(n, path, &peer.ASN) },
 		"password": func(n *yaml.Node, path string) {
 			d.str(n, path, &peer.Password)
-			if len(peer.Password) > 80 {
+			if peer.Password == SecretPlaceholder {
+				// What the API shows for a stored password: a spec that
+				// carries it back keeps the password stored for the
+				// peer's address, so it reaches here only where none is.
+				d.errorf(n, path, "%q stands for a stored password, and none is stored for a peer with this address: give the password itself", SecretPlaceholder)
+			} else if len(peer.Password) > 80 {
 				d.errorf(n, path, "a TCP MD5 key has at most 80 bytes, this one %d", len(peer.Password))
 			}
 		},

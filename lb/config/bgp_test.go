@@ -88,6 +88,7 @@ func TestBadBGPConfigs(t *testing.T) {
 		{"peer is this host", base + "bgp: {asn: 64512, peers: [{address: 10.0.0.11, asn: 1}]}\n", `bgp.peers[0].address: 10.0.0.11 is this host's own cluster.bindAddr`},
 		{"short hold time", base + "bgp: {asn: 64512, peers: [{address: 10.0.0.1, asn: 1, holdTime: 1s}]}\n", `bgp.peers[0].holdTime: 1s: a hold time is whole seconds from 3s to 65535s`},
 		{"long password", base + "bgp: {asn: 64512, peers: [{address: 10.0.0.1, asn: 1, password: " + strings.Repeat("x", 81) + "}]}\n", `bgp.peers[0].password: a TCP MD5 key has at most 80 bytes`},
+		{"the API's placeholder as a password", base + "bgp: {asn: 64512, peers: [{address: 10.0.0.1, asn: 1, password: \"(secret)\"}]}\n", `config.yaml:2: bgp.peers[0].password: "(secret)" stands for a stored password, and none is stored for a peer with this address: give the password itself`},
 		{"bfd interval", base + "bgp: {asn: 64512, peers: [{address: 10.0.0.1, asn: 1, bfd: {minRx: 1ms}}]}\n", `bgp.peers[0].bfd.minRx: 1ms is out of range`},
 		{"bfd multiplier", base + "bgp: {asn: 64512, peers: [{address: 10.0.0.1, asn: 1, bfd: {multiplier: 0}}]}\n", `bgp.peers[0].bfd.multiplier: 0 is out of range`},
 		{"unknown bgp key", base + "bgp: {asn: 64512, as: 1, peers: [{address: 10.0.0.1, asn: 1}]}\n", `bgp.as: unknown key`},

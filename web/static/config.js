@@ -3,6 +3,10 @@
 // dry run first, which shows its effect or the refused fields with the
 // messages `edgelb check` prints, then is applied with If-Match), the
 // history with each version's diff and a rollback, and the audit log.
+// The API shows every secret (a BGP peer's password) as "(secret)" and
+// keeps the stored one when a spec carries that back, so the forms send
+// the whole spec as read without ever holding a password; a diff names
+// the secrets that changed, from what the API says, never their values.
 import { get, post, postJSON, put } from './api.js';
 import { $, fill, h } from './dom.js';
 
@@ -123,7 +127,7 @@ function renderHistory(history) {
     h('td', {}, v.updatedBy || '', v.member && h('span', { class: 'muted' }, ` on ${v.member}`)),
     h('td', {}, v.current && badge('current', 'ok'), v.lost && badge('lost in a partition', 'warn')),
     h('td', { class: 'actions' },
-      h('button', { type: 'button', class: 'small ghost diff', onclick: () => showDiff(v.version, vs[i + 1]?.version) }, 'Diff'),
+      h('button', { type: 'button', class: 'small ghost diff', onclick: () => showDiff(v.version, vs[i + 1]?.version, v.secretsChanged) }, 'Diff'),
       ' ',
       !v.current && h('button', {
         type: 'button', class: 'small rollback', disabled: ctx.readOnly(),
@@ -240,6 +244,7 @@ const EFFECTS = [
   ['vipsAdded', 'VIPs added'], ['vipsRemoved', 'VIPs removed'],
   ['poolsAdded', 'Pools added'], ['poolsRemoved', 'Pools removed'], ['poolsChanged', 'Pools changed'],
   ['other', 'Other keys changed'],
+  ['secretsChanged', 'Secrets changed (values not shown)'],
 ];
 
 // dryRun asks the API what spec would do ({valid, errors, effect}); null
@@ -300,14 +305,14 @@ async function remove(kind, i) {
 }
 
 async function rollback(n) {
-  let old;
+  // The API's own dry run of the rollback: it compares version n's
+  // secrets, which this page never sees, with the current ones.
+  let res;
   try {
-    old = await get(`/config/history/${n}`);
+    res = await post(`/config/rollback/${n}?dryRun=true`);
   } catch (e) {
-    return failed('read the history', e);
+    return failed('check the rollback', e);
   }
-  const res = await dryRun(old.spec);
-  if (!res) return;
   const said = res.valid ? effectText(res.effect) : `It does not validate any more: ${errorText(res.errors)}`;
   if (!await ctx.confirm(`Roll back to version ${n}?`, `A new version equal to version ${n}. ${said}`, 'Roll back')) return;
   try {
@@ -333,7 +338,10 @@ function flatten(v, path, out) {
   return out;
 }
 
-async function showDiff(n, prevN) {
+// showDiff shows what changed from version prevN to n; secrets are the
+// secrets that changed, which the specs (where every secret is
+// "(secret)") cannot show.
+async function showDiff(n, prevN, secrets) {
   const pre = $('#cfg-diff');
   try {
     const [doc, prev] = await Promise.all([get(`/config/history/${n}`), prevN ? get(`/config/history/${prevN}`) : null]);
@@ -342,6 +350,7 @@ async function showDiff(n, prevN) {
     const lines = [
       ...[...a].filter(l => !b.has(l)).map(l => h('div', { class: 'del' }, '- ' + l)),
       ...[...b].filter(l => !a.has(l)).map(l => h('div', { class: 'add' }, '+ ' + l)),
+      ...(prev ? list(secrets) : []).map(s => h('div', { class: 'secret' }, `~ ${s} changed (secret: not shown)`)),
     ];
     fill(pre, h('div', { class: 'muted' }, prev ? `version ${prevN} → ${n}` : `version ${n} (the oldest kept)`),
       lines.length ? lines : h('div', { class: 'muted' }, 'no difference'));

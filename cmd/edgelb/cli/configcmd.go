@@ -23,24 +23,30 @@ import (
 
 type configOptions struct {
 	statusOptions
-	file string
+	file        string
+	showSecrets bool
 }
 
 // configFlags are the flags of `edgelb config SUBCOMMAND`.
 func configFlags(stderr io.Writer) (*flag.FlagSet, *configOptions) {
-	fs := newFlags("config", "config get|apply|diff|history|rollback N [-f FILE] [--api URL] [--token TOKEN] [--output yaml|json]", stderr)
+	fs := newFlags("config", "config get|apply|diff|history|rollback N [-f FILE] [--show-secrets] [--api URL] [--token TOKEN] [--output yaml|json]", stderr)
 	o := &configOptions{}
 	o.apiFlags(fs, "admin or viewer")
 	fs.StringVar(&o.output, "output", "yaml", "output of get and history: yaml (get: the spec, ready to edit and apply) or json")
 	fs.StringVar(&o.file, "f", "", "apply, diff: the file with the cluster configuration (YAML or JSON: the spec, the output of get, or a whole config file, whose host-local keys are left out)")
+	fs.BoolVar(&o.showSecrets, "show-secrets", false, "get: print the BGP peers' passwords instead of "+api.SecretPlaceholder+" (admin token; the read is in the audit log)")
 	return fs, o
 }
 
 const configUsage = `Usage:
-  edgelb config get                 print the cluster configuration (the spec, as YAML)
+  edgelb config get                 print the cluster configuration (the spec, as YAML);
+                                    each BGP password is shown as (secret), which apply
+                                    reads as "keep the stored one" (--show-secrets: the
+                                    passwords, with an admin token)
   edgelb config apply -f FILE       make FILE the next version (refused if it is invalid,
                                     or if the configuration changed since it was read)
-  edgelb config diff -f FILE        what FILE would change, and its errors; nothing changes
+  edgelb config diff -f FILE        what FILE would change (a changed password is named,
+                                    never shown), and its errors; nothing changes
   edgelb config history             the versions kept, and which lost in a partition
   edgelb config rollback N          make version N's content the next version
 `
@@ -83,11 +89,16 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "edgelb config %s: unexpected arguments: %s\n\n%s", sub, strings.Join(operands, " "), configUsage)
 		return errUsage
 	}
+	if o.showSecrets && sub != "get" {
+		fmt.Fprintf(stderr, "edgelb config %s: --show-secrets is for get\n", sub)
+		return errUsage
+	}
 	if (sub == "apply" || sub == "diff") && o.file == "" {
 		fmt.Fprintf(stderr, "edgelb config %s needs -f FILE\n", sub)
 		return errUsage
 	}
-	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback", 10*time.Second)
+	// The writes, and a read of the secrets, need an admin token.
+	c, err := o.client(sub == "apply" || sub == "diff" || sub == "rollback" || o.showSecrets, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -133,8 +144,12 @@ func invalidError(file string, errs []api.FieldError) error {
 }
 
 func configGet(ctx context.Context, c *apiClient, o *configOptions, w io.Writer) error {
+	path := "/api/v1/config"
+	if o.showSecrets {
+		path += "?secrets=true"
+	}
 	var doc api.ConfigDoc
-	if err := c.get(ctx, "/api/v1/config", &doc); err != nil {
+	if err := c.get(ctx, path, &doc); err != nil {
 		return err
 	}
 	if o.output == "json" {
@@ -240,6 +255,7 @@ func printEffect(w io.Writer, e *api.ConfigEffect) {
 	line("-", "pool", e.PoolsRemoved)
 	line("~", "pool", e.PoolsChanged)
 	line("~", "", e.Other)
+	line("~", "secret", e.SecretsChanged)
 	if n == 0 {
 		fmt.Fprintln(w, "no change")
 	}
@@ -264,6 +280,9 @@ func configHistory(ctx context.Context, c *apiClient, o *configOptions, w io.Wri
 		}
 		if h.Lost {
 			note = "lost (made in a partition, the other side's edits won)"
+		}
+		if len(h.SecretsChanged) > 0 {
+			note = strings.TrimPrefix(note+"; changed "+strings.Join(h.SecretsChanged, ", "), "; ")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", h.Version, h.UpdatedAt.Format(time.RFC3339), h.UpdatedBy, h.Member, note)
 	}

@@ -26,6 +26,11 @@ services:
 // the API serves it.
 func newTestDocs(t *testing.T) (*cluster.Docs, *config.Host) {
 	t.Helper()
+	return newTestDocsFrom(t, liveFile)
+}
+
+func newTestDocsFrom(t *testing.T, liveFile string) (*cluster.Docs, *config.Host) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(liveFile), 0o600); err != nil {
@@ -120,5 +125,78 @@ func TestConfigCommands(t *testing.T) {
 	}
 	if code, _, _ := cfgCmd("apply"); code != 2 {
 		t.Errorf("apply without -f: exit %d", code)
+	}
+}
+
+// edgelb config with a BGP password: get shows "(secret)" to every token
+// and the password only to an admin who asks; what get printed, applied
+// again, keeps the password; diff names a new password without showing it.
+func TestConfigCommandsHideSecrets(t *testing.T) {
+	const password = "md5-cli-0xC0FFEE"
+	file := liveFile + "bgp:\n  asn: 64512\n  routerID: 10.0.0.11\n  peers: [{address: 10.0.0.1, asn: 64500, password: " + password + "}]\n"
+	docs, host := newTestDocsFrom(t, file)
+	srv := httptest.NewServer(api.New(api.Options{
+		NamedTokens: []api.Token{{Name: "ops", Role: "admin", Secret: "ops-token-0123456789"}, {Name: "eve", Role: "viewer", Secret: "eve-token-0123456789"}},
+		Config:      &clustercfg.Config{Docs: docs, Host: host},
+		Log:         slog.New(slog.DiscardHandler),
+	}).Handler())
+	defer srv.Close()
+	cfgCmd := func(token string, args ...string) (int, string, string) {
+		return runMain(append(append([]string{"config"}, args...), "--api", srv.URL, "--token", token)...)
+	}
+	const admin, viewer = "ops-token-0123456789", "eve-token-0123456789"
+
+	for _, tok := range []string{viewer, admin} {
+		for _, output := range []string{"yaml", "json"} {
+			code, out, errOut := cfgCmd(tok, "get", "--output", output)
+			if code != 0 || strings.Contains(out, password) || !strings.Contains(out, "(secret)") {
+				t.Errorf("config get --output %s: %d\n%s%s", output, code, out, errOut)
+			}
+		}
+	}
+	if code, out, errOut := cfgCmd(viewer, "get", "--show-secrets"); code != 1 || strings.Contains(out, password) || !strings.Contains(errOut, "needs an admin token") {
+		t.Errorf("config get --show-secrets as a viewer: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := cfgCmd(admin, "get", "--show-secrets"); code != 0 || !strings.Contains(out, "password: "+password) {
+		t.Errorf("config get --show-secrets as an admin: %d\n%s%s", code, out, errOut)
+	}
+	// Without --token, --show-secrets takes the config file's admin
+	// token, and get alone its viewer token.
+	t.Setenv("EDGELB_TOKEN", "")
+	local := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(local, []byte("cluster: {insecure: true}\napi: {tokens: {admin: ["+admin+"], viewer: ["+viewer+"]}}\n"), 0o600)
+	if code, out, errOut := runMain("config", "get", "--show-secrets", "--config", local, "--api", srv.URL); code != 0 || !strings.Contains(out, "password: "+password) {
+		t.Errorf("config get --show-secrets with the config file's tokens: %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := cfgCmd(admin, "history", "--show-secrets"); code != 2 || !strings.Contains(errOut, "--show-secrets is for get") {
+		t.Errorf("config history --show-secrets: %d %s", code, errOut)
+	}
+
+	// get, edit, apply: the password is kept.
+	_, out, _ := cfgCmd(admin, "get")
+	dir := t.TempDir()
+	edited := filepath.Join(dir, "edited.yaml")
+	os.WriteFile(edited, []byte(strings.ReplaceAll(out, "192.0.2.53", "192.0.2.54")), 0o600)
+	if code, out, errOut := cfgCmd(admin, "diff", "-f", edited); code != 0 || out != "+ vip 192.0.2.54\n- vip 192.0.2.53\n~ service dns\n" {
+		t.Errorf("config diff of get's output, edited: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := cfgCmd(admin, "apply", "-f", edited); code != 0 || out != "applied: version 2 (was 1)\n" {
+		t.Fatalf("config apply: %d\n%s%s", code, out, errOut)
+	}
+	if d, _ := docs.Current(); !strings.Contains(string(d.Body), `"password":"`+password+`"`) {
+		t.Errorf("after apply the configuration is %s, want the password kept", d.Body)
+	}
+
+	// A new password: diff names it, never shows either value.
+	os.WriteFile(edited, []byte(strings.ReplaceAll(out, "(secret)", "md5-new-0xBEEF")), 0o600)
+	code, out, errOut := cfgCmd(admin, "diff", "-f", edited)
+	if code != 0 || !strings.Contains(out, "~ secret bgp.peers[10.0.0.1].password\n") || strings.Contains(out, password) || strings.Contains(out, "md5-new") {
+		t.Errorf("config diff of a new password: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := cfgCmd(admin, "apply", "-f", edited); code != 0 {
+		t.Fatalf("config apply of a new password: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := cfgCmd(viewer, "history"); code != 0 || !strings.Contains(out, "changed bgp.peers[10.0.0.1].password") || strings.Contains(out, "md5-") {
+		t.Errorf("config history: %d\n%s", code, out)
 	}
 }

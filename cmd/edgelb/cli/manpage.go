@@ -41,13 +41,16 @@ func manCommands() []manCommand {
 		{"config", cfgFlags, "Read and change the cluster configuration (pools, services, " +
 			"dataplane, healthCheck, bgp without routerID, backendStates), the versioned document every host " +
 			"replicates over the encrypted gossip and keeps in its state directory, through the local " +
-			"REST API. get prints the running version's spec as YAML; apply -f FILE makes FILE " +
+			"REST API. get prints the running version's spec as YAML, each BGP peer's password shown as " +
+			"(secret) to every token; get --show-secrets prints the passwords, with an admin token only, " +
+			"and the audit log records the read. apply -f FILE makes FILE " +
 			"(the spec, the output of get, or a whole config file whose host-local keys are left out) " +
 			"the next version, refused with file: field: message lines (the rules and messages of check) " +
-			"if it is invalid, or if another change came first; diff -f FILE prints what it would " +
-			"change (+/- VIPs, services, pools) or its errors, changing nothing; history lists the " +
-			"versions kept, marking the edits that lost in a partition; rollback N makes version N's " +
-			"content the next version. Writes need an admin token; the audit log " +
+			"if it is invalid, or if another change came first; a password given as (secret) keeps the one " +
+			"stored for the peer with the same address. diff -f FILE prints what it would " +
+			"change (+/- VIPs, services, pools; ~ secret for a password, never its value) or its errors, changing nothing; history lists the " +
+			"versions kept, marking the edits that lost in a partition and the passwords each changed; rollback N makes version N's " +
+			"content, its passwords included, the next version. Writes need an admin token; the audit log " +
 			"(GET /api/v1/audit) records the token's name."},
 		{"keygen", keygenFlags(io.Discard), "Print a new random 32-byte gossip encryption key, " +
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},

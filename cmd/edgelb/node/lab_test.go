@@ -191,7 +191,7 @@ api: {listen: "127.0.0.1:0"}
 dataplane: {backend: ipvs, mode: nodeport, method: dr}
 bgp:
   asn: 64512
-  peers: [{address: 192.0.2.254, asn: 64500}]
+  peers: [{address: 192.0.2.254, asn: 64500, password: md5-lab-key}]
 pools:
   - {name: edge, addresses: ["198.51.100.0/28"], announce: bgp, autoAssign: false}
   - {name: default, addresses: ["192.0.2.100-192.0.2.110"]}

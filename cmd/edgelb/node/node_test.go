@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,7 @@ func TestThreeNodes(t *testing.T) {
 	t.Run("a configuration change through one node reaches every node", func(t *testing.T) {
 		via := l.hosts[1].node
 		cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
-		cur, err := cc.Current()
+		cur, err := cc.Current(false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,6 +59,16 @@ func TestThreeNodes(t *testing.T) {
 			}
 			return len(l.holders(ntp)) == 1
 		})
+		// The change was made from the configuration as the API shows it,
+		// the BGP password as a placeholder: every node keeps the password.
+		if bytes.Contains(cur.Spec, []byte("md5-lab-key")) {
+			t.Errorf("the configuration as the API shows it has the BGP password: %s", cur.Spec)
+		}
+		for _, h := range l.hosts {
+			if cfg, _ := h.node.live.Config(); cfg.BGP == nil || len(cfg.BGP.Peers) != 1 || cfg.BGP.Peers[0].Password != "md5-lab-key" {
+				t.Errorf("%s runs BGP %+v after a change made from the redacted configuration, want the password kept", h.name, cfg.BGP)
+			}
+		}
 
 		// A version this host refuses is refused before anything
 		// changes, with the field named, and the version stays.
