@@ -47,7 +47,10 @@ type Options struct {
 	// SecretKey is the AES gossip key (16, 24 or 32 bytes). Empty is only
 	// accepted together with Insecure.
 	SecretKey []byte
-	Insecure  bool
+	// Insecure runs gossip without encryption: the member then takes only
+	// membership, health and ownership from its peers, and neither sends
+	// nor takes configuration versions or drain requests (insecure.go).
+	Insecure bool
 	// Quorum is the number of live members (this one included) needed to
 	// own VIPs; 0 means a majority of Join ∪ {this member}.
 	Quorum int
@@ -140,6 +143,9 @@ type Cluster struct {
 	epoch    uint64
 	restart  restartState
 	fresh    freshState
+	// refused are the kinds of peer messages refused and logged
+	// (insecure.go).
+	refused map[string]bool
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
