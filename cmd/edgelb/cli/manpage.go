@@ -44,7 +44,8 @@ func manCommands() []manCommand {
 			"REST API. get prints the running version's spec as YAML; apply -f FILE makes FILE " +
 			"(the spec, the output of get, or a whole config file whose host-local keys are left out) " +
 			"the next version, refused with file: field: message lines (the rules and messages of check) " +
-			"if it is invalid, or if another change came first; diff -f FILE prints what it would " +
+			"if it is invalid, or if another change came first, or with cluster.insecure in a cluster of several hosts " +
+			"(each host then runs its own file's cluster-wide keys); diff -f FILE prints what it would " +
 			"change (+/- VIPs, services, pools) or its errors, changing nothing; history lists the " +
 			"versions kept, marking the edits that lost in a partition; rollback N makes version N's " +
 			"content the next version. Writes need an admin token; the audit log " +
