@@ -121,6 +121,7 @@ func (c *Cluster) mergeState(buf []byte) {
 	}
 	switch {
 	case st.Docs == nil || c.opts.Docs == nil:
+		// No configuration to merge.
 	case c.opts.Insecure:
 		c.refuse(refusedConfig, st.Name)
 	default:
