@@ -30,7 +30,8 @@ type ClusterConfig interface {
 	// Current is the version this host runs.
 	Current(secrets bool) (ConfigDoc, error)
 	// Put makes spec the next version if ifVersion is the current one:
-	// ErrStale if it is not, *InvalidConfig if spec does not validate.
+	// ErrStale if it is not, *InvalidConfig if spec does not validate,
+	// ErrNotReplicated if no version can be made here.
 	Put(spec json.RawMessage, ifVersion uint64, by string) (ConfigDoc, error)
 	// Validate checks spec without taking it (*InvalidConfig) and says
 	// what it would change.
@@ -307,6 +308,8 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		switch {
 		case errors.Is(err, ErrStale):
 			abort(c, http.StatusConflict, "the configuration changed meanwhile: try again")
+		case errors.Is(err, ErrNotReplicated):
+			abort(c, http.StatusConflict, err.Error())
 		case errors.As(err, &inv):
 			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, inv)
 		case err != nil:
@@ -374,6 +377,8 @@ func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersio
 		cur, _ := s.opts.Config.Current(false)
 		c.Header("ETag", etag(cur.Version))
 		abort(c, http.StatusConflict, fmt.Sprintf("version %d is not the current version (%d): get the configuration again and reapply the change", ifVersion, cur.Version))
+	case errors.Is(err, ErrNotReplicated):
+		abort(c, http.StatusConflict, err.Error())
 	case errors.As(err, &inv):
 		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, inv)
 	case err != nil:

@@ -1,11 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -33,6 +36,13 @@ services:
 // the real validation and versions (no gossip).
 func newConfigServer(t *testing.T) (*httptest.Server, *cluster.Docs) {
 	t.Helper()
+	return newConfigServerWith(t, nil, nil)
+}
+
+// newConfigServerWith is newConfigServer with the State (nil: the
+// sample) and clustercfg.Config's Unreplicated given.
+func newConfigServerWith(t *testing.T, state api.State, unreplicated error) (*httptest.Server, *cluster.Docs) {
+	t.Helper()
 	host := config.NewHost("config.yaml", []byte(hostFile), ".")
 	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1", Validate: func(b []byte) error { _, err := host.Apply(b); return err }})
 	if err != nil {
@@ -46,10 +56,13 @@ func newConfigServer(t *testing.T) (*httptest.Server, *cluster.Docs) {
 		t.Fatal(err)
 	}
 	f := apitest.Sample()
-	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+	if state == nil {
+		state = f
+	}
+	srv := httptest.NewServer(api.New(api.Options{State: state, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
 		Tokens:      map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
 		NamedTokens: []api.Token{{Name: "alice", Role: "admin", Secret: aliceTok}, {Name: "bob", Role: "viewer", Secret: bobTok}},
-		Config:      &clustercfg.Config{Docs: docs, Host: host},
+		Config:      &clustercfg.Config{Docs: docs, Host: host, Unreplicated: unreplicated},
 	}).Handler())
 	t.Cleanup(srv.Close)
 	return srv, docs
@@ -274,5 +287,72 @@ func TestBackendAdminState(t *testing.T) {
 	}
 	if docs.Version() != 4 {
 		t.Errorf("refused requests made versions: %d", docs.Version())
+	}
+}
+
+// insecureState is the sample State of a member of an insecure cluster:
+// it drains itself, and refuses to ask another member, as the node does.
+type insecureState struct{ *apitest.Fake }
+
+func (s insecureState) Drain(ctx context.Context, name string) error {
+	if name != s.Self {
+		return fmt.Errorf("%w: asking %s: %w", api.ErrNotReplicated, name, cluster.ErrInsecure)
+	}
+	return s.Fake.Drain(ctx, name)
+}
+
+// With cluster.insecure on a cluster of several hosts, nothing the API
+// would have to replicate is made: a configuration change, a backend
+// admin state, a rollback and a drain of another member are refused with
+// 409 and say why, and nothing changes; reads and a drain of this member
+// still work.
+func TestInsecureClusterRefusesChangesThatWouldNotReplicate(t *testing.T) {
+	opts := cluster.Options{Name: "lb1", Insecure: true, BindAddr: netip.MustParseAddr("10.0.0.11"), BindPort: 7946,
+		Join: []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"}}
+	unrepl := opts.Unreplicated()
+	if unrepl == nil {
+		t.Fatal("an insecure cluster of three hosts replicates, says cluster.Options")
+	}
+	f := apitest.Sample()
+	srv, docs := newConfigServerWith(t, insecureState{f}, unrepl)
+	wantRefused := func(what string, resp *http.Response, body string) {
+		t.Helper()
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "cluster.insecure") {
+			t.Errorf("%s: %d %s, want 409 saying cluster.insecure", what, resp.StatusCode, body)
+		}
+		// The configuration's refusal says what to do instead (the
+		// node's drain refusal does too, tested there).
+		if !strings.Contains(what, "drain of") && !strings.Contains(body, "secretKeyFile") {
+			t.Errorf("%s: %s, want what to do instead", what, body)
+		}
+	}
+	resp, body := doHeaders(t, srv, "PUT", "/api/v1/config", aliceTok, newSpec, map[string]string{"If-Match": `"1"`})
+	wantRefused("PUT config", resp, body)
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/services/_static/dns/backends/10.0.1.5:53/drain", aliceTok, "", nil)
+	wantRefused("a backend drain", resp, body)
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/config/rollback/1", aliceTok, "", nil)
+	wantRefused("a rollback", resp, body)
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/members/lb2/drain", aliceTok, "", nil)
+	wantRefused("a drain of another member", resp, body)
+	if docs.Version() != 1 {
+		t.Errorf("refused changes made version %d", docs.Version())
+	}
+	for _, m := range f.Members() {
+		if m.Draining {
+			t.Errorf("%s drains after a refused drain", m.Name)
+		}
+	}
+	if resp, body := doHeaders(t, srv, "GET", "/api/v1/config", viewerTok, "", nil); resp.StatusCode != 200 {
+		t.Errorf("GET config: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := doHeaders(t, srv, "POST", "/api/v1/config/validate", aliceTok, newSpec, nil); resp.StatusCode != 200 {
+		t.Errorf("validate: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := doHeaders(t, srv, "POST", "/api/v1/members/lb1/drain", aliceTok, "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a drain of this member: %d %s", resp.StatusCode, body)
+	}
+	_, audit := doHeaders(t, srv, "GET", "/api/v1/audit", aliceTok, "", nil)
+	if strings.Contains(audit, "config.") || strings.Contains(audit, "backend.") || strings.Contains(audit, "lb2") {
+		t.Errorf("refused changes are in the audit log: %s", audit)
 	}
 }

@@ -397,6 +397,8 @@ func (s *Server) drain(on bool) gin.HandlerFunc {
 		switch {
 		case errors.Is(err, ErrNotFound):
 			abort(c, http.StatusNotFound, fmt.Sprintf("no member %q", name))
+		case errors.Is(err, ErrNotReplicated):
+			abort(c, http.StatusConflict, err.Error())
 		case err != nil:
 			abort(c, http.StatusBadGateway, err.Error())
 		default:

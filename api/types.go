@@ -15,7 +15,8 @@ type State interface {
 	VIPs() []VIP
 	Services() []Service
 	// Drain and Undrain change the draining state of any live member.
-	// They return ErrNotFound for a name that is not one.
+	// They return ErrNotFound for a name that is not one, and
+	// ErrNotReplicated when another member cannot be asked.
 	Drain(ctx context.Context, member string) error
 	Undrain(ctx context.Context, member string) error
 	// Ready reports whether the informers have synced and the dataplane
@@ -23,9 +24,14 @@ type State interface {
 	Ready() (bool, string)
 }
 
-// Errors State methods return.
+// Errors State and ClusterConfig methods return.
 var (
 	ErrNotFound = errors.New("not found")
+	// ErrNotReplicated: the change would not reach the other members —
+	// with cluster.insecure they take nothing from each other — so it is
+	// refused (409) and nothing changes. The error's text says why and
+	// what to do instead.
+	ErrNotReplicated = errors.New("the change would not reach the other members")
 )
 
 // Status is the summary of GET /api/v1/status.

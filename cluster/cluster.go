@@ -47,7 +47,10 @@ type Options struct {
 	// SecretKey is the AES gossip key (16, 24 or 32 bytes). Empty is only
 	// accepted together with Insecure.
 	SecretKey []byte
-	Insecure  bool
+	// Insecure runs gossip without encryption: the member then takes only
+	// membership, health and ownership from its peers, and neither sends
+	// nor takes configuration versions or drain requests (insecure.go).
+	Insecure bool
 	// Quorum is the number of live members (this one included) needed to
 	// own VIPs; 0 means a majority of Join ∪ {this member}.
 	Quorum int
@@ -124,9 +127,10 @@ type Cluster struct {
 	heldOwned Digest                   // the last Decision's
 	losing    map[netip.Addr]time.Time // the last Decision's
 	networks  []netip.Prefix
-	// refused are the VIPs this host's kernel would not add (SetRefused);
-	// refusedOverflow: too many to gossip, so the member is unhealthy.
-	refused         []netip.Addr
+	// refusedVIPs are the VIPs this host's kernel would not add
+	// (SetRefused); refusedOverflow: too many to gossip, so the member is
+	// unhealthy.
+	refusedVIPs     []netip.Addr
 	refusedOverflow bool
 	owned           []netip.Addr // assigned to us: hold and announce
 	handing         []netip.Addr // assigned elsewhere, kept until taken over
@@ -144,6 +148,9 @@ type Cluster struct {
 	epoch    uint64
 	restart  restartState
 	fresh    freshState
+	// refused are the kinds of peer messages refused and logged
+	// (insecure.go).
+	refused map[string]bool
 }
 
 // New checks opts and returns a Cluster; it starts nothing.
@@ -306,8 +313,8 @@ func (c *Cluster) SetRefused(vips []netip.Addr) {
 	vips = slices.Clone(vips)
 	slices.SortFunc(vips, netip.Addr.Compare)
 	c.mu.Lock()
-	changed := !slices.Equal(c.refused, vips)
-	c.refused = vips
+	changed := !slices.Equal(c.refusedVIPs, vips)
+	c.refusedVIPs = vips
 	c.mu.Unlock()
 	if changed {
 		c.kick()
@@ -419,7 +426,7 @@ func (c *Cluster) Problem() string {
 		}
 	}
 	if c.refusedOverflow {
-		out = append(out, fmt.Sprintf("vips: %d refused VIPs are too many to gossip", len(c.refused)))
+		out = append(out, fmt.Sprintf("vips: %d refused VIPs are too many to gossip", len(c.refusedVIPs)))
 	}
 	sort.Strings(out)
 	return strings.Join(out, "; ")
@@ -455,7 +462,7 @@ func (c *Cluster) kick() {
 // localMetaLocked is this member's metadata now. c.mu must be held.
 func (c *Cluster) localMetaLocked() Meta {
 	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
-		Refused: c.refused}
+		Refused: c.refusedVIPs}
 	if c.opts.Docs != nil {
 		m.ConfigVersion = c.opts.Docs.Version()
 	}

@@ -44,4 +44,10 @@
 // that diverged in a partition converge on one, and the other side's
 // edits stay in the history (HistoryEntry.Lost). Docs persists its
 // versions atomically in the state directory.
+//
+// Insecure gossip (Options.Insecure, insecure.go): anyone on the network
+// can gossip, so a member takes only membership, health and ownership
+// from its peers; it neither sends nor takes configuration versions or
+// drain requests, and Options.Unreplicated tells the app to refuse
+// configuration writes in a cluster of several hosts.
 package cluster

@@ -451,6 +451,9 @@ func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
 			continue
 		case <-docs.local:
 		}
+		if c.opts.Insecure {
+			continue // in clear text, to peers that refuse it (insecure.go)
+		}
 		msg, err := json.Marshal(docsMsg{From: c.opts.Name, St: docs.state()})
 		if err != nil {
 			continue
@@ -475,6 +478,10 @@ func (c *Cluster) docsMsg(b []byte) {
 	var m docsMsg
 	if err := json.Unmarshal(b[1:], &m); err != nil {
 		c.log.Debug("decoding a cluster configuration message", "err", err)
+		return
+	}
+	if c.opts.Insecure {
+		c.refuse(refusedConfig, m.From)
 		return
 	}
 	c.opts.Docs.merge(m.St, m.From)

@@ -23,6 +23,7 @@ type drainMsg struct {
 // another by a message over the encrypted gossip transport (TCP), which
 // that member acts on as if its own API had been asked. It returns once
 // the message is delivered; the member's metadata then shows the change.
+// With Insecure it asks no other member (ErrInsecure): none would obey.
 func (c *Cluster) AskDrain(name string, on bool) error {
 	if name == c.opts.Name {
 		if on {
@@ -31,6 +32,9 @@ func (c *Cluster) AskDrain(name string, on bool) error {
 			c.Undrain()
 		}
 		return nil
+	}
+	if c.opts.Insecure {
+		return fmt.Errorf("asking %s: %w", name, ErrInsecure)
 	}
 	ml := c.ml.Load()
 	if ml == nil {
@@ -55,6 +59,10 @@ func (c *Cluster) drainMsg(b []byte) {
 	var m drainMsg
 	if err := json.Unmarshal(b[1:], &m); err != nil || m.To != c.opts.Name {
 		c.log.Debug("ignoring a drain message", "err", err, "to", m.To)
+		return
+	}
+	if c.opts.Insecure {
+		c.refuse(refusedDrain, m.From)
 		return
 	}
 	c.log.Info("asked by a peer", "from", m.From, "drain", m.Drain)

@@ -105,7 +105,7 @@ func (c *Cluster) localState() []byte {
 		}
 	}
 	c.mu.Unlock()
-	if c.opts.Docs != nil {
+	if c.opts.Docs != nil && !c.opts.Insecure {
 		ds := c.opts.Docs.state()
 		st.Docs = &ds
 	}
@@ -119,7 +119,12 @@ func (c *Cluster) mergeState(buf []byte) {
 	if err := json.Unmarshal(buf, &st); err != nil || st.Name == "" || st.Name == c.opts.Name {
 		return
 	}
-	if st.Docs != nil && c.opts.Docs != nil {
+	switch {
+	case st.Docs == nil || c.opts.Docs == nil:
+		// No configuration to merge.
+	case c.opts.Insecure:
+		c.refuse(refusedConfig, st.Name)
+	default:
 		c.opts.Docs.merge(*st.Docs, st.Name)
 	}
 	c.mu.Lock()

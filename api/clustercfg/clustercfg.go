@@ -21,6 +21,19 @@ import (
 type Config struct {
 	Docs *cluster.Docs
 	Host *config.Host
+	// Unreplicated, when set, is why a version made here would reach no
+	// other member (cluster.Options.Unreplicated): every change (Put,
+	// SetBackendState, a rollback) is then refused with
+	// api.ErrNotReplicated, so that the hosts never run different
+	// configurations unknowingly.
+	Unreplicated error
+}
+
+// refused is the error of a change while c.Unreplicated is set.
+func (c *Config) refused() error {
+	return fmt.Errorf("%w: %w; to change it, edit the cluster-wide keys (pools, services, dataplane, healthCheck, bgp, backendStates) "+
+		"in every host's config file and restart edgelb there, or set cluster.secretKeyFile (see `edgelb keygen`) on every host "+
+		"to manage the cluster configuration through the API", api.ErrNotReplicated, c.Unreplicated)
 }
 
 var _ api.ClusterConfig = (*Config)(nil)
@@ -92,6 +105,9 @@ func (c *Config) check(spec, stored json.RawMessage) (json.RawMessage, *config.C
 // keeps the one of the current version: if that is not version ifVersion,
 // Propose refuses the change anyway.
 func (c *Config) Put(spec json.RawMessage, ifVersion uint64, by string) (api.ConfigDoc, error) {
+	if c.Unreplicated != nil {
+		return api.ConfigDoc{}, c.refused()
+	}
 	cur, _ := c.Docs.Current()
 	canon, _, err := c.check(spec, cur.Body)
 	if err != nil {
@@ -159,6 +175,9 @@ func (c *Config) Version(n uint64, secrets bool) (api.ConfigDoc, error) {
 // changed: backendStates loses the backend's entry, and gets a new one
 // unless state is "enable".
 func (c *Config) SetBackendState(service, backend, state, by string) (api.ConfigDoc, error) {
+	if c.Unreplicated != nil {
+		return api.ConfigDoc{}, c.refused()
+	}
 	ap, err := netip.ParseAddrPort(backend)
 	if err != nil || ap.Port() == 0 {
 		return api.ConfigDoc{}, &api.InvalidConfig{Errors: []api.FieldError{{Field: "backend", Message: fmt.Sprintf("%q is not an address:port", backend)}}}

@@ -314,7 +314,9 @@ cluster:
   bindAddr: 127.0.0.1
   bindPort: %d
   join: [%s]
-  insecure: true
+  # Encrypted: with insecure: true the members would share only
+  # ownership, and the dashboard could not drain another one.
+  secretKeyFile: gossip.key
 dataplane: {backend: none}
 bgp:
   asn: 64512
@@ -334,6 +336,9 @@ services:
 `, m.name, m.iface, m.gossip, strings.Join(join, ", "), m.api, adminToken, viewerToken, vips[0], vips[1])
 	path := filepath.Join(dir, m.name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -158,8 +158,11 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 		*path, cfg.Node.Name, len(cfg.Pools), len(cfg.Services),
 		cfg.Dataplane.Backend, cfg.Dataplane.Mode, cfg.Dataplane.Method)
 	warnings := cfg.Warnings()
-	if w := node.ClusterOptions(cfg, nil, nil).QuorumWarning(); w != "" {
-		warnings = append(warnings, w)
+	co := node.ClusterOptions(cfg, nil, nil)
+	for _, w := range []string{co.QuorumWarning(), co.InsecureWarning()} {
+		if w != "" {
+			warnings = append(warnings, w)
+		}
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)

@@ -160,6 +160,7 @@ func TestLogFormatAutoIsTextOffTheJournal(t *testing.T) {
 
 func TestCheckWarnsAboutTheQuorum(t *testing.T) {
 	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "gossip.key"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
 	for _, tc := range []struct{ name, cluster, warn string }{
 		{"three", "join: [10.0.0.11, 10.0.0.12, 10.0.0.13]", ""},
 		{"two", "join: [10.0.0.11, 10.0.0.12]", "a cluster of two hosts needs both"},
@@ -167,13 +168,34 @@ func TestCheckWarnsAboutTheQuorum(t *testing.T) {
 		{"single", "quorum: 0", ""},
 	} {
 		path := filepath.Join(dir, tc.name+".yaml")
-		os.WriteFile(path, []byte("node: {name: lb1}\ncluster: {insecure: true, bindAddr: 10.0.0.11, "+tc.cluster+"}\n"), 0o600)
+		os.WriteFile(path, []byte("node: {name: lb1}\ncluster: {secretKeyFile: gossip.key, bindAddr: 10.0.0.11, "+tc.cluster+"}\n"), 0o600)
 		code, out, errs := runMain("check", "--config", path)
 		if code != 0 || !strings.Contains(out, "ok") {
 			t.Errorf("%s: exit %d, %q %q", tc.name, code, out, errs)
 		}
 		if tc.warn == "" && errs != "" || !strings.Contains(errs, tc.warn) {
 			t.Errorf("%s: stderr %q, want %q", tc.name, errs, tc.warn)
+		}
+	}
+}
+
+// cluster.insecure is accepted with a warning that says what it costs:
+// in a cluster of several hosts, nothing but ownership crosses between
+// them, and the API refuses what would have to.
+func TestCheckWarnsAboutInsecure(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, cluster, warn string }{
+		{"three", "join: [10.0.0.11, 10.0.0.12, 10.0.0.13]", "the API refuses configuration changes, backend admin states and drains of other members (409)"},
+		{"single", "quorum: 0", "a host that joins takes no configuration from this one"},
+	} {
+		path := filepath.Join(dir, tc.name+".yaml")
+		os.WriteFile(path, []byte("node: {name: lb1}\ncluster: {insecure: true, bindAddr: 10.0.0.11, "+tc.cluster+"}\n"), 0o600)
+		code, out, errs := runMain("check", "--config", path)
+		if code != 0 || !strings.Contains(out, "ok") {
+			t.Errorf("%s: exit %d, %q %q", tc.name, code, out, errs)
+		}
+		if want := path + ": warning: cluster.insecure"; !strings.Contains(errs, want) || !strings.Contains(errs, tc.warn) {
+			t.Errorf("%s: stderr %q, want %q and %q", tc.name, errs, want, tc.warn)
 		}
 	}
 }

@@ -46,7 +46,8 @@ func manCommands() []manCommand {
 			"and the audit log records the read. apply -f FILE makes FILE " +
 			"(the spec, the output of get, or a whole config file whose host-local keys are left out) " +
 			"the next version, refused with file: field: message lines (the rules and messages of check) " +
-			"if it is invalid, or if another change came first; a password given as (secret) keeps the one " +
+			"if it is invalid, or if another change came first, or with cluster.insecure in a cluster of several hosts " +
+			"(each host then runs its own file's cluster-wide keys); a password given as (secret) keeps the one " +
 			"stored for the peer with the same address. diff -f FILE prints what it would " +
 			"change (+/- VIPs, services, pools; ~ secret for a password, never its value) or its errors, changing nothing; history lists the " +
 			"versions kept, marking the edits that lost in a partition and the passwords each changed; rollback N makes version N's " +

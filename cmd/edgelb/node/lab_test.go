@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,16 +170,21 @@ type lab struct {
 }
 
 // labConfig is a host's config file: an l2 static service, a bgp one,
-// three configured members on the in-memory network.
-func labConfig(name string, port int, join []string, kube bool) string {
+// three configured members on the in-memory network, with encrypted
+// gossip (the key in labKey next to the file) unless insecure.
+func labConfig(name string, port int, join []string, kube, insecure bool) string {
 	k := ""
 	if kube {
 		k = `kubernetes: {kubeconfig: /nonexistent, defaultClass: true}
 `
 	}
+	gossip := "secretKeyFile: " + labKey
+	if insecure {
+		gossip = "insecure: true"
+	}
 	return k + fmt.Sprintf(`node: {name: %s, interface: eth0}
 cluster:
-  insecure: true
+  %s
   bindAddr: 127.0.0.1
   bindPort: %d
   join: [%s]
@@ -198,10 +204,21 @@ pools:
 services:
   - {name: dns, vip: 192.0.2.53, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53", "10.0.1.6:53"]}
   - {name: anycast, vip: 198.51.100.53, announce: bgp, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53"]}
-`, name, port, strings.Join(join, ", "))
+`, name, gossip, port, strings.Join(join, ", "))
 }
 
+// labKey is the gossip key file of every lab host, next to its config
+// file: the configuration and drains of other members replicate only
+// over encrypted gossip.
+const labKey = "gossip.key"
+
 func newLab(t *testing.T, n int, kube kubernetes.Interface) *lab {
+	t.Helper()
+	return newLabWith(t, n, kube, false)
+}
+
+// newLabWith is newLab, with gossip in the clear when insecure.
+func newLabWith(t *testing.T, n int, kube kubernetes.Interface, insecure bool) *lab {
 	t.Helper()
 	l := &lab{t: t, clock: &clock{}, net: &memberlist.MockNetwork{}, kube: kube}
 	var join []string
@@ -219,7 +236,10 @@ func newLab(t *testing.T, n int, kube kubernetes.Interface) *lab {
 	for _, h := range l.hosts {
 		_, port, _ := h.link.FinalAdvertiseAddr("", 0)
 		h.path = filepath.Join(h.dir, "config.yaml")
-		if err := os.WriteFile(h.path, []byte(labConfig(h.name, port, join, kube != nil)), 0o600); err != nil {
+		if err := os.WriteFile(h.path, []byte(labConfig(h.name, port, join, kube != nil, insecure)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(h.dir, labKey), []byte(base64.StdEncoding.EncodeToString([]byte("lab gossip key, 32 bytes long!!!"))), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		l.start(h)

@@ -295,6 +295,9 @@ func (n *Node) newCluster() error {
 	if w := opts.QuorumWarning(); w != "" {
 		log.Warn(w, "quorum", opts.Quorum, "clusterSize", opts.Size())
 	}
+	if w := opts.InsecureWarning(); w != "" {
+		log.Warn(w, "clusterSize", opts.Size())
+	}
 	members, err := cluster.New(opts)
 	if err != nil {
 		return err
@@ -378,6 +381,13 @@ func (n *Node) newController() error {
 	return nil
 }
 
+// clusterConfig is the cluster configuration as the API reads and
+// changes it. With cluster.insecure in a cluster of several hosts the API
+// makes no version: none would reach the others.
+func (n *Node) clusterConfig() *clustercfg.Config {
+	return &clustercfg.Config{Docs: n.live.docs, Host: n.live.host, Unreplicated: ClusterOptions(n.cfg, nil, nil).Unreplicated()}
+}
+
 func (n *Node) apiOptions() api.Options {
 	cfg, bus := n.cfg, n.bus
 	var tokens []api.Token
@@ -388,7 +398,7 @@ func (n *Node) apiOptions() api.Options {
 		Listen:      cfg.API.Listen,
 		Hosts:       apiHosts(cfg.API),
 		NamedTokens: tokens,
-		Config:      &clustercfg.Config{Docs: n.live.docs, Host: n.live.host},
+		Config:      n.clusterConfig(),
 		State:       n.state,
 		OnAudit: func(e api.AuditEntry) {
 			bus.Publish("audit", fmt.Sprintf("%s by %s from %s", e.What, e.Who, e.From),

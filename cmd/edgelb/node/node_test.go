@@ -110,7 +110,7 @@ func TestThreeNodes(t *testing.T) {
 		done := l.watch(l2VIP)
 		via := l.hosts[1].node
 		cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
-		cur, err := cc.Current()
+		cur, err := cc.Current(false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestThreeNodes(t *testing.T) {
 			clear(h.vip.FailAdd)
 			h.vip.Mu.Unlock()
 		}
-		cur, err = cc.Current()
+		cur, err = cc.Current(false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,4 +323,50 @@ func TestThreeNodesWithKubernetes(t *testing.T) {
 		}
 		return len(l.holders(ip)) == 1
 	})
+}
+
+// Three nodes with cluster.insecure: gossip still shares the VIPs — one
+// l2 owner, the bgp VIP everywhere, a drain of the owner (through its own
+// API) hands the l2 VIP over — but the API changes nothing that would
+// have to reach another host: a drain of another member and a new
+// version of the configuration are refused (409 in the API) and say
+// what to do instead.
+func TestThreeInsecureNodes(t *testing.T) {
+	l := newLabWith(t, 3, nil, true)
+	l.eventually(t, "three insecure nodes converge: one l2 owner, the bgp VIP on every host", l.converged)
+	owner := l.host(l.holders(l2VIP)[0])
+	via := l.hosts[0]
+	if via == owner {
+		via = l.hosts[1]
+	}
+	ctx := context.Background()
+	err := via.node.state.Drain(ctx, owner.name)
+	if !errors.Is(err, api.ErrNotReplicated) || !strings.Contains(err.Error(), owner.name+" through its own API") {
+		t.Errorf("a drain of %s through %s's API: %v, want ErrNotReplicated saying to use %s's own API", owner.name, via.name, err, owner.name)
+	}
+	cc := via.node.clusterConfig()
+	cur, err := cc.Current(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.Put(cur.Spec, cur.Version, "test"); !errors.Is(err, api.ErrNotReplicated) || !strings.Contains(err.Error(), "config file") {
+		t.Errorf("a configuration change through %s's API: %v, want ErrNotReplicated saying to edit the config files", via.name, err)
+	}
+	if _, v := via.node.live.Config(); v != cur.Version {
+		t.Errorf("%s runs version %d after a refused change, want %d", via.name, v, cur.Version)
+	}
+	if owner.node.members.Draining() {
+		t.Fatalf("%s drains after a refused drain", owner.name)
+	}
+
+	if err := owner.node.state.Drain(ctx, owner.name); err != nil {
+		t.Fatal(err)
+	}
+	l.eventually(t, "another host owns the l2 VIP and the drained one let it go", func() bool {
+		h := l.holders(l2VIP)
+		return len(h) == 1 && h[0] != owner.name && !owner.holds(l2VIP)
+	})
+	if err := owner.node.state.Undrain(ctx, owner.name); err != nil {
+		t.Fatal(err)
+	}
 }

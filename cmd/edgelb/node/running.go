@@ -51,7 +51,10 @@ type liveConfig struct {
 
 // newLiveConfigFrom reads the persisted versions (the state directory's
 // copy, when there is one) and seeds version 1 with the file's
-// cluster-wide keys (data) when there is none yet.
+// cluster-wide keys (data) when there is none yet. With cluster.insecure
+// in a cluster of several hosts no version replicates and the API makes
+// none, so the file is the only way to change them: its keys become the
+// next version when they differ from the running one.
 func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Logger) (*liveConfig, error) {
 	l := &liveConfig{host: config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path)), log: log, cfg: cfg, managed: cfg.Managed(), bgp: cfg.BGPSet()}
 	path := ""
@@ -73,11 +76,24 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	if seeded, err := docs.Seed(spec, "file "+cfg.Path); err != nil {
+	seeded, err := docs.Seed(spec, "file "+cfg.Path)
+	if err != nil {
 		return nil, fmt.Errorf("the file's cluster configuration: %w", err)
-	} else if seeded {
+	}
+	cur, _ := docs.Current()
+	switch {
+	case seeded:
 		log.Info("cluster configuration seeded from the file", "version", 1)
-	} else if cur, _ := docs.Current(); !bytes.Equal(cur.Body, spec) {
+	case bytes.Equal(cur.Body, spec):
+		// The file says what runs.
+	case ClusterOptions(cfg, nil, nil).Unreplicated() != nil:
+		next, err := docs.Propose(spec, "file "+cfg.Path, cur.Version)
+		if err != nil {
+			return nil, fmt.Errorf("the file's cluster configuration: %w", err)
+		}
+		log.Info("cluster.insecure: this host runs the cluster-wide keys of its config file, which changed",
+			"version", next.Version, "was", cur.Version, "file", cfg.Path)
+	default:
 		log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp, backendStates) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
 			"version", cur.Version, "file", cfg.Path)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -140,5 +141,63 @@ func TestServicesShowBackendStates(t *testing.T) {
 	}
 	if got := svcs[0].DisabledBackends; len(got) != 1 || got[0] != "10.0.1.6:53" {
 		t.Errorf("disabled backends %v", got)
+	}
+}
+
+// With cluster.insecure in a cluster of several hosts no version
+// replicates and the API makes none: a host runs the cluster-wide keys
+// of its own file, taken again at each start when they changed. A host
+// alone, or an encrypted cluster, keeps the version it ran (changed
+// through the API) whatever its file says.
+func TestInsecureClusterRunsItsFile(t *testing.T) {
+	const services = `services:
+  - {name: dns, vip: %s, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53"]}
+`
+	for _, tc := range []struct {
+		name, cluster string
+		fileWins      bool
+	}{
+		{"insecure, three hosts", `{insecure: true, bindAddr: 10.0.0.11, join: [10.0.0.11, 10.0.0.12, 10.0.0.13]}`, true},
+		{"insecure, one host", `{insecure: true, bindAddr: 10.0.0.11}`, false},
+		{"encrypted, three hosts", `{secretKeyFile: gossip.key, bindAddr: 10.0.0.11, join: [10.0.0.11, 10.0.0.12, 10.0.0.13]}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, state := t.TempDir(), t.TempDir()
+			path := filepath.Join(dir, "config.yaml")
+			if err := os.WriteFile(filepath.Join(dir, "gossip.key"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			start := func(vip string) *liveConfig {
+				t.Helper()
+				data := []byte("node: {name: lb1}\ncluster: " + tc.cluster + "\n" + fmt.Sprintf(services, vip))
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cfg, err := config.Load(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l, err := newLiveConfigFrom(cfg, data, state, slog.New(slog.DiscardHandler))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			if cfg, v := start("192.0.2.53").Config(); v != 1 || cfg.Services[0].VIP.String() != "192.0.2.53" {
+				t.Fatalf("first start: version %d, %v", v, cfg.Services)
+			}
+			// The same file again changes nothing.
+			if _, v := start("192.0.2.53").Config(); v != 1 {
+				t.Fatalf("the same file made version %d", v)
+			}
+			cfg, v := start("192.0.2.54").Config()
+			vip := cfg.Services[0].VIP.String()
+			switch {
+			case tc.fileWins && (v != 2 || vip != "192.0.2.54"):
+				t.Errorf("a changed file: version %d with VIP %s, want version 2 with the file's 192.0.2.54", v, vip)
+			case !tc.fileWins && (v != 1 || vip != "192.0.2.53"):
+				t.Errorf("a changed file: version %d with VIP %s, want version 1 kept", v, vip)
+			}
+		})
 	}
 }

@@ -279,17 +279,29 @@ func apiStats(s ipvs.Stats, active int) api.Stats {
 }
 
 // Drain and Undrain act on any live member: this one at once, another
-// through a message over the encrypted gossip transport.
+// through a message over the encrypted gossip transport — never with
+// cluster.insecure, where no member takes such a message.
 func (s *state) Drain(_ context.Context, name string) error { return s.askDrain(name, true) }
 
 func (s *state) Undrain(_ context.Context, name string) error { return s.askDrain(name, false) }
 
 func (s *state) askDrain(name string, on bool) error {
 	err := s.node.members.AskDrain(name, on)
-	if errors.Is(err, cluster.ErrNoMember) {
+	switch {
+	case errors.Is(err, cluster.ErrNoMember):
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, cluster.ErrInsecure):
+		return drainRefused(name, err)
 	}
 	return err
+}
+
+// drainRefused is the API's answer to a drain or undrain of another
+// member of an insecure cluster, err being AskDrain's.
+func drainRefused(name string, err error) error {
+	return fmt.Errorf("%w: %w; drain or undrain %s through its own API (`edgelb` on that host), "+
+		"or set cluster.secretKeyFile (see `edgelb keygen`) on every host to manage the members from any of them",
+		api.ErrNotReplicated, err, name)
 }
 
 func (s *state) Ready() (bool, string) {

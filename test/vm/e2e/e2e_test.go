@@ -27,8 +27,16 @@ func TestMain(m *testing.M) {
 		fmt.Println("these tests change the machine's network; they run inside the VM started by test/vm")
 		os.Exit(1)
 	}
+	if err := os.WriteFile(gossipKey, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
+
+// gossipKey is the three hosts' gossip key: with cluster.insecure they
+// would share only ownership, not the configuration or drains.
+const gossipKey = "/tmp/e2e-gossip.key"
 
 const edgelbBin = "/usr/local/bin/edgelb"
 
@@ -244,13 +252,13 @@ services:
 // with gossip timers for a loaded emulator; extra goes before services.
 func hostConfig(i int, dataplane, apiListen, extra, services string) string {
 	return fmt.Sprintf(`node: {name: lb%d, interface: eth0}
-cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], insecure: true,
+cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], secretKeyFile: %s,
           probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
 dataplane: %s
 healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
 api: {listen: %q}
 %sservices:
-%s`, i, i, dataplane, healthInterval, apiListen, extra, services)
+%s`, i, i, gossipKey, dataplane, healthInterval, apiListen, extra, services)
 }
 
 const natServices = `
