@@ -107,7 +107,8 @@ type VIP struct {
 	Announce string `json:"announce"`
 	// Refused: this host's kernel would not add the VIP. RefusedBy are
 	// the members whose kernel would not (for a bgp VIP, only this host
-	// is known); Problem says why here, or that nobody can own it.
+	// is known); Problem says why here (or why BGP refused its route
+	// here), or that nobody can own it.
 	Refused   bool     `json:"refused,omitempty"`
 	RefusedBy []string `json:"refusedBy,omitempty"`
 	Problem   string   `json:"problem,omitempty"`

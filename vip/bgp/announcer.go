@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -125,7 +126,10 @@ type Announcer struct {
 
 	mu         sync.Mutex
 	advertised []netip.Prefix
-	serving    bool
+	// refused are the routes the speaker would not advertise, with why:
+	// each costs that route only, and is retried.
+	refused map[netip.Prefix]string
+	serving bool
 	// pending is the configuration Run is to take next (Configure).
 	pending      *Config
 	reconfigured chan struct{}
@@ -192,6 +196,14 @@ func (a *Announcer) Advertised() []netip.Prefix {
 	return slices.Clone(a.advertised)
 }
 
+// Refused returns the routes the speaker refused to advertise at the
+// last attempt, with why; they are retried, the others are unaffected.
+func (a *Announcer) Refused() map[netip.Prefix]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.refused)
+}
+
 // Peers reports the sessions (Speaker.Peers).
 func (a *Announcer) Peers() []PeerStatus { return a.o.Speaker.Peers() }
 
@@ -233,12 +245,22 @@ func (a *Announcer) apply(want []netip.Prefix, serving bool) (retry bool) {
 		}
 		a.o.Log.Info("route withdrawn", "vip", p.Addr())
 	}
+	a.mu.Lock()
+	old := a.refused
+	a.mu.Unlock()
+	var refused map[netip.Prefix]string
 	for _, p := range want {
 		if slices.Contains(kept, p) {
 			continue
 		}
 		if err := a.o.Speaker.Advertise(p); err != nil {
-			a.o.Log.Error("advertising route", "vip", p.Addr(), "err", err)
+			if old[p] != err.Error() {
+				a.o.Log.Error("the speaker refused a route; retrying, the other routes are unaffected", "vip", p.Addr(), "err", err)
+			}
+			if refused == nil {
+				refused = map[netip.Prefix]string{}
+			}
+			refused[p] = err.Error()
 			retry = true
 			continue
 		}
@@ -248,6 +270,7 @@ func (a *Announcer) apply(want []netip.Prefix, serving bool) (retry bool) {
 	slices.SortFunc(kept, comparePrefix)
 	a.mu.Lock()
 	a.advertised = kept
+	a.refused = refused
 	a.mu.Unlock()
 	return retry
 }

@@ -102,6 +102,30 @@ func TestAnnouncerRetries(t *testing.T) {
 	}
 }
 
+// A route the speaker refuses costs that route only: the others are
+// advertised, Refused names it with why, and it is retried until taken.
+func TestRefusedRouteIsReportedAlone(t *testing.T) {
+	a, sp, st := newAnnouncer(t)
+	st.SetVIPs(v4, v6)
+	st.SetServing(true)
+	bad := netip.PrefixFrom(v6, 128)
+	sp.Refuse = map[netip.Prefix]error{bad: errors.New("no IPv6 address family negotiated")}
+	if !a.Sync() {
+		t.Fatal("a refused route is not retried")
+	}
+	if got := sp.Advertised(); !slices.Equal(got, prefixes("198.51.100.1/32")) {
+		t.Fatalf("advertised %v, want the other route", got)
+	}
+	if r := a.Refused(); len(r) != 1 || r[bad] == "" {
+		t.Fatalf("Refused() = %v", r)
+	}
+	sp.Refuse = nil // Sync runs on this goroutine
+	a.Sync()
+	if r := a.Refused(); len(r) != 0 || len(sp.Advertised()) != 2 {
+		t.Fatalf("Refused() = %v, advertised %v after the speaker took it", r, sp.Advertised())
+	}
+}
+
 // runServing runs an Announcer of o's timers on a fake speaker, serving
 // v4; stop ends Run and returns its error.
 func runServing(t *testing.T, o bgp.Options) (a *bgp.Announcer, sp *bgptest.Speaker, stop func() error) {

@@ -136,6 +136,7 @@ func (s *state) VIPs() []api.VIP {
 			here[r.VIP] = r.Err
 		}
 	}
+	routes := s.node.announcer.Refused()
 	self := s.node.cfg.Node.Name
 	hasQuorum := s.node.members.HasQuorum()
 	var out []api.VIP
@@ -155,6 +156,8 @@ func (s *state) VIPs() []api.VIP {
 		switch {
 		case here[v] != "":
 			vip.Refused, vip.Problem = true, "refused here: "+here[v]
+		case routes[netip.PrefixFrom(v, v.BitLen())] != "":
+			vip.Local, vip.Problem = false, "BGP refused its route here (retried): "+routes[netip.PrefixFrom(v, v.BitLen())]
 		case owner == "" && hasQuorum && len(vip.RefusedBy) > 0 && vip.Announce == string(config.AnnounceL2):
 			vip.Problem = "every member that could own it refuses it"
 		}

@@ -21,6 +21,8 @@ type Speaker struct {
 	Routes  map[netip.Prefix]bool
 	Status  []bgp.PeerStatus
 	Fail    error
+	// Refuse makes Advertise fail for these routes only.
+	Refuse  map[netip.Prefix]error
 	Started bool
 	Stopped bool
 	// Global and Configured are the last Configure's global and peers.
@@ -48,6 +50,9 @@ func (s *Speaker) Advertise(p netip.Prefix) error {
 	defer s.mu.Unlock()
 	if s.Fail != nil {
 		return s.Fail
+	}
+	if err := s.Refuse[p]; err != nil {
+		return err
 	}
 	if !s.Started || s.Stopped {
 		return errors.New("not running")
