@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,6 +37,9 @@ func hostStatus(h *nslab.Host) (st struct {
 //     owner became unhealthy, its VIPs moved to the next host, which
 //     failed the same way, until no host held any VIP.
 //   - Once IPv6 is back, the VIP is tried again and answers.
+//
+// It also sends what a DNS-rebinding page sends to the token-less
+// loopback API (a foreign Host and Origin): refused.
 func TestOneBadVIPCostsThatVIPOnly(t *testing.T) {
 	l := startCluster(t, 3)
 	h1 := l.Hosts[0]
@@ -45,6 +49,21 @@ func TestOneBadVIPCostsThatVIPOnly(t *testing.T) {
 		t.Fatalf("no answer from %s: %+v", vip4, p4.Last())
 	}
 	watch := l.WatchVIPs(50*time.Millisecond, vip4)
+
+	// A page on another site whose name the attacker points at 127.0.0.1
+	// (DNS rebinding) sends its own Host and Origin to the token-less
+	// loopback API: refused (421), and nobody drains.
+	h2 := l.Hosts[1]
+	out, err := exec.Command("ip", "netns", "exec", h1.NS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+		"-X", "POST", "-H", "Host: rebind.example:9080", "-H", "Origin: http://rebind.example:9080", "-H", "Content-Type: application/json",
+		"http://127.0.0.1:9080/api/v1/members/"+h2.Name+"/drain").CombinedOutput()
+	if err != nil || string(out) != "421" {
+		t.Fatalf("a rebinding request to drain %s: %v, HTTP %s, want 421", h2.Name, err, out)
+	}
+	if st, err := hostStatus(h2); err != nil || st.Status.Draining {
+		t.Fatalf("%s draining after a refused rebinding request (%v)", h2.Name, err)
+	}
+	t.Log("a DNS-rebinding request to drain a member was refused with 421")
 
 	for _, bad := range []string{"ff0e::1", "127.0.0.5", "fe80::10", "224.0.0.5"} {
 		spec := filepath.Join(l.Dir, "bad.yaml")
