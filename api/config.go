@@ -1,17 +1,13 @@
 package api
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -128,108 +124,6 @@ type ValidateResult struct {
 	Effect *ConfigEffect `json:"effect,omitempty"`
 }
 
-// AuditEntry is one change made through the API, or a read of the
-// secrets (GET /api/v1/audit).
-type AuditEntry struct {
-	Time time.Time `json:"time"`
-	// Who is the token's name (never the token); "anonymous" when the
-	// API has no tokens.
-	Who string `json:"who"`
-	// From is the client's address.
-	From string `json:"from"`
-	// What is the change: "config.put", "config.rollback 3", "member.drain lb2";
-	// or "config.secrets.read [N]", an admin's read of the secrets, which
-	// changes nothing but is worth knowing about.
-	What string `json:"what"`
-	// Version is the cluster configuration version the change produced
-	// (0 when it produced none).
-	Version uint64 `json:"version,omitempty"`
-}
-
-// auditLog keeps the last changes made through this host's API, and
-// appends each to its file (JSON lines) when it has one.
-type auditLog struct {
-	mu      sync.Mutex
-	entries []AuditEntry
-	file    string
-	log     *slog.Logger
-}
-
-const maxAudit = 1000
-
-// load reads the last entries of the file, if any.
-func (a *auditLog) load() {
-	if a.file == "" {
-		return
-	}
-	f, err := os.Open(a.file)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			a.log.Warn("reading the audit log", "err", err)
-		}
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e AuditEntry
-		if json.Unmarshal(sc.Bytes(), &e) == nil {
-			a.append(e)
-		}
-	}
-}
-
-func (a *auditLog) append(e AuditEntry) {
-	a.entries = append(a.entries, e)
-	if n := len(a.entries) - maxAudit; n > 0 {
-		a.entries = append([]AuditEntry(nil), a.entries[n:]...)
-	}
-}
-
-func (a *auditLog) add(e AuditEntry) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.append(e)
-	if a.file == "" {
-		return
-	}
-	b, _ := json.Marshal(e)
-	f, err := os.OpenFile(a.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err == nil {
-		_, err = f.Write(append(b, '\n'))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		a.log.Error("writing the audit log", "file", a.file, "err", err)
-	}
-}
-
-func (a *auditLog) list() []AuditEntry {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]AuditEntry{}, a.entries...)
-}
-
-// audit records a change: in the audit log and in the log.
-func (s *Server) audit(c *gin.Context, what string, version uint64) {
-	e := AuditEntry{Time: time.Now().UTC(), Who: tokenName(c), From: c.ClientIP(), What: what, Version: version}
-	s.auditLog.add(e)
-	s.opts.Log.Info("change through the API", "who", e.Who, "from", e.From, "what", e.What, "configVersion", e.Version)
-	if s.opts.OnAudit != nil {
-		s.opts.OnAudit(e)
-	}
-}
-
-func tokenName(c *gin.Context) string {
-	if v, ok := c.Get("token"); ok {
-		return v.(string)
-	}
-	return "anonymous"
-}
-
 func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 	v1.GET("/audit", func(c *gin.Context) { c.JSON(http.StatusOK, s.auditLog.list()) })
 	cc := s.opts.Config
@@ -303,7 +197,8 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		}
 		svc := c.Param("namespace") + "/" + c.Param("name")
 		be := c.Param("backend")
-		doc, err := cc.SetBackendState(svc, be, action, tokenName(c))
+		s.audit(c, fmt.Sprintf("backend.%s %s %s", action, svc, be), 0)
+		doc, err := cc.SetBackendState(svc, be, action, s.who(c))
 		var inv *InvalidConfig
 		switch {
 		case errors.Is(err, ErrStale):
@@ -370,7 +265,8 @@ func (s *Server) validate(c *gin.Context, spec json.RawMessage) {
 
 // put makes spec the next version and answers.
 func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersion uint64) {
-	doc, err := s.opts.Config.Put(spec, ifVersion, tokenName(c))
+	s.audit(c, what, 0)
+	doc, err := s.opts.Config.Put(spec, ifVersion, s.who(c))
 	var inv *InvalidConfig
 	switch {
 	case errors.Is(err, ErrStale):

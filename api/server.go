@@ -70,6 +70,9 @@ type Options struct {
 	// AuditFile, if set, keeps the audit log across restarts (JSON lines,
 	// appended; the last 1000 entries are read at start).
 	AuditFile string
+	// AuditFileBytes is the size at which the audit file is rotated
+	// (FILE.1 keeps the previous one); 0 means DefaultAuditFileBytes.
+	AuditFileBytes int64
 	Bus       *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
@@ -105,7 +108,7 @@ type token struct {
 func New(opts Options) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{opts: opts}
-	s.auditLog.file, s.auditLog.log = opts.AuditFile, opts.Log
+	s.auditLog.file, s.auditLog.maxBytes, s.auditLog.log = opts.AuditFile, opts.AuditFileBytes, opts.Log
 	s.auditLog.load()
 	for role, toks := range opts.Tokens {
 		for i, t := range toks {
@@ -126,7 +129,7 @@ func New(opts Options) *Server {
 	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
 		opts.Log.Error("panic in API handler", "path", c.Request.URL.Path, "err", err)
 		abort(c, http.StatusInternalServerError, "internal error")
-	}), s.checkHost, s.limitBody)
+	}), s.auditWrites, s.checkHost, s.limitBody)
 	e.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, "no such path: "+c.Request.URL.Path) })
 	e.NoMethod(func(c *gin.Context) {
 		abort(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
@@ -208,6 +211,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func abort(c *gin.Context, code int, msg string) {
+	c.Set(auditErrorKey, msg)
 	c.AbortWithStatusJSON(code, Error{Error: msg})
 }
 
@@ -388,6 +392,7 @@ func (s *Server) drain(on bool) gin.HandlerFunc {
 			}
 		}
 		name := c.Param("name")
+		s.audit(c, "member."+verb+" "+name, 0)
 		var err error
 		if on {
 			err = s.opts.State.Drain(c.Request.Context(), name)
@@ -402,7 +407,6 @@ func (s *Server) drain(on bool) gin.HandlerFunc {
 		case err != nil:
 			abort(c, http.StatusBadGateway, err.Error())
 		default:
-			s.audit(c, "member."+verb+" "+name, 0)
 			c.JSON(http.StatusAccepted, gin.H{"member": name, "draining": on})
 		}
 	}

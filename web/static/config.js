@@ -143,7 +143,11 @@ function renderAudit(entries) {
     h('td', { class: 'who' }, e.who),
     h('td', { class: 'mono' }, e.from),
     h('td', { class: 'mono what' }, e.what),
-    h('td', { class: 'mono' }, e.version ? `v${e.version}` : ''))) : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No changes through this host yet.')));
+    h('td', { class: 'mono' }, e.version ? `v${e.version}` : ''),
+    h('td', { class: 'result', title: e.error || '' }, !e.result || e.result < 300
+      ? badge(e.result ? String(e.result) : 'ok', 'ok')
+      : badge(`refused ${e.result}`, 'bad'),
+    e.error && h('div', { class: 'detail' }, e.error)))) : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No changes through this host yet.')));
 }
 
 function badge(t, kind) { return h('span', { class: 'badge ' + kind }, t); }
