@@ -63,9 +63,10 @@ func (r *recorder) waitReports(t *testing.T, n int) []string {
 	}
 }
 
-// Run reports the filter healthy when it starts, a table that cannot be
-// written once however often the retry fails alike, and healthy again
-// after the pass that writes it; passes that succeed report nothing more.
+// Run reports the filter not synced when it starts (the host must not own
+// VIPs whose ranges are not enforced yet), a table that cannot be created
+// once however often the retry fails alike, and healthy after the pass
+// that writes it; passes that succeed report nothing more.
 func TestRunPushesHealth(t *testing.T) {
 	k := filtertest.New()
 	var failing atomic.Bool
@@ -74,6 +75,9 @@ func TestRunPushesHealth(t *testing.T) {
 	// received the nth, every pass before the nth Apply has ended.
 	applies := make(chan struct{}, 100)
 	k.Fail = func(m string) error {
+		if m == "Ensure" && failing.Load() {
+			return errors.New("no nftables")
+		}
 		if m != "Apply" {
 			return nil
 		}
@@ -91,8 +95,8 @@ func TestRunPushesHealth(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
 
-	if got := rec.waitReports(t, 1); !slices.Equal(got, []string{"ok"}) {
-		t.Fatalf("at start: reports %q, want ok", got)
+	if got := rec.waitReports(t, 1); !slices.Equal(got, []string{filter.ErrNotSynced.Error()}) {
+		t.Fatalf("at start: reports %q, want %q", got, filter.ErrNotSynced)
 	}
 	d := &lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}}
 	store.Set(d)
@@ -110,8 +114,8 @@ func TestRunPushesHealth(t *testing.T) {
 			continue
 		}
 		// Apply i+1 runs: the passes of Applies 1..i have reported.
-		if got := rec.reports(); len(got) != 2 || got[1] != "updating the filter table: no nftables" {
-			t.Fatalf("after %d failed passes: reports %q, want ok and the error once", i, got)
+		if got := rec.reports(); len(got) != 2 || got[1] != "creating the filter table: no nftables" {
+			t.Fatalf("after %d failed passes: reports %q, want not synced and the error once", i, got)
 		}
 	}
 	failing.Store(false)
