@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -476,5 +478,103 @@ func (n *NFTables) Ensure() error {
 	return n.ensure(c)
 }
 
-// Changed TODO
-func (n *NFTables) Changed(context.Context) (<-chan struct{}, error) { return nil, nil }
+// Changed subscribes to the kernel's nftables notifications (the
+// NFNLGRP_NFTABLES group, as `nft monitor` does) and signals the returned
+// channel after each transaction of another process that touches the
+// table or cannot be told not to (set elements carry no table name here).
+// edgelb's own transactions, of every part, are told apart by the process
+// id the kernel stamps on each generation. If the notifications overflow
+// the socket (the kernel then drops them) or the subscription breaks, it
+// signals too, since a change may have been missed, and subscribes again.
+func (n *NFTables) Changed(ctx context.Context) (<-chan struct{}, error) {
+	out := make(chan struct{}, 1)
+	mon, events, err := n.monitor()
+	if err != nil {
+		return nil, fmt.Errorf("watching nftables: %w", err)
+	}
+	signal := func() {
+		select {
+		case out <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		for {
+			lost := false
+			for !lost {
+				select {
+				case <-ctx.Done():
+					closeMonitor(mon, events)
+					return
+				case ev, ok := <-events:
+					switch {
+					case !ok || ev.GeneratedBy == nil || ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB:
+						lost = true
+						signal()
+					case foreign(ev):
+						signal()
+					}
+				}
+			}
+			closeMonitor(mon, events)
+			for mon == nil || lost {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				if mon, events, err = n.monitor(); err == nil {
+					lost = false
+					signal() // what happened in between
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (n *NFTables) monitor() (*nftables.Monitor, chan *nftables.MonitorEvents, error) {
+	c, err := n.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(64))
+	events, err := c.AddGenerationalMonitor(mon)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mon, events, nil
+}
+
+// closeMonitor closes mon and reads what its goroutine still sends, so
+// that the goroutine ends.
+func closeMonitor(mon *nftables.Monitor, events chan *nftables.MonitorEvents) {
+	mon.Close()
+	for range events {
+	}
+}
+
+// foreign reports whether another process made the transaction ev and it
+// may concern the table.
+func foreign(ev *nftables.MonitorEvents) bool {
+	if gen, ok := ev.GeneratedBy.Data.(*nftables.GenMsg); ok && int(gen.ProcPID) == os.Getpid() {
+		return false
+	}
+	for _, ch := range ev.Changes {
+		var t *nftables.Table
+		switch d := ch.Data.(type) {
+		case *nftables.Table:
+			t = d
+		case *nftables.Chain:
+			t = d.Table
+		case *nftables.Rule:
+			t = d.Table
+		case *nftables.Set:
+			t = d.Table
+		}
+		if t == nil || t.Name == TableName {
+			return true
+		}
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package filter_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -218,5 +219,42 @@ func TestNFTablesRefusedServiceInNetNS(t *testing.T) {
 	}
 	if have.Restricted[d.Services[2].Key] || have.Closed[d.Services[2].Key] {
 		t.Error("the unfiltered Service was touched")
+	}
+}
+
+// Changed signals another process's change of the table (nft flush
+// ruleset), and neither this process's own transactions nor another
+// program's changes to its own table.
+func TestNFTablesChangedInNetNS(t *testing.T) {
+	ns, fd := nstest.New(t, "filtermon")
+	k := filter.NewNFTablesInNetNS(fd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed, err := k.Changed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case <-changed:
+			t.Fatalf("%s was reported as a foreign change", what)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	f := filter.New(filter.Options{Kernel: k, Store: lb.NewStore(), Log: discard()})
+	if err := f.SyncOnce(&lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "web", "10.0.0.0/8")}}); err != nil {
+		t.Fatal(err)
+	}
+	quiet("edgelb's own transaction")
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "add table inet other; add chain inet other c")
+	quiet("another table's change")
+	start := time.Now()
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "flush ruleset")
+	select {
+	case <-changed:
+		t.Logf("nft flush ruleset reported after %s", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("nft flush ruleset was not reported")
 	}
 }

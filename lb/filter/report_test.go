@@ -150,3 +150,39 @@ func TestRunPushesHealth(t *testing.T) {
 		t.Errorf("the table differs: %+v", c)
 	}
 }
+
+// Another program flushing the ruleset (a reload of nftables.service) is
+// repaired at once, not at the next resync: the kernel says the ruleset
+// changed and Run reads the table again.
+func TestRunRepairsForeignFlush(t *testing.T) {
+	k := filtertest.New()
+	store := lb.NewStore()
+	f := filter.New(filter.Options{Kernel: k, Store: store, Log: discard(), RetryPeriod: time.Hour, ResyncPeriod: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	d := &lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}}
+	store.Set(d)
+	programmed := func() bool {
+		s, present := k.Snapshot()
+		return present && filter.Diff(s, filter.Want(d)).Empty()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the first pass", programmed)
+	k.Foreign(func(k *filtertest.Fake) { k.Present, k.State = false, filter.State{} })
+	waitFor("the repair after a foreign flush", programmed)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

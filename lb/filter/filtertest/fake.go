@@ -125,6 +125,14 @@ func (f *Fake) Ensure() error {
 	return nil
 }
 
+// Snapshot returns a copy of the table and whether it exists, safe to
+// call while a Filter runs.
+func (f *Fake) Snapshot() (filter.State, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.State.Apply(filter.Changes{}), f.Present
+}
+
 // Changed returns the channel Foreign signals.
 func (f *Fake) Changed(context.Context) (<-chan struct{}, error) {
 	f.mu.Lock()
