@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -482,9 +483,9 @@ func (n *NFTables) Ensure() error {
 // NFNLGRP_NFTABLES group, as `nft monitor` does) and signals the returned
 // channel after each transaction of another process that touches the
 // table or cannot be told not to (set elements carry no table name here).
-// edgelb's own transactions, of every part, are told apart by the process
-// id the kernel stamps on each generation. If the notifications overflow
-// the socket (the kernel then drops them) or the subscription breaks, it
+// edgelb's own transactions, of every part, are told apart by the thread
+// id the kernel stamps on each generation (ownThread). If the
+// notifications overflow the socket (the kernel then drops them) or the subscription breaks, it
 // signals too, since a change may have been missed, and subscribes again.
 func (n *NFTables) Changed(ctx context.Context) (<-chan struct{}, error) {
 	out := make(chan struct{}, 1)
@@ -554,10 +555,23 @@ func closeMonitor(mon *nftables.Monitor, events chan *nftables.MonitorEvents) {
 	}
 }
 
+// ownThread reports whether tid is a thread of this process. The kernel
+// stamps a generation with the id of the thread that committed it, and a
+// Go program commits from any of its threads. A thread that has ended
+// since, or ids from another PID namespace, count as foreign: that costs
+// one needless read of the table, never a missed change.
+func ownThread(tid uint32) bool {
+	if int(tid) == os.Getpid() {
+		return true
+	}
+	_, err := os.Stat("/proc/self/task/" + strconv.FormatUint(uint64(tid), 10))
+	return err == nil
+}
+
 // foreign reports whether another process made the transaction ev and it
 // may concern the table.
 func foreign(ev *nftables.MonitorEvents) bool {
-	if gen, ok := ev.GeneratedBy.Data.(*nftables.GenMsg); ok && int(gen.ProcPID) == os.Getpid() {
+	if gen, ok := ev.GeneratedBy.Data.(*nftables.GenMsg); ok && ownThread(gen.ProcPID) {
 		return false
 	}
 	for _, ch := range ev.Changes {
