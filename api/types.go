@@ -127,6 +127,10 @@ type Service struct {
 	// DisabledBackends are the backends an administrator disabled
 	// (backendStates): they are in no port's table.
 	DisabledBackends []string `json:"disabledBackends,omitempty"`
+	// Problem is why this host cannot serve the Service as asked, if it
+	// cannot: source ranges the kernel refused (its ports are closed:
+	// every packet dropped). Other Services are not affected.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Port is one virtual service: VIP, port and protocol.

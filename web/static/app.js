@@ -297,7 +297,8 @@ function renderServices(services) {
       const tr = h('tr', { dataset: { service: `${s.namespace}/${s.name}` }, class: i === 0 ? 'first' : '' });
       if (i === 0) {
         tr.append(
-          h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static')),
+          h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static'),
+            s.problem && h('div', { class: 'detail problem' }, s.problem)),
           h('td', { rowspan: ports.length, class: 'mono external-ip' }, (s.vips || []).join(', ') || h('span', { class: 'muted' }, 'pending')));
       }
       if (!p) {

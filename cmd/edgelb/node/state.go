@@ -207,6 +207,10 @@ func (s *state) services(withStats bool) []api.Service {
 			admin[b.Service][b.Backend] = b.State
 		}
 	}
+	var failed map[lb.Source]error
+	if s.node.filter != nil {
+		failed = s.node.filter.Failed()
+	}
 	index := map[string]int{}
 	var out []api.Service
 	for i := range d.Services {
@@ -221,6 +225,9 @@ func (s *state) services(withStats bool) []api.Service {
 			out = append(out, api.Service{Namespace: ns, Name: vs.Source.Name, Static: vs.Source.Static()})
 			j = len(out) - 1
 			index[id] = j
+			if err := failed[lb.Source{Namespace: vs.Source.Namespace, Name: vs.Source.Name}]; err != nil {
+				out[j].Problem = fmt.Sprintf("the kernel refused its source ranges, so every port of it is closed on this host: %v", err)
+			}
 			for be, st := range admin[lb.AdminName(vs.Source)] {
 				if st == config.BackendDisable {
 					out[j].DisabledBackends = append(out[j].DisabledBackends, be.String())
@@ -314,6 +321,11 @@ func (s *state) Ready() (bool, string) {
 	if s.node.dp != nil {
 		if err := s.node.dp.IPVS.Healthy(); err != nil {
 			return false, fmt.Sprintf("the dataplane is not programmed: %v", err)
+		}
+	}
+	if s.node.filter != nil {
+		if err := s.node.filter.LastError(); err != nil {
+			return false, fmt.Sprintf("the source-range filter is not programmed: %v", err)
 		}
 	}
 	return true, ""
