@@ -94,3 +94,86 @@ func TestForeignFlushRepaired(t *testing.T) {
 		t.Errorf("%s moved from %s to %v", vip4, owner.Name, nslab.Names(got))
 	}
 }
+
+// A Service whose ranges the kernel really refuses: before edgelb starts,
+// another program created edgelb's allowed set with room for two
+// elements on every host. The kernel then refuses the Service with three
+// ranges (ENFILE). It costs that Service only: its VIP is owned and
+// closed (even an allowed client gets nothing), every host stays healthy,
+// says so in `edgelb status` and the metrics, and the other restricted
+// Service and the unrestricted one serve as before.
+func TestRefusedRangesCostTheirServiceOnly(t *testing.T) {
+	l := nslab.New(t, 3)
+	allowed := netip.MustParseAddr("10.99.0.3")
+	refused := netip.MustParseAddr("10.99.0.101")
+	l.Services = fmt.Sprintf(`
+  - {name: web4, vip: %s, ports: [{port: 8080}], sourceRanges: ["%s/32"]}
+  - {name: toomany, vip: %s, ports: [{port: 8080}], sourceRanges: ["%s/32", "192.0.2.0/24", "198.51.100.0/24"]}
+  - {name: web6, vip: "%s", ports: [{port: 8080}]}`, vip4, allowed, refused, allowed, vip6)
+	peer := l.AddPeer("ok", "02:99:00:00:00:03", allowed, netip.MustParseAddr("fd99::3"))
+	for _, h := range l.Hosts {
+		out, err := exec.Command("ip", "netns", "exec", h.NS, "nft", "add table inet edgelb_filter; "+
+			"add set inet edgelb_filter allowed4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval; size 2; }").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", h.Name, err, out)
+		}
+		h.Start()
+	}
+	l.Owner(vip4, converge)
+	l.Owner(vip6, converge)
+	l.Owner(refused, converge)
+
+	for _, h := range l.Hosts {
+		var out string
+		if !nslab.Poll(converge, func() bool {
+			out, _ = h.Edgelb("status", "--api", "http://127.0.0.1:9080")
+			return strings.Contains(out, "PROBLEM _static/toomany: the kernel refused its source ranges")
+		}) {
+			t.Fatalf("%s's status does not report the refused Service:\n%s", h.Name, out)
+		}
+		if !strings.Contains(out, ": healthy, ready") || strings.Contains(out, "PROBLEM _static/web4") {
+			t.Errorf("%s is not healthy and ready, or reports the good Service:\n%s", h.Name, out)
+		}
+		metrics, _ := exec.Command("ip", "netns", "exec", h.NS, "curl", "-s", "http://127.0.0.1:9080/metrics").Output()
+		if !strings.Contains(string(metrics), `edgelb_source_range_refused{namespace="_static",service="toomany"} 1`) ||
+			!strings.Contains(string(metrics), `edgelb_source_range_refused{namespace="_static",service="web4"} 0`) {
+			t.Errorf("%s's metrics lack the refused Service:\n%s", h.Name, grep(string(metrics), "source_range"))
+		}
+	}
+
+	good := l.ProbeFrom(peer, vip4, 300*time.Millisecond)
+	closed := l.ProbeFrom(peer, refused, 300*time.Millisecond)
+	denied := l.Probe(vip4, 300*time.Millisecond)
+	open6 := l.Probe(vip6, 300*time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
+	count := func(res []nslab.ProbeResult) (ok, all int) {
+		for _, r := range res {
+			if r.OK {
+				ok++
+			}
+		}
+		return ok, len(res)
+	}
+	if ok, all := count(good.Stop()); ok != all || all == 0 {
+		t.Errorf("the allowed client reached the good restricted Service %d times of %d", ok, all)
+	}
+	if ok, all := count(open6.Stop()); ok != all || all == 0 {
+		t.Errorf("the unrestricted Service answered %d probes of %d", ok, all)
+	}
+	if ok, all := count(denied.Stop()); ok != 0 || all == 0 {
+		t.Errorf("the denied client reached the good restricted Service %d times of %d", ok, all)
+	}
+	if ok, all := count(closed.Stop()); ok != 0 || all == 0 {
+		t.Errorf("the refused Service is not closed: %d of %d probes answered", ok, all)
+	}
+}
+
+func grep(text, s string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
