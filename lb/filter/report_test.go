@@ -3,7 +3,9 @@ package filter_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -184,5 +186,70 @@ func TestRunRepairsForeignFlush(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A refused Service is retried, logged once however often it fails
+// alike, and its recovery is logged; the host stays healthy throughout.
+func TestRunLogsARefusedServiceOnce(t *testing.T) {
+	k := filtertest.New()
+	var refusing atomic.Bool
+	refusing.Store(true)
+	var applies atomic.Int32
+	k.Refuse = func(c filter.Changes) error {
+		applies.Add(1)
+		if refusing.Load() && len(c.AddAllowed) > 0 {
+			return errors.New("set full")
+		}
+		return nil
+	}
+	store := lb.NewStore()
+	var logs syncBuffer
+	rec := &recorder{wake: make(chan struct{}, 1)}
+	f := filter.New(filter.Options{Kernel: k, Store: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), Reporter: rec,
+		RetryPeriod: time.Millisecond, ResyncPeriod: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	store.Set(&lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}})
+	deadline := time.Now().Add(5 * time.Second)
+	for applies.Load() < 30 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d Applies: the refused Service is not retried", applies.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	refusing.Store(false)
+	for !strings.Contains(logs.String(), "programmed again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the recovery was not logged:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "the kernel refused a Service's source ranges"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if got := rec.reports(); slices.Contains(got, "set full") || got[len(got)-1] != "ok" {
+		t.Errorf("health reports %q: a Service's refusal is not the host's", got)
 	}
 }
