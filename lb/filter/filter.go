@@ -84,8 +84,10 @@ type Filter struct {
 	known   bool // have and present reflect the kernel
 	// What Reporter was last told (report).
 	reported lb.HealthLatch
-	// What was logged of each Service's failure (logFailures).
-	logged map[lb.Source]string
+	// What was logged of each Service's failure, and of the stale keys'
+	// (logFailures).
+	logged      map[lb.Source]string
+	loggedStale string
 
 	mu      sync.Mutex           // guards the fields below
 	sources map[lb.Key]lb.Source // PortName cleared
@@ -196,6 +198,14 @@ func (f *Filter) logFailures() {
 			delete(f.logged, src)
 		}
 	}
+	stale := ""
+	if err := f.staleError(); err != nil {
+		stale = err.Error()
+	}
+	if stale != "" && stale != f.loggedStale {
+		f.o.Log.Error("the kernel refused to lift source ranges no Service has any more: they stay as they were until it can", "err", stale)
+	}
+	f.loggedStale = stale
 }
 
 // report tells Reporter the error of the last pass if it differs from

@@ -29,8 +29,10 @@ type group struct {
 	keys map[lb.Key]bool
 }
 
-// groups returns the groups of the keys that c changes, in a stable order.
-func groups(d *lb.Desired, c Changes) []group {
+// groups returns the groups of the keys that c changes, in a stable order:
+// a key restricted in want belongs to its Service's group, any other
+// (its restriction ends) to a group of its own.
+func groups(d *lb.Desired, want State, c Changes) []group {
 	changed := map[lb.Key]bool{}
 	for _, l := range [][]lb.Key{c.DelRestricted, c.AddRestricted, c.DelClosed, c.AddClosed} {
 		for _, k := range l {
@@ -46,7 +48,7 @@ func groups(d *lb.Desired, c Changes) []group {
 	var out []*group
 	for i := range d.Services {
 		vs := &d.Services[i]
-		if !changed[vs.Key] {
+		if !changed[vs.Key] || !want.Restricted[vs.Key] {
 			continue
 		}
 		delete(changed, vs.Key)
@@ -82,7 +84,7 @@ func (f *Filter) isolate(d *lb.Desired, want State) error {
 		return err
 	}
 	var failed []failure
-	if err := f.bisect(groups(d, Diff(f.have, want)), want, &failed); err != nil {
+	if err := f.bisect(groups(d, want, Diff(f.have, want)), want, &failed); err != nil {
 		return err
 	}
 	// Close every port of the Services that failed: whatever part of

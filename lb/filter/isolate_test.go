@@ -120,3 +120,41 @@ func TestHostWideFailures(t *testing.T) {
 		}
 	})
 }
+
+// A restriction the kernel refuses to lift stays as it was (the safe
+// side), is no Service's failure and not the host's, and the other
+// changes of the pass go in.
+func TestRefusedLiftStaysRestricted(t *testing.T) {
+	k := filtertest.New()
+	f := newFilter(k)
+	d := &lb.Desired{Services: []lb.VirtualService{
+		vs("192.0.2.1", 80, lb.TCP, "a", "10.0.0.0/8"),
+		vs("192.0.2.2", 80, lb.TCP, "b", "10.0.0.0/8"),
+	}}
+	if err := f.SyncOnce(d); err != nil {
+		t.Fatal(err)
+	}
+	b := d.Services[1].Key
+	k.Refuse = func(c filter.Changes) error {
+		for _, key := range c.DelRestricted {
+			if key == b {
+				return errors.New("device or resource busy")
+			}
+		}
+		return nil
+	}
+	d2 := &lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "a", "172.16.0.0/12"), d.Services[1]}}
+	d2.Services[1].SourceRanges = nil
+	if err := f.SyncOnce(d2); err != nil {
+		t.Fatalf("a refused lift failed the pass: %v", err)
+	}
+	if len(f.Failed()) != 0 {
+		t.Errorf("Failed() = %v: b has no ranges, nothing of it is closed", f.Failed())
+	}
+	if !k.State.Restricted[b] || k.State.Closed[b] {
+		t.Errorf("b's restriction: restricted %v closed %v, want it left as it was", k.State.Restricted[b], k.State.Closed[b])
+	}
+	if !k.State.Allowed[filter.Allowed{Key: d2.Services[0].Key, Range: netip.MustParsePrefix("172.16.0.0/12")}] {
+		t.Error("a's new range is not programmed")
+	}
+}
