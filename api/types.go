@@ -127,10 +127,6 @@ type Service struct {
 	// DisabledBackends are the backends an administrator disabled
 	// (backendStates): they are in no port's table.
 	DisabledBackends []string `json:"disabledBackends,omitempty"`
-	// Problem is why this host cannot serve the Service as asked, if it
-	// cannot: source ranges the kernel refused (its ports are closed:
-	// every packet dropped). Other Services are not affected.
-	Problem string `json:"problem,omitempty"`
 }
 
 // Port is one virtual service: VIP, port and protocol.
@@ -146,8 +142,9 @@ type Port struct {
 	// absent: everyone; empty: nobody (a malformed list seen first).
 	SourceRanges []string `json:"sourceRanges,omitempty"`
 	// Problem says why this host does not forward the port as desired
-	// (the kernel refused its virtual service); the other ports and
-	// Services are unaffected.
+	// (the kernel refused its virtual service, or its Service's source
+	// ranges: then the port is closed, every packet dropped); the other
+	// ports and Services are unaffected.
 	Problem  string    `json:"problem,omitempty"`
 	Stats    Stats     `json:"stats"`
 	Backends []Backend `json:"backends"`

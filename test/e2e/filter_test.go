@@ -127,7 +127,7 @@ func TestRefusedRangesCostTheirServiceOnly(t *testing.T) {
 		var out string
 		if !nslab.Poll(converge, func() bool {
 			out, _ = h.Edgelb("status", "--api", "http://127.0.0.1:9080")
-			return strings.Contains(out, "PROBLEM _static/toomany: the kernel refused its source ranges")
+			return strings.Contains(out, "PROBLEM _static/toomany 10.99.0.101:8080/tcp: the kernel refused its Service's source ranges")
 		}) {
 			t.Fatalf("%s's status does not report the refused Service:\n%s", h.Name, out)
 		}

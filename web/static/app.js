@@ -297,15 +297,15 @@ function renderServices(services) {
       const tr = h('tr', { dataset: { service: `${s.namespace}/${s.name}` }, class: i === 0 ? 'first' : '' });
       if (i === 0) {
         tr.append(
-          h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static'),
-            s.problem && h('div', { class: 'detail problem' }, s.problem)),
+          h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static')),
           h('td', { rowspan: ports.length, class: 'mono external-ip' }, (s.vips || []).join(', ') || h('span', { class: 'muted' }, 'pending')));
       }
       if (!p) {
         tr.append(h('td', { colspan: 4, class: 'muted' }, 'no ports'));
       } else {
         tr.append(
-          h('td', { class: 'mono' }, `${p.vip}:${p.port}/${p.protocol}`, p.name && h('div', { class: 'detail' }, p.name)),
+          h('td', { class: 'mono' }, `${p.vip}:${p.port}/${p.protocol}`, p.name && h('div', { class: 'detail' }, p.name),
+            p.problem && h('div', { class: 'detail problem' }, p.problem)),
           h('td', {}, [p.scheduler, p.method, p.persistenceSeconds ? `sticky ${p.persistenceSeconds}s` : ''].filter(Boolean).join(' · ')),
           h('td', {}, h('ul', { class: 'backends' }, (p.backends || []).map(b => h('li', { dataset: { health: b.health } },
             h('span', { class: 'dot', title: b.health }),

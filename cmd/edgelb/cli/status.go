@@ -136,11 +136,13 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		}
 	}
 	tw.Flush()
-	// What this host cannot do for a Service, after the table: one line
+	// What this host cannot do for a port, after the table: one line
 	// each, whole.
 	for _, s := range svcs {
-		if s.Problem != "" {
-			fmt.Fprintf(w, "PROBLEM %s/%s: %s\n", s.Namespace, s.Name, s.Problem)
+		for _, p := range s.Ports {
+			if p.Problem != "" {
+				fmt.Fprintf(w, "PROBLEM %s/%s %s/%s: %s\n", s.Namespace, s.Name, joinHostPort(p.VIP, p.Port), strings.ToLower(p.Protocol), p.Problem)
+			}
 		}
 	}
 }

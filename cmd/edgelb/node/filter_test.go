@@ -20,7 +20,7 @@ import (
 func addServices(t *testing.T, h *host, svcs ...map[string]any) {
 	t.Helper()
 	cc := &clustercfg.Config{Docs: h.node.live.docs, Host: h.node.live.host}
-	cur, err := cc.Current()
+	cur, err := cc.Current(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +104,14 @@ func TestFilterFailureStaysWithItsService(t *testing.T) {
 	})
 }
 
-// serviceProblem is what h's API says of the static service name.
+// serviceProblem is what h's API says of the static service name's port.
 func serviceProblem(h *host, name string) string {
 	for _, s := range h.node.state.Services() {
-		if s.Static && s.Name == name {
-			return s.Problem
+		if s.Static && s.Name == name && len(s.Ports) == 1 {
+			return s.Ports[0].Problem
 		}
 	}
-	return fmt.Sprintf("no service %s", name)
+	return fmt.Sprintf("no service %s with one port", name)
 }
 
 // A host serves no VIP (holds no l2 VIP, advertises no bgp one) and is

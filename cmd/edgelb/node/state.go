@@ -225,9 +225,6 @@ func (s *state) services(withStats bool) []api.Service {
 			out = append(out, api.Service{Namespace: ns, Name: vs.Source.Name, Static: vs.Source.Static()})
 			j = len(out) - 1
 			index[id] = j
-			if err := failed[lb.Source{Namespace: vs.Source.Namespace, Name: vs.Source.Name}]; err != nil {
-				out[j].Problem = fmt.Sprintf("the kernel refused its source ranges, so every port of it is closed on this host: %v", err)
-			}
 			for be, st := range admin[lb.AdminName(vs.Source)] {
 				if st == config.BackendDisable {
 					out[j].DisabledBackends = append(out[j].DisabledBackends, be.String())
@@ -248,9 +245,14 @@ func (s *state) services(withStats bool) []api.Service {
 				p.SourceRanges = append(p.SourceRanges, r.String())
 			}
 		}
+		var problems []string
 		if why := refused[vs.Key]; why != "" {
-			p.Problem = "the kernel refused its virtual service (retried every second): " + why
+			problems = append(problems, "the kernel refused its virtual service (retried every second): "+why)
 		}
+		if err := failed[lb.Source{Namespace: vs.Source.Namespace, Name: vs.Source.Name}]; err != nil && vs.SourceRanges != nil {
+			problems = append(problems, fmt.Sprintf("the kernel refused its Service's source ranges, so it is closed, every packet dropped (retried every 5 s): %v", err))
+		}
+		p.Problem = strings.Join(problems, "; ")
 		st := stats[vs.Key]
 		if st != nil {
 			p.Stats = apiStats(st.Stats, 0)
