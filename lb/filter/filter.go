@@ -14,12 +14,14 @@ import (
 
 // Kernel is the filter table in the kernel. Implementations need not be
 // safe for concurrent use except for Dropped, which may run beside the
-// others.
+// others, and the channel Changed returns.
 type Kernel interface {
 	// Read returns what the table holds, and whether it exists.
 	Read() (State, bool, error)
 	// Apply makes the changes in one transaction, creating the table
-	// (chains, rules, sets) first if it is missing or incomplete.
+	// (chains, rules, sets) first if it is missing or incomplete. When it
+	// fails, some changes may have been made (a change too large for one
+	// transaction): the Filter reads the table back.
 	Apply(c Changes) error
 	// Ensure creates the table (chain, rules, sets) if it is missing or
 	// incomplete, and leaves the sets' elements as they are. An error is
@@ -46,11 +48,13 @@ const HealthSource = "filter"
 // Concurrency: SetHealth is called from the goroutine that runs Run, one
 // call at a time and in the order the health changed. It must not block —
 // record the value and return — or the filter stops with it; it may call
-// the Filter's read-only methods (LastError, Dropped).
+// the Filter's read-only methods (LastError, Failed, Dropped).
 type Reporter interface {
 	// SetHealth reports the filter's health under HealthSource: nil, or
-	// the error of the last pass — source ranges that cannot be
-	// enforced, so this host must not forward what they exclude.
+	// why source ranges cannot be enforced on this host — ErrNotSynced
+	// before the first pass, or a host-wide error of the last pass — so
+	// it must not forward what they exclude. A Service whose ranges the
+	// kernel refused is closed instead, and is not reported here.
 	SetHealth(source string, err error)
 }
 
@@ -62,18 +66,19 @@ type Options struct {
 	// ResyncPeriod is how often the table is read back and repaired;
 	// 0 means a minute.
 	ResyncPeriod time.Duration
-	// RetryPeriod is how long a failed pass waits before the next; 0
+	// RetryPeriod is how long a failed pass, or one that closed a
+	// Service whose ranges the kernel refused, waits before the next; 0
 	// means 5 seconds.
 	RetryPeriod time.Duration
 	// Reporter, if set, is told the filter's health (LastError) under
-	// HealthSource: when Run starts (healthy: nothing is enforced yet),
-	// and then after each pass of Run whose result differs from the
-	// last one reported (healthy or not, and the error's text).
+	// HealthSource: when Run starts (ErrNotSynced until the first pass
+	// succeeds), and then after each pass of Run whose result differs
+	// from the last one reported (healthy or not, and the error's text).
 	Reporter Reporter
 }
 
 // Filter keeps the kernel's filter table in line with the desired state.
-// Run drives it; Dropped, Failed, Synced and LastError may be called
+// Run drives it; Dropped, Failed and LastError may be called
 // concurrently.
 type Filter struct {
 	o Options
@@ -94,7 +99,6 @@ type Filter struct {
 	last    map[lb.Key]uint64
 	total   map[lb.Source]uint64
 	lastErr error
-	synced  bool
 	failed  map[lb.Source]error
 	// staleErr is why elements of keys no Service has any more could not
 	// be deleted (they stay as restrictive as they were).
@@ -229,14 +233,6 @@ func (f *Filter) LastError() error {
 	return f.lastErr
 }
 
-// Synced reports whether a pass has succeeded: every Service's ranges
-// are programmed, or closed (Failed).
-func (f *Filter) Synced() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.synced
-}
-
 // Failed returns the Services (Source with PortName empty) whose ranges
 // the kernel refused at the last pass, with its error: every port of
 // theirs is closed until a pass can program them.
@@ -269,7 +265,6 @@ func (f *Filter) SyncOnce(d *lb.Desired) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastErr = err
-	f.synced = f.synced || err == nil
 	return err
 }
 

@@ -485,14 +485,15 @@ func (n *NFTables) Ensure() error {
 // table or cannot be told not to (set elements carry no table name here).
 // edgelb's own transactions, of every part, are told apart by the thread
 // id the kernel stamps on each generation (ownThread). If the
-// notifications overflow the socket (the kernel then drops them) or the subscription breaks, it
-// signals too, since a change may have been missed, and subscribes again.
+// notifications overflow the socket (the kernel then drops them) or the
+// subscription breaks, it signals too, since a change may have been
+// missed, and subscribes again a second later.
 func (n *NFTables) Changed(ctx context.Context) (<-chan struct{}, error) {
-	out := make(chan struct{}, 1)
 	mon, events, err := n.monitor()
 	if err != nil {
 		return nil, fmt.Errorf("watching nftables: %w", err)
 	}
+	out := make(chan struct{}, 1)
 	signal := func() {
 		select {
 		case out <- struct{}{}:
@@ -501,37 +502,45 @@ func (n *NFTables) Changed(ctx context.Context) (<-chan struct{}, error) {
 	}
 	go func() {
 		for {
-			lost := false
-			for !lost {
-				select {
-				case <-ctx.Done():
-					closeMonitor(mon, events)
-					return
-				case ev, ok := <-events:
-					switch {
-					case !ok || ev.GeneratedBy == nil || ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB:
-						lost = true
-						signal()
-					case foreign(ev):
-						signal()
-					}
-				}
+			if !watchUntilLost(ctx, events, signal) {
+				closeMonitor(mon, events)
+				return
 			}
 			closeMonitor(mon, events)
-			for mon == nil || lost {
+			signal()
+			for {
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(time.Second):
 				}
+				var err error
 				if mon, events, err = n.monitor(); err == nil {
-					lost = false
-					signal() // what happened in between
+					break
 				}
 			}
+			signal() // what happened in between
 		}
 	}()
 	return out, nil
+}
+
+// watchUntilLost signals each foreign transaction of events until ctx ends
+// (false) or the subscription is lost (true).
+func watchUntilLost(ctx context.Context, events chan *nftables.MonitorEvents, signal func()) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case ev, ok := <-events:
+			if !ok || ev.GeneratedBy == nil || ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
+				return true
+			}
+			if foreign(ev) {
+				signal()
+			}
+		}
+	}
 }
 
 func (n *NFTables) monitor() (*nftables.Monitor, chan *nftables.MonitorEvents, error) {
