@@ -143,8 +143,9 @@ type Port struct {
 	// absent: everyone; empty: nobody (a malformed list seen first).
 	SourceRanges []string `json:"sourceRanges,omitempty"`
 	// Problem says why this host does not forward the port as desired
-	// (the kernel refused its virtual service); the other ports and
-	// Services are unaffected.
+	// (the kernel refused its virtual service, or its Service's source
+	// ranges: then the port is closed, every packet dropped); the other
+	// ports and Services are unaffected.
 	Problem  string    `json:"problem,omitempty"`
 	Stats    Stats     `json:"stats"`
 	Backends []Backend `json:"backends"`

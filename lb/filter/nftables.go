@@ -1,11 +1,15 @@
 package filter
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -24,7 +28,8 @@ const ChainName = "prerouting"
 
 // ruleTag marks the rules this version writes, so that a start finds out
 // whether the chain holds exactly them.
-var ruleTag = []byte("edgelb-filter-v1")
+// (v2 added the closed sets' rule; an upgrade replaces v1's rules.)
+var ruleTag = []byte("edgelb-filter-v2")
 
 // NFTables is the filter table in the kernel. It is safe for concurrent
 // use.
@@ -67,6 +72,14 @@ var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 
 func (f *family) restricted() *nftables.Set {
 	return &nftables.Set{Table: table, Name: "restricted" + f.suffix, Concatenation: true, Counter: true,
+		KeyType: nftables.MustConcatSetType(f.Addr, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+// closed holds the virtual services whose ranges the kernel refused:
+// VIP · protocol · port, like restricted, and dropped before any allowed
+// range is looked at.
+func (f *family) closed() *nftables.Set {
+	return &nftables.Set{Table: table, Name: "closed" + f.suffix, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(f.Addr, nftables.TypeInetProto, nftables.TypeInetService)}
 }
 
@@ -172,7 +185,7 @@ func sameElements(a, b []nftables.SetElement) bool {
 func (n *NFTables) Read() (State, bool, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}}
+	s := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}, Closed: map[lb.Key]bool{}}
 	c, err := n.conn()
 	if err != nil {
 		return s, false, err
@@ -190,6 +203,11 @@ func (n *NFTables) Read() (State, bool, error) {
 		for _, e := range n.elements(c, f.restricted()) {
 			if k, ok := parseKey(f, e.Key); ok {
 				s.Restricted[k] = true
+			}
+		}
+		for _, e := range n.elements(c, f.closed()) {
+			if k, ok := parseKey(f, e.Key); ok {
+				s.Closed[k] = true
 			}
 		}
 		for _, e := range n.elements(c, f.allowed()) {
@@ -211,10 +229,11 @@ func (n *NFTables) Read() (State, bool, error) {
 // Apply makes the changes, in one transaction unless they hold more than
 // txnElements elements. Then they go in several, in an order that never
 // drops an allowed client of a service that stays restricted, except where
-// an overlapping range is replaced: first the restrictions that end, then
-// the allowed ranges that go, then those that come, and last the new
-// restrictions (so that a newly restricted service has its allowed ranges
-// before it is closed).
+// an overlapping range is replaced, and never opens a closed service
+// before its ranges are in: first the services closed, then the
+// restrictions that end, the allowed ranges that go, those that come, the
+// new restrictions (so that a newly restricted service has its allowed
+// ranges before it is closed), and last the services opened again.
 func (n *NFTables) Apply(ch Changes) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -231,11 +250,22 @@ func (n *NFTables) Apply(ch Changes) error {
 		set   *nftables.Set
 		elems []nftables.SetElement
 		del   bool
+		phase int
 	}
 	var ops []op
 	for i := range families {
 		f := &families[i]
-		var delR, delA, addA, addR []nftables.SetElement
+		var delR, delA, addA, addR, addC, delC []nftables.SetElement
+		for _, k := range ch.AddClosed {
+			if familyOf(k.VIP) == f {
+				addC = append(addC, restrictedElem(k))
+			}
+		}
+		for _, k := range ch.DelClosed {
+			if familyOf(k.VIP) == f {
+				delC = append(delC, restrictedElem(k))
+			}
+		}
 		for _, k := range ch.DelRestricted {
 			if familyOf(k.VIP) == f {
 				delR = append(delR, restrictedElem(k))
@@ -256,18 +286,12 @@ func (n *NFTables) Apply(ch Changes) error {
 				addR = append(addR, restrictedElem(k))
 			}
 		}
-		ops = append(ops, op{f.restricted(), delR, true}, op{f.allowed(), delA, true}, op{f.allowed(), addA, false}, op{f.restricted(), addR, false})
+		ops = append(ops, op{f.closed(), addC, false, 0}, op{f.restricted(), delR, true, 1}, op{f.allowed(), delA, true, 1},
+			op{f.allowed(), addA, false, 2}, op{f.restricted(), addR, false, 2}, op{f.closed(), delC, true, 3})
 	}
-	// Deletions of both families before additions.
-	slices.SortStableFunc(ops, func(a, b op) int {
-		if a.del != b.del {
-			if a.del {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
+	// Closing first, then deletions and additions of both families, and
+	// opening last.
+	slices.SortStableFunc(ops, func(a, b op) int { return a.phase - b.phase })
 	queued := 0
 	for _, o := range ops {
 		for len(o.elems) > 0 {
@@ -312,7 +336,7 @@ var chain = &nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainT
 // hasRules reports whether the chain holds exactly this version's rules.
 func hasRules(c *nftables.Conn) bool {
 	rules, err := c.GetRules(table, chain)
-	if err != nil || len(rules) != 2*len(families) {
+	if err != nil || len(rules) != 3*len(families) {
 		return false
 	}
 	for _, r := range rules {
@@ -333,10 +357,10 @@ func (n *NFTables) ensure(c *nftables.Conn) error {
 	}
 	rulesOK := ok && hasRules(c)
 	c.AddTable(table)
-	sets := make([][2]*nftables.Set, len(families))
+	sets := make([][3]*nftables.Set, len(families))
 	for i := range families {
 		f := &families[i]
-		sets[i] = [2]*nftables.Set{f.allowed(), f.restricted()}
+		sets[i] = [3]*nftables.Set{f.allowed(), f.restricted(), f.closed()}
 		for _, s := range sets[i] {
 			if err := c.AddSet(s, nil); err != nil {
 				return fmt.Errorf("adding nftables set %s: %w", s.Name, err)
@@ -350,7 +374,7 @@ func (n *NFTables) ensure(c *nftables.Conn) error {
 		var rules []*nftables.Rule
 		for i := range families {
 			f := &families[i]
-			for _, r := range f.rules(sets[i][0], sets[i][1]) {
+			for _, r := range f.rules(sets[i][0], sets[i][1], sets[i][2]) {
 				rules = append(rules, &nftables.Rule{Exprs: r, UserData: ruleTag})
 			}
 		}
@@ -363,11 +387,12 @@ func (n *NFTables) ensure(c *nftables.Conn) error {
 	return nil
 }
 
-// rules returns the family's two rules:
+// rules returns the family's three rules:
 //
+//	meta nfproto F daddr . meta l4proto . th dport @closedF drop
 //	meta nfproto F daddr . meta l4proto . th dport . saddr @allowedF accept
 //	meta nfproto F daddr . meta l4proto . th dport @restrictedF drop
-func (f *family) rules(allowed, restricted *nftables.Set) [][]expr.Any {
+func (f *family) rules(allowed, restricted, closed *nftables.Set) [][]expr.Any {
 	// Concatenations use the 32-bit registers from NFT_REG32_00 (8) on.
 	const r0 = 8
 	addrRegs := f.AddrLen / 4
@@ -389,7 +414,11 @@ func (f *family) rules(allowed, restricted *nftables.Set) [][]expr.Any {
 		&expr.Lookup{SourceRegister: r0, SetName: restricted.Name, SetID: restricted.ID},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	)
-	return [][]expr.Any{allow, drop}
+	closedDrop := append(key(),
+		&expr.Lookup{SourceRegister: r0, SetName: closed.Name, SetID: closed.ID},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	return [][]expr.Any{closedDrop, allow, drop}
 }
 
 // Delete removes the table if it exists.
@@ -436,4 +465,139 @@ func (n *NFTables) Dropped() (map[lb.Key]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// Ensure creates the table, its sets, chain and rules where they are
+// missing, and leaves the sets' elements as they are.
+func (n *NFTables) Ensure() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	return n.ensure(c)
+}
+
+// Changed subscribes to the kernel's nftables notifications (the
+// NFNLGRP_NFTABLES group, as `nft monitor` does) and signals the returned
+// channel after each transaction of another process that touches the
+// table or cannot be told not to (set elements carry no table name here).
+// edgelb's own transactions, of every part, are told apart by the thread
+// id the kernel stamps on each generation (ownThread). If the
+// notifications overflow the socket (the kernel then drops them) or the
+// subscription breaks, it signals too, since a change may have been
+// missed, and subscribes again a second later.
+func (n *NFTables) Changed(ctx context.Context) (<-chan struct{}, error) {
+	mon, events, err := n.monitor()
+	if err != nil {
+		return nil, fmt.Errorf("watching nftables: %w", err)
+	}
+	out := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case out <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		for {
+			if !watchUntilLost(ctx, events, signal) {
+				closeMonitor(mon, events)
+				return
+			}
+			closeMonitor(mon, events)
+			signal()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				var err error
+				if mon, events, err = n.monitor(); err == nil {
+					break
+				}
+			}
+			signal() // what happened in between
+		}
+	}()
+	return out, nil
+}
+
+// watchUntilLost signals each foreign transaction of events until ctx ends
+// (false) or the subscription is lost (true).
+func watchUntilLost(ctx context.Context, events chan *nftables.MonitorEvents, signal func()) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case ev, ok := <-events:
+			if !ok || ev.GeneratedBy == nil || ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
+				return true
+			}
+			if foreign(ev) {
+				signal()
+			}
+		}
+	}
+}
+
+func (n *NFTables) monitor() (*nftables.Monitor, chan *nftables.MonitorEvents, error) {
+	c, err := n.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(64))
+	events, err := c.AddGenerationalMonitor(mon)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mon, events, nil
+}
+
+// closeMonitor closes mon and reads what its goroutine still sends, so
+// that the goroutine ends.
+func closeMonitor(mon *nftables.Monitor, events chan *nftables.MonitorEvents) {
+	mon.Close()
+	for range events {
+	}
+}
+
+// ownThread reports whether tid is a thread of this process. The kernel
+// stamps a generation with the id of the thread that committed it, and a
+// Go program commits from any of its threads. A thread that has ended
+// since, or ids from another PID namespace, count as foreign: that costs
+// one needless read of the table, never a missed change.
+func ownThread(tid uint32) bool {
+	if int(tid) == os.Getpid() {
+		return true
+	}
+	_, err := os.Stat("/proc/self/task/" + strconv.FormatUint(uint64(tid), 10))
+	return err == nil
+}
+
+// foreign reports whether another process made the transaction ev and it
+// may concern the table.
+func foreign(ev *nftables.MonitorEvents) bool {
+	if gen, ok := ev.GeneratedBy.Data.(*nftables.GenMsg); ok && ownThread(gen.ProcPID) {
+		return false
+	}
+	for _, ch := range ev.Changes {
+		var t *nftables.Table
+		switch d := ch.Data.(type) {
+		case *nftables.Table:
+			t = d
+		case *nftables.Chain:
+			t = d.Table
+		case *nftables.Rule:
+			t = d.Table
+		case *nftables.Set:
+			t = d.Table
+		}
+		if t == nil || t.Name == TableName {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package filter_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -89,7 +90,7 @@ func TestNFTablesInNetNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(d2)
-	if out := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "chain", "inet", filter.TableName, filter.ChainName); strings.Count(out, "drop") != 2 {
+	if out := nstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "chain", "inet", filter.TableName, filter.ChainName); strings.Count(out, "drop") != 4 {
 		t.Errorf("the rules were not written again:\n%s", out)
 	}
 
@@ -179,5 +180,81 @@ func TestNFTablesManyElementsInNetNS(t *testing.T) {
 	}
 	if c := filter.Diff(have, filter.Want(d)); !c.Empty() || len(have.Allowed) != 6000 {
 		t.Errorf("the kernel holds %d restricted and %d allowed elements, want 3000 and 6000", len(have.Restricted), len(have.Allowed))
+	}
+}
+
+// A real kernel refusal: another program created edgelb's allowed set with
+// room for three elements before edgelb started. The kernel then refuses
+// the Service whose ranges no longer fit (ENFILE); that Service alone is
+// closed, the one that fits is programmed, and the pass succeeds.
+func TestNFTablesRefusedServiceInNetNS(t *testing.T) {
+	ns, fd := nstest.New(t, "filterfull")
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "add table inet edgelb_filter; add set inet edgelb_filter allowed4 { type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval; size 3; }")
+	k := filter.NewNFTablesInNetNS(fd)
+	f := filter.New(filter.Options{Kernel: k, Store: lb.NewStore(), Log: discard()})
+	d := &lb.Desired{Services: []lb.VirtualService{
+		vs("192.0.2.1", 80, lb.TCP, "a", "10.0.0.0/8", "172.16.0.0/12"),
+		vs("192.0.2.2", 80, lb.TCP, "b", "10.0.0.0/8", "172.16.0.0/12"),
+		vs("192.0.2.3", 80, lb.TCP, "open"),
+	}}
+	d.Services[2].SourceRanges = nil
+	if err := f.SyncOnce(d); err != nil {
+		t.Fatalf("a refused Service failed the pass: %v", err)
+	}
+	failed := f.Failed()
+	if len(failed) != 1 || failed[lb.Source{Namespace: "ns", Name: "b"}] == nil {
+		t.Fatalf("Failed() = %v, want ns/b", failed)
+	}
+	t.Logf("the kernel refused ns/b: %v", failed[lb.Source{Namespace: "ns", Name: "b"}])
+	have, _, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := d.Services[0].Key, d.Services[1].Key
+	if !have.Restricted[a] || have.Closed[a] || len(have.Only(map[lb.Key]bool{a: true}).Allowed) != 2 {
+		t.Errorf("ns/a is not programmed: %+v", have.Only(map[lb.Key]bool{a: true}))
+	}
+	if !have.Closed[b] {
+		t.Errorf("ns/b is not closed: %+v", have.Only(map[lb.Key]bool{b: true}))
+	}
+	if have.Restricted[d.Services[2].Key] || have.Closed[d.Services[2].Key] {
+		t.Error("the unfiltered Service was touched")
+	}
+}
+
+// Changed signals another process's change of the table (nft flush
+// ruleset), and neither this process's own transactions nor another
+// program's changes to its own table.
+func TestNFTablesChangedInNetNS(t *testing.T) {
+	ns, fd := nstest.New(t, "filtermon")
+	k := filter.NewNFTablesInNetNS(fd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed, err := k.Changed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case <-changed:
+			t.Fatalf("%s was reported as a foreign change", what)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	f := filter.New(filter.Options{Kernel: k, Store: lb.NewStore(), Log: discard()})
+	if err := f.SyncOnce(&lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "web", "10.0.0.0/8")}}); err != nil {
+		t.Fatal(err)
+	}
+	quiet("edgelb's own transaction")
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "add table inet other; add chain inet other c")
+	quiet("another table's change")
+	start := time.Now()
+	nstest.Run(t, "ip", "netns", "exec", ns, "nft", "flush ruleset")
+	select {
+	case <-changed:
+		t.Logf("nft flush ruleset reported after %s", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("nft flush ruleset was not reported")
 	}
 }

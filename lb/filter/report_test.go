@@ -3,7 +3,9 @@ package filter_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,9 +65,10 @@ func (r *recorder) waitReports(t *testing.T, n int) []string {
 	}
 }
 
-// Run reports the filter healthy when it starts, a table that cannot be
-// written once however often the retry fails alike, and healthy again
-// after the pass that writes it; passes that succeed report nothing more.
+// Run reports the filter not synced when it starts (the host must not own
+// VIPs whose ranges are not enforced yet), a table that cannot be created
+// once however often the retry fails alike, and healthy after the pass
+// that writes it; passes that succeed report nothing more.
 func TestRunPushesHealth(t *testing.T) {
 	k := filtertest.New()
 	var failing atomic.Bool
@@ -74,6 +77,9 @@ func TestRunPushesHealth(t *testing.T) {
 	// received the nth, every pass before the nth Apply has ended.
 	applies := make(chan struct{}, 100)
 	k.Fail = func(m string) error {
+		if m == "Ensure" && failing.Load() {
+			return errors.New("no nftables")
+		}
 		if m != "Apply" {
 			return nil
 		}
@@ -91,8 +97,8 @@ func TestRunPushesHealth(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
 
-	if got := rec.waitReports(t, 1); !slices.Equal(got, []string{"ok"}) {
-		t.Fatalf("at start: reports %q, want ok", got)
+	if got := rec.waitReports(t, 1); !slices.Equal(got, []string{filter.ErrNotSynced.Error()}) {
+		t.Fatalf("at start: reports %q, want %q", got, filter.ErrNotSynced)
 	}
 	d := &lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}}
 	store.Set(d)
@@ -110,8 +116,8 @@ func TestRunPushesHealth(t *testing.T) {
 			continue
 		}
 		// Apply i+1 runs: the passes of Applies 1..i have reported.
-		if got := rec.reports(); len(got) != 2 || got[1] != "updating the filter table: no nftables" {
-			t.Fatalf("after %d failed passes: reports %q, want ok and the error once", i, got)
+		if got := rec.reports(); len(got) != 2 || got[1] != "creating the filter table: no nftables" {
+			t.Fatalf("after %d failed passes: reports %q, want not synced and the error once", i, got)
 		}
 	}
 	failing.Store(false)
@@ -144,5 +150,106 @@ func TestRunPushesHealth(t *testing.T) {
 	}
 	if c := filter.Diff(k.State, filter.Want(d)); !c.Empty() {
 		t.Errorf("the table differs: %+v", c)
+	}
+}
+
+// Another program flushing the ruleset (a reload of nftables.service) is
+// repaired at once, not at the next resync: the kernel says the ruleset
+// changed and Run reads the table again.
+func TestRunRepairsForeignFlush(t *testing.T) {
+	k := filtertest.New()
+	store := lb.NewStore()
+	f := filter.New(filter.Options{Kernel: k, Store: store, Log: discard(), RetryPeriod: time.Hour, ResyncPeriod: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	d := &lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}}
+	store.Set(d)
+	programmed := func() bool {
+		s, present := k.Snapshot()
+		return present && filter.Diff(s, filter.Want(d)).Empty()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the first pass", programmed)
+	k.Foreign(func(k *filtertest.Fake) { k.Present, k.State = false, filter.State{} })
+	waitFor("the repair after a foreign flush", programmed)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A refused Service is retried, logged once however often it fails
+// alike, and its recovery is logged; the host stays healthy throughout.
+func TestRunLogsARefusedServiceOnce(t *testing.T) {
+	k := filtertest.New()
+	var refusing atomic.Bool
+	refusing.Store(true)
+	var applies atomic.Int32
+	k.Refuse = func(c filter.Changes) error {
+		applies.Add(1)
+		if refusing.Load() && len(c.AddAllowed) > 0 {
+			return errors.New("set full")
+		}
+		return nil
+	}
+	store := lb.NewStore()
+	var logs syncBuffer
+	rec := &recorder{wake: make(chan struct{}, 1)}
+	f := filter.New(filter.Options{Kernel: k, Store: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), Reporter: rec,
+		RetryPeriod: time.Millisecond, ResyncPeriod: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	store.Set(&lb.Desired{Services: []lb.VirtualService{vs("192.0.2.1", 80, lb.TCP, "s", "10.0.0.0/8")}})
+	deadline := time.Now().Add(5 * time.Second)
+	for applies.Load() < 30 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d Applies: the refused Service is not retried", applies.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	refusing.Store(false)
+	for !strings.Contains(logs.String(), "programmed again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the recovery was not logged:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "the kernel refused a Service's source ranges"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if got := rec.reports(); slices.Contains(got, "set full") || got[len(got)-1] != "ok" {
+		t.Errorf("health reports %q: a Service's refusal is not the host's", got)
 	}
 }

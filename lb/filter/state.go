@@ -18,10 +18,13 @@ type Allowed struct {
 
 // State is what the filter table holds: the restricted virtual services and
 // who may reach them. A restricted key without Allowed entries drops
-// everything.
+// everything, and so does a Closed one, whatever its Allowed entries: a
+// virtual service whose ranges the kernel refused is closed (fails
+// closed) instead of left half-programmed.
 type State struct {
 	Restricted map[lb.Key]bool
 	Allowed    map[Allowed]bool
+	Closed     map[lb.Key]bool
 }
 
 // Empty reports whether nothing is restricted: the table is not needed.
@@ -33,7 +36,7 @@ func (s State) Empty() bool { return len(s.Restricted) == 0 }
 // intervals in one set), so the same client set always gives the same
 // elements.
 func Want(d *lb.Desired) State {
-	s := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}}
+	s := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}, Closed: map[lb.Key]bool{}}
 	if d == nil {
 		return s
 	}
@@ -64,11 +67,16 @@ type Changes struct {
 	DelRestricted []lb.Key
 	AddRestricted []lb.Key
 	AddAllowed    []Allowed
+	AddClosed     []lb.Key
+	DelClosed     []lb.Key
 }
 
 // Empty reports whether there is nothing to do.
-func (c Changes) Empty() bool {
-	return len(c.DelAllowed)+len(c.DelRestricted)+len(c.AddRestricted)+len(c.AddAllowed) == 0
+func (c Changes) Empty() bool { return c.Len() == 0 }
+
+// Len is the number of set elements the changes add and delete.
+func (c Changes) Len() int {
+	return len(c.DelAllowed) + len(c.DelRestricted) + len(c.AddRestricted) + len(c.AddAllowed) + len(c.AddClosed) + len(c.DelClosed)
 }
 
 // Diff returns the changes that turn have into want.
@@ -76,16 +84,45 @@ func Diff(have, want State) Changes {
 	var c Changes
 	c.DelRestricted, c.AddRestricted = setDiff(have.Restricted, want.Restricted)
 	c.DelAllowed, c.AddAllowed = setDiff(have.Allowed, want.Allowed)
-	slices.SortFunc(c.DelRestricted, lb.Key.Compare)
-	slices.SortFunc(c.AddRestricted, lb.Key.Compare)
+	c.DelClosed, c.AddClosed = setDiff(have.Closed, want.Closed)
+	for _, l := range [][]lb.Key{c.DelRestricted, c.AddRestricted, c.DelClosed, c.AddClosed} {
+		slices.SortFunc(l, lb.Key.Compare)
+	}
 	slices.SortFunc(c.DelAllowed, compareAllowed)
 	slices.SortFunc(c.AddAllowed, compareAllowed)
 	return c
 }
 
+// Only returns the part of s about the keys in keys.
+func (s State) Only(keys map[lb.Key]bool) State {
+	out := State{Restricted: map[lb.Key]bool{}, Allowed: map[Allowed]bool{}, Closed: map[lb.Key]bool{}}
+	for k := range s.Restricted {
+		if keys[k] {
+			out.Restricted[k] = true
+		}
+	}
+	for k := range s.Closed {
+		if keys[k] {
+			out.Closed[k] = true
+		}
+	}
+	for a := range s.Allowed {
+		if keys[a.Key] {
+			out.Allowed[a] = true
+		}
+	}
+	return out
+}
+
 // Apply returns s with c applied (a new State; s is not modified).
 func (s State) Apply(c Changes) State {
-	out := State{Restricted: clone(s.Restricted), Allowed: clone(s.Allowed)}
+	out := State{Restricted: clone(s.Restricted), Allowed: clone(s.Allowed), Closed: clone(s.Closed)}
+	for _, k := range c.DelClosed {
+		delete(out.Closed, k)
+	}
+	for _, k := range c.AddClosed {
+		out.Closed[k] = true
+	}
 	for _, k := range c.DelRestricted {
 		delete(out.Restricted, k)
 	}

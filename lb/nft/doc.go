@@ -10,9 +10,10 @@
 //     own, chains prerouting, output, postrouting and input);
 //   - vip (NFTQuieter): `table arp edgelb_vip` and `table ip6 edgelb_vip`
 //     (set quiet, chain input);
-//   - lb/filter: `table inet edgelb_filter` (sets allowed4/6 and
-//     restricted4/6, chain prerouting), whose sets change element by
-//     element (AddElements, DeleteElements) instead of being refilled.
+//   - lb/filter: `table inet edgelb_filter` (sets allowed4/6,
+//     restricted4/6 and closed4/6, chain prerouting), whose sets change
+//     element by element (AddElements, DeleteElements) instead of being
+//     refilled.
 //
 // Each builds its rules itself, with github.com/google/nftables/expr;
 // this package only carries out the steps they all took by hand:

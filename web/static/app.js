@@ -304,7 +304,8 @@ function renderServices(services) {
         tr.append(h('td', { colspan: 4, class: 'muted' }, 'no ports'));
       } else {
         tr.append(
-          h('td', { class: 'mono' }, `${p.vip}:${p.port}/${p.protocol}`, p.name && h('div', { class: 'detail' }, p.name)),
+          h('td', { class: 'mono' }, `${p.vip}:${p.port}/${p.protocol}`, p.name && h('div', { class: 'detail' }, p.name),
+            p.problem && h('div', { class: 'detail problem' }, p.problem)),
           h('td', {}, [p.scheduler, p.method, p.persistenceSeconds ? `sticky ${p.persistenceSeconds}s` : ''].filter(Boolean).join(' · ')),
           h('td', {}, h('ul', { class: 'backends' }, (p.backends || []).map(b => h('li', { dataset: { health: b.health } },
             h('span', { class: 'dot', title: b.health }),

@@ -108,6 +108,7 @@ func TestUsage(t *testing.T) {
 
 func TestStatusFromAPI(t *testing.T) {
 	f := apitest.Sample()
+	f.Svcs[1].Ports[0].Problem = "the kernel refused its Service's source ranges, so it is closed: set full"
 	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
 		Tokens: map[string][]string{"viewer": {"viewer-token-0123456789"}}}).Handler())
 	defer srv.Close()
@@ -115,7 +116,8 @@ func TestStatusFromAPI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"node lb1", "lb1 (self)", "192.0.2.10  lb1", "demo/web", "192.0.2.10:8080/tcp", "1/2", "pool default: 1 of 41"} {
+	for _, want := range []string{"node lb1", "lb1 (self)", "192.0.2.10  lb1", "demo/web", "192.0.2.10:8080/tcp", "1/2", "pool default: 1 of 41",
+		"PROBLEM _static/dns 192.0.2.53:53/udp: the kernel refused its Service's source ranges, so it is closed: set full"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -136,6 +136,15 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		}
 	}
 	tw.Flush()
+	// What this host cannot do for a port, after the table: one line
+	// each, whole.
+	for _, s := range svcs {
+		for _, p := range s.Ports {
+			if p.Problem != "" {
+				fmt.Fprintf(w, "PROBLEM %s/%s %s/%s: %s\n", s.Namespace, s.Name, joinHostPort(p.VIP, p.Port), strings.ToLower(p.Protocol), p.Problem)
+			}
+		}
+	}
 }
 
 func joinHostPort(ip string, port uint16) string {

@@ -145,14 +145,16 @@ func (noSNAT) Sync([]netip.Addr) error { return nil }
 // host is one appliance host of the lab: its kernels outlive the node
 // processes run on it.
 type host struct {
-	name  string
-	path  string
-	dir   string
-	link  *link
-	vip   *viptest.Kernel
-	ipvs  *ipvstest.Fake
-	quiet *quieter
-	bgp   *bgptest.Speaker
+	name string
+	path string
+	dir  string
+	link *link
+	vip  *viptest.Kernel
+	ipvs *ipvstest.Fake
+	// filter is the source-range filter's table.
+	filter *filtertest.Fake
+	quiet  *quieter
+	bgp    *bgptest.Speaker
 	// The running process.
 	node   *Node
 	cancel context.CancelCauseFunc
@@ -224,7 +226,7 @@ func newLabWith(t *testing.T, n int, kube kubernetes.Interface, insecure bool) *
 	var join []string
 	for i := range n {
 		h := &host{name: fmt.Sprintf("lb%d", i+1), dir: t.TempDir(), link: newLink(l.net, fmt.Sprintf("lb%d", i+1)),
-			vip: viptest.NewKernel(), ipvs: ipvstest.New(), quiet: &quieter{}}
+			vip: viptest.NewKernel(), ipvs: ipvstest.New(), filter: filtertest.New(), quiet: &quieter{}}
 		h.vip.Now = l.clock.Now
 		ip, port, err := h.link.FinalAdvertiseAddr("", 0)
 		if err != nil {
@@ -280,7 +282,7 @@ func (l *lab) start(h *host) {
 			IPVS: h.ipvs, IPVSStats: h.ipvs,
 			Prepare: func(ipvs.PrepareOptions) error { return nil },
 			SNAT:    func(func(netip.Addr) bool) ipvs.SNAT { return noSNAT{} },
-			Filter:  filtertest.New(),
+			Filter:  h.filter,
 			BGP:     func(bgp.Config, *slog.Logger) bgp.Speaker { return speaker },
 		},
 		Kube:      l.kube,

@@ -172,10 +172,14 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.dp = newDataplane(n.live, n.store, opts, n.members, n.metrics, log)
-	// Source ranges that cannot be enforced: this host must not forward
-	// what they exclude (the filter reports it to the cluster).
+	// Source ranges that cannot be enforced on this host at all (no
+	// table): it must not forward what they exclude (the filter reports
+	// it to the cluster). Until the first pass it owns no VIP, like the
+	// dataplane; a Service whose ranges the kernel refuses is closed and
+	// reported on its own, and leaves the host healthy.
 	n.filter = filter.New(filter.Options{Kernel: opts.Kernels.Filter, Store: n.store, Reporter: n.members, Log: log.With("component", "filter")})
-	n.metrics.Registry.MustRegister(&dropCollector{f: n.filter})
+	n.members.SetHealth(filter.HealthSource, n.filter.LastError())
+	n.metrics.Registry.MustRegister(&filterCollector{f: n.filter})
 	if cfg.Kubernetes != nil {
 		if err := n.newController(); err != nil {
 			return nil, err

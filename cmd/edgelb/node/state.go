@@ -210,6 +210,10 @@ func (s *state) services(withStats bool) []api.Service {
 			admin[b.Service][b.Backend] = b.State
 		}
 	}
+	var failed map[lb.Source]error
+	if s.node.filter != nil {
+		failed = s.node.filter.Failed()
+	}
 	index := map[string]int{}
 	var out []api.Service
 	for i := range d.Services {
@@ -244,9 +248,14 @@ func (s *state) services(withStats bool) []api.Service {
 				p.SourceRanges = append(p.SourceRanges, r.String())
 			}
 		}
+		var problems []string
 		if why := refused[vs.Key]; why != "" {
-			p.Problem = "the kernel refused its virtual service (retried every second): " + why
+			problems = append(problems, "the kernel refused its virtual service (retried every second): "+why)
 		}
+		if err := failed[lb.Source{Namespace: vs.Source.Namespace, Name: vs.Source.Name}]; err != nil && vs.SourceRanges != nil {
+			problems = append(problems, fmt.Sprintf("the kernel refused its Service's source ranges, so it is closed, every packet dropped (retried every 5 s): %v", err))
+		}
+		p.Problem = strings.Join(problems, "; ")
 		st := stats[vs.Key]
 		if st != nil {
 			p.Stats = apiStats(st.Stats, 0)
@@ -317,6 +326,11 @@ func (s *state) Ready() (bool, string) {
 	if s.node.dp != nil {
 		if err := s.node.dp.IPVS.Healthy(); err != nil {
 			return false, fmt.Sprintf("the dataplane is not programmed: %v", err)
+		}
+	}
+	if s.node.filter != nil {
+		if err := s.node.filter.LastError(); err != nil {
+			return false, fmt.Sprintf("the source-range filter is not programmed: %v", err)
 		}
 	}
 	return true, ""

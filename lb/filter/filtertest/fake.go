@@ -2,6 +2,7 @@
 package filtertest
 
 import (
+	"context"
 	"sync"
 
 	"github.com/edgelb/edgelb/lb"
@@ -24,17 +25,23 @@ type Fake struct {
 	// Fail, when it returns an error for a method name, makes that call
 	// fail without changing anything.
 	Fail func(method string) error
+	// Refuse, when it returns an error for the changes given to Apply,
+	// makes that Apply fail without changing anything, as the kernel
+	// refuses a transaction with an element it cannot take.
+	Refuse func(c filter.Changes) error
+
+	changed chan struct{}
 }
 
 var _ filter.Kernel = (*Fake)(nil)
 
 // New returns a fake without a table.
 func New() *Fake {
-	return &Fake{State: empty(), Counters: map[lb.Key]uint64{}, Calls: map[string]int{}}
+	return &Fake{State: empty(), Counters: map[lb.Key]uint64{}, Calls: map[string]int{}, changed: make(chan struct{}, 1)}
 }
 
 func empty() filter.State {
-	return filter.State{Restricted: map[lb.Key]bool{}, Allowed: map[filter.Allowed]bool{}}
+	return filter.State{Restricted: map[lb.Key]bool{}, Allowed: map[filter.Allowed]bool{}, Closed: map[lb.Key]bool{}}
 }
 
 func (f *Fake) call(method string) error {
@@ -63,6 +70,21 @@ func (f *Fake) Apply(c filter.Changes) error {
 	if err := f.call("Apply"); err != nil {
 		return err
 	}
+	if f.Refuse != nil {
+		if err := f.Refuse(c); err != nil {
+			return err
+		}
+	}
+	for _, k := range c.DelClosed {
+		if !f.State.Closed[k] {
+			return errNotFound
+		}
+	}
+	for _, k := range c.AddClosed {
+		if f.State.Closed[k] {
+			return errExists
+		}
+	}
 	for _, k := range c.DelRestricted {
 		if !f.State.Restricted[k] {
 			return errNotFound
@@ -88,8 +110,52 @@ func (f *Fake) Apply(c filter.Changes) error {
 		delete(f.Counters, k)
 	}
 	f.Present = true
-	f.Elements += len(c.DelAllowed) + len(c.DelRestricted) + len(c.AddRestricted) + len(c.AddAllowed)
+	f.Elements += c.Len()
 	return nil
+}
+
+// Ensure creates the table if it is missing.
+func (f *Fake) Ensure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("Ensure"); err != nil {
+		return err
+	}
+	f.Present = true
+	return nil
+}
+
+// Snapshot returns a copy of the table and whether it exists, safe to
+// call while a Filter runs.
+func (f *Fake) Snapshot() (filter.State, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.State.Apply(filter.Changes{}), f.Present
+}
+
+// Changed returns the channel Foreign signals.
+func (f *Fake) Changed(context.Context) (<-chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("Changed"); err != nil {
+		return nil, err
+	}
+	return f.changed, nil
+}
+
+// Foreign plays another program changing the ruleset behind edgelb's
+// back: it runs change (which may modify the fields) and signals the
+// channel Changed returned.
+func (f *Fake) Foreign(change func(f *Fake)) {
+	f.mu.Lock()
+	if change != nil {
+		change(f)
+	}
+	f.mu.Unlock()
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
 }
 
 // Delete removes the table.
