@@ -180,14 +180,18 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		if !ok {
 			return
 		}
-		s.put(c, "config.put", spec, ifVersion)
+		if spec, ok = s.operationalState(c, spec, false); ok {
+			s.put(c, "config.put", spec, ifVersion)
+		}
 	})
 	admin.POST("/config/validate", func(c *gin.Context) {
 		spec, ok := specBody(c)
 		if !ok {
 			return
 		}
-		s.validate(c, spec)
+		if spec, ok = s.operationalState(c, spec, false); ok {
+			s.validate(c, spec)
+		}
 	})
 	admin.POST("/services/:namespace/:name/backends/:backend/:action", func(c *gin.Context) {
 		action := c.Param("action")
@@ -230,11 +234,24 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 			abort(c, http.StatusNotFound, fmt.Sprintf("version %d is not in the history", n))
 			return
 		}
+		// The backends' admin states are operational state, not history:
+		// the current ones stay unless asked for version n's.
+		restore := c.Query("backendStates")
+		if restore != "" && restore != "restore" && restore != "keep" {
+			abort(c, http.StatusBadRequest, fmt.Sprintf("backendStates=%q: want keep (the default) or restore", restore))
+			return
+		}
+		spec := old.Spec
+		if restore != "restore" {
+			if spec, ok = s.operationalState(c, old.Spec, true); !ok {
+				return
+			}
+		}
 		// A dry run says what the rollback would change, the secrets
 		// included, which a dry run of the spec as GET shows it (every
 		// secret a placeholder for the current one) cannot.
 		if dry, _ := strconv.ParseBool(c.Query("dryRun")); dry {
-			s.validate(c, old.Spec)
+			s.validate(c, spec)
 			return
 		}
 		if ifVersion == 0 {
@@ -245,8 +262,43 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 			}
 			ifVersion = cur.Version
 		}
-		s.put(c, fmt.Sprintf("config.rollback %d", n), old.Spec, ifVersion)
+		s.put(c, fmt.Sprintf("config.rollback %d", n), spec, ifVersion)
 	})
+}
+
+// operationalState gives spec the current backendStates — the backends an
+// administrator drained or disabled, which are operational state rather
+// than configuration history — when it has none (a file applied, an
+// edited copy without the key) or, with replace, whatever it has (a
+// rollback). A spec that names backendStates, even as [], sets them. It
+// answers 400 itself for a spec that is not a JSON object.
+func (s *Server) operationalState(c *gin.Context, spec json.RawMessage, replace bool) (json.RawMessage, bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(spec, &m); err != nil || m == nil {
+		return spec, true // the validation says what is wrong with it
+	}
+	if _, named := m["backendStates"]; named && !replace {
+		return spec, true
+	}
+	cur, err := s.opts.Config.Current(false)
+	if err != nil {
+		return spec, true // no version yet: nothing to keep
+	}
+	var curSpec map[string]json.RawMessage
+	if json.Unmarshal(cur.Spec, &curSpec) != nil {
+		return spec, true
+	}
+	if states, ok := curSpec["backendStates"]; ok {
+		m["backendStates"] = states
+	} else {
+		delete(m, "backendStates")
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		abort(c, http.StatusInternalServerError, err.Error())
+		return nil, false
+	}
+	return out, true
 }
 
 // validate answers a dry run of spec.

@@ -375,3 +375,45 @@ func TestInsecureClusterRefusesChangesThatWouldNotReplicate(t *testing.T) {
 		t.Errorf("audit = %s", audit)
 	}
 }
+
+// A backend an administrator drained stays drained through a PUT of a
+// spec without backendStates (a file applied) and through a rollback to a
+// version from before the drain, unless the request asks: a PUT that names
+// backendStates (even []) sets them, a rollback with
+// ?backendStates=restore takes the old version's.
+func TestBackendStatesAreNotHistory(t *testing.T) {
+	srv, docs := newConfigServer(t)
+	drained := `"backendStates":[{"backend":"10.0.1.5:53","service":"_static/dns","state":"drain"}]`
+	if resp, body := doHeaders(t, srv, "POST", "/api/v1/services/_static/dns/backends/10.0.1.5:53/drain", aliceTok, "", nil); resp.StatusCode != 200 {
+		t.Fatalf("drain: %d %s", resp.StatusCode, body)
+	}
+	file := `{"pools":[{"name":"default","addresses":["192.0.2.10-192.0.2.49"]}],"services":[{"name":"dns","vip":"192.0.2.53","ports":[{"port":53,"protocol":"UDP"}],"backends":["10.0.1.5:53"]}]}`
+	resp, body := doHeaders(t, srv, "PUT", "/api/v1/config", aliceTok, file, map[string]string{"If-Match": `"2"`})
+	if resp.StatusCode != 200 || !strings.Contains(body, drained) {
+		t.Fatalf("a PUT without backendStates: %d %s, want the backend still drained", resp.StatusCode, body)
+	}
+	// A dry run of a rollback to version 1 changes the pool back, not the drain.
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/config/rollback/1?dryRun=true", aliceTok, "", nil)
+	if resp.StatusCode != 200 || strings.Contains(body, "backendStates") {
+		t.Fatalf("rollback dry run: %d %s", resp.StatusCode, body)
+	}
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/config/rollback/1", aliceTok, "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, drained) || !strings.Contains(body, "192.0.2.10-192.0.2.50") {
+		t.Fatalf("rollback to version 1: %d %s, want its pools and the backend still drained", resp.StatusCode, body)
+	}
+	resp, body = doHeaders(t, srv, "POST", "/api/v1/config/rollback/1?backendStates=restore", aliceTok, "", nil)
+	if resp.StatusCode != 200 || strings.Contains(body, "backendStates") {
+		t.Fatalf("rollback with backendStates=restore: %d %s, want version 1's (none)", resp.StatusCode, body)
+	}
+	if resp, body := doHeaders(t, srv, "POST", "/api/v1/config/rollback/2?backendStates=yes", aliceTok, "", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("backendStates=yes: %d %s", resp.StatusCode, body)
+	}
+	// Naming them sets them: drained again, then cleared by [].
+	doHeaders(t, srv, "POST", "/api/v1/services/_static/dns/backends/10.0.1.5:53/drain", aliceTok, "", nil)
+	v := docs.Version()
+	cleared := strings.Replace(file, `"services"`, `"backendStates":[],"services"`, 1)
+	resp, body = doHeaders(t, srv, "PUT", "/api/v1/config", aliceTok, cleared, map[string]string{"If-Match": fmt.Sprintf(`"%d"`, v)})
+	if resp.StatusCode != 200 || strings.Contains(body, `"state":"drain"`) {
+		t.Fatalf("a PUT with backendStates []: %d %s", resp.StatusCode, body)
+	}
+}

@@ -23,17 +23,19 @@ import (
 
 type configOptions struct {
 	statusOptions
-	file        string
-	showSecrets bool
+	file          string
+	showSecrets   bool
+	restoreStates bool
 }
 
 // configFlags are the flags of `edgelb config SUBCOMMAND`.
 func configFlags(stderr io.Writer) (*flag.FlagSet, *configOptions) {
-	fs := newFlags("config", "config get|apply|diff|history|rollback N [-f FILE] [--show-secrets] [--api URL] [--token TOKEN] [--output yaml|json]", stderr)
+	fs := newFlags("config", "config get|apply|diff|history|rollback N [-f FILE] [--show-secrets] [--restore-backend-states] [--api URL] [--token TOKEN] [--output yaml|json]", stderr)
 	o := &configOptions{}
 	o.apiFlags(fs, "admin or viewer")
 	fs.StringVar(&o.output, "output", "yaml", "output of get and history: yaml (get: the spec, ready to edit and apply) or json")
 	fs.StringVar(&o.file, "f", "", "apply, diff: the file with the cluster configuration (YAML or JSON: the spec, the output of get, or a whole config file, whose host-local keys are left out)")
+	fs.BoolVar(&o.restoreStates, "restore-backend-states", false, "rollback: also take version N's backend admin states (by default the backends drained or disabled now stay so)")
 	fs.BoolVar(&o.showSecrets, "show-secrets", false, "get: print the BGP peers' passwords instead of "+api.SecretPlaceholder+" (admin token; the read is in the audit log)")
 	return fs, o
 }
@@ -44,11 +46,15 @@ const configUsage = `Usage:
                                     reads as "keep the stored one" (--show-secrets: the
                                     passwords, with an admin token)
   edgelb config apply -f FILE       make FILE the next version (refused if it is invalid,
-                                    or if the configuration changed since it was read)
+                                    or if the configuration changed since it was read);
+                                    without a backendStates key, the backends drained or
+                                    disabled now stay so
   edgelb config diff -f FILE        what FILE would change (a changed password is named,
                                     never shown), and its errors; nothing changes
   edgelb config history             the versions kept, and which lost in a partition
-  edgelb config rollback N          make version N's content the next version
+  edgelb config rollback N          make version N's content the next version, the
+                                    backends' admin states as they are now
+                                    (--restore-backend-states: version N's too)
 `
 
 func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -117,7 +123,7 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(stderr, "edgelb config rollback: %q is not a version number\n", operands[0])
 			return errUsage
 		}
-		return configRollback(ctx, c, v, stdout)
+		return configRollback(ctx, c, v, o.restoreStates, stdout)
 	}
 }
 
@@ -289,8 +295,11 @@ func configHistory(ctx context.Context, c *apiClient, o *configOptions, w io.Wri
 	return tw.Flush()
 }
 
-func configRollback(ctx context.Context, c *apiClient, v uint64, w io.Writer) error {
+func configRollback(ctx context.Context, c *apiClient, v uint64, restoreStates bool, w io.Writer) error {
 	path := fmt.Sprintf("/api/v1/config/rollback/%d", v)
+	if restoreStates {
+		path += "?backendStates=restore"
+	}
 	code, body, err := c.send(ctx, "POST", path, nil, nil)
 	if err != nil {
 		return err

@@ -48,11 +48,13 @@ func manCommands() []manCommand {
 			"the next version, refused with file: field: message lines (the rules and messages of check) " +
 			"if it is invalid, or if another change came first, or with cluster.insecure in a cluster of several hosts " +
 			"(each host then runs its own file's cluster-wide keys); a password given as (secret) keeps the one " +
-			"stored for the peer with the same address. diff -f FILE prints what it would " +
+			"stored for the peer with the same address; a FILE without backendStates keeps the backends drained or " +
+			"disabled as they are. diff -f FILE prints what it would " +
 			"change (+/- VIPs, services, pools; ~ secret for a password, never its value) or its errors, changing nothing; history lists the " +
 			"versions kept, marking the edits that lost in a partition and the passwords each changed; rollback N makes version N's " +
-			"content, its passwords included, the next version. Writes need an admin token; the audit log " +
-			"(GET /api/v1/audit) records the token's name."},
+			"content, its passwords included, the next version, the backends' admin states staying as they are " +
+			"(--restore-backend-states: version N's). Writes need an admin token; the audit log " +
+			"(GET /api/v1/audit) records every attempt, accepted or refused, with the token's name."},
 		{"keygen", keygenFlags(io.Discard), "Print a new random 32-byte gossip encryption key, " +
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +
