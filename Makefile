@@ -12,8 +12,9 @@ TRIALS ?= 10
 NFPM_VERSION := v2.43.0
 NFPM := $(EDGELB_TEST_CACHE)/bin/nfpm-$(NFPM_VERSION)
 GOARCH ?= $(shell $(GO) env GOARCH)
-# Debian versions must start with a digit: v1.2.3 -> 1.2.3, else 0.0.0~git<hash>.
-DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+# Debian versions that sort in build order (hack/deb-version.sh):
+# v1.2.3 -> 1.2.3, 1.2.3+git4.abc1234 after it, 0.0.0+git<count>.<hash> untagged.
+DEB_VERSION ?= $(shell hack/deb-version.sh)
 
 .PHONY: deb help build lab test system unit test-deps test-bins bench bench-scale bench-failover bench-config bench-bgp bench-ipvs chaos e2e-vm vm fuzz vet clean
 
