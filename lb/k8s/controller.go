@@ -86,6 +86,8 @@ type Controller struct {
 	term  atomic.Pointer[term]
 	terms chan struct{}
 	ready atomic.Bool
+	// host records what this host's kernel refuses (hostproblems.go).
+	host hostProblems
 }
 
 // New builds a Controller; it starts nothing.
@@ -241,6 +243,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.log.Info("Kubernetes caches synced")
+	hostDone := make(chan struct{})
+	go func() { defer close(hostDone); c.recordHostProblems(ctx.Done()) }()
+	defer func() { <-hostDone }()
 	done := make(chan struct{}, 2)
 	go func() { defer func() { done <- struct{}{} }(); c.desiredLoop(ctx) }()
 	go func() { defer func() { done <- struct{}{} }(); c.reportLoop(ctx) }()

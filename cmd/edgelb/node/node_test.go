@@ -19,6 +19,7 @@ import (
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/k8s"
 )
 
 // Three nodes in one process, from start to a graceful restart: the l2
@@ -323,6 +324,40 @@ func TestThreeNodesWithKubernetes(t *testing.T) {
 		}
 		return len(l.holders(ip)) == 1
 	})
+
+	// A virtual service one host's kernel refuses is a Warning Event on
+	// its Service from that host — which need not hold the Lease — while
+	// every other host programs it.
+	var refusing *host
+	for _, h := range l.hosts {
+		if !h.node.ctrl.Leader() {
+			refusing = h
+			break
+		}
+	}
+	refusing.ipvs.SetFail(func(m string) error {
+		if m == "AddVirtualServer" {
+			return errors.New("scheduler module not loaded")
+		}
+		return nil
+	})
+	web2 := svc.DeepCopy()
+	web2.Name, web2.Spec.Ports[0].NodePort = "web2", 30054
+	if _, err := kube.CoreV1().Services("default").Create(ctx, web2, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l.eventually(t, "a Warning VirtualServiceRefused on web2 from the refusing host", func() bool {
+		evs, err := kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		return slices.ContainsFunc(evs.Items, func(e corev1.Event) bool {
+			return e.InvolvedObject.Name == "web2" && e.Type == corev1.EventTypeWarning && e.Reason == k8s.ReasonVirtualServiceRefused &&
+				e.Source.Host == refusing.name && strings.Contains(e.Message, "scheduler module not loaded")
+		})
+	})
+	refusing.ipvs.SetFail(nil)
+
 }
 
 // Three nodes with cluster.insecure: gossip still shares the VIPs — one

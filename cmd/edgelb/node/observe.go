@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/health"
+	"github.com/edgelb/edgelb/lb/k8s"
 )
 
 // observer turns changes of the daemon's parts into API events and
@@ -70,6 +72,7 @@ func (o *observer) observe() {
 	}
 	o.observeOwners(n.members.Owners())
 	o.observeMembers()
+	o.observeRefusals()
 	if ready, _ := s.Ready(); ready && !o.ready {
 		o.ready = true
 		o.log.Info("ready: informers synced and dataplane programmed")
@@ -163,4 +166,40 @@ func (o *observer) observeHealth(results []health.Result) {
 		}
 	}
 	o.health = now
+}
+
+// observeRefusals tells the Kubernetes controller what this host's kernel
+// refuses for Services — virtual services IPVS refused, source ranges
+// nftables refused — so that each becomes a Warning Event on its Service
+// from this host (k8s.Controller.SetHostProblems records only what is
+// new).
+func (o *observer) observeRefusals() {
+	n := o.n
+	if n.ctrl == nil {
+		return
+	}
+	var ps []lb.Problem
+	host := n.cfg.Node.Name
+	if n.dp != nil {
+		if failures := n.dp.IPVS.Failures(); len(failures) > 0 {
+			if d := n.store.Load(); d != nil {
+				for i := range d.Services {
+					vs := &d.Services[i]
+					if why, ok := failures[vs.Key]; ok {
+						src := vs.Source
+						src.PortName = ""
+						ps = append(ps, lb.Problem{Source: src, Reason: k8s.ReasonVirtualServiceRefused,
+							Message: fmt.Sprintf("IPVS on %s refused %s (retried every second; the other ports and Services are unaffected): %s", host, vs.Key, why)})
+					}
+				}
+			}
+		}
+	}
+	if n.filter != nil {
+		for src, err := range n.filter.Failed() {
+			ps = append(ps, lb.Problem{Source: src, Reason: k8s.ReasonSourceRangesRefused,
+				Message: fmt.Sprintf("nftables on %s refused the Service's source ranges, so the Service is closed on %s (retried): %v", host, host, err)})
+		}
+	}
+	n.ctrl.SetHostProblems(ps)
 }

@@ -41,6 +41,13 @@ func New() *Fake {
 	return &Fake{Services: map[ipvs.ID]*Entry{}, Calls: map[string]int{}}
 }
 
+// SetFail sets Fail while the table is in use by another goroutine.
+func (f *Fake) SetFail(fail func(method string) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Fail = fail
+}
+
 func (f *Fake) call(m string) error {
 	f.Calls[m]++
 	if f.Fail != nil {
