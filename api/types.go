@@ -128,6 +128,10 @@ type Service struct {
 	// DisabledBackends are the backends an administrator disabled
 	// (backendStates): they are in no port's table.
 	DisabledBackends []string `json:"disabledBackends,omitempty"`
+	// Pending: a Service of type LoadBalancer without an address (no
+	// VIPs, no ports); Problem says why.
+	Pending bool   `json:"pending,omitempty"`
+	Problem string `json:"problem,omitempty"`
 }
 
 // Port is one virtual service: VIP, port and protocol.

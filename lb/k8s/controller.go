@@ -88,6 +88,8 @@ type Controller struct {
 	ready atomic.Bool
 	// host records what this host's kernel refuses (hostproblems.go).
 	host hostProblems
+	// why is the Lease holder's last refusal per Service (pending.go).
+	why refusals
 }
 
 // New builds a Controller; it starts nothing.

@@ -59,6 +59,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	ns, name, _ := cache.SplitMetaNamespaceKey(k)
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.why.set(k, "")
 		t.kept(k, "")
 		if alloc.Release(k) {
 			c.log.Info("released addresses of a deleted Service", "service", k)
@@ -70,6 +71,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		return err
 	}
 	if !c.handles(svc) {
+		c.why.set(k, "")
 		t.kept(k, "")
 		held := alloc.Get(k)
 		if alloc.Release(k) {
@@ -91,6 +93,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		c.log.Info("claimed the addresses in a Service's status", "service", k, "vip", addrList(ips))
 	}
 	if errs := lb.CheckAnnotations(svc); len(errs) > 0 {
+		c.why.set(k, "InvalidAnnotation: "+errors.Join(errs...).Error())
 		for _, e := range errs {
 			t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidAnnotation", e.Error())
 			c.notify("error", fmt.Sprintf("%s: %v", k, e), map[string]string{"service": k, "reason": "InvalidAnnotation"})
@@ -99,6 +102,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	}
 	req, err := request(svc)
 	if err != nil {
+		c.why.set(k, "InvalidService: "+err.Error())
 		t.recorder.Event(svc, corev1.EventTypeWarning, "InvalidService", err.Error())
 		return nil
 	}
@@ -111,6 +115,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 		if errors.As(err, &ie) {
 			reason = ie.Reason
 		}
+		c.why.set(k, fmt.Sprintf("%s: cannot assign an address: %v", reason, err))
 		t.recorder.Eventf(svc, corev1.EventTypeWarning, reason, "cannot assign an address: %v", err)
 		c.notify("error", fmt.Sprintf("%s: cannot assign an address: %v", k, err), map[string]string{"service": k, "reason": reason})
 		return nil
@@ -118,6 +123,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	if err := c.writeStatus(ctx, svc, ips); err != nil {
 		return err
 	}
+	c.why.set(k, "")
 	c.reportKept(t, svc, alloc.Misfits(req))
 	if !sameAddrs(before, ips) {
 		t.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))

@@ -300,7 +300,9 @@ function renderServices(services) {
           h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static')),
           h('td', { rowspan: ports.length, class: 'mono external-ip' }, (s.vips || []).join(', ') || h('span', { class: 'muted' }, 'pending')));
       }
-      if (!p) {
+      if (!p && s.pending) {
+        tr.append(h('td', { colspan: 4, class: 'pending-why' }, badge('no address', 'warn'), h('div', { class: 'detail problem' }, s.problem || '')));
+      } else if (!p) {
         tr.append(h('td', { colspan: 4, class: 'muted' }, 'no ports'));
       } else {
         tr.append(

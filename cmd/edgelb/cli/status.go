@@ -136,6 +136,12 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		}
 	}
 	tw.Flush()
+	// Services with no address, and why: "why is it pending".
+	for _, s := range svcs {
+		if s.Pending {
+			fmt.Fprintf(w, "PENDING %s/%s: %s\n", s.Namespace, s.Name, s.Problem)
+		}
+	}
 	// What this host cannot do for a port, after the table: one line
 	// each, whole.
 	for _, s := range svcs {

@@ -173,7 +173,18 @@ func sourceName(src lb.Source) string {
 	return src.Namespace + "/" + src.Name
 }
 
-func (s *state) Services() []api.Service { return s.services(true) }
+// Services lists the services with their ports, then the Services of
+// type LoadBalancer that have no address, with why.
+func (s *state) Services() []api.Service {
+	out := s.services(true)
+	if s.node.ctrl != nil {
+		for _, p := range s.node.ctrl.Pending() {
+			out = append(out, api.Service{Namespace: p.Namespace, Name: p.Name, VIPs: []string{}, Ports: []api.Port{},
+				Pending: true, Problem: p.Why})
+		}
+	}
+	return out
+}
 
 // services lists the services with backend health, and with the kernel's
 // IPVS counters when withStats (one read of the whole table).
