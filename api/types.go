@@ -51,6 +51,11 @@ type Status struct {
 	Counts    Counts      `json:"counts"`
 	Pools     []PoolUsage `json:"pools"`
 	Started   time.Time   `json:"started"`
+	// ConfigFileDiffers: the cluster-wide keys of this host's config file
+	// (pools, services, ...) are not the running cluster configuration's,
+	// so they are not used; `edgelb config diff -f FILE` shows how they
+	// differ and `edgelb config apply -f FILE` makes them the next version.
+	ConfigFileDiffers bool `json:"configFileDiffers,omitempty"`
 }
 
 // Counts are totals over the cluster view of this host.

@@ -213,7 +213,9 @@ function renderSummary(s) {
     card('Members', `${c.healthyMembers}/${c.members}`, 'healthy', c.healthyMembers === c.members ? 'ok' : 'warn'),
     card('VIPs', `${c.ownedVIPs}/${c.vips}`, 'owned by this host'),
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
-      c.healthyBackends === c.backends ? 'ok' : 'warn'));
+      c.healthyBackends === c.backends ? 'ok' : 'warn'),
+    s.configFileDiffers && card('Config file', 'not used',
+      "its pools, services, ... differ from the cluster configuration: `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version", 'warn'));
 }
 
 function badge(text, kind) { return h('span', { class: 'badge ' + kind }, text); }

@@ -47,6 +47,9 @@ type liveConfig struct {
 	// changed is subscribed to docs from the start: no version that
 	// arrives before Run is missed.
 	changed <-chan struct{}
+	// fileSpec is the config file's cluster-wide keys, canonical, as
+	// read at start.
+	fileSpec []byte
 }
 
 // newLiveConfigFrom reads the persisted versions (the state directory's
@@ -76,6 +79,7 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
+	l.fileSpec = spec
 	seeded, err := docs.Seed(spec, "file "+cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("the file's cluster configuration: %w", err)
@@ -99,6 +103,15 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 	}
 	l.update()
 	return l, nil
+}
+
+// FileDiffers reports whether the config file's cluster-wide keys differ
+// from the version this host runs: they are not used (the cluster
+// configuration is changed through the API), which the operator who
+// edited the file must be told.
+func (l *liveConfig) FileDiffers() bool {
+	cur, ok := l.docs.Current()
+	return ok && !bytes.Equal(cur.Body, l.fileSpec)
 }
 
 // validate is the check every member runs on a version before it takes

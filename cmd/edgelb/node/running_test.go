@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 )
@@ -200,4 +201,39 @@ func TestInsecureClusterRunsItsFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A host whose file's cluster-wide keys differ from the running cluster
+// configuration runs the configuration and says its file differs.
+func TestFileDiffersIsReported(t *testing.T) {
+	l := newLab(t, 3, nil)
+	l.eventually(t, "converged", l.converged)
+	h := l.hosts[0]
+	if h.node.state.Status().ConfigFileDiffers {
+		t.Fatal("the file differs before any change")
+	}
+	via := l.hosts[1].node
+	cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
+	cur, err := cc.Current(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(cur.Spec, &spec); err != nil {
+		t.Fatal(err)
+	}
+	delete(spec, "services")
+	body, _ := json.Marshal(spec)
+	next, err := cc.Put(body, cur.Version, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.eventually(t, "every host runs the new version and says its file differs", func() bool {
+		for _, h := range l.hosts {
+			if _, v := h.node.live.Config(); v != next.Version || !h.node.state.Status().ConfigFileDiffers {
+				return false
+			}
+		}
+		return true
+	})
 }

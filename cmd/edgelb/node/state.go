@@ -37,6 +37,7 @@ func (s *state) Status() api.Status {
 		Pools:     []api.PoolUsage{},
 	}
 	st.Healthy = st.Problem == ""
+	st.ConfigFileDiffers = s.node.live.FileDiffers()
 	if !s.node.members.HasQuorum() {
 		st.Healthy = false
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
