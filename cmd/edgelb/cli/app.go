@@ -154,6 +154,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if errs := node.CheckFiles(cfg); len(errs) > 0 {
+		for i, e := range errs {
+			errs[i] = fmt.Errorf("%s: %w", *path, e)
+		}
+		return errors.Join(errs...)
+	}
 	fmt.Fprintf(stdout, "%s: ok (node %s, %d pools, %d static services, dataplane %s/%s/%s)\n",
 		*path, cfg.Node.Name, len(cfg.Pools), len(cfg.Services),
 		cfg.Dataplane.Backend, cfg.Dataplane.Mode, cfg.Dataplane.Method)

@@ -51,6 +51,23 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// check refuses a kubeconfig or TLS files that are missing or unusable,
+// which would otherwise make the service fail at every start.
+func TestCheckReadsTheFilesTheConfigNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"kubeconfig", "kubernetes: {kubeconfig: " + filepath.Join(dir, "nope") + "}\n", "kubernetes.kubeconfig:"},
+		{"tls", "api: {tls: {certFile: " + filepath.Join(dir, "c.pem") + ", keyFile: " + filepath.Join(dir, "k.pem") + "}}\n", "api.tls: certificate"},
+	} {
+		path := filepath.Join(dir, tc.name+".yaml")
+		os.WriteFile(path, []byte("cluster: {insecure: true}\n"+tc.yaml), 0o600)
+		code, out, errs := runMain("check", "--config", path)
+		if code != 1 || !strings.Contains(errs, path+": "+tc.want) || strings.Contains(out, "ok") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", tc.name, code, out, errs)
+		}
+	}
+}
+
 func TestRunHelpDescribesSignals(t *testing.T) {
 	code, _, errs := runMain("run", "--help")
 	if code != 0 || !strings.Contains(errs, "SIGUSR2") || !strings.Contains(errs, "SIGTERM") {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -446,6 +447,25 @@ func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubern
 		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	return client, nil
+}
+
+// CheckFiles checks the files the config names that config.Load does not
+// read — the kubeconfig and the API's TLS certificate and key — so that
+// `edgelb check` (the unit's ExecStartPre) refuses what would make the
+// service fail at start and restart in a loop. Each error names the key.
+func CheckFiles(cfg *config.Config) []error {
+	var errs []error
+	if k := cfg.Kubernetes; k != nil && k.Kubeconfig != "" {
+		if _, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig); err != nil {
+			errs = append(errs, fmt.Errorf("kubernetes.kubeconfig: %w (make it as docs/operations.md shows)", err))
+		}
+	}
+	if t := cfg.API.TLS; t != nil {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("api.tls: certificate %s and key %s: %w", t.CertFile, t.KeyFile, err))
+		}
+	}
+	return errs
 }
 
 // apiHosts are the names the API answers to: api.hosts, and the listen
