@@ -56,6 +56,10 @@ type Status struct {
 	// so they are not used; `edgelb config diff -f FILE` shows how they
 	// differ and `edgelb config apply -f FILE` makes them the next version.
 	ConfigFileDiffers bool `json:"configFileDiffers,omitempty"`
+	// Kubernetes says what is wrong with edgelb's access to the API
+	// server (credentials refused, permissions missing), or is empty. It
+	// does not make the host unhealthy: the dataplane keeps what it has.
+	Kubernetes string `json:"kubernetes,omitempty"`
 }
 
 // Counts are totals over the cluster view of this host.

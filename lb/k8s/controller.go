@@ -90,6 +90,8 @@ type Controller struct {
 	host hostProblems
 	// why is the Lease holder's last refusal per Service (pending.go).
 	why refusals
+	// access is AccessProblem's answer (a string; access.go).
+	access atomic.Value
 }
 
 // New builds a Controller; it starts nothing.
@@ -234,6 +236,11 @@ func (c *Controller) enqueue(o any) {
 // Run starts the informers, the desired-state loop and leader election,
 // and returns when ctx is done.
 func (c *Controller) Run(ctx context.Context) error {
+	// The access check needs no cache: it tells an operator at once
+	// when the credentials or the RBAC are why the caches never sync.
+	accessDone := make(chan struct{})
+	go func() { defer close(accessDone); c.accessLoop(ctx) }()
+	defer func() { <-accessDone }()
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
 	defer close(c.stopped)

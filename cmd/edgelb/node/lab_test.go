@@ -18,7 +18,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/filter/filtertest"
@@ -223,6 +227,15 @@ func newLab(t *testing.T, n int, kube kubernetes.Interface) *lab {
 func newLabWith(t *testing.T, n int, kube kubernetes.Interface, insecure bool) *lab {
 	t.Helper()
 	l := &lab{t: t, clock: &clock{}, net: &memberlist.MockNetwork{}, kube: kube}
+	if fc, ok := kube.(*fake.Clientset); ok {
+		// The fake API server grants every permission edgelb asks about
+		// (the access check's SelfSubjectAccessReviews).
+		fc.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview).DeepCopy()
+			r.Status.Allowed = true
+			return true, r, nil
+		})
+	}
 	var join []string
 	for i := range n {
 		h := &host{name: fmt.Sprintf("lb%d", i+1), dir: t.TempDir(), link: newLink(l.net, fmt.Sprintf("lb%d", i+1)),

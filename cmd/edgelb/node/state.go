@@ -49,6 +49,7 @@ func (s *state) Status() api.Status {
 	}
 	st.Ready, _ = s.Ready()
 	if s.node.ctrl != nil {
+		st.Kubernetes = s.node.ctrl.AccessProblem()
 		st.Leader = s.node.ctrl.Leader()
 		if st.Leader {
 			st.LeaderName = s.node.cfg.Node.Name
