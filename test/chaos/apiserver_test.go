@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -20,23 +19,7 @@ func TestAPIServerOutage(t *testing.T) {
 	outage := count(5*time.Minute, 30*time.Second)
 	ctx := context.Background()
 	k := newKubeLab(t, 3)
-	for i := range 3 {
-		if err := k.createService(ctx, fmt.Sprintf("web%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	before, ok := k.addressed(t, 30*time.Second)
-	if !ok {
-		t.Fatalf("not every Service has an address: %v", before)
-	}
-	var vips []netip.Addr
-	for _, ips := range before {
-		vips = append(vips, ips...)
-	}
-	slices.SortFunc(vips, netip.Addr.Compare)
-	for _, v := range vips {
-		k.SettledOwner(v, time.Second)
-	}
+	before, vips := k.addressedServices(ctx, t, "web", 3)
 	want := owners(t, k.Lab, vips...)
 	ps := startProbes(t, k.Lab, vips...)
 	// Owners are sampled every 50 ms, and every host's log tells whether

@@ -64,6 +64,31 @@ func (k *kubeLab) createService(ctx context.Context, name string) error {
 	return err
 }
 
+// addressedServices creates n Services named prefix0, prefix1, ..., waits
+// until each has an address on one settled owner, and returns the
+// addresses by name and all of them sorted.
+func (k *kubeLab) addressedServices(ctx context.Context, t *testing.T, prefix string, n int) (map[string][]netip.Addr, []netip.Addr) {
+	t.Helper()
+	for i := range n {
+		if err := k.createService(ctx, fmt.Sprintf("%s%d", prefix, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byName, ok := k.addressed(t, 30*time.Second)
+	if !ok {
+		t.Fatalf("not every Service has an address: %v", byName)
+	}
+	var vips []netip.Addr
+	for _, ips := range byName {
+		vips = append(vips, ips...)
+	}
+	slices.SortFunc(vips, netip.Addr.Compare)
+	for _, v := range vips {
+		k.SettledOwner(v, time.Second)
+	}
+	return byName, vips
+}
+
 // addresses returns the status addresses of every Service, by name.
 func (k *kubeLab) addresses(t *testing.T) map[string][]netip.Addr {
 	t.Helper()

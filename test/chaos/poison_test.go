@@ -43,23 +43,7 @@ func TestPoison(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	k := newKubeLab(t, 3)
-	for i := range 3 {
-		if err := k.createService(ctx, fmt.Sprintf("good%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	good, ok := k.addressed(t, 30*time.Second)
-	if !ok {
-		t.Fatalf("not every Service has an address: %v", good)
-	}
-	var vips []netip.Addr
-	for _, ips := range good {
-		vips = append(vips, ips...)
-	}
-	slices.SortFunc(vips, netip.Addr.Compare)
-	for _, v := range vips {
-		k.SettledOwner(v, time.Second)
-	}
+	good, vips := k.addressedServices(ctx, t, "good", 3)
 	want := owners(t, k.Lab, vips...)
 	statuses := k.watchStatuses(ctx, t)
 	ps := startProbes(t, k.Lab, vips...)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/filter"
 	"github.com/edgelb/edgelb/lb/filter/filtertest"
@@ -19,22 +17,11 @@ import (
 // through h, as PUT /api/v1/config does.
 func addServices(t *testing.T, h *host, svcs ...map[string]any) {
 	t.Helper()
-	cc := &clustercfg.Config{Docs: h.node.live.docs, Host: h.node.live.host}
-	cur, err := cc.Current(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(cur.Spec, &spec); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range svcs {
-		spec["services"] = append(spec["services"].([]any), s)
-	}
-	body, _ := json.Marshal(spec)
-	if _, err := cc.Put(body, cur.Version, "test"); err != nil {
-		t.Fatal(err)
-	}
+	editSpec(t, h, func(spec map[string]any) {
+		for _, svc := range svcs {
+			spec["services"] = append(spec["services"].([]any), svc)
+		}
+	})
 }
 
 func rangedService(name, vip string) map[string]any {

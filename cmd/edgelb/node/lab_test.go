@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/filter/filtertest"
 	"github.com/edgelb/edgelb/lb/ipvs"
@@ -459,4 +462,27 @@ func (l *lab) watch(a netip.Addr) func() (fewest, most, announced int) {
 		r := <-result
 		return r[0], r[1], r[2]
 	}
+}
+
+// editSpec changes the running cluster configuration through h as an
+// operator does with PUT /api/v1/config: edit gets the spec GET gives
+// (secrets as placeholders) and changes it; the new version is returned.
+func editSpec(t *testing.T, h *host, edit func(spec map[string]any)) api.ConfigDoc {
+	t.Helper()
+	cc := &clustercfg.Config{Docs: h.node.live.docs, Host: h.node.live.host}
+	cur, err := cc.Current(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(cur.Spec, &spec); err != nil {
+		t.Fatal(err)
+	}
+	edit(spec)
+	body, _ := json.Marshal(spec)
+	next, err := cc.Put(body, cur.Version, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return next
 }

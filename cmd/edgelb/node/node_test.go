@@ -109,23 +109,11 @@ func TestThreeNodes(t *testing.T) {
 		lb1.vip.FailAdd[refusedBGP] = true
 		lb1.vip.Mu.Unlock()
 		done := l.watch(l2VIP)
-		via := l.hosts[1].node
-		cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
-		cur, err := cc.Current(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var spec map[string]any
-		if err := json.Unmarshal(cur.Spec, &spec); err != nil {
-			t.Fatal(err)
-		}
-		spec["services"] = append(spec["services"].([]any),
-			map[string]any{"name": "web", "vip": refusedL2.String(), "ports": []any{map[string]any{"port": 80}}, "backends": []any{"10.0.1.7:80"}},
-			map[string]any{"name": "web6", "vip": refusedBGP.String(), "announce": "bgp", "ports": []any{map[string]any{"port": 80}}, "backends": []any{"10.0.1.7:80"}})
-		body, _ := json.Marshal(spec)
-		if _, err := cc.Put(body, cur.Version, "test"); err != nil {
-			t.Fatal(err)
-		}
+		editSpec(t, l.hosts[1], func(spec map[string]any) {
+			spec["services"] = append(spec["services"].([]any),
+				map[string]any{"name": "web", "vip": refusedL2.String(), "ports": []any{map[string]any{"port": 80}}, "backends": []any{"10.0.1.7:80"}},
+				map[string]any{"name": "web6", "vip": refusedBGP.String(), "announce": "bgp", "ports": []any{map[string]any{"port": 80}}, "backends": []any{"10.0.1.7:80"}})
+		})
 		lb3 := l.hosts[2]
 		l.eventually(t, "the l2 VIP refused by lb1 and lb2 is on lb3; the bgp VIP refused by lb1 is advertised by lb2 and lb3 only", func() bool {
 			return slices.Equal(l.holders(refusedL2), []string{lb3.name}) &&
@@ -165,19 +153,10 @@ func TestThreeNodes(t *testing.T) {
 			clear(h.vip.FailAdd)
 			h.vip.Mu.Unlock()
 		}
-		cur, err = cc.Current(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(cur.Spec, &spec); err != nil {
-			t.Fatal(err)
-		}
-		svcs := spec["services"].([]any)
-		spec["services"] = svcs[:len(svcs)-2]
-		body, _ = json.Marshal(spec)
-		if _, err := cc.Put(body, cur.Version, "test"); err != nil {
-			t.Fatal(err)
-		}
+		editSpec(t, l.hosts[1], func(spec map[string]any) {
+			svcs := spec["services"].([]any)
+			spec["services"] = svcs[:len(svcs)-2]
+		})
 		l.eventually(t, "the refused VIPs are gone from every host", func() bool {
 			return len(l.holders(refusedL2)) == 0 && !slices.ContainsFunc(l.hosts, func(h *host) bool { return h.advertises(refusedBGP) })
 		})

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 )
@@ -212,22 +211,7 @@ func TestFileDiffersIsReported(t *testing.T) {
 	if h.node.state.Status().ConfigFileDiffers {
 		t.Fatal("the file differs before any change")
 	}
-	via := l.hosts[1].node
-	cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
-	cur, err := cc.Current(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(cur.Spec, &spec); err != nil {
-		t.Fatal(err)
-	}
-	delete(spec, "services")
-	body, _ := json.Marshal(spec)
-	next, err := cc.Put(body, cur.Version, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := editSpec(t, l.hosts[1], func(spec map[string]any) { delete(spec, "services") })
 	l.eventually(t, "every host runs the new version and says its file differs", func() bool {
 		for _, h := range l.hosts {
 			if _, v := h.node.live.Config(); v != next.Version || !h.node.state.Status().ConfigFileDiffers {
