@@ -77,6 +77,8 @@ var (
 	descReady      = prometheus.NewDesc("edgelb_ready", "1 once the informers have synced and the dataplane is programmed.", nil, nil)
 	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)
 	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
+	descKubeAccess = prometheus.NewDesc("edgelb_kubernetes_access_ok", "1 if the API server accepts edgelb's credentials and grants every permission it needs, 0 if not (see GET /api/v1/status: kubernetes); absent without Kubernetes.", nil, nil)
+	descFileDiffer = prometheus.NewDesc("edgelb_config_file_differs", "1 if the cluster-wide keys of this host's config file differ from the running cluster configuration (they are not used).", nil, nil)
 )
 
 // stateCollector turns State into metrics at scrape time; the IPVS
@@ -86,7 +88,7 @@ type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descVSRefused, descBEConns, descBEActive, descBEBytes,
-		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe} {
+		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer} {
 		ch <- d
 	}
 }
@@ -160,4 +162,8 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descReady, b2f(st.Ready))
 	gauge(descHealthy, b2f(st.Healthy))
 	gauge(descDrainingMe, b2f(st.Draining))
+	gauge(descFileDiffer, b2f(st.ConfigFileDiffers))
+	if st.Kubernetes != nil {
+		gauge(descKubeAccess, b2f(st.Kubernetes.Problem == ""))
+	}
 }
