@@ -50,8 +50,8 @@ func (s *state) Status() api.Status {
 	st.Ready, _ = s.Ready()
 	if s.node.ctrl != nil {
 		k := &api.KubernetesStatus{Problem: s.node.ctrl.AccessProblem()}
-		if exp, ok := s.node.tokenExpires(); ok {
-			k.TokenExpires = &exp
+		if exp := s.node.tokenExp.Load(); exp != nil {
+			k.TokenExpires = exp
 			if left := exp.Sub(s.node.opts.Now()); left < TokenWarning && k.Problem == "" {
 				k.Problem = fmt.Sprintf("the kubeconfig's token expires %s (in %s): make a new one as docs/operations.md shows", exp.Format(time.RFC3339), left.Round(time.Hour))
 			}
