@@ -75,13 +75,16 @@ type KubernetesStatus struct {
 
 // Counts are totals over the cluster view of this host.
 type Counts struct {
-	Members         int `json:"members"`
-	HealthyMembers  int `json:"healthyMembers"`
-	VIPs            int `json:"vips"`
-	OwnedVIPs       int `json:"ownedVIPs"`
-	Services        int `json:"services"`
-	Backends        int `json:"backends"`
-	HealthyBackends int `json:"healthyBackends"`
+	Members        int `json:"members"`
+	HealthyMembers int `json:"healthyMembers"`
+	VIPs           int `json:"vips"`
+	OwnedVIPs      int `json:"ownedVIPs"`
+	Services       int `json:"services"`
+	// OtherClassServices are the Services of type LoadBalancer of
+	// another loadBalancerClass (another controller's).
+	OtherClassServices int `json:"otherClassServices"`
+	Backends           int `json:"backends"`
+	HealthyBackends    int `json:"healthyBackends"`
 }
 
 // PoolUsage is how full an address pool is.

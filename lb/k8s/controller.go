@@ -252,6 +252,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.log.Info("Kubernetes caches synced")
+	c.sayClassless()
 	hostDone := make(chan struct{})
 	go func() { defer close(hostDone); c.recordHostProblems(ctx.Done()) }()
 	defer func() { <-hostDone }()

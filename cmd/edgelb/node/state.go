@@ -70,6 +70,9 @@ func (s *state) Status() api.Status {
 	// Counts only: no need to read the IPVS counters from the kernel.
 	svcs := s.services(false)
 	st.Counts = api.Counts{Members: len(mem), VIPs: len(vips), Services: len(svcs)}
+	if s.node.ctrl != nil {
+		st.Counts.OtherClassServices = s.node.ctrl.OtherClass()
+	}
 	for _, m := range mem {
 		if m.Alive && m.Healthy && !m.Draining {
 			st.Counts.HealthyMembers++
