@@ -62,6 +62,7 @@ var (
 	descVSConns    = prometheus.NewDesc("edgelb_service_connections_total", "Connections accepted by a virtual service.", vsLabels, nil)
 	descVSPackets  = prometheus.NewDesc("edgelb_service_packets_total", "Packets through a virtual service, by direction (in: from clients).", append(vsLabels, "direction"), nil)
 	descVSBytes    = prometheus.NewDesc("edgelb_service_bytes_total", "Bytes through a virtual service, by direction.", append(vsLabels, "direction"), nil)
+	descSvcState   = prometheus.NewDesc("edgelb_service_state", "1 for the state a Service is in on this host: served (every port programmed), partial (some port refused here) or pending (no address).", []string{"namespace", "service", "state"}, nil)
 	descVSRefused  = prometheus.NewDesc("edgelb_service_refused", "1 if the kernel refused the virtual service on this host (retried; the others are unaffected).", vsLabels, nil)
 	descBEConns    = prometheus.NewDesc("edgelb_backend_connections_total", "Connections forwarded to a backend.", beLabels, nil)
 	descBEActive   = prometheus.NewDesc("edgelb_backend_active_connections", "Connections open to a backend now.", beLabels, nil)
@@ -87,7 +88,7 @@ var (
 type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descVSRefused, descBEConns, descBEActive, descBEBytes,
+	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descSvcState, descVSRefused, descBEConns, descBEActive, descBEBytes,
 		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer} {
 		ch <- d
 	}
@@ -108,6 +109,9 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, svc := range s.state.Services() {
+		if svc.State != "" {
+			gauge(descSvcState, 1, svc.Namespace, svc.Name, svc.State)
+		}
 		for _, p := range svc.Ports {
 			l := []string{svc.Namespace, svc.Name, p.VIP, strconv.Itoa(int(p.Port)), p.Protocol}
 			counter(descVSConns, p.Stats.Connections, l...)

@@ -155,6 +155,10 @@ type Service struct {
 	// VIPs, no ports); Problem says why.
 	Pending bool   `json:"pending,omitempty"`
 	Problem string `json:"problem,omitempty"`
+	// State is "served" (every port programmed on this host), "partial"
+	// (some port has a problem here: see the ports) or "pending" (no
+	// address).
+	State string `json:"state"`
 }
 
 // Port is one virtual service: VIP, port and protocol.

@@ -189,10 +189,18 @@ func sourceName(src lb.Source) string {
 // type LoadBalancer that have no address, with why.
 func (s *state) Services() []api.Service {
 	out := s.services(true)
+	for i := range out {
+		out[i].State = "served"
+		for _, p := range out[i].Ports {
+			if p.Problem != "" {
+				out[i].State = "partial"
+			}
+		}
+	}
 	if s.node.ctrl != nil {
 		for _, p := range s.node.ctrl.Pending() {
 			out = append(out, api.Service{Namespace: p.Namespace, Name: p.Name, VIPs: []string{}, Ports: []api.Port{},
-				Pending: true, Problem: p.Why})
+				Pending: true, Problem: p.Why, State: "pending"})
 		}
 	}
 	return out
