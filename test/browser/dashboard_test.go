@@ -394,9 +394,12 @@ func (m *member) stop(t *testing.T) {
 	m.cmd = nil
 }
 
-func getJSON(addr, path string, v any) error {
+func getJSON(addr, path string, v any) error { return getJSONAs(viewerToken, addr, path, v) }
+
+// getJSONAs reads path from a member's API with token.
+func getJSONAs(token, addr, path string, v any) error {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	req.Header.Set("Authorization", "Bearer "+viewerToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	c := http.Client{Timeout: 2 * time.Second}
 	res, err := c.Do(req)
 	if err != nil {
