@@ -60,8 +60,10 @@ func js(v any) string { b, _ := json.Marshal(v); return string(b) }
 // health check (a bad value refused under its own field); a BGP peer's
 // AS, hold time and BFD with its password kept, a new peer's password
 // (never in the page), a changed address that needs the password again,
-// and a password removed; the dataplane and the health check defaults.
-// The services table shows a port's source ranges.
+// and a password removed; the dataplane and the health check defaults;
+// BGP removed (refused while a pool announces over it) and a first peer
+// added with the cluster's AS number. The services table shows a port's
+// source ranges.
 func TestDashboardConfigEveryKey(t *testing.T) {
 	ts, docs, _ := serveConfig(t, everyKeyHostFile, func(f *apitest.Fake) {
 		f.Svcs[0].Ports[0].SourceRanges = []string{"10.0.0.0/8", "2001:db8::/32"}
@@ -188,6 +190,31 @@ func TestDashboardConfigEveryKey(t *testing.T) {
 		t.Errorf("version 8's dataplane is %s, healthCheck %s", js(s.Dataplane), js(s.HealthCheck))
 	}
 	p.Screenshot("config-every-key")
+
+	p.Do("BGP cannot be removed while the pool announces over it",
+		chromedp.Click(chromedp.ID("cfg-remove-bgp")),
+		webtest.BannerContains("Cannot delete the BGP section", wait),
+		webtest.BannerContains("announce: bgp needs a bgp section", wait))
+	p.Do("the pool back to l2, BGP is removed",
+		webtest.EditRow("#cfg-pools", "name", "default"),
+		webtest.SetField("announce", ""),
+		webtest.CheckAndApply(9, wait),
+		chromedp.Click(chromedp.ID("cfg-remove-bgp")),
+		webtest.ConfirmDialog(),
+		webtest.BannerContains("Version 10 applied: the BGP section (every peer) deleted", wait),
+		webtest.Poll(`document.querySelector('#cfg-peers tbody').textContent === 'No BGP peers.'`, wait))
+	p.Do("a first peer also asks for the cluster's AS number",
+		chromedp.Click(chromedp.ID("cfg-add-peer")),
+		webtest.SetField("address", "10.0.0.5"),
+		webtest.SetField("asn", "64505"),
+		chromedp.Click(chromedp.ID("cfg-check")),
+		webtest.FieldError("^asn", "AS number is required", wait),
+		webtest.SetField("^asn", "64999"),
+		webtest.CheckAndApply(11, wait),
+		webtest.Poll(`document.querySelector('#cfg-bgp-summary').textContent === 'AS 64999'`, wait))
+	if s, _ = stored(t, docs); s.BGP.ASN != 64999 || len(s.BGP.Peers) != 1 || s.BGP.Peers[0]["address"] != "10.0.0.5" || s.Pools[0].Announce != "" {
+		t.Errorf("version 11's bgp is %+v, pools %+v", s.BGP, s.Pools)
+	}
 
 	html := p.Eval(`document.documentElement.outerHTML + JSON.stringify(sessionStorage)`)
 	for _, key := range []string{md5Key, newKey} {
