@@ -14,16 +14,6 @@ import (
 	"github.com/edgelb/edgelb/web/webtest"
 )
 
-const everyKeyHostFile = `node: {name: lb1}
-cluster: {insecure: true}
-bgp:
-  asn: 64512
-  routerID: 10.0.0.11
-  peers: [{address: 10.0.0.1, asn: 64500, password: ` + md5Key + `}]
-pools:
-  - {name: default, addresses: ["192.0.2.10-192.0.2.50"]}
-`
-
 // storedSpec is the spec of the configuration's current version, as
 // stored (passwords included).
 type storedSpec struct {
@@ -65,7 +55,7 @@ func js(v any) string { b, _ := json.Marshal(v); return string(b) }
 // added with the cluster's AS number. The services table shows a port's
 // source ranges.
 func TestDashboardConfigEveryKey(t *testing.T) {
-	ts, docs, _ := serveConfig(t, everyKeyHostFile, func(f *apitest.Fake) {
+	ts, docs, _ := serveConfig(t, bgpHostFile, func(f *apitest.Fake) {
 		f.Svcs[0].Ports[0].SourceRanges = []string{"10.0.0.0/8", "2001:db8::/32"}
 	})
 	p := webtest.NewPage(t)

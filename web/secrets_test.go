@@ -13,7 +13,6 @@ import (
 	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
-	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/web"
 	"github.com/edgelb/edgelb/web/webtest"
 )
@@ -38,19 +37,10 @@ pools:
 // edit, when given, changes the fake state first.
 func serveConfig(t *testing.T, hostFile string, edit func(*apitest.Fake)) (*httptest.Server, *cluster.Docs, *clustercfg.Config) {
 	t.Helper()
-	host := config.NewHost("config.yaml", []byte(hostFile), ".")
-	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1", Validate: func(b []byte) error { _, err := host.Apply(b); return err }})
+	cc, docs, err := webtest.ClusterConfig(hostFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := config.SpecFromFile("config.yaml", []byte(hostFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := docs.Seed(spec, "file"); err != nil {
-		t.Fatal(err)
-	}
-	cc := &clustercfg.Config{Docs: docs, Host: host}
 	fake := apitest.Sample()
 	if edit != nil {
 		edit(fake)
