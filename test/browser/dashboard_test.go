@@ -171,9 +171,15 @@ func startMembers(t *testing.T, bin string) ([]*member, map[string]string) {
 		}
 		addInterface(t, members[i].iface)
 	}
+	// Every file first: each writeConfig rewrites the shared gossip key,
+	// which a member already started could read half-written.
 	dir := t.TempDir()
-	for _, m := range members {
-		m.start(t, bin, writeConfig(t, dir, m, members))
+	paths := make([]string, len(members))
+	for i, m := range members {
+		paths[i] = writeConfig(t, dir, m, members)
+	}
+	for i, m := range members {
+		m.start(t, bin, paths[i])
 	}
 	t.Cleanup(func() {
 		for _, m := range members {
