@@ -73,7 +73,7 @@ var (
 	descVIPRefused = prometheus.NewDesc("edgelb_vip_refused", "1 if this host's kernel would not add the VIP (it goes to another member; the host keeps its other VIPs).", []string{"vip"}, nil)
 	descMembers    = prometheus.NewDesc("edgelb_cluster_members", "Appliance hosts this host sees, by state.", []string{"state"}, nil)
 	descPoolSize   = prometheus.NewDesc("edgelb_pool_addresses", "Addresses in a pool (saturates for huge IPv6 pools).", []string{"pool"}, nil)
-	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (known on the Lease holder).", []string{"pool"}, nil)
+	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (the Lease holder's allocation; elsewhere the Services' status in the informer cache).", []string{"pool"}, nil)
 	descLeader     = prometheus.NewDesc("edgelb_leader", "1 if this host holds the Lease and writes Service status.", nil, nil)
 	descReady      = prometheus.NewDesc("edgelb_ready", "1 once the informers have synced and the dataplane is programmed.", nil, nil)
 	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)

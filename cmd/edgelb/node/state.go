@@ -14,6 +14,7 @@ import (
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/health"
+	"github.com/edgelb/edgelb/lb/ipam"
 	"github.com/edgelb/edgelb/lb/ipvs"
 )
 
@@ -42,10 +43,10 @@ func (s *state) Status() api.Status {
 		st.Healthy = false
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
 	}
+	running, _ := s.node.live.Config()
 	if s.node.cfg.Dataplane.Backend == config.BackendIPVS {
 		// The defaults of the running version.
-		cfg, _ := s.node.live.Config()
-		st.Dataplane += "/" + string(cfg.Dataplane.Mode) + "/" + string(cfg.Dataplane.Method)
+		st.Dataplane += "/" + string(running.Dataplane.Mode) + "/" + string(running.Dataplane.Method)
 	}
 	st.Ready, _ = s.Ready()
 	if s.node.ctrl != nil {
@@ -61,9 +62,17 @@ func (s *state) Status() api.Status {
 		if st.Leader {
 			st.LeaderName = s.node.cfg.Node.Name
 		}
-		for _, p := range s.node.ctrl.PoolUsage() {
-			st.Pools = append(st.Pools, api.PoolUsage{Name: p.Name, Size: p.Size, Used: p.Used})
-		}
+	}
+	var usage []ipam.PoolUsage
+	if s.node.ctrl != nil {
+		usage = s.node.ctrl.PoolUsage()
+	} else {
+		// Without Kubernetes nothing takes an address from a pool:
+		// the running version's pools, none of them used.
+		usage = ipam.UsageOf(running.Pools, nil)
+	}
+	for _, p := range usage {
+		st.Pools = append(st.Pools, api.PoolUsage{Name: p.Name, Size: p.Size, Used: p.Used})
 	}
 	mem := s.Members()
 	vips := s.VIPs()
