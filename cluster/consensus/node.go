@@ -1,0 +1,589 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb/notify"
+)
+
+// Defaults of Options.
+const (
+	DefaultTick            = 100 * time.Millisecond
+	DefaultElectionTicks   = 10
+	DefaultSnapshotEntries = 1024
+)
+
+// Options configures a Node.
+type Options struct {
+	// Name is this member's name (its memberlist name). Its raft ID is
+	// derived from it (IDOf).
+	Name string
+	// Peers is the configured cluster, this member included, the same
+	// list on every host: a new cluster's first log entries are made from
+	// it, identically everywhere, as etcd's initial-cluster. It is read
+	// only when Dir holds no log yet; afterwards the member set is the
+	// one in the log (AddMember, RemoveMember).
+	Peers []string
+	// Join starts a member with an empty log that a running cluster adds
+	// with AddMember: it makes no first entries of its own and waits for
+	// the leader to send it the log.
+	Join bool
+	// Dir is the directory of the log file (FileName). It must exist.
+	Dir string
+	// Transport carries messages to the other members.
+	Transport Transport
+	// Tick is raft's clock period; 0 means DefaultTick. The heartbeat is
+	// one tick, the election timeout ElectionTicks ticks.
+	Tick time.Duration
+	// ElectionTicks is the election timeout in ticks; 0 means
+	// DefaultElectionTicks.
+	ElectionTicks int
+	// History bounds the versions kept; 0 means cluster.DefaultHistory.
+	// Every member must use the same bound: it is part of the state
+	// machine.
+	History int
+	// SnapshotEntries is how many entries the log grows by before a
+	// snapshot replaces them; 0 means DefaultSnapshotEntries.
+	SnapshotEntries int
+	// Now is the clock of the versions' times and of the contact
+	// tracking; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// IDOf is the raft ID of a member name: the same on every host, never 0.
+func IDOf(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	if id := h.Sum64(); id != 0 {
+		return id
+	}
+	return 1
+}
+
+// Errors.
+var (
+	// ErrNoQuorum: no majority of the configured members could be
+	// reached; the change was not acknowledged. Errors that wrap it are
+	// *NoQuorumError.
+	ErrNoQuorum = errors.New("no majority of the cluster is reachable")
+	// ErrStopped: the node is not running (Run has not started or has
+	// returned).
+	ErrStopped = errors.New("the consensus node is not running")
+)
+
+// ErrStale and ErrNoVersion are cluster's, so that a Node stands in for
+// cluster.Docs behind the same error checks.
+var (
+	ErrStale     = cluster.ErrStale
+	ErrNoVersion = cluster.ErrNoVersion
+)
+
+// NoQuorumError names the members this one could not reach.
+type NoQuorumError struct {
+	Unreachable []string
+	// Err is why the wait ended (the context's error), if it did.
+	Err error
+}
+
+func (e *NoQuorumError) Error() string {
+	s := "no majority of the cluster is reachable"
+	if len(e.Unreachable) > 0 {
+		s = fmt.Sprintf("%s (unreachable: %s)", s, joinNames(e.Unreachable))
+	}
+	return s + ": the change was not acknowledged"
+}
+
+// Is makes errors.Is(err, ErrNoQuorum) true.
+func (e *NoQuorumError) Is(target error) bool { return target == ErrNoQuorum }
+
+// Unwrap returns the context's error, if any.
+func (e *NoQuorumError) Unwrap() error { return e.Err }
+
+func joinNames(names []string) string {
+	b, _ := json.Marshal(names)
+	return string(b[1 : len(b)-1])
+}
+
+// Node is one member of the replicated configuration. Its methods are
+// safe for concurrent use; Propose, Read, AddMember and RemoveMember
+// need Run to be running.
+type Node struct {
+	opts Options
+	id   uint64
+	log  *slog.Logger
+
+	st    *store
+	ms    *raft.MemoryStorage
+	fresh bool // no log in Dir: bootstrap (or join)
+
+	inbox chan *inbound
+
+	mu sync.Mutex
+	// confState and snapIndex are written by the Ready loop alone.
+	confState *pb.ConfState
+	snapIndex uint64
+	rn      raft.Node // nil unless Run is running
+	fsm     fsm
+	applied uint64
+	names   map[uint64]string // every name learnt: Peers, messages, the log
+	contact map[string]time.Time
+	lead    uint64
+	waiters map[string]chan result
+	reads   map[string]chan uint64
+	// changed signals a new current version; progress any applied entry
+	// or change of leader.
+	changed  notify.Broadcaster
+	progress notify.Broadcaster
+	// members serializes membership changes: raft refuses a second one
+	// while one is pending.
+	members sync.Mutex
+}
+
+type inbound struct {
+	from string
+	m    *pb.Message
+}
+
+type result struct {
+	doc cluster.Doc
+	err error
+}
+
+// inboxSize bounds the received messages waiting for the Ready loop;
+// past it they are dropped, which raft tolerates, so Deliver never
+// blocks a transport.
+const inboxSize = 1024
+
+// New checks opts and reads the log in opts.Dir; it starts nothing. The
+// log file stays open until Run returns.
+func New(opts Options) (*Node, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = DefaultTick
+	}
+	if opts.ElectionTicks <= 0 {
+		opts.ElectionTicks = DefaultElectionTicks
+	}
+	if opts.History <= 0 {
+		opts.History = cluster.DefaultHistory
+	}
+	if opts.SnapshotEntries <= 0 {
+		opts.SnapshotEntries = DefaultSnapshotEntries
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	st, l, err := openStore(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{opts: opts, id: IDOf(opts.Name), log: opts.Log, st: st, ms: raft.NewMemoryStorage(),
+		fresh: l.empty(), inbox: make(chan *inbound, inboxSize), names: map[uint64]string{},
+		contact: map[string]time.Time{}, waiters: map[string]chan result{}, reads: map[string]chan uint64{}}
+	n.fsm.Names = map[uint64]string{}
+	for _, p := range append([]string{opts.Name}, opts.Peers...) {
+		n.names[IDOf(p)] = p
+	}
+	n.confState = &pb.ConfState{}
+	if !raft.IsEmptySnap(l.snap) {
+		if err := n.ms.ApplySnapshot(l.snap); err != nil {
+			st.close()
+			return nil, fmt.Errorf("loading the snapshot: %w", err)
+		}
+		if err := n.fsm.restore(l.snap.GetData()); err != nil {
+			st.close()
+			return nil, err
+		}
+		n.applied = l.snap.GetMetadata().GetIndex()
+		n.snapIndex = n.applied
+		n.confState = proto.Clone(l.snap.GetMetadata().GetConfState()).(*pb.ConfState)
+		for id, name := range n.fsm.Names {
+			n.names[id] = name
+		}
+	}
+	if l.hard != nil {
+		if err := n.ms.SetHardState(l.hard); err != nil {
+			st.close()
+			return nil, fmt.Errorf("loading the hard state: %w", err)
+		}
+	}
+	if err := n.ms.Append(l.entries); err != nil {
+		st.close()
+		return nil, fmt.Errorf("loading the log entries: %w", err)
+	}
+	return n, nil
+}
+
+func (o *Options) check() error {
+	if o.Name == "" {
+		return errors.New("consensus: Options.Name is empty: give this member's name")
+	}
+	if o.Dir == "" {
+		return errors.New("consensus: Options.Dir is empty: give the directory of the log")
+	}
+	if o.Transport == nil {
+		return errors.New("consensus: Options.Transport is nil: give the transport to the other members")
+	}
+	seen := map[uint64]string{}
+	for _, p := range o.Peers {
+		if p == "" {
+			return errors.New("consensus: Options.Peers lists an empty name: list each member's name")
+		}
+		if prev, ok := seen[IDOf(p)]; ok {
+			if prev == p {
+				return fmt.Errorf("consensus: Options.Peers lists %q twice: list each member once", p)
+			}
+			return fmt.Errorf("consensus: Options.Peers: %q and %q have the same raft ID: rename one of them", prev, p)
+		}
+		seen[IDOf(p)] = p
+	}
+	if !o.Join && !slices.Contains(o.Peers, o.Name) {
+		return fmt.Errorf("consensus: Options.Peers does not list this member %q: list every member, this one included (or set Join to be added to a running cluster)", o.Name)
+	}
+	return nil
+}
+
+// Name is this member's name.
+func (n *Node) Name() string { return n.opts.Name }
+
+func (n *Node) nameOf(id uint64) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	name, ok := n.names[id]
+	return name, ok
+}
+
+func (n *Node) running() raft.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rn
+}
+
+// Deliver hands the node a message the transport received from the
+// member named from. It never blocks: a message that finds the node busy
+// or stopped is dropped, and raft sends again.
+func (n *Node) Deliver(from string, msg []byte) {
+	m := &pb.Message{}
+	if err := proto.Unmarshal(msg, m); err != nil {
+		n.log.Debug("decoding a raft message", "node", from, "err", err)
+		return
+	}
+	if m.GetFrom() != IDOf(from) || m.GetTo() != n.id {
+		n.log.Debug("dropping a raft message not from or not to its member", "node", from)
+		return
+	}
+	n.mu.Lock()
+	n.names[m.GetFrom()] = from
+	n.contact[from] = n.opts.Now()
+	n.mu.Unlock()
+	select {
+	case n.inbox <- &inbound{from: from, m: m}:
+	default:
+	}
+}
+
+// Run runs the node until ctx ends, then closes the log file: a Node
+// runs once (a restart is a new Node on the same Dir).
+func (n *Node) Run(ctx context.Context) error {
+	defer n.st.close()
+	c := &raft.Config{
+		ID:              n.id,
+		ElectionTick:    n.opts.ElectionTicks,
+		HeartbeatTick:   1,
+		Storage:         n.ms,
+		Applied:         n.applied,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		// CheckQuorum makes a leader cut off from the majority step
+		// down, and PreVote keeps a member that was cut off from
+		// disrupting the leader when it comes back.
+		CheckQuorum:       true,
+		PreVote:           true,
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{n.log},
+	}
+	var rn raft.Node
+	if n.fresh && !n.opts.Join {
+		peers := make([]raft.Peer, 0, len(n.opts.Peers))
+		for _, p := range n.opts.Peers {
+			ctx, _ := json.Marshal(memberChange{Name: p})
+			peers = append(peers, raft.Peer{ID: IDOf(p), Context: ctx})
+		}
+		// Every host bootstraps from the same list, in the same order,
+		// so their first entries are identical.
+		slices.SortFunc(peers, func(a, b raft.Peer) int { return cmpUint(a.ID, b.ID) })
+		rn = raft.StartNode(c, peers)
+	} else {
+		rn = raft.RestartNode(c)
+	}
+	n.mu.Lock()
+	n.rn = rn
+	n.mu.Unlock()
+
+	sctx, cancel := context.WithCancel(ctx)
+	out := &senders{n: n, rn: rn, ctx: sctx, byPeer: map[uint64]*sender{}}
+	defer func() {
+		n.mu.Lock()
+		n.rn = nil
+		n.mu.Unlock()
+		cancel()
+		out.wait()
+		rn.Stop()
+		n.progress.Notify()
+	}()
+
+	ticker := time.NewTicker(n.opts.Tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			rn.Tick()
+		case in := <-n.inbox:
+			if err := rn.Step(ctx, in.m); err != nil && ctx.Err() == nil {
+				n.log.Debug("stepping a raft message", "node", in.from, "err", err)
+			}
+		case rd := <-rn.Ready():
+			if err := n.ready(rn, out, rd); err != nil {
+				return err
+			}
+			rn.Advance()
+		}
+	}
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// ready handles one Ready in the order raft requires: persist the
+// HardState, entries and snapshot; only then send the messages (a vote or
+// an append acknowledged must survive a crash); apply what is committed.
+func (n *Node) ready(rn raft.Node, out *senders, rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.mu.Lock()
+		if n.lead != rd.SoftState.Lead {
+			n.lead = rd.SoftState.Lead
+			n.log.Info("consensus leader", "leader", n.names[n.lead], "term", rd.HardState.GetTerm())
+		}
+		n.mu.Unlock()
+		n.progress.Notify()
+	}
+	if err := n.st.save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		return fmt.Errorf("persisting the consensus log: %w", err)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.ms.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("taking a snapshot: %w", err)
+		}
+		if err := n.restore(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.ms.SetHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	if err := n.ms.Append(rd.Entries); err != nil {
+		return fmt.Errorf("appending to the log: %w", err)
+	}
+	out.send(rd.Messages)
+	n.readStates(rd.ReadStates)
+	if err := n.apply(rn, rd.CommittedEntries); err != nil {
+		return err
+	}
+	return n.maybeSnapshot()
+}
+
+// restore replaces the state machine with a snapshot's, received from
+// the leader.
+func (n *Node) restore(snap *pb.Snapshot) error {
+	var f fsm
+	if err := f.restore(snap.GetData()); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*pb.ConfState)
+	n.snapIndex = snap.GetMetadata().GetIndex()
+	n.fsm = f
+	n.applied = n.snapIndex
+	for id, name := range f.Names {
+		n.names[id] = name
+	}
+	n.mu.Unlock()
+	n.changed.Notify()
+	n.progress.Notify()
+	n.log.Info("consensus state taken from a snapshot", "index", n.snapIndex)
+	return nil
+}
+
+// apply applies committed entries to the state machine and answers the
+// local callers waiting for them.
+func (n *Node) apply(rn raft.Node, ents []*pb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	changed := false
+	for _, e := range ents {
+		idx := e.GetIndex()
+		n.mu.Lock()
+		applied := n.applied
+		n.mu.Unlock()
+		if idx <= applied {
+			continue // in the snapshot already
+		}
+		switch e.GetType() {
+		case pb.EntryNormal:
+			if len(e.GetData()) > 0 {
+				changed = n.applyOp(e.GetData()) || changed
+			}
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("decoding membership change %d: %w", idx, err)
+			}
+			cs := rn.ApplyConfChange(&cc)
+			n.mu.Lock()
+			n.confState = cs
+			n.mu.Unlock()
+			n.applyMember(&cc)
+		case pb.EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("decoding membership change %d: %w", idx, err)
+			}
+			cs := rn.ApplyConfChange(&cc)
+			n.mu.Lock()
+			n.confState = cs
+			n.mu.Unlock()
+		}
+		n.mu.Lock()
+		n.applied = idx
+		n.mu.Unlock()
+	}
+	if changed {
+		n.changed.Notify()
+	}
+	n.progress.Notify()
+	return nil
+}
+
+func (n *Node) applyOp(data []byte) bool {
+	var o op
+	if err := json.Unmarshal(data, &o); err != nil {
+		// Every replica skips it alike.
+		n.log.Error("skipping a log entry that does not decode", "err", err)
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d, err := n.fsm.apply(o, n.opts.History)
+	if err == nil {
+		n.log.Info("cluster configuration committed", "version", d.Version, "by", d.UpdatedBy, "member", d.Member)
+	}
+	if w, ok := n.waiters[o.ID]; ok {
+		w <- result{doc: d, err: err}
+		delete(n.waiters, o.ID)
+	}
+	return err == nil
+}
+
+func (n *Node) applyMember(cc *pb.ConfChange) {
+	var mc memberChange
+	_ = json.Unmarshal(cc.GetContext(), &mc)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	id := cc.GetNodeId()
+	switch cc.GetType() {
+	case pb.ConfChangeAddNode, pb.ConfChangeAddLearnerNode, pb.ConfChangeUpdateNode:
+		if mc.Name != "" {
+			n.fsm.Names[id] = mc.Name
+			n.names[id] = mc.Name
+		}
+		n.log.Info("consensus member added", "node", n.names[id])
+	case pb.ConfChangeRemoveNode:
+		delete(n.fsm.Names, id)
+		n.log.Info("consensus member removed", "node", n.names[id])
+	}
+	if w, ok := n.waiters[mc.ID]; ok && mc.ID != "" {
+		w <- result{}
+		delete(n.waiters, mc.ID)
+	}
+}
+
+// maybeSnapshot replaces the log by a snapshot of the state machine once
+// it has grown by SnapshotEntries, keeping a quarter as many entries so
+// that a member a little behind still catches up from the log.
+func (n *Node) maybeSnapshot() error {
+	n.mu.Lock()
+	applied, snapIndex, cs := n.applied, n.snapIndex, n.confState
+	every := uint64(n.opts.SnapshotEntries)
+	if applied-snapIndex < every {
+		n.mu.Unlock()
+		return nil
+	}
+	data, err := n.fsm.marshal()
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	snap, err := n.ms.CreateSnapshot(applied, cs, data)
+	if err != nil {
+		return fmt.Errorf("making a snapshot at %d: %w", applied, err)
+	}
+	compact := applied - every/4
+	if err := n.st.compact(snap, compact); err != nil {
+		return fmt.Errorf("persisting a snapshot at %d: %w", applied, err)
+	}
+	if compact > snapIndex {
+		if err := n.ms.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compacting the log to %d: %w", compact, err)
+		}
+	}
+	n.mu.Lock()
+	n.snapIndex = applied
+	n.mu.Unlock()
+	n.log.Debug("consensus snapshot", "index", applied)
+	return nil
+}
+
+func (n *Node) readStates(rs []raft.ReadState) {
+	if len(rs) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range rs {
+		if w, ok := n.reads[string(r.RequestCtx)]; ok {
+			w <- r.Index
+			delete(n.reads, string(r.RequestCtx))
+		}
+	}
+}
