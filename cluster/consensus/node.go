@@ -136,14 +136,14 @@ type Node struct {
 	// confState and snapIndex are written by the Ready loop alone.
 	confState *pb.ConfState
 	snapIndex uint64
-	rn      raft.Node // nil unless Run is running
-	fsm     fsm
-	applied uint64
-	names   map[uint64]string // every name learnt: Peers, messages, the log
-	contact map[string]time.Time
-	lead    uint64
-	waiters map[string]chan result
-	reads   map[string]chan uint64
+	rn        raft.Node // nil unless Run is running
+	fsm       fsm
+	applied   uint64
+	names     map[uint64]string // every name learnt: Peers, messages, the log
+	contact   map[string]time.Time
+	lead      uint64
+	waiters   map[string]chan result
+	reads     map[string]chan uint64
 	// changed signals a new current version; progress any applied entry
 	// or change of leader.
 	changed  notify.Broadcaster
