@@ -256,14 +256,18 @@ func (n *Node) submit(ctx context.Context, id string, propose func(raft.Node) er
 	}
 }
 
-// awaitQuorum waits until a majority is in contact, up to ctx.
+// awaitQuorum waits until a majority is in contact, up to ctx; a Node
+// whose Run has not started yet is waited for too.
 func (n *Node) awaitQuorum(ctx context.Context) error {
 	ch := n.progress.Subscribe()
 	defer n.progress.Unsubscribe(ch)
 	t := time.NewTicker(n.opts.Tick)
 	defer t.Stop()
 	for {
-		if n.running() == nil {
+		n.mu.Lock()
+		stopped := n.stopped
+		n.mu.Unlock()
+		if stopped {
 			return ErrStopped
 		}
 		if n.Contact().Quorum {

@@ -80,8 +80,8 @@ var (
 	// reached; the change was not acknowledged. Errors that wrap it are
 	// *NoQuorumError.
 	ErrNoQuorum = errors.New("no majority of the cluster is reachable")
-	// ErrStopped: the node is not running (Run has not started or has
-	// returned).
+	// ErrStopped: the node's Run has returned. (Calls made before Run
+	// starts wait for it, up to their context.)
 	ErrStopped = errors.New("the consensus node is not running")
 )
 
@@ -119,8 +119,8 @@ func joinNames(names []string) string {
 }
 
 // Node is one member of the replicated configuration. Its methods are
-// safe for concurrent use; Propose, Read, AddMember and RemoveMember
-// need Run to be running.
+// safe for concurrent use; Propose, Seed, Read, AddMember and
+// RemoveMember wait for Run to be running.
 type Node struct {
 	opts Options
 	id   uint64
@@ -137,6 +137,7 @@ type Node struct {
 	confState *pb.ConfState
 	snapIndex uint64
 	rn        raft.Node // nil unless Run is running
+	stopped   bool      // Run has returned
 	fsm       fsm
 	applied   uint64
 	names     map[uint64]string // every name learnt: Peers, messages, the log
@@ -343,7 +344,7 @@ func (n *Node) Run(ctx context.Context) error {
 	out := &senders{n: n, rn: rn, ctx: sctx, byPeer: map[uint64]*sender{}}
 	defer func() {
 		n.mu.Lock()
-		n.rn = nil
+		n.rn, n.stopped = nil, true
 		n.mu.Unlock()
 		cancel()
 		out.wait()
