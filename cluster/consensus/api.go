@@ -16,6 +16,20 @@ import (
 	"github.com/edgelb/edgelb/cluster"
 )
 
+// Versions is what the API's configuration needs from the replicated
+// versions: a Node provides it, and cluster.Docs does once its Propose
+// takes a context.
+type Versions interface {
+	Current() (cluster.Doc, bool)
+	Propose(ctx context.Context, body []byte, by string, ifVersion uint64) (cluster.Doc, error)
+	Get(version uint64) (cluster.Doc, error)
+	History() []cluster.HistoryEntry
+	Subscribe() <-chan struct{}
+	Unsubscribe(ch <-chan struct{})
+}
+
+var _ Versions = (*Node)(nil)
+
 // Contact says whether this member can reach a majority of the
 // configured cluster, as a read reports it.
 type Contact struct {
@@ -234,6 +248,7 @@ func (n *Node) submit(ctx context.Context, id string, propose func(raft.Node) er
 		delete(n.waiters, id)
 		n.mu.Unlock()
 	}()
+	lead := n.Contact().Leader
 	if err := propose(rn); err != nil {
 		if ctx.Err() != nil {
 			return result{}, n.noQuorum(ctx.Err())
@@ -242,6 +257,14 @@ func (n *Node) submit(ctx context.Context, id string, propose func(raft.Node) er
 	}
 	stopped := n.progress.Subscribe()
 	defer n.progress.Unsubscribe(stopped)
+	// A proposal a follower forwards to a leader that has just died is
+	// lost without a word: propose again when a new leader is known, and
+	// every election timeout, until it is applied. Applying it twice is
+	// harmless: the second copy finds the version it was made from gone
+	// (ErrStale) and answers no one; a member added or removed twice is a
+	// no-op for raft.
+	again := time.NewTicker(time.Duration(n.opts.ElectionTicks) * n.opts.Tick)
+	defer again.Stop()
 	for {
 		select {
 		case r := <-w:
@@ -249,8 +272,21 @@ func (n *Node) submit(ctx context.Context, id string, propose func(raft.Node) er
 		case <-ctx.Done():
 			return result{}, n.noQuorum(ctx.Err())
 		case <-stopped:
-			if n.running() == nil {
+			rn := n.running()
+			if rn == nil {
 				return result{}, ErrStopped
+			}
+			if c := n.Contact(); c.Quorum && c.Leader != lead {
+				lead = c.Leader
+				if err := propose(rn); err != nil && ctx.Err() == nil {
+					n.log.Debug("proposing again", "err", err)
+				}
+			}
+		case <-again.C:
+			if rn := n.running(); rn != nil && n.Contact().Quorum {
+				if err := propose(rn); err != nil && ctx.Err() == nil {
+					n.log.Debug("proposing again", "err", err)
+				}
 			}
 		}
 	}

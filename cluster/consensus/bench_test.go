@@ -39,3 +39,32 @@ func BenchmarkPropose(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLeaderLoss measures, with the default tick (100 ms, election
+// timeout 1 s), the time from the leader's crash to a write accepted
+// again through a surviving member.
+func BenchmarkLeaderLoss(b *testing.B) {
+	c := newCluster(b, 3, func(o *Options) { o.Tick = DefaultTick })
+	var took []time.Duration
+	for i := 0; i < b.N; i++ {
+		lead := c.leader()
+		m := c.follower(lead)
+		v, _, err := c.node(m).Read(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		c.stop(lead)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err = c.node(m).Propose(ctx, []byte("after the leader"), "bench", v.Version)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+		c.start(lead, false)
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
+}

@@ -29,6 +29,11 @@ func TestProposeCommitsOnEveryMember(t *testing.T) {
 				t.Fatalf("Propose on a follower = %+v, want version 2 made on %s", d, f)
 			}
 			got := c.waitVersion(2)
+			for _, m := range c.running() {
+				if ct := c.node(m).Contact(); !ct.Quorum || ct.Leader != lead || len(ct.Unreachable) > 0 {
+					t.Errorf("%s: Contact() = %+v, want in contact through leader %s", m, ct, lead)
+				}
+			}
 			if got.Parent != fmt.Sprintf("1:%s", c.mustGet(lead, 1).Hash) {
 				t.Errorf("version 2's parent = %q, want version 1", got.Parent)
 			}

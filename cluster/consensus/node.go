@@ -314,6 +314,9 @@ func (n *Node) Run(ctx context.Context) error {
 		Applied:         n.applied,
 		MaxSizePerMsg:   1 << 20,
 		MaxInflightMsgs: 256,
+		// A leader that cannot commit stops taking proposals rather than
+		// growing its log without bound.
+		MaxUncommittedEntriesSize: 8 << 20,
 		// CheckQuorum makes a leader cut off from the majority step
 		// down, and PreVote keeps a member that was cut off from
 		// disrupting the leader when it comes back.
@@ -391,7 +394,7 @@ func (n *Node) ready(rn raft.Node, out *senders, rd raft.Ready) error {
 		n.mu.Lock()
 		if n.lead != rd.SoftState.Lead {
 			n.lead = rd.SoftState.Lead
-			n.log.Info("consensus leader", "leader", n.names[n.lead], "term", rd.HardState.GetTerm())
+			n.log.Info("consensus leader", "leader", n.names[n.lead])
 		}
 		n.mu.Unlock()
 		n.progress.Notify()
