@@ -68,6 +68,11 @@ func (f *fsm) apply(o op, keep int) (cluster.Doc, error) {
 	return d, nil
 }
 
+func (f *fsm) current0() uint64 {
+	d, _ := f.current()
+	return d.Version
+}
+
 func (f *fsm) marshal() ([]byte, error) { return json.Marshal(f) }
 
 func (f *fsm) restore(b []byte) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,13 +149,36 @@ func (c *tcluster) running() []string {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	eventuallyf(t, within, func() string { return what }, cond)
+}
+
+// eventuallyf is eventually with a failure message made at the end.
+func eventuallyf(t testing.TB, within time.Duration, what func() string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
+			msg := what()
+			if os.Getenv("CONSENSUS_DUMP") != "" {
+				pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+			}
+			t.Fatalf("after %v: %s", within, msg)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// state describes the members for a failure message.
+func (c *tcluster) state() string {
+	var b strings.Builder
+	for _, m := range c.running() {
+		n := c.node(m)
+		n.mu.Lock()
+		fmt.Fprintf(&b, "\n  %s (%p): applied %d, snapshot %d, version %d", m, n, n.applied, n.snapIndex, n.fsm.current0())
+		n.mu.Unlock()
+		fmt.Fprintf(&b, ", %+v", n.Contact())
+	}
+	return b.String()
 }
 
 // leader waits until one of members leads and is in contact with a
@@ -196,7 +221,9 @@ func (c *tcluster) waitVersion(v uint64, members ...string) cluster.Doc {
 		members = c.running()
 	}
 	var want cluster.Doc
-	eventually(c.t, 10*time.Second, fmt.Sprintf("members %v do not all show version %d", members, v), func() bool {
+	eventuallyf(c.t, 10*time.Second, func() string {
+		return fmt.Sprintf("members %v do not all show version %d:%s", members, v, c.state())
+	}, func() bool {
 		var docs []cluster.Doc
 		for _, m := range members {
 			n := c.node(m)

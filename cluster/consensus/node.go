@@ -364,6 +364,19 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ticker.C:
 			rn.Tick()
 		case in := <-n.inbox:
+			if in.m.GetType() == pb.MsgProp {
+				// A proposal a follower forwarded waits in raft until
+				// this member knows a leader: never in this loop, which
+				// would stop with it.
+				out.wg.Go(func() {
+					pctx, cancel := context.WithTimeout(sctx, time.Duration(n.opts.ElectionTicks)*n.opts.Tick)
+					defer cancel()
+					if err := rn.Step(pctx, in.m); err != nil && sctx.Err() == nil {
+						n.log.Debug("dropping a forwarded proposal", "node", in.from, "err", err)
+					}
+				})
+				continue
+			}
 			if err := rn.Step(ctx, in.m); err != nil && ctx.Err() == nil {
 				n.log.Debug("stepping a raft message", "node", in.from, "err", err)
 			}
