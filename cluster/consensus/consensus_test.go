@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/edgelb/edgelb/cluster"
 )
@@ -323,4 +327,34 @@ func TestSeedOnlyOnce(t *testing.T) {
 		t.Errorf("%d members seeded, want 1", n)
 	}
 	c.waitVersion(1)
+}
+
+// A proposal forwarded to a member that knows no leader waits inside
+// raft; the member must go on ticking, hearing and catching up meanwhile.
+func TestForwardedProposalWithoutLeaderDoesNotStallTheMember(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	c.propose(lead, "v1", 0)
+	c.waitVersion(1)
+	x := c.follower(lead)
+	var rest []string
+	for _, m := range c.running() {
+		if m != x {
+			rest = append(rest, m)
+		}
+	}
+	c.net.Partition([]string{x}, rest)
+	eventually(t, 10*time.Second, x+" still knows a leader", func() bool { return c.node(x).Contact().Leader == "" })
+	// What a follower sends when it forwards a proposal to x.
+	data, _ := json.Marshal(op{ID: "forwarded", Body: []byte("forwarded"), By: "test", Member: rest[0], IfVersion: 1})
+	msg, err := proto.Marshal(&pb.Message{Type: pb.MsgProp.Enum(), From: new(IDOf(rest[0])), To: new(IDOf(x)),
+		Entries: []*pb.Entry{{Data: data}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.node(x).Deliver(rest[0], msg)
+
+	c.propose(c.leader(rest...), "v2", 1)
+	c.net.Heal()
+	c.waitVersion(2)
 }
