@@ -11,10 +11,18 @@ import (
 // channel (cluster's own messages use 'd' and 'm').
 const MsgPrefix = 'r'
 
-// Memberlist carries raft messages over memberlist's reliable channel
-// (SendReliable: TCP, encrypted and authenticated with the gossip keyring
-// when one is set), so raft needs no listener, certificate or key of its
-// own. A frame is MsgPrefix, the sender's name (one length byte, then the
+// maxPacket is the largest frame sent as a UDP packet: it leaves room in
+// memberlist's default 1400-byte UDP buffer for its headers, the
+// encryption and a compound message.
+const maxPacket = 1000
+
+// Memberlist carries raft messages over memberlist's user channel,
+// encrypted and authenticated with the gossip keyring when one is set, so
+// raft needs no listener, certificate or key of its own. A small message
+// (heartbeats, votes, acknowledgements: most of them) goes as one UDP
+// packet (SendBestEffort), a larger one over TCP (SendReliable, a
+// connection per message); raft tolerates the loss and reordering of
+// either. A frame is MsgPrefix, the sender's name (one length byte, then the
 // name), then the message: memberlist's NotifyMsg does not say who sent
 // a message, and the keyring vouches that the sender is a member.
 //
@@ -41,6 +49,9 @@ func (t *Memberlist) Send(to string, msg []byte) error {
 			frame = append(frame, MsgPrefix, byte(len(t.Self)))
 			frame = append(frame, t.Self...)
 			frame = append(frame, msg...)
+			if len(frame) <= maxPacket {
+				return t.List.SendBestEffort(m, frame)
+			}
 			return t.List.SendReliable(m, frame)
 		}
 	}

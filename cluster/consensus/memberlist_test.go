@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log"
@@ -25,7 +26,7 @@ func (d *mlDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *mlDelegate) LocalState(bool) []byte          { return nil }
 func (d *mlDelegate) MergeRemoteState([]byte, bool)   {}
 
-// Three members over memberlist's encrypted reliable channel (on its
+// Three members over memberlist's encrypted user channel (on its
 // in-memory network) commit a version.
 func TestOverMemberlist(t *testing.T) {
 	net := &memberlist.MockNetwork{}
@@ -75,7 +76,10 @@ func TestOverMemberlist(t *testing.T) {
 	})
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer pcancel()
-	if _, err := nodes[2].Propose(pctx, []byte("v1"), "test", 0); err != nil {
+	// A configuration of some size: its append goes over TCP, the
+	// heartbeats and acknowledgements as packets.
+	body := bytes.Repeat([]byte("x"), 4096)
+	if _, err := nodes[2].Propose(pctx, body, "test", 0); err != nil {
 		t.Fatalf("Propose: %v", err)
 	}
 	eventually(t, 10*time.Second, "not every member has version 1", func() bool {
