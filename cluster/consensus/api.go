@@ -163,9 +163,11 @@ func newID() string {
 // Propose makes body the next version if the committed version is
 // ifVersion when the proposal reaches its place in the log (ErrStale
 // otherwise). It returns once the version is committed by a majority and
-// applied here, or with a *NoQuorumError (errors.Is ErrNoQuorum) when ctx
-// ends first: then nothing was acknowledged. A proposal made on a
-// follower is forwarded to the leader by raft.
+// applied here. When ctx ends first nothing is acknowledged: the error is
+// a *NoQuorumError (errors.Is ErrNoQuorum) when no majority is in
+// contact, and then the change never commits; otherwise it wraps ctx's
+// error, and the change may still commit. A proposal made on a follower
+// is forwarded to the leader by raft.
 func (n *Node) Propose(ctx context.Context, body []byte, by string, ifVersion uint64) (cluster.Doc, error) {
 	o := op{ID: newID(), Body: body, By: by, Member: n.opts.Name, At: n.opts.Now().UTC(), IfVersion: ifVersion}
 	data, err := json.Marshal(o)
@@ -199,8 +201,13 @@ func (n *Node) AddMember(ctx context.Context, name string) error {
 	if name == "" {
 		return errors.New("the member's name is empty")
 	}
-	if slices.Contains(n.Members(), name) {
-		return fmt.Errorf("%q is a member already", name)
+	for _, m := range n.Members() {
+		if m == name {
+			return fmt.Errorf("%q is a member already", name)
+		}
+		if IDOf(m) == IDOf(name) {
+			return fmt.Errorf("%q has the same raft ID as the member %q: choose another name", name, m)
+		}
 	}
 	return n.changeMember(ctx, pb.ConfChangeAddNode, name)
 }
@@ -251,7 +258,7 @@ func (n *Node) submit(ctx context.Context, id string, propose func(raft.Node) er
 	lead := n.Contact().Leader
 	if err := propose(rn); err != nil {
 		if ctx.Err() != nil {
-			return result{}, n.noQuorum(ctx.Err())
+			return result{}, n.unconfirmed(ctx.Err())
 		}
 		return result{}, fmt.Errorf("proposing: %w", err)
 	}
@@ -270,7 +277,7 @@ func (n *Node) submit(ctx context.Context, id string, propose func(raft.Node) er
 		case r := <-w:
 			return r, nil
 		case <-ctx.Done():
-			return result{}, n.noQuorum(ctx.Err())
+			return result{}, n.unconfirmed(ctx.Err())
 		case <-stopped:
 			rn := n.running()
 			if rn == nil {
@@ -321,6 +328,18 @@ func (n *Node) awaitQuorum(ctx context.Context) error {
 func (n *Node) noQuorum(err error) error {
 	c := n.Contact()
 	return &NoQuorumError{Unreachable: c.Unreachable, Err: err}
+}
+
+// unconfirmed is the error of a proposal whose context ended after it was
+// handed to raft: without a majority in contact it cannot commit (a cut-off
+// leader's entries are replaced when the partition heals); with one, it
+// may still commit, which the caller learns by reading the version.
+func (n *Node) unconfirmed(err error) error {
+	if c := n.Contact(); !c.Quorum {
+		return &NoQuorumError{Unreachable: c.Unreachable, Err: err}
+	}
+	return fmt.Errorf("%w before the cluster confirmed the change: it was not acknowledged, "+
+		"and may still be committed (read the current version to know)", err)
 }
 
 // Read returns the committed version as a linearizable read: the leader

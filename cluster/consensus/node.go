@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,7 +105,7 @@ func (e *NoQuorumError) Error() string {
 	if len(e.Unreachable) > 0 {
 		s = fmt.Sprintf("%s (unreachable: %s)", s, joinNames(e.Unreachable))
 	}
-	return s + ": the change was not acknowledged"
+	return s + ": nothing was changed"
 }
 
 // Is makes errors.Is(err, ErrNoQuorum) true.
@@ -334,7 +335,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		// Every host bootstraps from the same list, in the same order,
 		// so their first entries are identical.
-		slices.SortFunc(peers, func(a, b raft.Peer) int { return cmpUint(a.ID, b.ID) })
+		slices.SortFunc(peers, func(a, b raft.Peer) int { return cmp.Compare(a.ID, b.ID) })
 		rn = raft.StartNode(c, peers)
 	} else {
 		rn = raft.RestartNode(c)
@@ -387,16 +388,6 @@ func (n *Node) Run(ctx context.Context) error {
 			rn.Advance()
 		}
 	}
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ready handles one Ready in the order raft requires: persist the
