@@ -22,6 +22,8 @@ func TestProposeCommitsOnEveryMember(t *testing.T) {
 		t.Run(fmt.Sprintf("%d members", size), func(t *testing.T) {
 			c := newCluster(t, size, nil)
 			lead := c.leader()
+			changed := c.node(c.follower(lead)).Subscribe()
+			<-changed // it starts signalled
 			d := c.propose(lead, "one", 0)
 			if d.Version != 1 || d.Member != lead || string(d.Body) != "one" {
 				t.Fatalf("Propose on the leader = %+v, want version 1 made on %s", d, lead)
@@ -33,6 +35,11 @@ func TestProposeCommitsOnEveryMember(t *testing.T) {
 				t.Fatalf("Propose on a follower = %+v, want version 2 made on %s", d, f)
 			}
 			got := c.waitVersion(2)
+			select {
+			case <-changed:
+			default:
+				t.Error("a follower's Subscribe channel was not signalled by the new versions")
+			}
 			for _, m := range c.running() {
 				if ct := c.node(m).Contact(); !ct.Quorum || ct.Leader != lead || len(ct.Unreachable) > 0 {
 					t.Errorf("%s: Contact() = %+v, want in contact through leader %s", m, ct, lead)
@@ -134,6 +141,17 @@ func TestMinorityWriteRefusedAndNeverApplied(t *testing.T) {
 			}
 			if ct := c.node(cut).Contact(); ct.Quorum {
 				t.Errorf("the cut-off member says it is in contact with a majority: %+v", ct)
+			}
+			// It still answers local reads, with what it applied; a
+			// linearizable read needs the majority.
+			if d, ok := c.node(cut).Current(); !ok || d.Version != 1 {
+				t.Errorf("Current() on the cut-off member = %+v, %v, want version 1", d, ok)
+			}
+			ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+			_, _, err = c.node(cut).Read(ctx)
+			cancel()
+			if !isNoQuorum(err) {
+				t.Errorf("Read on the cut-off member = %v, want ErrNoQuorum", err)
 			}
 
 			newLead := c.leader(rest...)
