@@ -47,7 +47,11 @@
 // their context ends first they return a *NoQuorumError naming the
 // members not heard from, and nothing was acknowledged. A proposal that
 // entered a deposed leader's log is replaced by the new leader's entries
-// when the partition heals. CheckQuorum makes a leader cut off from the
+// when the partition heals. A proposal forwarded to a leader that died
+// is lost silently, so Propose proposes again when a new leader appears
+// (the compare-and-set makes a second copy a no-op); a forwarded proposal
+// that reaches a member with no leader waits in raft, in a goroutine of
+// its own, never in the Ready loop. CheckQuorum makes a leader cut off from the
 // majority step down; PreVote keeps a member coming back from a
 // partition from disrupting the leader. Current answers from the applied
 // state on every member (it may lag); Read is linearizable (raft's
@@ -56,7 +60,8 @@
 // Transport is one method, Send; received messages go to Node.Deliver,
 // which never blocks. Each peer has its own sending goroutine and bounded
 // queue, so a slow or dead peer holds up no one. The Memberlist adapter
-// frames messages with MsgPrefix and the sender's name for memberlist's
-// SendReliable; package consensustest has an in-memory network with
+// frames messages with MsgPrefix and the sender's name, small ones as
+// memberlist packets and large ones over its TCP stream, both encrypted
+// with the keyring; package consensustest has an in-memory network with
 // cuttable links for tests.
 package consensus
