@@ -376,3 +376,32 @@ func TestForwardedProposalWithoutLeaderDoesNotStallTheMember(t *testing.T) {
 	c.net.Heal()
 	c.waitVersion(2)
 }
+
+// A member added to a cluster whose log was compacted receives a
+// snapshot: the versions, the member set and the members' names, so that
+// it can forward a write of its own.
+func TestMemberJoinsFromSnapshot(t *testing.T) {
+	c := newCluster(t, 3, func(o *Options) { o.SnapshotEntries = 4 })
+	lead := c.leader()
+	for i := range 12 {
+		c.propose(lead, fmt.Sprintf("v%d", i+1), uint64(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.node(lead).AddMember(ctx, "n9"); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	n9 := c.start("n9", true)
+	c.waitVersion(12)
+	n9.mu.Lock()
+	snapIndex := n9.snapIndex
+	n9.mu.Unlock()
+	if snapIndex == 0 {
+		t.Error("n9 caught up without a snapshot")
+	}
+	if got, want := n9.Members(), []string{"n1", "n2", "n3", "n9"}; !slices.Equal(got, want) {
+		t.Errorf("n9: Members() = %v, want %v", got, want)
+	}
+	c.propose("n9", "v13", 12)
+	c.waitVersion(13)
+}

@@ -422,6 +422,11 @@ func (n *Node) ready(rn raft.Node, out *senders, rd raft.Ready) error {
 	if err := n.ms.Append(rd.Entries); err != nil {
 		return fmt.Errorf("appending to the log: %w", err)
 	}
+	for _, m := range rd.Messages {
+		if m.GetType() == pb.MsgSnap {
+			n.freshen(m)
+		}
+	}
 	out.send(rd.Messages)
 	n.readStates(rd.ReadStates)
 	if err := n.apply(rn, rd.CommittedEntries); err != nil {
@@ -580,6 +585,25 @@ func (n *Node) maybeSnapshot() error {
 	n.mu.Unlock()
 	n.log.Debug("consensus snapshot", "index", applied)
 	return nil
+}
+
+// freshen replaces the snapshot a MsgSnap carries, the last one stored,
+// with one of the state applied now, as etcd does: a member just added
+// is in no stored snapshot's ConfState yet, and raft refuses a snapshot
+// that does not list it.
+func (n *Node) freshen(m *pb.Message) {
+	n.mu.Lock()
+	applied, cs := n.applied, proto.Clone(n.confState).(*pb.ConfState)
+	data, err := n.fsm.marshal()
+	n.mu.Unlock()
+	if err != nil || applied <= m.GetSnapshot().GetMetadata().GetIndex() {
+		return
+	}
+	term, err := n.ms.Term(applied)
+	if err != nil {
+		return
+	}
+	m.Snapshot = &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{ConfState: cs, Index: new(applied), Term: new(term)}}
 }
 
 func (n *Node) readStates(rs []raft.ReadState) {
