@@ -1,6 +1,8 @@
 package api
 
 import (
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -77,7 +79,30 @@ var (
 	descReady      = prometheus.NewDesc("edgelb_ready", "1 once the informers have synced and the dataplane is programmed.", nil, nil)
 	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)
 	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
+	descBuildInfo  = prometheus.NewDesc("edgelb_build_info", "Always 1; its labels say which build runs: version (edgelb version), goversion and revision (the git commit, unknown when the build did not record it).", []string{"version", "goversion", "revision"}, nil)
 )
+
+// revision is the git commit the binary was built from, as the go command
+// recorded it ("-dirty" when the tree had changes), or "unknown".
+func revision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "unknown", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && s.Value != "":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "unknown" {
+		return rev
+	}
+	return rev + dirty
+}
 
 // stateCollector turns State into metrics at scrape time; the IPVS
 // counters in it are those the dataplane read at most a second before
@@ -86,7 +111,8 @@ type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descVSRefused, descBEConns, descBEActive, descBEBytes,
-		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe} {
+		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe,
+		descBuildInfo} {
 		ch <- d
 	}
 }
@@ -160,4 +186,7 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descReady, b2f(st.Ready))
 	gauge(descHealthy, b2f(st.Healthy))
 	gauge(descDrainingMe, b2f(st.Draining))
+	// The version is the one the API reports in /api/v1/status, so that
+	// a dashboard can join both; it is the build's (node.Options.Version).
+	gauge(descBuildInfo, 1, st.Version, runtime.Version(), revision())
 }

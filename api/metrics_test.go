@@ -1,0 +1,57 @@
+package api_test
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/api/apitest"
+)
+
+// edgelb_build_info says which build answers: the version the API reports
+// in /api/v1/status, the Go version and the git commit, with the value 1,
+// so that a query can count hosts per version during a rolling upgrade.
+func TestBuildInfo(t *testing.T) {
+	f := apitest.Sample()
+	f.St.Version = "1.2.3+git4.abc1234"
+	reg := api.NewMetrics(f).Registry
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fam := range fams {
+		if fam.GetName() != "edgelb_build_info" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if v := m.GetGauge().GetValue(); v != 1 {
+				t.Errorf("edgelb_build_info = %v, want 1", v)
+			}
+			if labels["version"] != "1.2.3+git4.abc1234" || labels["goversion"] != runtime.Version() || labels["revision"] == "" {
+				t.Errorf("edgelb_build_info labels %v: want version 1.2.3+git4.abc1234, goversion %s and a revision", labels, runtime.Version())
+			}
+			got = append(got, labels["version"])
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("edgelb_build_info has %d samples, want 1", len(got))
+	}
+	// It passes Prometheus's own lint (a gauge with a HELP text, no
+	// suffix reserved for counters).
+	problems, err := testutil.GatherAndLint(reg, "edgelb_build_info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		{
+			t.Errorf("lint: %s: %s", p.Metric, p.Text)
+		}
+	}
+}
