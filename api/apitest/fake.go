@@ -108,8 +108,8 @@ func Sample() *Fake {
 			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}, ConfigVersion: 2},
 		},
 		Vips: []api.VIP{
-			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}},
-			{Address: "192.0.2.53", Owner: "lb2", Services: []string{"_static/dns"}},
+			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}, Announce: "l2"},
+			{Address: "192.0.2.53", Owner: "lb2", Services: []string{"_static/dns"}, Announce: "l2"},
 		},
 		Svcs: []api.Service{
 			{Namespace: "demo", Name: "web", VIPs: []string{"192.0.2.10"}, Ports: []api.Port{{

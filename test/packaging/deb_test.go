@@ -61,7 +61,8 @@ func TestDebPackage(t *testing.T) {
 			"./usr/bin/edgelb", "./usr/lib/systemd/system/edgelb.service", "./etc/edgelb/config.yaml",
 			"./usr/lib/sysctl.d/60-edgelb.conf", "./usr/lib/modules-load.d/edgelb.conf", "./usr/share/edgelb/rbac.yaml",
 			"./usr/share/doc/edgelb/copyright", "./usr/share/doc/edgelb/changelog.gz", "./usr/share/man/man8/edgelb.8.gz",
-			"./usr/share/lintian/overrides/edgelb",
+			"./usr/share/lintian/overrides/edgelb", "./usr/share/doc/edgelb/README.md", "./usr/share/doc/edgelb/CHANGELOG.md",
+			"./usr/share/doc/edgelb/docs/operations.md",
 		} {
 			if !strings.Contains(list, " "+f+"\n") {
 				t.Errorf("package lacks %s:\n%s", f, list)
@@ -88,6 +89,15 @@ func TestDebPackage(t *testing.T) {
 		changelog := gunzip(t, filepath.Join(dir, "usr/share/doc/edgelb/changelog.gz"))
 		if first, _, _ := strings.Cut(changelog, "\n"); !strings.HasPrefix(first, "edgelb ("+version+") ") {
 			t.Errorf("the changelog's first entry is not version %s:\n%s", version, changelog)
+		}
+
+		// The entry's text is CHANGELOG.md's section the version was
+		// built from: a build between releases carries Unreleased.
+		if first := firstChangelogItem(t, filepath.Join(root, "CHANGELOG.md")); !strings.Contains(strings.Join(strings.Fields(changelog), " "), first) {
+			t.Errorf("the Debian changelog does not follow CHANGELOG.md: its first entry lacks %q:\n%s", first, changelog)
+		}
+		if out := run(t, root, filepath.Join(dir, "usr/bin/edgelb"), "version"); !strings.HasPrefix(out, "edgelb "+version+" ") {
+			t.Errorf("edgelb version in package %s says %q", version, out)
 		}
 
 		man := gunzip(t, filepath.Join(dir, "usr/share/man/man8/edgelb.8.gz"))
@@ -119,6 +129,12 @@ func TestDebPackage(t *testing.T) {
 				t.Errorf("packaging/copyright does not list %s %s (linked into /usr/bin/edgelb)", m.Path, m.Version)
 			}
 		}
+	})
+
+	t.Run("documentation", func(t *testing.T) {
+		dir := t.TempDir()
+		run(t, root, "dpkg-deb", "-x", deb, dir)
+		testDocs(t, root, filepath.Join(dir, "usr/share/doc/edgelb"))
 	})
 
 	t.Run("lintian", func(t *testing.T) {
