@@ -148,7 +148,7 @@ func WriteManPage(w io.Writer, version, date string) error {
 		{"/usr/lib/sysctl.d/60-edgelb.conf", "forwarding and IPVS sysctls"},
 		{"/usr/lib/modules-load.d/edgelb.conf", "the kernel modules loaded at boot"},
 		{"/usr/share/edgelb/rbac.yaml", "the ServiceAccount and RBAC rules edgelb needs in the cluster"},
-		{"/usr/share/doc/edgelb/README.md", "the full documentation"},
+		{"/usr/share/doc/edgelb/README.md", "the full documentation; docs/ beside it has the guides (operations.md first), CHANGELOG.md what changed"},
 	} {
 		p(".TP")
 		p(".I %s", f[0])
