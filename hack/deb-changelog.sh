@@ -12,9 +12,10 @@ version=$1
 epoch=$2
 root=$(dirname "$0")/..
 maintainer=$(sed -n 's/^maintainer: *//p' "$root/packaging/nfpm.yaml")
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if ! git -C "$root" diff --quiet HEAD 2>/dev/null; then
-	commit="$commit (with uncommitted changes)"
+if commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null); then
+	git -C "$root" diff --quiet HEAD || commit="$commit (with uncommitted changes)"
+else
+	commit=unknown
 fi
 case $version in
 *[!0-9.]*) want= ;;         # a build between releases: the top section
