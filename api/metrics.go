@@ -80,6 +80,8 @@ var (
 	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)
 	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
 	descBuildInfo  = prometheus.NewDesc("edgelb_build_info", "Always 1; its labels say which build runs: version (edgelb version), goversion and revision (the git commit, unknown when the build did not record it).", []string{"version", "goversion", "revision"}, nil)
+	descKubeAccess = prometheus.NewDesc("edgelb_kubernetes_access_ok", "1 if the API server accepts edgelb's credentials and grants every permission it needs, 0 if not (see GET /api/v1/status: kubernetes); absent without Kubernetes.", nil, nil)
+	descFileDiffer = prometheus.NewDesc("edgelb_config_file_differs", "1 if the cluster-wide keys of this host's config file differ from the running cluster configuration (they are not used).", nil, nil)
 )
 
 // revision is the git commit the binary was built from, as the go command
@@ -112,7 +114,7 @@ type stateCollector struct{ state State }
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descVSRefused, descBEConns, descBEActive, descBEBytes,
 		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe,
-		descBuildInfo} {
+		descKubeAccess, descFileDiffer, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -189,4 +191,8 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	// The version is the one the API reports in /api/v1/status, so that
 	// a dashboard can join both; it is the build's (node.Options.Version).
 	gauge(descBuildInfo, 1, st.Version, runtime.Version(), revision())
+	gauge(descFileDiffer, b2f(st.ConfigFileDiffers))
+	if st.Kubernetes != nil {
+		gauge(descKubeAccess, b2f(st.Kubernetes.Problem == ""))
+	}
 }

@@ -56,10 +56,21 @@ type Status struct {
 	// so they are not used; `edgelb config diff -f FILE` shows how they
 	// differ and `edgelb config apply -f FILE` makes them the next version.
 	ConfigFileDiffers bool `json:"configFileDiffers,omitempty"`
-	// Kubernetes says what is wrong with edgelb's access to the API
-	// server (credentials refused, permissions missing), or is empty. It
-	// does not make the host unhealthy: the dataplane keeps what it has.
-	Kubernetes string `json:"kubernetes,omitempty"`
+	// Kubernetes is the state of edgelb's access to the API server; nil
+	// without a kubernetes section.
+	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
+}
+
+// KubernetesStatus is the state of edgelb's access to the API server. A
+// problem does not make the host unhealthy: the dataplane keeps what it
+// has.
+type KubernetesStatus struct {
+	// Problem says what is wrong (credentials refused, permissions
+	// missing, the token about to expire), or is empty.
+	Problem string `json:"problem,omitempty"`
+	// TokenExpires is when the kubeconfig's token expires, when it says
+	// (a service-account JWT's exp).
+	TokenExpires *time.Time `json:"tokenExpires,omitempty"`
 }
 
 // Counts are totals over the cluster view of this host.

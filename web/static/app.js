@@ -214,7 +214,7 @@ function renderSummary(s) {
     card('VIPs', `${c.ownedVIPs}/${c.vips}`, 'owned by this host'),
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
       c.healthyBackends === c.backends ? 'ok' : 'warn'),
-    s.kubernetes && card('Kubernetes', 'no access', s.kubernetes, 'bad'),
+    s.kubernetes && s.kubernetes.problem && card('Kubernetes', 'access problem', s.kubernetes.problem, 'bad'),
     s.configFileDiffers && card('Config file', 'not used',
       "its pools, services, ... differ from the cluster configuration: `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version", 'warn'));
 }

@@ -74,8 +74,8 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	}
 	fmt.Fprintf(w, "node %s (edgelb %s): %s, %s%s, dataplane %s\n", st.Node, st.Version, health,
 		yesNo(st.Ready, "ready", "not ready"), yesNo(st.Draining, ", draining", ""), st.Dataplane)
-	if st.Kubernetes != "" {
-		fmt.Fprintf(w, "kubernetes: %s\n", st.Kubernetes)
+	if k := st.Kubernetes; k != nil && k.Problem != "" {
+		fmt.Fprintf(w, "kubernetes: %s\n", k.Problem)
 	}
 	if st.ConfigFileDiffers {
 		fmt.Fprintf(w, "config file: its cluster-wide keys (pools, services, ...) differ from the running cluster configuration and are not used; `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version\n")

@@ -3,15 +3,20 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -89,6 +94,9 @@ type Node struct {
 	cfg  *config.Config
 	opts Options
 	log  *slog.Logger
+	// tokenExpires reads the kubeconfig's token expiry once, when first
+	// asked (TokenExpiry).
+	tokenExpires func() (time.Time, bool)
 
 	live      *liveConfig
 	store     *lb.Store
@@ -130,6 +138,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	log := opts.Log
 	n := &Node{cfg: cfg, opts: opts, log: log}
 	n.hostCtx, n.stopHost = context.WithCancel(context.Background())
+	n.tokenExpires = sync.OnceValues(func() (time.Time, bool) { return TokenExpiry(cfg.Kubernetes) })
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
@@ -453,20 +462,114 @@ func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubern
 // read — the kubeconfig and the API's TLS certificate and key — so that
 // `edgelb check` (the unit's ExecStartPre) refuses what would make the
 // service fail at start and restart in a loop. Each error names the key.
+//
+// Run as root where the service's user (ServiceUser) exists, it also
+// checks that this user may read each file: the unit runs edgelb as it.
 func CheckFiles(cfg *config.Config) []error {
 	var errs []error
+	readable := func(key, path string) {
+		if err := readableBy(path, ServiceUser); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
 	if k := cfg.Kubernetes; k != nil && k.Kubeconfig != "" {
 		if _, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig); err != nil {
 			errs = append(errs, fmt.Errorf("kubernetes.kubeconfig: %w (make it as docs/operations.md shows)", err))
+		} else {
+			readable("kubernetes.kubeconfig", k.Kubeconfig)
 		}
 	}
 	if t := cfg.API.TLS; t != nil {
 		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("api.tls: certificate %s and key %s: %w", t.CertFile, t.KeyFile, err))
+		} else {
+			readable("api.tls.certFile", t.CertFile)
+			readable("api.tls.keyFile", t.KeyFile)
 		}
+	}
+	if f := cfg.Cluster.SecretKeyFile; f != "" {
+		readable("cluster.secretKeyFile", f)
 	}
 	return errs
 }
+
+// ServiceUser is the user the packaged unit runs edgelb as.
+const ServiceUser = "edgelb"
+
+// readableBy reports whether user name may read path by its mode bits
+// (owner, group — primary or supplementary — or others). It says nothing
+// (nil) when not run as root or when there is no such user: then whoever
+// runs edgelb is who runs the check.
+func readableBy(path, name string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	mode := st.Mode().Perm()
+	uid := fmt.Sprint(sys.Uid)
+	gid := fmt.Sprint(sys.Gid)
+	groups, _ := u.GroupIds()
+	switch {
+	case uid == u.Uid && mode&0o400 != 0:
+		return nil
+	case (gid == u.Gid || slices.Contains(groups, gid)) && mode&0o040 != 0:
+		return nil
+	case mode&0o004 != 0:
+		return nil
+	}
+	return fmt.Errorf("%s (mode %04o) cannot be read by the service's user %s: chgrp %s %s && chmod g+r %s", path, mode, name, name, path, path)
+}
+
+// TokenExpiry is when the bearer token of the kubeconfig expires, read
+// from a JWT's exp claim (a ServiceAccount token from `kubectl create
+// token` has one); ok is false when the kubeconfig has no such token. The
+// token is not verified: this only warns before it runs out.
+func TokenExpiry(kc *config.Kubernetes) (exp time.Time, ok bool) {
+	if kc == nil || kc.Kubeconfig == "" {
+		return time.Time{}, false
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kc.Kubeconfig)
+	if err != nil {
+		return time.Time{}, false
+	}
+	tok := rc.BearerToken
+	if tok == "" && rc.BearerTokenFile != "" {
+		b, err := os.ReadFile(rc.BearerTokenFile)
+		if err != nil {
+			return time.Time{}, false
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(claims.Exp, 0).UTC(), true
+}
+
+// TokenWarning is how long before its token expires edgelb says so.
+const TokenWarning = 30 * 24 * time.Hour
 
 // apiHosts are the names the API answers to: api.hosts, and the listen
 // address's host when it is a name.

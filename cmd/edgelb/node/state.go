@@ -49,7 +49,14 @@ func (s *state) Status() api.Status {
 	}
 	st.Ready, _ = s.Ready()
 	if s.node.ctrl != nil {
-		st.Kubernetes = s.node.ctrl.AccessProblem()
+		k := &api.KubernetesStatus{Problem: s.node.ctrl.AccessProblem()}
+		if exp, ok := s.node.tokenExpires(); ok {
+			k.TokenExpires = &exp
+			if left := exp.Sub(s.node.opts.Now()); left < TokenWarning && k.Problem == "" {
+				k.Problem = fmt.Sprintf("the kubeconfig's token expires %s (in %s): make a new one as docs/operations.md shows", exp.Format(time.RFC3339), left.Round(time.Hour))
+			}
+		}
+		st.Kubernetes = k
 		st.Leader = s.node.ctrl.Leader()
 		if st.Leader {
 			st.LeaderName = s.node.cfg.Node.Name

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/test/prereq"
+)
+
+// The expiry of a ServiceAccount token in the kubeconfig is read from its
+// exp claim; a kubeconfig without a JWT says nothing.
+func TestTokenExpiry(t *testing.T) {
+	dir := t.TempDir()
+	exp := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Second).UTC()
+	jwt := func(payload string) string {
+		enc := base64.RawURLEncoding.EncodeToString
+		return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(payload)) + ".c2ln"
+	}
+	kubeconfig := func(name, token string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: k, cluster: {server: "https://192.0.2.1:6443"}}]
+users: [{name: edgelb, user: {token: %q}}]
+contexts: [{name: k, context: {cluster: k, user: edgelb}}]
+current-context: k
+`, token)), 0o600)
+		return path
+	}
+	got, ok := TokenExpiry(&config.Kubernetes{Kubeconfig: kubeconfig("jwt", jwt(fmt.Sprintf(`{"exp":%d,"sub":"system:serviceaccount:kube-system:edgelb"}`, exp.Unix())))})
+	if !ok || !got.Equal(exp) {
+		t.Fatalf("TokenExpiry = %s, %v; want %s", got, ok, exp)
+	}
+	if _, ok := TokenExpiry(&config.Kubernetes{Kubeconfig: kubeconfig("static", "not-a-jwt")}); ok {
+		t.Fatal("an expiry for a token that is not a JWT")
+	}
+	if _, ok := TokenExpiry(&config.Kubernetes{Kubeconfig: filepath.Join(dir, "missing")}); ok {
+		t.Fatal("an expiry without a kubeconfig")
+	}
+}
+
+// check names a file the service's user cannot read, by its mode bits.
+func TestReadableBy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		prereq.Missing(t, "the check of another user's access runs as root")
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := readableBy(path, "nobody"); err == nil {
+		t.Fatal("a root-only file is readable by nobody")
+	}
+	os.Chmod(path, 0o644)
+	if err := readableBy(path, "nobody"); err != nil {
+		t.Fatalf("a world-readable file: %v", err)
+	}
+	if err := readableBy(path, "no-such-user-here"); err != nil {
+		t.Fatalf("an unknown user: %v", err)
+	}
+}
