@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,27 @@ func (s *specState) Drain(ctx context.Context, name string) error {
 	return s.Fake.Drain(ctx, name)
 }
 
+// everyField is the sample State with every optional field of every
+// answer set, so that a field the spec does not describe shows up.
+func everyField() *apitest.Fake {
+	f := apitest.Sample()
+	started := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	expires := started.Add(20 * 24 * time.Hour)
+	f.St.LeaderName, f.St.Problem, f.St.Started, f.St.ConfigFileDiffers = "lb1", "interface eth1 is down", started, true
+	f.St.Kubernetes = &api.KubernetesStatus{Problem: "the token expires in 20 days", TokenExpires: &expires}
+	f.Mems[2].Restarting, f.Mems[2].Problem, f.Mems[2].Refused = true, "restarting", []string{"192.0.2.99"}
+	f.Vips = append(f.Vips, api.VIP{Address: "192.0.2.99", Services: []string{"demo/bgp"}, Announce: "bgp",
+		Refused: true, RefusedBy: []string{"lb3"}, Problem: "lb3's kernel refused it"})
+	web := &f.Svcs[0]
+	web.DisabledBackends = []string{"10.0.1.3:31000"}
+	web.Ports[0].Name, web.Ports[0].SourceRanges, web.Ports[0].Problem = "http", []string{"198.51.100.0/24"}, "the kernel refused the source ranges"
+	web.Ports[0].Backends[0].AdminState, web.Ports[0].Backends[0].Terminating = "drain", true
+	f.Svcs = append(f.Svcs, api.Service{Namespace: "demo", Name: "waiting", VIPs: []string{}, Ports: []api.Port{},
+		Pending: true, Problem: `pool "default" is exhausted`})
+	f.Bus.Publish("ownership", "192.0.2.10 moved to lb1", map[string]string{"vip": "192.0.2.10", "owner": "lb1"})
+	return f
+}
+
 // specServer is a real api.Server over the fake State and a real cluster
 // configuration seeded from hostFile (unseeded: no version yet), with
 // every optional part (metrics, BGP, dashboard) served.
@@ -147,7 +169,7 @@ type specCase struct {
 // the spec would expect it.
 func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	doc := loadSpec(t)
-	f := apitest.Sample()
+	f := everyField()
 	notReady := apitest.Sample()
 	notReady.NotReady = "informers have not synced"
 	servers := map[string]*gin.Engine{
@@ -354,15 +376,35 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
 			t.Errorf("%s: %s %s answered %d, which openapi.json does not describe: %v\n%s", c.name, method, path, rec.Code, err, truncate(rec.Body.String()))
 		}
-		if c.stream && op.Responses.Status(rec.Code).Value.Content.Get(rec.Header().Get("Content-Type")) == nil {
-			t.Errorf("%s: Content-Type %q is not listed for %s %d", c.name, rec.Header().Get("Content-Type"), c.route, rec.Code)
+		if c.stream {
+			if op.Responses.Status(rec.Code).Value.Content.Get(rec.Header().Get("Content-Type")) == nil {
+				t.Errorf("%s: Content-Type %q is not listed for %s %d", c.name, rec.Header().Get("Content-Type"), c.route, rec.Code)
+			}
+			// Each event's data is an Event as the spec describes it.
+			events := 0
+			for _, line := range strings.Split(rec.Body.String(), "\n") {
+				data, ok := strings.CutPrefix(line, "data: ")
+				if !ok {
+					continue
+				}
+				events++
+				var v any
+				if err := json.Unmarshal([]byte(data), &v); err != nil {
+					t.Errorf("%s: event data is not JSON: %v: %s", c.name, err, data)
+				} else if err := doc.Components.Schemas["Event"].Value.VisitJSON(v, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
+					t.Errorf("%s: an event does not match the Event schema: %v\n%s", c.name, err, data)
+				}
+			}
+			if events == 0 {
+				t.Errorf("%s: no event in the backlog:\n%s", c.name, rec.Body)
+			}
 		}
 	}
 }
 
 // stream sends req to h over a real connection (the event stream never
-// ends), reads its first bytes and hangs up: the status, headers and
-// those bytes.
+// ends), reads the backlog of events and hangs up: the status, headers
+// and what was read.
 func stream(t *testing.T, h http.Handler, req *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
 	srv := httptest.NewServer(h)
@@ -377,14 +419,22 @@ func stream(t *testing.T, h http.Handler, req *http.Request) *httptest.ResponseR
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	buf := make([]byte, 64)
-	n, _ := resp.Body.Read(buf)
+	// The backlog comes first, then the comment ": connected".
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte(": connected\n\n")) {
+		n, err := resp.Body.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
 	rec := httptest.NewRecorder()
 	for k, v := range resp.Header {
 		rec.Header()[k] = v
 	}
 	rec.WriteHeader(resp.StatusCode)
-	rec.Write(buf[:n])
+	rec.Write(got)
 	return rec
 }
 
