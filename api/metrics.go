@@ -84,9 +84,18 @@ var (
 	descFileDiffer = prometheus.NewDesc("edgelb_config_file_differs", "1 if the cluster-wide keys of this host's config file differ from the running cluster configuration (they are not used).", nil, nil)
 )
 
-// revision is the git commit the binary was built from, as the go command
-// recorded it ("-dirty" when the tree had changes), or "unknown".
+// Revision is the git commit the binary was built from, set by make with
+// -ldflags "-X github.com/edgelb/edgelb/api.Revision=<commit>": the go
+// command records it itself only where it may run git (-buildvcs).
+var Revision string
+
+// revision is the git commit the binary was built from: Revision, else
+// what the go command recorded ("-dirty" when the tree had changes), else
+// "unknown".
 func revision() string {
+	if Revision != "" {
+		return Revision
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -42,6 +43,17 @@ func TestBuildInfo(t *testing.T) {
 	}
 	if len(got) != 1 {
 		t.Fatalf("edgelb_build_info has %d samples, want 1", len(got))
+	}
+	// make sets the commit (the go command records it only where it may
+	// run git): it is the revision label then.
+	defer func(r string) { api.Revision = r }(api.Revision)
+	api.Revision = "4eca775692c6f4a75e818cd6248716296c4d66d1"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP edgelb_build_info Always 1; its labels say which build runs: version (edgelb version), goversion and revision (the git commit, unknown when the build did not record it).
+# TYPE edgelb_build_info gauge
+edgelb_build_info{goversion="`+runtime.Version()+`",revision="4eca775692c6f4a75e818cd6248716296c4d66d1",version="1.2.3+git4.abc1234"} 1
+`), "edgelb_build_info"); err != nil {
+		t.Error(err)
 	}
 	// It passes Prometheus's own lint (a gauge with a HELP text, no
 	// suffix reserved for counters).
