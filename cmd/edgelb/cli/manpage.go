@@ -64,7 +64,7 @@ func manCommands() []manCommand {
 			"it is the unit's ExecStopPost=: when the daemon did not exit cleanly (killed, hung, " +
 			"crashed) it removes only the VIP addresses the daemon left on the interface, the " +
 			"list of VIPs kept for a restart and the quiet-VIP tables, so that they do not answer ARP beside their new owner."},
-		{"version", nil, "Print the version and the Go version it was built with."},
+		{"version", nil, "Print the version, the git commit (when the build recorded it) and the Go version it was built with."},
 	}
 }
 
