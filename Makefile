@@ -155,9 +155,13 @@ bench-bgp: test-deps
 # The cluster configuration: 50 changes applied on one host of the
 # three-host namespace lab, each timed until every host has built its
 # desired state from it (p50/p99); the size of a 1,000-service document and
-# the time to check one version of it.
+# the time to check one version of it; and, for the consensus log not yet
+# in use (docs/consensus.md), a write to committed on three in-process
+# members and the time to accept writes again after losing the leader.
 bench-config: test-deps
 	$(GO) test -run '^$$' -bench '^BenchmarkSpecAtScale$$' -benchmem ./lb/config
+	$(GO) test -run '^$$' -bench '^BenchmarkPropose$$' -benchtime 2000x ./cluster/consensus
+	$(GO) test -run '^$$' -bench '^BenchmarkLeaderLoss$$' -benchtime 10x ./cluster/consensus
 	$(GO) test -run '^$$' -bench '^BenchmarkConfigPropagation$$' -benchtime 1x -timeout 20m ./test/e2e
 
 # The fault suite (test/chaos, docs/chaos.md) at full counts: a 5-minute

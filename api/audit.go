@@ -214,7 +214,7 @@ func (s *Server) who(c *gin.Context) string {
 	if v, ok := c.Get("token"); ok {
 		return v.(string)
 	}
-	if len(s.tokens) > 0 {
+	if len(s.keys.Load().tokens) > 0 {
 		return "unauthenticated"
 	}
 	return "anonymous"

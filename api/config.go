@@ -351,7 +351,7 @@ func (s *Server) secretsParam(c *gin.Context) (bool, bool) {
 		abort(c, http.StatusBadRequest, fmt.Sprintf("secrets=%q: want true or false", v))
 		return false, false
 	}
-	if secrets && len(s.tokens) > 0 && c.GetString("role") != RoleAdmin {
+	if secrets && len(s.keys.Load().tokens) > 0 && c.GetString("role") != RoleAdmin {
 		abort(c, http.StatusForbidden, fmt.Sprintf("secrets=true needs an admin token; a viewer token sees every secret as %q", SecretPlaceholder))
 		return false, false
 	}

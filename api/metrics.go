@@ -64,6 +64,7 @@ var (
 	descVSConns    = prometheus.NewDesc("edgelb_service_connections_total", "Connections accepted by a virtual service.", vsLabels, nil)
 	descVSPackets  = prometheus.NewDesc("edgelb_service_packets_total", "Packets through a virtual service, by direction (in: from clients).", append(vsLabels, "direction"), nil)
 	descVSBytes    = prometheus.NewDesc("edgelb_service_bytes_total", "Bytes through a virtual service, by direction.", append(vsLabels, "direction"), nil)
+	descSvcState   = prometheus.NewDesc("edgelb_service_state", "1 for the state a Service is in on this host: served (every port programmed), partial (some port refused here) or pending (no address).", []string{"namespace", "service", "state"}, nil)
 	descVSRefused  = prometheus.NewDesc("edgelb_service_refused", "1 if the kernel refused the virtual service on this host (retried; the others are unaffected).", vsLabels, nil)
 	descBEConns    = prometheus.NewDesc("edgelb_backend_connections_total", "Connections forwarded to a backend.", beLabels, nil)
 	descBEActive   = prometheus.NewDesc("edgelb_backend_active_connections", "Connections open to a backend now.", beLabels, nil)
@@ -74,7 +75,7 @@ var (
 	descVIPRefused = prometheus.NewDesc("edgelb_vip_refused", "1 if this host's kernel would not add the VIP (it goes to another member; the host keeps its other VIPs).", []string{"vip"}, nil)
 	descMembers    = prometheus.NewDesc("edgelb_cluster_members", "Appliance hosts this host sees, by state.", []string{"state"}, nil)
 	descPoolSize   = prometheus.NewDesc("edgelb_pool_addresses", "Addresses in a pool (saturates for huge IPv6 pools).", []string{"pool"}, nil)
-	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (known on the Lease holder).", []string{"pool"}, nil)
+	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (the Lease holder's allocation; elsewhere the Services' status in the informer cache).", []string{"pool"}, nil)
 	descLeader     = prometheus.NewDesc("edgelb_leader", "1 if this host holds the Lease and writes Service status.", nil, nil)
 	descReady      = prometheus.NewDesc("edgelb_ready", "1 once the informers have synced and the dataplane is programmed.", nil, nil)
 	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)
@@ -121,9 +122,9 @@ func revision() string {
 type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descVSRefused, descBEConns, descBEActive, descBEBytes,
-		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe,
-		descKubeAccess, descFileDiffer, descBuildInfo} {
+	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descSvcState, descVSRefused, descBEConns, descBEActive, descBEBytes,
+		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer,
+		descBuildInfo} {
 		ch <- d
 	}
 }
@@ -143,6 +144,9 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, svc := range s.state.Services() {
+		if svc.State != "" {
+			gauge(descSvcState, 1, svc.Namespace, svc.Name, svc.State)
+		}
 		for _, p := range svc.Ports {
 			l := []string{svc.Namespace, svc.Name, p.VIP, strconv.Itoa(int(p.Port)), p.Protocol}
 			counter(descVSConns, p.Stats.Connections, l...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"crypto/x509"
 	_ "embed"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -73,7 +75,7 @@ type Options struct {
 	// AuditFileBytes is the size at which the audit file is rotated
 	// (FILE.1 keeps the previous one); 0 means DefaultAuditFileBytes.
 	AuditFileBytes int64
-	Bus       *Bus
+	Bus            *Bus
 	// Registry is served at /metrics; nil serves no metrics.
 	Registry *prometheus.Registry
 	// Dashboard is served at / (the web package's files); nil serves none.
@@ -87,10 +89,62 @@ type Options struct {
 type Server struct {
 	opts     Options
 	engine   *gin.Engine
-	tokens   []token
 	auditLog auditLog
+	// keys are the tokens, names and certificate, replaced whole by
+	// Reload.
+	keys atomic.Pointer[keys]
+}
+
+// keys are what `systemctl reload edgelb` changes without a restart.
+type keys struct {
+	tokens []token
 	// hosts are the names requests may give in Host (lower case).
 	hosts map[string]bool
+	// cert is the TLS certificate, nil without TLS.
+	cert *tls.Certificate
+}
+
+// newKeys builds the keys of o: its tokens, its names (api.hosts and the
+// certificate's) and, with TLS, its certificate, whose error it returns.
+func newKeys(o Options) (*keys, error) {
+	k := &keys{hosts: map[string]bool{"localhost": true}}
+	for role, toks := range o.Tokens {
+		for i, t := range toks {
+			k.tokens = append(k.tokens, token{sha256.Sum256([]byte(t)), role, fmt.Sprintf("%s#%d", role, i+1)})
+		}
+	}
+	for _, t := range o.NamedTokens {
+		k.tokens = append(k.tokens, token{sha256.Sum256([]byte(t.Secret)), t.Role, t.Name})
+	}
+	for _, h := range append(o.Hosts, certNames(o.CertFile)...) {
+		k.hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
+	if o.CertFile != "" && o.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return k, fmt.Errorf("API TLS certificate %s and key %s: %w", o.CertFile, o.KeyFile, err)
+		}
+		k.cert = &cert
+	}
+	return k, nil
+}
+
+// Reload takes o's tokens, names (Hosts) and TLS certificate and key
+// files, as `systemctl reload edgelb` asks: requests from now on are
+// checked against them and new TLS connections get the new certificate;
+// connections open keep theirs. A certificate that cannot be loaded is
+// refused and everything stays as it was.
+func (s *Server) Reload(o Options) error {
+	k, err := newKeys(o)
+	if err != nil {
+		return err
+	}
+	if (k.cert != nil) != (s.keys.Load().cert != nil) {
+		return errors.New("api.tls cannot be switched on or off by a reload: restart edgelb")
+	}
+	s.keys.Store(k)
+	s.opts.Log.Info("API tokens, names and certificate reloaded", "tokens", len(k.tokens), "tls", k.cert != nil)
+	return nil
 }
 
 // Token is a named bearer token of a role.
@@ -110,18 +164,9 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts}
 	s.auditLog.file, s.auditLog.maxBytes, s.auditLog.log = opts.AuditFile, opts.AuditFileBytes, opts.Log
 	s.auditLog.load()
-	for role, toks := range opts.Tokens {
-		for i, t := range toks {
-			s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t)), role, fmt.Sprintf("%s#%d", role, i+1)})
-		}
-	}
-	for _, t := range opts.NamedTokens {
-		s.tokens = append(s.tokens, token{sha256.Sum256([]byte(t.Secret)), t.Role, t.Name})
-	}
-	s.hosts = map[string]bool{"localhost": true}
-	for _, h := range append(opts.Hosts, certNames(opts.CertFile)...) {
-		s.hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
-	}
+	// A certificate that cannot be loaded is Serve's error.
+	k, _ := newKeys(opts)
+	s.keys.Store(k)
 	e := gin.New()
 	// The audit log's "from" is the peer, not a header anyone can send.
 	_ = e.SetTrustedProxies(nil)
@@ -188,11 +233,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
+	useTLS := s.opts.CertFile != "" && s.opts.KeyFile != ""
+	if useTLS {
+		if s.keys.Load().cert == nil {
+			_, err := newKeys(s.opts)
+			return fmt.Errorf("API server: %w", err)
+		}
+		// The certificate of the moment: Reload replaces it.
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.keys.Load().cert, nil
+		}}
+	}
 	go func() {
-		tls := s.opts.CertFile != "" && s.opts.KeyFile != ""
-		s.opts.Log.Info("API listening", "addr", ln.Addr().String(), "tls", tls, "auth", len(s.tokens) > 0)
-		if tls {
-			errc <- srv.ServeTLS(ln, s.opts.CertFile, s.opts.KeyFile)
+		s.opts.Log.Info("API listening", "addr", ln.Addr().String(), "tls", useTLS, "auth", len(s.keys.Load().tokens) > 0)
+		if useTLS {
+			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
 		}
@@ -240,7 +295,7 @@ func (s *Server) limitBody(c *gin.Context) {
 // matches. Tokens are compared by SHA-256 digest in constant time.
 func (s *Server) tokenOf(given string) (role, name string) {
 	sum := sha256.Sum256([]byte(given))
-	for _, t := range s.tokens {
+	for _, t := range s.keys.Load().tokens {
 		if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
 			role, name = t.role, t.name
 		}
@@ -270,7 +325,7 @@ func (s *Server) checkHost(c *gin.Context) {
 		host = h
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-	if _, err := netip.ParseAddr(host); err == nil || s.hosts[host] {
+	if _, err := netip.ParseAddr(host); err == nil || s.keys.Load().hosts[host] {
 		c.Next()
 		return
 	}
@@ -332,7 +387,7 @@ func sameOriginJSON(c *gin.Context) {
 // neither their content nor their length leaks through timing.
 func (s *Server) auth(need string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if len(s.tokens) == 0 {
+		if len(s.keys.Load().tokens) == 0 {
 			c.Next()
 			return
 		}

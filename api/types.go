@@ -75,13 +75,16 @@ type KubernetesStatus struct {
 
 // Counts are totals over the cluster view of this host.
 type Counts struct {
-	Members         int `json:"members"`
-	HealthyMembers  int `json:"healthyMembers"`
-	VIPs            int `json:"vips"`
-	OwnedVIPs       int `json:"ownedVIPs"`
-	Services        int `json:"services"`
-	Backends        int `json:"backends"`
-	HealthyBackends int `json:"healthyBackends"`
+	Members        int `json:"members"`
+	HealthyMembers int `json:"healthyMembers"`
+	VIPs           int `json:"vips"`
+	OwnedVIPs      int `json:"ownedVIPs"`
+	Services       int `json:"services"`
+	// OtherClassServices are the Services of type LoadBalancer of
+	// another loadBalancerClass (another controller's).
+	OtherClassServices int `json:"otherClassServices"`
+	Backends           int `json:"backends"`
+	HealthyBackends    int `json:"healthyBackends"`
 }
 
 // PoolUsage is how full an address pool is.
@@ -152,6 +155,10 @@ type Service struct {
 	// VIPs, no ports); Problem says why.
 	Pending bool   `json:"pending,omitempty"`
 	Problem string `json:"problem,omitempty"`
+	// State is "served" (every port programmed on this host), "partial"
+	// (some port has a problem here: see the ports) or "pending" (no
+	// address).
+	State string `json:"state"`
 }
 
 // Port is one virtual service: VIP, port and protocol.

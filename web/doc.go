@@ -20,6 +20,10 @@
 //	static/dom.js      a small element builder (no innerHTML)
 //	static/chart.js    SVG line charts of rates
 //	static/app.js      login, rendering, refresh, drain and undrain
+//	static/config.js   the cluster configuration card: tables, dry run,
+//	                   apply, delete, history, diff, rollback, audit log
+//	static/forms.js    what each of its forms edits, the fields' inputs,
+//	                   and reading and writing a spec by path
 //
 // The webtest package drives the dashboard in Chromium for tests.
 package web

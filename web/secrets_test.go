@@ -13,7 +13,6 @@ import (
 	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
-	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/web"
 	"github.com/edgelb/edgelb/web/webtest"
 )
@@ -33,31 +32,34 @@ pools:
   - {name: default, addresses: ["192.0.2.10-192.0.2.50"]}
 `
 
-// TestDashboardConfigKeepsSecrets: the page never holds a BGP password;
-// a service added with the form keeps it; the diff of a version that
-// changed it says so without a value; a rollback from the page says the
-// password changes and restores the version's password.
-func TestDashboardConfigKeepsSecrets(t *testing.T) {
-	host := config.NewHost("config.yaml", []byte(bgpHostFile), ".")
-	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1", Validate: func(b []byte) error { _, err := host.Apply(b); return err }})
+// serveConfig starts the API with the dashboard over fake state and a
+// real cluster configuration seeded from hostFile's cluster-wide keys;
+// edit, when given, changes the fake state first.
+func serveConfig(t *testing.T, hostFile string, edit func(*apitest.Fake)) (*httptest.Server, *cluster.Docs, *clustercfg.Config) {
+	t.Helper()
+	cc, docs, err := webtest.ClusterConfig(hostFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := config.SpecFromFile("config.yaml", []byte(bgpHostFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := docs.Seed(spec, "file"); err != nil {
-		t.Fatal(err)
-	}
-	cc := &clustercfg.Config{Docs: docs, Host: host}
 	fake := apitest.Sample()
+	if edit != nil {
+		edit(fake)
+	}
 	ts := httptest.NewServer(api.New(api.Options{
 		Tokens: map[string][]string{api.RoleAdmin: {adminToken}},
 		State:  &webtest.Traffic{State: fake, Start: time.Now()},
 		Bus:    fake.Bus, Config: cc, Dashboard: web.Files(), Log: slog.New(slog.DiscardHandler),
 	}).Handler())
 	t.Cleanup(func() { ts.CloseClientConnections(); ts.Close() })
+	return ts, docs, cc
+}
+
+// TestDashboardConfigKeepsSecrets: the page never holds a BGP password;
+// a service added with the form keeps it; the diff of a version that
+// changed it says so without a value; a rollback from the page says the
+// password changes and restores the version's password.
+func TestDashboardConfigKeepsSecrets(t *testing.T) {
+	ts, docs, cc := serveConfig(t, bgpHostFile, nil)
 	stored := func() string { d, _ := docs.Current(); return string(d.Body) }
 
 	p := webtest.NewPage(t)

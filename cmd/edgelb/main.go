@@ -20,6 +20,18 @@ func main() {
 		<-usr2
 		restart(cli.ErrRestart)
 	}()
+	// SIGHUP (systemctl reload): take the tokens, names and certificates
+	// again (edgelb run).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case cli.ReloadRequests <- struct{}{}:
+			default: // one is pending already
+			}
+		}
+	}()
 	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

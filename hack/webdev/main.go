@@ -1,6 +1,7 @@
 // Command webdev serves the dashboard over the fake cluster of
-// apitest.Sample, with traffic counters that grow, for working on the web
-// UI without a cluster:
+// apitest.Sample, with traffic counters that grow, and a cluster
+// configuration kept in memory (its forms, dry run, history and rollback
+// work), for working on the web UI without a cluster:
 //
 //	go run ./hack/webdev -dir web/static   # edit the files, reload the page
 //
@@ -52,6 +53,10 @@ func run(ctx context.Context, listen, dir, admin, viewer string) error {
 	if viewer != "" {
 		tokens[api.RoleViewer] = []string{viewer}
 	}
+	cc, _, err := webtest.ClusterConfig(devFile)
+	if err != nil {
+		return err
+	}
 	fake := apitest.Sample()
 	fake.Bus.Publish("member", "lb1 joined", map[string]string{"member": "lb1"})
 	srv := api.New(api.Options{
@@ -60,8 +65,23 @@ func run(ctx context.Context, listen, dir, admin, viewer string) error {
 		State:     &webtest.Traffic{State: fake, Start: time.Now()},
 		Bus:       fake.Bus,
 		Dashboard: files,
+		Config:    cc,
 		Log:       log,
 	})
 	log.Info("dashboard on fake state", "url", "http://"+listen+"/")
 	return srv.Run(ctx)
 }
+
+// devFile is the config file whose cluster-wide keys seed the cluster
+// configuration: a pool, a static service and a BGP peer with a password.
+const devFile = `node: {name: lb1}
+cluster: {insecure: true}
+bgp:
+  asn: 64512
+  routerID: 10.0.0.11
+  peers: [{address: 10.0.0.1, asn: 64500, password: dev-md5-password}]
+pools:
+  - {name: default, addresses: ["192.0.2.10-192.0.2.50"], namespaces: [demo]}
+services:
+  - {name: dns, vip: 192.0.2.53, ports: [{port: 53, protocol: UDP}], backends: ["10.0.2.5:53"], sourceRanges: [10.0.0.0/8]}
+`

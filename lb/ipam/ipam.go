@@ -622,3 +622,28 @@ func (a *Allocator) Usage() []PoolUsage {
 	}
 	return out
 }
+
+// UsageOf returns every pool's usage, in config order, when ips are the
+// addresses in use: each counts once, in the first pool that has it, as
+// an Allocator holding them would count it.
+func UsageOf(pools []config.Pool, ips []netip.Addr) []PoolUsage {
+	ps := newPools(pools)
+	seen := map[netip.Addr]bool{}
+	for _, ip := range ips {
+		if seen[ip] {
+			continue
+		}
+		seen[ip] = true
+		for _, p := range ps {
+			if p.contains(ip) {
+				p.used++
+				break
+			}
+		}
+	}
+	out := make([]PoolUsage, len(ps))
+	for i, p := range ps {
+		out[i] = PoolUsage{Name: p.Name, Size: p.size, Used: p.used}
+	}
+	return out
+}

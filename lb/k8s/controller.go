@@ -18,7 +18,6 @@ import (
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
-	"github.com/edgelb/edgelb/lb/ipam"
 )
 
 // Options configures a Controller.
@@ -173,14 +172,6 @@ func (c *Controller) Ready() bool { return c.ready.Load() }
 // Leader reports whether this host holds the Lease.
 func (c *Controller) Leader() bool { return c.term.Load() != nil }
 
-// PoolUsage returns the pools' usage as the leader sees it (nil elsewhere).
-func (c *Controller) PoolUsage() []ipam.PoolUsage {
-	if t := c.term.Load(); t != nil {
-		return t.alloc.Usage()
-	}
-	return nil
-}
-
 func (c *Controller) notify(typ, msg string, fields map[string]string) {
 	if c.opts.OnEvent != nil {
 		c.opts.OnEvent(typ, msg, fields)
@@ -252,6 +243,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	c.log.Info("Kubernetes caches synced")
+	c.sayClassless()
 	hostDone := make(chan struct{})
 	go func() { defer close(hostDone); c.recordHostProblems(ctx.Done()) }()
 	defer func() { <-hostDone }()

@@ -85,3 +85,42 @@ func (c *Controller) Pending() []Pending {
 	})
 	return out
 }
+
+// OtherClass counts the Services of type LoadBalancer that name another
+// loadBalancerClass: another controller's, which edgelb leaves alone.
+func (c *Controller) OtherClass() int {
+	svcs, err := c.services.List(labels.Everything())
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, svc := range svcs {
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil && !c.handles(svc) {
+			n++
+		}
+	}
+	return n
+}
+
+// sayClassless logs once, when the caches have synced, how many Services
+// name no class and are left alone because kubernetes.defaultClass is
+// false, and how to change that.
+func (c *Controller) sayClassless() {
+	if c.kc.DefaultClass {
+		return
+	}
+	svcs, err := c.services.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, svc := range svcs {
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		c.log.Info("Services of type LoadBalancer that name no loadBalancerClass are not handled: set kubernetes.defaultClass: true to give them addresses, or give them spec.loadBalancerClass",
+			"services", n, "class", c.kc.LoadBalancerClass)
+	}
+}

@@ -34,6 +34,9 @@ func TestPendingSaysWhy(t *testing.T) {
 	if got := pending(); len(got) != 2 || !strings.Contains(got["ns/taken"], "Lease holder") || got["ns/other"] != "" {
 		t.Fatalf("before a term: %v", got)
 	}
+	if n := c.OtherClass(); n != 1 {
+		t.Fatalf("OtherClass() = %d, want 1", n)
+	}
 	defer runTerm(c)()
 	waitAddressed(t, fc, "ns/fine")
 	eventually(t, "the taken Service pending with its refusal", func() error {

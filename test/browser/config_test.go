@@ -1,10 +1,12 @@
 package browser
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,4 +186,164 @@ func TestDashboardConfigE2E(t *testing.T) {
 	if errs := page.Errors(); len(errs) > 0 {
 		t.Errorf("the page reported errors: %q", errs)
 	}
+}
+
+// TestDashboardPoolAndPeerE2E edits, from one member's dashboard, a
+// pool's namespaces and a BGP peer (its AS and a TCP MD5 password), and
+// sees every member take each version: each runs it, each API's spec has
+// it, each BGP speaker talks to the peer with the new AS, and another
+// member's page shows it. The password stays secret: "(secret)" in
+// every member's spec, in no page, and stored on every member (an
+// admin's ?secrets=true on another member reads it).
+func TestDashboardPoolAndPeerE2E(t *testing.T) {
+	webtest.Require(t, os.Geteuid() == 0, "needs root to create the members' interfaces")
+	_, err := exec.LookPath("ip")
+	webtest.Require(t, err == nil, "iproute2's ip is not installed (hack/test-deps.sh)")
+	page := webtest.NewPage(t) // skips (or fails under CI) without Chromium
+	members, _ := startMembers(t, buildEdgelb(t))
+	a, b := members[0], members[1]
+
+	var start api.ConfigDoc
+	if err := getJSON(a.api, "/api/v1/config", &start); err != nil {
+		t.Fatal(err)
+	}
+	v := start.Version
+	// everyMember waits until every member runs version want and check
+	// passes on each one's spec (as its API shows it to a viewer, or to
+	// an admin asking for the secrets).
+	everyMember := func(what string, want uint64, secrets bool, check func(m *member, spec clusterSpec) error) {
+		t.Helper()
+		poll(t, converge, what, func() error {
+			for _, m := range members {
+				var ms []api.Member
+				if err := getJSON(m.api, "/api/v1/members", &ms); err != nil {
+					return err
+				}
+				for _, x := range ms {
+					if x.ConfigVersion != want {
+						return fmt.Errorf("%s sees %s at version %d, want %d", m.name, x.Name, x.ConfigVersion, want)
+					}
+				}
+				path, token := "/api/v1/config", viewerToken
+				if secrets {
+					path, token = path+"?secrets=true", adminToken
+				}
+				var doc api.ConfigDoc
+				if err := getJSONAs(token, m.api, path, &doc); err != nil {
+					return err
+				}
+				var spec clusterSpec
+				if err := json.Unmarshal(doc.Spec, &spec); err != nil {
+					return err
+				}
+				if err := check(m, spec); err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+			}
+			return nil
+		})
+	}
+
+	page.Do("sign in as admin on "+a.name+" and add the pool team for namespace team-a",
+		chromedp.Navigate("http://"+a.api+"/?refresh=1"),
+		webtest.SignIn(adminToken),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-summary')?.dataset.version === '%d'`, v), converge),
+		chromedp.Click(chromedp.ID("cfg-add-pool")),
+		webtest.SetField("name", "team"),
+		webtest.SetField("addresses", "203.0.113.128/28"),
+		webtest.SetField("namespaces", "team-a"),
+		webtest.CheckAndApply(v+1, converge))
+	page.Do("edit its namespaces",
+		webtest.Poll(`!!document.querySelector('#cfg-pools tr[data-name="team"] button.edit')`, converge),
+		webtest.EditRow("#cfg-pools", "name", "team"),
+		webtest.Poll(`document.querySelector('#cfg-fields [data-field="namespaces"]').value === 'team-a'`, time.Second),
+		webtest.SetField("namespaces", "team-a, team-b"),
+		chromedp.Click(chromedp.ID("cfg-check")),
+		webtest.Poll(`document.querySelector('#cfg-effect [data-effect="poolsChanged"]')?.textContent.includes('team')`, converge),
+		chromedp.Click(chromedp.ID("cfg-apply")),
+		webtest.BannerContains(fmt.Sprintf("Version %d applied: pool team changed", v+2), converge))
+	applied := time.Now()
+	everyMember(fmt.Sprintf("every member runs version %d with the pool team for team-a and team-b", v+2), v+2, false,
+		func(_ *member, spec clusterSpec) error {
+			for _, p := range spec.Pools {
+				if p.Name == "team" && slices.Equal(p.Namespaces, []string{"team-a", "team-b"}) {
+					return nil
+				}
+			}
+			return fmt.Errorf("pools %+v", spec.Pools)
+		})
+	t.Logf("FIGURE dashboard pool edit -> every member runs it: %v", time.Since(applied).Round(10*time.Millisecond))
+
+	const peer, password = "127.0.0.2", "e2e-md5-password-0xC0FFEE"
+	page.Do("edit the BGP peer "+peer+": AS 64501 and a password",
+		webtest.EditRow("#cfg-peers", "peer", peer),
+		webtest.SetField("asn", "64501"),
+		webtest.SetField("password", password),
+		chromedp.Click(chromedp.ID("cfg-check")),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-effect [data-effect="secretsChanged"]')?.textContent.includes('bgp.peers[%s].password')`, peer), converge),
+		chromedp.Click(chromedp.ID("cfg-apply")),
+		webtest.BannerContains(fmt.Sprintf("Version %d applied: BGP peer %s changed", v+3, peer), converge),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-peers tr[data-peer=%q] .asn')?.textContent === '64501'`, peer), converge),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-peers tr[data-peer=%q] .password')?.textContent === 'set'`, peer), converge))
+	applied = time.Now()
+	peerIs := func(asn int, pw string) func(*member, clusterSpec) error {
+		return func(_ *member, spec clusterSpec) error {
+			if len(spec.BGP.Peers) != 1 || spec.BGP.Peers[0].ASN != asn || spec.BGP.Peers[0].Password != pw {
+				return fmt.Errorf("bgp.peers %+v, want AS %d, password %q", spec.BGP.Peers, asn, pw)
+			}
+			return nil
+		}
+	}
+	everyMember(fmt.Sprintf("every member runs version %d, its spec shows the password as (secret)", v+3), v+3, false, peerIs(64501, "(secret)"))
+	everyMember("every member stores the password (an admin's ?secrets=true)", v+3, true, peerIs(64501, password))
+	poll(t, converge, "every member's BGP speaker has the peer with AS 64501", func() error {
+		for _, m := range members {
+			var st api.BGPStatus
+			if err := getJSON(m.api, "/api/v1/bgp", &st); err != nil {
+				return err
+			}
+			if len(st.Peers) != 1 || st.Peers[0].Address != peer || st.Peers[0].ASN != 64501 {
+				return fmt.Errorf("%s's speaker has peers %+v", m.name, st.Peers)
+			}
+		}
+		return nil
+	})
+	t.Logf("FIGURE dashboard peer edit -> every member's speaker has it: %v", time.Since(applied).Round(10*time.Millisecond))
+	page.Screenshot("config-pool-peer")
+	// The page where it was typed holds it no more once it is applied.
+	noPassword := func(where string) {
+		t.Helper()
+		if html := page.Eval(`document.documentElement.outerHTML + [...document.querySelectorAll('input')].map(i => i.value).join(' ') + JSON.stringify(sessionStorage) + JSON.stringify(localStorage)`); strings.Contains(html, password) {
+			t.Errorf("%s's page holds the password", where)
+		}
+	}
+	noPassword(a.name)
+
+	page.Do(b.name+"'s page shows the pool's namespaces and the peer, with its password set",
+		chromedp.Navigate("http://"+b.api+"/?refresh=1"),
+		webtest.SignIn(adminToken),
+		webtest.Poll(`document.querySelector('#cfg-pools tr[data-name="team"] .namespaces')?.textContent === 'team-a, team-b'`, converge),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#cfg-peers tr[data-peer=%q] .password')?.textContent === 'set'`, peer), converge),
+		webtest.Poll(fmt.Sprintf(`document.querySelector('#bgp tr[data-peer=%q] td:nth-child(2)')?.textContent === '64501'`, peer), converge),
+		webtest.EditRow("#cfg-peers", "peer", peer),
+		webtest.Poll(`document.querySelector('#cfg-fields [data-field="password"]').value === ''`, time.Second))
+	noPassword(b.name)
+	if errs := page.Errors(); len(errs) > 0 {
+		t.Errorf("the page reported errors: %q", errs)
+	}
+}
+
+// clusterSpec is the part of a spec TestDashboardPoolAndPeerE2E reads.
+type clusterSpec struct {
+	Pools []struct {
+		Name       string   `json:"name"`
+		Namespaces []string `json:"namespaces"`
+	} `json:"pools"`
+	BGP struct {
+		Peers []struct {
+			Address  string `json:"address"`
+			ASN      int    `json:"asn"`
+			Password string `json:"password"`
+		} `json:"peers"`
+	} `json:"bgp"`
 }

@@ -171,9 +171,15 @@ func startMembers(t *testing.T, bin string) ([]*member, map[string]string) {
 		}
 		addInterface(t, members[i].iface)
 	}
+	// Every file first: each writeConfig rewrites the shared gossip key,
+	// which a member already started could read half-written.
 	dir := t.TempDir()
-	for _, m := range members {
-		m.start(t, bin, writeConfig(t, dir, m, members))
+	paths := make([]string, len(members))
+	for i, m := range members {
+		paths[i] = writeConfig(t, dir, m, members)
+	}
+	for i, m := range members {
+		m.start(t, bin, paths[i])
 	}
 	t.Cleanup(func() {
 		for _, m := range members {
@@ -394,9 +400,12 @@ func (m *member) stop(t *testing.T) {
 	m.cmd = nil
 }
 
-func getJSON(addr, path string, v any) error {
+func getJSON(addr, path string, v any) error { return getJSONAs(viewerToken, addr, path, v) }
+
+// getJSONAs reads path from a member's API with token.
+func getJSONAs(token, addr, path string, v any) error {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	req.Header.Set("Authorization", "Bearer "+viewerToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	c := http.Client{Timeout: 2 * time.Second}
 	res, err := c.Do(req)
 	if err != nil {

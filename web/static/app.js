@@ -310,6 +310,7 @@ function renderServices(services) {
       } else {
         tr.append(
           h('td', { class: 'mono' }, `${p.vip}:${p.port}/${p.protocol}`, p.name && h('div', { class: 'detail' }, p.name),
+            sourceRanges(p),
             p.problem && h('div', { class: 'detail problem' }, p.problem)),
           h('td', {}, [p.scheduler, p.method, p.persistenceSeconds ? `sticky ${p.persistenceSeconds}s` : ''].filter(Boolean).join(' · ')),
           h('td', {}, h('ul', { class: 'backends' }, (p.backends || []).map(b => h('li', { dataset: { health: b.health } },
@@ -330,6 +331,14 @@ function renderServices(services) {
     });
   }
   fill($('#services tbody'), rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No services.')));
+}
+
+// sourceRanges says which clients a port takes (loadBalancerSourceRanges,
+// a static service's sourceRanges): absent, everyone; empty, nobody.
+function sourceRanges(p) {
+  if (!p.sourceRanges) return null;
+  return h('div', { class: 'detail source-ranges', title: 'only these clients may connect' },
+    'from ', p.sourceRanges.length ? p.sourceRanges.join(', ') : 'nobody');
 }
 
 // backendButtons are the admin's actions on one backend of a service.

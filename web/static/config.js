@@ -1,5 +1,6 @@
-// The cluster configuration card: the static services and pools, with
-// forms to add, edit and delete them (every change goes through the API's
+// The cluster configuration card: the static services, pools, BGP peers,
+// dataplane and health check defaults, with forms (forms.js) to add, edit
+// and delete them (every change goes through the API's
 // dry run first, which shows its effect or the refused fields with the
 // messages `edgelb check` prints, then is applied with If-Match), the
 // history with each version's diff and a rollback, and the audit log.
@@ -9,32 +10,13 @@
 // the secrets that changed, from what the API says, never their values.
 import { get, post, postJSON, put } from './api.js';
 import { $, fill, h } from './dom.js';
-
-// What each form edits. Keys not listed here are kept as they are.
-const FORMS = {
-  services: {
-    title: 'static service',
-    fields: [
-      { key: 'name', label: 'Name', hint: 'web' },
-      { key: 'vip', label: 'VIP', hint: '192.0.2.80' },
-      { key: 'ports', label: 'Ports', hint: '80:8080/TCP, 53/UDP (port[:targetPort][/protocol])' },
-      { key: 'backends', label: 'Backends', hint: '10.0.1.5, 10.0.1.6:8080' },
-      { key: 'method', label: 'Method', options: ['', 'nat', 'dr', 'tunnel'] },
-      { key: 'sourceRanges', label: 'Source ranges', hint: 'empty: everyone; 10.0.0.0/8, 2001:db8::/32' },
-    ],
-  },
-  pools: {
-    title: 'pool',
-    fields: [
-      { key: 'name', label: 'Name', hint: 'default' },
-      { key: 'addresses', label: 'Addresses', hint: '192.0.2.0/28, 198.51.100.10-198.51.100.20' },
-    ],
-  },
-};
+import {
+  FORMS, SECRET, at, delPath, getPath, inputFor, list, num, parsePorts, setPath, split, text, portText,
+} from './forms.js';
 
 let ctx = null;       // {banner, confirm, readOnly, onAuth}
 let cur = null;       // the current version, as GET /config answers
-let editing = null;   // {kind, index (-1: new), spec: the spec the form makes}
+let editing = null;   // {kind, index (-1: new), item, at}
 let checkedSpec = ''; // JSON of the spec the last dry run accepted
 let roShown = null;   // whether the buttons were drawn for a viewer
 
@@ -42,6 +24,11 @@ export function initConfig(c) {
   ctx = c;
   $('#cfg-add-service').addEventListener('click', () => openForm('services', -1));
   $('#cfg-add-pool').addEventListener('click', () => openForm('pools', -1));
+  $('#cfg-add-peer').addEventListener('click', () => openForm('peers', -1));
+  $('#cfg-edit-bgp').addEventListener('click', () => openForm('bgp', 0));
+  $('#cfg-remove-bgp').addEventListener('click', removeBGP);
+  $('#cfg-edit-dataplane').addEventListener('click', () => openForm('dataplane', 0));
+  $('#cfg-edit-healthcheck').addEventListener('click', () => openForm('healthCheck', 0));
   $('#cfg-form').addEventListener('submit', e => { e.preventDefault(); check(); });
   $('#cfg-apply').addEventListener('click', apply);
   $('#cfg-cancel').addEventListener('click', closeForm);
@@ -70,22 +57,6 @@ export async function loadConfig(version, force, signal) {
   renderAudit(await get('/audit', signal));
 }
 
-const list = v => (Array.isArray(v) ? v : v == null ? [] : [v]);
-const text = v => list(v).join(', ');
-const split = s => s.split(/[\s,]+/).filter(Boolean);
-const portText = p => `${p.port}${p.targetPort ? ':' + p.targetPort : ''}/${p.protocol || 'TCP'}`;
-
-function parsePorts(s) {
-  return split(s).map(item => {
-    const m = item.match(/^([^:/]+)(?::([^/]+))?(?:\/(.+))?$/);
-    if (!m) return { port: item };
-    const num = v => (/^\d+$/.test(v) ? Number(v) : v);
-    const p = { port: num(m[1]) };
-    if (m[2] !== undefined) p.targetPort = num(m[2]);
-    p.protocol = (m[3] || 'TCP').toUpperCase();
-    return p;
-  });
-}
 
 function actions(kind, i) {
   const ro = ctx.readOnly();
@@ -95,6 +66,14 @@ function actions(kind, i) {
     ' ',
     h('button', { type: 'button', class: 'small danger delete', disabled: ro, title, onclick: () => remove(kind, i) }, 'Delete'));
 }
+
+// options sums up the keys of an item that have no column of their own.
+function options(item, keys) {
+  return keys.map(k => [k, getPath(item, k)]).filter(([, v]) => v !== undefined && v !== '')
+    .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
+}
+
+const empty = (cols, what) => h('tr', {}, h('td', { colspan: cols, class: 'muted' }, what));
 
 function renderCurrent() {
   const spec = cur.spec || {};
@@ -108,17 +87,51 @@ function renderCurrent() {
     h('td', { class: 'mono' }, s.vip || ''),
     h('td', { class: 'mono' }, list(s.ports).map(portText).join(', ')),
     h('td', { class: 'mono' }, text(s.backends)),
-    actions('services', i))) : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No static services.')));
+    h('td', { class: 'mono source-ranges' }, s.sourceRanges ? text(s.sourceRanges) || 'nobody' : h('span', { class: 'muted' }, 'everyone')),
+    h('td', { class: 'detail options' }, options(s, ['announce', 'method', 'scheduler', 'persistence', 'maxConnectionsPerBackend', 'healthCheck'])),
+    actions('services', i))) : empty(7, 'No static services.'));
   const pools = list(spec.pools);
   fill($('#cfg-pools tbody'), pools.length ? pools.map((p, i) => h('tr', { dataset: { name: p.name } },
     h('td', { class: 'name' }, p.name),
     h('td', { class: 'mono' }, text(p.addresses)),
-    actions('pools', i))) : h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No pools.')));
+    h('td', { class: 'namespaces' }, list(p.namespaces).length ? text(p.namespaces) : h('span', { class: 'muted' }, 'all')),
+    h('td', { class: 'auto-assign' }, p.autoAssign === false ? 'no' : 'yes'),
+    h('td', { class: 'announce' }, p.announce || 'l2'),
+    actions('pools', i))) : empty(6, 'No pools.'));
+  renderBGPConfig(spec.bgp);
+  renderSettings('#cfg-dataplane', spec.dataplane, FORMS.dataplane);
+  renderSettings('#cfg-healthcheck', spec.healthCheck, FORMS.healthCheck);
   const ro = ctx.readOnly();
-  $('#cfg-add-service').disabled = ro;
-  $('#cfg-add-pool').disabled = ro;
+  for (const id of ['add-service', 'add-pool', 'add-peer', 'edit-bgp', 'remove-bgp', 'edit-dataplane', 'edit-healthcheck']) {
+    $('#cfg-' + id).disabled = ro;
+  }
+  $('#cfg-remove-bgp').hidden = !spec.bgp;
 }
 
+// renderBGPConfig shows the bgp section: the cluster's AS and its peers.
+// A password shows as "set", never as a value (the API sends "(secret)").
+function renderBGPConfig(bgp) {
+  fill($('#cfg-bgp-summary'), bgp
+    ? [`AS ${bgp.asn ?? '?'}`, bgp.withdrawDelay && ` · withdraw delay ${bgp.withdrawDelay}`]
+    : 'No BGP: every VIP is announced on the LAN (l2). Add a peer to speak BGP.');
+  $('#cfg-edit-bgp').hidden = !bgp;
+  const peers = list(bgp?.peers);
+  fill($('#cfg-peers tbody'), peers.length ? peers.map((p, i) => h('tr', { dataset: { peer: p.address } },
+    h('td', { class: 'mono' }, p.address),
+    h('td', { class: 'asn' }, String(p.asn ?? '')),
+    h('td', { class: 'password' }, p.password ? badge('set', 'ok') : h('span', { class: 'muted' }, 'none')),
+    h('td', { class: 'detail options' }, options(p, ['holdTime', 'gracefulRestart', 'bfd'])),
+    actions('peers', i))) : empty(5, 'No BGP peers.'));
+}
+
+// renderSettings lists an object's keys (dataplane, healthCheck), or
+// that it runs the defaults.
+function renderSettings(sel, obj, form) {
+  const set = form.fields.filter(fd => obj && obj[fd.key] !== undefined);
+  fill($(sel), set.length
+    ? h('dl', { class: 'settings' }, set.map(fd => [h('dt', {}, fd.label), h('dd', { class: 'mono', dataset: { key: fd.key } }, String(obj[fd.key]))]))
+    : h('p', { class: 'muted' }, 'The defaults.'));
+}
 function renderHistory(history) {
   const vs = [...history].reverse();
   fill($('#cfg-history tbody'), vs.map((v, i) => h('tr', { dataset: { version: v.version } },
@@ -154,31 +167,57 @@ function badge(t, kind) { return h('span', { class: 'badge ' + kind }, t); }
 
 // ---- the form ----
 
+// formItem is what a form starts from: the list's item, or the object
+// (bgp, dataplane, healthCheck; keys the form does not list are kept).
+function formItem(kind, index) {
+  const f = FORMS[kind];
+  if (f.obj) return { ...(at(cur.spec, f.obj) || {}) };
+  return index >= 0 ? list(at(cur.spec, f.at))[index] : {};
+}
+
+// needsASN: a peer added where there is no bgp section yet also sets the
+// cluster's AS number (bgp.asn), which a bgp section needs.
+const needsASN = kind => kind === 'peers' && cur.spec.bgp?.asn === undefined;
+const ASN_FIELD = { key: '^asn', label: "This cluster's AS number (bgp.asn)", type: 'int', hint: '64512' };
+
+function formFields(kind) {
+  return needsASN(kind) ? [ASN_FIELD, ...FORMS[kind].fields] : FORMS[kind].fields;
+}
+
+
 function openForm(kind, index) {
   const f = FORMS[kind];
-  const item = index >= 0 ? list(cur.spec[kind])[index] : {};
+  const item = formItem(kind, index);
   editing = { kind, index, item };
   checkedSpec = '';
-  $('#cfg-form-title').textContent = index >= 0 ? `Edit ${f.title} ${item.name}` : `Add a ${f.title}`;
-  fill($('#cfg-fields'), f.fields.map(fd => {
-    let v = item[fd.key];
-    if (fd.key === 'ports') v = list(v).map(portText).join(', ');
-    else if (Array.isArray(v)) v = v.join(', ');
-    const input = fd.options
-      ? h('select', { name: fd.key, dataset: { field: fd.key } }, fd.options.map(o => h('option', { value: o, selected: (v || '') === o }, o || 'default')))
-      : h('input', { name: fd.key, dataset: { field: fd.key }, value: v ?? '', placeholder: fd.hint, autocomplete: 'off' });
-    input.addEventListener('input', stale);
-    return h('label', { class: 'field' }, h('span', {}, fd.label), input, h('div', { class: 'field-error', dataset: { for: fd.key } }));
+  const name = item.name || item.address || '';
+  $('#cfg-form-title').textContent = f.obj ? `Edit the ${f.title}` : index >= 0 ? `Edit ${f.title} ${name}` : `Add a ${f.title}`;
+  $('#cfg-form').dataset.kind = kind;
+  fill($('#cfg-fields'), formFields(kind).map(fd => {
+    const field = h('label', { class: 'field', dataset: { key: fd.key } }, h('span', {}, fd.label), inputFor(fd, item),
+      fd.type === 'toggle' && fd.hint && h('div', { class: 'detail' }, fd.hint),
+      h('div', { class: 'field-error', dataset: { for: fd.key } }));
+    // Each input hears its own events: a script's input event (the
+    // tests') does not bubble.
+    field.querySelectorAll('input, select').forEach(el => {
+      for (const ev of ['input', 'change']) el.addEventListener(ev, stale);
+    });
+    return field;
   }));
   fill($('#cfg-form-errors'));
   fill($('#cfg-effect'));
   $('#cfg-apply').disabled = true;
   $('#cfg-form').hidden = false;
-  $('#cfg-fields input')?.focus();
+  $('#cfg-form').scrollIntoView({ block: 'nearest' });
+  $('#cfg-fields input, #cfg-fields select')?.focus();
 }
 
+// closeForm also empties the fields: a password typed into one is gone
+// from the page once it is applied or the form is cancelled.
 function closeForm() {
   editing = null;
+  checkedSpec = '';
+  fill($('#cfg-fields'));
   $('#cfg-form').hidden = true;
 }
 
@@ -189,22 +228,63 @@ function stale() {
   fill($('#cfg-effect'));
 }
 
+const fieldValue = key => $(`#cfg-fields [data-field="${key}"]`);
+
 // formSpec is the current spec with the form's item in place.
 function formSpec() {
   const { kind, index, item } = editing;
-  const next = { ...item };
-  for (const fd of FORMS[kind].fields) {
-    const raw = $(`#cfg-fields [data-field="${fd.key}"]`).value.trim();
-    if (fd.key === 'ports') next.ports = parsePorts(raw);
-    else if (['backends', 'sourceRanges', 'addresses'].includes(fd.key)) next[fd.key] = split(raw);
-    else next[fd.key] = raw;
-    if (raw === '' && fd.key !== 'name' && fd.key !== 'vip') delete next[fd.key];
+  const f = FORMS[kind];
+  const next = structuredClone(item);
+  for (const fd of f.fields) {
+    const el = fieldValue(fd.key);
+    const raw = el.value.trim();
+    if (fd.type === 'secret') {
+      const remove = fieldValue(fd.key + '.remove')?.checked;
+      if (raw !== '' && !remove) next[fd.key] = raw;
+      else if (item[fd.key] === SECRET && !remove) next[fd.key] = SECRET;
+      else delete next[fd.key];
+      continue;
+    }
+    if (fd.type === 'toggle') {
+      // On when asked, or when one of its keys is given.
+      const sub = f.fields.some(o => o.key.startsWith(fd.key + '.') && fieldValue(o.key).value.trim() !== '');
+      if (raw || sub) setPath(next, fd.key, { ...(getPath(item, fd.key) || {}) });
+      else delete next[fd.key];
+      continue;
+    }
+    if (raw === '') { // not given: the key's default, or the API says it is required
+      delPath(next, fd.key);
+      continue;
+    }
+    let v = raw;
+    if (fd.type === 'ports') v = parsePorts(raw);
+    else if (fd.type === 'list') v = split(raw);
+    else if (fd.type === 'int') v = num(raw);
+    else if (fd.type === 'bool') v = raw === 'true';
+    setPath(next, fd.key, v);
   }
-  const items = [...list(cur.spec[kind])];
+  // A check with no key left is no check: the defaults.
+  if (next.healthCheck && !Object.keys(next.healthCheck).length) delete next.healthCheck;
+  const spec = structuredClone(cur.spec || {});
+  if (f.obj) {
+    if (Object.keys(next).length) spec[f.obj[0]] = next;
+    else delete spec[f.obj[0]];
+    editing.at = 0;
+    return spec;
+  }
+  if (kind === 'peers') {
+    spec.bgp = spec.bgp ? { ...spec.bgp } : {};
+    if (needsASN(kind)) {
+      const asn = fieldValue(ASN_FIELD.key).value.trim();
+      if (asn !== '') spec.bgp.asn = num(asn);
+    }
+  }
+  const items = [...list(at(spec, f.at))];
   if (index >= 0) items[index] = next;
   else items.push(next);
   editing.at = index >= 0 ? index : items.length - 1;
-  return { ...cur.spec, [kind]: items };
+  setPath(spec, f.at.join('.'), items);
+  return spec;
 }
 
 async function check() {
@@ -223,24 +303,40 @@ async function check() {
   $('#cfg-apply').disabled = false;
 }
 
+// slotFor finds the form field an error's path belongs to
+// (spec.services[2].healthCheck.interval: healthCheck.interval;
+// spec.pools[0].addresses[1]: addresses), or null when it is not the
+// edited item's.
+function slotFor(field) {
+  const { kind, at: i } = editing;
+  const f = FORMS[kind];
+  if (needsASN(kind) && field === 'spec.bgp.asn') return '^asn';
+  const prefix = 'spec.' + (f.obj ? f.obj.join('.') : `${f.at.join('.')}[${i}]`);
+  if (field !== prefix && !field.startsWith(prefix + '.')) return null;
+  const keys = field.slice(prefix.length + 1).replace(/\[\d+\]/g, '').split('.').filter(Boolean);
+  if (!keys.length) return f.obj ? null : f.fields[0].key;
+  for (let n = keys.length; n > 0; n--) {
+    const key = keys.slice(0, n).join('.');
+    if (f.fields.some(fd => fd.key === key)) return key;
+  }
+  return null;
+}
+
 // showErrors puts each error next to its field when it is the edited
 // item's, and above the form otherwise.
 function showErrors(errors) {
-  const { kind, at } = editing;
-  const re = new RegExp(`^spec\\.${kind}\\[${at}\\](?:\\.([A-Za-z]+))?`);
   const rest = [];
   for (const e of errors) {
-    const m = e.field.match(re);
-    const key = m && (m[1] || 'name');
+    const key = slotFor(e.field);
     const slot = key && $(`#cfg-fields .field-error[data-for="${key}"]`);
     if (slot) {
       slot.append(h('div', {}, e.message));
-      $(`#cfg-fields [data-field="${key}"]`).classList.add('invalid');
+      fieldValue(key)?.classList.add('invalid');
     } else {
       rest.push(h('li', {}, h('span', { class: 'mono' }, e.field), ': ', e.message));
     }
   }
-  fill($('#cfg-form-errors'), rest.length && h('ul', {}, rest));
+  fill($('#cfg-form-errors'), rest.length > 0 && h('ul', {}, rest));
 }
 
 const EFFECTS = [
@@ -275,10 +371,18 @@ function effectList(eff) {
     items.length ? h('ul', {}, items) : 'Nothing would change.');
 }
 
+// label names an item in messages: "pool default", "BGP peer 192.0.2.1".
+function label(kind, item) {
+  const f = FORMS[kind];
+  return f.obj ? `the ${f.title}` : `${f.title} ${item.name || item.address || ''}`.trim();
+}
+
 async function apply() {
   const spec = formSpec();
   if (JSON.stringify(spec) !== checkedSpec) return stale();
-  await putSpec(spec, `${FORMS[editing.kind].title} ${editing.index >= 0 ? 'changed' : 'added'}`);
+  const { kind, index } = editing;
+  const item = FORMS[kind].obj ? {} : list(at(spec, FORMS[kind].at))[editing.at];
+  await putSpec(spec, `${label(kind, item)} ${index >= 0 ? 'changed' : 'added'}`);
 }
 
 async function putSpec(spec, what) {
@@ -294,18 +398,33 @@ async function putSpec(spec, what) {
   await loadConfig(0, true).catch(() => {});
 }
 
-async function remove(kind, i) {
-  const item = list(cur.spec[kind])[i];
-  const spec = { ...cur.spec, [kind]: list(cur.spec[kind]).filter((_, j) => j !== i) };
+// removeSpec deletes after a dry run and a confirmation with its effect.
+async function removeSpec(spec, what) {
   const res = await dryRun(spec);
   if (!res) return;
   if (!res.valid) {
-    ctx.banner('error', `Cannot delete ${item.name}: ${errorText(res.errors)}`);
+    ctx.banner('error', `Cannot delete ${what}: ${errorText(res.errors)}`);
     return;
   }
-  if (!await ctx.confirm(`Delete ${FORMS[kind].title} ${item.name}?`, effectText(res.effect), 'Delete')) return;
+  if (!await ctx.confirm(`Delete ${what}?`, effectText(res.effect), 'Delete')) return;
   closeForm();
-  await putSpec(spec, `${FORMS[kind].title} ${item.name} deleted`);
+  await putSpec(spec, `${what} deleted`);
+}
+
+async function remove(kind, i) {
+  const path = FORMS[kind].at;
+  const items = list(at(cur.spec, path));
+  const spec = structuredClone(cur.spec);
+  setPath(spec, path.join('.'), items.filter((_, j) => j !== i));
+  await removeSpec(spec, label(kind, items[i]));
+}
+
+// removeBGP deletes the bgp section: BGP stops on every host (refused
+// while a pool or service announces over BGP).
+async function removeBGP() {
+  const spec = structuredClone(cur.spec);
+  delete spec.bgp;
+  await removeSpec(spec, 'the BGP section (every peer)');
 }
 
 async function rollback(n) {

@@ -295,3 +295,26 @@ func ConfirmDialog() chromedp.Action[chromedp.Void] {
 		chromedp.WaitNotVisible(chromedp.ID("confirm")),
 	)
 }
+
+// FieldError waits until the configuration form shows an error containing
+// text under the field key.
+func FieldError(key, text string, timeout time.Duration) chromedp.Action[chromedp.Void] {
+	return Poll(fmt.Sprintf(`document.querySelector('#cfg-fields .field-error[data-for=' + %s + ']')?.textContent.includes(%s)`,
+		js(js(key)), js(text)), timeout)
+}
+
+// CheckAndApply sends the open form to the dry run, waits for its
+// acceptance, applies it and waits for the banner of the new version.
+func CheckAndApply(version uint64, timeout time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Click(chromedp.ID("cfg-check")),
+		Poll(`!document.querySelector('#cfg-apply').disabled`, timeout),
+		chromedp.Click(chromedp.ID("cfg-apply")),
+		BannerContains(fmt.Sprintf("Version %d applied", version), timeout))
+}
+
+// EditRow clicks Edit on the row of a configuration table (#cfg-pools,
+// #cfg-peers, ...) whose data attribute attr is value.
+func EditRow(table, attr, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Click(chromedp.CSS(fmt.Sprintf(`%s tr[data-%s=%s] button.edit`, table, attr, js(value))))
+}

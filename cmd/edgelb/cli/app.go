@@ -202,6 +202,9 @@ func keygenCmd(args []string, stdout, stderr io.Writer) error {
 const runSignals = `
 Signals:
   SIGTERM, SIGINT  stop: hand the VIPs over to the other members, then leave
+  SIGHUP           reload (systemctl reload): take the API's tokens, names
+                   and TLS certificate and the kubeconfig's token from the
+                   config file again, without a restart
   SIGUSR2          graceful restart (systemd's RestartKillSignal for
                    "systemctl restart"): keep the VIPs, IPVS and nftables
                    state on this host for the next process, which must
@@ -254,9 +257,38 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	go reloads(ctx, o.config, n, log)
 	err = n.Run(ctx)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return err
+}
+
+// ReloadRequests receives a value for each reload asked (SIGHUP: the
+// unit's ExecReload); main sends to it.
+var ReloadRequests = make(chan struct{}, 1)
+
+// reloads reads the config file again at each request and hands it to
+// the node's Reload, telling systemd (RELOADING=1, then READY=1). A file
+// that does not load, or that the node refuses, changes nothing.
+func reloads(ctx context.Context, path string, n *node.Node, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ReloadRequests:
+		}
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading)
+		cfg, err := config.Load(path)
+		if err == nil {
+			err = n.Reload(cfg)
+		}
+		if err != nil {
+			log.Error("reload refused: nothing changed", "config", path, "err", err)
+		} else {
+			log.Info("reloaded", "config", path)
+		}
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	}
 }
 
 // watchdog pings systemd's watchdog at half its interval, when the unit

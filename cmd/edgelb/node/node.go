@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,9 +97,12 @@ type Node struct {
 	cfg  *config.Config
 	opts Options
 	log  *slog.Logger
-	// tokenExpires reads the kubeconfig's token expiry once, when first
-	// asked (TokenExpiry).
-	tokenExpires func() (time.Time, bool)
+	// tokenExp is the kubeconfig's token expiry (TokenExpiry), read at
+	// start and at each Reload; nil when it has none.
+	tokenExp atomic.Pointer[time.Time]
+	// kubeToken is the kubeconfig's inline token, which Reload replaces;
+	// nil without one.
+	kubeToken *bearer
 
 	live      *liveConfig
 	store     *lb.Store
@@ -138,7 +144,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	log := opts.Log
 	n := &Node{cfg: cfg, opts: opts, log: log}
 	n.hostCtx, n.stopHost = context.WithCancel(context.Background())
-	n.tokenExpires = sync.OnceValues(func() (time.Time, bool) { return TokenExpiry(cfg.Kubernetes) })
+	n.setTokenExpiry(cfg.Kubernetes)
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
@@ -363,7 +369,7 @@ func (n *Node) newController() error {
 	client := n.opts.Kube
 	if client == nil {
 		var err error
-		client, err = KubeClient(n.cfg.Kubernetes, n.opts.Version, n.log)
+		client, n.kubeToken, err = kubeClient(n.cfg.Kubernetes, n.opts.Version, n.log)
 		if err != nil {
 			return err
 		}
@@ -402,16 +408,28 @@ func (n *Node) clusterConfig() *clustercfg.Config {
 	return &clustercfg.Config{Docs: n.live.docs, Host: n.live.host, Unreplicated: ClusterOptions(n.cfg, nil, nil).Unreplicated()}
 }
 
+// apiKeys are the API options a reload changes: tokens, names and the TLS
+// files.
+func apiKeys(cfg *config.Config) api.Options {
+	o := api.Options{Hosts: apiHosts(cfg.API)}
+	for _, t := range cfg.API.Named {
+		o.NamedTokens = append(o.NamedTokens, api.Token{Name: t.Name, Role: t.Role, Secret: t.Secret})
+	}
+	if t := cfg.API.TLS; t != nil {
+		o.CertFile, o.KeyFile = t.CertFile, t.KeyFile
+	}
+	return o
+}
+
 func (n *Node) apiOptions() api.Options {
 	cfg, bus := n.cfg, n.bus
-	var tokens []api.Token
-	for _, t := range cfg.API.Named {
-		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: t.Secret})
-	}
+	keys := apiKeys(cfg)
 	o := api.Options{
 		Listen:      cfg.API.Listen,
-		Hosts:       apiHosts(cfg.API),
-		NamedTokens: tokens,
+		Hosts:       keys.Hosts,
+		NamedTokens: keys.NamedTokens,
+		CertFile:    keys.CertFile,
+		KeyFile:     keys.KeyFile,
 		Config:      n.clusterConfig(),
 		State:       n.state,
 		OnAudit: func(e api.AuditEntry) {
@@ -428,15 +446,91 @@ func (n *Node) apiOptions() api.Options {
 	if n.opts.StateDir != "" {
 		o.AuditFile = filepath.Join(n.opts.StateDir, "audit.log")
 	}
-	if t := cfg.API.TLS; t != nil {
-		o.CertFile, o.KeyFile = t.CertFile, t.KeyFile
-	}
 	return o
+}
+
+// Reload takes what of cfg (the config file read again) can change
+// without a restart, as `systemctl reload edgelb` (SIGHUP) asks: the API's
+// tokens, names and TLS certificate, and the kubeconfig's token. Anything
+// it cannot take is refused with the reason and nothing changes; other
+// host-local keys need a restart (edgelb says which differ).
+func (n *Node) Reload(cfg *config.Config) error {
+	if err := n.server.Reload(apiKeys(cfg)); err != nil {
+		return err
+	}
+	if n.kubeToken != nil && cfg.Kubernetes != nil {
+		if err := n.kubeToken.reload(cfg.Kubernetes.Kubeconfig); err != nil {
+			return fmt.Errorf("the kubeconfig's token: %w", err)
+		}
+		n.log.Info("the kubeconfig's token reloaded", "kubeconfig", cfg.Kubernetes.Kubeconfig)
+		n.setTokenExpiry(cfg.Kubernetes)
+	}
+	if differ := restartKeys(n.cfg, cfg); len(differ) > 0 {
+		n.log.Warn("the config file changed keys a reload does not take: restart edgelb for them", "keys", differ)
+	}
+	return nil
+}
+
+// restartKeys names the host-local keys that differ between a and b and
+// need a restart.
+func restartKeys(a, b *config.Config) []string {
+	var out []string
+	for key, same := range map[string]bool{
+		"node":                  reflect.DeepEqual(a.Node, b.Node),
+		"cluster":               reflect.DeepEqual(a.Cluster, b.Cluster),
+		"api.listen":            a.API.Listen == b.API.Listen,
+		"kubernetes.kubeconfig": (a.Kubernetes == nil) == (b.Kubernetes == nil) && (a.Kubernetes == nil || a.Kubernetes.Kubeconfig == b.Kubernetes.Kubeconfig),
+	} {
+		if !same {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// bearer is the kubeconfig's inline token, which Reload can replace: the
+// client sends whatever it holds at each request. (A kubeconfig with a
+// tokenFile needs none of this: client-go reads that file again by
+// itself.)
+type bearer struct {
+	token atomic.Pointer[string]
+}
+
+func (b *bearer) reload(kubeconfig string) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	if rc.BearerToken == "" {
+		return errors.New("it has no token any more: restart edgelb to change how it authenticates")
+	}
+	token := rc.BearerToken
+	b.token.Store(&token)
+	return nil
+}
+
+type bearerTransport struct {
+	b    *bearer
+	next http.RoundTripper
+}
+
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+*t.b.token.Load())
+	return t.next.RoundTrip(r)
 }
 
 // KubeClient builds the Kubernetes client of kc (its kubeconfig, else
 // the in-cluster one), and sends client-go's logs to log.
 func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubernetes.Interface, error) {
+	client, _, err := kubeClient(kc, version, log)
+	return client, err
+}
+
+// kubeClient is KubeClient, and the holder of the kubeconfig's inline
+// token, nil without one.
+func kubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubernetes.Interface, *bearer, error) {
 	// client-go logs through klog; send it to our slog handler.
 	klog.SetLogger(logr.FromSlogHandler(log.With("component", "client-go").Handler()))
 	var rc *rest.Config
@@ -447,15 +541,23 @@ func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubern
 		rc, err = clientcmd.BuildConfigFromFlags("", kc.Kubeconfig)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %q: %w", kc.Kubeconfig, err)
+		return nil, nil, fmt.Errorf("loading kubeconfig %q: %w", kc.Kubeconfig, err)
 	}
 	rc.QPS, rc.Burst = kc.QPS, kc.Burst
 	rc.UserAgent = "edgelb/" + version
+	var tok *bearer
+	if kc.Kubeconfig != "" && rc.BearerToken != "" {
+		tok = &bearer{}
+		token := rc.BearerToken
+		tok.token.Store(&token)
+		rc.BearerToken = ""
+		rc.Wrap(func(next http.RoundTripper) http.RoundTripper { return bearerTransport{b: tok, next: next} })
+	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+		return nil, nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
-	return client, nil
+	return client, tok, nil
 }
 
 // CheckFiles checks the files the config names that config.Load does not
@@ -566,6 +668,14 @@ func TokenExpiry(kc *config.Kubernetes) (exp time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(claims.Exp, 0).UTC(), true
+}
+
+func (n *Node) setTokenExpiry(kc *config.Kubernetes) {
+	if exp, ok := TokenExpiry(kc); ok {
+		n.tokenExp.Store(&exp)
+	} else {
+		n.tokenExp.Store(nil)
+	}
 }
 
 // TokenWarning is how long before its token expires edgelb says so.

@@ -335,6 +335,22 @@ func TestThreeNodesWithKubernetes(t *testing.T) {
 				e.Source.Host == refusing.name && strings.Contains(e.Message, "scheduler module not loaded")
 		})
 	})
+	stateOf := func(h *host, name string) string {
+		for _, s := range h.node.state.Services() {
+			if s.Namespace == "default" && s.Name == name {
+				return s.State
+			}
+		}
+		return ""
+	}
+	if st := stateOf(refusing, "web2"); st != "partial" {
+		t.Errorf("web2 on the refusing host is %q, want partial", st)
+	}
+	for _, h := range l.hosts {
+		if h != refusing && stateOf(h, "web2") != "served" {
+			t.Errorf("web2 on %s is %q, want served", h.name, stateOf(h, "web2"))
+		}
+	}
 	refusing.ipvs.SetFail(nil)
 
 }

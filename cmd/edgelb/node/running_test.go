@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 )
@@ -215,6 +216,27 @@ func TestFileDiffersIsReported(t *testing.T) {
 	l.eventually(t, "every host runs the new version and says its file differs", func() bool {
 		for _, h := range l.hosts {
 			if _, v := h.node.live.Config(); v != next.Version || !h.node.state.Status().ConfigFileDiffers {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Without Kubernetes every host lists the running version's pools in its
+// status, none of their addresses used: a pool added is shown by every
+// host, not left out as if none were configured.
+func TestPoolsShownWithoutKubernetes(t *testing.T) {
+	l := newLab(t, 3, nil)
+	l.eventually(t, "converged", l.converged)
+	next := editSpec(t, l.hosts[1], func(spec map[string]any) {
+		spec["pools"] = []any{map[string]any{"name": "team", "addresses": []any{"198.51.100.0/30"}, "namespaces": []any{"team-a"}}}
+	})
+	l.eventually(t, "every host runs the new version and shows the pool team", func() bool {
+		for _, h := range l.hosts {
+			st := h.node.state.Status()
+			if _, v := h.node.live.Config(); v != next.Version ||
+				len(st.Pools) != 1 || st.Pools[0] != (api.PoolUsage{Name: "team", Size: 4, Used: 0}) {
 				return false
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/health"
+	"github.com/edgelb/edgelb/lb/ipam"
 	"github.com/edgelb/edgelb/lb/ipvs"
 )
 
@@ -42,16 +43,16 @@ func (s *state) Status() api.Status {
 		st.Healthy = false
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
 	}
+	running, _ := s.node.live.Config()
 	if s.node.cfg.Dataplane.Backend == config.BackendIPVS {
 		// The defaults of the running version.
-		cfg, _ := s.node.live.Config()
-		st.Dataplane += "/" + string(cfg.Dataplane.Mode) + "/" + string(cfg.Dataplane.Method)
+		st.Dataplane += "/" + string(running.Dataplane.Mode) + "/" + string(running.Dataplane.Method)
 	}
 	st.Ready, _ = s.Ready()
 	if s.node.ctrl != nil {
 		k := &api.KubernetesStatus{Problem: s.node.ctrl.AccessProblem()}
-		if exp, ok := s.node.tokenExpires(); ok {
-			k.TokenExpires = &exp
+		if exp := s.node.tokenExp.Load(); exp != nil {
+			k.TokenExpires = exp
 			if left := exp.Sub(s.node.opts.Now()); left < TokenWarning && k.Problem == "" {
 				k.Problem = fmt.Sprintf("the kubeconfig's token expires %s (in %s): make a new one as docs/operations.md shows", exp.Format(time.RFC3339), left.Round(time.Hour))
 			}
@@ -61,15 +62,26 @@ func (s *state) Status() api.Status {
 		if st.Leader {
 			st.LeaderName = s.node.cfg.Node.Name
 		}
-		for _, p := range s.node.ctrl.PoolUsage() {
-			st.Pools = append(st.Pools, api.PoolUsage{Name: p.Name, Size: p.Size, Used: p.Used})
-		}
+	}
+	var usage []ipam.PoolUsage
+	if s.node.ctrl != nil {
+		usage = s.node.ctrl.PoolUsage()
+	} else {
+		// Without Kubernetes nothing takes an address from a pool:
+		// the running version's pools, none of them used.
+		usage = ipam.UsageOf(running.Pools, nil)
+	}
+	for _, p := range usage {
+		st.Pools = append(st.Pools, api.PoolUsage{Name: p.Name, Size: p.Size, Used: p.Used})
 	}
 	mem := s.Members()
 	vips := s.VIPs()
 	// Counts only: no need to read the IPVS counters from the kernel.
 	svcs := s.services(false)
 	st.Counts = api.Counts{Members: len(mem), VIPs: len(vips), Services: len(svcs)}
+	if s.node.ctrl != nil {
+		st.Counts.OtherClassServices = s.node.ctrl.OtherClass()
+	}
 	for _, m := range mem {
 		if m.Alive && m.Healthy && !m.Draining {
 			st.Counts.HealthyMembers++
@@ -186,10 +198,18 @@ func sourceName(src lb.Source) string {
 // type LoadBalancer that have no address, with why.
 func (s *state) Services() []api.Service {
 	out := s.services(true)
+	for i := range out {
+		out[i].State = "served"
+		for _, p := range out[i].Ports {
+			if p.Problem != "" {
+				out[i].State = "partial"
+			}
+		}
+	}
 	if s.node.ctrl != nil {
 		for _, p := range s.node.ctrl.Pending() {
 			out = append(out, api.Service{Namespace: p.Namespace, Name: p.Name, VIPs: []string{}, Ports: []api.Port{},
-				Pending: true, Problem: p.Why})
+				Pending: true, Problem: p.Why, State: "pending"})
 		}
 	}
 	return out

@@ -1,15 +1,21 @@
 package node
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/test/prereq"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // The expiry of a ServiceAccount token in the kubeconfig is read from its
@@ -62,5 +68,51 @@ func TestReadableBy(t *testing.T) {
 	}
 	if err := readableBy(path, "no-such-user-here"); err != nil {
 		t.Fatalf("an unknown user: %v", err)
+	}
+}
+
+// The kubeconfig's inline token is sent as it is now: a reload that reads
+// a new one makes the next request carry it, without a new client.
+func TestKubeTokenReload(t *testing.T) {
+	var got atomic.Value
+	// client-go sends credentials only over TLS.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"kind":"NodeList","apiVersion":"v1","items":[]}`))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kubeconfig")
+	write := func(token string) {
+		os.WriteFile(path, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: k, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: edgelb, user: {token: %q}}]
+contexts: [{name: k, context: {cluster: k, user: edgelb}}]
+current-context: k
+`, srv.URL, token)), 0o600)
+	}
+	write("first-token")
+	client, tok, err := kubeClient(&config.Kubernetes{Kubeconfig: path, QPS: 50, Burst: 100}, "test", slog.New(slog.DiscardHandler))
+	if err != nil || tok == nil {
+		t.Fatalf("kubeClient: %v, token holder %v", err, tok)
+	}
+	list := func() string {
+		t.Helper()
+		if _, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return got.Load().(string)
+	}
+	if h := list(); h != "Bearer first-token" {
+		t.Fatalf("Authorization %q", h)
+	}
+	write("second-token")
+	if err := tok.reload(path); err != nil {
+		t.Fatal(err)
+	}
+	if h := list(); h != "Bearer second-token" {
+		t.Fatalf("Authorization %q after the reload", h)
 	}
 }

@@ -17,10 +17,10 @@ import (
 // Speaker is an in-memory bgp.Speaker: Routes holds what is advertised.
 // Set Fail to make Advertise and Withdraw fail. Safe for concurrent use.
 type Speaker struct {
-	mu      sync.Mutex
-	Routes  map[netip.Prefix]bool
-	Status  []bgp.PeerStatus
-	Fail    error
+	mu     sync.Mutex
+	Routes map[netip.Prefix]bool
+	Status []bgp.PeerStatus
+	Fail   error
 	// Refuse makes Advertise fail for these routes only.
 	Refuse  map[netip.Prefix]error
 	Started bool
