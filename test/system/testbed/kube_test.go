@@ -258,9 +258,7 @@ func loadBalancerStep(t *testing.T, cp *controlPlane) netip.Addr {
 		}
 		return len(held) == 1, fmt.Sprint("held by ", held)
 	})
-	p := startProbe(t, "client", "http://"+ip.String()+"/")
-	time.Sleep(3 * time.Second)
-	r := stopProbe(t, p)
+	r := probeEvery(t, "http://"+ip.String()+"/")
 	figure(t, "loadbalancer", "kubectl apply of a LoadBalancer Service: EXTERNAL-IP %s after %v, held by %s; %d answers from %d nodes, %d failed; the step took %v", ip, assigned.Round(100*time.Millisecond), holder.name, r.OK, len(r.Answers), r.Failed, time.Since(start).Round(time.Second))
 	if r.Failed != 0 || len(r.Answers) != 3 {
 		t.Fatalf("through the EXTERNAL-IP %s: %+v, want answers from node1..3 and no failure", ip, r)

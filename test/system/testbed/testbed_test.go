@@ -269,9 +269,7 @@ func TestTestbed(t *testing.T) {
 				}
 			}
 		}
-		p := startProbe(t, "client", webURL)
-		time.Sleep(3 * time.Second)
-		r := stopProbe(t, p)
+		r := probeEvery(t, webURL)
 		if r.Failed != 0 || len(r.Answers) != 3 {
 			t.Fatalf("through the VIP: %+v, want answers from node1..3 and no failure", r)
 		}
