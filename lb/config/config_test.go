@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -92,6 +93,36 @@ func TestPackagedConfigIsValid(t *testing.T) {
 	content := strings.ReplaceAll(string(data), "/etc/edgelb/gossip.key", "gossip.key")
 	if _, err := Load(writeConfig(t, content)); err != nil {
 		t.Fatalf("packaging/config.yaml is refused:\n%v", err)
+	}
+}
+
+// The example files of docs/operations.md are accepted as written, and the
+// complete one has every part it claims to show.
+func TestOperationsExamplesAreValid(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(data), -1)
+	complete := 0
+	for i, m := range blocks {
+		// The blocks are indented under their list item.
+		var lines []string
+		for _, l := range strings.Split(m[1], "\n") {
+			lines = append(lines, strings.TrimPrefix(l, "   "))
+		}
+		content := strings.ReplaceAll(strings.Join(lines, "\n"), "/etc/edgelb/gossip.key", "gossip.key")
+		cfg, err := Load(writeConfig(t, content))
+		if err != nil {
+			t.Errorf("docs/operations.md's yaml block %d is refused:\n%v\n%s", i+1, err, content)
+			continue
+		}
+		if cfg.Kubernetes != nil && len(cfg.Pools) > 0 && cfg.API.TLS != nil && len(cfg.API.Tokens["admin"]) > 0 && len(cfg.API.Hosts) > 0 {
+			complete++
+		}
+	}
+	if len(blocks) == 0 || complete == 0 {
+		t.Errorf("docs/operations.md has %d yaml blocks and no complete example (kubernetes, pools, api with hosts, tls and tokens)", len(blocks))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -43,6 +44,31 @@ func deb(t *testing.T, root, version, dst string) {
 	run(t, root, nil, "cp", debs[0], dst)
 }
 
+// kubectlBinary returns the kubectl to copy into the VM. Google Cloud
+// SDK's kubectl is a dispatcher that runs a kubectl.MAJOR.MINOR beside it;
+// the VM gets that one, a plain kubectl.
+func kubectlBinary() (string, error) {
+	p, err := exec.LookPath("kubectl")
+	if err != nil {
+		return "", err
+	}
+	if p, err = filepath.EvalSymlinks(p); err != nil {
+		return "", err
+	}
+	out, err := exec.Command(p, "version", "--client").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s version --client: %w", p, err)
+	}
+	if m := regexp.MustCompile(`Client Version: v(\d+)\.(\d+)\.\d+-dispatcher`).FindStringSubmatch(string(out)); m != nil {
+		plain := p + "." + m[1] + "." + m[2]
+		if _, err := os.Stat(plain); err != nil {
+			return "", fmt.Errorf("%s is a dispatcher and %s is missing", p, plain)
+		}
+		return plain, nil
+	}
+	return p, nil
+}
+
 func TestDebianHosts(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		prereq.Missing(t, "the test bed needs linux/amd64")
@@ -57,23 +83,38 @@ func TestDebianHosts(t *testing.T) {
 	if out, err := exec.Command(filepath.Join(root, "hack/sysvm/build.sh")).CombinedOutput(); err != nil {
 		t.Fatalf("building the test bed image (hack/sysvm/build.sh): %v\n%s", err, out)
 	}
+	// The cluster's control plane runs in the VM beside the hosts: the
+	// test-only etcd and kube-apiserver, and the operator's kubectl.
+	if out, err := exec.Command(filepath.Join(root, "hack/kube/build.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("building etcd and kube-apiserver (hack/kube/build.sh): %v\n%s", err, out)
+	}
+	bin, err := testenv.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl, err := kubectlBinary()
+	if err != nil {
+		prereq.Missing(t, "the test bed's operator needs kubectl: %v", err)
+	}
 	dir := t.TempDir()
 	const oldV, newV = "1.0.0~tb1", "1.0.0~tb2"
 	deb(t, root, oldV, filepath.Join(dir, "edgelb-old.deb"))
 	deb(t, root, newV, filepath.Join(dir, "edgelb-new.deb"))
 	run(t, root, []string{"CGO_ENABLED=0"}, "go", "test", "-c", "-tags", "sysvm", "-o", filepath.Join(dir, "testbed.test"), "./test/system/testbed")
 	job := filepath.Join(dir, "job.sh")
-	args := "-test.v -test.timeout 30m"
+	args := "-test.v -test.timeout 35m"
 	if r := os.Getenv("EDGELB_TESTBED_RUN"); r != "" {
 		args += " -test.run '" + r + "'" // by hand: some steps only
 	}
 	if err := os.WriteFile(job, []byte("/job/testbed.test "+args+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(root, "hack/sysvm/run.sh"), "-t", "2100", "-m", "4096",
+	cmd := exec.Command(filepath.Join(root, "hack/sysvm/run.sh"), "-t", "2400", "-m", "4096",
 		"-e", "EDGELB_OLD_DEB=edgelb-old.deb", "-e", "EDGELB_NEW_DEB=edgelb-new.deb", "-e", "EDGELB_NEW_VERSION=v1.0.0-tb2",
 		"-f", filepath.Join(dir, "edgelb-old.deb"), "-f", filepath.Join(dir, "edgelb-new.deb"),
-		"-f", filepath.Join(dir, "testbed.test"), "-f", filepath.Join(root, "packaging/modules-load.conf"), job)
+		"-f", filepath.Join(dir, "testbed.test"), "-f", filepath.Join(root, "packaging/modules-load.conf"),
+		"-f", filepath.Join(root, "docs/operations.md"), "-f", kubectl+":bin/kubectl",
+		"-f", filepath.Join(bin, "etcd")+":k8s/etcd", "-f", filepath.Join(bin, "kube-apiserver")+":k8s/kube-apiserver", job)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -91,7 +132,7 @@ func TestDebianHosts(t *testing.T) {
 			}
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	pw.Close()
 	<-done
 	out := all.String()

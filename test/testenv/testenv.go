@@ -46,10 +46,11 @@ type Env struct {
 	AdminKubeconfig  string
 	EdgelbKubeconfig string
 
-	procs      []*exec.Cmd
-	apiserver  *exec.Cmd // also in procs
-	apiArgs    []string
-	adminToken string
+	procs        []*exec.Cmd
+	apiserver    *exec.Cmd // also in procs
+	apiArgs      []string
+	adminToken   string
+	readyTimeout time.Duration
 }
 
 // Options configures StartWith.
@@ -57,6 +58,15 @@ type Options struct {
 	// Address is the address the API server listens on and advertises;
 	// empty means 127.0.0.1. It must be an address of this host.
 	Address string
+	// ReadyTimeout is how long the API server may take to become ready;
+	// 0 means 90 s. Under CPU emulation (the Debian test bed) it takes
+	// minutes.
+	ReadyTimeout time.Duration
+	// APIServerOnly starts etcd and the API server and writes the admin
+	// kubeconfig only: no RBAC applied, no kubeconfig for edgelb. The
+	// Debian test bed does those steps itself, as operations.md tells an
+	// operator.
+	APIServerOnly bool
 }
 
 // BinDir returns where the test binaries are, and an error saying how to
@@ -117,7 +127,10 @@ func StartWith(ctx context.Context, dir string, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir}
+	e := &Env{Dir: dir, readyTimeout: opts.ReadyTimeout}
+	if e.readyTimeout == 0 {
+		e.readyTimeout = 90 * time.Second
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -190,6 +203,10 @@ func StartWith(ctx context.Context, dir string, opts Options) (*Env, error) {
 	if e.Admin, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, err
 	}
+	if opts.APIServerOnly {
+		ok = true
+		return e, nil
+	}
 	if out, err := e.Kubectl(ctx, "apply", "-f", filepath.Join(RepoRoot(), "packaging", "rbac.yaml")); err != nil {
 		return nil, fmt.Errorf("applying packaging/rbac.yaml: %v\n%s", err, out)
 	}
@@ -223,7 +240,7 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 		return err
 	}
 	e.apiserver = e.procs[len(e.procs)-1]
-	if err := waitReady(ctx, e.URL, e.adminToken); err != nil {
+	if err := waitReady(ctx, e.URL, e.adminToken, e.readyTimeout); err != nil {
 		return fmt.Errorf("%w; the end of kube-apiserver.log:\n%s", err, tail(filepath.Join(e.Dir, "kube-apiserver.log"), 20))
 	}
 	return nil
@@ -260,6 +277,26 @@ func (e *Env) spawn(name, path string, args ...string) error {
 	return nil
 }
 
+// CACert returns the certificate, PEM-encoded, of the authority that
+// signed the API server's serving certificate: the ca.crt an operator
+// gives kubectl config set-cluster --certificate-authority. The API
+// server made both itself (--cert-dir), for this run only.
+func (e *Env) CACert() ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(e.Dir, "certs", "apiserver.crt"))
+	if err != nil {
+		return nil, err
+	}
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return nil, errors.New("the API server's certificate file has no CA certificate")
+		}
+		if c, err := x509.ParseCertificate(blk.Bytes); err == nil && c.IsCA {
+			return pem.EncodeToMemory(blk), nil
+		}
+	}
+}
+
 // Stop kills the API server and etcd, newest first.
 func (e *Env) Stop() {
 	for i := len(e.procs) - 1; i >= 0; i-- {
@@ -292,9 +329,9 @@ func tail(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-func waitReady(ctx context.Context, url, token string) error {
+func waitReady(ctx context.Context, url, token string, timeout time.Duration) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: insecureTLS()}}
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url+"/readyz", nil)
@@ -315,7 +352,7 @@ func waitReady(ctx context.Context, url, token string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return errors.New("kube-apiserver not ready after 90s: " + last)
+	return fmt.Errorf("kube-apiserver not ready after %v: %s", timeout, last)
 }
 
 func writeKubeconfig(path, url, user, token string) error {

@@ -298,3 +298,26 @@ func stopHold(t testing.TB, p *helper) labnet.HoldResult {
 	p.stop(t, &r)
 	return r
 }
+
+// probeEvery probes url from the client until each of the three nodes has
+// answered, and returns what the client saw. It stops at the first failed
+// request, or after two minutes: under emulation, on a loaded machine, a
+// request can take seconds, so a fixed time cannot promise answers from
+// every node.
+func probeEvery(t testing.TB, url string) labnet.ProbeResult {
+	t.Helper()
+	all := labnet.ProbeResult{Answers: map[string]int{}}
+	end := time.Now().Add(2 * time.Minute)
+	for len(all.Answers) < 3 && all.Failed == 0 && time.Now().Before(end) {
+		p := startProbe(t, "client", url)
+		time.Sleep(3 * time.Second)
+		r := stopProbe(t, p)
+		all.OK, all.Failed, all.InFlight = all.OK+r.OK, all.Failed+r.Failed, all.InFlight+r.InFlight
+		all.Slowest = max(all.Slowest, r.Slowest)
+		all.Errors = append(all.Errors, r.Errors...)
+		for n, c := range r.Answers {
+			all.Answers[n] += c
+		}
+	}
+	return all
+}
