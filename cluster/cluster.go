@@ -132,6 +132,9 @@ type Cluster struct {
 	// unhealthy.
 	refusedVIPs     []netip.Addr
 	refusedOverflow bool
+	// stale: the last update's view was not yet confirmed by the peers
+	// (fresh.go).
+	stale bool
 	owned           []netip.Addr // assigned to us: hold and announce
 	handing         []netip.Addr // assigned elsewhere, kept until taken over
 	members         []Member
@@ -398,6 +401,16 @@ func (c *Cluster) Owners() map[netip.Addr]string {
 	return maps.Clone(c.assigned)
 }
 
+// ViewSettled reports whether this member's view is confirmed by its
+// peers (fresh.go) and has a quorum: only then is Owners what every
+// member sees. A member that just started may name itself owner of VIPs
+// it will never hold.
+func (c *Cluster) ViewSettled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hasQuorum && !c.stale
+}
+
 // HasQuorum reports whether this member sees a quorum.
 func (c *Cluster) HasQuorum() bool {
 	c.mu.Lock()
@@ -651,6 +664,7 @@ func (c *Cluster) update() {
 	if c.restart.grace {
 		in.Adopted = c.restart.adopted
 	}
+	c.stale = in.Stale
 	d := Decide(in)
 	if d.HasQuorum != c.hasQuorum {
 		if d.HasQuorum {

@@ -322,6 +322,13 @@ func (c *Controller) reportOnce(se *stateEvents) time.Duration {
 	var owners map[netip.Addr]string
 	if c.opts.Ownership != nil {
 		owners = c.opts.Ownership.Owners()
+		// A view its peers have not confirmed (this member just started,
+		// or came back) may name owners that never hold the VIP: taken as
+		// the first look, such an owner made a later Event name the wrong
+		// previous owner. Owners are looked at once the view is settled.
+		if s, ok := c.opts.Ownership.(interface{ ViewSettled() bool }); ok && !s.ViewSettled() {
+			owners = nil
+		}
 	}
 	var health func(*lb.VirtualService, lb.Backend) (bool, bool)
 	if c.opts.Health != nil {

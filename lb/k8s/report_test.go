@@ -15,8 +15,9 @@ import (
 )
 
 type fakeOwners struct {
-	mu     sync.Mutex
-	owners map[netip.Addr]string
+	mu        sync.Mutex
+	owners    map[netip.Addr]string
+	unsettled bool
 }
 
 func (f *fakeOwners) Owners() map[netip.Addr]string {
@@ -29,6 +30,13 @@ func (f *fakeOwners) Owners() map[netip.Addr]string {
 	return out
 }
 func (f *fakeOwners) Subscribe() <-chan struct{} { return make(chan struct{}) }
+
+// ViewSettled: false while unsettled is set (a member that just started).
+func (f *fakeOwners) ViewSettled() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.unsettled
+}
 func (f *fakeOwners) set(vip netip.Addr, owner string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -231,4 +239,29 @@ func TestNewLeaderReportsRecentChanges(t *testing.T) {
 	expectEvents(t, "not leader, past the horizon", e.pass(2*time.Minute))
 	e.c.term.Store(e.leader)
 	expectEvents(t, "leader long after", e.pass(time.Second))
+}
+
+// A member whose view its peers have not confirmed yet (it just started)
+// may name owners that never hold the VIP; those are not its first look.
+// Here the first view names this host lb3 while lb2 holds the VIP: once
+// settled the first look is lb2, and the Event after lb2's death, from
+// this host as the new leader, names lb2 (the fault suite saw "moved from
+// lb3", the stale view, instead).
+func TestUnsettledViewIsNotAFirstLook(t *testing.T) {
+	e := newReportEnv(t)
+	e.c.term.Store(nil)
+	e.owners.mu.Lock()
+	e.owners.unsettled = true
+	e.owners.mu.Unlock()
+	e.owners.set(e.vip, "lb3")
+	expectEvents(t, "unsettled", e.pass(0))
+	e.owners.mu.Lock()
+	e.owners.unsettled = false
+	e.owners.mu.Unlock()
+	e.owners.set(e.vip, "lb2")
+	expectEvents(t, "settled: the first look", e.pass(time.Second))
+	e.owners.set(e.vip, "lb1")
+	expectEvents(t, "not leader", e.pass(time.Second))
+	e.c.term.Store(e.leader)
+	expectEvents(t, "the new leader", e.pass(15*time.Second), "Normal OwnerChanged 192.0.2.1 moved from lb2 to lb1")
 }
