@@ -134,14 +134,14 @@ type Cluster struct {
 	refusedOverflow bool
 	// stale: the last update's view was not yet confirmed by the peers
 	// (fresh.go).
-	stale bool
-	owned           []netip.Addr // assigned to us: hold and announce
-	handing         []netip.Addr // assigned elsewhere, kept until taken over
-	members         []Member
-	assigned        map[netip.Addr]string
-	hasQuorum       bool
-	changed         notify.Broadcaster
-	sentMeta        string // the Meta last gossiped, encoded
+	stale     bool
+	owned     []netip.Addr // assigned to us: hold and announce
+	handing   []netip.Addr // assigned elsewhere, kept until taken over
+	members   []Member
+	assigned  map[netip.Addr]string
+	hasQuorum bool
+	changed   notify.Broadcaster
+	sentMeta  string // the Meta last gossiped, encoded
 	// warnedDrop: the networks did not all fit in the gossiped Meta.
 	warnedDrop bool
 	// gave is this member's Meta.Gave; peerGave the others' as last
