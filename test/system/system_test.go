@@ -110,7 +110,7 @@ func TestDebianHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(root, "hack/sysvm/run.sh"), "-t", "2400", "-m", "4096",
-		"-e", "EDGELB_OLD_DEB=edgelb-old.deb", "-e", "EDGELB_NEW_DEB=edgelb-new.deb", "-e", "EDGELB_NEW_VERSION=v1.0.0-tb2",
+		"-e", "EDGELB_OLD_DEB=edgelb-old.deb", "-e", "EDGELB_NEW_DEB=edgelb-new.deb", "-e", "EDGELB_NEW_VERSION="+newV,
 		"-f", filepath.Join(dir, "edgelb-old.deb"), "-f", filepath.Join(dir, "edgelb-new.deb"),
 		"-f", filepath.Join(dir, "testbed.test"), "-f", filepath.Join(root, "packaging/modules-load.conf"),
 		"-f", filepath.Join(root, "docs/operations.md"), "-f", kubectl+":bin/kubectl",
