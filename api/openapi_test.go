@@ -108,7 +108,7 @@ func everyField() *apitest.Fake {
 	web.Ports[0].Name, web.Ports[0].SourceRanges, web.Ports[0].Problem = "http", []string{"198.51.100.0/24"}, "the kernel refused the source ranges"
 	web.Ports[0].Backends[0].AdminState, web.Ports[0].Backends[0].Terminating = "drain", true
 	f.Svcs = append(f.Svcs, api.Service{Namespace: "demo", Name: "waiting", VIPs: []string{}, Ports: []api.Port{},
-		Pending: true, Problem: `pool "default" is exhausted`, State: "pending"})
+		Problem: `pool "default" is exhausted`, State: "pending"})
 	f.Bus.Publish("ownership", "192.0.2.10 moved to lb1", map[string]string{"vip": "192.0.2.10", "owner": "lb1"})
 	return f
 }

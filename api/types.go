@@ -151,9 +151,7 @@ type Service struct {
 	// DisabledBackends are the backends an administrator disabled
 	// (backendStates): they are in no port's table.
 	DisabledBackends []string `json:"disabledBackends,omitempty"`
-	// Pending: a Service of type LoadBalancer without an address (no
-	// VIPs, no ports); Problem says why.
-	Pending bool   `json:"pending,omitempty"`
+	// Problem says why a pending Service has no address.
 	Problem string `json:"problem,omitempty"`
 	// State is "served" (every port programmed on this host), "partial"
 	// (some port has a problem here: see the ports) or "pending" (no

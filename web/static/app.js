@@ -303,7 +303,7 @@ function renderServices(services) {
           h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static')),
           h('td', { rowspan: ports.length, class: 'mono external-ip' }, (s.vips || []).join(', ') || h('span', { class: 'muted' }, 'pending')));
       }
-      if (!p && s.pending) {
+      if (!p && s.state === 'pending') {
         tr.append(h('td', { colspan: 4, class: 'pending-why' }, badge('no address', 'warn'), h('div', { class: 'detail problem' }, s.problem || '')));
       } else if (!p) {
         tr.append(h('td', { colspan: 4, class: 'muted' }, 'no ports'));

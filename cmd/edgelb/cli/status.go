@@ -144,7 +144,7 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	tw.Flush()
 	// Services with no address, and why: "why is it pending".
 	for _, s := range svcs {
-		if s.Pending {
+		if s.State == "pending" {
 			fmt.Fprintf(w, "PENDING %s/%s: %s\n", s.Namespace, s.Name, s.Problem)
 		}
 	}

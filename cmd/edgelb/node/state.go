@@ -209,7 +209,7 @@ func (s *state) Services() []api.Service {
 	if s.node.ctrl != nil {
 		for _, p := range s.node.ctrl.Pending() {
 			out = append(out, api.Service{Namespace: p.Namespace, Name: p.Name, VIPs: []string{}, Ports: []api.Port{},
-				Pending: true, Problem: p.Why, State: "pending"})
+				Problem: p.Why, State: "pending"})
 		}
 	}
 	return out
