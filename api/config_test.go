@@ -62,7 +62,7 @@ func newConfigServerWith(t *testing.T, state api.State, unreplicated error) (*ht
 	srv := httptest.NewServer(api.New(api.Options{State: state, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
 		Tokens:      map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
 		NamedTokens: []api.Token{{Name: "alice", Role: "admin", Secret: aliceTok}, {Name: "bob", Role: "viewer", Secret: bobTok}},
-		Config:      &clustercfg.Config{Docs: docs, Host: host, Unreplicated: unreplicated},
+		Config:      &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host, Unreplicated: unreplicated},
 	}).Handler())
 	t.Cleanup(srv.Close)
 	return srv, docs

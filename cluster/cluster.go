@@ -80,8 +80,19 @@ type Options struct {
 	// memberlist.MockNetwork.
 	Transport memberlist.Transport
 	// Docs, when set, is replicated to every member (the cluster
-	// configuration) and its version gossiped in Meta.
+	// configuration) and its version gossiped in Meta. The daemon no
+	// longer sets it: the configuration replicates through consensus
+	// (Messages), and Docs stays for reading an older release's state.
 	Docs *Docs
+	// ConfigVersion, when set, is the configuration version gossiped in
+	// Meta (the dashboard's sync badge) when Docs is not set.
+	ConfigVersion func() uint64
+	// Messages, when set, is offered every message a peer sends on
+	// memberlist's user channel before the cluster's own; it reports
+	// whether it took the message (the consensus log's traffic). An
+	// insecure member never offers it one: configuration is not taken
+	// from unauthenticated peers (insecure.go).
+	Messages func(b []byte) bool
 }
 
 // Defaults for the Options that have no config key.
@@ -463,8 +474,11 @@ func (c *Cluster) kick() {
 func (c *Cluster) localMetaLocked() Meta {
 	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
 		Refused: c.refusedVIPs}
-	if c.opts.Docs != nil {
+	switch {
+	case c.opts.Docs != nil:
 		m.ConfigVersion = c.opts.Docs.Version()
+	case c.opts.ConfigVersion != nil:
+		m.ConfigVersion = c.opts.ConfigVersion()
 	}
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
@@ -878,6 +892,10 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return encodeMeta(c.localMetaLocked(), limit)
 }
 func (d *delegate) NotifyMsg(b []byte) {
+	c := (*Cluster)(d)
+	if c.opts.Messages != nil && !c.opts.Insecure && c.opts.Messages(b) {
+		return
+	}
 	if len(b) > 0 && b[0] == drainMsgPrefix {
 		(*Cluster)(d).drainMsg(b)
 		return

@@ -217,6 +217,16 @@ func (d *Docs) Propose(body []byte, by string, ifVersion uint64) (Doc, error) {
 	return d.makeLocked(body, by, cur.Version+1, parent), nil
 }
 
+// LocalDocs is Docs with the Propose of consensus.Versions: the versions
+// of a host that replicates them to no one (an insecure cluster, tests,
+// the dashboard's development server).
+type LocalDocs struct{ *Docs }
+
+// Propose is Docs.Propose; ctx is not needed, as nothing is waited for.
+func (l LocalDocs) Propose(_ context.Context, body []byte, by string, ifVersion uint64) (Doc, error) {
+	return l.Docs.Propose(body, by, ifVersion)
+}
+
 // Get returns version n as it was taken on the current line of versions
 // (a version lost in a partition only if no other has that number).
 func (d *Docs) Get(n uint64) (Doc, error) {
