@@ -99,9 +99,13 @@ type ConfigVersion struct {
 	Version   uint64    `json:"version"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	UpdatedBy string    `json:"updatedBy"`
-	// Member is the member the version was made on.
+	// Member is the member the version was made on: its gossip address
+	// (ip:port), the name the consensus log knows it by.
 	Member string `json:"member"`
-	// Lost: made in a partition whose edits lost to the other side's.
+	// Lost is always false: a version exists only once a majority has
+	// committed it, so none is ever lost. (Releases that replicated by
+	// last writer wins marked the edits a partition lost.) Kept for
+	// their clients.
 	Lost bool `json:"lost,omitempty"`
 	// Current: the version that runs.
 	Current bool `json:"current,omitempty"`

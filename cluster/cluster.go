@@ -34,6 +34,15 @@ type VIPSource interface {
 	Subscribe() <-chan struct{}
 }
 
+// ConfigSource is the configuration version this member runs, for its
+// Meta: Subscribe's channel receives a value whenever it may have
+// changed.
+type ConfigSource interface {
+	Version() uint64
+	Subscribe() <-chan struct{}
+	Unsubscribe(ch <-chan struct{})
+}
+
 // Options configures a Cluster; the app fills it from the config file.
 type Options struct {
 	// Name is this member's unique name (node.name).
@@ -84,9 +93,10 @@ type Options struct {
 	// longer sets it: the configuration replicates through consensus
 	// (Messages), and Docs stays for reading an older release's state.
 	Docs *Docs
-	// ConfigVersion, when set, is the configuration version gossiped in
-	// Meta (the dashboard's sync badge) when Docs is not set.
-	ConfigVersion func() uint64
+	// Config, when set and Docs is not, is the configuration whose
+	// version is gossiped in Meta (the dashboard's sync badge), again
+	// whenever it changes.
+	Config ConfigSource
 	// Messages, when set, is offered every message a peer sends on
 	// memberlist's user channel before the cluster's own; it reports
 	// whether it took the message (the consensus log's traffic). An
@@ -477,8 +487,8 @@ func (c *Cluster) localMetaLocked() Meta {
 	switch {
 	case c.opts.Docs != nil:
 		m.ConfigVersion = c.opts.Docs.Version()
-	case c.opts.ConfigVersion != nil:
-		m.ConfigVersion = c.opts.ConfigVersion()
+	case c.opts.Config != nil:
+		m.ConfigVersion = c.opts.Config.Version()
 	}
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold

@@ -443,6 +443,7 @@ type docsMsg struct {
 func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
 	docs := c.opts.Docs
 	if docs == nil {
+		c.followConfig(ctx)
 		return
 	}
 	// changed starts signalled: the first pass kicks the ownership loop
@@ -475,6 +476,28 @@ func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
 			}
 			if err := ml.SendReliable(n.node(), msg); err != nil {
 				c.log.Warn("sending the cluster configuration", "node", n.Name, "err", err)
+			}
+		}
+	}
+}
+
+// followConfig gossips Meta again whenever Options.Config's version
+// changes, so that every member shows which version each runs.
+func (c *Cluster) followConfig(ctx context.Context) {
+	if c.opts.Config == nil {
+		return
+	}
+	changed := c.opts.Config.Subscribe()
+	defer c.opts.Config.Unsubscribe(changed)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			c.kick()
+			select {
+			case c.metaDirty <- struct{}{}:
+			default:
 			}
 		}
 	}

@@ -330,6 +330,14 @@ func ClusterOptions(cfg *config.Config, vips cluster.VIPSource, log *slog.Logger
 	}
 }
 
+// configSource is the running versions as the cluster gossips them.
+type configSource struct{ consensus.Versions }
+
+func (c configSource) Version() uint64 {
+	d, _ := c.Current()
+	return d.Version
+}
+
 // newCluster builds the membership and the VIP manager (none without
 // node.interface: the host then joins but owns no VIP).
 func (n *Node) newCluster() error {
@@ -338,10 +346,7 @@ func (n *Node) newCluster() error {
 	// The configuration replicates through the consensus log, whose
 	// messages ride on gossip; its version is gossiped for the
 	// dashboard's sync badge.
-	opts.ConfigVersion = func() uint64 {
-		d, _ := n.live.versions.Current()
-		return d.Version
-	}
+	opts.Config = configSource{n.live.versions}
 	if raft := n.live.raft; raft != nil {
 		opts.Messages = func(b []byte) bool { return consensus.Handle(raft, b) }
 	}
