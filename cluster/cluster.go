@@ -97,6 +97,10 @@ type Options struct {
 	// version is gossiped in Meta (the dashboard's sync badge), again
 	// whenever it changes.
 	Config ConfigSource
+	// Voters, when set, returns the gossip addresses (ip:port) of the
+	// configured members, the consensus log's: only they count towards
+	// the quorum (Input.Voters). Empty: Join ∪ {self}, by number.
+	Voters func() []string
 	// Messages, when set, is offered every message a peer sends on
 	// memberlist's user channel before the cluster's own; it reports
 	// whether it took the message (the consensus log's traffic). An
@@ -130,7 +134,9 @@ type Cluster struct {
 	log     *slog.Logger
 	keyring *memberlist.Keyring // nil when Insecure
 	size    int                 // configured cluster size: Join ∪ {self}
-	dirty   chan struct{}
+	// voters is the last update's Input.Voters (nil: none given).
+	voters map[netip.AddrPort]bool
+	dirty  chan struct{}
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
 
@@ -283,7 +289,33 @@ func (c *Cluster) Quorum() int {
 
 // quorumLocked is the number of live members needed (NeedFor). c.mu
 // must be held.
-func (c *Cluster) quorumLocked() int { return NeedFor(c.size, c.opts.Quorum) }
+func (c *Cluster) quorumLocked() int {
+	if len(c.voters) > 0 {
+		return NeedFor(len(c.voters), c.opts.Quorum)
+	}
+	return NeedFor(c.size, c.opts.Quorum)
+}
+
+// configuredVoters parses Options.Voters; nil without any.
+func (c *Cluster) configuredVoters() map[netip.AddrPort]bool {
+	if c.opts.Voters == nil {
+		return nil
+	}
+	var out map[netip.AddrPort]bool
+	for _, v := range c.opts.Voters() {
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil {
+			// A member the log knows by ID only: counting the others
+			// would shrink the quorum; count the configured size.
+			return nil
+		}
+		if out == nil {
+			out = map[netip.AddrPort]bool{}
+		}
+		out[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = true
+	}
+	return out
+}
 
 // LinkHealth is the health source of the VIP interface's link (the VIP
 // manager reports it): when it comes back, the membership view is stale
@@ -626,8 +658,10 @@ func (c *Cluster) update() {
 	vips, loaded := c.opts.VIPs.VIPs()
 	nodes := c.view.list()
 	now := c.opts.Now()
+	voters := c.configuredVoters()
 
 	c.mu.Lock()
+	c.voters = voters
 	members := make([]Member, 0, len(nodes))
 	for _, n := range nodes {
 		m := Member{Name: n.Name, Addr: n.Addr}
@@ -640,7 +674,7 @@ func (c *Cluster) update() {
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
 	live := 0
 	for _, m := range members {
-		if !m.Absent {
+		if counts(&m, voters) {
 			live++
 		}
 	}
@@ -670,7 +704,7 @@ func (c *Cluster) update() {
 		// partition heals, peers start) must be confirmed first.
 		c.staleLocked(now, "no quorum")
 	}
-	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, VIPs: vips, Held: c.held,
+	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, Voters: voters, VIPs: vips, Held: c.held,
 		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout, Stale: !c.freshLocked(members, now)}
 	if c.restart.grace {
 		in.Adopted = c.restart.adopted

@@ -349,6 +349,8 @@ func (n *Node) newCluster() error {
 	opts.Config = configSource{n.live.versions}
 	if raft := n.live.raft; raft != nil {
 		opts.Messages = func(b []byte) bool { return consensus.Handle(raft, b) }
+		// The VIP quorum counts the log's members only.
+		opts.Voters = raft.Members
 	}
 	opts.Transport = n.opts.Transport
 	opts.Now = n.opts.Now
