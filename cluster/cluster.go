@@ -88,14 +88,10 @@ type Options struct {
 	// Transport replaces memberlist's UDP/TCP transport; tests use
 	// memberlist.MockNetwork.
 	Transport memberlist.Transport
-	// Docs, when set, is replicated to every member (the cluster
-	// configuration) and its version gossiped in Meta. The daemon no
-	// longer sets it: the configuration replicates through consensus
-	// (Messages), and Docs stays for reading an older release's state.
-	Docs *Docs
-	// Config, when set and Docs is not, is the configuration whose
-	// version is gossiped in Meta (the dashboard's sync badge), again
-	// whenever it changes.
+	// Config, when set, is the configuration whose version is gossiped
+	// in Meta (the dashboard's sync badge), again whenever it changes.
+	// The cluster does not replicate it: the consensus log does, over
+	// Messages and SendTo.
 	Config ConfigSource
 	// Voters, when set, returns the gossip addresses (ip:port) of the
 	// configured members, the consensus log's: only they count towards
@@ -516,10 +512,7 @@ func (c *Cluster) kick() {
 func (c *Cluster) localMetaLocked() Meta {
 	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
 		Refused: c.refusedVIPs}
-	switch {
-	case c.opts.Docs != nil:
-		m.ConfigVersion = c.opts.Docs.Version()
-	case c.opts.Config != nil:
+	if c.opts.Config != nil {
 		m.ConfigVersion = c.opts.Config.Version()
 	}
 	if c.restart.leaving || c.restart.grace {
@@ -577,10 +570,10 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer close(metaDone)
 		c.gossipMeta(metaCtx, ml)
 	}()
-	docsDone := make(chan struct{})
+	configDone := make(chan struct{})
 	go func() {
-		defer close(docsDone)
-		c.sendDocs(joinCtx, ml)
+		defer close(configDone)
+		c.followConfig(joinCtx)
 	}()
 
 	vipCh := c.opts.VIPs.Subscribe()
@@ -623,7 +616,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	<-joined
 	<-refreshed
-	<-docsDone
+	<-configDone
 	c.log.Info("left the cluster", "node", c.opts.Name)
 	return nil
 }
@@ -937,14 +930,18 @@ func (d *delegate) NodeMeta(limit int) []byte {
 }
 func (d *delegate) NotifyMsg(b []byte) {
 	c := (*Cluster)(d)
-	if c.opts.Messages != nil && !c.opts.Insecure && c.opts.Messages(b) {
-		return
-	}
 	if len(b) > 0 && b[0] == drainMsgPrefix {
-		(*Cluster)(d).drainMsg(b)
+		c.drainMsg(b)
 		return
 	}
-	(*Cluster)(d).docsMsg(b)
+	switch {
+	case c.opts.Messages == nil:
+	case c.opts.Insecure:
+		// Not authenticated: not offered to the consensus log.
+		c.refuse(refusedConfig, "a peer (unauthenticated)")
+	default:
+		c.opts.Messages(b)
+	}
 }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return (*Cluster)(d).localState() }
