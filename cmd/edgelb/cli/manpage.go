@@ -143,7 +143,8 @@ func WriteManPage(w io.Writer, version, date string) error {
 	for _, f := range [][2]string{
 		{"/etc/edgelb/config.yaml", "the config, commented; a conffile, so upgrades keep local edits"},
 		{"/etc/edgelb/gossip.key", "the gossip encryption key, created by the package if missing; the same on every host"},
-		{"/var/lib/edgelb/cluster-config.json", "the cluster configuration's versions and history, replicated from the other hosts; the file's cluster-wide keys are used only when it is missing"},
+		{"/var/lib/edgelb/consensus.db", "the consensus log of the cluster configuration: its committed versions and history, the same on every host; the file's cluster-wide keys are proposed only when the cluster has no version yet"},
+		{"/var/lib/edgelb/cluster-config.json", "with cluster.insecure, this host's own versions of the cluster configuration; after an upgrade from a release that replicated by last writer wins, read once to seed the consensus log"},
 		{"/var/lib/edgelb/audit.log", "the changes made through this host's API (JSON lines)"},
 		{"/usr/lib/systemd/system/edgelb.service", "the systemd unit"},
 		{"/usr/lib/sysctl.d/60-edgelb.conf", "forwarding and IPVS sysctls"},
