@@ -3,7 +3,10 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(VERSION)
+# The commit built, for edgelb_build_info (empty outside git: then the go
+# command's own record, if any).
+REVISION ?= $(shell h=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD || h=$$h-dirty; echo $$h; })
+LDFLAGS := -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(VERSION) -X github.com/edgelb/edgelb/api.Revision=$(REVISION)
 export EDGELB_TEST_CACHE ?= $(HOME)/.cache/edgelb-test
 export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
 FUZZTIME ?= 10s
@@ -57,11 +60,13 @@ $(NFPM):
 # rebuild of the same commit is the same package.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 
-# The man page is generated from the command's own flags (hack/manpage, run
-# for the build host even when GOARCH is another), the changelog from
-# DEB_VERSION, so lintian finds both agree with the package.
+# The binary reports the package's version (edgelb version, the API,
+# edgelb_build_info). The man page is generated from the command's own
+# flags (hack/manpage, run for the build host even when GOARCH is another),
+# the changelog from DEB_VERSION and CHANGELOG.md (hack/deb-changelog.sh),
+# so lintian finds both agree with the package.
 deb: $(NFPM)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(DEB_VERSION) -X github.com/edgelb/edgelb/api.Revision=$(REVISION)" -o $(BIN)/edgelb ./cmd/edgelb
 	rm -rf dist $(BIN)/deb && mkdir -p dist $(BIN)/deb
 	env -u GOOS -u GOARCH CGO_ENABLED=0 $(GO) run -trimpath ./hack/manpage -version $(DEB_VERSION) \
 		-date $$(date -u -d @$(SOURCE_DATE_EPOCH) +%F) >$(BIN)/deb/edgelb.8

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -78,9 +80,41 @@ var (
 	descReady      = prometheus.NewDesc("edgelb_ready", "1 once the informers have synced and the dataplane is programmed.", nil, nil)
 	descHealthy    = prometheus.NewDesc("edgelb_healthy", "1 if this host may own VIPs (interface up, dataplane programmed).", nil, nil)
 	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
+	descBuildInfo  = prometheus.NewDesc("edgelb_build_info", "Always 1; its labels say which build runs: version (edgelb version), goversion and revision (the git commit, unknown when the build did not record it).", []string{"version", "goversion", "revision"}, nil)
 	descKubeAccess = prometheus.NewDesc("edgelb_kubernetes_access_ok", "1 if the API server accepts edgelb's credentials and grants every permission it needs, 0 if not (see GET /api/v1/status: kubernetes); absent without Kubernetes.", nil, nil)
 	descFileDiffer = prometheus.NewDesc("edgelb_config_file_differs", "1 if the cluster-wide keys of this host's config file differ from the running cluster configuration (they are not used).", nil, nil)
 )
+
+// Revision is the git commit the binary was built from, set by make with
+// -ldflags "-X github.com/edgelb/edgelb/api.Revision=<commit>": the go
+// command records it itself only where it may run git (-buildvcs).
+var Revision string
+
+// revision is the git commit the binary was built from: Revision, else
+// what the go command recorded ("-dirty" when the tree had changes), else
+// "unknown".
+func revision() string {
+	if Revision != "" {
+		return Revision
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "unknown", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && s.Value != "":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "unknown" {
+		return rev
+	}
+	return rev + dirty
+}
 
 // stateCollector turns State into metrics at scrape time; the IPVS
 // counters in it are those the dataplane read at most a second before
@@ -89,7 +123,8 @@ type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descSvcState, descVSRefused, descBEConns, descBEActive, descBEBytes,
-		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer} {
+		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer,
+		descBuildInfo} {
 		ch <- d
 	}
 }
@@ -166,6 +201,9 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descReady, b2f(st.Ready))
 	gauge(descHealthy, b2f(st.Healthy))
 	gauge(descDrainingMe, b2f(st.Draining))
+	// The version is the one the API reports in /api/v1/status, so that
+	// a dashboard can join both; it is the build's (node.Options.Version).
+	gauge(descBuildInfo, 1, st.Version, runtime.Version(), revision())
 	gauge(descFileDiffer, b2f(st.ConfigFileDiffers))
 	if st.Kubernetes != nil {
 		gauge(descKubeAccess, b2f(st.Kubernetes.Problem == ""))

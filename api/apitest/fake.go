@@ -108,11 +108,11 @@ func Sample() *Fake {
 			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}, ConfigVersion: 2},
 		},
 		Vips: []api.VIP{
-			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}},
-			{Address: "192.0.2.53", Owner: "lb2", Services: []string{"_static/dns"}},
+			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}, Announce: "l2"},
+			{Address: "192.0.2.53", Owner: "lb2", Services: []string{"_static/dns"}, Announce: "l2"},
 		},
 		Svcs: []api.Service{
-			{Namespace: "demo", Name: "web", VIPs: []string{"192.0.2.10"}, Ports: []api.Port{{
+			{Namespace: "demo", Name: "web", State: "served", VIPs: []string{"192.0.2.10"}, Ports: []api.Port{{
 				VIP: "192.0.2.10", Port: 8080, Protocol: "TCP", Scheduler: "rr", Method: "nat",
 				Stats: api.Stats{Connections: 120, PacketsIn: 1000, PacketsOut: 900, BytesIn: 64000, BytesOut: 512000},
 				Backends: []api.Backend{
@@ -120,7 +120,7 @@ func Sample() *Fake {
 					{Address: "10.0.1.2:31000", Weight: 1, Node: "n2", Health: "down", Stats: api.Stats{Connections: 60}},
 				},
 			}}},
-			{Namespace: api.StaticNamespace, Name: "dns", Static: true, VIPs: []string{"192.0.2.53"}, Ports: []api.Port{{
+			{Namespace: api.StaticNamespace, Name: "dns", Static: true, State: "served", VIPs: []string{"192.0.2.53"}, Ports: []api.Port{{
 				VIP: "192.0.2.53", Port: 53, Protocol: "UDP", Scheduler: "rr", Method: "nat",
 				Backends: []api.Backend{{Address: "10.0.2.5:53", Weight: 1, Health: "unknown"}},
 			}}},

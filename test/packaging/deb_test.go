@@ -61,7 +61,8 @@ func TestDebPackage(t *testing.T) {
 			"./usr/bin/edgelb", "./usr/lib/systemd/system/edgelb.service", "./etc/edgelb/config.yaml",
 			"./usr/lib/sysctl.d/60-edgelb.conf", "./usr/lib/modules-load.d/edgelb.conf", "./usr/share/edgelb/rbac.yaml",
 			"./usr/share/doc/edgelb/copyright", "./usr/share/doc/edgelb/changelog.gz", "./usr/share/man/man8/edgelb.8.gz",
-			"./usr/share/lintian/overrides/edgelb",
+			"./usr/share/lintian/overrides/edgelb", "./usr/share/doc/edgelb/README.md", "./usr/share/doc/edgelb/CHANGELOG.md",
+			"./usr/share/doc/edgelb/docs/operations.md",
 		} {
 			if !strings.Contains(list, " "+f+"\n") {
 				t.Errorf("package lacks %s:\n%s", f, list)
@@ -88,6 +89,17 @@ func TestDebPackage(t *testing.T) {
 		changelog := gunzip(t, filepath.Join(dir, "usr/share/doc/edgelb/changelog.gz"))
 		if first, _, _ := strings.Cut(changelog, "\n"); !strings.HasPrefix(first, "edgelb ("+version+") ") {
 			t.Errorf("the changelog's first entry is not version %s:\n%s", version, changelog)
+		}
+
+		// The entry's text is CHANGELOG.md's section the version was
+		// built from: a build between releases carries Unreleased.
+		if first := firstChangelogItem(t, filepath.Join(root, "CHANGELOG.md")); !strings.Contains(strings.Join(strings.Fields(changelog), " "), first) {
+			t.Errorf("the Debian changelog does not follow CHANGELOG.md: its first entry lacks %q:\n%s", first, changelog)
+		}
+		// The binary says the package's version and the commit it was
+		// built from (edgelb_build_info has the same).
+		if out := run(t, root, filepath.Join(dir, "usr/bin/edgelb"), "version"); !regexp.MustCompile(`^edgelb ` + regexp.QuoteMeta(version) + ` \([0-9a-f]{12}\) go`).MatchString(out) {
+			t.Errorf("edgelb version in package %s says %q, want the version and the commit", version, out)
 		}
 
 		man := gunzip(t, filepath.Join(dir, "usr/share/man/man8/edgelb.8.gz"))
@@ -119,6 +131,12 @@ func TestDebPackage(t *testing.T) {
 				t.Errorf("packaging/copyright does not list %s %s (linked into /usr/bin/edgelb)", m.Path, m.Version)
 			}
 		}
+	})
+
+	t.Run("documentation", func(t *testing.T) {
+		dir := t.TempDir()
+		run(t, root, "dpkg-deb", "-x", deb, dir)
+		testDocs(t, root, filepath.Join(dir, "usr/share/doc/edgelb"))
 	})
 
 	t.Run("lintian", func(t *testing.T) {
@@ -167,10 +185,30 @@ func TestDebPackage(t *testing.T) {
 		if fi, _ := os.Stat(filepath.Join(dir, "etc/edgelb/gossip.key")); fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("gossip.key mode %v is readable by others", fi.Mode())
 		}
-		// The static binary checks the installed default config inside the root.
+		// The static binary checks the installed default config inside the
+		// root: it names a kubeconfig the administrator has yet to make
+		// (docs/operations.md), which check refuses, saying so, until the
+		// file is there; the rest of the default config passes.
+		check := exec.Command("chroot", dir, "/usr/bin/edgelb", "check", "--config", "/etc/edgelb/config.yaml")
+		if out, err := check.CombinedOutput(); err == nil || !strings.Contains(string(out), "kubernetes.kubeconfig") || !strings.Contains(string(out), "docs/operations.md") {
+			t.Errorf("edgelb check before the kubeconfig is made: %v, %s; want it refused, naming kubernetes.kubeconfig and docs/operations.md", err, out)
+		}
+		const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: k, cluster: {server: "https://192.0.2.1:6443"}}]
+users: [{name: edgelb, user: {token: "t0ken"}}]
+contexts: [{name: k, context: {cluster: k, user: edgelb}}]
+current-context: k
+`
+		if err := os.WriteFile(filepath.Join(dir, "etc/edgelb/kubeconfig"), []byte(kubeconfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		out = run(t, root, "chroot", dir, "/usr/bin/edgelb", "check", "--config", "/etc/edgelb/config.yaml")
 		if !strings.Contains(out, ": ok") {
 			t.Errorf("edgelb check: %s", out)
+		}
+		if err := os.Remove(filepath.Join(dir, "etc/edgelb/kubeconfig")); err != nil {
+			t.Fatal(err)
 		}
 		// Reinstalling keeps the key (and an edited config).
 		before := string(key)

@@ -24,6 +24,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	slogjournal "github.com/systemd/slog-journal"
 
+	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cmd/edgelb/node"
 	"github.com/edgelb/edgelb/lb/config"
 )
@@ -105,15 +106,20 @@ var ErrRestart = node.ErrRestart
 
 func versionString() string {
 	v := Version
+	// The commit make stamps (api.Revision), else the go command's record.
+	rev, goVersion := api.Revision, ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
+			if s.Key == "vcs.revision" && rev == "" {
+				rev = s.Value
 			}
 		}
-		v += " " + bi.GoVersion
+		goVersion = " " + bi.GoVersion
 	}
-	return v
+	if len(rev) >= 12 {
+		v += " (" + rev[:12] + ")"
+	}
+	return v + goVersion
 }
 
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {

@@ -65,7 +65,7 @@ func manCommands() []manCommand {
 			"it is the unit's ExecStopPost=: when the daemon did not exit cleanly (killed, hung, " +
 			"crashed) it removes only the VIP addresses the daemon left on the interface, the " +
 			"list of VIPs kept for a restart and the quiet-VIP tables, so that they do not answer ARP beside their new owner."},
-		{"version", nil, "Print the version and the Go version it was built with."},
+		{"version", nil, "Print the version, the git commit (when the build recorded it) and the Go version it was built with."},
 	}
 }
 
@@ -150,7 +150,7 @@ func WriteManPage(w io.Writer, version, date string) error {
 		{"/usr/lib/sysctl.d/60-edgelb.conf", "forwarding and IPVS sysctls"},
 		{"/usr/lib/modules-load.d/edgelb.conf", "the kernel modules loaded at boot"},
 		{"/usr/share/edgelb/rbac.yaml", "the ServiceAccount and RBAC rules edgelb needs in the cluster"},
-		{"/usr/share/doc/edgelb/README.md", "the full documentation"},
+		{"/usr/share/doc/edgelb/README.md", "the full documentation; docs/ beside it has the guides (operations.md first), CHANGELOG.md what changed"},
 	} {
 		p(".TP")
 		p(".I %s", f[0])
