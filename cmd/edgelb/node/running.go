@@ -347,7 +347,8 @@ func staticLoop(ctx context.Context, cur Change, sub *Subscription, store *lb.St
 // cleanupManaged is what edgelb cleanup removes IPVS services on: the
 // addresses of the file's pools and static services and of every kept
 // version of the cluster configuration in the state directory dir (the
-// running one may differ from the file).
+// running one may differ from the file): the consensus log's, read with
+// edgelb stopped, and cluster-config.json's.
 func cleanupManaged(cfg *config.Config, dir string) *netipx.IPSet {
 	var b netipx.IPSetBuilder
 	b.AddSet(cfg.Managed())
@@ -357,12 +358,23 @@ func cleanupManaged(cfg *config.Config, dir string) *netipx.IPSet {
 		return s
 	}
 	host := config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path))
+	var bodies [][]byte
+	// The consensus log's versions, and those of an insecure host (or an
+	// older release) in cluster-config.json.
+	if hist, err := consensus.ReadHistory(dir, 0); err == nil {
+		for _, d := range hist {
+			bodies = append(bodies, d.Body)
+		}
+	}
 	docs, err := cluster.NewDocs(cluster.DocOptions{Name: cfg.Node.Name, Path: filepath.Join(dir, clusterConfigFile)})
 	if err == nil {
 		for _, h := range docs.History() {
-			if c, err := host.Apply(h.Body); err == nil {
-				b.AddSet(c.Managed())
-			}
+			bodies = append(bodies, h.Body)
+		}
+	}
+	for _, body := range bodies {
+		if c, err := host.Apply(body); err == nil {
+			b.AddSet(c.Managed())
 		}
 	}
 	s, _ := b.IPSet()

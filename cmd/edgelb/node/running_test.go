@@ -277,3 +277,46 @@ func TestPoolsShownWithoutKubernetes(t *testing.T) {
 		return true
 	})
 }
+
+// edgelb cleanup also removes the IPVS services of versions committed
+// through the consensus log (an encrypted cluster), read from the log
+// with edgelb stopped.
+func TestCleanupManagedReadsTheConsensusLog(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	data := []byte(`node: {name: lb1}
+cluster: {secretKeyFile: gossip.key, bindAddr: 10.0.0.11}
+services:
+  - {name: dns, vip: 192.0.2.53, ports: [{port: 53, protocol: UDP}], backends: ["10.0.1.5:53"]}
+`)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newLiveConfigFrom(cfg, data, state, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.raft == nil {
+		t.Fatal("an encrypted host runs no consensus log")
+	}
+	stop := runLive(t, l)
+	_, v := l.Config()
+	if _, err := l.versions.Propose(context.Background(), json.RawMessage(`{"services":[{"name":"web","vip":"203.0.113.80","ports":[{"port":80}],"backends":["10.0.1.7:8080"]}]}`), "test", v); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	stop()
+	set := cleanupManaged(cfg, state)
+	for _, a := range []string{"192.0.2.53", "203.0.113.80"} {
+		if !set.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("cleanup would leave %s", a)
+		}
+	}
+}
