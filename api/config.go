@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,10 +26,13 @@ import (
 type ClusterConfig interface {
 	// Current is the version this host runs.
 	Current(secrets bool) (ConfigDoc, error)
-	// Put makes spec the next version if ifVersion is the current one:
+	// Put makes spec the next version if ifVersion is the current one,
+	// and returns once a majority of the cluster has committed it:
 	// ErrStale if it is not, *InvalidConfig if spec does not validate,
-	// ErrNotReplicated if no version can be made here.
-	Put(spec json.RawMessage, ifVersion uint64, by string) (ConfigDoc, error)
+	// ErrNotReplicated if no version can be made here, ErrNoQuorum when
+	// no majority is reachable (nothing changed), ErrUnconfirmed when ctx
+	// ended before the cluster confirmed it.
+	Put(ctx context.Context, spec json.RawMessage, ifVersion uint64, by string) (ConfigDoc, error)
 	// Validate checks spec without taking it (*InvalidConfig) and says
 	// what it would change.
 	Validate(spec json.RawMessage) (ConfigEffect, error)
@@ -40,7 +44,37 @@ type ClusterConfig interface {
 	// the service ("namespace/name", "_static/name") is enabled, drained
 	// or disabled ("enable", "drain", "disable"); *InvalidConfig if the
 	// backend is not an address:port.
-	SetBackendState(service, backend, state, by string) (ConfigDoc, error)
+	// The errors are Put's.
+	SetBackendState(ctx context.Context, service, backend, state, by string) (ConfigDoc, error)
+}
+
+// ErrNoQuorum: this host cannot reach a majority of the configured
+// cluster, so the change was not made (503, with Retry-After); the error
+// wrapping it names the unreachable members.
+var ErrNoQuorum = errors.New("not changed: no majority of the cluster is reachable from this host")
+
+// ErrUnconfirmed: the change was not acknowledged in time (503, with
+// Retry-After); it may still be committed, which the current version
+// says.
+var ErrUnconfirmed = errors.New("not acknowledged: the cluster did not confirm the change in time")
+
+// writeTimeout bounds how long a write waits for the cluster to commit
+// it.
+const writeTimeout = 5 * time.Second
+
+// retryAfter is the Retry-After of a 503: about an election timeout and
+// a probe, the time a partition's majority needs to be found again.
+const retryAfter = "2"
+
+// unavailable answers 503 when err is ErrNoQuorum or ErrUnconfirmed and
+// reports whether it did.
+func unavailable(c *gin.Context, err error) bool {
+	if !errors.Is(err, ErrNoQuorum) && !errors.Is(err, ErrUnconfirmed) {
+		return false
+	}
+	c.Header("Retry-After", retryAfter)
+	abort(c, http.StatusServiceUnavailable, err.Error())
+	return true
 }
 
 // SecretPlaceholder is what every configuration the API shows has in
@@ -65,9 +99,13 @@ type ConfigVersion struct {
 	Version   uint64    `json:"version"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	UpdatedBy string    `json:"updatedBy"`
-	// Member is the member the version was made on.
+	// Member is the member the version was made on: its gossip address
+	// (ip:port), the name the consensus log knows it by.
 	Member string `json:"member"`
-	// Lost: made in a partition whose edits lost to the other side's.
+	// Lost is always false: a version exists only once a majority has
+	// committed it, so none is ever lost. (Releases that replicated by
+	// last writer wins marked the edits a partition lost.) Kept for
+	// their clients.
 	Lost bool `json:"lost,omitempty"`
 	// Current: the version that runs.
 	Current bool `json:"current,omitempty"`
@@ -202,9 +240,12 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		svc := c.Param("namespace") + "/" + c.Param("name")
 		be := c.Param("backend")
 		s.audit(c, fmt.Sprintf("backend.%s %s %s", action, svc, be), 0)
-		doc, err := cc.SetBackendState(svc, be, action, s.who(c))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), writeTimeout)
+		defer cancel()
+		doc, err := cc.SetBackendState(ctx, svc, be, action, s.who(c))
 		var inv *InvalidConfig
 		switch {
+		case unavailable(c, err):
 		case errors.Is(err, ErrStale):
 			abort(c, http.StatusConflict, "the configuration changed meanwhile: try again")
 		case errors.Is(err, ErrNotReplicated):
@@ -318,9 +359,12 @@ func (s *Server) validate(c *gin.Context, spec json.RawMessage) {
 // put makes spec the next version and answers.
 func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersion uint64) {
 	s.audit(c, what, 0)
-	doc, err := s.opts.Config.Put(spec, ifVersion, s.who(c))
+	ctx, cancel := context.WithTimeout(c.Request.Context(), writeTimeout)
+	defer cancel()
+	doc, err := s.opts.Config.Put(ctx, spec, ifVersion, s.who(c))
 	var inv *InvalidConfig
 	switch {
+	case unavailable(c, err):
 	case errors.Is(err, ErrStale):
 		cur, _ := s.opts.Config.Current(false)
 		c.Header("ETag", etag(cur.Version))

@@ -16,6 +16,7 @@ import (
 	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cluster/consensus"
 	"github.com/edgelb/edgelb/lb/config"
 )
 
@@ -62,7 +63,7 @@ func newConfigServerWith(t *testing.T, state api.State, unreplicated error) (*ht
 	srv := httptest.NewServer(api.New(api.Options{State: state, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
 		Tokens:      map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
 		NamedTokens: []api.Token{{Name: "alice", Role: "admin", Secret: aliceTok}, {Name: "bob", Role: "viewer", Secret: bobTok}},
-		Config:      &clustercfg.Config{Docs: docs, Host: host, Unreplicated: unreplicated},
+		Config:      &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host, Unreplicated: unreplicated},
 	}).Handler())
 	t.Cleanup(srv.Close)
 	return srv, docs
@@ -415,5 +416,48 @@ func TestBackendStatesAreNotHistory(t *testing.T) {
 	resp, body = doHeaders(t, srv, "PUT", "/api/v1/config", aliceTok, cleared, map[string]string{"If-Match": fmt.Sprintf(`"%d"`, v)})
 	if resp.StatusCode != 200 || strings.Contains(body, `"state":"drain"`) {
 		t.Fatalf("a PUT with backendStates []: %d %s", resp.StatusCode, body)
+	}
+}
+
+// quorumless is versions whose every write finds no majority, as a host
+// cut off from the others does.
+type quorumless struct{ cluster.LocalDocs }
+
+func (quorumless) Propose(ctx context.Context, body []byte, by string, ifVersion uint64) (cluster.Doc, error) {
+	return cluster.Doc{}, &consensus.NoQuorumError{Unreachable: []string{"10.0.0.12:7946", "10.0.0.13:7946"}, Err: context.DeadlineExceeded}
+}
+
+// A write where no majority is reachable is refused with 503 and
+// Retry-After, naming the members that could not be reached; nothing
+// changes.
+func TestConfigWriteWithoutQuorum(t *testing.T) {
+	host := config.NewHost("config.yaml", []byte(hostFile), ".")
+	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := config.SpecFromFile("config.yaml", []byte(hostFile))
+	if _, err := docs.Seed(spec, "file"); err != nil {
+		t.Fatal(err)
+	}
+	f := apitest.Sample()
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+		NamedTokens: []api.Token{{Name: "alice", Role: "admin", Secret: aliceTok}},
+		Config:      &clustercfg.Config{Versions: quorumless{cluster.LocalDocs{Docs: docs}}, Host: host},
+	}).Handler())
+	t.Cleanup(srv.Close)
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/api/v1/config", newSpec},
+		{"POST", "/api/v1/services/_static/dns/backends/10.0.1.5:53/drain", ""},
+	} {
+		resp, body := doHeaders(t, srv, w.method, w.path, aliceTok, w.body, map[string]string{"If-Match": `"1"`})
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+			!strings.Contains(body, "10.0.0.12:7946") || !strings.Contains(body, "not changed") {
+			t.Errorf("%s %s without a majority: %d Retry-After %q %s, want 503 with Retry-After naming 10.0.0.12:7946",
+				w.method, w.path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	if docs.Version() != 1 {
+		t.Errorf("a refused write changed the version to %d", docs.Version())
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/edgelb/edgelb/api/apitest"
 	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cluster/consensus"
 	"github.com/edgelb/edgelb/lb/config"
 )
 
@@ -118,6 +119,13 @@ func everyField() *apitest.Fake {
 // every optional part (metrics, BGP, dashboard) served.
 func specServer(t *testing.T, state api.State, bus *api.Bus, seeded bool, unreplicated error) *gin.Engine {
 	t.Helper()
+	return specServerWith(t, state, bus, seeded, unreplicated, false)
+}
+
+// specServerWith is specServer, its writes finding no majority when
+// noQuorum.
+func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, unreplicated error, noQuorum bool) *gin.Engine {
+	t.Helper()
 	host := config.NewHost("config.yaml", []byte(hostFile), ".")
 	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1", Validate: func(b []byte) error { _, err := host.Apply(b); return err }})
 	if err != nil {
@@ -132,10 +140,14 @@ func specServer(t *testing.T, state api.State, bus *api.Bus, seeded bool, unrepl
 			t.Fatal(err)
 		}
 	}
+	var versions consensus.Versions = cluster.LocalDocs{Docs: docs}
+	if noQuorum {
+		versions = quorumless{cluster.LocalDocs{Docs: docs}}
+	}
 	since := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	srv := api.New(api.Options{State: state, Bus: bus, Log: slog.New(slog.DiscardHandler),
 		Tokens:    map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
-		Config:    &clustercfg.Config{Docs: docs, Host: host, Unreplicated: unreplicated},
+		Config:    &clustercfg.Config{Versions: versions, Host: host, Unreplicated: unreplicated},
 		Registry:  api.NewMetrics(state).Registry,
 		Dashboard: nil,
 		BGP: func() api.BGPStatus {
@@ -178,6 +190,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		"unseeded":     specServer(t, f, f.Bus, false, nil),
 		"unreplicated": specServer(t, &specState{Fake: f, drainErr: api.ErrNotReplicated}, f.Bus, true, errors.New("cluster.insecure is set")),
 		"drainFails":   specServer(t, &specState{Fake: f, drainErr: errors.New("lb2 did not answer")}, f.Bus, true, nil),
+		"noQuorum":     specServerWith(t, f, f.Bus, true, nil, true),
 	}
 
 	big := `{"pools":[],"x":"` + strings.Repeat("a", api.MaxConfigBytes) + `"}`
@@ -251,6 +264,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "put without If-Match", route: "PUT /api/v1/config", token: adminTok, body: newSpec, status: 428},
 		{name: "put with a bad If-Match", route: "PUT /api/v1/config", token: adminTok, body: newSpec, header: ifMatch("three"), status: 400},
 		{name: "put stale", route: "PUT /api/v1/config", token: adminTok, body: newSpec, header: ifMatch(`"7"`), status: 409},
+		{name: "put without a majority", route: "PUT /api/v1/config", token: adminTok, body: newSpec, header: ifMatch(`"1"`), status: 503, server: "noQuorum"},
 		{name: "put not replicated", route: "PUT /api/v1/config", token: adminTok, body: newSpec, header: ifMatch(`"1"`), status: 409, server: "unreplicated"},
 		{name: "put invalid", route: "PUT /api/v1/config", token: adminTok, body: `{"pools":[{"name":"a","addresses":["192.0.2.300"]}]}`, header: ifMatch(`"1"`), status: 422},
 		{name: "put without a token", route: "PUT /api/v1/config", body: newSpec, header: ifMatch(`"1"`), status: 401},
@@ -262,12 +276,14 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "backend drain", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/web/backends/10.0.1.7:8080/drain", token: adminTok, status: 200},
 		{name: "backend unknown action", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/web/backends/10.0.1.7:8080/explode", token: adminTok, status: 404},
 		{name: "backend not ip:port", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/web/backends/10.0.1.7/drain", token: adminTok, status: 422},
+		{name: "backend without a majority", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/dns/backends/10.0.1.5:53/drain", token: adminTok, status: 503, server: "noQuorum"},
 		{name: "backend not replicated", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/dns/backends/10.0.1.5:53/drain", token: adminTok, status: 409, server: "unreplicated"},
 		{name: "backend without a token", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/web/backends/10.0.1.7:8080/drain", status: 401},
 		{name: "backend as a viewer", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/web/backends/10.0.1.7:8080/drain", token: viewerTok, status: 403},
 		{name: "backend as text/plain", route: "POST /api/v1/services/{namespace}/{name}/backends/{backend}/{action}", path: "/api/v1/services/_static/web/backends/10.0.1.7:8080/drain", token: adminTok, header: map[string]string{"Content-Type": "text/plain"}, status: 415},
 
 		{name: "rollback dry run", route: "POST /api/v1/config/rollback/{n}", path: "/api/v1/config/rollback/1?dryRun=true", token: adminTok, status: 200},
+		{name: "rollback without a majority", route: "POST /api/v1/config/rollback/{n}", path: "/api/v1/config/rollback/1", token: adminTok, status: 503, server: "noQuorum"},
 		{name: "rollback bad number", route: "POST /api/v1/config/rollback/{n}", path: "/api/v1/config/rollback/0", token: adminTok, status: 400},
 		{name: "rollback bad backendStates", route: "POST /api/v1/config/rollback/{n}", path: "/api/v1/config/rollback/1?backendStates=all", token: adminTok, status: 400},
 		{name: "rollback unknown version", route: "POST /api/v1/config/rollback/{n}", path: "/api/v1/config/rollback/9", token: adminTok, status: 404},

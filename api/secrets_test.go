@@ -74,7 +74,7 @@ func newSecretServer(t *testing.T, tokens bool) (*httptest.Server, *cluster.Docs
 		t.Fatal(err)
 	}
 	f := apitest.Sample()
-	opts := api.Options{State: f, Bus: f.Bus, Log: log, Config: &clustercfg.Config{Docs: docs, Host: host}}
+	opts := api.Options{State: f, Bus: f.Bus, Log: log, Config: &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host}}
 	if tokens {
 		opts.NamedTokens = []api.Token{{Name: "alice", Role: "admin", Secret: aliceTok}, {Name: "bob", Role: "viewer", Secret: bobTok}}
 	}

@@ -34,6 +34,15 @@ type VIPSource interface {
 	Subscribe() <-chan struct{}
 }
 
+// ConfigSource is the configuration version this member runs, for its
+// Meta: Subscribe's channel receives a value whenever it may have
+// changed.
+type ConfigSource interface {
+	Version() uint64
+	Subscribe() <-chan struct{}
+	Unsubscribe(ch <-chan struct{})
+}
+
 // Options configures a Cluster; the app fills it from the config file.
 type Options struct {
 	// Name is this member's unique name (node.name).
@@ -79,9 +88,21 @@ type Options struct {
 	// Transport replaces memberlist's UDP/TCP transport; tests use
 	// memberlist.MockNetwork.
 	Transport memberlist.Transport
-	// Docs, when set, is replicated to every member (the cluster
-	// configuration) and its version gossiped in Meta.
-	Docs *Docs
+	// Config, when set, is the configuration whose version is gossiped
+	// in Meta (the dashboard's sync badge), again whenever it changes.
+	// The cluster does not replicate it: the consensus log does, over
+	// Messages and SendTo.
+	Config ConfigSource
+	// Voters, when set, returns the gossip addresses (ip:port) of the
+	// configured members, the consensus log's: only they count towards
+	// the quorum (Input.Voters). Empty: Join ∪ {self}, by number.
+	Voters func() []string
+	// Messages, when set, is offered every message a peer sends on
+	// memberlist's user channel before the cluster's own; it reports
+	// whether it took the message (the consensus log's traffic). An
+	// insecure member never offers it one: configuration is not taken
+	// from unauthenticated peers (insecure.go).
+	Messages func(b []byte) bool
 }
 
 // Defaults for the Options that have no config key.
@@ -109,7 +130,9 @@ type Cluster struct {
 	log     *slog.Logger
 	keyring *memberlist.Keyring // nil when Insecure
 	size    int                 // configured cluster size: Join ∪ {self}
-	dirty   chan struct{}
+	// voters is the last update's Input.Voters (nil: none given).
+	voters map[netip.AddrPort]bool
+	dirty  chan struct{}
 	// metaDirty tells the gossipMeta goroutine to broadcast our metadata.
 	metaDirty chan struct{}
 
@@ -265,7 +288,33 @@ func (c *Cluster) Quorum() int {
 
 // quorumLocked is the number of live members needed (NeedFor). c.mu
 // must be held.
-func (c *Cluster) quorumLocked() int { return NeedFor(c.size, c.opts.Quorum) }
+func (c *Cluster) quorumLocked() int {
+	if len(c.voters) > 0 {
+		return NeedFor(len(c.voters), c.opts.Quorum)
+	}
+	return NeedFor(c.size, c.opts.Quorum)
+}
+
+// configuredVoters parses Options.Voters; nil without any.
+func (c *Cluster) configuredVoters() map[netip.AddrPort]bool {
+	if c.opts.Voters == nil {
+		return nil
+	}
+	var out map[netip.AddrPort]bool
+	for _, v := range c.opts.Voters() {
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil {
+			// A member the log knows by ID only: counting the others
+			// would shrink the quorum; count the configured size.
+			return nil
+		}
+		if out == nil {
+			out = map[netip.AddrPort]bool{}
+		}
+		out[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = true
+	}
+	return out
+}
 
 // LinkHealth is the health source of the VIP interface's link (the VIP
 // manager reports it): when it comes back, the membership view is stale
@@ -476,8 +525,8 @@ func (c *Cluster) kick() {
 func (c *Cluster) localMetaLocked() Meta {
 	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
 		Refused: c.refusedVIPs}
-	if c.opts.Docs != nil {
-		m.ConfigVersion = c.opts.Docs.Version()
+	if c.opts.Config != nil {
+		m.ConfigVersion = c.opts.Config.Version()
 	}
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
@@ -534,10 +583,10 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer close(metaDone)
 		c.gossipMeta(metaCtx, ml)
 	}()
-	docsDone := make(chan struct{})
+	configDone := make(chan struct{})
 	go func() {
-		defer close(docsDone)
-		c.sendDocs(joinCtx, ml)
+		defer close(configDone)
+		c.followConfig(joinCtx)
 	}()
 
 	vipCh := c.opts.VIPs.Subscribe()
@@ -580,7 +629,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	<-joined
 	<-refreshed
-	<-docsDone
+	<-configDone
 	c.log.Info("left the cluster", "node", c.opts.Name)
 	return nil
 }
@@ -615,8 +664,10 @@ func (c *Cluster) update() {
 	vips, loaded := c.opts.VIPs.VIPs()
 	nodes := c.view.list()
 	now := c.opts.Now()
+	voters := c.configuredVoters()
 
 	c.mu.Lock()
+	c.voters = voters
 	members := make([]Member, 0, len(nodes))
 	for _, n := range nodes {
 		m := Member{Name: n.Name, Addr: n.Addr}
@@ -629,7 +680,7 @@ func (c *Cluster) update() {
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
 	live := 0
 	for _, m := range members {
-		if !m.Absent {
+		if counts(&m, voters) {
 			live++
 		}
 	}
@@ -659,7 +710,7 @@ func (c *Cluster) update() {
 		// partition heals, peers start) must be confirmed first.
 		c.staleLocked(now, "no quorum")
 	}
-	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, VIPs: vips, Held: c.held,
+	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, Voters: voters, VIPs: vips, Held: c.held,
 		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout, Stale: !c.freshLocked(members, now)}
 	if c.restart.grace {
 		in.Adopted = c.restart.adopted
@@ -892,11 +943,19 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return encodeMeta(c.localMetaLocked(), limit)
 }
 func (d *delegate) NotifyMsg(b []byte) {
+	c := (*Cluster)(d)
 	if len(b) > 0 && b[0] == drainMsgPrefix {
-		(*Cluster)(d).drainMsg(b)
+		c.drainMsg(b)
 		return
 	}
-	(*Cluster)(d).docsMsg(b)
+	switch {
+	case c.opts.Messages == nil:
+	case c.opts.Insecure:
+		// Not authenticated: not offered to the consensus log.
+		c.refuse(refusedConfig, "a peer (unauthenticated)")
+	default:
+		c.opts.Messages(b)
+	}
 }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return (*Cluster)(d).localState() }

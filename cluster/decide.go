@@ -19,6 +19,12 @@ type Input struct {
 	// Size is the configured cluster size (join ∪ {self}); Quorum the
 	// operator's quorum, 0 for a majority of Size.
 	Size, Quorum int
+	// Voters, when set, are the gossip addresses of the configured
+	// members (the consensus log's): only live members at these addresses
+	// count towards the quorum, and Size is their number, so that a host
+	// being added, live but not yet configured, cannot give both sides of
+	// a partition a majority.
+	Voters map[netip.AddrPort]bool
 	// VIPs are the desired VIPs.
 	VIPs []netip.Addr
 	// Held are the VIPs this host holds (configured on its interface).
@@ -73,11 +79,17 @@ func NeedFor(size, quorum int) int {
 	return max(1, size)/2 + 1
 }
 
+// counts reports whether m counts towards the quorum: live, and
+// configured when voters are given.
+func counts(m *Member, voters map[netip.AddrPort]bool) bool {
+	return !m.Absent && (len(voters) == 0 || voters[m.Addr])
+}
+
 // Decide is the ownership rule, a pure function of what this member
 // sees. Members that see the same view compute the same owners (Assign).
 //
-//   - Quorum: only live members count, never the absent ones held for a
-//     restart, so that two sides of a partition cannot both count a
+//   - Quorum: only live members count (configured ones, when Voters is
+//     set), never the absent ones held for a restart, so that two sides of a partition cannot both count a
 //     majority of the configured cluster (a member restarting on one side
 //     may still be held on the other).
 //   - Without a quorum, or unhealthy, a member holds nothing, at once.
@@ -90,7 +102,11 @@ func NeedFor(size, quorum int) int {
 //     owned when it has a quorum and no other member is assigned the VIP,
 //     otherwise held silently; it confirms none and gains nothing.
 func Decide(in Input) Decision {
-	d := Decision{Need: NeedFor(in.Size, in.Quorum), Assigned: map[netip.Addr]string{}, Losing: map[netip.Addr]time.Time{}}
+	size := in.Size
+	if len(in.Voters) > 0 {
+		size = len(in.Voters)
+	}
+	d := Decision{Need: NeedFor(size, in.Quorum), Assigned: map[netip.Addr]string{}, Losing: map[netip.Addr]time.Time{}}
 	var self *Member
 	byName := make(map[string]*Member, len(in.Members))
 	for i := range in.Members {
@@ -99,7 +115,7 @@ func Decide(in Input) Decision {
 		if m.Name == in.Self {
 			self = m
 		}
-		if !m.Absent {
+		if counts(m, in.Voters) {
 			d.Live++
 		}
 	}

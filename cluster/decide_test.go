@@ -267,3 +267,40 @@ func TestDecideStaleTakesNothingNew(t *testing.T) {
 		t.Fatalf("stale view: own %v (digest %+v), want only what it holds, %v", d.Own, d.HeldOwned, held)
 	}
 }
+
+// With Voters (the consensus log's members), a host being added — live,
+// in gossip, but not configured yet — does not count towards the quorum:
+// in a partition of three configured hosts 1|2 plus that newcomer on the
+// single host's side, only the two-host side owns VIPs. Counted by number
+// (no Voters), the newcomer would give both sides two of three.
+func TestDecideCountsConfiguredMembersOnly(t *testing.T) {
+	addr := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 7946)
+	}
+	member := func(i int) Member {
+		return Member{Name: fmt.Sprintf("lb%d", i), Addr: addr(i), Meta: Meta{Healthy: true}}
+	}
+	voters := map[netip.AddrPort]bool{addr(1): true, addr(2): true, addr(3): true}
+	minority := []Member{member(1), member(4)} // lb4 is being added
+	majority := []Member{member(2), member(3)}
+	vips := vipRange(4)
+	for _, tc := range []struct {
+		name   string
+		voters map[netip.AddrPort]bool
+		want   bool // the minority side has a quorum
+	}{
+		{"by number", nil, true},
+		{"configured members only", voters, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(Input{Self: "lb1", Members: minority, Size: 3, Voters: tc.voters, VIPs: vips, Now: t0, HandoverTimeout: time.Second})
+			if d.HasQuorum != tc.want {
+				t.Errorf("lb1 with the newcomer lb4: HasQuorum %v (live %d, need %d), want %v", d.HasQuorum, d.Live, d.Need, tc.want)
+			}
+			m := Decide(Input{Self: "lb2", Members: majority, Size: 3, Voters: tc.voters, VIPs: vips, Now: t0, HandoverTimeout: time.Second})
+			if !m.HasQuorum {
+				t.Errorf("lb2 with lb3: no quorum (live %d, need %d)", m.Live, m.Need)
+			}
+		})
+	}
+}

@@ -33,21 +33,17 @@
 // RestartHold, and the new process adopts the VIPs the old one kept
 // (Adopt) and holds them through a start-up grace.
 //
-// Replicated document (docs.go): Docs holds the versions of the cluster
-// configuration as opaque bodies (the app validates them through
-// DocOptions.Validate; this package never reads them). A Cluster whose
-// Options name a Docs carries its versions and bounded history in every
-// push/pull exchange (LocalState/MergeRemoteState), sends each version
-// made here to every member over TCP (SendReliable), and gossips the
-// version it runs in Meta (ConfigVersion). Every member takes the newest
-// valid version by Doc.Compare (version, then content hash), so members
-// that diverged in a partition converge on one, and the other side's
-// edits stay in the history (HistoryEntry.Lost). Docs persists its
-// versions atomically in the state directory.
+// The cluster configuration is not replicated here: the consensus log
+// (package consensus) carries it, its messages riding on memberlist's
+// user channel (Options.Messages in, SendTo out), and the cluster gossips
+// only the version each member runs in Meta (Options.Config). Its
+// members are the gossip addresses (MemberAddrs), and the VIP quorum
+// counts only them (Options.Voters). Docs (docs.go) keeps one host's
+// versions, for an insecure cluster and to read an older release's file.
 //
 // Insecure gossip (Options.Insecure, insecure.go): anyone on the network
 // can gossip, so a member takes only membership, health and ownership
-// from its peers; it neither sends nor takes configuration versions or
+// from its peers; it takes neither the consensus log's messages nor
 // drain requests, and Options.Unreplicated tells the app to refuse
 // configuration writes in a cluster of several hosts.
 package cluster

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/edgelb/edgelb/lb/notify"
 )
 
@@ -87,7 +85,7 @@ type DocOptions struct {
 	// Path is the file the versions are persisted in; "" keeps nothing.
 	Path string
 	// Validate checks a body before it becomes the current version (from
-	// a peer, the persisted file or a local write); nil accepts all.
+	// the persisted file or a local write); nil accepts all.
 	Validate func(body []byte) error
 	// History bounds the versions kept; 0 means DefaultHistory.
 	History int
@@ -96,11 +94,13 @@ type DocOptions struct {
 	Log *slog.Logger
 }
 
-// Docs is a versioned document replicated to every member: the newest
-// version (by Doc.Compare) that passes Validate wins everywhere. A Cluster
-// whose Options name it carries it in push/pull exchanges and sends each
-// local change to every member at once. Its methods are safe for
-// concurrent use.
+// Docs is a versioned document kept by one host: the versions of an
+// insecure cluster's host (cluster.insecure: nothing replicates) and the
+// file an older release kept, read once on upgrade. Earlier releases
+// replicated it to every member by last writer wins; the cluster
+// configuration now replicates only through the consensus log
+// (cluster/consensus), and no member sends or takes a Docs version. Its
+// methods are safe for concurrent use.
 type Docs struct {
 	opts DocOptions
 	log  *slog.Logger
@@ -109,13 +109,10 @@ type Docs struct {
 	current *Doc
 	history []Doc // sorted by Compare, oldest first
 	changed notify.Broadcaster
-	// local is signalled when a version is made here, for the Cluster to
-	// send it at once.
-	local chan struct{}
 }
 
-// docState is what members exchange: the current version and the
-// history.
+// docState is the persisted file: the current version and the history
+// (as older releases also exchanged it between members).
 type docState struct {
 	Current *Doc  `json:"current,omitempty"`
 	History []Doc `json:"history,omitempty"`
@@ -132,7 +129,7 @@ func NewDocs(opts DocOptions) (*Docs, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	d := &Docs{opts: opts, log: opts.Log, local: make(chan struct{}, 1)}
+	d := &Docs{opts: opts, log: opts.Log}
 	if opts.Path == "" {
 		return d, nil
 	}
@@ -217,6 +214,16 @@ func (d *Docs) Propose(body []byte, by string, ifVersion uint64) (Doc, error) {
 	return d.makeLocked(body, by, cur.Version+1, parent), nil
 }
 
+// LocalDocs is Docs with the Propose of consensus.Versions: the versions
+// of a host that replicates them to no one (an insecure cluster, tests,
+// the dashboard's development server).
+type LocalDocs struct{ *Docs }
+
+// Propose is Docs.Propose; ctx is not needed, as nothing is waited for.
+func (l LocalDocs) Propose(_ context.Context, body []byte, by string, ifVersion uint64) (Doc, error) {
+	return l.Docs.Propose(body, by, ifVersion)
+}
+
 // Get returns version n as it was taken on the current line of versions
 // (a version lost in a partition only if no other has that number).
 func (d *Docs) Get(n uint64) (Doc, error) {
@@ -274,10 +281,6 @@ func (d *Docs) makeLocked(body []byte, by string, version uint64, parent string)
 	d.current = &doc
 	d.addLocked(doc)
 	d.changedLocked()
-	select {
-	case d.local <- struct{}{}:
-	default:
-	}
 	d.log.Info("cluster configuration changed", "version", doc.Version, "by", by)
 	return doc
 }
@@ -303,45 +306,7 @@ func (d *Docs) changedLocked() {
 	}
 }
 
-// maxStateBytes bounds the versions sent in one exchange, well under
-// memberlist's 20 MB limit of a push/pull state: the oldest versions of
-// the history are left out when they do not fit.
-const maxStateBytes = 4 << 20
-
-// wireSize estimates a version's encoded size (the body is base64).
-func wireSize(d Doc) int { return len(d.Body)*4/3 + len(d.UpdatedBy) + len(d.Member) + 300 }
-
-// state is this member's versions on the wire: the current one and as
-// much of the history, newest first, as fits in maxStateBytes.
-func (d *Docs) state() docState {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := docState{Current: d.current}
-	size := 0
-	if d.current != nil {
-		size = wireSize(*d.current)
-	}
-	first := len(d.history)
-	for first > 0 {
-		n := wireSize(d.history[first-1])
-		if size+n > maxStateBytes {
-			break
-		}
-		size += n
-		first--
-	}
-	st.History = slices.Clone(d.history[first:])
-	return st
-}
-
-// merge takes a peer's versions: the history is merged, and its current
-// version replaces ours if it is newer and valid.
-func (d *Docs) merge(st docState, from string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.mergeLocked(st, from)
-}
-
+// mergeLocked takes versions read from the persisted file.
 func (d *Docs) mergeLocked(st docState, from string) {
 	changed := false
 	for _, h := range st.History {
@@ -417,27 +382,14 @@ func writeFileAtomic(path string, b []byte) error {
 	return nil
 }
 
-// docsMsgPrefix marks a message that carries a new version.
-const docsMsgPrefix = 'd'
-
-type docsMsg struct {
-	From string   `json:"from"`
-	St   docState `json:"st"`
-}
-
-// sendDocs sends each version made here, with the history, to every live
-// member over TCP
-// (SendReliable: a document can be larger than a gossip packet); the
-// push/pull exchanges carry it to the members this misses. It also
-// gossips the version in Meta whenever the current version changes.
-func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
-	docs := c.opts.Docs
-	if docs == nil {
+// followConfig gossips Meta again whenever Options.Config's version
+// changes, so that every member shows which version each runs.
+func (c *Cluster) followConfig(ctx context.Context) {
+	if c.opts.Config == nil {
 		return
 	}
-	// changed starts signalled: the first pass kicks the ownership loop
-	// and gossips the metadata once more, which is harmless.
-	changed := docs.Subscribe()
+	changed := c.opts.Config.Subscribe()
+	defer c.opts.Config.Unsubscribe(changed)
 	for {
 		select {
 		case <-ctx.Done():
@@ -448,41 +400,6 @@ func (c *Cluster) sendDocs(ctx context.Context, ml *memberlist.Memberlist) {
 			case c.metaDirty <- struct{}{}:
 			default:
 			}
-			continue
-		case <-docs.local:
-		}
-		if c.opts.Insecure {
-			continue // in clear text, to peers that refuse it (insecure.go)
-		}
-		msg, err := json.Marshal(docsMsg{From: c.opts.Name, St: docs.state()})
-		if err != nil {
-			continue
-		}
-		msg = append([]byte{docsMsgPrefix}, msg...)
-		for _, n := range c.view.list() {
-			if n.Name == c.opts.Name {
-				continue
-			}
-			if err := ml.SendReliable(n.node(), msg); err != nil {
-				c.log.Warn("sending the cluster configuration", "node", n.Name, "err", err)
-			}
 		}
 	}
-}
-
-// docsMsg takes a version a peer sent.
-func (c *Cluster) docsMsg(b []byte) {
-	if len(b) == 0 || b[0] != docsMsgPrefix || c.opts.Docs == nil {
-		return
-	}
-	var m docsMsg
-	if err := json.Unmarshal(b[1:], &m); err != nil {
-		c.log.Debug("decoding a cluster configuration message", "err", err)
-		return
-	}
-	if c.opts.Insecure {
-		c.refuse(refusedConfig, m.From)
-		return
-	}
-	c.opts.Docs.merge(m.St, m.From)
 }

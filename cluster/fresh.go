@@ -50,8 +50,6 @@ type heardFrom struct {
 type wireState struct {
 	Name  string   `json:"n"`
 	Alive []string `json:"a"`
-	// Docs is the replicated document's versions (docs.go).
-	Docs *docState `json:"d,omitempty"`
 }
 
 // staleLocked marks the view stale (again) from now. c.mu must be held.
@@ -105,10 +103,6 @@ func (c *Cluster) localState() []byte {
 		}
 	}
 	c.mu.Unlock()
-	if c.opts.Docs != nil && !c.opts.Insecure {
-		ds := c.opts.Docs.state()
-		st.Docs = &ds
-	}
 	b, _ := json.Marshal(st)
 	return b
 }
@@ -118,14 +112,6 @@ func (c *Cluster) mergeState(buf []byte) {
 	var st wireState
 	if err := json.Unmarshal(buf, &st); err != nil || st.Name == "" || st.Name == c.opts.Name {
 		return
-	}
-	switch {
-	case st.Docs == nil || c.opts.Docs == nil:
-		// No configuration to merge.
-	case c.opts.Insecure:
-		c.refuse(refusedConfig, st.Name)
-	default:
-		c.opts.Docs.merge(*st.Docs, st.Name)
 	}
 	c.mu.Lock()
 	c.fresh.heard[st.Name] = heardFrom{at: c.opts.Now(), seesUs: slices.Contains(st.Alive, c.opts.Name)}

@@ -65,25 +65,39 @@ func newLogRecords() *logRecords {
 	return h
 }
 
-// docSim is two members on the in-memory network, each with its own
-// Docs seeded with version 1, encrypted or insecure, and the log of the
-// second, which the tests send to.
-func docSim(t *testing.T, insecure bool) (s *sim, docs []*Docs, log *logRecords) {
+// taken records the messages a member offered its Options.Messages (the
+// consensus log's, prefixed 'r').
+type taken struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (k *taken) offer(b []byte) bool {
+	if len(b) == 0 || b[0] != 'r' {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.msgs = append(k.msgs, string(b))
+	return true
+}
+
+func (k *taken) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.msgs)
+}
+
+// msgSim is two members on the in-memory network, encrypted or insecure,
+// each recording the messages offered to its consensus log, and the log
+// of the second, which the tests send to.
+func msgSim(t *testing.T, insecure bool) (s *sim, got []*taken, log *logRecords) {
 	t.Helper()
 	log = newLogRecords()
-	for _, name := range []string{"lb1", "lb2"} {
-		d, err := NewDocs(DocOptions{Name: name, Validate: validBody, Log: testLog()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.Seed([]byte(`{"seed":1}`), "file"); err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, d)
-	}
+	got = []*taken{{}, {}}
 	i := 0
 	s = newSimWith(t, 2, 0, vipRange(20), func(o *Options) {
-		o.Docs = docs[i]
+		o.Messages = got[i].offer
 		if insecure {
 			o.SecretKey, o.Insecure = nil, true
 		}
@@ -92,7 +106,7 @@ func docSim(t *testing.T, insecure bool) (s *sim, docs []*Docs, log *logRecords)
 		}
 		i++
 	})
-	return s, docs, log
+	return s, got, log
 }
 
 // inject sends msg from one member to another over gossip as it is, the
@@ -115,14 +129,15 @@ func inject(t *testing.T, from, to *simMember, prefix byte, msg any) {
 
 // With cluster.insecure anyone on the network can gossip, so a member
 // takes from its peers only what insecure mode is for — membership,
-// health, VIP ownership — and never a configuration version or a drain
-// request. Encrypted, the same messages are taken: that is how the
-// configuration replicates and the API drains another member.
+// health, VIP ownership — and never a message of the consensus log (the
+// cluster configuration) or a drain request. Encrypted, the same messages
+// are taken: that is how the configuration replicates and the API drains
+// another member.
 func TestInsecureTakesOnlyOwnershipFromPeers(t *testing.T) {
 	for _, insecure := range []bool{false, true} {
 		t.Run(fmt.Sprintf("insecure=%v", insecure), func(t *testing.T) {
 			vips := vipRange(20)
-			s, docs, log := docSim(t, insecure)
+			s, got, log := msgSim(t, insecure)
 			lb1, lb2 := s.members[0], s.members[1]
 			// Ownership gossip works either way: the VIPs are shared.
 			s.waitConverged(vips, s.members)
@@ -131,20 +146,24 @@ func TestInsecureTakesOnlyOwnershipFromPeers(t *testing.T) {
 					t.Fatalf("%s owns %d of %d VIPs: ownership is not shared", m.c.opts.Name, n, len(vips))
 				}
 			}
-
-			// A new version made on lb1, as its API would.
-			v2, err := docs[0].Propose([]byte(`{"edit":2}`), "alice", 1)
-			if err != nil {
-				t.Fatal(err)
+			p, ok := lb1.c.view.get("lb2")
+			if !ok {
+				t.Fatal("lb1 does not see lb2")
 			}
+			frame := []byte("r\x03lb1 a raft message")
+
 			// A drain of lb2 asked on lb1, as its API would.
-			err = lb1.c.AskDrain("lb2", true)
+			err := lb1.c.AskDrain("lb2", true)
 			if !insecure {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !poll(t, func() bool { return docs[1].Version() == 2 }) {
-					t.Fatal("encrypted: lb2 did not take lb1's version 2")
+				// A consensus message sent by lb1, as its log would.
+				if err := lb1.c.SendTo(p.address(), frame, true); err != nil {
+					t.Fatal(err)
+				}
+				if !poll(t, func() bool { return got[1].count() == 1 }) {
+					t.Fatal("encrypted: lb2's consensus log was not offered lb1's message")
 				}
 				if !poll(t, lb2.c.Draining) {
 					t.Fatal("encrypted: lb2 did not obey lb1's drain request")
@@ -156,34 +175,29 @@ func TestInsecureTakesOnlyOwnershipFromPeers(t *testing.T) {
 				t.Fatalf("insecure: AskDrain of another member = %v, want ErrInsecure", err)
 			}
 
-			// Insecure: lb1 sent nothing, and what anyone sends anyway —
-			// a newer version and a drain request, over the gossip
-			// transport — is refused, and said so once per kind.
-			v3 := docState{Current: &Doc{Version: 3, Member: "lb1", UpdatedBy: "mallory", Parent: v2.ID(),
-				Body: []byte(`{"edit":3}`), Hash: hashBody([]byte(`{"edit":3}`))}}
+			// Insecure: what anyone sends anyway — a consensus message
+			// and a drain request, over the gossip transport — is
+			// refused, and said so once per kind.
+			ml := lb1.c.ml.Load()
 			for range 2 {
-				inject(t, lb1, lb2, docsMsgPrefix, docsMsg{From: "lb1", St: v3})
+				if err := ml.SendReliable(p.node(), frame); err != nil {
+					t.Fatal(err)
+				}
 				inject(t, lb1, lb2, drainMsgPrefix, drainMsg{From: "lb1", To: "lb2", Drain: true})
 			}
 			// Until lb2 has said it refused both, or has taken either.
 			poll(t, func() bool {
 				refused := log.count(refusedMsg, refusedConfig) > 0 && log.count(refusedMsg, refusedDrain) > 0
-				return refused || docs[1].Version() != 1 || lb2.c.Draining()
+				return refused || got[1].count() > 0 || lb2.c.Draining()
 			})
-			// The push/pull exchange carries no version either way.
-			var st wireState
-			if err := json.Unmarshal(lb1.c.localState(), &st); err != nil || st.Docs != nil {
-				t.Errorf("insecure: lb1's push/pull state carries the configuration (%v): it would cross the network in clear text", err)
-			}
-			lb2.c.mergeState(mustJSON(t, wireState{Name: "lb1", Alive: []string{"lb1", "lb2"}, Docs: &v3}))
-			if d, _ := docs[1].Current(); d.Version != 1 {
-				t.Errorf("insecure: lb2 runs version %d (by %s), want its own 1", d.Version, d.UpdatedBy)
+			if n := got[1].count(); n != 0 {
+				t.Errorf("insecure: lb2's consensus log was offered %d messages from an unauthenticated peer", n)
 			}
 			if lb2.c.Draining() {
 				t.Error("insecure: lb2 obeyed a drain request from a peer")
 			}
 			if n := log.count(refusedMsg, refusedConfig); n != 1 {
-				t.Errorf("the refused versions were logged %d times, want once", n)
+				t.Errorf("the refused consensus messages were logged %d times, want once", n)
 			}
 			if n := log.count(refusedMsg, refusedDrain); n != 1 {
 				t.Errorf("the refused drain requests were logged %d times, want once", n)

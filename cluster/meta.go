@@ -40,7 +40,7 @@ type Meta struct {
 	// may have announced announce them again when it changes.
 	Gave uint32
 	// ConfigVersion is the version of the cluster configuration the
-	// member runs (0: none, or no Docs).
+	// member runs (0: none yet, or no Options.Config).
 	ConfigVersion uint64
 	// Refused are the VIPs the member's kernel would not add: every
 	// member leaves it out when assigning them (Assign), and it stays

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -88,7 +89,7 @@ func TestDashboardConfigKeepsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cc.Put([]byte(strings.Replace(string(cur.Spec), md5Key, md5NewKey, 1)), 2, "test"); err != nil {
+	if _, err := cc.Put(context.Background(), []byte(strings.Replace(string(cur.Spec), md5Key, md5NewKey, 1)), 2, "test"); err != nil {
 		t.Fatal(err)
 	}
 	p.Do("the diff of version 3 names the password that changed",

@@ -1,10 +1,12 @@
 // Package clustercfg serves the cluster configuration to the API: it
-// implements api.ClusterConfig over the versions cluster.Docs replicates,
+// implements api.ClusterConfig over the versions the consensus log
+// commits (consensus.Versions; cluster.LocalDocs for a host alone),
 // validated over this host's keys by lb/config (the rules and messages of
 // `edgelb check`). The app builds it; the api package's tests use it too.
 package clustercfg
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,13 +16,14 @@ import (
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cluster/consensus"
 	"github.com/edgelb/edgelb/lb/config"
 )
 
 // Config implements api.ClusterConfig.
 type Config struct {
-	Docs *cluster.Docs
-	Host *config.Host
+	Versions consensus.Versions
+	Host     *config.Host
 	// Unreplicated, when set, is why a version made here would reach no
 	// other member (cluster.Options.Unreplicated): every change (Put,
 	// SetBackendState, a rollback) is then refused with
@@ -53,7 +56,7 @@ func doc(d cluster.Doc, secrets bool) (api.ConfigDoc, error) {
 
 // Current is the version this host runs.
 func (c *Config) Current(secrets bool) (api.ConfigDoc, error) {
-	d, ok := c.Docs.Current()
+	d, ok := c.Versions.Current()
 	if !ok {
 		return api.ConfigDoc{}, errors.New("no cluster configuration yet")
 	}
@@ -104,19 +107,28 @@ func (c *Config) check(spec, stored json.RawMessage) (json.RawMessage, *config.C
 // Put makes spec the next version. A secret given as the placeholder
 // keeps the one of the current version: if that is not version ifVersion,
 // Propose refuses the change anyway.
-func (c *Config) Put(spec json.RawMessage, ifVersion uint64, by string) (api.ConfigDoc, error) {
+//
+// The check runs here, on the host that takes the write, over its own
+// host-local keys: the log's apply step checks nothing but the version.
+func (c *Config) Put(ctx context.Context, spec json.RawMessage, ifVersion uint64, by string) (api.ConfigDoc, error) {
 	if c.Unreplicated != nil {
 		return api.ConfigDoc{}, c.refused()
 	}
-	cur, _ := c.Docs.Current()
+	cur, _ := c.Versions.Current()
 	canon, _, err := c.check(spec, cur.Body)
 	if err != nil {
 		return api.ConfigDoc{}, err
 	}
-	d, err := c.Docs.Propose(canon, by, ifVersion)
+	d, err := c.Versions.Propose(ctx, canon, by, ifVersion)
 	switch {
 	case errors.Is(err, cluster.ErrStale):
 		return api.ConfigDoc{}, api.ErrStale
+	case errors.Is(err, consensus.ErrNoQuorum):
+		return api.ConfigDoc{}, fmt.Errorf("%w: %w", api.ErrNoQuorum, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return api.ConfigDoc{}, fmt.Errorf("%w: %w", api.ErrUnconfirmed, err)
+	case errors.Is(err, consensus.ErrStopped):
+		return api.ConfigDoc{}, fmt.Errorf("%w: %w", api.ErrNoQuorum, err)
 	case err != nil:
 		return api.ConfigDoc{}, Invalid(err)
 	}
@@ -125,7 +137,7 @@ func (c *Config) Put(spec json.RawMessage, ifVersion uint64, by string) (api.Con
 
 // Validate checks spec and says what it would change.
 func (c *Config) Validate(spec json.RawMessage) (api.ConfigEffect, error) {
-	d, _ := c.Docs.Current()
+	d, _ := c.Versions.Current()
 	canon, next, err := c.check(spec, d.Body)
 	if err != nil {
 		return api.ConfigEffect{}, err
@@ -145,10 +157,10 @@ func (c *Config) Validate(spec json.RawMessage) (api.ConfigEffect, error) {
 // History lists the kept versions, each with the secrets that changed
 // from the one listed before it.
 func (c *Config) History() []api.ConfigVersion {
-	cur, _ := c.Docs.Current()
+	cur, _ := c.Versions.Current()
 	var out []api.ConfigVersion
 	var prev []byte
-	for _, h := range c.Docs.History() {
+	for _, h := range c.Versions.History() {
 		v := api.ConfigVersion{Version: h.Version, UpdatedAt: h.UpdatedAt, UpdatedBy: h.UpdatedBy,
 			Member: h.Member, Lost: h.Lost, Current: h.ID() == cur.ID()}
 		if prev != nil {
@@ -164,7 +176,7 @@ func (c *Config) History() []api.ConfigVersion {
 
 // Version returns version n.
 func (c *Config) Version(n uint64, secrets bool) (api.ConfigDoc, error) {
-	d, err := c.Docs.Get(n)
+	d, err := c.Versions.Get(n)
 	if err != nil {
 		return api.ConfigDoc{}, fmt.Errorf("version %d: %w", n, api.ErrNotFound)
 	}
@@ -174,7 +186,7 @@ func (c *Config) Version(n uint64, secrets bool) (api.ConfigDoc, error) {
 // SetBackendState makes a version with the backend's admin state
 // changed: backendStates loses the backend's entry, and gets a new one
 // unless state is "enable".
-func (c *Config) SetBackendState(service, backend, state, by string) (api.ConfigDoc, error) {
+func (c *Config) SetBackendState(ctx context.Context, service, backend, state, by string) (api.ConfigDoc, error) {
 	if c.Unreplicated != nil {
 		return api.ConfigDoc{}, c.refused()
 	}
@@ -183,7 +195,7 @@ func (c *Config) SetBackendState(service, backend, state, by string) (api.Config
 		return api.ConfigDoc{}, &api.InvalidConfig{Errors: []api.FieldError{{Field: "backend", Message: fmt.Sprintf("%q is not an address:port", backend)}}}
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	cur, ok := c.Docs.Current()
+	cur, ok := c.Versions.Current()
 	if !ok {
 		return api.ConfigDoc{}, errors.New("no cluster configuration yet")
 	}
@@ -216,7 +228,7 @@ func (c *Config) SetBackendState(service, backend, state, by string) (api.Config
 	if err != nil {
 		return api.ConfigDoc{}, err
 	}
-	return c.Put(body, cur.Version, by)
+	return c.Put(ctx, body, cur.Version, by)
 }
 
 // Effect is what changes from cur to next: static VIPs, services and

@@ -2,8 +2,8 @@
 // through Raft, so that a version is acknowledged only once a majority of
 // the configured members has committed and persisted it, and no
 // acknowledged version can be lost or overwritten by a partition or a
-// newcomer. It is meant to stand in for cluster.Docs (last-writer-wins
-// over gossip) behind the same Doc and HistoryEntry shapes and errors.
+// newcomer. It replaced cluster.Docs (last-writer-wins over gossip) in
+// the daemon, behind the same Doc and HistoryEntry shapes and errors.
 //
 // The library is etcd's raft (go.etcd.io/raft/v3), the one Kubernetes
 // runs under every control plane. It does consensus and nothing else: the

@@ -26,14 +26,18 @@ const maxPacket = 1000
 // name), then the message: memberlist's NotifyMsg does not say who sent
 // a message, and the keyring vouches that the sender is a member.
 //
-// Sketch for the daemon: the cluster's delegate passes every message
-// whose first byte is MsgPrefix to Handle, before its own prefixes.
+// The daemon's cluster delegate offers every message to Handle before
+// its own prefixes (cluster.Options.Messages).
 type Memberlist struct {
 	// Self is this member's name, written in every frame.
 	Self string
-	// List is the running memberlist; the peer is looked up by name at
-	// each send, as its address may change.
+	// List is the running memberlist; the peer is looked up at each
+	// send, as its address may change.
 	List *memberlist.Memberlist
+	// SendFrame, when set, replaces List: it sends a frame to the member
+	// named to, over TCP when reliable, else as one packet. The daemon's
+	// members are named by gossip address (cluster.Cluster.SendTo).
+	SendFrame func(to string, frame []byte, reliable bool) error
 }
 
 var _ Transport = (*Memberlist)(nil)
@@ -43,12 +47,15 @@ func (t *Memberlist) Send(to string, msg []byte) error {
 	if len(t.Self) > 255 {
 		return fmt.Errorf("member name %q is longer than 255 bytes", t.Self)
 	}
+	frame := make([]byte, 0, 2+len(t.Self)+len(msg))
+	frame = append(frame, MsgPrefix, byte(len(t.Self)))
+	frame = append(frame, t.Self...)
+	frame = append(frame, msg...)
+	if t.SendFrame != nil {
+		return t.SendFrame(to, frame, len(frame) > maxPacket)
+	}
 	for _, m := range t.List.Members() {
 		if m.Name == to {
-			frame := make([]byte, 0, 2+len(t.Self)+len(msg))
-			frame = append(frame, MsgPrefix, byte(len(t.Self)))
-			frame = append(frame, t.Self...)
-			frame = append(frame, msg...)
 			if len(frame) <= maxPacket {
 				return t.List.SendBestEffort(m, frame)
 			}

@@ -3,10 +3,13 @@ package consensus
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/edgelb/edgelb/cluster"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -184,3 +187,38 @@ func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
 }
 
 func (s *store) close() error { return s.db.Close() }
+
+// ReadHistory returns the committed versions kept in the log in dir,
+// oldest first, without running a member: the snapshot's, then those of
+// the committed entries after it. `edgelb cleanup` reads it, with edgelb
+// stopped (the log file is locked while a member runs). keep bounds the
+// versions as Options.History does; 0 means cluster.DefaultHistory.
+func ReadHistory(dir string, keep int) ([]cluster.Doc, error) {
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+		return nil, err
+	}
+	if keep <= 0 {
+		keep = cluster.DefaultHistory
+	}
+	st, l, err := openStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	var f fsm
+	if err := f.restore(l.snap.GetData()); err != nil {
+		return nil, err
+	}
+	for _, e := range l.entries {
+		if e.GetIndex() <= l.snap.GetMetadata().GetIndex() || e.GetIndex() > l.hard.GetCommit() ||
+			e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		var o op
+		if json.Unmarshal(e.GetData(), &o) != nil {
+			continue // every replica skips it alike
+		}
+		_, _ = f.apply(o, keep) // a stale proposal changes nothing
+	}
+	return f.History, nil
+}

@@ -44,7 +44,9 @@ type Cluster struct {
 	BindAddr netip.Addr
 	BindPort uint16
 	// Join lists the peers (host or host:port) contacted at start-up. It is
-	// also the configured cluster size used for the quorum.
+	// also the configured cluster size used for the quorum, and names the
+	// members of the configuration's consensus log when it is created
+	// (cluster.Options.MemberAddrs).
 	Join []string
 	// SecretKeyFile holds the base64 gossip key written by `edgelb keygen`.
 	SecretKeyFile string

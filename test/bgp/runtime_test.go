@@ -32,6 +32,9 @@ func TestBGPConfigurationAtRunTime(t *testing.T) {
 	for _, h := range l.Hosts {
 		h.Start()
 	}
+	if !l.Configured(nslab.Converge) {
+		t.Fatal("the hosts run no committed cluster configuration")
+	}
 	for _, h := range l.Hosts {
 		if !nslab.Poll(nslab.Converge, func() bool { _, ok := bgpOf(h); return ok }) {
 			t.Fatalf("%s's BGP API did not answer", h.Name)

@@ -56,6 +56,9 @@ func TestBGPPasswordStaysSecret(t *testing.T) {
 	}()
 	h.Start()
 	r.waitNextHops(vip, h)
+	if !l.Configured(nslab.Converge, "--token", labViewer) {
+		t.Fatal("the host runs no committed cluster configuration")
+	}
 
 	for _, path := range []string{"/api/v1/config", "/api/v1/config/history/1", "/api/v1/config/history", "/api/v1/audit"} {
 		code, body := curlAs(t, h, labViewer, "GET", path)

@@ -156,7 +156,8 @@ func TestDashboardDrainE2E(t *testing.T) {
 }
 
 // startMembers runs three edgelb members on 127.0.0.1 and waits until each
-// sees the three and every VIP is on the interface of its one owner; it
+// sees the three, runs a committed cluster configuration, and every VIP is
+// on the interface of its one owner; it
 // returns them and the owners.
 func startMembers(t *testing.T, bin string) ([]*member, map[string]string) {
 	t.Helper()
@@ -205,6 +206,11 @@ func startMembers(t *testing.T, bin string) ([]*member, map[string]string) {
 			}
 			if n := alive(ms); n != len(members) {
 				return fmt.Errorf("%s sees %d live members: %+v", m.name, n, ms)
+			}
+			// The consensus log seeds version 1 once a majority is up.
+			var d api.ConfigDoc
+			if err := getJSON(m.api, "/api/v1/config", &d); err != nil {
+				return fmt.Errorf("%s runs no committed cluster configuration: %w", m.name, err)
 			}
 		}
 		var vs []api.VIP

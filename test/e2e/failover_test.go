@@ -18,6 +18,9 @@ func startCluster(t testing.TB, n int) *nslab.Lab {
 	}
 	l.Owner(vip4, converge)
 	l.Owner(vip6, converge)
+	if !l.Configured(converge) {
+		t.Fatal("the hosts run no committed cluster configuration")
+	}
 	return l
 }
 

@@ -138,7 +138,7 @@ function renderHistory(history) {
     h('td', { class: 'mono' }, `v${v.version}`),
     h('td', {}, Date.parse(v.updatedAt) > 0 ? new Date(v.updatedAt).toLocaleString() : ''),
     h('td', {}, v.updatedBy || '', v.member && h('span', { class: 'muted' }, ` on ${v.member}`)),
-    h('td', {}, v.current && badge('current', 'ok'), v.lost && badge('lost in a partition', 'warn')),
+    h('td', {}, v.current && badge('current', 'ok')),
     h('td', { class: 'actions' },
       h('button', { type: 'button', class: 'small ghost diff', onclick: () => showDiff(v.version, vs[i + 1]?.version, v.secretsChanged) }, 'Diff'),
       ' ',

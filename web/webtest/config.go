@@ -22,5 +22,5 @@ func ClusterConfig(hostFile string) (*clustercfg.Config, *cluster.Docs, error) {
 	if _, err := docs.Seed(spec, "file"); err != nil {
 		return nil, nil, err
 	}
-	return &clustercfg.Config{Docs: docs, Host: host}, docs, nil
+	return &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host}, docs, nil
 }

@@ -51,7 +51,7 @@ const configUsage = `Usage:
                                     disabled now stay so
   edgelb config diff -f FILE        what FILE would change (a changed password is named,
                                     never shown), and its errors; nothing changes
-  edgelb config history             the versions kept, and which lost in a partition
+  edgelb config history             the versions kept (each committed by a majority)
   edgelb config rollback N          make version N's content the next version, the
                                     backends' admin states as they are now
                                     (--restore-backend-states: version N's too)
@@ -283,9 +283,6 @@ func configHistory(ctx context.Context, c *apiClient, o *configOptions, w io.Wri
 		note := ""
 		if h.Current {
 			note = "current"
-		}
-		if h.Lost {
-			note = "lost (made in a partition, the other side's edits won)"
 		}
 		if len(h.SecretsChanged) > 0 {
 			note = strings.TrimPrefix(note+"; changed "+strings.Join(h.SecretsChanged, ", "), "; ")

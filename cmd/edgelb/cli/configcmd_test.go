@@ -58,7 +58,7 @@ func TestConfigCommands(t *testing.T) {
 	docs, host := newTestDocs(t)
 	srv := httptest.NewServer(api.New(api.Options{
 		NamedTokens: []api.Token{{Name: "ops", Role: "admin", Secret: "ops-token-0123456789"}},
-		Config:      &clustercfg.Config{Docs: docs, Host: host},
+		Config:      &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host},
 		Log:         slog.New(slog.DiscardHandler),
 	}).Handler())
 	defer srv.Close()
@@ -137,7 +137,7 @@ func TestConfigCommandsHideSecrets(t *testing.T) {
 	docs, host := newTestDocsFrom(t, file)
 	srv := httptest.NewServer(api.New(api.Options{
 		NamedTokens: []api.Token{{Name: "ops", Role: "admin", Secret: "ops-token-0123456789"}, {Name: "eve", Role: "viewer", Secret: "eve-token-0123456789"}},
-		Config:      &clustercfg.Config{Docs: docs, Host: host},
+		Config:      &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host},
 		Log:         slog.New(slog.DiscardHandler),
 	}).Handler())
 	defer srv.Close()

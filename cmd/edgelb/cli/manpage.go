@@ -39,9 +39,10 @@ func manCommands() []manCommand {
 		{"status", status, "Print the node's health, the members, the owner of each address and " +
 			"the services with their backends, read from the local REST API."},
 		{"config", cfgFlags, "Read and change the cluster configuration (pools, services, " +
-			"dataplane, healthCheck, bgp without routerID, backendStates), the versioned document every host " +
-			"replicates over the encrypted gossip and keeps in its state directory, through the local " +
-			"REST API. get prints the running version's spec as YAML, each BGP peer's password shown as " +
+			"dataplane, healthCheck, bgp without routerID, backendStates), the versioned document the hosts " +
+			"commit through a consensus log (Raft over the encrypted gossip, kept in each state directory), through the local " +
+			"REST API; a change is acknowledged once a majority of the hosts has committed it, and refused (503) " +
+			"on a host that cannot reach a majority. get prints the running version's spec as YAML, each BGP peer's password shown as " +
 			"(secret) to every token; get --show-secrets prints the passwords, with an admin token only, " +
 			"and the audit log records the read. apply -f FILE makes FILE " +
 			"(the spec, the output of get, or a whole config file whose host-local keys are left out) " +
@@ -51,7 +52,7 @@ func manCommands() []manCommand {
 			"stored for the peer with the same address; a FILE without backendStates keeps the backends drained or " +
 			"disabled as they are. diff -f FILE prints what it would " +
 			"change (+/- VIPs, services, pools; ~ secret for a password, never its value) or its errors, changing nothing; history lists the " +
-			"versions kept, marking the edits that lost in a partition and the passwords each changed; rollback N makes version N's " +
+			"versions kept, each committed by a majority of the cluster, and the passwords each changed; rollback N makes version N's " +
 			"content, its passwords included, the next version, the backends' admin states staying as they are " +
 			"(--restore-backend-states: version N's). Writes need an admin token; the audit log " +
 			"(GET /api/v1/audit) records every attempt, accepted or refused, with the token's name."},
@@ -142,7 +143,8 @@ func WriteManPage(w io.Writer, version, date string) error {
 	for _, f := range [][2]string{
 		{"/etc/edgelb/config.yaml", "the config, commented; a conffile, so upgrades keep local edits"},
 		{"/etc/edgelb/gossip.key", "the gossip encryption key, created by the package if missing; the same on every host"},
-		{"/var/lib/edgelb/cluster-config.json", "the cluster configuration's versions and history, replicated from the other hosts; the file's cluster-wide keys are used only when it is missing"},
+		{"/var/lib/edgelb/consensus.db", "the consensus log of the cluster configuration: its committed versions and history, the same on every host; the file's cluster-wide keys are proposed only when the cluster has no version yet"},
+		{"/var/lib/edgelb/cluster-config.json", "with cluster.insecure, this host's own versions of the cluster configuration; after an upgrade from a release that replicated by last writer wins, read once to seed the consensus log"},
 		{"/var/lib/edgelb/audit.log", "the changes made through this host's API (JSON lines)"},
 		{"/usr/lib/systemd/system/edgelb.service", "the systemd unit"},
 		{"/usr/lib/sysctl.d/60-edgelb.conf", "forwarding and IPVS sysctls"},

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -80,13 +81,13 @@ func TestSubscriptionMerges(t *testing.T) {
 // the result.
 func TestAVersionIsParsedOnce(t *testing.T) {
 	l := newTestLive(t, t.TempDir())
-	api := &clustercfg.Config{Docs: l.docs, Host: l.host}
+	api := &clustercfg.Config{Versions: l.versions, Host: l.host}
 	before := l.host.Parses()
 	spec := json.RawMessage(`{"services":[{"name":"web","vip":"203.0.113.80","ports":[{"port":80}],"backends":["10.0.1.7:8080"]}]}`)
 	if _, err := api.Validate(spec); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.Put(spec, 1, "test"); err != nil {
+	if _, err := api.Put(context.Background(), spec, 1, "test"); err != nil {
 		t.Fatal(err)
 	}
 	_, sub := l.Subscribe()

@@ -384,6 +384,13 @@ func (h *host) holds(a netip.Addr) bool {
 	return slices.Contains(vips, a)
 }
 
+// version is the version of the cluster configuration h runs, 0 before
+// one is committed.
+func (h *host) version() uint64 {
+	_, v := h.node.live.Config()
+	return v
+}
+
 // programmed reports whether h's IPVS table has a virtual service on a.
 func (h *host) programmed(a netip.Addr) bool {
 	all, _ := h.ipvs.GetVirtualServers()
@@ -394,10 +401,16 @@ func (h *host) advertises(a netip.Addr) bool {
 	return slices.Contains(h.bgp.Advertised(), netip.PrefixFrom(a, a.BitLen()))
 }
 
-// converged: every host programs both VIPs, one holds the l2 VIP (and
-// announces it: no handover under way), every one holds the bgp VIP
-// quietly and advertises it.
+// converged: every host runs the same committed version of the cluster
+// configuration, programs both VIPs, one holds the l2 VIP (and announces
+// it: no handover under way), every one holds the bgp VIP quietly and
+// advertises it.
 func (l *lab) converged() bool {
+	for _, h := range l.hosts {
+		if _, v := h.node.live.Config(); v == 0 || v != l.hosts[0].version() {
+			return false
+		}
+	}
 	if len(l.holders(l2VIP)) != 1 || len(slices.DeleteFunc(slices.Clone(l.hosts), func(h *host) bool { return !h.holds(l2VIP) })) != 1 {
 		return false
 	}
@@ -469,7 +482,7 @@ func (l *lab) watch(a netip.Addr) func() (fewest, most, announced int) {
 // (secrets as placeholders) and changes it; the new version is returned.
 func editSpec(t *testing.T, h *host, edit func(spec map[string]any)) api.ConfigDoc {
 	t.Helper()
-	cc := &clustercfg.Config{Docs: h.node.live.docs, Host: h.node.live.host}
+	cc := &clustercfg.Config{Versions: h.node.live.versions, Host: h.node.live.host}
 	cur, err := cc.Current(false)
 	if err != nil {
 		t.Fatal(err)
@@ -480,7 +493,7 @@ func editSpec(t *testing.T, h *host, edit func(spec map[string]any)) api.ConfigD
 	}
 	edit(spec)
 	body, _ := json.Marshal(spec)
-	next, err := cc.Put(body, cur.Version, "test")
+	next, err := cc.Put(context.Background(), body, cur.Version, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

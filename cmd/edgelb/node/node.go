@@ -33,6 +33,7 @@ import (
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/api/clustercfg"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cluster/consensus"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/filter"
@@ -220,6 +221,31 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("starting edgelb", "version", n.opts.Version, "node", n.cfg.Node.Name, "config", n.cfg.Path,
 		"dataplane", n.cfg.Dataplane.Backend, "mode", n.cfg.Dataplane.Mode, "method", n.cfg.Dataplane.Method)
 	g, gctx := errgroup.WithContext(ctx)
+	if raft := n.live.raft; raft != nil {
+		// The consensus log stops last: the API's writes in flight and
+		// the cluster's leave still have it until they return.
+		raftCtx, stopRaft := context.WithCancel(context.WithoutCancel(gctx))
+		raftDone := make(chan error, 1)
+		go func() { raftDone <- raft.Run(raftCtx) }()
+		defer func() {
+			stopRaft()
+			if err := <-raftDone; err != nil {
+				n.log.Error("the cluster configuration's log stopped", "err", err)
+			}
+		}()
+		g.Go(func() error {
+			select {
+			case err := <-raftDone:
+				raftDone <- err
+				if err == nil {
+					err = errors.New("the cluster configuration's log stopped")
+				}
+				return err
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
 	g.Go(func() error { return n.live.Run(gctx) })
 	if n.dp != nil {
 		n.dp.start(gctx, g)
@@ -304,12 +330,28 @@ func ClusterOptions(cfg *config.Config, vips cluster.VIPSource, log *slog.Logger
 	}
 }
 
+// configSource is the running versions as the cluster gossips them.
+type configSource struct{ consensus.Versions }
+
+func (c configSource) Version() uint64 {
+	d, _ := c.Current()
+	return d.Version
+}
+
 // newCluster builds the membership and the VIP manager (none without
 // node.interface: the host then joins but owns no VIP).
 func (n *Node) newCluster() error {
 	cfg, log := n.cfg, n.log
 	opts := ClusterOptions(cfg, n.split.L2(), log.With("component", "cluster"))
-	opts.Docs = n.live.docs
+	// The configuration replicates through the consensus log, whose
+	// messages ride on gossip; its version is gossiped for the
+	// dashboard's sync badge.
+	opts.Config = configSource{n.live.versions}
+	if raft := n.live.raft; raft != nil {
+		opts.Messages = func(b []byte) bool { return consensus.Handle(raft, b) }
+		// The VIP quorum counts the log's members only.
+		opts.Voters = raft.Members
+	}
 	opts.Transport = n.opts.Transport
 	opts.Now = n.opts.Now
 	if w := opts.QuorumWarning(); w != "" {
@@ -323,6 +365,7 @@ func (n *Node) newCluster() error {
 		return err
 	}
 	n.members = members
+	n.live.members.Store(members)
 	if cfg.Dataplane.Backend == config.BackendNone {
 		members.SetHealth("dataplane", nil) // announce-only: nothing to program
 	} else {
@@ -405,7 +448,7 @@ func (n *Node) newController() error {
 // changes it. With cluster.insecure in a cluster of several hosts the API
 // makes no version: none would reach the others.
 func (n *Node) clusterConfig() *clustercfg.Config {
-	return &clustercfg.Config{Docs: n.live.docs, Host: n.live.host, Unreplicated: ClusterOptions(n.cfg, nil, nil).Unreplicated()}
+	return &clustercfg.Config{Versions: n.live.versions, Host: n.live.host, Unreplicated: ClusterOptions(n.cfg, nil, nil).Unreplicated()}
 }
 
 // apiKeys are the API options a reload changes: tokens, names and the TLS

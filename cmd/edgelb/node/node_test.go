@@ -34,7 +34,7 @@ func TestThreeNodes(t *testing.T) {
 
 	t.Run("a configuration change through one node reaches every node", func(t *testing.T) {
 		via := l.hosts[1].node
-		cc := &clustercfg.Config{Docs: via.live.docs, Host: via.live.host}
+		cc := &clustercfg.Config{Versions: via.live.versions, Host: via.live.host}
 		cur, err := cc.Current(false)
 		if err != nil {
 			t.Fatal(err)
@@ -47,7 +47,7 @@ func TestThreeNodes(t *testing.T) {
 		spec["services"] = append(svcs, map[string]any{"name": "ntp", "vip": "192.0.2.123",
 			"ports": []any{map[string]any{"port": 123, "protocol": "UDP"}}, "backends": []any{"10.0.1.7:123"}})
 		body, _ := json.Marshal(spec)
-		next, err := cc.Put(body, cur.Version, "test")
+		next, err := cc.Put(context.Background(), body, cur.Version, "test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestThreeNodes(t *testing.T) {
 		// A version this host refuses is refused before anything
 		// changes, with the field named, and the version stays.
 		bad := []byte(`{"services":[{"name":"x","vip":"192.0.2.200","ports":[{"port":80}],"backends":["not an address"]}]}`)
-		_, err = cc.Put(bad, next.Version, "test")
+		_, err = cc.Put(context.Background(), bad, next.Version, "test")
 		var inv *api.InvalidConfig
 		if !errors.As(err, &inv) || len(inv.Errors) == 0 || inv.Errors[0].Field != "spec.services[0].backends[0]" {
 			t.Fatalf("a bad version: %v, want the field spec.services[0].backends[0]", err)
@@ -82,7 +82,7 @@ func TestThreeNodes(t *testing.T) {
 		// A multicast VIP (the one that once took every VIP down) is
 		// refused the same way.
 		multicast := []byte(`{"services":[{"name":"x","vip":"ff0e::1","ports":[{"port":80}],"backends":["[2001:db8::5]:80"]}]}`)
-		_, err = cc.Put(multicast, next.Version, "test")
+		_, err = cc.Put(context.Background(), multicast, next.Version, "test")
 		if !errors.As(err, &inv) || len(inv.Errors) == 0 || inv.Errors[0].Field != "spec.services[0].vip" {
 			t.Fatalf("a multicast VIP: %v, want the field spec.services[0].vip", err)
 		}
@@ -379,7 +379,7 @@ func TestThreeInsecureNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cc.Put(cur.Spec, cur.Version, "test"); !errors.Is(err, api.ErrNotReplicated) || !strings.Contains(err.Error(), "config file") {
+	if _, err := cc.Put(context.Background(), cur.Spec, cur.Version, "test"); !errors.Is(err, api.ErrNotReplicated) || !strings.Contains(err.Error(), "config file") {
 		t.Errorf("a configuration change through %s's API: %v, want ErrNotReplicated saying to edit the config files", via.name, err)
 	}
 	if _, v := via.node.live.Config(); v != cur.Version {

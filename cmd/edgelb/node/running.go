@@ -3,38 +3,55 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"go4.org/netipx"
 
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/cluster/consensus"
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 )
 
 // clusterConfigFile is the file, in the state directory, that keeps the
-// cluster configuration's versions across restarts.
+// cluster configuration's versions of an insecure cluster, and kept
+// every cluster's before the consensus log (read once, to upgrade).
 const clusterConfigFile = "cluster-config.json"
 
 // liveConfig is the Config this host runs: the file's host-local keys
-// with the current version of the cluster configuration, replicated by
-// cluster.Docs. It is the one place the parts read the cluster-wide keys
-// from; they subscribe and rebuild when a new version arrives.
+// with the current version of the cluster configuration, committed by
+// the consensus log (cluster/consensus). It is the one place the parts
+// read the cluster-wide keys from; they subscribe and rebuild when a new
+// version is applied.
 type liveConfig struct {
 	host *config.Host
-	docs *cluster.Docs
-	log  *slog.Logger
+	// versions are the cluster configuration's versions: raft's, or,
+	// when raft is nil (cluster.insecure, or a lone host with no state
+	// directory), this host's own (cluster.LocalDocs).
+	versions consensus.Versions
+	raft     *consensus.Node
+	// members is the running cluster, whose memberlist carries raft's
+	// messages; set once it is built.
+	members atomic.Pointer[cluster.Cluster]
+	// seed is what this host proposes as version 1 when the log has
+	// none: the file's cluster-wide keys, or an older release's current
+	// version (cluster-config.json); seedBy is its author.
+	seed   []byte
+	seedBy string
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	cfg     *config.Config
 	version uint64
-	// id is the running version's Doc.ID: after a partition another
-	// version with the same number may replace it.
+	// id is the running version's Doc.ID.
 	id string
 	// managed is every address the cluster configurations this process
 	// ran managed: what it programmed under one version is still its own
@@ -44,22 +61,98 @@ type liveConfig struct {
 	// the VIP split ask it for every VIP.
 	bgp  *netipx.IPSet
 	subs []*Subscription
-	// changed is subscribed to docs from the start: no version that
-	// arrives before Run is missed.
+	// changed is subscribed to the versions from the start: no version
+	// that arrives before Run is missed.
 	changed <-chan struct{}
 	// fileSpec is the config file's cluster-wide keys, canonical, as
 	// read at start.
 	fileSpec []byte
 }
 
-// newLiveConfigFrom reads the persisted versions (the state directory's
-// copy, when there is one) and seeds version 1 with the file's
-// cluster-wide keys (data) when there is none yet. With cluster.insecure
-// in a cluster of several hosts no version replicates and the API makes
-// none, so the file is the only way to change them: its keys become the
-// next version when they differ from the running one.
+// seedTimeout bounds one attempt at seeding version 1; Run tries again
+// until a version exists.
+const seedTimeout = 5 * time.Second
+
+// newLiveConfigFrom builds the cluster configuration's versions. In a
+// cluster with encrypted gossip they are the consensus log's, in the
+// state directory dir: the version committed there runs, and Run seeds
+// version 1 with the file's cluster-wide keys (data) when the cluster
+// has none yet — or, on the first start after an upgrade from a release
+// that kept them in cluster-config.json, with that file's current
+// version. With cluster.insecure nothing replicates (the peers are not
+// authenticated): the versions are this host's own, persisted in
+// cluster-config.json as before, and in a cluster of several hosts the
+// API makes none, so the file is the only way to change them: its keys
+// become the next version when they differ from the running one.
 func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Logger) (*liveConfig, error) {
 	l := &liveConfig{host: config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path)), log: log, cfg: cfg, managed: cfg.Managed(), bgp: cfg.BGPSet()}
+	spec, err := config.SpecFromFile(cfg.Path, data)
+	if err != nil {
+		return nil, err
+	}
+	l.fileSpec = spec
+	opts := ClusterOptions(cfg, nil, nil)
+	if opts.Insecure || dir == "" && opts.Size() <= 1 {
+		if err := l.local(cfg, dir, spec, opts); err != nil {
+			return nil, err
+		}
+	} else {
+		if dir == "" {
+			return nil, fmt.Errorf("a cluster of %d hosts keeps its configuration's log in the state directory, and none is writable: "+
+				"run edgelb as its systemd unit (StateDirectory=edgelb) or make /var/lib/edgelb writable", opts.Size())
+		}
+		if err := l.consensus(cfg, dir, spec, opts); err != nil {
+			return nil, err
+		}
+	}
+	l.changed = l.versions.Subscribe()
+	l.update()
+	return l, nil
+}
+
+// consensus builds the raft member of this host; Run starts it.
+func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts cluster.Options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	peers, self, err := opts.MemberAddrs(ctx, nil)
+	if err != nil {
+		return err
+	}
+	n, err := consensus.New(consensus.Options{
+		Name:  self,
+		Peers: peers,
+		Dir:   dir,
+		Transport: &consensus.Memberlist{Self: self, SendFrame: func(to string, frame []byte, reliable bool) error {
+			if c := l.members.Load(); c != nil {
+				return c.SendTo(to, frame, reliable)
+			}
+			return errors.New("gossip is not running yet")
+		}},
+		Log: l.log.With("member", self),
+	})
+	if err != nil {
+		return fmt.Errorf("the cluster configuration's log: %w", err)
+	}
+	l.raft, l.versions = n, n
+	l.seed, l.seedBy = spec, "file "+cfg.Path
+	// Upgrade: an older release kept the versions in cluster-config.json,
+	// replicated by last writer wins; its current version is what this
+	// cluster runs, so it is the one to seed the log with.
+	old := filepath.Join(dir, clusterConfigFile)
+	if _, err := os.Stat(old); err == nil {
+		docs, err := cluster.NewDocs(cluster.DocOptions{Name: cfg.Node.Name, Path: old, Log: l.log})
+		if err != nil {
+			return fmt.Errorf("reading the configuration an older release kept: %w", err)
+		}
+		if cur, ok := docs.Current(); ok {
+			l.seed, l.seedBy = cur.Body, cur.UpdatedBy
+		}
+	}
+	return nil
+}
+
+// local builds versions kept by this host alone (cluster.insecure).
+func (l *liveConfig) local(cfg *config.Config, dir string, spec []byte, opts cluster.Options) error {
 	path := ""
 	if dir != "" {
 		path = filepath.Join(dir, clusterConfigFile)
@@ -68,41 +161,58 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 		Name:     cfg.Node.Name,
 		Path:     path,
 		Validate: l.validate,
-		Log:      log,
+		Log:      l.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	l.docs = docs
-	l.changed = docs.Subscribe()
-	spec, err := config.SpecFromFile(cfg.Path, data)
-	if err != nil {
-		return nil, err
-	}
-	l.fileSpec = spec
+	l.versions = cluster.LocalDocs{Docs: docs}
 	seeded, err := docs.Seed(spec, "file "+cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("the file's cluster configuration: %w", err)
+		return fmt.Errorf("the file's cluster configuration: %w", err)
 	}
 	cur, _ := docs.Current()
 	switch {
 	case seeded:
-		log.Info("cluster configuration seeded from the file", "version", 1)
+		l.log.Info("cluster configuration seeded from the file", "version", 1)
 	case bytes.Equal(cur.Body, spec):
 		// The file says what runs.
-	case ClusterOptions(cfg, nil, nil).Unreplicated() != nil:
+	case opts.Unreplicated() != nil:
 		next, err := docs.Propose(spec, "file "+cfg.Path, cur.Version)
 		if err != nil {
-			return nil, fmt.Errorf("the file's cluster configuration: %w", err)
+			return fmt.Errorf("the file's cluster configuration: %w", err)
 		}
-		log.Info("cluster.insecure: this host runs the cluster-wide keys of its config file, which changed",
+		l.log.Info("cluster.insecure: this host runs the cluster-wide keys of its config file, which changed",
 			"version", next.Version, "was", cur.Version, "file", cfg.Path)
 	default:
-		log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp, backendStates) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
+		l.log.Warn("the config file's cluster-wide keys (pools, services, dataplane, healthCheck, bgp, backendStates) differ from the cluster configuration and are not used: change it with `edgelb config apply -f FILE`",
 			"version", cur.Version, "file", cfg.Path)
 	}
-	l.update()
-	return l, nil
+	return nil
+}
+
+// seedLog proposes version 1 until the log has a version: every host
+// does, the first in the log wins (consensus.Node.Seed).
+func (l *liveConfig) seedLog(ctx context.Context) {
+	for {
+		if _, ok := l.raft.Current(); ok {
+			return
+		}
+		sctx, cancel := context.WithTimeout(ctx, seedTimeout)
+		seeded, err := l.raft.Seed(sctx, l.seed, l.seedBy)
+		cancel()
+		switch {
+		case err == nil:
+			if seeded {
+				l.log.Info("cluster configuration seeded", "version", 1, "by", l.seedBy)
+			}
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			l.log.Info("waiting for a majority of the cluster to seed its configuration", "err", err)
+		}
+	}
 }
 
 // FileDiffers reports whether the config file's cluster-wide keys differ
@@ -110,7 +220,7 @@ func newLiveConfigFrom(cfg *config.Config, data []byte, dir string, log *slog.Lo
 // configuration is changed through the API), which the operator who
 // edited the file must be told.
 func (l *liveConfig) FileDiffers() bool {
-	cur, ok := l.docs.Current()
+	cur, ok := l.versions.Current()
 	return ok && !bytes.Equal(cur.Body, l.fileSpec)
 }
 
@@ -151,7 +261,7 @@ func (l *liveConfig) Subscribe() (Change, *Subscription) {
 
 // update takes the current version, if it is not the one running.
 func (l *liveConfig) update() bool {
-	doc, ok := l.docs.Current()
+	doc, ok := l.versions.Current()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !ok || doc.ID() == l.id {
@@ -159,7 +269,9 @@ func (l *liveConfig) update() bool {
 	}
 	cfg, err := l.host.Apply(doc.Body)
 	if err != nil {
-		// Docs validated it; only a changed host file could refuse it.
+		// The host receiving the write checked it against its own keys;
+		// this host's may differ (an interface, a routerID): it keeps the
+		// version it runs and says why.
 		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
 		return false
 	}
@@ -191,8 +303,18 @@ func (l *liveConfig) BGPSet() *netipx.IPSet {
 	return l.bgp
 }
 
-// Run takes each new version as it arrives until ctx ends.
+// Run takes each new version as it is applied until ctx ends; with
+// consensus it first seeds version 1 when the log has none (the
+// consensus Node runs beside it, see Node.Run).
 func (l *liveConfig) Run(ctx context.Context) error {
+	if l.raft != nil {
+		seeded := make(chan struct{})
+		go func() {
+			defer close(seeded)
+			l.seedLog(ctx)
+		}()
+		defer func() { <-seeded }()
+	}
 	for {
 		if l.update() {
 			_, v := l.Config()
@@ -225,7 +347,8 @@ func staticLoop(ctx context.Context, cur Change, sub *Subscription, store *lb.St
 // cleanupManaged is what edgelb cleanup removes IPVS services on: the
 // addresses of the file's pools and static services and of every kept
 // version of the cluster configuration in the state directory dir (the
-// running one may differ from the file).
+// running one may differ from the file): the consensus log's, read with
+// edgelb stopped, and cluster-config.json's.
 func cleanupManaged(cfg *config.Config, dir string) *netipx.IPSet {
 	var b netipx.IPSetBuilder
 	b.AddSet(cfg.Managed())
@@ -235,12 +358,23 @@ func cleanupManaged(cfg *config.Config, dir string) *netipx.IPSet {
 		return s
 	}
 	host := config.NewHost(cfg.Path, data, filepath.Dir(cfg.Path))
+	var bodies [][]byte
+	// The consensus log's versions, and those of an insecure host (or an
+	// older release) in cluster-config.json.
+	if hist, err := consensus.ReadHistory(dir, 0); err == nil {
+		for _, d := range hist {
+			bodies = append(bodies, d.Body)
+		}
+	}
 	docs, err := cluster.NewDocs(cluster.DocOptions{Name: cfg.Node.Name, Path: filepath.Join(dir, clusterConfigFile)})
 	if err == nil {
 		for _, h := range docs.History() {
-			if c, err := host.Apply(h.Body); err == nil {
-				b.AddSet(c.Managed())
-			}
+			bodies = append(bodies, h.Body)
+		}
+	}
+	for _, body := range bodies {
+		if c, err := host.Apply(body); err == nil {
+			b.AddSet(c.Managed())
 		}
 	}
 	s, _ := b.IPSet()
