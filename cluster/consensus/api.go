@@ -195,6 +195,39 @@ func (n *Node) Seed(ctx context.Context, body []byte, by string) (bool, error) {
 	return err == nil, err
 }
 
+// Import makes history (oldest first, numbered) the log's history when
+// the cluster has no version yet, as Seed does with one body: an upgrade
+// from a release that kept the versions in cluster-config.json keeps
+// their numbers, authors and times. It reports whether it did. The
+// versions must be numbered in increasing order; the last is current.
+func (n *Node) Import(ctx context.Context, history []cluster.Doc) (bool, error) {
+	if len(history) == 0 {
+		return false, errors.New("nothing to import")
+	}
+	for i := 1; i < len(history); i++ {
+		if history[i].Version <= history[i-1].Version {
+			return false, fmt.Errorf("the history to import is not in order: version %d after %d", history[i].Version, history[i-1].Version)
+		}
+	}
+	if _, ok := n.Current(); ok {
+		return false, nil
+	}
+	last := history[len(history)-1]
+	o := op{ID: newID(), Body: nil, By: last.UpdatedBy, Member: n.opts.Name, At: n.opts.Now().UTC(), Import: history}
+	data, err := json.Marshal(o)
+	if err != nil {
+		return false, err
+	}
+	r, err := n.submit(ctx, o.ID, func(rn raft.Node) error { return rn.Propose(ctx, data) })
+	if err != nil {
+		return false, err
+	}
+	if errors.Is(r.err, ErrStale) {
+		return false, nil
+	}
+	return r.err == nil, r.err
+}
+
 // AddMember adds the member name as a voter and returns once the change
 // is committed. The new host then starts with Options.Join.
 func (n *Node) AddMember(ctx context.Context, name string) error {

@@ -405,3 +405,50 @@ func TestMemberJoinsFromSnapshot(t *testing.T) {
 	c.propose("n9", "v13", 12)
 	c.waitVersion(13)
 }
+
+// An upgrade from the last-writer-wins release imports its history: the
+// numbers, authors and bodies stay, the first import wins, and the next
+// write follows the imported current version.
+func TestImportKeepsAnOlderReleasesHistory(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	old := []cluster.Doc{
+		{Version: 4, UpdatedBy: "file", Member: "a", UpdatedAt: at, Body: []byte("v4"), Hash: "h4"},
+		{Version: 5, UpdatedBy: "admin", Member: "b", UpdatedAt: at.Add(time.Hour), Parent: "4:h4", Body: []byte("v5"), Hash: "h5"},
+	}
+	if _, err := c.node(c.running()[0]).Import(ctx, []cluster.Doc{old[1], old[0]}); err == nil {
+		t.Error("Import of a history out of order succeeded")
+	}
+	var wg sync.WaitGroup
+	imported := make([]bool, 3)
+	for i, m := range c.running() {
+		wg.Go(func() {
+			ok, err := c.node(m).Import(ctx, old)
+			if err != nil {
+				t.Errorf("%s: Import: %v", m, err)
+			}
+			imported[i] = ok
+		})
+	}
+	wg.Wait()
+	if n := len(slices.DeleteFunc(imported, func(b bool) bool { return !b })); n != 1 {
+		t.Errorf("%d members imported, want 1", n)
+	}
+	c.waitVersion(5)
+	for _, m := range c.running() {
+		h := c.node(m).History()
+		if len(h) != 2 || h[0].Version != 4 || h[1].UpdatedBy != "admin" || string(h[1].Body) != "v5" || !h[1].UpdatedAt.Equal(at.Add(time.Hour)) {
+			t.Errorf("%s: history after the import = %+v", m, h)
+		}
+	}
+	if ok, err := c.node(c.running()[1]).Seed(ctx, []byte("file"), "file"); ok || err != nil {
+		t.Errorf("Seed after the import = %v, %v; want false, nil", ok, err)
+	}
+	d, err := c.node(c.running()[2]).Propose(ctx, []byte("v6"), "admin", 5)
+	if err != nil || d.Version != 6 || d.Parent != "5:h5" {
+		t.Errorf("Propose from the imported version = %+v, %v; want version 6 after 5:h5", d, err)
+	}
+}

@@ -22,6 +22,12 @@ type op struct {
 	Member    string    `json:"member"`
 	At        time.Time `json:"at"`
 	IfVersion uint64    `json:"ifVersion"`
+	// Import, in a seed (IfVersion 0) only, is the history an older
+	// release kept (cluster-config.json, last-writer-wins), oldest
+	// first: it becomes the log's history as it is, numbers, authors and
+	// times included, so that an upgrade loses none of it. Body is then
+	// unused.
+	Import []cluster.Doc `json:"import,omitempty"`
 }
 
 // memberChange is the Context of a ConfChange entry.
@@ -53,6 +59,14 @@ func (f *fsm) apply(o op, keep int) (cluster.Doc, error) {
 	cur, ok := f.current()
 	if cur.Version != o.IfVersion {
 		return cluster.Doc{}, cluster.ErrStale
+	}
+	if len(o.Import) > 0 && !ok {
+		f.History = slices.Clone(o.Import)
+		if n := len(f.History) - keep; n > 0 {
+			f.History = slices.Delete(f.History, 0, n)
+		}
+		d, _ := f.current()
+		return d, nil
 	}
 	parent := ""
 	if ok {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +14,8 @@ import (
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/api/clustercfg"
+	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb/config"
 )
 
 // putService makes, through h, the version made from version from with
@@ -127,4 +132,70 @@ func TestConfigurationIsCommittedByConsensus(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A rolling upgrade from the release that kept the versions in
+// cluster-config.json (last writer wins) keeps them: the log starts from
+// that history, numbers, authors and bodies included, and the next write
+// follows its current version.
+func TestUpgradeFromClusterConfigKeepsTheHistory(t *testing.T) {
+	var want []cluster.Doc
+	l := newLabPrepared(t, 3, nil, false, func(h *host) {
+		data, err := os.ReadFile(h.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := config.SpecFromFile(h.path, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, err := cluster.NewDocs(cluster.DocOptions{Name: h.name, Path: filepath.Join(h.dir, clusterConfigFile)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := docs.Seed(spec, "file "+h.path); err != nil {
+			t.Fatal(err)
+		}
+		for i, by := range []string{"alice", "bob"} {
+			var m map[string]any
+			if err := json.Unmarshal(spec, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["services"] = append(m["services"].([]any), map[string]any{"name": fmt.Sprintf("kept%d", i), "vip": fmt.Sprintf("192.0.2.%d", 120+i),
+				"ports": []any{map[string]any{"port": 123, "protocol": "UDP"}}, "backends": []any{"10.0.1.7:123"}})
+			spec, _ = json.Marshal(m)
+			if _, err := docs.Propose(spec, by, uint64(i+1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want == nil {
+			for _, e := range docs.History() {
+				want = append(want, e.Doc)
+			}
+		}
+	})
+	l.eventually(t, "every host runs the imported version 3", func() bool {
+		for _, h := range l.hosts {
+			if h.version() != 3 || !h.runs("kept1") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, h := range l.hosts {
+		got := h.node.live.versions.History()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d versions after the upgrade, want %d", h.name, len(got), len(want))
+		}
+		for i := range got {
+			// Version 1's author names the seeding host's own file.
+			if got[i].Version != want[i].Version || i > 0 && got[i].UpdatedBy != want[i].UpdatedBy || got[i].Hash != want[i].Hash {
+				t.Errorf("%s: version %d = %d by %s (%s), want %d by %s (%s)", h.name, i, got[i].Version, got[i].UpdatedBy, got[i].Hash, want[i].Version, want[i].UpdatedBy, want[i].Hash)
+			}
+		}
+	}
+	d, err := putService(l.hosts[2], 3, "after", "192.0.2.125")
+	if err != nil || d.Version != 4 {
+		t.Fatalf("a write after the upgrade: %+v, %v; want version 4", d, err)
+	}
 }

@@ -229,6 +229,13 @@ func newLab(t *testing.T, n int, kube kubernetes.Interface) *lab {
 // newLabWith is newLab, with gossip in the clear when insecure.
 func newLabWith(t *testing.T, n int, kube kubernetes.Interface, insecure bool) *lab {
 	t.Helper()
+	return newLabPrepared(t, n, kube, insecure, nil)
+}
+
+// newLabPrepared is newLabWith, calling prepare (when not nil) on each
+// host once its files are written, before its first start.
+func newLabPrepared(t *testing.T, n int, kube kubernetes.Interface, insecure bool, prepare func(h *host)) *lab {
+	t.Helper()
 	l := &lab{t: t, clock: &clock{}, net: &memberlist.MockNetwork{}, kube: kube}
 	if fc, ok := kube.(*fake.Clientset); ok {
 		// The fake API server grants every permission edgelb asks about
@@ -259,6 +266,9 @@ func newLabWith(t *testing.T, n int, kube kubernetes.Interface, insecure bool) *
 		}
 		if err := os.WriteFile(filepath.Join(h.dir, labKey), []byte(base64.StdEncoding.EncodeToString([]byte("lab gossip key, 32 bytes long!!!"))), 0o600); err != nil {
 			t.Fatal(err)
+		}
+		if prepare != nil {
+			prepare(h)
 		}
 		l.start(h)
 	}

@@ -46,7 +46,11 @@ type liveConfig struct {
 	// version (cluster-config.json); seedBy is its author.
 	seed   []byte
 	seedBy string
-	log    *slog.Logger
+	// imported is the history an older release kept in
+	// cluster-config.json, oldest first: when set, it seeds the log in
+	// place of seed, numbers and authors kept.
+	imported []cluster.Doc
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -136,13 +140,19 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 	l.raft, l.versions = n, n
 	l.seed, l.seedBy = spec, "file "+cfg.Path
 	// Upgrade: an older release kept the versions in cluster-config.json,
-	// replicated by last writer wins; its current version is what this
-	// cluster runs, so it is the one to seed the log with.
+	// replicated by last writer wins; its history is what this cluster
+	// runs, so it is what seeds the log, numbers kept (the versions it
+	// had marked lost are left out: they never ran).
 	old := filepath.Join(dir, clusterConfigFile)
 	if _, err := os.Stat(old); err == nil {
 		docs, err := cluster.NewDocs(cluster.DocOptions{Name: cfg.Node.Name, Path: old, Log: l.log})
 		if err != nil {
 			return fmt.Errorf("reading the configuration an older release kept: %w", err)
+		}
+		for _, h := range docs.History() {
+			if !h.Lost {
+				l.imported = append(l.imported, h.Doc)
+			}
 		}
 		if cur, ok := docs.Current(); ok {
 			l.seed, l.seedBy = cur.Body, cur.UpdatedBy
@@ -199,11 +209,20 @@ func (l *liveConfig) seedLog(ctx context.Context) {
 			return
 		}
 		sctx, cancel := context.WithTimeout(ctx, seedTimeout)
-		seeded, err := l.raft.Seed(sctx, l.seed, l.seedBy)
+		var seeded bool
+		var err error
+		if len(l.imported) > 0 {
+			seeded, err = l.raft.Import(sctx, l.imported)
+		} else {
+			seeded, err = l.raft.Seed(sctx, l.seed, l.seedBy)
+		}
 		cancel()
 		switch {
 		case err == nil:
-			if seeded {
+			if seeded && len(l.imported) > 0 {
+				last := l.imported[len(l.imported)-1]
+				l.log.Info("cluster configuration imported from the older release's cluster-config.json", "versions", len(l.imported), "version", last.Version, "by", last.UpdatedBy)
+			} else if seeded {
 				l.log.Info("cluster configuration seeded", "version", 1, "by", l.seedBy)
 			}
 			return
