@@ -88,6 +88,42 @@ api:
 `, h.name, h.addr, kubeBlock, vip)
 }
 
+// drained is the backend the upgrade step drains before the upgrade and
+// expects still drained after it.
+const drained = "10.0.0.23:8080"
+
+// apiPost is a shell script that POSTs to the host's API (loopback, no
+// token: the test bed's config has none) and prints the answer; the hosts
+// have no curl, bash's /dev/tcp does.
+func apiPost(path string) string {
+	return `exec 3<>/dev/tcp/127.0.0.1/9080; printf 'POST ` + path + ` HTTP/1.0\r\nHost: 127.0.0.1:9080\r\nContent-Length: 0\r\n\r\n' >&3; cat <&3`
+}
+
+// weightZeroEverywhere reports whether every host's IPVS table has the
+// drained backend at weight 0, and what it has otherwise.
+func weightZeroEverywhere(t testing.TB) (bool, string) {
+	for _, h := range hosts {
+		out, err := h.tryRun("ipvsadm", "-Ln", "-t", vip+":80")
+		if err != nil {
+			return false, h.name + ": " + out
+		}
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 4 && f[0] == "->" && f[1] == drained {
+				found = true
+				if f[3] != "0" {
+					return false, h.name + ": weight " + f[3] + ":\n" + out
+				}
+			}
+		}
+		if !found {
+			return false, h.name + " lacks " + drained + ":\n" + out
+		}
+	}
+	return true, ""
+}
+
 // network is the host's own network configuration (systemd-networkd), as
 // a bare-metal host would have it before edgelb is installed.
 func network(h host) string {
@@ -497,8 +533,16 @@ func TestTestbed(t *testing.T) {
 		owner = waitOwner(t, time.Minute)
 	})
 
-	t.Run("upgrade each host in turn: no failed probe, the connection survives", func(t *testing.T) {
+	t.Run("upgrade each host in turn: no failed probe, the connection survives, the configuration and backend states kept", func(t *testing.T) {
 		journalsOnFailure(t)
+		// An operator's change before the upgrade: a backend drained,
+		// which is a new version of the cluster configuration.
+		out := hosts[0].sh(t, apiPost("/api/v1/services/_static/web/backends/"+drained+"/drain"))
+		if !strings.Contains(out, " 200 ") {
+			t.Fatalf("draining %s through the API:\n%s", drained, out)
+		}
+		waitFor(t, 30*time.Second, drained+" at weight 0 on every host", func() (bool, string) { return weightZeroEverywhere(t) })
+		before := strings.TrimSpace(hosts[0].run(t, "edgelb", "config", "history"))
 		p := startProbe(t, "client", webURL)
 		hold := startHold(t, "client", echo)
 		for _, h := range hosts {
@@ -529,8 +573,23 @@ func TestTestbed(t *testing.T) {
 			if v := strings.TrimSpace(h.run(t, "edgelb", "version")); !strings.Contains(v, newVersion) {
 				t.Errorf("%s: edgelb version = %q, want %s", h.name, v, newVersion)
 			}
+			// The same versions, authors and contents (hashes) as before.
+			if after := strings.TrimSpace(h.run(t, "edgelb", "config", "history")); after != before {
+				t.Errorf("%s: the configuration's history after the upgrade:\n%s\nwant, as before it:\n%s", h.name, after, before)
+			}
+		}
+		if ok, why := weightZeroEverywhere(t); !ok {
+			t.Errorf("the drained backend after the upgrade: %s", why)
 		}
 		owner = waitOwner(t, time.Minute)
+		out = hosts[1].sh(t, apiPost("/api/v1/services/_static/web/backends/"+drained+"/enable"))
+		if !strings.Contains(out, " 200 ") {
+			t.Fatalf("enabling %s through the API:\n%s", drained, out)
+		}
+		waitFor(t, 30*time.Second, drained+" back at weight 1 on every host", func() (bool, string) {
+			ok, why := weightZeroEverywhere(t)
+			return !ok && !strings.Contains(why, "lacks"), why
+		})
 	})
 
 	t.Run("reboot of a host: edgelb is back by itself", func(t *testing.T) {
