@@ -155,9 +155,10 @@ bench-bgp: test-deps
 # The cluster configuration: 50 changes applied on one host of the
 # three-host namespace lab, each timed until every host has built its
 # desired state from it (p50/p99); the size of a 1,000-service document and
-# the time to check one version of it; and, for the consensus log not yet
-# in use (docs/consensus.md), a write to committed on three in-process
-# members and the time to accept writes again after losing the leader.
+# the time to check one version of it; a write to committed on three
+# in-process consensus members and the time to accept writes again after
+# losing the leader; on the real binary, `edgelb config apply` to
+# acknowledged and the leader SIGKILLed to a change acknowledged again.
 bench-config: test-deps
 	$(GO) test -run '^$$' -bench '^BenchmarkSpecAtScale$$' -benchmem ./lb/config
 	$(GO) test -run '^$$' -bench '^BenchmarkPropose$$' -benchtime 2000x ./cluster/consensus

@@ -12,58 +12,17 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/edgelb/edgelb/cluster/consensus/consensustest"
 )
 
-// The configuration as a register with compare-and-set: a write names
-// the version it was made from; a read returns the version and body.
-type regState struct {
-	V uint64
-	B string
-}
+// The model and its types are consensustest's, shared with the fault
+// suite's check of the real binary (test/chaos).
+type (
+	regInput  = consensustest.RegInput
+	regOutput = consensustest.RegOutput
+)
 
-type regInput struct {
-	Write bool
-	If    uint64
-	B     string
-}
-
-type regOutput struct {
-	OK, Stale, Unknown bool
-	V                  uint64
-	B                  string
-}
-
-var registerModel = porcupine.Model{
-	Init: func() any { return regState{} },
-	Step: func(state, input, output any) (bool, any) {
-		st, in, out := state.(regState), input.(regInput), output.(regOutput)
-		if !in.Write {
-			return out.V == st.V && out.B == st.B, st
-		}
-		match := st.V == in.If
-		switch {
-		case out.Unknown:
-			// An unacknowledged write may have happened or not: the
-			// checker may place it at the end (its return is at
-			// infinity), where it changes nothing seen.
-			if match {
-				return true, regState{V: in.If + 1, B: in.B}
-			}
-			return true, st
-		case out.OK:
-			return match && out.V == in.If+1, regState{V: in.If + 1, B: in.B}
-		default: // stale
-			return !match, st
-		}
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(regInput), output.(regOutput)
-		if !in.Write {
-			return fmt.Sprintf("read() -> %d %q", out.V, out.B)
-		}
-		return fmt.Sprintf("cas(%d, %q) -> %+v", in.If, in.B, out)
-	},
-}
+var registerModel = consensustest.RegisterModel(consensustest.RegState{})
 
 // TestLinearizable runs concurrent writers and readers on every member
 // while links are cut and members restarted, then checks the history of
