@@ -42,6 +42,12 @@ type Options struct {
 	// with AddMember: it makes no first entries of its own and waits for
 	// the leader to send it the log.
 	Join bool
+	// Existing, when set, is asked by Run before a member whose log is
+	// empty bootstraps (Join false): true makes it join, as with Join.
+	// A host started from a file that lists the cluster it is being
+	// added to must never bootstrap: its first entries would contradict
+	// the running cluster's log. It may block until it knows, up to ctx.
+	Existing func(ctx context.Context) (bool, error)
 	// Dir is the directory of the log file (FileName). It must exist.
 	Dir string
 	// Transport carries messages to the other members.
@@ -326,8 +332,25 @@ func (n *Node) Run(ctx context.Context) error {
 		StepDownOnRemoval: true,
 		Logger:            raftLogger{n.log},
 	}
+	join := n.opts.Join
+	if n.fresh && !join && n.opts.Existing != nil {
+		var err error
+		if join, err = n.opts.Existing(ctx); err != nil {
+			if ctx.Err() != nil {
+				n.mu.Lock()
+				n.stopped = true
+				n.mu.Unlock()
+				n.progress.Notify()
+				return nil
+			}
+			return fmt.Errorf("finding out whether a cluster runs already: %w", err)
+		}
+		if join {
+			n.log.Info("a cluster runs already: joining it, with an empty log, once it adds this member (edgelb members add)")
+		}
+	}
 	var rn raft.Node
-	if n.fresh && !n.opts.Join {
+	if n.fresh && !join {
 		peers := make([]raft.Peer, 0, len(n.opts.Peers))
 		for _, p := range n.opts.Peers {
 			ctx, _ := json.Marshal(memberChange{Name: p})
