@@ -2,6 +2,7 @@ package apitest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // Members is an api.MemberSet whose answers tests set: Add and Remove
-// return Err when it is set, and otherwise change Names.
+// return Err when it is set, and otherwise change Names, refusing a
+// member added twice, an unknown one and the last one.
 type Members struct {
 	mu    sync.Mutex
 	Names []string
@@ -40,6 +42,9 @@ func (m *Members) Add(ctx context.Context, addr string, force bool) (api.MemberC
 	if m.Err != nil {
 		return api.MemberChange{}, m.Err
 	}
+	if slices.Contains(m.Names, addr) {
+		return api.MemberChange{}, fmt.Errorf("%w: %s", api.ErrMemberExists, addr)
+	}
 	m.Names = append(m.Names, addr)
 	slices.Sort(m.Names)
 	return api.MemberChange{Member: addr, Members: slices.Clone(m.Names)}, nil
@@ -51,6 +56,12 @@ func (m *Members) Remove(ctx context.Context, name string, force bool) (api.Memb
 	m.Forced = force
 	if m.Err != nil {
 		return api.MemberChange{}, m.Err
+	}
+	if !slices.Contains(m.Names, name) {
+		return api.MemberChange{}, fmt.Errorf("%w: %q is not a configured member", api.ErrNotFound, name)
+	}
+	if len(m.Names) == 1 {
+		return api.MemberChange{}, &api.RefusedError{Reason: name + " is the last configured member"}
 	}
 	m.Names = slices.DeleteFunc(m.Names, func(n string) bool { return n == name })
 	return api.MemberChange{Member: name, Members: slices.Clone(m.Names)}, nil
