@@ -35,6 +35,13 @@ func (m *Members) Contact() api.Contact {
 	return m.Cont
 }
 
+// SetContact changes what Contact answers, safely while a server runs.
+func (m *Members) SetContact(c api.Contact) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Cont = c
+}
+
 func (m *Members) Add(ctx context.Context, addr string, force bool) (api.MemberChange, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
