@@ -177,3 +177,34 @@ func putServiceOK(t *testing.T, h *host, name, vip string) uint64 {
 	}
 	return d.Version
 }
+
+// A host removed while it was cut off does not receive its removal from
+// the log; when its link comes back it must not count itself a member of
+// the old set and take VIPs beside their owners: the others tell it, and
+// it owns nothing.
+func TestHostRemovedWhileCutOffOwnsNothingWhenBack(t *testing.T) {
+	l := newLab(t, 3, nil)
+	l.eventually(t, "three hosts converge", l.converged)
+	gone := l.hosts[2]
+	gone.link.cut.Store(true)
+	code, body := apiDo(l.hosts[0], "DELETE", "/api/v1/members/"+gone.addr(), "")
+	if code != http.StatusOK {
+		t.Fatalf("removing the cut-off %s: %d %s", gone.name, code, body)
+	}
+	l.eventually(t, "the two left hold the l2 VIP", func() bool {
+		h := l.holders(l2VIP)
+		return len(h) == 1 && h[0] != gone.name
+	})
+	watch := l.watch(l2VIP)
+	gone.link.cut.Store(false)
+	l.eventually(t, "the removed host knows it is no member", func() bool {
+		return !slices.Contains(gone.members(), gone.addr())
+	})
+	l.eventually(t, "the removed host holds no VIP, another holds the l2 VIP", func() bool {
+		h := l.holders(l2VIP)
+		return !gone.holds(l2VIP) && !gone.advertises(bgpVIP) && len(h) == 1 && h[0] != gone.name
+	})
+	if _, _, announced := watch(); announced > 1 {
+		t.Errorf("%d hosts announced %s at once after the removed host came back", announced, l2VIP)
+	}
+}
