@@ -17,12 +17,16 @@ import (
 	"github.com/edgelb/edgelb/vip/viptest"
 )
 
-// addHost makes a new lab host named name, whose file lists every lab
-// host and itself, as an operator writes the file of a host being added;
-// it does not start it.
+// addHost makes a new lab host named name (its link reserved by
+// newLabReserving), whose file lists every lab host and itself, as an
+// operator writes the file of a host being added; it does not start it.
 func (l *lab) addHost(name string) *host {
 	l.t.Helper()
-	h := &host{name: name, dir: l.t.TempDir(), link: newLink(l.net, name),
+	lk, ok := l.reserved[name]
+	if !ok {
+		l.t.Fatalf("no link reserved for %s", name)
+	}
+	h := &host{name: name, dir: l.t.TempDir(), link: lk,
 		vip: viptest.NewKernel(), ipvs: ipvstest.New(), filter: filtertest.New(), quiet: &quieter{}}
 	h.vip.Now = l.clock.Now
 	l.hosts = append(l.hosts, h)
@@ -71,7 +75,7 @@ func (h *host) members() []string { return h.node.live.raft.Members() }
 // them leaves a majority, which two of the four would not be), and the
 // removed host owns no VIP.
 func TestAddAndRemoveAHost(t *testing.T) {
-	l := newLab(t, 3, nil)
+	l := newLabReserving(t, 3, nil, false, nil, []string{"lb4"})
 	l.eventually(t, "three hosts converge", l.converged)
 	lb1 := l.hosts[0]
 	v := putServiceOK(t, lb1, "before-lb4", "192.0.2.126")
