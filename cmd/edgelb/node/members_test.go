@@ -208,6 +208,9 @@ func TestHostRemovedWhileCutOffOwnsNothingWhenBack(t *testing.T) {
 		h := l.holders(l2VIP)
 		return !gone.holds(l2VIP) && !gone.advertises(bgpVIP) && len(h) == 1 && h[0] != gone.name
 	})
+	if code, body := apiDo(gone, "GET", "/api/v1/members", ""); code != http.StatusOK || !strings.Contains(body, "not a configured member") {
+		t.Errorf("the removed host's members do not say it is not configured: %d %s", code, body)
+	}
 	if _, _, announced := watch(); announced > 1 {
 		t.Errorf("%d hosts announced %s at once after the removed host came back", announced, l2VIP)
 	}
