@@ -92,6 +92,11 @@ type ConfigDoc struct {
 	// Spec has the same keys and shapes as the config file's
 	// cluster-wide keys (pools, services, dataplane, healthCheck, bgp).
 	Spec json.RawMessage `json:"spec"`
+	// Contact, in GET /api/v1/config, says whether this host is in
+	// contact with a majority of the configured cluster: without it, the
+	// version shown may be behind the committed one, and writes through
+	// this host get 503.
+	Contact *Contact `json:"contact,omitempty"`
 }
 
 // ConfigVersion is one entry of GET /api/v1/config/history.
@@ -180,6 +185,11 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		}
 		if secrets {
 			s.audit(c, "config.secrets.read", 0)
+		}
+		if s.opts.Members != nil {
+			ct := s.opts.Members.Contact()
+			ct.Unreachable = nonNil(ct.Unreachable)
+			doc.Contact = &ct
 		}
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)

@@ -114,6 +114,10 @@ type Member struct {
 	// Refused are the l2 VIPs the member's kernel would not add, as it
 	// gossips them: they go to other members, the member keeps the rest.
 	Refused []string `json:"refused,omitempty"`
+	// Configured: the member is in the configured cluster (the consensus
+	// log's member set): it votes and may own VIPs. A configured member
+	// that is not live is listed with its address as its name.
+	Configured bool `json:"configured"`
 }
 
 // VIP is one virtual IP of GET /api/v1/vips.

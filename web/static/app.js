@@ -1,6 +1,6 @@
 // The dashboard: sign-in, rendering of the API's state, live events,
 // traffic charts and drain/undrain. Everything comes from /api/v1.
-import { get, post, setToken, streamEvents, token } from './api.js';
+import { del, get, post, postJSON, setToken, streamEvents, token } from './api.js';
 import { $, fill, h } from './dom.js';
 import { initConfig, loadConfig } from './config.js';
 import { colorOf, lineChart, si } from './chart.js';
@@ -31,6 +31,10 @@ function start() {
   $('#login-none').addEventListener('click', () => signIn(''));
   $('#signout').addEventListener('click', () => signOut());
   $('#banner-close').addEventListener('click', hideBanner);
+  $('#member-add').addEventListener('submit', e => {
+    e.preventDefault();
+    addMember($('#member-address').value.trim());
+  });
   initConfig({
     banner: showBanner, confirm, readOnly,
     onAuth: e => {
@@ -238,16 +242,26 @@ function renderMembers(members) {
           : m.healthy ? badge('healthy', 'ok') : badge('unhealthy', 'bad'),
         m.alive && m.restarting && badge('restarting', 'warn'),
         m.draining && badge('draining', 'warn'),
+        m.configured === false && h('span', { title: 'Not in the configured cluster: it does not vote and owns no VIP. Add it, or stop it if it was removed.' }, badge('not configured', 'warn')),
         m.problem && h('div', { class: 'detail' }, m.problem)),
       h('td', { class: 'config', title: cv ? `runs version ${cv} of the cluster configuration` : 'no cluster configuration reported' },
         !m.alive || !cv ? '—' : h('span', {}, `v${cv} `, cv === latest ? badge('in sync', 'ok') : badge('behind', 'warn'))),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
-      h('td', { class: 'actions' }, h('button', {
-        type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
-        title: ro ? 'A viewer token cannot change anything' : '',
-        onclick: () => drain(m, verb),
-      }, verb === 'drain' ? 'Drain' : 'Undrain')));
+      h('td', { class: 'actions' },
+        m.alive && h('button', {
+          type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
+          title: ro ? 'A viewer token cannot change anything' : '',
+          onclick: () => drain(m, verb),
+        }, verb === 'drain' ? 'Drain' : 'Undrain'),
+        m.configured && ' ',
+        m.configured && h('button', {
+          type: 'button', class: 'remove small danger', disabled: ro,
+          title: ro ? 'A viewer token cannot change anything' : 'Remove from the configured cluster',
+          onclick: () => removeMember(m),
+        }, 'Remove')));
   }));
+  $('#member-address').disabled = ro;
+  $('#member-add-submit').disabled = ro;
 }
 
 function renderVIPs(vips) {
@@ -446,6 +460,40 @@ async function drain(m, verb) {
     if (e.status === 403) sessionStorage.setItem(READONLY, '1');
     let text = `Cannot ${verb} ${m.name}: ${e.message}`;
     showBanner('error', text);
+  }
+  refresh();
+}
+
+// ---- adding and removing members ----
+
+async function addMember(address) {
+  if (!address) return;
+  const ok = await confirm(`Add ${address}?`,
+    `${address} becomes a configured member: it votes on the cluster configuration and may own VIPs. ` +
+    'Start edgelb on that host afterwards: it joins the cluster and takes the committed configuration.', 'Add');
+  if (!ok) return;
+  await memberChange(() => postJSON('/members', { address }), `add ${address}`,
+    r => `${r.member} added: start edgelb on it. Configured members: ${r.members.join(', ')}.`);
+  $('#member-address').value = '';
+}
+
+async function removeMember(m) {
+  const owned = (m.vips || []).join(', ');
+  const ok = await confirm(`Remove ${m.name}?`,
+    `${m.address} leaves the configured cluster: it stops voting and ${owned ? `hands its VIPs (${owned}) over` : 'owns no VIP'} from then on. ` +
+    'Stop edgelb on that host afterwards.', 'Remove');
+  if (!ok) return;
+  await memberChange(() => del(`/members/${encodeURIComponent(m.address)}`), `remove ${m.name}`,
+    r => `${r.member} removed: stop edgelb on it. Configured members: ${r.members.join(', ')}.`);
+}
+
+async function memberChange(send, what, done) {
+  try {
+    showBanner('info', done(await send()));
+  } catch (e) {
+    if (e.status === 401) return signOut(e.message);
+    if (e.status === 403) sessionStorage.setItem(READONLY, '1');
+    showBanner('error', `Cannot ${what}: ${e.message}`);
   }
   refresh();
 }

@@ -53,7 +53,11 @@ export async function loadConfig(version, force, signal) {
     $('#config-card').hidden = false;
     renderCurrent();
     renderHistory(history);
+  } else {
+    // The contact changes without a new version.
+    cur.contact = (await get('/config', signal)).contact;
   }
+  renderContact();
   renderAudit(await get('/audit', signal));
 }
 
@@ -74,6 +78,20 @@ function options(item, keys) {
 }
 
 const empty = (cols, what) => h('tr', {}, h('td', { colspan: cols, class: 'muted' }, what));
+
+// renderContact says which committed version this host shows and whether
+// it is in contact with a majority of the configured members.
+function renderContact() {
+  const c = cur.contact, el = $('#cfg-contact');
+  el.hidden = !c;
+  if (!c) return;
+  el.dataset.quorum = c.quorum;
+  fill(el, c.quorum
+    ? [h('span', { class: 'badge ok' }, 'committed'), `This host shows committed version ${cur.version} and is in contact with a majority (leader ${c.leader}).`]
+    : [h('span', { class: 'badge bad' }, 'no majority'),
+      `This host is not in contact with a majority${(c.unreachable || []).length ? ` (unreachable: ${c.unreachable.join(', ')})` : ''}: ` +
+      `version ${cur.version} may be behind, and changes through this host are refused until it is back in contact.`]);
+}
 
 function renderCurrent() {
   const spec = cur.spec || {};

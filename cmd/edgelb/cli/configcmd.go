@@ -168,6 +168,9 @@ func configGet(ctx context.Context, c *apiClient, o *configOptions, w io.Writer)
 		return fmt.Errorf("decoding the spec: %w", err)
 	}
 	fmt.Fprintf(w, "# edgelb cluster configuration version %d, %s by %s\n", doc.Version, doc.UpdatedAt.Format(time.RFC3339), doc.UpdatedBy)
+	if doc.Contact != nil {
+		fmt.Fprintf(w, "# %s\n", contactLine(doc))
+	}
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	defer enc.Close()

@@ -103,6 +103,10 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		case !m.Healthy:
 			state = "unhealthy"
 		}
+		if m.Alive && !m.Configured {
+			// Live in gossip, not in the log's member set: owns no VIP.
+			state += ", not configured"
+		}
 		name := m.Name
 		if m.Self {
 			name += " (self)"

@@ -484,6 +484,9 @@ func (n *Node) apiOptions() api.Options {
 		Dashboard: web.Files(),
 		Log:       n.log.With("component", "api"),
 	}
+	if n.live.raft != nil {
+		o.Members = memberSet{raft: n.live.raft, gossip: n.live.members.Load, port: cfg.Cluster.BindPort}
+	}
 	o.BGP = bgpStatus(n.live, n.announcer, n.members)
 	n.metrics.Registry.MustRegister(api.BGPCollector(o.BGP))
 	if n.opts.StateDir != "" {

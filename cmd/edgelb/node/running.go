@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,8 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 			}
 			return errors.New("gossip is not running yet")
 		}},
-		Log: l.log.With("member", self),
+		Existing: func(ctx context.Context) (bool, error) { return l.clusterRuns(ctx, self, peers) },
+		Log:      l.log.With("member", self),
 	})
 	if err != nil {
 		return fmt.Errorf("the cluster configuration's log: %w", err)
@@ -159,6 +161,44 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 		}
 	}
 	return nil
+}
+
+// clusterRuns tells a host whose log is empty whether a cluster runs
+// already, from gossip: a live member gossips a committed version (then
+// the host joins it, once `edgelb members add` has made it a member), or
+// a majority of the file's members (peers, self included) is live with
+// none (a new cluster: it bootstraps from the file's list, like the
+// others). It waits until it can tell, up to ctx.
+func (l *liveConfig) clusterRuns(ctx context.Context, self string, peers []string) (bool, error) {
+	if len(peers) <= 1 {
+		return false, nil
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if c := l.members.Load(); c != nil {
+			live := 0
+			for _, m := range c.Members() {
+				if m.Absent {
+					continue
+				}
+				if m.ConfigVersion > 0 && m.Addr.String() != self {
+					return true, nil
+				}
+				if slices.Contains(peers, m.Addr.String()) {
+					live++
+				}
+			}
+			if live > len(peers)/2 {
+				return false, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // local builds versions kept by this host alone (cluster.insecure).

@@ -126,6 +126,10 @@ func (s *state) Members() []api.Member {
 		}
 		if am.Self {
 			am.Problem = s.node.members.Problem()
+			if r := s.node.live.raft; r != nil && !slices.Contains(r.Members(), r.Name()) {
+				why := "not a configured member (being added, or removed): it owns no VIP; add it with edgelb members add, or stop it"
+				am.Problem = strings.TrimPrefix(am.Problem+"; "+why, "; ")
+			}
 		}
 		out = append(out, am)
 	}
