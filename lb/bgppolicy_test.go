@@ -138,7 +138,7 @@ func TestStaticBGPPolicy(t *testing.T) {
 	lp := uint32(50)
 	o.Static = []config.StaticService{
 		{Name: "dns", VIP: netip.MustParseAddr("192.0.2.53"), Announce: config.AnnounceBGP, Ports: []config.StaticPort{{Port: 53, Protocol: "UDP"}},
-			BGP: &config.BGPPolicy{LargeCommunities: []config.LargeCommunity{{65000, 5, 5}}, LocalPref: &lp}},
+			BGP: &config.BGPPolicy{LargeCommunities: []config.LargeCommunity{{Global: 65000, Local1: 5, Local2: 5}}, LocalPref: &lp}},
 		{Name: "web", VIP: netip.MustParseAddr("192.0.2.200"), Ports: []config.StaticPort{{Port: 80, Protocol: "TCP"}}},
 	}
 	d, _ := Build(Snapshot{}, o)
