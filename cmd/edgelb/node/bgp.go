@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/k8s"
 	"github.com/edgelb/edgelb/vip/bgp"
@@ -27,6 +29,30 @@ func bgpConfig(cfg *config.Config) bgp.Config {
 		peers = append(peers, bp)
 	}
 	return bgp.Config{Global: bgp.Global{ASN: b.ASN, RouterID: b.RouterID}, Peers: peers, WithdrawDelay: b.WithdrawDelay}
+}
+
+// bgpPolicy gives each bgp VIP's route the attributes of the desired
+// state: its pool's policy merged with its services'.
+func bgpPolicy(store *lb.Store) bgp.Policy {
+	return func(vip netip.Addr) bgp.Attrs {
+		d := store.Load()
+		if d == nil {
+			return bgp.Attrs{}
+		}
+		return bgpAttrs(d.BGPPolicy(vip))
+	}
+}
+
+// bgpAttrs is p in the speaker's terms.
+func bgpAttrs(p config.BGPPolicy) bgp.Attrs {
+	a := bgp.Attrs{LocalPref: p.LocalPref}
+	for _, c := range p.Communities {
+		a.Communities = append(a.Communities, uint32(c))
+	}
+	for _, c := range p.LargeCommunities {
+		a.LargeCommunities = append(a.LargeCommunities, bgp.LargeCommunity{Global: c.Global, Local1: c.Local1, Local2: c.Local2})
+	}
+	return a
 }
 
 // followBGP gives the announcer each new version's bgp section: peers
