@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/edgelb/edgelb/api"
@@ -55,6 +56,18 @@ func bgpAttrs(p config.BGPPolicy) bgp.Attrs {
 	return a
 }
 
+// apiRoute is r as GET /api/v1/bgp shows it.
+func apiRoute(r bgp.Route) api.BGPRoute {
+	out := api.BGPRoute{Prefix: r.Prefix.String(), LocalPref: r.Attrs.LocalPref}
+	for _, c := range r.Attrs.Communities {
+		out.Communities = append(out.Communities, config.Community(c).String())
+	}
+	for _, c := range r.Attrs.LargeCommunities {
+		out.LargeCommunities = append(out.LargeCommunities, config.LargeCommunity{Global: c.Global, Local1: c.Local1, Local2: c.Local2}.String())
+	}
+	return out
+}
+
 // followBGP gives the announcer each new version's bgp section: peers
 // added, removed or changed, a new AS number, BGP turned on or off.
 func followBGP(ctx context.Context, sub *Subscription, a *bgp.Announcer) error {
@@ -80,12 +93,14 @@ func bgpStatus(live *liveConfig, a *bgp.Announcer, members *cluster.Cluster) fun
 	return func() api.BGPStatus {
 		cfg, _ := live.Config()
 		if cfg.BGP == nil {
-			return api.BGPStatus{Advertised: []string{}, Peers: []api.BGPPeer{}}
+			return api.BGPStatus{Advertised: []string{}, Routes: []api.BGPRoute{}, Peers: []api.BGPPeer{}}
 		}
 		st := api.BGPStatus{Enabled: true, ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID.String(), Serving: members.MayServe(),
-			Advertised: []string{}, Peers: []api.BGPPeer{}}
-		for _, p := range a.Advertised() {
-			st.Advertised = append(st.Advertised, p.String())
+			Advertised: []string{}, Routes: []api.BGPRoute{}, Peers: []api.BGPPeer{}}
+		for _, r := range a.Routes() {
+			st.Advertised = append(st.Advertised, r.Prefix.String())
+			st.Routes = append(st.Routes, apiRoute(r))
+			st.GracefulShutdown = st.GracefulShutdown || slices.Contains(r.Attrs.Communities, bgp.GracefulShutdown)
 		}
 		now := time.Now()
 		for _, p := range a.Peers() {
