@@ -68,11 +68,12 @@ func (r *router) configure(lines ...string) {
 
 // A static service's communities, large communities and local-pref
 // reach an iBGP router as path attributes; a drained host's path first
-// carries GRACEFUL_SHUTDOWN, which the router's RFC 8326 policy turns
-// into local-pref 0 (so its next hop leaves the router's route while
-// the host still forwards), and is withdrawn withdrawDelay later. New
-// connections through the VIP, from the router, all succeed meanwhile,
-// and through a stop.
+// carries GRACEFUL_SHUTDOWN and local-pref 0 (RFC 8326, with no policy on
+// the router), so its next hop leaves the router's route while the host
+// still forwards, and is withdrawn withdrawDelay later. New connections
+// through the VIP, from the router, all succeed meanwhile, and through a
+// stop. (TestECMPWithFRR shows an eBGP router acting on the community
+// alone.)
 func TestPolicyAndGracefulShutdownWithFRR(t *testing.T) {
 	const withdrawDelay = 2 * time.Second
 	l := nslab.New(t, 3)
@@ -86,16 +87,6 @@ func TestPolicyAndGracefulShutdownWithFRR(t *testing.T) {
 		clusterAS, withdrawDelay, routerIP, clusterAS)
 	h1, h2, h3 := l.Hosts[0], l.Hosts[1], l.Hosts[2]
 	r := startRouter(t, l, clusterAS, []neighbor{{addr: h1.IP4}, {addr: h2.IP4}, {addr: h3.IP4}})
-	// RFC 8326's receiver side: a path with GRACEFUL_SHUTDOWN gets the
-	// lowest local preference.
-	lines := []string{"bgp community-list standard GSHUT seq 5 permit graceful-shutdown",
-		"route-map FROM-LB permit 10", "match community GSHUT", "set local-preference 0", "exit",
-		"route-map FROM-LB permit 20", "exit",
-		fmt.Sprintf("router bgp %d", clusterAS), "address-family ipv4 unicast"}
-	for _, h := range l.Hosts {
-		lines = append(lines, fmt.Sprintf("neighbor %s route-map FROM-LB in", h.IP4))
-	}
-	r.configure(lines...)
 	defer func() {
 		if t.Failed() {
 			for _, h := range l.Hosts {

@@ -106,8 +106,8 @@ type Options struct {
 
 // Desired is the advertisement rule: while this member serves, every
 // VIP as a host route with its policy's attributes; while it shuts down
-// (drains or stops), the same routes with GRACEFUL_SHUTDOWN added;
-// nothing otherwise. policy may be nil.
+// (drains or stops), the same routes with GRACEFUL_SHUTDOWN added and
+// LOCAL_PREF 0 (iBGP peers only); nothing otherwise. policy may be nil.
 func Desired(vips []netip.Addr, policy Policy, phase Phase) []Route {
 	if phase == PhaseWithdrawn {
 		return nil
@@ -119,7 +119,13 @@ func Desired(vips []netip.Addr, policy Policy, phase Phase) []Route {
 			r.Attrs = policy(v)
 		}
 		if phase == PhaseShuttingDown {
+			// RFC 8326: the community for the routers that act on it,
+			// and the lowest LOCAL_PREF for iBGP peers (as FRR's own
+			// `bgp graceful-shutdown` does), which an iBGP router takes
+			// as it is, with no policy.
+			lowest := uint32(0)
 			r.Attrs = r.Attrs.withCommunity(GracefulShutdown)
+			r.Attrs.LocalPref = &lowest
 		}
 		out = append(out, r)
 	}

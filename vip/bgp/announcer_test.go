@@ -50,8 +50,8 @@ func TestDesired(t *testing.T) {
 		{"no VIPs", nil, nil, bgp.PhaseServing, nil},
 		{"duplicates once", []netip.Addr{v4, v4}, nil, bgp.PhaseServing, []string{"198.51.100.1/32"}},
 		{"the policy's attributes", []netip.Addr{v4}, gold, bgp.PhaseServing, []string{"198.51.100.1/32 [65000:100 65000:1:2 lp=200]"}},
-		{"shutting down: graceful-shutdown added", []netip.Addr{v4}, gold, bgp.PhaseShuttingDown, []string{"198.51.100.1/32 [65000:100 65535:0 65000:1:2 lp=200]"}},
-		{"shutting down without a policy", []netip.Addr{v4}, nil, bgp.PhaseShuttingDown, []string{"198.51.100.1/32 [65535:0]"}},
+		{"shutting down: graceful-shutdown added, local-pref 0", []netip.Addr{v4}, gold, bgp.PhaseShuttingDown, []string{"198.51.100.1/32 [65000:100 65535:0 65000:1:2 lp=0]"}},
+		{"shutting down without a policy", []netip.Addr{v4}, nil, bgp.PhaseShuttingDown, []string{"198.51.100.1/32 [65535:0 lp=0]"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var got []string
@@ -194,7 +194,7 @@ func TestRunWithdrawsBeforeStopping(t *testing.T) {
 	if took := time.Since(start); took < 2*delay {
 		t.Errorf("stop took %s, want the withdraw delay (%s) before withdrawing and up to a second after", took, delay)
 	}
-	want := []string{"advertise 198.51.100.1/32", "advertise 198.51.100.1/32 [65535:0]", "withdraw 198.51.100.1/32", "stop"}
+	want := []string{"advertise 198.51.100.1/32", "advertise 198.51.100.1/32 [65535:0 lp=0]", "withdraw 198.51.100.1/32", "stop"}
 	if got := sp.History(); !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
