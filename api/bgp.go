@@ -71,7 +71,8 @@ var (
 	descBGPBFDUp   = prometheus.NewDesc("edgelb_bgp_bfd_up", "1 if the peer's BFD session is up (absent without BFD).", []string{"peer", "asn"}, nil)
 	descBGPServing = prometheus.NewDesc("edgelb_bgp_serving", "1 if this host advertises its bgp VIPs (healthy, quorum, not draining).", nil, nil)
 	descBGPRoutes  = prometheus.NewDesc("edgelb_bgp_routes_advertised", "Routes (bgp VIPs) this host advertises.", nil, nil)
-	bgpMetricDescs = []*prometheus.Desc{descBGPUp, descBGPSent, descBGPBFDUp, descBGPServing, descBGPRoutes}
+	descBGPGshut   = prometheus.NewDesc("edgelb_bgp_graceful_shutdown", "1 while this host's routes carry GRACEFUL_SHUTDOWN (drain or stop) before their withdrawal.", nil, nil)
+	bgpMetricDescs = []*prometheus.Desc{descBGPUp, descBGPSent, descBGPBFDUp, descBGPServing, descBGPRoutes, descBGPGshut}
 )
 
 // BGPCollector reports the BGP sessions at scrape time.
@@ -101,6 +102,7 @@ func (f BGPCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descBGPServing, b2f(st.Serving))
 	gauge(descBGPRoutes, float64(len(st.Advertised)))
+	gauge(descBGPGshut, b2f(st.GracefulShutdown))
 }
 
 func formatASN(a uint32) string { return strconv.FormatUint(uint64(a), 10) }
