@@ -194,7 +194,7 @@ func TestConfigPutInvalid(t *testing.T) {
 		{"overlap", `{"pools":[{"name":"a","addresses":["192.0.2.0/24"]},{"name":"b","addresses":["192.0.2.10-192.0.2.20"]}]}`,
 			"spec.pools[1].addresses[0]", `192.0.2.10-192.0.2.20 overlaps 192.0.2.0-192.0.2.255 of pool "a"`},
 		{"unknown key", `{"pools":[{"name":"a","adresses":["192.0.2.0/24"]}]}`,
-			"spec.pools[0].adresses", "unknown key (known keys here: addresses, announce, autoAssign, name, namespaces)"},
+			"spec.pools[0].adresses", "unknown key (known keys here: addresses, announce, autoAssign, bgp, name, namespaces)"},
 		{"host-local key", `{"api":{"listen":"0.0.0.0:80"}}`, "spec.api", "unknown key"},
 		{"not an object", `[1]`, "spec", "must be a JSON object"},
 	} {

@@ -155,6 +155,7 @@ func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, un
 		}
 		members = ms
 	}
+	localPref := uint32(200)
 	srv := api.New(api.Options{State: state, Bus: bus, Log: slog.New(slog.DiscardHandler),
 		Members:   members,
 		Tokens:    map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
@@ -163,7 +164,8 @@ func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, un
 		Dashboard: nil,
 		BGP: func() api.BGPStatus {
 			return api.BGPStatus{Enabled: true, ASN: 64512, RouterID: "10.0.0.11", Serving: true, Advertised: []string{"192.0.2.99/32"},
-				Peers: []api.BGPPeer{{Address: "10.0.0.1", ASN: 64500, State: "established", Since: &since, UptimeSeconds: 60, BFD: "up", PrefixesSent: 1}}}
+				Routes: []api.BGPRoute{{Prefix: "192.0.2.99/32", Communities: []string{"65000:100", "no-export"}, LargeCommunities: []string{"65000:1:2"}, LocalPref: &localPref}},
+				Peers:  []api.BGPPeer{{Address: "10.0.0.1", ASN: 64500, State: "established", Since: &since, UptimeSeconds: 60, BFD: "up", PrefixesSent: 1}}}
 		},
 	})
 	return srv.Handler().(*gin.Engine)

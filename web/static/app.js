@@ -293,7 +293,9 @@ function renderBGP(b) {
   if (!b?.enabled) return;
   const routes = b.advertised || [];
   $('#bgp-summary').textContent = `AS ${b.asn} · router ID ${b.routerID} · ` +
-    (b.serving ? `advertising ${routes.length} route${routes.length === 1 ? '' : 's'}` : 'not serving: nothing advertised');
+    (b.serving ? `advertising ${routes.length} route${routes.length === 1 ? '' : 's'}` :
+      b.gracefulShutdown ? `draining: graceful-shutdown sent on ${routes.length} route${routes.length === 1 ? '' : 's'}, withdrawing` :
+        'not serving: nothing advertised');
   fill($('#bgp tbody'), (b.peers || []).map(p => h('tr', { dataset: { peer: p.address } },
     h('td', { class: 'mono' }, p.address),
     h('td', {}, String(p.asn)),

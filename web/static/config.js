@@ -106,7 +106,7 @@ function renderCurrent() {
     h('td', { class: 'mono' }, list(s.ports).map(portText).join(', ')),
     h('td', { class: 'mono' }, text(s.backends)),
     h('td', { class: 'mono source-ranges' }, s.sourceRanges ? text(s.sourceRanges) || 'nobody' : h('span', { class: 'muted' }, 'everyone')),
-    h('td', { class: 'detail options' }, options(s, ['announce', 'method', 'scheduler', 'persistence', 'maxConnectionsPerBackend', 'healthCheck'])),
+    h('td', { class: 'detail options' }, options(s, ['announce', 'method', 'scheduler', 'persistence', 'maxConnectionsPerBackend', 'healthCheck', 'bgp'])),
     actions('services', i))) : empty(7, 'No static services.'));
   const pools = list(spec.pools);
   fill($('#cfg-pools tbody'), pools.length ? pools.map((p, i) => h('tr', { dataset: { name: p.name } },
@@ -283,6 +283,7 @@ function formSpec() {
   }
   // A check with no key left is no check: the defaults.
   if (next.healthCheck && !Object.keys(next.healthCheck).length) delete next.healthCheck;
+  if (next.bgp && !Object.keys(next.bgp).length) delete next.bgp;
   const spec = structuredClone(cur.spec || {});
   if (f.obj) {
     if (Object.keys(next).length) spec[f.obj[0]] = next;

@@ -170,14 +170,36 @@ func joinHostPort(ip string, port uint16) string {
 	return fmt.Sprintf("%s:%d", ip, port)
 }
 
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // printBGP adds the BGP sessions to `edgelb status`: a line per peer.
 func printBGP(w io.Writer, st api.BGPStatus) {
 	if !st.Enabled {
 		return
 	}
-	fmt.Fprintf(w, "\nBGP AS %d, router ID %s: %s, %d routes advertised\n", st.ASN, st.RouterID,
-		yesNo(st.Serving, "serving", "NOT serving (unhealthy, no quorum or draining): routes withdrawn"), len(st.Advertised))
+	state := yesNo(st.Serving, "serving", "NOT serving (unhealthy, no quorum or draining): routes withdrawn")
+	if st.GracefulShutdown {
+		state = "draining or stopping: graceful-shutdown (65535:0) sent, routes withdrawn after bgp.withdrawDelay"
+	}
+	fmt.Fprintf(w, "\nBGP AS %d, router ID %s: %s, %d routes advertised\n", st.ASN, st.RouterID, state, len(st.Advertised))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range st.Routes {
+		if len(r.Communities)+len(r.LargeCommunities) == 0 && r.LocalPref == nil {
+			continue
+		}
+		lp := "-"
+		if r.LocalPref != nil {
+			lp = fmt.Sprint(*r.LocalPref)
+		}
+		fmt.Fprintf(tw, "  %s\tcommunities %s\tlarge %s\tlocal-pref %s\n", r.Prefix, dashIfEmpty(strings.Join(r.Communities, " ")),
+			dashIfEmpty(strings.Join(r.LargeCommunities, " ")), lp)
+	}
+	tw.Flush()
 	fmt.Fprintf(tw, "PEER\tASN\tSTATE\tUPTIME\tBFD\tPREFIXES SENT\n")
 	for _, p := range st.Peers {
 		up, bfd := "-", p.BFD

@@ -182,6 +182,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 		Speaker:       opts.Kernels.BGP(bc, log.With("component", "gobgp")),
 		Serving:       n.members,
 		VIPs:          n.split.HeldBGP(n.hostCtx),
+		Policy:        bgpPolicy(n.store),
 		WithdrawDelay: bc.WithdrawDelay,
 		Log:           log.With("component", "bgp"),
 	})
