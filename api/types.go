@@ -111,6 +111,14 @@ type Member struct {
 	// ConfigVersion is the version of the cluster configuration the
 	// member runs, as it gossips it (0: none yet, or an older edgelb).
 	ConfigVersion uint64 `json:"configVersion"`
+	// ConfigID names that version exactly, "number:hash" (the hash's
+	// first 16 hex digits): two versions of one number differ in it. The
+	// dashboard's sync badge compares it. Empty from an older edgelb.
+	ConfigID string `json:"configId,omitempty"`
+	// Unapplied is the committed version the member cannot apply over its
+	// own config file (0: none): it owns no VIPs until a version it can
+	// take is committed; its problem says why.
+	Unapplied uint64 `json:"unapplied,omitempty"`
 	// Refused are the l2 VIPs the member's kernel would not add, as it
 	// gossips them: they go to other members, the member keeps the rest.
 	Refused []string `json:"refused,omitempty"`

@@ -149,8 +149,8 @@ type Cluster struct {
 	// (view.go); nothing reads memberlist's own Node structs.
 	view peerTable
 
-	mu        sync.Mutex
-	health    map[string]error // by source; healthy when all are nil
+	mu     sync.Mutex
+	health map[string]error // by source; healthy when all are nil
 	// facts and unapplied are gossiped in Meta (SetFacts, SetUnapplied).
 	facts     []byte
 	unapplied uint64

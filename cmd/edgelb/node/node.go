@@ -441,6 +441,8 @@ func (n *Node) newController() error {
 		// as Events on the Services.
 		Ownership: n.members,
 		Now:       n.opts.Now,
+		// IPAM follows the committed configuration only.
+		Committed: n.live.Committed,
 		OnEvent: func(typ, msg string, fields map[string]string) {
 			if typ == "allocation" {
 				n.metrics.Allocations.Inc()

@@ -84,7 +84,6 @@ type liveConfig struct {
 // would serve them with a configuration the cluster no longer has.
 const ConfigHealth = "config"
 
-
 // seedTimeout bounds one attempt at seeding version 1; Run tries again
 // until a version exists.
 const seedTimeout = 5 * time.Second
