@@ -1,13 +1,18 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/edgelb/edgelb/api"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // A change one member's own keys do not fit is refused before it is
@@ -150,4 +155,73 @@ func TestAHostThatCannotApplyTheCommittedVersionOwnsNoVIPs(t *testing.T) {
 		_, err := victim.node.live.Unapplied()
 		return victim.version() == again.Version && err == nil && victim.node.members.Problem() == "" && victim.advertises(bgpVIP)
 	})
+}
+
+// IPAM follows the committed configuration only: the Lease holder, cut
+// off from the majority of the cluster (the API server still reachable),
+// assigns no new address — the Service is pending with the reason — and
+// keeps the one it gave; once the link is back the Service gets one.
+func TestALeaseHolderCutOffAssignsNoNewAddress(t *testing.T) {
+	kube := fake.NewClientset()
+	ctx := context.Background()
+	l := newLab(t, 3, kube)
+	l.eventually(t, "three nodes converge", l.converged)
+	create := func(name string) {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+				Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, NodePort: 30053}}}}
+		if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(name string) []string {
+		s, err := kube.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			out = append(out, in.IP)
+		}
+		return out
+	}
+	create("before")
+	l.eventually(t, "the first Service has an address", func() bool { return len(status("before")) == 1 })
+	given := status("before")
+	var leader *host
+	for _, h := range l.hosts {
+		if h.node.ctrl.Leader() {
+			leader = h
+		}
+	}
+	if leader == nil {
+		t.Fatal("nobody holds the Lease")
+	}
+	leader.link.cut.Store(true)
+	l.eventually(t, "the Lease holder knows it is cut off from the majority", func() bool {
+		return leader.node.live.Committed() != nil
+	})
+	create("during")
+	l.eventually(t, "the new Service is pending on the Lease holder with the reason", func() bool {
+		for _, s := range leader.node.state.Services() {
+			if s.Name == "during" {
+				return strings.Contains(s.Problem, "no majority reachable")
+			}
+		}
+		return false
+	})
+	if got := status("during"); len(got) != 0 {
+		t.Fatalf("cut off from the majority, the Lease holder assigned %v", got)
+	}
+	if !leader.node.ctrl.Leader() {
+		t.Fatal("the test wants the Lease holder to keep the Lease (the API server is reachable)")
+	}
+	if got := status("before"); !slices.Equal(got, given) {
+		t.Fatalf("the first Service's status went from %v to %v", given, got)
+	}
+	leader.link.cut.Store(false)
+	l.eventually(t, "after healing the new Service gets an address", func() bool { return len(status("during")) == 1 })
+	if got := status("before"); !slices.Equal(got, given) {
+		t.Fatalf("the first Service's status went from %v to %v", given, got)
+	}
 }
