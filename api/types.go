@@ -56,6 +56,11 @@ type Status struct {
 	// so they are not used; `edgelb config diff -f FILE` shows how they
 	// differ and `edgelb config apply -f FILE` makes them the next version.
 	ConfigFileDiffers bool `json:"configFileDiffers,omitempty"`
+	// ConfigUnapplied is the committed version of the cluster
+	// configuration this host cannot apply over its own config file (0:
+	// it runs the committed version): it owns no VIPs until a version it
+	// can take is committed, and Problem says why.
+	ConfigUnapplied uint64 `json:"configUnapplied,omitempty"`
 	// Kubernetes is the state of edgelb's access to the API server; nil
 	// without a kubernetes section.
 	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`

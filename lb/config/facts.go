@@ -89,7 +89,7 @@ func (f Facts) Check(member string, spec json.RawMessage) Errors {
 	add := func(e *FieldError) {
 		c := *e
 		c.Member, c.File, c.Line = member, member+"'s config file", 0
-		c.Msg = fmt.Sprintf("member %s: %s (its config file: %s)", member, c.Msg, f.describe())
+		c.Msg = fmt.Sprintf("%s (%s's config file: %s)", c.Msg, member, f.describe())
 		out = append(out, &c)
 	}
 	switch e := err.(type) {

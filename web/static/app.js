@@ -225,8 +225,14 @@ function renderMembers(members) {
   const ro = readOnly();
   $('#readonly').hidden = !ro;
   // The latest cluster configuration is the highest version a live
-  // member runs; a member that runs an older one is behind.
-  const latest = Math.max(0, ...members.filter(m => m.alive).map(m => m.configVersion || 0));
+  // member has committed, named exactly (number and hash: two versions
+  // of one number are not in sync); a member with another is behind, and
+  // one that cannot apply it says so.
+  const live = members.filter(m => m.alive && m.configVersion);
+  // This host's, among members of the highest number.
+  const top = live.reduce((a, m) => (!a || m.configVersion > a.configVersion || m.configVersion === a.configVersion && m.self ? m : a), null);
+  const latest = top ? (top.configId || String(top.configVersion)) : '';
+  const idOf = m => m.configId || String(m.configVersion);
   fill($('#members tbody'), members.map(m => {
     const verb = m.draining ? 'undrain' : 'drain';
     const cv = m.configVersion || 0;
@@ -239,8 +245,11 @@ function renderMembers(members) {
         m.alive && m.restarting && badge('restarting', 'warn'),
         m.draining && badge('draining', 'warn'),
         m.problem && h('div', { class: 'detail' }, m.problem)),
-      h('td', { class: 'config', title: cv ? `runs version ${cv} of the cluster configuration` : 'no cluster configuration reported' },
-        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `, cv === latest ? badge('in sync', 'ok') : badge('behind', 'warn'))),
+      h('td', { class: 'config', title: cv ? `version ${m.configId || cv} of the cluster configuration` : 'no cluster configuration reported' },
+        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `,
+          m.unapplied ? badge(`cannot apply v${m.unapplied}`, 'bad')
+            : idOf(m) === latest ? badge('in sync', 'ok')
+              : cv === top.configVersion ? badge('differs', 'bad') : badge('behind', 'warn'))),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
       h('td', { class: 'actions' }, h('button', {
         type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,

@@ -39,6 +39,7 @@ func (s *state) Status() api.Status {
 	}
 	st.Healthy = st.Problem == ""
 	st.ConfigFileDiffers = s.node.live.FileDiffers()
+	st.ConfigUnapplied, _ = s.node.live.Unapplied()
 	if !s.node.members.HasQuorum() {
 		st.Healthy = false
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
