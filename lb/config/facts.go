@@ -89,6 +89,8 @@ func (f Facts) Check(member string, spec json.RawMessage) Errors {
 	add := func(e *FieldError) {
 		c := *e
 		c.Member, c.File, c.Line = member, member+"'s config file", 0
+		// The rules speak of the host that checks its own file.
+		c.Msg = strings.ReplaceAll(c.Msg, "this host's own", member+"'s own")
 		c.Msg = fmt.Sprintf("%s (%s's config file: %s)", c.Msg, member, f.describe())
 		out = append(out, &c)
 	}

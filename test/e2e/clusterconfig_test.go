@@ -241,3 +241,44 @@ pools:
 		t.Errorf("%s, in no pool now, is still announced by %v", first, nslab.Names(l.Holders(first)))
 	}
 }
+
+// A change one host's own keys do not fit is refused before it is
+// committed, naming that host and the field: a bgp peer at h3's own
+// cluster.bindAddr, applied through h1, is fine for h1 and h2 and not
+// for h3. Nothing is committed: every host keeps version 1.
+func TestAChangeOneHostCannotTakeIsRefusedNamingIt(t *testing.T) {
+	l := startCluster(t, 3)
+	h1, h3 := l.Hosts[0], l.Hosts[2]
+	spec := filepath.Join(l.Dir, "bgp.yaml")
+	nslab.WriteFile(t, spec, fmt.Sprintf(`services:
+  - {name: web4, vip: %s, ports: [{port: 8080}]}
+  - {name: web6, vip: "%s", ports: [{port: 8080}]}
+bgp:
+  asn: 64512
+  peers: [{address: %s, asn: 64500}]
+`, vip4, vip6, h3.IP4))
+	var out string
+	var err error
+	// h1 must have heard h3's facts: they come with its gossip.
+	if !nslab.Poll(converge, func() bool {
+		out, err = h1.Edgelb("config", "apply", "-f", spec, "--api", "http://127.0.0.1:9080")
+		return err != nil && strings.Contains(out+err.Error(), h3.Name+": spec.bgp.peers[0].address")
+	}) {
+		t.Fatalf("edgelb config apply on h1 of a peer at h3's own address: %v\n%s\nwant a refusal naming %s and the field", err, out, h3.Name)
+	}
+	t.Logf("refused: %s%v", out, err)
+	for _, h := range l.Hosts {
+		out, err := h.Edgelb("status", "--output", "json", "--api", "http://127.0.0.1:9080")
+		var st struct {
+			Members []api.Member `json:"members"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("%s status: %v\n%s", h.Name, err, out)
+		}
+		for _, m := range st.Members {
+			if m.ConfigVersion != 1 || m.Unapplied != 0 {
+				t.Errorf("%s sees %s at version %d (unapplied %d), want 1", h.Name, m.Name, m.ConfigVersion, m.Unapplied)
+			}
+		}
+	}
+}
