@@ -470,12 +470,20 @@ func (n *Node) clusterConfig() *clustercfg.Config {
 		Members: n.memberFacts}
 }
 
-// memberFacts are the facts every other member gossips; a member whose
-// facts are unknown (not heard, an older release) is left out.
+// memberFacts are the facts every other configured member gossips (the
+// log's voters; a host not yet added has no say); a member whose facts
+// are unknown (not heard, an older release) is left out.
 func (n *Node) memberFacts() []clustercfg.MemberFacts {
+	var voters []string
+	if raft := n.live.raft; raft != nil {
+		voters = raft.Members()
+	}
 	var out []clustercfg.MemberFacts
 	for _, m := range n.members.Members() {
 		if m.Name == n.cfg.Node.Name || len(m.Facts) == 0 {
+			continue
+		}
+		if voters != nil && !slices.Contains(voters, m.Addr.String()) {
 			continue
 		}
 		f, err := config.DecodeFacts(m.Facts)
