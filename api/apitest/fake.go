@@ -32,6 +32,13 @@ func (f *Fake) Status() api.Status {
 	return f.St
 }
 
+// SetStatus changes the status with edit.
+func (f *Fake) SetStatus(edit func(st *api.Status)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	edit(&f.St)
+}
+
 // SetMember changes the member named name with edit.
 func (f *Fake) SetMember(name string, edit func(m *api.Member)) {
 	f.mu.Lock()

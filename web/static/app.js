@@ -215,6 +215,8 @@ function renderSummary(s) {
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
       c.healthyBackends === c.backends ? 'ok' : 'warn'),
     s.kubernetes && s.kubernetes.problem && card('Kubernetes', 'access problem', s.kubernetes.problem, 'bad'),
+    s.configUnapplied && card('Cluster configuration', `cannot apply v${s.configUnapplied}`,
+      'this host\'s config file refuses the committed version: it owns no VIPs until a version it fits is committed (see Health)', 'bad'),
     s.configFileDiffers && card('Config file', 'not used',
       "its pools, services, ... differ from the cluster configuration: `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version", 'warn'));
 }
