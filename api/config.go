@@ -126,6 +126,11 @@ type ConfigVersion struct {
 type FieldError struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Member, when set, is the other member whose config file the
+	// version does not fit (its host-local keys: node.interface,
+	// bgp.routerID, cluster.bindAddr); Field is in that file, or is the
+	// spec's field that needs it.
+	Member string `json:"member,omitempty"`
 }
 
 // InvalidConfig is a spec that does not validate (422).

@@ -219,6 +219,8 @@ function renderSummary(s) {
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
       c.healthyBackends === c.backends ? 'ok' : 'warn'),
     s.kubernetes && s.kubernetes.problem && card('Kubernetes', 'access problem', s.kubernetes.problem, 'bad'),
+    s.configUnapplied && card('Cluster configuration', `cannot apply v${s.configUnapplied}`,
+      'this host\'s config file refuses the committed version: it owns no VIPs until a version it fits is committed (see Health)', 'bad'),
     s.configFileDiffers && card('Config file', 'not used',
       "its pools, services, ... differ from the cluster configuration: `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version", 'warn'));
 }
@@ -229,8 +231,14 @@ function renderMembers(members) {
   const ro = readOnly();
   $('#readonly').hidden = !ro;
   // The latest cluster configuration is the highest version a live
-  // member runs; a member that runs an older one is behind.
-  const latest = Math.max(0, ...members.filter(m => m.alive).map(m => m.configVersion || 0));
+  // member has committed, named exactly (number and hash: two versions
+  // of one number are not in sync); a member with another is behind, and
+  // one that cannot apply it says so.
+  const live = members.filter(m => m.alive && m.configVersion);
+  // This host's, among members of the highest number.
+  const top = live.reduce((a, m) => (!a || m.configVersion > a.configVersion || m.configVersion === a.configVersion && m.self ? m : a), null);
+  const latest = top ? (top.configId || String(top.configVersion)) : '';
+  const idOf = m => m.configId || String(m.configVersion);
   fill($('#members tbody'), members.map(m => {
     const verb = m.draining ? 'undrain' : 'drain';
     const cv = m.configVersion || 0;
@@ -244,8 +252,11 @@ function renderMembers(members) {
         m.draining && badge('draining', 'warn'),
         m.configured === false && h('span', { title: 'Not in the configured cluster: it does not vote and owns no VIP. Add it, or stop it if it was removed.' }, badge('not configured', 'warn')),
         m.problem && h('div', { class: 'detail' }, m.problem)),
-      h('td', { class: 'config', title: cv ? `runs version ${cv} of the cluster configuration` : 'no cluster configuration reported' },
-        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `, cv === latest ? badge('in sync', 'ok') : badge('behind', 'warn'))),
+      h('td', { class: 'config', title: cv ? `version ${m.configId || cv} of the cluster configuration` : 'no cluster configuration reported' },
+        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `,
+          m.unapplied ? badge(`cannot apply v${m.unapplied}`, 'bad')
+            : idOf(m) === latest ? badge('in sync', 'ok')
+              : cv === top.configVersion ? badge('differs', 'bad') : badge('behind', 'warn'))),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
       h('td', { class: 'actions' },
         m.alive && h('button', {

@@ -346,13 +346,14 @@ function slotFor(field) {
 function showErrors(errors) {
   const rest = [];
   for (const e of errors) {
-    const key = slotFor(e.field);
+    // Another member's config file does not fit: not this form's field.
+    const key = !e.member && slotFor(e.field);
     const slot = key && $(`#cfg-fields .field-error[data-for="${key}"]`);
     if (slot) {
       slot.append(h('div', {}, e.message));
       fieldValue(key)?.classList.add('invalid');
     } else {
-      rest.push(h('li', {}, h('span', { class: 'mono' }, e.field), ': ', e.message));
+      rest.push(h('li', {}, e.member && h('strong', {}, e.member + ': '), h('span', { class: 'mono' }, e.field), ': ', e.message));
     }
   }
   fill($('#cfg-form-errors'), rest.length > 0 && h('ul', {}, rest));
@@ -377,7 +378,7 @@ async function dryRun(spec) {
   }
 }
 
-const errorText = errors => errors.map(e => `${e.field}: ${e.message}`).join('; ');
+const errorText = errors => errors.map(e => `${e.member ? e.member + ': ' : ''}${e.field}: ${e.message}`).join('; ');
 
 function effectText(eff) {
   return EFFECTS.filter(([k]) => eff[k]?.length).map(([k, label]) => `${label}: ${eff[k].join(', ')}`).join('. ') || 'Nothing would change.';

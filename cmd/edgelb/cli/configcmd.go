@@ -144,7 +144,12 @@ func answer(path, file string, code int, body []byte) error {
 func invalidError(file string, errs []api.FieldError) error {
 	lines := make([]string, len(errs))
 	for i, e := range errs {
-		lines[i] = fmt.Sprintf("%s: %s: %s", file, e.Field, e.Message)
+		where := file
+		if e.Member != "" {
+			// Another member's file does not fit the version.
+			where = e.Member
+		}
+		lines[i] = fmt.Sprintf("%s: %s: %s", where, e.Field, e.Message)
 	}
 	return errors.New(strings.Join(lines, "\n"))
 }

@@ -77,6 +77,9 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	if k := st.Kubernetes; k != nil && k.Problem != "" {
 		fmt.Fprintf(w, "kubernetes: %s\n", k.Problem)
 	}
+	if st.ConfigUnapplied > 0 {
+		fmt.Fprintf(w, "cluster configuration: this host cannot apply the committed version %d over its config file and owns no VIPs until a version it can take is committed (see the problem above)\n", st.ConfigUnapplied)
+	}
 	if st.ConfigFileDiffers {
 		fmt.Fprintf(w, "config file: its cluster-wide keys (pools, services, ...) differ from the running cluster configuration and are not used; `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version\n")
 	}
@@ -114,6 +117,9 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		cfgVersion := "-"
 		if m.ConfigVersion > 0 {
 			cfgVersion = fmt.Sprintf("v%d", m.ConfigVersion)
+		}
+		if m.Unapplied > 0 {
+			cfgVersion += fmt.Sprintf(" (cannot apply v%d)", m.Unapplied)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, m.Address, state, cfgVersion, strings.Join(m.VIPs, ","))
 	}
