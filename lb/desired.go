@@ -146,15 +146,29 @@ func applyBackendStates(d *Desired, states []config.BackendAdmin) {
 	if len(states) == 0 {
 		return
 	}
-	byService := map[string]map[netip.AddrPort]config.BackendState{}
+	applyStates(d.Services, indexBackendStates(states))
+}
+
+// backendStates are the administrator's backend states by AdminName.
+type backendStates map[string]map[netip.AddrPort]config.BackendState
+
+func indexBackendStates(states []config.BackendAdmin) backendStates {
+	byService := backendStates{}
 	for _, s := range states {
 		if byService[s.Service] == nil {
 			byService[s.Service] = map[netip.AddrPort]config.BackendState{}
 		}
 		byService[s.Service][s.Backend] = s.State
 	}
-	for i := range d.Services {
-		vs := &d.Services[i]
+	return byService
+}
+
+func applyStates(vss []VirtualService, byService backendStates) {
+	if len(byService) == 0 {
+		return
+	}
+	for i := range vss {
+		vs := &vss[i]
 		st := byService[AdminName(vs.Source)]
 		if st == nil {
 			continue
