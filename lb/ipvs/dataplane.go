@@ -138,6 +138,8 @@ type Dataplane struct {
 	snatVIPs       []netip.Addr
 	snatDone       bool
 	healthVer      uint64
+	// gen is the store's generation the last pass applied (lb.Store.Since).
+	gen uint64
 	// What Reporter was last told (reportHealth).
 	reported lb.HealthLatch
 
@@ -409,11 +411,14 @@ func (d *Dataplane) Run(ctx context.Context) error {
 // SyncOnce runs one pass against the newest desired state. A full pass
 // reads every virtual service in the kernel; an incremental one touches only
 // the virtual services whose desired state or backend health changed since
-// the last pass, or that have draining backends, so its kernel work is
-// proportional to the change (finding the change is one cheap comparison
-// per service). Nothing is done before the store holds a state.
+// the last pass, or that have draining backends or failed, so its kernel
+// work is proportional to the change. When the store tells which keys
+// changed (lb.Store.SetChanged) and no backend's health did, only those
+// keys are looked at (a dirty set, like kube-proxy's change trackers);
+// otherwise finding the change is one cheap comparison per service.
+// Nothing is done before the store holds a state.
 func (d *Dataplane) SyncOnce(full bool) error {
-	desired := d.o.Store.Load()
+	desired, gen, changed, known := d.o.Store.Since(d.gen)
 	if desired == nil {
 		return nil
 	}
@@ -439,9 +444,12 @@ func (d *Dataplane) SyncOnce(full bool) error {
 			d.syncDone(time.Since(start), err)
 			return err
 		}
+	} else if known && !healthChanged {
+		vipsChanged = d.keysPass(desired, changed, now, &errs)
 	} else {
 		vipsChanged = d.incrementalPass(desired, healthChanged, now, &errs)
 	}
+	d.gen = gen
 	if vipsChanged || !d.snatDone || full {
 		vips, natVIPs := vipSets(desired)
 		d.mu.Lock()
@@ -572,6 +580,54 @@ func (d *Dataplane) incrementalPass(desired *lb.Desired, healthChanged bool, now
 				*errs = append(*errs, d.deleteService(k, &a.vs))
 			}
 		}
+	}
+	return vipsChanged
+}
+
+// keysPass reconciles the keys the store says changed, and those with
+// draining backends or that failed: the others are not looked at.
+func (d *Dataplane) keysPass(desired *lb.Desired, changed []lb.Key, now time.Time, errs *[]error) bool {
+	keys := slices.Clone(changed)
+	for k := range d.drainKeys {
+		keys = append(keys, k)
+	}
+	for k := range d.failing {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, lb.Key.Compare)
+	keys = slices.Compact(keys)
+	vipsChanged := false
+	for _, k := range keys {
+		i, found := slices.BinarySearchFunc(desired.Services, k, func(v lb.VirtualService, k lb.Key) int { return v.Key.Compare(k) })
+		a, ok := d.applied[k]
+		if !found {
+			if _, had := d.failing[k]; had {
+				delete(d.failing, k)
+				d.failingChanged = true
+			}
+			if ok {
+				vipsChanged = true
+				*errs = append(*errs, d.deleteService(k, &a.vs))
+			}
+			continue
+		}
+		vs := &desired.Services[i]
+		if !ok {
+			vipsChanged = true
+		}
+		draining := d.drainKeys[k] > 0
+		if ok && !draining && a.src.Equal(vs) {
+			continue
+		}
+		if ok && a.src.Method != vs.Method {
+			vipsChanged = true
+		}
+		t := d.target(vs)
+		if ok && !draining && a.equal(t) {
+			a.src = t.src
+			continue
+		}
+		*errs = append(*errs, d.result(k, d.reconcile(k, t, nil, false, now)))
 	}
 	return vipsChanged
 }
