@@ -453,7 +453,16 @@ func readyPerNode(sl []*discoveryv1.EndpointSlice, v6 bool) map[string]int {
 // target port: ready ones at weight 1, serving-but-terminating ones at
 // weight 0 so that they drain.
 func endpointBackends(sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6 bool) []Backend {
+	n := 0
+	for _, s := range sl {
+		n += len(s.Endpoints)
+	}
+	// Sized once: they stay in the desired state as long as the Service
+	// does not change.
 	var out []Backend
+	if n > 0 {
+		out = make([]Backend, 0, n)
+	}
 	proto := p.Protocol
 	if proto == "" {
 		proto = corev1.ProtocolTCP

@@ -268,27 +268,28 @@ func (in *Incremental) assemble() Change {
 	// Merge the previous state, less the changed keys, with the fresh
 	// services: both are sorted by key.
 	prev := in.desired.Services
-	out := make([]VirtualService, 0, len(prev)-len(changed)+2*len(fresh))
-	i, j := 0, 0
+	out := make([]VirtualService, 0, len(prev)+len(fresh))
+	i, j, c := 0, 0, 0
 	for i < len(prev) || j < len(fresh) {
-		switch {
-		case i < len(prev) && isChanged(changed, prev[i].Key):
-			i++
-		case j == len(fresh) || (i < len(prev) && prev[i].Key.Compare(fresh[j].Key) < 0):
+		if i < len(prev) {
+			for c < len(changed) && changed[c].Compare(prev[i].Key) < 0 {
+				c++
+			}
+			if c < len(changed) && changed[c] == prev[i].Key {
+				i++
+				continue
+			}
+		}
+		if j == len(fresh) || (i < len(prev) && prev[i].Key.Compare(fresh[j].Key) < 0) {
 			out = append(out, prev[i])
 			i++
-		default:
+		} else {
 			out = append(out, fresh[j])
 			j++
 		}
 	}
 	in.desired = &Desired{Services: out}
 	return Change{Desired: in.desired, Problems: in.problems(), Changed: changed}
-}
-
-func isChanged(changed []Key, k Key) bool {
-	_, ok := slices.BinarySearchFunc(changed, k, Key.Compare)
-	return ok
 }
 
 // problems lists every problem: the static services', then the Services'

@@ -212,3 +212,35 @@ func TestIncrementalTouchesOneService(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIncrementalUpdate measures one endpoint change at 10,000
+// Services × 10 endpoints: that Service rebuilt and the state assembled
+// (against BenchmarkBuild's full rebuild).
+func BenchmarkIncrementalUpdate(b *testing.B) {
+	snap := bigSnapshot(10000, 10)
+	w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*discoveryv1.EndpointSlice{}, nodes: snap.Nodes}
+	for _, s := range snap.Services {
+		w.svcs[s.Namespace+"/"+s.Name] = s
+	}
+	for _, s := range snap.EndpointSlices {
+		k := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
+		w.slices[k] = append(w.slices[k], s)
+	}
+	for _, mode := range []config.Mode{config.ModeDirect, config.ModeNodePort} {
+		b.Run("10kServices_10endpoints_"+string(mode), func(b *testing.B) {
+			in := NewIncremental()
+			in.SetOptions(baseOpts(mode))
+			in.SetNodes(w.nodes)
+			in.UpdateAll(w, w.keys())
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				k := fmt.Sprintf("svc%05d", i%10000)
+				w.slices["ns/"+k] = []*discoveryv1.EndpointSlice{slice(k, discoveryv1.AddressTypeIPv4, 8080, readyEP(fmt.Sprintf("10.200.%d.%d", i>>8&255, i&255), "node01"))}
+				if c := in.Update(w, []string{"ns/" + k}); len(c.Changed) != 1 {
+					b.Fatalf("changed %v", c.Changed)
+				}
+			}
+		})
+	}
+}

@@ -157,17 +157,34 @@ type drainKey struct {
 	addr netip.AddrPort
 }
 
-// target is what the kernel should hold for one virtual service.
+// target is what the kernel should hold for one virtual service. One is
+// kept per virtual service between passes, so it is compact: the real
+// servers share their method and threshold.
 type target struct {
 	src lb.VirtualService // what the target was computed from
 	vs  VirtualServer
-	rss []RealServer // in service, sorted by address
+	rss []dest // in service, sorted by address
+	// method and upper are every real server's Method and UpperThreshold.
+	method Method
+	upper  uint32
 	// leaving are backends still terminating: kept only while draining.
 	leaving []netip.AddrPort
 }
 
+// dest is a real server of a target.
+type dest struct {
+	addr   netip.AddrPort
+	weight int
+}
+
+// real is the real server of t's i-th dest.
+func (t *target) real(i int) *RealServer {
+	d := t.rss[i]
+	return &RealServer{Address: d.addr.Addr(), Port: d.addr.Port(), Weight: d.weight, Method: t.method, UpperThreshold: t.upper}
+}
+
 func (t *target) equal(o *target) bool {
-	return t.vs.Equal(&o.vs) && slices.EqualFunc(t.rss, o.rss, func(a, b RealServer) bool { return a.Equal(&b) }) &&
+	return t.vs.Equal(&o.vs) && t.method == o.method && t.upper == o.upper && slices.Equal(t.rss, o.rss) &&
 		slices.Equal(t.leaving, o.leaving)
 }
 
@@ -681,9 +698,10 @@ func (d *Dataplane) target(vs *lb.VirtualService) *target {
 		if d.o.Health != nil && !d.o.Health.Up(vs, b) {
 			w = 0
 		}
-		t.rss = append(t.rss, RealServer{Address: b.Addr.Addr(), Port: b.Addr.Port(), Weight: w, Method: m, UpperThreshold: vs.MaxConns})
+		t.rss = append(t.rss, dest{addr: b.Addr, weight: w})
 	}
-	slices.SortFunc(t.rss, func(a, b RealServer) int { return a.AddrPort().Compare(b.AddrPort()) })
+	t.method, t.upper = m, vs.MaxConns
+	slices.SortFunc(t.rss, func(a, b dest) int { return a.addr.Compare(b.addr) })
 	slices.SortFunc(t.leaving, netip.AddrPort.Compare)
 	return t
 }
@@ -780,7 +798,7 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 	var errs []error
 	added := false
 	for i := range t.rss {
-		want := &t.rss[i]
+		want := t.real(i)
 		d.endDrain(drainKey{k, want.AddrPort()})
 		c, ok := byAddr[want.AddrPort()]
 		delete(byAddr, want.AddrPort())

@@ -328,7 +328,11 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 			c.opts.Store.Set(ch.Desired)
 		} else {
 			ch = inc.Update(src, keys)
-			c.opts.Store.SetChanged(ch.Desired, ch.Changed)
+			if len(ch.Changed) > 0 {
+				// Nothing to publish otherwise: a pass of the dataplane
+				// for nothing would only hold up the next one.
+				c.opts.Store.SetChanged(ch.Desired, ch.Changed)
+			}
 		}
 		c.ready.Store(true)
 		c.report(&reported, ch.Problems)
