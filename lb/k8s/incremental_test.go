@@ -3,8 +3,10 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/ipvs/ipvstest"
 )
 
 // directConfig is testConfig in direct mode with a /24 pool.
@@ -66,9 +70,10 @@ func backendsOf(d *lb.Desired, vip string) []string {
 }
 
 // An endpoint change of one Service among many rebuilds that Service
-// only: the store is told its keys as the only change, and no state is
-// published that could change any other. The caches hold only what edgelb
-// reads.
+// only: the store is told its keys as the only change, no state is
+// published that could change any other, and the dataplane makes kernel
+// calls for that Service's virtual service only. The caches hold only what
+// edgelb reads.
 func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 	fc := fake.NewClientset()
 	ctx := context.Background()
@@ -95,13 +100,22 @@ func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 	go func() { defer close(loop); c.desiredLoop(loopCtx) }()
 	defer func() { cancel(); <-loop }()
 	store := c.opts.Store
-	eventually(t, "every Service in the desired state", func() error {
+	kernel := ipvstest.New()
+	dp := ipvs.New(ipvs.Options{IPVS: kernel, Store: store, Log: slog.New(slog.DiscardHandler), MinSyncInterval: time.Millisecond})
+	dpDone := make(chan struct{})
+	go func() { defer close(dpDone); _ = dp.Run(loopCtx) }()
+	defer func() { cancel(); <-dpDone }()
+	eventually(t, "every Service in the desired state and the kernel", func() error {
 		if d := store.Load(); d == nil || len(d.Services) != 20 {
-			return fmt.Errorf("not yet")
+			return fmt.Errorf("not in the desired state yet")
+		}
+		if st := dp.Status(); !st.Ready || st.VirtualServices != 20 {
+			return fmt.Errorf("dataplane %+v", st)
 		}
 		return nil
 	})
 	before, gen, _, _ := store.Since(0)
+	kernel.ResetCalls()
 
 	es := endpointSlice("ns", "s07", "10.1.7.2", "10.1.7.3")
 	if _, err := fc.DiscoveryV1().EndpointSlices("ns").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
@@ -113,6 +127,20 @@ func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 		}
 		return nil
 	})
+	changedVS := ipvs.VirtualServer{Address: netip.MustParseAddr("192.0.2.17"), Protocol: "TCP", Port: 80}
+	eventually(t, "the new endpoint in the kernel", func() error {
+		for _, rs := range kernel.Snapshot()[changedVS.ID()].RSs {
+			if rs.AddrPort() == netip.MustParseAddrPort("10.1.7.3:8080") {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	for id, calls := range kernel.TouchedCopy() {
+		if id != changedVS.ID() {
+			t.Errorf("the kernel was called for %v: %v", id, calls)
+		}
+	}
 	d, _, changed, ok := store.Since(gen)
 	if !ok {
 		t.Fatal("an endpoint change was published as a change of everything")
