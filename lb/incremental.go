@@ -8,6 +8,8 @@ import (
 	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/edgelb/edgelb/lb/config"
 )
 
 // ServiceSource gives the current objects of one Service, by its key
@@ -50,6 +52,8 @@ type part struct {
 	static   int // 1 + index in Options.Static; 0 for a Service
 	created  time.Time
 	ns, name string
+	// nodes: its virtual services forward to the nodes (nodeport mode).
+	nodes    bool
 	vss      []VirtualService // sorted by key, distinct
 	problems []Problem
 }
@@ -100,7 +104,7 @@ func NewIncremental() *Incremental {
 
 // SetOptions takes new options: the static services are rebuilt at once;
 // the caller must then Update every Service (UpdateAll), whose virtual
-// services the options shape as well.
+// services the options shape as well. Call it before the first SetNodes.
 func (in *Incremental) SetOptions(opts Options) {
 	in.opts = opts
 	in.states = indexBackendStates(opts.BackendStates)
@@ -122,17 +126,24 @@ func (in *Incremental) SetOptions(opts Options) {
 	}
 }
 
-// SetNodes takes the current Nodes and reports whether the nodes that may
-// receive traffic changed: then the caller must Update every Service
-// (UpdateAll).
-func (in *Incremental) SetNodes(nodes []*corev1.Node) bool {
+// SetNodes takes the current Nodes. When the nodes that may receive
+// traffic changed, it returns the keys of the Services whose virtual
+// services forward to nodes (nodeport mode), which the caller must Update;
+// nil otherwise.
+func (in *Incremental) SetNodes(nodes []*corev1.Node) []string {
 	var b builder
 	b.indexNodes(nodes)
 	if slices.Equal(b.nodes, in.nodes) {
-		return false
+		return nil
 	}
 	in.nodes = b.nodes
-	return true
+	keys := []string{}
+	for k, p := range in.parts {
+		if p.nodes {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 func (in *Incremental) builder() builder {
@@ -192,7 +203,8 @@ func (in *Incremental) rebuild(b *builder, src ServiceSource, key string) {
 	b.problems = nil
 	d := &Desired{}
 	b.service(d, svc)
-	p := &part{created: svc.CreationTimestamp.Time, ns: svc.Namespace, name: svc.Name}
+	ch, _ := ChoicesOf(svc, &in.opts)
+	p := &part{created: svc.CreationTimestamp.Time, ns: svc.Namespace, name: svc.Name, nodes: ch.Mode == config.ModeNodePort}
 	in.fill(p, d.Services, b.problems)
 	in.parts[key] = p
 	in.claim(p)

@@ -127,12 +127,7 @@ func TestIncrementalIsBuild(t *testing.T) {
 					nodes[n] = nodeObj(nodes[n].Name, rng.IntN(2) == 0, nil, fmt.Sprintf("10.0.0.%d", n+1), fmt.Sprintf("fd00::%d", n+1))
 					w.nodes = nodes
 				}
-				var got Change
-				if in.SetNodes(w.nodes) {
-					got = in.UpdateAll(w, w.keys())
-				} else {
-					got = in.Update(w, keys)
-				}
+				got := in.Update(w, append(keys, in.SetNodes(w.nodes)...))
 				snap := w.snapshot()
 				snap.Previous = prev
 				want, wantProblems := Build(snap, opts)

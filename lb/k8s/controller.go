@@ -280,9 +280,10 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // desiredLoop rebuilds and publishes the desired state whenever something
 // changed, at most once per MinSyncInterval: the Services whose objects
-// changed only, and the whole state when the configuration or the nodes
-// that may receive traffic changed (lb.Incremental). The store is told
-// which keys changed, so that the dataplane applies only those.
+// changed only, those in nodeport mode when the nodes that may receive
+// traffic changed, and the whole state when the configuration changed or a
+// term started (lb.Incremental). The store is told which keys changed, so
+// that the dataplane applies only those.
 func (c *Controller) desiredLoop(ctx context.Context) {
 	var reported problems
 	inc := lb.NewIncremental()
@@ -308,9 +309,9 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 				c.markDirty()
 				continue
 			}
-			if inc.SetNodes(ns) {
-				all = true
-			}
+			// Only the Services that forward to nodes, if the nodes
+			// that may receive traffic changed.
+			keys = append(keys, inc.SetNodes(ns)...)
 		}
 		var ch lb.Change
 		if all {
