@@ -7,8 +7,8 @@
 //     the loop rebuilds those Services only from the caches
 //     (lb.Incremental) and publishes the result to the lb.Store with the
 //     keys that changed (SetChanged). A Node that changes the nodes that
-//     may receive traffic, a new configuration or a new term rebuilds
-//     every Service. The caches keep only the fields edgelb reads
+//     may receive traffic rebuilds the Services in nodeport mode; a new
+//     configuration or a new term rebuilds every Service. The caches keep only the fields edgelb reads
 //     (slim.go).
 //   - the leader loop: a Kubernetes Lease elects one host. Each term
 //     rebuilds the IP allocation from the statuses on the API server (a
