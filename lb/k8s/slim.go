@@ -1,6 +1,8 @@
 package k8s
 
 import (
+	"sync"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,9 +58,53 @@ func slimSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	}
 	for i := range s.Endpoints {
 		e := &s.Endpoints[i]
-		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: e.Conditions, NodeName: e.NodeName}
+		c := discoveryv1.EndpointConditions{Ready: shared(e.Conditions.Ready), Serving: shared(e.Conditions.Serving), Terminating: shared(e.Conditions.Terminating)}
+		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: c, NodeName: nodeNames.intern(e.NodeName)}
 	}
 	return out
+}
+
+// Cached objects are read, never modified: every endpoint condition points
+// at one of two booleans, and the endpoints on one node at one name.
+var yes, no = true, false
+
+func shared(b *bool) *bool {
+	switch {
+	case b == nil:
+		return nil
+	case *b:
+		return &yes
+	}
+	return &no
+}
+
+// nodeNames interns the endpoints' node names. Names of nodes gone stay
+// until there are maxNames: then it starts afresh (sharing saves memory,
+// it is never needed).
+var nodeNames interner
+
+const maxNames = 1 << 16
+
+type interner struct {
+	mu    sync.Mutex
+	names map[string]*string
+}
+
+func (in *interner) intern(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if p, ok := in.names[*s]; ok {
+		return p
+	}
+	if in.names == nil || len(in.names) >= maxNames {
+		in.names = map[string]*string{}
+	}
+	v := *s
+	in.names[v] = &v
+	return &v
 }
 
 func slimNode(n *corev1.Node) *corev1.Node {
