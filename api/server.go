@@ -413,12 +413,26 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 	}
 }
 
+// Readiness is the body of GET /readyz.
+type Readiness struct {
+	Status string `json:"status"` // "ready" or "not ready"
+	Reason string `json:"reason,omitempty"`
+	// Kubernetes is the state of the connection to the API server, as in
+	// GET /api/v1/status. A problem there does not make the host not
+	// ready: once programmed, the dataplane keeps serving what it has
+	// while the API server is lost or refuses edgelb's token, and a probe
+	// that took the host out of service for it would stop traffic that
+	// still flows. It is shown here so that the same probe sees it.
+	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
+}
+
 func (s *Server) readyz(c *gin.Context) {
+	r := Readiness{Status: "ready", Kubernetes: s.opts.State.Status().Kubernetes}
+	code := http.StatusOK
 	if ok, why := s.opts.State.Ready(); !ok {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": why})
-		return
+		r.Status, r.Reason, code = "not ready", why, http.StatusServiceUnavailable
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	c.JSON(code, r)
 }
 
 func (s *Server) service(c *gin.Context) {

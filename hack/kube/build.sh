@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the test-only kube-apiserver and etcd from the Go module proxy and
-# caches them in $EDGELB_TEST_CACHE/bin (default ~/.cache/edgelb-test/bin).
+# Builds the test-only kube-apiserver, etcd and kubectl from the Go module
+# proxy and caches them in $EDGELB_TEST_CACHE/bin (default ~/.cache/edgelb-test/bin).
 # A cached binary is reused while its module's go.sum is unchanged.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,3 +23,4 @@ build() { # name dir ldflags
 }
 build etcd "$here/etcd" ""
 build kube-apiserver "$here/apiserver" "-X k8s.io/component-base/version.gitVersion=v1.32.4 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=32"
+build kubectl "$here/kubectl" "-X k8s.io/client-go/pkg/version.gitVersion=v1.32.4 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=32 -X k8s.io/component-base/version.gitVersion=v1.32.4 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=32"
