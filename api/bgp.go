@@ -19,8 +19,24 @@ type BGPStatus struct {
 	// stopping), so it advertises its bgp VIPs.
 	Serving bool `json:"serving"`
 	// Advertised are the routes advertised to the peers.
-	Advertised []string  `json:"advertised"`
-	Peers      []BGPPeer `json:"peers"`
+	Advertised []string `json:"advertised"`
+	// Routes are the same routes with their path attributes.
+	Routes []BGPRoute `json:"routes"`
+	// GracefulShutdown: the member drains or stops, and its routes carry
+	// GRACEFUL_SHUTDOWN (65535:0) until they are withdrawn.
+	GracefulShutdown bool      `json:"gracefulShutdown"`
+	Peers            []BGPPeer `json:"peers"`
+}
+
+// BGPRoute is one advertised route and its attributes.
+type BGPRoute struct {
+	Prefix string `json:"prefix"`
+	// Communities are like "65000:100" or a well-known name
+	// ("no-export", "graceful-shutdown").
+	Communities      []string `json:"communities,omitempty"`
+	LargeCommunities []string `json:"largeCommunities,omitempty"`
+	// LocalPref is sent to iBGP peers only.
+	LocalPref *uint32 `json:"localPref,omitempty"`
 }
 
 // BGPPeer is one BGP session.
@@ -42,7 +58,7 @@ type BGPPeer struct {
 }
 
 func (s *Server) bgp(c *gin.Context) {
-	st := BGPStatus{Advertised: []string{}, Peers: []BGPPeer{}}
+	st := BGPStatus{Advertised: []string{}, Routes: []BGPRoute{}, Peers: []BGPPeer{}}
 	if s.opts.BGP != nil {
 		st = s.opts.BGP()
 	}
@@ -55,7 +71,8 @@ var (
 	descBGPBFDUp   = prometheus.NewDesc("edgelb_bgp_bfd_up", "1 if the peer's BFD session is up (absent without BFD).", []string{"peer", "asn"}, nil)
 	descBGPServing = prometheus.NewDesc("edgelb_bgp_serving", "1 if this host advertises its bgp VIPs (healthy, quorum, not draining).", nil, nil)
 	descBGPRoutes  = prometheus.NewDesc("edgelb_bgp_routes_advertised", "Routes (bgp VIPs) this host advertises.", nil, nil)
-	bgpMetricDescs = []*prometheus.Desc{descBGPUp, descBGPSent, descBGPBFDUp, descBGPServing, descBGPRoutes}
+	descBGPGshut   = prometheus.NewDesc("edgelb_bgp_graceful_shutdown", "1 while this host's routes carry GRACEFUL_SHUTDOWN (drain or stop) before their withdrawal.", nil, nil)
+	bgpMetricDescs = []*prometheus.Desc{descBGPUp, descBGPSent, descBGPBFDUp, descBGPServing, descBGPRoutes, descBGPGshut}
 )
 
 // BGPCollector reports the BGP sessions at scrape time.
@@ -85,6 +102,7 @@ func (f BGPCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descBGPServing, b2f(st.Serving))
 	gauge(descBGPRoutes, float64(len(st.Advertised)))
+	gauge(descBGPGshut, b2f(st.GracefulShutdown))
 }
 
 func formatASN(a uint32) string { return strconv.FormatUint(uint64(a), 10) }

@@ -18,7 +18,9 @@ import (
 
 func TestBGPPath(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	lp := uint32(200)
 	st := api.BGPStatus{Enabled: true, ASN: 64512, RouterID: "10.0.0.11", Serving: true, Advertised: []string{"198.51.100.1/32"},
+		Routes: []api.BGPRoute{{Prefix: "198.51.100.1/32", Communities: []string{"65000:100", "no-export"}, LocalPref: &lp}},
 		Peers: []api.BGPPeer{
 			{Address: "10.0.0.1", ASN: 64500, State: "established", Established: true, Since: &since, UptimeSeconds: 42, BFD: "up", PrefixesSent: 1},
 			{Address: "10.0.0.2", ASN: 64501, State: "active"},
@@ -35,7 +37,8 @@ func TestBGPPath(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil {
 		t.Fatalf("GET /api/v1/bgp: %d %s", code, body)
 	}
-	if len(got.Peers) != 2 || !got.Peers[0].Established || got.Peers[0].BFD != "up" || got.Peers[1].Since != nil || got.Advertised[0] != "198.51.100.1/32" {
+	if len(got.Peers) != 2 || !got.Peers[0].Established || got.Peers[0].BFD != "up" || got.Peers[1].Since != nil || got.Advertised[0] != "198.51.100.1/32" ||
+		len(got.Routes) != 1 || got.Routes[0].LocalPref == nil || *got.Routes[0].LocalPref != 200 || got.Routes[0].Communities[1] != "no-export" {
 		t.Errorf("GET /api/v1/bgp = %s", body)
 	}
 
@@ -74,6 +77,7 @@ func TestBGPPath(t *testing.T) {
 		{"edgelb_bgp_bfd_up", map[string]string{"peer": "10.0.0.1"}, 1},
 		{"edgelb_bgp_serving", nil, 1},
 		{"edgelb_bgp_routes_advertised", nil, 1},
+		{"edgelb_bgp_graceful_shutdown", nil, 0},
 	} {
 		if got := value(c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -92,6 +92,11 @@ type ConfigDoc struct {
 	// Spec has the same keys and shapes as the config file's
 	// cluster-wide keys (pools, services, dataplane, healthCheck, bgp).
 	Spec json.RawMessage `json:"spec"`
+	// Contact, in GET /api/v1/config, says whether this host is in
+	// contact with a majority of the configured cluster: without it, the
+	// version shown may be behind the committed one, and writes through
+	// this host get 503.
+	Contact *Contact `json:"contact,omitempty"`
 }
 
 // ConfigVersion is one entry of GET /api/v1/config/history.
@@ -121,6 +126,11 @@ type ConfigVersion struct {
 type FieldError struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Member, when set, is the other member whose config file the
+	// version does not fit (its host-local keys: node.interface,
+	// bgp.routerID, cluster.bindAddr); Field is in that file, or is the
+	// spec's field that needs it.
+	Member string `json:"member,omitempty"`
 }
 
 // InvalidConfig is a spec that does not validate (422).
@@ -180,6 +190,11 @@ func (s *Server) configRoutes(v1, admin *gin.RouterGroup) {
 		}
 		if secrets {
 			s.audit(c, "config.secrets.read", 0)
+		}
+		if s.opts.Members != nil {
+			ct := s.opts.Members.Contact()
+			ct.Unreachable = nonNil(ct.Unreachable)
+			doc.Contact = &ct
 		}
 		c.Header("ETag", etag(doc.Version))
 		c.JSON(http.StatusOK, doc)

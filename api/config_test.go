@@ -194,7 +194,7 @@ func TestConfigPutInvalid(t *testing.T) {
 		{"overlap", `{"pools":[{"name":"a","addresses":["192.0.2.0/24"]},{"name":"b","addresses":["192.0.2.10-192.0.2.20"]}]}`,
 			"spec.pools[1].addresses[0]", `192.0.2.10-192.0.2.20 overlaps 192.0.2.0-192.0.2.255 of pool "a"`},
 		{"unknown key", `{"pools":[{"name":"a","adresses":["192.0.2.0/24"]}]}`,
-			"spec.pools[0].adresses", "unknown key (known keys here: addresses, announce, autoAssign, name, namespaces)"},
+			"spec.pools[0].adresses", "unknown key (known keys here: addresses, announce, autoAssign, bgp, name, namespaces)"},
 		{"host-local key", `{"api":{"listen":"0.0.0.0:80"}}`, "spec.api", "unknown key"},
 		{"not an object", `[1]`, "spec", "must be a JSON object"},
 	} {
@@ -459,5 +459,62 @@ func TestConfigWriteWithoutQuorum(t *testing.T) {
 	}
 	if docs.Version() != 1 {
 		t.Errorf("a refused write changed the version to %d", docs.Version())
+	}
+}
+
+// A version another member's config file does not fit is refused with
+// 422 before it is made, each error naming that member and the field;
+// the dry run says the same, and a version every member fits is taken.
+func TestConfigPutRefusedForAnotherMembersFile(t *testing.T) {
+	const file = "node: {name: lb1, interface: eth0}\ncluster: {insecure: true, bindAddr: 10.0.0.1}\n"
+	host := config.NewHost("config.yaml", []byte(file), ".")
+	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := docs.Seed([]byte(`{"dataplane":{"method":"nat"}}`), "file"); err != nil {
+		t.Fatal(err)
+	}
+	members := func() []clustercfg.MemberFacts {
+		return []clustercfg.MemberFacts{
+			{Name: "lb3", Facts: config.Facts{Interface: "eth0", BindAddr: "10.0.0.3"}},
+			{Name: "lb2", Facts: config.Facts{BindAddr: "10.0.0.2"}},
+		}
+	}
+	f := apitest.Sample()
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
+		Tokens: map[string][]string{"admin": {adminTok}},
+		Config: &clustercfg.Config{Versions: cluster.LocalDocs{Docs: docs}, Host: host, Members: members},
+	}).Handler())
+	t.Cleanup(srv.Close)
+
+	const dr = `{"dataplane":{"method":"dr"}}`
+	resp, body := doHeaders(t, srv, "PUT", "/api/v1/config", adminTok, dr, map[string]string{"If-Match": `"1"`})
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("PUT: %d %s, want 422", resp.StatusCode, body)
+	}
+	var inv api.InvalidConfig
+	if err := json.Unmarshal([]byte(body), &inv); err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Errors) != 1 || inv.Errors[0].Member != "lb2" || inv.Errors[0].Field != "node.interface" || !strings.Contains(inv.Errors[0].Message, "lb2") {
+		t.Fatalf("errors %s: want one naming lb2 and node.interface", body)
+	}
+	if docs.Version() != 1 {
+		t.Fatalf("a refused PUT made version %d", docs.Version())
+	}
+	_, vbody := doHeaders(t, srv, "POST", "/api/v1/config/validate", adminTok, dr, nil)
+	if !strings.Contains(vbody, `"valid":false`) || !strings.Contains(vbody, `"member":"lb2"`) {
+		t.Errorf("validate: %s", vbody)
+	}
+	// A bgp peer at lb3's own address: lb3's file refuses it.
+	peer := `{"dataplane":{"method":"nat"},"bgp":{"asn":64512,"peers":[{"address":"10.0.0.3","asn":64500}]}}`
+	_, body = doHeaders(t, srv, "PUT", "/api/v1/config", adminTok, peer, map[string]string{"If-Match": `"1"`})
+	if !strings.Contains(body, `"member":"lb3"`) || !strings.Contains(body, "spec.bgp.peers[0].address") {
+		t.Errorf("a peer at lb3's address: %s, want an error naming lb3 and the peer", body)
+	}
+	ok := `{"dataplane":{"method":"nat"},"healthCheck":{"interval":"3s"}}`
+	if resp, body := doHeaders(t, srv, "PUT", "/api/v1/config", adminTok, ok, map[string]string{"If-Match": `"1"`}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a version every member fits: %d %s", resp.StatusCode, body)
 	}
 }

@@ -82,6 +82,7 @@ var (
 	descDrainingMe = prometheus.NewDesc("edgelb_draining", "1 if this host is draining.", nil, nil)
 	descBuildInfo  = prometheus.NewDesc("edgelb_build_info", "Always 1; its labels say which build runs: version (edgelb version), goversion and revision (the git commit, unknown when the build did not record it).", []string{"version", "goversion", "revision"}, nil)
 	descKubeAccess = prometheus.NewDesc("edgelb_kubernetes_access_ok", "1 if the API server accepts edgelb's credentials and grants every permission it needs, 0 if not (see GET /api/v1/status: kubernetes); absent without Kubernetes.", nil, nil)
+	descUnapplied  = prometheus.NewDesc("edgelb_config_unapplied_version", "The committed cluster configuration version this host cannot apply over its own config file (it owns no VIPs until one it can take is committed); 0 when it runs the committed version.", nil, nil)
 	descFileDiffer = prometheus.NewDesc("edgelb_config_file_differs", "1 if the cluster-wide keys of this host's config file differ from the running cluster configuration (they are not used).", nil, nil)
 )
 
@@ -124,6 +125,7 @@ type stateCollector struct{ state State }
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descSvcState, descVSRefused, descBEConns, descBEActive, descBEBytes,
 		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer,
+		descUnapplied,
 		descBuildInfo} {
 		ch <- d
 	}
@@ -205,6 +207,7 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	// a dashboard can join both; it is the build's (node.Options.Version).
 	gauge(descBuildInfo, 1, st.Version, runtime.Version(), revision())
 	gauge(descFileDiffer, b2f(st.ConfigFileDiffers))
+	gauge(descUnapplied, float64(st.ConfigUnapplied))
 	if st.Kubernetes != nil {
 		gauge(descKubeAccess, b2f(st.Kubernetes.Problem == ""))
 	}

@@ -67,3 +67,23 @@ edgelb_build_info{goversion="`+runtime.Version()+`",revision="4eca775692c6f4a75e
 		}
 	}
 }
+
+// edgelb_config_unapplied_version is the committed version this host
+// cannot apply, 0 when it runs the committed one.
+func TestConfigUnappliedMetric(t *testing.T) {
+	f := apitest.Sample()
+	reg := api.NewMetrics(f).Registry
+	const help = `# HELP edgelb_config_unapplied_version The committed cluster configuration version this host cannot apply over its own config file (it owns no VIPs until one it can take is committed); 0 when it runs the committed version.
+# TYPE edgelb_config_unapplied_version gauge
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(help+"edgelb_config_unapplied_version 0\n"), "edgelb_config_unapplied_version"); err != nil {
+		t.Error(err)
+	}
+	f.St.ConfigUnapplied = 7
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(help+"edgelb_config_unapplied_version 7\n"), "edgelb_config_unapplied_version"); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg, "edgelb_config_unapplied_version"); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}

@@ -145,14 +145,27 @@ func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, un
 		versions = quorumless{cluster.LocalDocs{Docs: docs}}
 	}
 	since := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var members api.MemberSet
+	if unreplicated == nil {
+		ms := &apitest.Members{Names: []string{"10.0.0.11:7946", "10.0.0.12:7946", "10.0.0.13:7946"},
+			Cont: api.Contact{Quorum: true, Leader: "10.0.0.12:7946", Unreachable: []string{}}}
+		if noQuorum {
+			ms.Cont = api.Contact{Unreachable: []string{"10.0.0.12:7946", "10.0.0.13:7946"}}
+			ms.Err = fmt.Errorf("%w (unreachable: 10.0.0.12:7946, 10.0.0.13:7946)", api.ErrNoQuorum)
+		}
+		members = ms
+	}
+	localPref := uint32(200)
 	o := api.Options{State: state, Bus: bus, Log: slog.New(slog.DiscardHandler),
+		Members:   members,
 		Tokens:    map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
 		Config:    &clustercfg.Config{Versions: versions, Host: host, Unreplicated: unreplicated},
 		Registry:  api.NewMetrics(state).Registry,
 		Dashboard: nil,
 		BGP: func() api.BGPStatus {
 			return api.BGPStatus{Enabled: true, ASN: 64512, RouterID: "10.0.0.11", Serving: true, Advertised: []string{"192.0.2.99/32"},
-				Peers: []api.BGPPeer{{Address: "10.0.0.1", ASN: 64500, State: "established", Since: &since, UptimeSeconds: 60, BFD: "up", PrefixesSent: 1}}}
+				Routes: []api.BGPRoute{{Prefix: "192.0.2.99/32", Communities: []string{"65000:100", "no-export"}, LargeCommunities: []string{"65000:1:2"}, LocalPref: &localPref}},
+				Peers:  []api.BGPPeer{{Address: "10.0.0.1", ASN: 64500, State: "established", Since: &since, UptimeSeconds: 60, BFD: "up", PrefixesSent: 1}}}
 		},
 		ServiceEvents: func(_ context.Context, ns, name string) ([]api.ServiceEvent, error) {
 			return []api.ServiceEvent{{Type: "Normal", Reason: "IPAllocated", Message: "Assigned IP 192.0.2.10", Count: 1, From: "edgelb/lb1", FirstTime: since, LastTime: since}}, nil
@@ -250,6 +263,24 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "drain as text/plain", route: "POST /api/v1/members/{name}/drain", path: "/api/v1/members/lb3/drain", token: adminTok, header: map[string]string{"Content-Type": "text/plain"}, status: 415},
 		{name: "drain that fails", route: "POST /api/v1/members/{name}/drain", path: "/api/v1/members/lb3/drain", token: adminTok, status: 502, server: "drainFails"},
 		{name: "drain with a huge body", route: "POST /api/v1/members/{name}/drain", path: "/api/v1/members/lb3/drain", token: adminTok, body: `{"x":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, status: 413},
+		{name: "add member", route: "POST /api/v1/members", token: adminTok, body: `{"address": "10.0.0.14:7946"}`, status: 201},
+		{name: "add member twice", route: "POST /api/v1/members", token: adminTok, body: `{"address": "10.0.0.11:7946"}`, status: 409},
+		{name: "add member without an address", route: "POST /api/v1/members", token: adminTok, body: `{}`, status: 400},
+		{name: "add member, bad force", route: "POST /api/v1/members", path: "/api/v1/members?force=maybe", token: adminTok, body: `{"address": "10.0.0.15:7946"}`, status: 400},
+		{name: "add member without a token", route: "POST /api/v1/members", body: `{"address": "10.0.0.15:7946"}`, status: 401},
+		{name: "add member as a viewer", route: "POST /api/v1/members", token: viewerTok, body: `{"address": "10.0.0.15:7946"}`, status: 403},
+		{name: "add member as text/plain", route: "POST /api/v1/members", token: adminTok, body: `{"address": "10.0.0.15:7946"}`, header: map[string]string{"Content-Type": "text/plain"}, status: 415},
+		{name: "add member with a huge body", route: "POST /api/v1/members", token: adminTok, body: `{"x":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}`, status: 413},
+		{name: "add member without a log", route: "POST /api/v1/members", token: adminTok, body: `{"address": "10.0.0.15:7946"}`, status: 409, server: "unreplicated"},
+		{name: "add member without a majority", route: "POST /api/v1/members", token: adminTok, body: `{"address": "10.0.0.15:7946"}`, status: 503, server: "noQuorum"},
+		{name: "remove member", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.14:7946?force=false", token: adminTok, status: 200},
+		{name: "remove unknown member", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.99:7946", token: adminTok, status: 404},
+		{name: "remove member, bad force", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.13:7946?force=2", token: adminTok, status: 400},
+		{name: "remove member without a token", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.13:7946", status: 401},
+		{name: "remove member as a viewer", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.13:7946", token: viewerTok, status: 403},
+		{name: "remove member as text/plain", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.13:7946", token: adminTok, header: map[string]string{"Content-Type": "text/plain"}, status: 415},
+		{name: "remove member without a log", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.13:7946", token: adminTok, status: 409, server: "unreplicated"},
+		{name: "remove member without a majority", route: "DELETE /api/v1/members/{name}", path: "/api/v1/members/10.0.0.13:7946", token: adminTok, status: 503, server: "noQuorum"},
 		{name: "undrain", route: "POST /api/v1/members/{name}/undrain", path: "/api/v1/members/lb3/undrain", token: adminTok, status: 202},
 		{name: "undrain with a body", route: "POST /api/v1/members/{name}/undrain", path: "/api/v1/members/lb3/undrain", token: adminTok, body: `[1]`, status: 400},
 		{name: "undrain without a token", route: "POST /api/v1/members/{name}/undrain", path: "/api/v1/members/lb3/undrain", status: 401},

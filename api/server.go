@@ -68,6 +68,10 @@ type Options struct {
 	// Config is the cluster configuration (GET/PUT /api/v1/config and
 	// the rest); nil serves none of it.
 	Config ClusterConfig
+	// Members is the configured cluster (POST and DELETE
+	// /api/v1/members, and the contact GET /api/v1/config reports); nil
+	// without a consensus log.
+	Members MemberSet
 	// OnAudit, if set, is told about each change made through the API.
 	OnAudit func(AuditEntry)
 	// AuditFile, if set, keeps the audit log across restarts (JSON lines,
@@ -194,7 +198,7 @@ func New(opts Options) *Server {
 	}
 	v1 := authed.Group("/api/v1")
 	v1.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, opts.State.Status()) })
-	v1.GET("/members", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.Members())) })
+	v1.GET("/members", s.members)
 	v1.GET("/vips", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.VIPs())) })
 	v1.GET("/services", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.Services())) })
 	v1.GET("/services/:namespace/:name", s.service)
@@ -205,6 +209,7 @@ func New(opts Options) *Server {
 	admin := v1.Group("/", s.auth(RoleAdmin), sameOriginJSON)
 	admin.POST("/members/:name/drain", s.drain(true))
 	admin.POST("/members/:name/undrain", s.drain(false))
+	s.memberRoutes(admin)
 	s.configRoutes(v1, admin)
 
 	if opts.Dashboard != nil {

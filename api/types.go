@@ -56,6 +56,11 @@ type Status struct {
 	// so they are not used; `edgelb config diff -f FILE` shows how they
 	// differ and `edgelb config apply -f FILE` makes them the next version.
 	ConfigFileDiffers bool `json:"configFileDiffers,omitempty"`
+	// ConfigUnapplied is the committed version of the cluster
+	// configuration this host cannot apply over its own config file (0:
+	// it runs the committed version): it owns no VIPs until a version it
+	// can take is committed, and Problem says why.
+	ConfigUnapplied uint64 `json:"configUnapplied,omitempty"`
 	// Kubernetes is the state of edgelb's access to the API server; nil
 	// without a kubernetes section.
 	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
@@ -111,9 +116,21 @@ type Member struct {
 	// ConfigVersion is the version of the cluster configuration the
 	// member runs, as it gossips it (0: none yet, or an older edgelb).
 	ConfigVersion uint64 `json:"configVersion"`
+	// ConfigID names that version exactly, "number:hash" (the hash's
+	// first 16 hex digits): two versions of one number differ in it. The
+	// dashboard's sync badge compares it. Empty from an older edgelb.
+	ConfigID string `json:"configId,omitempty"`
+	// Unapplied is the committed version the member cannot apply over its
+	// own config file (0: none): it owns no VIPs until a version it can
+	// take is committed; its problem says why.
+	Unapplied uint64 `json:"unapplied,omitempty"`
 	// Refused are the l2 VIPs the member's kernel would not add, as it
 	// gossips them: they go to other members, the member keeps the rest.
 	Refused []string `json:"refused,omitempty"`
+	// Configured: the member is in the configured cluster (the consensus
+	// log's member set): it votes and may own VIPs. A configured member
+	// that is not live is listed with its address as its name.
+	Configured bool `json:"configured"`
 }
 
 // VIP is one virtual IP of GET /api/v1/vips.

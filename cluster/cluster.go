@@ -43,6 +43,13 @@ type ConfigSource interface {
 	Unsubscribe(ch <-chan struct{})
 }
 
+// ConfigIdentity is implemented by a ConfigSource that names its version
+// exactly (number and hash, as Doc.ID does, the hash possibly
+// shortened): Meta.ConfigID, which the dashboard's sync badge compares.
+type ConfigIdentity interface {
+	ID() string
+}
+
 // Options configures a Cluster; the app fills it from the config file.
 type Options struct {
 	// Name is this member's unique name (node.name).
@@ -142,8 +149,11 @@ type Cluster struct {
 	// (view.go); nothing reads memberlist's own Node structs.
 	view peerTable
 
-	mu        sync.Mutex
-	health    map[string]error // by source; healthy when all are nil
+	mu     sync.Mutex
+	health map[string]error // by source; healthy when all are nil
+	// facts and unapplied are gossiped in Meta (SetFacts, SetUnapplied).
+	facts     []byte
+	unapplied uint64
 	draining  bool
 	leaving   bool
 	held      []netip.Addr
@@ -345,6 +355,25 @@ func (c *Cluster) SetHealth(source string, err error) {
 	}
 }
 
+// SetFacts records this member's host-local facts, gossiped in Meta
+// (lb/config.Facts, encoded; nil: none).
+func (c *Cluster) SetFacts(b []byte) {
+	c.mu.Lock()
+	c.facts = slices.Clone(b)
+	c.mu.Unlock()
+	c.kick()
+}
+
+// SetUnapplied records the committed configuration version this member
+// cannot apply (0: none), gossiped in Meta. It does not make the member
+// unhealthy by itself: the app reports that as a health source.
+func (c *Cluster) SetUnapplied(v uint64) {
+	c.mu.Lock()
+	c.unapplied = v
+	c.mu.Unlock()
+	c.kick()
+}
+
 // SetHeld records the VIPs this host holds (configured and announced).
 func (c *Cluster) SetHeld(vips []netip.Addr) {
 	vips = slices.Clone(vips)
@@ -527,7 +556,11 @@ func (c *Cluster) localMetaLocked() Meta {
 		Refused: c.refusedVIPs}
 	if c.opts.Config != nil {
 		m.ConfigVersion = c.opts.Config.Version()
+		if id, ok := c.opts.Config.(ConfigIdentity); ok {
+			m.ConfigID = id.ID()
+		}
 	}
+	m.Facts, m.Unapplied = c.facts, c.unapplied
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
 	}

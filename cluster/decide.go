@@ -92,6 +92,8 @@ func counts(m *Member, voters map[netip.AddrPort]bool) bool {
 //     set), never the absent ones held for a restart, so that two sides of a partition cannot both count a
 //     majority of the configured cluster (a member restarting on one side
 //     may still be held on the other).
+//   - Only configured members (Voters, when set) may own VIPs: one
+//     outside the set has no quorum and is assigned nothing.
 //   - Without a quorum, or unhealthy, a member holds nothing, at once.
 //   - Otherwise it holds the VIPs assigned to it and keeps each held VIP
 //     that is now assigned to another member until that member's gossiped
@@ -119,9 +121,15 @@ func Decide(in Input) Decision {
 			d.Live++
 		}
 	}
-	d.HasQuorum = self != nil && !self.Absent && d.Live >= d.Need
+	// A member outside the configured set (being added, or removed and
+	// still running) neither has a quorum nor is assigned a VIP.
+	d.HasQuorum = self != nil && counts(self, in.Voters) && d.Live >= d.Need
 	if d.HasQuorum {
-		d.Assigned = Assign(in.VIPs, in.Members)
+		owners := in.Members
+		if len(in.Voters) > 0 {
+			owners = slices.DeleteFunc(slices.Clone(in.Members), func(m Member) bool { return !in.Voters[m.Addr] })
+		}
+		d.Assigned = Assign(in.VIPs, owners)
 	}
 	var mine []netip.Addr
 	for _, v := range in.VIPs {

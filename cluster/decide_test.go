@@ -304,3 +304,37 @@ func TestDecideCountsConfiguredMembersOnly(t *testing.T) {
 		})
 	}
 }
+
+// Only configured members may own VIPs: a host live in gossip but not in
+// the consensus log's member set (being added, or removed and still
+// running) is assigned nothing by the others, and has no quorum of its
+// own, whatever it sees.
+func TestDecideOnlyConfiguredMembersOwn(t *testing.T) {
+	addr := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 7946)
+	}
+	member := func(i int) Member {
+		return Member{Name: fmt.Sprintf("lb%d", i), Addr: addr(i), Meta: Meta{Healthy: true}}
+	}
+	// lb3 was removed: the others' log has lb1, lb2, lb4.
+	voters := map[netip.AddrPort]bool{addr(1): true, addr(2): true, addr(4): true}
+	all := []Member{member(1), member(2), member(3), member(4)}
+	vips := vipRange(40)
+	d := Decide(Input{Self: "lb1", Members: all, Size: 3, Voters: voters, VIPs: vips, Now: t0, HandoverTimeout: time.Second})
+	if !d.HasQuorum {
+		t.Fatalf("lb1: no quorum (live %d, need %d)", d.Live, d.Need)
+	}
+	for v, owner := range d.Assigned {
+		if owner == "lb3" {
+			t.Errorf("%s is assigned to lb3, which is not a configured member", v)
+		}
+	}
+	if len(d.Assigned) != len(vips) {
+		t.Errorf("%d of %d VIPs assigned", len(d.Assigned), len(vips))
+	}
+	// lb3 itself, if it learnt of its removal, owns nothing.
+	r := Decide(Input{Self: "lb3", Members: all, Size: 3, Voters: voters, VIPs: vips, Now: t0, HandoverTimeout: time.Second})
+	if r.HasQuorum || len(r.Own) > 0 {
+		t.Errorf("the removed lb3: quorum %v, owns %v; want no quorum and nothing", r.HasQuorum, r.Own)
+	}
+}

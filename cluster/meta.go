@@ -42,6 +42,17 @@ type Meta struct {
 	// ConfigVersion is the version of the cluster configuration the
 	// member runs (0: none yet, or no Options.Config).
 	ConfigVersion uint64
+	// ConfigID names that version exactly: its number and the start of
+	// its hash (Doc.ID, shortened), so that two versions of one number
+	// are told apart ("" when unknown).
+	ConfigID string
+	// Unapplied is the committed version this member cannot apply over
+	// its own keys (0: none): it owns no VIPs until one it can take is
+	// committed.
+	Unapplied uint64
+	// Facts are the member's host-local keys a configuration version can
+	// fail on (lb/config.Facts, encoded by the app; nil: unknown).
+	Facts []byte
 	// Refused are the VIPs the member's kernel would not add: every
 	// member leaves it out when assigning them (Assign), and it stays
 	// eligible for every other VIP.
@@ -74,6 +85,10 @@ type wireMeta struct {
 	RestartHold int64  `json:"rh,omitempty"`
 	Gave        uint32 `json:"g,omitempty"`
 	CV          uint64 `json:"cv,omitempty"`
+	CI          string `json:"ci,omitempty"`
+	U           uint64 `json:"u,omitempty"`
+	// Facts, kept whole like Refused.
+	F json.RawMessage `json:"f,omitempty"`
 	// Refused VIPs.
 	Refused []string `json:"x,omitempty"`
 }
@@ -95,7 +110,11 @@ func encodeMeta(m Meta, limit int) []byte {
 // everything (and the Cluster says why).
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
-		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion}
+		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion,
+		CI: m.ConfigID, U: m.Unapplied}
+	if json.Valid(m.Facts) {
+		w.F = m.Facts
+	}
 	for _, p := range m.Networks {
 		if p.Addr().IsGlobalUnicast() {
 			w.Networks = append(w.Networks, p.Masked().String())
@@ -142,7 +161,8 @@ func decodeMeta(b []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("decoding member metadata: %w", err)
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
-		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV}
+		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV,
+		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F)}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

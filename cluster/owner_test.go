@@ -263,3 +263,22 @@ func TestMetaCarriesRefusedOrUnhealthy(t *testing.T) {
 		t.Fatalf("networks kept before the refused VIPs: healthy=%v, %d refused, %d networks dropped", seen.Healthy, len(seen.Refused), dropped)
 	}
 }
+
+// The configuration's identity, the version a member cannot apply and its
+// facts go out whole: networks are dropped first to fit.
+func TestMetaCarriesConfigIdentityAndFacts(t *testing.T) {
+	facts := []byte(`{"i":"enp129s0f1np1","r":"203.0.113.254","b":"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"}`)
+	m := Meta{Healthy: true, ConfigVersion: 12345, ConfigID: "12345:3f9a0c1b2d4e5f60", Unapplied: 12346, Facts: facts,
+		Refused: vipRange(4)}
+	for range 100 {
+		m.Networks = append(m.Networks, netip.MustParsePrefix("2001:db8:ffff:ffff::/64"))
+	}
+	seen, dropped := gossipedMeta(m)
+	if !seen.Healthy || seen.ConfigID != m.ConfigID || seen.Unapplied != m.Unapplied || string(seen.Facts) != string(facts) || len(seen.Refused) != 4 || dropped == 0 {
+		t.Fatalf("gossiped %+v (%d networks dropped): want the identity, the unapplied version, the facts and the refused VIPs whole", seen, dropped)
+	}
+	m.Facts = []byte("not json")
+	if seen, _ := gossipedMeta(m); seen.Facts != nil || !seen.Healthy {
+		t.Fatalf("malformed facts gossiped as %q (healthy %v): want none", seen.Facts, seen.Healthy)
+	}
+}

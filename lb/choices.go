@@ -25,6 +25,13 @@ const (
 	AnnotationHealthCheckRise     = "edgelb.io/health-check-rise"
 	AnnotationHealthCheckFall     = "edgelb.io/health-check-fall"
 	AnnotationMaxConnections      = "edgelb.io/max-connections-per-backend"
+	// The BGP policy of a Service's bgp VIPs (announce: bgp), merged over
+	// its pool's (config.BGPPolicy.Merge): communities ("65000:100,
+	// no-export"), large communities ("65000:1:2") and the LOCAL_PREF
+	// sent to iBGP peers ("200").
+	AnnotationBGPCommunities      = "edgelb.io/bgp-communities"
+	AnnotationBGPLargeCommunities = "edgelb.io/bgp-large-communities"
+	AnnotationBGPLocalPref        = "edgelb.io/bgp-local-pref"
 )
 
 // Reasons of the Warning Events about per-Service choices.
@@ -46,6 +53,8 @@ type Choices struct {
 	// MaxConns is the IPVS upper connection threshold of each backend;
 	// 0 means no limit.
 	MaxConns uint32
+	// BGP is the service's own BGP policy (without its pool's).
+	BGP config.BGPPolicy
 }
 
 // ChoicesOf reads the choices a Service's annotations make over the
@@ -117,6 +126,27 @@ func ChoicesOf(svc *corev1.Service, o *Options) (Choices, []error) {
 			c.Check.Interval, c.Check.Timeout = 0, 0
 		}
 	}
+	if s, ok := a[AnnotationBGPCommunities]; ok {
+		if v, err := config.ParseCommunities(s); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", AnnotationBGPCommunities, err))
+		} else {
+			c.BGP.Communities = v
+		}
+	}
+	if s, ok := a[AnnotationBGPLargeCommunities]; ok {
+		if v, err := config.ParseLargeCommunities(s); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", AnnotationBGPLargeCommunities, err))
+		} else {
+			c.BGP.LargeCommunities = v
+		}
+	}
+	if s, ok := a[AnnotationBGPLocalPref]; ok {
+		if v, err := config.ParseLocalPref(s); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", AnnotationBGPLocalPref, err))
+		} else {
+			c.BGP.LocalPref = &v
+		}
+	}
 	if c.Check.Type != config.CheckHTTP && c.Check.Path != "" {
 		errs = append(errs, fmt.Errorf("%s is only used by %s: http", AnnotationHealthCheckPath, AnnotationHealthCheckType))
 		c.Check.Path = ""
@@ -133,6 +163,9 @@ func StaticChoices(s *config.StaticService, o *Options) Choices {
 	}
 	if s.HealthCheck != nil {
 		c.Check = *s.HealthCheck
+	}
+	if s.BGP != nil {
+		c.BGP = *s.BGP
 	}
 	return c
 }

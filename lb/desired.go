@@ -258,6 +258,18 @@ func (b *builder) scheduler(own string, vip netip.Addr) string {
 	return b.opts.DefaultScheduler
 }
 
+// isBGP reports whether vip is announced over BGP.
+func (b *builder) isBGP(vip netip.Addr) bool { return b.opts.BGP != nil && b.opts.BGP.Contains(vip) }
+
+// bgpPolicy is the policy of vip's route, its pool's merged with the
+// service's own; none for a VIP not announced over BGP.
+func (b *builder) bgpPolicy(vip netip.Addr, own config.BGPPolicy) config.BGPPolicy {
+	if !b.isBGP(vip) {
+		return config.BGPPolicy{}
+	}
+	return config.BGPPolicyOf(b.opts.Pools, vip).Merge(own)
+}
+
 // ECMPScheduler is the scheduler of bgp VIPs (Options.BGP).
 const ECMPScheduler = "mh"
 
@@ -273,6 +285,7 @@ func (b *builder) static(d *Desired, s *config.StaticService) {
 			Method:      ch.Method,
 			Check:       ch.Check,
 			MaxConns:    ch.MaxConns,
+			BGP:         b.bgpPolicy(s.VIP, ch.BGP),
 		}
 		if len(s.SourceRanges) > 0 {
 			vs.SourceRanges = NormalizeRanges(slices.Clone(s.SourceRanges))
@@ -327,6 +340,10 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 		}
 	}
 	ch := b.choices(src, svc)
+	if !ch.BGP.IsZero() && !slices.ContainsFunc(vips, b.isBGP) {
+		b.problems = append(b.problems, Problem{Source: src, Reason: ReasonInvalidAnnotation,
+			Message: fmt.Sprintf("the edgelb.io/bgp-* annotations have no effect: %s is not announced over BGP (its pool has no announce: bgp)", vips[0])})
+	}
 	slices := b.slices[svc.Namespace+"/"+svc.Name]
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	ranges := b.sourceRanges(svc, src)
@@ -342,6 +359,7 @@ func (b *builder) service(d *Desired, svc *corev1.Service) {
 				Method:      ch.Method,
 				Check:       ch.Check,
 				MaxConns:    ch.MaxConns,
+				BGP:         b.bgpPolicy(vip, ch.BGP),
 			}
 			if vs.Protocol == "" {
 				vs.Protocol = TCP

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/edgelb/edgelb/lb/config"
 )
 
 // Protocol is a transport protocol of a virtual service.
@@ -93,6 +95,10 @@ type VirtualService struct {
 	// not in Backends, and taken out of the kernel at once instead of
 	// drained. Sorted.
 	Disabled []netip.AddrPort
+	// BGP is the policy of the VIP's route when it is announced over BGP:
+	// the pool's merged with the service's own. The dataplane does not
+	// use it (Equal leaves it out).
+	BGP config.BGPPolicy
 }
 
 // Backend is one real server of a virtual service.
@@ -132,6 +138,25 @@ func (v *VirtualService) String() string {
 // sorted by Key, and the VIPs they use.
 type Desired struct {
 	Services []VirtualService
+}
+
+// BGPPolicy is the policy of vip's route: that of every virtual service
+// on it, merged (Services sharing one VIP add up their communities; the
+// highest local preference wins).
+func (d *Desired) BGPPolicy(vip netip.Addr) config.BGPPolicy {
+	var out config.BGPPolicy
+	for i := range d.Services {
+		vs := &d.Services[i]
+		if vs.VIP != vip {
+			continue
+		}
+		lp := out.LocalPref
+		out = out.Merge(vs.BGP)
+		if lp != nil && (out.LocalPref == nil || *lp > *out.LocalPref) {
+			out.LocalPref = lp
+		}
+	}
+	return out
 }
 
 // VIPs returns the distinct VIPs of the desired services, sorted.

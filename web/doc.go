@@ -19,7 +19,7 @@
 //	static/api.js      the REST client and the Server-Sent Events reader
 //	static/dom.js      a small element builder (no innerHTML)
 //	static/chart.js    SVG line charts of rates
-//	static/app.js      login, rendering, refresh, drain and undrain
+//	static/app.js      login, rendering, refresh, drain and undrain, adding and removing members
 //	static/config.js   the cluster configuration card: tables, dry run,
 //	                   apply, delete, history, diff, rollback, audit log
 //	static/forms.js    what each of its forms edits, the fields' inputs,

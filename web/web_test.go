@@ -145,6 +145,21 @@ func TestDashboard(t *testing.T) {
 		webtest.Poll(`document.querySelector('tr[data-member="lb1"] .config').textContent === 'v3 in sync'`, wait),
 		webtest.Poll(`document.querySelector('tr[data-member="lb3"] .config .badge.warn')?.textContent === 'behind'`, wait))
 
+	// The sync badge compares exact versions: lb2 with another version 3
+	// (another hash) is not in sync; lb3 says which version it cannot
+	// apply.
+	fake.SetMember("lb2", func(m *api.Member) { m.ConfigID = "3:ffffffffffffffff" })
+	fake.SetMember("lb3", func(m *api.Member) { m.Unapplied = 3 })
+	fake.SetStatus(func(st *api.Status) { st.ConfigUnapplied = 4 })
+	p.Do("a member with another version of the same number differs; one that cannot apply says so",
+		webtest.Poll(`document.querySelector('tr[data-member="lb2"] .config .badge.bad')?.textContent === 'differs'`, wait),
+		webtest.Poll(`document.querySelector('tr[data-member="lb3"] .config .badge.bad')?.textContent === 'cannot apply v3'`, wait),
+		webtest.Poll(`document.querySelector('tr[data-member="lb1"] .config').textContent === 'v3 in sync'`, wait),
+		webtest.Poll(`[...document.querySelectorAll('#summary .card')].some(c => c.textContent.includes('cannot apply v4'))`, wait))
+	fake.SetStatus(func(st *api.Status) { st.ConfigUnapplied = 0 })
+	fake.SetMember("lb2", func(m *api.Member) { m.ConfigID = "3:3f9a0c1b2d4e5f60" })
+	fake.SetMember("lb3", func(m *api.Member) { m.Unapplied = 0 })
+
 	p.Do("an admin drains lb1 and the page shows 192.0.2.10 on lb2",
 		webtest.ClickDrain("lb1", "drain"),
 		webtest.OwnerIs("192.0.2.10", "lb2", wait),

@@ -32,6 +32,24 @@ func (f *Fake) Status() api.Status {
 	return f.St
 }
 
+// SetStatus changes the status with edit.
+func (f *Fake) SetStatus(edit func(st *api.Status)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	edit(&f.St)
+}
+
+// SetMember changes the member named name with edit.
+func (f *Fake) SetMember(name string, edit func(m *api.Member)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.Mems {
+		if f.Mems[i].Name == name {
+			edit(&f.Mems[i])
+		}
+	}
+}
+
 func (f *Fake) Members() []api.Member {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -103,9 +121,9 @@ func Sample() *Fake {
 			Counts: api.Counts{Members: 3, HealthyMembers: 3, VIPs: 2, OwnedVIPs: 1, Services: 2, Backends: 3, HealthyBackends: 2},
 			Pools:  []api.PoolUsage{{Name: "default", Size: 41, Used: 1}}},
 		Mems: []api.Member{
-			{Name: "lb1", Address: "10.0.0.11:7946", Self: true, Alive: true, Healthy: true, VIPs: []string{"192.0.2.10"}, ConfigVersion: 3},
-			{Name: "lb2", Address: "10.0.0.12:7946", Alive: true, Healthy: true, VIPs: []string{"192.0.2.53"}, ConfigVersion: 3},
-			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}, ConfigVersion: 2},
+			{Name: "lb1", Address: "10.0.0.11:7946", Self: true, Alive: true, Healthy: true, VIPs: []string{"192.0.2.10"}, ConfigVersion: 3, ConfigID: "3:3f9a0c1b2d4e5f60"},
+			{Name: "lb2", Address: "10.0.0.12:7946", Alive: true, Healthy: true, VIPs: []string{"192.0.2.53"}, ConfigVersion: 3, ConfigID: "3:3f9a0c1b2d4e5f60"},
+			{Name: "lb3", Address: "10.0.0.13:7946", Alive: true, Healthy: true, VIPs: []string{}, ConfigVersion: 2, ConfigID: "2:0b1c2d3e4f506172"},
 		},
 		Vips: []api.VIP{
 			{Address: "192.0.2.10", Owner: "lb1", Local: true, Services: []string{"demo/web"}, Announce: "l2"},

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
@@ -30,6 +31,19 @@ type Config struct {
 	// api.ErrNotReplicated, so that the hosts never run different
 	// configurations unknowingly.
 	Unreplicated error
+	// Members, when set, returns the facts of the other members (those
+	// heard: a member whose facts are unknown is not checked, so that a
+	// host cut off or down blocks no write; if it cannot apply the
+	// version once back, it owns no VIPs and says why). A version is
+	// checked against each before it is proposed: a change one member's
+	// file does not fit is refused (422) naming the member and the field.
+	Members func() []MemberFacts
+}
+
+// MemberFacts are one member's host-local facts, as it gossips them.
+type MemberFacts struct {
+	Name  string
+	Facts config.Facts
 }
 
 // refused is the error of a change while c.Unreplicated is set.
@@ -86,7 +100,7 @@ func field(e *config.FieldError) api.FieldError {
 	if f == "" {
 		f = "spec"
 	}
-	return api.FieldError{Field: f, Message: e.Msg}
+	return api.FieldError{Field: f, Message: e.Msg, Member: e.Member}
 }
 
 // check validates spec, its secret placeholders replaced by the secrets
@@ -100,6 +114,18 @@ func (c *Config) check(spec, stored json.RawMessage) (json.RawMessage, *config.C
 	cfg, err := c.Host.Apply(canon)
 	if err != nil {
 		return nil, nil, Invalid(err)
+	}
+	// This host takes it: does every other member's file?
+	if c.Members != nil {
+		var errs config.Errors
+		members := c.Members()
+		slices.SortFunc(members, func(a, b MemberFacts) int { return strings.Compare(a.Name, b.Name) })
+		for _, m := range members {
+			errs = append(errs, m.Facts.Check(m.Name, canon)...)
+		}
+		if len(errs) > 0 {
+			return nil, nil, Invalid(errs)
+		}
 	}
 	return canon, cfg, nil
 }

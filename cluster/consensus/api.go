@@ -89,7 +89,7 @@ func (n *Node) contactLocked() Contact {
 func (n *Node) votersLocked(self bool) []string {
 	var out []string
 	for _, id := range n.confState.GetVoters() {
-		if id == n.id && !self {
+		if id == n.id && (!self || n.removed) {
 			continue
 		}
 		name, ok := n.names[id]

@@ -115,9 +115,14 @@ func (n *Node) applyMember(cc *pb.ConfChange) {
 			n.fsm.Names[id] = mc.Name
 			n.names[id] = mc.Name
 		}
+		delete(n.fsm.Removed, id)
+		if id == n.id {
+			n.removed = false
+		}
 		n.log.Info("consensus member added", "node", n.names[id])
 	case pb.ConfChangeRemoveNode:
 		delete(n.fsm.Names, id)
+		n.fsm.Removed[id] = n.names[id]
 		n.log.Info("consensus member removed", "node", n.names[id])
 	}
 	if w, ok := n.waiters[mc.ID]; ok && mc.ID != "" {

@@ -452,3 +452,80 @@ func TestImportKeepsAnOlderReleasesHistory(t *testing.T) {
 		t.Errorf("Propose from the imported version = %+v, %v; want version 6 after 5:h5", d, err)
 	}
 }
+
+// A new host is started with a file that lists the cluster it joins, so
+// Options.Peers differ from the running cluster's: told by Existing that
+// a cluster runs, it makes no bootstrap entries of its own (which would
+// contradict the cluster's log at the same indexes) and waits for the
+// leader once AddMember has made it a member.
+func TestFreshMemberJoinsARunningCluster(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	c := newCluster(t, 3, func(o *Options) {
+		if o.Name != "n9" {
+			return
+		}
+		o.Peers = []string{"n1", "n2", "n3", "n9"}
+		o.Existing = func(ctx context.Context) (bool, error) {
+			asked <- struct{}{}
+			return true, nil
+		}
+	})
+	lead := c.leader()
+	c.propose(lead, "v1", 0)
+	c.waitVersion(1)
+	n9 := c.start("n9", false)
+	<-asked
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.node(lead).AddMember(ctx, "n9"); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	c.waitVersion(1)
+	if got, want := n9.Members(), []string{"n1", "n2", "n3", "n9"}; !slices.Equal(got, want) {
+		t.Errorf("n9: Members() = %v, want %v", got, want)
+	}
+	c.propose("n9", "v2", 1)
+	c.waitVersion(2)
+}
+
+// A member removed while it was cut off never receives the entry that
+// removes it: the others stop sending to it. When it comes back and talks
+// to them (its pre-votes), they tell it, and it no longer lists itself
+// among the members, so that the VIP quorum built on Members does not
+// count it a voter of the old set.
+func TestRemovedMemberCutOffLearnsItsRemoval(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	c.propose(lead, "v1", 0)
+	c.waitVersion(1)
+	x := c.follower(lead)
+	var rest []string
+	for _, m := range c.running() {
+		if m != x {
+			rest = append(rest, m)
+		}
+	}
+	c.net.Partition([]string{x}, rest)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.node(c.leader(rest...)).RemoveMember(ctx, x); err != nil {
+		t.Fatalf("RemoveMember(%s): %v", x, err)
+	}
+	if !slices.Contains(c.node(x).Members(), x) {
+		t.Fatalf("%s learnt of its removal while cut off", x)
+	}
+	c.net.Heal()
+	eventually(t, 10*time.Second, x+" still lists itself a member", func() bool {
+		return !slices.Contains(c.node(x).Members(), x)
+	})
+	if c.node(x).Contact().Quorum {
+		t.Errorf("the removed %s reports a quorum", x)
+	}
+	// Added again, it is a member again.
+	if err := c.node(c.leader(rest...)).AddMember(ctx, x); err != nil {
+		t.Fatalf("AddMember(%s): %v", x, err)
+	}
+	eventually(t, 10*time.Second, x+" does not list itself again", func() bool {
+		return slices.Contains(c.node(x).Members(), x)
+	})
+}

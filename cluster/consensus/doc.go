@@ -30,7 +30,11 @@
 // RemoveMember) are raft ConfChanges whose context carries the member's
 // name; the IDs are the FNV-64a hash of the names (IDOf), so every host
 // derives the same bootstrap entries from the same Options.Peers, as
-// etcd's initial-cluster.
+// etcd's initial-cluster. A member with an empty log asks Options.Existing
+// before bootstrapping, so that a host added to a running cluster joins
+// it instead. A member removed while cut off is told so by the others
+// when it talks to them again (removedNotice), and leaves itself out of
+// Members.
 //
 // Storage (storage.go) is one bbolt file in Options.Dir holding the
 // HardState, the entries since the last snapshot and the snapshot (with

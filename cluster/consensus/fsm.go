@@ -43,6 +43,9 @@ type memberChange struct {
 type fsm struct {
 	History []cluster.Doc     `json:"history"`
 	Names   map[uint64]string `json:"names"`
+	// Removed are the members removed (and not added since), so that one
+	// that did not learn of it, cut off at the time, can be told.
+	Removed map[uint64]string `json:"removed,omitempty"`
 }
 
 func (f *fsm) current() (cluster.Doc, bool) {
@@ -98,6 +101,9 @@ func (f *fsm) restore(b []byte) error {
 	}
 	if n.Names == nil {
 		n.Names = map[uint64]string{}
+	}
+	if n.Removed == nil {
+		n.Removed = map[uint64]string{}
 	}
 	*f = n
 	return nil

@@ -42,6 +42,12 @@ type Options struct {
 	// with AddMember: it makes no first entries of its own and waits for
 	// the leader to send it the log.
 	Join bool
+	// Existing, when set, is asked by Run before a member whose log is
+	// empty bootstraps (Join false): true makes it join, as with Join.
+	// A host started from a file that lists the cluster it is being
+	// added to must never bootstrap: its first entries would contradict
+	// the running cluster's log. It may block until it knows, up to ctx.
+	Existing func(ctx context.Context) (bool, error)
 	// Dir is the directory of the log file (FileName). It must exist.
 	Dir string
 	// Transport carries messages to the other members.
@@ -153,7 +159,17 @@ type Node struct {
 	// members serializes membership changes: raft refuses a second one
 	// while one is pending.
 	members sync.Mutex
+	// removed: a member told this one it was removed from the cluster
+	// (removedNotice), an entry this member never received because it was
+	// cut off at the time; Members leaves it out. Adding it again clears it.
+	removed bool
+	// told is when each removed member that still talks was last told.
+	told map[uint64]time.Time
 }
+
+// removedNotice is the Context of the message that tells a member it was
+// removed: a MsgUnreachable, which raft never sends over the network.
+const removedNotice = "edgelb: you were removed from the cluster"
 
 type inbound struct {
 	from string
@@ -200,8 +216,8 @@ func New(opts Options) (*Node, error) {
 	}
 	n := &Node{opts: opts, id: IDOf(opts.Name), log: opts.Log, st: st, ms: raft.NewMemoryStorage(),
 		fresh: l.empty(), inbox: make(chan *inbound, inboxSize), names: map[uint64]string{},
-		contact: map[string]time.Time{}, waiters: map[string]chan result{}, reads: map[string]chan uint64{}}
-	n.fsm.Names = map[uint64]string{}
+		contact: map[string]time.Time{}, told: map[uint64]time.Time{}, waiters: map[string]chan result{}, reads: map[string]chan uint64{}}
+	n.fsm.Names, n.fsm.Removed = map[uint64]string{}, map[uint64]string{}
 	for _, p := range append([]string{opts.Name}, opts.Peers...) {
 		n.names[IDOf(p)] = p
 	}
@@ -293,14 +309,61 @@ func (n *Node) Deliver(from string, msg []byte) {
 		n.log.Debug("dropping a raft message not from or not to its member", "node", from)
 		return
 	}
+	if m.GetType() == pb.MsgUnreachable {
+		if string(m.GetContext()) == removedNotice {
+			n.toldRemoved(from)
+		}
+		return
+	}
 	n.mu.Lock()
 	n.names[m.GetFrom()] = from
 	n.contact[from] = n.opts.Now()
+	n.tellRemovedLocked(from, m.GetFrom())
 	n.mu.Unlock()
 	select {
 	case n.inbox <- &inbound{from: from, m: m}:
 	default:
 	}
+}
+
+// tellRemovedLocked tells the member from (raft ID id) that it was
+// removed, when the log removed it and it still talks to this member: cut
+// off when it was removed, it never received the entry, and the others
+// send it nothing any more. Once per election timeout at most.
+func (n *Node) tellRemovedLocked(from string, id uint64) {
+	if _, ok := n.fsm.Removed[id]; !ok || slices.Contains(n.confState.GetVoters(), id) || slices.Contains(n.confState.GetLearners(), id) {
+		return
+	}
+	now := n.opts.Now()
+	if t, ok := n.told[id]; ok && now.Sub(t) < time.Duration(n.opts.ElectionTicks)*n.opts.Tick {
+		return
+	}
+	n.told[id] = now
+	b, err := proto.Marshal(&pb.Message{Type: pb.MsgUnreachable.Enum(), From: new(n.id), To: new(id), Context: []byte(removedNotice)})
+	if err != nil {
+		return
+	}
+	n.log.Info("telling a removed member that it was removed", "node", from)
+	go func() {
+		if err := n.opts.Transport.Send(from, b); err != nil {
+			n.log.Debug("telling a removed member", "node", from, "err", err)
+		}
+	}()
+}
+
+// toldRemoved takes the word of from, a member, that this one was
+// removed.
+func (n *Node) toldRemoved(from string) {
+	n.mu.Lock()
+	if n.removed || !slices.Contains(n.confState.GetVoters(), IDOf(from)) {
+		n.mu.Unlock()
+		return
+	}
+	n.removed = true
+	n.mu.Unlock()
+	n.log.Warn("this member was removed from the cluster while it was cut off: it no longer counts itself a member; stop edgelb here, or add it again (edgelb members add)", "told by", from)
+	n.progress.Notify()
+	n.changed.Notify()
 }
 
 // Run runs the node until ctx ends, then closes the log file: a Node
@@ -326,8 +389,25 @@ func (n *Node) Run(ctx context.Context) error {
 		StepDownOnRemoval: true,
 		Logger:            raftLogger{n.log},
 	}
+	join := n.opts.Join
+	if n.fresh && !join && n.opts.Existing != nil {
+		var err error
+		if join, err = n.opts.Existing(ctx); err != nil {
+			if ctx.Err() != nil {
+				n.mu.Lock()
+				n.stopped = true
+				n.mu.Unlock()
+				n.progress.Notify()
+				return nil
+			}
+			return fmt.Errorf("finding out whether a cluster runs already: %w", err)
+		}
+		if join {
+			n.log.Info("a cluster runs already: joining it, with an empty log, once it adds this member (edgelb members add)")
+		}
+	}
 	var rn raft.Node
-	if n.fresh && !n.opts.Join {
+	if n.fresh && !join {
 		peers := make([]raft.Peer, 0, len(n.opts.Peers))
 		for _, p := range n.opts.Peers {
 			ctx, _ := json.Marshal(memberChange{Name: p})

@@ -126,6 +126,9 @@ type Pool struct {
 	Namespaces []string
 	// Announce says how the pool's VIPs are announced (l2 when empty).
 	Announce Announce
+	// BGP, with announce: bgp, are the communities and local preference
+	// of the pool's routes; nil: none.
+	BGP *BGPPolicy
 }
 
 // Backend names a dataplane implementation.
@@ -263,6 +266,10 @@ type StaticService struct {
 	Persistence time.Duration
 	// Announce says how the VIP is announced (l2 when empty).
 	Announce Announce
+	// BGP, with announce: bgp, are the communities and local preference
+	// of the VIP's route, merged over its pool's (BGPPolicy.Merge); nil:
+	// none.
+	BGP *BGPPolicy
 	// Method overrides dataplane.method for this service; "": the default.
 	Method Method
 	// HealthCheck, if set, is how the backends are probed.
@@ -404,4 +411,20 @@ func CheckPath(s string) error {
 		return fmt.Errorf("must not contain spaces, control characters or #")
 	}
 	return nil
+}
+
+// BGPPolicyOf is the policy of the pool that holds a (the zero policy
+// when none does or it sets none).
+func BGPPolicyOf(pools []Pool, a netip.Addr) BGPPolicy {
+	for _, p := range pools {
+		for _, r := range p.Ranges {
+			if r.Contains(a) {
+				if p.BGP == nil {
+					return BGPPolicy{}
+				}
+				return *p.BGP
+			}
+		}
+	}
+	return BGPPolicy{}
 }

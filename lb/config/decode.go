@@ -17,6 +17,9 @@ type FieldError struct {
 	Line  int
 	Field string // e.g. pools[0].addresses[1]
 	Msg   string
+	// Member, when set, is the member whose host-local keys the error
+	// is about (Facts.Check): another host than this one.
+	Member string
 }
 
 func (e *FieldError) Error() string {

@@ -335,7 +335,9 @@ func (p *parser) pools(n *yaml.Node, path string) {
 			"autoAssign": func(n *yaml.Node, path string) { d.boolean(n, path, &pool.AutoAssign) },
 			"namespaces": func(n *yaml.Node, path string) { d.strs(n, path, &pool.Namespaces) },
 			"announce":   func(n *yaml.Node, path string) { p.announce(n, path, &pool.Announce) },
+			"bgp":        func(n *yaml.Node, path string) { pool.BGP = p.bgpPolicy(n, path) },
 		})
+		p.checkBGPPolicy(item, path, pool.BGP, pool.Announce)
 		if pool.Name == "" {
 			d.errorf(item, join(path, "name"), "every pool needs a name")
 		} else if names[pool.Name] {
@@ -581,6 +583,7 @@ func (p *parser) services(n *yaml.Node, path string) {
 			"scheduler":   func(n *yaml.Node, path string) { d.enum(n, path, Schedulers, &s.Scheduler) },
 			"persistence": func(n *yaml.Node, path string) { d.duration(n, path, &s.Persistence) },
 			"announce":    func(n *yaml.Node, path string) { p.announce(n, path, &s.Announce) },
+			"bgp":         func(n *yaml.Node, path string) { s.BGP = p.bgpPolicy(n, path) },
 			"method": func(n *yaml.Node, path string) {
 				v := string(s.Method)
 				d.enum(n, path, Methods, &v)
@@ -657,6 +660,7 @@ func (p *parser) services(n *yaml.Node, path string) {
 		if s.Method != "" && s.Method != MethodNAT {
 			p.needInterface = append(p.needInterface, serviceNeed{item, join(path, "method"), s.Method})
 		}
+		p.checkBGPPolicy(item, path, s.BGP, s.Announce)
 		p.cfg.Services = append(p.cfg.Services, s)
 	})
 }

@@ -49,7 +49,21 @@ type Options struct {
 	EventInterval time.Duration
 	// Now is the clock of those Events; nil means time.Now.
 	Now func() time.Time
+	// Committed, when set, says why the Lease holder must not assign a
+	// new address now (nil: it may): IPAM follows the committed cluster
+	// configuration only, so a host with no committed current version
+	// (not yet joined, cut off from the majority) assigns nothing. A
+	// Service that holds addresses keeps them, unchanged; one without
+	// stays pending with that reason, and both are tried again every
+	// CommitRetry.
+	Committed func() error
+	// CommitRetry is how often a Service held back by Committed is
+	// tried again; 0 means DefaultCommitRetry.
+	CommitRetry time.Duration
 }
+
+// DefaultCommitRetry is the default of Options.CommitRetry.
+const DefaultCommitRetry = time.Second
 
 // DefaultEventInterval is the default of Options.EventInterval.
 const DefaultEventInterval = 30 * time.Second

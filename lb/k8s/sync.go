@@ -108,6 +108,22 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	}
 	req.Listed = c.listed
 	before := alloc.Get(k)
+	if c.opts.Committed != nil {
+		if err := c.opts.Committed(); err != nil {
+			// Pools this host may no longer share with the majority:
+			// what a Service holds stays as it is (never released for
+			// this), and nothing new is assigned until it is back.
+			if len(before) == 0 {
+				c.why.set(k, err.Error())
+			}
+			retry := c.opts.CommitRetry
+			if retry <= 0 {
+				retry = DefaultCommitRetry
+			}
+			t.queue.AddAfter(k, retry)
+			return nil
+		}
+	}
 	ips, err := alloc.Assign(req)
 	if err != nil {
 		reason := "AllocationFailed"

@@ -222,8 +222,9 @@ func TestECMPWithFRR(t *testing.T) {
 		t.Logf("%s's peer: %+v", h.Name, st.Peers[0])
 	}
 
-	// Draining h2 withdraws its next hop; the other two stay. It keeps
-	// the VIP, to forward the flows the router still sends.
+	// Draining h2 takes its next hop away (graceful shutdown, then
+	// withdrawal); the other two stay. It keeps the VIP, to forward the
+	// flows the router still sends.
 	// New connections from the router every 10 ms meanwhile: none fails
 	// (h2 withdraws first and keeps forwarding what still comes).
 	p := l.ProbeFrom(r.ns, vip, time.Second)
@@ -241,16 +242,25 @@ func TestECMPWithFRR(t *testing.T) {
 	if !h2.Has(vip) {
 		t.Errorf("draining h2 removed %s from its interface", vip)
 	}
-	if st, _ := bgpOf(h2); st.Serving || len(st.Advertised) != 0 || !st.Peers[0].Established {
+	// Its next hop left because its routes carry GRACEFUL_SHUTDOWN, which
+	// FRR honours (local-pref 0); withdrawDelay later they are withdrawn.
+	if st, _ := bgpOf(h2); st.Serving || !st.Peers[0].Established || (len(st.Advertised) != 0 && !st.GracefulShutdown) {
 		t.Errorf("draining h2's GET /api/v1/bgp: %+v", st)
+	} else {
+		t.Logf("h2 half a second after its next hop left: %d routes still advertised with graceful-shutdown (withdrawDelay 1s)", len(st.Advertised))
+	}
+	if !nslab.Poll(5*time.Second, func() bool { st, _ := bgpOf(h2); return len(st.Advertised) == 0 && !st.GracefulShutdown }) {
+		st, _ := bgpOf(h2)
+		t.Errorf("draining h2 did not withdraw after withdrawDelay: %+v", st)
 	}
 	start = time.Now()
 	call(t, h2, "POST", "/api/v1/members/h2/undrain")
 	took = r.waitNextHops(vip, h1, h2, h3)
 	t.Logf("undrain of h2 -> its next hop back: %v", took.Round(time.Millisecond))
 
-	// A stopping host withdraws first and forwards on for
-	// withdrawDelay: the router loses its next hop before it exits.
+	// A stopping host sends graceful shutdown, withdraws withdrawDelay
+	// later and forwards on a little: the router loses its next hop
+	// before it exits.
 	stopped := make(chan time.Time, 1)
 	start = time.Now()
 	go func() {

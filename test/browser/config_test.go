@@ -189,7 +189,8 @@ func TestDashboardConfigE2E(t *testing.T) {
 }
 
 // TestDashboardPoolAndPeerE2E edits, from one member's dashboard, a
-// pool's namespaces and a BGP peer (its AS and a TCP MD5 password), and
+// pool's namespaces and a BGP peer (its AS and a TCP MD5 password), then
+// the pool's BGP policy (a bad community refused at its field), and
 // sees every member take each version: each runs it, each API's spec has
 // it, each BGP speaker talks to the peer with the new AS, and another
 // member's page shows it. The password stays secret: "(secret)" in
@@ -309,6 +310,28 @@ func TestDashboardPoolAndPeerE2E(t *testing.T) {
 		return nil
 	})
 	t.Logf("FIGURE dashboard peer edit -> every member's speaker has it: %v", time.Since(applied).Round(10*time.Millisecond))
+
+	// The pool's BGP policy: a bad community is refused next to its
+	// field before anything changes; corrected, every member runs it.
+	page.Do("give the pool team announce: bgp and a bad community",
+		webtest.EditRow("#cfg-pools", "name", "team"),
+		webtest.SetField("announce", "bgp"),
+		webtest.SetField("bgp.communities", "65000:7, 70000:1"),
+		webtest.SetField("bgp.localPref", "150"),
+		chromedp.Click(chromedp.ID("cfg-check")),
+		webtest.Poll(`document.querySelector('.field-error[data-for="bgp.communities"]').textContent.includes('"70000:1" is not a community')`, converge))
+	page.Do("correct it and apply",
+		webtest.SetField("bgp.communities", "65000:7, no-export"),
+		webtest.CheckAndApply(v+4, converge))
+	everyMember(fmt.Sprintf("every member runs version %d with the pool team's BGP policy", v+4), v+4, false,
+		func(_ *member, spec clusterSpec) error {
+			for _, p := range spec.Pools {
+				if p.Name == "team" && p.Announce == "bgp" && slices.Equal(p.BGP.Communities, []string{"65000:7", "no-export"}) && p.BGP.LocalPref == 150 {
+					return nil
+				}
+			}
+			return fmt.Errorf("pools %+v", spec.Pools)
+		})
 	page.Screenshot("config-pool-peer")
 	// The page where it was typed holds it no more once it is applied.
 	noPassword := func(where string) {
@@ -338,6 +361,11 @@ type clusterSpec struct {
 	Pools []struct {
 		Name       string   `json:"name"`
 		Namespaces []string `json:"namespaces"`
+		Announce   string   `json:"announce"`
+		BGP        struct {
+			Communities []string `json:"communities"`
+			LocalPref   int      `json:"localPref"`
+		} `json:"bgp"`
 	} `json:"pools"`
 	BGP struct {
 		Peers []struct {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -239,5 +240,129 @@ pools:
 	t.Logf("first's events:\n%s", events)
 	if !nslab.Poll(converge, func() bool { return len(l.Holders(first)) == 0 }) {
 		t.Errorf("%s, in no pool now, is still announced by %v", first, nslab.Names(l.Holders(first)))
+	}
+}
+
+// A change one host's own keys do not fit is refused before it is
+// committed, naming that host and the field: a bgp peer at h3's own
+// cluster.bindAddr, applied through h1, is fine for h1 and h2 and not
+// for h3. Nothing is committed: every host keeps version 1.
+func TestAChangeOneHostCannotTakeIsRefusedNamingIt(t *testing.T) {
+	l := startCluster(t, 3)
+	h1, h3 := l.Hosts[0], l.Hosts[2]
+	spec := filepath.Join(l.Dir, "bgp.yaml")
+	nslab.WriteFile(t, spec, fmt.Sprintf(`services:
+  - {name: web4, vip: %s, ports: [{port: 8080}]}
+  - {name: web6, vip: "%s", ports: [{port: 8080}]}
+bgp:
+  asn: 64512
+  peers: [{address: %s, asn: 64500}]
+`, vip4, vip6, h3.IP4))
+	var out string
+	var err error
+	// h1 must have heard h3's facts: they come with its gossip.
+	if !nslab.Poll(converge, func() bool {
+		out, err = h1.Edgelb("config", "apply", "-f", spec, "--api", "http://127.0.0.1:9080")
+		return err != nil && strings.Contains(out+err.Error(), h3.Name+": spec.bgp.peers[0].address")
+	}) {
+		t.Fatalf("edgelb config apply on h1 of a peer at h3's own address: %v\n%s\nwant a refusal naming %s and the field", err, out, h3.Name)
+	}
+	t.Logf("refused: %s%v", out, err)
+	for _, h := range l.Hosts {
+		out, err := h.Edgelb("status", "--output", "json", "--api", "http://127.0.0.1:9080")
+		var st struct {
+			Members []api.Member `json:"members"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("%s status: %v\n%s", h.Name, err, out)
+		}
+		for _, m := range st.Members {
+			if m.ConfigVersion != 1 || m.Unapplied != 0 {
+				t.Errorf("%s sees %s at version %d (unapplied %d), want 1", h.Name, m.Name, m.ConfigVersion, m.Unapplied)
+			}
+		}
+	}
+}
+
+// A host that cannot apply a committed version owns no VIPs until it can,
+// and says why, on the real binary: the owner of the IPv4 VIP loses its
+// gossip key file (which every new version's check reads), a version made
+// through another host is committed all the same, and the VIP moves to a
+// host that runs it; the owner's status names the version it cannot
+// apply. With the file back, the next version makes it healthy again.
+func TestAHostThatCannotApplyTheCommittedVersionOwnsNoVIPs(t *testing.T) {
+	l := nslab.New(t, 3)
+	// Each host its own copy of the key file.
+	for _, h := range l.Hosts {
+		key, err := os.ReadFile(h.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Key = filepath.Join(l.Dir, h.Name+".key")
+		nslab.WriteFile(t, h.Key, string(key))
+		h.Start()
+	}
+	if !l.Configured(converge) {
+		t.Fatal("the hosts run no committed cluster configuration")
+	}
+	victim := l.Owner(vip4, converge)
+	var other *nslab.Host
+	for _, h := range l.Hosts {
+		if h != victim {
+			other = h
+			break
+		}
+	}
+	key, err := os.ReadFile(victim.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(victim.Key); err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(victim.Key, key, 0o600)
+	apply := func(name string) {
+		t.Helper()
+		spec := filepath.Join(l.Dir, name+".yaml")
+		nslab.WriteFile(t, spec, fmt.Sprintf(`services:
+  - {name: web4, vip: %s, ports: [{port: 8080}]}
+  - {name: web6, vip: "%s", ports: [{port: 8080}]}
+  - {name: %s, vip: 10.99.0.152, ports: [{port: 8080}]}
+`, vip4, vip6, name))
+		if out, err := other.Edgelb("config", "apply", "-f", spec, "--api", "http://127.0.0.1:9080"); err != nil {
+			t.Fatalf("edgelb config apply on %s: %v\n%s", other.Name, err, out)
+		}
+	}
+	status := func(h *nslab.Host) api.Status {
+		out, err := h.Edgelb("status", "--output", "json", "--api", "http://127.0.0.1:9080")
+		var st struct {
+			Status api.Status `json:"status"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			return api.Status{}
+		}
+		return st.Status
+	}
+	apply("unfit")
+	if !nslab.Poll(converge, func() bool {
+		hs := l.Holders(vip4)
+		return len(hs) == 1 && hs[0] != victim
+	}) {
+		t.Fatalf("%s still holds %s (holders %v)\n%s", victim.Name, vip4, nslab.Names(l.Holders(vip4)), victim.Log.String())
+	}
+	st := status(victim)
+	if st.Healthy || st.ConfigUnapplied != 2 || !strings.Contains(st.Problem, "cannot apply the committed cluster configuration version 2") {
+		t.Fatalf("%s status: healthy %v, configUnapplied %d, problem %q", victim.Name, st.Healthy, st.ConfigUnapplied, st.Problem)
+	}
+	t.Logf("%s: %s", victim.Name, st.Problem)
+	if err := os.WriteFile(victim.Key, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	apply("fits")
+	if !nslab.Poll(converge, func() bool {
+		st := status(victim)
+		return st.Healthy && st.ConfigUnapplied == 0
+	}) {
+		t.Fatalf("%s is not healthy again: %+v\n%s", victim.Name, status(victim), victim.Log.String())
 	}
 }

@@ -25,21 +25,41 @@ func prefixes(s ...string) []netip.Prefix {
 	return out
 }
 
+func routes(s ...string) []bgp.Route {
+	var out []bgp.Route
+	for _, p := range s {
+		out = append(out, bgp.Route{Prefix: netip.MustParsePrefix(p)})
+	}
+	return out
+}
+
 func TestDesired(t *testing.T) {
+	lp := uint32(200)
+	gold := func(netip.Addr) bgp.Attrs {
+		return bgp.Attrs{Communities: []uint32{65000<<16 | 100}, LargeCommunities: []bgp.LargeCommunity{{Global: 65000, Local1: 1, Local2: 2}}, LocalPref: &lp}
+	}
 	for _, c := range []struct {
-		name    string
-		vips    []netip.Addr
-		serving bool
-		want    []netip.Prefix
+		name   string
+		vips   []netip.Addr
+		policy bgp.Policy
+		phase  bgp.Phase
+		want   []string
 	}{
-		{"serving: host routes", []netip.Addr{v6, v4}, true, prefixes("198.51.100.1/32", "2001:db8::53/128")},
-		{"not serving: nothing", []netip.Addr{v4, v6}, false, nil},
-		{"no VIPs", nil, true, nil},
-		{"duplicates once", []netip.Addr{v4, v4}, true, prefixes("198.51.100.1/32")},
+		{"serving: host routes", []netip.Addr{v6, v4}, nil, bgp.PhaseServing, []string{"198.51.100.1/32", "2001:db8::53/128"}},
+		{"not serving: nothing", []netip.Addr{v4, v6}, gold, bgp.PhaseWithdrawn, nil},
+		{"no VIPs", nil, nil, bgp.PhaseServing, nil},
+		{"duplicates once", []netip.Addr{v4, v4}, nil, bgp.PhaseServing, []string{"198.51.100.1/32"}},
+		{"the policy's attributes", []netip.Addr{v4}, gold, bgp.PhaseServing, []string{"198.51.100.1/32 [65000:100 65000:1:2 lp=200]"}},
+		{"shutting down: graceful-shutdown added, local-pref 0", []netip.Addr{v4}, gold, bgp.PhaseShuttingDown, []string{"198.51.100.1/32 [65000:100 65535:0 65000:1:2 lp=0]"}},
+		{"shutting down without a policy", []netip.Addr{v4}, nil, bgp.PhaseShuttingDown, []string{"198.51.100.1/32 [65535:0 lp=0]"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := bgp.Desired(c.vips, c.serving); !slices.Equal(got, c.want) {
-				t.Errorf("Desired = %v, want %v", got, c.want)
+			var got []string
+			for _, r := range bgp.Desired(c.vips, c.policy, c.phase) {
+				got = append(got, r.String())
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("Desired = %q, want %q", got, c.want)
 			}
 		})
 	}
@@ -161,9 +181,29 @@ func waitCalls(t *testing.T, sp *bgptest.Speaker, what string, ok func() bool) {
 	}
 }
 
-// On stop, every route is withdrawn before the sessions close.
+// On stop, every route is sent again with GRACEFUL_SHUTDOWN, withdrawn
+// WithdrawDelay later, and only then do the sessions close.
 func TestRunWithdrawsBeforeStopping(t *testing.T) {
-	_, sp, stop := runServing(t, bgp.Options{WithdrawDelay: time.Millisecond, Resync: time.Millisecond})
+	const delay = 200 * time.Millisecond
+	_, sp, stop := runServing(t, bgp.Options{WithdrawDelay: delay, Resync: time.Millisecond})
+	waitCalls(t, sp, "advertised", func() bool { return len(sp.Advertised()) == 1 })
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 2*delay {
+		t.Errorf("stop took %s, want the withdraw delay (%s) before withdrawing and up to a second after", took, delay)
+	}
+	want := []string{"advertise 198.51.100.1/32", "advertise 198.51.100.1/32 [65535:0 lp=0]", "withdraw 198.51.100.1/32", "stop"}
+	if got := sp.History(); !slices.Equal(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+}
+
+// Without a withdraw delay a stop withdraws at once, no graceful
+// shutdown.
+func TestStopWithoutDelay(t *testing.T) {
+	_, sp, stop := runServing(t, bgp.Options{Resync: time.Millisecond})
 	waitCalls(t, sp, "advertised", func() bool { return len(sp.Advertised()) == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)

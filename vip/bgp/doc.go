@@ -9,8 +9,15 @@
 // tells the Speaker. The Speaker is GoBGP embedded as a library (gobgp.go,
 // the only file importing it); bgptest has an in-memory fake.
 //
-// A member that may no longer serve withdraws first and keeps forwarding:
-// its VIPs stay on the host (quiet, see vip.Quieter) for the flows the
-// routers still send while they converge. On stop the Announcer withdraws
-// everything, waits WithdrawDelay, then closes the sessions.
+// Each route carries its VIP's Policy (communities, large communities,
+// LOCAL_PREF for iBGP peers) as path attributes; a changed policy is sent
+// as a new version of the route.
+//
+// A member that may no longer serve withdraws and keeps forwarding: its
+// VIPs stay on the host (quiet, see vip.Quieter) for the flows the
+// routers still send while they converge. A draining or stopping member
+// first advertises its routes with GRACEFUL_SHUTDOWN (RFC 8326) for
+// WithdrawDelay (PhaseShuttingDown), then withdraws; an unhealthy one, or
+// one without a quorum, withdraws at once. On stop the Announcer then
+// waits up to a second more and closes the sessions.
 package bgp

@@ -221,15 +221,29 @@ func (g *GoBGP) server() (*server.BgpServer, error) {
 	return g.s, nil
 }
 
-// hostPath is the route to p with this host as next hop: an unspecified
-// next hop is replaced by the session's local address, for eBGP and
-// iBGP peers alike.
-func hostPath(p netip.Prefix) (*apiutil.Path, error) {
+// hostPath is the route to p with this host as next hop and the
+// attributes a: an unspecified next hop is replaced by the session's
+// local address, for eBGP and iBGP peers alike, and GoBGP sends
+// LOCAL_PREF to iBGP peers only.
+func hostPath(p netip.Prefix, a Attrs) (*apiutil.Path, error) {
 	nlri, err := gbgp.NewIPAddrPrefix(p)
 	if err != nil {
 		return nil, err
 	}
 	attrs := []gbgp.PathAttributeInterface{gbgp.NewPathAttributeOrigin(gbgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if len(a.Communities) > 0 {
+		attrs = append(attrs, gbgp.NewPathAttributeCommunities(slices.Clone(a.Communities)))
+	}
+	if len(a.LargeCommunities) > 0 {
+		lc := make([]*gbgp.LargeCommunity, 0, len(a.LargeCommunities))
+		for _, c := range a.LargeCommunities {
+			lc = append(lc, gbgp.NewLargeCommunity(c.Global, c.Local1, c.Local2))
+		}
+		attrs = append(attrs, gbgp.NewPathAttributeLargeCommunities(lc))
+	}
+	if a.LocalPref != nil {
+		attrs = append(attrs, gbgp.NewPathAttributeLocalPref(*a.LocalPref))
+	}
 	family := gbgp.RF_IPv4_UC
 	if p.Addr().Is4() {
 		nh, err := gbgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
@@ -249,12 +263,12 @@ func hostPath(p netip.Prefix) (*apiutil.Path, error) {
 }
 
 // route returns the running server and the route to p.
-func (g *GoBGP) route(p netip.Prefix) (*server.BgpServer, *apiutil.Path, error) {
+func (g *GoBGP) route(p netip.Prefix, a Attrs) (*server.BgpServer, *apiutil.Path, error) {
 	s, err := g.server()
 	if err != nil {
 		return nil, nil, err
 	}
-	path, err := hostPath(p)
+	path, err := hostPath(p, a)
 	if err != nil {
 		return nil, nil, fmt.Errorf("route to %s: %w", p, err)
 	}
@@ -262,8 +276,8 @@ func (g *GoBGP) route(p netip.Prefix) (*server.BgpServer, *apiutil.Path, error) 
 }
 
 // Advertise implements Speaker.
-func (g *GoBGP) Advertise(p netip.Prefix) error {
-	s, path, err := g.route(p)
+func (g *GoBGP) Advertise(p netip.Prefix, a Attrs) error {
+	s, path, err := g.route(p, a)
 	if err != nil {
 		return err
 	}
@@ -275,7 +289,7 @@ func (g *GoBGP) Advertise(p netip.Prefix) error {
 
 // Withdraw implements Speaker.
 func (g *GoBGP) Withdraw(p netip.Prefix) error {
-	s, path, err := g.route(p)
+	s, path, err := g.route(p, Attrs{})
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,7 @@ async function request(method, path, signal, payload, more) {
 
 export const get = (path, signal) => request('GET', path, signal);
 export const post = (path, signal) => request('POST', path, signal);
+export const del = path => request('DELETE', path);
 // postJSON sends a body; put sends one with If-Match: "version".
 export const postJSON = (path, body) => request('POST', path, undefined, body);
 export const put = (path, body, version) => request('PUT', path, undefined, body, { 'If-Match': `"${version}"` });

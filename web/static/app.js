@@ -1,6 +1,6 @@
 // The dashboard: sign-in, rendering of the API's state, live events,
 // traffic charts and drain/undrain. Everything comes from /api/v1.
-import { get, post, setToken, streamEvents, token } from './api.js';
+import { del, get, post, postJSON, setToken, streamEvents, token } from './api.js';
 import { $, fill, h } from './dom.js';
 import { initConfig, loadConfig } from './config.js';
 import { initService, serviceHref, update as updateService } from './service.js';
@@ -32,6 +32,10 @@ function start() {
   $('#login-none').addEventListener('click', () => signIn(''));
   $('#signout').addEventListener('click', () => signOut());
   $('#banner-close').addEventListener('click', hideBanner);
+  $('#member-add').addEventListener('submit', e => {
+    e.preventDefault();
+    addMember($('#member-address').value.trim());
+  });
   initConfig({
     banner: showBanner, confirm, readOnly,
     onAuth: e => {
@@ -218,6 +222,8 @@ function renderSummary(s) {
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
       c.healthyBackends === c.backends ? 'ok' : 'warn'),
     s.kubernetes && s.kubernetes.problem && card('Kubernetes', 'access problem', s.kubernetes.problem, 'bad'),
+    s.configUnapplied && card('Cluster configuration', `cannot apply v${s.configUnapplied}`,
+      'this host\'s config file refuses the committed version: it owns no VIPs until a version it fits is committed (see Health)', 'bad'),
     s.configFileDiffers && card('Config file', 'not used',
       "its pools, services, ... differ from the cluster configuration: `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version", 'warn'));
 }
@@ -228,8 +234,14 @@ function renderMembers(members) {
   const ro = readOnly();
   $('#readonly').hidden = !ro;
   // The latest cluster configuration is the highest version a live
-  // member runs; a member that runs an older one is behind.
-  const latest = Math.max(0, ...members.filter(m => m.alive).map(m => m.configVersion || 0));
+  // member has committed, named exactly (number and hash: two versions
+  // of one number are not in sync); a member with another is behind, and
+  // one that cannot apply it says so.
+  const live = members.filter(m => m.alive && m.configVersion);
+  // This host's, among members of the highest number.
+  const top = live.reduce((a, m) => (!a || m.configVersion > a.configVersion || m.configVersion === a.configVersion && m.self ? m : a), null);
+  const latest = top ? (top.configId || String(top.configVersion)) : '';
+  const idOf = m => m.configId || String(m.configVersion);
   fill($('#members tbody'), members.map(m => {
     const verb = m.draining ? 'undrain' : 'drain';
     const cv = m.configVersion || 0;
@@ -241,16 +253,29 @@ function renderMembers(members) {
           : m.healthy ? badge('healthy', 'ok') : badge('unhealthy', 'bad'),
         m.alive && m.restarting && badge('restarting', 'warn'),
         m.draining && badge('draining', 'warn'),
+        m.configured === false && h('span', { title: 'Not in the configured cluster: it does not vote and owns no VIP. Add it, or stop it if it was removed.' }, badge('not configured', 'warn')),
         m.problem && h('div', { class: 'detail' }, m.problem)),
-      h('td', { class: 'config', title: cv ? `runs version ${cv} of the cluster configuration` : 'no cluster configuration reported' },
-        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `, cv === latest ? badge('in sync', 'ok') : badge('behind', 'warn'))),
+      h('td', { class: 'config', title: cv ? `version ${m.configId || cv} of the cluster configuration` : 'no cluster configuration reported' },
+        !m.alive || !cv ? '—' : h('span', {}, `v${cv} `,
+          m.unapplied ? badge(`cannot apply v${m.unapplied}`, 'bad')
+            : idOf(m) === latest ? badge('in sync', 'ok')
+              : cv === top.configVersion ? badge('differs', 'bad') : badge('behind', 'warn'))),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
-      h('td', { class: 'actions' }, h('button', {
-        type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
-        title: ro ? 'A viewer token cannot change anything' : '',
-        onclick: () => drain(m, verb),
-      }, verb === 'drain' ? 'Drain' : 'Undrain')));
+      h('td', { class: 'actions' },
+        m.alive && h('button', {
+          type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
+          title: ro ? 'A viewer token cannot change anything' : '',
+          onclick: () => drain(m, verb),
+        }, verb === 'drain' ? 'Drain' : 'Undrain'),
+        m.configured && ' ',
+        m.configured && h('button', {
+          type: 'button', class: 'remove small danger', disabled: ro,
+          title: ro ? 'A viewer token cannot change anything' : 'Remove from the configured cluster',
+          onclick: () => removeMember(m),
+        }, 'Remove')));
   }));
+  $('#member-address').disabled = ro;
+  $('#member-add-submit').disabled = ro;
 }
 
 function renderVIPs(vips) {
@@ -282,7 +307,9 @@ function renderBGP(b) {
   if (!b?.enabled) return;
   const routes = b.advertised || [];
   $('#bgp-summary').textContent = `AS ${b.asn} · router ID ${b.routerID} · ` +
-    (b.serving ? `advertising ${routes.length} route${routes.length === 1 ? '' : 's'}` : 'not serving: nothing advertised');
+    (b.serving ? `advertising ${routes.length} route${routes.length === 1 ? '' : 's'}` :
+      b.gracefulShutdown ? `draining: graceful-shutdown sent on ${routes.length} route${routes.length === 1 ? '' : 's'}, withdrawing` :
+        'not serving: nothing advertised');
   fill($('#bgp tbody'), (b.peers || []).map(p => h('tr', { dataset: { peer: p.address } },
     h('td', { class: 'mono' }, p.address),
     h('td', {}, String(p.asn)),
@@ -451,6 +478,40 @@ async function drain(m, verb) {
     if (e.status === 403) sessionStorage.setItem(READONLY, '1');
     let text = `Cannot ${verb} ${m.name}: ${e.message}`;
     showBanner('error', text);
+  }
+  refresh();
+}
+
+// ---- adding and removing members ----
+
+async function addMember(address) {
+  if (!address) return;
+  const ok = await confirm(`Add ${address}?`,
+    `${address} becomes a configured member: it votes on the cluster configuration and may own VIPs. ` +
+    'Start edgelb on that host afterwards: it joins the cluster and takes the committed configuration.', 'Add');
+  if (!ok) return;
+  await memberChange(() => postJSON('/members', { address }), `add ${address}`,
+    r => `${r.member} added: start edgelb on it. Configured members: ${r.members.join(', ')}.`);
+  $('#member-address').value = '';
+}
+
+async function removeMember(m) {
+  const owned = (m.vips || []).join(', ');
+  const ok = await confirm(`Remove ${m.name}?`,
+    `${m.address} leaves the configured cluster: it stops voting and ${owned ? `hands its VIPs (${owned}) over` : 'owns no VIP'} from then on. ` +
+    'Stop edgelb on that host afterwards.', 'Remove');
+  if (!ok) return;
+  await memberChange(() => del(`/members/${encodeURIComponent(m.address)}`), `remove ${m.name}`,
+    r => `${r.member} removed: stop edgelb on it. Configured members: ${r.members.join(', ')}.`);
+}
+
+async function memberChange(send, what, done) {
+  try {
+    showBanner('info', done(await send()));
+  } catch (e) {
+    if (e.status === 401) return signOut(e.message);
+    if (e.status === 403) sessionStorage.setItem(READONLY, '1');
+    showBanner('error', `Cannot ${what}: ${e.message}`);
   }
   refresh();
 }

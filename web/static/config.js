@@ -53,7 +53,11 @@ export async function loadConfig(version, force, signal) {
     $('#config-card').hidden = false;
     renderCurrent();
     renderHistory(history);
+  } else {
+    // The contact changes without a new version.
+    cur.contact = (await get('/config', signal)).contact;
   }
+  renderContact();
   renderAudit(await get('/audit', signal));
 }
 
@@ -75,6 +79,20 @@ function options(item, keys) {
 
 const empty = (cols, what) => h('tr', {}, h('td', { colspan: cols, class: 'muted' }, what));
 
+// renderContact says which committed version this host shows and whether
+// it is in contact with a majority of the configured members.
+function renderContact() {
+  const c = cur.contact, el = $('#cfg-contact');
+  el.hidden = !c;
+  if (!c) return;
+  el.dataset.quorum = c.quorum;
+  fill(el, c.quorum
+    ? [h('span', { class: 'badge ok' }, 'committed'), `This host shows committed version ${cur.version} and is in contact with a majority (leader ${c.leader}).`]
+    : [h('span', { class: 'badge bad' }, 'no majority'),
+      `This host is not in contact with a majority${(c.unreachable || []).length ? ` (unreachable: ${c.unreachable.join(', ')})` : ''}: ` +
+      `version ${cur.version} may be behind, and changes through this host are refused until it is back in contact.`]);
+}
+
 function renderCurrent() {
   const spec = cur.spec || {};
   fill($('#cfg-summary'), `Version ${cur.version}`,
@@ -88,7 +106,7 @@ function renderCurrent() {
     h('td', { class: 'mono' }, list(s.ports).map(portText).join(', ')),
     h('td', { class: 'mono' }, text(s.backends)),
     h('td', { class: 'mono source-ranges' }, s.sourceRanges ? text(s.sourceRanges) || 'nobody' : h('span', { class: 'muted' }, 'everyone')),
-    h('td', { class: 'detail options' }, options(s, ['announce', 'method', 'scheduler', 'persistence', 'maxConnectionsPerBackend', 'healthCheck'])),
+    h('td', { class: 'detail options' }, options(s, ['announce', 'method', 'scheduler', 'persistence', 'maxConnectionsPerBackend', 'healthCheck', 'bgp'])),
     actions('services', i))) : empty(7, 'No static services.'));
   const pools = list(spec.pools);
   fill($('#cfg-pools tbody'), pools.length ? pools.map((p, i) => h('tr', { dataset: { name: p.name } },
@@ -265,6 +283,7 @@ function formSpec() {
   }
   // A check with no key left is no check: the defaults.
   if (next.healthCheck && !Object.keys(next.healthCheck).length) delete next.healthCheck;
+  if (next.bgp && !Object.keys(next.bgp).length) delete next.bgp;
   const spec = structuredClone(cur.spec || {});
   if (f.obj) {
     if (Object.keys(next).length) spec[f.obj[0]] = next;
@@ -327,13 +346,14 @@ function slotFor(field) {
 function showErrors(errors) {
   const rest = [];
   for (const e of errors) {
-    const key = slotFor(e.field);
+    // Another member's config file does not fit: not this form's field.
+    const key = !e.member && slotFor(e.field);
     const slot = key && $(`#cfg-fields .field-error[data-for="${key}"]`);
     if (slot) {
       slot.append(h('div', {}, e.message));
       fieldValue(key)?.classList.add('invalid');
     } else {
-      rest.push(h('li', {}, h('span', { class: 'mono' }, e.field), ': ', e.message));
+      rest.push(h('li', {}, e.member && h('strong', {}, e.member + ': '), h('span', { class: 'mono' }, e.field), ': ', e.message));
     }
   }
   fill($('#cfg-form-errors'), rest.length > 0 && h('ul', {}, rest));
@@ -358,7 +378,7 @@ async function dryRun(spec) {
   }
 }
 
-const errorText = errors => errors.map(e => `${e.field}: ${e.message}`).join('; ');
+const errorText = errors => errors.map(e => `${e.member ? e.member + ': ' : ''}${e.field}: ${e.message}`).join('; ');
 
 function effectText(eff) {
   return EFFECTS.filter(([k]) => eff[k]?.length).map(([k, label]) => `${label}: ${eff[k].join(', ')}`).join('. ') || 'Nothing would change.';

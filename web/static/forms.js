@@ -31,6 +31,9 @@ export const FORMS = {
       { key: 'healthCheck.timeout', label: 'Check timeout', hint: 'empty: healthCheck.timeout; 1s' },
       { key: 'healthCheck.rise', label: 'Check rise', type: 'int', hint: 'passes to be up' },
       { key: 'healthCheck.fall', label: 'Check fall', type: 'int', hint: 'failures to be down' },
+      { key: 'bgp.communities', label: 'BGP communities (announce: bgp)', type: 'list', hint: '65000:100, no-export' },
+      { key: 'bgp.largeCommunities', label: 'BGP large communities', type: 'list', hint: '65000:1:2' },
+      { key: 'bgp.localPref', label: 'BGP local-pref (iBGP peers)', type: 'int', hint: 'empty: none' },
     ],
   },
   pools: {
@@ -41,6 +44,9 @@ export const FORMS = {
       { key: 'namespaces', label: 'Namespaces', type: 'list', hint: 'empty: every namespace; team-a, team-b' },
       { key: 'autoAssign', label: 'Auto-assign', type: 'bool', def: 'true' },
       { key: 'announce', label: 'Announce', options: ['', 'l2', 'bgp'], def: 'l2' },
+      { key: 'bgp.communities', label: 'BGP communities (announce: bgp)', type: 'list', hint: '65000:100, no-export' },
+      { key: 'bgp.largeCommunities', label: 'BGP large communities', type: 'list', hint: '65000:1:2' },
+      { key: 'bgp.localPref', label: 'BGP local-pref (iBGP peers)', type: 'int', hint: 'empty: none' },
     ],
   },
   peers: {

@@ -1,6 +1,6 @@
 // Package cli implements edgelb's subcommands: the daemon's command
 // (run, which builds a node.Node from the real kernels and runs it) and
-// the tools (check, status, config, keygen, cleanup, version), which
+// the tools (check, status, config, members, keygen, cleanup, version), which
 // reach the local API through one client (client.go). main calls Main;
 // nothing here exits the process. Each subcommand declares its flags in one
 // function (checkFlags, runFlags, ...) that both the subcommand and the
@@ -43,6 +43,8 @@ Usage:
                                  summary read from the local API
   edgelb config  get|apply -f FILE|diff -f FILE|history|rollback N
                                  the cluster configuration, through the local API
+  edgelb members list|add ADDRESS|remove NAME
+                                 the configured members, through the local API
   edgelb keygen                  print a new gossip encryption key
   edgelb cleanup --config FILE [--vips-only] [--after-crash]
                                  remove edgelb's VIPs, IPVS services and nftables
@@ -70,6 +72,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(ctx, rest, stdout, stderr)
 	case "config":
 		err = configCmd(ctx, rest, stdout, stderr)
+	case "members":
+		err = membersCmd(ctx, rest, stdout, stderr)
 	case "keygen":
 		err = keygenCmd(rest, stdout, stderr)
 	case "cleanup":

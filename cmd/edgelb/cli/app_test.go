@@ -126,6 +126,9 @@ func TestUsage(t *testing.T) {
 func TestStatusFromAPI(t *testing.T) {
 	f := apitest.Sample()
 	f.Svcs[1].Ports[0].Problem = "the kernel refused its Service's source ranges, so it is closed: set full"
+	f.St.Healthy, f.St.ConfigUnapplied = false, 4
+	f.St.Problem = "config: cannot apply the committed cluster configuration version 4 over this host's config file (running version 3, owning no VIPs): node.interface: required for dataplane.method dr"
+	f.SetMember("lb1", func(m *api.Member) { m.Unapplied = 4 })
 	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
 		Tokens: map[string][]string{"viewer": {"viewer-token-0123456789"}}}).Handler())
 	defer srv.Close()
@@ -134,7 +137,9 @@ func TestStatusFromAPI(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{"node lb1", "lb1 (self)", "192.0.2.10  lb1", "demo/web", "192.0.2.10:8080/tcp", "1/2", "pool default: 1 of 41",
-		"PROBLEM _static/dns 192.0.2.53:53/udp: the kernel refused its Service's source ranges, so it is closed: set full"} {
+		"PROBLEM _static/dns 192.0.2.53:53/udp: the kernel refused its Service's source ranges, so it is closed: set full",
+		"UNHEALTHY: config: cannot apply the committed cluster configuration version 4", "v3 (cannot apply v4)",
+		"this host cannot apply the committed version 4"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -144,7 +144,12 @@ func answer(path, file string, code int, body []byte) error {
 func invalidError(file string, errs []api.FieldError) error {
 	lines := make([]string, len(errs))
 	for i, e := range errs {
-		lines[i] = fmt.Sprintf("%s: %s: %s", file, e.Field, e.Message)
+		where := file
+		if e.Member != "" {
+			// Another member's file does not fit the version.
+			where = e.Member
+		}
+		lines[i] = fmt.Sprintf("%s: %s: %s", where, e.Field, e.Message)
 	}
 	return errors.New(strings.Join(lines, "\n"))
 }
@@ -168,6 +173,9 @@ func configGet(ctx context.Context, c *apiClient, o *configOptions, w io.Writer)
 		return fmt.Errorf("decoding the spec: %w", err)
 	}
 	fmt.Fprintf(w, "# edgelb cluster configuration version %d, %s by %s\n", doc.Version, doc.UpdatedAt.Format(time.RFC3339), doc.UpdatedBy)
+	if doc.Contact != nil {
+		fmt.Fprintf(w, "# %s\n", contactLine(doc))
+	}
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	defer enc.Close()

@@ -25,6 +25,7 @@ func manCommands() []manCommand {
 	status, _ := statusFlags(io.Discard)
 	cleanup, _ := cleanupFlags(io.Discard)
 	cfgFlags, _ := configFlags(io.Discard)
+	memFlags, _ := membersFlags(io.Discard)
 	return []manCommand{
 		{"run", run, "Run the daemon: join the other appliance hosts, allocate addresses to " +
 			"Services of type LoadBalancer, announce the addresses this host owns and program " +
@@ -56,6 +57,17 @@ func manCommands() []manCommand {
 			"content, its passwords included, the next version, the backends' admin states staying as they are " +
 			"(--restore-backend-states: version N's). Writes need an admin token; the audit log " +
 			"(GET /api/v1/audit) records every attempt, accepted or refused, with the token's name."},
+		{"members", memFlags, "List and change the configured members: the hosts that vote on the cluster " +
+			"configuration and may own VIPs, kept in the consensus log and named by their gossip addresses " +
+			"(cluster.bindAddr:bindPort). list prints every member, configured or not, with whether it is alive and healthy, " +
+			"the configuration version it runs and its VIPs, under a line saying whether this host is in contact with a majority. " +
+			"add ADDRESS commits a new member (then start edgelb on it: its empty log joins the running cluster and " +
+			"catches up from the leader, it never bootstraps a cluster of its own); remove NAME commits a member's removal " +
+			"(it stops counting towards the quorum and owns no VIP from then on; then stop edgelb on it). A change is " +
+			"acknowledged once a majority has committed it, refused (503) without a reachable majority, and refused " +
+			"when the configured members would then have no reachable majority (a host down) unless --force; the last " +
+			"member cannot be removed. Both need an admin token and are in the audit log. docs/operations.md walks " +
+			"through adding and removing a host."},
 		{"keygen", keygenFlags(io.Discard), "Print a new random 32-byte gossip encryption key, " +
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +

@@ -77,6 +77,9 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	if k := st.Kubernetes; k != nil && k.Problem != "" {
 		fmt.Fprintf(w, "kubernetes: %s\n", k.Problem)
 	}
+	if st.ConfigUnapplied > 0 {
+		fmt.Fprintf(w, "cluster configuration: this host cannot apply the committed version %d over its config file and owns no VIPs until a version it can take is committed (see the problem above)\n", st.ConfigUnapplied)
+	}
 	if st.ConfigFileDiffers {
 		fmt.Fprintf(w, "config file: its cluster-wide keys (pools, services, ...) differ from the running cluster configuration and are not used; `edgelb config diff -f FILE` shows how, `edgelb config apply -f FILE` makes them the next version\n")
 	}
@@ -103,6 +106,10 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		case !m.Healthy:
 			state = "unhealthy"
 		}
+		if m.Alive && !m.Configured {
+			// Live in gossip, not in the log's member set: owns no VIP.
+			state += ", not configured"
+		}
 		name := m.Name
 		if m.Self {
 			name += " (self)"
@@ -110,6 +117,9 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 		cfgVersion := "-"
 		if m.ConfigVersion > 0 {
 			cfgVersion = fmt.Sprintf("v%d", m.ConfigVersion)
+		}
+		if m.Unapplied > 0 {
+			cfgVersion += fmt.Sprintf(" (cannot apply v%d)", m.Unapplied)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, m.Address, state, cfgVersion, strings.Join(m.VIPs, ","))
 	}
@@ -166,14 +176,36 @@ func joinHostPort(ip string, port uint16) string {
 	return fmt.Sprintf("%s:%d", ip, port)
 }
 
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // printBGP adds the BGP sessions to `edgelb status`: a line per peer.
 func printBGP(w io.Writer, st api.BGPStatus) {
 	if !st.Enabled {
 		return
 	}
-	fmt.Fprintf(w, "\nBGP AS %d, router ID %s: %s, %d routes advertised\n", st.ASN, st.RouterID,
-		yesNo(st.Serving, "serving", "NOT serving (unhealthy, no quorum or draining): routes withdrawn"), len(st.Advertised))
+	state := yesNo(st.Serving, "serving", "NOT serving (unhealthy, no quorum or draining): routes withdrawn")
+	if st.GracefulShutdown {
+		state = "draining or stopping: graceful-shutdown (65535:0) sent, routes withdrawn after bgp.withdrawDelay"
+	}
+	fmt.Fprintf(w, "\nBGP AS %d, router ID %s: %s, %d routes advertised\n", st.ASN, st.RouterID, state, len(st.Advertised))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range st.Routes {
+		if len(r.Communities)+len(r.LargeCommunities) == 0 && r.LocalPref == nil {
+			continue
+		}
+		lp := "-"
+		if r.LocalPref != nil {
+			lp = fmt.Sprint(*r.LocalPref)
+		}
+		fmt.Fprintf(tw, "  %s\tcommunities %s\tlarge %s\tlocal-pref %s\n", r.Prefix, dashIfEmpty(strings.Join(r.Communities, " ")),
+			dashIfEmpty(strings.Join(r.LargeCommunities, " ")), lp)
+	}
+	tw.Flush()
 	fmt.Fprintf(tw, "PEER\tASN\tSTATE\tUPTIME\tBFD\tPREFIXES SENT\n")
 	for _, p := range st.Peers {
 		up, bfd := "-", p.BFD

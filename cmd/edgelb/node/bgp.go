@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
+	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/k8s"
 	"github.com/edgelb/edgelb/vip/bgp"
@@ -27,6 +30,42 @@ func bgpConfig(cfg *config.Config) bgp.Config {
 		peers = append(peers, bp)
 	}
 	return bgp.Config{Global: bgp.Global{ASN: b.ASN, RouterID: b.RouterID}, Peers: peers, WithdrawDelay: b.WithdrawDelay}
+}
+
+// bgpPolicy gives each bgp VIP's route the attributes of the desired
+// state: its pool's policy merged with its services'.
+func bgpPolicy(store *lb.Store) bgp.Policy {
+	return func(vip netip.Addr) bgp.Attrs {
+		d := store.Load()
+		if d == nil {
+			return bgp.Attrs{}
+		}
+		return bgpAttrs(d.BGPPolicy(vip))
+	}
+}
+
+// bgpAttrs is p in the speaker's terms.
+func bgpAttrs(p config.BGPPolicy) bgp.Attrs {
+	a := bgp.Attrs{LocalPref: p.LocalPref}
+	for _, c := range p.Communities {
+		a.Communities = append(a.Communities, uint32(c))
+	}
+	for _, c := range p.LargeCommunities {
+		a.LargeCommunities = append(a.LargeCommunities, bgp.LargeCommunity{Global: c.Global, Local1: c.Local1, Local2: c.Local2})
+	}
+	return a
+}
+
+// apiRoute is r as GET /api/v1/bgp shows it.
+func apiRoute(r bgp.Route) api.BGPRoute {
+	out := api.BGPRoute{Prefix: r.Prefix.String(), LocalPref: r.Attrs.LocalPref}
+	for _, c := range r.Attrs.Communities {
+		out.Communities = append(out.Communities, config.Community(c).String())
+	}
+	for _, c := range r.Attrs.LargeCommunities {
+		out.LargeCommunities = append(out.LargeCommunities, config.LargeCommunity{Global: c.Global, Local1: c.Local1, Local2: c.Local2}.String())
+	}
+	return out
 }
 
 // followBGP gives the announcer each new version's bgp section: peers
@@ -54,12 +93,14 @@ func bgpStatus(live *liveConfig, a *bgp.Announcer, members *cluster.Cluster) fun
 	return func() api.BGPStatus {
 		cfg, _ := live.Config()
 		if cfg.BGP == nil {
-			return api.BGPStatus{Advertised: []string{}, Peers: []api.BGPPeer{}}
+			return api.BGPStatus{Advertised: []string{}, Routes: []api.BGPRoute{}, Peers: []api.BGPPeer{}}
 		}
 		st := api.BGPStatus{Enabled: true, ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID.String(), Serving: members.MayServe(),
-			Advertised: []string{}, Peers: []api.BGPPeer{}}
-		for _, p := range a.Advertised() {
-			st.Advertised = append(st.Advertised, p.String())
+			Advertised: []string{}, Routes: []api.BGPRoute{}, Peers: []api.BGPPeer{}}
+		for _, r := range a.Routes() {
+			st.Advertised = append(st.Advertised, r.Prefix.String())
+			st.Routes = append(st.Routes, apiRoute(r))
+			st.GracefulShutdown = st.GracefulShutdown || slices.Contains(r.Attrs.Communities, bgp.GracefulShutdown)
 		}
 		now := time.Now()
 		for _, p := range a.Peers() {

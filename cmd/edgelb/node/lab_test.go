@@ -176,6 +176,9 @@ type lab struct {
 	// kube, when set, is the API server every host watches (a client-go
 	// fake clientset) and the file has a kubernetes section.
 	kube kubernetes.Interface
+	// reserved are links made before any host starts, for hosts added
+	// later (MockNetwork takes no new transport while others run).
+	reserved map[string]*link
 }
 
 // labConfig is a host's config file: an l2 static service, a bgp one,
@@ -236,7 +239,17 @@ func newLabWith(t *testing.T, n int, kube kubernetes.Interface, insecure bool) *
 // host once its files are written, before its first start.
 func newLabPrepared(t *testing.T, n int, kube kubernetes.Interface, insecure bool, prepare func(h *host)) *lab {
 	t.Helper()
-	l := &lab{t: t, clock: &clock{}, net: &memberlist.MockNetwork{}, kube: kube}
+	return newLabReserving(t, n, kube, insecure, prepare, nil)
+}
+
+// newLabReserving is newLabPrepared, with a link reserved on the network
+// for each host named in reserve, which a test adds later.
+func newLabReserving(t *testing.T, n int, kube kubernetes.Interface, insecure bool, prepare func(h *host), reserve []string) *lab {
+	t.Helper()
+	l := &lab{t: t, clock: &clock{}, net: &memberlist.MockNetwork{}, kube: kube, reserved: map[string]*link{}}
+	for _, name := range reserve {
+		l.reserved[name] = newLink(l.net, name)
+	}
 	if fc, ok := kube.(*fake.Clientset); ok {
 		// The fake API server grants every permission edgelb asks about
 		// (the access check's SelfSubjectAccessReviews).
@@ -279,7 +292,11 @@ func newLabPrepared(t *testing.T, n int, kube kubernetes.Interface, insecure boo
 		}
 		wg.Wait()
 		for _, h := range l.hosts {
+			delete(l.reserved, h.name)
 			close(h.link.stop)
+		}
+		for _, lk := range l.reserved {
+			close(lk.stop)
 		}
 	})
 	return l

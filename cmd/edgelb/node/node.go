@@ -182,6 +182,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 		Speaker:       opts.Kernels.BGP(bc, log.With("component", "gobgp")),
 		Serving:       n.members,
 		VIPs:          n.split.HeldBGP(n.hostCtx),
+		Policy:        bgpPolicy(n.store),
 		WithdrawDelay: bc.WithdrawDelay,
 		Log:           log.With("component", "bgp"),
 	})
@@ -338,6 +339,17 @@ func (c configSource) Version() uint64 {
 	return d.Version
 }
 
+// ID names the committed version exactly for the sync badge: its number
+// and the first 16 hex digits of its hash (the whole would take 64 of
+// the 512 bytes of metadata).
+func (c configSource) ID() string {
+	d, ok := c.Current()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%d:%.16s", d.Version, d.Hash)
+}
+
 // newCluster builds the membership and the VIP manager (none without
 // node.interface: the host then joins but owns no VIP).
 func (n *Node) newCluster() error {
@@ -366,6 +378,11 @@ func (n *Node) newCluster() error {
 	}
 	n.members = members
 	n.live.members.Store(members)
+	// What a version must fit on this host, for the host that takes a
+	// write (clustercfg.Config.Members), and whether it applies the
+	// committed one.
+	members.SetFacts(n.live.host.Facts().Encode())
+	n.live.report()
 	if cfg.Dataplane.Backend == config.BackendNone {
 		members.SetHealth("dataplane", nil) // announce-only: nothing to program
 	} else {
@@ -425,6 +442,8 @@ func (n *Node) newController() error {
 		// as Events on the Services.
 		Ownership: n.members,
 		Now:       n.opts.Now,
+		// IPAM follows the committed configuration only.
+		Committed: n.live.Committed,
 		OnEvent: func(typ, msg string, fields map[string]string) {
 			if typ == "allocation" {
 				n.metrics.Allocations.Inc()
@@ -448,7 +467,33 @@ func (n *Node) newController() error {
 // changes it. With cluster.insecure in a cluster of several hosts the API
 // makes no version: none would reach the others.
 func (n *Node) clusterConfig() *clustercfg.Config {
-	return &clustercfg.Config{Versions: n.live.versions, Host: n.live.host, Unreplicated: ClusterOptions(n.cfg, nil, nil).Unreplicated()}
+	return &clustercfg.Config{Versions: n.live.versions, Host: n.live.host, Unreplicated: ClusterOptions(n.cfg, nil, nil).Unreplicated(),
+		Members: n.memberFacts}
+}
+
+// memberFacts are the facts every other configured member gossips (the
+// log's voters; a host not yet added has no say); a member whose facts
+// are unknown (not heard, an older release) is left out.
+func (n *Node) memberFacts() []clustercfg.MemberFacts {
+	var voters []string
+	if raft := n.live.raft; raft != nil {
+		voters = raft.Members()
+	}
+	var out []clustercfg.MemberFacts
+	for _, m := range n.members.Members() {
+		if m.Name == n.cfg.Node.Name || len(m.Facts) == 0 {
+			continue
+		}
+		if voters != nil && !slices.Contains(voters, m.Addr.String()) {
+			continue
+		}
+		f, err := config.DecodeFacts(m.Facts)
+		if err != nil {
+			continue
+		}
+		out = append(out, clustercfg.MemberFacts{Name: m.Name, Facts: f})
+	}
+	return out
 }
 
 // apiKeys are the API options a reload changes: tokens, names and the TLS
@@ -483,6 +528,9 @@ func (n *Node) apiOptions() api.Options {
 		Registry:  n.metrics.Registry,
 		Dashboard: web.Files(),
 		Log:       n.log.With("component", "api"),
+	}
+	if n.live.raft != nil {
+		o.Members = memberSet{raft: n.live.raft, gossip: n.live.members.Load, port: cfg.Cluster.BindPort}
 	}
 	o.BGP = bgpStatus(n.live, n.announcer, n.members)
 	if ctrl := n.ctrl; ctrl != nil {

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +73,17 @@ type liveConfig struct {
 	// fileSpec is the config file's cluster-wide keys, canonical, as
 	// read at start.
 	fileSpec []byte
+	// unapplied is the committed version this host's keys refuse (0:
+	// none), and why: until a version it can take is committed, the host
+	// owns no VIPs (ConfigHealth) and says so.
+	unapplied    uint64
+	unappliedErr error
 }
+
+// ConfigHealth is the cluster's health source of a host that cannot
+// apply the committed cluster configuration: it owns no VIPs, since it
+// would serve them with a configuration the cluster no longer has.
+const ConfigHealth = "config"
 
 // seedTimeout bounds one attempt at seeding version 1; Run tries again
 // until a version exists.
@@ -132,7 +144,8 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 			}
 			return errors.New("gossip is not running yet")
 		}},
-		Log: l.log.With("member", self),
+		Existing: func(ctx context.Context) (bool, error) { return l.clusterRuns(ctx, self, peers) },
+		Log:      l.log.With("member", self),
 	})
 	if err != nil {
 		return fmt.Errorf("the cluster configuration's log: %w", err)
@@ -159,6 +172,44 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 		}
 	}
 	return nil
+}
+
+// clusterRuns tells a host whose log is empty whether a cluster runs
+// already, from gossip: a live member gossips a committed version (then
+// the host joins it, once `edgelb members add` has made it a member), or
+// a majority of the file's members (peers, self included) is live with
+// none (a new cluster: it bootstraps from the file's list, like the
+// others). It waits until it can tell, up to ctx.
+func (l *liveConfig) clusterRuns(ctx context.Context, self string, peers []string) (bool, error) {
+	if len(peers) <= 1 {
+		return false, nil
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if c := l.members.Load(); c != nil {
+			live := 0
+			for _, m := range c.Members() {
+				if m.Absent {
+					continue
+				}
+				if m.ConfigVersion > 0 && m.Addr.String() != self {
+					return true, nil
+				}
+				if slices.Contains(peers, m.Addr.String()) {
+					live++
+				}
+			}
+			if live > len(peers)/2 {
+				return false, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // local builds versions kept by this host alone (cluster.insecure).
@@ -288,12 +339,24 @@ func (l *liveConfig) update() bool {
 	}
 	cfg, err := l.host.Apply(doc.Body)
 	if err != nil {
-		// The host receiving the write checked it against its own keys;
-		// this host's may differ (an interface, a routerID): it keeps the
-		// version it runs and says why.
-		l.log.Error("the cluster configuration does not apply on this host", "version", doc.Version, "err", err)
+		// The host receiving the write checked it against every member's
+		// facts it had heard (clustercfg); this host's keys refuse it all
+		// the same (unheard, or its file changed since). The log is
+		// authoritative: the version is committed. This host keeps the
+		// one it runs, owns no VIPs until it can take one, and says why.
+		if l.unapplied != doc.Version {
+			l.log.Error("the committed cluster configuration does not apply on this host: it owns no VIPs until a version it can take is committed",
+				"version", doc.Version, "running", l.version, "err", err)
+		}
+		l.unapplied, l.unappliedErr = doc.Version, err
+		l.reportLocked()
 		return false
 	}
+	if l.unapplied != 0 {
+		l.log.Info("this host applies the committed cluster configuration again", "version", doc.Version)
+	}
+	l.unapplied, l.unappliedErr = 0, nil
+	defer l.reportLocked()
 	// Classified once, here, for every part: the only producer of Changes.
 	change := classify(l.cfg, cfg)
 	change.Config, change.Version = cfg, doc.Version
@@ -312,6 +375,67 @@ func (l *liveConfig) update() bool {
 		sub.add(change)
 	}
 	return true
+}
+
+// Unapplied is the committed version this host cannot apply and why (0,
+// nil: it runs the committed version).
+func (l *liveConfig) Unapplied() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unapplied, l.unappliedErr
+}
+
+// report tells the cluster, once it runs, whether this host applies the
+// committed version: ConfigHealth and the gossiped Meta.Unapplied.
+func (l *liveConfig) report() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reportLocked()
+}
+
+// reportLocked is report with l.mu held: the cluster never calls back
+// into liveConfig, so reports keep the order of the versions.
+func (l *liveConfig) reportLocked() {
+	c := l.members.Load()
+	if c == nil {
+		return
+	}
+	var problem error
+	if l.unapplied != 0 {
+		problem = fmt.Errorf("cannot apply the committed cluster configuration version %d over this host's config file (running version %d, owning no VIPs): %w",
+			l.unapplied, l.version, l.unappliedErr)
+	}
+	c.SetUnapplied(l.unapplied)
+	c.SetHealth(ConfigHealth, problem)
+}
+
+// Committed says why this host must not assign new addresses from the
+// pools (IPAM follows the committed configuration only): it has no
+// committed version yet, is not in contact with a majority of the
+// configured cluster, or cannot apply the committed version. nil: it
+// runs the committed version in contact with a majority, or keeps its
+// versions alone (cluster.insecure, a lone host).
+func (l *liveConfig) Committed() error {
+	if l.raft == nil {
+		return nil
+	}
+	cur, ok := l.raft.Current()
+	if !ok {
+		return errors.New("configuration not committed: this host has no committed version yet (not joined to a majority)")
+	}
+	if c := l.raft.Contact(); !c.Quorum {
+		msg := "configuration not committed: no majority reachable"
+		if len(c.Unreachable) > 0 {
+			msg += " (unreachable: " + strings.Join(c.Unreachable, ", ") + ")"
+		}
+		return errors.New(msg)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur.ID() != l.id {
+		return fmt.Errorf("configuration not applied: this host runs version %d, not the committed version %d", l.version, cur.Version)
+	}
+	return nil
 }
 
 // BGPSet is the set of addresses announced over BGP under the running

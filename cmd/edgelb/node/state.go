@@ -39,6 +39,7 @@ func (s *state) Status() api.Status {
 	}
 	st.Healthy = st.Problem == ""
 	st.ConfigFileDiffers = s.node.live.FileDiffers()
+	st.ConfigUnapplied, _ = s.node.live.Unapplied()
 	if !s.node.members.HasQuorum() {
 		st.Healthy = false
 		st.Problem = strings.TrimPrefix(st.Problem+"; no quorum: owning no VIPs", "; ")
@@ -117,7 +118,7 @@ func (s *state) Members() []api.Member {
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.node.cfg.Node.Name,
 			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
-			ConfigVersion: m.ConfigVersion}
+			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
@@ -126,6 +127,10 @@ func (s *state) Members() []api.Member {
 		}
 		if am.Self {
 			am.Problem = s.node.members.Problem()
+			if r := s.node.live.raft; r != nil && !slices.Contains(r.Members(), r.Name()) {
+				why := "not a configured member (being added, or removed): it owns no VIP; add it with edgelb members add, or stop it"
+				am.Problem = strings.TrimPrefix(am.Problem+"; "+why, "; ")
+			}
 		}
 		out = append(out, am)
 	}

@@ -14,11 +14,12 @@ import (
 	"github.com/edgelb/edgelb/vip/bgp"
 )
 
-// Speaker is an in-memory bgp.Speaker: Routes holds what is advertised.
+// Speaker is an in-memory bgp.Speaker: Routes holds what is advertised,
+// with its attributes.
 // Set Fail to make Advertise and Withdraw fail. Safe for concurrent use.
 type Speaker struct {
 	mu     sync.Mutex
-	Routes map[netip.Prefix]bool
+	Routes map[netip.Prefix]bgp.Attrs
 	Status []bgp.PeerStatus
 	Fail   error
 	// Refuse makes Advertise fail for these routes only.
@@ -28,7 +29,8 @@ type Speaker struct {
 	// Global and Configured are the last Configure's global and peers.
 	Global     bgp.Global
 	Configured []bgp.Peer
-	// Calls records "advertise P", "withdraw P" and "stop", in order.
+	// Calls records "advertise P", "advertise P [ATTRS]" (bgp.Attrs.String),
+	// "withdraw P" and "stop", in order.
 	Calls []string
 	watch []chan struct{}
 }
@@ -36,7 +38,7 @@ type Speaker struct {
 var _ bgp.Speaker = (*Speaker)(nil)
 
 // NewSpeaker returns an empty Speaker.
-func NewSpeaker() *Speaker { return &Speaker{Routes: map[netip.Prefix]bool{}} }
+func NewSpeaker() *Speaker { return &Speaker{Routes: map[netip.Prefix]bgp.Attrs{}} }
 
 func (s *Speaker) Start(context.Context) error {
 	s.mu.Lock()
@@ -45,7 +47,7 @@ func (s *Speaker) Start(context.Context) error {
 	return nil
 }
 
-func (s *Speaker) Advertise(p netip.Prefix) error {
+func (s *Speaker) Advertise(p netip.Prefix, a bgp.Attrs) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.Fail != nil {
@@ -57,8 +59,8 @@ func (s *Speaker) Advertise(p netip.Prefix) error {
 	if !s.Started || s.Stopped {
 		return errors.New("not running")
 	}
-	s.Routes[p] = true
-	s.recordLocked("advertise " + p.String())
+	s.Routes[p] = a
+	s.recordLocked("advertise " + bgp.Route{Prefix: p, Attrs: a}.String())
 	return nil
 }
 
@@ -135,6 +137,14 @@ func (s *Speaker) Advertised() []netip.Prefix {
 	return out
 }
 
+// Attrs returns the attributes p is advertised with, and whether it is.
+func (s *Speaker) Attrs(p netip.Prefix) (bgp.Attrs, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.Routes[p]
+	return a, ok
+}
+
 // History returns Calls.
 func (s *Speaker) History() []string {
 	s.mu.Lock()
@@ -144,11 +154,12 @@ func (s *Speaker) History() []string {
 
 // State is a bgp.Serving and a bgp.VIPSource whose answers tests set.
 type State struct {
-	mu      sync.Mutex
-	serving bool
-	vips    []netip.Addr
-	loaded  bool
-	changed notify.Broadcaster
+	mu       sync.Mutex
+	serving  bool
+	draining bool
+	vips     []netip.Addr
+	loaded   bool
+	changed  notify.Broadcaster
 }
 
 // SetServing sets MayServe's answer.
@@ -157,6 +168,21 @@ func (s *State) SetServing(v bool) {
 	s.serving = v
 	s.mu.Unlock()
 	s.changed.Notify()
+}
+
+// SetDraining sets Draining's answer; draining also makes MayServe
+// false, as on the cluster.
+func (s *State) SetDraining(v bool) {
+	s.mu.Lock()
+	s.draining = v
+	s.mu.Unlock()
+	s.changed.Notify()
+}
+
+func (s *State) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }
 
 // SetVIPs sets VIPs' answer and marks them loaded.
@@ -170,7 +196,7 @@ func (s *State) SetVIPs(v ...netip.Addr) {
 func (s *State) MayServe() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.serving
+	return s.serving && !s.draining
 }
 
 func (s *State) VIPs() ([]netip.Addr, bool) {
