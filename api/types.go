@@ -64,6 +64,24 @@ type Status struct {
 	// Kubernetes is the state of edgelb's access to the API server; nil
 	// without a kubernetes section.
 	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
+	// DataPath is the check of node.interface's data path; nil when it
+	// is not checked (node.dataPath.enabled false, no node.interface).
+	DataPath *DataPathStatus `json:"dataPath,omitempty"`
+}
+
+// DataPathStatus is the state of the check of node.interface's data path
+// (docs/failover.md, "Data path").
+type DataPathStatus struct {
+	// OK: the targets answer (or there is none to probe).
+	OK bool `json:"ok"`
+	// GaveUp: the path fails and another member's works, so this host
+	// owns no VIPs (Problem of the Status says so too). A failing path
+	// with GaveUp false keeps the VIPs: no other member has a working one.
+	GaveUp bool `json:"gaveUp,omitempty"`
+	// Targets are the addresses probed ("" when none).
+	Targets string `json:"targets,omitempty"`
+	// Problem says why the path fails.
+	Problem string `json:"problem,omitempty"`
 }
 
 // KubernetesStatus is the state of edgelb's access to the API server. A

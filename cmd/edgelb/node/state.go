@@ -38,6 +38,7 @@ func (s *state) Status() api.Status {
 		Pools:     []api.PoolUsage{},
 	}
 	st.Healthy = st.Problem == ""
+	st.DataPath = dataPathStatus(s.node.dataPath)
 	st.ConfigFileDiffers = s.node.live.FileDiffers()
 	st.ConfigUnapplied, _ = s.node.live.Unapplied()
 	if !s.node.members.HasQuorum() {
