@@ -314,7 +314,7 @@ type StaticPort struct {
 // Default returns the configuration every file is applied over.
 func Default() Config {
 	return Config{
-		Node: Node{DataPath: DataPath{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Fall: 3, Rise: 5}},
+		Node: Node{DataPath: DataPath{Enabled: true, Interval: 150 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 3, Rise: 5}},
 		Cluster: Cluster{
 			BindPort: 7946,
 			// 200 ms probes with a 100 ms timeout and a suspicion

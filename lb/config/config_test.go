@@ -392,7 +392,7 @@ func TestDataPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DataPath{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Fall: 3, Rise: 5}
+	want := DataPath{Enabled: true, Interval: 150 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 3, Rise: 5}
 	if got := cfg.Node.DataPath; !slices.Equal(got.Targets, nil) || got.Enabled != want.Enabled || got.Interval != want.Interval || got.Timeout != want.Timeout || got.Fall != want.Fall || got.Rise != want.Rise {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}

@@ -73,6 +73,7 @@ type Checker struct {
 	lastErr   error  // why the last bad round was bad
 	gaveUp    bool   // SetHealth was last told an error
 	kept      bool   // logged that the VIPs stay (no peer serves)
+	confirms  int    // rounds in a row failing with a peer serving
 	targets   string // last logged targets
 	rounds    uint64
 	badRounds uint64
@@ -182,30 +183,37 @@ func (c *Checker) record(err error) {
 	}
 }
 
-// report tells the Reporter the state: the failing flag always, and an
-// error under HealthSource only while a peer serves.
+// report tells the Reporter the state. It gossips the path as failing
+// from its first bad round on (not only after Fall), so that when one
+// gateway fails for every host, each learns that the others' paths fail
+// too before it would give its VIPs up. It gives them up (an error under
+// HealthSource) once the path is failing and a peer's path worked at two
+// rounds in a row since: the peers' own first bad round has had a round
+// to reach it.
 func (c *Checker) report() {
 	c.mu.Lock()
-	failing := c.failing
+	failing, suspect := c.failing, c.bad > 0
 	c.mu.Unlock()
-	c.o.Reporter.SetDataPathFailing(failing)
+	c.o.Reporter.SetDataPathFailing(failing || suspect)
 	var err error
-	if failing {
-		if c.o.Peers.PeerServes() {
-			c.mu.Lock()
+	serves := failing && c.o.Peers.PeerServes()
+	c.mu.Lock()
+	switch {
+	case !failing:
+		c.confirms, c.kept = 0, false
+	case serves:
+		c.confirms++
+		c.kept = false
+		if c.confirms >= 2 || c.gaveUp {
 			err = fmt.Errorf("data path on %s failing: %w", c.o.Interface, c.lastErr)
-			c.kept = false
-			c.mu.Unlock()
-		} else {
-			c.mu.Lock()
-			if !c.kept {
-				c.o.Log.Warn("data path failing, but no other member has a working one: keeping the VIPs", "interface", c.o.Interface)
-				c.kept = true
-			}
-			c.mu.Unlock()
+		}
+	default:
+		c.confirms = 0
+		if !c.kept {
+			c.o.Log.Warn("data path failing, but no other member has a working one: keeping the VIPs", "interface", c.o.Interface)
+			c.kept = true
 		}
 	}
-	c.mu.Lock()
 	c.gaveUp = err != nil
 	c.mu.Unlock()
 	// Cheap and idempotent: the cluster acts only when it changes.

@@ -89,20 +89,24 @@ func TestFallThenGiveUpWhilePeerServes(t *testing.T) {
 		t.Fatalf("good path: health %v told %v failing %v", c.health, c.told, c.failing)
 	}
 	n.set(gw4, false)
+	rounds(ch, 1)
+	if c.health != nil || !c.failing {
+		t.Fatalf("1 bad round of fall 3: health %v, gossiped failing %v: want healthy, gossiped failing", c.health, c.failing)
+	}
 	rounds(ch, 2)
-	if c.health != nil || c.failing {
-		t.Fatalf("2 bad rounds of fall 3: health %v, failing %v", c.health, c.failing)
+	if c.health != nil {
+		t.Fatalf("3 bad rounds: gave up at once: %v", c.health)
 	}
 	rounds(ch, 1)
 	if c.health == nil || !c.failing {
-		t.Fatalf("3 bad rounds: health %v, failing %v", c.health, c.failing)
+		t.Fatalf("4 bad rounds, a peer serving at the last two: health %v, failing %v", c.health, c.failing)
 	}
 	for _, want := range []string{"eth1", "10.0.0.1", "no answer"} {
 		if !strings.Contains(c.health.Error(), want) {
 			t.Errorf("problem %q does not say %q", c.health, want)
 		}
 	}
-	if s := ch.Status(); s.OK || !s.GaveUp || s.Problem == "" || s.BadRounds != 3 {
+	if s := ch.Status(); s.OK || !s.GaveUp || s.Problem == "" || s.BadRounds != 4 {
 		t.Errorf("status %+v", s)
 	}
 }
@@ -113,7 +117,7 @@ func TestRiseHysteresis(t *testing.T) {
 	n := &fakeNet{targets: []netip.Addr{gw4}, up: map[netip.Addr]bool{}}
 	c := &fakeCluster{peerServes: true}
 	ch := newChecker(n, c)
-	rounds(ch, 3)
+	rounds(ch, 4)
 	if c.health == nil {
 		t.Fatal("not failing after fall rounds")
 	}
@@ -155,7 +159,7 @@ func TestKeepsVIPsWhileNoPeerServes(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 	c.peerServes = true
-	rounds(ch, 1)
+	rounds(ch, 2)
 	if c.health == nil {
 		t.Fatal("kept the VIPs once a peer serves")
 	}
@@ -179,7 +183,7 @@ func TestSlowTargets(t *testing.T) {
 	n.mu.Lock()
 	n.delay = 50 * time.Millisecond
 	n.mu.Unlock()
-	rounds(ch, 3)
+	rounds(ch, 4)
 	if c.health == nil {
 		t.Fatal("target slower than the timeout taken as good")
 	}
@@ -195,7 +199,7 @@ func TestAnyTargetAnswers(t *testing.T) {
 		t.Fatalf("one of two targets answers: %v", c.health)
 	}
 	n.set(gw6, false)
-	rounds(ch, 3)
+	rounds(ch, 4)
 	if c.health == nil || !strings.Contains(c.health.Error(), "fe80::1") {
 		t.Fatalf("no target answers: %v", c.health)
 	}
@@ -212,8 +216,23 @@ func TestTargets(t *testing.T) {
 		t.Fatalf("no targets: %v", c.health)
 	}
 	n.tErr = errors.New("netlink broke")
-	rounds(ch, 3)
+	rounds(ch, 4)
 	if c.health == nil || !strings.Contains(c.health.Error(), "netlink broke") {
 		t.Fatalf("targets error: %v", c.health)
+	}
+}
+
+// One gateway fails for every host: the peers learn it a round or so
+// later than this host. A peer seen serving at one round only (its news
+// not in yet) does not make this host give its VIPs up.
+func TestSharedGatewayRace(t *testing.T) {
+	n := &fakeNet{targets: []netip.Addr{gw4}, up: map[netip.Addr]bool{}}
+	c := &fakeCluster{peerServes: true}
+	ch := newChecker(n, c)
+	rounds(ch, 3)
+	c.peerServes = false // the peers' failing path reached this host
+	rounds(ch, 10)
+	if c.health != nil {
+		t.Fatalf("gave up on a peer seen serving once: %v", c.health)
 	}
 }
