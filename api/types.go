@@ -145,6 +145,10 @@ type Member struct {
 	// Refused are the l2 VIPs the member's kernel would not add, as it
 	// gossips them: they go to other members, the member keeps the rest.
 	Refused []string `json:"refused,omitempty"`
+	// DataPathFailing: the member's data-path check (node.dataPath)
+	// failed its last round or is failing; it owns VIPs only while no
+	// other member's path works.
+	DataPathFailing bool `json:"dataPathFailing,omitempty"`
 	// Configured: the member is in the configured cluster (the consensus
 	// log's member set): it votes and may own VIPs. A configured member
 	// that is not live is listed with its address as its name.
