@@ -164,3 +164,80 @@ func TestDataPathBlackhole(t *testing.T) {
 		logDoubles(t, res)
 	}
 }
+
+// Two links per host: gossip on eth0, VIPs on eth1 behind a data gateway.
+// The owner's data port is taken off its switch (its carrier stays up,
+// its gossip on eth0 is untouched), again and again: another host must
+// answer for the VIP within about a second, never two at once while it
+// moves away, and the VIP returns once the port is back.
+func TestDataPortOffSwitch(t *testing.T) {
+	const scenario = "owner data port off its switch"
+	l := nslab.New(t, 3)
+	l.Join = 3
+	l.Services = fmt.Sprintf("\n  - {name: web4, vip: %s, ports: [{port: 8080}]}", nslab.DataVIP4)
+	l.AddDataLink()
+	dgw := netip.MustParseAddr("10.98.0.254")
+	l.AddDataPeer("dgw", "02:98:00:00:00:fe", dgw)
+	for _, h := range l.Hosts {
+		l.IP(h.NS, "route", "add", "default", "via", dgw.String(), "dev", "eth1")
+		h.Start()
+	}
+	l.SettledOwner(nslab.DataVIP4, time.Second)
+	arp := l.DataARPWatch(nslab.DataVIP4)
+	if !nslab.Poll(2*time.Second, func() bool { return arp.Last().OK }) {
+		t.Fatalf("no ARP answer for %s on the data link", nslab.DataVIP4)
+	}
+	answeredBy := func(h *nslab.Host) bool {
+		m := nslab.MACs(arp.Last())
+		return len(m) == 1 && m[0] == h.DataMAC
+	}
+	cuts := count(5, 2)
+	type span struct{ cut, moved, back time.Time }
+	var spans []span
+	var serve []time.Duration
+	for i := range cuts {
+		old := l.Owner(nslab.DataVIP4, nslab.Converge)
+		s := span{cut: time.Now()}
+		old.SetDataSwitchPort(false)
+		var next *nslab.Host
+		if !nslab.Poll(nslab.Converge, func() bool {
+			next = newHolder(l, nslab.DataVIP4, old)
+			return next != nil && answeredBy(next)
+		}) {
+			old.SetDataSwitchPort(true)
+			t.Fatalf("cut %d: %s still served by %v after %s's data port left its switch", i+1, nslab.DataVIP4, nslab.Names(l.Holders(nslab.DataVIP4)), old.Name)
+		}
+		s.moved = time.Now()
+		serve = append(serve, s.moved.Sub(s.cut))
+		old.SetDataSwitchPort(true)
+		if !nslab.Poll(nslab.Converge, func() bool { return answeredBy(old) }) {
+			t.Fatalf("cut %d: %s did not return to %s: on %v", i+1, nslab.DataVIP4, old.Name, nslab.Names(l.Holders(nslab.DataVIP4)))
+		}
+		l.StableOwner(nslab.DataVIP4, 500*time.Millisecond)
+		s.back = time.Now()
+		spans = append(spans, s)
+		t.Logf("cut %d: %s's data port off its switch, %s served by %s after %s", i+1, old.Name, nslab.DataVIP4, next.Name, serve[i].Round(time.Millisecond))
+	}
+	res := arp.Stop()
+	var doubles, onReturn []time.Duration
+	for _, s := range spans {
+		_, d := arpTimes(res, s.cut, s.moved)
+		_, r := arpTimes(res, s.moved, s.back)
+		doubles, onReturn = append(doubles, d), append(onReturn, r)
+	}
+	figure(t, scenario, "cuts", cuts)
+	figure(t, scenario, "time to serve again per cut", ms(serve))
+	figure(t, scenario, "double-answer time per cut", ms(doubles))
+	figure(t, scenario, "double-answer time per return", ms(onReturn))
+	if sum(doubles) > 0 {
+		t.Errorf("two hosts answered ARP for %s while it moved away: %s", nslab.DataVIP4, ms(doubles))
+	}
+	for _, d := range serve {
+		if d > 1500*time.Millisecond {
+			t.Errorf("served again after %s: want about a second", d)
+		}
+	}
+	if t.Failed() {
+		logDoubles(t, res)
+	}
+}

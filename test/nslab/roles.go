@@ -172,7 +172,11 @@ func holder() {
 func arpWatch() {
 	target := netip.MustParseAddr(os.Getenv("ELBT_TARGET"))
 	interval, _ := time.ParseDuration(os.Getenv("ELBT_INTERVAL"))
-	ifi, err := net.InterfaceByName("eth0")
+	iface := os.Getenv("ELBT_IFACE")
+	if iface == "" {
+		iface = "eth0"
+	}
+	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "arpwatch:", err)
 		os.Exit(1)
