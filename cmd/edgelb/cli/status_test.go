@@ -28,3 +28,17 @@ func TestStatusDataPath(t *testing.T) {
 		}
 	}
 }
+
+// A member that gave its VIPs up for its data path says so in the table.
+func TestStatusMemberDataPath(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, api.Status{Node: "lb1", Healthy: true}, []api.Member{
+		{Name: "lb1", Alive: true, Healthy: true, Configured: true, Self: true},
+		{Name: "lb2", Alive: true, Configured: true, DataPathFailing: true},
+		{Name: "lb3", Alive: true, Configured: true},
+	}, nil, nil)
+	out := b.String()
+	if !strings.Contains(out, "unhealthy (data path)") || strings.Count(out, "unhealthy") != 2 {
+		t.Errorf("status:\n%s\nwant lb2 unhealthy (data path), lb3 unhealthy", out)
+	}
+}
