@@ -64,6 +64,24 @@ type Status struct {
 	// Kubernetes is the state of edgelb's access to the API server; nil
 	// without a kubernetes section.
 	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
+	// DataPath is the check of node.interface's data path; nil when it
+	// is not checked (node.dataPath.enabled false, no node.interface).
+	DataPath *DataPathStatus `json:"dataPath,omitempty"`
+}
+
+// DataPathStatus is the state of the check of node.interface's data path
+// (docs/failover.md, "Data path").
+type DataPathStatus struct {
+	// OK: the targets answer (or there is none to probe).
+	OK bool `json:"ok"`
+	// GaveUp: the path fails and another member's works, so this host
+	// owns no VIPs (Problem of the Status says so too). A failing path
+	// with GaveUp false keeps the VIPs: no other member has a working one.
+	GaveUp bool `json:"gaveUp,omitempty"`
+	// Targets are the addresses probed ("" when none).
+	Targets string `json:"targets,omitempty"`
+	// Problem says why the path fails.
+	Problem string `json:"problem,omitempty"`
 }
 
 // KubernetesStatus is the state of edgelb's access to the API server. A
@@ -127,6 +145,10 @@ type Member struct {
 	// Refused are the l2 VIPs the member's kernel would not add, as it
 	// gossips them: they go to other members, the member keeps the rest.
 	Refused []string `json:"refused,omitempty"`
+	// DataPathFailing: the member's data-path check (node.dataPath)
+	// failed its last round or is failing; it owns VIPs only while no
+	// other member's path works.
+	DataPathFailing bool `json:"dataPathFailing,omitempty"`
 	// Configured: the member is in the configured cluster (the consensus
 	// log's member set): it votes and may own VIPs. A configured member
 	// that is not live is listed with its address as its name.

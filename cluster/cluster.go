@@ -154,12 +154,14 @@ type Cluster struct {
 	// facts and unapplied are gossiped in Meta (SetFacts, SetUnapplied).
 	facts     []byte
 	unapplied uint64
-	draining  bool
-	leaving   bool
-	held      []netip.Addr
-	heldOwned Digest                   // the last Decision's
-	losing    map[netip.Addr]time.Time // the last Decision's
-	networks  []netip.Prefix
+	// dataPathFailing: this host's data path fails (SetDataPathFailing).
+	dataPathFailing bool
+	draining        bool
+	leaving         bool
+	held            []netip.Addr
+	heldOwned       Digest                   // the last Decision's
+	losing          map[netip.Addr]time.Time // the last Decision's
+	networks        []netip.Prefix
 	// refusedVIPs are the VIPs this host's kernel would not add
 	// (SetRefused); refusedOverflow: too many to gossip, so the member is
 	// unhealthy.
@@ -364,6 +366,18 @@ func (c *Cluster) SetFacts(b []byte) {
 	c.kick()
 }
 
+// SetDataPathFailing records whether this host's data path fails,
+// gossiped in Meta (vip/datapath reports it).
+func (c *Cluster) SetDataPathFailing(b bool) {
+	c.mu.Lock()
+	changed := c.dataPathFailing != b
+	c.dataPathFailing = b
+	c.mu.Unlock()
+	if changed {
+		c.kick()
+	}
+}
+
 // SetUnapplied records the committed configuration version this member
 // cannot apply (0: none), gossiped in Meta. It does not make the member
 // unhealthy by itself: the app reports that as a health source.
@@ -560,7 +574,7 @@ func (c *Cluster) localMetaLocked() Meta {
 			m.ConfigID = id.ID()
 		}
 	}
-	m.Facts, m.Unapplied = c.facts, c.unapplied
+	m.Facts, m.Unapplied, m.DataPathFailing = c.facts, c.unapplied, c.dataPathFailing
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
 	}

@@ -57,6 +57,10 @@ type Meta struct {
 	// member leaves it out when assigning them (Assign), and it stays
 	// eligible for every other VIP.
 	Refused []netip.Addr
+	// DataPathFailing: the member's data path (vip/datapath) does not
+	// answer. It still owns VIPs until it reports itself unhealthy, which
+	// it does only while another member's path works.
+	DataPathFailing bool
 }
 
 // Member is one member as this member sees it: a live one, or one that
@@ -91,6 +95,8 @@ type wireMeta struct {
 	F json.RawMessage `json:"f,omitempty"`
 	// Refused VIPs.
 	Refused []string `json:"x,omitempty"`
+	// DataPathFailing.
+	DF bool `json:"df,omitempty"`
 }
 
 const metaVersion = 1
@@ -111,7 +117,7 @@ func encodeMeta(m Meta, limit int) []byte {
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
 		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion,
-		CI: m.ConfigID, U: m.Unapplied}
+		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing}
 	if json.Valid(m.Facts) {
 		w.F = m.Facts
 	}
@@ -162,7 +168,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
 		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV,
-		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F)}
+		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -282,3 +282,14 @@ func TestMetaCarriesConfigIdentityAndFacts(t *testing.T) {
 		t.Fatalf("malformed facts gossiped as %q (healthy %v): want none", seen.Facts, seen.Healthy)
 	}
 }
+
+// A failing data path goes out in the gossip, so that a member gives its
+// VIPs up only to one whose path works.
+func TestMetaCarriesDataPathFailing(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		seen, _ := gossipedMeta(Meta{Healthy: true, DataPathFailing: failing})
+		if seen.DataPathFailing != failing || !seen.Healthy {
+			t.Fatalf("gossiped %+v: want DataPathFailing %v", seen, failing)
+		}
+	}
+}

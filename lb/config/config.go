@@ -37,6 +37,26 @@ type Node struct {
 	Name string
 	// Interface is the network interface VIPs are added to and announced on.
 	Interface string
+	// DataPath checks the data path on Interface beyond its carrier
+	// (vip/datapath, docs/failover.md).
+	DataPath DataPath
+}
+
+// DataPath configures the data-path check of node.interface: every
+// Interval, an ARP request or Neighbor Solicitation to each target; a
+// round is good when one answers within Timeout. Fall bad rounds in a
+// row make the host give its VIPs up (while a peer's path works), Rise
+// good ones take it back.
+type DataPath struct {
+	// Enabled: check the path (default true).
+	Enabled bool
+	// Targets are the addresses probed; none: the gateways of
+	// node.interface's routes.
+	Targets  []netip.Addr
+	Interval time.Duration
+	Timeout  time.Duration
+	Fall     int
+	Rise     int
 }
 
 // Cluster configures gossip membership.
@@ -294,6 +314,7 @@ type StaticPort struct {
 // Default returns the configuration every file is applied over.
 func Default() Config {
 	return Config{
+		Node: Node{DataPath: DataPath{Enabled: true, Interval: 150 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 3, Rise: 5}},
 		Cluster: Cluster{
 			BindPort: 7946,
 			// 200 ms probes with a 100 ms timeout and a suspicion

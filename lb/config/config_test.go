@@ -176,6 +176,10 @@ func TestBadConfigs(t *testing.T) {
 		{"static check timeout", base + "healthCheck: {interval: 2s, timeout: 1s}\n" + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {timeout: 3s}\n", `services[0].healthCheck.timeout: 3s must be shorter than the interval 2s`},
 		{"static check interval", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    healthCheck: {interval: 2h}\n", `services[0].healthCheck.interval: 2h0m0s is out of range`},
 		{"static max connections", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    maxConnectionsPerBackend: -1\n", `config.yaml:6: services[0].maxConnectionsPerBackend: -1 is out of range`},
+		{"data-path target", base + "node:\n  dataPath: {targets: [10.0.0.1, gateway]}\n", `config.yaml:3: node.dataPath.targets[1]: "gateway" is not a unicast IP address`},
+		{"data-path multicast target", base + "node: {dataPath: {targets: [\"ff02::1\"]}}\n", `node.dataPath.targets[0]: "ff02::1" is not a unicast IP address`},
+		{"data-path timeout", base + "node: {dataPath: {interval: 200ms, timeout: 300ms}}\n", `node.dataPath.timeout: 300ms must be shorter than the interval 200ms`},
+		{"data-path fall", base + "node: {dataPath: {fall: 0}}\n", `node.dataPath.fall: 0 is out of range`},
 		{"static mode is not a field", base + "services:\n  - name: s\n    vip: 192.0.2.5\n    ports: [{port: 80}]\n" + "    mode: direct\n", `services[0].mode: unknown key`},
 	}
 	for _, c := range cases {
@@ -380,5 +384,24 @@ func TestDurationBounds(t *testing.T) {
 	}
 	if _, err := Load(writeConfig(t, base+"healthCheck: {interval: 100ms, timeout: 50ms}\ndataplane: {drainTimeout: 1s}\nbgp: {asn: 64512, withdrawDelay: 20s, peers: [{address: 10.0.0.1, asn: 64500}]}\n")); err != nil {
 		t.Errorf("the bounds themselves are refused: %v", err)
+	}
+}
+
+func TestDataPath(t *testing.T) {
+	cfg, err := Load(writeConfig(t, "cluster: {insecure: true}\nnode: {interface: eth1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DataPath{Enabled: true, Interval: 150 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 3, Rise: 5}
+	if got := cfg.Node.DataPath; !slices.Equal(got.Targets, nil) || got.Enabled != want.Enabled || got.Interval != want.Interval || got.Timeout != want.Timeout || got.Fall != want.Fall || got.Rise != want.Rise {
+		t.Errorf("defaults %+v, want %+v", got, want)
+	}
+	cfg, err = Load(writeConfig(t, "cluster: {insecure: true}\nnode:\n  interface: eth1\n  dataPath: {enabled: false, targets: [192.0.2.1, \"2001:db8::1\"], interval: 1s, timeout: 500ms, fall: 2, rise: 10}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Node.DataPath
+	if got.Enabled || len(got.Targets) != 2 || got.Targets[1] != netip.MustParseAddr("2001:db8::1") || got.Interval != time.Second || got.Timeout != 500*time.Millisecond || got.Fall != 2 || got.Rise != 10 {
+		t.Errorf("parsed %+v", got)
 	}
 }

@@ -124,6 +124,7 @@ func (p *parser) root(n *yaml.Node) {
 			d.mapping(n, path, map[string]func(*yaml.Node, string){
 				"name":      func(n *yaml.Node, path string) { p.nodeName = n; d.str(n, path, &cfg.Node.Name) },
 				"interface": func(n *yaml.Node, path string) { d.str(n, path, &cfg.Node.Interface) },
+				"dataPath":  p.dataPath,
 			})
 		},
 		"cluster":       p.cluster,
@@ -154,6 +155,9 @@ func (p *parser) root(n *yaml.Node) {
 	}
 	if cfg.HealthCheck.Timeout >= cfg.HealthCheck.Interval {
 		d.errorf(n, "healthCheck.timeout", "%s must be shorter than the interval %s", cfg.HealthCheck.Timeout, cfg.HealthCheck.Interval)
+	}
+	if dp := cfg.Node.DataPath; dp.Timeout >= dp.Interval {
+		d.errorf(n, "node.dataPath.timeout", "%s must be shorter than the interval %s", dp.Timeout, dp.Interval)
 	}
 	if cfg.Cluster.ProbeTimeout >= cfg.Cluster.ProbeInterval {
 		d.errorf(n, "cluster.probeTimeout", "%s must be shorter than probeInterval %s", cfg.Cluster.ProbeTimeout, cfg.Cluster.ProbeInterval)
@@ -452,6 +456,34 @@ func (p *parser) dataplane(n *yaml.Node, path string) {
 		"drainTimeout": func(n *yaml.Node, path string) {
 			d.durationIn(n, path, time.Second, 24*time.Hour, "how long a leaving backend keeps its connections", &dp.DrainTimeout)
 		},
+	})
+}
+
+func (p *parser) dataPath(n *yaml.Node, path string) {
+	d, dp := p.d, &p.cfg.Node.DataPath
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"enabled": func(n *yaml.Node, path string) { d.boolean(n, path, &dp.Enabled) },
+		"targets": func(n *yaml.Node, path string) {
+			var ss []string
+			d.strs(n, path, &ss)
+			dp.Targets = nil
+			for i, s := range ss {
+				a, err := netip.ParseAddr(s)
+				if err != nil || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.Zone() != "" {
+					d.errorf(resolve(n).Content[i], index(path, i), "%q is not a unicast IP address (without a zone)", s)
+					continue
+				}
+				dp.Targets = append(dp.Targets, a.Unmap())
+			}
+		},
+		"interval": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, 50*time.Millisecond, time.Minute, "the targets are probed this often", &dp.Interval)
+		},
+		"timeout": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, 10*time.Millisecond, time.Minute, "how long a target may take to answer; it must also be shorter than the interval", &dp.Timeout)
+		},
+		"fall": func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &dp.Fall) },
+		"rise": func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &dp.Rise) },
 	})
 }
 

@@ -119,6 +119,7 @@ type Lab struct {
 	Extra string
 
 	nss         []string
+	data        bool // AddDataLink: VIPs on eth1
 	partitioned bool
 	closed      bool
 }
@@ -132,9 +133,14 @@ type Host struct {
 	IP4  netip.Addr
 	IP6  netip.Addr
 	MAC  string
-	Key  string // key file
-	Log  *LockedBuffer
-	Logs []string // logs of earlier runs
+	// DataPort, DataMAC and DataIP4 are h's data link after
+	// Lab.AddDataLink: eth1, its port on the data bridge.
+	DataPort string
+	DataMAC  string
+	DataIP4  netip.Addr
+	Key      string // key file
+	Log      *LockedBuffer
+	Logs     []string // logs of earlier runs
 
 	proc *exec.Cmd
 	exit chan error
@@ -275,14 +281,18 @@ func (h *Host) Config() string {
 	if services == "" {
 		services = " []"
 	}
-	cfg := fmt.Sprintf(`node: {name: %s, interface: eth0}
+	iface := "eth0"
+	if h.Lab.data {
+		iface = "eth1"
+	}
+	cfg := fmt.Sprintf(`node: {name: %s, interface: %s}
 cluster:
   bindAddr: %s
   join: [%s]
   secretKeyFile: %s
 dataplane: {backend: none}
 services:%s
-%s`, h.Name, h.IP4, strings.Join(join, ", "), h.Key, services, h.Lab.Extra)
+%s`, h.Name, iface, h.IP4, strings.Join(join, ", "), h.Key, services, h.Lab.Extra)
 	path := filepath.Join(h.Lab.Dir, h.Name+".yaml")
 	WriteFile(h.Lab.T, path, cfg)
 	return path
@@ -405,14 +415,19 @@ func (h *Host) SetLink(up bool) {
 	h.Lab.IP(h.Lab.sw(), "link", "set", h.Port, state)
 }
 
-// Has reports whether vip is configured on h's eth0.
+// Has reports whether vip is configured on h's VIP interface (eth0, or
+// eth1 after AddDataLink).
 func (h *Host) Has(vip netip.Addr) bool {
 	out, err := h.addrs()
 	return err == nil && hasAddr(out, vip)
 }
 
 func (h *Host) addrs() (string, error) {
-	out, err := exec.Command("ip", "-n", h.NS, "-o", "addr", "show", "dev", "eth0").Output()
+	dev := "eth0"
+	if h.Lab.data {
+		dev = "eth1"
+	}
+	out, err := exec.Command("ip", "-n", h.NS, "-o", "addr", "show", "dev", dev).Output()
 	return string(out), err
 }
 

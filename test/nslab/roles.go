@@ -27,6 +27,7 @@ var roles = map[string]func(){
 	"prober":    prober,
 	"holder":    holder,
 	"arpwatch":  arpWatch,
+	"slowarp":   slowARP,
 }
 
 // responder answers every TCP connection on :8080 with the host's name,
@@ -171,7 +172,11 @@ func holder() {
 func arpWatch() {
 	target := netip.MustParseAddr(os.Getenv("ELBT_TARGET"))
 	interval, _ := time.ParseDuration(os.Getenv("ELBT_INTERVAL"))
-	ifi, err := net.InterfaceByName("eth0")
+	iface := os.Getenv("ELBT_IFACE")
+	if iface == "" {
+		iface = "eth0"
+	}
+	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "arpwatch:", err)
 		os.Exit(1)
@@ -253,4 +258,47 @@ func MACs(r ProbeResult) []string {
 		return nil
 	}
 	return strings.Split(r.Host, ",")
+}
+
+// slowARP answers, on eth0, every ARP request for ELBT_TARGET after
+// ELBT_DELAY (a slow gateway; the kernel's own answers must be off).
+func slowARP() {
+	target := netip.MustParseAddr(os.Getenv("ELBT_TARGET"))
+	delay, _ := time.ParseDuration(os.Getenv("ELBT_DELAY"))
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "slowarp:", err)
+		os.Exit(1)
+	}
+	c, err := arp.Dial(ifi)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "slowarp:", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex // the client writes one reply at a time
+	for {
+		p, _, err := c.Read()
+		if err != nil {
+			continue
+		}
+		if p.Operation != arp.OperationRequest || p.TargetIP != target {
+			continue
+		}
+		time.AfterFunc(delay, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			c.Reply(p, ifi.HardwareAddr, target)
+		})
+	}
+}
+
+// SlowARP makes ns (a peer, eth0) answer ARP for ip after delay instead of
+// at once, until the returned function is called.
+func (l *Lab) SlowARP(ns string, ip netip.Addr, delay time.Duration) (stop func()) {
+	l.Sysctl(ns, "net.ipv4.conf.eth0.arp_ignore=8")
+	p := l.runIn(ns, "slowarp", "ELBT_TARGET="+ip.String(), "ELBT_DELAY="+delay.String())
+	return func() {
+		p.Stop()
+		l.Sysctl(ns, "net.ipv4.conf.eth0.arp_ignore=0")
+	}
 }

@@ -221,6 +221,8 @@ function renderSummary(s) {
     card('VIPs', `${c.ownedVIPs}/${c.vips}`, 'owned by this host'),
     card('Services', String(c.services), `${c.healthyBackends}/${c.backends} backends healthy`,
       c.healthyBackends === c.backends ? 'ok' : 'warn'),
+    s.dataPath && !s.dataPath.ok && card('Data path', 'failing',
+      (s.dataPath.gaveUp ? 'owning no VIPs while another member\'s data path works: ' : 'keeping the VIPs, no other member has a working data path: ') + (s.dataPath.problem || ''), 'bad'),
     s.kubernetes && s.kubernetes.problem && card('Kubernetes', 'access problem', s.kubernetes.problem, 'bad'),
     s.configUnapplied && card('Cluster configuration', `cannot apply v${s.configUnapplied}`,
       'this host\'s config file refuses the committed version: it owns no VIPs until a version it fits is committed (see Health)', 'bad'),

@@ -77,6 +77,13 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 	if k := st.Kubernetes; k != nil && k.Problem != "" {
 		fmt.Fprintf(w, "kubernetes: %s\n", k.Problem)
 	}
+	if d := st.DataPath; d != nil && !d.OK {
+		what := "keeping the VIPs: no other member has a working data path"
+		if d.GaveUp {
+			what = "owning no VIPs while another member's data path works"
+		}
+		fmt.Fprintf(w, "data path: FAILING (%s): %s\n", what, d.Problem)
+	}
 	if st.ConfigUnapplied > 0 {
 		fmt.Fprintf(w, "cluster configuration: this host cannot apply the committed version %d over its config file and owns no VIPs until a version it can take is committed (see the problem above)\n", st.ConfigUnapplied)
 	}
@@ -103,6 +110,8 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 			state = "dead"
 		case m.Draining:
 			state = "draining"
+		case !m.Healthy && m.DataPathFailing:
+			state = "unhealthy (data path)"
 		case !m.Healthy:
 			state = "unhealthy"
 		}

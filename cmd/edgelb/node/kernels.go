@@ -14,6 +14,7 @@ import (
 	"github.com/edgelb/edgelb/lb/snat"
 	"github.com/edgelb/edgelb/vip"
 	"github.com/edgelb/edgelb/vip/bgp"
+	"github.com/edgelb/edgelb/vip/datapath"
 )
 
 // Kernels are the parts of a host a node programs: every one is an
@@ -47,9 +48,19 @@ type Kernels struct {
 	// BGP builds the BGP speaker (BGP is off while the config has no AS
 	// number).
 	BGP func(bgp.Config, *slog.Logger) bgp.Speaker
+	// DataPath probes node.interface's data path (ARP/NDP) at targets,
+	// or at the gateways of its routes when there are none; nil: the
+	// data path is not checked.
+	DataPath func(targets []netip.Addr) DataPathKernel
 	// Close releases what the kernels hold open (netlink sockets); nil:
 	// nothing.
 	Close func()
+}
+
+// DataPathKernel probes the data path and names its targets.
+type DataPathKernel interface {
+	datapath.Prober
+	datapath.Targets
 }
 
 // RealKernels are this host's kernels: netlink on iface (none when iface
@@ -75,6 +86,9 @@ func RealKernels(iface, stateDir string) Kernels {
 	}
 	if iface != "" {
 		ks.VIP = VIPKernel(iface, stateDir)
+		ks.DataPath = func(targets []netip.Addr) DataPathKernel {
+			return datapath.Kernel{Interface: iface, Configured: targets}
+		}
 	}
 	return ks
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/edgelb/edgelb/vip"
 	"github.com/edgelb/edgelb/vip/announce"
 	"github.com/edgelb/edgelb/vip/bgp"
+	"github.com/edgelb/edgelb/vip/datapath"
 	"github.com/edgelb/edgelb/web"
 )
 
@@ -112,7 +113,8 @@ type Node struct {
 	state     *state
 	members   *cluster.Cluster
 	split     *announce.Split
-	vips      *vip.Manager // nil without node.interface
+	vips      *vip.Manager      // nil without node.interface
+	dataPath  *datapath.Checker // nil when the data path is not checked
 	announcer *bgp.Announcer
 	dp        *dataplane // nil unless dataplane.backend is ipvs
 	filter    *filter.Filter
@@ -290,6 +292,9 @@ func (n *Node) Run(ctx context.Context) error {
 		holding.Wait()
 		stopVIPs(nil)
 	}()
+	if n.dataPath != nil {
+		g.Go(func() error { return n.dataPath.Run(gctx) })
+	}
 	if n.vips != nil {
 		g.Go(func() error {
 			err := n.vips.Run(vipCtx)
@@ -410,6 +415,22 @@ func (n *Node) newCluster() error {
 	})
 	if err != nil {
 		return err
+	}
+	if dp := cfg.Node.DataPath; dp.Enabled && n.opts.Kernels.DataPath != nil {
+		k := n.opts.Kernels.DataPath(dp.Targets)
+		n.dataPath = datapath.New(datapath.Options{
+			Interface: cfg.Node.Interface,
+			Prober:    k,
+			Targets:   k,
+			Peers:     peerServes{members, cfg.Node.Name},
+			Reporter:  members,
+			Interval:  dp.Interval,
+			Timeout:   dp.Timeout,
+			Fall:      dp.Fall,
+			Rise:      dp.Rise,
+			Log:       log.With("component", "datapath"),
+		})
+		n.metrics.Registry.MustRegister(dataPathCollector{n.dataPath})
 	}
 	// A graceful restart left the previous process's VIPs on the
 	// interface: keep them while this process starts.

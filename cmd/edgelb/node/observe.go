@@ -123,6 +123,8 @@ func (o *observer) observeMembers() {
 			st = "draining"
 		case m.Restarting:
 			st = "restarting"
+		case !m.Healthy && m.DataPathFailing:
+			st = "unhealthy (data path failing)"
 		case !m.Healthy:
 			st = "unhealthy"
 		}

@@ -38,6 +38,7 @@ func (s *state) Status() api.Status {
 		Pools:     []api.PoolUsage{},
 	}
 	st.Healthy = st.Problem == ""
+	st.DataPath = dataPathStatus(s.node.dataPath)
 	st.ConfigFileDiffers = s.node.live.FileDiffers()
 	st.ConfigUnapplied, _ = s.node.live.Unapplied()
 	if !s.node.members.HasQuorum() {
@@ -118,7 +119,7 @@ func (s *state) Members() []api.Member {
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.node.cfg.Node.Name,
 			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
-			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied}
+			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied, DataPathFailing: m.DataPathFailing}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
