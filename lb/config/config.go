@@ -109,9 +109,15 @@ type Kubernetes struct {
 	// member allowed to allocate IPs and write Service status.
 	LeaseNamespace string
 	LeaseName      string
-	// QPS and Burst limit requests to the API server.
+	// QPS and Burst limit requests to the API server (client-side; the
+	// API server's own flow control answers 429, which client-go retries
+	// after its Retry-After).
 	QPS   float32
 	Burst int
+	// EventQPS and EventBurst limit the Events, written through a client
+	// of their own so that they never delay status writes or the Lease.
+	EventQPS   float32
+	EventBurst int
 }
 
 // Pool is a set of addresses Services are given IPs from.
@@ -321,13 +327,27 @@ func Default() Config {
 	}
 }
 
+// Defaults of the client-side rate limits (kubernetes.qps, burst,
+// eventQPS, eventBurst). The status writes of 10,000 new Services take
+// under a minute at DefaultQPS; the leader has at most 16 requests in
+// flight (its workers), a small share of the API server's API Priority
+// and Fairness seats, which queue or turn away (429) the rest.
+const (
+	DefaultQPS        = 200
+	DefaultBurst      = 400
+	DefaultEventQPS   = 20
+	DefaultEventBurst = 50
+)
+
 func defaultKubernetes() Kubernetes {
 	return Kubernetes{
 		LoadBalancerClass: "edgelb.io/lb",
 		LeaseNamespace:    "kube-system",
 		LeaseName:         "edgelb-controller",
-		QPS:               50,
-		Burst:             100,
+		QPS:               DefaultQPS,
+		Burst:             DefaultBurst,
+		EventQPS:          DefaultEventQPS,
+		EventBurst:        DefaultEventBurst,
 	}
 }
 
