@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/prometheus/common/expfmt"
 )
 
 // scaleSize reads a size of BenchmarkScale from the environment, for
@@ -112,6 +113,10 @@ func BenchmarkScale(b *testing.B) {
 		b.StopTimer()
 		rss, peak := memory(b, p.cmd.Process.Pid)
 		b.Logf("every Service has its address %s after edgelb started; RSS %.0f MB (peak %.0f MB)", took.Round(time.Millisecond), rss, peak)
+		m := scrape(b, "http://"+listen+"/metrics")
+		b.Logf("meanwhile: %.0f answers from the API server, %.0f of them 429, %.0f retries; Events %.0f recorded, %.0f written, %.0f failed",
+			m["edgelb_kubernetes_requests_total"], m[`edgelb_kubernetes_requests_total{code="429"}`], m["edgelb_kubernetes_request_retries_total"],
+			m[`edgelb_kubernetes_events_total{outcome="recorded"}`], m[`edgelb_kubernetes_events_total{outcome="written"}`], m[`edgelb_kubernetes_events_total{outcome="failed"}`])
 
 		logged, err := os.Stat(p.log)
 		if err != nil {
@@ -120,6 +125,7 @@ func BenchmarkScale(b *testing.B) {
 		lat := endpointChanges(b, fast, "http://"+listen, ns, fmt.Sprintf("s%05d", nSvc/2), nSvc/2, nEP, nodes)
 		rebuilds := rebuildTimes(b, p.log, logged.Size())
 		b.ReportMetric(took.Seconds(), "all-addressed-s")
+		b.ReportMetric(m[`edgelb_kubernetes_requests_total{code="429"}`], "api-429s")
 		b.ReportMetric(rss, "rss-MB")
 		b.ReportMetric(peak, "peak-rss-MB")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "endpoint-p50-ms")
@@ -341,5 +347,32 @@ func rebuildTimes(b *testing.B, path string, offset int64) []time.Duration {
 	}
 	slices.Sort(out)
 	b.Logf("%d rebuilds of the desired state meanwhile: %v", len(out), out)
+	return out
+}
+
+// scrape reads edgelb's counters at url: each metric's total under its
+// name, and under name{label="value"} the total of the series with that
+// label.
+func scrape(b *testing.B, url string) map[string]float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var parser expfmt.TextParser
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			v := m.GetCounter().GetValue()
+			out[name] += v
+			for _, l := range m.GetLabel() {
+				out[fmt.Sprintf("%s{%s=%q}", name, l.GetName(), l.GetValue())] += v
+			}
+		}
+	}
 	return out
 }

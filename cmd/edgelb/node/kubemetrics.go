@@ -19,7 +19,7 @@ var (
 	}, []string{"code", "method"})
 	kubeRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edgelb_kubernetes_request_retries_total",
-		Help: "Requests client-go sent again, by the status code that made it (429 or 5xx with Retry-After, which it honours).",
+		Help: "Requests client-go sent again after a 429 (or a 5xx) with Retry-After, which it honours, by the status code of the answer to the attempt sent again.",
 	}, []string{"code"})
 	kubeThrottled = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "edgelb_kubernetes_rate_limiter_wait_seconds",
