@@ -23,6 +23,7 @@ import (
 
 	"github.com/edgelb/edgelb/api"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // scaleSize reads a size of BenchmarkScale from the environment, for
@@ -359,7 +360,7 @@ func scrape(b *testing.B, url string) map[string]float64 {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var parser expfmt.TextParser
+	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		b.Fatal(err)
