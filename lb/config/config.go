@@ -328,13 +328,17 @@ func Default() Config {
 }
 
 // Defaults of the client-side rate limits (kubernetes.qps, burst,
-// eventQPS, eventBurst). The status writes of 10,000 new Services take
-// under a minute at DefaultQPS; the leader has at most 16 requests in
-// flight (its workers), a small share of the API server's API Priority
-// and Fairness seats, which queue or turn away (429) the rest.
+// eventQPS, eventBurst). What protects the API server is its own flow
+// control (API Priority and Fairness: seats, queues, 429 with
+// Retry-After, which client-go honours), and the leader holds at most 16
+// of its seats (its workers); the client-side limit is a ceiling above
+// that, high enough that 10,000 new Services are written in well under a
+// minute. kube-controller-manager's default is 20/30 for each of its
+// controllers' clients, and clients are moving to no client-side limit
+// at all where the server has APF (kubernetes/kubernetes#111880).
 const (
-	DefaultQPS        = 200
-	DefaultBurst      = 400
+	DefaultQPS        = 300
+	DefaultBurst      = 600
 	DefaultEventQPS   = 20
 	DefaultEventBurst = 50
 )
