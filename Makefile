@@ -27,7 +27,7 @@ help:
 	@echo "make deb        build dist/edgelb_VERSION_ARCH.deb (nfpm)"
 	@echo "make test       install test dependencies and run the whole test suite"
 	@echo "make unit       unit tests only, under the race detector (no API server)"
-	@echo "make bench      benchmarks (desired state, create->status latency)"
+	@echo "make bench      benchmarks (desired state, endpoint change -> kernel at 1k/10k, create->status latency)"
 	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
 	@echo "make bench-bgp       BGP figures with FRR (root): new-connection outage when a host is lost (BFD 100ms x 3), flow spread; TRIALS=$(TRIALS)"
@@ -119,6 +119,7 @@ fuzz:
 
 bench: test-bins
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./lb
+	$(GO) test -run '^$$' -bench '^BenchmarkEndpointToKernel$$' -benchtime 1x -timeout 20m ./lb/k8s
 	$(GO) test -run '^$$' -bench '^BenchmarkCreateToStatus$$' -benchtime 1x -timeout 20m ./test/integration
 
 # edgelb at scale against the real API server: 10,000 LoadBalancer Services

@@ -146,15 +146,29 @@ func applyBackendStates(d *Desired, states []config.BackendAdmin) {
 	if len(states) == 0 {
 		return
 	}
-	byService := map[string]map[netip.AddrPort]config.BackendState{}
+	applyStates(d.Services, indexBackendStates(states))
+}
+
+// backendStates are the administrator's backend states by AdminName.
+type backendStates map[string]map[netip.AddrPort]config.BackendState
+
+func indexBackendStates(states []config.BackendAdmin) backendStates {
+	byService := backendStates{}
 	for _, s := range states {
 		if byService[s.Service] == nil {
 			byService[s.Service] = map[netip.AddrPort]config.BackendState{}
 		}
 		byService[s.Service][s.Backend] = s.State
 	}
-	for i := range d.Services {
-		vs := &d.Services[i]
+	return byService
+}
+
+func applyStates(vss []VirtualService, byService backendStates) {
+	if len(byService) == 0 {
+		return
+	}
+	for i := range vss {
+		vs := &vss[i]
 		st := byService[AdminName(vs.Source)]
 		if st == nil {
 			continue
@@ -457,7 +471,16 @@ func readyPerNode(sl []*discoveryv1.EndpointSlice, v6 bool) map[string]int {
 // target port: ready ones at weight 1, serving-but-terminating ones at
 // weight 0 so that they drain.
 func endpointBackends(sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6 bool) []Backend {
+	n := 0
+	for _, s := range sl {
+		n += len(s.Endpoints)
+	}
+	// Sized once: they stay in the desired state as long as the Service
+	// does not change.
 	var out []Backend
+	if n > 0 {
+		out = make([]Backend, 0, n)
+	}
 	proto := p.Protocol
 	if proto == "" {
 		proto = corev1.ProtocolTCP

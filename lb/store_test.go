@@ -45,3 +45,36 @@ func TestStoreSubscribe(t *testing.T) {
 		t.Fatal("the remaining subscriber was not signalled")
 	}
 }
+
+// Since tells a consumer the keys changed after the generation it applied,
+// across coalesced Sets, and says when it cannot (a Set of everything).
+func TestStoreSince(t *testing.T) {
+	k := func(port uint16) Key { return Key{Port: port, Protocol: TCP} }
+	s := NewStore()
+	if _, _, _, ok := s.Since(0); !ok {
+		t.Fatal("an empty store cannot tell that nothing changed")
+	}
+	s.Set(&Desired{})
+	if _, gen, _, ok := s.Since(0); ok || gen != 1 {
+		t.Fatalf("after a Set of everything: gen %d, ok %v; want 1, false", gen, ok)
+	}
+	s.SetChanged(&Desired{}, []Key{k(2), k(1)})
+	s.SetChanged(&Desired{}, []Key{k(1), k(3)})
+	d, gen, changed, ok := s.Since(1)
+	if !ok || gen != 3 || d != s.Load() || len(changed) != 3 || changed[0] != k(1) || changed[2] != k(3) {
+		t.Fatalf("Since(1) = gen %d, %v, %v", gen, changed, ok)
+	}
+	if _, _, changed, ok := s.Since(3); !ok || len(changed) != 0 {
+		t.Fatalf("Since(newest) = %v, %v", changed, ok)
+	}
+	s.Set(&Desired{})
+	if _, _, _, ok := s.Since(3); ok {
+		t.Fatal("a Set of everything was told as a list of keys")
+	}
+	for range maxLogSets + 1 {
+		s.SetChanged(&Desired{}, []Key{k(1)})
+	}
+	if _, _, _, ok := s.Since(4); ok {
+		t.Fatal("a consumer further behind than the log was told a list of keys")
+	}
+}

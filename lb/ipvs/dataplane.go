@@ -138,6 +138,8 @@ type Dataplane struct {
 	snatVIPs       []netip.Addr
 	snatDone       bool
 	healthVer      uint64
+	// gen is the store's generation the last pass applied (lb.Store.Since).
+	gen uint64
 	// What Reporter was last told (reportHealth).
 	reported lb.HealthLatch
 
@@ -155,17 +157,34 @@ type drainKey struct {
 	addr netip.AddrPort
 }
 
-// target is what the kernel should hold for one virtual service.
+// target is what the kernel should hold for one virtual service. One is
+// kept per virtual service between passes, so it is compact: the real
+// servers share their method and threshold.
 type target struct {
 	src lb.VirtualService // what the target was computed from
 	vs  VirtualServer
-	rss []RealServer // in service, sorted by address
+	rss []dest // in service, sorted by address
+	// method and upper are every real server's Method and UpperThreshold.
+	method Method
+	upper  uint32
 	// leaving are backends still terminating: kept only while draining.
 	leaving []netip.AddrPort
 }
 
+// dest is a real server of a target.
+type dest struct {
+	addr   netip.AddrPort
+	weight int
+}
+
+// real is the real server of t's i-th dest.
+func (t *target) real(i int) *RealServer {
+	d := t.rss[i]
+	return &RealServer{Address: d.addr.Addr(), Port: d.addr.Port(), Weight: d.weight, Method: t.method, UpperThreshold: t.upper}
+}
+
 func (t *target) equal(o *target) bool {
-	return t.vs.Equal(&o.vs) && slices.EqualFunc(t.rss, o.rss, func(a, b RealServer) bool { return a.Equal(&b) }) &&
+	return t.vs.Equal(&o.vs) && t.method == o.method && t.upper == o.upper && slices.Equal(t.rss, o.rss) &&
 		slices.Equal(t.leaving, o.leaving)
 }
 
@@ -409,11 +428,14 @@ func (d *Dataplane) Run(ctx context.Context) error {
 // SyncOnce runs one pass against the newest desired state. A full pass
 // reads every virtual service in the kernel; an incremental one touches only
 // the virtual services whose desired state or backend health changed since
-// the last pass, or that have draining backends, so its kernel work is
-// proportional to the change (finding the change is one cheap comparison
-// per service). Nothing is done before the store holds a state.
+// the last pass, or that have draining backends or failed, so its kernel
+// work is proportional to the change. When the store tells which keys
+// changed (lb.Store.SetChanged) and no backend's health did, only those
+// keys are looked at (a dirty set, like kube-proxy's change trackers);
+// otherwise finding the change is one cheap comparison per service.
+// Nothing is done before the store holds a state.
 func (d *Dataplane) SyncOnce(full bool) error {
-	desired := d.o.Store.Load()
+	desired, gen, changed, known := d.o.Store.Since(d.gen)
 	if desired == nil {
 		return nil
 	}
@@ -439,9 +461,12 @@ func (d *Dataplane) SyncOnce(full bool) error {
 			d.syncDone(time.Since(start), err)
 			return err
 		}
+	} else if known && !healthChanged {
+		vipsChanged = d.keysPass(desired, changed, now, &errs)
 	} else {
 		vipsChanged = d.incrementalPass(desired, healthChanged, now, &errs)
 	}
+	d.gen = gen
 	if vipsChanged || !d.snatDone || full {
 		vips, natVIPs := vipSets(desired)
 		d.mu.Lock()
@@ -576,6 +601,54 @@ func (d *Dataplane) incrementalPass(desired *lb.Desired, healthChanged bool, now
 	return vipsChanged
 }
 
+// keysPass reconciles the keys the store says changed, and those with
+// draining backends or that failed: the others are not looked at.
+func (d *Dataplane) keysPass(desired *lb.Desired, changed []lb.Key, now time.Time, errs *[]error) bool {
+	keys := slices.Clone(changed)
+	for k := range d.drainKeys {
+		keys = append(keys, k)
+	}
+	for k := range d.failing {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, lb.Key.Compare)
+	keys = slices.Compact(keys)
+	vipsChanged := false
+	for _, k := range keys {
+		i, found := slices.BinarySearchFunc(desired.Services, k, func(v lb.VirtualService, k lb.Key) int { return v.Key.Compare(k) })
+		a, ok := d.applied[k]
+		if !found {
+			if _, had := d.failing[k]; had {
+				delete(d.failing, k)
+				d.failingChanged = true
+			}
+			if ok {
+				vipsChanged = true
+				*errs = append(*errs, d.deleteService(k, &a.vs))
+			}
+			continue
+		}
+		vs := &desired.Services[i]
+		if !ok {
+			vipsChanged = true
+		}
+		draining := d.drainKeys[k] > 0
+		if ok && !draining && a.src.Equal(vs) {
+			continue
+		}
+		if ok && a.src.Method != vs.Method {
+			vipsChanged = true
+		}
+		t := d.target(vs)
+		if ok && !draining && a.equal(t) {
+			a.src = t.src
+			continue
+		}
+		*errs = append(*errs, d.result(k, d.reconcile(k, t, nil, false, now)))
+	}
+	return vipsChanged
+}
+
 func (d *Dataplane) manages(vip netip.Addr, desired map[netip.Addr]bool) bool {
 	return desired[vip] || d.programmed[vip] || (d.o.Owns != nil && d.o.Owns(vip))
 }
@@ -625,9 +698,10 @@ func (d *Dataplane) target(vs *lb.VirtualService) *target {
 		if d.o.Health != nil && !d.o.Health.Up(vs, b) {
 			w = 0
 		}
-		t.rss = append(t.rss, RealServer{Address: b.Addr.Addr(), Port: b.Addr.Port(), Weight: w, Method: m, UpperThreshold: vs.MaxConns})
+		t.rss = append(t.rss, dest{addr: b.Addr, weight: w})
 	}
-	slices.SortFunc(t.rss, func(a, b RealServer) int { return a.AddrPort().Compare(b.AddrPort()) })
+	t.method, t.upper = m, vs.MaxConns
+	slices.SortFunc(t.rss, func(a, b dest) int { return a.addr.Compare(b.addr) })
 	slices.SortFunc(t.leaving, netip.AddrPort.Compare)
 	return t
 }
@@ -724,7 +798,7 @@ func (d *Dataplane) reconcile(k lb.Key, t *target, kv *VirtualServer, known bool
 	var errs []error
 	added := false
 	for i := range t.rss {
-		want := &t.rss[i]
+		want := t.real(i)
 		d.endDrain(drainKey{k, want.AddrPort()})
 		c, ok := byAddr[want.AddrPort()]
 		delete(byAddr, want.AddrPort())

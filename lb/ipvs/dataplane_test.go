@@ -260,10 +260,17 @@ func TestRandomSequencesConverge(t *testing.T) {
 		e := newEnv(t, nil)
 		foreign(e.fake)
 		before := table(e.fake, false)
-		var d *lb.Desired
+		d := &lb.Desired{}
 		for step := range 20 {
+			prev := d
 			d = randomDesired()
-			e.store.Set(d)
+			if rng.IntN(2) == 0 {
+				e.store.Set(d)
+			} else {
+				// The store is told which keys changed: the pass looks
+				// at those only.
+				e.store.SetChanged(d, diffKeys(prev, d))
+			}
 			full := rng.IntN(4) == 0
 			if err := e.dp.SyncOnce(full); err != nil {
 				t.Fatalf("seq %d step %d: %v", seq, step, err)
@@ -271,6 +278,119 @@ func TestRandomSequencesConverge(t *testing.T) {
 			assertTable(t, e.fake, d, nil)
 			if got := table(e.fake, false); !slices.Equal(got, before) {
 				t.Fatalf("seq %d step %d: foreign entries changed", seq, step)
+			}
+		}
+	}
+}
+
+// diffKeys lists the keys added, removed or changed from a to b.
+func diffKeys(a, b *lb.Desired) []lb.Key {
+	old := map[lb.Key]*lb.VirtualService{}
+	for i := range a.Services {
+		old[a.Services[i].Key] = &a.Services[i]
+	}
+	var out []lb.Key
+	for i := range b.Services {
+		vs := &b.Services[i]
+		if o, ok := old[vs.Key]; !ok || !o.Equal(vs) {
+			out = append(out, vs.Key)
+		}
+		delete(old, vs.Key)
+	}
+	for k := range old {
+		out = append(out, k)
+	}
+	return out
+}
+
+// One Service's change, told as its keys (lb.Store.SetChanged), makes no
+// kernel call at all for any other virtual service, not even a read; told
+// as a whole new state (Set), it makes none either.
+func TestOneServiceChangeLeavesTheOthersUntouched(t *testing.T) {
+	for _, told := range []string{"keys", "everything"} {
+		t.Run(told, func(t *testing.T) {
+			e := newEnv(t, nil)
+			var vss []lb.VirtualService
+			for i := range 200 {
+				vss = append(vss, svc(fmt.Sprintf("192.0.2.%d", i%100+1), uint16(80+i/100), lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"))
+			}
+			e.store.Set(desired(vss...))
+			e.sync(t, true)
+			e.fake.ResetCalls()
+
+			vss2 := slices.Clone(vss)
+			vss2[42].Backends = []lb.Backend{{Addr: ap("10.0.0.2:30080"), Weight: 1}, {Addr: ap("10.0.0.3:30080"), Weight: 1}}
+			d := desired(vss2...)
+			if told == "keys" {
+				e.store.SetChanged(d, []lb.Key{vss2[42].Key})
+			} else {
+				e.store.Set(d)
+			}
+			e.sync(t, false)
+			changed := ipvs.VirtualServer{Address: vss2[42].VIP, Protocol: "TCP", Port: vss2[42].Port}
+			for id, calls := range e.fake.Touched {
+				if id != changed.ID() {
+					t.Errorf("%v was touched: %v", id, calls)
+				}
+			}
+			if got := e.fake.Touched[changed.ID()]; !slices.Contains(got, "AddRealServer") || !slices.Contains(got, "DeleteRealServer") {
+				t.Errorf("the changed service got %v, want a backend added and one without connections removed", got)
+			}
+			if e.fake.Calls["GetVirtualServers"] != 0 {
+				t.Errorf("an incremental pass listed the table")
+			}
+			assertTable(t, e.fake, d, nil)
+		})
+	}
+}
+
+// A virtual service deleted behind edgelb's back (ipvsadm -D, another
+// tool) is not noticed by incremental passes, which do not read the
+// table; the periodic full pass puts it back with its backends, and
+// touches nothing else.
+func TestPeriodicFullPassRepairsADeletedService(t *testing.T) {
+	f := ipvstest.New()
+	store := lb.NewStore()
+	rec := newRecorder()
+	dp := ipvs.New(ipvs.Options{
+		IPVS: f, Store: store, Log: slog.New(slog.DiscardHandler), Owns: owns, OnSync: rec.onSync,
+		MinSyncInterval: time.Millisecond, DrainPoll: time.Hour, ResyncPeriod: 50 * time.Millisecond,
+	})
+	var vss []lb.VirtualService
+	for i := range 20 {
+		vss = append(vss, svc(fmt.Sprintf("192.0.2.%d", i+1), 80, lb.TCP, "10.0.0.1:30080", "10.0.0.2:30080"))
+	}
+	d := desired(vss...)
+	store.Set(d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- dp.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	}()
+	waitFor(t, rec, "the table", func() bool { return slices.Equal(table(f, true), want(d, nil)) })
+
+	gone := ipvs.VirtualServer{Address: vss[7].VIP, Protocol: "TCP", Port: 80}
+	f.ResetCalls()
+	if err := f.DeleteVirtualServer(&gone); err != nil {
+		t.Fatal(err)
+	}
+	// Another Service changes meanwhile: its incremental pass leaves the
+	// deleted one alone.
+	vss2 := slices.Clone(vss)
+	vss2[3].Backends = []lb.Backend{{Addr: ap("10.0.0.3:30080"), Weight: 1}}
+	d2 := desired(vss2...)
+	store.SetChanged(d2, []lb.Key{vss2[3].Key})
+	waitFor(t, rec, "the service put back", func() bool { return slices.Equal(table(f, true), want(d2, nil)) })
+	// The full pass read the others and changed none of them.
+	other := ipvs.VirtualServer{Address: vss2[3].VIP, Protocol: "TCP", Port: 80}
+	for id, calls := range f.TouchedCopy() {
+		for _, c := range calls {
+			if id != gone.ID() && id != other.ID() && c != "GetRealServers" {
+				t.Errorf("%v was changed: %v", id, calls)
 			}
 		}
 	}

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
-	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/edgelb/edgelb/lb"
@@ -94,7 +94,6 @@ type Controller struct {
 
 	factory  informers.SharedInformerFactory
 	services listerscorev1.ServiceLister
-	slices   listersdiscoveryv1.EndpointSliceLister
 	nodes    listerscorev1.NodeLister
 	synced   []cache.InformerSynced
 	// statusIndex indexes the cached Services by the addresses in their
@@ -106,6 +105,12 @@ type Controller struct {
 	stopped chan struct{}
 
 	dirty chan struct{}
+	// changes are what the informers changed since the desired-state loop
+	// last looked (changes.go).
+	changes changes
+	// sliceIndex indexes the cached EndpointSlices by their Service's key
+	// (sliceServiceIndex).
+	sliceIndex cache.Indexer
 	// term is the running leadership term, nil when this host is not the
 	// leader. terms holds a token while a term runs, so that terms never
 	// overlap.
@@ -153,26 +158,36 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		terms:   make(chan struct{}, 1),
 	}
 	c.setConfig(opts.Config)
-	c.factory = informers.NewSharedInformerFactory(client, 0)
+	// The caches keep only what edgelb reads (slim).
+	c.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	c.patient(client)
 	svcInf := c.factory.Core().V1().Services()
 	sliceInf := c.factory.Discovery().V1().EndpointSlices()
 	nodeInf := c.factory.Core().V1().Nodes()
-	c.services, c.slices, c.nodes = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
+	c.services, c.nodes = svcInf.Lister(), nodeInf.Lister()
 	_ = svcInf.Informer().AddIndexers(cache.Indexers{statusIPIndex: statusIPs})
 	c.statusIndex = svcInf.Informer().GetIndexer()
 	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
-	mark := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.markDirty() },
-		UpdateFunc: func(any, any) { c.markDirty() },
-		DeleteFunc: func(any) { c.markDirty() },
-	}
-	_, _ = sliceInf.Informer().AddEventHandler(mark)
-	_, _ = nodeInf.Informer().AddEventHandler(mark)
+	_ = sliceInf.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: sliceService})
+	c.sliceIndex = sliceInf.Informer().GetIndexer()
+	// Events mark what changed; the desired-state loop rebuilds that.
+	_, _ = sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) { c.sliceChanged(o) },
+		UpdateFunc: func(old, o any) {
+			c.sliceChanged(old)
+			c.sliceChanged(o)
+		},
+		DeleteFunc: func(o any) { c.sliceChanged(o) },
+	})
+	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.nodesChanged() },
+		UpdateFunc: func(any, any) { c.nodesChanged() },
+		DeleteFunc: func(any) { c.nodesChanged() },
+	})
 	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { c.markDirty(); c.enqueue(o) },
-		UpdateFunc: func(_, o any) { c.markDirty(); c.enqueue(o) },
-		DeleteFunc: func(o any) { c.markDirty(); c.enqueue(o) },
+		AddFunc:    func(o any) { c.serviceChanged(o); c.enqueue(o) },
+		UpdateFunc: func(_, o any) { c.serviceChanged(o); c.enqueue(o) },
+		DeleteFunc: func(o any) { c.serviceChanged(o); c.enqueue(o) },
 	})
 	return c
 }
@@ -234,7 +249,14 @@ func (c *Controller) SetConfig(cfg *config.Config) {
 	c.markDirty()
 }
 
+// markDirty has the desired state rebuilt whole (the configuration
+// changed, a term started).
 func (c *Controller) markDirty() {
+	c.changes.all()
+	c.wake()
+}
+
+func (c *Controller) wake() {
 	select {
 	case c.dirty <- struct{}{}:
 	default:
@@ -284,10 +306,16 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 // desiredLoop rebuilds and publishes the desired state whenever something
-// changed, at most once per MinSyncInterval.
+// changed, at most once per MinSyncInterval: the Services whose objects
+// changed only, those in nodeport mode when the nodes that may receive
+// traffic changed, and the whole state when the configuration changed or a
+// term started (lb.Incremental). The store is told which keys changed, so
+// that the dataplane applies only those.
 func (c *Controller) desiredLoop(ctx context.Context) {
 	var reported problems
-	var prev *lb.Desired
+	inc := lb.NewIncremental()
+	var opts *lb.Options
+	src := listerSource{c}
 	c.markDirty()
 	for {
 		select {
@@ -296,18 +324,48 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 		case <-c.dirty:
 		}
 		start := time.Now()
-		snap, err := c.snapshot()
-		if err != nil {
-			c.log.Error("listing from caches", "err", err)
-			continue
+		keys, nodes, all := c.changes.take()
+		if op := c.buildOp.Load(); op != opts {
+			opts, all = op, true
+			inc.SetOptions(*op)
 		}
-		snap.Previous = prev
-		d, problems := lb.Build(snap, *c.buildOp.Load())
-		prev = d
-		c.opts.Store.Set(d)
+		if nodes || all {
+			ns, err := c.nodes.List(labels.Everything())
+			if err != nil {
+				c.log.Error("listing from caches", "err", err)
+				c.markDirty()
+				continue
+			}
+			// Only the Services that forward to nodes, if the nodes
+			// that may receive traffic changed.
+			keys = append(keys, inc.SetNodes(ns)...)
+		}
+		var ch lb.Change
+		if all {
+			svcs, err := c.services.List(labels.Everything())
+			if err != nil {
+				c.log.Error("listing from caches", "err", err)
+				c.markDirty()
+				continue
+			}
+			keys = keys[:0]
+			for _, s := range svcs {
+				keys = append(keys, key(s))
+			}
+			ch = inc.UpdateAll(src, keys)
+			c.opts.Store.Set(ch.Desired)
+		} else {
+			ch = inc.Update(src, keys)
+			if len(ch.Changed) > 0 {
+				// Nothing to publish otherwise: a pass of the dataplane
+				// for nothing would only hold up the next one.
+				c.opts.Store.SetChanged(ch.Desired, ch.Changed)
+			}
+		}
 		c.ready.Store(true)
-		c.report(&reported, problems)
-		c.log.Debug("desired state rebuilt", "virtualServices", len(d.Services), "took", time.Since(start))
+		c.report(&reported, ch.Problems)
+		c.log.Debug("desired state rebuilt", "virtualServices", len(ch.Desired.Services), "services", len(keys),
+			"whole", all, "changed", len(ch.Changed), "took", time.Since(start))
 		select {
 		case <-ctx.Done():
 			return
@@ -316,21 +374,30 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 	}
 }
 
-func (c *Controller) snapshot() (lb.Snapshot, error) {
-	var s lb.Snapshot
-	var err error
-	if s.Services, err = c.services.List(labels.Everything()); err != nil {
-		return s, err
+// listerSource reads Services and EndpointSlices from the caches
+// (lb.ServiceSource).
+type listerSource struct{ c *Controller }
+
+func (s listerSource) Service(k string) *corev1.Service {
+	ns, name, _ := cache.SplitMetaNamespaceKey(k)
+	svc, err := s.c.services.Services(ns).Get(name)
+	if err != nil {
+		return nil
 	}
-	if s.EndpointSlices, err = c.slices.List(labels.Everything()); err != nil {
-		return s, err
+	return svc
+}
+
+func (s listerSource) EndpointSlices(k string) []*discoveryv1.EndpointSlice {
+	objs, _ := s.c.sliceIndex.ByIndex(sliceServiceIndex, k)
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+			out = append(out, es)
+		}
 	}
-	if s.Nodes, err = c.nodes.List(labels.Everything()); err != nil {
-		return s, err
-	}
-	// Listers return cache order; sort Services so Build is deterministic.
-	slices.SortFunc(s.Services, olderFirst)
-	return s, nil
+	// The index's order is a map's: sort, so that Build is deterministic.
+	slices.SortFunc(out, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // olderFirst orders Services by creation, then namespace and name.

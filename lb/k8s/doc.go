@@ -2,9 +2,14 @@
 // and turns its LoadBalancer Services into edgelb's desired state.
 //
 // Two loops run on every appliance host:
-//   - the desired-state loop: any informer event marks the state dirty;
-//     the loop lists Services, EndpointSlices and Nodes from the caches,
-//     calls lb.Build and publishes the result to the lb.Store.
+//   - the desired-state loop: an informer event records which Service
+//     changed (an EndpointSlice names its Service in a label; changes.go);
+//     the loop rebuilds those Services only from the caches
+//     (lb.Incremental) and publishes the result to the lb.Store with the
+//     keys that changed (SetChanged). A Node that changes the nodes that
+//     may receive traffic rebuilds the Services in nodeport mode; a new
+//     configuration or a new term rebuilds every Service. The caches keep only the fields edgelb reads
+//     (slim.go).
 //   - the leader loop: a Kubernetes Lease elects one host. Each term
 //     rebuilds the IP allocation from the statuses on the API server (a
 //     fresh list: the cache may lag behind the previous leader), then

@@ -27,7 +27,7 @@ const apiRetry = time.Second
 // after the API server is back. The dataplane does not depend on this:
 // it keeps the last desired state throughout.
 func (c *Controller) patient(client kubernetes.Interface) {
-	add := func(obj runtime.Object, listFn func(metav1.ListOptions) (runtime.Object, error), watchFn func(metav1.ListOptions) (watch.Interface, error)) {
+	add := func(obj runtime.Object, listFn func(metav1.ListOptions) (runtime.Object, error), watchFn func(metav1.ListOptions) (watch.Interface, error), indexers cache.Indexers) {
 		lw := &cache.ListWatch{
 			ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
 				return retry(c.stopped, apiRetry, func() (runtime.Object, error) { return listFn(o) })
@@ -37,23 +37,27 @@ func (c *Controller) patient(client kubernetes.Interface) {
 			},
 		}
 		c.factory.InformerFor(obj, func(kubernetes.Interface, time.Duration) cache.SharedIndexInformer {
-			return cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+			return cache.NewSharedIndexInformer(lw, obj, 0, indexers)
 		})
 	}
 	ctx := context.Background()
 	add(&corev1.Service{},
 		func(o metav1.ListOptions) (runtime.Object, error) { return client.CoreV1().Services("").List(ctx, o) },
-		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Services("").Watch(ctx, o) })
+		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Services("").Watch(ctx, o) },
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	add(&discoveryv1.EndpointSlice{},
 		func(o metav1.ListOptions) (runtime.Object, error) {
 			return client.DiscoveryV1().EndpointSlices("").List(ctx, o)
 		},
 		func(o metav1.ListOptions) (watch.Interface, error) {
 			return client.DiscoveryV1().EndpointSlices("").Watch(ctx, o)
-		})
+		},
+		// Read by Service only (sliceServiceIndex): no namespace index.
+		cache.Indexers{})
 	add(&corev1.Node{},
 		func(o metav1.ListOptions) (runtime.Object, error) { return client.CoreV1().Nodes().List(ctx, o) },
-		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Nodes().Watch(ctx, o) })
+		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Nodes().Watch(ctx, o) },
+		cache.Indexers{})
 }
 
 // retry calls f until it succeeds, fails with an answer of the API server

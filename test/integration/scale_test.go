@@ -48,15 +48,20 @@ func scaleSize(b *testing.B, env string, def int) int {
 //     has its address (with edgelb's default API client rate limit, or
 //     EDGELB_SCALE_QPS; status writes and Events share it);
 //   - rss-MB and peak-rss-MB: edgelb's resident memory then (VmRSS, VmHWM);
+//     heap-live-MB: its live heap after the last GC then (GODEBUG=gctrace=1);
+//     rss-settled-MB: its resident memory after the endpoint changes;
 //   - endpoint-p50-ms, endpoint-max-ms: from changing one endpoint of a
 //     Service to the change showing in edgelb's desired state, read from
 //     its REST API every 50 ms, over 10 changes. (A finer poll would load
 //     edgelb itself: the API builds every Service's view to answer for one.)
+//     The REST API's answer takes much of that at this size: each one's
+//     time is logged.
 //   - rebuild-p50-ms: how long one rebuild of the desired state took
 //     meanwhile, from edgelb's debug log.
 //
 // EDGELB_SCALE_SERVICES, EDGELB_SCALE_ENDPOINTS and EDGELB_SCALE_NODES
-// change the sizes. `make bench-scale` runs it.
+// change the sizes; EDGELB_SCALE_GOMEMLIMIT gives edgelb that GOMEMLIMIT.
+// `make bench-scale` runs it.
 func BenchmarkScale(b *testing.B) {
 	nSvc := scaleSize(b, "EDGELB_SCALE_SERVICES", 10000)
 	nEP := scaleSize(b, "EDGELB_SCALE_ENDPOINTS", 10)
@@ -102,6 +107,13 @@ func BenchmarkScale(b *testing.B) {
 			cfg = strings.Replace(cfg, "defaultClass:", "qps: "+qps+", burst: "+qps+", defaultClass:", 1)
 		}
 		listen := regexp.MustCompile(`listen: "([^"]+)"`).FindStringSubmatch(cfg)[1]
+		// The runtime logs the live heap after each GC (heap-live-MB).
+		b.Setenv("GODEBUG", "gctrace=1")
+		if v := os.Getenv("EDGELB_SCALE_GOMEMLIMIT"); v != "" {
+			// A soft memory limit for edgelb alone (the API server runs
+			// already).
+			b.Setenv("GOMEMLIMIT", v)
+		}
 		b.ResetTimer()
 		start0 := time.Now()
 		p := start(b, "scale", cfg)
@@ -113,7 +125,9 @@ func BenchmarkScale(b *testing.B) {
 		took := time.Since(start0)
 		b.StopTimer()
 		rss, peak := memory(b, p.cmd.Process.Pid)
-		b.Logf("every Service has its address %s after edgelb started; RSS %.0f MB (peak %.0f MB)", took.Round(time.Millisecond), rss, peak)
+		live, liveMax := liveHeap(b, p.log)
+		b.Logf("every Service has its address %s after edgelb started; RSS %.0f MB (peak %.0f MB); live heap after the last GC %.0f MB (most %.0f MB)",
+			took.Round(time.Millisecond), rss, peak, live, liveMax)
 		m := scrape(b, "http://"+listen+"/metrics")
 		b.Logf("meanwhile: %.0f answers from the API server, %.0f of them 429, %.0f retries; Events %.0f recorded, %.0f written, %.0f failed",
 			m["edgelb_kubernetes_requests_total"], m[`edgelb_kubernetes_requests_total{code="429"}`], m["edgelb_kubernetes_request_retries_total"],
@@ -129,6 +143,11 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(m[`edgelb_kubernetes_requests_total{code="429"}`], "api-429s")
 		b.ReportMetric(rss, "rss-MB")
 		b.ReportMetric(peak, "peak-rss-MB")
+		b.ReportMetric(live, "heap-live-MB")
+		rssSettled, _ := memory(b, p.cmd.Process.Pid)
+		liveSettled, _ := liveHeap(b, p.log)
+		b.Logf("after the endpoint changes: RSS %.0f MB, live heap after the last GC %.0f MB", rssSettled, liveSettled)
+		b.ReportMetric(rssSettled, "rss-settled-MB")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "endpoint-p50-ms")
 		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "endpoint-max-ms")
 		if len(rebuilds) > 0 {
@@ -299,7 +318,7 @@ func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name s
 		return nil
 	})
 	slice := scaleSlice(ns, name, i, nEP, nodes)
-	var lat []time.Duration
+	var lat, apiTook []time.Duration
 	for k := 0; k < 10; k++ {
 		addr := fmt.Sprintf("10.250.0.%d", k+1)
 		cur, err := client.DiscoveryV1().EndpointSlices(ns).Get(ctx, slice.Name, metav1.GetOptions{})
@@ -313,8 +332,10 @@ func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name s
 		}
 		want := addr + ":8080"
 		for {
+			t1 := time.Now()
 			got, err := backends()
 			if err == nil && slices.Contains(got, want) {
+				apiTook = append(apiTook, time.Since(t1))
 				break
 			}
 			if time.Since(t0) > time.Minute {
@@ -325,8 +346,27 @@ func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name s
 		lat = append(lat, time.Since(t0))
 	}
 	slices.Sort(lat)
-	b.Logf("endpoint change to desired state: %v", lat)
+	slices.Sort(apiTook)
+	b.Logf("endpoint change to desired state: %v; the REST API's answer that showed it took %v", lat, apiTook)
 	return lat
+}
+
+var gcLive = regexp.MustCompile(`^gc \d+ @.*, \d+->\d+->(\d+) MB`)
+
+// liveHeap returns the live heap after the last GC edgelb's runtime
+// logged (GODEBUG=gctrace=1), and the most it was, in MB.
+func liveHeap(b *testing.B, path string) (last, most float64) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := gcLive.FindStringSubmatch(line); m != nil {
+			last, _ = strconv.ParseFloat(m[1], 64)
+			most = max(most, last)
+		}
+	}
+	return last, most
 }
 
 var rebuiltTook = regexp.MustCompile(`msg="desired state rebuilt".* took=(\S+)`)

@@ -18,6 +18,10 @@ type Fake struct {
 	// Calls counts every mutating call by method name ("AddVirtualServer",
 	// ...), so tests can check that a pass changed only what it had to.
 	Calls map[string]int
+	// Touched logs, per virtual service, every call that names it (reads
+	// included), by method name in order: tests check that a pass left
+	// the others alone.
+	Touched map[ipvs.ID][]string
 	// Fail, when it returns an error for a method name, makes that call
 	// fail without changing anything.
 	Fail func(method string) error
@@ -38,7 +42,7 @@ var _ ipvs.Interface = (*Fake)(nil)
 
 // New returns an empty table.
 func New() *Fake {
-	return &Fake{Services: map[ipvs.ID]*Entry{}, Calls: map[string]int{}}
+	return &Fake{Services: map[ipvs.ID]*Entry{}, Calls: map[string]int{}, Touched: map[ipvs.ID][]string{}}
 }
 
 // SetFail sets Fail while the table is in use by another goroutine.
@@ -56,11 +60,37 @@ func (f *Fake) call(m string) error {
 	return nil
 }
 
+// callOn records a call that names virtual service v.
+func (f *Fake) callOn(m string, v *ipvs.VirtualServer) error {
+	if f.Touched == nil {
+		f.Touched = map[ipvs.ID][]string{}
+	}
+	f.Touched[v.ID()] = append(f.Touched[v.ID()], m)
+	f.Calls[m]++
+	if f.Fail != nil {
+		return f.Fail(m)
+	}
+	return nil
+}
+
 // ResetCalls clears the call counters.
 func (f *Fake) ResetCalls() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.Calls)
+	clear(f.Touched)
+}
+
+// TouchedCopy returns a copy of Touched, for a test that reads it while
+// the table is in use by another goroutine.
+func (f *Fake) TouchedCopy() map[ipvs.ID][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[ipvs.ID][]string, len(f.Touched))
+	for id, c := range f.Touched {
+		out[id] = slices.Clone(c)
+	}
+	return out
 }
 
 // Mutations returns the number of calls that changed the table.
@@ -98,7 +128,7 @@ func (f *Fake) GetVirtualServers() ([]*ipvs.VirtualServer, error) {
 func (f *Fake) AddVirtualServer(v *ipvs.VirtualServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("AddVirtualServer"); err != nil {
+	if err := f.callOn("AddVirtualServer", v); err != nil {
 		return err
 	}
 	if _, ok := f.Services[v.ID()]; ok {
@@ -112,7 +142,7 @@ func (f *Fake) AddVirtualServer(v *ipvs.VirtualServer) error {
 func (f *Fake) UpdateVirtualServer(v *ipvs.VirtualServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("UpdateVirtualServer"); err != nil {
+	if err := f.callOn("UpdateVirtualServer", v); err != nil {
 		return err
 	}
 	e, ok := f.Services[v.ID()]
@@ -127,7 +157,7 @@ func (f *Fake) UpdateVirtualServer(v *ipvs.VirtualServer) error {
 func (f *Fake) DeleteVirtualServer(v *ipvs.VirtualServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("DeleteVirtualServer"); err != nil {
+	if err := f.callOn("DeleteVirtualServer", v); err != nil {
 		return err
 	}
 	if _, ok := f.Services[v.ID()]; !ok {
@@ -141,7 +171,7 @@ func (f *Fake) DeleteVirtualServer(v *ipvs.VirtualServer) error {
 func (f *Fake) GetRealServers(v *ipvs.VirtualServer) ([]*ipvs.RealServer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("GetRealServers"); err != nil {
+	if err := f.callOn("GetRealServers", v); err != nil {
 		return nil, err
 	}
 	e, ok := f.Services[v.ID()]
@@ -163,7 +193,7 @@ func (e *Entry) index(r *ipvs.RealServer) int {
 func (f *Fake) AddRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("AddRealServer"); err != nil {
+	if err := f.callOn("AddRealServer", v); err != nil {
 		return err
 	}
 	e, ok := f.Services[v.ID()]
@@ -183,7 +213,7 @@ func (f *Fake) AddRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error {
 func (f *Fake) UpdateRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("UpdateRealServer"); err != nil {
+	if err := f.callOn("UpdateRealServer", v); err != nil {
 		return err
 	}
 	e, ok := f.Services[v.ID()]
@@ -202,7 +232,7 @@ func (f *Fake) UpdateRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error
 func (f *Fake) DeleteRealServer(v *ipvs.VirtualServer, r *ipvs.RealServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.call("DeleteRealServer"); err != nil {
+	if err := f.callOn("DeleteRealServer", v); err != nil {
 		return err
 	}
 	e, ok := f.Services[v.ID()]
