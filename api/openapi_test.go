@@ -124,7 +124,7 @@ func specServer(t *testing.T, state api.State, bus *api.Bus, seeded bool, unrepl
 
 // specServerWith is specServer, its writes finding no majority when
 // noQuorum.
-func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, unreplicated error, noQuorum bool) *gin.Engine {
+func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, unreplicated error, noQuorum bool, more ...func(*api.Options)) *gin.Engine {
 	t.Helper()
 	host := config.NewHost("config.yaml", []byte(hostFile), ".")
 	docs, err := cluster.NewDocs(cluster.DocOptions{Name: "lb1", Validate: func(b []byte) error { _, err := host.Apply(b); return err }})
@@ -156,7 +156,7 @@ func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, un
 		members = ms
 	}
 	localPref := uint32(200)
-	srv := api.New(api.Options{State: state, Bus: bus, Log: slog.New(slog.DiscardHandler),
+	o := api.Options{State: state, Bus: bus, Log: slog.New(slog.DiscardHandler),
 		Members:   members,
 		Tokens:    map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
 		Config:    &clustercfg.Config{Versions: versions, Host: host, Unreplicated: unreplicated},
@@ -167,7 +167,14 @@ func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, un
 				Routes: []api.BGPRoute{{Prefix: "192.0.2.99/32", Communities: []string{"65000:100", "no-export"}, LargeCommunities: []string{"65000:1:2"}, LocalPref: &localPref}},
 				Peers:  []api.BGPPeer{{Address: "10.0.0.1", ASN: 64500, State: "established", Since: &since, UptimeSeconds: 60, BFD: "up", PrefixesSent: 1}}}
 		},
-	})
+		ServiceEvents: func(_ context.Context, ns, name string) ([]api.ServiceEvent, error) {
+			return []api.ServiceEvent{{Type: "Normal", Reason: "IPAllocated", Message: "Assigned IP 192.0.2.10", Count: 1, From: "edgelb/lb1", FirstTime: since, LastTime: since}}, nil
+		},
+	}
+	for _, m := range more {
+		m(&o)
+	}
+	srv := api.New(o)
 	return srv.Handler().(*gin.Engine)
 }
 
@@ -204,6 +211,11 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		"unreplicated": specServer(t, &specState{Fake: f, drainErr: api.ErrNotReplicated}, f.Bus, true, errors.New("cluster.insecure is set")),
 		"drainFails":   specServer(t, &specState{Fake: f, drainErr: errors.New("lb2 did not answer")}, f.Bus, true, nil),
 		"noQuorum":     specServerWith(t, f, f.Bus, true, nil, true),
+		"eventsFail": specServerWith(t, f, f.Bus, true, nil, false, func(o *api.Options) {
+			o.ServiceEvents = func(context.Context, string, string) ([]api.ServiceEvent, error) {
+				return nil, errors.New(`reading the Events of Service demo/web: events is forbidden: User "system:serviceaccount:kube-system:edgelb" cannot list resource "events"`)
+			}
+		}),
 	}
 
 	big := `{"pools":[],"x":"` + strings.Repeat("a", api.MaxConfigBytes) + `"}`
@@ -230,6 +242,11 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "service", route: "GET /api/v1/services/{namespace}/{name}", path: "/api/v1/services/demo/web", token: viewerTok, status: 200},
 		{name: "service unknown", route: "GET /api/v1/services/{namespace}/{name}", path: "/api/v1/services/demo/nope", token: viewerTok, status: 404},
 		{name: "service without a token", route: "GET /api/v1/services/{namespace}/{name}", path: "/api/v1/services/demo/web", status: 401},
+		{name: "service events", route: "GET /api/v1/services/{namespace}/{name}/events", path: "/api/v1/services/demo/web/events", token: viewerTok, status: 200},
+		{name: "service events of a pending service", route: "GET /api/v1/services/{namespace}/{name}/events", path: "/api/v1/services/demo/waiting/events", token: viewerTok, status: 200},
+		{name: "service events unknown", route: "GET /api/v1/services/{namespace}/{name}/events", path: "/api/v1/services/demo/nope/events", token: viewerTok, status: 404},
+		{name: "service events unreadable", route: "GET /api/v1/services/{namespace}/{name}/events", path: "/api/v1/services/demo/web/events", token: viewerTok, status: 502, server: "eventsFail"},
+		{name: "service events without a token", route: "GET /api/v1/services/{namespace}/{name}/events", path: "/api/v1/services/demo/web/events", status: 401},
 		{name: "events", route: "GET /api/v1/events", token: viewerTok, status: 200, stream: true},
 		{name: "events with a bad Last-Event-ID", route: "GET /api/v1/events", token: viewerTok, header: map[string]string{"Last-Event-ID": "x"}, status: 400},
 		{name: "events without a token", route: "GET /api/v1/events", status: 401},

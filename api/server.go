@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -86,7 +87,11 @@ type Options struct {
 	Dashboard fs.FS
 	// BGP reports the BGP speaker for GET /api/v1/bgp; nil: not enabled.
 	BGP func() BGPStatus
-	Log *slog.Logger
+	// ServiceEvents reads a Kubernetes Service's Events from the API
+	// server for GET /api/v1/services/{namespace}/{name}/events; nil
+	// (no Kubernetes) lists none.
+	ServiceEvents func(ctx context.Context, namespace, name string) ([]ServiceEvent, error)
+	Log           *slog.Logger
 }
 
 // Server is the REST API, the event stream, /metrics and the dashboard.
@@ -197,6 +202,7 @@ func New(opts Options) *Server {
 	v1.GET("/vips", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.VIPs())) })
 	v1.GET("/services", func(c *gin.Context) { c.JSON(http.StatusOK, nonNil(opts.State.Services())) })
 	v1.GET("/services/:namespace/:name", s.service)
+	v1.GET("/services/:namespace/:name/events", s.serviceEvents)
 	v1.GET("/events", s.events)
 	v1.GET("/bgp", s.bgp)
 	v1.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openAPI) })
@@ -418,12 +424,26 @@ func (s *Server) auth(need string) gin.HandlerFunc {
 	}
 }
 
+// Readiness is the body of GET /readyz.
+type Readiness struct {
+	Status string `json:"status"` // "ready" or "not ready"
+	Reason string `json:"reason,omitempty"`
+	// Kubernetes is the state of the connection to the API server, as in
+	// GET /api/v1/status. A problem there does not make the host not
+	// ready: once programmed, the dataplane keeps serving what it has
+	// while the API server is lost or refuses edgelb's token, and a probe
+	// that took the host out of service for it would stop traffic that
+	// still flows. It is shown here so that the same probe sees it.
+	Kubernetes *KubernetesStatus `json:"kubernetes,omitempty"`
+}
+
 func (s *Server) readyz(c *gin.Context) {
+	r := Readiness{Status: "ready", Kubernetes: s.opts.State.Status().Kubernetes}
+	code := http.StatusOK
 	if ok, why := s.opts.State.Ready(); !ok {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": why})
-		return
+		r.Status, r.Reason, code = "not ready", why, http.StatusServiceUnavailable
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	c.JSON(code, r)
 }
 
 func (s *Server) service(c *gin.Context) {
@@ -435,6 +455,28 @@ func (s *Server) service(c *gin.Context) {
 		}
 	}
 	abort(c, http.StatusNotFound, fmt.Sprintf("no service %s/%s", ns, name))
+}
+
+// serviceEvents lists the Kubernetes Events of a Service edgelb is
+// responsible for (any in GET /api/v1/services, pending ones included):
+// none for a static service or without Kubernetes; 502 when the API
+// server cannot be read.
+func (s *Server) serviceEvents(c *gin.Context) {
+	ns, name := c.Param("namespace"), c.Param("name")
+	if !slices.ContainsFunc(s.opts.State.Services(), func(svc Service) bool { return svc.Namespace == ns && svc.Name == name }) {
+		abort(c, http.StatusNotFound, fmt.Sprintf("no service %s/%s", ns, name))
+		return
+	}
+	evs := []ServiceEvent{}
+	if ns != StaticNamespace && s.opts.ServiceEvents != nil {
+		got, err := s.opts.ServiceEvents(c.Request.Context(), ns, name)
+		if err != nil {
+			abort(c, http.StatusBadGateway, err.Error())
+			return
+		}
+		evs = append(evs, got...)
+	}
+	c.JSON(http.StatusOK, evs)
 }
 
 func (s *Server) drain(on bool) gin.HandlerFunc {

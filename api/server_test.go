@@ -136,6 +136,28 @@ func TestOpenPathsAndErrors(t *testing.T) {
 	}
 }
 
+// A lost or refusing API server shows on /readyz but leaves the host
+// ready: the dataplane keeps serving what it has, and a probe that took
+// the host out for it would stop traffic that still flows.
+func TestReadyzShowsKubernetesProblemAndStaysReady(t *testing.T) {
+	srv, f := newServer(t, true)
+	expires := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	f.St.Kubernetes = &api.KubernetesStatus{Problem: "the API server refuses the kubeconfig's credentials (401)", TokenExpires: &expires}
+	code, body := do(t, srv, "GET", "/readyz", viewerTok, "")
+	var r api.Readiness
+	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 || r.Status != "ready" {
+		t.Fatalf("/readyz with a Kubernetes problem: %d %s %v, want 200 ready", code, body, err)
+	}
+	if r.Kubernetes == nil || !strings.Contains(r.Kubernetes.Problem, "401") || r.Kubernetes.TokenExpires == nil || !r.Kubernetes.TokenExpires.Equal(expires) {
+		t.Errorf("/readyz does not show the Kubernetes connection: %s", body)
+	}
+	f.NotReady = "the Kubernetes informers have not synced yet"
+	code, body = do(t, srv, "GET", "/readyz", viewerTok, "")
+	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 503 || r.Status != "not ready" || r.Kubernetes == nil || !strings.Contains(r.Reason, "informers") {
+		t.Errorf("/readyz not ready: %d %s, want 503 with the reason and the Kubernetes connection", code, body)
+	}
+}
+
 func TestDrainAsAdmin(t *testing.T) {
 	srv, f := newServer(t, true)
 	code, body := do(t, srv, "POST", "/api/v1/members/lb1/drain", adminTok, "")

@@ -176,6 +176,19 @@ type Service struct {
 	State string `json:"state"`
 }
 
+// ServiceEvent is one Kubernetes Event about a Service, as GET
+// /api/v1/services/{namespace}/{name}/events lists them (newest first).
+type ServiceEvent struct {
+	Type    string `json:"type"` // Normal or Warning
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Count   int32  `json:"count"`
+	// From is the component that reported it and its host (edgelb/lb1).
+	From      string    `json:"from,omitempty"`
+	FirstTime time.Time `json:"firstTime"`
+	LastTime  time.Time `json:"lastTime"`
+}
+
 // Port is one virtual service: VIP, port and protocol.
 type Port struct {
 	VIP                string `json:"vip"`

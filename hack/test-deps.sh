@@ -14,4 +14,3 @@ if ((${#missing[@]})); then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-command -v kubectl >/dev/null || { echo "kubectl (v1.32) is required on PATH" >&2; exit 1; }

@@ -24,6 +24,8 @@
 //	                   apply, delete, history, diff, rollback, audit log
 //	static/forms.js    what each of its forms edits, the fields' inputs,
 //	                   and reading and writing a spec by path
+//	static/service.js  one Service's view: state, owners, source ranges,
+//	                   backends and its Kubernetes Events
 //
 // The webtest package drives the dashboard in Chromium for tests.
 package web

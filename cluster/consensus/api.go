@@ -75,6 +75,9 @@ func (n *Node) contactLocked() Contact {
 		}
 	}
 	switch {
+	case n.removed:
+		// Told it is no longer a member: whatever it still hears, it
+		// speaks for no majority.
 	case n.lead == n.id:
 		c.Quorum = reached > len(voters)/2
 	case n.lead != raft.None && heard(c.Leader):

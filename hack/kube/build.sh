@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the test-only kube-apiserver and etcd from the Go module proxy and
-# caches them in $EDGELB_TEST_CACHE/bin (default ~/.cache/edgelb-test/bin).
-# A cached binary is reused while its module's go.sum is unchanged.
+# Builds the test-only kube-apiserver, etcd and kubectl from the Go module
+# proxy and caches them in $EDGELB_TEST_CACHE/bin (default ~/.cache/edgelb-test/bin).
+# A cached binary is reused while its module's files and flags are unchanged.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${EDGELB_TEST_CACHE:-$HOME/.cache/edgelb-test}
@@ -11,7 +11,9 @@ mkdir -p "$cache/bin"
 export GONOSUMDB=k8s.io,sigs.k8s.io GOFLAGS=-mod=mod
 build() { # name dir ldflags
 	local name=$1 dir=$2 ldflags=$3
-	local stamp; stamp=$(sha256sum "$dir/go.mod" "$dir/go.sum" "$dir/main.go" | sha256sum | cut -c1-16)
+	# The files' contents and the flags, not their paths: every checkout
+	# of the same sources shares the cached binary.
+	local stamp; stamp=$(cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go" <(echo "$ldflags") | sha256sum | cut -c1-16)
 	if [[ -x $cache/bin/$name && -f $cache/bin/$name.stamp && $(cat "$cache/bin/$name.stamp") == "$stamp" ]]; then
 		echo "$name: cached in $cache/bin"
 		return
@@ -23,3 +25,4 @@ build() { # name dir ldflags
 }
 build etcd "$here/etcd" ""
 build kube-apiserver "$here/apiserver" "-X k8s.io/component-base/version.gitVersion=v1.32.4 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=32"
+build kubectl "$here/kubectl" "-X k8s.io/client-go/pkg/version.gitVersion=v1.32.4 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=32 -X k8s.io/component-base/version.gitVersion=v1.32.4 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=32"

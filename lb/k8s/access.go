@@ -39,7 +39,7 @@ func (c *Controller) needed() []access {
 		{verb: "list", resource: "nodes"}, {verb: "watch", resource: "nodes"},
 		{verb: "list", group: "discovery.k8s.io", resource: "endpointslices"},
 		{verb: "watch", group: "discovery.k8s.io", resource: "endpointslices"},
-		{verb: "create", resource: "events"}, {verb: "patch", resource: "events"},
+		{verb: "create", resource: "events"}, {verb: "patch", resource: "events"}, {verb: "list", resource: "events"},
 		{verb: "get", group: "coordination.k8s.io", resource: "leases", namespace: ns},
 		{verb: "create", group: "coordination.k8s.io", resource: "leases", namespace: ns},
 		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: ns},

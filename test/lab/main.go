@@ -245,8 +245,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		return errors.New("kubectl (v1.32) is not on PATH")
+	kubectlPath, err := testenv.KubectlPath()
+	if err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "edgelb-lab-")
 	if err != nil {
@@ -314,7 +315,7 @@ func run(ctx context.Context) error {
 	}
 	svc, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo")
 	route, _ := getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
-	kubectl := "kubectl --kubeconfig " + env.AdminKubeconfig
+	kubectl := kubectlPath + " --kubeconfig " + env.AdminKubeconfig
 	fmt.Printf(`
 edgelb lab is ready (%s): three edgelb appliance hosts (lb1..lb3, IPVS, gossip
 with a fresh key) in front of three simulated cluster nodes, inside a QEMU VM,

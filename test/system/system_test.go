@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -44,31 +43,6 @@ func deb(t *testing.T, root, version, dst string) {
 	run(t, root, nil, "cp", debs[0], dst)
 }
 
-// kubectlBinary returns the kubectl to copy into the VM. Google Cloud
-// SDK's kubectl is a dispatcher that runs a kubectl.MAJOR.MINOR beside it;
-// the VM gets that one, a plain kubectl.
-func kubectlBinary() (string, error) {
-	p, err := exec.LookPath("kubectl")
-	if err != nil {
-		return "", err
-	}
-	if p, err = filepath.EvalSymlinks(p); err != nil {
-		return "", err
-	}
-	out, err := exec.Command(p, "version", "--client").Output()
-	if err != nil {
-		return "", fmt.Errorf("%s version --client: %w", p, err)
-	}
-	if m := regexp.MustCompile(`Client Version: v(\d+)\.(\d+)\.\d+-dispatcher`).FindStringSubmatch(string(out)); m != nil {
-		plain := p + "." + m[1] + "." + m[2]
-		if _, err := os.Stat(plain); err != nil {
-			return "", fmt.Errorf("%s is a dispatcher and %s is missing", p, plain)
-		}
-		return plain, nil
-	}
-	return p, nil
-}
-
 func TestDebianHosts(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		prereq.Missing(t, "the test bed needs linux/amd64")
@@ -84,18 +58,16 @@ func TestDebianHosts(t *testing.T) {
 		t.Fatalf("building the test bed image (hack/sysvm/build.sh): %v\n%s", err, out)
 	}
 	// The cluster's control plane runs in the VM beside the hosts: the
-	// test-only etcd and kube-apiserver, and the operator's kubectl.
+	// test-only etcd and kube-apiserver, and the operator's kubectl, all
+	// built by hack/kube/build.sh.
 	if out, err := exec.Command(filepath.Join(root, "hack/kube/build.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("building etcd and kube-apiserver (hack/kube/build.sh): %v\n%s", err, out)
+		t.Fatalf("building etcd, kube-apiserver and kubectl (hack/kube/build.sh): %v\n%s", err, out)
 	}
 	bin, err := testenv.BinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubectl, err := kubectlBinary()
-	if err != nil {
-		prereq.Missing(t, "the test bed's operator needs kubectl: %v", err)
-	}
+	kubectl := filepath.Join(bin, "kubectl")
 	dir := t.TempDir()
 	const oldV, newV = "1.0.0~tb1", "1.0.0~tb2"
 	deb(t, root, oldV, filepath.Join(dir, "edgelb-old.deb"))

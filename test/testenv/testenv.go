@@ -77,12 +77,23 @@ func BinDir() (string, error) {
 		home, _ := os.UserHomeDir()
 		dir = filepath.Join(home, ".cache", "edgelb-test", "bin")
 	}
-	for _, b := range []string{"etcd", "kube-apiserver"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return "", fmt.Errorf("%s not found in %s: run `make test-bins`", b, dir)
 		}
 	}
 	return dir, nil
+}
+
+// KubectlPath returns the kubectl that hack/kube/build.sh builds beside
+// the API server (same minor version), so that no kubectl on PATH is
+// needed, nor trusted: Google Cloud SDK's, for one, is a dispatcher.
+func KubectlPath() (string, error) {
+	dir, err := BinDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "kubectl"), nil
 }
 
 // RepoRoot returns the repository's top directory.
@@ -307,16 +318,19 @@ func (e *Env) Stop() {
 	e.procs, e.apiserver = nil, nil
 }
 
-// Kubectl runs the real kubectl as the admin and returns its combined output.
+// Kubectl runs the real kubectl (KubectlPath) as the admin and returns its
+// combined output.
 func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", e.AdminKubeconfig}, args...)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return e.KubectlStdin(ctx, "", args...)
 }
 
 // KubectlStdin runs kubectl with the given standard input.
 func (e *Env) KubectlStdin(ctx context.Context, stdin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", e.AdminKubeconfig}, args...)...)
+	kubectl, err := KubectlPath()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", e.AdminKubeconfig}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

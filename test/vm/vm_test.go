@@ -118,15 +118,15 @@ func TestVM(t *testing.T) {
 
 // TestVMKubernetes runs a real kube-apiserver on the host and the
 // Kubernetes-driven end-to-end tests inside the VM, which reach the API
-// server at 10.0.2.2 and drive it with the host's kubectl. EDGELB_VM_RUN
+// server at 10.0.2.2 and drive it with the kubectl of `make test-bins`. EDGELB_VM_RUN
 // narrows them (a -test.run pattern).
 func TestVMKubernetes(t *testing.T) {
 	if _, err := testenv.BinDir(); err != nil {
 		prereq.Missing(t, "%v", err)
 	}
-	kubectl, err := exec.LookPath("kubectl")
+	kubectl, err := testenv.KubectlPath()
 	if err != nil {
-		prereq.Missing(t, "kubectl (v1.32) is not on PATH")
+		prereq.Missing(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

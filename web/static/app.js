@@ -3,6 +3,7 @@
 import { del, get, post, postJSON, setToken, streamEvents, token } from './api.js';
 import { $, fill, h } from './dom.js';
 import { initConfig, loadConfig } from './config.js';
+import { initService, serviceHref, update as updateService } from './service.js';
 import { colorOf, lineChart, si } from './chart.js';
 
 // The poll interval for the state and the counters: 5 s, or ?refresh=N seconds.
@@ -44,6 +45,7 @@ function start() {
       refresh();
     },
   });
+  initService({ onAuth: e => signOut(e.message) });
   if (token() === null) showLogin();
   else open();
 }
@@ -198,6 +200,7 @@ function render() {
   if (changed('pools', status.pools)) renderPools(status.pools || []);
   if (changed('bgp', bgp)) renderBGP(bgp);
   if (changed('services', [services, readOnly()])) renderServices(services);
+  updateService(services, vips);
   renderCharts();
 }
 
@@ -327,7 +330,9 @@ function renderServices(services) {
       const tr = h('tr', { dataset: { service: `${s.namespace}/${s.name}` }, class: i === 0 ? 'first' : '' });
       if (i === 0) {
         tr.append(
-          h('td', { rowspan: ports.length, class: 'name' }, serviceKey(s), s.static && h('span', { class: 'tag' }, 'static')),
+          h('td', { rowspan: ports.length, class: 'name' },
+            h('a', { href: serviceHref(s), class: 'svc-link', title: 'state, owner, backends and Events' }, serviceKey(s)),
+            s.static && h('span', { class: 'tag' }, 'static')),
           h('td', { rowspan: ports.length, class: 'mono external-ip' }, (s.vips || []).join(', ') || h('span', { class: 'muted' }, 'pending')));
       }
       if (!p && s.state === 'pending') {

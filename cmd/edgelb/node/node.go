@@ -538,6 +538,17 @@ func (n *Node) apiOptions() api.Options {
 		o.Members = memberSet{raft: n.live.raft, gossip: n.live.members.Load, port: cfg.Cluster.BindPort}
 	}
 	o.BGP = bgpStatus(n.live, n.announcer, n.members)
+	if ctrl := n.ctrl; ctrl != nil {
+		o.ServiceEvents = func(ctx context.Context, namespace, name string) ([]api.ServiceEvent, error) {
+			evs, err := ctrl.ServiceEvents(ctx, namespace, name)
+			out := make([]api.ServiceEvent, 0, len(evs))
+			for _, e := range evs {
+				out = append(out, api.ServiceEvent{Type: e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count,
+					From: e.From, FirstTime: e.First, LastTime: e.Last})
+			}
+			return out, err
+		}
+	}
 	n.metrics.Registry.MustRegister(api.BGPCollector(o.BGP))
 	if n.opts.StateDir != "" {
 		o.AuditFile = filepath.Join(n.opts.StateDir, "audit.log")
