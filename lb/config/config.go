@@ -129,9 +129,15 @@ type Kubernetes struct {
 	// member allowed to allocate IPs and write Service status.
 	LeaseNamespace string
 	LeaseName      string
-	// QPS and Burst limit requests to the API server.
+	// QPS and Burst limit requests to the API server (client-side; the
+	// API server's own flow control answers 429, which client-go retries
+	// after its Retry-After).
 	QPS   float32
 	Burst int
+	// EventQPS and EventBurst limit the Events, written through a client
+	// of their own so that they never delay status writes or the Lease.
+	EventQPS   float32
+	EventBurst int
 }
 
 // Pool is a set of addresses Services are given IPs from.
@@ -342,13 +348,31 @@ func Default() Config {
 	}
 }
 
+// Defaults of the client-side rate limits (kubernetes.qps, burst,
+// eventQPS, eventBurst). What protects the API server is its own flow
+// control (API Priority and Fairness: seats, queues, 429 with
+// Retry-After, which client-go honours), and the leader holds at most 16
+// of its seats (its workers); the client-side limit is a ceiling above
+// that, high enough that 10,000 new Services are written in well under a
+// minute. kube-controller-manager's default is 20/30 for each of its
+// controllers' clients, and clients are moving to no client-side limit
+// at all where the server has APF (kubernetes/kubernetes#111880).
+const (
+	DefaultQPS        = 300
+	DefaultBurst      = 600
+	DefaultEventQPS   = 20
+	DefaultEventBurst = 50
+)
+
 func defaultKubernetes() Kubernetes {
 	return Kubernetes{
 		LoadBalancerClass: "edgelb.io/lb",
 		LeaseNamespace:    "kube-system",
 		LeaseName:         "edgelb-controller",
-		QPS:               50,
-		Burst:             100,
+		QPS:               DefaultQPS,
+		Burst:             DefaultBurst,
+		EventQPS:          DefaultEventQPS,
+		EventBurst:        DefaultEventBurst,
 	}
 }
 

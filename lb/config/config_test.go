@@ -83,6 +83,25 @@ func TestDesignExampleIsValid(t *testing.T) {
 	}
 }
 
+// The Events' rate limit is its own, with defaults apart from the
+// status writes'.
+func TestKubernetesRateLimits(t *testing.T) {
+	cfg, err := Parse("config.yaml", []byte("cluster: {insecure: true}\nkubernetes: {kubeconfig: k}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Kubernetes; k.QPS != DefaultQPS || k.Burst != DefaultBurst || k.EventQPS != DefaultEventQPS || k.EventBurst != DefaultEventBurst {
+		t.Errorf("defaults: %+v", k)
+	}
+	cfg, err = Parse("config.yaml", []byte("cluster: {insecure: true}\nkubernetes: {kubeconfig: k, qps: 40, burst: 80, eventQPS: 2.5, eventBurst: 5}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Kubernetes; k.QPS != 40 || k.Burst != 80 || k.EventQPS != 2.5 || k.EventBurst != 5 {
+		t.Errorf("set: %+v", k)
+	}
+}
+
 func TestPackagedConfigIsValid(t *testing.T) {
 	path := filepath.Join("..", "..", "packaging", "config.yaml")
 	data, err := os.ReadFile(path)
@@ -148,6 +167,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad enum", base + "dataplane: {method: snat}\n", `config.yaml:2: dataplane.method: "snat" is not one of nat, dr, tunnel`},
 		{"nftables planned", base + "dataplane: {backend: nftables}\n", `nftables dataplane is planned but not available yet`},
 		{"bad scheduler", base + "dataplane: {scheduler: fast}\n", `"fast" is not one of rr, wrr`},
+		{"bad eventQPS", base + "kubernetes: {eventQPS: 0}\n", `config.yaml:2: kubernetes.eventQPS: "0" is not a positive number`},
 		{"misspelled section", base + "cluster2: 1\n", `cluster2: unknown key`},
 		{"bad port", "cluster: {insecure: true, bindPort: 70000}\n", `config.yaml:1: cluster.bindPort: 70000 is out of range`},
 		{"not a bool", "cluster: {insecure: maybe}\n", `cluster.insecure: "maybe" is not true or false`},

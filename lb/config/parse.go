@@ -301,6 +301,8 @@ func (p *parser) kubernetes(n *yaml.Node, path string) {
 		"leaseName":         func(n *yaml.Node, path string) { d.str(n, path, &k.LeaseName) },
 		"qps":               func(n *yaml.Node, path string) { d.float(n, path, &k.QPS) },
 		"burst":             func(n *yaml.Node, path string) { d.intField(n, path, 1, 100000, &k.Burst) },
+		"eventQPS":          func(n *yaml.Node, path string) { d.float(n, path, &k.EventQPS) },
+		"eventBurst":        func(n *yaml.Node, path string) { d.intField(n, path, 1, 100000, &k.EventBurst) },
 	})
 	if k.LoadBalancerClass == "" {
 		d.errorf(n, join(path, "loadBalancerClass"), "must not be empty")

@@ -60,7 +60,20 @@ type Options struct {
 	// CommitRetry is how often a Service held back by Committed is
 	// tried again; 0 means DefaultCommitRetry.
 	CommitRetry time.Duration
+	// EventClient, if set, writes the Events: a clientset with a rate
+	// limit of its own (as kube-scheduler's eventClient), so that Events
+	// never take the status writes' or the Lease's share of the client's
+	// QPS. nil means the main client.
+	EventClient kubernetes.Interface
+	// CountEvent, if set, is told of each Event's outcomes (EventRecorded,
+	// EventWritten, EventFailed). It must not block.
+	CountEvent func(outcome string)
 }
+
+// DefaultWorkers is the default of Options.Workers: enough status writes
+// in flight to use the client's QPS on a busy API server, few enough to
+// hold a small share of its API Priority and Fairness seats.
+const DefaultWorkers = 16
 
 // DefaultCommitRetry is the default of Options.CommitRetry.
 const DefaultCommitRetry = time.Second
@@ -115,7 +128,7 @@ type Controller struct {
 // New builds a Controller; it starts nothing.
 func New(client kubernetes.Interface, opts Options) *Controller {
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = DefaultWorkers
 	}
 	if opts.MinSyncInterval <= 0 {
 		opts.MinSyncInterval = 50 * time.Millisecond

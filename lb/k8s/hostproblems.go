@@ -4,8 +4,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/edgelb/edgelb/lb"
@@ -67,9 +65,7 @@ func (c *Controller) SetHostProblems(ps []lb.Problem) {
 // recordHostProblems gives SetHostProblems this host's recorder until
 // stop is closed.
 func (c *Controller) recordHostProblems(stop <-chan struct{}) {
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity})
+	broadcaster, recorder := c.newRecorder()
 	c.host.mu.Lock()
 	c.host.recorder = recorder
 	pending := c.host.pending

@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
@@ -29,6 +27,11 @@ type term struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	alloc    *ipam.Allocator
 	recorder record.EventRecorder
+	// notices records the Normal Events of allocations, through a
+	// broadcaster (and so a bounded queue) of its own: a burst of them —
+	// thousands of new Services — is dropped past client-go's bound
+	// rather than crowding out the Warnings.
+	notices record.EventRecorder
 
 	mu sync.Mutex
 	// keptMsg is the AddressKept message last recorded on each Service in
@@ -105,14 +108,17 @@ func (c *Controller) lead(ctx context.Context) {
 		return
 	}
 	c.log.Info("acquired the Lease: this host allocates IPs and writes Service status")
-	broadcaster := record.NewBroadcaster() // shut down once the workers have stopped
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	// Shut down once the workers have stopped.
+	broadcaster, recorder := c.newRecorder()
 	defer broadcaster.Shutdown()
+	noticer, notices := c.newRecorder()
+	defer noticer.Shutdown()
 	t := &term{
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
-		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity}),
+		recorder: recorder,
+		notices:  notices,
 	}
 	defer t.queue.ShutDown()
 	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {

@@ -142,7 +142,7 @@ func (c *Controller) sync(ctx context.Context, t *term, k string) error {
 	c.why.set(k, "")
 	c.reportKept(t, svc, alloc.Misfits(req))
 	if !sameAddrs(before, ips) {
-		t.recorder.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
+		t.notices.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s", addrList(ips))
 		c.log.Info("assigned addresses", "service", k, "vip", addrList(ips))
 		c.notify("allocation", fmt.Sprintf("%s: assigned %s", k, addrList(ips)), map[string]string{"service": k, "vip": addrList(ips)})
 		if len(before) > 0 {

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // scaleSize reads a size of BenchmarkScale from the environment, for
@@ -141,6 +143,14 @@ func BenchmarkScale(b *testing.B) {
 		liveSettled, _ := liveHeap(b, p.log)
 		b.Logf("after the endpoint changes: RSS %.0f MB, live heap after the last GC %.0f MB", rssSettled, liveSettled)
 		b.ReportMetric(rssSettled, "rss-settled-MB")
+		// Scraped last: a scrape at this scale (series for every virtual
+		// service and backend) costs memory of its own.
+		m := scrape(b, "http://"+listen+"/metrics")
+		rssScraped, _ := memory(b, p.cmd.Process.Pid)
+		b.Logf("by then: %.0f answers from the API server, %.0f of them 429, %.0f retries; Events %.0f recorded, %.0f written, %.0f failed; RSS %.0f MB after the scrape of /metrics",
+			m["edgelb_kubernetes_requests_total"], m[`edgelb_kubernetes_requests_total{code="429"}`], m["edgelb_kubernetes_request_retries_total"],
+			m[`edgelb_kubernetes_events_total{outcome="recorded"}`], m[`edgelb_kubernetes_events_total{outcome="written"}`], m[`edgelb_kubernetes_events_total{outcome="failed"}`], rssScraped)
+		b.ReportMetric(m[`edgelb_kubernetes_requests_total{code="429"}`], "api-429s")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "endpoint-p50-ms")
 		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "endpoint-max-ms")
 		if len(rebuilds) > 0 {
@@ -381,5 +391,32 @@ func rebuildTimes(b *testing.B, path string, offset int64) []time.Duration {
 	}
 	slices.Sort(out)
 	b.Logf("%d rebuilds of the desired state meanwhile: %v", len(out), out)
+	return out
+}
+
+// scrape reads edgelb's counters at url: each metric's total under its
+// name, and under name{label="value"} the total of the series with that
+// label.
+func scrape(b *testing.B, url string) map[string]float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			v := m.GetCounter().GetValue()
+			out[name] += v
+			for _, l := range m.GetLabel() {
+				out[fmt.Sprintf("%s{%s=%q}", name, l.GetName(), l.GetValue())] += v
+			}
+		}
+	}
 	return out
 }

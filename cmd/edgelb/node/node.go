@@ -447,18 +447,23 @@ func (n *Node) newCluster() error {
 // newController builds the Kubernetes side: informers, the Lease, IPAM
 // and status writes.
 func (n *Node) newController() error {
-	client := n.opts.Kube
+	client, events := n.opts.Kube, n.opts.Kube
 	if client == nil {
 		var err error
-		client, n.kubeToken, err = kubeClient(n.cfg.Kubernetes, n.opts.Version, n.log)
+		client, events, n.kubeToken, err = kubeClients(n.cfg.Kubernetes, n.opts.Version, n.log)
 		if err != nil {
 			return err
 		}
 	}
+	registerKubeMetrics(n.metrics.Registry)
 	opts := k8s.Options{
-		Identity: n.cfg.Node.Name,
-		Store:    n.store,
-		Log:      n.log.With("component", "kubernetes"),
+		// Events through a client of their own: they never wait for, nor
+		// delay, the status writes and the Lease.
+		EventClient: events,
+		CountEvent:  func(outcome string) { kubeEvents.WithLabelValues(outcome).Inc() },
+		Identity:    n.cfg.Node.Name,
+		Store:       n.store,
+		Log:         n.log.With("component", "kubernetes"),
 		// The leader records owner changes and backends that all fail
 		// as Events on the Services.
 		Ownership: n.members,
@@ -647,28 +652,29 @@ func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // KubeClient builds the Kubernetes client of kc (its kubeconfig, else
 // the in-cluster one), and sends client-go's logs to log.
 func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubernetes.Interface, error) {
-	client, _, err := kubeClient(kc, version, log)
+	client, _, _, err := kubeClients(kc, version, log)
 	return client, err
 }
 
-// kubeClient is KubeClient, and the holder of the kubeconfig's inline
-// token, nil without one.
-func kubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubernetes.Interface, *bearer, error) {
+// kubeClients is KubeClient; a second client for Events, with a rate
+// limit of its own (kubernetes.eventQPS, eventBurst), as kube-scheduler
+// and kube-controller-manager write theirs; and the holder of the
+// kubeconfig's inline token, nil without one. client-go honours the API
+// server's 429 and Retry-After on both (API Priority and Fairness).
+func kubeClients(kc *config.Kubernetes, version string, log *slog.Logger) (client, events kubernetes.Interface, tok *bearer, err error) {
 	// client-go logs through klog; send it to our slog handler.
 	klog.SetLogger(logr.FromSlogHandler(log.With("component", "client-go").Handler()))
 	var rc *rest.Config
-	var err error
 	if kc.Kubeconfig == "" {
 		rc, err = rest.InClusterConfig()
 	} else {
 		rc, err = clientcmd.BuildConfigFromFlags("", kc.Kubeconfig)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("loading kubeconfig %q: %w", kc.Kubeconfig, err)
+		return nil, nil, nil, fmt.Errorf("loading kubeconfig %q: %w", kc.Kubeconfig, err)
 	}
 	rc.QPS, rc.Burst = kc.QPS, kc.Burst
 	rc.UserAgent = "edgelb/" + version
-	var tok *bearer
 	if kc.Kubeconfig != "" && rc.BearerToken != "" {
 		tok = &bearer{}
 		token := rc.BearerToken
@@ -676,11 +682,16 @@ func kubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubern
 		rc.BearerToken = ""
 		rc.Wrap(func(next http.RoundTripper) http.RoundTripper { return bearerTransport{b: tok, next: next} })
 	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+	// Each clientset made from a Config gets a rate limiter of its own.
+	erc := rest.CopyConfig(rc)
+	erc.QPS, erc.Burst = kc.EventQPS, kc.EventBurst
+	if client, err = kubernetes.NewForConfig(rc); err == nil {
+		events, err = kubernetes.NewForConfig(erc)
 	}
-	return client, tok, nil
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	return client, events, tok, nil
 }
 
 // CheckFiles checks the files the config names that config.Load does not

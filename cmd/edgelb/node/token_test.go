@@ -94,7 +94,7 @@ current-context: k
 `, srv.URL, token)), 0o600)
 	}
 	write("first-token")
-	client, tok, err := kubeClient(&config.Kubernetes{Kubeconfig: path, QPS: 50, Burst: 100}, "test", slog.New(slog.DiscardHandler))
+	client, _, tok, err := kubeClients(&config.Kubernetes{Kubeconfig: path, QPS: 50, Burst: 100, EventQPS: 50, EventBurst: 100}, "test", slog.New(slog.DiscardHandler))
 	if err != nil || tok == nil {
 		t.Fatalf("kubeClient: %v, token holder %v", err, tok)
 	}
