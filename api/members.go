@@ -51,6 +51,9 @@ type RefusedError struct {
 	Forceable bool
 }
 
+// noLog answers a member change on a host that keeps no consensus log.
+const noLog = "this host keeps no consensus log (cluster.insecure, or a lone host without a state directory): its member set is its config file's cluster.join"
+
 func (e *RefusedError) Error() string {
 	if e.Forceable {
 		return e.Reason + " (force=true makes the change anyway)"
@@ -108,7 +111,7 @@ func (s *Server) memberRoutes(admin *gin.RouterGroup) {
 			return
 		}
 		if ms == nil {
-			abort(c, http.StatusConflict, "this host keeps no consensus log (cluster.insecure, or a lone host without a state directory): its member set is its config file's cluster.join")
+			abort(c, http.StatusConflict, noLog)
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), writeTimeout)
@@ -124,7 +127,7 @@ func (s *Server) memberRoutes(admin *gin.RouterGroup) {
 			return
 		}
 		if ms == nil {
-			abort(c, http.StatusConflict, "this host keeps no consensus log (cluster.insecure, or a lone host without a state directory): its member set is its config file's cluster.join")
+			abort(c, http.StatusConflict, noLog)
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), writeTimeout)

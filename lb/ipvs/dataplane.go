@@ -565,25 +565,10 @@ func (d *Dataplane) incrementalPass(desired *lb.Desired, healthChanged bool, now
 	matched := 0
 	for i := range desired.Services {
 		vs := &desired.Services[i]
-		a, ok := d.applied[vs.Key]
-		if ok {
+		if _, ok := d.applied[vs.Key]; ok {
 			matched++
-		} else {
-			vipsChanged = true
 		}
-		draining := d.drainKeys[vs.Key] > 0
-		if ok && !healthChanged && !draining && a.src.Equal(vs) {
-			continue
-		}
-		if ok && a.src.Method != vs.Method {
-			vipsChanged = true
-		}
-		t := d.target(vs)
-		if ok && !draining && a.equal(t) {
-			a.src = t.src
-			continue
-		}
-		*errs = append(*errs, d.result(vs.Key, d.reconcile(vs.Key, t, nil, false, now)))
+		vipsChanged = d.applyOne(vs, healthChanged, now, errs) || vipsChanged
 	}
 	if matched != len(d.applied) || len(d.failing) > 0 {
 		vipsChanged = vipsChanged || matched != len(d.applied)
@@ -628,24 +613,31 @@ func (d *Dataplane) keysPass(desired *lb.Desired, changed []lb.Key, now time.Tim
 			}
 			continue
 		}
-		vs := &desired.Services[i]
-		if !ok {
-			vipsChanged = true
-		}
-		draining := d.drainKeys[k] > 0
-		if ok && !draining && a.src.Equal(vs) {
-			continue
-		}
-		if ok && a.src.Method != vs.Method {
-			vipsChanged = true
-		}
-		t := d.target(vs)
-		if ok && !draining && a.equal(t) {
-			a.src = t.src
-			continue
-		}
-		*errs = append(*errs, d.result(k, d.reconcile(k, t, nil, false, now)))
+		vipsChanged = d.applyOne(&desired.Services[i], false, now, errs) || vipsChanged
 	}
+	return vipsChanged
+}
+
+// applyOne reconciles one virtual service of an incremental pass unless
+// what was applied for it still holds (and, unless healthChanged, its
+// description is the same). It reports whether the VIPs' set or
+// forwarding method may have changed.
+func (d *Dataplane) applyOne(vs *lb.VirtualService, healthChanged bool, now time.Time, errs *[]error) bool {
+	a, ok := d.applied[vs.Key]
+	vipsChanged := !ok
+	draining := d.drainKeys[vs.Key] > 0
+	if ok && !healthChanged && !draining && a.src.Equal(vs) {
+		return vipsChanged
+	}
+	if ok && a.src.Method != vs.Method {
+		vipsChanged = true
+	}
+	t := d.target(vs)
+	if ok && !draining && a.equal(t) {
+		a.src = t.src
+		return vipsChanged
+	}
+	*errs = append(*errs, d.result(vs.Key, d.reconcile(vs.Key, t, nil, false, now)))
 	return vipsChanged
 }
 

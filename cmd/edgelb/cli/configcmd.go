@@ -57,18 +57,17 @@ const configUsage = `Usage:
                                     (--restore-backend-states: version N's too)
 `
 
-func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := configFlags(stderr)
-	usage := fs.Usage
-	fs.Usage = func() { usage(); fmt.Fprint(stderr, "\n"+configUsage) }
-	// Flags may come before or after the operands (rollback N).
+// parseOperands parses args with fs, flags before or after the
+// operands, and returns the operands: at least one (the subcommand), or
+// errUsage after printing the usage.
+func parseOperands(fs *flag.FlagSet, args []string) ([]string, error) {
 	var operands []string
 	for rest := args; ; {
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return err
+				return nil, err
 			}
-			return errUsage
+			return nil, errUsage
 		}
 		if fs.NArg() == 0 {
 			break
@@ -78,7 +77,19 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if len(operands) == 0 {
 		fs.Usage()
-		return errUsage
+		return nil, errUsage
+	}
+	return operands, nil
+}
+
+func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := configFlags(stderr)
+	usage := fs.Usage
+	fs.Usage = func() { usage(); fmt.Fprint(stderr, "\n"+configUsage) }
+	// Flags may come before or after the operands (rollback N).
+	operands, err := parseOperands(fs, args)
+	if err != nil {
+		return err
 	}
 	sub, operands := operands[0], operands[1:]
 	if o.output != "yaml" && o.output != "json" {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,23 +46,9 @@ func membersCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs, o := membersFlags(stderr)
 	usage := fs.Usage
 	fs.Usage = func() { usage(); fmt.Fprint(stderr, "\n"+membersUsage) }
-	var operands []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return errUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		operands = append(operands, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	if len(operands) == 0 {
-		fs.Usage()
-		return errUsage
+	operands, err := parseOperands(fs, args)
+	if err != nil {
+		return err
 	}
 	sub, operands := operands[0], operands[1:]
 	want := map[string]int{"list": 0, "add": 1, "remove": 1}
