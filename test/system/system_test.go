@@ -86,7 +86,9 @@ func TestDebianHosts(t *testing.T) {
 		"-f", filepath.Join(dir, "edgelb-old.deb"), "-f", filepath.Join(dir, "edgelb-new.deb"),
 		"-f", filepath.Join(dir, "testbed.test"), "-f", filepath.Join(root, "packaging/modules-load.conf"),
 		"-f", filepath.Join(root, "docs/operations.md"), "-f", kubectl+":bin/kubectl",
-		"-f", filepath.Join(bin, "etcd")+":k8s/etcd", "-f", filepath.Join(bin, "kube-apiserver")+":k8s/kube-apiserver", job)
+		"-f", filepath.Join(bin, "etcd")+":k8s/etcd", "-f", filepath.Join(bin, "kube-apiserver")+":k8s/kube-apiserver",
+		// testenv, which runs the control plane in the VM, wants its kubectl beside them.
+		"-f", kubectl+":k8s/kubectl", job)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
