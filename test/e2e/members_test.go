@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -113,4 +114,62 @@ func TestAddAndRemoveAHost(t *testing.T) {
 	if err := gone.Stop(10 * time.Second); err != nil {
 		t.Errorf("stopping %s: %v", gone.Name, err)
 	}
+}
+
+// A fourth host started with a different file, never added: the three
+// keep their configuration (same history, same services, the VIPs where
+// they were), the newcomer's services appear nowhere and it owns no VIP;
+// it says its file differs from what the cluster runs, or that it is not
+// a member. (Under last-writer-wins every host took the newcomer's file.)
+func TestNewcomerWithADifferentFileChangesNothing(t *testing.T) {
+	l := startCluster(t, 3)
+	h1 := l.Hosts[0]
+	apiFlag := []string{"--api", "http://127.0.0.1:9080"}
+	before, err := h1.Edgelb(append([]string{"config", "history"}, apiFlag...)...)
+	if err != nil {
+		t.Fatalf("edgelb config history: %v\n%s", err, before)
+	}
+	owner := l.StableOwner(vip4, time.Second)
+	newVIP := netip.MustParseAddr("10.99.0.177")
+	l.Services = "\n  - {name: newcomer, vip: " + newVIP.String() + ", ports: [{port: 8080}]}"
+	h4 := l.AddHost("h4", l.Key)
+	h4.Start()
+	// h4 is in gossip and its API answers.
+	if !nslab.Poll(converge, func() bool {
+		ms, err := membersOf(h1)
+		return err == nil && slices.ContainsFunc(ms, func(m api.Member) bool { return m.Address == h4.IP4.String()+":7946" && m.Alive })
+	}) {
+		t.Fatalf("h4 never appeared alive in h1's members:\n%s", h4.Log.String())
+	}
+	time.Sleep(3 * time.Second) // what LWW needed to spread the newcomer's file
+	for _, h := range l.Hosts[:3] {
+		after, err := h.Edgelb(append([]string{"config", "history"}, apiFlag...)...)
+		if err != nil || after != before {
+			t.Errorf("%s: the configuration's history after h4 joined:\n%s\nwant, as before:\n%s", h.Name, after, before)
+		}
+		if ms, err := membersOf(h); err == nil {
+			for _, m := range ms {
+				if m.Address == h4.IP4.String()+":7946" && m.Configured {
+					t.Errorf("%s lists h4 as a configured member", h.Name)
+				}
+			}
+		}
+	}
+	if hs := l.Holders(newVIP); len(hs) != 0 {
+		t.Errorf("the newcomer's VIP %s is held by %v", newVIP, nslab.Names(hs))
+	}
+	if hs := l.Holders(vip4); len(hs) != 1 || hs[0] != owner {
+		t.Errorf("%s is held by %v, want %s alone as before h4 came", vip4, nslab.Names(hs), owner.Name)
+	}
+	if h4.Has(vip4) || h4.Has(vip6) {
+		t.Error("h4, not a configured member, holds a VIP")
+	}
+	st, err := h4.Edgelb(append([]string{"status"}, apiFlag...)...)
+	if err != nil {
+		t.Fatalf("edgelb status on h4: %v\n%s", err, st)
+	}
+	if !strings.Contains(st, "differ") && !strings.Contains(st, "not configured") && !strings.Contains(st, "not a member") {
+		t.Errorf("h4's status says neither that its file differs nor that it is not a member:\n%s", st)
+	}
+	t.Logf("h4's status:\n%s", st)
 }

@@ -96,7 +96,7 @@ const drained = "10.0.0.23:8080"
 // token: the test bed's config has none) and prints the answer; the hosts
 // have no curl, bash's /dev/tcp does.
 func apiPost(path string) string {
-	return `exec 3<>/dev/tcp/127.0.0.1/9080; printf 'POST ` + path + ` HTTP/1.0\r\nHost: 127.0.0.1:9080\r\nContent-Length: 0\r\n\r\n' >&3; cat <&3`
+	return `exec 3<>/dev/tcp/127.0.0.1/9080; printf 'POST ` + path + ` HTTP/1.0\r\nHost: 127.0.0.1:9080\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n' >&3; cat <&3`
 }
 
 // weightZeroEverywhere reports whether every host's IPVS table has the
