@@ -102,13 +102,21 @@ func orDefault(s, d string) string {
 // start runs edgelb with the given config until the test ends.
 func start(t testing.TB, name, cfg string) *proc {
 	t.Helper()
-	dir := t.TempDir()
+	return startIn(t, t.TempDir(), name, cfg)
+}
+
+// startIn runs edgelb with the given config, written to dir/name.yaml,
+// and dir as its state directory, until the test ends. A second run in
+// the same dir is the host restarted over its edited file, with the
+// cluster configuration it persisted; its log goes after the first's.
+func startIn(t testing.TB, dir, name, cfg string) *proc {
+	t.Helper()
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	logf, err := os.Create(p.log)
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
