@@ -180,6 +180,8 @@ func TestServiceStatesAndFileDriftShow(t *testing.T) {
 		}
 		return nil
 	})
+	_, out, _, _ = fileDrift()
+	t.Logf("edgelb status after the restart over the edited file:\n%s", out)
 	code, body := get("/api/v1/config")
 	var doc api.ConfigDoc
 	if code != 200 || json.Unmarshal([]byte(body), &doc) != nil {
