@@ -401,7 +401,13 @@ func (l *liveConfig) reportLocked() {
 		return
 	}
 	var problem error
-	if l.unapplied != 0 {
+	switch {
+	case l.raft != nil && l.id == "":
+		// Nothing committed yet runs here: the file's cluster-wide keys
+		// are not the cluster's until the log says so (a newcomer's file
+		// may differ from what the cluster runs).
+		problem = errors.New("no committed cluster configuration yet (a new cluster commits its first once a majority of its hosts is up; a host not yet a member waits for `edgelb members add`): owning no VIPs until one is applied")
+	case l.unapplied != 0:
 		problem = fmt.Errorf("cannot apply the committed cluster configuration version %d over this host's config file (running version %d, owning no VIPs): %w",
 			l.unapplied, l.version, l.unappliedErr)
 	}
