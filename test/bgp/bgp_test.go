@@ -104,6 +104,9 @@ func probeVIPFromRouter(t testing.TB, r *router, v netip.Addr, n int) map[string
 // or keep their next hop.
 func TestECMPWithFRR(t *testing.T) {
 	l := nslab.New(t, 5)
+	// The five are the configured cluster: a host outside it (not in the
+	// consensus log's member set) never serves, whatever its session.
+	l.Join = 5
 	// The lab's l2 VIPs (one owner each) beside the bgp one.
 	l.Services += fmt.Sprintf("\n  - {name: web-bgp, vip: %s, announce: bgp, ports: [{port: 8080}]}", vip)
 	l.Services += fmt.Sprintf("\n  - {name: open-bgp, vip: %s, announce: bgp, ports: [{port: 8080}], sourceRanges: [%s/32]}", vipOpen, routerIP)
@@ -120,7 +123,7 @@ func TestECMPWithFRR(t *testing.T) {
 		}
 	}()
 
-	// Alone, h1 has no quorum (two of the three configured hosts): its
+	// Alone, h1 has no quorum (it needs three of the five configured hosts): its
 	// session comes up, but it advertises nothing.
 	l.Extra = hostBGP(routerASN, "")
 	start := time.Now()
