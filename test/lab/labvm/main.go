@@ -164,6 +164,13 @@ func up(ctx context.Context, args []string) error {
 			return fmt.Errorf("edgelb check --config %s: %v\n%s", cfg, err, b)
 		}
 		cmd := exec.Command("ip", "netns", "exec", lb, edgelbBin, "run", "--config", cfg)
+		// Each host keeps its consensus log in a state directory of its
+		// own, as systemd's StateDirectory= gives the packaged unit.
+		state := "/tmp/" + lb + "-state"
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			return err
+		}
+		cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+state)
 		pr, pw := io.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw
 		if err := cmd.Start(); err != nil {
