@@ -109,6 +109,33 @@ type edgelb struct {
 	logFrom int64
 	// env is added to the process's environment.
 	env []string
+	// stated: the state directory was set up (the first start).
+	stated bool
+}
+
+// stateDir gives e, at its first start, a fresh state directory of its
+// own next to its config file unless env names one: a cluster of several
+// hosts keeps its consensus log there (systemd's StateDirectory= for the
+// packaged unit), and no version from another test's run may be in it.
+// Later starts keep it, as a restarted host does.
+func (e *edgelb) stateDir(t *testing.T) {
+	if e.stated {
+		return
+	}
+	e.stated = true
+	for _, kv := range e.env {
+		if strings.HasPrefix(kv, "STATE_DIRECTORY=") {
+			return
+		}
+	}
+	dir := strings.TrimSuffix(e.cfg, ".yaml") + "-state"
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.env = append(e.env, "STATE_DIRECTORY="+dir)
 }
 
 func startEdgelb(t *testing.T, ns, config string) *edgelb {
@@ -134,6 +161,7 @@ func (e *edgelb) start(t *testing.T) {
 	if fi, err := f.Stat(); err == nil {
 		e.logFrom = fi.Size()
 	}
+	e.stateDir(t)
 	e.cmd = exec.Command("ip", "netns", "exec", e.ns, edgelbBin, "run", "--config", e.cfg)
 	e.cmd.Env = append(os.Environ(), e.env...)
 	e.cmd.Stdout, e.cmd.Stderr = f, f
