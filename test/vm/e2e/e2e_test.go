@@ -114,7 +114,8 @@ type edgelb struct {
 }
 
 // stateDir gives e, at its first start, a fresh state directory of its
-// own next to its config file unless env names one: a cluster of several
+// own next to its config file unless env names one or e is a lone host
+// (its config joins no one): a cluster of several
 // hosts keeps its consensus log there (systemd's StateDirectory= for the
 // packaged unit), and no version from another test's run may be in it.
 // Later starts keep it, as a restarted host does.
@@ -127,6 +128,12 @@ func (e *edgelb) stateDir(t *testing.T) {
 		if strings.HasPrefix(kv, "STATE_DIRECTORY=") {
 			return
 		}
+	}
+	// A lone host keeps no state between runs without one: its file's
+	// keys are what it runs at each start, as the tests that restart it
+	// with another file expect.
+	if b, err := os.ReadFile(e.cfg); err == nil && !strings.Contains(string(b), "join:") {
+		return
 	}
 	dir := strings.TrimSuffix(e.cfg, ".yaml") + "-state"
 	if err := os.RemoveAll(dir); err != nil {
