@@ -401,14 +401,9 @@ func (s *Server) put(c *gin.Context, what string, spec json.RawMessage, ifVersio
 // its secrets: only an admin token may (or anyone when the API has no
 // tokens, where every request is an admin's).
 func (s *Server) secretsParam(c *gin.Context) (bool, bool) {
-	v, given := c.GetQuery("secrets")
-	if !given {
-		return false, true
-	}
-	secrets, err := strconv.ParseBool(v)
-	if err != nil {
-		abort(c, http.StatusBadRequest, fmt.Sprintf("secrets=%q: want true or false", v))
-		return false, false
+	secrets, ok := boolParam(c, "secrets")
+	if !ok || !secrets {
+		return false, ok
 	}
 	if secrets && len(s.keys.Load().tokens) > 0 && c.GetString("role") != RoleAdmin {
 		abort(c, http.StatusForbidden, fmt.Sprintf("secrets=true needs an admin token; a viewer token sees every secret as %q", SecretPlaceholder))

@@ -156,17 +156,21 @@ func (s *Server) memberAnswer(c *gin.Context, ok int, res MemberChange, err erro
 }
 
 // forceParam reads ?force=true.
-func forceParam(c *gin.Context) (bool, bool) {
-	v, given := c.GetQuery("force")
+func forceParam(c *gin.Context) (bool, bool) { return boolParam(c, "force") }
+
+// boolParam reads the query parameter name as a boolean, false when it
+// is absent; a value that is not one answers 400.
+func boolParam(c *gin.Context, name string) (bool, bool) {
+	v, given := c.GetQuery(name)
 	if !given {
 		return false, true
 	}
-	force, err := strconv.ParseBool(v)
+	b, err := strconv.ParseBool(v)
 	if err != nil {
-		abort(c, http.StatusBadRequest, fmt.Sprintf("force=%q: want true or false", v))
+		abort(c, http.StatusBadRequest, fmt.Sprintf("%s=%q: want true or false", name, v))
 		return false, false
 	}
-	return force, true
+	return b, true
 }
 
 // members is GET /api/v1/members: the live members, each saying whether
