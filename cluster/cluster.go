@@ -75,6 +75,9 @@ type Options struct {
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 	GossipInterval time.Duration
+	// Heartbeat is the fast failure detection next to memberlist's
+	// (heartbeat.go).
+	Heartbeat HeartbeatOptions
 	// HandoverTimeout bounds how long a draining member keeps a VIP while
 	// waiting for the next owner to confirm it holds it.
 	HandoverTimeout time.Duration
@@ -186,6 +189,11 @@ type Cluster struct {
 	epoch    uint64
 	restart  restartState
 	fresh    freshState
+	// hb sends and receives heartbeats, nil when they are off (set in
+	// Run before memberlist starts, read by update).
+	hb atomic.Pointer[heartbeater]
+	// hbPort is the heartbeat port gossiped in Meta, 0 when off.
+	hbPort atomic.Uint32
 	// refused are the kinds of peer messages refused and logged
 	// (insecure.go).
 	refused map[string]bool
@@ -233,6 +241,15 @@ func New(opts Options) (*Cluster, error) {
 	}
 	if opts.RestartHold <= 0 {
 		opts.RestartHold = DefaultRestartHold
+	}
+	if opts.Heartbeat.Interval <= 0 {
+		opts.Heartbeat.Interval = DefaultHeartbeatInterval
+	}
+	if opts.Heartbeat.Multiplier <= 0 {
+		opts.Heartbeat.Multiplier = DefaultHeartbeatMultiplier
+	}
+	if opts.Heartbeat.Port == 0 && opts.BindPort < 65535 {
+		opts.Heartbeat.Port = opts.BindPort + 1
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -575,6 +592,7 @@ func (c *Cluster) localMetaLocked() Meta {
 		}
 	}
 	m.Facts, m.Unapplied, m.DataPathFailing = c.facts, c.unapplied, c.dataPathFailing
+	m.HeartbeatPort = uint16(c.hbPort.Load())
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
 	}
@@ -600,6 +618,24 @@ func (c *Cluster) healthyLocked() bool {
 // reporting the VIPs it owned. It returns an error if gossip cannot start.
 func (c *Cluster) Run(ctx context.Context) error {
 	c.view.reset()
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHB()
+	hbDone := make(chan struct{})
+	if hb := c.newHeartbeater(); hb != nil {
+		c.hb.Store(hb)
+		go func() {
+			defer close(hbDone)
+			hb.Run(hbCtx)
+		}()
+	} else {
+		close(hbDone)
+	}
+	defer func() {
+		stopHB()
+		<-hbDone
+		c.hb.Store(nil)
+		c.hbPort.Store(0)
+	}()
 	ml, err := memberlist.Create(c.memberlistConfig())
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(c.opts.BindAddr, c.opts.BindPort), err)
@@ -723,6 +759,23 @@ func (c *Cluster) update() {
 		}
 		members = append(members, m)
 	}
+	var targets []hbTarget
+	hb := c.hb.Load()
+	var silent []string
+	if hb != nil {
+		silent = hb.silentNames()
+	}
+	for i := range members {
+		m := &members[i]
+		if m.Name == c.opts.Name || m.HeartbeatPort == 0 || !m.Addr.IsValid() {
+			continue
+		}
+		targets = append(targets, hbTarget{Name: m.Name, Addr: netip.AddrPortFrom(m.Addr.Addr(), m.HeartbeatPort)})
+		m.Silent = slices.Contains(silent, m.Name)
+	}
+	if hb != nil {
+		hb.setTargets(targets)
+	}
 	members = c.absentLocked(members, now)
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
 	live := 0
@@ -841,7 +894,7 @@ func (c *Cluster) AnnounceEpoch() uint64 {
 // the same metadata.
 func sameView(a, b []Member) bool {
 	return slices.EqualFunc(a, b, func(x, y Member) bool {
-		return x.Name == y.Name && x.Addr == y.Addr && x.Absent == y.Absent && x.Healthy == y.Healthy && x.Draining == y.Draining &&
+		return x.Name == y.Name && x.Addr == y.Addr && x.Absent == y.Absent && x.Silent == y.Silent && x.Healthy == y.Healthy && x.Draining == y.Draining &&
 			x.Leaving == y.Leaving && x.Restarting == y.Restarting && x.Held == y.Held && x.Gave == y.Gave && slices.Equal(x.Networks, y.Networks)
 	})
 }

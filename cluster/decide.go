@@ -79,10 +79,10 @@ func NeedFor(size, quorum int) int {
 	return max(1, size)/2 + 1
 }
 
-// counts reports whether m counts towards the quorum: live, and
-// configured when voters are given.
+// counts reports whether m counts towards the quorum: live, heard (not
+// Silent), and configured when voters are given.
 func counts(m *Member, voters map[netip.AddrPort]bool) bool {
-	return !m.Absent && (len(voters) == 0 || voters[m.Addr])
+	return !m.Absent && !m.Silent && (len(voters) == 0 || voters[m.Addr])
 }
 
 // Decide is the ownership rule, a pure function of what this member
@@ -92,6 +92,9 @@ func counts(m *Member, voters map[netip.AddrPort]bool) bool {
 //     set), never the absent ones held for a restart, so that two sides of a partition cannot both count a
 //     majority of the configured cluster (a member restarting on one side
 //     may still be held on the other).
+//   - A member whose heartbeats stopped (Silent) counts as gone: it is
+//     neither counted nor assigned anything, as if memberlist had
+//     declared it dead; a member that hears nobody counts only itself.
 //   - Only configured members (Voters, when set) may own VIPs: one
 //     outside the set has no quorum and is assigned nothing.
 //   - Without a quorum, or unhealthy, a member holds nothing, at once.

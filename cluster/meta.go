@@ -61,6 +61,10 @@ type Meta struct {
 	// answer. It still owns VIPs until it reports itself unhealthy, which
 	// it does only while another member's path works.
 	DataPathFailing bool
+	// HeartbeatPort is the UDP port the member receives heartbeats on
+	// (heartbeat.go); 0: it runs none (heartbeats off, insecure, or an
+	// older release), and the others judge it by memberlist alone.
+	HeartbeatPort uint16
 }
 
 // Member is one member as this member sees it: a live one, or one that
@@ -71,6 +75,11 @@ type Member struct {
 	// Absent: the member left for a graceful restart and is not back yet;
 	// Meta is what it gossiped last (Restarting).
 	Absent bool
+	// Silent: the member gossips a heartbeat port, was heard, and has
+	// sent no heartbeat for the timeout (or is back for less than it):
+	// it counts as gone for VIP ownership while memberlist still lists
+	// it (liveness.go).
+	Silent bool
 	Meta
 }
 
@@ -97,6 +106,8 @@ type wireMeta struct {
 	Refused []string `json:"x,omitempty"`
 	// DataPathFailing.
 	DF bool `json:"df,omitempty"`
+	// HeartbeatPort.
+	HB uint16 `json:"hb,omitempty"`
 }
 
 const metaVersion = 1
@@ -117,7 +128,7 @@ func encodeMeta(m Meta, limit int) []byte {
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
 		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion,
-		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing}
+		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing, HB: m.HeartbeatPort}
 	if json.Valid(m.Facts) {
 		w.F = m.Facts
 	}
@@ -168,7 +179,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
 		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV,
-		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF}
+		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF, HeartbeatPort: w.HB}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -8,7 +8,7 @@ import (
 
 // Assign returns the owner of each VIP: the name of the member that wins
 // the rendezvous hash (highest score of member name and VIP) among the
-// eligible members — healthy or restarting, not draining — that do not
+// eligible members — healthy or restarting, not draining, not Silent — that do not
 // refuse it (Meta.Refused). When some of them list a network containing
 // the VIP, only those compete; a VIP outside every announced network goes
 // to any of them. VIPs nobody can own are left out of the result.
@@ -20,7 +20,7 @@ func Assign(vips []netip.Addr, members []Member) map[netip.Addr]string {
 	out := make(map[netip.Addr]string, len(vips))
 	var eligible []*Member
 	for i := range members {
-		if members[i].Eligible() {
+		if members[i].Eligible() && !members[i].Silent {
 			eligible = append(eligible, &members[i])
 		}
 	}

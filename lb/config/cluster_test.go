@@ -64,3 +64,38 @@ func TestRestartHold(t *testing.T) {
 		}
 	}
 }
+
+func TestHeartbeatKeys(t *testing.T) {
+	base := "node: {name: lb1, interface: eth0}\ncluster:\n  insecure: true\n"
+	cfg, err := Parse("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hb := cfg.Cluster.Heartbeat; hb != (Heartbeat{Enabled: true, Interval: 50 * time.Millisecond, Multiplier: 3}) {
+		t.Fatalf("default heartbeat %+v, want on, 50ms × 3, port bindPort + 1", hb)
+	}
+	cfg, err = Parse("c.yaml", []byte(base+"  heartbeat: {interval: 100ms, multiplier: 5, port: 7950}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hb := cfg.Cluster.Heartbeat; hb != (Heartbeat{Enabled: true, Interval: 100 * time.Millisecond, Multiplier: 5, Port: 7950}) {
+		t.Fatalf("heartbeat %+v", hb)
+	}
+	cfg, err = Parse("c.yaml", []byte(base+"  heartbeat: {enabled: false}\n"))
+	if err != nil || cfg.Cluster.Heartbeat.Enabled {
+		t.Fatalf("enabled: false: %v, %+v", err, cfg.Cluster.Heartbeat)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"  heartbeat: {interval: 1ms}\n", "c.yaml:4: cluster.heartbeat.interval"},
+		{"  heartbeat: {interval: soon}\n", "c.yaml:4: cluster.heartbeat.interval"},
+		{"  heartbeat: {multiplier: 1}\n", "c.yaml:4: cluster.heartbeat.multiplier"},
+		{"  heartbeat: {port: 7946}\n", "c.yaml:4: cluster.heartbeat.port: 7946 is the gossip port"},
+		{"  bindPort: 65535\n", "cluster.heartbeat.port: bindPort is 65535"},
+		{"  heartbeat: {every: 1s}\n", "c.yaml:4: cluster.heartbeat.every"},
+	} {
+		_, err := Parse("c.yaml", []byte(base+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -59,6 +59,20 @@ type DataPath struct {
 	Rise     int
 }
 
+// Heartbeat configures the heartbeats between the members: sealed UDP
+// datagrams every Interval; a member silent for Interval × Multiplier is
+// counted down for VIP ownership at once.
+type Heartbeat struct {
+	// Enabled: send and expect heartbeats (default true; they need the
+	// gossip key, and are off in an insecure cluster).
+	Enabled    bool
+	Interval   time.Duration
+	Multiplier int
+	// Port is the UDP port they are received on, on bindAddr; 0 means
+	// bindPort + 1.
+	Port uint16
+}
+
 // Cluster configures gossip membership.
 type Cluster struct {
 	BindAddr netip.Addr
@@ -83,6 +97,9 @@ type Cluster struct {
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 	GossipInterval time.Duration
+	// Heartbeat is the fast failure detection between the members, next
+	// to memberlist's (cluster.heartbeat, docs/failover.md).
+	Heartbeat Heartbeat
 	// HandoverTimeout bounds a planned handover (stop or drain): how long
 	// a draining member keeps a VIP while waiting for its next owner to
 	// confirm that it holds it.
@@ -327,10 +344,13 @@ func Default() Config {
 			// multiplier of 2 detect a dead LAN peer in about 0.6 s
 			// (measured, docs/failover.md) while tolerating a
 			// 100 ms stall of a loaded host.
-			ProbeInterval:   200 * time.Millisecond,
-			ProbeTimeout:    100 * time.Millisecond,
-			SuspicionMult:   2,
-			GossipInterval:  100 * time.Millisecond,
+			ProbeInterval:  200 * time.Millisecond,
+			ProbeTimeout:   100 * time.Millisecond,
+			SuspicionMult:  2,
+			GossipInterval: 100 * time.Millisecond,
+			// Heartbeats every 50 ms, three missed: a crashed host is
+			// counted down in 150 ms (docs/failover.md).
+			Heartbeat:       Heartbeat{Enabled: true, Interval: 50 * time.Millisecond, Multiplier: 3},
 			HandoverTimeout: 3 * time.Second,
 			RestartHold:     10 * time.Second,
 		},

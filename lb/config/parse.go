@@ -92,9 +92,11 @@ type parser struct {
 	readFile readFileFunc
 
 	keyFileNode *yaml.Node
-	insecureSet bool
-	poolLines   [][]int // line of each pool range, by pool
-	nodeName    *yaml.Node
+	// heartbeatPort is cluster.heartbeat.port, when given.
+	heartbeatPort *yaml.Node
+	insecureSet   bool
+	poolLines     [][]int // line of each pool range, by pool
+	nodeName      *yaml.Node
 	// The bgp section, and the `announce: bgp` keys with their paths.
 	bgpNode         *yaml.Node
 	bgpAnnounce     []*yaml.Node
@@ -158,6 +160,12 @@ func (p *parser) root(n *yaml.Node) {
 	}
 	if dp := cfg.Node.DataPath; dp.Timeout >= dp.Interval {
 		d.errorf(n, "node.dataPath.timeout", "%s must be shorter than the interval %s", dp.Timeout, dp.Interval)
+	}
+	if hb := cfg.Cluster.Heartbeat; hb.Enabled && p.heartbeatPort != nil && hb.Port == cfg.Cluster.BindPort {
+		d.errorf(p.heartbeatPort, "cluster.heartbeat.port", "%d is the gossip port (bindPort): heartbeats need a UDP port of their own", hb.Port)
+	}
+	if hb := cfg.Cluster.Heartbeat; hb.Enabled && p.heartbeatPort == nil && cfg.Cluster.BindPort == 65535 {
+		d.errorf(n, "cluster.heartbeat.port", "bindPort is 65535, so heartbeats have no default port (bindPort + 1): set one")
 	}
 	if cfg.Cluster.ProbeTimeout >= cfg.Cluster.ProbeInterval {
 		d.errorf(n, "cluster.probeTimeout", "%s must be shorter than probeInterval %s", cfg.Cluster.ProbeTimeout, cfg.Cluster.ProbeInterval)
@@ -229,6 +237,7 @@ func (p *parser) cluster(n *yaml.Node, path string) {
 		"probeTimeout":    func(n *yaml.Node, path string) { d.duration(n, path, &c.ProbeTimeout) },
 		"suspicionMult":   func(n *yaml.Node, path string) { d.intField(n, path, 1, 100, &c.SuspicionMult) },
 		"gossipInterval":  func(n *yaml.Node, path string) { d.duration(n, path, &c.GossipInterval) },
+		"heartbeat":       p.heartbeat,
 		"handoverTimeout": func(n *yaml.Node, path string) { d.duration(n, path, &c.HandoverTimeout) },
 		"announceRefresh": func(n *yaml.Node, path string) {
 			d.duration(n, path, &c.AnnounceRefresh)
@@ -249,6 +258,21 @@ func (p *parser) cluster(n *yaml.Node, path string) {
 			default:
 				c.RestartHold = v
 			}
+		},
+	})
+}
+
+func (p *parser) heartbeat(n *yaml.Node, path string) {
+	d, h := p.d, &p.cfg.Cluster.Heartbeat
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"enabled": func(n *yaml.Node, path string) { d.boolean(n, path, &h.Enabled) },
+		"interval": func(n *yaml.Node, path string) {
+			d.durationIn(n, path, 10*time.Millisecond, 10*time.Second, "each member sends every other one a heartbeat this often", &h.Interval)
+		},
+		"multiplier": func(n *yaml.Node, path string) { d.intField(n, path, 2, 255, &h.Multiplier) },
+		"port": func(n *yaml.Node, path string) {
+			d.port(n, path, &h.Port)
+			p.heartbeatPort = n
 		},
 	})
 }

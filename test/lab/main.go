@@ -182,6 +182,8 @@ cluster:
   probeInterval: 1s
   probeTimeout: 500ms
   suspicionMult: 4
+  # Heartbeats slowed down likewise (edgelb's default is 50ms x 3).
+  heartbeat: {interval: 250ms, multiplier: 4}
 kubernetes: {kubeconfig: /job/edgelb.kubeconfig, defaultClass: true}
 pools:
   # web and sticky ask for addresses of "fixed" by annotation; the others

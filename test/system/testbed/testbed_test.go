@@ -73,6 +73,7 @@ cluster:
   probeInterval: 1s
   probeTimeout: 500ms
   suspicionMult: 4
+  heartbeat: {interval: 250ms, multiplier: 4}
   restartHold: 30s
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
 healthCheck: {interval: 1s, timeout: 500ms, rise: 2, fall: 3}

@@ -288,7 +288,8 @@ services:
 func hostConfig(i int, dataplane, apiListen, extra, services string) string {
 	return fmt.Sprintf(`node: {name: lb%d, interface: eth0}
 cluster: {bindAddr: 10.0.0.1%d, join: ["10.0.0.11", "10.0.0.12", "10.0.0.13"], secretKeyFile: %s,
-          probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms}
+          probeInterval: 1s, probeTimeout: 500ms, suspicionMult: 4, gossipInterval: 200ms,
+          heartbeat: {interval: 250ms, multiplier: 4}}
 dataplane: %s
 healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
 api: {listen: %q}

@@ -1,0 +1,292 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Heartbeats: fast failure detection between the configured members,
+// next to memberlist's (docs/failover.md). Every member sends each peer a
+// small sealed UDP datagram every Interval (heartbeat_wire.go); a peer
+// that stays silent for Interval × Multiplier is counted down for VIP
+// ownership at once (liveness.go, Member.Silent), long before memberlist
+// suspects it, with the same guards as a member memberlist declared dead:
+// the quorum counts only the members this one hears, so a host that hears
+// nobody gives its VIPs up as fast as the others take them over.
+//
+// The sender and the receiver run on goroutines of their own (the sender
+// locked to an OS thread) and share no lock with the ownership loop or
+// memberlist: the loop hands them the peers to send to (setTargets) and
+// reads their verdict (silentNames), both through atomic pointers, and
+// they wake it (kick) when the verdict changes.
+
+// HeartbeatOptions configures the heartbeats (cluster.heartbeat).
+type HeartbeatOptions struct {
+	// Off disables them: this member neither sends nor listens, and its
+	// peers fall back to memberlist alone for it (as for an older
+	// release). They are also off without a gossip key (insecure) and,
+	// unless Conn is given, with Options.Transport (tests).
+	Off bool
+	// Interval between two heartbeats to each peer; Multiplier is how
+	// many may be missed: a peer silent for Interval × Multiplier is
+	// counted down.
+	Interval   time.Duration
+	Multiplier int
+	// Port is the UDP port heartbeats are received on, on BindAddr; 0
+	// means BindPort + 1. Every member gossips its own (Meta).
+	Port uint16
+	// Conn replaces the UDP socket (tests).
+	Conn net.PacketConn
+}
+
+// Heartbeat defaults (those of the config file).
+const (
+	DefaultHeartbeatInterval   = 50 * time.Millisecond
+	DefaultHeartbeatMultiplier = 3
+)
+
+// Timeout is how long a peer may stay silent before it is counted down.
+func (o HeartbeatOptions) Timeout() time.Duration { return o.Interval * time.Duration(o.Multiplier) }
+
+// hbTarget is a peer heartbeats are sent to.
+type hbTarget struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+type heartbeater struct {
+	self     string
+	interval time.Duration
+	conn     net.PacketConn
+	sealer   sealer
+	now      func() time.Time
+	kick     func()
+	log      *slog.Logger
+
+	// targets are the peers to send to, set by the ownership loop;
+	// silent is the last verdict, read by it.
+	targets atomic.Pointer[[]hbTarget]
+	silent  atomic.Pointer[[]string]
+
+	// mu guards live and seq, between the heartbeater's own goroutines.
+	mu   sync.Mutex
+	live *liveness
+	seq  uint64
+	// rejected counts heartbeats dropped (not sealed with the key,
+	// replayed, addressed elsewhere), logged once per kind.
+	warned map[string]bool
+}
+
+func newHeartbeater(self string, o HeartbeatOptions, conn net.PacketConn, keys func() [][]byte, now func() time.Time, kick func(), log *slog.Logger) *heartbeater {
+	h := &heartbeater{
+		self: self, interval: o.Interval, conn: conn, sealer: sealer{keys: keys}, now: now, kick: kick, log: log,
+		live: newLiveness(o.Timeout()), seq: uint64(now().UnixNano()), warned: map[string]bool{},
+	}
+	h.targets.Store(&[]hbTarget{})
+	h.silent.Store(&[]string{})
+	return h
+}
+
+// setTargets sets the peers to send to and judge: the live members that
+// gossip a heartbeat port. The history of a peer that is no longer one
+// is forgotten: if it comes back, it is a new process or was declared
+// dead by memberlist, and it counts from its first heartbeat.
+func (h *heartbeater) setTargets(t []hbTarget) {
+	if old := *h.targets.Load(); slices.Equal(old, t) {
+		return
+	}
+	h.targets.Store(&t)
+	h.mu.Lock()
+	for name := range h.live.peers {
+		if !slices.ContainsFunc(t, func(x hbTarget) bool { return x.Name == name }) {
+			h.live.forget(name)
+		}
+	}
+	h.mu.Unlock()
+	h.check(h.now())
+}
+
+// silentNames is the last verdict: the targets counted down.
+func (h *heartbeater) silentNames() []string { return *h.silent.Load() }
+
+// sendOnce sends one heartbeat to every target.
+func (h *heartbeater) sendOnce(now time.Time) {
+	targets := *h.targets.Load()
+	if len(targets) == 0 {
+		return
+	}
+	h.mu.Lock()
+	reports := h.live.heard(now)
+	first := h.seq + 1
+	h.seq += uint64(len(targets))
+	h.mu.Unlock()
+	for i, t := range targets {
+		b, err := h.sealer.seal(heartbeat{Seq: first + uint64(i), From: h.self, To: t.Name, Reports: reports})
+		if err != nil {
+			h.warn("seal", "cannot seal heartbeats", "err", err)
+			return
+		}
+		if _, err := h.conn.WriteTo(b, net.UDPAddrFromAddrPort(t.Addr)); err != nil {
+			h.log.Debug("sending a heartbeat", "node", t.Name, "err", err)
+		}
+	}
+}
+
+// receive takes one datagram received at now.
+func (h *heartbeater) receive(b []byte, now time.Time) {
+	hb, err := h.sealer.open(b)
+	if err != nil {
+		h.warn("auth", "dropping heartbeats not sealed with the gossip key", "err", err)
+		return
+	}
+	if hb.To != h.self || hb.From == h.self {
+		h.warn("to", "dropping heartbeats addressed to another member", "to", hb.To, "from", hb.From)
+		return
+	}
+	if !slices.ContainsFunc(*h.targets.Load(), func(t hbTarget) bool { return t.Name == hb.From }) {
+		return // not a live member (yet): memberlist first
+	}
+	h.mu.Lock()
+	ok := h.live.accept(hb.From, h.self, hb.Seq, now, hb.Reports)
+	h.mu.Unlock()
+	if !ok {
+		h.warn("replay", "dropping replayed or reordered heartbeats", "from", hb.From)
+		return
+	}
+	h.check(now)
+}
+
+func (h *heartbeater) warn(kind, msg string, args ...any) {
+	h.mu.Lock()
+	seen := h.warned[kind]
+	h.warned[kind] = true
+	h.mu.Unlock()
+	if !seen {
+		h.log.Warn(msg, args...)
+	}
+}
+
+// check recomputes the verdict at now and wakes the ownership loop when
+// it changed. It returns when it may change next by time alone.
+func (h *heartbeater) check(now time.Time) time.Time {
+	targets := *h.targets.Load()
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
+	}
+	h.mu.Lock()
+	silent := h.live.silent(names, now)
+	next := h.live.next(now)
+	h.mu.Unlock()
+	if old := *h.silent.Load(); !slices.Equal(old, silent) {
+		h.silent.Store(&silent)
+		for _, n := range silent {
+			if !slices.Contains(old, n) {
+				h.log.Warn("member silent: no heartbeat, counted down", "node", n)
+			}
+		}
+		for _, n := range old {
+			if !slices.Contains(silent, n) {
+				h.log.Info("member heard again", "node", n)
+			}
+		}
+		h.kick()
+	}
+	return next
+}
+
+// Run sends and receives heartbeats until ctx ends, then closes the
+// socket.
+func (h *heartbeater) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := h.conn.ReadFrom(buf)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+					h.log.Warn("receiving heartbeats", "err", err)
+				}
+				if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			h.receive(buf[:n], h.now())
+		}
+	}()
+	// The sender keeps a thread of its own, so a busy Go scheduler
+	// does not delay it behind other goroutines.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	send := time.NewTicker(h.interval)
+	defer send.Stop()
+	// The verdict is checked at least four times per interval, and when
+	// a timeout is due.
+	poll := h.interval / 4
+	wake := time.NewTimer(poll)
+	defer wake.Stop()
+	h.sendOnce(h.now())
+	for {
+		select {
+		case <-ctx.Done():
+			_ = h.conn.Close()
+			wg.Wait()
+			return
+		case <-send.C:
+			h.sendOnce(h.now())
+		case <-wake.C:
+		}
+		now := h.now()
+		next := h.check(now)
+		d := poll
+		if !next.IsZero() && next.Sub(now) < d {
+			d = max(next.Sub(now)+time.Millisecond, time.Millisecond)
+		}
+		wake.Reset(d)
+	}
+}
+
+// newHeartbeater opens the heartbeat socket and returns the heartbeater,
+// or nil when heartbeats are off (Options, no gossip key, a test
+// transport without Conn) or the socket cannot be opened: this member
+// then gossips no heartbeat port and the others judge it by memberlist
+// alone.
+func (c *Cluster) newHeartbeater() *heartbeater {
+	o := c.opts.Heartbeat
+	if o.Off || c.keyring == nil || (c.opts.Transport != nil && o.Conn == nil) {
+		return nil
+	}
+	conn, port := o.Conn, o.Port
+	if conn == nil {
+		addr := c.opts.BindAddr
+		if !addr.IsValid() {
+			addr = netip.IPv4Unspecified()
+		}
+		uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, o.Port)))
+		if err != nil {
+			c.log.Warn("heartbeats off: cannot listen for them; failure detection is memberlist's alone",
+				"addr", netip.AddrPortFrom(addr, o.Port), "err", err)
+			return nil
+		}
+		conn = uc
+		port = uint16(uc.LocalAddr().(*net.UDPAddr).Port)
+	}
+	c.hbPort.Store(uint32(port))
+	c.log.Info("heartbeats on", "node", c.opts.Name, "port", port, "interval", o.Interval, "multiplier", o.Multiplier)
+	kr := c.keyring
+	keys := func() [][]byte {
+		return append([][]byte{kr.GetPrimaryKey()}, kr.GetKeys()...)
+	}
+	return newHeartbeater(c.opts.Name, o, conn, keys, c.opts.Now, c.kick, c.log)
+}

@@ -1,0 +1,319 @@
+package cluster
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+const hbTimeout = 150 * time.Millisecond // 50 ms × 3
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func TestLivenessSilentPeerCountedDownAfterTimeout(t *testing.T) {
+	l := newLiveness(hbTimeout)
+	peers := []string{"lb2", "lb3"}
+	// lb3 is never heard: memberlist alone judges it (an older release).
+	for i := range 4 {
+		l.accept("lb2", "lb1", uint64(i+1), t0.Add(ms(50*i)), nil)
+	}
+	last := t0.Add(ms(150))
+	if s := l.silent(peers, last.Add(hbTimeout-time.Millisecond)); len(s) != 0 {
+		t.Fatalf("silent %v before interval × multiplier", s)
+	}
+	if s := l.silent(peers, last.Add(hbTimeout)); !slices.Equal(s, []string{"lb2"}) {
+		t.Fatalf("silent %v after interval × multiplier, want [lb2]", s)
+	}
+	if n := l.next(last); !n.Equal(last.Add(hbTimeout)) {
+		t.Errorf("next check %v, want the timeout %v", n, last.Add(hbTimeout))
+	}
+}
+
+func TestLivenessThirdMemberKeepsPeer(t *testing.T) {
+	// lb1 no longer hears lb2 itself, but lb3, which it hears, does:
+	// lb2 stays counted (memberlist's indirect probe), so lb1 keeps the
+	// view lb3 has.
+	l := newLiveness(hbTimeout)
+	l.accept("lb2", "lb1", 1, t0, nil)
+	for i := 1; i <= 10; i++ {
+		now := t0.Add(ms(50 * i))
+		l.accept("lb3", "lb1", uint64(i), now, []report{{Name: "lb2", Age: ms(20)}, {Name: "lb1", Age: ms(10)}})
+		if s := l.silent([]string{"lb2", "lb3"}, now); len(s) != 0 {
+			t.Fatalf("at %v: silent %v while lb3 hears lb2", now.Sub(t0), s)
+		}
+	}
+	// lb3 stops hearing lb2 too (lb2 crashed): its reports age, and lb2
+	// is counted down a timeout after it was last heard by anyone.
+	end := t0.Add(ms(500))
+	lastHeard := end.Add(-ms(20))
+	for i := 11; i <= 20; i++ {
+		now := t0.Add(ms(50 * i))
+		var r []report
+		if age := now.Sub(lastHeard); age < hbTimeout {
+			r = []report{{Name: "lb2", Age: age}}
+		}
+		l.accept("lb3", "lb1", uint64(i), now, r)
+	}
+	if s := l.silent([]string{"lb2"}, lastHeard.Add(hbTimeout-time.Millisecond)); len(s) != 0 {
+		t.Fatalf("lb2 counted down before anyone missed it for the timeout: %v", s)
+	}
+	if s := l.silent([]string{"lb2"}, lastHeard.Add(hbTimeout)); len(s) != 1 {
+		t.Fatalf("lb2 not counted down a timeout after the last report of it: %v", s)
+	}
+}
+
+func TestLivenessRecoveryHysteresis(t *testing.T) {
+	l := newLiveness(hbTimeout)
+	seq := uint64(0)
+	hear := func(at time.Time) {
+		seq++
+		if !l.accept("lb2", "lb1", seq, at, nil) {
+			t.Fatalf("heartbeat %d refused", seq)
+		}
+	}
+	hear(t0)
+	down := t0.Add(hbTimeout)
+	if s := l.silent([]string{"lb2"}, down); len(s) != 1 {
+		t.Fatal("not counted down")
+	}
+	// One heartbeat, then silence again (a flapping link): it stays down.
+	back := t0.Add(time.Second)
+	hear(back)
+	if s := l.silent([]string{"lb2"}, back); len(s) != 1 {
+		t.Fatal("counted again at its first heartbeat back")
+	}
+	if s := l.silent([]string{"lb2"}, back.Add(hbTimeout)); len(s) != 1 {
+		t.Fatal("counted again after one heartbeat and silence")
+	}
+	// Heard again without a gap: counted again only after a full timeout
+	// of heartbeats.
+	back = t0.Add(2 * time.Second)
+	for i := 0; i <= 4; i++ {
+		at := back.Add(ms(50 * i))
+		hear(at)
+		s := l.silent([]string{"lb2"}, at)
+		if want := at.Sub(back) < hbTimeout; (len(s) == 1) != want {
+			t.Fatalf("%v after it was heard again: silent %v, want silent %v", at.Sub(back), s, want)
+		}
+	}
+}
+
+func TestLivenessRefusesReplay(t *testing.T) {
+	l := newLiveness(hbTimeout)
+	if !l.accept("lb2", "lb1", 10, t0, nil) {
+		t.Fatal("first heartbeat refused")
+	}
+	if l.accept("lb2", "lb1", 10, t0.Add(hbTimeout), nil) || l.accept("lb2", "lb1", 9, t0.Add(hbTimeout), nil) {
+		t.Fatal("replayed heartbeat accepted")
+	}
+	if s := l.silent([]string{"lb2"}, t0.Add(hbTimeout)); len(s) != 1 {
+		t.Fatal("a replayed heartbeat kept the peer counted")
+	}
+}
+
+func TestHeartbeatSealing(t *testing.T) {
+	key := func(k []byte) func() [][]byte { return func() [][]byte { return [][]byte{k} } }
+	s := sealer{keys: key(testKey)}
+	in := heartbeat{Seq: 42, From: "lb1", To: "lb2", Reports: []report{{Name: "lb3", Age: ms(17)}}}
+	b, err := s.seal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("lb3")) {
+		t.Error("member names in clear on the wire")
+	}
+	out, err := s.open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Seq != in.Seq || out.From != in.From || out.To != in.To || !slices.Equal(out.Reports, in.Reports) {
+		t.Fatalf("opened %+v, sealed %+v", out, in)
+	}
+	// A rotated keyring: the old primary is still accepted.
+	rotated := sealer{keys: func() [][]byte { return [][]byte{bytes.Repeat([]byte{7}, 32), testKey} }}
+	if _, err := rotated.open(b); err != nil {
+		t.Errorf("secondary key: %v", err)
+	}
+	if _, err := (sealer{keys: key(bytes.Repeat([]byte{7}, 32))}).open(b); err == nil {
+		t.Error("opened with another key")
+	}
+	b[len(b)-1] ^= 1
+	if _, err := s.open(b); err == nil {
+		t.Error("opened a tampered heartbeat")
+	}
+}
+
+// hbNet is an in-memory UDP network for heartbeats, keyed by port, that
+// can cut a member off.
+type hbNet struct {
+	mu    sync.Mutex
+	conns map[uint16]*hbConn
+	cut   map[uint16]bool
+}
+
+type hbConn struct {
+	n      *hbNet
+	port   uint16
+	in     chan []byte
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (n *hbNet) listen(port uint16) *hbConn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.conns == nil {
+		n.conns, n.cut = map[uint16]*hbConn{}, map[uint16]bool{}
+	}
+	c := &hbConn{n: n, port: port, in: make(chan []byte, 256), closed: make(chan struct{})}
+	n.conns[port] = c
+	return c
+}
+
+// setCut drops everything to and from port while on.
+func (n *hbNet) setCut(port uint16, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cut[port] = on
+}
+
+func (c *hbConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case p := <-c.in:
+		return copy(b, p), &net.UDPAddr{}, nil
+	case <-c.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (c *hbConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	to := uint16(a.(*net.UDPAddr).Port)
+	c.n.mu.Lock()
+	dst, cut := c.n.conns[to], c.n.cut[to] || c.n.cut[c.port]
+	c.n.mu.Unlock()
+	if dst == nil || cut {
+		return len(b), nil
+	}
+	select {
+	case dst.in <- bytes.Clone(b):
+	default:
+	}
+	return len(b), nil
+}
+
+func (c *hbConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *hbConn) LocalAddr() net.Addr              { return &net.UDPAddr{Port: int(c.port)} }
+func (c *hbConn) SetDeadline(time.Time) error      { return nil }
+func (c *hbConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *hbConn) SetWriteDeadline(time.Time) error { return nil }
+
+var _ net.PacketConn = (*hbConn)(nil)
+
+// TestHeartbeatsCountSilentMemberDown runs three members whose memberlist
+// is slow (probes every second: it takes seconds to declare a member
+// dead) with heartbeats every 20 ms × 3 on an in-memory network, and
+// cuts one member's heartbeats only: the other two count it down and take
+// its VIPs over while memberlist still lists it, and it, hearing nobody,
+// owns nothing. Heard again, it counts again after the hysteresis.
+func TestHeartbeatsCountSilentMemberDown(t *testing.T) {
+	vips := vipRange(30)
+	hn := &hbNet{}
+	port := map[string]uint16{"lb1": 31001, "lb2": 31002, "lb3": 31003}
+	conns := map[string]*hbConn{}
+	for name, p := range port {
+		conns[name] = hn.listen(p)
+	}
+	s := newSimWith(t, 3, 0, vips, func(o *Options) {
+		o.Heartbeat = HeartbeatOptions{Interval: 20 * time.Millisecond, Multiplier: 3, Port: port[o.Name], Conn: conns[o.Name]}
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = time.Second, 500*time.Millisecond, 4
+	})
+	s.waitConverged(vips, s.members)
+	lb1, lb2, lb3 := s.members[0], s.members[1], s.members[2]
+	if len(own(lb2.c)) == 0 {
+		t.Fatal("lb2 owns nothing to lose")
+	}
+
+	hn.setCut(port["lb2"], true)
+	cut := time.Now()
+	if !eventually(t, 10*time.Second, func() bool {
+		return len(own(lb2.c)) == 0 && len(own(lb1.c))+len(own(lb3.c)) == len(vips)
+	}) {
+		t.Fatalf("after the cut: lb1 owns %d, lb3 %d, lb2 %d of %d", len(own(lb1.c)), len(own(lb3.c)), len(own(lb2.c)), len(vips))
+	}
+	t.Logf("lb2's VIPs moved %v after its heartbeats stopped", time.Since(cut).Round(time.Millisecond))
+	if lb2.c.HasQuorum() {
+		t.Error("lb2 hears nobody and still has a quorum")
+	}
+	// memberlist still lists lb2 (its gossip flows): only the heartbeats
+	// count it down.
+	var listed, silent bool
+	for _, m := range lb1.c.Members() {
+		if m.Name == "lb2" {
+			listed, silent = true, m.Silent
+		}
+	}
+	if !listed || !silent {
+		t.Fatalf("lb1's view of lb2: listed %v, silent %v; want listed and silent", listed, silent)
+	}
+	seen := map[netip.Addr]string{}
+	for _, m := range s.members {
+		for _, v := range own(m.c) {
+			if o, ok := seen[v]; ok {
+				t.Fatalf("%s owned by %s and %s", v, o, m.c.opts.Name)
+			}
+			seen[v] = m.c.opts.Name
+		}
+	}
+
+	hn.setCut(port["lb2"], false)
+	back := time.Now()
+	if !eventually(t, 10*time.Second, func() bool { return len(own(lb2.c)) > 0 }) {
+		t.Fatal("lb2 owns nothing after it is heard again")
+	}
+	d := time.Since(back)
+	s.waitConverged(vips, s.members)
+	if d < 60*time.Millisecond {
+		t.Errorf("lb2 counted again %v after it was heard again, before a full timeout (hysteresis)", d)
+	}
+}
+
+// TestDecideSilentMembers: memberlist lists every member on both sides of
+// a heartbeat partition ({a, c} | {b}); each side counts the other
+// Silent. The side that hears a majority takes b's VIPs; b, hearing
+// nobody, owns nothing: never two owners.
+func TestDecideSilentMembers(t *testing.T) {
+	vips := vipRange(40)
+	silent := func(self string, names ...string) []Member {
+		out := view("a", "b", "c")
+		for i := range out {
+			if out[i].Name != self && !slices.Contains(names, out[i].Name) {
+				out[i].Silent = true
+			}
+		}
+		return out
+	}
+	owners := map[netip.Addr][]string{}
+	for _, c := range []struct {
+		self  string
+		heard []string
+	}{{"a", []string{"c"}}, {"c", []string{"a"}}, {"b", nil}} {
+		d := Decide(Input{Self: c.self, Members: silent(c.self, c.heard...), Size: 3, VIPs: vips, Held: vips, Now: t0, HandoverTimeout: time.Second})
+		if c.self == "b" {
+			if d.HasQuorum || len(d.Own) != 0 || len(d.Handover) != 0 {
+				t.Fatalf("b hears nobody: quorum %v, owns %v, hands over %v", d.HasQuorum, d.Own, d.Handover)
+			}
+			continue
+		}
+		if !d.HasQuorum || d.Live != 2 {
+			t.Fatalf("%s: quorum %v with %d live, want 2", c.self, d.HasQuorum, d.Live)
+		}
+		for _, v := range d.Own {
+			owners[v] = append(owners[v], c.self)
+		}
+	}
+	checkOneOwner(t, owners, vips, true)
+}
