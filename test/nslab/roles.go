@@ -70,16 +70,21 @@ func responder() {
 
 // prober starts a probe of ELBT_TARGET every ELBT_INTERVAL and prints one
 // line per probe: "start-unix-nanos ok host" or "start-unix-nanos fail
-// error". With ELBT_COUNT set it stops after that many probes.
+// error". With ELBT_COUNT set it stops after that many probes. SIGTERM
+// stops it too, once the probes in flight have ended (a probe sent into
+// an outage shorter than its timeout still counts as failed).
 func prober() {
 	target := os.Getenv("ELBT_TARGET")
 	interval, _ := time.ParseDuration(os.Getenv("ELBT_INTERVAL"))
 	timeout, _ := time.ParseDuration(os.Getenv("ELBT_TIMEOUT"))
 	count, _ := strconv.Atoi(os.Getenv("ELBT_COUNT"))
 	out := bufio.NewWriter(os.Stdout)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	t := time.NewTicker(interval)
+loop:
 	for i := 0; count == 0 || i < count; i++ {
 		start := time.Now()
 		wg.Add(1)
@@ -98,7 +103,11 @@ func prober() {
 		if count != 0 && i == count-1 {
 			break
 		}
-		<-t.C
+		select {
+		case <-t.C:
+		case <-stop:
+			break loop
+		}
 	}
 	wg.Wait()
 }
