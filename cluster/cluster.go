@@ -761,9 +761,9 @@ func (c *Cluster) update() {
 	}
 	var targets []hbTarget
 	hb := c.hb.Load()
-	var silent []string
+	verdict := &hbVerdict{}
 	if hb != nil {
-		silent = hb.silentNames()
+		verdict = hb.last()
 	}
 	for i := range members {
 		m := &members[i]
@@ -771,7 +771,8 @@ func (c *Cluster) update() {
 			continue
 		}
 		targets = append(targets, hbTarget{Name: m.Name, Addr: netip.AddrPortFrom(m.Addr.Addr(), m.HeartbeatPort)})
-		m.Silent = slices.Contains(silent, m.Name)
+		m.Silent = slices.Contains(verdict.Silent, m.Name)
+		m.Unheard = slices.Contains(verdict.Unheard, m.Name)
 	}
 	if hb != nil {
 		hb.setTargets(targets)
@@ -894,7 +895,7 @@ func (c *Cluster) AnnounceEpoch() uint64 {
 // the same metadata.
 func sameView(a, b []Member) bool {
 	return slices.EqualFunc(a, b, func(x, y Member) bool {
-		return x.Name == y.Name && x.Addr == y.Addr && x.Absent == y.Absent && x.Silent == y.Silent && x.Healthy == y.Healthy && x.Draining == y.Draining &&
+		return x.Name == y.Name && x.Addr == y.Addr && x.Absent == y.Absent && x.Silent == y.Silent && x.Unheard == y.Unheard && x.Healthy == y.Healthy && x.Draining == y.Draining &&
 			x.Leaving == y.Leaving && x.Restarting == y.Restarting && x.Held == y.Held && x.Gave == y.Gave && slices.Equal(x.Networks, y.Networks)
 	})
 }

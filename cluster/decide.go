@@ -79,10 +79,11 @@ func NeedFor(size, quorum int) int {
 	return max(1, size)/2 + 1
 }
 
-// counts reports whether m counts towards the quorum: live, heard (not
-// Silent), and configured when voters are given.
+// counts reports whether m counts towards the quorum: live, heard and
+// hearing this member (neither Silent nor Unheard), and configured when
+// voters are given.
 func counts(m *Member, voters map[netip.AddrPort]bool) bool {
-	return !m.Absent && !m.Silent && (len(voters) == 0 || voters[m.Addr])
+	return !m.Absent && !m.Silent && !m.Unheard && (len(voters) == 0 || voters[m.Addr])
 }
 
 // Decide is the ownership rule, a pure function of what this member
@@ -94,7 +95,8 @@ func counts(m *Member, voters map[netip.AddrPort]bool) bool {
 //     may still be held on the other).
 //   - A member whose heartbeats stopped (Silent) counts as gone: it is
 //     neither counted nor assigned anything, as if memberlist had
-//     declared it dead; a member that hears nobody counts only itself.
+//     declared it dead. One Unheard is not counted but may still own
+//     VIPs; a member that hears nobody counts only itself.
 //   - Only configured members (Voters, when set) may own VIPs: one
 //     outside the set has no quorum and is assigned nothing.
 //   - Without a quorum, or unhealthy, a member holds nothing, at once.

@@ -56,6 +56,17 @@ const (
 // Timeout is how long a peer may stay silent before it is counted down.
 func (o HeartbeatOptions) Timeout() time.Duration { return o.Interval * time.Duration(o.Multiplier) }
 
+// hbVerdict is what the heartbeats say of the targets: who is counted
+// down (Member.Silent) and who does not count towards the quorum
+// (Member.Unheard), both sorted.
+type hbVerdict struct {
+	Silent, Unheard []string
+}
+
+func (v *hbVerdict) equal(o *hbVerdict) bool {
+	return slices.Equal(v.Silent, o.Silent) && slices.Equal(v.Unheard, o.Unheard)
+}
+
 // hbTarget is a peer heartbeats are sent to.
 type hbTarget struct {
 	Name string
@@ -72,9 +83,9 @@ type heartbeater struct {
 	log      *slog.Logger
 
 	// targets are the peers to send to, set by the ownership loop;
-	// silent is the last verdict, read by it.
+	// verdict is the last verdict, read by it.
 	targets atomic.Pointer[[]hbTarget]
-	silent  atomic.Pointer[[]string]
+	verdict atomic.Pointer[hbVerdict]
 
 	// mu guards live and seq, between the heartbeater's own goroutines.
 	mu   sync.Mutex
@@ -88,10 +99,10 @@ type heartbeater struct {
 func newHeartbeater(self string, o HeartbeatOptions, conn net.PacketConn, keys func() [][]byte, now func() time.Time, kick func(), log *slog.Logger) *heartbeater {
 	h := &heartbeater{
 		self: self, interval: o.Interval, conn: conn, sealer: sealer{keys: keys}, now: now, kick: kick, log: log,
-		live: newLiveness(o.Timeout()), seq: uint64(now().UnixNano()), warned: map[string]bool{},
+		live: newLiveness(o.Interval, o.Multiplier), seq: uint64(now().UnixNano()), warned: map[string]bool{},
 	}
 	h.targets.Store(&[]hbTarget{})
-	h.silent.Store(&[]string{})
+	h.verdict.Store(&hbVerdict{})
 	return h
 }
 
@@ -114,12 +125,13 @@ func (h *heartbeater) setTargets(t []hbTarget) {
 	h.check(h.now())
 }
 
-// silentNames is the last verdict: the targets counted down.
-func (h *heartbeater) silentNames() []string { return *h.silent.Load() }
+// last is the last verdict.
+func (h *heartbeater) last() *hbVerdict { return h.verdict.Load() }
 
 // sendOnce sends one heartbeat to every target.
-func (h *heartbeater) sendOnce(now time.Time) {
-	targets := *h.targets.Load()
+func (h *heartbeater) sendOnce(now time.Time) { h.send(*h.targets.Load(), now) }
+
+func (h *heartbeater) send(targets []hbTarget, now time.Time) {
 	if len(targets) == 0 {
 		return
 	}
@@ -140,6 +152,15 @@ func (h *heartbeater) sendOnce(now time.Time) {
 	}
 }
 
+// sendTo sends one heartbeat to the target named name now.
+func (h *heartbeater) sendTo(name string, now time.Time) {
+	i := slices.IndexFunc(*h.targets.Load(), func(t hbTarget) bool { return t.Name == name })
+	if i < 0 {
+		return
+	}
+	h.send([]hbTarget{(*h.targets.Load())[i]}, now)
+}
+
 // receive takes one datagram received at now.
 func (h *heartbeater) receive(b []byte, now time.Time) {
 	hb, err := h.sealer.open(b)
@@ -155,11 +176,21 @@ func (h *heartbeater) receive(b []byte, now time.Time) {
 		return // not a live member (yet): memberlist first
 	}
 	h.mu.Lock()
+	var prev time.Time
+	if p := h.live.peers[hb.From]; p != nil {
+		prev = p.direct
+	}
 	ok := h.live.accept(hb.From, h.self, hb.Seq, now, hb.Reports)
 	h.mu.Unlock()
 	if !ok {
 		h.warn("replay", "dropping replayed or reordered heartbeats", "from", hb.From)
 		return
+	}
+	if !prev.IsZero() && now.Sub(prev) > h.interval*3/2 {
+		// After a gap, tell the sender at once that it is heard again,
+		// without waiting for the next interval: it judges whether it is
+		// heard from these reports (liveness.deafAfter).
+		h.sendTo(hb.From, now)
 	}
 	h.check(now)
 }
@@ -183,19 +214,25 @@ func (h *heartbeater) check(now time.Time) time.Time {
 		names[i] = t.Name
 	}
 	h.mu.Lock()
-	silent := h.live.silent(names, now)
+	v := &hbVerdict{}
+	v.Silent, v.Unheard = h.live.verdict(names, now)
 	next := h.live.next(now)
 	h.mu.Unlock()
-	if old := *h.silent.Load(); !slices.Equal(old, silent) {
-		h.silent.Store(&silent)
-		for _, n := range silent {
-			if !slices.Contains(old, n) {
+	if old := h.verdict.Load(); !old.equal(v) {
+		h.verdict.Store(v)
+		for _, n := range v.Silent {
+			if !slices.Contains(old.Silent, n) {
 				h.log.Warn("member silent: no heartbeat, counted down", "node", n)
 			}
 		}
-		for _, n := range old {
-			if !slices.Contains(silent, n) {
+		for _, n := range old.Silent {
+			if !slices.Contains(v.Silent, n) {
 				h.log.Info("member heard again", "node", n)
+			}
+		}
+		for _, n := range v.Unheard {
+			if !slices.Contains(old.Unheard, n) && !slices.Contains(v.Silent, n) {
+				h.log.Info("member unheard: not counted for the quorum", "node", n)
 			}
 		}
 		h.kick()

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -10,23 +11,48 @@ import (
 	"time"
 )
 
-const hbTimeout = 150 * time.Millisecond // 50 ms × 3
+const (
+	hbInterval = 50 * time.Millisecond
+	hbTimeout  = 3 * hbInterval
+)
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
+// silentAt and unheardAt are liveness's verdict at now.
+func silentAt(l *liveness, peers []string, now time.Time) []string {
+	s, _ := l.verdict(peers, now)
+	return s
+}
+
+func unheardAt(l *liveness, peers []string, now time.Time) []string {
+	_, u := l.verdict(peers, now)
+	return u
+}
+
 func TestLivenessSilentPeerCountedDownAfterTimeout(t *testing.T) {
-	l := newLiveness(hbTimeout)
+	l := newLiveness(hbInterval, 3)
 	peers := []string{"lb2", "lb3"}
 	// lb3 is never heard: memberlist alone judges it (an older release).
 	for i := range 4 {
 		l.accept("lb2", "lb1", uint64(i+1), t0.Add(ms(50*i)), nil)
 	}
 	last := t0.Add(ms(150))
-	if s := l.silent(peers, last.Add(hbTimeout-time.Millisecond)); len(s) != 0 {
-		t.Fatalf("silent %v before interval × multiplier", s)
+	if u := unheardAt(l, peers, last.Add(hbTimeout-time.Millisecond)); len(u) != 0 {
+		t.Fatalf("unheard %v before interval × multiplier", u)
 	}
-	if s := l.silent(peers, last.Add(hbTimeout)); !slices.Equal(s, []string{"lb2"}) {
-		t.Fatalf("silent %v after interval × multiplier, want [lb2]", s)
+	// Not counted for the quorum after interval × multiplier...
+	at := last.Add(hbTimeout)
+	if s, u := l.verdict(peers, at); len(s) != 0 || !slices.Equal(u, []string{"lb2"}) {
+		t.Fatalf("after interval × multiplier: silent %v, unheard %v; want none, [lb2]", s, u)
+	}
+	// ... and counted down (its VIPs taken) an interval later, when a
+	// member cut off from it has let go of its own.
+	silent := at.Add(hbInterval + hbInterval/4)
+	if s := silentAt(l, peers, silent.Add(-time.Millisecond)); len(s) != 0 {
+		t.Fatalf("silent %v before interval × (multiplier + 1¼)", s)
+	}
+	if s := silentAt(l, peers, silent); !slices.Equal(s, []string{"lb2"}) {
+		t.Fatalf("silent %v after interval × (multiplier + 1¼), want [lb2]", s)
 	}
 	if n := l.next(last); !n.Equal(last.Add(hbTimeout)) {
 		t.Errorf("next check %v, want the timeout %v", n, last.Add(hbTimeout))
@@ -37,13 +63,13 @@ func TestLivenessThirdMemberKeepsPeer(t *testing.T) {
 	// lb1 no longer hears lb2 itself, but lb3, which it hears, does:
 	// lb2 stays counted (memberlist's indirect probe), so lb1 keeps the
 	// view lb3 has.
-	l := newLiveness(hbTimeout)
+	l := newLiveness(hbInterval, 3)
 	l.accept("lb2", "lb1", 1, t0, nil)
 	for i := 1; i <= 10; i++ {
 		now := t0.Add(ms(50 * i))
 		l.accept("lb3", "lb1", uint64(i), now, []report{{Name: "lb2", Age: ms(20)}, {Name: "lb1", Age: ms(10)}})
-		if s := l.silent([]string{"lb2", "lb3"}, now); len(s) != 0 {
-			t.Fatalf("at %v: silent %v while lb3 hears lb2", now.Sub(t0), s)
+		if u := unheardAt(l, []string{"lb2", "lb3"}, now); len(u) != 0 {
+			t.Fatalf("at %v: unheard %v while lb3 hears lb2", now.Sub(t0), u)
 		}
 	}
 	// lb3 stops hearing lb2 too (lb2 crashed): its reports age, and lb2
@@ -58,16 +84,16 @@ func TestLivenessThirdMemberKeepsPeer(t *testing.T) {
 		}
 		l.accept("lb3", "lb1", uint64(i), now, r)
 	}
-	if s := l.silent([]string{"lb2"}, lastHeard.Add(hbTimeout-time.Millisecond)); len(s) != 0 {
-		t.Fatalf("lb2 counted down before anyone missed it for the timeout: %v", s)
+	if u := unheardAt(l, []string{"lb2"}, lastHeard.Add(hbTimeout-time.Millisecond)); len(u) != 0 {
+		t.Fatalf("lb2 unheard before anyone missed it for the timeout: %v", u)
 	}
-	if s := l.silent([]string{"lb2"}, lastHeard.Add(hbTimeout)); len(s) != 1 {
-		t.Fatalf("lb2 not counted down a timeout after the last report of it: %v", s)
+	if s := silentAt(l, []string{"lb2"}, lastHeard.Add(hbTimeout+hbInterval+hbInterval/4)); len(s) != 1 {
+		t.Fatalf("lb2 not counted down a timeout and an interval after the last report of it: %v", s)
 	}
 }
 
 func TestLivenessRecoveryHysteresis(t *testing.T) {
-	l := newLiveness(hbTimeout)
+	l := newLiveness(hbInterval, 3)
 	seq := uint64(0)
 	hear := func(at time.Time) {
 		seq++
@@ -75,18 +101,18 @@ func TestLivenessRecoveryHysteresis(t *testing.T) {
 			t.Fatalf("heartbeat %d refused", seq)
 		}
 	}
+	peers := []string{"lb2"}
 	hear(t0)
-	down := t0.Add(hbTimeout)
-	if s := l.silent([]string{"lb2"}, down); len(s) != 1 {
+	if s := silentAt(l, peers, t0.Add(hbTimeout+2*hbInterval)); len(s) != 1 {
 		t.Fatal("not counted down")
 	}
 	// One heartbeat, then silence again (a flapping link): it stays down.
 	back := t0.Add(time.Second)
 	hear(back)
-	if s := l.silent([]string{"lb2"}, back); len(s) != 1 {
+	if s := silentAt(l, peers, back); len(s) != 1 {
 		t.Fatal("counted again at its first heartbeat back")
 	}
-	if s := l.silent([]string{"lb2"}, back.Add(hbTimeout)); len(s) != 1 {
+	if s := silentAt(l, peers, back.Add(hbTimeout)); len(s) != 1 {
 		t.Fatal("counted again after one heartbeat and silence")
 	}
 	// Heard again without a gap: counted again only after a full timeout
@@ -95,22 +121,68 @@ func TestLivenessRecoveryHysteresis(t *testing.T) {
 	for i := 0; i <= 4; i++ {
 		at := back.Add(ms(50 * i))
 		hear(at)
-		s := l.silent([]string{"lb2"}, at)
-		if want := at.Sub(back) < hbTimeout; (len(s) == 1) != want {
-			t.Fatalf("%v after it was heard again: silent %v, want silent %v", at.Sub(back), s, want)
+		s, u := l.verdict(peers, at)
+		if want := at.Sub(back) < hbTimeout; (len(s) == 1) != want || (len(u) == 1) != want {
+			t.Fatalf("%v after it was heard again: silent %v, unheard %v, want both %v", at.Sub(back), s, u, want)
 		}
+	}
+	// A gap long enough to be unheard but not silent: back, it is not
+	// counted for the quorum for the timeout, and never counted down.
+	gap := back.Add(ms(200) + hbTimeout)
+	hear(gap)
+	if s, u := l.verdict(peers, gap); len(s) != 0 || len(u) != 1 {
+		t.Fatalf("after a gap of the timeout: silent %v, unheard %v; want none, [lb2]", s, u)
+	}
+}
+
+func TestLivenessPeerThatNoLongerHearsUs(t *testing.T) {
+	// lb2 hears lb1 (its reports name it) and then stops reporting it:
+	// lb1's heartbeats no longer reach it, so it is about to count lb1
+	// down. lb1 stops counting lb2 for its quorum a timeout and an
+	// interval (the reports' lag) after lb2 last heard it, before lb2
+	// counts it down (a quarter interval later).
+	l := newLiveness(hbInterval, 3)
+	for i := 0; i <= 6; i++ {
+		now := t0.Add(ms(50 * i))
+		l.accept("lb2", "lb1", uint64(i+1), now, []report{{Name: "lb1", Age: ms(10)}})
+		if u := unheardAt(l, []string{"lb2"}, now); len(u) != 0 {
+			t.Fatalf("lb2 unheard at +%v while it reports hearing lb1", now.Sub(t0))
+		}
+	}
+	heard := t0.Add(ms(300 - 10))
+	// lb2 keeps sending, without lb1 in its reports.
+	for i := 7; i <= 12; i++ {
+		l.accept("lb2", "lb1", uint64(i+1), t0.Add(ms(50*i)), nil)
+	}
+	end := heard.Add(hbTimeout + hbInterval)
+	if u := unheardAt(l, []string{"lb2"}, end.Add(-time.Millisecond)); len(u) != 0 {
+		t.Fatalf("unheard %v before the timeout and an interval", u)
+	}
+	if s, u := l.verdict([]string{"lb2"}, end); len(u) != 1 || len(s) != 0 {
+		t.Fatalf("lb2 no longer hears lb1: silent %v, unheard %v; want none (it still owns), [lb2]", s, u)
+	}
+	if end.Add(time.Millisecond).After(heard.Add(hbTimeout + hbInterval + hbInterval/4)) {
+		t.Fatal("lb1 lets go after lb2 counts it down")
+	}
+	// A peer that never reported hearing lb1 (its port blocked one way)
+	// counts: memberlist alone.
+	for i := range 20 {
+		l.accept("lb3", "lb1", uint64(i+1), t0.Add(ms(50*i)), nil)
+	}
+	if u := unheardAt(l, []string{"lb3"}, t0.Add(ms(50*19))); len(u) != 0 {
+		t.Fatalf("unheard %v, though it never heard of lb1", u)
 	}
 }
 
 func TestLivenessRefusesReplay(t *testing.T) {
-	l := newLiveness(hbTimeout)
+	l := newLiveness(hbInterval, 3)
 	if !l.accept("lb2", "lb1", 10, t0, nil) {
 		t.Fatal("first heartbeat refused")
 	}
 	if l.accept("lb2", "lb1", 10, t0.Add(hbTimeout), nil) || l.accept("lb2", "lb1", 9, t0.Add(hbTimeout), nil) {
 		t.Fatal("replayed heartbeat accepted")
 	}
-	if s := l.silent([]string{"lb2"}, t0.Add(hbTimeout)); len(s) != 1 {
+	if u := unheardAt(l, []string{"lb2"}, t0.Add(hbTimeout)); len(u) != 1 {
 		t.Fatal("a replayed heartbeat kept the peer counted")
 	}
 }
@@ -153,6 +225,8 @@ type hbNet struct {
 	mu    sync.Mutex
 	conns map[uint16]*hbConn
 	cut   map[uint16]bool
+	// mute drops only what port sends.
+	mute map[uint16]bool
 }
 
 type hbConn struct {
@@ -167,11 +241,18 @@ func (n *hbNet) listen(port uint16) *hbConn {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conns == nil {
-		n.conns, n.cut = map[uint16]*hbConn{}, map[uint16]bool{}
+		n.conns, n.cut, n.mute = map[uint16]*hbConn{}, map[uint16]bool{}, map[uint16]bool{}
 	}
 	c := &hbConn{n: n, port: port, in: make(chan []byte, 256), closed: make(chan struct{})}
 	n.conns[port] = c
 	return c
+}
+
+// setMute drops everything port sends while on (a one-way failure).
+func (n *hbNet) setMute(port uint16, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.mute[port] = on
 }
 
 // setCut drops everything to and from port while on.
@@ -193,7 +274,7 @@ func (c *hbConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *hbConn) WriteTo(b []byte, a net.Addr) (int, error) {
 	to := uint16(a.(*net.UDPAddr).Port)
 	c.n.mu.Lock()
-	dst, cut := c.n.conns[to], c.n.cut[to] || c.n.cut[c.port]
+	dst, cut := c.n.conns[to], c.n.cut[to] || c.n.cut[c.port] || c.n.mute[c.port]
 	c.n.mu.Unlock()
 	if dst == nil || cut {
 		return len(b), nil
@@ -216,10 +297,24 @@ var _ net.PacketConn = (*hbConn)(nil)
 // TestHeartbeatsCountSilentMemberDown runs three members whose memberlist
 // is slow (probes every second: it takes seconds to declare a member
 // dead) with heartbeats every 20 ms × 3 on an in-memory network, and
-// cuts one member's heartbeats only: the other two count it down and take
-// its VIPs over while memberlist still lists it, and it, hearing nobody,
-// owns nothing. Heard again, it counts again after the hysteresis.
+// cuts one member's heartbeats only — both ways, or only what it sends
+// (it still hears the others): the other two count it down and take its
+// VIPs over while memberlist still lists it, and it, hearing nobody or
+// heard by nobody, owns nothing. Heard again, it counts again after the
+// hysteresis.
 func TestHeartbeatsCountSilentMemberDown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  func(hn *hbNet, port uint16, on bool)
+	}{
+		{"both ways", (*hbNet).setCut},
+		{"one way", (*hbNet).setMute},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSilentMember(t, tc.cut) })
+	}
+}
+
+func testSilentMember(t *testing.T, cut func(hn *hbNet, port uint16, on bool)) {
 	vips := vipRange(30)
 	hn := &hbNet{}
 	port := map[string]uint16{"lb1": 31001, "lb2": 31002, "lb3": 31003}
@@ -237,16 +332,42 @@ func TestHeartbeatsCountSilentMemberDown(t *testing.T) {
 		t.Fatal("lb2 owns nothing to lose")
 	}
 
-	hn.setCut(port["lb2"], true)
-	cut := time.Now()
+	// Every 5 ms, from the cut on: never two owners of a VIP.
+	stop := make(chan struct{})
+	twice := make(chan string, 1)
+	go func() {
+		for {
+			seen := map[netip.Addr]string{}
+			for _, m := range s.members {
+				for _, v := range own(m.c) {
+					if o, ok := seen[v]; ok {
+						select {
+						case twice <- fmt.Sprintf("%s owned by %s and %s", v, o, m.c.opts.Name):
+						default:
+						}
+					}
+					seen[v] = m.c.opts.Name
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	defer close(stop)
+
+	cut(hn, port["lb2"], true)
+	start := time.Now()
 	if !eventually(t, 10*time.Second, func() bool {
 		return len(own(lb2.c)) == 0 && len(own(lb1.c))+len(own(lb3.c)) == len(vips)
 	}) {
 		t.Fatalf("after the cut: lb1 owns %d, lb3 %d, lb2 %d of %d", len(own(lb1.c)), len(own(lb3.c)), len(own(lb2.c)), len(vips))
 	}
-	t.Logf("lb2's VIPs moved %v after its heartbeats stopped", time.Since(cut).Round(time.Millisecond))
+	t.Logf("lb2's VIPs moved %v after its heartbeats stopped", time.Since(start).Round(time.Millisecond))
 	if lb2.c.HasQuorum() {
-		t.Error("lb2 hears nobody and still has a quorum")
+		t.Error("lb2 is cut off and still has a quorum")
 	}
 	// memberlist still lists lb2 (its gossip flows): only the heartbeats
 	// count it down.
@@ -259,17 +380,8 @@ func TestHeartbeatsCountSilentMemberDown(t *testing.T) {
 	if !listed || !silent {
 		t.Fatalf("lb1's view of lb2: listed %v, silent %v; want listed and silent", listed, silent)
 	}
-	seen := map[netip.Addr]string{}
-	for _, m := range s.members {
-		for _, v := range own(m.c) {
-			if o, ok := seen[v]; ok {
-				t.Fatalf("%s owned by %s and %s", v, o, m.c.opts.Name)
-			}
-			seen[v] = m.c.opts.Name
-		}
-	}
 
-	hn.setCut(port["lb2"], false)
+	cut(hn, port["lb2"], false)
 	back := time.Now()
 	if !eventually(t, 10*time.Second, func() bool { return len(own(lb2.c)) > 0 }) {
 		t.Fatal("lb2 owns nothing after it is heard again")
@@ -278,6 +390,11 @@ func TestHeartbeatsCountSilentMemberDown(t *testing.T) {
 	s.waitConverged(vips, s.members)
 	if d < 60*time.Millisecond {
 		t.Errorf("lb2 counted again %v after it was heard again, before a full timeout (hysteresis)", d)
+	}
+	select {
+	case why := <-twice:
+		t.Errorf("two owners at once: %s", why)
+	default:
 	}
 }
 

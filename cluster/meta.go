@@ -75,11 +75,16 @@ type Member struct {
 	// Absent: the member left for a graceful restart and is not back yet;
 	// Meta is what it gossiped last (Restarting).
 	Absent bool
-	// Silent: the member gossips a heartbeat port, was heard, and has
-	// sent no heartbeat for the timeout (or is back for less than it):
-	// it counts as gone for VIP ownership while memberlist still lists
-	// it (liveness.go).
+	// Silent: the member gossips a heartbeat port, was heard, and
+	// nothing was heard of it for the timeout and an interval (or it is
+	// back for less than the timeout): it counts as gone for VIP
+	// ownership while memberlist still lists it (liveness.go).
 	Silent bool
+	// Unheard: the member does not count towards this one's quorum —
+	// Silent, nothing heard of it for the timeout, or its heartbeats say
+	// it no longer hears this one — but unless Silent it stays a
+	// candidate owner (liveness.go).
+	Unheard bool
 	Meta
 }
 

@@ -1,0 +1,74 @@
+package chaos
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/test/nslab"
+)
+
+// The owner of both VIPs of a three-host lab is loaded the way a busy
+// appliance is: its CPU saturated by stress-ng hogs pinned with edgelb to
+// one CPU, and everything it sends delayed by 100 ms (netem), its gossip
+// and heartbeats included. Fast failure detection must tell that from a
+// crash: no VIP moves, and no host ever holds one it did not hold before,
+// for 45 s (10 minutes with EDGELB_CHAOS_FULL=1).
+func TestLoadedOwnerKeepsVIPs(t *testing.T) {
+	const scenario = "loaded owner (CPU saturated, +100ms netem)"
+	nslab.Require(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs: one saturated for the owner, one for the other hosts")
+	}
+	l := nslab.New(t, 3)
+	for _, h := range l.Hosts {
+		h.Start()
+	}
+	owner := l.SettledOwner(nslab.VIP4, time.Second)
+	l.SettledOwner(nslab.VIP6, time.Second)
+	before := map[netip.Addr][]string{}
+	for _, v := range []netip.Addr{nslab.VIP4, nslab.VIP6} {
+		before[v] = nslab.Names(l.Holders(v))
+	}
+	probes := l.Probe(nslab.VIP4, time.Second)
+	watch := l.WatchVIPs(50*time.Millisecond, nslab.VIP4, nslab.VIP6)
+
+	duration := count(10*time.Minute, 45*time.Second)
+	undelay := owner.Delay(100 * time.Millisecond)
+	unload := owner.Saturate(0, 4)
+	t.Logf("%s: CPU 0 saturated by 4 hogs with edgelb pinned to it, its packets delayed 100 ms, for %s", owner.Name, duration)
+	time.Sleep(duration)
+	unload()
+	undelay()
+	samples := watch()
+	res := probes.Stop()
+
+	var moved []string
+	for _, s := range samples {
+		for v, hs := range before {
+			if !slices.Equal(s.Holders[v], hs) {
+				moved = append(moved, fmt.Sprintf("%s on %v at +%s", v, s.Holders[v], s.At.Sub(samples[0].At).Round(time.Millisecond)))
+			}
+		}
+	}
+	silent := 0
+	for _, h := range l.Hosts {
+		silent += strings.Count(h.Log.String(), "member silent")
+	}
+	failed, outage := nslab.Outage(res)
+	figure(t, scenario, "duration", duration)
+	figure(t, scenario, "VIP samples", len(samples))
+	figure(t, scenario, "samples with a VIP moved", len(moved))
+	figure(t, scenario, "members counted silent", silent)
+	figure(t, scenario, "failed probes (1s timeout)", fmt.Sprintf("%d of %d (longest outage %s)", failed, len(res), outage.Round(time.Millisecond)))
+	if len(moved) > 0 {
+		t.Fatalf("the loaded owner %s lost VIPs it was holding (%v before): %d samples differ, first %v", owner.Name, before, len(moved), moved[:min(5, len(moved))])
+	}
+	if silent > 0 {
+		t.Errorf("hosts counted a member silent %d times under load", silent)
+	}
+}
