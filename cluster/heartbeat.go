@@ -122,7 +122,7 @@ func (h *heartbeater) setTargets(t []hbTarget) {
 		}
 	}
 	h.mu.Unlock()
-	h.check(h.now())
+	h.check(h.now(), true)
 }
 
 // last is the last verdict.
@@ -192,7 +192,7 @@ func (h *heartbeater) receive(b []byte, now time.Time) {
 		// heard from these reports (liveness.deafAfter).
 		h.sendTo(hb.From, now)
 	}
-	h.check(now)
+	h.check(now, true)
 }
 
 func (h *heartbeater) warn(kind, msg string, args ...any) {
@@ -206,8 +206,12 @@ func (h *heartbeater) warn(kind, msg string, args ...any) {
 }
 
 // check recomputes the verdict at now and wakes the ownership loop when
-// it changed. It returns when it may change next by time alone.
-func (h *heartbeater) check(now time.Time) time.Time {
+// it changed. It returns when it may change next by time alone. With
+// hold, it only takes members out of the verdict, never adds one: the
+// receiver may be reading a backlog, later heartbeats of a peer still
+// queued, and the sender's loop holds after it was not scheduled for a
+// while (its receiver was not either).
+func (h *heartbeater) check(now time.Time, hold bool) time.Time {
 	targets := *h.targets.Load()
 	names := make([]string, len(targets))
 	for i, t := range targets {
@@ -218,7 +222,12 @@ func (h *heartbeater) check(now time.Time) time.Time {
 	v.Silent, v.Unheard = h.live.verdict(names, now)
 	next := h.live.next(now)
 	h.mu.Unlock()
-	if old := h.verdict.Load(); !old.equal(v) {
+	old := h.verdict.Load()
+	if hold {
+		v.Silent = slices.DeleteFunc(v.Silent, func(n string) bool { return !slices.Contains(old.Silent, n) })
+		v.Unheard = slices.DeleteFunc(v.Unheard, func(n string) bool { return !slices.Contains(old.Unheard, n) })
+	}
+	if !old.equal(v) {
 		h.verdict.Store(v)
 		for _, n := range v.Silent {
 			if !slices.Contains(old.Silent, n) {
@@ -274,6 +283,7 @@ func (h *heartbeater) Run(ctx context.Context) {
 	wake := time.NewTimer(poll)
 	defer wake.Stop()
 	h.sendOnce(h.now())
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -285,9 +295,18 @@ func (h *heartbeater) Run(ctx context.Context) {
 		case <-wake.C:
 		}
 		now := h.now()
-		next := h.check(now)
+		// This loop runs at least every poll: much later, this process
+		// was not scheduled (a saturated CPU, a stopped VM), and the
+		// heartbeats that came meanwhile may still wait in the socket.
+		// Hold the verdict a moment for the receiver to read them.
+		stalled := time.Since(last) > 2*poll
+		last = time.Now()
+		next := h.check(now, stalled)
 		d := poll
-		if !next.IsZero() && next.Sub(now) < d {
+		switch {
+		case stalled:
+			d = 2 * time.Millisecond
+		case !next.IsZero() && next.Sub(now) < d:
 			d = max(next.Sub(now)+time.Millisecond, time.Millisecond)
 		}
 		wake.Reset(d)

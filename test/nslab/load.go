@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/edgelb/edgelb/test/prereq"
 )
@@ -18,25 +17,6 @@ func (h *Host) Pid() int {
 		return 0
 	}
 	return h.proc.Process.Pid
-}
-
-// Delay delays everything h sends on eth0 by d (netem on its root
-// qdisc) until the returned undo is called (and at cleanup).
-func (h *Host) Delay(d time.Duration) (undo func()) {
-	h.Lab.T.Helper()
-	ms := strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	if out, err := exec.Command("tc", "-n", h.NS, "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", ms).CombinedOutput(); err != nil {
-		prereq.Missing(h.Lab.T, "netem (tc qdisc ... netem) in a namespace: %v: %s", err, out)
-	}
-	done := false
-	undo = func() {
-		if !done {
-			done = true
-			exec.Command("tc", "-n", h.NS, "qdisc", "del", "dev", "eth0", "root").Run()
-		}
-	}
-	h.Lab.T.Cleanup(undo)
-	return undo
 }
 
 // Saturate pins every thread of edgelb on h to cpu and runs workers

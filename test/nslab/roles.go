@@ -28,6 +28,7 @@ var roles = map[string]func(){
 	"holder":    holder,
 	"arpwatch":  arpWatch,
 	"slowarp":   slowARP,
+	"delay":     delayRelay,
 }
 
 // responder answers every TCP connection on :8080 with the host's name,
