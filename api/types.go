@@ -128,9 +128,13 @@ type Member struct {
 	// Restarting: the member's process is restarting gracefully; its VIPs
 	// stay with it (alive false while it is away, for at most
 	// cluster.restartHold).
-	Restarting bool     `json:"restarting,omitempty"`
-	Problem    string   `json:"problem,omitempty"`
-	VIPs       []string `json:"vips"`
+	Restarting bool `json:"restarting,omitempty"`
+	// Silent: gossip still lists the member but its heartbeats stopped
+	// (cluster.heartbeat): it is counted down and owns nothing (alive
+	// false).
+	Silent  bool     `json:"silent,omitempty"`
+	Problem string   `json:"problem,omitempty"`
+	VIPs    []string `json:"vips"`
 	// ConfigVersion is the version of the cluster configuration the
 	// member runs, as it gossips it (0: none yet, or an older edgelb).
 	ConfigVersion uint64 `json:"configVersion"`

@@ -21,21 +21,13 @@ import (
 // Delay delays every frame h sends onto the LAN by d until the returned
 // undo is called (and at cleanup): h's bridge port leaves the bridge and
 // a relay forwards between it and a new port, holding h's frames for d.
-// Frames towards h are not delayed. The hosts' segmentation offload is
-// limited to single frames meanwhile, so that the relay never receives a
-// frame larger than the link's MTU.
+// Frames towards h are not delayed.
 func (h *Host) Delay(d time.Duration) (undo func()) {
 	l := h.Lab
 	l.T.Helper()
 	relay := h.Port + "-d"
 	bridge := h.Port + "-b"
 	l.IP(l.sw(), "link", "add", relay, "type", "veth", "peer", "name", bridge)
-	for _, dev := range []string{h.Port, relay, bridge} {
-		l.IP(l.sw(), "link", "set", dev, "gso_max_size", "1500", "gso_max_segs", "1")
-	}
-	for _, o := range l.Hosts {
-		l.IP(o.NS, "link", "set", "eth0", "gso_max_size", "1500", "gso_max_segs", "1")
-	}
 	l.IP(l.sw(), "link", "set", bridge, "master", "br0", "up")
 	l.IP(l.sw(), "link", "set", relay, "up")
 	// The relay first, then the port off the bridge: h is never off the
@@ -124,6 +116,13 @@ func rawSocket(name string) (*rawSock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
+	// Each frame comes with a virtio-net header, which goes back with it:
+	// the host's stack leaves checksums to the "hardware" (veth) and may
+	// hand over segmentation too, and the header carries both to the
+	// other side as they were.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
+	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 		return nil, fmt.Errorf("binding to %s: %w", name, err)
 	}
@@ -135,7 +134,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // relay reads frames received on s (not those it sent) and passes each
 // to out.
 func (s *rawSock) relay(out func([]byte)) {
-	buf := make([]byte, 65536)
+	buf := make([]byte, 65536+16)
 	for {
 		n, from, err := unix.Recvfrom(s.fd, buf, 0)
 		if err != nil {
@@ -147,11 +146,17 @@ func (s *rawSock) relay(out func([]byte)) {
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
 		}
+		if os.Getenv("ELBT_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "delay: %d bytes on %d from %#v\n", n, s.ifindex, from)
+		}
 		out(append([]byte(nil), buf[:n]...))
 	}
 }
 
 func (s *rawSock) write(b []byte) {
-	// A frame the link refuses (too large) is dropped, as a switch would.
-	_ = unix.Sendto(s.fd, b, 0, &unix.SockaddrLinklayer{Ifindex: s.ifindex, Halen: 6})
+	// b starts with its virtio-net header. A frame the link refuses is
+	// dropped, as a switch would.
+	if err := unix.Sendto(s.fd, b, 0, &unix.SockaddrLinklayer{Ifindex: s.ifindex, Halen: 6}); err != nil && os.Getenv("ELBT_DEBUG") != "" {
+		fmt.Fprintln(os.Stderr, "delay: sending:", err)
+	}
 }

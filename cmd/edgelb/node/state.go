@@ -118,7 +118,7 @@ func (s *state) Members() []api.Member {
 		vips := byOwner[m.Name]
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.node.cfg.Node.Name,
-			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
+			Alive: !m.Absent && !m.Silent, Silent: m.Silent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
 			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied, DataPathFailing: m.DataPathFailing}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
