@@ -10,7 +10,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Heartbeats: fast failure detection between the configured members,
@@ -249,6 +252,26 @@ func (h *heartbeater) check(now time.Time, hold bool) time.Time {
 	return next
 }
 
+// backlog reports whether datagrams wait in the socket, unread: the
+// receiver is behind (its goroutine was not scheduled), so no peer may
+// be counted down for silence yet. A socket that cannot tell (a test's)
+// has none.
+func (h *heartbeater) backlog() bool {
+	sc, ok := h.conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	if err := raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		return false
+	}
+	return n > 0
+}
+
 // Run sends and receives heartbeats until ctx ends, then closes the
 // socket.
 func (h *heartbeater) Run(ctx context.Context) {
@@ -301,10 +324,10 @@ func (h *heartbeater) Run(ctx context.Context) {
 		// Hold the verdict a moment for the receiver to read them.
 		stalled := time.Since(last) > 2*poll
 		last = time.Now()
-		next := h.check(now, stalled)
+		next := h.check(now, stalled || h.backlog())
 		d := poll
 		switch {
-		case stalled:
+		case stalled || h.backlog():
 			d = 2 * time.Millisecond
 		case !next.IsZero() && next.Sub(now) < d:
 			d = max(next.Sub(now)+time.Millisecond, time.Millisecond)

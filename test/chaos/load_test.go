@@ -3,8 +3,11 @@ package chaos
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +17,9 @@ import (
 
 // The owner of both VIPs of a three-host lab is loaded the way a busy
 // appliance is: its CPU saturated by stress-ng hogs pinned with edgelb to
-// one CPU, and everything it sends delayed by 100 ms (netem), its gossip
-// and heartbeats included. Fast failure detection must tell that from a
+// one CPU (edgelb at the packaged unit's Nice=, the hogs at 0), and
+// everything it sends delayed by 100 ms (nslab's Delay: netem in user
+// space), its gossip and heartbeats included. Fast failure detection must tell that from a
 // crash: no VIP moves, and no host ever holds one it did not hold before,
 // for 45 s (10 minutes with EDGELB_CHAOS_FULL=1).
 func TestLoadedOwnerKeepsVIPs(t *testing.T) {
@@ -39,8 +43,10 @@ func TestLoadedOwnerKeepsVIPs(t *testing.T) {
 
 	duration := count(10*time.Minute, 45*time.Second)
 	undelay := owner.Delay(100 * time.Millisecond)
-	unload := owner.Saturate(0, 4)
-	t.Logf("%s: CPU 0 saturated by 4 hogs with edgelb pinned to it, its packets delayed 100 ms, for %s", owner.Name, duration)
+	nice := unitNice(t)
+	unload := owner.Saturate(0, 4, nice)
+	t.Logf("%s: CPU 0 saturated by 4 hogs with edgelb pinned to it (nice %d, the packaged unit's), its packets delayed 100 ms, for %s",
+		owner.Name, nice, duration)
 	time.Sleep(duration)
 	unload()
 	undelay()
@@ -71,4 +77,23 @@ func TestLoadedOwnerKeepsVIPs(t *testing.T) {
 	if silent > 0 {
 		t.Errorf("hosts counted a member silent %d times under load", silent)
 	}
+}
+
+// unitNice is the Nice= of the packaged systemd unit, which the lab's
+// edgelb gets under load as it would on a host.
+func unitNice(t *testing.T) int {
+	b, err := os.ReadFile(filepath.Join("..", "..", "packaging", "edgelb.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Nice="); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("packaging/edgelb.service: %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	return 0
 }

@@ -2,6 +2,7 @@ package nslab
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -19,12 +20,12 @@ func (h *Host) Pid() int {
 	return h.proc.Process.Pid
 }
 
-// Saturate pins every thread of edgelb on h to cpu and runs workers
-// stress-ng CPU hogs pinned to the same CPU in h's namespace, at
-// edgelb's own priority, until the returned stop is called (and at
-// cleanup): h's CPU is saturated while the other hosts keep the rest of
-// the machine.
-func (h *Host) Saturate(cpu, workers int) (stop func()) {
+// Saturate pins every thread of edgelb on h to cpu, sets its nice value
+// (the packaged unit's Nice=), and runs workers stress-ng CPU hogs
+// pinned to the same CPU in h's namespace at nice 0, until the returned
+// stop is called (and at cleanup): h's CPU is saturated while the other
+// hosts keep the rest of the machine.
+func (h *Host) Saturate(cpu, workers, nice int) (stop func()) {
 	t := h.Lab.T
 	t.Helper()
 	bin, err := exec.LookPath("stress-ng")
@@ -34,6 +35,14 @@ func (h *Host) Saturate(cpu, workers int) (stop func()) {
 	c := strconv.Itoa(cpu)
 	if out, err := exec.Command("taskset", "-a", "-p", "-c", c, strconv.Itoa(h.Pid())).CombinedOutput(); err != nil {
 		t.Fatalf("pinning edgelb on %s to CPU %d: %v: %s", h.Name, cpu, err, out)
+	}
+	// Every thread (renice -p sets one): the Go runtime's threads are
+	// the process's tasks.
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", h.Pid()))
+	for _, task := range tasks {
+		if out, err := exec.Command("renice", "-n", strconv.Itoa(nice), "-p", task.Name()).CombinedOutput(); err != nil {
+			t.Fatalf("renice of edgelb on %s: %v: %s", h.Name, err, out)
+		}
 	}
 	cmd := exec.Command("ip", "netns", "exec", h.NS, bin, "--cpu", strconv.Itoa(workers), "--taskset", c, "--cpu-method", "matrixprod", "--quiet")
 	// Its own process group, so that its workers end with it.
