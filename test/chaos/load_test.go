@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,8 +15,9 @@ import (
 )
 
 // The owner of both VIPs of a three-host lab is loaded the way a busy
-// appliance is: its CPU saturated by stress-ng hogs pinned with edgelb to
-// one CPU (edgelb at the packaged unit's Nice=, the hogs at 0), and
+// appliance is: its CPU — half of one of the machine's, a CPU cgroup, so
+// that the other hosts keep theirs — saturated by stress-ng hogs beside
+// edgelb (edgelb at the packaged unit's Nice=, the hogs at 0), and
 // everything it sends delayed by 100 ms (nslab's Delay: netem in user
 // space), its gossip and heartbeats included. Fast failure detection must tell that from a
 // crash: no VIP moves, and no host ever holds one it did not hold before,
@@ -25,9 +25,6 @@ import (
 func TestLoadedOwnerKeepsVIPs(t *testing.T) {
 	const scenario = "loaded owner (CPU saturated, +100ms netem)"
 	nslab.Require(t)
-	if runtime.NumCPU() < 2 {
-		t.Skip("needs two CPUs: one saturated for the owner, one for the other hosts")
-	}
 	l := nslab.New(t, 3)
 	for _, h := range l.Hosts {
 		h.Start()
@@ -44,8 +41,8 @@ func TestLoadedOwnerKeepsVIPs(t *testing.T) {
 	duration := count(10*time.Minute, 45*time.Second)
 	undelay := owner.Delay(100 * time.Millisecond)
 	nice := unitNice(t)
-	unload := owner.Saturate(0, 4, nice)
-	t.Logf("%s: CPU 0 saturated by 4 hogs with edgelb pinned to it (nice %d, the packaged unit's), its packets delayed 100 ms, for %s",
+	unload := owner.Saturate(0.5, 4, nice)
+	t.Logf("%s: its half CPU saturated by 4 hogs beside edgelb (nice %d, the packaged unit's), its packets delayed 100 ms, for %s",
 		owner.Name, nice, duration)
 	time.Sleep(duration)
 	unload()
