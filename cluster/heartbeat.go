@@ -306,7 +306,6 @@ func (h *heartbeater) Run(ctx context.Context) {
 	wake := time.NewTimer(poll)
 	defer wake.Stop()
 	h.sendOnce(h.now())
-	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -318,16 +317,15 @@ func (h *heartbeater) Run(ctx context.Context) {
 		case <-wake.C:
 		}
 		now := h.now()
-		// This loop runs at least every poll: much later, this process
-		// was not scheduled (a saturated CPU, a stopped VM), and the
-		// heartbeats that came meanwhile may still wait in the socket.
-		// Hold the verdict a moment for the receiver to read them.
-		stalled := time.Since(last) > 2*poll
-		last = time.Now()
-		next := h.check(now, stalled || h.backlog())
+		// After this process was not scheduled for a while (a saturated
+		// CPU, a paused VM), the heartbeats that came meanwhile may still
+		// wait in the socket: hold the verdict a moment for the receiver
+		// to read them.
+		held := h.backlog()
+		next := h.check(now, held)
 		d := poll
 		switch {
-		case stalled || h.backlog():
+		case held:
 			d = 2 * time.Millisecond
 		case !next.IsZero() && next.Sub(now) < d:
 			d = max(next.Sub(now)+time.Millisecond, time.Millisecond)
