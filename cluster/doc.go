@@ -22,6 +22,17 @@
 // (SetHeld), which goes into the gossiped Meta. A member that sees fewer
 // than Quorum members owns nothing.
 //
+// Heartbeats (heartbeat.go, liveness.go, heartbeat_wire.go): next to
+// memberlist, every member sends every other one a UDP datagram sealed
+// with the gossip key each Options.Heartbeat.Interval, on a goroutine and
+// socket of their own. The heartbeats never add a member to the view:
+// they mark members memberlist still lists, Unheard (not counted for the
+// quorum) after interval × multiplier without news and Silent (counted
+// down, its VIPs assigned elsewhere) an interval and a quarter later, so
+// that a member cut off lets go before the others take over. Decide
+// treats a Silent member as gone; members that gossip no heartbeat port
+// are judged by memberlist alone.
+//
 // Planned handover (Drain, or Run's context ending): the member marks itself
 // draining and keeps each VIP until the VIP's next owner gossips that it
 // holds it, or until HandoverTimeout, then releases it. When Run's context
