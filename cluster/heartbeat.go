@@ -220,25 +220,30 @@ func (h *heartbeater) check(now time.Time, hold bool) time.Time {
 	for i, t := range targets {
 		names[i] = t.Name
 	}
+	// Under mu from reading the old verdict to storing the new one: the
+	// receiver, the loop and setTargets check concurrently.
 	h.mu.Lock()
 	v := &hbVerdict{}
 	v.Silent, v.Unheard = h.live.verdict(names, now)
 	next := h.live.next(now)
-	h.mu.Unlock()
 	old := h.verdict.Load()
 	if hold {
 		v.Silent = slices.DeleteFunc(v.Silent, func(n string) bool { return !slices.Contains(old.Silent, n) })
 		v.Unheard = slices.DeleteFunc(v.Unheard, func(n string) bool { return !slices.Contains(old.Unheard, n) })
 	}
-	if !old.equal(v) {
+	changed := !old.equal(v)
+	if changed {
 		h.verdict.Store(v)
+	}
+	h.mu.Unlock()
+	if changed {
 		for _, n := range v.Silent {
 			if !slices.Contains(old.Silent, n) {
 				h.log.Warn("member silent: no heartbeat, counted down", "node", n)
 			}
 		}
 		for _, n := range old.Silent {
-			if !slices.Contains(v.Silent, n) {
+			if !slices.Contains(v.Silent, n) && slices.Contains(names, n) {
 				h.log.Info("member heard again", "node", n)
 			}
 		}
