@@ -160,7 +160,7 @@ func specServerWith(t *testing.T, state api.State, bus *api.Bus, seeded bool, un
 		Members:   members,
 		Tokens:    map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}},
 		Config:    &clustercfg.Config{Versions: versions, Host: host, Unreplicated: unreplicated},
-		Registry:  api.NewMetrics(state).Registry,
+		Metrics:   api.NewMetrics(state),
 		Dashboard: nil,
 		BGP: func() api.BGPStatus {
 			return api.BGPStatus{Enabled: true, ASN: 64512, RouterID: "10.0.0.11", Serving: true, Advertised: []string{"192.0.2.99/32"},

@@ -27,8 +27,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // MaxBodyBytes bounds every request body but a cluster configuration's.
@@ -81,8 +79,8 @@ type Options struct {
 	// (FILE.1 keeps the previous one); 0 means DefaultAuditFileBytes.
 	AuditFileBytes int64
 	Bus            *Bus
-	// Registry is served at /metrics; nil serves no metrics.
-	Registry *prometheus.Registry
+	// Metrics is served at /metrics; nil serves no metrics.
+	Metrics *Metrics
 	// Dashboard is served at / (the web package's files); nil serves none.
 	Dashboard fs.FS
 	// BGP reports the BGP speaker for GET /api/v1/bgp; nil: not enabled.
@@ -192,9 +190,8 @@ func New(opts Options) *Server {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	authed := e.Group("/", s.auth(RoleViewer))
 	authed.GET("/readyz", s.readyz)
-	if opts.Registry != nil {
-		h := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: nil})
-		authed.GET("/metrics", gin.WrapH(h))
+	if opts.Metrics != nil {
+		authed.GET("/metrics", gin.WrapH(opts.Metrics))
 	}
 	v1 := authed.Group("/api/v1")
 	v1.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, opts.State.Status()) })

@@ -551,7 +551,7 @@ func (n *Node) apiOptions() api.Options {
 				map[string]string{"who": e.Who, "what": e.What, "configVersion": fmt.Sprint(e.Version)})
 		},
 		Bus:       bus,
-		Registry:  n.metrics.Registry,
+		Metrics:   n.metrics,
 		Dashboard: web.Files(),
 		Log:       n.log.With("component", "api"),
 	}
