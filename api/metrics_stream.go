@@ -8,17 +8,19 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/edgelb/edgelb/lb/config"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
 // DefaultBackendSeriesLimit is how many backends a host may have for the
-// per-backend families (edgelb_backend_*) to be exported: 10,000 backends
-// are 60,000 series. Above it they are left out of every scrape, and
-// edgelb_backend_metrics_omitted says how many backends were; the
-// per-virtual-service families (backends, backends down, traffic) and the
-// REST API keep every backend's figures.
-const DefaultBackendSeriesLimit = 10000
+// per-backend families (edgelb_backend_*) to be exported, unless
+// SetBackendSeriesLimit says otherwise (config.API.BackendSeriesLimit):
+// 10,000 backends are 60,000 series. Above it they are left out of every
+// scrape, and edgelb_backend_metrics_omitted says how many backends were;
+// the per-virtual-service families (backends, backends down, traffic) and
+// the REST API keep every backend's figures.
+const DefaultBackendSeriesLimit = config.DefaultBackendSeriesLimit
 
 // The families that grow with the number of Services, VIPs and backends.
 // Metrics.ServeHTTP writes them one batch of samples at a time (the

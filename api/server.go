@@ -17,6 +17,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"os"
@@ -193,6 +194,11 @@ func New(opts Options) *Server {
 	if opts.Metrics != nil {
 		authed.GET("/metrics", gin.WrapH(opts.Metrics))
 	}
+	// The Go runtime's profiles, for `go tool pprof` (heap, allocs,
+	// goroutine, profile, trace, ...): for an admin only, since they
+	// name the code and its arguments and a CPU profile or trace costs
+	// the host while it runs.
+	e.GET("/debug/pprof/*name", s.auth(RoleAdmin), profiles)
 	v1 := authed.Group("/api/v1")
 	v1.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, opts.State.Status()) })
 	v1.GET("/members", s.members)
@@ -219,6 +225,23 @@ func New(opts Options) *Server {
 	}
 	s.engine = e
 	return s
+}
+
+// profiles serves net/http/pprof's handlers under /debug/pprof/.
+func profiles(c *gin.Context) {
+	w, r := c.Writer, c.Request
+	switch strings.TrimPrefix(c.Param("name"), "/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default: // the index, or a named profile (heap, goroutine, ...)
+		pprof.Index(w, r)
+	}
 }
 
 // Handler returns the HTTP handler, for tests.

@@ -242,7 +242,15 @@ type API struct {
 	// ({name: ci, token: ...}) or, for a token listed alone, its role
 	// and place ("admin#1"). The audit log records names, never tokens.
 	Named []NamedToken
+	// BackendSeriesLimit is how many backends this host may have for
+	// /metrics to carry the per-backend series (edgelb_backend_*); above
+	// it they are left out (default DefaultBackendSeriesLimit).
+	BackendSeriesLimit int
 }
+
+// DefaultBackendSeriesLimit is api.backendSeriesLimit's default: 10,000
+// backends are 60,000 series in /metrics.
+const DefaultBackendSeriesLimit = 10000
 
 // NamedToken is a bearer token with the name the audit log knows it by.
 type NamedToken struct {
@@ -344,7 +352,7 @@ func Default() Config {
 			DrainTimeout: 5 * time.Minute,
 		},
 		HealthCheck: HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
-		API:         API{Listen: "127.0.0.1:9080"},
+		API:         API{Listen: "127.0.0.1:9080", BackendSeriesLimit: DefaultBackendSeriesLimit},
 	}
 }
 

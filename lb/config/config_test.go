@@ -102,6 +102,26 @@ func TestKubernetesRateLimits(t *testing.T) {
 	}
 }
 
+// api.backendSeriesLimit defaults to 10,000 backends; 0 turns the
+// per-backend series off; a negative number is refused.
+func TestBackendSeriesLimit(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		want int
+	}{{"", DefaultBackendSeriesLimit}, {"api: {backendSeriesLimit: 0}\n", 0}, {"api: {backendSeriesLimit: 250000}\n", 250000}} {
+		cfg, err := Parse("config.yaml", []byte("cluster: {insecure: true}\n"+c.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.API.BackendSeriesLimit != c.want {
+			t.Errorf("%q: limit %d, want %d", c.yaml, cfg.API.BackendSeriesLimit, c.want)
+		}
+	}
+	if _, err := Parse("config.yaml", []byte("cluster: {insecure: true}\napi: {backendSeriesLimit: -1}\n")); err == nil || !strings.Contains(err.Error(), "api.backendSeriesLimit: -1 is out of range") {
+		t.Errorf("a negative limit: %v", err)
+	}
+}
+
 func TestPackagedConfigIsValid(t *testing.T) {
 	path := filepath.Join("..", "..", "packaging", "config.yaml")
 	data, err := os.ReadFile(path)

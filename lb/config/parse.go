@@ -519,6 +519,9 @@ func (p *parser) api(n *yaml.Node, path string) {
 				d.errorf(n, path, "%q is not host:port", a.Listen)
 			}
 		},
+		"backendSeriesLimit": func(n *yaml.Node, path string) {
+			d.intField(n, path, 0, 10_000_000, &a.BackendSeriesLimit)
+		},
 		"hosts": func(n *yaml.Node, path string) {
 			d.list(n, path, func(_ int, h *yaml.Node, path string) {
 				var name string

@@ -168,6 +168,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	n.bus = api.NewBus(500)
 	n.state = &state{node: n, started: opts.Now()}
 	n.metrics = api.NewMetrics(n.state)
+	n.metrics.SetBackendSeriesLimit(cfg.API.BackendSeriesLimit)
 	// Which VIPs are l2 (one owner each, assigned by the cluster) and
 	// which bgp (every healthy host, advertised over BGP).
 	n.split = announce.NewSplit(n.store, n.live.BGPSet)
@@ -579,13 +580,15 @@ func (n *Node) apiOptions() api.Options {
 
 // Reload takes what of cfg (the config file read again) can change
 // without a restart, as `systemctl reload edgelb` (SIGHUP) asks: the API's
-// tokens, names and TLS certificate, and the kubeconfig's token. Anything
+// tokens, names and TLS certificate, api.backendSeriesLimit, and the
+// kubeconfig's token. Anything
 // it cannot take is refused with the reason and nothing changes; other
 // host-local keys need a restart (edgelb says which differ).
 func (n *Node) Reload(cfg *config.Config) error {
 	if err := n.server.Reload(apiKeys(cfg)); err != nil {
 		return err
 	}
+	n.metrics.SetBackendSeriesLimit(cfg.API.BackendSeriesLimit)
 	if n.kubeToken != nil && cfg.Kubernetes != nil {
 		if err := n.kubeToken.reload(cfg.Kubernetes.Kubeconfig); err != nil {
 			return fmt.Errorf("the kubeconfig's token: %w", err)
