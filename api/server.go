@@ -468,6 +468,14 @@ func (s *Server) readyz(c *gin.Context) {
 
 func (s *Server) service(c *gin.Context) {
 	ns, name := c.Param("namespace"), c.Param("name")
+	if l, ok := s.opts.State.(ServiceLookup); ok {
+		if svc, ok := l.Service(ns, name); ok {
+			c.JSON(http.StatusOK, svc)
+		} else {
+			abort(c, http.StatusNotFound, fmt.Sprintf("no service %s/%s", ns, name))
+		}
+		return
+	}
 	for _, svc := range s.opts.State.Services() {
 		if svc.Namespace == ns && svc.Name == name {
 			c.JSON(http.StatusOK, svc)

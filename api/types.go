@@ -24,6 +24,13 @@ type State interface {
 	Ready() (bool, string)
 }
 
+// ServiceLookup is what a State may add to answer for one service
+// without building every one (GET /api/v1/services/{namespace}/{name}):
+// the same view as that service's in Services.
+type ServiceLookup interface {
+	Service(namespace, name string) (Service, bool)
+}
+
 // Errors State and ClusterConfig methods return.
 var (
 	ErrNotFound = errors.New("not found")
