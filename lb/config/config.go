@@ -40,6 +40,10 @@ type Node struct {
 	// DataPath checks the data path on Interface beyond its carrier
 	// (vip/datapath, docs/failover.md).
 	DataPath DataPath
+	// MemoryLimit is the Go runtime's soft memory limit for `edgelb run`,
+	// in bytes (runtime/debug.SetMemoryLimit, as GOMEMLIMIT); 0: none
+	// set by the file (GOMEMLIMIT, if given, applies).
+	MemoryLimit int64
 }
 
 // DataPath configures the data-path check of node.interface: every

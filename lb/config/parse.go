@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"go4.org/netipx"
 	"gopkg.in/yaml.v3"
 )
@@ -125,6 +127,19 @@ func (p *parser) root(n *yaml.Node) {
 				"name":      func(n *yaml.Node, path string) { p.nodeName = n; d.str(n, path, &cfg.Node.Name) },
 				"interface": func(n *yaml.Node, path string) { d.str(n, path, &cfg.Node.Interface) },
 				"dataPath":  p.dataPath,
+				"memoryLimit": func(n *yaml.Node, path string) {
+					var v string
+					d.str(n, path, &v)
+					q, err := resource.ParseQuantity(v)
+					switch {
+					case err != nil:
+						d.errorf(n, path, "%q is not a size like 200Mi or 1Gi", v)
+					case q.Value() < 32<<20:
+						d.errorf(n, path, "%s is below 32Mi: the garbage collector would run all the time", v)
+					default:
+						cfg.Node.MemoryLimit = q.Value()
+					}
+				},
 			})
 		},
 		"cluster":       p.cluster,

@@ -247,6 +247,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
+	if cfg.Node.MemoryLimit > 0 {
+		// The process's, so here and not in node (a library several of
+		// which may share a process).
+		debug.SetMemoryLimit(cfg.Node.MemoryLimit)
+		log.Info("soft memory limit", "bytes", cfg.Node.MemoryLimit)
+	}
 	stateDir := node.DefaultStateDir()
 	n, err := node.New(cfg, node.Options{
 		Kernels:  node.RealKernels(cfg.Node.Interface, stateDir),
