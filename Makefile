@@ -28,7 +28,7 @@ help:
 	@echo "make test       install test dependencies and run the whole test suite"
 	@echo "make unit       unit tests only, under the race detector (no API server)"
 	@echo "make bench      benchmarks (desired state, endpoint change -> kernel at 1k/10k, create->status latency)"
-	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory, time to address all, endpoint change latency"
+	@echo "make bench-scale     edgelb on the real API server with 10,000 Services x 10 endpoints, 100 Nodes: memory (also after a /metrics scrape, and the heap profile's top), time to address all, endpoint change latency"
 	@echo "make bench-failover  VIP failover figures on network namespaces (root; TRIALS=$(TRIALS))"
 	@echo "make bench-bgp       BGP figures with FRR (root): new-connection outage when a host is lost (BFD 100ms x 3), flow spread; TRIALS=$(TRIALS)"
 	@echo "make bench-config    cluster configuration figures: a change on one host -> built on three (50 changes, root); size and check time at 1,000 services"
