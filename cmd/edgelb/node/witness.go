@@ -36,7 +36,7 @@ type Witness struct {
 // noVIPs is a witness's VIP source: it never has one to assign.
 type noVIPs struct{}
 
-func (noVIPs) VIPs() ([]netip.Addr, bool)  { return nil, true }
+func (noVIPs) VIPs() ([]netip.Addr, bool) { return nil, true }
 func (noVIPs) Subscribe() <-chan struct{} { return nil }
 
 // WitnessProblems are what makes cfg unusable for a witness: gossip in
