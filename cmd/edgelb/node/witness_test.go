@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/filter/filtertest"
@@ -160,6 +161,9 @@ func TestPairWithWitness(t *testing.T) {
 			t.Errorf("the witness holds %v and %v", own, handover)
 		}
 		for _, h := range l.hosts {
+			if !slices.ContainsFunc(h.node.state.Members(), func(m api.Member) bool { return m.Name == "w" && m.Witness && !m.Healthy && len(m.VIPs) == 0 }) {
+				t.Errorf("%s's GET /api/v1/members does not list w as a witness: %+v", h.name, h.node.state.Members())
+			}
 			for v, o := range h.node.members.Owners() {
 				if o == "w" {
 					t.Errorf("%s assigns %s to the witness", h.name, v)
