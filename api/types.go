@@ -98,7 +98,9 @@ type KubernetesStatus struct {
 
 // Counts are totals over the cluster view of this host.
 type Counts struct {
-	Members        int `json:"members"`
+	Members int `json:"members"`
+	// HealthyMembers counts the live members that are healthy and not
+	// draining, and the live witnesses.
 	HealthyMembers int `json:"healthyMembers"`
 	VIPs           int `json:"vips"`
 	OwnedVIPs      int `json:"ownedVIPs"`

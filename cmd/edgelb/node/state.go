@@ -85,7 +85,8 @@ func (s *state) Status() api.Status {
 		st.Counts.OtherClassServices = s.node.ctrl.OtherClass()
 	}
 	for _, m := range mem {
-		if m.Alive && m.Healthy && !m.Draining {
+		// A live witness does all it has to: count towards the quorum.
+		if m.Alive && (m.Healthy || m.Witness) && !m.Draining {
 			st.Counts.HealthyMembers++
 		}
 	}
