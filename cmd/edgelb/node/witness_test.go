@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +38,14 @@ type witnessHost struct {
 // configured members (cluster.join) on the in-memory network, as
 // `edgelb run` and `edgelb witness` build and run them.
 func newPairLab(t *testing.T) (*lab, *witnessHost) {
+	t.Helper()
+	return newPairLabWith(t, false)
+}
+
+// newPairLabWith is newPairLab; with later, the hosts' files list only
+// the two of them (a pair without a witness) and the witness is not
+// started: a test adds it to the running pair.
+func newPairLabWith(t *testing.T, later bool) (*lab, *witnessHost) {
 	t.Helper()
 	l := &lab{t: t, clock: &clock{}, net: &memberlist.MockNetwork{}, reserved: map[string]*link{}}
 	key := []byte(base64.StdEncoding.EncodeToString([]byte("lab gossip key, 32 bytes long!!!")))
@@ -77,10 +86,15 @@ cluster:
   probeInterval: 500ms
   probeTimeout: 250ms
 `, labKey, wport, strings.Join(join, ", ")))
-	l.startWitness(wh)
+	hostJoin := join
+	if later {
+		hostJoin = join[:2]
+	} else {
+		l.startWitness(wh)
+	}
 	for _, h := range l.hosts {
 		_, port, _ := h.link.FinalAdvertiseAddr("", 0)
-		h.path = write(h.dir, labConfig(h.name, port, join, false, false))
+		h.path = write(h.dir, labConfig(h.name, port, hostJoin, false, false))
 		l.start(h)
 	}
 	t.Cleanup(func() {
@@ -279,4 +293,38 @@ func TestPairWithWitness(t *testing.T) {
 		l.startWitness(wh)
 		l.eventually(t, "the witness is back", l.pairServes)
 	})
+}
+
+// A running pair (its files list the two hosts only: both are needed)
+// gets a witness: `edgelb members add` through one host, then the witness
+// starts, joins the running log instead of bootstrapping one, and from
+// then on either host with the witness serves — without a change to the
+// hosts' files, since the VIP quorum counts the log's members.
+func TestAddAWitnessToARunningPair(t *testing.T) {
+	l, wh := newPairLabWith(t, true)
+	l.eventually(t, "the pair converges", l.converged)
+	lb1, lb2 := l.hosts[0], l.hosts[1]
+	if q := lb1.node.members.Quorum(); q != 2 {
+		t.Fatalf("a pair's quorum is %d, want both hosts", q)
+	}
+	ip, port, _ := wh.link.FinalAdvertiseAddr("", 0)
+	waddr := net.JoinHostPort(ip.String(), fmt.Sprint(port))
+	if code, body := apiDo(lb1, "POST", "/api/v1/members", fmt.Sprintf(`{"address": %q}`, waddr)); code != http.StatusCreated {
+		t.Fatalf("adding the witness through lb1: %d %s", code, body)
+	}
+	l.startWitness(wh)
+	l.eventually(t, "the witness catches up and both hosts count it", func() bool {
+		return wh.w.Log().Version() == lb1.version() && l.pairServes() && slices.Contains(lb2.members(), waddr)
+	})
+	lb2.link.cut.Store(true)
+	l.stop(lb2, nil)
+	l.eventually(t, "lb1 and the witness serve every VIP", func() bool {
+		return slices.Equal(l.holders(l2VIP), []string{lb1.name}) && lb1.advertises(bgpVIP) && lb1.node.members.HasQuorum()
+	})
+	if _, err := putService(lb1, lb1.version(), "with-witness", "192.0.2.126"); err != nil {
+		t.Errorf("a write with lb2 down: %v", err)
+	}
+	lb2.link.cut.Store(false)
+	l.start(lb2)
+	l.eventually(t, "lb2 is back", l.pairServes)
 }
