@@ -144,6 +144,8 @@ type Host struct {
 
 	proc *exec.Cmd
 	exit chan error
+	// witness: the process is `edgelb witness` (StartWitness).
+	witness bool
 }
 
 // LockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
@@ -307,6 +309,7 @@ func (h *Host) Start() {
 		h.Logs = append(h.Logs, h.Log.String())
 	}
 	h.Log = &LockedBuffer{}
+	h.witness = false
 	cmd := exec.Command("ip", "netns", "exec", h.NS, edgelbBin, "run", "--config", h.Config())
 	// Each host has its own state directory (the cluster configuration,
 	// the VIPs kept for a restart), kept across its restarts in the lab.
