@@ -553,3 +553,42 @@ func TestAnnouncesAgainWhenAPeerLetGo(t *testing.T) {
 		next = f.step(next)
 	}
 }
+
+// repairs records the takeovers the Manager hands to its Repairer.
+type repairs struct{ vips []netip.Addr }
+
+func (r *repairs) Takeover(_ vip.Link, v netip.Addr) { r.vips = append(r.vips, v) }
+
+func TestTakeoverStartsOneNeighbourRepair(t *testing.T) {
+	f := newFixture(t, time.Second)
+	r := &repairs{}
+	m, err := vip.NewManager(vip.Options{Kernel: f.k, Announcer: f.ann, Ownership: f.cl, Reporter: f.cl,
+		Repairer: r, Refresh: time.Second, Resync: time.Hour, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m = m
+	f.cl.SetOwned(a)
+	next := f.step(0)
+	if !slices.Equal(r.vips, []netip.Addr{a}) || f.ann.Count(a) != 1 {
+		t.Fatalf("takeover: repairs %v after %d announcements, want [%s] after the first", r.vips, f.ann.Count(a), a)
+	}
+	// The rest of the burst, refreshes and a re-announcement after a
+	// peer let go repair nothing more.
+	for range 10 {
+		next = f.step(next)
+	}
+	f.cl.Reannounce()
+	f.step(0)
+	if len(r.vips) != 1 {
+		t.Fatalf("repairs %v, want one: refreshes and re-announcements are not takeovers", r.vips)
+	}
+	// Lost and taken over again: a second repair.
+	f.cl.SetOwned()
+	f.step(0)
+	f.cl.SetOwned(a)
+	f.step(0)
+	if !slices.Equal(r.vips, []netip.Addr{a, a}) {
+		t.Fatalf("repairs %v, want a second one after the second takeover", r.vips)
+	}
+}
