@@ -60,8 +60,12 @@ type Announcer interface {
 // its old owner; *repair.Repairer implements it.
 type Repairer interface {
 	// Takeover starts the repair of v's neighbours after this host took
-	// it over. It must not block.
+	// it over, or announced it again after a peer let go of it. It must
+	// not block.
 	Takeover(l Link, v netip.Addr)
+	// Release stops the repair of v, which this host no longer announces:
+	// it must not pull neighbours back to itself. It must not block.
+	Release(v netip.Addr)
 }
 
 // Ownership says which VIPs this host should hold; *cluster.Cluster
@@ -128,8 +132,9 @@ type Options struct {
 	// Quieter, when set, keeps the kernel from answering address
 	// resolution for the VIPs held only for a handover.
 	Quieter Quieter
-	// Repairer, when set, is told of every takeover (not of refreshes
-	// or re-announcements), after its first announcement.
+	// Repairer, when set, is told of every takeover, and of every
+	// re-announcement after a peer let go (not of refreshes), after the
+	// first announcement; and of every VIP this host stops announcing.
 	Repairer Repairer
 	Log      *slog.Logger
 	// Burst overrides DefaultBurst.
@@ -357,12 +362,16 @@ func (m *Manager) Sync() time.Duration {
 	}
 	for _, v := range handover {
 		delete(m.sched, v) // silent from now on
+		m.stopRepair(v)
 	}
 	if e := m.o.Ownership.AnnounceEpoch(); e != m.epoch {
 		m.epoch = e
 		for _, v := range own {
 			if slices.Contains(have, v) && !m.adopted[v] {
-				m.sched[v] = m.burst(now) // a peer let go of it: say again where it is
+				// A peer let go of it, after announcing it or
+				// repairing neighbours towards itself: say again
+				// where it is.
+				m.takeover(v, now)
 			}
 		}
 	}
@@ -556,6 +565,7 @@ func (m *Manager) Refused() []Refusal {
 
 // forget drops what the Manager knows about a VIP that is gone.
 func (m *Manager) forget(v netip.Addr) {
+	m.stopRepair(v)
 	delete(m.sched, v)
 	delete(m.renewed, v)
 	delete(m.adopted, v)
@@ -595,6 +605,15 @@ func (m *Manager) renew(held, own []netip.Addr, now time.Time) time.Duration {
 func (m *Manager) takeover(v netip.Addr, now time.Time) {
 	m.sched[v] = m.burst(now)
 	m.repair = append(m.repair, v)
+}
+
+// stopRepair stops the neighbour repair of a VIP this host no longer
+// announces.
+func (m *Manager) stopRepair(v netip.Addr) {
+	m.repair = slices.DeleteFunc(m.repair, func(a netip.Addr) bool { return a == v })
+	if m.o.Repairer != nil {
+		m.o.Repairer.Release(v)
+	}
 }
 
 func (m *Manager) burst(now time.Time) []time.Time {

@@ -177,11 +177,17 @@ type Repairer struct {
 
 	mu    sync.Mutex
 	stats Stats
+	// gen counts the takeovers and releases of each VIP: a queued
+	// repair starts only if none came after it.
+	gen map[netip.Addr]uint64
+	// running cancels each VIP's running repair.
+	running map[netip.Addr]context.CancelFunc
 }
 
 type job struct {
 	link vip.Link
 	vip  netip.Addr
+	gen  uint64
 }
 
 var _ vip.Repairer = (*Repairer)(nil)
@@ -206,29 +212,49 @@ func New(o Options) *Repairer {
 	if o.After == nil {
 		o.After = time.After
 	}
-	return &Repairer{o: o, jobs: make(chan job, 256)}
+	return &Repairer{o: o, jobs: make(chan job, 256), gen: map[netip.Addr]uint64{}, running: map[netip.Addr]context.CancelFunc{}}
 }
 
 // Takeover implements vip.Repairer: it queues the repair of v, which Run
-// starts at once. It never blocks; a full queue drops the repair.
+// starts at once in place of any repair of v still running. It never
+// blocks; a full queue drops the repair.
 func (r *Repairer) Takeover(l vip.Link, v netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen[v]++
 	select {
-	case r.jobs <- job{l, v}:
+	case r.jobs <- job{link: l, vip: v, gen: r.gen[v]}:
 	default:
 		r.o.Log.Warn("neighbour repair queue full: repair skipped", "vip", v)
 	}
 }
 
-// Run starts each queued repair in its own goroutine until ctx ends; a
-// new takeover of a VIP under repair replaces that repair. It returns nil
-// once every repair has stopped.
+// Release implements vip.Repairer: it stops the repair of v, running or
+// queued. It never blocks.
+func (r *Repairer) Release(v netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.gen[v]; !ok {
+		return // never repaired
+	}
+	r.gen[v]++
+	if cancel := r.running[v]; cancel != nil {
+		cancel()
+		delete(r.running, v)
+	}
+}
+
+// Run starts each queued repair in its own goroutine until ctx ends, and
+// returns nil once every repair has stopped.
 func (r *Repairer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	running := map[netip.Addr]context.CancelFunc{}
 	defer func() {
-		for _, cancel := range running {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for v, cancel := range r.running {
 			cancel()
+			delete(r.running, v)
 		}
 	}()
 	for {
@@ -236,11 +262,17 @@ func (r *Repairer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case j := <-r.jobs:
-			if cancel := running[j.vip]; cancel != nil {
+			r.mu.Lock()
+			if j.gen != r.gen[j.vip] {
+				r.mu.Unlock()
+				continue // a newer takeover or a release came after it
+			}
+			if cancel := r.running[j.vip]; cancel != nil {
 				cancel()
 			}
 			jctx, cancel := context.WithCancel(ctx)
-			running[j.vip] = cancel
+			r.running[j.vip] = cancel
+			r.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -355,10 +387,11 @@ func (r *Repairer) Repair(ctx context.Context, l vip.Link, v netip.Addr) Result 
 	} else {
 		res.Took = r.o.Now().Sub(start)
 	}
+	stopped := ctx.Err() != nil
 	for _, t := range targets {
 		if answered[t.Addr] {
 			res.Repaired = append(res.Repaired, t.Addr)
-		} else {
+		} else if !stopped {
 			res.NotConfirmed = append(res.NotConfirmed, t.Addr)
 		}
 	}
@@ -374,6 +407,10 @@ func (r *Repairer) Repair(ctx context.Context, l vip.Link, v netip.Addr) Result 
 	}
 	if sendErr != nil {
 		attrs = append(attrs, "err", sendErr)
+	}
+	if stopped {
+		r.o.Log.Info("neighbour repair stopped: the VIP was let go or taken over again", attrs...)
+		return res
 	}
 	r.o.Log.Info("neighbour repair done", attrs...)
 	return res

@@ -253,3 +253,34 @@ TCP 2001:0db8:0000:0000:0000:0000:0000:0005 C350 2001:0db8:0000:0000:0000:0000:0
 		t.Fatalf("clients of %s: %v, want %v", vip6, got, want)
 	}
 }
+
+func TestReleaseStopsTheRepair(t *testing.T) {
+	l := &lan{start: time.Now(), now: time.Now(), answers: make(chan Answer, 16)}
+	r := New(Options{Sources: sources{gateways: []netip.Addr{gw}}, Dialer: l,
+		Schedule: []time.Duration{0, time.Hour}, Now: func() time.Time { return l.now }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+
+	// A takeover: the first round, then an hour's wait, released in it.
+	r.Takeover(link, vip4)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats().Repairs == 0 && time.Now().Before(deadline) {
+		r.mu.Lock()
+		running := r.running[vip4] != nil
+		r.mu.Unlock()
+		if running {
+			r.Release(vip4)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done // every repair has ended
+	s := r.Stats()
+	if s.Repairs != 1 || s.NotConfirmed != 0 || !l.closed {
+		t.Fatalf("stats %+v, closed %v: want one repair, stopped without counting its silent targets", s, l.closed)
+	}
+	if len(l.sent) != 1 {
+		t.Fatalf("sent %q, want the first round's ask only", l.sent)
+	}
+}

@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/edgelb/edgelb/test/nslab"
+)
+
+// behindRouter is a network the hosts reach through the client, which
+// thereby is their gateway: the LAN's router, as in most deployments.
+const behindRouter = "203.0.113.0/24"
+
+// garpIgnoringLab starts a three-host lab whose client ignores gratuitous
+// ARP for vip the way routers and hosts that do are reported to: an
+// nftables rule in the client's arp family drops every ARP packet whose
+// sender and target addresses are vip (a gratuitous ARP, request or
+// reply), arp_accept is 0, and its neighbour entries become stale after
+// 2.5-7.5 s (base_reachable_time 5 s, to keep the unrepaired case short).
+// The hosts route behindRouter through the client. repair false turns
+// the neighbour repair off (cluster.neighbourRepair: 0).
+func garpIgnoringLab(tb testing.TB, vip netip.Addr, repair bool) *nslab.Lab {
+	l := nslab.New(tb, 3)
+	if !repair {
+		l.Cluster = "  neighbourRepair: 0\n"
+	}
+	l.Sysctl(l.Client, "net.ipv4.conf.all.arp_accept=0", "net.ipv4.conf.default.arp_accept=0",
+		"net.ipv4.conf.eth0.arp_accept=0", "net.ipv4.neigh.eth0.base_reachable_time_ms=5000")
+	nft := func(args ...string) { l.Run("ip", append([]string{"netns", "exec", l.Client, "nft"}, args...)...) }
+	nft("add", "table", "arp", "garp")
+	nft("add", "chain", "arp", "garp", "in", "{ type filter hook input priority 0; }")
+	nft("add", "rule", "arp", "garp", "in", "arp", "saddr", "ip", vip.String(), "arp", "daddr", "ip", vip.String(), "counter", "drop")
+	for _, h := range l.Hosts {
+		l.IP(h.NS, "route", "add", behindRouter, "via", "10.99.0.2")
+		h.Start()
+	}
+	l.Owner(vip4, converge)
+	if !l.Configured(converge) {
+		tb.Fatal("the hosts run no committed cluster configuration")
+	}
+	return l
+}
+
+// garpDropped returns how many gratuitous ARPs the client dropped.
+func garpDropped(tb testing.TB, l *nslab.Lab) int {
+	out, err := exec.Command("ip", "netns", "exec", l.Client, "nft", "list", "chain", "arp", "garp", "in").CombinedOutput()
+	if err != nil {
+		tb.Fatalf("nft list: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`counter packets (\d+)`).FindSubmatch(out)
+	if m == nil {
+		tb.Fatalf("no counter in\n%s", out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// garpIgnoringCrash cuts vip's owner off while the GARP-ignoring client
+// probes it, with the client's entry for vip refreshed just before the
+// cut (so still inside its 1 s locktime when the next owner takes over),
+// and returns the client's outage and when the next owner held vip.
+func garpIgnoringCrash(tb testing.TB, l *nslab.Lab, vip netip.Addr, within time.Duration) (outage, takeover time.Duration, old, next *nslab.Host) {
+	old = l.StableOwner(vip, 300*time.Millisecond)
+	p := l.Probe(vip, 300*time.Millisecond)
+	if !nslab.Poll(2*time.Second, func() bool { return p.Last().OK }) {
+		tb.Fatalf("no answer from %s before the crash: %+v", vip, p.Last())
+	}
+	if got := l.Neighbour(vip); got != old.MAC {
+		tb.Fatalf("client's entry for %s is %q before the crash, want the owner %s", vip, got, old.MAC)
+	}
+	// Refreshed now: a state change sets the entry's update time, which
+	// the locktime counts from.
+	for _, nud := range []string{"stale", "reachable"} {
+		l.IP(l.Client, "neigh", "change", vip.String(), "lladdr", old.MAC, "nud", nud, "dev", "eth0")
+	}
+	cut := time.Now()
+	old.SetLink(false)
+	ok := nslab.Poll(within, func() bool {
+		if next == nil {
+			if hs := l.Holders(vip); len(hs) == 1 && hs[0] != old {
+				next, takeover = hs[0], time.Since(cut)
+			}
+		}
+		last := p.Last()
+		return next != nil && last.OK && last.Host == next.Name
+	})
+	if !ok {
+		p.Stop()
+		return -1, takeover, old, next
+	}
+	time.Sleep(50 * time.Millisecond) // a few more answers: the outage is closed
+	_, outage = nslab.Outage(p.Stop())
+	return outage, takeover, old, next
+}
+
+// repairLine is the new owner's log line of the repair of vip4.
+var repairLine = regexp.MustCompile(`neighbour repair done.*vip=` + regexp.QuoteMeta(vip4.String()) + ` .*repaired=(\d+)`)
+
+// TestNeighbourRepairReachesGARPIgnoringClient: after a crash, the new
+// owner's gratuitous ARPs are dropped by the client and its unicast ARP
+// replies fall inside the client's locktime; the neighbour repair's ARP
+// request from the VIP moves the client's entry at once. Without the
+// repair the client keeps sending to the dead host until its entry goes
+// stale and is probed away (seconds).
+func TestNeighbourRepairReachesGARPIgnoringClient(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		repair bool
+	}{{"repair", true}, {"no repair", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			l := garpIgnoringLab(t, vip4, c.repair)
+			outage, takeover, old, next := garpIgnoringCrash(t, l, vip4, 30*time.Second)
+			if next == nil {
+				t.Fatalf("%s did not move away from %s", vip4, old.Name)
+			}
+			dropped := garpDropped(t, l)
+			if dropped == 0 {
+				t.Fatal("the client dropped no gratuitous ARP: the GARP-ignoring client is not emulated")
+			}
+			if outage < 0 {
+				t.Fatalf("the client did not reach %s on %s within 30 s; its entry is %s", vip4, next.Name, l.Neighbour(vip4))
+			}
+			if got := l.Neighbour(vip4); got != next.MAC {
+				t.Errorf("client's entry for %s is %s, want the new owner %s (%s)", vip4, got, next.MAC, next.Name)
+			}
+			t.Logf("FIGURE GARP-ignoring client, %s: outage %d ms; %s held by %s %d ms after the cut; %d gratuitous ARPs dropped",
+				c.name, outage.Milliseconds(), vip4, next.Name, takeover.Milliseconds(), dropped)
+			var m []string // the last repair of vip4: the takeover after the crash
+			if all := repairLine.FindAllStringSubmatch(next.Log.String(), -1); len(all) > 0 {
+				m = all[len(all)-1]
+			}
+			if !c.repair {
+				// Stale after at least 2.5 s, then 5 s of DELAY and
+				// 3 unicast probes: well over 3 s.
+				if outage < 3*time.Second {
+					t.Errorf("outage %s without repair: the client did not ignore the announcements", outage)
+				}
+				if m != nil {
+					t.Errorf("a repair ran with neighbourRepair 0: %s", m[0])
+				}
+				return
+			}
+			if outage > 3*time.Second {
+				t.Errorf("outage %s with repair, want well under 3 s (without it: until the entry goes stale)", outage)
+			}
+			if m == nil || m[1] == "0" {
+				t.Fatalf("%s logged no repair of the client: %v\n%s", next.Name, m, next.Log.String())
+			}
+			t.Logf("%s: %s", next.Name, m[0])
+		})
+	}
+}
+
+// BenchmarkGARPIgnoringClient prints the outage of a client that ignores
+// gratuitous ARP (garpIgnoringLab) when its VIP's owner crashes, with the
+// neighbour repair over ELBT_TRIALS trials (default 10) and without it
+// over a third as many (each of those lasts until the entry goes stale):
+// `make bench-failover`.
+func BenchmarkGARPIgnoringClient(b *testing.B) {
+	nslab.Require(b)
+	trials := benchTrials()
+	for _, repair := range []bool{true, false} {
+		n := trials
+		if !repair {
+			n = max(1, trials/3)
+		}
+		var outages, beyond []time.Duration
+		for i := range n {
+			l := garpIgnoringLab(b, vip4, repair)
+			d, takeover, old, next := garpIgnoringCrash(b, l, vip4, 30*time.Second)
+			if d < 0 || next == nil {
+				b.Fatalf("trial %d: the client never reached %s again after %s was cut", i+1, vip4, old.Name)
+			}
+			l.Cleanup()
+			outages = append(outages, d)
+			beyond = append(beyond, d-takeover)
+			fmt.Printf("GARP-ignoring client, repair %v, trial %2d: outage %5d ms, takeover %4d ms after the cut\n", repair, i+1, d.Milliseconds(), takeover.Milliseconds())
+		}
+		med, mx := stats(outages)
+		bmed, bmx := stats(beyond)
+		fmt.Printf("FIGURE GARP-ignoring client, crash (link cut), repair %v, %d trials: outage median %d ms, max %d ms; beyond the takeover median %d ms, max %d ms\n",
+			repair, n, med.Milliseconds(), mx.Milliseconds(), bmed.Milliseconds(), bmx.Milliseconds())
+		unit := "repair"
+		if !repair {
+			unit = "norepair"
+		}
+		b.ReportMetric(float64(med.Milliseconds()), unit+"-median-ms")
+		b.ReportMetric(float64(mx.Milliseconds()), unit+"-max-ms")
+	}
+}
+
+// benchTrials is ELBT_TRIALS, default 10.
+func benchTrials() int {
+	if n, err := strconv.Atoi(os.Getenv("ELBT_TRIALS")); err == nil && n > 0 {
+		return n
+	}
+	return 10
+}
