@@ -13,43 +13,64 @@ import (
 	"github.com/edgelb/edgelb/test/nslab"
 )
 
-// behindRouter is a network the hosts reach through the client, which
-// thereby is their gateway: the LAN's router, as in most deployments.
-const behindRouter = "203.0.113.0/24"
+// behindRouter4 and behindRouter6 are networks the hosts reach through
+// the client, which thereby is their gateway: the LAN's router, as in
+// most deployments.
+const (
+	behindRouter4 = "203.0.113.0/24"
+	behindRouter6 = "2001:db8:beef::/48"
+)
 
 // garpIgnoringLab starts a three-host lab whose client ignores gratuitous
-// ARP for vip the way routers and hosts that do are reported to: an
-// nftables rule in the client's arp family drops every ARP packet whose
-// sender and target addresses are vip (a gratuitous ARP, request or
-// reply), arp_accept is 0, and its neighbour entries become stale after
-// 2.5-7.5 s (base_reachable_time 5 s, to keep the unrepaired case short).
-// The hosts route behindRouter through the client. repair false turns
-// the neighbour repair off (cluster.neighbourRepair: 0).
+// ARP (IPv4) or unsolicited Neighbor Advertisements (IPv6) for vip the
+// way routers and hosts that do are reported to. IPv4: an nftables rule
+// in the client's arp family drops every ARP packet whose sender and
+// target addresses are vip (a gratuitous ARP, request or reply), and
+// arp_accept is 0. IPv6: a rule drops every Neighbor Advertisement for vip
+// without the solicited flag, and accept_untracked_na is 0. Its neighbour
+// entries become stale after 2.5-7.5 s (base_reachable_time 5 s, to keep
+// the unrepaired case short). The hosts route behindRouter4 and
+// behindRouter6 through the client. repair false turns the neighbour
+// repair off (cluster.neighbourRepair: 0).
 func garpIgnoringLab(tb testing.TB, vip netip.Addr, repair bool) *nslab.Lab {
 	l := nslab.New(tb, 3)
 	if !repair {
 		l.Cluster = "  neighbourRepair: 0\n"
 	}
 	l.Sysctl(l.Client, "net.ipv4.conf.all.arp_accept=0", "net.ipv4.conf.default.arp_accept=0",
-		"net.ipv4.conf.eth0.arp_accept=0", "net.ipv4.neigh.eth0.base_reachable_time_ms=5000")
+		"net.ipv4.conf.eth0.arp_accept=0", "net.ipv4.neigh.eth0.base_reachable_time_ms=5000",
+		"net.ipv6.conf.all.accept_untracked_na=0", "net.ipv6.conf.default.accept_untracked_na=0",
+		"net.ipv6.conf.eth0.accept_untracked_na=0", "net.ipv6.neigh.eth0.base_reachable_time_ms=5000")
 	nft := func(args ...string) { l.Run("ip", append([]string{"netns", "exec", l.Client, "nft"}, args...)...) }
-	nft("add", "table", "arp", "garp")
-	nft("add", "chain", "arp", "garp", "in", "{ type filter hook input priority 0; }")
-	nft("add", "rule", "arp", "garp", "in", "arp", "saddr", "ip", vip.String(), "arp", "daddr", "ip", vip.String(), "counter", "drop")
+	family, match := "arp", []string{"arp", "saddr", "ip", vip.String(), "arp", "daddr", "ip", vip.String()}
+	if vip.Is6() {
+		// The solicited flag is bit 33 of the ICMPv6 header, the target
+		// address its bits 64-191.
+		family, match = "ip6", []string{"icmpv6", "type", "nd-neighbor-advert", "@th,33,1", "0", "@th,64,128", fmt.Sprintf("0x%x", vip.AsSlice())}
+	}
+	nft("add", "table", family, "garp")
+	nft("add", "chain", family, "garp", "in", "{ type filter hook input priority 0; }")
+	nft(append(append([]string{"add", "rule", family, "garp", "in"}, match...), "counter", "drop")...)
 	for _, h := range l.Hosts {
-		l.IP(h.NS, "route", "add", behindRouter, "via", "10.99.0.2")
+		l.IP(h.NS, "route", "add", behindRouter4, "via", "10.99.0.2")
+		l.IP(h.NS, "-6", "route", "add", behindRouter6, "via", "fd99::2")
 		h.Start()
 	}
-	l.Owner(vip4, converge)
+	l.Owner(vip, converge)
 	if !l.Configured(converge) {
 		tb.Fatal("the hosts run no committed cluster configuration")
 	}
 	return l
 }
 
-// garpDropped returns how many gratuitous ARPs the client dropped.
-func garpDropped(tb testing.TB, l *nslab.Lab) int {
-	out, err := exec.Command("ip", "netns", "exec", l.Client, "nft", "list", "chain", "arp", "garp", "in").CombinedOutput()
+// garpDropped returns how many gratuitous ARPs or unsolicited NAs for vip
+// the client dropped.
+func garpDropped(tb testing.TB, l *nslab.Lab, vip netip.Addr) int {
+	family := "arp"
+	if vip.Is6() {
+		family = "ip6"
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.Client, "nft", "list", "chain", family, "garp", "in").CombinedOutput()
 	if err != nil {
 		tb.Fatalf("nft list: %v\n%s", err, out)
 	}
@@ -90,9 +111,9 @@ func recovered(res []nslab.ProbeResult) time.Time {
 // garpIgnoringCrash cuts vip's owner off while the GARP-ignoring client
 // probes it, with the client's entry for vip refreshed just before the
 // cut (so still inside its 1 s locktime when the next owner takes over),
-// and returns the client's outage, the time from the cut to the next
-// owner adding vip (its log), and from then to the client's first
-// answered probe.
+// and returns the client's outage (from the cut to its first answered
+// probe after it), the time from the cut to the next owner adding vip
+// (its log), and from then to the client's first answered probe.
 func garpIgnoringCrash(tb testing.TB, l *nslab.Lab, vip netip.Addr, within time.Duration) (outage, takeover, after time.Duration, old, next *nslab.Host) {
 	old = l.StableOwner(vip, 300*time.Millisecond)
 	p := l.Probe(vip, 300*time.Millisecond)
@@ -128,48 +149,51 @@ func garpIgnoringCrash(tb testing.TB, l *nslab.Lab, vip netip.Addr, within time.
 		return -1, takeover, 0, old, next
 	}
 	time.Sleep(50 * time.Millisecond) // a few more answers: the outage is closed
-	res := p.Stop()
-	_, outage = nslab.Outage(res)
-	return outage, takeover, recovered(res).Sub(cut) - takeover, old, next
+	outage = recovered(p.Stop()).Sub(cut)
+	return outage, takeover, outage - takeover, old, next
 }
 
-// repairLine is the new owner's log line of the repair of vip4.
-var repairLine = regexp.MustCompile(`neighbour repair done.*vip=` + regexp.QuoteMeta(vip4.String()) + ` .*repaired=(\d+)`)
+// repairLine matches a host's log line of a repair of vip.
+func repairLine(vip netip.Addr) *regexp.Regexp {
+	return regexp.MustCompile(`neighbour repair done.*vip=` + regexp.QuoteMeta(vip.String()) + ` .*repaired=(\d+)`)
+}
 
 // TestNeighbourRepairReachesGARPIgnoringClient: after a crash, the new
 // owner's gratuitous ARPs are dropped by the client and its unicast ARP
 // replies fall inside the client's locktime; the neighbour repair's ARP
 // request from the VIP moves the client's entry at once. Without the
 // repair the client keeps sending to the dead host until its entry goes
-// stale and is probed away (seconds).
+// stale and is probed away (seconds). IPv6: the client drops unsolicited
+// NAs; the repair's solicited NA and Neighbor Solicitation move it.
 func TestNeighbourRepairReachesGARPIgnoringClient(t *testing.T) {
 	for _, c := range []struct {
 		name   string
+		vip    netip.Addr
 		repair bool
-	}{{"repair", true}, {"no repair", false}} {
+	}{{"repair", vip4, true}, {"no repair", vip4, false}, {"IPv6 repair", vip6, true}, {"IPv6 no repair", vip6, false}} {
 		t.Run(c.name, func(t *testing.T) {
-			l := garpIgnoringLab(t, vip4, c.repair)
-			outage, takeover, after, old, next := garpIgnoringCrash(t, l, vip4, 30*time.Second)
+			l := garpIgnoringLab(t, c.vip, c.repair)
+			outage, takeover, after, old, next := garpIgnoringCrash(t, l, c.vip, 30*time.Second)
 			if next == nil {
-				t.Fatalf("%s did not move away from %s", vip4, old.Name)
+				t.Fatalf("%s did not move away from %s", c.vip, old.Name)
 			}
-			dropped := garpDropped(t, l)
+			dropped := garpDropped(t, l, c.vip)
 			if dropped == 0 {
 				t.Fatal("the client dropped no gratuitous ARP: the GARP-ignoring client is not emulated")
 			}
 			if outage < 0 {
-				t.Fatalf("the client did not reach %s on %s within 30 s; its entry is %s", vip4, next.Name, l.Neighbour(vip4))
+				t.Fatalf("the client did not reach %s on %s within 30 s; its entry is %s", c.vip, next.Name, l.Neighbour(c.vip))
 			}
-			if got := l.Neighbour(vip4); got != next.MAC {
-				t.Errorf("client's entry for %s is %s, want the new owner %s (%s)", vip4, got, next.MAC, next.Name)
+			if got := l.Neighbour(c.vip); got != next.MAC {
+				t.Errorf("client's entry for %s is %s, want the new owner %s (%s)", c.vip, got, next.MAC, next.Name)
 			}
-			t.Logf("FIGURE GARP-ignoring client, %s: outage %d ms; %s added by %s %d ms after the cut, client answered %d ms after that; %d gratuitous ARPs dropped",
-				c.name, outage.Milliseconds(), vip4, next.Name, takeover.Milliseconds(), after.Milliseconds(), dropped)
+			t.Logf("FIGURE GARP-ignoring client, %s: outage %d ms; %s added by %s %d ms after the cut, client answered %d ms after that; %d announcements dropped",
+				c.name, outage.Milliseconds(), c.vip, next.Name, takeover.Milliseconds(), after.Milliseconds(), dropped)
 			// The repair logs once its schedule is over (2.5 s: the
 			// dead host's address never answers).
-			var m []string // the last repair of vip4: the takeover after the crash
+			var m []string // the last repair of the VIP: the takeover after the crash
 			nslab.Poll(5*time.Second, func() bool {
-				if all := repairLine.FindAllStringSubmatch(next.Log.String(), -1); len(all) > 0 {
+				if all := repairLine(c.vip).FindAllStringSubmatch(next.Log.String(), -1); len(all) > 0 {
 					m = all[len(all)-1]
 				}
 				return m != nil && c.repair

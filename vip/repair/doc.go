@@ -5,8 +5,9 @@
 // After a takeover the vip.Manager calls Repairer.Takeover. The Repairer
 // then picks the targets (Select, a pure function): the gateways of the
 // interface's routes, the source addresses of the IPVS connections to the
-// VIP (on a backup host these are the connections the sync daemon copied
-// from the old owner) and the interface's neighbour-table entries — on-link
+// VIP in this host's table (those it served before the VIP left it, and,
+// where the IPVS sync daemon runs, those copied from the old owner) and
+// the interface's neighbour-table entries — on-link
 // only, of the VIP's family, gateways first, at most Options.Max of them.
 // On each offset of the schedule (DefaultSchedule: 0, 250 ms, 600 ms,
 // 1.1 s, 2 s — past Linux's 1 s locktime) every target not yet confirmed
