@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgelb/edgelb/test/nslab"
+	"github.com/edgelb/edgelb/test/prereq"
 )
 
 // behindRouter4 and behindRouter6 are networks the hosts reach through
@@ -33,6 +34,8 @@ const (
 // behindRouter6 through the client. repair false turns the neighbour
 // repair off (cluster.neighbourRepair: 0).
 func garpIgnoringLab(tb testing.TB, vip netip.Addr, repair bool) *nslab.Lab {
+	nslab.Require(tb)
+	prereq.RootWith(tb, "nft (package nftables)")
 	l := nslab.New(tb, 3)
 	if !repair {
 		l.Cluster = "  neighbourRepair: 0\n"
