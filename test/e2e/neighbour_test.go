@@ -35,7 +35,7 @@ const (
 // repair off (cluster.neighbourRepair: 0).
 func garpIgnoringLab(tb testing.TB, vip netip.Addr, repair bool) *nslab.Lab {
 	nslab.Require(tb)
-	prereq.RootWith(tb, "nft (package nftables)")
+	prereq.RootWith(tb, "nft (package nftables)", "curl (package curl)")
 	l := nslab.New(tb, 3)
 	if !repair {
 		l.Cluster = "  neighbourRepair: 0\n"
@@ -219,6 +219,15 @@ func TestNeighbourRepairReachesGARPIgnoringClient(t *testing.T) {
 				t.Fatalf("%s logged no repair of the client: %v\n%s", next.Name, m, next.Log.String())
 			}
 			t.Logf("%s: %s", next.Name, m[0])
+			// And in its metrics.
+			out, err := exec.Command("ip", "netns", "exec", next.NS, "curl", "-sf", "http://127.0.0.1:9080/metrics").Output()
+			if err != nil {
+				t.Fatalf("metrics of %s: %v", next.Name, err)
+			}
+			rm := regexp.MustCompile(`(?m)^edgelb_neighbour_repair_targets_total\{result="repaired"\} (\d+)$`).FindSubmatch(out)
+			if rm == nil || string(rm[1]) == "0" {
+				t.Errorf("%s's metrics count no repaired neighbour: %q", next.Name, rm)
+			}
 		})
 	}
 }
