@@ -94,6 +94,12 @@ type Cluster struct {
 	// AnnounceRefresh, when not 0, repeats the gratuitous ARP / unsolicited
 	// NA for every held VIP at this interval, after the takeover burst.
 	AnnounceRefresh time.Duration
+	// NeighbourRepair is how many neighbours (gateways, clients of IPVS
+	// connections, neighbour-table entries) a takeover repairs at most
+	// with unicast ARP replies / NAs and probes, for those that ignore
+	// gratuitous ARP or refuse it inside their locktime; 0 turns the
+	// repair off. Default 64.
+	NeighbourRepair int
 	// RestartHold bounds a graceful restart (systemctl restart, SIGUSR2):
 	// VIPs are added with this valid lifetime and renewed while owned, so
 	// the kernel drops them by itself if edgelb dies or does not come
@@ -345,6 +351,7 @@ func Default() Config {
 			GossipInterval:  100 * time.Millisecond,
 			HandoverTimeout: 3 * time.Second,
 			RestartHold:     10 * time.Second,
+			NeighbourRepair: 64,
 		},
 		Dataplane: Dataplane{
 			Backend:      BackendIPVS,

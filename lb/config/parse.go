@@ -251,6 +251,7 @@ func (p *parser) cluster(n *yaml.Node, path string) {
 				d.errorf(n, path, "%s is too short: use at least 100ms, or leave it out to send no refresh", c.AnnounceRefresh)
 			}
 		},
+		"neighbourRepair": func(n *yaml.Node, path string) { d.intField(n, path, 0, 1024, &c.NeighbourRepair) },
 		"restartHold": func(n *yaml.Node, path string) {
 			var v time.Duration
 			d.duration(n, path, &v)

@@ -42,6 +42,7 @@ import (
 	"github.com/edgelb/edgelb/vip/announce"
 	"github.com/edgelb/edgelb/vip/bgp"
 	"github.com/edgelb/edgelb/vip/datapath"
+	"github.com/edgelb/edgelb/vip/repair"
 	"github.com/edgelb/edgelb/web"
 )
 
@@ -115,6 +116,7 @@ type Node struct {
 	split     *announce.Split
 	vips      *vip.Manager      // nil without node.interface
 	dataPath  *datapath.Checker // nil when the data path is not checked
+	repair    *repair.Repairer  // nil without neighbour repair
 	announcer *bgp.Announcer
 	dp        *dataplane // nil unless dataplane.backend is ipvs
 	filter    *filter.Filter
@@ -296,6 +298,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.dataPath != nil {
 		g.Go(func() error { return n.dataPath.Run(gctx) })
 	}
+	if n.repair != nil {
+		g.Go(func() error { return n.repair.Run(gctx) })
+	}
 	if n.vips != nil {
 		g.Go(func() error {
 			err := n.vips.Run(vipCtx)
@@ -403,12 +408,24 @@ func (n *Node) newCluster() error {
 	// The bgp VIPs are held beside the l2 ones the cluster assigns (none
 	// while no version has a bgp section).
 	h := n.split.Hosting(n.hostCtx, members)
+	var repairer vip.Repairer
+	if cfg.Cluster.NeighbourRepair > 0 && n.opts.Kernels.Repair != nil {
+		n.repair = repair.New(repair.Options{
+			Sources: n.opts.Kernels.Repair,
+			Dialer:  n.opts.Kernels.Repair,
+			Max:     cfg.Cluster.NeighbourRepair,
+			Log:     log.With("component", "repair"),
+		})
+		repairer = n.repair
+		n.metrics.Registry.MustRegister(repairCollector{n.repair})
+	}
 	n.vips, err = vip.NewManager(vip.Options{
 		Kernel:    n.opts.Kernels.VIP,
 		Announcer: n.opts.Kernels.ARP,
 		Ownership: h,
 		Reporter:  h,
 		Quieter:   n.opts.Kernels.Quiet,
+		Repairer:  repairer,
 		Refresh:   cfg.Cluster.AnnounceRefresh,
 		Lifetime:  cfg.Cluster.RestartHold,
 		Now:       n.opts.Now,

@@ -88,7 +88,8 @@ func (s *state) Status() api.Status {
 		st.Counts.OtherClassServices = s.node.ctrl.OtherClass()
 	}
 	for _, m := range mem {
-		if m.Alive && m.Healthy && !m.Draining {
+		// A live witness does all it has to: count towards the quorum.
+		if m.Alive && (m.Healthy || m.Witness) && !m.Draining {
 			st.Counts.HealthyMembers++
 		}
 	}
@@ -122,7 +123,8 @@ func (s *state) Members() []api.Member {
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.node.cfg.Node.Name,
 			Alive: !m.Absent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
-			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied, DataPathFailing: m.DataPathFailing}
+			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied, DataPathFailing: m.DataPathFailing,
+			Witness: m.Witness}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
