@@ -26,9 +26,9 @@ func TestBGPPath(t *testing.T) {
 			{Address: "10.0.0.2", ASN: 64501, State: "active"},
 		}}
 	f := apitest.Sample()
-	reg := api.NewMetrics(f).Registry
-	reg.MustRegister(api.BGPCollector(func() api.BGPStatus { return st }))
-	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler), Registry: reg,
+	m := api.NewMetrics(f)
+	m.Registry.MustRegister(api.BGPCollector(func() api.BGPStatus { return st }))
+	srv := httptest.NewServer(api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler), Metrics: m,
 		BGP: func() api.BGPStatus { return st }}).Handler())
 	t.Cleanup(srv.Close)
 

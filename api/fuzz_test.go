@@ -33,7 +33,7 @@ func (p *panicLog) WithGroup(string) slog.Handler      { return p }
 func fuzzServer() (http.Handler, *apitest.Fake, *panicLog) {
 	f := apitest.Sample()
 	pl := &panicLog{}
-	srv := api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(pl), Registry: api.NewMetrics(f).Registry, Hosts: []string{"edgelb"},
+	srv := api.New(api.Options{State: f, Bus: f.Bus, Log: slog.New(pl), Metrics: api.NewMetrics(f), Hosts: []string{"edgelb"},
 		Tokens: map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}}})
 	return srv.Handler(), f, pl
 }

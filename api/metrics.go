@@ -3,7 +3,7 @@ package api
 import (
 	"runtime"
 	"runtime/debug"
-	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,11 +19,21 @@ type Metrics struct {
 	ReconcileErrors   *prometheus.CounterVec
 	OwnerChanges      *prometheus.CounterVec
 	Allocations       prometheus.Counter
+
+	state        State
+	backendLimit atomic.Int64
 }
 
-// NewMetrics registers edgelb's metrics, the Go runtime's and the process's.
+// SetBackendSeriesLimit sets how many backends this host may have for the
+// per-backend families to be exported (api.backendSeriesLimit; 0: never).
+func (m *Metrics) SetBackendSeriesLimit(n int) { m.backendLimit.Store(int64(n)) }
+
+// NewMetrics registers edgelb's metrics, the Go runtime's and the
+// process's; those of the Services, backends and VIPs, which grow with
+// their number, are written by ServeHTTP without the Registry.
 func NewMetrics(state State) *Metrics {
 	m := &Metrics{
+		state:    state,
 		Registry: prometheus.NewRegistry(),
 		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "edgelb_reconcile_duration_seconds",
@@ -46,6 +56,7 @@ func NewMetrics(state State) *Metrics {
 	m.Registry.MustRegister(m.ReconcileDuration, m.ReconcileErrors, m.OwnerChanges, m.Allocations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{state: state})
+	m.backendLimit.Store(DefaultBackendSeriesLimit)
 	return m
 }
 
@@ -58,21 +69,6 @@ func (m *Metrics) ObserveReconcile(component string, took time.Duration, err err
 }
 
 var (
-	vsLabels = []string{"namespace", "service", "vip", "port", "protocol"}
-	beLabels = append(append([]string{}, vsLabels...), "backend")
-
-	descVSConns    = prometheus.NewDesc("edgelb_service_connections_total", "Connections accepted by a virtual service.", vsLabels, nil)
-	descVSPackets  = prometheus.NewDesc("edgelb_service_packets_total", "Packets through a virtual service, by direction (in: from clients).", append(vsLabels, "direction"), nil)
-	descVSBytes    = prometheus.NewDesc("edgelb_service_bytes_total", "Bytes through a virtual service, by direction.", append(vsLabels, "direction"), nil)
-	descSvcState   = prometheus.NewDesc("edgelb_service_state", "1 for the state a Service is in on this host: served (every port programmed), partial (some port refused here) or pending (no address).", []string{"namespace", "service", "state"}, nil)
-	descVSRefused  = prometheus.NewDesc("edgelb_service_refused", "1 if the kernel refused the virtual service on this host (retried; the others are unaffected).", vsLabels, nil)
-	descBEConns    = prometheus.NewDesc("edgelb_backend_connections_total", "Connections forwarded to a backend.", beLabels, nil)
-	descBEActive   = prometheus.NewDesc("edgelb_backend_active_connections", "Connections open to a backend now.", beLabels, nil)
-	descBEBytes    = prometheus.NewDesc("edgelb_backend_bytes_total", "Bytes forwarded to and from a backend, by direction.", append(beLabels, "direction"), nil)
-	descBEUp       = prometheus.NewDesc("edgelb_backend_up", "1 if the backend passes its health check, 0 if it fails, absent while unknown.", beLabels, nil)
-	descBEWeight   = prometheus.NewDesc("edgelb_backend_weight", "Configured weight of a backend (0: draining).", beLabels, nil)
-	descVIPOwned   = prometheus.NewDesc("edgelb_vip_owned", "1 if this host owns and announces the VIP, else 0.", []string{"vip", "owner"}, nil)
-	descVIPRefused = prometheus.NewDesc("edgelb_vip_refused", "1 if this host's kernel would not add the VIP (it goes to another member; the host keeps its other VIPs).", []string{"vip"}, nil)
 	descMembers    = prometheus.NewDesc("edgelb_cluster_members", "Appliance hosts this host sees, by state.", []string{"state"}, nil)
 	descPoolSize   = prometheus.NewDesc("edgelb_pool_addresses", "Addresses in a pool (saturates for huge IPv6 pools).", []string{"pool"}, nil)
 	descPoolUsed   = prometheus.NewDesc("edgelb_pool_addresses_used", "Addresses of a pool assigned to Services (the Lease holder's allocation; elsewhere the Services' status in the informer cache).", []string{"pool"}, nil)
@@ -117,14 +113,12 @@ func revision() string {
 	return rev + dirty
 }
 
-// stateCollector turns State into metrics at scrape time; the IPVS
-// counters in it are those the dataplane read at most a second before
-// (ipvs.DefaultStatsInterval).
+// stateCollector turns State into metrics at scrape time, but for the
+// families WriteStreamed writes.
 type stateCollector struct{ state State }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVSConns, descVSPackets, descVSBytes, descSvcState, descVSRefused, descBEConns, descBEActive, descBEBytes,
-		descBEUp, descBEWeight, descVIPOwned, descVIPRefused, descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer,
+	for _, d := range []*prometheus.Desc{descMembers, descPoolSize, descPoolUsed, descLeader, descReady, descHealthy, descDrainingMe, descKubeAccess, descFileDiffer,
 		descUnapplied,
 		descBuildInfo} {
 		ch <- d
@@ -139,44 +133,8 @@ func b2f(b bool) float64 {
 }
 
 func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	for _, svc := range s.state.Services() {
-		if svc.State != "" {
-			gauge(descSvcState, 1, svc.Namespace, svc.Name, svc.State)
-		}
-		for _, p := range svc.Ports {
-			l := []string{svc.Namespace, svc.Name, p.VIP, strconv.Itoa(int(p.Port)), p.Protocol}
-			counter(descVSConns, p.Stats.Connections, l...)
-			counter(descVSPackets, p.Stats.PacketsIn, append(l, "in")...)
-			counter(descVSPackets, p.Stats.PacketsOut, append(l, "out")...)
-			counter(descVSBytes, p.Stats.BytesIn, append(l, "in")...)
-			counter(descVSBytes, p.Stats.BytesOut, append(l, "out")...)
-			if p.Problem != "" {
-				gauge(descVSRefused, 1, l...)
-			}
-			for _, b := range p.Backends {
-				bl := append(append([]string{}, l...), b.Address)
-				counter(descBEConns, b.Stats.Connections, bl...)
-				gauge(descBEActive, float64(b.Stats.ActiveConnections), bl...)
-				counter(descBEBytes, b.Stats.BytesIn, append(bl, "in")...)
-				counter(descBEBytes, b.Stats.BytesOut, append(bl, "out")...)
-				gauge(descBEWeight, float64(b.Weight), bl...)
-				if b.Health != "unknown" {
-					gauge(descBEUp, b2f(b.Health == "up"), bl...)
-				}
-			}
-		}
-	}
-	for _, v := range s.state.VIPs() {
-		gauge(descVIPOwned, b2f(v.Local), v.Address, v.Owner)
-		if v.Refused {
-			gauge(descVIPRefused, 1, v.Address)
-		}
 	}
 	states := map[string]int{"healthy": 0, "unhealthy": 0, "draining": 0, "dead": 0}
 	for _, m := range s.state.Members() {

@@ -17,6 +17,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"os"
@@ -27,8 +28,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // MaxBodyBytes bounds every request body but a cluster configuration's.
@@ -81,8 +80,8 @@ type Options struct {
 	// (FILE.1 keeps the previous one); 0 means DefaultAuditFileBytes.
 	AuditFileBytes int64
 	Bus            *Bus
-	// Registry is served at /metrics; nil serves no metrics.
-	Registry *prometheus.Registry
+	// Metrics is served at /metrics; nil serves no metrics.
+	Metrics *Metrics
 	// Dashboard is served at / (the web package's files); nil serves none.
 	Dashboard fs.FS
 	// BGP reports the BGP speaker for GET /api/v1/bgp; nil: not enabled.
@@ -192,10 +191,14 @@ func New(opts Options) *Server {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	authed := e.Group("/", s.auth(RoleViewer))
 	authed.GET("/readyz", s.readyz)
-	if opts.Registry != nil {
-		h := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: nil})
-		authed.GET("/metrics", gin.WrapH(h))
+	if opts.Metrics != nil {
+		authed.GET("/metrics", gin.WrapH(opts.Metrics))
 	}
+	// The Go runtime's profiles, for `go tool pprof` (heap, allocs,
+	// goroutine, profile, trace, ...): for an admin only, since they
+	// name the code and its arguments and a CPU profile or trace costs
+	// the host while it runs.
+	e.GET("/debug/pprof/*name", s.auth(RoleAdmin), profiles)
 	v1 := authed.Group("/api/v1")
 	v1.GET("/status", func(c *gin.Context) { c.JSON(http.StatusOK, opts.State.Status()) })
 	v1.GET("/members", s.members)
@@ -222,6 +225,23 @@ func New(opts Options) *Server {
 	}
 	s.engine = e
 	return s
+}
+
+// profiles serves net/http/pprof's handlers under /debug/pprof/.
+func profiles(c *gin.Context) {
+	w, r := c.Writer, c.Request
+	switch strings.TrimPrefix(c.Param("name"), "/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default: // the index, or a named profile (heap, goroutine, ...)
+		pprof.Index(w, r)
+	}
 }
 
 // Handler returns the HTTP handler, for tests.
@@ -448,6 +468,14 @@ func (s *Server) readyz(c *gin.Context) {
 
 func (s *Server) service(c *gin.Context) {
 	ns, name := c.Param("namespace"), c.Param("name")
+	if l, ok := s.opts.State.(ServiceLookup); ok {
+		if svc, ok := l.Service(ns, name); ok {
+			c.JSON(http.StatusOK, svc)
+		} else {
+			abort(c, http.StatusNotFound, fmt.Sprintf("no service %s/%s", ns, name))
+		}
+		return
+	}
 	for _, svc := range s.opts.State.Services() {
 		if svc.Namespace == ns && svc.Name == name {
 			c.JSON(http.StatusOK, svc)

@@ -29,7 +29,7 @@ func newServer(t *testing.T, tokens bool) (*httptest.Server, *apitest.Fake) {
 	t.Helper()
 	f := apitest.Sample()
 	opts := api.Options{State: f, Bus: f.Bus, Log: slog.New(slog.DiscardHandler),
-		Registry:  api.NewMetrics(f).Registry,
+		Metrics:   api.NewMetrics(f),
 		Dashboard: fstest.MapFS{"index.html": {Data: []byte("<html>edgelb</html>")}}}
 	if tokens {
 		opts.Tokens = map[string][]string{"admin": {adminTok}, "viewer": {viewerTok}}

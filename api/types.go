@@ -24,6 +24,13 @@ type State interface {
 	Ready() (bool, string)
 }
 
+// ServiceLookup is what a State may add to answer for one service
+// without building every one (GET /api/v1/services/{namespace}/{name}):
+// the same view as that service's in Services.
+type ServiceLookup interface {
+	Service(namespace, name string) (Service, bool)
+}
+
 // Errors State and ClusterConfig methods return.
 var (
 	ErrNotFound = errors.New("not found")
@@ -98,7 +105,9 @@ type KubernetesStatus struct {
 
 // Counts are totals over the cluster view of this host.
 type Counts struct {
-	Members        int `json:"members"`
+	Members int `json:"members"`
+	// HealthyMembers counts the live members that are healthy and not
+	// draining, and the live witnesses.
 	HealthyMembers int `json:"healthyMembers"`
 	VIPs           int `json:"vips"`
 	OwnedVIPs      int `json:"ownedVIPs"`
@@ -153,6 +162,10 @@ type Member struct {
 	// failed its last round or is failing; it owns VIPs only while no
 	// other member's path works.
 	DataPathFailing bool `json:"dataPathFailing,omitempty"`
+	// Witness: the member is an `edgelb witness`, a voter that counts
+	// towards the quorum and never owns a VIP (docs/failover.md, A pair
+	// with a witness).
+	Witness bool `json:"witness,omitempty"`
 	// Configured: the member is in the configured cluster (the consensus
 	// log's member set): it votes and may own VIPs. A configured member
 	// that is not live is listed with its address as its name.

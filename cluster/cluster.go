@@ -113,6 +113,11 @@ type Options struct {
 	// insecure member never offers it one: configuration is not taken
 	// from unauthenticated peers (insecure.go).
 	Messages func(b []byte) bool
+	// Witness makes this member a witness (`edgelb witness`): it gossips
+	// Meta.Witness, counts towards the quorum like any configured member
+	// and is never assigned a VIP. Its health sources are ignored: a
+	// witness is never healthy, having nothing to serve with.
+	Witness bool
 }
 
 // Defaults for the Options that have no config key.
@@ -276,13 +281,19 @@ func (o Options) Size() int { return clusterSize(o) }
 
 // QuorumWarning says what the configured quorum costs, or "" when it is a
 // majority of three or more. The default quorum of a two-host cluster is
-// both hosts: losing, stopping or restarting either stops both.
+// both hosts: losing, stopping or restarting either stops both; the way
+// out that keeps one owner per VIP is a witness (`edgelb witness` on a
+// third machine, listed in cluster.join), the third voter.
 func (o Options) QuorumWarning() string {
 	n, q := o.Size(), NeedFor(o.Size(), o.Quorum)
 	switch {
 	case n == 2 && o.Quorum == 0:
-		return "a cluster of two hosts needs both for its default quorum: losing, stopping or restarting either one leaves no VIP served; " +
-			"add a third host, or set cluster.quorum: 1 to serve from one host (a partition then gives every VIP two owners)"
+		return "a cluster of two hosts needs both for its default quorum: losing, stopping or restarting either one leaves no VIP served " +
+			"and the configuration unchangeable; run `edgelb witness` on a third machine and list it in cluster.join " +
+			"(a pair with a witness keeps serving with either host and gives a VIP to at most the side of a partition the witness is on)"
+	case n == 2 && q == 1:
+		return "cluster.quorum 1 in a cluster of two hosts: each host serves alone, and a partition between them gives every VIP two owners; " +
+			"run `edgelb witness` on a third machine, list it in cluster.join and leave cluster.quorum unset instead"
 	case q <= n/2:
 		return fmt.Sprintf("cluster.quorum %d is not a majority of the %d configured hosts: both sides of a partition can own the same VIP", q, n)
 	}
@@ -583,7 +594,7 @@ func (c *Cluster) kick() {
 
 // localMetaLocked is this member's metadata now. c.mu must be held.
 func (c *Cluster) localMetaLocked() Meta {
-	m := Meta{Healthy: c.healthyLocked(), Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
+	m := Meta{Healthy: c.healthyLocked(), Witness: c.opts.Witness, Draining: c.draining, Leaving: c.leaving, Networks: c.networks, Held: c.heldOwned, Gave: c.gave,
 		Refused: c.refusedVIPs}
 	if c.opts.Config != nil {
 		m.ConfigVersion = c.opts.Config.Version()
@@ -602,6 +613,9 @@ func (c *Cluster) localMetaLocked() Meta {
 // healthyLocked reports whether every health source is healthy. c.mu
 // must be held.
 func (c *Cluster) healthyLocked() bool {
+	if c.opts.Witness {
+		return false // nothing to serve with
+	}
 	for _, err := range c.health {
 		if err != nil {
 			return false

@@ -22,6 +22,12 @@
 // (SetHeld), which goes into the gossiped Meta. A member that sees fewer
 // than Quorum members owns nothing.
 //
+// A witness (Options.Witness, `edgelb witness`) is a configured member
+// that gossips Meta.Witness and is never healthy: it counts towards the
+// quorum like any voter and Assign never gives it a VIP, so a pair of
+// hosts and a witness own with 2 of 3 and a partition leaves the VIPs to
+// at most the side the witness is on.
+//
 // Heartbeats (heartbeat.go, liveness.go, heartbeat_wire.go): next to
 // memberlist, every member sends every other one a UDP datagram sealed
 // with the gossip key each Options.Heartbeat.Interval, on a goroutine and

@@ -61,6 +61,10 @@ type Meta struct {
 	// answer. It still owns VIPs until it reports itself unhealthy, which
 	// it does only while another member's path works.
 	DataPathFailing bool
+	// Witness: the member is an `edgelb witness`, a voter of the quorum
+	// and of the consensus log that never owns a VIP (Assign leaves it
+	// out) and is never healthy: it has no interface or dataplane.
+	Witness bool
 	// HeartbeatPort is the UDP port the member receives heartbeats on
 	// (heartbeat.go); 0: it runs none (heartbeats off, insecure, or an
 	// older release), and the others judge it by memberlist alone.
@@ -111,6 +115,8 @@ type wireMeta struct {
 	Refused []string `json:"x,omitempty"`
 	// DataPathFailing.
 	DF bool `json:"df,omitempty"`
+	// Witness.
+	W bool `json:"w,omitempty"`
 	// HeartbeatPort.
 	HB uint16 `json:"hb,omitempty"`
 }
@@ -133,7 +139,7 @@ func encodeMeta(m Meta, limit int) []byte {
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
 		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion,
-		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing, HB: m.HeartbeatPort}
+		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing, W: m.Witness, HB: m.HeartbeatPort}
 	if json.Valid(m.Facts) {
 		w.F = m.Facts
 	}
@@ -184,7 +190,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
 		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV,
-		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF, HeartbeatPort: w.HB}
+		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF, Witness: w.W, HeartbeatPort: w.HB}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

@@ -8,7 +8,8 @@ import (
 
 // Assign returns the owner of each VIP: the name of the member that wins
 // the rendezvous hash (highest score of member name and VIP) among the
-// eligible members — healthy or restarting, not draining, not Silent — that do not
+// eligible members — healthy or restarting, not draining, not a
+// witness, not Silent — that do not
 // refuse it (Meta.Refused). When some of them list a network containing
 // the VIP, only those compete; a VIP outside every announced network goes
 // to any of them. VIPs nobody can own are left out of the result.
@@ -58,8 +59,9 @@ func (m *Member) refuses(v netip.Addr) bool { return slices.Contains(m.Refused, 
 
 // Eligible reports whether the member may own VIPs: healthy, or
 // restarting (its dataplane and VIPs outlive its process, and its new
-// process is not programmed yet), and not draining.
-func (m Meta) Eligible() bool { return (m.Healthy || m.Restarting) && !m.Draining }
+// process is not programmed yet), not draining, and not a witness (a
+// witness only counts towards the quorum, whatever else it gossips).
+func (m Meta) Eligible() bool { return (m.Healthy || m.Restarting) && !m.Draining && !m.Witness }
 
 func (m *Member) onNetwork(v netip.Addr) bool {
 	for _, p := range m.Networks {

@@ -38,6 +38,11 @@
 // tried again; a failing add doubles the hold (up to 5 min) and a
 // successful one ends the refusal.
 //
+// After a takeover, and after a peer let go of a VIP this host owns, the
+// Manager hands the VIP to its Repairer (package vip/repair), which moves
+// the neighbours that ignore gratuitous ARP; a VIP let go or handed over is
+// released from it at once.
+//
 // netlink.go is the only file that talks to the kernel's address and link
 // tables; announce.go the only one that sends ARP and NDP.
 package vip

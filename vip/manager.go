@@ -56,6 +56,18 @@ type Announcer interface {
 	Announce(l Link, vip netip.Addr) error
 }
 
+// Repairer moves the neighbours that may still send a VIP's traffic to
+// its old owner; *repair.Repairer implements it.
+type Repairer interface {
+	// Takeover starts the repair of v's neighbours after this host took
+	// it over, or announced it again after a peer let go of it. It must
+	// not block.
+	Takeover(l Link, v netip.Addr)
+	// Release stops the repair of v, which this host no longer announces:
+	// it must not pull neighbours back to itself. It must not block.
+	Release(v netip.Addr)
+}
+
 // Ownership says which VIPs this host should hold; *cluster.Cluster
 // implements it.
 type Ownership interface {
@@ -120,7 +132,11 @@ type Options struct {
 	// Quieter, when set, keeps the kernel from answering address
 	// resolution for the VIPs held only for a handover.
 	Quieter Quieter
-	Log     *slog.Logger
+	// Repairer, when set, is told of every takeover, and of every
+	// re-announcement after a peer let go (not of refreshes), after the
+	// first announcement; and of every VIP this host stops announcing.
+	Repairer Repairer
+	Log      *slog.Logger
 	// Burst overrides DefaultBurst.
 	Burst []time.Duration
 	// Refresh, when not 0, re-announces every held VIP at this interval
@@ -147,6 +163,8 @@ type Manager struct {
 	// sched holds the pending announcements of each VIP announced since
 	// its takeover; a VIP without an entry gets a new burst.
 	sched map[netip.Addr][]time.Time
+	// repair are the VIPs taken over in this pass, for the Repairer.
+	repair []netip.Addr
 	// epoch is the Ownership's AnnounceEpoch last acted on.
 	epoch uint64
 	// renewed is when each held VIP's lifetime was last set.
@@ -344,12 +362,16 @@ func (m *Manager) Sync() time.Duration {
 	}
 	for _, v := range handover {
 		delete(m.sched, v) // silent from now on
+		m.stopRepair(v)
 	}
 	if e := m.o.Ownership.AnnounceEpoch(); e != m.epoch {
 		m.epoch = e
 		for _, v := range own {
 			if slices.Contains(have, v) && !m.adopted[v] {
-				m.sched[v] = m.burst(now) // a peer let go of it: say again where it is
+				// A peer let go of it, after announcing it or
+				// repairing neighbours towards itself: say again
+				// where it is.
+				m.takeover(v, now)
 			}
 		}
 	}
@@ -361,7 +383,7 @@ func (m *Manager) Sync() time.Duration {
 				// after a handover, or kept across a restart whose
 				// grace is over: announce anew. An adopted VIP is
 				// silent during the grace.
-				m.sched[v] = m.burst(now)
+				m.takeover(v, now)
 			}
 			continue
 		}
@@ -384,7 +406,7 @@ func (m *Manager) Sync() time.Duration {
 		m.o.Log.Info("VIP added", "vip", v, "interface", link.Name)
 		m.renewed[v] = now
 		if slices.Contains(own, v) {
-			m.sched[v] = m.burst(now)
+			m.takeover(v, now)
 		}
 		held = append(held, v)
 	}
@@ -405,6 +427,14 @@ func (m *Manager) Sync() time.Duration {
 	}
 
 	next := min(m.announce(link, now), m.renew(held, own, now), m.reportRefused(now))
+	if m.o.Repairer != nil {
+		for _, v := range m.repair {
+			if slices.Contains(held, v) {
+				m.o.Repairer.Takeover(link, v)
+			}
+		}
+	}
+	m.repair = m.repair[:0]
 	// Reported only now that each new VIP has been announced once.
 	m.o.Reporter.SetHeld(held)
 	if m.retry && next > time.Second {
@@ -535,6 +565,7 @@ func (m *Manager) Refused() []Refusal {
 
 // forget drops what the Manager knows about a VIP that is gone.
 func (m *Manager) forget(v netip.Addr) {
+	m.stopRepair(v)
 	delete(m.sched, v)
 	delete(m.renewed, v)
 	delete(m.adopted, v)
@@ -567,6 +598,22 @@ func (m *Manager) renew(held, own []netip.Addr, now time.Time) time.Duration {
 		next = min(next, every)
 	}
 	return next
+}
+
+// takeover schedules the announcements of a VIP this host has just taken
+// over, and its neighbour repair once the first one is sent.
+func (m *Manager) takeover(v netip.Addr, now time.Time) {
+	m.sched[v] = m.burst(now)
+	m.repair = append(m.repair, v)
+}
+
+// stopRepair stops the neighbour repair of a VIP this host no longer
+// announces.
+func (m *Manager) stopRepair(v netip.Addr) {
+	m.repair = slices.DeleteFunc(m.repair, func(a netip.Addr) bool { return a == v })
+	if m.o.Repairer != nil {
+		m.o.Repairer.Release(v)
+	}
 }
 
 func (m *Manager) burst(now time.Time) []time.Time {

@@ -553,3 +553,57 @@ func TestAnnouncesAgainWhenAPeerLetGo(t *testing.T) {
 		next = f.step(next)
 	}
 }
+
+// repairs records the takeovers and releases the Manager hands to its
+// Repairer.
+type repairs struct{ vips, released []netip.Addr }
+
+func (r *repairs) Takeover(_ vip.Link, v netip.Addr) { r.vips = append(r.vips, v) }
+func (r *repairs) Release(v netip.Addr)              { r.released = append(r.released, v) }
+
+func TestTakeoverStartsOneNeighbourRepair(t *testing.T) {
+	f := newFixture(t, time.Second)
+	r := &repairs{}
+	m, err := vip.NewManager(vip.Options{Kernel: f.k, Announcer: f.ann, Ownership: f.cl, Reporter: f.cl,
+		Repairer: r, Refresh: time.Second, Resync: time.Hour, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m = m
+	f.cl.SetOwned(a)
+	next := f.step(0)
+	if !slices.Equal(r.vips, []netip.Addr{a}) || f.ann.Count(a) != 1 {
+		t.Fatalf("takeover: repairs %v after %d announcements, want [%s] after the first", r.vips, f.ann.Count(a), a)
+	}
+	// The rest of the burst and refreshes repair nothing more.
+	for range 10 {
+		next = f.step(next)
+	}
+	if len(r.vips) != 1 || len(r.released) != 0 {
+		t.Fatalf("repairs %v, releases %v: refreshes are not takeovers", r.vips, r.released)
+	}
+	// A peer let go of it, and may have pulled neighbours to itself: a
+	// second repair.
+	f.cl.Reannounce()
+	f.step(0)
+	if !slices.Equal(r.vips, []netip.Addr{a, a}) {
+		t.Fatalf("repairs %v, want a second one after a peer let go", r.vips)
+	}
+	// Handed over: the repair stops, so that it pulls nobody back here.
+	f.cl.Set(nil, []netip.Addr{a})
+	f.step(0)
+	if !slices.Equal(r.released, []netip.Addr{a}) {
+		t.Fatalf("releases %v after a handover, want [%s]", r.released, a)
+	}
+	// Removed: released again; taken over again: a third repair.
+	f.cl.SetOwned()
+	f.step(0)
+	if !slices.Equal(r.released, []netip.Addr{a, a}) {
+		t.Fatalf("releases %v after the removal, want [%s %s]", r.released, a, a)
+	}
+	f.cl.SetOwned(a)
+	f.step(0)
+	if !slices.Equal(r.vips, []netip.Addr{a, a, a}) {
+		t.Fatalf("repairs %v, want a third one after the next takeover", r.vips)
+	}
+}

@@ -74,3 +74,26 @@ func TestDashboardMembers(t *testing.T) {
 		t.Errorf("the page reported errors: %q", errs)
 	}
 }
+
+// A witness is shown as one — not unhealthy — and cannot be drained: it
+// owns nothing to hand over.
+func TestDashboardWitness(t *testing.T) {
+	fake := apitest.Sample()
+	fake.SetMember("lb3", func(m *api.Member) { m.Name, m.Healthy, m.Witness = "witness", false, true })
+	ts := httptest.NewServer(api.New(api.Options{
+		Tokens: map[string][]string{api.RoleAdmin: {adminToken}, api.RoleViewer: {viewerToken}},
+		State:  &webtest.Traffic{State: fake, Start: time.Now()},
+		Bus:    fake.Bus, Dashboard: web.Files(), Log: slog.New(slog.DiscardHandler),
+	}).Handler())
+	t.Cleanup(func() { ts.CloseClientConnections(); ts.Close() })
+	p := webtest.NewPage(t)
+	p.Do("the witness row says witness and has no drain button",
+		chromedp.Navigate(ts.URL+"/?refresh=1"),
+		webtest.SignIn(adminToken),
+		webtest.Poll(`(() => { const r = document.querySelector('tr[data-member="witness"]');
+			return !!r && r.querySelector('.state').textContent.includes('witness') && !r.querySelector('.state').textContent.includes('unhealthy') &&
+				!r.querySelector('button.drain') && !!document.querySelector('tr[data-member="lb2"] button.drain'); })()`, 15*time.Second))
+	if errs := p.Errors(); len(errs) > 0 {
+		t.Errorf("the page reported errors: %q", errs)
+	}
+}

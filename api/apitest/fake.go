@@ -24,7 +24,10 @@ type Fake struct {
 	NotReady string
 }
 
-var _ api.State = (*Fake)(nil)
+var (
+	_ api.State         = (*Fake)(nil)
+	_ api.ServiceLookup = (*Fake)(nil)
+)
 
 func (f *Fake) Status() api.Status {
 	f.mu.Lock()
@@ -66,6 +69,18 @@ func (f *Fake) Services() []api.Service {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.Svcs)
+}
+
+// Service is the service of Services with that namespace and name.
+func (f *Fake) Service(namespace, name string) (api.Service, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.Svcs {
+		if s.Namespace == namespace && s.Name == name {
+			return s, true
+		}
+	}
+	return api.Service{}, false
 }
 
 func (f *Fake) Ready() (bool, string) {

@@ -12,20 +12,21 @@ func TestClusterTimingKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Cluster.HandoverTimeout != 3*time.Second || cfg.Cluster.AnnounceRefresh != 0 {
-		t.Fatalf("defaults: handoverTimeout %s, announceRefresh %s", cfg.Cluster.HandoverTimeout, cfg.Cluster.AnnounceRefresh)
+	if cfg.Cluster.HandoverTimeout != 3*time.Second || cfg.Cluster.AnnounceRefresh != 0 || cfg.Cluster.NeighbourRepair != 64 {
+		t.Fatalf("defaults: handoverTimeout %s, announceRefresh %s, neighbourRepair %d", cfg.Cluster.HandoverTimeout, cfg.Cluster.AnnounceRefresh, cfg.Cluster.NeighbourRepair)
 	}
-	cfg, err = Parse("c.yaml", []byte(base+"  handoverTimeout: 5s\n  announceRefresh: 30s\n"))
+	cfg, err = Parse("c.yaml", []byte(base+"  handoverTimeout: 5s\n  announceRefresh: 30s\n  neighbourRepair: 0\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Cluster.HandoverTimeout != 5*time.Second || cfg.Cluster.AnnounceRefresh != 30*time.Second {
-		t.Fatalf("got handoverTimeout %s, announceRefresh %s", cfg.Cluster.HandoverTimeout, cfg.Cluster.AnnounceRefresh)
+	if cfg.Cluster.HandoverTimeout != 5*time.Second || cfg.Cluster.AnnounceRefresh != 30*time.Second || cfg.Cluster.NeighbourRepair != 0 {
+		t.Fatalf("got handoverTimeout %s, announceRefresh %s, neighbourRepair %d", cfg.Cluster.HandoverTimeout, cfg.Cluster.AnnounceRefresh, cfg.Cluster.NeighbourRepair)
 	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"  handoverTimeout: soon\n", "c.yaml:4: cluster.handoverTimeout"},
 		{"  announceRefresh: 10ms\n", "c.yaml:4: cluster.announceRefresh"},
 		{"  announceRefresh: 0s\n", "c.yaml:4: cluster.announceRefresh"},
+		{"  neighbourRepair: -1\n", "c.yaml:4: cluster.neighbourRepair"},
 	} {
 		_, err := Parse("c.yaml", []byte(base+tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -40,6 +40,10 @@ type Node struct {
 	// DataPath checks the data path on Interface beyond its carrier
 	// (vip/datapath, docs/failover.md).
 	DataPath DataPath
+	// MemoryLimit is the Go runtime's soft memory limit for `edgelb run`,
+	// in bytes (runtime/debug.SetMemoryLimit, as GOMEMLIMIT); 0: none
+	// set by the file (GOMEMLIMIT, if given, applies).
+	MemoryLimit int64
 }
 
 // DataPath configures the data-path check of node.interface: every
@@ -107,6 +111,12 @@ type Cluster struct {
 	// AnnounceRefresh, when not 0, repeats the gratuitous ARP / unsolicited
 	// NA for every held VIP at this interval, after the takeover burst.
 	AnnounceRefresh time.Duration
+	// NeighbourRepair is how many neighbours (gateways, clients of IPVS
+	// connections, neighbour-table entries) a takeover repairs at most
+	// with unicast ARP replies / NAs and probes, for those that ignore
+	// gratuitous ARP or refuse it inside their locktime; 0 turns the
+	// repair off. Default 64.
+	NeighbourRepair int
 	// RestartHold bounds a graceful restart (systemctl restart, SIGUSR2):
 	// VIPs are added with this valid lifetime and renewed while owned, so
 	// the kernel drops them by itself if edgelb dies or does not come
@@ -259,7 +269,15 @@ type API struct {
 	// ({name: ci, token: ...}) or, for a token listed alone, its role
 	// and place ("admin#1"). The audit log records names, never tokens.
 	Named []NamedToken
+	// BackendSeriesLimit is how many backends this host may have for
+	// /metrics to carry the per-backend series (edgelb_backend_*); above
+	// it they are left out (default DefaultBackendSeriesLimit).
+	BackendSeriesLimit int
 }
+
+// DefaultBackendSeriesLimit is api.backendSeriesLimit's default: 10,000
+// backends are 60,000 series in /metrics.
+const DefaultBackendSeriesLimit = 10000
 
 // NamedToken is a bearer token with the name the audit log knows it by.
 type NamedToken struct {
@@ -353,6 +371,7 @@ func Default() Config {
 			Heartbeat:       Heartbeat{Enabled: true, Interval: 50 * time.Millisecond, Multiplier: 3},
 			HandoverTimeout: 3 * time.Second,
 			RestartHold:     10 * time.Second,
+			NeighbourRepair: 64,
 		},
 		Dataplane: Dataplane{
 			Backend:      BackendIPVS,
@@ -364,7 +383,7 @@ func Default() Config {
 			DrainTimeout: 5 * time.Minute,
 		},
 		HealthCheck: HealthCheck{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 2},
-		API:         API{Listen: "127.0.0.1:9080"},
+		API:         API{Listen: "127.0.0.1:9080", BackendSeriesLimit: DefaultBackendSeriesLimit},
 	}
 }
 

@@ -102,6 +102,51 @@ func TestKubernetesRateLimits(t *testing.T) {
 	}
 }
 
+// api.backendSeriesLimit defaults to 10,000 backends; 0 turns the
+// per-backend series off; a negative number is refused.
+func TestBackendSeriesLimit(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		want int
+	}{{"", DefaultBackendSeriesLimit}, {"api: {backendSeriesLimit: 0}\n", 0}, {"api: {backendSeriesLimit: 250000}\n", 250000}} {
+		cfg, err := Parse("config.yaml", []byte("cluster: {insecure: true}\n"+c.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.API.BackendSeriesLimit != c.want {
+			t.Errorf("%q: limit %d, want %d", c.yaml, cfg.API.BackendSeriesLimit, c.want)
+		}
+	}
+	if _, err := Parse("config.yaml", []byte("cluster: {insecure: true}\napi: {backendSeriesLimit: -1}\n")); err == nil || !strings.Contains(err.Error(), "api.backendSeriesLimit: -1 is out of range") {
+		t.Errorf("a negative limit: %v", err)
+	}
+}
+
+// node.memoryLimit is a size in Kubernetes' units; none by default; a bad
+// size or one the collector could not live with is refused.
+func TestMemoryLimit(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		want int64
+	}{{"", 0}, {"node: {memoryLimit: 200Mi}\n", 200 << 20}, {"node: {memoryLimit: 1Gi}\n", 1 << 30}, {"node: {memoryLimit: 150M}\n", 150e6}} {
+		cfg, err := Parse("config.yaml", []byte("cluster: {insecure: true}\n"+c.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Node.MemoryLimit != c.want {
+			t.Errorf("%q: limit %d, want %d", c.yaml, cfg.Node.MemoryLimit, c.want)
+		}
+	}
+	for yaml, want := range map[string]string{
+		"node: {memoryLimit: lots}\n": `config.yaml:2: node.memoryLimit: "lots" is not a size like 200Mi or 1Gi`,
+		"node: {memoryLimit: 16Mi}\n": `node.memoryLimit: 16Mi is below 32Mi`,
+	} {
+		if _, err := Parse("config.yaml", []byte("cluster: {insecure: true}\n"+yaml)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %s", yaml, err, want)
+		}
+	}
+}
+
 func TestPackagedConfigIsValid(t *testing.T) {
 	path := filepath.Join("..", "..", "packaging", "config.yaml")
 	data, err := os.ReadFile(path)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"go4.org/netipx"
 	"gopkg.in/yaml.v3"
 )
@@ -127,6 +129,19 @@ func (p *parser) root(n *yaml.Node) {
 				"name":      func(n *yaml.Node, path string) { p.nodeName = n; d.str(n, path, &cfg.Node.Name) },
 				"interface": func(n *yaml.Node, path string) { d.str(n, path, &cfg.Node.Interface) },
 				"dataPath":  p.dataPath,
+				"memoryLimit": func(n *yaml.Node, path string) {
+					var v string
+					d.str(n, path, &v)
+					q, err := resource.ParseQuantity(v)
+					switch {
+					case err != nil:
+						d.errorf(n, path, "%q is not a size like 200Mi or 1Gi", v)
+					case q.Value() < 32<<20:
+						d.errorf(n, path, "%s is below 32Mi: the garbage collector would run all the time", v)
+					default:
+						cfg.Node.MemoryLimit = q.Value()
+					}
+				},
 			})
 		},
 		"cluster":       p.cluster,
@@ -245,6 +260,7 @@ func (p *parser) cluster(n *yaml.Node, path string) {
 				d.errorf(n, path, "%s is too short: use at least 100ms, or leave it out to send no refresh", c.AnnounceRefresh)
 			}
 		},
+		"neighbourRepair": func(n *yaml.Node, path string) { d.intField(n, path, 0, 1024, &c.NeighbourRepair) },
 		"restartHold": func(n *yaml.Node, path string) {
 			var v time.Duration
 			d.duration(n, path, &v)
@@ -542,6 +558,9 @@ func (p *parser) api(n *yaml.Node, path string) {
 			if _, port, err := net.SplitHostPort(a.Listen); err != nil || port == "" {
 				d.errorf(n, path, "%q is not host:port", a.Listen)
 			}
+		},
+		"backendSeriesLimit": func(n *yaml.Node, path string) {
+			d.intField(n, path, 0, 10_000_000, &a.BackendSeriesLimit)
 		},
 		"hosts": func(n *yaml.Node, path string) {
 			d.list(n, path, func(_ int, h *yaml.Node, path string) {

@@ -9,5 +9,9 @@
 // fd99::/64) and remove the namespaces even when they fail.
 //
 // BenchmarkFailover runs the lab repeatedly and reports the client-visible
-// outage of a crash and of a graceful stop (make bench-failover).
+// outage of a crash and of a graceful stop (make bench-failover);
+// BenchmarkGARPIgnoringClient that of a crash for a client that ignores
+// gratuitous ARP, with and without the neighbour repair. The GARP-ignoring
+// client is emulated with nftables in its namespace (arp and ip6 tables),
+// so nft is needed too.
 package e2e

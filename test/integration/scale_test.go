@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -50,6 +53,7 @@ func scaleSize(b *testing.B, env string, def int) int {
 //   - rss-MB and peak-rss-MB: edgelb's resident memory then (VmRSS, VmHWM);
 //     heap-live-MB: its live heap after the last GC then (GODEBUG=gctrace=1);
 //     rss-settled-MB: its resident memory after the endpoint changes;
+//     rss-scraped-MB: then after one scrape of /metrics;
 //   - endpoint-p50-ms, endpoint-max-ms: from changing one endpoint of a
 //     Service to the change showing in edgelb's desired state, read from
 //     its REST API every 50 ms, over 10 changes. (A finer poll would load
@@ -58,6 +62,10 @@ func scaleSize(b *testing.B, env string, def int) int {
 //     time is logged.
 //   - rebuild-p50-ms: how long one rebuild of the desired state took
 //     meanwhile, from edgelb's debug log.
+//
+// Last, it logs the top of edgelb's heap profile (GET /debug/pprof/heap,
+// `go tool pprof -top`) and keeps the profile in EDGELB_SCALE_HEAPPROFILE
+// if set.
 //
 // EDGELB_SCALE_SERVICES, EDGELB_SCALE_ENDPOINTS and EDGELB_SCALE_NODES
 // change the sizes; EDGELB_SCALE_GOMEMLIMIT gives edgelb that GOMEMLIMIT.
@@ -144,12 +152,19 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("after the endpoint changes: RSS %.0f MB, live heap after the last GC %.0f MB", rssSettled, liveSettled)
 		b.ReportMetric(rssSettled, "rss-settled-MB")
 		// Scraped last: a scrape at this scale (series for every virtual
-		// service and backend) costs memory of its own.
+		// service) costs memory of its own.
+		t1 := time.Now()
 		m := scrape(b, "http://"+listen+"/metrics")
+		scrapeTook := time.Since(t1)
 		rssScraped, _ := memory(b, p.cmd.Process.Pid)
-		b.Logf("by then: %.0f answers from the API server, %.0f of them 429, %.0f retries; Events %.0f recorded, %.0f written, %.0f failed; RSS %.0f MB after the scrape of /metrics",
+		anon, file := rssSplit(b, p.cmd.Process.Pid)
+		b.Logf("of that RSS after the scrape: %.0f MB anonymous (the Go runtime's), %.0f MB of files (the binary's pages)", anon, file)
+		b.Logf("by then: %.0f answers from the API server, %.0f of them 429, %.0f retries; Events %.0f recorded, %.0f written, %.0f failed; RSS %.0f MB after the scrape of /metrics (%s, %.0f backends' series left out)",
 			m["edgelb_kubernetes_requests_total"], m[`edgelb_kubernetes_requests_total{code="429"}`], m["edgelb_kubernetes_request_retries_total"],
-			m[`edgelb_kubernetes_events_total{outcome="recorded"}`], m[`edgelb_kubernetes_events_total{outcome="written"}`], m[`edgelb_kubernetes_events_total{outcome="failed"}`], rssScraped)
+			m[`edgelb_kubernetes_events_total{outcome="recorded"}`], m[`edgelb_kubernetes_events_total{outcome="written"}`], m[`edgelb_kubernetes_events_total{outcome="failed"}`], rssScraped,
+			scrapeTook.Round(time.Millisecond), m["edgelb_backend_metrics_omitted"])
+		b.ReportMetric(rssScraped, "rss-scraped-MB")
+		heapTop(b, "http://"+listen)
 		b.ReportMetric(m[`edgelb_kubernetes_requests_total{code="429"}`], "api-429s")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "endpoint-p50-ms")
 		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "endpoint-max-ms")
@@ -285,6 +300,29 @@ func memory(b *testing.B, pid int) (rss, peak float64) {
 	return rss, peak
 }
 
+// rssSplit returns the anonymous and the file-backed parts of a process's
+// resident memory, in MB.
+func rssSplit(b *testing.B, pid int) (anon, file float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "RssAnon:":
+			anon = kb / 1024
+		case "RssFile:":
+			file = kb / 1024
+		}
+	}
+	return anon, file
+}
+
 // endpointChanges changes one endpoint of a Service 10 times and returns,
 // sorted, how long each change took to show in edgelb's desired state.
 func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name string, i, nEP int, nodes []string) []time.Duration {
@@ -394,6 +432,35 @@ func rebuildTimes(b *testing.B, path string, offset int64) []time.Duration {
 	return out
 }
 
+// heapTop fetches edgelb's heap profile after a GC and logs its top, by
+// the code that allocated what is in use.
+func heapTop(b *testing.B, base string) {
+	resp, err := http.Get(base + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	path := os.Getenv("EDGELB_SCALE_HEAPPROFILE")
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "heap.pprof")
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=20", "-sample_index=inuse_space", path).CombinedOutput()
+	if err != nil {
+		b.Fatalf("go tool pprof: %v: %s", err, out)
+	}
+	// Printed, not logged: the testing package truncates a benchmark's
+	// long log.
+	fmt.Printf("edgelb's heap profile after a GC (%s):\n%s", path, out)
+}
+
 // scrape reads edgelb's counters at url: each metric's total under its
 // name, and under name{label="value"} the total of the series with that
 // label.
@@ -411,7 +478,7 @@ func scrape(b *testing.B, url string) map[string]float64 {
 	out := map[string]float64{}
 	for name, f := range families {
 		for _, m := range f.GetMetric() {
-			v := m.GetCounter().GetValue()
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			out[name] += v
 			for _, l := range m.GetLabel() {
 				out[fmt.Sprintf("%s{%s=%q}", name, l.GetName(), l.GetValue())] += v

@@ -117,6 +117,9 @@ type Lab struct {
 	Services string
 	// Extra is appended to every host's config (kubernetes, pools).
 	Extra string
+	// Cluster are more keys under every host's cluster key, each line
+	// indented by two spaces ("  neighbourRepair: 0\n").
+	Cluster string
 
 	nss         []string
 	data        bool // AddDataLink: VIPs on eth1
@@ -144,6 +147,8 @@ type Host struct {
 
 	proc *exec.Cmd
 	exit chan error
+	// witness: the process is `edgelb witness` (StartWitness).
+	witness bool
 }
 
 // LockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
@@ -290,9 +295,9 @@ cluster:
   bindAddr: %s
   join: [%s]
   secretKeyFile: %s
-dataplane: {backend: none}
+%sdataplane: {backend: none}
 services:%s
-%s`, h.Name, iface, h.IP4, strings.Join(join, ", "), h.Key, services, h.Lab.Extra)
+%s`, h.Name, iface, h.IP4, strings.Join(join, ", "), h.Key, h.Lab.Cluster, services, h.Lab.Extra)
 	path := filepath.Join(h.Lab.Dir, h.Name+".yaml")
 	WriteFile(h.Lab.T, path, cfg)
 	return path
@@ -307,6 +312,7 @@ func (h *Host) Start() {
 		h.Logs = append(h.Logs, h.Log.String())
 	}
 	h.Log = &LockedBuffer{}
+	h.witness = false
 	cmd := exec.Command("ip", "netns", "exec", h.NS, edgelbBin, "run", "--config", h.Config())
 	// Each host has its own state directory (the cluster configuration,
 	// the VIPs kept for a restart), kept across its restarts in the lab.

@@ -32,7 +32,7 @@ func (h *Host) Edgelb(args ...string) (string, error) {
 // edgelb command (--token TOKEN when the API wants one).
 func (l *Lab) Configured(timeout time.Duration, args ...string) bool {
 	for _, h := range l.Hosts {
-		if !h.Running() {
+		if !h.Running() || h.witness {
 			continue
 		}
 		if !Poll(timeout, func() bool {

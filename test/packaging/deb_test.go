@@ -62,7 +62,7 @@ func TestDebPackage(t *testing.T) {
 			"./usr/lib/sysctl.d/60-edgelb.conf", "./usr/lib/modules-load.d/edgelb.conf", "./usr/share/edgelb/rbac.yaml",
 			"./usr/share/doc/edgelb/copyright", "./usr/share/doc/edgelb/changelog.gz", "./usr/share/man/man8/edgelb.8.gz",
 			"./usr/share/lintian/overrides/edgelb", "./usr/share/doc/edgelb/README.md", "./usr/share/doc/edgelb/CHANGELOG.md",
-			"./usr/share/doc/edgelb/docs/operations.md",
+			"./usr/share/doc/edgelb/docs/operations.md", "./usr/lib/systemd/system/edgelb-witness.service", "./usr/share/edgelb/witness.yaml",
 		} {
 			if !strings.Contains(list, " "+f+"\n") {
 				t.Errorf("package lacks %s:\n%s", f, list)
@@ -244,18 +244,20 @@ current-context: k
 	})
 
 	t.Run("systemd-analyze verify", func(t *testing.T) {
-		// verify checks that ExecStart exists: point it at the built binary.
-		unit, err := os.ReadFile(filepath.Join(root, "packaging", "edgelb.service"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), "edgelb.service")
-		bin := filepath.Join(root, "bin", "edgelb")
-		if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/bin/edgelb", bin)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
-			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		for _, name := range []string{"edgelb.service", "edgelb-witness.service"} {
+			// verify checks that ExecStart exists: point it at the built binary.
+			unit, err := os.ReadFile(filepath.Join(root, "packaging", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), name)
+			bin := filepath.Join(root, "bin", "edgelb")
+			if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/bin/edgelb", bin)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
+				t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, out)
+			}
 		}
 	})
 }

@@ -57,10 +57,11 @@ func testMaintainerScripts(t *testing.T, root, deb string) {
 		env:     []string{"STUB_ACTIVE=0"},
 		notWant: []string{"stop", "disable", "mask", "cleanup"},
 	}, {
-		name:    "upgrade: the postinst restarts a running service on a good config",
-		steps:   [][]string{{"postinst", "configure", "1.0"}},
-		env:     []string{"STUB_ACTIVE=0", "STUB_DEBIAN_INSTALLED=0"},
-		want:    []string{"systemctl --system daemon-reload", "edgelb check --config /etc/edgelb/config.yaml", "deb-systemd-invoke restart edgelb.service", "deb-systemd-helper update-state edgelb.service"},
+		name:  "upgrade: the postinst restarts a running service on a good config",
+		steps: [][]string{{"postinst", "configure", "1.0"}},
+		env:   []string{"STUB_ACTIVE=0", "STUB_DEBIAN_INSTALLED=0"},
+		want: []string{"systemctl --system daemon-reload", "edgelb check --config /etc/edgelb/config.yaml", "deb-systemd-invoke restart edgelb.service", "deb-systemd-helper update-state edgelb.service",
+			"deb-systemd-helper update-state edgelb-witness.service", "deb-systemd-invoke restart edgelb-witness.service"},
 		notWant: []string{"stop", " start", "helper enable"},
 	}, {
 		name:    "upgrade: an enabled unit stays enabled",
@@ -78,7 +79,7 @@ func testMaintainerScripts(t *testing.T, root, deb string) {
 		steps:   [][]string{{"postinst", "configure", "1.0"}},
 		env:     []string{"STUB_ACTIVE=0", "STUB_DEBIAN_INSTALLED=0", "STUB_CHECK=1"},
 		want:    []string{"edgelb check --config /etc/edgelb/config.yaml"},
-		notWant: []string{"deb-systemd-invoke"},
+		notWant: []string{"deb-systemd-invoke restart edgelb.service"},
 	}, {
 		name:    "fresh install: neither enabled nor started",
 		steps:   [][]string{{"postinst", "configure"}},
@@ -88,7 +89,8 @@ func testMaintainerScripts(t *testing.T, root, deb string) {
 		name:  "remove and purge: stopped, disabled, forgotten",
 		steps: [][]string{{"prerm", "remove"}, {"postrm", "remove"}, {"postrm", "purge"}},
 		want: []string{"deb-systemd-invoke stop edgelb.service", "edgelb cleanup --config /etc/edgelb/config.yaml", "deb-systemd-helper disable edgelb.service",
-			"systemctl --system daemon-reload", "deb-systemd-helper purge edgelb.service"},
+			"systemctl --system daemon-reload", "deb-systemd-helper purge edgelb.service",
+			"deb-systemd-invoke stop edgelb-witness.service", "deb-systemd-helper disable edgelb-witness.service", "deb-systemd-helper purge edgelb-witness.service"},
 		notWant: []string{"start"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {

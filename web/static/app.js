@@ -252,7 +252,8 @@ function renderMembers(members) {
       h('td', { class: 'mono' }, m.address),
       h('td', { class: 'state' },
         !m.alive ? (m.restarting ? badge('restarting', 'warn') : badge('dead', 'bad'))
-          : m.healthy ? badge('healthy', 'ok') : badge('unhealthy', 'bad'),
+          : m.witness ? h('span', { title: 'An edgelb witness: it votes for the quorum and the cluster configuration and never owns a VIP.' }, badge('witness', 'ok'))
+            : m.healthy ? badge('healthy', 'ok') : badge('unhealthy', 'bad'),
         m.alive && m.restarting && badge('restarting', 'warn'),
         m.draining && badge('draining', 'warn'),
         m.configured === false && h('span', { title: 'Not in the configured cluster: it does not vote and owns no VIP. Add it, or stop it if it was removed.' }, badge('not configured', 'warn')),
@@ -264,7 +265,7 @@ function renderMembers(members) {
               : cv === top.configVersion ? badge('differs', 'bad') : badge('behind', 'warn'))),
       h('td', { class: 'owned mono' }, (m.vips || []).join(', ') || '—'),
       h('td', { class: 'actions' },
-        m.alive && h('button', {
+        m.alive && !m.witness && h('button', {
           type: 'button', class: `${verb} small${verb === 'drain' ? ' danger' : ''}`, disabled: ro,
           title: ro ? 'A viewer token cannot change anything' : '',
           onclick: () => drain(m, verb),

@@ -1,5 +1,6 @@
 // Package cli implements edgelb's subcommands: the daemon's command
-// (run, which builds a node.Node from the real kernels and runs it) and
+// (run, which builds a node.Node from the real kernels and runs it;
+// witness, a node.Witness) and
 // the tools (check, status, config, members, keygen, cleanup, version), which
 // reach the local API through one client (client.go). main calls Main;
 // nothing here exits the process. Each subcommand declares its flags in one
@@ -45,6 +46,9 @@ Usage:
                                  the cluster configuration, through the local API
   edgelb members list|add ADDRESS|remove NAME
                                  the configured members, through the local API
+  edgelb witness --config FILE [--state-dir DIR]
+                                 run a witness: the third voter of a pair of
+                                 hosts, on a third machine; it owns no VIP
   edgelb keygen                  print a new gossip encryption key
   edgelb cleanup --config FILE [--vips-only] [--after-crash]
                                  remove edgelb's VIPs, IPVS services and nftables
@@ -74,6 +78,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = configCmd(ctx, rest, stdout, stderr)
 	case "members":
 		err = membersCmd(ctx, rest, stdout, stderr)
+	case "witness":
+		err = witnessCmd(ctx, rest, stderr)
 	case "keygen":
 		err = keygenCmd(rest, stdout, stderr)
 	case "cleanup":
@@ -246,6 +252,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := config.Load(o.config)
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
+	}
+	if cfg.Node.MemoryLimit > 0 {
+		// The process's, so here and not in node (a library several of
+		// which may share a process).
+		debug.SetMemoryLimit(cfg.Node.MemoryLimit)
+		log.Info("soft memory limit", "bytes", cfg.Node.MemoryLimit)
 	}
 	stateDir := node.DefaultStateDir()
 	n, err := node.New(cfg, node.Options{

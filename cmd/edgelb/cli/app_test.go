@@ -187,8 +187,9 @@ func TestCheckWarnsAboutTheQuorum(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "gossip.key"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
 	for _, tc := range []struct{ name, cluster, warn string }{
 		{"three", "join: [10.0.0.11, 10.0.0.12, 10.0.0.13]", ""},
-		{"two", "join: [10.0.0.11, 10.0.0.12]", "a cluster of two hosts needs both"},
-		{"two-quorum-1", "join: [10.0.0.11, 10.0.0.12], quorum: 1", "not a majority of the 2 configured hosts"},
+		{"two", "join: [10.0.0.11, 10.0.0.12]", "run `edgelb witness` on a third machine"},
+		{"two-quorum-1", "join: [10.0.0.11, 10.0.0.12], quorum: 1", "a partition between them gives every VIP two owners"},
+		{"pair-and-witness", "join: [10.0.0.11, 10.0.0.12, 10.0.0.13]", ""},
 		{"single", "quorum: 0", ""},
 	} {
 		path := filepath.Join(dir, tc.name+".yaml")

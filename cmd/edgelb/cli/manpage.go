@@ -26,6 +26,7 @@ func manCommands() []manCommand {
 	cleanup, _ := cleanupFlags(io.Discard)
 	cfgFlags, _ := configFlags(io.Discard)
 	memFlags, _ := membersFlags(io.Discard)
+	witness, _ := witnessFlags(io.Discard)
 	return []manCommand{
 		{"run", run, "Run the daemon: join the other appliance hosts, allocate addresses to " +
 			"Services of type LoadBalancer, announce the addresses this host owns and program " +
@@ -68,6 +69,14 @@ func manCommands() []manCommand {
 			"when the configured members would then have no reachable majority (a host down) unless --force; the last " +
 			"member cannot be removed. Both need an admin token and are in the audit log. docs/operations.md walks " +
 			"through adding and removing a host."},
+		{"witness", witness, "Run a witness on a third machine, for a pair of hosts: it joins their gossip " +
+			"(with their key) and their configuration's consensus log as the third voter, so that the VIP quorum and " +
+			"the log's majority are 2 of 3: either host with the witness keeps serving every VIP and accepts configuration " +
+			"changes, and a partition gives the VIPs to at most the side the witness is on, never to both. The witness owns " +
+			"no VIP, programs nothing and serves no API. Its config file has node.name and the cluster keys; cluster.join " +
+			"lists the two hosts and the witness, as the hosts' own files do. With the witness lost the pair keeps serving; " +
+			"with the witness and a host lost the survivor owns nothing. The systemd unit edgelb-witness.service runs this " +
+			"command; docs/failover.md gives the guarantees."},
 		{"keygen", keygenFlags(io.Discard), "Print a new random 32-byte gossip encryption key, " +
 			"base64-encoded, for cluster.secretKeyFile. Every host of a cluster needs the same key."},
 		{"cleanup", cleanup, "Remove what edgelb put in this host's kernel: the VIP addresses it " +

@@ -134,6 +134,9 @@ func membersList(ctx context.Context, c *apiClient, output string, w io.Writer) 
 		if m.Self {
 			name += " (this host)"
 		}
+		if m.Witness {
+			name += " (witness)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, m.Address, yes[m.Configured], yes[m.Alive], yes[m.Healthy],
 			m.ConfigVersion, strings.Join(m.VIPs, " "))
 	}

@@ -110,6 +110,8 @@ func printStatus(w io.Writer, st api.Status, members []api.Member, vips []api.VI
 			state = "dead"
 		case m.Draining:
 			state = "draining"
+		case m.Witness:
+			state = "witness (owns no VIP)"
 		case !m.Healthy && m.DataPathFailing:
 			state = "unhealthy (data path)"
 		case !m.Healthy:

@@ -42,3 +42,16 @@ func TestStatusMemberDataPath(t *testing.T) {
 		t.Errorf("status:\n%s\nwant lb2 unhealthy (data path), lb3 unhealthy", out)
 	}
 }
+
+// A witness is listed as one, not as an unhealthy host.
+func TestStatusMemberWitness(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, api.Status{Node: "lb1", Healthy: true}, []api.Member{
+		{Name: "lb1", Alive: true, Healthy: true, Configured: true, Self: true},
+		{Name: "witness", Alive: true, Configured: true, Witness: true},
+	}, nil, nil)
+	out := b.String()
+	if !strings.Contains(out, "witness (owns no VIP)") || strings.Contains(out, "unhealthy") {
+		t.Errorf("status:\n%s\nwant the witness listed as one", out)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/edgelb/edgelb/vip"
 	"github.com/edgelb/edgelb/vip/bgp"
 	"github.com/edgelb/edgelb/vip/datapath"
+	"github.com/edgelb/edgelb/vip/repair"
 )
 
 // Kernels are the parts of a host a node programs: every one is an
@@ -28,6 +29,9 @@ type Kernels struct {
 	// ARP sends the gratuitous ARP and unsolicited Neighbor
 	// Advertisements of a takeover.
 	ARP vip.Announcer
+	// Repair lists node.interface's neighbours and talks to them for the
+	// neighbour repair after a takeover; nil: no repair.
+	Repair RepairKernel
 	// Quiet keeps the kernel from answering address resolution for the
 	// VIPs held without being announced (handovers, bgp VIPs).
 	Quiet vip.Quieter
@@ -55,6 +59,13 @@ type Kernels struct {
 	// Close releases what the kernels hold open (netlink sockets); nil:
 	// nothing.
 	Close func()
+}
+
+// RepairKernel finds the neighbours to repair and opens the sockets to
+// repair them with.
+type RepairKernel interface {
+	repair.Sources
+	repair.Dialer
 }
 
 // DataPathKernel probes the data path and names its targets.
@@ -86,6 +97,7 @@ func RealKernels(iface, stateDir string) Kernels {
 	}
 	if iface != "" {
 		ks.VIP = VIPKernel(iface, stateDir)
+		ks.Repair = repair.Kernel{}
 		ks.DataPath = func(targets []netip.Addr) DataPathKernel {
 			return datapath.Kernel{Interface: iface, Configured: targets}
 		}

@@ -42,6 +42,7 @@ import (
 	"github.com/edgelb/edgelb/vip/announce"
 	"github.com/edgelb/edgelb/vip/bgp"
 	"github.com/edgelb/edgelb/vip/datapath"
+	"github.com/edgelb/edgelb/vip/repair"
 	"github.com/edgelb/edgelb/web"
 )
 
@@ -115,6 +116,7 @@ type Node struct {
 	split     *announce.Split
 	vips      *vip.Manager      // nil without node.interface
 	dataPath  *datapath.Checker // nil when the data path is not checked
+	repair    *repair.Repairer  // nil without neighbour repair
 	announcer *bgp.Announcer
 	dp        *dataplane // nil unless dataplane.backend is ipvs
 	filter    *filter.Filter
@@ -168,6 +170,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	n.bus = api.NewBus(500)
 	n.state = &state{node: n, started: opts.Now()}
 	n.metrics = api.NewMetrics(n.state)
+	n.metrics.SetBackendSeriesLimit(cfg.API.BackendSeriesLimit)
 	// Which VIPs are l2 (one owner each, assigned by the cluster) and
 	// which bgp (every healthy host, advertised over BGP).
 	n.split = announce.NewSplit(n.store, n.live.BGPSet)
@@ -295,6 +298,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.dataPath != nil {
 		g.Go(func() error { return n.dataPath.Run(gctx) })
 	}
+	if n.repair != nil {
+		g.Go(func() error { return n.repair.Run(gctx) })
+	}
 	if n.vips != nil {
 		g.Go(func() error {
 			err := n.vips.Run(vipCtx)
@@ -404,12 +410,24 @@ func (n *Node) newCluster() error {
 	// The bgp VIPs are held beside the l2 ones the cluster assigns (none
 	// while no version has a bgp section).
 	h := n.split.Hosting(n.hostCtx, members)
+	var repairer vip.Repairer
+	if cfg.Cluster.NeighbourRepair > 0 && n.opts.Kernels.Repair != nil {
+		n.repair = repair.New(repair.Options{
+			Sources: n.opts.Kernels.Repair,
+			Dialer:  n.opts.Kernels.Repair,
+			Max:     cfg.Cluster.NeighbourRepair,
+			Log:     log.With("component", "repair"),
+		})
+		repairer = n.repair
+		n.metrics.Registry.MustRegister(repairCollector{n.repair})
+	}
 	n.vips, err = vip.NewManager(vip.Options{
 		Kernel:    n.opts.Kernels.VIP,
 		Announcer: n.opts.Kernels.ARP,
 		Ownership: h,
 		Reporter:  h,
 		Quieter:   n.opts.Kernels.Quiet,
+		Repairer:  repairer,
 		Refresh:   cfg.Cluster.AnnounceRefresh,
 		Lifetime:  cfg.Cluster.RestartHold,
 		Now:       n.opts.Now,
@@ -553,7 +571,7 @@ func (n *Node) apiOptions() api.Options {
 				map[string]string{"who": e.Who, "what": e.What, "configVersion": fmt.Sprint(e.Version)})
 		},
 		Bus:       bus,
-		Registry:  n.metrics.Registry,
+		Metrics:   n.metrics,
 		Dashboard: web.Files(),
 		Log:       n.log.With("component", "api"),
 	}
@@ -581,13 +599,15 @@ func (n *Node) apiOptions() api.Options {
 
 // Reload takes what of cfg (the config file read again) can change
 // without a restart, as `systemctl reload edgelb` (SIGHUP) asks: the API's
-// tokens, names and TLS certificate, and the kubeconfig's token. Anything
+// tokens, names and TLS certificate, api.backendSeriesLimit, and the
+// kubeconfig's token. Anything
 // it cannot take is refused with the reason and nothing changes; other
 // host-local keys need a restart (edgelb says which differ).
 func (n *Node) Reload(cfg *config.Config) error {
 	if err := n.server.Reload(apiKeys(cfg)); err != nil {
 		return err
 	}
+	n.metrics.SetBackendSeriesLimit(cfg.API.BackendSeriesLimit)
 	if n.kubeToken != nil && cfg.Kubernetes != nil {
 		if err := n.kubeToken.reload(cfg.Kubernetes.Kubeconfig); err != nil {
 			return fmt.Errorf("the kubeconfig's token: %w", err)

@@ -144,7 +144,7 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 			}
 			return errors.New("gossip is not running yet")
 		}},
-		Existing: func(ctx context.Context) (bool, error) { return l.clusterRuns(ctx, self, peers) },
+		Existing: func(ctx context.Context) (bool, error) { return clusterRuns(ctx, &l.members, self, peers) },
 		Log:      l.log.With("member", self),
 	})
 	if err != nil {
@@ -179,15 +179,16 @@ func (l *liveConfig) consensus(cfg *config.Config, dir string, spec []byte, opts
 // the host joins it, once `edgelb members add` has made it a member), or
 // a majority of the file's members (peers, self included) is live with
 // none (a new cluster: it bootstraps from the file's list, like the
-// others). It waits until it can tell, up to ctx.
-func (l *liveConfig) clusterRuns(ctx context.Context, self string, peers []string) (bool, error) {
+// others). It waits until it can tell, up to ctx. members is the
+// running cluster, nil until it is built.
+func clusterRuns(ctx context.Context, members *atomic.Pointer[cluster.Cluster], self string, peers []string) (bool, error) {
 	if len(peers) <= 1 {
 		return false, nil
 	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if c := l.members.Load(); c != nil {
+		if c := members.Load(); c != nil {
 			live := 0
 			for _, m := range c.Members() {
 				if m.Absent {

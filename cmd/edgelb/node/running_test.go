@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -132,7 +133,7 @@ func TestServicesShowBackendStates(t *testing.T) {
 	d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 	store.Set(d)
 	st := &state{node: &Node{cfg: cfg, live: l, store: store}}
-	svcs := st.services(false)
+	svcs := st.services(false, nil)
 	if len(svcs) != 1 || len(svcs[0].Ports) != 1 {
 		t.Fatalf("services %+v", svcs)
 	}
@@ -142,6 +143,39 @@ func TestServicesShowBackendStates(t *testing.T) {
 	}
 	if got := svcs[0].DisabledBackends; len(got) != 1 || got[0] != "10.0.1.6:53" {
 		t.Errorf("disabled backends %v", got)
+	}
+}
+
+// GET /api/v1/services/{namespace}/{name} builds that service's view
+// alone (state.Service), the same as its view in the whole list.
+func TestServiceAloneIsItsViewInTheList(t *testing.T) {
+	l := newTestLive(t, "")
+	spec := `{"services":[{"name":"dns","vip":"192.0.2.53","ports":[{"port":53,"protocol":"UDP"},{"port":53,"protocol":"TCP"}],"backends":["10.0.1.5:53","10.0.1.6:53"]},
+		{"name":"web","vip":"192.0.2.80","ports":[{"port":80}],"backends":["10.0.1.7:80"]}],
+		"backendStates":[{"service":"_static/dns","backend":"10.0.1.6:53","state":"drain"}]}`
+	if _, err := l.versions.Propose(context.Background(), json.RawMessage(spec), "test", 1); err != nil {
+		t.Fatal(err)
+	}
+	l.update()
+	store := lb.NewStore()
+	cfg, _ := l.Config()
+	d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
+	store.Set(d)
+	st := &state{node: &Node{cfg: cfg, live: l, store: store}}
+	all := st.Services()
+	if len(all) != 2 {
+		t.Fatalf("services %+v", all)
+	}
+	for _, want := range all {
+		got, ok := st.Service(want.Namespace, want.Name)
+		if !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("Service(%s, %s) = %+v, %v; in the list: %+v", want.Namespace, want.Name, got, ok, want)
+		}
+	}
+	for _, c := range [][2]string{{"_static", "nosuch"}, {"default", "dns"}, {"", "web"}} {
+		if got, ok := st.Service(c[0], c[1]); ok {
+			t.Errorf("Service(%s, %s) = %+v, want none", c[0], c[1], got)
+		}
 	}
 }
 

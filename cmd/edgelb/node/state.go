@@ -25,7 +25,10 @@ type state struct {
 	started time.Time
 }
 
-var _ api.State = (*state)(nil)
+var (
+	_ api.State         = (*state)(nil)
+	_ api.ServiceLookup = (*state)(nil)
+)
 
 func (s *state) Status() api.Status {
 	st := api.Status{
@@ -79,13 +82,14 @@ func (s *state) Status() api.Status {
 	mem := s.Members()
 	vips := s.VIPs()
 	// Counts only: no need to read the IPVS counters from the kernel.
-	svcs := s.services(false)
+	svcs := s.services(false, nil)
 	st.Counts = api.Counts{Members: len(mem), VIPs: len(vips), Services: len(svcs)}
 	if s.node.ctrl != nil {
 		st.Counts.OtherClassServices = s.node.ctrl.OtherClass()
 	}
 	for _, m := range mem {
-		if m.Alive && m.Healthy && !m.Draining {
+		// A live witness does all it has to: count towards the quorum.
+		if m.Alive && (m.Healthy || m.Witness) && !m.Draining {
 			st.Counts.HealthyMembers++
 		}
 	}
@@ -119,7 +123,8 @@ func (s *state) Members() []api.Member {
 		slices.Sort(vips)
 		am := api.Member{Name: m.Name, Address: m.Addr.String(), Self: m.Name == s.node.cfg.Node.Name,
 			Alive: !m.Absent && !m.Silent, Silent: m.Silent, Healthy: m.Healthy, Draining: m.Draining, Restarting: m.Restarting, VIPs: vips,
-			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied, DataPathFailing: m.DataPathFailing}
+			ConfigVersion: m.ConfigVersion, ConfigID: m.ConfigID, Unapplied: m.Unapplied, DataPathFailing: m.DataPathFailing,
+			Witness: m.Witness}
 		if am.VIPs == nil {
 			am.VIPs = []string{}
 		}
@@ -202,8 +207,23 @@ func sourceName(src lb.Source) string {
 
 // Services lists the services with their ports, then the Services of
 // type LoadBalancer that have no address, with why.
-func (s *state) Services() []api.Service {
-	out := s.services(true)
+func (s *state) Services() []api.Service { return s.servicesOf(nil) }
+
+// Service is one service of Services, built alone: GET
+// /api/v1/services/{namespace}/{name} does not build every Service's
+// view to answer for one.
+func (s *state) Service(namespace, name string) (api.Service, bool) {
+	out := s.servicesOf(func(ns, n string) bool { return ns == namespace && n == name })
+	if len(out) == 0 {
+		return api.Service{}, false
+	}
+	return out[0], true
+}
+
+// servicesOf is Services, only those keep accepts (by the namespace and
+// name the API shows) when keep is not nil.
+func (s *state) servicesOf(keep func(namespace, name string) bool) []api.Service {
+	out := s.services(true, keep)
 	for i := range out {
 		out[i].State = "served"
 		for _, p := range out[i].Ports {
@@ -214,6 +234,9 @@ func (s *state) Services() []api.Service {
 	}
 	if s.node.ctrl != nil {
 		for _, p := range s.node.ctrl.Pending() {
+			if keep != nil && !keep(p.Namespace, p.Name) {
+				continue
+			}
 			out = append(out, api.Service{Namespace: p.Namespace, Name: p.Name, VIPs: []string{}, Ports: []api.Port{},
 				Problem: p.Why, State: "pending"})
 		}
@@ -221,12 +244,36 @@ func (s *state) Services() []api.Service {
 	return out
 }
 
+// apiNamespace is the namespace the API shows a service in.
+func apiNamespace(src lb.Source) string {
+	if src.Static() {
+		return api.StaticNamespace
+	}
+	return src.Namespace
+}
+
 // services lists the services with backend health, and with the kernel's
-// IPVS counters when withStats (one read of the whole table).
-func (s *state) services(withStats bool) []api.Service {
+// IPVS counters when withStats (one read of the whole table); only those
+// keep accepts when keep is not nil.
+func (s *state) services(withStats bool, keep func(namespace, name string) bool) []api.Service {
 	d := s.node.store.Load()
 	if d == nil {
 		return nil
+	}
+	kept := func(vs *lb.VirtualService) bool {
+		return keep == nil || keep(apiNamespace(vs.Source), vs.Source.Name)
+	}
+	var wanted map[lb.Key]bool // the keys of the virtual services kept, when not all
+	if keep != nil {
+		wanted = map[lb.Key]bool{}
+		for i := range d.Services {
+			if kept(&d.Services[i]) {
+				wanted[d.Services[i].Key] = true
+			}
+		}
+		if len(wanted) == 0 {
+			return nil
+		}
 	}
 	var stats map[lb.Key]*ipvs.ServiceStats
 	var results map[health.Target]health.Result
@@ -237,7 +284,9 @@ func (s *state) services(withStats bool) []api.Service {
 			if all, err := s.node.dp.IPVS.Stats(); err == nil {
 				stats = map[lb.Key]*ipvs.ServiceStats{}
 				for i := range all {
-					stats[all[i].Key] = &all[i]
+					if wanted == nil || wanted[all[i].Key] {
+						stats[all[i].Key] = &all[i]
+					}
 				}
 			}
 		}
@@ -264,14 +313,13 @@ func (s *state) services(withStats bool) []api.Service {
 	var out []api.Service
 	for i := range d.Services {
 		vs := &d.Services[i]
+		if wanted != nil && !wanted[vs.Key] {
+			continue
+		}
 		id := sourceName(vs.Source)
 		j, ok := index[id]
 		if !ok {
-			ns := vs.Source.Namespace
-			if vs.Source.Static() {
-				ns = api.StaticNamespace
-			}
-			out = append(out, api.Service{Namespace: ns, Name: vs.Source.Name, Static: vs.Source.Static()})
+			out = append(out, api.Service{Namespace: apiNamespace(vs.Source), Name: vs.Source.Name, Static: vs.Source.Static()})
 			j = len(out) - 1
 			index[id] = j
 			for be, st := range admin[lb.AdminName(vs.Source)] {
