@@ -19,7 +19,9 @@ import (
 // owner's link cut) and of a graceful stop (SIGTERM) over ELBT_TRIALS
 // trials (default 10), each on a fresh three-host lab, with a client
 // probing the VIP every 10 ms (300 ms timeout per probe). It reports
-// figures, not a pass/fail timing: `make bench-failover`.
+// figures, not a pass/fail timing: `make bench-failover`. With
+// ELBT_VERBOSE set it prints the hosts' logs of every trial slower than
+// 300 ms.
 func BenchmarkFailover(b *testing.B) {
 	nslab.Require(b)
 	trials := 10
@@ -30,8 +32,16 @@ func BenchmarkFailover(b *testing.B) {
 	var stopFailed []int
 	for i := range trials {
 		l := startCluster(b, 3)
+		cut := time.Now()
 		d, old, _ := crash(b, l, vip4)
 		crashes = append(crashes, d)
+		if os.Getenv("ELBT_VERBOSE") != "" && d > 300*time.Millisecond {
+			// A slow trial: what each host logged from the cut on.
+			fmt.Printf("--- trial %d: outage %d ms, cut at %s\n", i+1, d.Milliseconds(), cut.UTC().Format("15:04:05.000"))
+			for _, h := range l.Hosts {
+				fmt.Printf("--- edgelb log of %s:\n%s", h.Name, h.Log.String())
+			}
+		}
 		// Heal, let the cluster settle, then stop the owner gracefully.
 		old.SetLink(true)
 		if !nslab.Poll(converge, func() bool { hs := l.Holders(vip4); return len(hs) == 1 && hs[0] == old }) {
