@@ -67,6 +67,9 @@ func scaleSize(b *testing.B, env string, def int) int {
 // `go tool pprof -top`) and keeps the profile in EDGELB_SCALE_HEAPPROFILE
 // if set.
 //
+// With EDGELB_SCALE_CPUPROFILE=FILE it keeps edgelb's CPU profile of the
+// first 15 s of the endpoint changes there and logs its top.
+//
 // EDGELB_SCALE_SERVICES, EDGELB_SCALE_ENDPOINTS, EDGELB_SCALE_NODES and
 // EDGELB_SCALE_CHANGES change the sizes; EDGELB_SCALE_GOMEMLIMIT gives edgelb that GOMEMLIMIT.
 // `make bench-scale` runs it.
@@ -142,8 +145,10 @@ func BenchmarkScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		profiled := cpuProfile(b, "http://"+listen)
 		lat, apiTook := endpointChanges(b, fast, "http://"+listen, ns, fmt.Sprintf("s%05d", nSvc/2), nSvc/2, nEP, nodes, nChanges)
 		rebuilds := rebuildTimes(b, p.log, logged.Size())
+		<-profiled
 		b.ReportMetric(took.Seconds(), "all-addressed-s")
 		b.ReportMetric(rss, "rss-MB")
 		b.ReportMetric(peak, "peak-rss-MB")
@@ -443,6 +448,41 @@ func rebuildTimes(b *testing.B, path string, offset int64) []time.Duration {
 	slices.Sort(out)
 	b.Logf("%d rebuilds of the desired state meanwhile: %v", len(out), out)
 	return out
+}
+
+// cpuProfile fetches, when EDGELB_SCALE_CPUPROFILE names a file, edgelb's
+// CPU profile of the next 15 s into it and prints its top; the channel is
+// closed when it is done.
+func cpuProfile(b *testing.B, base string) <-chan struct{} {
+	done := make(chan struct{})
+	path := os.Getenv("EDGELB_SCALE_CPUPROFILE")
+	if path == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		resp, err := http.Get(base + "/debug/pprof/profile?seconds=15")
+		if err != nil {
+			fmt.Printf("CPU profile: %v\n", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Printf("CPU profile: %v\n", err)
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		f.Close()
+		if err != nil {
+			fmt.Printf("CPU profile: %v\n", err)
+			return
+		}
+		out, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).CombinedOutput()
+		fmt.Printf("edgelb's CPU profile during the endpoint changes (%s):\n%s", path, out)
+	}()
+	return done
 }
 
 // heapTop fetches edgelb's heap profile after a GC and logs its top, by
