@@ -4,13 +4,14 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/edgelb/edgelb/lb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/edgelb/edgelb/lb"
 )
 
 // slim is the informers' transform (cache.TransformFunc): the caches keep
