@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -261,7 +260,6 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("soft memory limit", "bytes", cfg.Node.MemoryLimit)
 	}
 	stateDir := node.DefaultStateDir()
-	var released sync.Once
 	n, err := node.New(cfg, node.Options{
 		Kernels:  node.RealKernels(cfg.Node.Interface, stateDir),
 		StateDir: stateDir,
@@ -269,14 +267,6 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Version:  Version,
 		OnReady: func() {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-			released.Do(func() {
-				n, err := releaseStartupPages()
-				if err != nil {
-					log.Warn("releasing the binary's start-up pages", "err", err)
-					return
-				}
-				log.Debug("released the binary's start-up pages", "bytes", n)
-			})
 		},
 		OnWatchdog: watchdog(),
 	})
