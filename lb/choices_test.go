@@ -25,7 +25,7 @@ func annotated(kv ...string) svcOpt {
 func choicesSnap(opts ...svcOpt) Snapshot {
 	return Snapshot{
 		Services:       []*corev1.Service{svc("web", []string{"192.0.2.10"}, opts...)},
-		EndpointSlices: []*discoveryv1.EndpointSlice{slice("web", discoveryv1.AddressTypeIPv4, 8080, readyEP("10.1.1.1", "n1"))},
+		EndpointSlices: []*EndpointSlice{slice("web", discoveryv1.AddressTypeIPv4, 8080, readyEP("10.1.1.1", "n1"))},
 		Nodes:          threeNodes,
 	}
 }

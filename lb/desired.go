@@ -9,7 +9,6 @@ import (
 
 	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/edgelb/edgelb/lb/config"
 )
@@ -24,7 +23,7 @@ const (
 // read, never modified.
 type Snapshot struct {
 	Services       []*corev1.Service
-	EndpointSlices []*discoveryv1.EndpointSlice
+	EndpointSlices []*EndpointSlice
 	Nodes          []*corev1.Node
 	// Previous is the result of the previous Build, if any: a Service whose
 	// source ranges cannot be read keeps the ones it had there.
@@ -204,7 +203,7 @@ type builder struct {
 	opts     Options
 	pools    *netipx.IPSet
 	nodes    []nodeInfo // eligible nodes, sorted by name
-	slices   map[string][]*discoveryv1.EndpointSlice
+	slices   map[string][]*EndpointSlice
 	previous map[Key]*VirtualService
 	problems []Problem
 }
@@ -248,14 +247,13 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-func (b *builder) indexSlices(all []*discoveryv1.EndpointSlice) {
-	b.slices = make(map[string][]*discoveryv1.EndpointSlice, len(all))
+func (b *builder) indexSlices(all []*EndpointSlice) {
+	b.slices = make(map[string][]*EndpointSlice, len(all))
 	for _, s := range all {
-		name := s.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
+		if s.Service == "" {
 			continue
 		}
-		k := s.Namespace + "/" + name
+		k := s.Namespace + "/" + s.Service
 		b.slices[k] = append(b.slices[k], s)
 	}
 }
@@ -408,7 +406,7 @@ func (b *builder) pooled(src Source, vips []netip.Addr) []netip.Addr {
 // externalTrafficPolicy: Local only nodes with ready local endpoints are
 // kept, weighted by how many they have, and their healthCheckNodePort is
 // probed as well.
-func (b *builder) nodePortBackends(svc *corev1.Service, sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6, local bool) []Backend {
+func (b *builder) nodePortBackends(svc *corev1.Service, sl []*EndpointSlice, p *corev1.ServicePort, v6, local bool) []Backend {
 	if p.NodePort == 0 {
 		return nil
 	}
@@ -437,19 +435,15 @@ func (b *builder) nodePortBackends(svc *corev1.Service, sl []*discoveryv1.Endpoi
 	return out
 }
 
-func family(s *discoveryv1.EndpointSlice, v6 bool) bool {
+func family(s *EndpointSlice, v6 bool) bool {
 	if v6 {
-		return s.AddressType == discoveryv1.AddressTypeIPv6
+		return s.Family == 6
 	}
-	return s.AddressType == discoveryv1.AddressTypeIPv4
+	return s.Family == 4
 }
 
-func ready(e *discoveryv1.Endpoint) bool {
-	return e.Conditions.Ready == nil || *e.Conditions.Ready
-}
-
-func readyPerNode(sl []*discoveryv1.EndpointSlice, v6 bool) map[string]int {
-	seen := map[string]bool{}
+func readyPerNode(sl []*EndpointSlice, v6 bool) map[string]int {
+	seen := map[netip.Addr]bool{}
 	out := map[string]int{}
 	for _, s := range sl {
 		if !family(s, v6) {
@@ -457,11 +451,11 @@ func readyPerNode(sl []*discoveryv1.EndpointSlice, v6 bool) map[string]int {
 		}
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
-			if !ready(e) || e.NodeName == nil || len(e.Addresses) == 0 || seen[e.Addresses[0]] {
+			if !e.Ready || e.Node == "" || seen[e.Addr] {
 				continue
 			}
-			seen[e.Addresses[0]] = true
-			out[*e.NodeName]++
+			seen[e.Addr] = true
+			out[e.Node]++
 		}
 	}
 	return out
@@ -470,7 +464,7 @@ func readyPerNode(sl []*discoveryv1.EndpointSlice, v6 bool) map[string]int {
 // endpointBackends lists the Service's endpoints at the port's resolved
 // target port: ready ones at weight 1, serving-but-terminating ones at
 // weight 0 so that they drain.
-func endpointBackends(sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6 bool) []Backend {
+func endpointBackends(sl []*EndpointSlice, p *corev1.ServicePort, v6 bool) []Backend {
 	n := 0
 	for _, s := range sl {
 		n += len(s.Endpoints)
@@ -489,26 +483,16 @@ func endpointBackends(sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6
 		if !family(s, v6) {
 			continue
 		}
-		port := slicePort(s, p.Name, proto)
+		port := s.port(p.Name, proto)
 		if port == 0 {
 			continue
 		}
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
-			if len(e.Addresses) == 0 {
-				continue
-			}
-			ip, err := netip.ParseAddr(e.Addresses[0])
-			if err != nil {
-				continue
-			}
-			be := Backend{Addr: netip.AddrPortFrom(ip.Unmap(), port), Weight: 1}
-			if e.NodeName != nil {
-				be.NodeName = *e.NodeName
-			}
+			be := Backend{Addr: netip.AddrPortFrom(e.Addr, port), Weight: 1, NodeName: e.Node}
 			switch {
-			case ready(e):
-			case e.Conditions.Serving != nil && *e.Conditions.Serving && e.Conditions.Terminating != nil && *e.Conditions.Terminating:
+			case e.Ready:
+			case e.Draining:
 				be.Weight, be.Terminating = 0, true
 			default:
 				continue
@@ -520,22 +504,6 @@ func endpointBackends(sl []*discoveryv1.EndpointSlice, p *corev1.ServicePort, v6
 	// An address in two slices (during a slice update) counts once; the
 	// ready copy wins because it sorts first.
 	return slices.CompactFunc(out, func(a, b Backend) bool { return a.Addr == b.Addr })
-}
-
-func slicePort(s *discoveryv1.EndpointSlice, name string, proto corev1.Protocol) uint16 {
-	for _, p := range s.Ports {
-		pname, pproto := "", corev1.ProtocolTCP
-		if p.Name != nil {
-			pname = *p.Name
-		}
-		if p.Protocol != nil {
-			pproto = *p.Protocol
-		}
-		if pname == name && pproto == proto && p.Port != nil && *p.Port > 0 && *p.Port < 65536 {
-			return uint16(*p.Port)
-		}
-	}
-	return 0
 }
 
 // sortBackends orders by address, then ready before terminating.

@@ -57,7 +57,12 @@ type ep struct {
 	ready, serving, terminating bool
 }
 
-func slice(svcName string, family discoveryv1.AddressType, port int32, eps ...ep) *discoveryv1.EndpointSlice {
+func slice(svcName string, family discoveryv1.AddressType, port int32, eps ...ep) *EndpointSlice {
+	return NewEndpointSlice(apiSlice(svcName, family, port, eps...), nil)
+}
+
+// apiSlice is the EndpointSlice API object that slice compacts.
+func apiSlice(svcName string, family discoveryv1.AddressType, port int32, eps ...ep) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: svcName + "-" + string(family), Labels: map[string]string{discoveryv1.LabelServiceName: svcName}},
 		AddressType: family,
@@ -136,7 +141,7 @@ func TestBuild(t *testing.T) {
 				s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 				s.Spec.HealthCheckNodePort = 32000
 			})},
-			EndpointSlices: []*discoveryv1.EndpointSlice{slice("web", discoveryv1.AddressTypeIPv4, 8080,
+			EndpointSlices: []*EndpointSlice{slice("web", discoveryv1.AddressTypeIPv4, 8080,
 				readyEP("10.1.1.1", "n1"), readyEP("10.1.1.2", "n1"), readyEP("10.1.1.3", "n1"),
 				readyEP("10.1.3.1", "n3"),
 				ep{"10.1.2.1", "n2", false, false, false}, // not ready: n2 has none
@@ -149,7 +154,7 @@ func TestBuild(t *testing.T) {
 		name: "direct mode: ready endpoints at the target port, terminating-but-serving drained at weight 0",
 		snap: Snapshot{
 			Services: []*corev1.Service{svc("web", []string{"192.0.2.10"})},
-			EndpointSlices: []*discoveryv1.EndpointSlice{slice("web", discoveryv1.AddressTypeIPv4, 8080,
+			EndpointSlices: []*EndpointSlice{slice("web", discoveryv1.AddressTypeIPv4, 8080,
 				readyEP("10.1.1.2", "n1"), readyEP("10.1.1.1", "n1"),
 				ep{"10.1.1.3", "n2", false, true, true},   // terminating, still serving: drain
 				ep{"10.1.1.4", "n2", false, false, true},  // terminating, not serving: gone
@@ -163,7 +168,7 @@ func TestBuild(t *testing.T) {
 		name: "dual-stack: each VIP gets backends of its own family",
 		snap: Snapshot{
 			Services: []*corev1.Service{svc("web", []string{"192.0.2.10", "2001:db8::10"})},
-			EndpointSlices: []*discoveryv1.EndpointSlice{
+			EndpointSlices: []*EndpointSlice{
 				slice("web", discoveryv1.AddressTypeIPv4, 8080, readyEP("10.1.1.1", "n1")),
 				slice("web", discoveryv1.AddressTypeIPv6, 8080, readyEP("fd01::1", "n1")),
 			},

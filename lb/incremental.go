@@ -7,7 +7,6 @@ import (
 
 	"go4.org/netipx"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/edgelb/edgelb/lb/config"
 )
@@ -19,7 +18,7 @@ type ServiceSource interface {
 	// Service returns the Service, nil if there is none.
 	Service(key string) *corev1.Service
 	// EndpointSlices returns the Service's EndpointSlices.
-	EndpointSlices(key string) []*discoveryv1.EndpointSlice
+	EndpointSlices(key string) []*EndpointSlice
 }
 
 // Incremental builds the desired state one Service at a time, the way
@@ -192,7 +191,7 @@ func (in *Incremental) rebuild(b *builder, src ServiceSource, key string) {
 	if svc == nil || !Handles(svc, in.opts.Class, in.opts.DefaultClass) {
 		return
 	}
-	b.slices = map[string][]*discoveryv1.EndpointSlice{key: src.EndpointSlices(key)}
+	b.slices = map[string][]*EndpointSlice{key: src.EndpointSlices(key)}
 	b.previous = nil
 	if old != nil {
 		b.previous = make(map[Key]*VirtualService, len(old.vss))

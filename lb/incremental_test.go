@@ -19,12 +19,12 @@ import (
 // world is a ServiceSource over maps, and the Snapshot Build reads.
 type world struct {
 	svcs   map[string]*corev1.Service
-	slices map[string][]*discoveryv1.EndpointSlice
+	slices map[string][]*EndpointSlice
 	nodes  []*corev1.Node
 }
 
 func (w *world) Service(k string) *corev1.Service { return w.svcs[k] }
-func (w *world) EndpointSlices(k string) []*discoveryv1.EndpointSlice {
+func (w *world) EndpointSlices(k string) []*EndpointSlice {
 	return w.slices[k]
 }
 
@@ -83,7 +83,7 @@ func TestIncrementalIsBuild(t *testing.T) {
 			opts.Static = []config.StaticService{{Name: "static", VIP: netip.MustParseAddr("192.0.2.1"),
 				Ports: []config.StaticPort{{Port: 80, Protocol: "TCP"}}, Backends: []netip.AddrPort{netip.MustParseAddrPort("10.9.9.9:80")}}}
 			opts.BackendStates = []config.BackendAdmin{{Service: "ns/s3", Backend: netip.MustParseAddrPort("10.1.3.1:8080"), State: config.BackendDrain}}
-			w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*discoveryv1.EndpointSlice{}, nodes: threeNodes}
+			w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*EndpointSlice{}, nodes: threeNodes}
 			in := NewIncremental()
 			in.SetOptions(opts)
 			in.SetNodes(w.nodes)
@@ -119,7 +119,7 @@ func TestIncrementalIsBuild(t *testing.T) {
 					for j := range rng.IntN(4) {
 						eps = append(eps, ep{fmt.Sprintf("10.1.%d.%d", i, 1+j+rng.IntN(2)), fmt.Sprintf("n%d", 1+rng.IntN(3)), rng.IntN(4) > 0, true, rng.IntN(4) == 0})
 					}
-					w.slices[key] = []*discoveryv1.EndpointSlice{slice(name, discoveryv1.AddressTypeIPv4, 8080, eps...)}
+					w.slices[key] = []*EndpointSlice{slice(name, discoveryv1.AddressTypeIPv4, 8080, eps...)}
 					keys = []string{key}
 				default: // a node flaps
 					n := rng.IntN(3)
@@ -176,12 +176,12 @@ func assertChangedListed(t *testing.T, step int, prev *Desired, c Change) {
 // Service among many lists only its keys as changed.
 func TestIncrementalTouchesOneService(t *testing.T) {
 	snap := bigSnapshot(100, 3)
-	w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*discoveryv1.EndpointSlice{}, nodes: snap.Nodes}
+	w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*EndpointSlice{}, nodes: snap.Nodes}
 	for _, s := range snap.Services {
 		w.svcs[s.Namespace+"/"+s.Name] = s
 	}
 	for _, s := range snap.EndpointSlices {
-		k := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
+		k := s.Namespace + "/" + s.Service
 		w.slices[k] = append(w.slices[k], s)
 	}
 	in := NewIncremental()
@@ -191,7 +191,7 @@ func TestIncrementalTouchesOneService(t *testing.T) {
 	if len(first.Desired.Services) != 100 {
 		t.Fatalf("%d virtual services", len(first.Desired.Services))
 	}
-	w.slices["ns/svc00042"] = []*discoveryv1.EndpointSlice{slice("svc00042", discoveryv1.AddressTypeIPv4, 8080, readyEP("10.200.0.1", "node01"))}
+	w.slices["ns/svc00042"] = []*EndpointSlice{slice("svc00042", discoveryv1.AddressTypeIPv4, 8080, readyEP("10.200.0.1", "node01"))}
 	c := in.Update(w, []string{"ns/svc00042"})
 	if len(c.Changed) != 1 || c.Changed[0].VIP != netip.MustParseAddr("10.100.0.42") {
 		t.Fatalf("changed %v, want only svc00042's key", c.Changed)
@@ -213,12 +213,12 @@ func TestIncrementalTouchesOneService(t *testing.T) {
 // (against BenchmarkBuild's full rebuild).
 func BenchmarkIncrementalUpdate(b *testing.B) {
 	snap := bigSnapshot(10000, 10)
-	w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*discoveryv1.EndpointSlice{}, nodes: snap.Nodes}
+	w := &world{svcs: map[string]*corev1.Service{}, slices: map[string][]*EndpointSlice{}, nodes: snap.Nodes}
 	for _, s := range snap.Services {
 		w.svcs[s.Namespace+"/"+s.Name] = s
 	}
 	for _, s := range snap.EndpointSlices {
-		k := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
+		k := s.Namespace + "/" + s.Service
 		w.slices[k] = append(w.slices[k], s)
 	}
 	for _, mode := range []config.Mode{config.ModeDirect, config.ModeNodePort} {
@@ -231,7 +231,7 @@ func BenchmarkIncrementalUpdate(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				k := fmt.Sprintf("svc%05d", i%10000)
-				w.slices["ns/"+k] = []*discoveryv1.EndpointSlice{slice(k, discoveryv1.AddressTypeIPv4, 8080, readyEP(fmt.Sprintf("10.200.%d.%d", i>>8&255, i&255), "node01"))}
+				w.slices["ns/"+k] = []*EndpointSlice{slice(k, discoveryv1.AddressTypeIPv4, 8080, readyEP(fmt.Sprintf("10.200.%d.%d", i>>8&255, i&255), "node01"))}
 				if c := in.Update(w, []string{"ns/" + k}); len(c.Changed) != 1 {
 					b.Fatalf("changed %v", c.Changed)
 				}

@@ -70,15 +70,17 @@ func sliceKey(o any) string {
 	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = d.Obj
 	}
-	es, ok := o.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return ""
+	var ns, name string
+	switch es := o.(type) {
+	case *cachedSlice:
+		ns, name = es.Namespace, es.Service
+	case *discoveryv1.EndpointSlice: // not transformed
+		ns, name = es.Namespace, es.Labels[discoveryv1.LabelServiceName]
 	}
-	name := es.Labels[discoveryv1.LabelServiceName]
 	if name == "" {
 		return ""
 	}
-	return es.Namespace + "/" + name
+	return ns + "/" + name
 }
 
 func (c *Controller) sliceChanged(o any) {

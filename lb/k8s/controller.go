@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -387,16 +386,16 @@ func (s listerSource) Service(k string) *corev1.Service {
 	return svc
 }
 
-func (s listerSource) EndpointSlices(k string) []*discoveryv1.EndpointSlice {
+func (s listerSource) EndpointSlices(k string) []*lb.EndpointSlice {
 	objs, _ := s.c.sliceIndex.ByIndex(sliceServiceIndex, k)
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	out := make([]*lb.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
-		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-			out = append(out, es)
+		if es, ok := o.(*cachedSlice); ok {
+			out = append(out, es.EndpointSlice)
 		}
 	}
 	// The index's order is a map's: sort, so that Build is deterministic.
-	slices.SortFunc(out, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b *lb.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -9,7 +9,7 @@
 //     keys that changed (SetChanged). A Node that changes the nodes that
 //     may receive traffic rebuilds the Services in nodeport mode; a new
 //     configuration or a new term rebuilds every Service. The caches keep only the fields edgelb reads
-//     (slim.go).
+//     (slim.go); EndpointSlices are cached as lb.EndpointSlice, compact.
 //   - the leader loop: a Kubernetes Lease elects one host. Each term
 //     rebuilds the IP allocation from the statuses on the API server (a
 //     fresh list: the cache may lag behind the previous leader), then

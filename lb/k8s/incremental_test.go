@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -162,10 +163,14 @@ func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 	if err != nil || len(svc.ManagedFields) != 0 || svc.Annotations["example.com/owner"] != "team-a" {
 		t.Errorf("cached Service: managedFields %v, annotations %v (the status write sends them back: kept), %v", svc.ManagedFields, svc.Annotations, err)
 	}
-	for _, es := range (listerSource{c}).EndpointSlices("ns/s01") {
-		if len(es.ManagedFields) != 0 || len(es.Annotations) != 0 || len(es.Labels) != 1 || es.Endpoints[0].TargetRef != nil || es.Endpoints[0].Zone != nil {
-			t.Errorf("cached EndpointSlice keeps what edgelb does not read: %+v", es)
-		}
+	want := []*lb.EndpointSlice{{Namespace: "ns", Name: "s01-abc", Service: "s01", Family: 4,
+		Ports: []lb.EndpointPort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 8080}},
+		Endpoints: []lb.Endpoint{
+			{Addr: netip.MustParseAddr("10.1.1.1"), Node: "n1", Ready: true},
+			{Addr: netip.MustParseAddr("10.1.1.2"), Node: "n1", Ready: true},
+		}}}
+	if got := (listerSource{c}).EndpointSlices("ns/s01"); !reflect.DeepEqual(got, want) {
+		t.Errorf("cached EndpointSlices of s01: %+v, want %+v", got, want)
 	}
 	n, err := c.nodes.Get("n1")
 	if err != nil || len(n.Status.Images) != 0 || len(n.Annotations) != 0 || len(n.Status.Conditions) != 1 || n.Status.Conditions[0].Message != "" {

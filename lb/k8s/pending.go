@@ -62,23 +62,9 @@ func (c *Controller) Pending() []Pending {
 	leader := c.Leader()
 	var out []Pending
 	for _, svc := range svcs {
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(lb.VIPs(svc)) > 0 {
-			continue
+		if p, ok := c.pending(svc, leader); ok {
+			out = append(out, p)
 		}
-		p := Pending{Namespace: svc.Namespace, Name: svc.Name}
-		switch {
-		case !c.handles(svc) && svc.Spec.LoadBalancerClass == nil:
-			p.Why = fmt.Sprintf("not handled: it names no loadBalancerClass and kubernetes.defaultClass is false (set spec.loadBalancerClass: %s, or defaultClass: true)", c.kc.LoadBalancerClass)
-		case !c.handles(svc):
-			continue
-		case c.why.get(svc.Namespace+"/"+svc.Name) != "":
-			p.Why = c.why.get(svc.Namespace + "/" + svc.Name)
-		case leader:
-			p.Why = "waiting for its turn in the Lease holder's queue"
-		default:
-			p.Why = "the Lease holder assigns addresses; this host does not know why it has none yet (kubectl describe service shows its Warning Events)"
-		}
-		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b Pending) int {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
@@ -123,4 +109,36 @@ func (c *Controller) sayClassless() {
 		c.log.Info("Services of type LoadBalancer that name no loadBalancerClass are not handled: set kubernetes.defaultClass: true to give them addresses, or give them spec.loadBalancerClass",
 			"services", n, "class", c.kc.LoadBalancerClass)
 	}
+}
+
+// PendingService is Pending's entry for one Service, if it has one: GET
+// /api/v1/services/{namespace}/{name} asks for one without listing every
+// Service.
+func (c *Controller) PendingService(namespace, name string) (Pending, bool) {
+	svc, err := c.services.Services(namespace).Get(name)
+	if err != nil {
+		return Pending{}, false
+	}
+	return c.pending(svc, c.Leader())
+}
+
+// pending is svc's Pending entry, if it has one.
+func (c *Controller) pending(svc *corev1.Service, leader bool) (Pending, bool) {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(lb.VIPs(svc)) > 0 {
+		return Pending{}, false
+	}
+	p := Pending{Namespace: svc.Namespace, Name: svc.Name}
+	switch {
+	case !c.handles(svc) && svc.Spec.LoadBalancerClass == nil:
+		p.Why = fmt.Sprintf("not handled: it names no loadBalancerClass and kubernetes.defaultClass is false (set spec.loadBalancerClass: %s, or defaultClass: true)", c.kc.LoadBalancerClass)
+	case !c.handles(svc):
+		return Pending{}, false
+	case c.why.get(svc.Namespace+"/"+svc.Name) != "":
+		p.Why = c.why.get(svc.Namespace + "/" + svc.Name)
+	case leader:
+		p.Why = "waiting for its turn in the Lease holder's queue"
+	default:
+		p.Why = "the Lease holder assigns addresses; this host does not know why it has none yet (kubectl describe service shows its Warning Events)"
+	}
+	return p, true
 }

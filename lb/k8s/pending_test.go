@@ -28,6 +28,17 @@ func TestPendingSaysWhy(t *testing.T) {
 		out := map[string]string{}
 		for _, p := range c.Pending() {
 			out[p.Namespace+"/"+p.Name] = p.Why
+			// One Service's entry, asked alone, is the same.
+			if one, ok := c.PendingService(p.Namespace, p.Name); !ok || one != p {
+				t.Errorf("PendingService(%s, %s) = %+v, %v; Pending has %+v", p.Namespace, p.Name, one, ok, p)
+			}
+		}
+		for _, n := range []string{"fine", "other", "nonexistent"} {
+			if _, listed := out["ns/"+n]; !listed {
+				if p, ok := c.PendingService("ns", n); ok {
+					t.Errorf("PendingService(ns, %s) = %+v; Pending does not list it", n, p)
+				}
+			}
 		}
 		return out
 	}

@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -47,11 +48,13 @@ type fakeHealth struct {
 	mu      sync.Mutex
 	down    map[netip.AddrPort]bool
 	unknown map[netip.AddrPort]bool
+	asked   int // calls of State
 }
 
 func (f *fakeHealth) State(_ *lb.VirtualService, b lb.Backend) (bool, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.asked++
 	if f.unknown[b.Addr] {
 		return true, false
 	}
@@ -264,4 +267,58 @@ func TestUnsettledViewIsNotAFirstLook(t *testing.T) {
 	expectEvents(t, "not leader", e.pass(time.Second))
 	e.c.term.Store(e.leader)
 	expectEvents(t, "the new leader", e.pass(15*time.Second), "Normal OwnerChanged 192.0.2.1 moved from lb2 to lb1")
+}
+
+// Changes of the desired state that follow one another within
+// reportStoreInterval share one pass at its end: the last of them is
+// still reported (here, a desired state whose backends all fail, once
+// health says so), none is lost.
+func TestStoreChangesInABurstAreReported(t *testing.T) {
+	e := newReportEnv(t)
+	var mu sync.Mutex
+	now := epoch
+	e.c.opts.Now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.c.reportLoop(ctx) }()
+	defer func() { cancel(); <-done }()
+	// The first look (the store's subscription starts signalled): wait
+	// until it has read the health.
+	first := e.c.opts.Store.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for asked := 0; asked == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no first pass")
+		}
+		time.Sleep(time.Millisecond)
+		e.health.mu.Lock()
+		asked = e.health.asked
+		e.health.mu.Unlock()
+	}
+	// A burst: the store changes while the first pass's hold lasts, and
+	// nothing else wakes the loop (the fake health and owners never
+	// signal).
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	e.health.set(e.backends[0], true)
+	e.health.set(e.backends[1], true)
+	for range 10 {
+		e.c.opts.Store.Set(first)
+	}
+	for {
+		select {
+		case ev := <-e.recorder.Events:
+			if !strings.Contains(ev, "NoHealthyBackends") {
+				t.Fatalf("Event %q, want NoHealthyBackends", ev)
+			}
+			return
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("no Event %s after the burst of desired-state changes", 5*time.Second)
+		}
+	}
 }

@@ -1,11 +1,17 @@
 package k8s
 
 import (
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/edgelb/edgelb/lb"
 )
 
 // slim is the informers' transform (cache.TransformFunc): the caches keep
@@ -17,9 +23,10 @@ import (
 //     status subresource takes the metadata it is sent: an annotation
 //     missing from the cache would be deleted. managedFields are the
 //     exception: a write without them keeps the server's.
-//   - EndpointSlices keep their name, the service-name label and, of each
-//     endpoint, the addresses, conditions and node; edgelb never writes
-//     them.
+//   - EndpointSlices become lb.EndpointSlice (cachedSlice): name,
+//     Service, address family, ports and, of each endpoint, its first
+//     address, node and the two conditions edgelb reads; edgelb never
+//     writes them.
 //   - Nodes keep their name, labels, Ready condition and addresses; edgelb
 //     never writes them.
 //
@@ -45,37 +52,37 @@ func slimMeta(m *metav1.ObjectMeta, labels map[string]string) metav1.ObjectMeta 
 	}
 }
 
-func slimSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
-	var labels map[string]string
-	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
-		labels = map[string]string{discoveryv1.LabelServiceName: name}
-	}
-	out := &discoveryv1.EndpointSlice{
-		ObjectMeta:  slimMeta(&s.ObjectMeta, labels),
-		AddressType: s.AddressType,
-		Ports:       s.Ports,
-		Endpoints:   make([]discoveryv1.Endpoint, len(s.Endpoints)),
-	}
-	for i := range s.Endpoints {
-		e := &s.Endpoints[i]
-		c := discoveryv1.EndpointConditions{Ready: shared(e.Conditions.Ready), Serving: shared(e.Conditions.Serving), Terminating: shared(e.Conditions.Terminating)}
-		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: c, NodeName: nodeNames.intern(e.NodeName)}
-	}
-	return out
+// cachedSlice is what the EndpointSlice informer's cache holds: the
+// slice in lb's compact form, and what the informer itself needs of its
+// metadata (a key, a resource version).
+type cachedSlice struct {
+	*lb.EndpointSlice
+	resourceVersion string
+	uid             types.UID
 }
 
-// Cached objects are read, never modified: every endpoint condition points
-// at one of two booleans, and the endpoints on one node at one name.
-var yes, no = true, false
-
-func shared(b *bool) *bool {
-	switch {
-	case b == nil:
-		return nil
-	case *b:
-		return &yes
+func slimSlice(s *discoveryv1.EndpointSlice) *cachedSlice {
+	return &cachedSlice{
+		EndpointSlice:   lb.NewEndpointSlice(s, internName),
+		resourceVersion: s.ResourceVersion,
+		uid:             s.UID,
 	}
-	return &no
+}
+
+// GetObjectMeta makes a cachedSlice a meta.Accessor for the informer's key
+// functions. The answer is built on each call and nobody keeps it.
+func (s *cachedSlice) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.resourceVersion, UID: s.uid}
+}
+
+// GetObjectKind and DeepCopyObject make it a runtime.Object, like what
+// informers usually hold; cached objects are never modified, so a copy
+// may share them.
+func (s *cachedSlice) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+func (s *cachedSlice) DeepCopyObject() runtime.Object {
+	c := *s
+	return &c
 }
 
 // nodeNames interns the endpoints' node names. Names of nodes gone stay
@@ -87,24 +94,23 @@ const maxNames = 1 << 16
 
 type interner struct {
 	mu    sync.Mutex
-	names map[string]*string
+	names map[string]string
 }
 
-func (in *interner) intern(s *string) *string {
-	if s == nil {
-		return nil
-	}
+func internName(s string) string { return nodeNames.intern(s) }
+
+func (in *interner) intern(s string) string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if p, ok := in.names[*s]; ok {
-		return p
+	if v, ok := in.names[s]; ok {
+		return v
 	}
 	if in.names == nil || len(in.names) >= maxNames {
-		in.names = map[string]*string{}
+		in.names = map[string]string{}
 	}
-	v := *s
-	in.names[v] = &v
-	return &v
+	v := strings.Clone(s)
+	in.names[v] = v
+	return v
 }
 
 func slimNode(n *corev1.Node) *corev1.Node {

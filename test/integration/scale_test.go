@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,12 +55,11 @@ func scaleSize(b *testing.B, env string, def int) int {
 //     heap-live-MB: its live heap after the last GC then (GODEBUG=gctrace=1);
 //     rss-settled-MB: its resident memory after the endpoint changes;
 //     rss-scraped-MB: then after one scrape of /metrics;
-//   - endpoint-p50-ms, endpoint-max-ms: from changing one endpoint of a
-//     Service to the change showing in edgelb's desired state, read from
-//     its REST API every 50 ms, over 10 changes. (A finer poll would load
-//     edgelb itself: the API builds every Service's view to answer for one.)
-//     The REST API's answer takes much of that at this size: each one's
-//     time is logged.
+//   - endpoint-p50-ms, endpoint-p99-ms, endpoint-max-ms: from changing one
+//     endpoint of a Service to the change showing in edgelb's desired
+//     state, read from its REST API (that Service's view) every 10 ms,
+//     over 100 changes (EDGELB_SCALE_CHANGES), one at a time. The REST
+//     API's answers that showed them are timed too (api-p50-ms).
 //   - rebuild-p50-ms: how long one rebuild of the desired state took
 //     meanwhile, from edgelb's debug log.
 //
@@ -67,13 +67,17 @@ func scaleSize(b *testing.B, env string, def int) int {
 // `go tool pprof -top`) and keeps the profile in EDGELB_SCALE_HEAPPROFILE
 // if set.
 //
-// EDGELB_SCALE_SERVICES, EDGELB_SCALE_ENDPOINTS and EDGELB_SCALE_NODES
-// change the sizes; EDGELB_SCALE_GOMEMLIMIT gives edgelb that GOMEMLIMIT.
+// With EDGELB_SCALE_CPUPROFILE=FILE it keeps edgelb's CPU profile of the
+// first 15 s of the endpoint changes there and logs its top.
+//
+// EDGELB_SCALE_SERVICES, EDGELB_SCALE_ENDPOINTS, EDGELB_SCALE_NODES and
+// EDGELB_SCALE_CHANGES change the sizes; EDGELB_SCALE_GOMEMLIMIT gives edgelb that GOMEMLIMIT.
 // `make bench-scale` runs it.
 func BenchmarkScale(b *testing.B) {
 	nSvc := scaleSize(b, "EDGELB_SCALE_SERVICES", 10000)
 	nEP := scaleSize(b, "EDGELB_SCALE_ENDPOINTS", 10)
 	nNode := scaleSize(b, "EDGELB_SCALE_NODES", 100)
+	nChanges := scaleSize(b, "EDGELB_SCALE_CHANGES", 100)
 	if nSvc > 60000 || nEP > 100 {
 		b.Fatalf("at most 60000 Services (the pool) and 100 endpoints each")
 	}
@@ -141,8 +145,10 @@ func BenchmarkScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lat := endpointChanges(b, fast, "http://"+listen, ns, fmt.Sprintf("s%05d", nSvc/2), nSvc/2, nEP, nodes)
+		profiled := cpuProfile(b, "http://"+listen)
+		lat, apiTook := endpointChanges(b, fast, "http://"+listen, ns, fmt.Sprintf("s%05d", nSvc/2), nSvc/2, nEP, nodes, nChanges)
 		rebuilds := rebuildTimes(b, p.log, logged.Size())
+		<-profiled
 		b.ReportMetric(took.Seconds(), "all-addressed-s")
 		b.ReportMetric(rss, "rss-MB")
 		b.ReportMetric(peak, "peak-rss-MB")
@@ -166,8 +172,10 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(rssScraped, "rss-scraped-MB")
 		heapTop(b, "http://"+listen)
 		b.ReportMetric(m[`edgelb_kubernetes_requests_total{code="429"}`], "api-429s")
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "endpoint-p50-ms")
-		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "endpoint-max-ms")
+		b.ReportMetric(ms(quantile(lat, 0.50)), "endpoint-p50-ms")
+		b.ReportMetric(ms(quantile(lat, 0.99)), "endpoint-p99-ms")
+		b.ReportMetric(ms(lat[len(lat)-1]), "endpoint-max-ms")
+		b.ReportMetric(ms(quantile(apiTook, 0.50)), "api-p50-ms")
 		if len(rebuilds) > 0 {
 			b.ReportMetric(float64(rebuilds[len(rebuilds)/2].Microseconds())/1000, "rebuild-p50-ms")
 		}
@@ -323,9 +331,19 @@ func rssSplit(b *testing.B, pid int) (anon, file float64) {
 	return anon, file
 }
 
-// endpointChanges changes one endpoint of a Service 10 times and returns,
-// sorted, how long each change took to show in edgelb's desired state.
-func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name string, i, nEP int, nodes []string) []time.Duration {
+// quantile is the q-quantile of sorted durations (nearest rank).
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// endpointChanges changes one endpoint of a Service n times, one change at
+// a time, and returns, sorted, how long each change took to show in
+// edgelb's desired state and how long the REST API's answer that showed it
+// took.
+func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name string, i, nEP int, nodes []string, n int) (lat, apiTook []time.Duration) {
 	ctx := context.Background()
 	backends := func() ([]string, error) {
 		resp, err := http.Get(base + "/api/v1/services/" + ns + "/" + name)
@@ -359,9 +377,8 @@ func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name s
 		return nil
 	})
 	slice := scaleSlice(ns, name, i, nEP, nodes)
-	var lat, apiTook []time.Duration
-	for k := 0; k < 10; k++ {
-		addr := fmt.Sprintf("10.250.0.%d", k+1)
+	for k := 0; k < n; k++ {
+		addr := fmt.Sprintf("10.250.%d.%d", k/250, k%250+1)
 		cur, err := client.DiscoveryV1().EndpointSlices(ns).Get(ctx, slice.Name, metav1.GetOptions{})
 		if err != nil {
 			b.Fatal(err)
@@ -382,14 +399,15 @@ func endpointChanges(b *testing.B, client kubernetes.Interface, base, ns, name s
 			if time.Since(t0) > time.Minute {
 				b.Fatalf("%s not among %s's backends a minute after the change: %v %v", want, name, got, err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 		}
 		lat = append(lat, time.Since(t0))
 	}
 	slices.Sort(lat)
 	slices.Sort(apiTook)
-	b.Logf("endpoint change to desired state: %v; the REST API's answer that showed it took %v", lat, apiTook)
-	return lat
+	fmt.Printf("%d endpoint changes to desired state: p50 %v, p90 %v, p99 %v, max %v; the REST API's answer that showed each: p50 %v, max %v\n",
+		n, quantile(lat, 0.5), quantile(lat, 0.9), quantile(lat, 0.99), lat[len(lat)-1], quantile(apiTook, 0.5), apiTook[len(apiTook)-1])
+	return lat, apiTook
 }
 
 var gcLive = regexp.MustCompile(`^gc \d+ @.*, \d+->\d+->(\d+) MB`)
@@ -430,6 +448,41 @@ func rebuildTimes(b *testing.B, path string, offset int64) []time.Duration {
 	slices.Sort(out)
 	b.Logf("%d rebuilds of the desired state meanwhile: %v", len(out), out)
 	return out
+}
+
+// cpuProfile fetches, when EDGELB_SCALE_CPUPROFILE names a file, edgelb's
+// CPU profile of the next 15 s into it and prints its top; the channel is
+// closed when it is done.
+func cpuProfile(b *testing.B, base string) <-chan struct{} {
+	done := make(chan struct{})
+	path := os.Getenv("EDGELB_SCALE_CPUPROFILE")
+	if path == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		resp, err := http.Get(base + "/debug/pprof/profile?seconds=15")
+		if err != nil {
+			fmt.Printf("CPU profile: %v\n", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Printf("CPU profile: %v\n", err)
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		f.Close()
+		if err != nil {
+			fmt.Printf("CPU profile: %v\n", err)
+			return
+		}
+		out, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).CombinedOutput()
+		fmt.Printf("edgelb's CPU profile during the endpoint changes (%s):\n%s", path, out)
+	}()
+	return done
 }
 
 // heapTop fetches edgelb's heap profile after a GC and logs its top, by

@@ -121,6 +121,12 @@ func TestServiceStatesAndFileDriftShow(t *testing.T) {
 			if s := got[name]; s.State != "pending" || !re.MatchString(s.Problem) || len(s.VIPs) != 0 {
 				return fmt.Errorf("API: %s is %q with problem %q and VIPs %v, want pending with %s", name, s.State, s.Problem, s.VIPs, problem)
 			}
+			// Asked alone, the same.
+			var one api.Service
+			if code, body := get("/api/v1/services/" + ns + "/" + name); code != 200 || json.Unmarshal([]byte(body), &one) != nil ||
+				one.State != "pending" || one.Problem != got[name].Problem {
+				return fmt.Errorf("GET /api/v1/services/%s/%s: %d %s; the list has %+v", ns, name, code, body, got[name])
+			}
 			line := regexp.MustCompile(`(?m)^PENDING ` + ns + "/" + name + `: (.*)$`).FindStringSubmatch(out)
 			if line == nil || !re.MatchString(line[1]) {
 				return fmt.Errorf("edgelb status has no PENDING line for %s matching %s:\n%s", name, problem, out)

@@ -16,6 +16,7 @@ import (
 	"github.com/edgelb/edgelb/lb/health"
 	"github.com/edgelb/edgelb/lb/ipam"
 	"github.com/edgelb/edgelb/lb/ipvs"
+	"github.com/edgelb/edgelb/lb/k8s"
 )
 
 // state implements api.State over the daemon's parts. Any part may be
@@ -213,16 +214,22 @@ func (s *state) Services() []api.Service { return s.servicesOf(nil) }
 // /api/v1/services/{namespace}/{name} does not build every Service's
 // view to answer for one.
 func (s *state) Service(namespace, name string) (api.Service, bool) {
-	out := s.servicesOf(func(ns, n string) bool { return ns == namespace && n == name })
+	out := s.servicesOf(&serviceName{namespace, name})
 	if len(out) == 0 {
 		return api.Service{}, false
 	}
 	return out[0], true
 }
 
-// servicesOf is Services, only those keep accepts (by the namespace and
-// name the API shows) when keep is not nil.
-func (s *state) servicesOf(keep func(namespace, name string) bool) []api.Service {
+// serviceName is a service's namespace and name as the API shows them.
+type serviceName struct{ namespace, name string }
+
+// servicesOf is Services, only the one named when one is not nil.
+func (s *state) servicesOf(one *serviceName) []api.Service {
+	var keep func(namespace, name string) bool
+	if one != nil {
+		keep = func(ns, n string) bool { return ns == one.namespace && n == one.name }
+	}
 	out := s.services(true, keep)
 	for i := range out {
 		out[i].State = "served"
@@ -233,10 +240,15 @@ func (s *state) servicesOf(keep func(namespace, name string) bool) []api.Service
 		}
 	}
 	if s.node.ctrl != nil {
-		for _, p := range s.node.ctrl.Pending() {
-			if keep != nil && !keep(p.Namespace, p.Name) {
-				continue
+		var pending []k8s.Pending
+		if one != nil {
+			if p, ok := s.node.ctrl.PendingService(one.namespace, one.name); ok {
+				pending = append(pending, p)
 			}
+		} else {
+			pending = s.node.ctrl.Pending()
+		}
+		for _, p := range pending {
 			out = append(out, api.Service{Namespace: p.Namespace, Name: p.Name, VIPs: []string{}, Ports: []api.Port{},
 				Problem: p.Why, State: "pending"})
 		}
