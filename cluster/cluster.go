@@ -785,7 +785,10 @@ func (c *Cluster) update() {
 			continue
 		}
 		targets = append(targets, hbTarget{Name: m.Name, Addr: netip.AddrPortFrom(m.Addr.Addr(), m.HeartbeatPort)})
-		m.Silent = slices.Contains(verdict.Silent, m.Name)
+		// A member restarting gracefully is held by the restart rules
+		// (restart.go) while its process is away: its silence is expected
+		// and moves nothing.
+		m.Silent = !m.Restarting && slices.Contains(verdict.Silent, m.Name)
 		m.Unheard = slices.Contains(verdict.Unheard, m.Name)
 	}
 	if hb != nil {
@@ -1086,6 +1089,9 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	p := peerOf(n)
 	c.view.set(p)
 	c.log.Info("member joined", "node", p.Name, "addr", p.address())
+	if hb := c.hb.Load(); hb != nil && p.Name != c.opts.Name {
+		hb.forgetPeer(p.Name)
+	}
 	c.mu.Lock()
 	if _, ok := c.restart.absent[p.Name]; ok {
 		delete(c.restart.absent, p.Name)

@@ -128,6 +128,17 @@ func (h *heartbeater) setTargets(t []hbTarget) {
 	h.check(h.now(), true)
 }
 
+// forgetPeer drops the history of name: it joined memberlist again, a new
+// process or one memberlist had declared dead, and counts from its first
+// heartbeat. Without it, the silence of a process that restarted would
+// count its successor down the moment it joins.
+func (h *heartbeater) forgetPeer(name string) {
+	h.mu.Lock()
+	h.live.forget(name)
+	h.mu.Unlock()
+	h.check(h.now(), true)
+}
+
 // last is the last verdict.
 func (h *heartbeater) last() *hbVerdict { return h.verdict.Load() }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -433,4 +434,28 @@ func TestDecideSilentMembers(t *testing.T) {
 		}
 	}
 	checkOneOwner(t, owners, vips, true)
+}
+
+// A member that joins memberlist again (a graceful restart's new process,
+// or one memberlist had declared dead) counts from its first heartbeat:
+// the silence of the process before it must not count it down the moment
+// it joins (a restarted owner's VIP was taken by another host for ~200 ms
+// before this).
+func TestRejoinedPeerStartsAfresh(t *testing.T) {
+	var conn net.PacketConn
+	h := newHeartbeater("lb1", HeartbeatOptions{Interval: hbInterval, Multiplier: 3}, conn, func() [][]byte { return nil }, func() time.Time { return t0 }, func() {}, slog.New(slog.DiscardHandler))
+	h.setTargets([]hbTarget{{Name: "lb2", Addr: netip.MustParseAddrPort("10.0.0.2:7947")}})
+	for i := range 4 {
+		h.live.accept("lb2", "lb1", uint64(i+1), t0.Add(ms(50*i)), nil)
+	}
+	late := t0.Add(time.Second)
+	h.check(late, false)
+	if v := h.last(); !slices.Equal(v.Silent, []string{"lb2"}) {
+		t.Fatalf("lb2 silent for a second: verdict %+v, want it silent", v)
+	}
+	h.now = func() time.Time { return late }
+	h.forgetPeer("lb2")
+	if v := h.last(); len(v.Silent) != 0 || len(v.Unheard) != 0 {
+		t.Fatalf("after lb2 joined again: verdict %+v, want it neither silent nor unheard", v)
+	}
 }

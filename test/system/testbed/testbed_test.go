@@ -63,7 +63,10 @@ for i in 1 2 3; do add node$i 10.0.0.2$i; done
 // key, the Kubernetes cluster and a pool, the dataplane and one static
 // service. Gossip uses memberlist's LAN
 // timers and a restart may take 30 s: the hosts run under CPU emulation,
-// where starting edgelb takes several seconds.
+// where starting edgelb takes several seconds. The heartbeats are scaled
+// likewise (500 ms × 4): a killed process's ExecStopPost cleanup takes
+// 1.0–1.4 s here, and must be done before the others take over, or two
+// hosts answer (docs/failover.md, "A crashed process").
 func config(h host) string {
 	return fmt.Sprintf(`node: {name: %s, interface: host0}
 cluster:
@@ -73,7 +76,7 @@ cluster:
   probeInterval: 1s
   probeTimeout: 500ms
   suspicionMult: 4
-  heartbeat: {interval: 250ms, multiplier: 4}
+  heartbeat: {interval: 500ms, multiplier: 4}
   restartHold: 30s
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr}
 healthCheck: {interval: 1s, timeout: 500ms, rise: 2, fall: 3}
