@@ -288,47 +288,33 @@ func watchAddressed(b *testing.B, ns string, n int) <-chan struct{} {
 
 // memory returns a process's resident memory and its peak, in MB.
 func memory(b *testing.B, pid int) (rss, peak float64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb / 1024
-		case "VmHWM:":
-			peak = kb / 1024
-		}
-	}
-	return rss, peak
+	f := procStatus(b, pid)
+	return f["VmRSS:"], f["VmHWM:"]
 }
 
 // rssSplit returns the anonymous and the file-backed parts of a process's
 // resident memory, in MB.
 func rssSplit(b *testing.B, pid int) (anon, file float64) {
+	f := procStatus(b, pid)
+	return f["RssAnon:"], f["RssFile:"]
+}
+
+// procStatus reads the sizes of /proc/PID/status, in MB, by field name
+// (with its colon).
+func procStatus(b *testing.B, pid int) map[string]float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = kb / 1024
-		case "RssFile:":
-			file = kb / 1024
+		if len(f) == 3 && f[2] == "kB" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			out[f[0]] = kb / 1024
 		}
 	}
-	return anon, file
+	return out
 }
 
 // quantile is the q-quantile of sorted durations (nearest rank).
