@@ -6,6 +6,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # The commit built, for edgelb_build_info (empty outside git: then the go
 # command's own record, if any).
 REVISION ?= $(shell h=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD || h=$$h-dirty; echo $$h; })
+# Build tags of the binary: nomsgpack leaves gin's MessagePack binding out
+# (the API speaks JSON only; 6 MB of the binary). test/testenv.BuildTags
+# is the same for the binaries the tests build.
+TAGS := nomsgpack
 LDFLAGS := -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(VERSION) -X github.com/edgelb/edgelb/api.Revision=$(REVISION)
 export EDGELB_TEST_CACHE ?= $(HOME)/.cache/edgelb-test
 export EDGELB_TEST_BIN := $(EDGELB_TEST_CACHE)/bin
@@ -41,7 +45,7 @@ help:
 	@echo "make vm SCRIPT=f run a bash script inside the test VM (hack/vm/run.sh)"
 
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
+	$(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/edgelb ./cmd/edgelb
 
 # The demo: a real kube-apiserver on this host, three edgelb hosts with IPVS
 # and three simulated cluster nodes in the test VM, demo Services; the
@@ -66,7 +70,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 # the changelog from DEB_VERSION and CHANGELOG.md (hack/deb-changelog.sh),
 # so lintian finds both agree with the package.
 deb: $(NFPM)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(DEB_VERSION) -X github.com/edgelb/edgelb/api.Revision=$(REVISION)" -o $(BIN)/edgelb ./cmd/edgelb
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags "-s -w -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(DEB_VERSION) -X github.com/edgelb/edgelb/api.Revision=$(REVISION)" -o $(BIN)/edgelb ./cmd/edgelb
 	rm -rf dist $(BIN)/deb && mkdir -p dist $(BIN)/deb
 	env -u GOOS -u GOARCH CGO_ENABLED=0 $(GO) run -trimpath ./hack/manpage -version $(DEB_VERSION) \
 		-date $$(date -u -d @$(SOURCE_DATE_EPOCH) +%F) >$(BIN)/deb/edgelb.8

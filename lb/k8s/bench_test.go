@@ -123,10 +123,9 @@ dataplane: {backend: none, mode: direct}
 	}
 	store := lb.NewStore()
 	c := New(fc, Options{Identity: "lb1", Config: cfg, Store: store, Log: slog.New(slog.DiscardHandler)})
-	defer c.factory.Shutdown()
 	kernel := &signalIPVS{Fake: ipvstest.New()}
 	dp := ipvs.New(ipvs.Options{IPVS: kernel, Store: store, Log: slog.New(slog.DiscardHandler)})
-	c.factory.Start(ctx.Done())
+	defer c.startInformers(ctx.Done())()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()

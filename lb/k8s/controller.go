@@ -5,13 +5,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -63,7 +62,7 @@ type Options struct {
 	// limit of its own (as kube-scheduler's eventClient), so that Events
 	// never take the status writes' or the Lease's share of the client's
 	// QPS. nil means the main client.
-	EventClient kubernetes.Interface
+	EventClient Client
 	// CountEvent, if set, is told of each Event's outcomes (EventRecorded,
 	// EventWritten, EventFailed). It must not block.
 	CountEvent func(outcome string)
@@ -84,14 +83,16 @@ const DefaultEventInterval = 30 * time.Second
 type Controller struct {
 	opts   Options
 	log    *slog.Logger
-	client kubernetes.Interface
+	client Client
 	kc     *config.Kubernetes
 	// cfg is the running Config, buildOp the options built from it:
 	// replaced together by SetConfig.
 	cfg     atomic.Pointer[config.Config]
 	buildOp atomic.Pointer[lb.Options]
 
-	factory  informers.SharedInformerFactory
+	// informers are the caches of Services, EndpointSlices and Nodes
+	// (patient), run by Run until it returns.
+	informers []cache.SharedIndexInformer
 	services listerscorev1.ServiceLister
 	nodes    listerscorev1.NodeLister
 	synced   []cache.InformerSynced
@@ -125,7 +126,7 @@ type Controller struct {
 }
 
 // New builds a Controller; it starts nothing.
-func New(client kubernetes.Interface, opts Options) *Controller {
+func New(client Client, opts Options) *Controller {
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
 	}
@@ -157,20 +158,15 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		terms:   make(chan struct{}, 1),
 	}
 	c.setConfig(opts.Config)
-	// The caches keep only what edgelb reads (slim).
-	c.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
-	c.patient(client)
-	svcInf := c.factory.Core().V1().Services()
-	sliceInf := c.factory.Discovery().V1().EndpointSlices()
-	nodeInf := c.factory.Core().V1().Nodes()
-	c.services, c.nodes = svcInf.Lister(), nodeInf.Lister()
-	_ = svcInf.Informer().AddIndexers(cache.Indexers{statusIPIndex: statusIPs})
-	c.statusIndex = svcInf.Informer().GetIndexer()
-	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
-	_ = sliceInf.Informer().AddIndexers(cache.Indexers{sliceServiceIndex: sliceService})
-	c.sliceIndex = sliceInf.Informer().GetIndexer()
+	svcInf, sliceInf, nodeInf := c.patient(client)
+	c.informers = []cache.SharedIndexInformer{svcInf, sliceInf, nodeInf}
+	c.services = listerscorev1.NewServiceLister(svcInf.GetIndexer())
+	c.nodes = listerscorev1.NewNodeLister(nodeInf.GetIndexer())
+	c.statusIndex = svcInf.GetIndexer()
+	c.synced = []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced, nodeInf.HasSynced}
+	c.sliceIndex = sliceInf.GetIndexer()
 	// Events mark what changed; the desired-state loop rebuilds that.
-	_, _ = sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) { c.sliceChanged(o) },
 		UpdateFunc: func(old, o any) {
 			c.sliceChanged(old)
@@ -178,12 +174,12 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		},
 		DeleteFunc: func(o any) { c.sliceChanged(o) },
 	})
-	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.nodesChanged() },
 		UpdateFunc: func(any, any) { c.nodesChanged() },
 		DeleteFunc: func(any) { c.nodesChanged() },
 	})
-	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { c.serviceChanged(o); c.enqueue(o) },
 		UpdateFunc: func(_, o any) { c.serviceChanged(o); c.enqueue(o) },
 		DeleteFunc: func(o any) { c.serviceChanged(o); c.enqueue(o) },
@@ -272,6 +268,16 @@ func (c *Controller) enqueue(o any) {
 	}
 }
 
+// startInformers runs the informers until stop is closed; wait returns
+// once they have all stopped.
+func (c *Controller) startInformers(stop <-chan struct{}) (wait func()) {
+	var wg sync.WaitGroup
+	for _, inf := range c.informers {
+		wg.Go(func() { inf.Run(stop) })
+	}
+	return wg.Wait
+}
+
 // Run starts the informers, the desired-state loop and leader election,
 // and returns when ctx is done.
 func (c *Controller) Run(ctx context.Context) error {
@@ -280,8 +286,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	accessDone := make(chan struct{})
 	go func() { defer close(accessDone); c.accessLoop(ctx) }()
 	defer func() { <-accessDone }()
-	c.factory.Start(ctx.Done())
-	defer c.factory.Shutdown()
+	defer c.startInformers(ctx.Done())()
 	defer close(c.stopped)
 	c.log.Info("waiting for the Kubernetes caches to sync")
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {

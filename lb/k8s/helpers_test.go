@@ -70,7 +70,6 @@ func newController(t *testing.T, client kubernetes.Interface, cfg *config.Config
 		Log:      slog.New(slog.DiscardHandler),
 		Workers:  2,
 	})
-	t.Cleanup(c.factory.Shutdown)
 	return c
 }
 
@@ -79,8 +78,8 @@ func newController(t *testing.T, client kubernetes.Interface, cfg *config.Config
 func startInformers(t *testing.T, c *Controller) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	c.factory.Start(ctx.Done())
+	t.Cleanup(c.startInformers(ctx.Done()))
+	t.Cleanup(cancel) // first: the informers stop, then the test waits for them
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		t.Fatal("caches did not sync")
 	}
@@ -91,7 +90,7 @@ func startInformers(t *testing.T, c *Controller) {
 // them in order.
 func cacheAdd(t *testing.T, c *Controller, svcs ...*corev1.Service) {
 	t.Helper()
-	store := c.factory.Core().V1().Services().Informer().GetIndexer()
+	store := c.statusIndex // the Services' cache
 	for _, s := range svcs {
 		if err := store.Add(s.DeepCopy()); err != nil {
 			t.Fatal(err)

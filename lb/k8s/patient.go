@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -19,15 +18,16 @@ import (
 // cannot be reached.
 const apiRetry = time.Second
 
-// patient registers the informers of Services, EndpointSlices and Nodes in
-// the factory with list and watch calls that keep trying, every apiRetry,
-// while the API server cannot be reached. client-go's reflector backs off
-// up to 30 s, doubled by jitter, between attempts: after an outage of a
-// few minutes its caches, and so new Services, would wait up to a minute
-// after the API server is back. The dataplane does not depend on this:
-// it keeps the last desired state throughout.
-func (c *Controller) patient(client kubernetes.Interface) {
-	add := func(obj runtime.Object, listFn func(metav1.ListOptions) (runtime.Object, error), watchFn func(metav1.ListOptions) (watch.Interface, error), indexers cache.Indexers) {
+// patient builds the informers of Services, EndpointSlices and Nodes,
+// whose caches keep only what edgelb reads (slim), with list and watch
+// calls that keep trying, every apiRetry, while the API server cannot be
+// reached. client-go's reflector backs off up to 30 s, doubled by jitter,
+// between attempts: after an outage of a few minutes its caches, and so
+// new Services, would wait up to a minute after the API server is back.
+// The dataplane does not depend on this: it keeps the last desired state
+// throughout.
+func (c *Controller) patient(client Client) (services, slices, nodes cache.SharedIndexInformer) {
+	informer := func(obj runtime.Object, listFn func(metav1.ListOptions) (runtime.Object, error), watchFn func(metav1.ListOptions) (watch.Interface, error), indexers cache.Indexers) cache.SharedIndexInformer {
 		lw := &cache.ListWatch{
 			ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
 				return retry(c.stopped, apiRetry, func() (runtime.Object, error) { return listFn(o) })
@@ -36,28 +36,30 @@ func (c *Controller) patient(client kubernetes.Interface) {
 				return retry(c.stopped, apiRetry, func() (watch.Interface, error) { return watchFn(o) })
 			},
 		}
-		c.factory.InformerFor(obj, func(kubernetes.Interface, time.Duration) cache.SharedIndexInformer {
-			return cache.NewSharedIndexInformer(lw, obj, 0, indexers)
-		})
+		inf := cache.NewSharedIndexInformer(lw, obj, 0, indexers)
+		_ = inf.SetTransform(slim) // fails only once the informer runs
+		return inf
 	}
 	ctx := context.Background()
-	add(&corev1.Service{},
+	// Services are read by key and all at once: no namespace index.
+	services = informer(&corev1.Service{},
 		func(o metav1.ListOptions) (runtime.Object, error) { return client.CoreV1().Services("").List(ctx, o) },
 		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Services("").Watch(ctx, o) },
-		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	add(&discoveryv1.EndpointSlice{},
+		cache.Indexers{statusIPIndex: statusIPs})
+	slices = informer(&discoveryv1.EndpointSlice{},
 		func(o metav1.ListOptions) (runtime.Object, error) {
 			return client.DiscoveryV1().EndpointSlices("").List(ctx, o)
 		},
 		func(o metav1.ListOptions) (watch.Interface, error) {
 			return client.DiscoveryV1().EndpointSlices("").Watch(ctx, o)
 		},
-		// Read by Service only (sliceServiceIndex): no namespace index.
-		cache.Indexers{})
-	add(&corev1.Node{},
+		// Read by Service only: no namespace index.
+		cache.Indexers{sliceServiceIndex: sliceService})
+	nodes = informer(&corev1.Node{},
 		func(o metav1.ListOptions) (runtime.Object, error) { return client.CoreV1().Nodes().List(ctx, o) },
 		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Nodes().Watch(ctx, o) },
 		cache.Indexers{})
+	return services, slices, nodes
 }
 
 // retry calls f until it succeeds, fails with an answer of the API server

@@ -3,8 +3,6 @@ package k8s
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 )
@@ -20,7 +18,7 @@ const (
 )
 
 // eventClient is the clientset Events are written with.
-func (c *Controller) eventClient() kubernetes.Interface {
+func (c *Controller) eventClient() Client {
 	if c.opts.EventClient != nil {
 		return c.opts.EventClient
 	}
@@ -36,7 +34,7 @@ func (c *Controller) newRecorder() (record.EventBroadcaster, record.EventRecorde
 		EventSink: &typedcorev1.EventSinkImpl{Interface: c.eventClient().CoreV1().Events("")},
 		count:     c.countEvent,
 	})
-	r := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity})
+	r := b.NewRecorder(eventScheme, corev1.EventSource{Component: "edgelb", Host: c.opts.Identity})
 	return b, countingRecorder{EventRecorder: r, count: c.countEvent}
 }
 

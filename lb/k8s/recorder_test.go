@@ -40,7 +40,6 @@ func TestStalledEventsDoNotBlockStatus(t *testing.T) {
 			outcomes[o]++
 		},
 	})
-	t.Cleanup(c.factory.Shutdown)
 	var keys []string
 	for i := 0; i < 10; i++ {
 		create(t, fc, lbService("ns", fmt.Sprintf("s%d", i), i))

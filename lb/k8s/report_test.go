@@ -97,7 +97,6 @@ func newReportEnv(t *testing.T) *reportEnv {
 		Ownership: e.owners, Health: e.health, EventInterval: 30 * time.Second, LeaseDuration: 15 * time.Second,
 		Now: func() time.Time { return e.now },
 	})
-	t.Cleanup(e.c.factory.Shutdown)
 	cacheAdd(t, e.c, lbService("ns", "web", 0, e.vip.String()))
 	vs := lb.VirtualService{Key: lb.Key{VIP: e.vip, Port: 80, Protocol: lb.TCP}, Source: lb.Source{Namespace: "ns", Name: "web"}}
 	for _, b := range e.backends {

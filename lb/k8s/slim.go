@@ -18,11 +18,15 @@ import (
 // only what edgelb reads, so that 10,000 Services, their EndpointSlices
 // and the Nodes cost what edgelb needs of them and no more.
 //
-//   - Services lose their managedFields only. The leader writes a
+//   - Services keep their metadata but managedFields, and of their spec
+//     only the fields edgelb reads (slimServiceSpec). The leader writes a
 //     Service's status from its cached copy (UpdateStatus), and the
 //     status subresource takes the metadata it is sent: an annotation
 //     missing from the cache would be deleted. managedFields are the
-//     exception: a write without them keeps the server's.
+//     exception: a write without them keeps the server's. The spec is
+//     another: the status subresource resets it to the server's (the
+//     Service strategy's PrepareForUpdate and reset fields), so the
+//     selector, cluster IPs and the rest stay as they are.
 //   - EndpointSlices become lb.EndpointSlice (cachedSlice): name,
 //     Service, address family, ports and, of each endpoint, its first
 //     address, node and the two conditions edgelb reads; edgelb never
@@ -35,6 +39,7 @@ func slim(o any) (any, error) {
 	switch o := o.(type) {
 	case *corev1.Service:
 		o.ManagedFields = nil
+		o.Spec = slimServiceSpec(&o.Spec)
 		return o, nil
 	case *discoveryv1.EndpointSlice:
 		return slimSlice(o), nil
@@ -42,6 +47,25 @@ func slim(o any) (any, error) {
 		return slimNode(o), nil
 	}
 	return o, nil
+}
+
+// slimServiceSpec keeps the fields of a Service's spec that edgelb reads:
+// a field added to what edgelb reads must be added here.
+func slimServiceSpec(s *corev1.ServiceSpec) corev1.ServiceSpec {
+	return corev1.ServiceSpec{
+		Type:                          s.Type,
+		Ports:                         s.Ports,
+		LoadBalancerClass:             s.LoadBalancerClass,
+		LoadBalancerIP:                s.LoadBalancerIP,
+		LoadBalancerSourceRanges:      s.LoadBalancerSourceRanges,
+		ExternalTrafficPolicy:         s.ExternalTrafficPolicy,
+		HealthCheckNodePort:           s.HealthCheckNodePort,
+		AllocateLoadBalancerNodePorts: s.AllocateLoadBalancerNodePorts,
+		SessionAffinity:               s.SessionAffinity,
+		SessionAffinityConfig:         s.SessionAffinityConfig,
+		IPFamilies:                    s.IPFamilies,
+		IPFamilyPolicy:                s.IPFamilyPolicy,
+	}
 }
 
 // slimMeta keeps what the caches and edgelb use of an object's metadata.

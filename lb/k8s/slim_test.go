@@ -1,8 +1,13 @@
 package k8s
 
 import (
+	"fmt"
+	"reflect"
 	"testing"
 
+	"github.com/edgelb/edgelb/lb"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -39,5 +44,80 @@ func TestCachedSliceKeys(t *testing.T) {
 	}
 	if got, _ := idx.ByIndex(sliceServiceIndex, "ns/web"); len(got) != 1 {
 		t.Errorf("index of Service ns/web holds %d slices, want 1", len(got))
+	}
+}
+
+// The cached Service, its spec cut to what edgelb reads, gives the same
+// desired state and problems as the Service the API server sent: local
+// traffic policy (health check port), source ranges, session affinity,
+// a requested address, dual stack, a port edgelb cannot serve, no node
+// ports, another implementation's class.
+func TestSlimServiceBuildsTheSame(t *testing.T) {
+	cfg := testConfig(t, `  - {name: main, addresses: ["192.0.2.0/28", "2001:db8::/124"]}`)
+	opts := lb.OptionsFromConfig(cfg)
+	timeout := int32(600)
+	noNodePorts := false
+	dual := corev1.IPFamilyPolicyPreferDualStack
+	full := []*corev1.Service{
+		lbService("ns", "plain", 0, "192.0.2.1"),
+		lbService("ns", "rich", 1, "192.0.2.2", "2001:db8::2"),
+		lbService("ns", "requested", 2),
+		lbService("ns", "sctp", 3, "192.0.2.4"),
+		lbService("ns", "no-node-ports", 4, "192.0.2.5"),
+		lbService("ns", "other-class", 5, "192.0.2.6"),
+	}
+	r := full[1]
+	r.Spec.Selector = map[string]string{"app": "rich"}
+	r.Spec.ClusterIP, r.Spec.ClusterIPs = "10.96.0.10", []string{"10.96.0.10", "fd00::10"}
+	r.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	r.Spec.IPFamilyPolicy = &dual
+	r.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	r.Spec.HealthCheckNodePort = 31999
+	r.Spec.LoadBalancerSourceRanges = []string{"198.51.100.0/24"}
+	r.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	r.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
+	r.Spec.AllocateLoadBalancerNodePorts = &noNodePorts
+	r.Spec.Ports[0].NodePort = 30080
+	full[2].Spec.LoadBalancerIP = "192.0.2.3"
+	full[3].Spec.Ports[0].Protocol = corev1.ProtocolSCTP
+	full[4].Spec.AllocateLoadBalancerNodePorts = &noNodePorts
+	other := "example.com/other"
+	full[5].Spec.LoadBalancerClass = &other
+	var slimmed []*corev1.Service
+	for _, s := range full {
+		o, err := slim(s.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		slimmed = append(slimmed, o.(*corev1.Service))
+	}
+	if slimmed[1].Spec.Selector != nil || slimmed[1].Spec.ClusterIP != "" {
+		t.Errorf("the cached spec kept the selector or the cluster IP: %+v", slimmed[1].Spec)
+	}
+	slices := []*lb.EndpointSlice{
+		lb.NewEndpointSlice(endpointSlice("ns", "plain", "10.1.0.1"), internName),
+		lb.NewEndpointSlice(endpointSlice("ns", "rich", "10.1.0.2"), internName),
+	}
+	nodes := []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{
+		Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}},
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}}
+	want, wantProblems := lb.Build(lb.Snapshot{Services: full, EndpointSlices: slices, Nodes: nodes}, opts)
+	got, gotProblems := lb.Build(lb.Snapshot{Services: slimmed, EndpointSlices: slices, Nodes: nodes}, opts)
+	if len(want.Services) == 0 {
+		t.Fatal("no virtual service built: the test proves nothing")
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("desired state from the cached Services:\n%+v\nfrom the API server's:\n%+v", got, want)
+	}
+	if !reflect.DeepEqual(gotProblems, wantProblems) {
+		t.Errorf("problems from the cached Services %+v, from the API server's %+v", gotProblems, wantProblems)
+	}
+	// And the same allocation requests (families, requested address).
+	for i := range full {
+		want, wantErr := request(full[i])
+		got, gotErr := request(slimmed[i])
+		if !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: request from the cached Service %+v (%v), from the API server's %+v (%v)", full[i].Name, got, gotErr, want, wantErr)
+		}
 	}
 }

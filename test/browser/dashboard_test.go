@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/test/testenv"
 	"github.com/edgelb/edgelb/web/webtest"
 )
 
@@ -250,7 +251,7 @@ func alive(ms []api.Member) int {
 func buildEdgelb(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "edgelb")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/edgelb/edgelb/cmd/edgelb").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags", testenv.BuildTags, "-o", bin, "github.com/edgelb/edgelb/cmd/edgelb").CombinedOutput()
 	if err != nil {
 		t.Fatalf("building edgelb: %v\n%s", err, out)
 	}

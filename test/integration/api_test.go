@@ -4,13 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgelb/edgelb/api"
+	"github.com/edgelb/edgelb/cmd/edgelb/cli"
 )
 
 // The running daemon's API shows the Service edgelb allocated, its
@@ -67,8 +70,17 @@ func TestDaemonAPIShowsServices(t *testing.T) {
 	if code, body := get("/readyz", "viewer-token-0123456789"); code != 200 {
 		t.Errorf("/readyz: %d %s", code, body)
 	}
-	if code, body := get("/metrics", "viewer-token-0123456789"); code != 200 || !strings.Contains(string(body), `edgelb_leader 1`) {
+	code, body := get("/metrics", "viewer-token-0123456789")
+	if code != 200 || !strings.Contains(string(body), `edgelb_leader 1`) {
 		t.Errorf("/metrics: %d, edgelb_leader 1 missing", code)
+	}
+	// The collector's target: edgelb's default, or GOGC where it is set.
+	gogc := os.Getenv("GOGC")
+	if gogc == "" {
+		gogc = strconv.Itoa(cli.DefaultGCPercent)
+	}
+	if want := "\ngo_gc_gogc_percent " + gogc + "\n"; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics has no %q", strings.TrimSpace(want))
 	}
 	out, err := exec.Command(edgelb, "status", "--api", base, "--token", "viewer-token-0123456789").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), ns+"/web") || !strings.Contains(string(out), ip+":443/tcp") {

@@ -90,6 +90,11 @@ func TestTutorialServiceGetsExternalIP(t *testing.T) {
 		t.Errorf("kubectl does not show %s as EXTERNAL-IP:\n%s", ips[0], out)
 	}
 	svc := getService(t, "tutorial", "nginx")
+	// edgelb's cache keeps only the spec fields it reads and writes the
+	// status from it: the server keeps the spec it had.
+	if svc.Spec.Selector["app"] != "nginx" || svc.Spec.ClusterIP == "" || len(svc.Spec.ClusterIPs) == 0 || svc.Spec.InternalTrafficPolicy == nil {
+		t.Errorf("the spec changed with edgelb's status write: %+v", svc.Spec)
+	}
 	if m := svc.Status.LoadBalancer.Ingress[0].IPMode; m == nil || *m != corev1.LoadBalancerIPModeVIP {
 		t.Errorf("ipMode = %v, want VIP for an announce-only appliance", m)
 	}

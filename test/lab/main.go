@@ -263,7 +263,7 @@ func run(ctx context.Context) error {
 
 	fmt.Println("lab: building edgelb and the in-VM helper...")
 	for _, b := range []struct{ out, pkg string }{{"edgelb", "./cmd/edgelb"}, {"labvm", "./test/lab/labvm"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", testenv.BuildTags, "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)

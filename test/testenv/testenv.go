@@ -102,10 +102,14 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+// BuildTags are the build tags of the edgelb binary the tests build: the
+// Makefile's TAGS, which `make build` and `make deb` use.
+const BuildTags = "nomsgpack"
+
 // BuildEdgelb builds cmd/edgelb into dir and returns the binary's path.
 func BuildEdgelb(dir string) (string, error) {
 	out := filepath.Join(dir, "edgelb")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/edgelb")
+	cmd := exec.Command("go", "build", "-tags", BuildTags, "-o", out, "./cmd/edgelb")
 	cmd.Dir = RepoRoot()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building edgelb: %v\n%s", err, b)

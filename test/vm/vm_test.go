@@ -54,7 +54,7 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) stri
 		prereq.Missing(t, "cannot prepare the test VM (hack/vm/build.sh): %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	build(t, root, dir, "build", "-o", filepath.Join(dir, "edgelb"), "./cmd/edgelb")
+	build(t, root, dir, "build", "-tags", testenv.BuildTags, "-o", filepath.Join(dir, "edgelb"), "./cmd/edgelb")
 	build(t, root, dir, "test", "-c", "-tags", "vm", "-o", filepath.Join(dir, "e2e.test"), "./test/vm/e2e")
 	job := filepath.Join(dir, "job.sh")
 	os.WriteFile(job, []byte("/job/e2e.test "+testArgs+"\n"), 0o644)

@@ -25,7 +25,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -70,7 +69,7 @@ type Options struct {
 	// Kube is the Kubernetes client; nil builds one from the config's
 	// kubernetes.kubeconfig (or in-cluster) when it has a kubernetes
 	// section.
-	Kube kubernetes.Interface
+	Kube k8s.Client
 	// Transport replaces memberlist's UDP/TCP transport (tests use
 	// memberlist.MockNetwork); nil: cluster.bindAddr and bindPort.
 	Transport memberlist.Transport
@@ -673,7 +672,7 @@ func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // KubeClient builds the Kubernetes client of kc (its kubeconfig, else
 // the in-cluster one), and sends client-go's logs to log.
-func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubernetes.Interface, error) {
+func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (k8s.Client, error) {
 	client, _, _, err := kubeClients(kc, version, log)
 	return client, err
 }
@@ -683,7 +682,7 @@ func KubeClient(kc *config.Kubernetes, version string, log *slog.Logger) (kubern
 // and kube-controller-manager write theirs; and the holder of the
 // kubeconfig's inline token, nil without one. client-go honours the API
 // server's 429 and Retry-After on both (API Priority and Fairness).
-func kubeClients(kc *config.Kubernetes, version string, log *slog.Logger) (client, events kubernetes.Interface, tok *bearer, err error) {
+func kubeClients(kc *config.Kubernetes, version string, log *slog.Logger) (client, events k8s.Client, tok *bearer, err error) {
 	// client-go logs through klog; send it to our slog handler.
 	klog.SetLogger(logr.FromSlogHandler(log.With("component", "client-go").Handler()))
 	var rc *rest.Config
@@ -704,11 +703,11 @@ func kubeClients(kc *config.Kubernetes, version string, log *slog.Logger) (clien
 		rc.BearerToken = ""
 		rc.Wrap(func(next http.RoundTripper) http.RoundTripper { return bearerTransport{b: tok, next: next} })
 	}
-	// Each clientset made from a Config gets a rate limiter of its own.
+	// Each client made from a Config gets a rate limiter of its own.
 	erc := rest.CopyConfig(rc)
 	erc.QPS, erc.Burst = kc.EventQPS, kc.EventBurst
-	if client, err = kubernetes.NewForConfig(rc); err == nil {
-		events, err = kubernetes.NewForConfig(erc)
+	if client, err = k8s.NewClient(rc); err == nil {
+		events, err = k8s.NewClient(erc)
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("creating the Kubernetes client: %w", err)
