@@ -355,6 +355,20 @@ func TestTestbed(t *testing.T) {
 		}
 	})
 
+	t.Run("resident memory of edgelb as installed", func(t *testing.T) {
+		// A figure, not asserted: the packaged daemon's memory on
+		// Debian's kernel (the VM's), where the binary's pages are
+		// mapped as read, not 2 MB at a time as on the development
+		// machine's (docs/architecture.md, "Memory at scale").
+		var each []string
+		for _, h := range hosts {
+			pid := h.prop(t, "MainPID")
+			st := h.run(t, "grep", "-E", "^(VmRSS|RssAnon|RssFile):", "/proc/"+pid+"/status")
+			each = append(each, h.name+" "+strings.Join(strings.Fields(st), " "))
+		}
+		figure(t, "memory", "edgelb's resident memory with one Service, kernel %s: %s", strings.TrimSpace(owner.run(t, "uname", "-r")), strings.Join(each, "; "))
+	})
+
 	t.Run("restart of the owner: no failed probe, the connection survives", func(t *testing.T) {
 		journalsOnFailure(t)
 		p := startProbe(t, "client", webURL)
