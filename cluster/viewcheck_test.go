@@ -1,0 +1,158 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rankedVIPs returns up to n VIPs whose rendezvous ranking among the
+// named members is exactly order (the first wins).
+func rankedVIPs(n int, order ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, v := range vipRange(2000) {
+		ok := true
+		for i := 1; i < len(order); i++ {
+			if score(order[i-1], v) <= score(order[i], v) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, v)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// watchOwners samples every member's owned VIPs every 2 ms until stop is
+// called, which returns the first VIP seen owned by two members at once
+// ("" if none) and, for each member, every VIP it owned at some point.
+func watchOwners(ms []*simMember) (stop func() (twice string, owned map[string][]netip.Addr)) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var first string
+	owned := map[string][]netip.Addr{}
+	wg.Go(func() {
+		for {
+			seen := map[netip.Addr]string{}
+			for _, m := range ms {
+				name := m.c.opts.Name
+				for _, v := range own(m.c) {
+					if o, ok := seen[v]; ok && first == "" {
+						first = fmt.Sprintf("%s owned by %s and %s", v, o, name)
+					}
+					seen[v] = name
+					if !slices.Contains(owned[name], v) {
+						owned[name] = append(owned[name], v)
+					}
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	})
+	return func() (string, map[string][]netip.Addr) {
+		close(done)
+		wg.Wait()
+		return first, owned
+	}
+}
+
+func healthySeenBy(m *simMember, name string) bool {
+	for _, x := range m.c.Members() {
+		if x.Name == name {
+			return x.Healthy
+		}
+	}
+	return false
+}
+
+// TestStaleMetaAtHeartbeatDeath is the start-up race the crash benchmark
+// showed (two hosts answered for 280 ms): lb2 becomes healthy, lb1 hears
+// of it but lb3's gossip is late (its incoming memberlist packets are
+// held), and lb1 dies (its heartbeats stop) right then. lb1's VIPs here
+// rank lb1 > lb2 > lb3: lb2, which knows it is healthy, takes them; lb3,
+// which still sees lb2 unhealthy, would take them too. The heartbeats
+// carry digests of the metadata ownership is computed from, so lb3 knows
+// its copy of lb2's is behind and lb2 that lb3 has not got its own: they
+// take nothing new until they agree, and lb3 catches up by a push/pull
+// with lb2 without waiting for gossip. Never two owners; lb1's VIPs reach
+// lb2 while lb3's gossip is still held.
+func TestStaleMetaAtHeartbeatDeath(t *testing.T) {
+	dead := rankedVIPs(8, "lb1", "lb2", "lb3")  // lb1's, lb2's next
+	kept := rankedVIPs(4, "lb3", "lb1", "lb2")  // lb3's throughout
+	other := rankedVIPs(4, "lb2", "lb1", "lb3") // lb2's once healthy, lb1's before
+	vips := slices.Concat(dead, kept, other)
+	slices.SortFunc(vips, netip.Addr.Compare)
+	hn := &hbNet{}
+	port := map[string]uint16{"lb1": 32001, "lb2": 32002, "lb3": 32003}
+	conns := map[string]*hbConn{}
+	for name, p := range port {
+		conns[name] = hn.listen(p)
+	}
+	s := newSimWith(t, 3, 0, vips, func(o *Options) {
+		o.Heartbeat = HeartbeatOptions{Interval: 20 * time.Millisecond, Multiplier: 3, Port: port[o.Name], Conn: conns[o.Name]}
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = time.Second, 500*time.Millisecond, 4
+	})
+	s.waitConverged(vips, s.members)
+	lb1, lb2, lb3 := s.members[0], s.members[1], s.members[2]
+
+	lb2.c.SetHealth("dataplane", errors.New("not programmed"))
+	if !eventually(t, 10*time.Second, func() bool {
+		ok, _ := s.converged(vips, s.members)
+		return ok && len(own(lb2.c)) == 0 && !healthySeenBy(lb1, "lb2") && !healthySeenBy(lb3, "lb2")
+	}) {
+		t.Fatal("lb2 unhealthy: not settled")
+	}
+	want := slices.Concat(dead, other)
+	slices.SortFunc(want, netip.Addr.Compare)
+	if !slices.Equal(own(lb1.c), want) {
+		t.Fatalf("lb1 owns %v, want %v", own(lb1.c), want)
+	}
+
+	stop := watchOwners(s.members)
+	lb3.tr.setHeld(true)
+	lb2.c.SetHealth("dataplane", nil)
+	if !eventually(t, 5*time.Second, func() bool { return healthySeenBy(lb1, "lb2") }) {
+		t.Fatal("lb1 did not hear that lb2 is healthy")
+	}
+	// lb1 dies now: its heartbeats stop (memberlist, slow here, still
+	// lists it).
+	hn.setCut(port["lb1"], true)
+	cut := time.Now()
+	moved := eventually(t, 2*time.Second, func() bool {
+		o := own(lb2.c)
+		for _, v := range dead {
+			if !slices.Contains(o, v) {
+				return false
+			}
+		}
+		return len(own(lb1.c)) == 0
+	})
+	took := time.Since(cut)
+	lb3.tr.setHeld(false)
+	twice, owned := stop()
+	if twice != "" {
+		t.Errorf("two owners at once: %s", twice)
+	}
+	for _, v := range dead {
+		if slices.Contains(owned["lb3"], v) {
+			t.Errorf("lb3 took %s from its stale view (lb2 unhealthy); lb2 wins it", v)
+		}
+	}
+	if !moved {
+		t.Fatalf("lb1's VIPs %v not on lb2 within 2 s of its death while lb3's gossip was late: lb2 owns %v, lb1 %v", dead, own(lb2.c), own(lb1.c))
+	}
+	t.Logf("lb1's VIPs on lb2 %v after its heartbeats stopped", took.Round(time.Millisecond))
+}
