@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -193,4 +194,109 @@ func testStaleMetaAtDeath(t *testing.T, catchUpAfter time.Duration) {
 		t.Fatalf("lb1's VIPs %v not on lb2 after its death: lb2 owns %v, lb1 %v", dead, own(lb2.c), own(lb1.c))
 	}
 	t.Logf("lb1's VIPs on lb2 %v after its heartbeats stopped", took.Round(time.Millisecond))
+}
+
+func TestHeartbeatOwnerVersionsOnTheWire(t *testing.T) {
+	old := heartbeat{Seq: 7, From: "lb1", To: "lb2", Reports: []report{{Name: "lb3", Age: ms(12)}}}
+	oldBytes, err := old.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A release before the versions sends none: "unknown".
+	got, err := unmarshalHeartbeat(oldBytes)
+	if err != nil || got.Versions != nil {
+		t.Fatalf("heartbeat without versions: %+v, %v; want no versions", got, err)
+	}
+	withV := old
+	withV.Versions = &ownerVersions{Sender: 1<<63 + 5, Receiver: 42}
+	b, err := withV.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Older releases read up to the reports and ignore what follows: the
+	// fields they know are where they were.
+	if !bytes.HasPrefix(b, oldBytes) {
+		t.Fatal("the versions moved the fields older releases read")
+	}
+	got, err = unmarshalHeartbeat(b)
+	if err != nil || got.Versions == nil || *got.Versions != *withV.Versions || got.Seq != 7 || !slices.Equal(got.Reports, old.Reports) {
+		t.Fatalf("round trip: %+v (versions %v), %v", got, got.Versions, err)
+	}
+	// An unknown extension before them is skipped; one cut short ends
+	// the extensions and leaves the heartbeat valid.
+	unknown := append(append(slices.Clone(oldBytes), 9, 3, 1, 2, 3), b[len(oldBytes):]...)
+	if got, err = unmarshalHeartbeat(unknown); err != nil || got.Versions == nil || *got.Versions != *withV.Versions {
+		t.Fatalf("after an unknown extension: %+v, %v", got, err)
+	}
+	if got, err = unmarshalHeartbeat(b[:len(b)-3]); err != nil || got.Versions != nil || got.Seq != 7 {
+		t.Fatalf("extension cut short: %+v, %v; want the heartbeat without versions", got, err)
+	}
+}
+
+func TestDisagreeing(t *testing.T) {
+	const self = 100
+	peer := func(name string, copyOf uint64) Member {
+		return Member{Name: name, Meta: Meta{Healthy: true, OwnerVersion: copyOf}}
+	}
+	for _, tc := range []struct {
+		name  string
+		m     Member
+		heard map[string]ownerVersions
+		want  bool
+	}{
+		{"agree", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, false},
+		{"our copy of b is behind", peer("b", 7), map[string]ownerVersions{"b": {Sender: 8, Receiver: self}}, true},
+		{"our copy is newer than b's heartbeat (gossip came first)", peer("b", 8), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, false},
+		{"b's copy of us is behind", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self - 1}}, true},
+		{"b sends no versions (an older release)", peer("b", 0), nil, false},
+		{"b is counted down", func() Member { m := peer("b", 7); m.Silent = true; return m }(), map[string]ownerVersions{"b": {Sender: 9, Receiver: 1}}, false},
+		{"b is absent (restarting)", func() Member { m := peer("b", 7); m.Absent = true; return m }(), map[string]ownerVersions{"b": {Sender: 9, Receiver: 1}}, false},
+		{"a witness's copy of us is not waited for", func() Member { m := peer("w", 7); m.Witness = true; return m }(), map[string]ownerVersions{"w": {Sender: 7, Receiver: 1}}, false},
+		{"a witness's own metadata is", func() Member { m := peer("w", 7); m.Witness = true; return m }(), map[string]ownerVersions{"w": {Sender: 8, Receiver: self}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			members := []Member{peer("a", self), tc.m}
+			got := disagreeing("a", self, members, tc.heard)
+			if (len(got) > 0) != tc.want {
+				t.Fatalf("disagreeing %v, want disagreement %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The owner version moves with what Assign reads only: a takeover (Held,
+// Gave) leaves it, so that the others do not wait for it; becoming
+// unhealthy and healthy again moves it twice, never back.
+func TestOwnerVersion(t *testing.T) {
+	now := t0
+	c := &Cluster{opts: Options{Now: func() time.Time { return now }}}
+	m := Meta{Healthy: true, Networks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
+	v1 := c.bumpOwnerVersionLocked(m).OwnerVersion
+	if v1 < uint64(t0.UnixNano()) {
+		t.Fatalf("first version %d below the start's wall clock", v1)
+	}
+	m.Held, m.Gave, m.ConfigVersion = Digest{Count: 3, Sum: 9}, 4, 2
+	if v := c.bumpOwnerVersionLocked(m).OwnerVersion; v != v1 {
+		t.Fatalf("held, gave and config changed the owner version: %d, was %d", v, v1)
+	}
+	seen := []uint64{v1}
+	for _, change := range []func(*Meta){
+		func(m *Meta) { m.Healthy = false },
+		func(m *Meta) { m.Healthy = true },
+		func(m *Meta) { m.Draining = true },
+		func(m *Meta) { m.Refused = []netip.Addr{netip.MustParseAddr("192.0.2.9")} },
+		func(m *Meta) { m.Networks = nil },
+	} {
+		change(&m)
+		v := c.bumpOwnerVersionLocked(m).OwnerVersion
+		if v <= seen[len(seen)-1] {
+			t.Fatalf("owner version %d after a change, was %d", v, seen[len(seen)-1])
+		}
+		seen = append(seen, v)
+	}
+	// It is gossiped.
+	b := encodeMeta(c.bumpOwnerVersionLocked(m), 512)
+	if got, err := decodeMeta(b); err != nil || got.OwnerVersion != seen[len(seen)-1] {
+		t.Fatalf("decoded owner version %d, %v; want %d", got.OwnerVersion, err, seen[len(seen)-1])
+	}
 }
