@@ -118,6 +118,9 @@ type Options struct {
 	// and is never assigned a VIP. Its health sources are ignored: a
 	// witness is never healthy, having nothing to serve with.
 	Witness bool
+	// catchUpAfter replaces catchUpLoop's delay (tests; 0: two
+	// heartbeat intervals).
+	catchUpAfter time.Duration
 }
 
 // Defaults for the Options that have no config key.
@@ -203,9 +206,6 @@ type Cluster struct {
 	// Meta last gossiped or decided from (viewcheck.go).
 	ownerVersion uint64
 	ownerDigest  uint64
-	// catchUpAfter replaces catchUpLoop's delay (tests; 0: two
-	// heartbeat intervals).
-	catchUpAfter time.Duration
 	// hb sends and receives heartbeats, nil when they are off (set in
 	// Run before memberlist starts, read by update).
 	hb atomic.Pointer[heartbeater]

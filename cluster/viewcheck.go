@@ -220,8 +220,8 @@ func (c *Cluster) lagging(d time.Duration) (addrs []string, next time.Duration) 
 // intervals while it lasts: gossip did not bring the news in time.
 func (c *Cluster) catchUpLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	after := 2 * c.opts.Heartbeat.Interval
-	if c.catchUpAfter != 0 {
-		after = c.catchUpAfter
+	if c.opts.catchUpAfter != 0 {
+		after = c.opts.catchUpAfter
 	}
 	for {
 		select {

@@ -120,10 +120,8 @@ func testStaleMetaAtDeath(t *testing.T, catchUpAfter time.Duration) {
 	s := newSimWith(t, 3, 0, vips, func(o *Options) {
 		o.Heartbeat = HeartbeatOptions{Interval: 20 * time.Millisecond, Multiplier: 3, Port: port[o.Name], Conn: conns[o.Name]}
 		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = time.Second, 500*time.Millisecond, 4
+		o.catchUpAfter = catchUpAfter
 	})
-	for _, m := range s.members {
-		m.c.catchUpAfter = catchUpAfter
-	}
 	s.waitConverged(vips, s.members)
 	lb1, lb2, lb3 := s.members[0], s.members[1], s.members[2]
 
