@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -296,5 +297,34 @@ func TestOwnerVersion(t *testing.T) {
 	b := encodeMeta(c.bumpOwnerVersionLocked(m), 512)
 	if got, err := decodeMeta(b); err != nil || got.OwnerVersion != seen[len(seen)-1] {
 		t.Fatalf("decoded owner version %d, %v; want %d", got.OwnerVersion, err, seen[len(seen)-1])
+	}
+}
+
+// A heartbeat without versions (an older release) records none, so the
+// member is not compared; one with them is; a member that joins again
+// (a new process) starts without any.
+func TestHeartbeaterRecordsVersions(t *testing.T) {
+	keys := func() [][]byte { return [][]byte{testKey} }
+	h := newHeartbeater("lb1", HeartbeatOptions{Interval: hbInterval, Multiplier: 3}, nil, keys, func() time.Time { return t0 }, func() {}, slog.New(slog.DiscardHandler))
+	h.setTargets([]hbTarget{{Name: "lb2", Addr: netip.MustParseAddrPort("10.0.0.2:7947")}})
+	s := sealer{keys: keys}
+	send := func(seq uint64, v *ownerVersions) {
+		b, err := s.seal(heartbeat{Seq: seq, From: "lb2", To: "lb1", Versions: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.receive(b, t0)
+	}
+	send(1, nil)
+	if got := h.heardVersions(); len(got) != 0 {
+		t.Fatalf("after a heartbeat without versions: %v, want none", got)
+	}
+	send(2, &ownerVersions{Sender: 5, Receiver: 6})
+	if got := h.heardVersions(); got["lb2"] != (ownerVersions{Sender: 5, Receiver: 6}) {
+		t.Fatalf("heard %v, want lb2's 5/6", got)
+	}
+	h.forgetPeer("lb2")
+	if got := h.heardVersions(); len(got) != 0 {
+		t.Fatalf("after lb2 joined again: %v, want none", got)
 	}
 }
