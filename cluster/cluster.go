@@ -118,6 +118,9 @@ type Options struct {
 	// and is never assigned a VIP. Its health sources are ignored: a
 	// witness is never healthy, having nothing to serve with.
 	Witness bool
+	// catchUpAfter replaces catchUpLoop's delay (tests; 0: two
+	// heartbeat intervals).
+	catchUpAfter time.Duration
 }
 
 // Defaults for the Options that have no config key.
@@ -194,6 +197,15 @@ type Cluster struct {
 	epoch    uint64
 	restart  restartState
 	fresh    freshState
+	// agree compares the heartbeats' digests with this member's
+	// (viewcheck.go); catchUp wakes catchUpLoop when a disagreement
+	// begins.
+	agree   viewCheck
+	catchUp chan struct{}
+	// ownerVersion is Meta.OwnerVersion, numbering ownerDigest of the
+	// Meta last gossiped or decided from (viewcheck.go).
+	ownerVersion uint64
+	ownerDigest  uint64
 	// hb sends and receives heartbeats, nil when they are off (set in
 	// Run before memberlist starts, read by update).
 	hb atomic.Pointer[heartbeater]
@@ -270,6 +282,8 @@ func New(opts Options) (*Cluster, error) {
 		peerGave:  map[string]uint32{},
 		restart:   restartState{absent: map[string]absentMember{}},
 		fresh:     freshState{heard: map[string]heardFrom{}},
+		agree:     viewCheck{since: map[string]time.Time{}},
+		catchUp:   make(chan struct{}, 1),
 	}
 	c.size = clusterSize(opts)
 	return c, nil
@@ -607,7 +621,7 @@ func (c *Cluster) localMetaLocked() Meta {
 	if c.restart.leaving || c.restart.grace {
 		m.Restarting, m.RestartHold = true, c.opts.RestartHold
 	}
-	return m
+	return c.bumpOwnerVersionLocked(m)
 }
 
 // healthyLocked reports whether every health source is healthy. c.mu
@@ -674,6 +688,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer close(refreshed)
 		c.refreshLoop(joinCtx, ml)
 	}()
+	caughtUp := make(chan struct{})
+	go func() {
+		defer close(caughtUp)
+		c.catchUpLoop(joinCtx, ml)
+	}()
 	metaCtx, stopMeta := context.WithCancel(context.WithoutCancel(ctx))
 	metaDone := make(chan struct{})
 	go func() {
@@ -726,6 +745,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	<-joined
 	<-refreshed
+	<-caughtUp
 	<-configDone
 	c.log.Info("left the cluster", "node", c.opts.Name)
 	return nil
@@ -828,8 +848,12 @@ func (c *Cluster) update() {
 		// partition heals, peers start) must be confirmed first.
 		c.staleLocked(now, "no quorum")
 	}
+	fresh := c.freshLocked(members, now)
+	// A peer whose heartbeats say its copy of the metadata and ours
+	// differ may compute other owners (viewcheck.go).
+	versions, disagree := c.disagreeLocked(members, seen, now)
 	in := Input{Self: c.opts.Name, Members: members, Size: c.size, Quorum: c.opts.Quorum, Voters: voters, VIPs: vips, Held: c.held,
-		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout, Stale: !c.freshLocked(members, now)}
+		Losing: c.losing, Now: now, HandoverTimeout: c.opts.HandoverTimeout, Stale: !fresh || len(disagree) > 0}
 	if c.restart.grace {
 		in.Adopted = c.restart.adopted
 	}
@@ -854,6 +878,9 @@ func (c *Cluster) update() {
 			}
 		}
 		c.owned, c.handing = d.Own, d.Handover
+	}
+	if hb != nil && versions != nil {
+		hb.setVersions(versions)
 	}
 	if c.peersGaveLocked(members) {
 		changed = true
@@ -918,8 +945,17 @@ func sameView(a, b []Member) bool {
 }
 
 // gossipMeta broadcasts this member's metadata each time it changes.
-// UpdateNode waits until the broadcast went out, so it runs apart from
-// the ownership loop.
+// UpdateNode takes the metadata (NodeMeta), puts it in this member's own
+// state at once — a push/pull sends it from then on — and queues its
+// broadcast, then waits until the broadcast has been sent as often as
+// memberlist sends one (two gossip rounds or more) or for the timeout. It
+// is not waited for: a later change would wait behind it, and a burst of
+// changes at start held the news that a host became healthy back for
+// hundreds of milliseconds while the others assigned VIPs without it (the
+// crash benchmark's two owners, viewcheck.go). A newer broadcast of the
+// same member replaces an older one still queued, so the peers get the
+// latest. It runs apart from the ownership loop, one call at a time, so
+// that a newer metadata never goes out under an older incarnation.
 func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
 	for {
 		select {
@@ -927,9 +963,8 @@ func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
 			return
 		case <-c.metaDirty:
 		}
-		if err := ml.UpdateNode(time.Second); err != nil {
-			c.log.Debug("gossiping metadata", "err", err)
-		}
+		// A zero timeout would wait for the broadcast without bound.
+		_ = ml.UpdateNode(time.Microsecond)
 	}
 }
 

@@ -76,6 +76,29 @@ func (m *simMember) drain(stop <-chan struct{}) {
 type socketTransport struct {
 	*memberlist.MockTransport
 	packets chan *memberlist.Packet
+	// While held, packets to this member wait in queue, in order, and
+	// arrive when it is released: gossip late by as long (setHeld).
+	mu    sync.Mutex
+	held  bool
+	queue []*memberlist.Packet
+}
+
+// setHeld holds the packets to this member (on) or delivers the held ones
+// and stops holding (off). Streams (push/pull, join) are not held.
+func (t *socketTransport) setHeld(on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.held = on
+	if on {
+		return
+	}
+	for _, p := range t.queue {
+		select {
+		case t.packets <- p:
+		default:
+		}
+	}
+	t.queue = nil
 }
 
 // transport is a new member's transport on the sim's network; it lives
@@ -90,10 +113,16 @@ func (s *sim) transport(name string) *socketTransport {
 			case <-stop:
 				return
 			case p := <-tr.MockTransport.PacketCh():
-				select {
-				case tr.packets <- p:
-				default: // the receive buffer is full
+				tr.mu.Lock()
+				if tr.held {
+					tr.queue = append(tr.queue, p)
+				} else {
+					select {
+					case tr.packets <- p:
+					default: // the receive buffer is full
+					}
 				}
+				tr.mu.Unlock()
 			}
 		}
 	}()

@@ -37,8 +37,9 @@ type Input struct {
 	Losing map[netip.Addr]time.Time
 	// Stale: this member's view may not be the others' (it is starting,
 	// its link came back, it regained a quorum) and they have not
-	// confirmed it yet (fresh.go): it keeps what it holds and takes
-	// nothing new.
+	// confirmed it yet (fresh.go), or a peer's heartbeats say that its
+	// copy of this member's metadata, or this member's copy of its, is
+	// behind (viewcheck.go): it keeps what it holds and takes nothing new.
 	Stale bool
 	// Now is the current time; HandoverTimeout bounds how long a held VIP
 	// is kept for a next owner that does not confirm it.

@@ -39,6 +39,14 @@
 // treats a Silent member as gone; members that gossip no heartbeat port
 // are judged by memberlist alone.
 //
+// Agreeing on the metadata (viewcheck.go): every member numbers what
+// Assign reads of its Meta with an OwnerVersion it gossips, and each
+// heartbeat carries its sender's version and that of its copy of the
+// receiver's. While a member's copy of a peer, or the peer's copy of it,
+// is behind, the two may compute different owners: it takes no new VIP
+// (Input.Stale) and, after two heartbeat intervals, exchanges its full
+// state with that peer (push/pull).
+//
 // Planned handover (Drain, or Run's context ending): the member marks itself
 // draining and keeps each VIP until the VIP's next owner gossips that it
 // holds it, or until HandoverTimeout, then releases it. When Run's context

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -70,6 +71,14 @@ func (v *hbVerdict) equal(o *hbVerdict) bool {
 	return slices.Equal(v.Silent, o.Silent) && slices.Equal(v.Unheard, o.Unheard)
 }
 
+// hbVersions are this member's owner versions (viewcheck.go), set by
+// the ownership loop for the heartbeats to carry: of its own Meta, and
+// of its copy of each peer's.
+type hbVersions struct {
+	Self  uint64
+	Peers map[string]uint64
+}
+
 // hbTarget is a peer heartbeats are sent to.
 type hbTarget struct {
 	Name string
@@ -89,11 +98,18 @@ type heartbeater struct {
 	// verdict is the last verdict, read by it.
 	targets atomic.Pointer[[]hbTarget]
 	verdict atomic.Pointer[hbVerdict]
+	// versions are what the heartbeats carry, set by the loop (nil: none
+	// yet).
+	versions atomic.Pointer[hbVersions]
 
-	// mu guards live and seq, between the heartbeater's own goroutines.
+	// mu guards live, seq and heard, between the heartbeater's own
+	// goroutines.
 	mu   sync.Mutex
 	live *liveness
 	seq  uint64
+	// heard are the versions each peer's last heartbeat carried (none
+	// from a peer that sends none).
+	heard map[string]ownerVersions
 	// rejected counts heartbeats dropped (not sealed with the key,
 	// replayed, addressed elsewhere), logged once per kind.
 	warned map[string]bool
@@ -103,6 +119,7 @@ func newHeartbeater(self string, o HeartbeatOptions, conn net.PacketConn, keys f
 	h := &heartbeater{
 		self: self, interval: o.Interval, conn: conn, sealer: sealer{keys: keys}, now: now, kick: kick, log: log,
 		live: newLiveness(o.Interval, o.Multiplier), seq: uint64(now().UnixNano()), warned: map[string]bool{},
+		heard: map[string]ownerVersions{},
 	}
 	h.targets.Store(&[]hbTarget{})
 	h.verdict.Store(&hbVerdict{})
@@ -122,6 +139,7 @@ func (h *heartbeater) setTargets(t []hbTarget) {
 	for name := range h.live.peers {
 		if !slices.ContainsFunc(t, func(x hbTarget) bool { return x.Name == name }) {
 			h.live.forget(name)
+			delete(h.heard, name)
 		}
 	}
 	h.mu.Unlock()
@@ -135,8 +153,20 @@ func (h *heartbeater) setTargets(t []hbTarget) {
 func (h *heartbeater) forgetPeer(name string) {
 	h.mu.Lock()
 	h.live.forget(name)
+	delete(h.heard, name)
 	h.mu.Unlock()
 	h.check(h.now(), true)
+}
+
+// setVersions sets the versions the heartbeats carry from now on.
+func (h *heartbeater) setVersions(v *hbVersions) { h.versions.Store(v) }
+
+// heardVersions returns the versions each peer's last heartbeat
+// carried, for the peers that send them.
+func (h *heartbeater) heardVersions() map[string]ownerVersions {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.heard)
 }
 
 // last is the last verdict.
@@ -154,8 +184,15 @@ func (h *heartbeater) send(targets []hbTarget, now time.Time) {
 	first := h.seq + 1
 	h.seq += uint64(len(targets))
 	h.mu.Unlock()
+	vs := h.versions.Load()
 	for i, t := range targets {
-		b, err := h.sealer.seal(heartbeat{Seq: first + uint64(i), From: h.self, To: t.Name, Reports: reports})
+		hb := heartbeat{Seq: first + uint64(i), From: h.self, To: t.Name, Reports: reports}
+		if vs != nil {
+			if copyOf, ok := vs.Peers[t.Name]; ok && vs.Self != 0 && copyOf != 0 {
+				hb.Versions = &ownerVersions{Sender: vs.Self, Receiver: copyOf}
+			}
+		}
+		b, err := h.sealer.seal(hb)
 		if err != nil {
 			h.warn("seal", "cannot seal heartbeats", "err", err)
 			return
@@ -195,10 +232,19 @@ func (h *heartbeater) receive(b []byte, now time.Time) {
 		prev = p.direct
 	}
 	ok := h.live.accept(hb.From, h.self, hb.Seq, now, hb.Reports)
+	newVersions := false
+	if ok && hb.Versions != nil {
+		old, had := h.heard[hb.From]
+		newVersions = !had || old != *hb.Versions
+		h.heard[hb.From] = *hb.Versions
+	}
 	h.mu.Unlock()
 	if !ok {
 		h.warn("replay", "dropping replayed or reordered heartbeats", "from", hb.From)
 		return
+	}
+	if newVersions {
+		h.kick() // the loop compares them with its copies (viewcheck.go)
 	}
 	if !prev.IsZero() && now.Sub(prev) > h.interval*3/2 {
 		// After a gap, tell the sender at once that it is heard again,

@@ -18,7 +18,17 @@ import (
 //
 // and the payload, before sealing:
 //
-//	seq (8, big endian) | from | to | n (1) | n × (name | age in ms (2))
+//	seq (8, big endian) | from | to | n (1) | n × (name | age in ms (2)) | extensions
+//
+// where extensions are zero or more of type (1) | length (1) | value,
+// skipped when their type is unknown. Releases before the extensions read
+// up to the reports and ignore what follows, so a heartbeat that carries
+// some is still a valid heartbeat to them; one without any (from such a
+// release) carries no versions, which means "unknown", never "stale".
+// Extension 1 (extOwnerVersions) is the sender's owner versions
+// (viewcheck.go, Meta.OwnerVersion): sender (8) | receiver (8), the
+// version of the sender's own Meta and that of its copy of the
+// receiver's. A change of their meaning takes a new type.
 //
 // where each name is one length byte and the bytes. seq is the sender's
 // wall clock in nanoseconds when its process started, counted up by one
@@ -31,6 +41,8 @@ import (
 // only ever take members out of the view.
 const (
 	heartbeatVersion = 1
+	// extOwnerVersions is the extension carrying ownerVersions.
+	extOwnerVersions = 1
 	// maxReports bounds the reports in one heartbeat (a cluster of
 	// appliance hosts has a handful of members).
 	maxReports = 64
@@ -44,6 +56,17 @@ type heartbeat struct {
 	Seq      uint64
 	From, To string
 	Reports  []report
+	// Versions, nil when the sender sends none (an older release, or it
+	// has no copy of the receiver's Meta yet).
+	Versions *ownerVersions
+}
+
+// ownerVersions are the owner versions one heartbeat carries
+// (viewcheck.go).
+type ownerVersions struct {
+	// Sender is the OwnerVersion of the sender's own Meta; Receiver that
+	// of the sender's copy of the receiver's.
+	Sender, Receiver uint64
 }
 
 func (h heartbeat) marshal() ([]byte, error) {
@@ -66,6 +89,11 @@ func (h heartbeat) marshal() ([]byte, error) {
 		}
 		ms := min(r.Age.Milliseconds(), 0xffff)
 		b = binary.BigEndian.AppendUint16(b, uint16(max(ms, 0)))
+	}
+	if d := h.Versions; d != nil {
+		b = append(b, extOwnerVersions, 16)
+		b = binary.BigEndian.AppendUint64(b, d.Sender)
+		b = binary.BigEndian.AppendUint64(b, d.Receiver)
 	}
 	return b, nil
 }
@@ -105,6 +133,15 @@ func unmarshalHeartbeat(b []byte) (heartbeat, error) {
 		r.Age = time.Duration(binary.BigEndian.Uint16(b)) * time.Millisecond
 		b = b[2:]
 		h.Reports = append(h.Reports, r)
+	}
+	// Extensions. One cut short ends them: the heartbeat still counts,
+	// without what it would have carried.
+	for len(b) >= 2 && len(b) >= 2+int(b[1]) {
+		typ, val := b[0], b[2:2+int(b[1])]
+		b = b[2+int(b[1]):]
+		if typ == extOwnerVersions && len(val) == 16 {
+			h.Versions = &ownerVersions{Sender: binary.BigEndian.Uint64(val), Receiver: binary.BigEndian.Uint64(val[8:])}
+		}
 	}
 	return h, nil
 }

@@ -69,6 +69,11 @@ type Meta struct {
 	// (heartbeat.go); 0: it runs none (heartbeats off, insecure, or an
 	// older release), and the others judge it by memberlist alone.
 	HeartbeatPort uint16
+	// OwnerVersion numbers what Assign reads of this Meta (Eligible,
+	// Networks, Refused): it goes up each time that changes, from the
+	// wall clock at the process's start, so that a copy can be told
+	// behind without ambiguity (viewcheck.go). 0: an older release.
+	OwnerVersion uint64
 }
 
 // Member is one member as this member sees it: a live one, or one that
@@ -119,6 +124,8 @@ type wireMeta struct {
 	W bool `json:"w,omitempty"`
 	// HeartbeatPort.
 	HB uint16 `json:"hb,omitempty"`
+	// OwnerVersion.
+	OV uint64 `json:"ov,omitempty"`
 }
 
 const metaVersion = 1
@@ -139,7 +146,7 @@ func encodeMeta(m Meta, limit int) []byte {
 func encodeMetaDropped(m Meta, limit int) ([]byte, int) {
 	w := wireMeta{V: metaVersion, Healthy: m.Healthy, Draining: m.Draining, Leaving: m.Leaving, HeldN: m.Held.Count, HeldSum: m.Held.Sum,
 		Restarting: m.Restarting, RestartHold: m.RestartHold.Milliseconds(), Gave: m.Gave, CV: m.ConfigVersion,
-		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing, W: m.Witness, HB: m.HeartbeatPort}
+		CI: m.ConfigID, U: m.Unapplied, DF: m.DataPathFailing, W: m.Witness, HB: m.HeartbeatPort, OV: m.OwnerVersion}
 	if json.Valid(m.Facts) {
 		w.F = m.Facts
 	}
@@ -190,7 +197,8 @@ func decodeMeta(b []byte) (Meta, error) {
 	}
 	m := Meta{Healthy: w.Healthy, Draining: w.Draining, Leaving: w.Leaving, Held: Digest{Count: w.HeldN, Sum: w.HeldSum},
 		Restarting: w.Restarting, RestartHold: time.Duration(w.RestartHold) * time.Millisecond, Gave: w.Gave, ConfigVersion: w.CV,
-		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF, Witness: w.W, HeartbeatPort: w.HB}
+		ConfigID: w.CI, Unapplied: w.U, Facts: []byte(w.F), DataPathFailing: w.DF, Witness: w.W, HeartbeatPort: w.HB,
+		OwnerVersion: w.OV}
 	for _, s := range w.Networks {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
