@@ -38,10 +38,15 @@ const (
 
 var hosts = []host{{"lb1", "10.0.0.11"}, {"lb2", "10.0.0.12"}, {"lb3", "10.0.0.13"}}
 
+// gateway is the LAN's router: the hosts' default route goes through it,
+// so their data-path check (node.dataPath) probes it by default.
+const gateway = "10.0.0.254"
+
 // lan builds the L2 segment: a bridge with the client, a second client
-// that is pinned to one appliance host, and three backends serving HTTP
-// on :8080 and a TCP echo on :30090 (they stand in for cluster nodes).
-// The appliance hosts join it as containers with --network-bridge.
+// that is pinned to one appliance host, the gateway, and three backends
+// serving HTTP on :8080 and a TCP echo on :30090 (they stand in for
+// cluster nodes). The appliance hosts join it as containers with
+// --network-bridge (their port on br0 is vb-NAME).
 const lan = `
 ip link add br0 type bridge
 ip link set br0 up
@@ -55,6 +60,7 @@ add() {
 }
 add client 10.0.0.2
 add client2 10.0.0.3
+add gw ` + gateway + `
 for i in 1 2 3; do add node$i 10.0.0.2$i; done
 `
 
@@ -103,6 +109,11 @@ func apiPost(path string) string {
 	return `exec 3<>/dev/tcp/127.0.0.1/9080; printf 'POST ` + path + ` HTTP/1.0\r\nHost: 127.0.0.1:9080\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n' >&3; cat <&3`
 }
 
+// apiGet is a shell script that GETs from the host's API, like apiPost.
+func apiGet(path string) string {
+	return `exec 3<>/dev/tcp/127.0.0.1/9080; printf 'GET ` + path + ` HTTP/1.0\r\nHost: 127.0.0.1:9080\r\n\r\n' >&3; cat <&3`
+}
+
 // weightZeroEverywhere reports whether every host's IPVS table has the
 // drained backend at weight 0, and what it has otherwise.
 func weightZeroEverywhere(t testing.TB) (bool, string) {
@@ -131,7 +142,7 @@ func weightZeroEverywhere(t testing.TB) (bool, string) {
 // network is the host's own network configuration (systemd-networkd), as
 // a bare-metal host would have it before edgelb is installed.
 func network(h host) string {
-	return fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", h.addr)
+	return fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/24\nGateway=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", h.addr, gateway)
 }
 
 // owners returns the hosts holding the VIP.
@@ -212,8 +223,8 @@ func ipvsTable(t testing.TB, h host) string {
 }
 
 // TestTestbed is the whole life of edgelb on three Debian hosts, in
-// order: install, run, restart, stop, crash, hang, upgrade, reboot,
-// remove. Each step leaves the cluster as the next one expects.
+// order: install, run, a dead data path, restart, stop, crash, hang,
+// upgrade, reboot, remove. Each step leaves the cluster as the next one expects.
 func TestTestbed(t *testing.T) {
 	oldDeb, newDeb := os.Getenv("EDGELB_OLD_DEB"), os.Getenv("EDGELB_NEW_DEB")
 	newVersion := os.Getenv("EDGELB_NEW_VERSION")
@@ -353,6 +364,12 @@ func TestTestbed(t *testing.T) {
 		if score > 2.5 {
 			t.Errorf("exposure %.1f is worse than 2.5:\n%s", score, out)
 		}
+	})
+
+	// Before the restarts: it leaves the VIP on the same owner, all three
+	// hosts healthy.
+	t.Run("data path black-holed on the owner, carrier and gossip up: the VIP moves away and comes back", func(t *testing.T) {
+		owner = dataPathStep(t)
 	})
 
 	t.Run("restart of the owner: no failed probe, the connection survives", func(t *testing.T) {
