@@ -45,22 +45,28 @@ func (h host) status(t testing.TB) hostStatus {
 	return s
 }
 
-// metric returns the value of one series (name and labels as exposed)
-// of the host's GET /metrics.
-func (h host) metric(t testing.TB, series string) float64 {
+// metrics returns the values of the given series (name and labels as
+// exposed) from one GET /metrics of the host.
+func (h host) metrics(t testing.TB, series ...string) []float64 {
 	t.Helper()
 	out := h.sh(t, apiGet("/metrics"))
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %s: %v", h.name, l, err)
+	vals := make([]float64, len(series))
+	for i, s := range series {
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), s+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %s: %v", h.name, l, err)
+				}
+				vals[i], found = f, true
 			}
-			return f
+		}
+		if !found {
+			t.Fatalf("%s: GET /metrics has no %s", h.name, s)
 		}
 	}
-	t.Fatalf("%s: GET /metrics has no %s", h.name, series)
-	return 0
+	return vals
 }
 
 // journalCount counts the lines of the host's edgelb journal since the
@@ -117,12 +123,12 @@ func dataPathStep(t *testing.T) host {
 		if dp := st.Status.DataPath; dp == nil || dp.Targets != gateway || !dp.OK {
 			t.Fatalf("%s: the data path is not checked against the gateway %s: %+v", h.name, gateway, dp)
 		}
-		bad := h.metric(t, `edgelb_datapath_probe_rounds_total{result="bad"}`)
-		good := h.metric(t, `edgelb_datapath_probe_rounds_total{result="good"}`)
+		m := h.metrics(t, `edgelb_datapath_probe_rounds_total{result="bad"}`, `edgelb_datapath_probe_rounds_total{result="good"}`)
+		bad, good := m[0], m[1]
 		failing := h.journalCount(t, time.Unix(0, 0), "data path failing")
 		rounds = append(rounds, fmt.Sprintf("%s %.0f of %.0f bad, failing %d times", h.name, bad, bad+good, failing))
 	}
-	figure(t, "datapathquiet", "data-path rounds before the black hole (ARP to %s, defaults 150 ms / 100 ms, fall 3), since each host's last start: %s", gateway, strings.Join(rounds, "; "))
+	figure(t, "datapathquiet", "data-path rounds before the black hole (ARP to %s, every %v, timeout %v, fall %d), since each host's last start: %s", gateway, dpInterval, dpTimeout, dpFall, strings.Join(rounds, "; "))
 
 	w := startHelper(t, "client", "arpwatch", "eth0", vip, "10ms", "100ms")
 	p := startProbe(t, "client", webURL)
@@ -155,7 +161,8 @@ func dataPathStep(t *testing.T) host {
 	if dp := st.Status.DataPath; dp == nil || dp.OK || !dp.GaveUp || !strings.Contains(dp.Problem, gateway) || st.Status.Healthy {
 		t.Errorf("%s: GET /api/v1/status: healthy %v, problem %q, dataPath %+v; want unhealthy, not ok, gave up, the gateway named", owner.name, st.Status.Healthy, st.Status.Problem, dp)
 	}
-	if ok, gaveUp := owner.metric(t, "edgelb_datapath_ok"), owner.metric(t, "edgelb_datapath_gave_up"); ok != 0 || gaveUp != 1 {
+	if m := owner.metrics(t, "edgelb_datapath_ok", "edgelb_datapath_gave_up"); m[0] != 0 || m[1] != 1 {
+		ok, gaveUp := m[0], m[1]
 		t.Errorf("%s: edgelb_datapath_ok %v, edgelb_datapath_gave_up %v; want 0 and 1", owner.name, ok, gaveUp)
 	}
 	for _, m := range next.status(t).Members {
@@ -200,8 +207,8 @@ func dataPathStep(t *testing.T) host {
 	away, onReturn, after := a.Answered(-1, cut, restored), a.Answered(-1, restored, back), a.Answered(-1, back.Add(200*time.Millisecond), settled)
 	figure(t, "datapath", "owner %s's data path black-holed at its switch port (ARP to the gateway and VIP traffic dropped; carrier, gossip and heartbeats up): %s answered ARP for the VIP %v after the cut (alone on host0 by %v); the client's probe: %d failed of %d, longest %d ms without an answer; two hosts answering while it moved away: %v (%d sampler stalls)",
 		owner.name, next.name, took.Sub(cut).Round(10*time.Millisecond), moved.Sub(cut).Round(100*time.Millisecond), r.Failed, r.OK+r.Failed, r.LongestGap, away, a.Stalls)
-	figure(t, "datapathback", "black hole removed: the VIP back on %s alone after %v (rise 5 rounds, then make before break: two hosts answered ARP for %v), no move and %v of two answers in the %v after",
-		owner.name, back.Sub(restored).Round(100*time.Millisecond), onReturn, after, settled.Sub(back).Round(100*time.Millisecond))
+	figure(t, "datapathback", "black hole removed: the VIP back on %s alone after %v (rise %d rounds of %v, then make before break: two hosts answered ARP for %v), no move and %v of two answers in the %v after",
+		owner.name, back.Sub(restored).Round(100*time.Millisecond), dpRise, dpInterval, onReturn, after, settled.Sub(back).Round(100*time.Millisecond))
 	if away > 0 || after > 0 {
 		t.Errorf("two hosts answered ARP for %s: %v while it moved away, %v after it returned: %+v", vip, away, after, a.Spans)
 	}
@@ -219,7 +226,8 @@ func dataPathStep(t *testing.T) host {
 			t.Errorf("%s: data path failing %d times since the cut; only %s's path was cut", h.name, n, owner.name)
 		}
 	}
-	if ok, gaveUp := owner.metric(t, "edgelb_datapath_ok"), owner.metric(t, "edgelb_datapath_gave_up"); ok != 1 || gaveUp != 0 {
+	if m := owner.metrics(t, "edgelb_datapath_ok", "edgelb_datapath_gave_up"); m[0] != 1 || m[1] != 0 {
+		ok, gaveUp := m[0], m[1]
 		t.Errorf("%s after the path came back: edgelb_datapath_ok %v, edgelb_datapath_gave_up %v; want 1 and 0", owner.name, ok, gaveUp)
 	}
 	if o := waitOwner(t, time.Minute); o.name != owner.name {
