@@ -64,14 +64,17 @@ func kernelNextHops(t *testing.T, addr string) []string {
 // takes its next hop out of the route while the host still forwards; the
 // path is withdrawn withdrawDelay later. New connections through the VIP,
 // one every 10 ms from the client behind the router, must all succeed
-// meanwhile: IPVS nat, with the source NAT that makes replies return
-// through the host that forwarded them.
+// meanwhile (a request in flight at the route change may be reset: it
+// is counted apart): IPVS nat, with the source NAT that makes replies
+// return through the host that forwarded them.
 func TestBGPDrainNat(t *testing.T) {
 	if _, err := os.Stat("/run/netns/node1"); err != nil {
 		topology(t)
 	}
 	const vip = "10.0.6.1"
-	const withdrawDelay = 2 * time.Second
+	// Scaled for the emulated VM, where one vtysh query of the router
+	// takes a good part of a second.
+	const withdrawDelay = 5 * time.Second
 	// The router on the LAN; the client reaches the VIP through it. It
 	// forwards back out of the interface it received on, so it must not
 	// send redirects (the client would then bypass its ECMP).
@@ -108,6 +111,11 @@ ip -n client route replace %[3]s/32 via %[2]s
 		ns := fmt.Sprintf("lb%d", i)
 		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat}", "127.0.0.1:9083",
 			fmt.Sprintf("bgp: {asn: %d, withdrawDelay: %s, peers: [{address: %s, asn: %d, holdTime: 9s}]}\n", labnet.ClusterASN, withdrawDelay, labnet.RouterAddr, labnet.RouterASN), services)
+		// The data path check (the gateways of the pod routes, here the
+		// nodes) scaled for the emulator as in the Debian test bed: with
+		// its 100 ms timeout, hosts reported their path failing with
+		// nothing wrong and withdrew their routes during the drain.
+		cfg = strings.Replace(cfg, "interface: eth0}", "interface: eth0, dataPath: {interval: 500ms, timeout: 400ms, fall: 4}}", 1)
 		e := &edgelb{ns: ns, cfg: "/tmp/drain-" + ns + ".yaml", log: "/tmp/drain-" + ns + ".log"}
 		os.WriteFile(e.cfg, []byte(cfg), 0o644)
 		if out, err := exec.Command(edgelbBin, "check", "--config", e.cfg).CombinedOutput(); err != nil {
@@ -163,7 +171,7 @@ ip -n client route replace %[3]s/32 via %[2]s
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	probeSecs := int((withdrawDelay + 8*time.Second).Seconds())
+	probeSecs := int((withdrawDelay + 14*time.Second).Seconds())
 	probe := make(chan labnet.ProbeResult, 1)
 	go func() {
 		self, _ := os.Executable()
@@ -207,8 +215,8 @@ ip -n client route replace %[3]s/32 via %[2]s
 		}
 		return at.Sub(drained).Round(10 * time.Millisecond).String()
 	}
-	t.Logf("FIGURE drain of lb1 behind FRR, nat bgp VIP: graceful-shutdown on its path after %s, its next hop out of the router's kernel route after %s, path withdrawn after %s (withdrawDelay %v); new connections from the client through the router: %d failed of %d (longest %d ms without an answer), answered by %v",
-		since(gshutAt), since(hopGoneAt), since(goneAt), withdrawDelay, r.Failed, r.OK+r.Failed, r.LongestGap, r.Answers)
+	t.Logf("FIGURE drain of lb1 behind FRR, nat bgp VIP: graceful-shutdown on its path after %s, its next hop out of the router's kernel route after %s, path withdrawn after %s (withdrawDelay %v); requests from the client through the router (a new connection every 10 ms, drain at %s): %d failed of %d, %d of them in flight (connected, then reset), longest %d ms without an answer; answered by %v; errors %q",
+		since(gshutAt), since(hopGoneAt), since(goneAt), withdrawDelay, drained.Format("15:04:05.000"), r.Failed, r.OK+r.Failed, r.InFlight, r.LongestGap, r.Answers, r.Errors)
 	switch {
 	case gshutAt.IsZero():
 		t.Errorf("the router never saw graceful-shutdown on lb1's path")
@@ -219,8 +227,13 @@ ip -n client route replace %[3]s/32 via %[2]s
 	case hopGoneAt.IsZero() || !hopGoneAt.Before(goneAt):
 		t.Errorf("lb1's next hop left the route at %s, not before its path was withdrawn (%s)", since(hopGoneAt), since(goneAt))
 	}
-	if r.Failed != 0 || r.OK == 0 {
-		t.Errorf("new connections through %s during the drain: %d failed of %d: %v", vip, r.Failed, r.OK+r.Failed, r.Errors)
+	// A request in flight when the router's route changes may be rehashed
+	// to another host (hash-threshold ECMP moves some flows of the hosts
+	// that stay too), which has no state for it with nat: that one is
+	// reset, as in the planned handovers of the l2 tests. New connections
+	// must all succeed.
+	if r.Failed-r.InFlight != 0 || r.InFlight > 1 || r.OK == 0 {
+		t.Errorf("connections through %s during the drain: %d failed of %d (%d in flight): %v", vip, r.Failed, r.OK+r.Failed, r.InFlight, r.Errors)
 	}
 	helper0(t, "lb1", "post", "http://127.0.0.1:9083/api/v1/members/lb1/undrain")
 }
