@@ -88,6 +88,8 @@ ip -n %[1]s addr add %[2]s/24 dev eth0
 ip netns exec %[1]s sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
 ip netns exec client sysctl -qw net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.eth0.accept_redirects=0
 ip -n client route replace %[3]s/32 via %[2]s
+# An earlier test may have left a host's link down.
+for i in 1 2 3; do ip -n lb$i link set eth0 up; done
 `, labnet.RouterNS, labnet.RouterAddr, vip))
 	t.Cleanup(func() {
 		exec.Command("ip", "-n", "client", "route", "del", vip+"/32").Run()
