@@ -24,9 +24,13 @@ type ProbeResult struct {
 	// not know the connection.
 	InFlight int `json:"inFlight"`
 	// Slowest is the longest answered request, in milliseconds.
-	Slowest int64          `json:"slowestMs"`
-	Answers map[string]int `json:"answers"`
-	Errors  []string       `json:"errors,omitempty"`
+	Slowest int64 `json:"slowestMs"`
+	// LongestGap is the longest time between the ends of two answered
+	// requests, in milliseconds: how long the client went without an
+	// answer (at least the interval).
+	LongestGap int64          `json:"longestGapMs"`
+	Answers    map[string]int `json:"answers"`
+	Errors     []string       `json:"errors,omitempty"`
 }
 
 // Probe sends a GET to url every interval, each on a new connection, until
@@ -39,6 +43,7 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 	r := ProbeResult{Answers: map[string]int{}}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastOK time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,7 +78,12 @@ func Probe(ctx context.Context, url string, every time.Duration) ProbeResult {
 			continue
 		}
 		r.OK++
-		r.Slowest = max(r.Slowest, time.Since(sent).Milliseconds())
+		now := time.Now()
+		r.Slowest = max(r.Slowest, now.Sub(sent).Milliseconds())
+		if !lastOK.IsZero() {
+			r.LongestGap = max(r.LongestGap, now.Sub(lastOK).Milliseconds())
+		}
+		lastOK = now
 		if f := strings.Fields(string(body)); len(f) > 0 {
 			r.Answers[f[0]]++
 		}

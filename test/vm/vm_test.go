@@ -104,7 +104,7 @@ func runVM(t *testing.T, timeoutSecs int, testArgs string, extra ...string) stri
 // TestVM runs the end-to-end dataplane tests inside the VM. EDGELB_VM_RUN
 // narrows them (a -test.run pattern).
 func TestVM(t *testing.T) {
-	args := "-test.v -test.timeout 600s -test.run '^(TestDataplane|TestDirectRoutingAndTunnel|TestFailover|TestSourceRanges|TestContinuity|TestBackendAdminStates)$'"
+	args := "-test.v -test.timeout 600s -test.run '^(TestDataplane|TestDirectRoutingAndTunnel|TestFailover|TestSourceRanges|TestContinuity|TestBackendAdminStates|TestBGPDrainNat)$'"
 	if r := os.Getenv("EDGELB_VM_RUN"); r != "" {
 		args += " -test.run '" + r + "'"
 	}

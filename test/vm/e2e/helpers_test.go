@@ -46,6 +46,8 @@ func runHelper(name string, args []string) int {
 		err = postJSON(args)
 	case "flows":
 		err = flows(args)
+	case "probe":
+		err = probe(args)
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}
@@ -238,6 +240,22 @@ func get(args []string) error {
 	defer resp.Body.Close()
 	_, err = io.Copy(os.Stdout, resp.Body)
 	return err
+}
+
+// probe URL INTERVAL SECONDS: a new connection to URL every INTERVAL for
+// SECONDS (labnet.Probe); prints its result.
+func probe(args []string) error {
+	every, err := time.ParseDuration(args[1])
+	if err != nil {
+		return err
+	}
+	secs, err := strconv.Atoi(args[2])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second)
+	defer cancel()
+	return json.NewEncoder(os.Stdout).Encode(labnet.Probe(ctx, args[0], every))
 }
 
 // post URL...: a POST with an empty JSON body to each URL in turn; a
