@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -957,14 +958,49 @@ func sameView(a, b []Member) bool {
 // latest. It runs apart from the ownership loop, one call at a time, so
 // that a newer metadata never goes out under an older incarnation.
 func (c *Cluster) gossipMeta(ctx context.Context, ml *memberlist.Memberlist) {
+	meta := func() []byte { return (*delegate)(c).NodeMeta(memberlist.MetaMaxSize) }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.metaDirty:
 		}
+		publishMeta(ctx, ml, meta, metaRetry)
+	}
+}
+
+// metaRetry is how soon an update of the metadata that memberlist dropped
+// is made again.
+const metaRetry = 10 * time.Millisecond
+
+// metaPublisher is the part of memberlist that publishes this member's
+// metadata.
+type metaPublisher interface {
+	UpdateNode(timeout time.Duration) error
+	LocalNode() *memberlist.Node
+}
+
+// publishMeta has memberlist take the current metadata (meta), and again
+// every retry until its own state holds it or ctx ends. memberlist drops
+// an update silently when a refutation raised this member's incarnation
+// meanwhile (UpdateNode numbered its message before the refutation did:
+// it is older, and aliveNode ignores it): the state keeps the metadata
+// the refutation carried, every push/pull sends that, and the peers'
+// copies stay behind what the heartbeats say for good (TestKillEdgelb:
+// after a restart, two hosts took no VIP for 15 s, disagreeing). Each
+// attempt takes the metadata anew: a newer one replaces what was lost.
+func publishMeta(ctx context.Context, ml metaPublisher, meta func() []byte, retry time.Duration) {
+	for {
 		// A zero timeout would wait for the broadcast without bound.
 		_ = ml.UpdateNode(time.Microsecond)
+		if bytes.Equal(ml.LocalNode().Meta, meta()) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
 	}
 }
 

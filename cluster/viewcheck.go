@@ -3,9 +3,11 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -116,6 +118,21 @@ func disagreeing(selfName string, self uint64, members []Member, heard map[strin
 	return out
 }
 
+// versionsSaid describes, for a log, the versions behind each
+// disagreement: this member's copy of the peer's and the peer's own, the
+// peer's copy of this member's and this member's own.
+func versionsSaid(selfName string, self uint64, members []Member, heard map[string]ownerVersions, peers []string) string {
+	var b strings.Builder
+	for _, m := range members {
+		if !slices.Contains(peers, m.Name) {
+			continue
+		}
+		v := heard[m.Name]
+		fmt.Fprintf(&b, "%s: copy %d, its own %d; its copy of %s %d, own %d. ", m.Name, m.OwnerVersion, v.Sender, selfName, v.Receiver, self)
+	}
+	return strings.TrimSpace(b.String())
+}
+
 // viewCheck is a Cluster's comparison of versions, guarded by c.mu.
 type viewCheck struct {
 	// since is when each peer in disagreement began to be.
@@ -173,7 +190,8 @@ func (c *Cluster) disagreeLocked(members []Member, seen Meta, now time.Time) (*h
 		c.log.Debug("metadata agreed with the peers", "node", c.opts.Name, "after", now.Sub(first))
 		vc.warned = false
 	case len(peers) > 0 && !vc.warned && now.Sub(first) >= disagreeWarnAfter:
-		c.log.Warn("a peer's copy of the metadata still differs: taking no new VIPs", "node", c.opts.Name, "peers", peers, "for", now.Sub(first))
+		c.log.Warn("a peer's copy of the metadata still differs: taking no new VIPs", "node", c.opts.Name, "peers", peers, "for", now.Sub(first),
+			"versions", versionsSaid(c.opts.Name, vs.Self, members, hb.heardVersions(), peers))
 		vc.warned = true
 	}
 	return vs, peers

@@ -313,7 +313,11 @@ func (h *Host) Start() {
 	}
 	h.Log = &LockedBuffer{}
 	h.witness = false
-	cmd := exec.Command("ip", "netns", "exec", h.NS, edgelbBin, "run", "--config", h.Config())
+	args := []string{"netns", "exec", h.NS, edgelbBin, "run", "--config", h.Config()}
+	if lvl := os.Getenv("ELBT_LOG_LEVEL"); lvl != "" {
+		args = append(args, "--log-level", lvl) // by hand: debug logs of a failing run
+	}
+	cmd := exec.Command("ip", args...)
 	// Each host has its own state directory (the cluster configuration,
 	// the VIPs kept for a restart), kept across its restarts in the lab.
 	cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+h.StateDir())
