@@ -198,7 +198,7 @@ type Cluster struct {
 	epoch    uint64
 	restart  restartState
 	fresh    freshState
-	// agree compares the heartbeats' digests with this member's
+	// agree compares the heartbeats' owner versions with this member's
 	// (viewcheck.go); catchUp wakes catchUpLoop when a disagreement
 	// begins.
 	agree   viewCheck

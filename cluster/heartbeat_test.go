@@ -315,10 +315,14 @@ func TestHeartbeatsCountSilentMemberDown(t *testing.T) {
 	}
 }
 
-func testSilentMember(t *testing.T, cut func(hn *hbNet, port uint16, on bool)) {
-	vips := vipRange(30)
+// newHeartbeatSim starts three members lb1..lb3 whose heartbeats (20 ms
+// x 3) go through one hbNet, on ports base+1..base+3, with memberlist's
+// detection slow (1 s probes, x4 suspicion) so that the heartbeats decide;
+// more sets further options. It returns the simulation, the net and each
+// member's port.
+func newHeartbeatSim(t *testing.T, vips []netip.Addr, base uint16, more func(o *Options)) (*sim, *hbNet, map[string]uint16) {
 	hn := &hbNet{}
-	port := map[string]uint16{"lb1": 31001, "lb2": 31002, "lb3": 31003}
+	port := map[string]uint16{"lb1": base + 1, "lb2": base + 2, "lb3": base + 3}
 	conns := map[string]*hbConn{}
 	for name, p := range port {
 		conns[name] = hn.listen(p)
@@ -326,7 +330,16 @@ func testSilentMember(t *testing.T, cut func(hn *hbNet, port uint16, on bool)) {
 	s := newSimWith(t, 3, 0, vips, func(o *Options) {
 		o.Heartbeat = HeartbeatOptions{Interval: 20 * time.Millisecond, Multiplier: 3, Port: port[o.Name], Conn: conns[o.Name]}
 		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = time.Second, 500*time.Millisecond, 4
+		if more != nil {
+			more(o)
+		}
 	})
+	return s, hn, port
+}
+
+func testSilentMember(t *testing.T, cut func(hn *hbNet, port uint16, on bool)) {
+	vips := vipRange(30)
+	s, hn, port := newHeartbeatSim(t, vips, 31000, nil)
 	s.waitConverged(vips, s.members)
 	lb1, lb2, lb3 := s.members[0], s.members[1], s.members[2]
 	if len(own(lb2.c)) == 0 {

@@ -112,17 +112,7 @@ func testStaleMetaAtDeath(t *testing.T, catchUpAfter time.Duration) {
 	other := rankedVIPs(4, "lb2", "lb1", "lb3") // lb2's once healthy, lb1's before
 	vips := slices.Concat(dead, kept, other)
 	slices.SortFunc(vips, netip.Addr.Compare)
-	hn := &hbNet{}
-	port := map[string]uint16{"lb1": 32001, "lb2": 32002, "lb3": 32003}
-	conns := map[string]*hbConn{}
-	for name, p := range port {
-		conns[name] = hn.listen(p)
-	}
-	s := newSimWith(t, 3, 0, vips, func(o *Options) {
-		o.Heartbeat = HeartbeatOptions{Interval: 20 * time.Millisecond, Multiplier: 3, Port: port[o.Name], Conn: conns[o.Name]}
-		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = time.Second, 500*time.Millisecond, 4
-		o.catchUpAfter = catchUpAfter
-	})
+	s, hn, port := newHeartbeatSim(t, vips, 32000, func(o *Options) { o.catchUpAfter = catchUpAfter })
 	s.waitConverged(vips, s.members)
 	lb1, lb2, lb3 := s.members[0], s.members[1], s.members[2]
 

@@ -93,9 +93,9 @@ type Controller struct {
 	// informers are the caches of Services, EndpointSlices and Nodes
 	// (patient), run by Run until it returns.
 	informers []cache.SharedIndexInformer
-	services listerscorev1.ServiceLister
-	nodes    listerscorev1.NodeLister
-	synced   []cache.InformerSynced
+	services  listerscorev1.ServiceLister
+	nodes     listerscorev1.NodeLister
+	synced    []cache.InformerSynced
 	// statusIndex indexes the cached Services by the addresses in their
 	// status (statusIPIndex).
 	statusIndex cache.Indexer

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelb/edgelb/test/labnet"
 	"github.com/edgelb/edgelb/test/nslab"
 )
 
@@ -20,17 +21,7 @@ var gateway = netip.MustParseAddr("10.99.0.254")
 // alive for the control plane. It returns the undo.
 func blackhole(l *nslab.Lab, h *nslab.Host, vip netip.Addr) func() {
 	table := "bh" + h.Name
-	rules := fmt.Sprintf(`table bridge %[1]s {
-	chain data {
-		type filter hook forward priority 0; policy accept;
-		iifname "%[2]s" arp daddr ip %[3]s drop
-		iifname "%[2]s" arp saddr ip %[4]s drop
-		oifname "%[2]s" arp daddr ip %[4]s drop
-		iifname "%[2]s" ip saddr %[4]s drop
-		oifname "%[2]s" ip daddr %[4]s drop
-	}
-}
-`, table, h.Port, gateway, vip)
+	rules := labnet.Blackhole(table, h.Port, gateway.String(), vip.String())
 	path := l.Dir + "/" + table + ".nft"
 	nslab.WriteFile(l.T, path, rules)
 	l.Run("ip", "netns", "exec", l.Prefix+"-sw", "nft", "-f", path)

@@ -196,3 +196,22 @@ func splice(ctx context.Context, c net.Conn, target string) {
 	case <-ctx.Done():
 	}
 }
+
+// Blackhole is an nftables ruleset, for the bridge that switches port,
+// that kills the data path of the host behind it while its carrier and
+// its own address's traffic (gossip, heartbeats) stay up: its ARP for
+// gateway, and everything it sends or receives for vip, are dropped. A
+// table of that name deleted undoes it.
+func Blackhole(table, port, gateway, vip string) string {
+	return fmt.Sprintf(`table bridge %[1]s {
+	chain data {
+		type filter hook forward priority 0; policy accept;
+		iifname "%[2]s" arp daddr ip %[3]s drop
+		iifname "%[2]s" arp saddr ip %[4]s drop
+		oifname "%[2]s" arp daddr ip %[4]s drop
+		iifname "%[2]s" ip saddr %[4]s drop
+		oifname "%[2]s" ip daddr %[4]s drop
+	}
+}
+`, table, port, gateway, vip)
+}

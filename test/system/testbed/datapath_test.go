@@ -85,19 +85,7 @@ func (h host) journalCount(t testing.TB, since time.Time, what string) int {
 func blackhole(t testing.TB, h host) func(testing.TB) {
 	t.Helper()
 	port := "vb-" + h.name
-	sh(t, fmt.Sprintf(`ip link show %[1]s >/dev/null
-nft -f - <<'EOF'
-table bridge tbbh {
-	chain forward {
-		type filter hook forward priority 0; policy accept;
-		iifname "%[1]s" arp daddr ip %[2]s drop
-		iifname "%[1]s" arp saddr ip %[3]s drop
-		oifname "%[1]s" arp daddr ip %[3]s drop
-		iifname "%[1]s" ip saddr %[3]s drop
-		oifname "%[1]s" ip daddr %[3]s drop
-	}
-}
-EOF`, port, gateway, vip))
+	sh(t, fmt.Sprintf("ip link show %s >/dev/null\nnft -f - <<'EOF'\n%sEOF", port, labnet.Blackhole("tbbh", port, gateway, vip)))
 	return func(t testing.TB) { sh(t, "nft delete table bridge tbbh") }
 }
 

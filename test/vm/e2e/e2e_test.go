@@ -147,7 +147,15 @@ func (e *edgelb) stateDir(t *testing.T) {
 
 func startEdgelb(t *testing.T, ns, config string) *edgelb {
 	t.Helper()
-	e := &edgelb{ns: ns, cfg: "/tmp/" + ns + ".yaml", log: "/tmp/" + ns + ".log"}
+	return startEdgelbAs(t, ns, ns, config)
+}
+
+// startEdgelbAs is startEdgelb with the config, log and state kept in
+// /tmp/<file>.yaml, .log and -state: a test of its own keeps its hosts'
+// files apart from the others'.
+func startEdgelbAs(t *testing.T, ns, file, config string) *edgelb {
+	t.Helper()
+	e := &edgelb{ns: ns, cfg: "/tmp/" + file + ".yaml", log: "/tmp/" + file + ".log"}
 	if err := os.WriteFile(e.cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -528,11 +536,7 @@ func TestFailover(t *testing.T) {
 		ns := fmt.Sprintf("lb%d", i)
 		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat, scheduler: rr}", "127.0.0.1:9081", "",
 			fmt.Sprintf("  - {name: ha, vip: %s, ports: [{port: 80, targetPort: 30080}], backends: [10.0.0.21, 10.0.0.22, 10.0.0.23]}\n", vip))
-		e := &edgelb{ns: ns, cfg: "/tmp/ha-" + ns + ".yaml", log: "/tmp/ha-" + ns + ".log"}
-		os.WriteFile(e.cfg, []byte(cfg), 0o644)
-		e.start(t)
-		t.Cleanup(func() { e.stop(t) })
-		lbs = append(lbs, e)
+		lbs = append(lbs, startEdgelbAs(t, ns, "ha-"+ns, cfg))
 	}
 	defer func() {
 		if t.Failed() {

@@ -118,14 +118,7 @@ for i in 1 2 3; do ip -n lb$i link set eth0 up; done
 		// its 100 ms timeout, hosts reported their path failing with
 		// nothing wrong and withdrew their routes during the drain.
 		cfg = strings.Replace(cfg, "interface: eth0}", "interface: eth0, dataPath: {interval: 500ms, timeout: 400ms, fall: 4}}", 1)
-		e := &edgelb{ns: ns, cfg: "/tmp/drain-" + ns + ".yaml", log: "/tmp/drain-" + ns + ".log"}
-		os.WriteFile(e.cfg, []byte(cfg), 0o644)
-		if out, err := exec.Command(edgelbBin, "check", "--config", e.cfg).CombinedOutput(); err != nil {
-			t.Fatalf("edgelb check: %v\n%s", err, out)
-		}
-		e.start(t)
-		t.Cleanup(func() { e.stop(t) })
-		lbs = append(lbs, e)
+		lbs = append(lbs, startEdgelbAs(t, ns, "drain-"+ns, cfg))
 	}
 	defer func() {
 		if t.Failed() {

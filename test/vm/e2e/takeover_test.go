@@ -92,14 +92,7 @@ ip -n client route replace 10.0.5.0/29 nexthop via 10.0.0.11 nexthop via 10.0.0.
 		// stands in for what it would install (test/bgp has FRR).
 		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat}", "127.0.0.1:9082",
 			"bgp: {asn: 64512, peers: [{address: 10.0.0.254, asn: 64500}]}\n", services.String())
-		e := &edgelb{ns: ns, cfg: "/tmp/cont-" + ns + ".yaml", log: "/tmp/cont-" + ns + ".log"}
-		os.WriteFile(e.cfg, []byte(cfg), 0o644)
-		if out, err := exec.Command(edgelbBin, "check", "--config", e.cfg).CombinedOutput(); err != nil {
-			t.Fatalf("edgelb check: %v\n%s", err, out)
-		}
-		e.start(t)
-		t.Cleanup(func() { e.stop(t) })
-		lbs = append(lbs, e)
+		lbs = append(lbs, startEdgelbAs(t, ns, "cont-"+ns, cfg))
 	}
 	defer func() {
 		if t.Failed() {
