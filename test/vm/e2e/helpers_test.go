@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -322,9 +323,25 @@ func flows(args []string) error {
 		broken bool
 	}
 	var conns []*conn
+	// Every connection has its own client port. The kernel picks ports
+	// per destination and may give two VIPs the same one; IPVS finds a
+	// nat connection's replies by client and real server alone (not by
+	// VIP), so two nat connections from one client port to one real
+	// server through two VIPs get each other's replies
+	// (docs/dataplane.md, "Known limits"). The ports are below the
+	// ephemeral range; one still in use from an earlier run is skipped.
+	port := 20000
 	for _, target := range args[1:] {
 		for range n {
-			c, err := net.DialTimeout("tcp", target, 5*time.Second)
+			var c net.Conn
+			var err error
+			for ; port < 32000; port++ {
+				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{Port: port}}
+				if c, err = d.Dial("tcp", target); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+					break
+				}
+			}
+			port++
 			if err != nil {
 				return fmt.Errorf("connecting to %s: %w", target, err)
 			}
