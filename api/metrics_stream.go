@@ -194,16 +194,26 @@ type step struct {
 // WriteStreamed writes the families of the Services, virtual services,
 // backends and VIPs in the text format, one family after the other.
 func (m *Metrics) WriteStreamed(w io.Writer) error {
-	svcs := m.state.Services()
+	// The summary first, when the state has one: the backends' views are
+	// built only when their series are written.
+	var svcs []Service
+	if sum, ok := m.state.(ServiceSummaries); ok {
+		svcs = sum.ServiceSummaries()
+	} else {
+		svcs = m.state.Services()
+	}
 	backends := 0
 	for i := range svcs {
 		for j := range svcs[i].Ports {
-			backends += len(svcs[i].Ports[j].Backends)
+			n, _, _ := svcs[i].Ports[j].Counted()
+			backends += n
 		}
 	}
 	omitted := 0
 	if backends > int(m.backendLimit.Load()) {
 		omitted = backends
+	} else if _, ok := m.state.(ServiceSummaries); ok {
+		svcs = m.state.Services()
 	}
 	// vs runs fn for every virtual service with its label values in the
 	// order of vsLabelNames, and a spare first place for a direction or
@@ -248,16 +258,14 @@ func (m *Metrics) WriteStreamed(w io.Writer) error {
 			})
 		}},
 		{famVSBackends, vsLabelNames, func(f *familyWriter) {
-			vs(func(p *Port, l []string) { f.add(float64(len(p.Backends)), l[1:]...) })
+			vs(func(p *Port, l []string) {
+				n, _, _ := p.Counted()
+				f.add(float64(n), l[1:]...)
+			})
 		}},
 		{famVSDown, vsLabelNames, func(f *familyWriter) {
 			vs(func(p *Port, l []string) {
-				down := 0
-				for _, b := range p.Backends {
-					if b.Health == "down" {
-						down++
-					}
-				}
+				_, down, _ := p.Counted()
 				f.add(float64(down), l[1:]...)
 			})
 		}},

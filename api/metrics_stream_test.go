@@ -187,7 +187,13 @@ func TestBackendSeriesLimit(t *testing.T) {
 		omitted float64
 	}{{33, 0}, {32, 33}, {0, 33}, {api.DefaultBackendSeriesLimit, 0}} {
 		m.SetBackendSeriesLimit(c.limit)
+		views := f.FullViews
 		fams := scrape(t, m, false)
+		// The backends' views are built only when their series are
+		// written: the counts come from the summary.
+		if built := f.FullViews > views; built != (c.omitted == 0) {
+			t.Errorf("limit %d: the view of every backend built: %v", c.limit, built)
+		}
 		if got, _ := sample(fams, "edgelb_backend_metrics_omitted", nil); got != c.omitted {
 			t.Errorf("limit %d: edgelb_backend_metrics_omitted = %v, want %v", c.limit, got, c.omitted)
 		}

@@ -31,6 +31,15 @@ type ServiceLookup interface {
 	Service(namespace, name string) (Service, bool)
 }
 
+// ServiceSummaries is what a State may add for the figures of a large
+// table (/metrics, the status's counts): the view of Services without
+// their ports' Backends (nil), which are counted instead (Port.Counted),
+// so that a scrape of 10,000 Services does not build a view of their
+// 100,000 backends when it leaves the per-backend series out anyway.
+type ServiceSummaries interface {
+	ServiceSummaries() []Service
+}
+
 // Errors State and ClusterConfig methods return.
 var (
 	ErrNotFound = errors.New("not found")
@@ -247,6 +256,29 @@ type Port struct {
 	Problem  string    `json:"problem,omitempty"`
 	Stats    Stats     `json:"stats"`
 	Backends []Backend `json:"backends"`
+	// Counts of the backends, set in views built without them
+	// (ServiceSummaries): how many, how many failing their check, how
+	// many taking new connections (not down, weight above 0).
+	BackendCount    int `json:"-"`
+	BackendsDown    int `json:"-"`
+	BackendsServing int `json:"-"`
+}
+
+// Counted returns the port's counts of backends: from Backends when the
+// view lists them, else from the counts a summary carries.
+func (p *Port) Counted() (n, down, serving int) {
+	if p.Backends == nil {
+		return p.BackendCount, p.BackendsDown, p.BackendsServing
+	}
+	for _, b := range p.Backends {
+		n++
+		if b.Health == "down" {
+			down++
+		} else if b.Weight > 0 {
+			serving++
+		}
+	}
+	return n, down, serving
 }
 
 // Backend is one real server.

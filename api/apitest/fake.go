@@ -22,11 +22,15 @@ type Fake struct {
 	Vips     []api.VIP
 	Svcs     []api.Service
 	NotReady string
+	// FullViews counts the calls of Services (the view with every
+	// backend), not those of ServiceSummaries.
+	FullViews int
 }
 
 var (
-	_ api.State         = (*Fake)(nil)
-	_ api.ServiceLookup = (*Fake)(nil)
+	_ api.State            = (*Fake)(nil)
+	_ api.ServiceLookup    = (*Fake)(nil)
+	_ api.ServiceSummaries = (*Fake)(nil)
 )
 
 func (f *Fake) Status() api.Status {
@@ -68,7 +72,25 @@ func (f *Fake) VIPs() []api.VIP {
 func (f *Fake) Services() []api.Service {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.FullViews++
 	return slices.Clone(f.Svcs)
+}
+
+// ServiceSummaries is Services with each port's backends counted, not
+// listed.
+func (f *Fake) ServiceSummaries() []api.Service {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Clone(f.Svcs)
+	for i := range out {
+		out[i].Ports = slices.Clone(out[i].Ports)
+		for j := range out[i].Ports {
+			p := &out[i].Ports[j]
+			p.BackendCount, p.BackendsDown, p.BackendsServing = p.Counted()
+			p.Backends = nil
+		}
+	}
+	return out
 }
 
 // Service is the service of Services with that namespace and name.

@@ -133,9 +133,18 @@ func TestServicesShowBackendStates(t *testing.T) {
 	d, _ := lb.Build(lb.Snapshot{}, lb.OptionsFromConfig(cfg))
 	store.Set(d)
 	st := &state{node: &Node{cfg: cfg, live: l, store: store}}
-	svcs := st.services(false, nil)
+	svcs := st.services(false, true, nil)
 	if len(svcs) != 1 || len(svcs[0].Ports) != 1 {
 		t.Fatalf("services %+v", svcs)
+	}
+	// The summary counts what the full view lists: two backends, the
+	// drained one (weight 0) not taking new connections.
+	sum := st.services(false, false, nil)
+	if n, down, serving := sum[0].Ports[0].Counted(); sum[0].Ports[0].Backends != nil || n != 2 || down != 0 || serving != 1 {
+		t.Errorf("summary: backends %v, counted %d, %d down, %d serving; want none listed, 2, 0, 1", sum[0].Ports[0].Backends, n, down, serving)
+	}
+	if n, down, serving := svcs[0].Ports[0].Counted(); n != 2 || down != 0 || serving != 1 {
+		t.Errorf("full view counted %d, %d down, %d serving; want 2, 0, 1", n, down, serving)
 	}
 	bs := svcs[0].Ports[0].Backends
 	if len(bs) != 2 || bs[0].Address != "10.0.1.5:53" || bs[0].AdminState != "drain" || bs[0].Weight != 0 || bs[1].AdminState != "" {

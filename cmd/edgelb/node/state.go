@@ -82,8 +82,9 @@ func (s *state) Status() api.Status {
 	}
 	mem := s.Members()
 	vips := s.VIPs()
-	// Counts only: no need to read the IPVS counters from the kernel.
-	svcs := s.services(false, nil)
+	// Counts only: no need to read the IPVS counters from the kernel, nor
+	// to build a view of every backend.
+	svcs := s.services(false, false, nil)
 	st.Counts = api.Counts{Members: len(mem), VIPs: len(vips), Services: len(svcs)}
 	if s.node.ctrl != nil {
 		st.Counts.OtherClassServices = s.node.ctrl.OtherClass()
@@ -100,13 +101,10 @@ func (s *state) Status() api.Status {
 		}
 	}
 	for _, svc := range svcs {
-		for _, p := range svc.Ports {
-			for _, b := range p.Backends {
-				st.Counts.Backends++
-				if b.Health != "down" && b.Weight > 0 {
-					st.Counts.HealthyBackends++
-				}
-			}
+		for i := range svc.Ports {
+			n, _, serving := svc.Ports[i].Counted()
+			st.Counts.Backends += n
+			st.Counts.HealthyBackends += serving
 		}
 	}
 	return st
@@ -208,13 +206,17 @@ func sourceName(src lb.Source) string {
 
 // Services lists the services with their ports, then the Services of
 // type LoadBalancer that have no address, with why.
-func (s *state) Services() []api.Service { return s.servicesOf(nil) }
+func (s *state) Services() []api.Service { return s.servicesOf(nil, true) }
+
+// ServiceSummaries is Services without the backends' views, counted
+// instead (api.ServiceSummaries).
+func (s *state) ServiceSummaries() []api.Service { return s.servicesOf(nil, false) }
 
 // Service is one service of Services, built alone: GET
 // /api/v1/services/{namespace}/{name} does not build every Service's
 // view to answer for one.
 func (s *state) Service(namespace, name string) (api.Service, bool) {
-	out := s.servicesOf(&serviceName{namespace, name})
+	out := s.servicesOf(&serviceName{namespace, name}, true)
 	if len(out) == 0 {
 		return api.Service{}, false
 	}
@@ -224,13 +226,14 @@ func (s *state) Service(namespace, name string) (api.Service, bool) {
 // serviceName is a service's namespace and name as the API shows them.
 type serviceName struct{ namespace, name string }
 
-// servicesOf is Services, only the one named when one is not nil.
-func (s *state) servicesOf(one *serviceName) []api.Service {
+// servicesOf is Services, only the one named when one is not nil, with
+// the backends' views or only their counts.
+func (s *state) servicesOf(one *serviceName, backends bool) []api.Service {
 	var keep func(namespace, name string) bool
 	if one != nil {
 		keep = func(ns, n string) bool { return ns == one.namespace && n == one.name }
 	}
-	out := s.services(true, keep)
+	out := s.services(true, backends, keep)
 	for i := range out {
 		out[i].State = "served"
 		for _, p := range out[i].Ports {
@@ -265,9 +268,10 @@ func apiNamespace(src lb.Source) string {
 }
 
 // services lists the services with backend health, and with the kernel's
-// IPVS counters when withStats (one read of the whole table); only those
-// keep accepts when keep is not nil.
-func (s *state) services(withStats bool, keep func(namespace, name string) bool) []api.Service {
+// IPVS counters when withStats (one read of the whole table); each
+// backend's view when backends, else only their counts (api.Port.Counted);
+// only those keep accepts when keep is not nil.
+func (s *state) services(withStats, backends bool, keep func(namespace, name string) bool) []api.Service {
 	d := s.node.store.Load()
 	if d == nil {
 		return nil
@@ -346,8 +350,10 @@ func (s *state) services(withStats bool, keep func(namespace, name string) bool)
 			svc.VIPs = append(svc.VIPs, vs.VIP.String())
 		}
 		p := api.Port{VIP: vs.VIP.String(), Port: vs.Port, Protocol: string(vs.Protocol), Name: vs.Source.PortName,
-			Scheduler: vs.Scheduler, PersistenceSeconds: int(vs.Persistence / time.Second), Method: string(vs.Method),
-			Backends: []api.Backend{}}
+			Scheduler: vs.Scheduler, PersistenceSeconds: int(vs.Persistence / time.Second), Method: string(vs.Method)}
+		if backends {
+			p.Backends = []api.Backend{}
+		}
 		if vs.SourceRanges != nil {
 			p.SourceRanges = []string{}
 			for _, r := range vs.SourceRanges {
@@ -367,22 +373,37 @@ func (s *state) services(withStats bool, keep func(namespace, name string) bool)
 			p.Stats = apiStats(st.Stats, 0)
 		}
 		for _, b := range vs.Backends {
-			ab := api.Backend{Address: b.Addr.String(), Weight: b.Weight, Node: b.NodeName, Terminating: b.Terminating, Health: "unknown"}
-			if admin[lb.AdminName(vs.Source)][b.Addr] == config.BackendDrain {
-				ab.AdminState = string(config.BackendDrain)
-			}
+			state := "unknown"
 			if t, probed := health.TargetOf(vs, b); probed && results != nil {
 				if r, ok := results[t]; ok && !r.LastCheck.IsZero() {
-					ab.Health = map[bool]string{true: "up", false: "down"}[r.Up]
+					state = "down"
+					if r.Up {
+						state = "up"
+					}
 				}
 			}
+			var bstats api.Stats
 			if st != nil {
 				for _, bs := range st.Backends {
 					if bs.Addr == b.Addr {
-						ab.Stats = apiStats(bs.Stats, bs.ActiveConns)
+						bstats = apiStats(bs.Stats, bs.ActiveConns)
 						p.Stats.ActiveConnections += uint64(bs.ActiveConns)
 					}
 				}
+			}
+			p.BackendCount++
+			if state == "down" {
+				p.BackendsDown++
+			} else if b.Weight > 0 {
+				p.BackendsServing++
+			}
+			if !backends {
+				continue
+			}
+			ab := api.Backend{Address: b.Addr.String(), Weight: b.Weight, Node: b.NodeName, Terminating: b.Terminating,
+				Health: state, Stats: bstats}
+			if admin[lb.AdminName(vs.Source)][b.Addr] == config.BackendDrain {
+				ab.AdminState = string(config.BackendDrain)
 			}
 			p.Backends = append(p.Backends, ab)
 		}
