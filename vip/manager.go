@@ -333,14 +333,25 @@ func (m *Manager) Sync() time.Duration {
 		own, handover = m.o.Ownership.Owned()
 		want = append(slices.Clone(own), handover...)
 	}
-	// Quiet first: a VIP handed over stops answering before anything
-	// else, and one owned again answers before it is announced.
-	m.setQuiet(handover)
 	have, err := m.o.Kernel.VIPs()
 	if err != nil {
+		m.setQuiet(handover)
 		m.o.Log.Error("listing VIPs", "err", err)
 		return time.Second
 	}
+	// Quiet first: a VIP handed over stops answering before anything
+	// else, one owned again answers before it is announced, and one
+	// about to be removed stays quiet until it is gone (a handover that
+	// ends must not make the old holder answer again beside the new
+	// one while it removes the address). The next pass forgets the
+	// removed ones.
+	quiet := slices.Clone(handover)
+	for _, v := range have {
+		if !slices.Contains(want, v) && !slices.Contains(quiet, v) {
+			quiet = append(quiet, v)
+		}
+	}
+	m.setQuiet(quiet)
 	if !m.o.Ownership.Restarting() {
 		clear(m.adopted) // the grace is over: the ordinary rules apply
 	}

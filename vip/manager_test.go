@@ -180,6 +180,31 @@ func TestHandoverKeepsTheVIPSilently(t *testing.T) {
 	}
 }
 
+// When a handover ends the VIP goes, and it goes quiet: the old holder
+// never answers ARP/NDP again beside the new owner while it removes the
+// address (the pass once made it answer, then removed it).
+func TestHandoverEndsQuiet(t *testing.T) {
+	f := newFixture(t, time.Second)
+	f.cl.SetOwned(a)
+	f.step(0)
+	f.cl.Set(nil, []netip.Addr{a})
+	f.step(0)
+	var quietAtRemoval []bool
+	f.k.Changed = func() {
+		if !slices.Contains(f.k.Held(), a) {
+			quietAtRemoval = append(quietAtRemoval, slices.Contains(f.q.quiet, a))
+		}
+	}
+	f.cl.SetOwned() // the new owner has it: the handover ends
+	f.step(0)
+	if len(f.k.Held()) != 0 {
+		t.Fatalf("VIP kept after the handover ended: %v", f.k.Held())
+	}
+	if !slices.Equal(quietAtRemoval, []bool{true}) {
+		t.Fatalf("quiet when removed: %v, want [true] (answering again beside the new owner)", quietAtRemoval)
+	}
+}
+
 func TestLinkDownRemovesVIPsAndIsUnhealthy(t *testing.T) {
 	f := newFixture(t, 0)
 	f.k.State.Networks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}

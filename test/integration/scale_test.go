@@ -165,6 +165,12 @@ func BenchmarkScale(b *testing.B) {
 		rssScraped, _ := memory(b, p.cmd.Process.Pid)
 		anon, file := rssSplit(b, p.cmd.Process.Pid)
 		b.Logf("of that RSS after the scrape: %.0f MB anonymous (the Go runtime's), %.0f MB of files (the binary's pages)", anon, file)
+		// Where the anonymous part goes, as the runtime counts it when
+		// the scrape is written (before the scrape's own garbage).
+		mb := func(name string) float64 { return m[name] / (1 << 20) }
+		b.Logf("the runtime at the scrape: heap in use %.0f MB (goal of the next GC %.0f MB), heap idle not returned %.0f MB, stacks %.1f MB, span and GC metadata %.1f MB, other %.1f MB",
+			mb("go_memstats_heap_inuse_bytes"), mb("go_memstats_next_gc_bytes"), mb("go_memstats_heap_idle_bytes")-mb("go_memstats_heap_released_bytes"),
+			mb("go_memstats_stack_inuse_bytes"), mb("go_memstats_mspan_inuse_bytes")+mb("go_memstats_gc_sys_bytes"), mb("go_memstats_other_sys_bytes"))
 		b.Logf("by then: %.0f answers from the API server, %.0f of them 429, %.0f retries; Events %.0f recorded, %.0f written, %.0f failed; RSS %.0f MB after the scrape of /metrics (%s, %.0f backends' series left out)",
 			m["edgelb_kubernetes_requests_total"], m[`edgelb_kubernetes_requests_total{code="429"}`], m["edgelb_kubernetes_request_retries_total"],
 			m[`edgelb_kubernetes_events_total{outcome="recorded"}`], m[`edgelb_kubernetes_events_total{outcome="written"}`], m[`edgelb_kubernetes_events_total{outcome="failed"}`], rssScraped,

@@ -36,6 +36,10 @@ type Kernel struct {
 	Adds     map[netip.Addr]int
 	// Now is the fake's clock; nil means time.Now.
 	Now func() time.Time
+	// Changed, when set before use, is called after each VIP added or
+	// removed, outside Mu: a test that must see every state (two hosts
+	// holding a VIP for a moment) samples there, not on a timer.
+	Changed func()
 
 	changed func()
 }
@@ -161,7 +165,17 @@ func (k *Kernel) AddVIP(a netip.Addr, lifetime time.Duration) error {
 	}
 	k.Marked[a] = true
 	k.setLifetimeLocked(a, lifetime)
+	k.Mu.Unlock()
+	k.notify()
+	k.Mu.Lock()
 	return nil
+}
+
+// notify calls Changed, when set.
+func (k *Kernel) notify() {
+	if k.Changed != nil {
+		k.Changed()
+	}
 }
 
 // RenewVIP implements vip.Kernel.
@@ -192,6 +206,9 @@ func (k *Kernel) DelVIP(a netip.Addr) error {
 	delete(k.Marked, a)
 	delete(k.KeptVIPs, a)
 	delete(k.Expires, a)
+	k.Mu.Unlock()
+	k.notify()
+	k.Mu.Lock()
 	return nil
 }
 

@@ -126,16 +126,21 @@ func (l *link) StreamCh() <-chan net.Conn { return l.streams }
 // Shutdown leaves the link to the next process.
 func (l *link) Shutdown() error { return nil }
 
-// quieter is an in-memory vip.Quieter.
+// quieter is an in-memory vip.Quieter; changed, when set before use, is
+// called after each change.
 type quieter struct {
-	mu    sync.Mutex
-	quiet []netip.Addr
+	mu      sync.Mutex
+	quiet   []netip.Addr
+	changed func()
 }
 
 func (q *quieter) Quiet(vips []netip.Addr) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.quiet = slices.Clone(vips)
+	q.mu.Unlock()
+	if q.changed != nil {
+		q.changed()
+	}
 	return nil
 }
 
@@ -179,6 +184,26 @@ type lab struct {
 	// reserved are links made before any host starts, for hosts added
 	// later (MockNetwork takes no new transport while others run).
 	reserved map[string]*link
+	// observer, when set, is called on every change of a host's VIPs or
+	// quiet set (watch).
+	observer atomic.Pointer[func()]
+}
+
+// newHost is a host of the lab on lk, with fake kernels on the lab's
+// clock, not started.
+func (l *lab) newHost(name string, lk *link) *host {
+	h := &host{name: name, dir: l.t.TempDir(), link: lk,
+		vip: viptest.NewKernel(), ipvs: ipvstest.New(), filter: filtertest.New(), quiet: &quieter{}}
+	h.vip.Now = l.clock.Now
+	h.vip.Changed, h.quiet.changed = l.observe, l.observe
+	return h
+}
+
+// observe is the hosts' VIP kernels' and quieters' change hook.
+func (l *lab) observe() {
+	if f := l.observer.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // labConfig is a host's config file: an l2 static service, a bgp one,
@@ -261,9 +286,7 @@ func newLabReserving(t *testing.T, n int, kube kubernetes.Interface, insecure bo
 	}
 	var join []string
 	for i := range n {
-		h := &host{name: fmt.Sprintf("lb%d", i+1), dir: t.TempDir(), link: newLink(l.net, fmt.Sprintf("lb%d", i+1)),
-			vip: viptest.NewKernel(), ipvs: ipvstest.New(), filter: filtertest.New(), quiet: &quieter{}}
-		h.vip.Now = l.clock.Now
+		h := l.newHost(fmt.Sprintf("lb%d", i+1), newLink(l.net, fmt.Sprintf("lb%d", i+1)))
 		ip, port, err := h.link.FinalAdvertiseAddr("", 0)
 		if err != nil {
 			t.Fatal(err)
@@ -461,46 +484,60 @@ func (l *lab) host(name string) *host {
 
 // watch records, until the returned function is called, the fewest and
 // the most hosts that held a at once (quiet or not), and the most that
-// announced it (held, not quiet), sampled every millisecond.
+// announced it (held, not quiet): sampled on every change of a host's
+// VIPs or quiet set (a loaded machine may leave a timer's goroutine
+// asleep through a whole handover), and every millisecond.
 func (l *lab) watch(a netip.Addr) func() (fewest, most, announced int) {
-	stop := make(chan struct{})
+	var mu sync.Mutex
 	var states []string // each distinct state, for the log
-	result := make(chan [3]int, 1)
+	fewest, most, announced := len(l.hosts), 0, 0
+	sample := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		n, held := 0, 0
+		var state []string
+		for _, h := range l.hosts {
+			if h.holds(a) {
+				n++
+				q := "announced"
+				if h.quiet.Is(a) {
+					q = "quiet"
+				} else {
+					held++
+				}
+				state = append(state, h.name+" "+q)
+			}
+		}
+		if st := strings.Join(state, ", "); len(states) == 0 || states[len(states)-1] != st {
+			states = append(states, st)
+		}
+		fewest, most, announced = min(fewest, n), max(most, n), max(announced, held)
+	}
+	sample()
+	l.observer.Store(&sample)
+	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
-		fewest, most, announced := len(l.hosts), 0, 0
+		defer close(stopped)
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
-				l.t.Logf("%s held by: %s", a, strings.Join(states, " → "))
-				result <- [3]int{fewest, most, announced}
 				return
 			case <-tick.C:
+				sample()
 			}
-			n := 0
-			var state []string
-			for _, h := range l.hosts {
-				if h.holds(a) {
-					n++
-					q := "announced"
-					if h.quiet.Is(a) {
-						q = "quiet"
-					}
-					state = append(state, h.name+" "+q)
-				}
-			}
-			if st := strings.Join(state, ", "); len(states) == 0 || states[len(states)-1] != st {
-				states = append(states, st)
-			}
-			fewest, most = min(fewest, n), max(most, n)
-			announced = max(announced, len(l.holders(a)))
 		}
 	}()
 	return func() (int, int, int) {
+		l.observer.Store(nil)
 		close(stop)
-		r := <-result
-		return r[0], r[1], r[2]
+		<-stopped
+		sample()
+		mu.Lock()
+		defer mu.Unlock()
+		l.t.Logf("%s held by: %s", a, strings.Join(states, " → "))
+		return fewest, most, announced
 	}
 }
 

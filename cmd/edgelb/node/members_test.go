@@ -11,10 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/edgelb/edgelb/lb/filter/filtertest"
-	"github.com/edgelb/edgelb/lb/ipvs/ipvstest"
-	"github.com/edgelb/edgelb/vip/viptest"
 )
 
 // addHost makes a new lab host named name (its link reserved by
@@ -26,9 +22,7 @@ func (l *lab) addHost(name string) *host {
 	if !ok {
 		l.t.Fatalf("no link reserved for %s", name)
 	}
-	h := &host{name: name, dir: l.t.TempDir(), link: lk,
-		vip: viptest.NewKernel(), ipvs: ipvstest.New(), filter: filtertest.New(), quiet: &quieter{}}
-	h.vip.Now = l.clock.Now
+	h := l.newHost(name, lk)
 	l.hosts = append(l.hosts, h)
 	var join []string
 	for _, o := range l.hosts {

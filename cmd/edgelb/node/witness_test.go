@@ -20,9 +20,6 @@ import (
 	"github.com/edgelb/edgelb/api"
 	"github.com/edgelb/edgelb/cluster"
 	"github.com/edgelb/edgelb/lb/config"
-	"github.com/edgelb/edgelb/lb/filter/filtertest"
-	"github.com/edgelb/edgelb/lb/ipvs/ipvstest"
-	"github.com/edgelb/edgelb/vip/viptest"
 )
 
 // witnessHost is the lab's third machine, running `edgelb witness`.
@@ -59,9 +56,7 @@ func newPairLabWith(t *testing.T, later bool) (*lab, *witnessHost) {
 		return port
 	}
 	for i := range 2 {
-		h := &host{name: fmt.Sprintf("lb%d", i+1), dir: t.TempDir(), link: newLink(l.net, fmt.Sprintf("lb%d", i+1)),
-			vip: viptest.NewKernel(), ipvs: ipvstest.New(), filter: filtertest.New(), quiet: &quieter{}}
-		h.vip.Now = l.clock.Now
+		h := l.newHost(fmt.Sprintf("lb%d", i+1), newLink(l.net, fmt.Sprintf("lb%d", i+1)))
 		addr(h.link)
 		l.hosts = append(l.hosts, h)
 	}
