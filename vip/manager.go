@@ -343,8 +343,7 @@ func (m *Manager) Sync() time.Duration {
 	// else, one owned again answers before it is announced, and one
 	// about to be removed stays quiet until it is gone (a handover that
 	// ends must not make the old holder answer again beside the new
-	// one while it removes the address). The next pass forgets the
-	// removed ones.
+	// one while it removes the address).
 	quiet := slices.Clone(handover)
 	for _, v := range have {
 		if !slices.Contains(want, v) && !slices.Contains(quiet, v) {
@@ -371,6 +370,12 @@ func (m *Manager) Sync() time.Duration {
 		m.forget(v)
 		m.o.Log.Info("VIP removed", "vip", v)
 	}
+	// The removed ones need no quieting any more; one that could not be
+	// removed stays quiet.
+	quiet = slices.DeleteFunc(quiet, func(v netip.Addr) bool {
+		return !slices.Contains(handover, v) && !slices.Contains(held, v)
+	})
+	m.setQuiet(quiet)
 	for _, v := range handover {
 		delete(m.sched, v) // silent from now on
 		m.stopRepair(v)

@@ -203,6 +203,9 @@ func TestHandoverEndsQuiet(t *testing.T) {
 	if !slices.Equal(quietAtRemoval, []bool{true}) {
 		t.Fatalf("quiet when removed: %v, want [true] (answering again beside the new owner)", quietAtRemoval)
 	}
+	if len(f.q.quiet) != 0 {
+		t.Fatalf("still quiet once removed: %v", f.q.quiet)
+	}
 }
 
 func TestLinkDownRemovesVIPsAndIsUnhealthy(t *testing.T) {
