@@ -137,6 +137,7 @@ func BenchmarkScale(b *testing.B) {
 		took := time.Since(start0)
 		b.StopTimer()
 		rss, peak := memory(b, p.cmd.Process.Pid)
+		cpuAddressed := cpuSeconds(b, p.cmd.Process.Pid)
 		live, liveMax := liveHeap(b, p.log)
 		b.Logf("every Service has its address %s after edgelb started; RSS %.0f MB (peak %.0f MB); live heap after the last GC %.0f MB (most %.0f MB)",
 			took.Round(time.Millisecond), rss, peak, live, liveMax)
@@ -155,7 +156,11 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(live, "heap-live-MB")
 		rssSettled, _ := memory(b, p.cmd.Process.Pid)
 		liveSettled, _ := liveHeap(b, p.log)
-		b.Logf("after the endpoint changes: RSS %.0f MB, live heap after the last GC %.0f MB", rssSettled, liveSettled)
+		cpuChanges := cpuSeconds(b, p.cmd.Process.Pid) - cpuAddressed
+		b.Logf("after the endpoint changes: RSS %.0f MB, live heap after the last GC %.0f MB; edgelb's CPU: %.1f s until every Service had its address, %.1f s from then through the endpoint changes",
+			rssSettled, liveSettled, cpuAddressed, cpuChanges)
+		b.ReportMetric(cpuAddressed, "cpu-addressed-s")
+		b.ReportMetric(cpuChanges, "cpu-changes-s")
 		b.ReportMetric(rssSettled, "rss-settled-MB")
 		// Scraped last: a scrape at this scale (series for every virtual
 		// service) costs memory of its own.
@@ -296,6 +301,20 @@ func watchAddressed(b *testing.B, ns string, n int) <-chan struct{} {
 func memory(b *testing.B, pid int) (rss, peak float64) {
 	f := procStatus(b, pid)
 	return f["VmRSS:"], f["VmHWM:"]
+}
+
+// cpuSeconds is the CPU time, user and system, a process has used.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command's parenthesis: state is the first,
+	// utime and stime the 12th and 13th (clock ticks of 1/100 s).
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // rssSplit returns the anonymous and the file-backed parts of a process's
