@@ -25,6 +25,28 @@ type memberSet struct {
 	// port is this host's cluster.bindPort, the port of an address
 	// given without one.
 	port uint16
+	// quorum is this host's cluster.quorum (0: a majority of the
+	// members), checked against the member set a change leaves.
+	quorum int
+}
+
+// quorumProblem says what an explicit cluster.quorum would cost with
+// members configured members after a change, "" when nothing: more than
+// there are, and no host with that setting owns a VIP again; half of
+// them or fewer, and both sides of a partition may own the same VIP (the
+// start-up warning's rule, cluster.Options.QuorumWarning).
+func quorumProblem(quorum, members int, what string) string {
+	switch {
+	case quorum == 0:
+		return ""
+	case quorum > members:
+		return fmt.Sprintf("%s leaves %d configured members, fewer than this host's cluster.quorum %d: no host with that setting would own a VIP; "+
+			"lower cluster.quorum in the hosts' files first (or leave it unset: a majority of the members)", what, members, quorum)
+	case members > 2 && quorum <= members/2:
+		return fmt.Sprintf("%s leaves %d configured members, of which this host's cluster.quorum %d is not a majority: both sides of a partition could own the same VIP; "+
+			"raise cluster.quorum in the hosts' files first (or leave it unset: a majority of the members)", what, members, quorum)
+	}
+	return ""
 }
 
 var _ api.MemberSet = memberSet{}
@@ -88,6 +110,9 @@ func (m memberSet) Add(ctx context.Context, addr string, force bool) (api.Member
 	if slices.Contains(members, name) {
 		return api.MemberChange{}, fmt.Errorf("%w: %s is a configured member", api.ErrMemberExists, name)
 	}
+	if why := quorumProblem(m.quorum, len(members)+1, "adding "+name); why != "" && !force {
+		return api.MemberChange{}, &api.RefusedError{Reason: why, Forceable: true}
+	}
 	if why := m.reachable(append(slices.Clone(members), name), "adding "+name); why != "" && !force {
 		return api.MemberChange{}, &api.RefusedError{Reason: why, Forceable: true}
 	}
@@ -117,6 +142,9 @@ func (m memberSet) Remove(ctx context.Context, name string, force bool) (api.Mem
 		return api.MemberChange{}, &api.RefusedError{Reason: fmt.Sprintf("%s is the last configured member: a cluster keeps at least one", target)}
 	}
 	rest := slices.DeleteFunc(slices.Clone(members), func(s string) bool { return s == target })
+	if why := quorumProblem(m.quorum, len(rest), "removing "+target); why != "" && !force {
+		return api.MemberChange{}, &api.RefusedError{Reason: why, Forceable: true}
+	}
 	if why := m.reachable(rest, "removing "+target); why != "" && !force {
 		return api.MemberChange{}, &api.RefusedError{Reason: why, Forceable: true}
 	}

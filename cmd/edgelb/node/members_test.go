@@ -209,3 +209,50 @@ func TestHostRemovedWhileCutOffOwnsNothingWhenBack(t *testing.T) {
 		t.Errorf("%d hosts announced %s at once after the removed host came back", announced, l2VIP)
 	}
 }
+
+// An explicit cluster.quorum is checked against the member set a change
+// through the API leaves: a removal that leaves fewer members than the
+// quorum would leave every VIP unowned on the hosts with that setting,
+// and is refused (409, forceable) with nothing changed.
+func TestRemovalBelowTheQuorumRefused(t *testing.T) {
+	l := newLabPrepared(t, 3, nil, false, func(h *host) {
+		b, err := os.ReadFile(h.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Replace(string(b), "  handoverTimeout: 2s\n", "  handoverTimeout: 2s\n  quorum: 3\n", 1)
+		if err := os.WriteFile(h.path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	l.eventually(t, "three hosts converge", l.converged)
+	code, body := apiDo(l.hosts[0], "DELETE", "/api/v1/members/"+l.hosts[2].addr(), "")
+	if code != http.StatusConflict || !strings.Contains(body, "fewer than this host's cluster.quorum 3") || !strings.Contains(body, "force") {
+		t.Fatalf("removing a member below cluster.quorum 3: %d %s; want 409 saying so", code, body)
+	}
+	if got := l.hosts[0].members(); len(got) != 3 {
+		t.Errorf("members after the refused removal: %v", got)
+	}
+	if len(l.holders(l2VIP)) != 1 {
+		t.Errorf("the l2 VIP is held by %v after the refused removal", l.holders(l2VIP))
+	}
+}
+
+func TestQuorumProblem(t *testing.T) {
+	for _, c := range []struct {
+		quorum, members int
+		want            string
+	}{
+		{0, 1, ""}, {0, 5, ""},
+		{3, 3, ""}, {3, 4, ""}, {3, 5, ""},
+		{3, 2, "fewer than this host's cluster.quorum 3"},
+		{2, 4, "not a majority"}, {3, 6, "not a majority"},
+		{1, 2, ""}, // a pair with quorum 1: the start-up warning's case
+		{2, 3, ""},
+	} {
+		got := quorumProblem(c.quorum, c.members, "removing x")
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("quorum %d, %d members: %q, want %q", c.quorum, c.members, got, c.want)
+		}
+	}
+}

@@ -575,7 +575,7 @@ func (n *Node) apiOptions() api.Options {
 		Log:       n.log.With("component", "api"),
 	}
 	if n.live.raft != nil {
-		o.Members = memberSet{raft: n.live.raft, gossip: n.live.members.Load, port: cfg.Cluster.BindPort}
+		o.Members = memberSet{raft: n.live.raft, gossip: n.live.members.Load, port: cfg.Cluster.BindPort, quorum: cfg.Cluster.Quorum}
 	}
 	o.BGP = bgpStatus(n.live, n.announcer, n.members)
 	if ctrl := n.ctrl; ctrl != nil {
