@@ -340,13 +340,14 @@ func (m *Manager) Sync() time.Duration {
 		return time.Second
 	}
 	// Quiet first: a VIP handed over stops answering before anything
-	// else, one owned again answers before it is announced, and one
-	// about to be removed stays quiet until it is gone (a handover that
-	// ends must not make the old holder answer again beside the new
-	// one while it removes the address).
+	// else, one owned again answers before it is announced, and a quiet
+	// one about to be removed stays quiet until it is gone (a handover
+	// that ends must not make the old holder answer again beside the new
+	// one while it removes the address). One that answers and goes is
+	// removed at once: quieting it first would only delay that.
 	quiet := slices.Clone(handover)
 	for _, v := range have {
-		if !slices.Contains(want, v) && !slices.Contains(quiet, v) {
+		if !slices.Contains(want, v) && !slices.Contains(quiet, v) && slices.Contains(m.quiet, v) {
 			quiet = append(quiet, v)
 		}
 	}
