@@ -554,6 +554,15 @@ func TestTestbed(t *testing.T) {
 			if double > 100*time.Millisecond {
 				t.Errorf("kill %d: two hosts answered ARP for %s for %v after %s's edgelb was killed: %+v", i, vip, double, owner.name, r.Spans)
 			}
+			if handback > 100*time.Millisecond {
+				// Not a failure (a planned make-before-break handover),
+				// but what each host did then, to tell why.
+				for _, h := range hosts {
+					out, _ := h.tryRun("journalctl", "-u", "edgelb", "--no-pager", "-o", "short-precise", "--since", fmt.Sprintf("@%d", restarted.Unix()-1),
+						"--grep", "ownership changed|VIP added|VIP removed|quiet|handover|unhealthy|healthy again|joined|version")
+					t.Logf("kill %d, handover back (two hosts from the ARP samples: %+v): %s:\n%s", i, r.Spans, h.name, out)
+				}
+			}
 		}
 		owner = waitOwner(t, 2*time.Minute)
 	})
