@@ -71,6 +71,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 # so lintian finds both agree with the package.
 deb: $(NFPM)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags "-s -w -X github.com/edgelb/edgelb/cmd/edgelb/cli.Version=$(DEB_VERSION) -X github.com/edgelb/edgelb/api.Revision=$(REVISION)" -o $(BIN)/edgelb ./cmd/edgelb
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags "-s -w" -o $(BIN)/edgelb-crash-cleanup ./cmd/edgelb-crash-cleanup
 	rm -rf dist $(BIN)/deb && mkdir -p dist $(BIN)/deb
 	env -u GOOS -u GOARCH CGO_ENABLED=0 $(GO) run -trimpath ./hack/manpage -version $(DEB_VERSION) \
 		-date $$(date -u -d @$(SOURCE_DATE_EPOCH) +%F) >$(BIN)/deb/edgelb.8

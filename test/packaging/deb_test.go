@@ -58,7 +58,7 @@ func TestDebPackage(t *testing.T) {
 	t.Run("contents", func(t *testing.T) {
 		list := run(t, root, "dpkg-deb", "--contents", deb)
 		for _, f := range []string{
-			"./usr/bin/edgelb", "./usr/lib/systemd/system/edgelb.service", "./etc/edgelb/config.yaml",
+			"./usr/bin/edgelb", "./usr/lib/edgelb/edgelb-crash-cleanup", "./usr/lib/systemd/system/edgelb.service", "./etc/edgelb/config.yaml",
 			"./usr/lib/sysctl.d/60-edgelb.conf", "./usr/lib/modules-load.d/edgelb.conf", "./usr/share/edgelb/rbac.yaml",
 			"./usr/share/doc/edgelb/copyright", "./usr/share/doc/edgelb/changelog.gz", "./usr/share/man/man8/edgelb.8.gz",
 			"./usr/share/lintian/overrides/edgelb", "./usr/share/doc/edgelb/README.md", "./usr/share/doc/edgelb/CHANGELOG.md",
@@ -68,8 +68,10 @@ func TestDebPackage(t *testing.T) {
 				t.Errorf("package lacks %s:\n%s", f, list)
 			}
 		}
-		if !regexp.MustCompile(`-rwxr-xr-x root/root .* ./usr/bin/edgelb`).MatchString(list) {
-			t.Errorf("the binary is not root-owned 0755:\n%s", list)
+		for _, bin := range []string{"./usr/bin/edgelb", "./usr/lib/edgelb/edgelb-crash-cleanup"} {
+			if !regexp.MustCompile(`-rwxr-xr-x root/root .* ` + regexp.QuoteMeta(bin) + `\n`).MatchString(list) {
+				t.Errorf("%s is not root-owned 0755:\n%s", bin, list)
+			}
 		}
 		conffiles := run(t, root, "dpkg-deb", "--info", deb, "conffiles")
 		if !strings.Contains(conffiles, "/etc/edgelb/config.yaml") {
@@ -122,13 +124,15 @@ func TestDebPackage(t *testing.T) {
 		if !bytes.HasPrefix(copyright, []byte("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n")) {
 			t.Error("the copyright file is not in the machine-readable format")
 		}
-		bi, err := buildinfo.ReadFile(filepath.Join(dir, "usr/bin/edgelb"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range bi.Deps {
-			if !bytes.Contains(copyright, []byte(" vendor/"+m.Path+"/*\n")) {
-				t.Errorf("packaging/copyright does not list %s %s (linked into /usr/bin/edgelb)", m.Path, m.Version)
+		for _, bin := range []string{"usr/bin/edgelb", "usr/lib/edgelb/edgelb-crash-cleanup"} {
+			bi, err := buildinfo.ReadFile(filepath.Join(dir, bin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range bi.Deps {
+				if !bytes.Contains(copyright, []byte(" vendor/"+m.Path+"/*\n")) {
+					t.Errorf("packaging/copyright does not list %s %s (linked into /%s)", m.Path, m.Version, bin)
+				}
 			}
 		}
 	})

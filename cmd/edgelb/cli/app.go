@@ -60,7 +60,7 @@ Usage:
   edgelb cleanup --config FILE [--vips-only] [--after-crash]
                                  remove edgelb's VIPs, IPVS services and nftables
                                  table from this host (the package's removal);
-                                 only the VIPs after a crash (the unit's ExecStopPost)
+                                 only the VIPs after a crash (as the unit's ExecStopPost)
   edgelb version                 print the version
 
 Run "edgelb COMMAND --help" for a command's flags.

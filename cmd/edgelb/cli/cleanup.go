@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/edgelb/edgelb/cmd/edgelb/node"
 	"github.com/edgelb/edgelb/lb/config"
+	"github.com/edgelb/edgelb/vip/aftercrash"
 )
 
 type cleanupOptions struct {
@@ -36,7 +36,8 @@ func cleanupFlags(stderr io.Writer) (*flag.FlagSet, *cleanupOptions) {
 // package is removed, after stopping the service (which hands the VIPs to
 // the other hosts first).
 //
-// With --vips-only --after-crash it is the unit's ExecStopPost=: after a
+// With --vips-only --after-crash it does what the unit's ExecStopPost=
+// (cmd/edgelb-crash-cleanup, the same code in a small binary) does: after a
 // crash the VIPs are gone at once, instead of answering ARP beside their
 // new owner until their lifetime (cluster.restartHold) runs out.
 func cleanupCmd(args []string, stdout, stderr io.Writer) error {
@@ -45,7 +46,7 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.afterCrash {
-		crashed, why, err := afterCrash(os.Getenv)
+		crashed, why, err := aftercrash.Crashed(os.Getenv)
 		if err != nil {
 			return fmt.Errorf("cleanup: %w", err)
 		}
@@ -66,28 +67,4 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "edgelb cleanup: removed %d VIP(s) from %q and %d IPVS virtual service(s)\n", res.VIPs, cfg.Node.Interface, res.Services)
 	return err
-}
-
-// afterCrash tells from the variables systemd sets for ExecStopPost=
-// whether the main process died without removing or keeping its VIPs.
-// `edgelb run` exits with status 0 only after its own shutdown: on SIGTERM
-// (stop) it hands the VIPs over and removes them, on SIGUSR2 (graceful
-// restart) it keeps them for the next process. Anything else — killed by
-// a signal (SIGKILL, the watchdog's SIGABRT, a timeout), a panic, an
-// error exit — leaves them to this cleanup. Without $EXIT_CODE the main
-// process never ran (ExecStartPre failed): only $SERVICE_RESULT tells,
-// and whatever a previous process kept is no longer wanted.
-func afterCrash(getenv func(string) string) (crashed bool, why string, err error) {
-	result, code, status := getenv("SERVICE_RESULT"), getenv("EXIT_CODE"), getenv("EXIT_STATUS")
-	switch {
-	case code == "exited" && status == "0":
-		return false, "the main process exited cleanly", nil
-	case code != "":
-		return true, fmt.Sprintf("the main process did not exit cleanly (%s, %s %s): removing its VIPs", result, code, status), nil
-	case result == "":
-		return false, "", errors.New("--after-crash is for systemd's ExecStopPost=: $SERVICE_RESULT and $EXIT_CODE are not set")
-	case result == "success":
-		return false, "no main process ran, the service stopped successfully", nil
-	}
-	return true, fmt.Sprintf("no main process ran (%s): removing the VIPs left on the interface", result), nil
 }

@@ -83,7 +83,7 @@ func manCommands() []manCommand {
 			"added to node.interface, the IPVS virtual services on addresses of its pools and static " +
 			"services, and its nftables tables (source NAT, source-range filter, the quiet VIPs of a handover); nothing else. It ends the traffic they carry: the " +
 			"package runs it on removal, after stopping the service. With --vips-only --after-crash " +
-			"it is the unit's ExecStopPost=: when the daemon did not exit cleanly (killed, hung, " +
+			"it does what the unit's ExecStopPost= (/usr/lib/edgelb/edgelb-crash-cleanup) does: when the daemon did not exit cleanly (killed, hung, " +
 			"crashed) it removes only the VIP addresses the daemon left on the interface, the " +
 			"list of VIPs kept for a restart and the quiet-VIP tables, so that they do not answer ARP beside their new owner."},
 		{"version", nil, "Print the version, the git commit (when the build recorded it) and the Go version it was built with."},

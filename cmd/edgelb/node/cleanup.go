@@ -3,12 +3,11 @@ package node
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/edgelb/edgelb/lb/config"
 	"github.com/edgelb/edgelb/lb/filter"
 	"github.com/edgelb/edgelb/lb/snat"
-	"github.com/edgelb/edgelb/vip"
+	"github.com/edgelb/edgelb/vip/aftercrash"
 )
 
 // Removed counts what Cleanup removed.
@@ -30,26 +29,10 @@ func Cleanup(cfg *config.Config, stateDir string, vipsOnly bool) (Removed, error
 	snatK, quiet, ipvsK, filterK := CleanupKernels()
 	defer ipvsK.Close()
 	if cfg.Node.Interface != "" {
-		nl := VIPKernel(cfg.Node.Interface, stateDir)
-		held, err := nl.VIPs()
+		n, err := aftercrash.RemoveVIPs(cfg.Node.Interface, stateDir, quiet)
+		res.VIPs = n
 		if err != nil {
-			errs = append(errs, fmt.Errorf("listing VIPs on %s: %w", cfg.Node.Interface, err))
-		}
-		for _, a := range held {
-			if err := nl.DelVIP(a); err != nil {
-				errs = append(errs, fmt.Errorf("removing VIP %s: %w", a, err))
-				continue
-			}
-			res.VIPs++
-		}
-		// Nothing is left for a next process to adopt.
-		if nl.KeptFile != "" {
-			if err := os.Remove(nl.KeptFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-		if err := quiet.Quiet(nil); err != nil {
-			errs = append(errs, fmt.Errorf("removing the nftables tables %s: %w", vip.QuietTable, err))
+			errs = append(errs, err)
 		}
 	}
 	if vipsOnly {

@@ -3,16 +3,12 @@ package node
 import (
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/edgelb/edgelb/lb/filter"
 	"github.com/edgelb/edgelb/lb/ipvs"
 	"github.com/edgelb/edgelb/lb/snat"
 	"github.com/edgelb/edgelb/vip"
+	"github.com/edgelb/edgelb/vip/aftercrash"
 	"github.com/edgelb/edgelb/vip/bgp"
 	"github.com/edgelb/edgelb/vip/datapath"
 	"github.com/edgelb/edgelb/vip/repair"
@@ -109,14 +105,7 @@ func RealKernels(iface, stateDir string) Kernels {
 // directory: the VIPs kept across a graceful restart (kept-vips) and,
 // where the kernel drops edgelb's address mark, those it added
 // (added-vips).
-func VIPKernel(iface, stateDir string) *vip.Netlink {
-	n := &vip.Netlink{Interface: iface}
-	if stateDir != "" {
-		n.KeptFile = filepath.Join(stateDir, "kept-vips")
-		n.AddedFile = filepath.Join(stateDir, "added-vips")
-	}
-	return n
-}
+func VIPKernel(iface, stateDir string) *vip.Netlink { return aftercrash.Kernel(iface, stateDir) }
 
 // CleanupKernels are the handles `edgelb cleanup` removes edgelb's state
 // with: the source NAT's and the quiet VIPs' tables, and an IPVS handle
@@ -128,13 +117,4 @@ func CleanupKernels() (ipvs.SNAT, vip.Quieter, *ipvs.Kernel, filter.Kernel) {
 // DefaultStateDir is the service's state directory (systemd's
 // $STATE_DIRECTORY, the unit's StateDirectory=edgelb), else /var/lib/edgelb
 // when it is writable, else none (the address mark alone: Linux 6.2+).
-func DefaultStateDir() string {
-	dir := strings.Split(os.Getenv("STATE_DIRECTORY"), ":")[0]
-	if dir == "" {
-		dir = "/var/lib/edgelb"
-	}
-	if unix.Access(dir, unix.W_OK) != nil {
-		return ""
-	}
-	return dir
-}
+func DefaultStateDir() string { return aftercrash.DefaultStateDir() }

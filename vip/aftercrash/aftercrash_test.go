@@ -1,8 +1,8 @@
-package cli
+package aftercrash
 
 import "testing"
 
-// cleanup --after-crash acts only when the main process did not exit with
+// The cleanup after a crash acts only when the main process did not exit with
 // status 0: SIGTERM (stop) and SIGUSR2 (graceful restart) make edgelb
 // exit 0 after it released or kept its VIPs itself.
 func TestAfterCrash(t *testing.T) {
@@ -24,7 +24,7 @@ func TestAfterCrash(t *testing.T) {
 		{"", "", "", false, true}, // not run by systemd
 	} {
 		env := map[string]string{"SERVICE_RESULT": tc.result, "EXIT_CODE": tc.code, "EXIT_STATUS": tc.status}
-		crashed, why, err := afterCrash(func(k string) string { return env[k] })
+		crashed, why, err := Crashed(func(k string) string { return env[k] })
 		if crashed != tc.crashed || (err != nil) != tc.err {
 			t.Errorf("SERVICE_RESULT=%q EXIT_CODE=%q EXIT_STATUS=%q: crashed %v (%s), err %v; want crashed %v, err %v",
 				tc.result, tc.code, tc.status, crashed, why, err, tc.crashed, tc.err)
