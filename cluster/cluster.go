@@ -283,7 +283,7 @@ func New(opts Options) (*Cluster, error) {
 		peerGave:  map[string]uint32{},
 		restart:   restartState{absent: map[string]absentMember{}},
 		fresh:     freshState{heard: map[string]heardFrom{}},
-		agree:     viewCheck{since: map[string]time.Time{}},
+		agree:     viewCheck{since: map[string]time.Time{}, unheard: map[string]time.Time{}, warnedUnheard: map[string]bool{}},
 		catchUp:   make(chan struct{}, 1),
 	}
 	c.size = clusterSize(opts)

@@ -98,9 +98,11 @@ func ownerDigest(m Meta) uint64 {
 // disagreeing returns, sorted, the live peers among members whose last
 // heartbeat's versions (heard) say this member's copy of their Meta is
 // older than their own, or their copy of this member's is not self, the
-// version of the Meta it gossips. Peers absent, Silent (counted down: out
-// of the assignment) or that sent no versions are not compared.
-func disagreeing(selfName string, self uint64, members []Member, heard map[string]ownerVersions) []string {
+// version of the Meta it gossips, and those in unheard: peers that speak
+// versions but whose heartbeats have not carried any yet. Peers absent,
+// Silent (counted down: out of the assignment) or that sent no versions
+// and are not in unheard are not compared.
+func disagreeing(selfName string, self uint64, members []Member, heard map[string]ownerVersions, unheard map[string]bool) []string {
 	var out []string
 	for _, m := range members {
 		if m.Name == selfName || m.Absent || m.Silent {
@@ -108,6 +110,9 @@ func disagreeing(selfName string, self uint64, members []Member, heard map[strin
 		}
 		v, ok := heard[m.Name]
 		if !ok {
+			if unheard[m.Name] {
+				out = append(out, m.Name)
+			}
 			continue
 		}
 		if m.OwnerVersion < v.Sender || (!m.Witness && v.Receiver != self) {
@@ -139,6 +144,24 @@ type viewCheck struct {
 	since map[string]time.Time
 	// warned: the current disagreement was logged as long.
 	warned bool
+	// unheard is since when each live peer that speaks versions (its Meta
+	// has an OwnerVersion and a HeartbeatPort) has not sent any: a
+	// process that just (re)started has heard no heartbeat of its peers
+	// yet, and a peer whose copy of its Meta is the previous process's
+	// (unhealthy, or none) may still hold a VIP this one would take. It
+	// counts as behind until its heartbeats bring versions, or until
+	// unheardFor has passed (then the heartbeat path is broken, and
+	// memberlist alone judges it as before, with a warning).
+	unheard map[string]time.Time
+	// warnedUnheard are the peers the warning was logged for.
+	warnedUnheard map[string]bool
+}
+
+// unheardFor is how long a live peer that speaks versions but has sent
+// none counts as behind: ten heartbeat timeouts (interval × multiplier),
+// at least 2 s.
+func unheardFor(timeout time.Duration) time.Duration {
+	return max(2*time.Second, 10*timeout)
 }
 
 // disagreeWarnAfter is how long a disagreement lasts before it is logged
@@ -161,8 +184,39 @@ func (c *Cluster) disagreeLocked(members []Member, seen Meta, now time.Time) (*h
 			vs.Peers[m.Name] = m.OwnerVersion
 		}
 	}
-	peers := disagreeing(c.opts.Name, vs.Self, members, hb.heardVersions())
+	heard := hb.heardVersions()
 	vc := &c.agree
+	unheard := map[string]bool{}
+	bound := unheardFor(hb.live.timeout)
+	for _, m := range members {
+		if m.Name == c.opts.Name || m.Absent || m.Silent || m.Witness || m.OwnerVersion == 0 || m.HeartbeatPort == 0 {
+			delete(vc.unheard, m.Name)
+			continue
+		}
+		if _, ok := heard[m.Name]; ok {
+			delete(vc.unheard, m.Name)
+			delete(vc.warnedUnheard, m.Name)
+			continue
+		}
+		since, ok := vc.unheard[m.Name]
+		if !ok {
+			since = now
+			vc.unheard[m.Name] = now
+		}
+		if now.Sub(since) < bound {
+			unheard[m.Name] = true
+		} else if !vc.warnedUnheard[m.Name] {
+			c.log.Warn("no heartbeat versions from a live peer: judging it by memberlist alone (is UDP to its heartbeat port blocked?)",
+				"node", c.opts.Name, "peer", m.Name, "for", now.Sub(since), "heartbeatPort", m.HeartbeatPort)
+			vc.warnedUnheard[m.Name] = true
+		}
+	}
+	for name := range vc.unheard {
+		if !slices.ContainsFunc(members, func(m Member) bool { return m.Name == name }) {
+			delete(vc.unheard, name)
+		}
+	}
+	peers := disagreeing(c.opts.Name, vs.Self, members, heard, unheard)
 	var first time.Time
 	for _, t := range vc.since {
 		if first.IsZero() || t.Before(first) {

@@ -228,24 +228,28 @@ func TestDisagreeing(t *testing.T) {
 		return Member{Name: name, Meta: Meta{Healthy: true, OwnerVersion: copyOf}}
 	}
 	for _, tc := range []struct {
-		name  string
-		m     Member
-		heard map[string]ownerVersions
-		want  bool
+		name    string
+		m       Member
+		heard   map[string]ownerVersions
+		unheard map[string]bool
+		want    bool
 	}{
-		{"agree", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, false},
-		{"our copy of b is behind", peer("b", 7), map[string]ownerVersions{"b": {Sender: 8, Receiver: self}}, true},
-		{"our copy is newer than b's heartbeat (gossip came first)", peer("b", 8), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, false},
-		{"b's copy of us is behind", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self - 1}}, true},
-		{"b sends no versions (an older release)", peer("b", 0), nil, false},
-		{"b is counted down", func() Member { m := peer("b", 7); m.Silent = true; return m }(), map[string]ownerVersions{"b": {Sender: 9, Receiver: 1}}, false},
-		{"b is absent (restarting)", func() Member { m := peer("b", 7); m.Absent = true; return m }(), map[string]ownerVersions{"b": {Sender: 9, Receiver: 1}}, false},
-		{"a witness's copy of us is not waited for", func() Member { m := peer("w", 7); m.Witness = true; return m }(), map[string]ownerVersions{"w": {Sender: 7, Receiver: 1}}, false},
-		{"a witness's own metadata is", func() Member { m := peer("w", 7); m.Witness = true; return m }(), map[string]ownerVersions{"w": {Sender: 8, Receiver: self}}, true},
+		{"agree", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, nil, false},
+		{"our copy of b is behind", peer("b", 7), map[string]ownerVersions{"b": {Sender: 8, Receiver: self}}, nil, true},
+		{"our copy is newer than b's heartbeat (gossip came first)", peer("b", 8), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, nil, false},
+		{"b's copy of us is behind", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self - 1}}, nil, true},
+		{"b sends no versions (an older release)", peer("b", 0), nil, nil, false},
+		{"b is counted down", func() Member { m := peer("b", 7); m.Silent = true; return m }(), map[string]ownerVersions{"b": {Sender: 9, Receiver: 1}}, nil, false},
+		{"b is absent (restarting)", func() Member { m := peer("b", 7); m.Absent = true; return m }(), map[string]ownerVersions{"b": {Sender: 9, Receiver: 1}}, nil, false},
+		{"a witness's copy of us is not waited for", func() Member { m := peer("w", 7); m.Witness = true; return m }(), map[string]ownerVersions{"w": {Sender: 7, Receiver: 1}}, nil, false},
+		{"a witness's own metadata is", func() Member { m := peer("w", 7); m.Witness = true; return m }(), map[string]ownerVersions{"w": {Sender: 8, Receiver: self}}, nil, true},
+		{"b has sent no versions yet, and speaks them", peer("b", 7), nil, map[string]bool{"b": true}, true},
+		{"b has sent no versions yet, for too long (judged by memberlist)", peer("b", 7), nil, nil, false},
+		{"b's versions came", peer("b", 7), map[string]ownerVersions{"b": {Sender: 7, Receiver: self}}, map[string]bool{"b": true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			members := []Member{peer("a", self), tc.m}
-			got := disagreeing("a", self, members, tc.heard)
+			got := disagreeing("a", self, members, tc.heard, tc.unheard)
 			if (len(got) > 0) != tc.want {
 				t.Fatalf("disagreeing %v, want disagreement %v", got, tc.want)
 			}
@@ -317,4 +321,52 @@ func TestHeartbeaterRecordsVersions(t *testing.T) {
 	if got := h.heardVersions(); len(got) != 0 {
 		t.Fatalf("after lb2 joined again: %v, want none", got)
 	}
+}
+
+// A live peer that speaks versions (an owner version and a heartbeat port
+// in its Meta) but whose heartbeats have carried none yet counts as
+// behind: a process that just started, or whose peer knows only its first
+// Meta, must not take a VIP that peer may still hold (the test bed's
+// handover back after a SIGKILL). For ten heartbeat timeouts, at least
+// 2 s: then the heartbeat path is taken for broken and memberlist alone
+// judges, as before. Versions heard end it; an older release (no owner
+// version) or a peer without heartbeats is not waited for.
+func TestUnheardPeerCountsAsBehind(t *testing.T) {
+	keys := func() [][]byte { return [][]byte{testKey} }
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	h := newHeartbeater("lb1", HeartbeatOptions{Interval: hbInterval, Multiplier: 3}, nil, keys, func() time.Time { return t0 }, func() {}, log)
+	c := &Cluster{opts: Options{Name: "lb1"}, log: log, catchUp: make(chan struct{}, 1),
+		agree: viewCheck{since: map[string]time.Time{}, unheard: map[string]time.Time{}, warnedUnheard: map[string]bool{}}}
+	c.hb.Store(h)
+	self := Meta{Healthy: true, OwnerVersion: 4}
+	peer := func(ov uint64, port uint16) []Member {
+		return []Member{{Name: "lb1", Meta: self}, {Name: "lb2", Meta: Meta{Healthy: true, OwnerVersion: ov, HeartbeatPort: port}}}
+	}
+	check := func(at time.Time, members []Member, want bool) {
+		t.Helper()
+		c.mu.Lock()
+		_, peers := c.disagreeLocked(members, self, at)
+		c.mu.Unlock()
+		if (len(peers) > 0) != want {
+			t.Fatalf("at +%v: disagreeing %v, want a disagreement: %v", at.Sub(t0), peers, want)
+		}
+	}
+	check(t0, peer(7, 7947), true)
+	check(t0.Add(time.Second), peer(7, 7947), true)
+	check(t0.Add(unheardFor(3*hbInterval)+time.Second), peer(7, 7947), false) // judged by memberlist now
+	if !bytes.Contains(logs.Bytes(), []byte("no heartbeat versions from a live peer")) {
+		t.Errorf("no warning once the bound passed:\n%s", logs.String())
+	}
+	check(t0, peer(0, 7947), false) // an older release
+	check(t0, peer(7, 0), false)    // no heartbeats
+	// Versions heard: compared as usual.
+	s := sealer{keys: keys}
+	h.setTargets([]hbTarget{{Name: "lb2", Addr: netip.MustParseAddrPort("10.0.0.2:7947")}})
+	b, err := s.seal(heartbeat{Seq: 1, From: "lb2", To: "lb1", Versions: &ownerVersions{Sender: 7, Receiver: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.receive(b, t0)
+	check(t0.Add(10*time.Millisecond), peer(7, 7947), false)
 }

@@ -22,6 +22,7 @@ import (
 
 var (
 	edgelbBin string // built by Main
+	crashBin  string // the unit's ExecStopPost= binary, built by Main
 	selfBin   string // this test binary, re-executed in roles
 	skipAll   string // why the lab cannot run here
 	labSeq    atomic.Int32
@@ -66,6 +67,10 @@ func Main(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		if edgelbBin, err = testenv.BuildEdgelb(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if crashBin, err = testenv.BuildCrashCleanup(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -402,12 +407,12 @@ func (h *Host) Kill() {
 }
 
 // Crash SIGKILLs edgelb on h and then does what systemd does after a crash
-// of the packaged unit: it runs the unit's ExecStopPost= (`edgelb cleanup
-// --vips-only --after-crash`) with the variables systemd sets for a process
+// of the packaged unit: it runs the unit's ExecStopPost=
+// (edgelb-crash-cleanup) with the variables systemd sets for a process
 // killed by a signal. It returns the cleanup's output.
 func (h *Host) Crash() string {
 	h.Kill()
-	cmd := exec.Command("ip", "netns", "exec", h.NS, edgelbBin, "cleanup", "--config", h.Config(), "--vips-only", "--after-crash")
+	cmd := exec.Command("ip", "netns", "exec", h.NS, crashBin, "--config", h.Config())
 	cmd.Env = append(os.Environ(), "SERVICE_RESULT=signal", "EXIT_CODE=killed", "EXIT_STATUS=KILL")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

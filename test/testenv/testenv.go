@@ -108,11 +108,21 @@ const BuildTags = "nomsgpack"
 
 // BuildEdgelb builds cmd/edgelb into dir and returns the binary's path.
 func BuildEdgelb(dir string) (string, error) {
-	out := filepath.Join(dir, "edgelb")
-	cmd := exec.Command("go", "build", "-tags", BuildTags, "-o", out, "./cmd/edgelb")
+	return build(dir, "edgelb")
+}
+
+// BuildCrashCleanup builds the unit's ExecStopPost= binary
+// (cmd/edgelb-crash-cleanup) into dir and returns its path.
+func BuildCrashCleanup(dir string) (string, error) {
+	return build(dir, "edgelb-crash-cleanup")
+}
+
+func build(dir, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-tags", BuildTags, "-o", out, "./cmd/"+name)
 	cmd.Dir = RepoRoot()
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building edgelb: %v\n%s", err, b)
+		return "", fmt.Errorf("building %s: %v\n%s", name, err, b)
 	}
 	return out, nil
 }
