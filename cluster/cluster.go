@@ -416,9 +416,21 @@ func (c *Cluster) SetDataPathFailing(b bool) {
 	changed := c.dataPathFailing != b
 	c.dataPathFailing = b
 	c.mu.Unlock()
+	if hb := c.hb.Load(); hb != nil {
+		hb.setPathFailing(b)
+	}
 	if changed {
 		c.kick()
 	}
+}
+
+// PeerPathFailing reports whether the member named name says its data
+// path fails, in its last heartbeat (false without heartbeats): fresher
+// than its Meta's DataPathFailing, which gossip may bring rounds later on
+// a loaded host.
+func (c *Cluster) PeerPathFailing(name string) bool {
+	hb := c.hb.Load()
+	return hb != nil && hb.peerPathFails(name)
 }
 
 // SetUnapplied records the committed configuration version this member

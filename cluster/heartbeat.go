@@ -101,6 +101,8 @@ type heartbeater struct {
 	// versions are what the heartbeats carry, set by the loop (nil: none
 	// yet).
 	versions atomic.Pointer[hbVersions]
+	// pathFailing: this member's data path fails (the heartbeats say so).
+	pathFailing atomic.Bool
 
 	// mu guards live, seq and heard, between the heartbeater's own
 	// goroutines.
@@ -110,6 +112,9 @@ type heartbeater struct {
 	// heard are the versions each peer's last heartbeat carried (none
 	// from a peer that sends none).
 	heard map[string]ownerVersions
+	// pathFailing are the peers whose last heartbeat said their data path
+	// fails.
+	peerPathFailing map[string]bool
 	// rejected counts heartbeats dropped (not sealed with the key,
 	// replayed, addressed elsewhere), logged once per kind.
 	warned map[string]bool
@@ -119,7 +124,7 @@ func newHeartbeater(self string, o HeartbeatOptions, conn net.PacketConn, keys f
 	h := &heartbeater{
 		self: self, interval: o.Interval, conn: conn, sealer: sealer{keys: keys}, now: now, kick: kick, log: log,
 		live: newLiveness(o.Interval, o.Multiplier), seq: uint64(now().UnixNano()), warned: map[string]bool{},
-		heard: map[string]ownerVersions{},
+		heard: map[string]ownerVersions{}, peerPathFailing: map[string]bool{},
 	}
 	h.targets.Store(&[]hbTarget{})
 	h.verdict.Store(&hbVerdict{})
@@ -158,6 +163,22 @@ func (h *heartbeater) forgetPeer(name string) {
 	h.check(h.now(), true)
 }
 
+// setPathFailing sets whether the heartbeats say this member's data path
+// fails; a change is sent to every peer at once.
+func (h *heartbeater) setPathFailing(b bool) {
+	if h.pathFailing.Swap(b) != b {
+		h.sendOnce(h.now())
+	}
+}
+
+// peerPathFails reports whether name's last heartbeat said its data path
+// fails.
+func (h *heartbeater) peerPathFails(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peerPathFailing[name]
+}
+
 // setVersions sets the versions the heartbeats carry from now on.
 func (h *heartbeater) setVersions(v *hbVersions) { h.versions.Store(v) }
 
@@ -186,7 +207,7 @@ func (h *heartbeater) send(targets []hbTarget, now time.Time) {
 	h.mu.Unlock()
 	vs := h.versions.Load()
 	for i, t := range targets {
-		hb := heartbeat{Seq: first + uint64(i), From: h.self, To: t.Name, Reports: reports}
+		hb := heartbeat{Seq: first + uint64(i), From: h.self, To: t.Name, Reports: reports, PathFailing: h.pathFailing.Load()}
 		if vs != nil {
 			if copyOf, ok := vs.Peers[t.Name]; ok && vs.Self != 0 && copyOf != 0 {
 				hb.Versions = &ownerVersions{Sender: vs.Self, Receiver: copyOf}
@@ -233,6 +254,9 @@ func (h *heartbeater) receive(b []byte, now time.Time) {
 	}
 	ok := h.live.accept(hb.From, h.self, hb.Seq, now, hb.Reports)
 	newVersions := false
+	if ok {
+		h.peerPathFailing[hb.From] = hb.PathFailing
+	}
 	if ok && hb.Versions != nil {
 		old, had := h.heard[hb.From]
 		newVersions = !had || old != *hb.Versions

@@ -472,3 +472,38 @@ func TestRejoinedPeerStartsAfresh(t *testing.T) {
 		t.Fatalf("after lb2 joined again: verdict %+v, want it neither silent nor unheard", v)
 	}
 }
+
+// A heartbeat says whether its sender's data path fails (extension 2),
+// and the receiver keeps what each peer's last one said: the peers of a
+// shared gateway's death learn of it within an interval, not a gossip
+// round later (vip/datapath gives up only while a peer's path works).
+func TestHeartbeatPathFailing(t *testing.T) {
+	hb := heartbeat{Seq: 9, From: "lb2", To: "lb1", PathFailing: true, Versions: &ownerVersions{Sender: 3, Receiver: 4}}
+	b, err := hb.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := unmarshalHeartbeat(b)
+	if err != nil || !got.PathFailing || got.Versions == nil || *got.Versions != *hb.Versions {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	hb.PathFailing = false
+	if b, _ = hb.marshal(); func() bool { g, _ := unmarshalHeartbeat(b); return g.PathFailing }() {
+		t.Fatal("a heartbeat without the extension says the path fails")
+	}
+
+	keys := func() [][]byte { return [][]byte{testKey} }
+	h := newHeartbeater("lb1", HeartbeatOptions{Interval: hbInterval, Multiplier: 3}, nil, keys, func() time.Time { return t0 }, func() {}, slog.New(slog.DiscardHandler))
+	h.setTargets([]hbTarget{{Name: "lb2", Addr: netip.MustParseAddrPort("10.0.0.2:7947")}})
+	s := sealer{keys: keys}
+	for seq, failing := range []bool{true, false} {
+		b, err := s.seal(heartbeat{Seq: uint64(seq + 1), From: "lb2", To: "lb1", PathFailing: failing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.receive(b, t0)
+		if got := h.peerPathFails("lb2"); got != failing {
+			t.Fatalf("after a heartbeat saying %v: peerPathFails %v", failing, got)
+		}
+	}
+}

@@ -28,7 +28,11 @@ import (
 // Extension 1 (extOwnerVersions) is the sender's owner versions
 // (viewcheck.go, Meta.OwnerVersion): sender (8) | receiver (8), the
 // version of the sender's own Meta and that of its copy of the
-// receiver's. A change of their meaning takes a new type.
+// receiver's. Extension 2 (extPathFailing, empty) says the sender's data
+// path fails (Meta.DataPathFailing, from its first bad round): the peers
+// learn of a shared gateway's death within a heartbeat interval, where
+// gossip may take rounds on a loaded host (vip/datapath). A change of
+// their meaning takes a new type.
 //
 // where each name is one length byte and the bytes. seq is the sender's
 // wall clock in nanoseconds when its process started, counted up by one
@@ -43,6 +47,8 @@ const (
 	heartbeatVersion = 1
 	// extOwnerVersions is the extension carrying ownerVersions.
 	extOwnerVersions = 1
+	// extPathFailing is the extension saying the sender's data path fails.
+	extPathFailing = 2
 	// maxReports bounds the reports in one heartbeat (a cluster of
 	// appliance hosts has a handful of members).
 	maxReports = 64
@@ -59,6 +65,8 @@ type heartbeat struct {
 	// Versions, nil when the sender sends none (an older release, or it
 	// has no copy of the receiver's Meta yet).
 	Versions *ownerVersions
+	// PathFailing: the sender's data path fails (extPathFailing).
+	PathFailing bool
 }
 
 // ownerVersions are the owner versions one heartbeat carries
@@ -94,6 +102,9 @@ func (h heartbeat) marshal() ([]byte, error) {
 		b = append(b, extOwnerVersions, 16)
 		b = binary.BigEndian.AppendUint64(b, d.Sender)
 		b = binary.BigEndian.AppendUint64(b, d.Receiver)
+	}
+	if h.PathFailing {
+		b = append(b, extPathFailing, 0)
 	}
 	return b, nil
 }
@@ -139,8 +150,11 @@ func unmarshalHeartbeat(b []byte) (heartbeat, error) {
 	for len(b) >= 2 && len(b) >= 2+int(b[1]) {
 		typ, val := b[0], b[2:2+int(b[1])]
 		b = b[2+int(b[1]):]
-		if typ == extOwnerVersions && len(val) == 16 {
+		switch {
+		case typ == extOwnerVersions && len(val) == 16:
 			h.Versions = &ownerVersions{Sender: binary.BigEndian.Uint64(val), Receiver: binary.BigEndian.Uint64(val[8:])}
+		case typ == extPathFailing:
+			h.PathFailing = true
 		}
 	}
 	return h, nil

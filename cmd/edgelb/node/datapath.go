@@ -18,7 +18,7 @@ type peerServes struct {
 
 func (p peerServes) PeerServes() bool {
 	for _, m := range p.c.Members() {
-		if m.Name != p.self && !m.Absent && !m.Silent && m.Healthy && !m.Draining && !m.Leaving && !m.DataPathFailing {
+		if m.Name != p.self && !m.Absent && !m.Silent && m.Healthy && !m.Draining && !m.Leaving && !m.DataPathFailing && !p.c.PeerPathFailing(m.Name) {
 			return true
 		}
 	}
