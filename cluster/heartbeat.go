@@ -104,16 +104,16 @@ type heartbeater struct {
 	// pathFailing: this member's data path fails (the heartbeats say so).
 	pathFailing atomic.Bool
 
-	// mu guards live, seq and heard, between the heartbeater's own
-	// goroutines.
+	// mu guards live, seq, heard and peerPathFailing, between the
+	// heartbeater's own goroutines.
 	mu   sync.Mutex
 	live *liveness
 	seq  uint64
 	// heard are the versions each peer's last heartbeat carried (none
 	// from a peer that sends none).
 	heard map[string]ownerVersions
-	// pathFailing are the peers whose last heartbeat said their data path
-	// fails.
+	// peerPathFailing are the peers whose last heartbeat said their data
+	// path fails.
 	peerPathFailing map[string]bool
 	// rejected counts heartbeats dropped (not sealed with the key,
 	// replayed, addressed elsewhere), logged once per kind.
