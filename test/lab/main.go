@@ -316,7 +316,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo")
-	route, _ := getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
+	// The router's route, as it was when the lab became ready; vtysh in
+	// the emulated VM may take longer than the client waits: asked
+	// again, three times at most.
+	route, err := getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
+	for try := 0; try < 3 && (err != nil || len(nextHops(route)) == 0); try++ {
+		route, err = getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
+	}
 	kubectl := kubectlPath + " --kubeconfig " + env.AdminKubeconfig
 	fmt.Printf(`
 edgelb lab is ready (%s): three edgelb appliance hosts (lb1..lb3, IPVS, gossip
