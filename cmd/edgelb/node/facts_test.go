@@ -22,17 +22,13 @@ import (
 // is taken.
 func TestAChangeAMemberCannotTakeIsRefusedNamingIt(t *testing.T) {
 	l := newLabPrepared(t, 3, nil, false, func(h *host) {
-		data, err := os.ReadFile(h.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		file := strings.Replace(string(data), "method: dr", "method: nat", 1)
-		if h.name == "lb3" {
-			file = strings.Replace(file, ", interface: eth0", "", 1)
-		}
-		if err := os.WriteFile(h.path, []byte(file), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		editFile(t, h, func(file string) string {
+			file = strings.Replace(file, "method: dr", "method: nat", 1)
+			if h.name == "lb3" {
+				file = strings.Replace(file, ", interface: eth0", "", 1)
+			}
+			return file
+		})
 	})
 	lb1 := l.hosts[0]
 	l.eventually(t, "every host runs version 1 and lb1 has heard lb3's facts", func() bool {

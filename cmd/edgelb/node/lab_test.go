@@ -199,6 +199,19 @@ func (l *lab) newHost(name string, lk *link) *host {
 	return h
 }
 
+// editFile rewrites h's config file with edit, before h starts
+// (newLabPrepared's prepare).
+func editFile(t *testing.T, h *host, edit func(file string) string) {
+	t.Helper()
+	data, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.path, []byte(edit(string(data))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // observe is the hosts' VIP kernels' and quieters' change hook.
 func (l *lab) observe() {
 	if f := l.observer.Load(); f != nil {

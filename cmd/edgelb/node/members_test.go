@@ -216,14 +216,9 @@ func TestHostRemovedWhileCutOffOwnsNothingWhenBack(t *testing.T) {
 // and is refused (409, forceable) with nothing changed.
 func TestRemovalBelowTheQuorumRefused(t *testing.T) {
 	l := newLabPrepared(t, 3, nil, false, func(h *host) {
-		b, err := os.ReadFile(h.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := strings.Replace(string(b), "  handoverTimeout: 2s\n", "  handoverTimeout: 2s\n  quorum: 3\n", 1)
-		if err := os.WriteFile(h.path, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		editFile(t, h, func(file string) string {
+			return strings.Replace(file, "  handoverTimeout: 2s\n", "  handoverTimeout: 2s\n  quorum: 3\n", 1)
+		})
 	})
 	l.eventually(t, "three hosts converge", l.converged)
 	code, body := apiDo(l.hosts[0], "DELETE", "/api/v1/members/"+l.hosts[2].addr(), "")
