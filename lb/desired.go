@@ -189,6 +189,7 @@ func applyStates(vss []VirtualService, byService backendStates) {
 
 type nodeInfo struct {
 	name   string
+	node   Node
 	v4, v6 netip.Addr
 }
 
@@ -217,7 +218,7 @@ func (b *builder) indexNodes(nodes []*corev1.Node) {
 		if _, excluded := n.Labels[LabelExcludeFromLB]; excluded || !nodeReady(n) {
 			continue
 		}
-		info := nodeInfo{name: n.Name}
+		info := nodeInfo{name: n.Name, node: NodeOf(n.Name)}
 		for _, a := range n.Status.Addresses {
 			if a.Type != corev1.NodeInternalIP {
 				continue
@@ -410,7 +411,7 @@ func (b *builder) nodePortBackends(svc *corev1.Service, sl []*EndpointSlice, p *
 	if p.NodePort == 0 {
 		return nil
 	}
-	var perNode map[string]int
+	var perNode map[Node]int32
 	if local {
 		perNode = readyPerNode(sl, v6)
 	}
@@ -421,9 +422,9 @@ func (b *builder) nodePortBackends(svc *corev1.Service, sl []*EndpointSlice, p *
 		if !ip.IsValid() {
 			continue
 		}
-		be := Backend{Addr: netip.AddrPortFrom(ip, uint16(p.NodePort)), Weight: 1, NodeName: n.name}
+		be := Backend{Addr: netip.AddrPortFrom(ip, uint16(p.NodePort)), Weight: 1, NodeName: n.node}
 		if local {
-			be.Weight = perNode[n.name]
+			be.Weight = perNode[n.node]
 			if be.Weight == 0 {
 				continue
 			}
@@ -442,16 +443,16 @@ func family(s *EndpointSlice, v6 bool) bool {
 	return s.Family == 4
 }
 
-func readyPerNode(sl []*EndpointSlice, v6 bool) map[string]int {
+func readyPerNode(sl []*EndpointSlice, v6 bool) map[Node]int32 {
 	seen := map[netip.Addr]bool{}
-	out := map[string]int{}
+	out := map[Node]int32{}
 	for _, s := range sl {
 		if !family(s, v6) {
 			continue
 		}
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
-			if !e.Ready || e.Node == "" || seen[e.Addr] {
+			if !e.Ready || e.Node == (Node{}) || seen[e.Addr] {
 				continue
 			}
 			seen[e.Addr] = true

@@ -58,7 +58,7 @@ type ep struct {
 }
 
 func slice(svcName string, family discoveryv1.AddressType, port int32, eps ...ep) *EndpointSlice {
-	return NewEndpointSlice(apiSlice(svcName, family, port, eps...), nil)
+	return NewEndpointSlice(apiSlice(svcName, family, port, eps...))
 }
 
 // apiSlice is the EndpointSlice API object that slice compacts.

@@ -34,8 +34,8 @@ type EndpointPort struct {
 // kube-proxy uses), node and conditions.
 type Endpoint struct {
 	Addr netip.Addr
-	// Node is the endpoint's nodeName, "" if it has none.
-	Node string
+	// Node is the endpoint's nodeName, the zero Node if it has none.
+	Node Node
 	// Ready is the ready condition (unset counts as ready); Draining is
 	// serving and terminating.
 	Ready, Draining bool
@@ -44,9 +44,8 @@ type Endpoint struct {
 // NewEndpointSlice is the compact form of s. Endpoints without an address
 // that parses, and ports without a number in range, are left out: the
 // desired state has no use for them. Strings are shared with s; node
-// names go through intern (nil: none), so that the endpoints on one node
-// share one copy of its name.
-func NewEndpointSlice(s *discoveryv1.EndpointSlice, intern func(string) string) *EndpointSlice {
+// names are interned (Node).
+func NewEndpointSlice(s *discoveryv1.EndpointSlice) *EndpointSlice {
 	out := &EndpointSlice{Namespace: s.Namespace, Name: s.Name, Service: s.Labels[discoveryv1.LabelServiceName]}
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:
@@ -92,10 +91,7 @@ func NewEndpointSlice(s *discoveryv1.EndpointSlice, intern func(string) string) 
 			Draining: c.Serving != nil && *c.Serving && c.Terminating != nil && *c.Terminating,
 		}
 		if e.NodeName != nil {
-			ce.Node = *e.NodeName
-			if intern != nil {
-				ce.Node = intern(ce.Node)
-			}
+			ce.Node = NodeOf(*e.NodeName)
 		}
 		out.Endpoints = append(out.Endpoints, ce)
 	}

@@ -37,13 +37,12 @@ func TestNewEndpointSlice(t *testing.T) {
 			{Addresses: []string{"not-an-ip"}},
 		},
 	}
-	interned := 0
-	got := NewEndpointSlice(s, func(n string) string { interned++; return n })
+	got := NewEndpointSlice(s)
 	want := &EndpointSlice{Namespace: "ns", Name: "web-abc", Service: "web", Family: 6,
 		Ports: []EndpointPort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 8080}, {Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53}},
 		Endpoints: []Endpoint{
-			{Addr: netip.MustParseAddr("2001:db8::1"), Node: "n1", Ready: true},
-			{Addr: netip.MustParseAddr("2001:db8::3"), Node: "n1"},
+			{Addr: netip.MustParseAddr("2001:db8::1"), Node: NodeOf("n1"), Ready: true},
+			{Addr: netip.MustParseAddr("2001:db8::3"), Node: NodeOf("n1")},
 			{Addr: netip.MustParseAddr("2001:db8::4"), Draining: true},
 			{Addr: netip.MustParseAddr("2001:db8::5")},
 			{Addr: netip.MustParseAddr("10.0.0.1"), Ready: true},
@@ -51,14 +50,14 @@ func TestNewEndpointSlice(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("NewEndpointSlice:\n got %+v\nwant %+v", got, want)
 	}
-	if interned != 2 {
-		t.Errorf("intern called %d times, want 2 (once per endpoint with a node)", interned)
+	if n := got.Endpoints[0].Node; n != got.Endpoints[1].Node || n.String() != "n1" || got.Endpoints[2].Node.String() != "" {
+		t.Errorf("nodes %q %q %q, want n1 twice (one interned name), then none", n, got.Endpoints[1].Node, got.Endpoints[2].Node)
 	}
 	for _, c := range []struct {
 		typ  discoveryv1.AddressType
 		want uint8
 	}{{discoveryv1.AddressTypeIPv4, 4}, {discoveryv1.AddressTypeIPv6, 6}, {discoveryv1.AddressTypeFQDN, 0}} {
-		if got := NewEndpointSlice(&discoveryv1.EndpointSlice{AddressType: c.typ}, nil); got.Family != c.want || got.Endpoints != nil {
+		if got := NewEndpointSlice(&discoveryv1.EndpointSlice{AddressType: c.typ}); got.Family != c.want || got.Endpoints != nil {
 			t.Errorf("%s: family %d, endpoints %v; want %d, none", c.typ, got.Family, got.Endpoints, c.want)
 		}
 	}

@@ -690,7 +690,7 @@ func (d *Dataplane) target(vs *lb.VirtualService) *target {
 		if d.o.Health != nil && !d.o.Health.Up(vs, b) {
 			w = 0
 		}
-		t.rss = append(t.rss, dest{addr: b.Addr, weight: w})
+		t.rss = append(t.rss, dest{addr: b.Addr, weight: int(w)})
 	}
 	t.method, t.upper = m, vs.MaxConns
 	slices.SortFunc(t.rss, func(a, b dest) int { return a.addr.Compare(b.addr) })

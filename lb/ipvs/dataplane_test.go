@@ -249,7 +249,7 @@ func TestRandomSequencesConverge(t *testing.T) {
 			}
 			for n := range 5 {
 				if rng.IntN(2) == 0 {
-					v.Backends = append(v.Backends, lb.Backend{Addr: ap(fmt.Sprintf("10.0.0.%d:30000", n+1)), Weight: 1 + rng.IntN(3)})
+					v.Backends = append(v.Backends, lb.Backend{Addr: ap(fmt.Sprintf("10.0.0.%d:30000", n+1)), Weight: int32(1 + rng.IntN(3))})
 				}
 			}
 			vss = append(vss, v)

@@ -166,8 +166,8 @@ func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 	want := []*lb.EndpointSlice{{Namespace: "ns", Name: "s01-abc", Service: "s01", Family: 4,
 		Ports: []lb.EndpointPort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 8080}},
 		Endpoints: []lb.Endpoint{
-			{Addr: netip.MustParseAddr("10.1.1.1"), Node: "n1", Ready: true},
-			{Addr: netip.MustParseAddr("10.1.1.2"), Node: "n1", Ready: true},
+			{Addr: netip.MustParseAddr("10.1.1.1"), Node: lb.NodeOf("n1"), Ready: true},
+			{Addr: netip.MustParseAddr("10.1.1.2"), Node: lb.NodeOf("n1"), Ready: true},
 		}}}
 	if got := (listerSource{c}).EndpointSlices("ns/s01"); !reflect.DeepEqual(got, want) {
 		t.Errorf("cached EndpointSlices of s01: %+v, want %+v", got, want)

@@ -1,8 +1,7 @@
 package k8s
 
 import (
-	"strings"
-	"sync"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -40,6 +39,7 @@ func slim(o any) (any, error) {
 	case *corev1.Service:
 		o.ManagedFields = nil
 		o.Spec = slimServiceSpec(&o.Spec)
+		slimStatus(&o.Status)
 		return o, nil
 	case *discoveryv1.EndpointSlice:
 		return slimSlice(o), nil
@@ -50,21 +50,98 @@ func slim(o any) (any, error) {
 }
 
 // slimServiceSpec keeps the fields of a Service's spec that edgelb reads:
-// a field added to what edgelb reads must be added here.
+// a field added to what edgelb reads must be added here. The values that
+// nearly every Service shares (type, protocols, policies, address
+// families) point to one copy (canonical) instead of the decoder's copy
+// of each, and of the ports it keeps what edgelb reads (name, protocol,
+// port, node port).
 func slimServiceSpec(s *corev1.ServiceSpec) corev1.ServiceSpec {
-	return corev1.ServiceSpec{
-		Type:                          s.Type,
-		Ports:                         s.Ports,
+	out := corev1.ServiceSpec{
+		Type:                          canonical(s.Type, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeExternalName),
 		LoadBalancerClass:             s.LoadBalancerClass,
 		LoadBalancerIP:                s.LoadBalancerIP,
 		LoadBalancerSourceRanges:      s.LoadBalancerSourceRanges,
-		ExternalTrafficPolicy:         s.ExternalTrafficPolicy,
+		ExternalTrafficPolicy:         canonical(s.ExternalTrafficPolicy, corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal),
 		HealthCheckNodePort:           s.HealthCheckNodePort,
-		AllocateLoadBalancerNodePorts: s.AllocateLoadBalancerNodePorts,
-		SessionAffinity:               s.SessionAffinity,
+		AllocateLoadBalancerNodePorts: canonicalBool(s.AllocateLoadBalancerNodePorts),
+		SessionAffinity:               canonical(s.SessionAffinity, corev1.ServiceAffinityNone, corev1.ServiceAffinityClientIP),
 		SessionAffinityConfig:         s.SessionAffinityConfig,
-		IPFamilies:                    s.IPFamilies,
-		IPFamilyPolicy:                s.IPFamilyPolicy,
+		IPFamilies:                    canonicalFamilies(s.IPFamilies),
+		IPFamilyPolicy:                canonicalPolicy(s.IPFamilyPolicy),
+	}
+	if len(s.Ports) > 0 {
+		out.Ports = make([]corev1.ServicePort, len(s.Ports))
+		for i, p := range s.Ports {
+			out.Ports[i] = corev1.ServicePort{Name: p.Name, Port: p.Port, NodePort: p.NodePort,
+				Protocol: canonical(p.Protocol, corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP)}
+		}
+	}
+	return out
+}
+
+// canonical is v, sharing the constant's bytes when it is one of known.
+func canonical[T ~string](v T, known ...T) T {
+	for _, k := range known {
+		if v == k {
+			return k
+		}
+	}
+	return v
+}
+
+// The values the cached Services' pointers and slices share. Cached
+// objects are never modified (a write deep-copies first).
+var (
+	boolValues   = [2]bool{false, true}
+	policyValues = [...]corev1.IPFamilyPolicy{corev1.IPFamilyPolicySingleStack, corev1.IPFamilyPolicyPreferDualStack, corev1.IPFamilyPolicyRequireDualStack}
+	familyValues = [...][]corev1.IPFamily{{corev1.IPv4Protocol}, {corev1.IPv6Protocol}, {corev1.IPv4Protocol, corev1.IPv6Protocol}, {corev1.IPv6Protocol, corev1.IPv4Protocol}}
+	ipModeValues = [...]corev1.LoadBalancerIPMode{corev1.LoadBalancerIPModeVIP, corev1.LoadBalancerIPModeProxy}
+)
+
+func canonicalBool(b *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	if *b {
+		return &boolValues[1]
+	}
+	return &boolValues[0]
+}
+
+func canonicalPolicy(p *corev1.IPFamilyPolicy) *corev1.IPFamilyPolicy {
+	if p == nil {
+		return nil
+	}
+	for i := range policyValues {
+		if *p == policyValues[i] {
+			return &policyValues[i]
+		}
+	}
+	return p
+}
+
+func canonicalFamilies(f []corev1.IPFamily) []corev1.IPFamily {
+	for _, v := range familyValues {
+		if slices.Equal(f, v) {
+			return v[:len(v):len(v)]
+		}
+	}
+	return f
+}
+
+// slimStatus keeps the Service's status with its load balancer's
+// addresses' modes shared (canonical).
+func slimStatus(st *corev1.ServiceStatus) {
+	for i := range st.LoadBalancer.Ingress {
+		in := &st.LoadBalancer.Ingress[i]
+		if in.IPMode == nil {
+			continue
+		}
+		for j := range ipModeValues {
+			if *in.IPMode == ipModeValues[j] {
+				in.IPMode = &ipModeValues[j]
+			}
+		}
 	}
 }
 
@@ -87,7 +164,7 @@ type cachedSlice struct {
 
 func slimSlice(s *discoveryv1.EndpointSlice) *cachedSlice {
 	return &cachedSlice{
-		EndpointSlice:   lb.NewEndpointSlice(s, internName),
+		EndpointSlice:   lb.NewEndpointSlice(s),
 		resourceVersion: s.ResourceVersion,
 		uid:             s.UID,
 	}
@@ -107,34 +184,6 @@ func (s *cachedSlice) GetObjectKind() schema.ObjectKind { return schema.EmptyObj
 func (s *cachedSlice) DeepCopyObject() runtime.Object {
 	c := *s
 	return &c
-}
-
-// nodeNames interns the endpoints' node names. Names of nodes gone stay
-// until there are maxNames: then it starts afresh (sharing saves memory,
-// it is never needed).
-var nodeNames interner
-
-const maxNames = 1 << 16
-
-type interner struct {
-	mu    sync.Mutex
-	names map[string]string
-}
-
-func internName(s string) string { return nodeNames.intern(s) }
-
-func (in *interner) intern(s string) string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if v, ok := in.names[s]; ok {
-		return v
-	}
-	if in.names == nil || len(in.names) >= maxNames {
-		in.names = map[string]string{}
-	}
-	v := strings.Clone(s)
-	in.names[v] = v
-	return v
 }
 
 func slimNode(n *corev1.Node) *corev1.Node {

@@ -95,8 +95,8 @@ func TestSlimServiceBuildsTheSame(t *testing.T) {
 		t.Errorf("the cached spec kept the selector or the cluster IP: %+v", slimmed[1].Spec)
 	}
 	slices := []*lb.EndpointSlice{
-		lb.NewEndpointSlice(endpointSlice("ns", "plain", "10.1.0.1"), internName),
-		lb.NewEndpointSlice(endpointSlice("ns", "rich", "10.1.0.2"), internName),
+		lb.NewEndpointSlice(endpointSlice("ns", "plain", "10.1.0.1")),
+		lb.NewEndpointSlice(endpointSlice("ns", "rich", "10.1.0.2")),
 	}
 	nodes := []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{
 		Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}},
@@ -119,5 +119,42 @@ func TestSlimServiceBuildsTheSame(t *testing.T) {
 		if !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 			t.Errorf("%s: request from the cached Service %+v (%v), from the API server's %+v (%v)", full[i].Name, got, gotErr, want, wantErr)
 		}
+	}
+}
+
+// The values most Services share point to one copy, and keep their value;
+// a value edgelb does not know is kept as it is.
+func TestSlimServiceSharesValues(t *testing.T) {
+	a, b := apiServerService("ns", "a", 1), apiServerService("ns", "b", 2)
+	odd := corev1.IPFamilyPolicy("Future")
+	b.Spec.IPFamilyPolicy = &odd
+	b.Spec.Ports[0].Protocol = "QUIC"
+	want := a.DeepCopy()
+	for _, o := range []*corev1.Service{a, b} {
+		if _, err := slim(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if *a.Spec.IPFamilyPolicy != *want.Spec.IPFamilyPolicy || a.Spec.IPFamilyPolicy != &policyValues[0] {
+		t.Errorf("ipFamilyPolicy %v, want the shared SingleStack", *a.Spec.IPFamilyPolicy)
+	}
+	if *b.Spec.IPFamilyPolicy != "Future" || b.Spec.Ports[0].Protocol != "QUIC" {
+		t.Errorf("unknown values changed: %v %v", *b.Spec.IPFamilyPolicy, b.Spec.Ports[0].Protocol)
+	}
+	if &a.Spec.IPFamilies[0] != &familyValues[0][0] || !reflect.DeepEqual(a.Spec.IPFamilies, want.Spec.IPFamilies) {
+		t.Errorf("ipFamilies %v not the shared [IPv4]", a.Spec.IPFamilies)
+	}
+	if in := a.Status.LoadBalancer.Ingress[0]; in.IPMode != &ipModeValues[0] || in.IP != want.Status.LoadBalancer.Ingress[0].IP {
+		t.Errorf("ingress %+v, want its IP and the shared mode VIP", in)
+	}
+	p, wp := a.Spec.Ports[0], want.Spec.Ports[0]
+	if p.Name != wp.Name || p.Port != wp.Port || p.NodePort != wp.NodePort || p.Protocol != wp.Protocol || *a.Spec.AllocateLoadBalancerNodePorts != true {
+		t.Errorf("port %+v, want name, port, node port and protocol of %+v", p, wp)
+	}
+	// A write deep-copies: the copy owns its values.
+	c := a.DeepCopy()
+	*c.Spec.IPFamilyPolicy = corev1.IPFamilyPolicyRequireDualStack
+	if policyValues[0] != corev1.IPFamilyPolicySingleStack {
+		t.Errorf("a copy's change reached the shared value")
 	}
 }

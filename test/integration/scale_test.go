@@ -120,7 +120,13 @@ func BenchmarkScale(b *testing.B) {
 		}
 		listen := regexp.MustCompile(`listen: "([^"]+)"`).FindStringSubmatch(cfg)[1]
 		// The runtime logs the live heap after each GC (heap-live-MB).
-		b.Setenv("GODEBUG", "gctrace=1")
+		// EDGELB_SCALE_MEMPROFILERATE samples the heap profile every that
+		// many bytes instead of 512 kB: a finer profile, a slower edgelb.
+		godebug := "gctrace=1"
+		if r := os.Getenv("EDGELB_SCALE_MEMPROFILERATE"); r != "" {
+			godebug += ",memprofilerate=" + r
+		}
+		b.Setenv("GODEBUG", godebug)
 		if v := os.Getenv("EDGELB_SCALE_GOMEMLIMIT"); v != "" {
 			// A soft memory limit for edgelb alone (the API server runs
 			// already).

@@ -400,7 +400,7 @@ func (s *state) services(withStats, backends bool, keep func(namespace, name str
 			if !backends {
 				continue
 			}
-			ab := api.Backend{Address: b.Addr.String(), Weight: b.Weight, Node: b.NodeName, Terminating: b.Terminating,
+			ab := api.Backend{Address: b.Addr.String(), Weight: int(b.Weight), Node: b.NodeName.String(), Terminating: b.Terminating,
 				Health: state, Stats: bstats}
 			if admin[lb.AdminName(vs.Source)][b.Addr] == config.BackendDrain {
 				ab.AdminState = string(config.BackendDrain)
