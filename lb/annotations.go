@@ -12,6 +12,18 @@ import (
 	"github.com/edgelb/edgelb/lb/config"
 )
 
+// AnnotationPrefix begins the annotations of edgelb's own on Services
+// (here and in choices.go).
+const AnnotationPrefix = "edgelb.io/"
+
+// ReadsAnnotation reports whether edgelb reads a Service's annotation:
+// its own (AnnotationPrefix) and Kubernetes' source ranges. The
+// informer's cache keeps only those: an annotation edgelb reads must
+// answer true here.
+func ReadsAnnotation(key string) bool {
+	return strings.HasPrefix(key, AnnotationPrefix) || key == AnnotationSourceRanges
+}
+
 // Annotations edgelb reads on Services.
 const (
 	AnnotationIPs       = "edgelb.io/load-balancer-ips"

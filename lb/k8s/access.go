@@ -36,6 +36,7 @@ func (c *Controller) needed() []access {
 	return []access{
 		{verb: "list", resource: "services"}, {verb: "watch", resource: "services"},
 		{verb: "update", resource: "services", subresource: "status"},
+		{verb: "patch", resource: "services", subresource: "status"},
 		{verb: "list", resource: "nodes"}, {verb: "watch", resource: "nodes"},
 		{verb: "list", group: "discovery.k8s.io", resource: "endpointslices"},
 		{verb: "watch", group: "discovery.k8s.io", resource: "endpointslices"},

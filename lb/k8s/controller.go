@@ -123,6 +123,9 @@ type Controller struct {
 	why refusals
 	// access is AccessProblem's answer (a string; access.go).
 	access atomic.Value
+	// noPatch says once that status writes fall back to updates
+	// (setIngress).
+	noPatch sync.Once
 }
 
 // New builds a Controller; it starts nothing.

@@ -81,7 +81,8 @@ func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 	for i := range 20 {
 		name := fmt.Sprintf("s%02d", i)
 		svc := lbService("ns", name, i, fmt.Sprintf("192.0.2.%d", 10+i))
-		svc.Annotations = map[string]string{"example.com/owner": "team-a"}
+		svc.Annotations = map[string]string{"example.com/owner": "team-a", lb.AnnotationScheduler: "rr"}
+		svc.Labels = map[string]string{"app": "web"}
 		svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}}
 		create(t, fc, svc)
 		createSlice(t, fc, endpointSlice("ns", name, fmt.Sprintf("10.1.%d.1", i), fmt.Sprintf("10.1.%d.2", i)))
@@ -160,8 +161,8 @@ func TestEndpointChangeRebuildsItsServiceOnly(t *testing.T) {
 
 	// The caches keep what edgelb reads.
 	svc, err := c.services.Services("ns").Get("s01")
-	if err != nil || len(svc.ManagedFields) != 0 || svc.Annotations["example.com/owner"] != "team-a" {
-		t.Errorf("cached Service: managedFields %v, annotations %v (the status write sends them back: kept), %v", svc.ManagedFields, svc.Annotations, err)
+	if err != nil || len(svc.ManagedFields) != 0 || fmt.Sprint(svc.Annotations) != "map[edgelb.io/scheduler:rr]" || svc.Labels != nil {
+		t.Errorf("cached Service: managedFields %v, annotations %v, labels %v (want edgelb's annotations only), %v", svc.ManagedFields, svc.Annotations, svc.Labels, err)
 	}
 	want := []*lb.EndpointSlice{{Namespace: "ns", Name: "s01-abc", Service: "s01", Family: 4,
 		Ports: []lb.EndpointPort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 8080}},

@@ -17,15 +17,14 @@ import (
 // only what edgelb reads, so that 10,000 Services, their EndpointSlices
 // and the Nodes cost what edgelb needs of them and no more.
 //
-//   - Services keep their metadata but managedFields, and of their spec
-//     only the fields edgelb reads (slimServiceSpec). The leader writes a
-//     Service's status from its cached copy (UpdateStatus), and the
-//     status subresource takes the metadata it is sent: an annotation
-//     missing from the cache would be deleted. managedFields are the
-//     exception: a write without them keeps the server's. The spec is
-//     another: the status subresource resets it to the server's (the
-//     Service strategy's PrepareForUpdate and reset fields), so the
-//     selector, cluster IPs and the rest stay as they are.
+//   - Services keep of their metadata the name, namespace, UID, resource
+//     version, creation and deletion times and the annotations edgelb
+//     reads (lb.ReadsAnnotation; not the labels, other tools' annotations such
+//     as kubectl's last-applied-configuration, owners, finalizers or
+//     managedFields), of their spec only the fields edgelb reads
+//     (slimServiceSpec), and their status. The leader writes a status by
+//     a patch of the addresses alone (setIngress), never by sending a
+//     cached Service back.
 //   - EndpointSlices become lb.EndpointSlice (cachedSlice): name,
 //     Service, address family, ports and, of each endpoint, its first
 //     address, node and the two conditions edgelb reads; edgelb never
@@ -37,7 +36,7 @@ import (
 func slim(o any) (any, error) {
 	switch o := o.(type) {
 	case *corev1.Service:
-		o.ManagedFields = nil
+		o.ObjectMeta = slimServiceMeta(&o.ObjectMeta)
 		o.Spec = slimServiceSpec(&o.Spec)
 		slimStatus(&o.Status)
 		return o, nil
@@ -143,6 +142,24 @@ func slimStatus(st *corev1.ServiceStatus) {
 			}
 		}
 	}
+}
+
+// slimServiceMeta keeps what edgelb reads of a Service's metadata and
+// what the informer and the Events' references need.
+func slimServiceMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	out := metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
+	}
+	for k, v := range m.Annotations {
+		if lb.ReadsAnnotation(k) {
+			if out.Annotations == nil {
+				out.Annotations = map[string]string{}
+			}
+			out.Annotations[k] = v
+		}
+	}
+	return out
 }
 
 // slimMeta keeps what the caches and edgelb use of an object's metadata.

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,7 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/edgelb/edgelb/lb"
@@ -247,10 +250,7 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, ips [
 	if ingressEqual(svc.Status.LoadBalancer.Ingress, want) {
 		return nil
 	}
-	out := svc.DeepCopy()
-	out.Status.LoadBalancer.Ingress = want
-	_, err := c.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, out, metav1.UpdateOptions{FieldManager: c.fieldManager()})
-	if err != nil {
+	if err := c.setIngress(ctx, svc, want); err != nil {
 		return fmt.Errorf("writing status of %s: %w", key(svc), err)
 	}
 	return nil
@@ -264,16 +264,75 @@ func (c *Controller) clearStatus(ctx context.Context, svc *corev1.Service, held 
 	if len(held) == 0 || len(svc.Status.LoadBalancer.Ingress) == 0 {
 		return nil
 	}
-	out := svc.DeepCopy()
-	out.Status.LoadBalancer.Ingress = slices.DeleteFunc(out.Status.LoadBalancer.Ingress, func(in corev1.LoadBalancerIngress) bool {
+	keep := slices.DeleteFunc(slices.Clone(svc.Status.LoadBalancer.Ingress), func(in corev1.LoadBalancerIngress) bool {
 		ip, err := netip.ParseAddr(in.IP)
 		return err == nil && slices.Contains(held, ip)
 	})
-	_, err := c.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, out, metav1.UpdateOptions{FieldManager: c.fieldManager()})
+	err := c.setIngress(ctx, svc, keep)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("clearing status of %s: %w", key(svc), err)
 	}
 	return nil
+}
+
+// statusPatch is a JSON merge patch of a Service: its load balancer's
+// addresses (null deletes them), on the resource version edgelb read.
+type statusPatch struct {
+	Metadata struct {
+		ResourceVersion string `json:"resourceVersion"`
+	} `json:"metadata"`
+	Status struct {
+		LoadBalancer struct {
+			Ingress []corev1.LoadBalancerIngress `json:"ingress"`
+		} `json:"loadBalancer"`
+	} `json:"status"`
+}
+
+// setIngress sets svc's status.loadBalancer.ingress, and nothing else of
+// it, with a JSON merge patch of the status subresource on the resource
+// version edgelb read: the API server refuses it (409 Conflict) if the
+// Service changed since, as it would an update. The cache holds only part
+// of each Service (slim): an update would send the whole object back and
+// delete what the cache left out, a patch sends only what edgelb writes.
+//
+// An identity that may update services/status but not patch it (the RBAC
+// of releases before this one) is answered 403: then the Service is read
+// whole from the API server (a list of that one name: such an identity
+// may list, not get) and its status updated, still only if its resource
+// version is the one edgelb read. It costs a read per write; edgelb says
+// so once, and checkAccess until packaging/rbac.yaml is applied again.
+func (c *Controller) setIngress(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress) error {
+	var p statusPatch
+	p.Metadata.ResourceVersion = svc.ResourceVersion
+	p.Status.LoadBalancer.Ingress = ingress
+	data, err := json.Marshal(&p)
+	if err != nil {
+		return err
+	}
+	services := c.client.CoreV1().Services(svc.Namespace)
+	_, err = services.Patch(ctx, svc.Name, types.MergePatchType, data, metav1.PatchOptions{FieldManager: c.fieldManager()}, "status")
+	if !apierrors.IsForbidden(err) {
+		return err
+	}
+	c.noPatch.Do(func() {
+		c.log.Warn("edgelb's identity may not patch services/status: each status is written by reading the Service, then updating it; apply packaging/rbac.yaml", "err", err)
+	})
+	list, err := services.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", svc.Name).String()})
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(list.Items, func(s corev1.Service) bool { return s.Name == svc.Name })
+	if i < 0 {
+		return apierrors.NewNotFound(corev1.Resource("services"), svc.Name)
+	}
+	cur := &list.Items[i]
+	if cur.ResourceVersion != svc.ResourceVersion {
+		return apierrors.NewConflict(corev1.Resource("services"), svc.Name,
+			fmt.Errorf("changed since edgelb read it (resource version %s, now %s)", svc.ResourceVersion, cur.ResourceVersion))
+	}
+	cur.Status.LoadBalancer.Ingress = ingress
+	_, err = services.UpdateStatus(ctx, cur, metav1.UpdateOptions{FieldManager: c.fieldManager()})
+	return err
 }
 
 func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -30,14 +31,14 @@ func newGate() *gate {
 	return g
 }
 
-func (g *gate) pass(svc *corev1.Service) {
+func (g *gate) pass(name string) {
 	select {
 	case <-g.writes:
 		close(g.held)
 		<-g.open
 	default:
 		select {
-		case g.later <- svc.Name:
+		case g.later <- name:
 		default:
 		}
 	}
@@ -67,8 +68,13 @@ type gatedServices struct {
 }
 
 func (s gatedServices) UpdateStatus(ctx context.Context, svc *corev1.Service, opts metav1.UpdateOptions) (*corev1.Service, error) {
-	s.g.pass(svc)
+	s.g.pass(svc.Name)
 	return s.ServiceInterface.UpdateStatus(ctx, svc, opts)
+}
+
+func (s gatedServices) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*corev1.Service, error) {
+	s.g.pass(name)
+	return s.ServiceInterface.Patch(ctx, name, pt, data, opts, sub...)
 }
 
 // client-go starts OnStartedLeading in a goroutine and does not wait for

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,11 +126,74 @@ func TestKubernetesAccessProblemsShow(t *testing.T) {
 	}
 }
 
+// A cluster that applied packaging/rbac.yaml before it granted the patch
+// of services/status keeps working after an upgrade: edgelb writes each
+// status by reading the Service and updating it, keeps what its cache
+// leaves out (labels, other tools' annotations), and says where the
+// operator looks that the RBAC must be applied again.
+func TestStatusWithRBACBeforePatch(t *testing.T) {
+	const ns, class, sa = "oldrbac", "edgelb.io/oldrbac", "edgelb-oldrbac"
+	ctx := context.Background()
+	createNamespace(t, ns)
+	role, err := env.Admin.RbacV1().ClusterRoles().Get(ctx, "edgelb", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: sa}}
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "services/status") {
+			r.Verbs = slices.DeleteFunc(slices.Clone(r.Verbs), func(v string) bool { return v == "patch" })
+		}
+		old.Rules = append(old.Rules, r)
+	}
+	if _, err := env.Admin.RbacV1().ClusterRoles().Create(ctx, old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Admin.RbacV1().ClusterRoles().Delete(ctx, sa, metav1.DeleteOptions{}) })
+	kubeconfig := serviceAccountKubeconfigWithRole(t, sa, sa)
+
+	cfg := config(t, "lb1", class, "lease-oldrbac", `  - {name: main, addresses: ["198.51.100.216/29"]}`)
+	cfg = strings.Replace(cfg, "kubeconfig: "+env.EdgelbKubeconfig, "kubeconfig: "+kubeconfig, 1)
+	base := "http://" + regexp.MustCompile(`listen: "([^"]+)"`).FindStringSubmatch(cfg)[1]
+	start(t, "lb1", cfg)
+	svc := lbService(ns, "web", class, 80)
+	svc.Labels = map[string]string{"app.kubernetes.io/managed-by": "Helm"}
+	svc.Annotations["meta.helm.sh/release-name"] = "web"
+	createService(t, svc)
+	waitIPs(t, ns, "web", 1)
+	got := getService(t, ns, "web")
+	if got.Labels["app.kubernetes.io/managed-by"] != "Helm" || got.Annotations["meta.helm.sh/release-name"] != "web" {
+		t.Errorf("the metadata changed with edgelb's status write: labels %v, annotations %v", got.Labels, got.Annotations)
+	}
+	eventually(t, 20*time.Second, "the missing permission in the status", func() error {
+		resp, err := http.Get(base + "/api/v1/status")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var st api.Status
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if st.Kubernetes == nil || !strings.Contains(st.Kubernetes.Problem, "may not patch services/status") {
+			return fmt.Errorf("kubernetes = %+v", st.Kubernetes)
+		}
+		return nil
+	})
+}
+
 // serviceAccountKubeconfig makes a ServiceAccount of its own with the
 // bindings of packaging/rbac.yaml (ClusterRole edgelb, Role
 // edgelb-leader-election), a token for it, and a kubeconfig with that
 // token; each is named sa, so the test can take them away.
 func serviceAccountKubeconfig(t *testing.T, sa string) string {
+	t.Helper()
+	return serviceAccountKubeconfigWithRole(t, sa, "edgelb")
+}
+
+// serviceAccountKubeconfigWithRole is serviceAccountKubeconfig with the
+// ClusterRole named role instead of edgelb.
+func serviceAccountKubeconfigWithRole(t *testing.T, sa, role string) string {
 	t.Helper()
 	ctx := context.Background()
 	const ns = "kube-system"
@@ -138,7 +202,7 @@ func serviceAccountKubeconfig(t *testing.T, sa string) string {
 		t.Fatal(err)
 	}
 	if _, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edgelb"}, Subjects: subject}, metav1.CreateOptions{}); err != nil {
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role}, Subjects: subject}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa},

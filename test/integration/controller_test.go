@@ -27,7 +27,11 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: nginx, namespace: tutorial}
+metadata:
+  name: nginx
+  namespace: tutorial
+  labels: {app: nginx, app.kubernetes.io/managed-by: Helm}
+  annotations: {meta.helm.sh/release-name: nginx}
 spec:
   type: LoadBalancer
   selector: {app: nginx}
@@ -90,10 +94,15 @@ func TestTutorialServiceGetsExternalIP(t *testing.T) {
 		t.Errorf("kubectl does not show %s as EXTERNAL-IP:\n%s", ips[0], out)
 	}
 	svc := getService(t, "tutorial", "nginx")
-	// edgelb's cache keeps only the spec fields it reads and writes the
-	// status from it: the server keeps the spec it had.
+	// edgelb's cache keeps only the spec fields and annotations it reads,
+	// and no labels; its status write patches the addresses alone: the
+	// server keeps the spec and metadata it had.
 	if svc.Spec.Selector["app"] != "nginx" || svc.Spec.ClusterIP == "" || len(svc.Spec.ClusterIPs) == 0 || svc.Spec.InternalTrafficPolicy == nil {
 		t.Errorf("the spec changed with edgelb's status write: %+v", svc.Spec)
+	}
+	if svc.Labels["app.kubernetes.io/managed-by"] != "Helm" || svc.Annotations["meta.helm.sh/release-name"] != "nginx" ||
+		!strings.Contains(svc.Annotations["kubectl.kubernetes.io/last-applied-configuration"], `"Helm"`) {
+		t.Errorf("the metadata changed with edgelb's status write: labels %v, annotations %v", svc.Labels, svc.Annotations)
 	}
 	if m := svc.Status.LoadBalancer.Ingress[0].IPMode; m == nil || *m != corev1.LoadBalancerIPModeVIP {
 		t.Errorf("ipMode = %v, want VIP for an announce-only appliance", m)
