@@ -218,12 +218,16 @@ func (m *Metrics) WriteStreamed(w io.Writer) error {
 	// vs runs fn for every virtual service with its label values in the
 	// order of vsLabelNames, and a spare first place for a direction or
 	// a backend (vsDirLabels, beLabelNames).
+	// The label values are written as they are added (familyWriter.add
+	// copies them): one slice serves every call.
 	vs := func(fn func(p *Port, l []string)) {
+		l := make([]string, 6)
 		for i := range svcs {
 			svc := &svcs[i]
 			for j := range svc.Ports {
 				p := &svc.Ports[j]
-				fn(p, []string{"", svc.Namespace, strconv.Itoa(int(p.Port)), p.Protocol, svc.Name, p.VIP})
+				l[0], l[1], l[2], l[3], l[4], l[5] = "", svc.Namespace, strconv.Itoa(int(p.Port)), p.Protocol, svc.Name, p.VIP
+				fn(p, l)
 			}
 		}
 	}

@@ -163,7 +163,7 @@ func New(client Client, opts Options) *Controller {
 	c.setConfig(opts.Config)
 	svcInf, sliceInf, nodeInf := c.patient(client)
 	c.informers = []cache.SharedIndexInformer{svcInf, sliceInf, nodeInf}
-	c.services = listerscorev1.NewServiceLister(svcInf.GetIndexer())
+	c.services = serviceLister{svcInf.GetIndexer()}
 	c.nodes = listerscorev1.NewNodeLister(nodeInf.GetIndexer())
 	c.statusIndex = svcInf.GetIndexer()
 	c.synced = []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced, nodeInf.HasSynced}
@@ -194,8 +194,8 @@ const statusIPIndex = "statusIP"
 
 // statusIPs is the index function of statusIPIndex.
 func statusIPs(o any) ([]string, error) {
-	svc, ok := o.(*corev1.Service)
-	if !ok {
+	svc := asService(o)
+	if svc == nil {
 		return nil, nil
 	}
 	var out []string

@@ -17,14 +17,15 @@ import (
 // only what edgelb reads, so that 10,000 Services, their EndpointSlices
 // and the Nodes cost what edgelb needs of them and no more.
 //
-//   - Services keep of their metadata the name, namespace, UID, resource
-//     version, creation and deletion times and the annotations edgelb
-//     reads (lb.ReadsAnnotation; not the labels, other tools' annotations such
-//     as kubectl's last-applied-configuration, owners, finalizers or
-//     managedFields), of their spec only the fields edgelb reads
-//     (slimServiceSpec), and their status. The leader writes a status by
-//     a patch of the addresses alone (setIngress), never by sending a
-//     cached Service back.
+//   - Services become cachedService: of their metadata the name,
+//     namespace, UID, resource version, creation and deletion times and
+//     the annotations edgelb reads (lb.ReadsAnnotation; not the labels,
+//     other tools' annotations such as kubectl's
+//     last-applied-configuration, owners, finalizers or managedFields), of
+//     their spec only the fields edgelb reads (slimServiceSpec), and their
+//     load balancer's addresses. The leader writes a status by a patch of
+//     the addresses alone (setIngress), never by sending a cached Service
+//     back; readers get a Service built from it (serviceLister).
 //   - EndpointSlices become lb.EndpointSlice (cachedSlice): name,
 //     Service, address family, ports and, of each endpoint, its first
 //     address, node and the two conditions edgelb reads; edgelb never
@@ -36,10 +37,7 @@ import (
 func slim(o any) (any, error) {
 	switch o := o.(type) {
 	case *corev1.Service:
-		o.ObjectMeta = slimServiceMeta(&o.ObjectMeta)
-		o.Spec = slimServiceSpec(&o.Spec)
-		slimStatus(&o.Status)
-		return o, nil
+		return newCachedService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return slimSlice(o), nil
 	case *corev1.Node:

@@ -89,7 +89,7 @@ func TestSlimServiceBuildsTheSame(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		slimmed = append(slimmed, o.(*corev1.Service))
+		slimmed = append(slimmed, o.(*cachedService).service())
 	}
 	if slimmed[1].Spec.Selector != nil || slimmed[1].Spec.ClusterIP != "" {
 		t.Errorf("the cached spec kept the selector or the cluster IP: %+v", slimmed[1].Spec)
@@ -130,11 +130,7 @@ func TestSlimServiceSharesValues(t *testing.T) {
 	b.Spec.IPFamilyPolicy = &odd
 	b.Spec.Ports[0].Protocol = "QUIC"
 	want := a.DeepCopy()
-	for _, o := range []*corev1.Service{a, b} {
-		if _, err := slim(o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, b = slimmed(t, a), slimmed(t, b)
 	if *a.Spec.IPFamilyPolicy != *want.Spec.IPFamilyPolicy || a.Spec.IPFamilyPolicy != &policyValues[0] {
 		t.Errorf("ipFamilyPolicy %v, want the shared SingleStack", *a.Spec.IPFamilyPolicy)
 	}
@@ -157,4 +153,14 @@ func TestSlimServiceSharesValues(t *testing.T) {
 	if policyValues[0] != corev1.IPFamilyPolicySingleStack {
 		t.Errorf("a copy's change reached the shared value")
 	}
+}
+
+// slimmed is svc as the informer's cache gives it to its readers.
+func slimmed(t *testing.T, svc *corev1.Service) *corev1.Service {
+	t.Helper()
+	o, err := slim(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asService(o)
 }

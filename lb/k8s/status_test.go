@@ -32,9 +32,8 @@ func labelled(rv string) *corev1.Service {
 func TestStatusWriteIsAPatch(t *testing.T) {
 	fc := fake.NewClientset(labelled("7"))
 	c := newController(t, fc, testConfig(t, mainPool), "lb1")
-	cached, _ := slim(labelled("7"))
 	want := []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
-	if err := c.setIngress(context.Background(), cached.(*corev1.Service), want); err != nil {
+	if err := c.setIngress(context.Background(), slimmed(t, labelled("7")), want); err != nil {
 		t.Fatal(err)
 	}
 	var patches int
@@ -87,8 +86,7 @@ func TestStatusWriteFallsBackToUpdate(t *testing.T) {
 				return true, nil, apierrors.NewForbidden(corev1.Resource("services/status"), a.(k8stesting.PatchAction).GetName(), fmt.Errorf("RBAC: patch not allowed"))
 			})
 			c := newController(t, fc, testConfig(t, mainPool), "lb1")
-			cached, _ := slim(labelled(tc.cachedRV))
-			err := c.setIngress(context.Background(), cached.(*corev1.Service), []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}})
+			err := c.setIngress(context.Background(), slimmed(t, labelled(tc.cachedRV)), []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}})
 			got, gerr := fc.CoreV1().Services("ns").Get(context.Background(), "web", metav1.GetOptions{})
 			if gerr != nil {
 				t.Fatal(gerr)

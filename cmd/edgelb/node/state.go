@@ -325,8 +325,14 @@ func (s *state) services(withStats, backends bool, keep func(namespace, name str
 	if s.node.filter != nil {
 		failed = s.node.filter.Failed()
 	}
-	index := map[string]int{}
-	var out []api.Service
+	// Sized once for the most there can be (a virtual service each): at
+	// 10,000 Services a scrape builds every summary.
+	most := len(d.Services)
+	if wanted != nil {
+		most = len(wanted)
+	}
+	index := make(map[string]int, most)
+	out := make([]api.Service, 0, most)
 	for i := range d.Services {
 		vs := &d.Services[i]
 		if wanted != nil && !wanted[vs.Key] {
@@ -408,6 +414,9 @@ func (s *state) services(withStats, backends bool, keep func(namespace, name str
 			p.Backends = append(p.Backends, ab)
 		}
 		svc.Ports = append(svc.Ports, p)
+	}
+	if len(out) == 0 {
+		return nil // as before the sizing: no Services is null in JSON
 	}
 	return out
 }
