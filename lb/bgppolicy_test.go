@@ -28,6 +28,14 @@ func bgpOpts() Options {
 	return o
 }
 
+// policyOf is a virtual service's policy, the zero one for nil.
+func policyOf(p *config.BGPPolicy) config.BGPPolicy {
+	if p == nil {
+		return config.BGPPolicy{}
+	}
+	return *p
+}
+
 func policyString(p config.BGPPolicy) string {
 	var parts []string
 	for _, c := range p.Communities {
@@ -64,7 +72,7 @@ func TestBGPPolicyAnnotations(t *testing.T) {
 			if len(problems) != 0 {
 				t.Errorf("problems: %+v", problems)
 			}
-			if got := policyString(d.Services[0].BGP); got != c.want {
+			if got := policyString(policyOf(d.Services[0].BGP)); got != c.want {
 				t.Errorf("virtual service policy %q, want %q", got, c.want)
 			}
 			if got := policyString(d.BGPPolicy(netip.MustParseAddr("192.0.2.10"))); got != c.want {
@@ -127,7 +135,7 @@ func TestBGPAnnotationsOnL2VIP(t *testing.T) {
 	if len(problems) != 1 || problems[0].Reason != ReasonInvalidAnnotation || !strings.Contains(problems[0].Message, "not announced over BGP") {
 		t.Fatalf("problems = %+v", problems)
 	}
-	if len(d.Services) != 1 || !d.Services[0].BGP.IsZero() {
+	if len(d.Services) != 1 || d.Services[0].BGP != nil {
 		t.Errorf("services = %+v", d.Services)
 	}
 }

@@ -276,11 +276,15 @@ func (b *builder) isBGP(vip netip.Addr) bool { return b.opts.BGP != nil && b.opt
 
 // bgpPolicy is the policy of vip's route, its pool's merged with the
 // service's own; none for a VIP not announced over BGP.
-func (b *builder) bgpPolicy(vip netip.Addr, own config.BGPPolicy) config.BGPPolicy {
+func (b *builder) bgpPolicy(vip netip.Addr, own config.BGPPolicy) *config.BGPPolicy {
 	if !b.isBGP(vip) {
-		return config.BGPPolicy{}
+		return nil
 	}
-	return config.BGPPolicyOf(b.opts.Pools, vip).Merge(own)
+	p := config.BGPPolicyOf(b.opts.Pools, vip).Merge(own)
+	if p.IsZero() {
+		return nil
+	}
+	return &p
 }
 
 // ECMPScheduler is the scheduler of bgp VIPs (Options.BGP).

@@ -97,9 +97,10 @@ type VirtualService struct {
 	// drained. Sorted.
 	Disabled []netip.AddrPort
 	// BGP is the policy of the VIP's route when it is announced over BGP:
-	// the pool's merged with the service's own. The dataplane does not
-	// use it (Equal leaves it out).
-	BGP config.BGPPolicy
+	// the pool's merged with the service's own; nil when it sets nothing
+	// (8 bytes where the policy takes 56, in each of 10,000 virtual
+	// services twice). The dataplane does not use it (Equal leaves it out).
+	BGP *config.BGPPolicy
 }
 
 // Backend is one real server of a virtual service. 48 bytes: there are
@@ -174,8 +175,11 @@ func (d *Desired) BGPPolicy(vip netip.Addr) config.BGPPolicy {
 		if vs.VIP != vip {
 			continue
 		}
+		if vs.BGP == nil {
+			continue
+		}
 		lp := out.LocalPref
-		out = out.Merge(vs.BGP)
+		out = out.Merge(*vs.BGP)
 		if lp != nil && (out.LocalPref == nil || *lp > *out.LocalPref) {
 			out.LocalPref = lp
 		}
