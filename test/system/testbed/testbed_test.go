@@ -621,7 +621,8 @@ func TestTestbed(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		r, hr := stopProbe(t, p), stopHold(t, hold)
-		figure(t, "upgrade", "rolling upgrade of 3 hosts: %d failed of %d probes (slowest %d ms); held connection %d round trips, err %q", r.Failed, r.OK+r.Failed, r.Slowest, hr.RoundTrips, hr.Err)
+		figure(t, "upgrade", "rolling upgrade of 3 hosts: %d failed of %d probes (slowest %d ms; the probing client itself ran up to %d ms late); held connection %d round trips, err %q",
+			r.Failed, r.OK+r.Failed, r.Slowest, r.LongestStall, hr.RoundTrips, hr.Err)
 		if r.Failed != 0 {
 			t.Errorf("probes failed during the upgrade: %+v", r)
 		}
