@@ -279,7 +279,7 @@ func (c *Controller) clearStatus(ctx context.Context, svc *corev1.Service, held 
 // addresses (null deletes them), on the resource version edgelb read.
 type statusPatch struct {
 	Metadata struct {
-		ResourceVersion string `json:"resourceVersion"`
+		ResourceVersion string `json:"resourceVersion,omitempty"`
 	} `json:"metadata"`
 	Status struct {
 		LoadBalancer struct {
