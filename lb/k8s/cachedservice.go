@@ -64,7 +64,14 @@ func newCachedService(svc *corev1.Service) *cachedService {
 // service is the API object again, with what the cache kept. Slices, maps
 // and pointers are shared with the cache: read only.
 func (c *cachedService) service() *corev1.Service {
-	return &corev1.Service{
+	out := &corev1.Service{}
+	c.into(out)
+	return out
+}
+
+// into sets *out to the API object, as service does, without allocating.
+func (c *cachedService) into(out *corev1.Service) {
+	*out = corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: c.name, UID: c.uid, ResourceVersion: c.resourceVersion,
 			CreationTimestamp: c.created, DeletionTimestamp: c.deleted, Annotations: c.annotations},
 		Spec: corev1.ServiceSpec{
@@ -122,6 +129,25 @@ func (l serviceLister) List(sel labels.Selector) ([]*corev1.Service, error) {
 		}
 	}
 	return out, nil
+}
+
+// each calls fn with every cached Service, in no order, building none:
+// fn gets the same scratch Service each time and must not keep it (or
+// anything it points to beyond the cached values, which are read only).
+// The loops over every Service — requeue after a pool change or a freed
+// address, the pending view — run it: a list would build 10,000 Services
+// each time.
+func (l serviceLister) each(fn func(*corev1.Service)) {
+	var scratch corev1.Service
+	for _, o := range l.indexer.List() {
+		switch o := o.(type) {
+		case *cachedService:
+			o.into(&scratch)
+			fn(&scratch)
+		case *corev1.Service:
+			fn(o)
+		}
+	}
 }
 
 func (l serviceLister) Services(namespace string) listerscorev1.ServiceNamespaceLister {

@@ -93,7 +93,7 @@ type Controller struct {
 	// informers are the caches of Services, EndpointSlices and Nodes
 	// (patient), run by Run until it returns.
 	informers []cache.SharedIndexInformer
-	services  listerscorev1.ServiceLister
+	services  serviceLister
 	nodes     listerscorev1.NodeLister
 	synced    []cache.InformerSynced
 	// statusIndex indexes the cached Services by the addresses in their
@@ -349,16 +349,8 @@ func (c *Controller) desiredLoop(ctx context.Context) {
 		}
 		var ch lb.Change
 		if all {
-			svcs, err := c.services.List(labels.Everything())
-			if err != nil {
-				c.log.Error("listing from caches", "err", err)
-				c.markDirty()
-				continue
-			}
 			keys = keys[:0]
-			for _, s := range svcs {
-				keys = append(keys, key(s))
-			}
+			c.services.each(func(s *corev1.Service) { keys = append(keys, key(s)) })
 			ch = inc.UpdateAll(src, keys)
 			c.opts.Store.Set(ch.Desired)
 		} else {

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -140,10 +139,7 @@ func (c *Controller) lead(ctx context.Context) {
 	// A cluster configuration taken while the allocation was rebuilt.
 	t.alloc.SetPools(c.config().Pools)
 	c.markDirty() // the desired-state loop records its problems in this term
-	svcs, _ := c.services.List(labels.Everything())
-	for _, s := range svcs {
-		t.queue.Add(key(s))
-	}
+	c.services.each(func(s *corev1.Service) { t.queue.Add(key(s)) })
 	done := make(chan struct{})
 	for i := 0; i < c.opts.Workers; i++ {
 		go func() {

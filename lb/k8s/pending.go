@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/edgelb/edgelb/lb"
 )
@@ -55,17 +54,13 @@ func (r *refusals) get(k string) string {
 // another class is another controller's, and not listed). Only the Lease
 // holder knows why one of its own is refused; another host says who does.
 func (c *Controller) Pending() []Pending {
-	svcs, err := c.services.List(labels.Everything())
-	if err != nil {
-		return nil
-	}
 	leader := c.Leader()
 	var out []Pending
-	for _, svc := range svcs {
+	c.services.each(func(svc *corev1.Service) {
 		if p, ok := c.pending(svc, leader); ok {
 			out = append(out, p)
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b Pending) int {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
@@ -75,16 +70,12 @@ func (c *Controller) Pending() []Pending {
 // OtherClass counts the Services of type LoadBalancer that name another
 // loadBalancerClass: another controller's, which edgelb leaves alone.
 func (c *Controller) OtherClass() int {
-	svcs, err := c.services.List(labels.Everything())
-	if err != nil {
-		return 0
-	}
 	n := 0
-	for _, svc := range svcs {
+	c.services.each(func(svc *corev1.Service) {
 		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass != nil && !c.handles(svc) {
 			n++
 		}
-	}
+	})
 	return n
 }
 
@@ -95,16 +86,12 @@ func (c *Controller) sayClassless() {
 	if c.kc.DefaultClass {
 		return
 	}
-	svcs, err := c.services.List(labels.Everything())
-	if err != nil {
-		return
-	}
 	n := 0
-	for _, svc := range svcs {
+	c.services.each(func(svc *corev1.Service) {
 		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil {
 			n++
 		}
-	}
+	})
 	if n > 0 {
 		c.log.Info("Services of type LoadBalancer that name no loadBalancerClass are not handled: set kubernetes.defaultClass: true to give them addresses, or give them spec.loadBalancerClass",
 			"services", n, "class", c.kc.LoadBalancerClass)

@@ -8,6 +8,7 @@ import (
 	"github.com/edgelb/edgelb/lb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -163,4 +164,43 @@ func slimmed(t *testing.T, svc *corev1.Service) *corev1.Service {
 		t.Fatal(err)
 	}
 	return asService(o)
+}
+
+// The lister gives cached Services back as Services: one by name, all in
+// a list, and every one through each, which builds none (the loops over
+// every Service run on each change of the pools or a freed address).
+func TestServiceListerReadsTheCache(t *testing.T) {
+	idx := cache.NewIndexer(cache.DeletionHandlingMetaNamespaceKeyFunc, cache.Indexers{})
+	for i := range 100 {
+		o, err := slim(apiServerService("ns", fmt.Sprintf("s%02d", i), i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := idx.Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = idx.Add(lbService("other", "plain", 0, "192.0.2.1")) // put there as it is
+	l := serviceLister{idx}
+	svc, err := l.Services("ns").Get("s07")
+	if err != nil || svc.Name != "s07" || svc.Spec.Ports[0].NodePort != 30007 || len(lb.VIPs(svc)) != 1 {
+		t.Fatalf("Get(s07) = %+v, %v", svc, err)
+	}
+	if _, err := l.Services("ns").Get("nope"); err == nil {
+		t.Error("Get of a Service not cached: no error")
+	}
+	all, _ := l.List(labels.Everything())
+	inNS, _ := l.Services("other").List(labels.Everything())
+	if len(all) != 101 || len(inNS) != 1 || inNS[0].Name != "plain" {
+		t.Errorf("List: %d, in namespace other %d; want 101 and 1", len(all), len(inNS))
+	}
+	seen := map[string]bool{}
+	l.each(func(s *corev1.Service) { seen[key(s)] = len(s.Status.LoadBalancer.Ingress) == 1 })
+	if len(seen) != 101 || !seen["ns/s42"] || !seen["other/plain"] {
+		t.Errorf("each saw %d Services, want 101 with their status", len(seen))
+	}
+	n := 0
+	if allocs := testing.AllocsPerRun(10, func() { l.each(func(*corev1.Service) { n++ }) }); allocs > 2 {
+		t.Errorf("each allocated %v times a pass of 101 Services, want at most the indexer's list and one scratch Service", allocs)
+	}
 }

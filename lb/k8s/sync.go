@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
@@ -206,23 +205,21 @@ func (c *Controller) listed(ip netip.Addr) []string {
 // those without an address may find one, and those whose address no longer
 // fits its pool's rules are told that they keep it.
 func (c *Controller) requeueHandled(t *term) {
-	svcs, _ := c.services.List(labels.Everything())
-	for _, s := range svcs {
+	c.services.each(func(s *corev1.Service) {
 		if c.handles(s) {
 			t.queue.Add(key(s))
 		}
-	}
+	})
 }
 
 // retryPending requeues handled Services that have no address yet, after
 // an address was freed.
 func (c *Controller) retryPending(t *term) {
-	svcs, _ := c.services.List(labels.Everything())
-	for _, s := range svcs {
+	c.services.each(func(s *corev1.Service) {
 		if c.handles(s) && len(s.Status.LoadBalancer.Ingress) == 0 {
 			t.queue.Add(key(s))
 		}
-	}
+	})
 }
 
 // ipMode fits the Service's effective forwarding method (its

@@ -3,10 +3,9 @@ package k8s
 import (
 	"net/netip"
 
-	"k8s.io/apimachinery/pkg/labels"
-
 	"github.com/edgelb/edgelb/lb"
 	"github.com/edgelb/edgelb/lb/ipam"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // PoolUsage returns the pools' usage: the leader's allocation on the
@@ -24,15 +23,11 @@ func (c *Controller) PoolUsage() []ipam.PoolUsage {
 			return nil
 		}
 	}
-	svcs, err := c.services.List(labels.Everything())
-	if err != nil {
-		return nil
-	}
 	var ips []netip.Addr
-	for _, svc := range svcs {
+	c.services.each(func(svc *corev1.Service) {
 		if c.handles(svc) {
 			ips = append(ips, lb.VIPs(svc)...)
 		}
-	}
+	})
 	return ipam.UsageOf(c.config().Pools, ips)
 }
