@@ -99,8 +99,8 @@ func testBGP(t *testing.T, get func(url, token string) (int, string, error),
 	requests func(t *testing.T, url string, n int) map[string]int, bgpURL, control string) {
 	route := func() (string, []string) {
 		t.Helper()
-		// vtysh inside the emulated VM once took over the client's 5 s:
-		// asked again, twice at most, before the answer counts.
+		// vtysh inside the emulated VM took over 5 s in CI (the client
+		// waits 30): asked again, twice at most, before the answer counts.
 		code, body, err := get(control+"route", "")
 		for try := 0; try < 2 && err != nil; try++ {
 			t.Logf("GET %sroute: %v; asking again", control, err)

@@ -207,7 +207,9 @@ func TestMakeLab(t *testing.T) {
 	labDir := match(t, text, `Lab files:\s+(\S+)`)
 	bgpURL := match(t, text, `(?m)^\s+curl (http://127\.0\.0\.1:\d+/)\s+# web-bgp`)
 	control := match(t, text, `Control: (http://127\.0\.0\.1:\d+/)`)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// 30 s: the control endpoint's /route runs vtysh in the emulated VM,
+	// which a busy VM made take over 5 s in CI.
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func(url, token string) (int, string, error) {
 		req, _ := http.NewRequest("GET", url, nil)
 		if token != "" {

@@ -317,11 +317,12 @@ func run(ctx context.Context) error {
 	}
 	svc, _ := env.Kubectl(ctx, "get", "svc", "-n", "demo")
 	// The router's route, as it was when the lab became ready; vtysh in
-	// the emulated VM may take longer than the client waits: asked
-	// again, three times at most.
-	route, err := getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
-	for try := 0; try < 3 && (err != nil || len(nextHops(route)) == 0); try++ {
-		route, err = getBody(ctx, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
+	// the emulated VM can take many seconds when the VM is busy (two CI
+	// runs saw four 3-second attempts fail): waited for up to 30 s, and
+	// asked again twice at most.
+	route, err := getBodyWith(ctx, routeClient, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
+	for try := 0; try < 2 && (err != nil || len(nextHops(route)) == 0); try++ {
+		route, err = getBodyWith(ctx, routeClient, fmt.Sprintf("http://127.0.0.1:%d/route", p.control))
 	}
 	kubectl := kubectlPath + " --kubeconfig " + env.AdminKubeconfig
 	fmt.Printf(`
@@ -460,6 +461,14 @@ var client = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{D
 
 // getBody GETs url on a new connection and returns the body of a 200.
 func getBody(ctx context.Context, url string) (string, error) {
+	return getBodyWith(ctx, client, url)
+}
+
+// routeClient waits for the control endpoint's /route, which runs vtysh
+// in the emulated VM.
+var routeClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func getBodyWith(ctx context.Context, client *http.Client, url string) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := client.Do(req)
 	if err != nil {

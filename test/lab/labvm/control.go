@@ -30,6 +30,8 @@ type controller struct {
 	frr *labnet.FRR
 	svc netip.AddrPort // the bgp demo Service's VIP and port
 
+	routeMu sync.Mutex // one vtysh for /route at a time
+
 	mu     sync.Mutex
 	hosts  map[string]*exec.Cmd // lbN's edgelb
 	killed map[string]bool
@@ -38,6 +40,14 @@ type controller struct {
 func (c *controller) serve(ctx context.Context, listen string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /route", func(w http.ResponseWriter, r *http.Request) {
+		// One vtysh at a time: under the VM's CPU emulation one takes
+		// seconds, and a client that gave up and asked again must not
+		// start a second beside the first (each slowing the other).
+		c.routeMu.Lock()
+		defer c.routeMu.Unlock()
+		if r.Context().Err() != nil {
+			return // the client is gone
+		}
 		out, err := c.frr.Vtysh("show ip route " + c.svc.Addr().String())
 		if err != nil {
 			http.Error(w, fmt.Sprintf("vtysh: %v\n%s", err, out), http.StatusInternalServerError)
