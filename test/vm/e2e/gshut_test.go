@@ -113,11 +113,6 @@ for i in 1 2 3; do ip -n lb$i link set eth0 up; done
 		ns := fmt.Sprintf("lb%d", i)
 		cfg := hostConfig(i, "{backend: ipvs, mode: nodeport, method: nat}", "127.0.0.1:9083",
 			fmt.Sprintf("bgp: {asn: %d, withdrawDelay: %s, peers: [{address: %s, asn: %d, holdTime: 9s}]}\n", labnet.ClusterASN, withdrawDelay, labnet.RouterAddr, labnet.RouterASN), services)
-		// The data path check (the gateways of the pod routes, here the
-		// nodes) scaled for the emulator as in the Debian test bed: with
-		// its 100 ms timeout, hosts reported their path failing with
-		// nothing wrong and withdrew their routes during the drain.
-		cfg = strings.Replace(cfg, "interface: eth0}", "interface: eth0, dataPath: {interval: 500ms, timeout: 400ms, fall: 4}}", 1)
 		lbs = append(lbs, startEdgelbAs(t, ns, "drain-"+ns, cfg))
 	}
 	defer func() {

@@ -66,14 +66,14 @@ metadata: {name: node%d}
 // dataplane with more keys.
 func startKubeEdgelb(t *testing.T, class, pool, dataplane string) *edgelb {
 	t.Helper()
-	return startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0}
+	return startEdgelb(t, "lb1", fmt.Sprintf(`node: {name: lb1, interface: eth0, %s}
 cluster: {bindAddr: 127.0.0.1, insecure: true}
 kubernetes: {kubeconfig: %s, %s}
 pools: [%s]
 dataplane: {backend: ipvs, mode: nodeport, method: nat, scheduler: rr, %s}
 healthCheck: {interval: %s, timeout: 800ms, rise: 2, fall: 2}
 api: {listen: "127.0.0.1:9080"}
-`, os.Getenv("EDGELB_KUBECONFIG"), class, pool, dataplane, healthInterval))
+`, dataPath, os.Getenv("EDGELB_KUBECONFIG"), class, pool, dataplane, healthInterval))
 }
 
 // externalIPs waits until each named Service has an EXTERNAL-IP and returns
