@@ -53,17 +53,6 @@ func (c *changes) take() (keys []string, nodes, all bool) {
 	return keys, nodes, all
 }
 
-const sliceServiceIndex = "service"
-
-// sliceService is the index function of sliceServiceIndex: the key of the
-// Service an EndpointSlice belongs to.
-func sliceService(o any) ([]string, error) {
-	if k := sliceKey(o); k != "" {
-		return []string{k}, nil
-	}
-	return nil, nil
-}
-
 // sliceKey is the key of the Service of an EndpointSlice (or of a deleted
 // one's last state), "" if it names none.
 func sliceKey(o any) string {

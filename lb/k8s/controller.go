@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -96,9 +97,9 @@ type Controller struct {
 	services  serviceLister
 	nodes     listerscorev1.NodeLister
 	synced    []cache.InformerSynced
-	// statusIndex indexes the cached Services by the addresses in their
-	// status (statusIPIndex).
-	statusIndex cache.Indexer
+	// byStatusIP indexes the cached Services by the addresses in their
+	// status.
+	byStatusIP *valueIndex[netip.Addr]
 
 	// stopped is closed when Run returns: informers stop waiting for
 	// the API server.
@@ -108,9 +109,10 @@ type Controller struct {
 	// changes are what the informers changed since the desired-state loop
 	// last looked (changes.go).
 	changes changes
-	// sliceIndex indexes the cached EndpointSlices by their Service's key
-	// (sliceServiceIndex).
-	sliceIndex cache.Indexer
+	// slices is the EndpointSlices' cache, byService indexes it by their
+	// Service's key.
+	slices    cache.Store
+	byService *valueIndex[string]
 	// term is the running leadership term, nil when this host is not the
 	// leader. terms holds a token while a term runs, so that terms never
 	// overlap.
@@ -165,44 +167,51 @@ func New(client Client, opts Options) *Controller {
 	c.informers = []cache.SharedIndexInformer{svcInf, sliceInf, nodeInf}
 	c.services = serviceLister{svcInf.GetIndexer()}
 	c.nodes = listerscorev1.NewNodeLister(nodeInf.GetIndexer())
-	c.statusIndex = svcInf.GetIndexer()
-	c.synced = []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced, nodeInf.HasSynced}
-	c.sliceIndex = sliceInf.GetIndexer()
-	// Events mark what changed; the desired-state loop rebuilds that.
-	_, _ = sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) { c.sliceChanged(o) },
+	c.slices = sliceInf.GetStore()
+	c.byStatusIP, c.byService = newValueIndex(statusIPs), newValueIndex(sliceServices)
+	// Events index the object (index.go), then mark what changed: the
+	// desired-state loop rebuilds that.
+	sliceReg, _ := sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			c.byService.update(nil, o)
+			c.sliceChanged(o)
+		},
 		UpdateFunc: func(old, o any) {
+			c.byService.update(old, o)
 			c.sliceChanged(old)
 			c.sliceChanged(o)
 		},
-		DeleteFunc: func(o any) { c.sliceChanged(o) },
+		DeleteFunc: func(o any) {
+			c.byService.update(o, nil)
+			c.sliceChanged(o)
+		},
 	})
 	_, _ = nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.nodesChanged() },
 		UpdateFunc: func(any, any) { c.nodesChanged() },
 		DeleteFunc: func(any) { c.nodesChanged() },
 	})
-	_, _ = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { c.serviceChanged(o); c.enqueue(o) },
-		UpdateFunc: func(_, o any) { c.serviceChanged(o); c.enqueue(o) },
-		DeleteFunc: func(o any) { c.serviceChanged(o); c.enqueue(o) },
+	svcReg, _ := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			c.byStatusIP.update(nil, o)
+			c.serviceChanged(o)
+			c.enqueue(o)
+		},
+		UpdateFunc: func(old, o any) {
+			c.byStatusIP.update(old, o)
+			c.serviceChanged(o)
+			c.enqueue(o)
+		},
+		DeleteFunc: func(o any) {
+			c.byStatusIP.update(o, nil)
+			c.serviceChanged(o)
+			c.enqueue(o)
+		},
 	})
+	// Synced once the handlers have had the first lists: the indexes are
+	// complete then.
+	c.synced = []cache.InformerSynced{svcReg.HasSynced, sliceReg.HasSynced, nodeInf.HasSynced}
 	return c
-}
-
-const statusIPIndex = "statusIP"
-
-// statusIPs is the index function of statusIPIndex.
-func statusIPs(o any) ([]string, error) {
-	svc := asService(o)
-	if svc == nil {
-		return nil, nil
-	}
-	var out []string
-	for _, ip := range lb.VIPs(svc) {
-		out = append(out, ip.String())
-	}
-	return out, nil
 }
 
 // Ready reports whether the informers have synced and a first desired state
@@ -387,14 +396,17 @@ func (s listerSource) Service(k string) *corev1.Service {
 }
 
 func (s listerSource) EndpointSlices(k string) []*lb.EndpointSlice {
-	objs, _ := s.c.sliceIndex.ByIndex(sliceServiceIndex, k)
-	out := make([]*lb.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		if es, ok := o.(*cachedSlice); ok {
+	keys := s.c.byService.keys(k)
+	out := make([]*lb.EndpointSlice, 0, len(keys))
+	for _, sk := range keys {
+		o, ok, _ := s.c.slices.GetByKey(sk)
+		// The index may lag the cache: a slice moved to another Service
+		// since is not this one's.
+		if es, isSlice := o.(*cachedSlice); ok && isSlice && sliceKey(es) == k {
 			out = append(out, es.EndpointSlice)
 		}
 	}
-	// The index's order is a map's: sort, so that Build is deterministic.
+	// Sorted by name, so that Build is deterministic.
 	slices.SortFunc(out, func(a, b *lb.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

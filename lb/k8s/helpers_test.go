@@ -90,11 +90,13 @@ func startInformers(t *testing.T, c *Controller) {
 // them in order.
 func cacheAdd(t *testing.T, c *Controller, svcs ...*corev1.Service) {
 	t.Helper()
-	store := c.statusIndex // the Services' cache
+	store := c.services.indexer // the Services' cache
 	for _, s := range svcs {
-		if err := store.Add(s.DeepCopy()); err != nil {
+		cp := s.DeepCopy()
+		if err := store.Add(cp); err != nil {
 			t.Fatal(err)
 		}
+		c.byStatusIP.update(nil, cp)
 	}
 	for _, s := range svcs {
 		c.markDirty()

@@ -27,7 +27,7 @@ const apiRetry = time.Second
 // The dataplane does not depend on this: it keeps the last desired state
 // throughout.
 func (c *Controller) patient(client Client) (services, slices, nodes cache.SharedIndexInformer) {
-	informer := func(obj runtime.Object, listFn func(metav1.ListOptions) (runtime.Object, error), watchFn func(metav1.ListOptions) (watch.Interface, error), indexers cache.Indexers) cache.SharedIndexInformer {
+	informer := func(obj runtime.Object, listFn func(metav1.ListOptions) (runtime.Object, error), watchFn func(metav1.ListOptions) (watch.Interface, error)) cache.SharedIndexInformer {
 		lw := &cache.ListWatch{
 			ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
 				return retry(c.stopped, apiRetry, func() (runtime.Object, error) { return listFn(o) })
@@ -36,29 +36,26 @@ func (c *Controller) patient(client Client) (services, slices, nodes cache.Share
 				return retry(c.stopped, apiRetry, func() (watch.Interface, error) { return watchFn(o) })
 			},
 		}
-		inf := cache.NewSharedIndexInformer(lw, obj, 0, indexers)
+		inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
 		_ = inf.SetTransform(slim) // fails only once the informer runs
 		return inf
 	}
 	ctx := context.Background()
-	// Services are read by key and all at once: no namespace index.
+	// Services are read by key and all at once: no namespace index. The
+	// indexes by status address and by Service are edgelb's (index.go).
 	services = informer(&corev1.Service{},
 		func(o metav1.ListOptions) (runtime.Object, error) { return client.CoreV1().Services("").List(ctx, o) },
-		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Services("").Watch(ctx, o) },
-		cache.Indexers{statusIPIndex: statusIPs})
+		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Services("").Watch(ctx, o) })
 	slices = informer(&discoveryv1.EndpointSlice{},
 		func(o metav1.ListOptions) (runtime.Object, error) {
 			return client.DiscoveryV1().EndpointSlices("").List(ctx, o)
 		},
 		func(o metav1.ListOptions) (watch.Interface, error) {
 			return client.DiscoveryV1().EndpointSlices("").Watch(ctx, o)
-		},
-		// Read by Service only: no namespace index.
-		cache.Indexers{sliceServiceIndex: sliceService})
+		})
 	nodes = informer(&corev1.Node{},
 		func(o metav1.ListOptions) (runtime.Object, error) { return client.CoreV1().Nodes().List(ctx, o) },
-		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Nodes().Watch(ctx, o) },
-		cache.Indexers{})
+		func(o metav1.ListOptions) (watch.Interface, error) { return client.CoreV1().Nodes().Watch(ctx, o) })
 	return services, slices, nodes
 }
 

@@ -39,11 +39,9 @@ func TestCachedSliceKeys(t *testing.T) {
 	if cp := cs.DeepCopyObject().(*cachedSlice); cp.EndpointSlice != cs.EndpointSlice || cp == cs {
 		t.Errorf("DeepCopyObject: a new cachedSlice sharing the compact slice")
 	}
-	idx := cache.NewIndexer(cache.DeletionHandlingMetaNamespaceKeyFunc, cache.Indexers{sliceServiceIndex: sliceService})
-	if err := idx.Add(cs); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := idx.ByIndex(sliceServiceIndex, "ns/web"); len(got) != 1 {
+	idx := newValueIndex(sliceServices)
+	idx.update(nil, cs)
+	if got := idx.keys("ns/web"); len(got) != 1 {
 		t.Errorf("index of Service ns/web holds %d slices, want 1", len(got))
 	}
 }

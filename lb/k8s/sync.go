@@ -197,8 +197,13 @@ func claimRequest(svc *corev1.Service, ips []netip.Addr) ipam.Request {
 
 // listed returns the Services whose status, in the cache, lists ip.
 func (c *Controller) listed(ip netip.Addr) []string {
-	keys, _ := c.statusIndex.IndexKeys(statusIPIndex, ip.String())
-	return keys
+	keys := c.byStatusIP.keys(ip)
+	// The index may lag the cache: a Service whose status no longer
+	// lists ip does not.
+	return slices.DeleteFunc(keys, func(k string) bool {
+		o, ok, _ := c.services.indexer.GetByKey(k)
+		return !ok || !slices.Contains(statusIPs(o), ip)
+	})
 }
 
 // requeueHandled requeues every handled Service, after the pools changed:
