@@ -13,6 +13,10 @@ mapfile -t suites < <(go list ./... | grep '/test/')
 (
 	go test -race -count=1 -v -timeout 20m -p 1 "${unit[@]}"
 	r1=$?
+	# The suites drive the test-only kube-apiserver, etcd and kubectl:
+	# this waits for the build `make test` started in the background, or
+	# builds them (cached afterwards).
+	"$(dirname "$0")/kube/build.sh" || echo "hack/kube/build.sh failed: the suites that need a kube-apiserver will fail"
 	go test -count=1 -v -timeout 40m -p 1 "${suites[@]}"
 	r2=$?
 	exit $((r1 | r2))

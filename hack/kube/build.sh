@@ -6,6 +6,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${EDGELB_TEST_CACHE:-$HOME/.cache/edgelb-test}
 mkdir -p "$cache/bin"
+# One build at a time: `make test` starts one in the background and
+# hack/test.sh runs this again before the suites that need the binaries,
+# which waits here for it and then finds them cached.
+exec 9>"$cache/bin/.lock"
+flock 9
 # Some k8s.io staging modules are missing from the checksum database; the
 # committed go.sum pins them instead.
 export GONOSUMDB=k8s.io,sigs.k8s.io GOFLAGS=-mod=mod
