@@ -17,7 +17,7 @@ mapfile -t suites < <(go list ./... | grep '/test/')
 	# this waits for the build `make test` started in the background, or
 	# builds them (cached afterwards).
 	"$(dirname "$0")/kube/build.sh" || echo "hack/kube/build.sh failed: the suites that need a kube-apiserver will fail"
-	go test -count=1 -v -timeout 40m -p 1 "${suites[@]}"
+	go test -count=1 -v -timeout 55m -p 1 "${suites[@]}"
 	r2=$?
 	exit $((r1 | r2))
 ) >"$log" 2>&1
