@@ -171,43 +171,26 @@ func New(client Client, opts Options) *Controller {
 	c.byStatusIP, c.byService = newValueIndex(statusIPs), newValueIndex(sliceServices)
 	// Events index the object (index.go), then mark what changed: the
 	// desired-state loop rebuilds that.
-	sliceReg, _ := sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
-			c.byService.update(nil, o)
-			c.sliceChanged(o)
-		},
-		UpdateFunc: func(old, o any) {
-			c.byService.update(old, o)
-			c.sliceChanged(old)
-			c.sliceChanged(o)
-		},
-		DeleteFunc: func(o any) {
-			c.byService.update(o, nil)
-			c.sliceChanged(o)
-		},
-	})
+	sliceReg, _ := sliceInf.AddEventHandler(indexing(c.byService, func(old, o any) {
+		// A slice relabelled leaves one Service and joins another.
+		for _, s := range []any{old, o} {
+			if s != nil {
+				c.sliceChanged(s)
+			}
+		}
+	}))
 	_, _ = nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.nodesChanged() },
 		UpdateFunc: func(any, any) { c.nodesChanged() },
 		DeleteFunc: func(any) { c.nodesChanged() },
 	})
-	svcReg, _ := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(o any) {
-			c.byStatusIP.update(nil, o)
-			c.serviceChanged(o)
-			c.enqueue(o)
-		},
-		UpdateFunc: func(old, o any) {
-			c.byStatusIP.update(old, o)
-			c.serviceChanged(o)
-			c.enqueue(o)
-		},
-		DeleteFunc: func(o any) {
-			c.byStatusIP.update(o, nil)
-			c.serviceChanged(o)
-			c.enqueue(o)
-		},
-	})
+	svcReg, _ := svcInf.AddEventHandler(indexing(c.byStatusIP, func(old, o any) {
+		if o == nil {
+			o = old // deleted
+		}
+		c.serviceChanged(o)
+		c.enqueue(o)
+	}))
 	// Synced once the handlers have had the first lists: the indexes are
 	// complete then.
 	c.synced = []cache.InformerSynced{svcReg.HasSynced, sliceReg.HasSynced, nodeInf.HasSynced}
