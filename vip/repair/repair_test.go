@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,8 +114,16 @@ type lan struct {
 	// start or later; missing: never.
 	answerFrom map[netip.Addr]time.Duration
 	macs       map[netip.Addr]net.HardwareAddr
-	sent       []string // "offset kind target to"
+	mu         sync.Mutex // guards sent, read while a repair runs
+	sent       []string   // "offset kind target to"
 	closed     bool
+}
+
+// count is how many messages have been sent so far.
+func (l *lan) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.sent)
 }
 
 func (l *lan) Dial(vip.Link, netip.Addr) (Conn, error) { return l, nil }
@@ -124,6 +133,8 @@ func (l *lan) record(kind string, t Target) {
 	if t.MAC != nil {
 		to = t.MAC.String()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.sent = append(l.sent, strings.Join([]string{l.now.Sub(l.start).String(), kind, t.Addr.String(), to}, " "))
 }
 
@@ -262,14 +273,13 @@ func TestReleaseStopsTheRepair(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
 
-	// A takeover: the first round, then an hour's wait, released in it.
+	// A takeover: the first round, then an hour's wait, released in it
+	// (once the first round has sent its ask: a release before it would
+	// rightly send nothing).
 	r.Takeover(link, vip4)
 	deadline := time.Now().Add(5 * time.Second)
 	for r.Stats().Repairs == 0 && time.Now().Before(deadline) {
-		r.mu.Lock()
-		running := r.running[vip4] != nil
-		r.mu.Unlock()
-		if running {
+		if l.count() > 0 {
 			r.Release(vip4)
 		}
 		time.Sleep(time.Millisecond)
