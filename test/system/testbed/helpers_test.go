@@ -224,12 +224,22 @@ func (h host) waitActive(t testing.TB, d time.Duration) {
 // waitFor polls cond every 100 ms until it holds or d has passed.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	end := time.Now().Add(d)
+	start := time.Now()
+	end := start.Add(d)
+	var last string
+	checks := 0
 	for {
-		ok, last := cond()
+		checks++
+		ok, l := cond()
 		if ok {
+			// A slow wait says what it waited for, to tell where a
+			// step's time went.
+			if took := time.Since(start); took > 20*time.Second {
+				t.Logf("waited %v for %s (%d checks; the last that failed: %q)", took.Round(100*time.Millisecond), what, checks, strings.TrimSpace(last))
+			}
 			return
 		}
+		last = l
 		if time.Now().After(end) {
 			t.Fatalf("timed out after %v waiting for %s (last: %s)", d, what, strings.TrimSpace(last))
 		}
