@@ -618,13 +618,20 @@ func TestTestbed(t *testing.T) {
 				}()
 			}
 			out := h.run(t, "bash", "-ec", "cd /root/job && apt-get install -y ./"+newDeb)
+			installed := time.Since(start)
 			if top != nil {
-				t.Logf("the machine during %s's apt-get install:\n%s", h.name, <-top)
+				// A snapshot not taken yet would show the machine after
+				// the install, not during it: none then.
+				select {
+				case snap := <-top:
+					t.Logf("the machine during %s's apt-get install:\n%s", h.name, snap)
+				default:
+					t.Logf("%s's apt-get install ended before the machine's snapshot (35 s in)", h.name)
+				}
 			}
 			if !strings.Contains(out, "Unpacking edgelb") {
 				t.Fatalf("%s: apt-get install of the newer package:\n%s", h.name, out)
 			}
-			installed := time.Since(start)
 			h.waitActive(t, time.Minute)
 			waitOwner(t, time.Minute)
 			t.Logf("%s upgraded in %v (apt-get install %v)", h.name, time.Since(start).Round(100*time.Millisecond), installed.Round(100*time.Millisecond))
